@@ -1,0 +1,128 @@
+//! Request extractors that fail with Matrix errors: JSON bodies, access tokens and the
+//! client's address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::MatrixError;
+use crate::services::Services;
+use crate::store::TokenOwner;
+
+pub type AppState = Arc<Services>;
+
+/// A JSON object body: `M_NOT_JSON` if it does not parse, `M_BAD_JSON` /
+/// `M_MISSING_PARAM` if it does not fit, `M_TOO_LARGE` past the body limit.
+pub struct MatrixJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MatrixJson<T> {
+    type Rejection = MatrixError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                MatrixError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "M_TOO_LARGE",
+                    "Request body too large",
+                )
+            } else {
+                MatrixError::not_json(format!("Could not read the request body: {rejection}"))
+            }
+        })?;
+        Ok(Self(parse_json_object(&bytes)?))
+    }
+}
+
+pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MatrixError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|err| MatrixError::not_json(format!("Content not JSON: {err}")))?;
+    if !value.is_object() {
+        return Err(MatrixError::bad_json("Content must be a JSON object."));
+    }
+    serde_json::from_value(value).map_err(|err| {
+        let message = err.to_string();
+        if message.starts_with("missing field") {
+            MatrixError::missing_param(message)
+        } else {
+            MatrixError::bad_json(message)
+        }
+    })
+}
+
+/// The user behind the request's access token.
+pub struct Requester(pub TokenOwner);
+
+impl FromRequestParts<AppState> for Requester {
+    type Rejection = MatrixError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = access_token(parts).await.ok_or_else(|| {
+            MatrixError::new(
+                StatusCode::UNAUTHORIZED,
+                "M_MISSING_TOKEN",
+                "Missing access token.",
+            )
+        })?;
+        let owner = state.accounts.authenticate(&token).await?;
+        Ok(Self(owner))
+    }
+}
+
+async fn access_token(parts: &mut Parts) -> Option<String> {
+    if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let header = header.to_str().ok()?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))?;
+        return Some(token.trim().to_owned());
+    }
+    let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, &())
+        .await
+        .ok()?;
+    query.get("access_token").cloned()
+}
+
+/// Whether this listener trusts `X-Forwarded-For` (its `x_forwarded` setting).
+#[derive(Clone, Copy)]
+pub struct TrustForwardedFor(pub bool);
+
+/// The client's IP address, for per-address rate limits.
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = MatrixError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let trust_forwarded = parts
+            .extensions
+            .get::<TrustForwardedFor>()
+            .is_some_and(|t| t.0);
+        if trust_forwarded {
+            let forwarded = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse().ok());
+            if let Some(ip) = forwarded {
+                return Ok(Self(ip));
+            }
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(Self(peer.unwrap_or(IpAddr::from([0, 0, 0, 0]))))
+    }
+}

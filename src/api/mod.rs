@@ -1,0 +1,86 @@
+//! HTTP only: parse and authenticate a request, call one service method, map errors.
+
+pub mod admin;
+pub mod client;
+pub mod extract;
+pub mod federation;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::MatrixError;
+use extract::{AppState, TrustForwardedFor};
+
+/// JSON bodies larger than this are refused with `M_TOO_LARGE`.
+pub const MAX_JSON_BODY_BYTES: usize = 1024 * 1024;
+
+/// Which API families a listener serves, from its `resources[].names`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Resources {
+    pub client: bool,
+    pub federation: bool,
+    pub keys: bool,
+}
+
+impl Resources {
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut resources = Self::default();
+        for name in names {
+            match name {
+                "client" => resources.client = true,
+                // As in Synapse, a federation listener also serves the key API.
+                "federation" => {
+                    resources.federation = true;
+                    resources.keys = true;
+                }
+                "keys" => resources.keys = true,
+                _ => {}
+            }
+        }
+        resources
+    }
+}
+
+pub fn router(state: AppState, resources: Resources, x_forwarded: bool) -> Router {
+    let mut router = Router::new().route("/health", get(|| async { "OK" }));
+    if resources.client {
+        router = router.merge(client::routes()).merge(admin_routes());
+    }
+    if resources.federation {
+        router = router.merge(federation::routes());
+    }
+    if resources.keys {
+        router = router.merge(federation::key_routes());
+    }
+    router
+        .fallback(|| async { MatrixError::unrecognized(StatusCode::NOT_FOUND) })
+        .method_not_allowed_fallback(|| async {
+            MatrixError::unrecognized(StatusCode::METHOD_NOT_ALLOWED)
+        })
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
+        .layer(axum::Extension(TrustForwardedFor(x_forwarded)))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods(Any)
+                .allow_headers(Any),
+        )
+        .layer(CatchPanicLayer::custom(|_| {
+            MatrixError::internal("request handler", "panicked").into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+fn admin_routes() -> Router<AppState> {
+    Router::new().route(
+        "/_synapse/admin/v1/register",
+        get(admin::registration_nonce).post(admin::register),
+    )
+}

@@ -1,0 +1,554 @@
+//! `homeserver.yaml`: a subset of Synapse's configuration, same key names and meanings,
+//! so an admin can reuse a Synapse config. Unknown keys are warned about and ignored;
+//! invalid values stop start-up with a message naming the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use ruma::OwnedServerName;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub server_name: OwnedServerName,
+    #[serde(default)]
+    pub public_baseurl: Option<String>,
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub tls_certificate_path: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_private_key_path: Option<PathBuf>,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub signing_key_path: Option<PathBuf>,
+    #[serde(default)]
+    pub registration_shared_secret: Option<String>,
+    #[serde(default)]
+    pub enable_registration: bool,
+    #[serde(default)]
+    pub enable_registration_without_verification: bool,
+    #[serde(default)]
+    pub user_directory: UserDirectoryConfig,
+    #[serde(default = "default_true")]
+    pub federation_verify_certificates: bool,
+    #[serde(default, deserialize_with = "ip_ranges")]
+    pub ip_range_whitelist: Vec<IpNet>,
+    #[serde(default = "default_ip_range_blacklist", deserialize_with = "ip_ranges")]
+    pub ip_range_blacklist: Vec<IpNet>,
+    #[serde(default)]
+    pub federation_domain_whitelist: Option<Vec<OwnedServerName>>,
+    #[serde(default = "default_trusted_key_servers")]
+    pub trusted_key_servers: Vec<TrustedKeyServer>,
+    #[serde(default = "default_room_version")]
+    pub default_room_version: String,
+    #[serde(default = "RateLimit::message")]
+    pub rc_message: RateLimit,
+    #[serde(default = "RateLimit::registration")]
+    pub rc_registration: RateLimit,
+    #[serde(default)]
+    pub rc_login: LoginRateLimits,
+    #[serde(default = "RateLimit::user_directory")]
+    pub rc_user_directory: RateLimit,
+    #[serde(default = "RateLimit::joins")]
+    pub rc_joins: RateLimit,
+    /// Not a Synapse key (Synapse points `log_config` at a Python logging file): the
+    /// default level for kith's own logs, overridden by `RUST_LOG`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// Accepted so a Synapse config starts; kith logs to stderr.
+    #[serde(default)]
+    pub log_config: Option<PathBuf>,
+    #[serde(default)]
+    pub report_stats: Option<bool>,
+    #[serde(default)]
+    pub media_store_path: Option<PathBuf>,
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Listener {
+    pub port: u16,
+    #[serde(default = "default_bind_addresses")]
+    pub bind_addresses: Vec<std::net::IpAddr>,
+    #[serde(rename = "type", default = "default_listener_type")]
+    pub kind: String,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub x_forwarded: bool,
+    #[serde(default)]
+    pub resources: Vec<ListenerResource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListenerResource {
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub compress: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseConfig {
+    #[serde(default = "default_database_name")]
+    pub name: String,
+    #[serde(default)]
+    pub args: DatabaseArgs,
+    #[serde(default)]
+    pub allow_unsafe_locale: bool,
+    #[serde(default)]
+    pub txn_limit: Option<u64>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            name: default_database_name(),
+            args: DatabaseArgs::default(),
+            allow_unsafe_locale: false,
+            txn_limit: None,
+        }
+    }
+}
+
+/// Synapse passes `args` to the database driver; kith understands the connection keys and
+/// the pool size, and ignores the psycopg2 tuning keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DatabaseArgs {
+    pub database: Option<String>,
+    pub dbname: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub cp_min: Option<u32>,
+    pub cp_max: Option<u32>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserDirectoryConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub search_all_users: bool,
+    #[serde(default)]
+    pub prefer_local_users: bool,
+    #[serde(default)]
+    pub exclude_remote_users: bool,
+    #[serde(default)]
+    pub show_locked_users: bool,
+}
+
+impl Default for UserDirectoryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            search_all_users: false,
+            prefer_local_users: false,
+            exclude_remote_users: false,
+            show_locked_users: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TrustedKeyServer {
+    pub server_name: OwnedServerName,
+    #[serde(default)]
+    pub verify_keys: BTreeMap<String, String>,
+    #[serde(default)]
+    pub accept_keys_insecurely: bool,
+}
+
+/// A token bucket: `per_second` refill, up to `burst_count` requests at once.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst_count: f64,
+}
+
+impl RateLimit {
+    // Synapse's defaults for each section.
+    fn message() -> Self {
+        Self {
+            per_second: 0.2,
+            burst_count: 10.0,
+        }
+    }
+    fn registration() -> Self {
+        Self {
+            per_second: 0.17,
+            burst_count: 3.0,
+        }
+    }
+    fn user_directory() -> Self {
+        Self {
+            per_second: 0.016,
+            burst_count: 200.0,
+        }
+    }
+    fn joins() -> Self {
+        Self {
+            per_second: 0.1,
+            burst_count: 10.0,
+        }
+    }
+    fn login() -> Self {
+        Self {
+            per_second: 0.17,
+            burst_count: 3.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoginRateLimits {
+    #[serde(default = "RateLimit::login")]
+    pub address: RateLimit,
+    #[serde(default = "RateLimit::login")]
+    pub account: RateLimit,
+    #[serde(default = "RateLimit::login")]
+    pub failed_attempts: RateLimit,
+}
+
+impl Default for LoginRateLimits {
+    fn default() -> Self {
+        Self {
+            address: RateLimit::login(),
+            account: RateLimit::login(),
+            failed_attempts: RateLimit::login(),
+        }
+    }
+}
+
+/// A network (`10.0.0.0/8`) or a single address (`127.0.0.1`), as Synapse accepts.
+fn ip_ranges<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("`{text}` is not an IP address or network"))
+                })
+        })
+        .collect()
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_database_name() -> String {
+    "sqlite3".into()
+}
+fn default_listener_type() -> String {
+    "http".into()
+}
+fn default_bind_addresses() -> Vec<std::net::IpAddr> {
+    vec![
+        "::".parse().expect("literal"),
+        "0.0.0.0".parse().expect("literal"),
+    ]
+}
+fn default_room_version() -> String {
+    "10".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_trusted_key_servers() -> Vec<TrustedKeyServer> {
+    vec![TrustedKeyServer {
+        server_name: "matrix.org".try_into().expect("literal"),
+        verify_keys: BTreeMap::new(),
+        accept_keys_insecurely: false,
+    }]
+}
+
+/// Synapse's default outbound blacklist: private, loopback, link-local and reserved ranges.
+pub fn default_ip_range_blacklist() -> Vec<IpNet> {
+    [
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "192.0.0.0/24",
+        "169.254.0.0/16",
+        "192.88.99.0/24",
+        "198.18.0.0/15",
+        "192.0.2.0/24",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "::1/128",
+        "fe80::/10",
+        "fc00::/7",
+        "2001:db8::/32",
+        "ff00::/8",
+        "fec0::/10",
+    ]
+    .iter()
+    .map(|net| net.parse().expect("literal network"))
+    .collect()
+}
+
+/// Room versions kith can create and join.
+pub const SUPPORTED_ROOM_VERSIONS: &[&str] = &["10", "11"];
+
+/// How the database is reached, resolved from `database`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseTarget {
+    Sqlite { path: String },
+    Postgres { url: String, max_connections: u32 },
+}
+
+impl Config {
+    /// Reads and validates a config file, warning about keys kith does not know.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let config = Self::parse(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        let mut warn_unknown = |path: serde_ignored::Path<'_>| {
+            tracing::warn!(key = %path, "ignoring unknown config key");
+        };
+        let deserializer = serde_ignored::Deserializer::new(deserializer, &mut warn_unknown);
+        let config: Config = serde_path_to_error::deserialize(deserializer)
+            .map_err(|err| anyhow::anyhow!("{}: {}", err.path(), err.inner()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        for (i, listener) in self.listeners.iter().enumerate() {
+            if listener.kind != "http" {
+                bail!(
+                    "listeners[{i}].type: only `http` listeners are supported, got `{}`",
+                    listener.kind
+                );
+            }
+            for resource in &listener.resources {
+                for name in &resource.names {
+                    if !KNOWN_RESOURCES.contains(&name.as_str()) {
+                        tracing::warn!(key = %format!("listeners[{i}].resources.names"), %name, "ignoring unknown listener resource");
+                    }
+                }
+            }
+            if listener.tls
+                && (self.tls_certificate_path.is_none() || self.tls_private_key_path.is_none())
+            {
+                bail!(
+                    "listeners[{i}].tls: tls_certificate_path and tls_private_key_path must be set for a TLS listener"
+                );
+            }
+        }
+        if !SUPPORTED_ROOM_VERSIONS.contains(&self.default_room_version.as_str()) {
+            bail!(
+                "default_room_version: `{}` is not supported (supported: {})",
+                self.default_room_version,
+                SUPPORTED_ROOM_VERSIONS.join(", ")
+            );
+        }
+        if self.enable_registration && !self.enable_registration_without_verification {
+            bail!(
+                "enable_registration: open registration needs a verification method; kith has none, \
+                 so also set enable_registration_without_verification: true (as Synapse requires)"
+            );
+        }
+        for (key, limit) in self.rate_limits() {
+            if !(limit.per_second >= 0.0 && limit.burst_count >= 0.0) {
+                bail!("{key}: per_second and burst_count must be non-negative numbers");
+            }
+        }
+        self.database_target()?;
+        Ok(())
+    }
+
+    fn rate_limits(&self) -> [(&'static str, RateLimit); 7] {
+        [
+            ("rc_message", self.rc_message),
+            ("rc_registration", self.rc_registration),
+            ("rc_login.address", self.rc_login.address),
+            ("rc_login.account", self.rc_login.account),
+            ("rc_login.failed_attempts", self.rc_login.failed_attempts),
+            ("rc_user_directory", self.rc_user_directory),
+            ("rc_joins", self.rc_joins),
+        ]
+    }
+
+    pub fn database_target(&self) -> anyhow::Result<DatabaseTarget> {
+        let args = &self.database.args;
+        match self.database.name.as_str() {
+            "sqlite3" | "sqlite" => {
+                let path = args
+                    .database
+                    .clone()
+                    .unwrap_or_else(|| "homeserver.db".into());
+                Ok(DatabaseTarget::Sqlite { path })
+            }
+            "psycopg2" | "postgres" | "postgresql" => {
+                let dbname = args.dbname.clone().or_else(|| args.database.clone());
+                let Some(dbname) = dbname else {
+                    bail!("database.args.dbname: the PostgreSQL database name is required");
+                };
+                let mut url = String::from("postgres://");
+                if let Some(user) = &args.user {
+                    url.push_str(&percent_encode(user));
+                    if let Some(password) = &args.password {
+                        url.push(':');
+                        url.push_str(&percent_encode(password));
+                    }
+                    url.push('@');
+                }
+                let host = args.host.clone().unwrap_or_else(|| "localhost".into());
+                // A host starting with `/` is a Unix socket directory, as with libpq.
+                if host.starts_with('/') {
+                    url.push_str(&format!(
+                        "/{}?host={}",
+                        percent_encode(&dbname),
+                        percent_encode(&host)
+                    ));
+                    if let Some(port) = args.port {
+                        url.push_str(&format!("&port={port}"));
+                    }
+                } else {
+                    url.push_str(&host);
+                    url.push_str(&format!(
+                        ":{}/{}",
+                        args.port.unwrap_or(5432),
+                        percent_encode(&dbname)
+                    ));
+                }
+                let max_connections = args.cp_max.unwrap_or(10).max(1);
+                Ok(DatabaseTarget::Postgres {
+                    url,
+                    max_connections,
+                })
+            }
+            other => {
+                bail!("database.name: unsupported database `{other}` (use sqlite3 or psycopg2)")
+            }
+        }
+    }
+
+    pub fn signing_key_path(&self, config_dir: &Path) -> PathBuf {
+        match &self.signing_key_path {
+            Some(path) => path.clone(),
+            None => config_dir.join(format!("{}.signing.key", self.server_name)),
+        }
+    }
+}
+
+const KNOWN_RESOURCES: &[&str] = &[
+    "client",
+    "federation",
+    "keys",
+    "health",
+    "metrics",
+    "media",
+    "openid",
+    "static",
+    "replication",
+];
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_synapse_defaults() {
+        let config = Config::parse("server_name: example.org\n").unwrap();
+        assert_eq!(config.server_name.as_str(), "example.org");
+        assert!(config.user_directory.enabled);
+        assert_eq!(
+            config.rc_user_directory,
+            RateLimit {
+                per_second: 0.016,
+                burst_count: 200.0
+            }
+        );
+        assert_eq!(
+            config.database_target().unwrap(),
+            DatabaseTarget::Sqlite {
+                path: "homeserver.db".into()
+            }
+        );
+        assert!(config.federation_verify_certificates);
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored() {
+        let config = Config::parse(
+            "server_name: example.org\nmax_upload_size: 50M\nexperimental_features: {a: 1}\n",
+        )
+        .unwrap();
+        assert_eq!(config.server_name.as_str(), "example.org");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = Config::parse("server_name: example.org\nlisteners:\n  - port: notaport\n")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("port"), "{err:#}");
+        let err =
+            Config::parse("server_name: example.org\ndefault_room_version: '99'\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("default_room_version"),
+            "{err:#}"
+        );
+        let err = Config::parse("server_name: 'bad server name!'\n").unwrap_err();
+        assert!(format!("{err:#}").contains("server_name"), "{err:#}");
+        let err = Config::parse("server_name: example.org\nip_range_blacklist: ['not-a-net']\n")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("ip_range_blacklist"), "{err:#}");
+        let err = Config::parse("server_name: example.org\ndatabase: {name: mysql}\n").unwrap_err();
+        assert!(format!("{err:#}").contains("database.name"), "{err:#}");
+    }
+
+    #[test]
+    fn postgres_args_become_a_url() {
+        let config = Config::parse(
+            "server_name: example.org\ndatabase:\n  name: psycopg2\n  args: {user: kith, password: 'p@ss', host: /tmp/pg, port: 5433, dbname: kith, cp_max: 5, keepalives_idle: 10}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.database_target().unwrap(),
+            DatabaseTarget::Postgres {
+                url: "postgres://kith:p%40ss@/kith?host=%2Ftmp%2Fpg&port=5433".into(),
+                max_connections: 5
+            }
+        );
+    }
+
+    #[test]
+    fn open_registration_needs_the_no_verification_flag() {
+        let err =
+            Config::parse("server_name: example.org\nenable_registration: true\n").unwrap_err();
+        assert!(format!("{err:#}").contains("enable_registration"));
+    }
+}

@@ -1,0 +1,9 @@
+//! Kith: a Matrix homeserver built for finding people across a federation.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod server;
+pub mod services;
+pub mod store;

@@ -1,0 +1,96 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+
+use kith::config::Config;
+use kith::generate;
+
+#[derive(Parser)]
+#[command(
+    name = "kith",
+    version,
+    about = "A Matrix homeserver built for finding people across a federation"
+)]
+struct Cli {
+    /// Path to homeserver.yaml.
+    #[arg(long, short = 'c', global = true, default_value = "homeserver.yaml")]
+    config: PathBuf,
+    /// Write a config and a signing key first if they do not exist yet.
+    #[arg(long)]
+    generate_missing: bool,
+    /// The server name for a config written by --generate-missing.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a commented homeserver.yaml with fresh secrets and a fresh signing key.
+    GenerateConfig {
+        #[arg(long)]
+        server_name: String,
+        #[arg(long, short = 'o', default_value = "homeserver.yaml")]
+        output: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let reload = init_logging();
+    match run(reload) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("kith: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+type LogReload = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+fn run(reload: LogReload) -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::GenerateConfig {
+            server_name,
+            output,
+        }) => {
+            generate::write_config(&server_name, &output)?;
+            println!("wrote {} and its signing key", output.display());
+            Ok(())
+        }
+        None => {
+            if cli.generate_missing {
+                generate::generate_missing(&cli.server_name, &cli.config)?;
+            }
+            let config = Config::load(&cli.config)?;
+            if std::env::var_os("RUST_LOG").is_none() {
+                let filter = EnvFilter::try_new(&config.log_level)
+                    .context("log_level: invalid log level")?;
+                reload.reload(filter).context("cannot apply log_level")?;
+            }
+            let config_dir = cli
+                .config
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(kith::server::run(config, &config_dir))
+        }
+    }
+}
+
+fn init_logging() -> LogReload {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    handle
+}

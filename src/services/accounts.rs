@@ -1,0 +1,427 @@
+//! Accounts: registration (open and shared-secret), password login, sessions,
+//! deactivation.
+
+use std::sync::Arc;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::http::StatusCode;
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+use ruma::{OwnedServerName, UserId};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use super::uia::ExpiringSet;
+use crate::error::{ApiResult, MatrixError};
+use crate::store::{NewUser, Store, TokenOwner, UserRow};
+
+/// A nonce for shared-secret registration is valid this long, as in Synapse.
+const NONCE_LIFETIME_SECS: u64 = 60;
+const MAX_OUTSTANDING_NONCES: usize = 10_000;
+/// User-interactive-auth sessions live this long.
+const UIA_SESSION_LIFETIME_SECS: u64 = 30 * 60;
+const MAX_UIA_SESSIONS: usize = 10_000;
+
+pub struct Accounts {
+    store: Arc<Store>,
+    server_name: OwnedServerName,
+    shared_secret: Option<String>,
+    nonces: ExpiringSet,
+    uia_sessions: ExpiringSet,
+}
+
+/// A new session handed to a client.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub device_id: String,
+    pub access_token: String,
+}
+
+pub struct SharedSecretRegistration<'a> {
+    pub nonce: &'a str,
+    pub username: &'a str,
+    pub password: &'a str,
+    pub admin: bool,
+    pub user_type: Option<&'a str>,
+    pub displayname: Option<&'a str>,
+    pub mac: &'a str,
+}
+
+impl Accounts {
+    pub fn new(
+        store: Arc<Store>,
+        server_name: OwnedServerName,
+        shared_secret: Option<String>,
+    ) -> Self {
+        Self {
+            store,
+            server_name,
+            shared_secret,
+            nonces: ExpiringSet::new(NONCE_LIFETIME_SECS, MAX_OUTSTANDING_NONCES),
+            uia_sessions: ExpiringSet::new(UIA_SESSION_LIFETIME_SECS, MAX_UIA_SESSIONS),
+        }
+    }
+
+    pub fn server_name(&self) -> &str {
+        self.server_name.as_str()
+    }
+
+    /// Starts a user-interactive-auth session and returns its id.
+    pub fn start_uia(&self) -> String {
+        let session = random_string(24);
+        self.uia_sessions.insert(session.clone());
+        session
+    }
+
+    /// Whether a UIA session id is live (unknown ids are refused by the caller).
+    pub fn uia_session_is_live(&self, session: &str) -> bool {
+        self.uia_sessions.contains(session)
+    }
+
+    pub fn finish_uia(&self, session: &str) {
+        self.uia_sessions.take(session);
+    }
+
+    /// Resolves an access token to its owner.
+    pub async fn authenticate(&self, token: &str) -> ApiResult<TokenOwner> {
+        self.store
+            .token_owner(&hash_token(token))
+            .await?
+            .ok_or_else(|| {
+                MatrixError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "M_UNKNOWN_TOKEN",
+                    "Invalid access token passed.",
+                )
+                .with("soft_logout", serde_json::json!(false))
+            })
+    }
+
+    /// Turns `alice` or `@alice:server` into a local user id, checking Synapse's rules.
+    pub fn local_user_id(&self, username: &str) -> ApiResult<String> {
+        let localpart = match username.strip_prefix('@') {
+            Some(rest) => {
+                let (localpart, server) = rest
+                    .split_once(':')
+                    .ok_or_else(|| invalid_username("Invalid user ID"))?;
+                if server != self.server_name.as_str() {
+                    return Err(invalid_username("User ID does not belong to this server"));
+                }
+                localpart
+            }
+            None => username,
+        };
+        validate_localpart(localpart)?;
+        let user_id = format!("@{localpart}:{}", self.server_name);
+        if user_id.len() > 255 {
+            return Err(invalid_username(
+                "User ID may not be longer than 255 characters",
+            ));
+        }
+        Ok(user_id)
+    }
+
+    pub async fn is_available(&self, user_id: &str) -> ApiResult<bool> {
+        Ok(self.store.get_user(user_id).await?.is_none())
+    }
+
+    /// Creates an account and, unless `inhibit_login`, a first session.
+    pub async fn register(
+        &self,
+        user_id: &str,
+        password: Option<&str>,
+        admin: bool,
+        user_type: Option<&str>,
+        displayname: Option<&str>,
+        device: Option<(Option<&str>, Option<&str>)>,
+    ) -> ApiResult<Option<Session>> {
+        let password_hash = match password {
+            Some(password) => Some(hash_password(password.to_owned()).await?),
+            None => None,
+        };
+        // Synapse gives every new account its localpart as display name.
+        let localpart = user_id
+            .trim_start_matches('@')
+            .split(':')
+            .next()
+            .unwrap_or_default();
+        let displayname = displayname.unwrap_or(localpart);
+        let created = self
+            .store
+            .create_user(NewUser {
+                user_id,
+                password_hash: password_hash.as_deref(),
+                admin,
+                user_type,
+                displayname: Some(displayname),
+            })
+            .await?;
+        if !created {
+            return Err(MatrixError::new(
+                StatusCode::BAD_REQUEST,
+                "M_USER_IN_USE",
+                "User ID already taken.",
+            ));
+        }
+        tracing::info!(%user_id, admin, "registered user");
+        match device {
+            Some((device_id, display_name)) => Ok(Some(
+                self.new_session(user_id, device_id, display_name).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn new_session(
+        &self,
+        user_id: &str,
+        device_id: Option<&str>,
+        device_display_name: Option<&str>,
+    ) -> ApiResult<Session> {
+        let device_id = match device_id {
+            Some(id) if !id.is_empty() && id.len() <= 255 => id.to_owned(),
+            Some(_) => {
+                return Err(MatrixError::invalid_param(
+                    "device_id must be 1 to 255 characters",
+                ));
+            }
+            None => random_device_id(),
+        };
+        let access_token = format!("kith_{}", random_string(40));
+        self.store
+            .add_session(
+                user_id,
+                &device_id,
+                device_display_name,
+                &hash_token(&access_token),
+            )
+            .await?;
+        Ok(Session {
+            user_id: user_id.to_owned(),
+            device_id,
+            access_token,
+        })
+    }
+
+    /// Checks a password; wrong users and wrong passwords look alike to the caller.
+    pub async fn check_password(&self, user_id: &str, password: &str) -> ApiResult<UserRow> {
+        let invalid = || MatrixError::forbidden("Invalid username or password");
+        let user = self.store.get_user(user_id).await?.ok_or_else(invalid)?;
+        if user.deactivated {
+            return Err(MatrixError::new(
+                StatusCode::FORBIDDEN,
+                "M_USER_DEACTIVATED",
+                "This account has been deactivated",
+            ));
+        }
+        let hash = user.password_hash.clone().ok_or_else(invalid)?;
+        if !verify_password(password.to_owned(), hash).await? {
+            return Err(invalid());
+        }
+        Ok(user)
+    }
+
+    pub async fn logout(&self, owner: &TokenOwner) -> ApiResult<()> {
+        Ok(self
+            .store
+            .remove_device(&owner.user_id, &owner.device_id)
+            .await?)
+    }
+
+    pub async fn logout_all(&self, user_id: &str) -> ApiResult<()> {
+        Ok(self.store.remove_all_devices(user_id).await?)
+    }
+
+    pub async fn deactivate(&self, user_id: &str, erase: bool) -> ApiResult<()> {
+        self.store.deactivate_user(user_id, erase).await?;
+        tracing::info!(%user_id, erase, "deactivated user");
+        Ok(())
+    }
+
+    /// `GET /_synapse/admin/v1/register`: a single-use nonce.
+    pub fn registration_nonce(&self) -> ApiResult<String> {
+        self.require_shared_secret()?;
+        let nonce = random_string(32);
+        self.nonces.insert(nonce.clone());
+        Ok(nonce)
+    }
+
+    /// `POST /_synapse/admin/v1/register`, verifying the MAC exactly as Synapse does.
+    pub async fn register_with_shared_secret(
+        &self,
+        request: SharedSecretRegistration<'_>,
+    ) -> ApiResult<Session> {
+        let secret = self.require_shared_secret()?;
+        if !self.nonces.take(request.nonce) {
+            return Err(MatrixError::new(
+                StatusCode::BAD_REQUEST,
+                "M_UNKNOWN",
+                "unrecognised nonce",
+            ));
+        }
+        let expected = shared_secret_mac(secret, &request);
+        let given = hex::decode(request.mac).unwrap_or_default();
+        if !constant_time_eq(&expected, &given) {
+            return Err(MatrixError::forbidden("HMAC incorrect"));
+        }
+        if let Some(user_type) = request.user_type
+            && !["support", "bot"].contains(&user_type)
+        {
+            return Err(MatrixError::invalid_param("Invalid user type"));
+        }
+        let user_id = self.local_user_id(&request.username.to_lowercase())?;
+        let session = self
+            .register(
+                &user_id,
+                Some(request.password),
+                request.admin,
+                request.user_type,
+                request.displayname,
+                Some((None, None)),
+            )
+            .await?;
+        session.ok_or_else(|| MatrixError::internal("registration", "no session created"))
+    }
+
+    fn require_shared_secret(&self) -> ApiResult<&str> {
+        self.shared_secret.as_deref().ok_or_else(|| {
+            MatrixError::new(
+                StatusCode::BAD_REQUEST,
+                "M_UNKNOWN",
+                "Shared secret registration is not enabled",
+            )
+        })
+    }
+}
+
+/// Synapse's MAC: HMAC-SHA1 over `nonce\0username\0password\0admin|notadmin[\0user_type]`.
+fn shared_secret_mac(secret: &str, request: &SharedSecretRegistration<'_>) -> Vec<u8> {
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(secret.as_bytes()) else {
+        return Vec::new();
+    };
+    mac.update(request.nonce.as_bytes());
+    mac.update(b"\x00");
+    mac.update(request.username.as_bytes());
+    mac.update(b"\x00");
+    mac.update(request.password.as_bytes());
+    mac.update(b"\x00");
+    mac.update(if request.admin { b"admin" } else { b"notadmin" });
+    if let Some(user_type) = request.user_type {
+        mac.update(b"\x00");
+        mac.update(user_type.as_bytes());
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn invalid_username(message: &str) -> MatrixError {
+    MatrixError::new(StatusCode::BAD_REQUEST, "M_INVALID_USERNAME", message)
+}
+
+/// Synapse's localpart rules for new accounts.
+pub fn validate_localpart(localpart: &str) -> ApiResult<()> {
+    if localpart.is_empty() {
+        return Err(invalid_username("User ID cannot be empty"));
+    }
+    if localpart.starts_with('_') {
+        return Err(invalid_username("User ID may not begin with _"));
+    }
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-/+".contains(c);
+    if !localpart.chars().all(allowed) {
+        return Err(invalid_username(
+            "User ID can only contain characters a-z, 0-9, or '=_-./+'",
+        ));
+    }
+    if UserId::parse(format!("@{localpart}:localhost")).is_err() {
+        return Err(invalid_username("Invalid user ID"));
+    }
+    Ok(())
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn random_string(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+fn random_device_id() -> String {
+    let mut rng = rand::thread_rng();
+    (0..10)
+        .map(|_| char::from(rng.gen_range(b'A'..=b'Z')))
+        .collect()
+}
+
+/// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async workers.
+async fn hash_password(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+    })
+    .await
+    .map_err(|err| MatrixError::internal("password hashing task", err))?
+    .map_err(|err| MatrixError::internal("password hashing", err))
+}
+
+async fn verify_password(password: String, hash: String) -> ApiResult<bool> {
+    tokio::task::spawn_blocking(move || {
+        let Ok(parsed) = PasswordHash::new(&hash) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+    .await
+    .map_err(|err| MatrixError::internal("password check task", err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localparts_follow_synapse_rules() {
+        for ok in ["alice", "user-1", "user.1", "user_1", "a=b/c+d"] {
+            validate_localpart(ok).unwrap();
+        }
+        for bad in ["", "_hidden", "Alice", "al ice", "al:ice", "émile"] {
+            assert_eq!(
+                validate_localpart(bad).unwrap_err().errcode,
+                "M_INVALID_USERNAME",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn mac_matches_synapse_reference() {
+        // hmac.new(b"secret", b"abc\x00alice\x00pw\x00admin", hashlib.sha1).hexdigest()
+        let request = SharedSecretRegistration {
+            nonce: "abc",
+            username: "alice",
+            password: "pw",
+            admin: true,
+            user_type: None,
+            displayname: None,
+            mac: "",
+        };
+        assert_eq!(
+            hex::encode(shared_secret_mac("secret", &request)),
+            "dc5ed98b283077684552e3f72d67f26b3366bf58"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Global profiles (spec v1.16 / MSC4133): `displayname`, `avatar_url` and custom fields.
+//! This is the user's public profile; per-room nicknames live in member events only.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use crate::error::{ApiResult, MatrixError};
+use crate::store::Store;
+
+/// The whole profile, as canonical-ish JSON, may not exceed this (spec: 64 KiB).
+pub const MAX_PROFILE_BYTES: usize = 64 * 1024;
+/// Longest field name (spec: 255 bytes).
+pub const MAX_KEY_BYTES: usize = 255;
+// Synapse's limits on the two historic fields.
+const MAX_DISPLAYNAME_CHARS: usize = 256;
+const MAX_AVATAR_URL_CHARS: usize = 1000;
+
+pub type Profile = std::collections::BTreeMap<String, Value>;
+
+pub struct Profiles {
+    store: Arc<Store>,
+}
+
+impl Profiles {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+
+    /// A local user's profile; `M_NOT_FOUND` for unknown or deactivated users.
+    pub async fn get(&self, user_id: &str) -> ApiResult<Profile> {
+        match self.store.get_user(user_id).await? {
+            Some(user) if !user.deactivated => Ok(self.store.get_profile(user_id).await?),
+            _ => Err(MatrixError::not_found("Profile was not found")),
+        }
+    }
+
+    /// Sets (`Some`) or deletes (`None`) one field of a local user's profile.
+    pub async fn set_field(&self, user_id: &str, key: &str, value: Option<Value>) -> ApiResult<()> {
+        validate_key(key)?;
+        if let Some(value) = &value {
+            validate_value(key, value)?;
+        }
+        let accepted = self
+            .store
+            .update_profile_field(user_id, key, value.as_ref(), |profile| {
+                profile_size(profile) <= MAX_PROFILE_BYTES
+            })
+            .await?;
+        if !accepted {
+            return Err(MatrixError::new(
+                StatusCode::BAD_REQUEST,
+                "M_PROFILE_TOO_LARGE",
+                format!("The profile would exceed {MAX_PROFILE_BYTES} bytes"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn profile_size(profile: &Profile) -> usize {
+    serde_json::to_vec(profile)
+        .map(|bytes| bytes.len())
+        .unwrap_or(usize::MAX)
+}
+
+fn validate_key(key: &str) -> ApiResult<()> {
+    if key.is_empty() {
+        return Err(MatrixError::invalid_param(
+            "The field name may not be empty",
+        ));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(MatrixError::new(
+            StatusCode::BAD_REQUEST,
+            "M_KEY_TOO_LARGE",
+            format!("Field names may be at most {MAX_KEY_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Fields the spec defines are type-checked; the rest of `m.*` is reserved.
+fn validate_value(key: &str, value: &Value) -> ApiResult<()> {
+    match key {
+        "displayname" => {
+            let name = value
+                .as_str()
+                .ok_or_else(|| MatrixError::bad_json("displayname must be a string"))?;
+            if name.chars().count() > MAX_DISPLAYNAME_CHARS {
+                return Err(MatrixError::bad_json(format!(
+                    "Displayname is too long (max {MAX_DISPLAYNAME_CHARS})"
+                )));
+            }
+        }
+        "avatar_url" => {
+            let url = value
+                .as_str()
+                .ok_or_else(|| MatrixError::bad_json("avatar_url must be a string"))?;
+            if url.chars().count() > MAX_AVATAR_URL_CHARS {
+                return Err(MatrixError::bad_json(format!(
+                    "Avatar URL is too long (max {MAX_AVATAR_URL_CHARS})"
+                )));
+            }
+            if !url.is_empty() && !url.starts_with("mxc://") {
+                return Err(MatrixError::bad_json("avatar_url must be an mxc:// URI"));
+            }
+        }
+        "m.tz" => {
+            if !value.is_string() {
+                return Err(MatrixError::bad_json("m.tz must be a string"));
+            }
+        }
+        other if other.starts_with("m.") => {
+            return Err(MatrixError::bad_json(format!(
+                "{other} is in the reserved m.* namespace and not a known field"
+            )));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn known_fields_are_type_checked() {
+        assert!(validate_value("displayname", &json!("Alice")).is_ok());
+        assert!(validate_value("displayname", &json!(5)).is_err());
+        assert!(validate_value("displayname", &json!("x".repeat(257))).is_err());
+        assert!(validate_value("avatar_url", &json!("mxc://a/b")).is_ok());
+        assert!(validate_value("avatar_url", &json!("https://a/b")).is_err());
+        assert!(validate_value("m.tz", &json!("Europe/Paris")).is_ok());
+        assert!(validate_value("m.unknown", &json!("x")).is_err());
+        assert!(validate_value("org.example.pronouns", &json!({"any": ["json"]})).is_ok());
+    }
+
+    #[test]
+    fn key_length_is_limited() {
+        assert!(validate_key(&"k".repeat(255)).is_ok());
+        assert_eq!(
+            validate_key(&"k".repeat(256)).unwrap_err().errcode,
+            "M_KEY_TOO_LARGE"
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! Schema migrations, run at start-up on both backends. The schema is written once in
+//! portable SQL; stream positions come from `stream_positions` rather than
+//! backend-specific sequences (see `streams.rs`).
+
+use sqlx::Row;
+
+use super::Store;
+
+/// Each entry is applied once, in order, inside a transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema/0001_accounts_profiles.sql"))];
+
+pub(super) async fn run(store: &Store) -> anyhow::Result<()> {
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_ts BIGINT NOT NULL)")
+        .execute(store.pool())
+        .await?;
+    for (version, sql) in MIGRATIONS {
+        let mut txn = store.begin_write().await?;
+        let applied = sqlx::query("SELECT version FROM schema_version WHERE version = $1")
+            .bind(*version)
+            .fetch_optional(&mut *txn.tx)
+            .await?;
+        if applied.is_some() {
+            continue;
+        }
+        tracing::info!(version, "applying database migration");
+        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sqlx::query(statement).execute(&mut *txn.tx).await?;
+        }
+        sqlx::query("INSERT INTO schema_version (version, applied_ts) VALUES ($1, $2)")
+            .bind(*version)
+            .bind(super::now_ms())
+            .execute(&mut *txn.tx)
+            .await?;
+        txn.commit().await?;
+    }
+    let latest: i64 = sqlx::query("SELECT MAX(version) FROM schema_version")
+        .fetch_one(store.pool())
+        .await?
+        .try_get(0)?;
+    tracing::debug!(latest, "database schema up to date");
+    Ok(())
+}

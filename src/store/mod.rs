@@ -1,0 +1,127 @@
+//! The only code that speaks SQL. SQLite (embedded default, WAL) and PostgreSQL share one
+//! schema and one set of queries through sqlx's `Any` driver: every query uses `$N`
+//! placeholders and portable SQL (`ON CONFLICT`, `RETURNING`), so there is one storage API.
+
+mod accounts;
+mod migrations;
+mod profiles;
+mod streams;
+
+pub use accounts::{NewUser, TokenOwner, UserRow};
+pub use profiles::{ProfileChange, ProfileChangeKind};
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::config::DatabaseTarget;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite allows one writer; serialising write transactions here avoids `SQLITE_BUSY`
+    /// lock-upgrade failures that a busy timeout cannot resolve.
+    sqlite_writer: Mutex<()>,
+}
+
+/// A write transaction; on SQLite it also holds the single-writer lock.
+pub struct WriteTxn<'a> {
+    pub(crate) tx: Transaction<'static, Any>,
+    _writer: Option<MutexGuard<'a, ()>>,
+}
+
+impl WriteTxn<'_> {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl Store {
+    pub async fn connect(target: &DatabaseTarget) -> anyhow::Result<Self> {
+        install_default_drivers();
+        let (url, backend, max_connections) = match target {
+            DatabaseTarget::Sqlite { path } => {
+                (format!("sqlite://{path}?mode=rwc"), Backend::Sqlite, 8)
+            }
+            DatabaseTarget::Postgres {
+                url,
+                max_connections,
+            } => (url.clone(), Backend::Postgres, *max_connections),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .with_context(|| format!("database: cannot connect ({})", redact_password(&url)))?;
+        let store = Self {
+            pool,
+            backend,
+            sqlite_writer: Mutex::new(()),
+        };
+        migrations::run(&store)
+            .await
+            .context("database: schema migration failed")?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn begin_write(&self) -> Result<WriteTxn<'_>, sqlx::Error> {
+        let writer = match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.lock().await),
+            Backend::Postgres => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTxn {
+            tx,
+            _writer: writer,
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
