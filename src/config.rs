@@ -414,10 +414,11 @@ impl Config {
                     url.push('@');
                 }
                 let host = args.host.clone().unwrap_or_else(|| "localhost".into());
-                // A host starting with `/` is a Unix socket directory, as with libpq.
+                // A host starting with `/` is a Unix socket directory, as with libpq; the URL
+                // still needs a host name, and the `host` parameter points at the socket.
                 if host.starts_with('/') {
                     url.push_str(&format!(
-                        "/{}?host={}",
+                        "localhost/{}?host={}",
                         percent_encode(&dbname),
                         percent_encode(&host)
                     ));
@@ -539,7 +540,7 @@ mod tests {
         assert_eq!(
             config.database_target().unwrap(),
             DatabaseTarget::Postgres {
-                url: "postgres://kith:p%40ss@/kith?host=%2Ftmp%2Fpg&port=5433".into(),
+                url: "postgres://kith:p%40ss@localhost/kith?host=%2Ftmp%2Fpg&port=5433".into(),
                 max_connections: 5
             }
         );

@@ -9,6 +9,21 @@ use super::Store;
 /// Each entry is applied once, in order, inside a transaction.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema/0001_accounts_profiles.sql"))];
 
+/// Splits a migration into statements; `--` comment lines are dropped first so they may
+/// contain any punctuation.
+fn statements(sql: &str) -> Vec<String> {
+    let code: String = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    code.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 pub(super) async fn run(store: &Store) -> anyhow::Result<()> {
     sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_ts BIGINT NOT NULL)")
         .execute(store.pool())
@@ -23,8 +38,8 @@ pub(super) async fn run(store: &Store) -> anyhow::Result<()> {
             continue;
         }
         tracing::info!(version, "applying database migration");
-        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sqlx::query(statement).execute(&mut *txn.tx).await?;
+        for statement in statements(sql) {
+            sqlx::query(&statement).execute(&mut *txn.tx).await?;
         }
         sqlx::query("INSERT INTO schema_version (version, applied_ts) VALUES ($1, $2)")
             .bind(*version)

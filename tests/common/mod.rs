@@ -1,0 +1,335 @@
+//! Test harness: starts the real `kith` binary on an ephemeral loopback port against
+//! SQLite or a throwaway PostgreSQL cluster, and drives it over HTTP.
+#![allow(dead_code)]
+
+pub mod postgres;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha1::Sha1;
+
+pub const SERVER_NAME: &str = "kith.test";
+pub const SHARED_SECRET: &str = "test-shared-secret";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each scenario once per backend: `both_backends!(name, scenario_fn);`
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Db::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Db::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub db: Db,
+    pub database_yaml: String,
+    client: reqwest::Client,
+}
+
+/// Rate limits generous enough not to trip during tests (each test sets its own when
+/// it tests limiting).
+const RELAXED_LIMITS: &str = "
+rc_login:
+  address: {per_second: 1000, burst_count: 1000}
+  account: {per_second: 1000, burst_count: 1000}
+  failed_attempts: {per_second: 1000, burst_count: 1000}
+rc_registration: {per_second: 1000, burst_count: 1000}
+";
+
+impl TestServer {
+    pub async fn start(db: Db) -> Self {
+        Self::start_with(db, "").await
+    }
+
+    /// Starts a server whose config is the default test config plus `extra_yaml`
+    /// (later keys win).
+    pub async fn start_with(db: Db, extra_yaml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_yaml = match db {
+            Db::Sqlite => format!(
+                "database:\n  name: sqlite3\n  args:\n    database: {}\n",
+                dir.path().join("homeserver.db").display()
+            ),
+            Db::Postgres => postgres::fresh_database_yaml().await,
+        };
+        let port = free_port();
+        let config = format!(
+            "server_name: {SERVER_NAME}\n\
+             listeners:\n  - port: {port}\n    bind_addresses: ['127.0.0.1']\n    resources:\n      - names: [client, federation]\n\
+             {database_yaml}\
+             registration_shared_secret: {SHARED_SECRET}\n\
+             trusted_key_servers: []\n\
+             {RELAXED_LIMITS}\n{extra_yaml}\n"
+        );
+        let config_path = dir.path().join("homeserver.yaml");
+        std::fs::write(&config_path, dedupe_top_level_keys(&config)).expect("write config");
+        let mut server = Self {
+            child: None,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            config_path,
+            db,
+            database_yaml,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        };
+        server.spawn_and_wait().await;
+        server
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("kith.log")
+    }
+
+    async fn spawn_and_wait(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_kith"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--generate-missing")
+            .env("RUST_LOG", "kith=debug,warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn kith");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = self
+                .client
+                .get(format!("{}/health", self.base))
+                .send()
+                .await
+                && response.status() == StatusCode::OK
+            {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("kith exited with {status} during start-up:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kith did not start within 60 s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("kith did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.terminate();
+        self.spawn_and_wait().await;
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        read_response(response).await
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read_response(request.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.request(Method::PUT, path, token, Some(body)).await
+    }
+
+    /// Registers a user through shared-secret registration; returns (user id, token).
+    pub async fn register(&self, username: &str, password: &str) -> (String, String) {
+        self.register_as(username, password, false).await
+    }
+
+    pub async fn register_as(
+        &self,
+        username: &str,
+        password: &str,
+        admin: bool,
+    ) -> (String, String) {
+        let (status, body) = self.get("/_synapse/admin/v1/register", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let nonce = body["nonce"].as_str().expect("nonce").to_owned();
+        let mac = shared_secret_mac(SHARED_SECRET, &nonce, username, password, admin);
+        let (status, body) = self
+            .post(
+                "/_synapse/admin/v1/register",
+                None,
+                json!({ "nonce": nonce, "username": username, "password": password, "admin": admin, "mac": mac }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (
+            body["user_id"].as_str().unwrap().to_owned(),
+            body["access_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> (StatusCode, Value) {
+        self.post(
+            "/_matrix/client/v3/login",
+            None,
+            json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": username }, "password": password }),
+        )
+        .await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn read_response(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+pub fn shared_secret_mac(
+    secret: &str,
+    nonce: &str,
+    username: &str,
+    password: &str,
+    admin: bool,
+) -> String {
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    let admin = if admin { "admin" } else { "notadmin" };
+    mac.update(format!("{nonce}\0{username}\0{password}\0{admin}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Keeps the last occurrence of each top-level key, so tests can override defaults.
+fn dedupe_top_level_keys(yaml: &str) -> String {
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in yaml.lines() {
+        let top_level = !line.starts_with([' ', '-', '#']) && line.contains(':');
+        if top_level {
+            let key = line.split(':').next().unwrap_or_default().to_owned();
+            blocks.retain(|(k, _)| *k != key);
+            blocks.push((key, format!("{line}\n")));
+        } else if let Some((_, block)) = blocks.last_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    blocks.into_iter().map(|(_, block)| block).collect()
+}
+
+/// The directory holding a `matrix-synapse` virtualenv (installed by scripts/test).
+pub fn synapse_venv() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KITH_SYNAPSE_VENV") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/kith/synapse-venv")
+}
+
+pub fn require_file(path: &Path, hint: &str) {
+    assert!(path.exists(), "{} is missing: {hint}", path.display());
+}
