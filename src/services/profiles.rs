@@ -107,11 +107,10 @@ fn validate_value(key: &str, value: &Value) -> ApiResult<()> {
                 return Err(MatrixError::bad_json("avatar_url must be an mxc:// URI"));
             }
         }
-        "m.tz" => {
-            if !value.is_string() {
-                return Err(MatrixError::bad_json("m.tz must be a string"));
-            }
+        "m.tz" if !value.is_string() => {
+            return Err(MatrixError::bad_json("m.tz must be a string"));
         }
+        "m.tz" => {}
         other if other.starts_with("m.") => {
             return Err(MatrixError::bad_json(format!(
                 "{other} is in the reserved m.* namespace and not a known field"

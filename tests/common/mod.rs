@@ -73,7 +73,21 @@ impl TestServer {
     /// Starts a server whose config is the default test config plus `extra_yaml`
     /// (later keys win).
     pub async fn start_with(db: Db, extra_yaml: &str) -> Self {
+        Self::start_configured(db, extra_yaml, false).await
+    }
+
+    /// Starts a server whose listener serves TLS with a fresh self-signed certificate.
+    pub async fn start_tls(db: Db) -> Self {
+        Self::start_configured(db, "", true).await
+    }
+
+    async fn start_configured(db: Db, extra_yaml: &str, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let tls_yaml = if tls {
+            write_self_signed_cert(dir.path())
+        } else {
+            String::new()
+        };
         let database_yaml = match db {
             Db::Sqlite => format!(
                 "database:\n  name: sqlite3\n  args:\n    database: {}\n",
@@ -84,23 +98,24 @@ impl TestServer {
         let port = free_port();
         let config = format!(
             "server_name: {SERVER_NAME}\n\
-             listeners:\n  - port: {port}\n    bind_addresses: ['127.0.0.1']\n    resources:\n      - names: [client, federation]\n\
+             listeners:\n  - port: {port}\n    tls: {tls}\n    bind_addresses: ['127.0.0.1']\n    resources:\n      - names: [client, federation]\n\
              {database_yaml}\
              registration_shared_secret: {SHARED_SECRET}\n\
              trusted_key_servers: []\n\
-             {RELAXED_LIMITS}\n{extra_yaml}\n"
+             {tls_yaml}{RELAXED_LIMITS}\n{extra_yaml}\n"
         );
         let config_path = dir.path().join("homeserver.yaml");
         std::fs::write(&config_path, dedupe_top_level_keys(&config)).expect("write config");
         let mut server = Self {
             child: None,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
             dir,
             config_path,
             db,
             database_yaml,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .danger_accept_invalid_certs(tls)
                 .build()
                 .expect("client"),
         };
@@ -130,22 +145,24 @@ impl TestServer {
             .expect("spawn kith");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last_error;
         loop {
-            if let Ok(response) = self
+            match self
                 .client
                 .get(format!("{}/health", self.base))
                 .send()
                 .await
-                && response.status() == StatusCode::OK
             {
-                return;
+                Ok(response) if response.status() == StatusCode::OK => return,
+                Ok(response) => last_error = format!("status {}", response.status()),
+                Err(err) => last_error = format!("{err:?}"),
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("kith exited with {status} during start-up:\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "kith did not start within 60 s:\n{}",
+                "kith did not start within 60 s ({last_error}):\n{}",
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -295,6 +312,22 @@ pub fn shared_secret_mac(
     let admin = if admin { "admin" } else { "notadmin" };
     mac.update(format!("{nonce}\0{username}\0{password}\0{admin}").as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// Writes a self-signed certificate for 127.0.0.1 and returns the config keys naming it.
+fn write_self_signed_cert(dir: &Path) -> String {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("cert");
+    let cert_path = dir.join("tls.crt");
+    let key_path = dir.join("tls.key");
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    format!(
+        "tls_certificate_path: {}\ntls_private_key_path: {}\n",
+        cert_path.display(),
+        key_path.display()
+    )
 }
 
 pub fn free_port() -> u16 {

@@ -12,6 +12,8 @@ use tokio::sync::OnceCell;
 struct Cluster {
     socket_dir: PathBuf,
     user: String,
+    /// The shell that runs and finally stops PostgreSQL; it outlives no test process.
+    _watchdog: std::process::Child,
 }
 
 static CLUSTER: OnceCell<Cluster> = OnceCell::const_new();
@@ -148,7 +150,7 @@ fn start_cluster() -> Cluster {
         command.args(["-c", &script]);
         command
     };
-    watchdog
+    let watchdog = watchdog
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -174,5 +176,6 @@ fn start_cluster() -> Cluster {
     Cluster {
         socket_dir: dir,
         user,
+        _watchdog: watchdog,
     }
 }

@@ -1,0 +1,210 @@
+//! Running the binary: config generation, config errors, TLS listeners, graceful
+//! shutdown, and Synapse's own `register_new_matrix_user` against kith.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Db, SHARED_SECRET, TestServer};
+use reqwest::StatusCode;
+
+fn kith() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kith"))
+}
+
+#[test]
+fn generate_config_writes_a_config_and_key_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("homeserver.yaml");
+    let output = kith()
+        .args([
+            "generate-config",
+            "--server-name",
+            "example.org",
+            "--output",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("server_name: \"example.org\""));
+    assert!(text.contains("registration_shared_secret:"));
+    assert!(dir.path().join("example.org.signing.key").exists());
+    let config = kith::config::Config::load(&path).unwrap();
+    assert_eq!(config.server_name.as_str(), "example.org");
+
+    let again = kith()
+        .args([
+            "generate-config",
+            "--server-name",
+            "example.org",
+            "--output",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let bad = kith()
+        .args(["generate-config", "--server-name", "not a name", "--output"])
+        .arg(dir.path().join("x.yaml"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--server-name"));
+}
+
+/// Each broken config stops start-up with a message naming the key.
+#[test]
+fn invalid_config_values_stop_startup_naming_the_key() {
+    let cases = [
+        (
+            "server_name: example.org\nlisteners:\n  - port: notaport\n",
+            "listeners[0].port",
+        ),
+        (
+            "server_name: example.org\nuser_directory:\n  enabled: maybe\n",
+            "user_directory.enabled",
+        ),
+        (
+            "server_name: example.org\nrc_login:\n  address: {per_second: -1, burst_count: 3}\n",
+            "rc_login.address",
+        ),
+        (
+            "server_name: example.org\ndatabase:\n  name: mysql\n",
+            "database.name",
+        ),
+        (
+            "server_name: example.org\nlisteners:\n  - port: 8008\n    tls: true\n",
+            "listeners[0].tls",
+        ),
+        ("listeners: []\n", "server_name"),
+    ];
+    for (yaml, key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("homeserver.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let output = kith().arg("--config").arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{yaml} should not start");
+        assert!(
+            stderr.contains(key),
+            "error for {yaml:?} should name {key}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_synapse_keys_are_warned_about_and_ignored() {
+    let extra = "max_upload_size: 50M\nexperimental_features:\n  msc3266_enabled: true\nuser_directory:\n  enabled: true\n  future_option: 1\n";
+    let server = TestServer::start_with(Db::Sqlite, extra).await;
+    let (status, _) = server.get("/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let log = server.log();
+    for key in [
+        "max_upload_size",
+        "experimental_features",
+        "user_directory.future_option",
+    ] {
+        assert!(
+            log.contains("ignoring unknown config key") && log.contains(key),
+            "no warning for {key}: {log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tls_listener_serves_client_and_key_apis() {
+    let server = TestServer::start_tls(Db::Sqlite).await;
+    assert!(server.base.starts_with("https://"));
+    let (status, _) = server.get("/_matrix/client/versions", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server.get("/_matrix/key/v2/server", None).await;
+    assert_eq!(
+        (status, body["server_name"].as_str()),
+        (StatusCode::OK, Some(common::SERVER_NAME))
+    );
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let mut server = TestServer::start(Db::Sqlite).await;
+    server.register("alice", "pw").await;
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}: {}", server.log());
+    assert!(server.log().contains("shutting down"));
+}
+
+/// Synapse's `register_new_matrix_user` (from the matrix-synapse package) works
+/// unchanged against kith, with the secret given directly or read from the config.
+#[tokio::test]
+async fn synapse_register_new_matrix_user_script_works() {
+    let venv = common::synapse_venv();
+    let script = venv.join("bin/register_new_matrix_user");
+    common::require_file(
+        &script,
+        "install matrix-synapse into it (scripts/test does) or set KITH_SYNAPSE_VENV",
+    );
+    let server = TestServer::start(Db::Sqlite).await;
+
+    let output = Command::new(&script)
+        .args([
+            "-u",
+            "synapseadmin",
+            "-p",
+            "long password",
+            "-a",
+            "-k",
+            SHARED_SECRET,
+        ])
+        .arg(&server.base)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (status, body) = server.login("synapseadmin", "long password").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let output = Command::new(&script)
+        .args(["-u", "plainuser", "-p", "pw2", "--no-admin", "-c"])
+        .arg(&server.config_path)
+        .arg(&server.base)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (status, body) = server.login("plainuser", "pw2").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A wrong secret is refused, and says so.
+    let output = Command::new(&script)
+        .args([
+            "-u",
+            "intruder",
+            "-p",
+            "pw",
+            "--no-admin",
+            "-k",
+            "wrong secret",
+        ])
+        .arg(&server.base)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let (status, _) = server.login("intruder", "pw").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
