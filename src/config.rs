@@ -177,34 +177,19 @@ pub struct RateLimit {
 impl RateLimit {
     // Synapse's defaults for each section.
     fn message() -> Self {
-        Self {
-            per_second: 0.2,
-            burst_count: 10.0,
-        }
+        Self { per_second: 0.2, burst_count: 10.0 }
     }
     fn registration() -> Self {
-        Self {
-            per_second: 0.17,
-            burst_count: 3.0,
-        }
+        Self { per_second: 0.17, burst_count: 3.0 }
     }
     fn user_directory() -> Self {
-        Self {
-            per_second: 0.016,
-            burst_count: 200.0,
-        }
+        Self { per_second: 0.016, burst_count: 200.0 }
     }
     fn joins() -> Self {
-        Self {
-            per_second: 0.1,
-            burst_count: 10.0,
-        }
+        Self { per_second: 0.1, burst_count: 10.0 }
     }
     fn login() -> Self {
-        Self {
-            per_second: 0.17,
-            burst_count: 3.0,
-        }
+        Self { per_second: 0.17, burst_count: 3.0 }
     }
 }
 
@@ -220,11 +205,7 @@ pub struct LoginRateLimits {
 
 impl Default for LoginRateLimits {
     fn default() -> Self {
-        Self {
-            address: RateLimit::login(),
-            account: RateLimit::login(),
-            failed_attempts: RateLimit::login(),
-        }
+        Self { address: RateLimit::login(), account: RateLimit::login(), failed_attempts: RateLimit::login() }
     }
 }
 
@@ -236,9 +217,7 @@ fn ip_ranges<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Ip
         .map(|text| {
             text.parse::<IpNet>()
                 .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    serde::de::Error::custom(format!("`{text}` is not an IP address or network"))
-                })
+                .map_err(|_| serde::de::Error::custom(format!("`{text}` is not an IP address or network")))
         })
         .collect()
 }
@@ -253,10 +232,7 @@ fn default_listener_type() -> String {
     "http".into()
 }
 fn default_bind_addresses() -> Vec<std::net::IpAddr> {
-    vec![
-        "::".parse().expect("literal"),
-        "0.0.0.0".parse().expect("literal"),
-    ]
+    vec!["::".parse().expect("literal"), "0.0.0.0".parse().expect("literal")]
 }
 fn default_room_version() -> String {
     "10".into()
@@ -313,10 +289,9 @@ pub enum DatabaseTarget {
 impl Config {
     /// Reads and validates a config file, warning about keys kith does not know.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config = Self::parse(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let config = Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))?;
         Ok(config)
     }
 
@@ -335,10 +310,7 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         for (i, listener) in self.listeners.iter().enumerate() {
             if listener.kind != "http" {
-                bail!(
-                    "listeners[{i}].type: only `http` listeners are supported, got `{}`",
-                    listener.kind
-                );
+                bail!("listeners[{i}].type: only `http` listeners are supported, got `{}`", listener.kind);
             }
             for resource in &listener.resources {
                 for name in &resource.names {
@@ -347,9 +319,7 @@ impl Config {
                     }
                 }
             }
-            if listener.tls
-                && (self.tls_certificate_path.is_none() || self.tls_private_key_path.is_none())
-            {
+            if listener.tls && (self.tls_certificate_path.is_none() || self.tls_private_key_path.is_none()) {
                 bail!(
                     "listeners[{i}].tls: tls_certificate_path and tls_private_key_path must be set for a TLS listener"
                 );
@@ -393,10 +363,7 @@ impl Config {
         let args = &self.database.args;
         match self.database.name.as_str() {
             "sqlite3" | "sqlite" => {
-                let path = args
-                    .database
-                    .clone()
-                    .unwrap_or_else(|| "homeserver.db".into());
+                let path = args.database.clone().unwrap_or_else(|| "homeserver.db".into());
                 Ok(DatabaseTarget::Sqlite { path })
             }
             "psycopg2" | "postgres" | "postgresql" => {
@@ -417,27 +384,16 @@ impl Config {
                 // A host starting with `/` is a Unix socket directory, as with libpq; the URL
                 // still needs a host name, and the `host` parameter points at the socket.
                 if host.starts_with('/') {
-                    url.push_str(&format!(
-                        "localhost/{}?host={}",
-                        percent_encode(&dbname),
-                        percent_encode(&host)
-                    ));
+                    url.push_str(&format!("localhost/{}?host={}", percent_encode(&dbname), percent_encode(&host)));
                     if let Some(port) = args.port {
                         url.push_str(&format!("&port={port}"));
                     }
                 } else {
                     url.push_str(&host);
-                    url.push_str(&format!(
-                        ":{}/{}",
-                        args.port.unwrap_or(5432),
-                        percent_encode(&dbname)
-                    ));
+                    url.push_str(&format!(":{}/{}", args.port.unwrap_or(5432), percent_encode(&dbname)));
                 }
                 let max_connections = args.cp_max.unwrap_or(10).max(1);
-                Ok(DatabaseTarget::Postgres {
-                    url,
-                    max_connections,
-                })
+                Ok(DatabaseTarget::Postgres { url, max_connections })
             }
             other => {
                 bail!("database.name: unsupported database `{other}` (use sqlite3 or psycopg2)")
@@ -453,17 +409,8 @@ impl Config {
     }
 }
 
-const KNOWN_RESOURCES: &[&str] = &[
-    "client",
-    "federation",
-    "keys",
-    "health",
-    "metrics",
-    "media",
-    "openid",
-    "static",
-    "replication",
-];
+const KNOWN_RESOURCES: &[&str] =
+    &["client", "federation", "keys", "health", "metrics", "media", "openid", "static", "replication"];
 
 fn percent_encode(text: &str) -> String {
     let mut out = String::new();
@@ -486,46 +433,27 @@ mod tests {
         let config = Config::parse("server_name: example.org\n").unwrap();
         assert_eq!(config.server_name.as_str(), "example.org");
         assert!(config.user_directory.enabled);
-        assert_eq!(
-            config.rc_user_directory,
-            RateLimit {
-                per_second: 0.016,
-                burst_count: 200.0
-            }
-        );
-        assert_eq!(
-            config.database_target().unwrap(),
-            DatabaseTarget::Sqlite {
-                path: "homeserver.db".into()
-            }
-        );
+        assert_eq!(config.rc_user_directory, RateLimit { per_second: 0.016, burst_count: 200.0 });
+        assert_eq!(config.database_target().unwrap(), DatabaseTarget::Sqlite { path: "homeserver.db".into() });
         assert!(config.federation_verify_certificates);
     }
 
     #[test]
     fn unknown_keys_are_ignored() {
-        let config = Config::parse(
-            "server_name: example.org\nmax_upload_size: 50M\nexperimental_features: {a: 1}\n",
-        )
-        .unwrap();
+        let config =
+            Config::parse("server_name: example.org\nmax_upload_size: 50M\nexperimental_features: {a: 1}\n").unwrap();
         assert_eq!(config.server_name.as_str(), "example.org");
     }
 
     #[test]
     fn invalid_values_name_the_key() {
-        let err = Config::parse("server_name: example.org\nlisteners:\n  - port: notaport\n")
-            .unwrap_err();
+        let err = Config::parse("server_name: example.org\nlisteners:\n  - port: notaport\n").unwrap_err();
         assert!(format!("{err:#}").contains("port"), "{err:#}");
-        let err =
-            Config::parse("server_name: example.org\ndefault_room_version: '99'\n").unwrap_err();
-        assert!(
-            format!("{err:#}").contains("default_room_version"),
-            "{err:#}"
-        );
+        let err = Config::parse("server_name: example.org\ndefault_room_version: '99'\n").unwrap_err();
+        assert!(format!("{err:#}").contains("default_room_version"), "{err:#}");
         let err = Config::parse("server_name: 'bad server name!'\n").unwrap_err();
         assert!(format!("{err:#}").contains("server_name"), "{err:#}");
-        let err = Config::parse("server_name: example.org\nip_range_blacklist: ['not-a-net']\n")
-            .unwrap_err();
+        let err = Config::parse("server_name: example.org\nip_range_blacklist: ['not-a-net']\n").unwrap_err();
         assert!(format!("{err:#}").contains("ip_range_blacklist"), "{err:#}");
         let err = Config::parse("server_name: example.org\ndatabase: {name: mysql}\n").unwrap_err();
         assert!(format!("{err:#}").contains("database.name"), "{err:#}");
@@ -548,8 +476,7 @@ mod tests {
 
     #[test]
     fn open_registration_needs_the_no_verification_flag() {
-        let err =
-            Config::parse("server_name: example.org\nenable_registration: true\n").unwrap_err();
+        let err = Config::parse("server_name: example.org\nenable_registration: true\n").unwrap_err();
         assert!(format!("{err:#}").contains("enable_registration"));
     }
 }

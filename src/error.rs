@@ -18,12 +18,7 @@ pub type ApiResult<T> = Result<T, MatrixError>;
 
 impl MatrixError {
     pub fn new(status: StatusCode, errcode: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            errcode,
-            message: message.into(),
-            extra: Map::new(),
-        }
+        Self { status, errcode, message: message.into(), extra: Map::new() }
     }
 
     pub fn with(mut self, key: &str, value: Value) -> Self {
@@ -60,21 +55,13 @@ impl MatrixError {
     }
 
     pub fn limit_exceeded(retry_after_ms: u64) -> Self {
-        Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "M_LIMIT_EXCEEDED",
-            "Too many requests",
-        )
-        .with("retry_after_ms", json!(retry_after_ms))
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED", "Too many requests")
+            .with("retry_after_ms", json!(retry_after_ms))
     }
 
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
         tracing::error!(%err, "{context}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "M_UNKNOWN",
-            "Internal server error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "Internal server error")
     }
 
     pub fn body(&self) -> Value {
@@ -90,13 +77,7 @@ impl MatrixError {
 
 impl std::fmt::Display for MatrixError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status.as_u16(),
-            self.errcode,
-            self.message
-        )
+        write!(f, "{} {}: {}", self.status.as_u16(), self.errcode, self.message)
     }
 }
 

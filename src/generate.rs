@@ -18,19 +18,12 @@ pub fn write_config(server_name: &str, output: &Path) -> anyhow::Result<()> {
     if output.exists() {
         bail!("{} already exists; not overwriting it", output.display());
     }
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let key_path = dir.join(format!("{server_name}.signing.key"));
     let db_path = dir.join("homeserver.db");
-    let secret: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(48)
-        .map(char::from)
-        .collect();
+    let secret: String = rand::thread_rng().sample_iter(&Alphanumeric).take(48).map(char::from).collect();
     let text = TEMPLATE
         .replace("{server_name}", server_name)
         .replace("{signing_key_path}", &key_path.display().to_string())
@@ -113,18 +106,10 @@ mod tests {
         write_config("example.org", &path).unwrap();
         let config = Config::load(&path).unwrap();
         assert_eq!(config.server_name.as_str(), "example.org");
-        assert!(
-            config
-                .registration_shared_secret
-                .as_ref()
-                .is_some_and(|s| s.len() == 48)
-        );
+        assert!(config.registration_shared_secret.as_ref().is_some_and(|s| s.len() == 48));
         let key_path = config.signing_key_path(dir.path());
         ServerKeys::load(config.server_name.clone(), &key_path).unwrap();
-        assert!(
-            write_config("example.org", &path).is_err(),
-            "must not overwrite"
-        );
+        assert!(write_config("example.org", &path).is_err(), "must not overwrite");
     }
 
     #[test]

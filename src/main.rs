@@ -10,11 +10,7 @@ use kith::config::Config;
 use kith::generate;
 
 #[derive(Parser)]
-#[command(
-    name = "kith",
-    version,
-    about = "A Matrix homeserver built for finding people across a federation"
-)]
+#[command(name = "kith", version, about = "A Matrix homeserver built for finding people across a federation")]
 struct Cli {
     /// Path to homeserver.yaml.
     #[arg(long, short = 'c', global = true, default_value = "homeserver.yaml")]
@@ -57,10 +53,7 @@ type LogReload = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscribe
 fn run(reload: LogReload) -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::GenerateConfig {
-            server_name,
-            output,
-        }) => {
+        Some(Command::GenerateConfig { server_name, output }) => {
             generate::write_config(&server_name, &output)?;
             println!("wrote {} and its signing key", output.display());
             Ok(())
@@ -71,15 +64,10 @@ fn run(reload: LogReload) -> anyhow::Result<()> {
             }
             let config = Config::load(&cli.config)?;
             if std::env::var_os("RUST_LOG").is_none() {
-                let filter = EnvFilter::try_new(&config.log_level)
-                    .context("log_level: invalid log level")?;
+                let filter = EnvFilter::try_new(&config.log_level).context("log_level: invalid log level")?;
                 reload.reload(filter).context("cannot apply log_level")?;
             }
-            let config_dir = cli
-                .config
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
+            let config_dir = cli.config.parent().map(Path::to_path_buf).unwrap_or_default();
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(kith::server::run(config, &config_dir))
         }
@@ -91,11 +79,7 @@ fn init_logging() -> LogReload {
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()))
         .init();
     handle
 }

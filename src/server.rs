@@ -21,12 +21,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Opens the database, loads the signing key and builds the services.
 pub async fn build_services(config: Config, config_dir: &Path) -> anyhow::Result<Arc<Services>> {
-    let keys = ServerKeys::load(
-        config.server_name.clone(),
-        &config.signing_key_path(config_dir),
-    )?;
+    let keys = ServerKeys::load(config.server_name.clone(), &config.signing_key_path(config_dir))?;
     let store = Arc::new(Store::connect(&config.database_target()?).await?);
-    Ok(Arc::new(Services::new(config, store, keys)))
+    Ok(Arc::new(Services::new(config, store, keys).await?))
 }
 
 pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
@@ -35,27 +32,16 @@ pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     let handle: Handle<SocketAddr> = Handle::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listeners {
-        let resources = Resources::from_names(
-            listener
-                .resources
-                .iter()
-                .flat_map(|r| r.names.iter().map(String::as_str)),
-        );
+        let resources =
+            Resources::from_names(listener.resources.iter().flat_map(|r| r.names.iter().map(String::as_str)));
         let app = api::router(services.clone(), resources, listener.x_forwarded);
-        let tls = if listener.tls {
-            Some(load_tls(&config).await?)
-        } else {
-            None
-        };
+        let tls = if listener.tls { Some(load_tls(&config).await?) } else { None };
         for (address, socket) in bind_listener(listener)? {
             tracing::info!(%address, tls = listener.tls, ?resources, "listening");
-            let service = app
-                .clone()
-                .into_make_service_with_connect_info::<SocketAddr>();
+            let service = app.clone().into_make_service_with_connect_info::<SocketAddr>();
             match &tls {
                 Some(tls) => {
-                    let server =
-                        axum_server::from_tcp_rustls(socket, tls.clone())?.handle(handle.clone());
+                    let server = axum_server::from_tcp_rustls(socket, tls.clone())?.handle(handle.clone());
                     servers.spawn(async move { server.serve(service).await });
                 }
                 None => {
@@ -69,10 +55,9 @@ pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
         tracing::warn!("no listeners configured: nothing to serve");
     }
     tokio::spawn(shutdown_on_signal(handle));
+    tokio::spawn(expire_typing(services.clone()));
     while let Some(result) = servers.join_next().await {
-        result
-            .context("listener task failed")?
-            .context("listener failed")?;
+        result.context("listener task failed")?.context("listener failed")?;
     }
     services.store.close().await;
     tracing::info!("stopped");
@@ -95,9 +80,7 @@ fn bind_listener(listener: &Listener) -> anyhow::Result<Vec<(SocketAddr, std::ne
         }
     }
     if bound.is_empty() {
-        let err = last_error
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| "no bind_addresses".into());
+        let err = last_error.map(|e| e.to_string()).unwrap_or_else(|| "no bind_addresses".into());
         anyhow::bail!("listeners: cannot bind port {}: {err}", listener.port);
     }
     Ok(bound)
@@ -110,21 +93,12 @@ fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 async fn load_tls(config: &Config) -> anyhow::Result<RustlsConfig> {
-    let (Some(cert), Some(key)) = (&config.tls_certificate_path, &config.tls_private_key_path)
-    else {
-        anyhow::bail!(
-            "tls_certificate_path and tls_private_key_path are required for a TLS listener"
-        );
+    let (Some(cert), Some(key)) = (&config.tls_certificate_path, &config.tls_private_key_path) else {
+        anyhow::bail!("tls_certificate_path and tls_private_key_path are required for a TLS listener");
     };
-    RustlsConfig::from_pem_file(cert, key)
-        .await
-        .with_context(|| {
-            format!(
-                "tls_certificate_path/tls_private_key_path: cannot load {} / {}",
-                cert.display(),
-                key.display()
-            )
-        })
+    RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
+        format!("tls_certificate_path/tls_private_key_path: cannot load {} / {}", cert.display(), key.display())
+    })
 }
 
 async fn shutdown_on_signal(handle: Handle<SocketAddr>) {
@@ -149,4 +123,13 @@ async fn shutdown_on_signal(handle: Handle<SocketAddr>) {
     }
     tracing::info!("shutting down");
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+}
+
+/// Typing notifications end on their own; sweep them so `/sync` reports it.
+async fn expire_typing(services: Arc<Services>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        services.typing.expire();
+    }
 }

@@ -16,21 +16,9 @@ fn kith() -> Command {
 fn generate_config_writes_a_config_and_key_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("homeserver.yaml");
-    let output = kith()
-        .args([
-            "generate-config",
-            "--server-name",
-            "example.org",
-            "--output",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output =
+        kith().args(["generate-config", "--server-name", "example.org", "--output"]).arg(&path).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("server_name: \"example.org\""));
     assert!(text.contains("registration_shared_secret:"));
@@ -38,16 +26,8 @@ fn generate_config_writes_a_config_and_key_and_never_overwrites() {
     let config = kith::config::Config::load(&path).unwrap();
     assert_eq!(config.server_name.as_str(), "example.org");
 
-    let again = kith()
-        .args([
-            "generate-config",
-            "--server-name",
-            "example.org",
-            "--output",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let again =
+        kith().args(["generate-config", "--server-name", "example.org", "--output"]).arg(&path).output().unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
@@ -64,26 +44,11 @@ fn generate_config_writes_a_config_and_key_and_never_overwrites() {
 #[test]
 fn invalid_config_values_stop_startup_naming_the_key() {
     let cases = [
-        (
-            "server_name: example.org\nlisteners:\n  - port: notaport\n",
-            "listeners[0].port",
-        ),
-        (
-            "server_name: example.org\nuser_directory:\n  enabled: maybe\n",
-            "user_directory.enabled",
-        ),
-        (
-            "server_name: example.org\nrc_login:\n  address: {per_second: -1, burst_count: 3}\n",
-            "rc_login.address",
-        ),
-        (
-            "server_name: example.org\ndatabase:\n  name: mysql\n",
-            "database.name",
-        ),
-        (
-            "server_name: example.org\nlisteners:\n  - port: 8008\n    tls: true\n",
-            "listeners[0].tls",
-        ),
+        ("server_name: example.org\nlisteners:\n  - port: notaport\n", "listeners[0].port"),
+        ("server_name: example.org\nuser_directory:\n  enabled: maybe\n", "user_directory.enabled"),
+        ("server_name: example.org\nrc_login:\n  address: {per_second: -1, burst_count: 3}\n", "rc_login.address"),
+        ("server_name: example.org\ndatabase:\n  name: mysql\n", "database.name"),
+        ("server_name: example.org\nlisteners:\n  - port: 8008\n    tls: true\n", "listeners[0].tls"),
         ("listeners: []\n", "server_name"),
     ];
     for (yaml, key) in cases {
@@ -93,10 +58,7 @@ fn invalid_config_values_stop_startup_naming_the_key() {
         let output = kith().arg("--config").arg(&path).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{yaml} should not start");
-        assert!(
-            stderr.contains(key),
-            "error for {yaml:?} should name {key}: {stderr}"
-        );
+        assert!(stderr.contains(key), "error for {yaml:?} should name {key}: {stderr}");
     }
 }
 
@@ -107,15 +69,8 @@ async fn unknown_synapse_keys_are_warned_about_and_ignored() {
     let (status, _) = server.get("/health", None).await;
     assert_eq!(status, StatusCode::OK);
     let log = server.log();
-    for key in [
-        "max_upload_size",
-        "experimental_features",
-        "user_directory.future_option",
-    ] {
-        assert!(
-            log.contains("ignoring unknown config key") && log.contains(key),
-            "no warning for {key}: {log}"
-        );
+    for key in ["max_upload_size", "experimental_features", "user_directory.future_option"] {
+        assert!(log.contains("ignoring unknown config key") && log.contains(key), "no warning for {key}: {log}");
     }
 }
 
@@ -126,10 +81,7 @@ async fn tls_listener_serves_client_and_key_apis() {
     let (status, _) = server.get("/_matrix/client/versions", None).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = server.get("/_matrix/key/v2/server", None).await;
-    assert_eq!(
-        (status, body["server_name"].as_str()),
-        (StatusCode::OK, Some(common::SERVER_NAME))
-    );
+    assert_eq!((status, body["server_name"].as_str()), (StatusCode::OK, Some(common::SERVER_NAME)));
 }
 
 #[tokio::test]
@@ -147,22 +99,11 @@ async fn sigterm_shuts_down_gracefully() {
 async fn synapse_register_new_matrix_user_script_works() {
     let venv = common::synapse_venv();
     let script = venv.join("bin/register_new_matrix_user");
-    common::require_file(
-        &script,
-        "install matrix-synapse into it (scripts/test does) or set KITH_SYNAPSE_VENV",
-    );
+    common::require_file(&script, "install matrix-synapse into it (scripts/test does) or set KITH_SYNAPSE_VENV");
     let server = TestServer::start(Db::Sqlite).await;
 
     let output = Command::new(&script)
-        .args([
-            "-u",
-            "synapseadmin",
-            "-p",
-            "long password",
-            "-a",
-            "-k",
-            SHARED_SECRET,
-        ])
+        .args(["-u", "synapseadmin", "-p", "long password", "-a", "-k", SHARED_SECRET])
         .arg(&server.base)
         .output()
         .unwrap();
@@ -192,15 +133,7 @@ async fn synapse_register_new_matrix_user_script_works() {
 
     // A wrong secret is refused, and says so.
     let output = Command::new(&script)
-        .args([
-            "-u",
-            "intruder",
-            "-p",
-            "pw",
-            "--no-admin",
-            "-k",
-            "wrong secret",
-        ])
+        .args(["-u", "intruder", "-p", "pw", "--no-admin", "-k", "wrong secret"])
         .arg(&server.base)
         .output()
         .unwrap();

@@ -11,9 +11,7 @@ use crate::error::ApiResult;
 use crate::services::accounts::SharedSecretRegistration;
 
 pub async fn registration_nonce(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "nonce": state.accounts.registration_nonce()? }),
-    ))
+    Ok(Json(json!({ "nonce": state.accounts.registration_nonce()? })))
 }
 
 #[derive(Deserialize)]

@@ -26,24 +26,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MatrixJson<T> {
     type Rejection = MatrixError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                MatrixError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "M_TOO_LARGE",
-                    "Request body too large",
-                )
-            } else {
-                MatrixError::not_json(format!("Could not read the request body: {rejection}"))
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         Ok(Self(parse_json_object(&bytes)?))
     }
 }
 
+/// Like [`MatrixJson`], but an empty body means `T::default()` (clients often send
+/// none to `/leave` or `/logout`).
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = MatrixError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        Ok(Self(parse_json_object(&bytes)?))
+    }
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, MatrixError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            MatrixError::new(StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "Request body too large")
+        } else {
+            MatrixError::not_json(format!("Could not read the request body: {rejection}"))
+        }
+    })
+}
+
 pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MatrixError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|err| MatrixError::not_json(format!("Content not JSON: {err}")))?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|err| MatrixError::not_json(format!("Content not JSON: {err}")))?;
     if !value.is_object() {
         return Err(MatrixError::bad_json("Content must be a JSON object."));
     }
@@ -63,17 +79,10 @@ pub struct Requester(pub TokenOwner);
 impl FromRequestParts<AppState> for Requester {
     type Rejection = MatrixError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let token = access_token(parts).await.ok_or_else(|| {
-            MatrixError::new(
-                StatusCode::UNAUTHORIZED,
-                "M_MISSING_TOKEN",
-                "Missing access token.",
-            )
-        })?;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = access_token(parts)
+            .await
+            .ok_or_else(|| MatrixError::new(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", "Missing access token."))?;
         let owner = state.accounts.authenticate(&token).await?;
         Ok(Self(owner))
     }
@@ -82,14 +91,10 @@ impl FromRequestParts<AppState> for Requester {
 async fn access_token(parts: &mut Parts) -> Option<String> {
     if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let header = header.to_str().ok()?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))?;
+        let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer "))?;
         return Some(token.trim().to_owned());
     }
-    let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, &())
-        .await
-        .ok()?;
+    let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, &()).await.ok()?;
     query.get("access_token").cloned()
 }
 
@@ -104,10 +109,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = MatrixError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let trust_forwarded = parts
-            .extensions
-            .get::<TrustForwardedFor>()
-            .is_some_and(|t| t.0);
+        let trust_forwarded = parts.extensions.get::<TrustForwardedFor>().is_some_and(|t| t.0);
         if trust_forwarded {
             let forwarded = parts
                 .headers
@@ -119,10 +121,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
                 return Ok(Self(ip));
             }
         }
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
         Ok(Self(peer.unwrap_or(IpAddr::from([0, 0, 0, 0]))))
     }
 }

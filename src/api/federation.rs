@@ -24,9 +24,6 @@ async fn version() -> Json<Value> {
 }
 
 async fn server_keys(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let body = state
-        .keys
-        .server_key_response()
-        .map_err(|err| MatrixError::internal("signing key response", err))?;
+    let body = state.keys.server_key_response().map_err(|err| MatrixError::internal("signing key response", err))?;
     Ok(Json(body))
 }

@@ -60,27 +60,15 @@ pub fn router(state: AppState, resources: Resources, x_forwarded: bool) -> Route
     }
     router
         .fallback(|| async { MatrixError::unrecognized(StatusCode::NOT_FOUND) })
-        .method_not_allowed_fallback(|| async {
-            MatrixError::unrecognized(StatusCode::METHOD_NOT_ALLOWED)
-        })
+        .method_not_allowed_fallback(|| async { MatrixError::unrecognized(StatusCode::METHOD_NOT_ALLOWED) })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .layer(axum::Extension(TrustForwardedFor(x_forwarded)))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods(Any)
-                .allow_headers(Any),
-        )
-        .layer(CatchPanicLayer::custom(|_| {
-            MatrixError::internal("request handler", "panicked").into_response()
-        }))
+        .layer(CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any))
+        .layer(CatchPanicLayer::custom(|_| MatrixError::internal("request handler", "panicked").into_response()))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
 fn admin_routes() -> Router<AppState> {
-    Router::new().route(
-        "/_synapse/admin/v1/register",
-        get(admin::registration_nonce).post(admin::register),
-    )
+    Router::new().route("/_synapse/admin/v1/register", get(admin::registration_nonce).post(admin::register))
 }

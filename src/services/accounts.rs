@@ -51,11 +51,7 @@ pub struct SharedSecretRegistration<'a> {
 }
 
 impl Accounts {
-    pub fn new(
-        store: Arc<Store>,
-        server_name: OwnedServerName,
-        shared_secret: Option<String>,
-    ) -> Self {
+    pub fn new(store: Arc<Store>, server_name: OwnedServerName, shared_secret: Option<String>) -> Self {
         Self {
             store,
             server_name,
@@ -87,26 +83,17 @@ impl Accounts {
 
     /// Resolves an access token to its owner.
     pub async fn authenticate(&self, token: &str) -> ApiResult<TokenOwner> {
-        self.store
-            .token_owner(&hash_token(token))
-            .await?
-            .ok_or_else(|| {
-                MatrixError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "M_UNKNOWN_TOKEN",
-                    "Invalid access token passed.",
-                )
+        self.store.token_owner(&hash_token(token)).await?.ok_or_else(|| {
+            MatrixError::new(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
                 .with("soft_logout", serde_json::json!(false))
-            })
+        })
     }
 
     /// Turns `alice` or `@alice:server` into a local user id, checking Synapse's rules.
     pub fn local_user_id(&self, username: &str) -> ApiResult<String> {
         let localpart = match username.strip_prefix('@') {
             Some(rest) => {
-                let (localpart, server) = rest
-                    .split_once(':')
-                    .ok_or_else(|| invalid_username("Invalid user ID"))?;
+                let (localpart, server) = rest.split_once(':').ok_or_else(|| invalid_username("Invalid user ID"))?;
                 if server != self.server_name.as_str() {
                     return Err(invalid_username("User ID does not belong to this server"));
                 }
@@ -117,9 +104,7 @@ impl Accounts {
         validate_localpart(localpart)?;
         let user_id = format!("@{localpart}:{}", self.server_name);
         if user_id.len() > 255 {
-            return Err(invalid_username(
-                "User ID may not be longer than 255 characters",
-            ));
+            return Err(invalid_username("User ID may not be longer than 255 characters"));
         }
         Ok(user_id)
     }
@@ -143,11 +128,7 @@ impl Accounts {
             None => None,
         };
         // Synapse gives every new account its localpart as display name.
-        let localpart = user_id
-            .trim_start_matches('@')
-            .split(':')
-            .next()
-            .unwrap_or_default();
+        let localpart = user_id.trim_start_matches('@').split(':').next().unwrap_or_default();
         let displayname = displayname.unwrap_or(localpart);
         let created = self
             .store
@@ -160,17 +141,11 @@ impl Accounts {
             })
             .await?;
         if !created {
-            return Err(MatrixError::new(
-                StatusCode::BAD_REQUEST,
-                "M_USER_IN_USE",
-                "User ID already taken.",
-            ));
+            return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_USER_IN_USE", "User ID already taken."));
         }
         tracing::info!(%user_id, admin, "registered user");
         match device {
-            Some((device_id, display_name)) => Ok(Some(
-                self.new_session(user_id, device_id, display_name).await?,
-            )),
+            Some((device_id, display_name)) => Ok(Some(self.new_session(user_id, device_id, display_name).await?)),
             None => Ok(None),
         }
     }
@@ -184,26 +159,13 @@ impl Accounts {
         let device_id = match device_id {
             Some(id) if !id.is_empty() && id.len() <= 255 => id.to_owned(),
             Some(_) => {
-                return Err(MatrixError::invalid_param(
-                    "device_id must be 1 to 255 characters",
-                ));
+                return Err(MatrixError::invalid_param("device_id must be 1 to 255 characters"));
             }
             None => random_device_id(),
         };
         let access_token = format!("kith_{}", random_string(40));
-        self.store
-            .add_session(
-                user_id,
-                &device_id,
-                device_display_name,
-                &hash_token(&access_token),
-            )
-            .await?;
-        Ok(Session {
-            user_id: user_id.to_owned(),
-            device_id,
-            access_token,
-        })
+        self.store.add_session(user_id, &device_id, device_display_name, &hash_token(&access_token)).await?;
+        Ok(Session { user_id: user_id.to_owned(), device_id, access_token })
     }
 
     /// Checks a password; wrong users and wrong passwords look alike to the caller.
@@ -225,10 +187,7 @@ impl Accounts {
     }
 
     pub async fn logout(&self, owner: &TokenOwner) -> ApiResult<()> {
-        Ok(self
-            .store
-            .remove_device(&owner.user_id, &owner.device_id)
-            .await?)
+        Ok(self.store.remove_device(&owner.user_id, &owner.device_id).await?)
     }
 
     pub async fn logout_all(&self, user_id: &str) -> ApiResult<()> {
@@ -250,17 +209,10 @@ impl Accounts {
     }
 
     /// `POST /_synapse/admin/v1/register`, verifying the MAC exactly as Synapse does.
-    pub async fn register_with_shared_secret(
-        &self,
-        request: SharedSecretRegistration<'_>,
-    ) -> ApiResult<Session> {
+    pub async fn register_with_shared_secret(&self, request: SharedSecretRegistration<'_>) -> ApiResult<Session> {
         let secret = self.require_shared_secret()?;
         if !self.nonces.take(request.nonce) {
-            return Err(MatrixError::new(
-                StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
-                "unrecognised nonce",
-            ));
+            return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "unrecognised nonce"));
         }
         let expected = shared_secret_mac(secret, &request);
         let given = hex::decode(request.mac).unwrap_or_default();
@@ -288,11 +240,7 @@ impl Accounts {
 
     fn require_shared_secret(&self) -> ApiResult<&str> {
         self.shared_secret.as_deref().ok_or_else(|| {
-            MatrixError::new(
-                StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
-                "Shared secret registration is not enabled",
-            )
+            MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "Shared secret registration is not enabled")
         })
     }
 }
@@ -334,9 +282,7 @@ pub fn validate_localpart(localpart: &str) -> ApiResult<()> {
     }
     let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._=-/+".contains(c);
     if !localpart.chars().all(allowed) {
-        return Err(invalid_username(
-            "User ID can only contain characters a-z, 0-9, or '=_-./+'",
-        ));
+        return Err(invalid_username("User ID can only contain characters a-z, 0-9, or '=_-./+'"));
     }
     if UserId::parse(format!("@{localpart}:localhost")).is_err() {
         return Err(invalid_username("Invalid user ID"));
@@ -349,27 +295,19 @@ pub fn hash_token(token: &str) -> String {
 }
 
 fn random_string(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
 fn random_device_id() -> String {
     let mut rng = rand::thread_rng();
-    (0..10)
-        .map(|_| char::from(rng.gen_range(b'A'..=b'Z')))
-        .collect()
+    (0..10).map(|_| char::from(rng.gen_range(b'A'..=b'Z'))).collect()
 }
 
 /// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async workers.
 async fn hash_password(password: String) -> ApiResult<String> {
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|hash| hash.to_string())
     })
     .await
     .map_err(|err| MatrixError::internal("password hashing task", err))?
@@ -381,9 +319,7 @@ async fn verify_password(password: String, hash: String) -> ApiResult<bool> {
         let Ok(parsed) = PasswordHash::new(&hash) else {
             return false;
         };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
     })
     .await
     .map_err(|err| MatrixError::internal("password check task", err))
@@ -399,11 +335,7 @@ mod tests {
             validate_localpart(ok).unwrap();
         }
         for bad in ["", "_hidden", "Alice", "al ice", "al:ice", "émile"] {
-            assert_eq!(
-                validate_localpart(bad).unwrap_err().errcode,
-                "M_INVALID_USERNAME",
-                "{bad}"
-            );
+            assert_eq!(validate_localpart(bad).unwrap_err().errcode, "M_INVALID_USERNAME", "{bad}");
         }
     }
 
@@ -419,9 +351,6 @@ mod tests {
             displayname: None,
             mac: "",
         };
-        assert_eq!(
-            hex::encode(shared_secret_mac("secret", &request)),
-            "dc5ed98b283077684552e3f72d67f26b3366bf58"
-        );
+        assert_eq!(hex::encode(shared_secret_mac("secret", &request)), "dc5ed98b283077684552e3f72d67f26b3366bf58");
     }
 }

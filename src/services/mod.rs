@@ -3,7 +3,10 @@
 pub mod accounts;
 pub mod profiles;
 pub mod rate_limit;
+pub mod rooms;
 pub mod server_keys;
+pub mod sync;
+pub mod typing;
 pub mod uia;
 
 use std::sync::Arc;
@@ -13,15 +16,22 @@ use crate::store::Store;
 use accounts::Accounts;
 use profiles::Profiles;
 use rate_limit::RateLimiter;
+use rooms::Rooms;
+use tokio::sync::watch;
+use typing::Typing;
 use server_keys::ServerKeys;
 
 /// Everything a request handler may use, shared by all listeners.
 pub struct Services {
     pub config: Config,
     pub store: Arc<Store>,
-    pub keys: ServerKeys,
+    pub keys: Arc<ServerKeys>,
     pub accounts: Accounts,
     pub profiles: Profiles,
+    pub rooms: Rooms,
+    pub typing: Typing,
+    /// Bumped when account data or receipts change, to wake long-polling `/sync`s.
+    pub changes: watch::Sender<u64>,
     pub limits: Limits,
 }
 
@@ -34,25 +44,34 @@ pub struct Limits {
 }
 
 impl Services {
-    pub fn new(config: Config, store: Arc<Store>, keys: ServerKeys) -> Self {
-        let accounts = Accounts::new(
-            store.clone(),
-            config.server_name.clone(),
-            config.registration_shared_secret.clone(),
-        );
+    pub async fn new(config: Config, store: Arc<Store>, keys: ServerKeys) -> anyhow::Result<Self> {
+        let keys = Arc::new(keys);
+        let rooms = Rooms::new(store.clone(), keys.clone(), config.default_room_version.clone()).await?;
+        let accounts =
+            Accounts::new(store.clone(), config.server_name.clone(), config.registration_shared_secret.clone());
         let limits = Limits {
             login_address: RateLimiter::new(config.rc_login.address),
             login_account: RateLimiter::new(config.rc_login.account),
             login_failed: RateLimiter::new(config.rc_login.failed_attempts),
             registration: RateLimiter::new(config.rc_registration),
         };
-        Self {
+        Ok(Self {
             profiles: Profiles::new(store.clone()),
             accounts,
+            rooms,
+            typing: Typing::default(),
+            changes: watch::channel(0).0,
             limits,
             keys,
             store,
             config,
-        }
+        })
+    }
+}
+
+impl Services {
+    /// Wakes `/sync` long polls after an account-data or receipt change.
+    pub fn notify_change(&self) {
+        self.changes.send_modify(|serial| *serial += 1);
     }
 }

@@ -44,9 +44,7 @@ impl Profiles {
         }
         let accepted = self
             .store
-            .update_profile_field(user_id, key, value.as_ref(), |profile| {
-                profile_size(profile) <= MAX_PROFILE_BYTES
-            })
+            .update_profile_field(user_id, key, value.as_ref(), |profile| profile_size(profile) <= MAX_PROFILE_BYTES)
             .await?;
         if !accepted {
             return Err(MatrixError::new(
@@ -60,16 +58,12 @@ impl Profiles {
 }
 
 fn profile_size(profile: &Profile) -> usize {
-    serde_json::to_vec(profile)
-        .map(|bytes| bytes.len())
-        .unwrap_or(usize::MAX)
+    serde_json::to_vec(profile).map(|bytes| bytes.len()).unwrap_or(usize::MAX)
 }
 
 fn validate_key(key: &str) -> ApiResult<()> {
     if key.is_empty() {
-        return Err(MatrixError::invalid_param(
-            "The field name may not be empty",
-        ));
+        return Err(MatrixError::invalid_param("The field name may not be empty"));
     }
     if key.len() > MAX_KEY_BYTES {
         return Err(MatrixError::new(
@@ -85,23 +79,15 @@ fn validate_key(key: &str) -> ApiResult<()> {
 fn validate_value(key: &str, value: &Value) -> ApiResult<()> {
     match key {
         "displayname" => {
-            let name = value
-                .as_str()
-                .ok_or_else(|| MatrixError::bad_json("displayname must be a string"))?;
+            let name = value.as_str().ok_or_else(|| MatrixError::bad_json("displayname must be a string"))?;
             if name.chars().count() > MAX_DISPLAYNAME_CHARS {
-                return Err(MatrixError::bad_json(format!(
-                    "Displayname is too long (max {MAX_DISPLAYNAME_CHARS})"
-                )));
+                return Err(MatrixError::bad_json(format!("Displayname is too long (max {MAX_DISPLAYNAME_CHARS})")));
             }
         }
         "avatar_url" => {
-            let url = value
-                .as_str()
-                .ok_or_else(|| MatrixError::bad_json("avatar_url must be a string"))?;
+            let url = value.as_str().ok_or_else(|| MatrixError::bad_json("avatar_url must be a string"))?;
             if url.chars().count() > MAX_AVATAR_URL_CHARS {
-                return Err(MatrixError::bad_json(format!(
-                    "Avatar URL is too long (max {MAX_AVATAR_URL_CHARS})"
-                )));
+                return Err(MatrixError::bad_json(format!("Avatar URL is too long (max {MAX_AVATAR_URL_CHARS})")));
             }
             if !url.is_empty() && !url.starts_with("mxc://") {
                 return Err(MatrixError::bad_json("avatar_url must be an mxc:// URI"));
@@ -141,9 +127,6 @@ mod tests {
     #[test]
     fn key_length_is_limited() {
         assert!(validate_key(&"k".repeat(255)).is_ok());
-        assert_eq!(
-            validate_key(&"k".repeat(256)).unwrap_err().errcode,
-            "M_KEY_TOO_LARGE"
-        );
+        assert_eq!(validate_key(&"k".repeat(256)).unwrap_err().errcode, "M_KEY_TOO_LARGE");
     }
 }

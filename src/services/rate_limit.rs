@@ -24,26 +24,17 @@ struct Bucket {
 
 impl RateLimiter {
     pub fn new(limit: RateLimit) -> Self {
-        Self {
-            limit,
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self { limit, buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Takes one token for `key`, or says how long to wait for one.
     pub fn check(&self, key: &str) -> Result<(), MatrixError> {
         let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
             self.evict_refilled(&mut buckets, now);
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.limit.burst_count,
-            updated: now,
-        });
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.limit.burst_count, updated: now });
         bucket.tokens = self.refilled(bucket, now);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
@@ -61,13 +52,8 @@ impl RateLimiter {
 
     /// Whether `key` has a token left, without taking it.
     pub fn would_allow(&self, key: &str) -> bool {
-        let buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        buckets
-            .get(key)
-            .is_none_or(|bucket| self.refilled(bucket, Instant::now()) >= 1.0)
+        let buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        buckets.get(key).is_none_or(|bucket| self.refilled(bucket, Instant::now()) >= 1.0)
     }
 
     fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
@@ -90,10 +76,7 @@ mod tests {
 
     #[test]
     fn allows_a_burst_then_refuses_with_a_wait() {
-        let limiter = RateLimiter::new(RateLimit {
-            per_second: 0.5,
-            burst_count: 3.0,
-        });
+        let limiter = RateLimiter::new(RateLimit { per_second: 0.5, burst_count: 3.0 });
         for _ in 0..3 {
             limiter.check("a").unwrap();
         }
@@ -106,10 +89,7 @@ mod tests {
 
     #[test]
     fn a_zero_burst_refuses_everything() {
-        let limiter = RateLimiter::new(RateLimit {
-            per_second: 0.0,
-            burst_count: 0.0,
-        });
+        let limiter = RateLimiter::new(RateLimit { per_second: 0.0, burst_count: 0.0 });
         assert!(limiter.check("a").is_err());
     }
 }

@@ -29,32 +29,18 @@ impl ServerKeys {
     pub fn load(server_name: OwnedServerName, path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("signing_key_path: cannot read {}", path.display()))?;
-        let key_pair = parse_key_file(&text).with_context(|| {
-            format!(
-                "signing_key_path: {} is not a valid signing key file",
-                path.display()
-            )
-        })?;
-        Ok(Self {
-            server_name,
-            key_pair,
-        })
+        let key_pair = parse_key_file(&text)
+            .with_context(|| format!("signing_key_path: {} is not a valid signing key file", path.display()))?;
+        Ok(Self { server_name, key_pair })
     }
 
     /// Writes a fresh key file; refuses to overwrite an existing one.
     pub fn generate_file(path: &Path) -> anyhow::Result<()> {
         if path.exists() {
-            bail!(
-                "{} already exists; not overwriting a signing key",
-                path.display()
-            );
+            bail!("{} already exists; not overwriting a signing key", path.display());
         }
         let seed: [u8; 32] = rand::rngs::OsRng.r#gen();
-        let version: String = rand::rngs::OsRng
-            .sample_iter(&Alphanumeric)
-            .take(4)
-            .map(char::from)
-            .collect();
+        let version: String = rand::rngs::OsRng.sample_iter(&Alphanumeric).take(4).map(char::from).collect();
         let line = format!("ed25519 a_{version} {}\n", STANDARD_NO_PAD.encode(seed));
         std::fs::write(path, line).with_context(|| format!("cannot write {}", path.display()))?;
         restrict_permissions(path)?;
@@ -80,6 +66,25 @@ impl ServerKeys {
         Ok(())
     }
 
+    /// Adds the content hash and this server's signature to a PDU.
+    pub fn hash_and_sign_event(
+        &self,
+        object: &mut CanonicalJsonObject,
+        rules: &ruma::room_version_rules::RedactionRules,
+    ) -> anyhow::Result<()> {
+        ruma::signatures::hash_and_sign_event(self.server_name.as_str(), &self.key_pair, object, rules)?;
+        Ok(())
+    }
+
+    /// The public keys other servers would use to verify our signatures.
+    pub fn public_key_map(&self) -> ruma::signatures::PublicKeyMap {
+        let mut key_set = ruma::signatures::PublicKeySet::new();
+        key_set.insert(self.key_id(), ruma::serde::Base64::new(self.key_pair.public_key().to_vec()));
+        let mut map = ruma::signatures::PublicKeyMap::new();
+        map.insert(self.server_name.to_string(), key_set);
+        map
+    }
+
     /// The signed body of `GET /_matrix/key/v2/server`.
     pub fn server_key_response(&self) -> anyhow::Result<Value> {
         let valid_until = SystemTime::now() + KEY_VALIDITY;
@@ -97,39 +102,23 @@ impl ServerKeys {
 }
 
 fn parse_key_file(text: &str) -> anyhow::Result<Ed25519KeyPair> {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .context("the file is empty")?;
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).context("the file is empty")?;
     let mut parts = line.split_whitespace();
-    let (Some(algorithm), Some(version), Some(seed), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(algorithm), Some(version), Some(seed), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         bail!("expected `ed25519 <version> <base64 key>`");
     };
     if algorithm != "ed25519" {
         bail!("unsupported key algorithm `{algorithm}`");
     }
-    if version.is_empty()
-        || !version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    if version.is_empty() || !version.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         bail!("invalid key version `{version}`");
     }
-    let seed = STANDARD_NO_PAD
-        .decode(seed.trim_end_matches('='))
-        .context("the key is not valid base64")?;
+    let seed = STANDARD_NO_PAD.decode(seed.trim_end_matches('=')).context("the key is not valid base64")?;
     if seed.len() != 32 {
         bail!("the key must be 32 bytes, found {}", seed.len());
     }
-    Ok(Ed25519KeyPair::new(
-        ED25519_OID,
-        &seed,
-        None,
-        version.to_owned(),
-    )?)
+    Ok(Ed25519KeyPair::new(ED25519_OID, &seed, None, version.to_owned())?)
 }
 
 #[cfg(unix)]
@@ -150,21 +139,15 @@ mod tests {
 
     #[test]
     fn loads_a_synapse_key_file() {
-        let pair =
-            parse_key_file("ed25519 a_abcd AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n").unwrap();
+        let pair = parse_key_file("ed25519 a_abcd AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n").unwrap();
         assert_eq!(pair.version(), "a_abcd");
     }
 
     #[test]
     fn rejects_malformed_key_files() {
-        for text in [
-            "",
-            "ed25519 a_abcd",
-            "rsa a_abcd AAAA",
-            "ed25519 a_abcd !!!",
-            "ed25519 a_abcd AAAA",
-            "ed25519 a b c d",
-        ] {
+        for text in
+            ["", "ed25519 a_abcd", "rsa a_abcd AAAA", "ed25519 a_abcd !!!", "ed25519 a_abcd AAAA", "ed25519 a b c d"]
+        {
             assert!(parse_key_file(text).is_err(), "{text:?}");
         }
     }
@@ -174,18 +157,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.key");
         ServerKeys::generate_file(&path).unwrap();
-        assert!(
-            ServerKeys::generate_file(&path).is_err(),
-            "must not overwrite"
-        );
+        assert!(ServerKeys::generate_file(&path).is_err(), "must not overwrite");
         let keys = ServerKeys::load("example.org".try_into().unwrap(), &path).unwrap();
         let body = keys.server_key_response().unwrap();
         let object: CanonicalJsonObject = serde_json::from_value(body).unwrap();
         let mut key_set = ruma::signatures::PublicKeySet::new();
-        key_set.insert(
-            keys.key_id(),
-            ruma::serde::Base64::parse(keys.public_key_base64()).unwrap(),
-        );
+        key_set.insert(keys.key_id(), ruma::serde::Base64::parse(keys.public_key_base64()).unwrap());
         let mut map = ruma::signatures::PublicKeyMap::new();
         map.insert("example.org".into(), key_set);
         ruma::signatures::verify_json(&map, &object).unwrap();

@@ -13,29 +13,18 @@ pub struct ExpiringSet {
 
 impl ExpiringSet {
     pub fn new(lifetime_secs: u64, capacity: usize) -> Self {
-        Self {
-            lifetime: Duration::from_secs(lifetime_secs),
-            capacity,
-            entries: Mutex::new(HashMap::new()),
-        }
+        Self { lifetime: Duration::from_secs(lifetime_secs), capacity, entries: Mutex::new(HashMap::new()) }
     }
 
     pub fn insert(&self, key: String) {
         let now = Instant::now();
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if entries.len() >= self.capacity {
             entries.retain(|_, expires| *expires > now);
         }
         if entries.len() >= self.capacity {
             // Still full of live entries: drop the one closest to expiry.
-            if let Some(oldest) = entries
-                .iter()
-                .min_by_key(|(_, expires)| **expires)
-                .map(|(k, _)| k.clone())
-            {
+            if let Some(oldest) = entries.iter().min_by_key(|(_, expires)| **expires).map(|(k, _)| k.clone()) {
                 entries.remove(&oldest);
             }
         }
@@ -44,24 +33,14 @@ impl ExpiringSet {
 
     /// Whether `key` is live, without consuming it.
     pub fn contains(&self, key: &str) -> bool {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries
-            .get(key)
-            .is_some_and(|expires| *expires > Instant::now())
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.get(key).is_some_and(|expires| *expires > Instant::now())
     }
 
     /// Consumes `key`; true if it was live.
     pub fn take(&self, key: &str) -> bool {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries
-            .remove(key)
-            .is_some_and(|expires| expires > Instant::now())
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.remove(key).is_some_and(|expires| expires > Instant::now())
     }
 }
 

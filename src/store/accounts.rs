@@ -68,13 +68,7 @@ impl Store {
         if let Some(name) = user.displayname {
             let value = serde_json::Value::String(name.to_owned());
             profiles::write_field(&mut txn, user.user_id, "displayname", Some(&value)).await?;
-            profiles::record_change(
-                &mut txn,
-                user.user_id,
-                ProfileChangeKind::Update,
-                &["displayname"],
-            )
-            .await?;
+            profiles::record_change(&mut txn, user.user_id, ProfileChangeKind::Update, &["displayname"]).await?;
         }
         txn.commit().await?;
         Ok(true)
@@ -151,11 +145,7 @@ impl Store {
             "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2",
             "DELETE FROM devices WHERE user_id = $1 AND device_id = $2",
         ] {
-            sqlx::query(sql)
-                .bind(user_id)
-                .bind(device_id)
-                .execute(&mut *txn.tx)
-                .await?;
+            sqlx::query(sql).bind(user_id).bind(device_id).execute(&mut *txn.tx).await?;
         }
         txn.commit().await
     }
@@ -189,20 +179,13 @@ impl Store {
             removed = profiles::delete_all_fields(&mut txn, user_id).await?;
         }
         let removed: Vec<&str> = removed.iter().map(String::as_str).collect();
-        profiles::record_change(&mut txn, user_id, ProfileChangeKind::Deactivated, &removed)
-            .await?;
+        profiles::record_change(&mut txn, user_id, ProfileChangeKind::Deactivated, &removed).await?;
         txn.commit().await
     }
 }
 
-async fn remove_all_devices_in(
-    txn: &mut super::WriteTxn<'_>,
-    user_id: &str,
-) -> Result<(), sqlx::Error> {
-    for sql in [
-        "DELETE FROM access_tokens WHERE user_id = $1",
-        "DELETE FROM devices WHERE user_id = $1",
-    ] {
+async fn remove_all_devices_in(txn: &mut super::WriteTxn<'_>, user_id: &str) -> Result<(), sqlx::Error> {
+    for sql in ["DELETE FROM access_tokens WHERE user_id = $1", "DELETE FROM devices WHERE user_id = $1"] {
         sqlx::query(sql).bind(user_id).execute(&mut *txn.tx).await?;
     }
     Ok(())

@@ -7,21 +7,15 @@ use sqlx::Row;
 use super::Store;
 
 /// Each entry is applied once, in order, inside a transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema/0001_accounts_profiles.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("schema/0001_accounts_profiles.sql")), (2, include_str!("schema/0002_rooms.sql"))];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may
 /// contain any punctuation.
 fn statements(sql: &str) -> Vec<String> {
-    let code: String = sql
-        .lines()
-        .filter(|line| !line.trim_start().starts_with("--"))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    code.split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    let code: String =
+        sql.lines().filter(|line| !line.trim_start().starts_with("--")).map(|line| format!("{line}\n")).collect();
+    code.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 pub(super) async fn run(store: &Store) -> anyhow::Result<()> {
@@ -48,10 +42,8 @@ pub(super) async fn run(store: &Store) -> anyhow::Result<()> {
             .await?;
         txn.commit().await?;
     }
-    let latest: i64 = sqlx::query("SELECT MAX(version) FROM schema_version")
-        .fetch_one(store.pool())
-        .await?
-        .try_get(0)?;
+    let latest: i64 =
+        sqlx::query("SELECT MAX(version) FROM schema_version").fetch_one(store.pool()).await?.try_get(0)?;
     tracing::debug!(latest, "database schema up to date");
     Ok(())
 }

@@ -5,10 +5,13 @@
 mod accounts;
 mod migrations;
 mod profiles;
+mod rooms;
 mod streams;
+mod user_data;
 
 pub use accounts::{NewUser, TokenOwner, UserRow};
 pub use profiles::{ProfileChange, ProfileChangeKind};
+pub use rooms::{Membership, PersistEvent, StateBefore, StateMap, StoredEvent};
 
 use std::time::Duration;
 
@@ -49,13 +52,8 @@ impl Store {
     pub async fn connect(target: &DatabaseTarget) -> anyhow::Result<Self> {
         install_default_drivers();
         let (url, backend, max_connections) = match target {
-            DatabaseTarget::Sqlite { path } => {
-                (format!("sqlite://{path}?mode=rwc"), Backend::Sqlite, 8)
-            }
-            DatabaseTarget::Postgres {
-                url,
-                max_connections,
-            } => (url.clone(), Backend::Postgres, *max_connections),
+            DatabaseTarget::Sqlite { path } => (format!("sqlite://{path}?mode=rwc"), Backend::Sqlite, 8),
+            DatabaseTarget::Postgres { url, max_connections } => (url.clone(), Backend::Postgres, *max_connections),
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
@@ -72,14 +70,8 @@ impl Store {
             .connect(&url)
             .await
             .with_context(|| format!("database: cannot connect ({})", redact_password(&url)))?;
-        let store = Self {
-            pool,
-            backend,
-            sqlite_writer: Mutex::new(()),
-        };
-        migrations::run(&store)
-            .await
-            .context("database: schema migration failed")?;
+        let store = Self { pool, backend, sqlite_writer: Mutex::new(()) };
+        migrations::run(&store).await.context("database: schema migration failed")?;
         Ok(store)
     }
 
@@ -97,10 +89,7 @@ impl Store {
             Backend::Postgres => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTxn {
-            tx,
-            _writer: writer,
-        })
+        Ok(WriteTxn { tx, _writer: writer })
     }
 
     pub async fn close(&self) {
@@ -120,8 +109,5 @@ fn redact_password(url: &str) -> String {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }

@@ -24,11 +24,7 @@ impl ProfileChangeKind {
     }
 
     fn parse(text: &str) -> Self {
-        if text == "deactivated" {
-            Self::Deactivated
-        } else {
-            Self::Update
-        }
+        if text == "deactivated" { Self::Deactivated } else { Self::Update }
     }
 }
 
@@ -82,11 +78,7 @@ impl Store {
     }
 
     /// Profile changes after `after`, oldest first, at most `limit`.
-    pub async fn profile_changes_since(
-        &self,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<ProfileChange>, sqlx::Error> {
+    pub async fn profile_changes_since(&self, after: i64, limit: i64) -> Result<Vec<ProfileChange>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT stream_id, user_id, kind, fields FROM profile_changes WHERE stream_id > $1 ORDER BY stream_id LIMIT $2",
         )
@@ -150,10 +142,7 @@ pub(super) async fn write_field(
     Ok(())
 }
 
-pub(super) async fn delete_all_fields(
-    txn: &mut WriteTxn<'_>,
-    user_id: &str,
-) -> Result<Vec<String>, sqlx::Error> {
+pub(super) async fn delete_all_fields(txn: &mut WriteTxn<'_>, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
     let rows = sqlx::query("DELETE FROM profile_fields WHERE user_id = $1 RETURNING field")
         .bind(user_id)
         .fetch_all(&mut *txn.tx)

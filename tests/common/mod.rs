@@ -83,11 +83,7 @@ impl TestServer {
 
     async fn start_configured(db: Db, extra_yaml: &str, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let tls_yaml = if tls {
-            write_self_signed_cert(dir.path())
-        } else {
-            String::new()
-        };
+        let tls_yaml = if tls { write_self_signed_cert(dir.path()) } else { String::new() };
         let database_yaml = match db {
             Db::Sqlite => format!(
                 "database:\n  name: sqlite3\n  args:\n    database: {}\n",
@@ -128,11 +124,7 @@ impl TestServer {
     }
 
     async fn spawn_and_wait(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("log file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_kith"))
             .arg("--config")
             .arg(&self.config_path)
@@ -147,12 +139,7 @@ impl TestServer {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut last_error;
         loop {
-            match self
-                .client
-                .get(format!("{}/health", self.base))
-                .send()
-                .await
-            {
+            match self.client.get(format!("{}/health", self.base)).send().await {
                 Ok(response) if response.status() == StatusCode::OK => return,
                 Ok(response) => last_error = format!("status {}", response.status()),
                 Err(err) => last_error = format!("{err:?}"),
@@ -160,11 +147,7 @@ impl TestServer {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("kith exited with {status} during start-up:\n{}", self.log());
             }
-            assert!(
-                Instant::now() < deadline,
-                "kith did not start within 60 s ({last_error}):\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "kith did not start within 60 s ({last_error}):\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -176,11 +159,7 @@ impl TestServer {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill");
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -217,17 +196,8 @@ impl TestServer {
         read_response(response).await
     }
 
-    pub async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Vec<u8>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .body(body);
+    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).body(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -251,12 +221,7 @@ impl TestServer {
         self.register_as(username, password, false).await
     }
 
-    pub async fn register_as(
-        &self,
-        username: &str,
-        password: &str,
-        admin: bool,
-    ) -> (String, String) {
+    pub async fn register_as(&self, username: &str, password: &str, admin: bool) -> (String, String) {
         let (status, body) = self.get("/_synapse/admin/v1/register", None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let nonce = body["nonce"].as_str().expect("nonce").to_owned();
@@ -269,10 +234,7 @@ impl TestServer {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        (
-            body["user_id"].as_str().unwrap().to_owned(),
-            body["access_token"].as_str().unwrap().to_owned(),
-        )
+        (body["user_id"].as_str().unwrap().to_owned(), body["access_token"].as_str().unwrap().to_owned())
     }
 
     pub async fn login(&self, username: &str, password: &str) -> (StatusCode, Value) {
@@ -301,13 +263,7 @@ async fn read_response(response: reqwest::Response) -> (StatusCode, Value) {
     (status, body)
 }
 
-pub fn shared_secret_mac(
-    secret: &str,
-    nonce: &str,
-    username: &str,
-    password: &str,
-    admin: bool,
-) -> String {
+pub fn shared_secret_mac(secret: &str, nonce: &str, username: &str, password: &str, admin: bool) -> String {
     let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("hmac key");
     let admin = if admin { "admin" } else { "notadmin" };
     mac.update(format!("{nonce}\0{username}\0{password}\0{admin}").as_bytes());
@@ -316,18 +272,12 @@ pub fn shared_secret_mac(
 
 /// Writes a self-signed certificate for 127.0.0.1 and returns the config keys naming it.
 fn write_self_signed_cert(dir: &Path) -> String {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("cert");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("cert");
     let cert_path = dir.join("tls.crt");
     let key_path = dir.join("tls.key");
     std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
-    format!(
-        "tls_certificate_path: {}\ntls_private_key_path: {}\n",
-        cert_path.display(),
-        key_path.display()
-    )
+    format!("tls_certificate_path: {}\ntls_private_key_path: {}\n", cert_path.display(), key_path.display())
 }
 
 pub fn free_port() -> u16 {
@@ -357,9 +307,7 @@ pub fn synapse_venv() -> PathBuf {
     if let Some(dir) = std::env::var_os("KITH_SYNAPSE_VENV") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache/kith/synapse-venv")
 }
 

@@ -22,27 +22,11 @@ static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 /// The `database:` section for a new, empty database on the shared cluster.
 pub async fn fresh_database_yaml() -> String {
     let cluster = CLUSTER
-        .get_or_init(|| async {
-            tokio::task::spawn_blocking(start_cluster)
-                .await
-                .expect("start postgres")
-        })
+        .get_or_init(|| async { tokio::task::spawn_blocking(start_cluster).await.expect("start postgres") })
         .await;
-    let name = format!(
-        "kith_{}_{}",
-        std::process::id(),
-        NEXT_DB.fetch_add(1, Ordering::SeqCst)
-    );
+    let name = format!("kith_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
     let status = Command::new("psql")
-        .args([
-            "-h",
-            &cluster.socket_dir.display().to_string(),
-            "-U",
-            &cluster.user,
-            "-d",
-            "postgres",
-            "-qc",
-        ])
+        .args(["-h", &cluster.socket_dir.display().to_string(), "-U", &cluster.user, "-d", "postgres", "-qc"])
         .arg(format!("CREATE DATABASE {name}"))
         .stdout(Stdio::null())
         .status()
@@ -57,11 +41,7 @@ pub async fn fresh_database_yaml() -> String {
 
 fn pg_bin(name: &str) -> PathBuf {
     // Debian installs the server binaries outside PATH.
-    for dir in [
-        "/usr/lib/postgresql/17/bin",
-        "/usr/lib/postgresql/16/bin",
-        "/usr/lib/postgresql/15/bin",
-    ] {
+    for dir in ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"] {
         let path = Path::new(dir).join(name);
         if path.exists() {
             return path;
@@ -71,11 +51,7 @@ fn pg_bin(name: &str) -> PathBuf {
 }
 
 fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0").unwrap_or(false)
 }
 
 /// PostgreSQL refuses to run as root; then the cluster belongs to the `postgres` user.
@@ -91,42 +67,19 @@ fn as_cluster_owner(root: bool, program: PathBuf) -> Command {
 
 fn start_cluster() -> Cluster {
     let root = running_as_root();
-    let dir = tempfile::Builder::new()
-        .prefix("kith-pg")
-        .tempdir()
-        .expect("tempdir")
-        .keep();
+    let dir = tempfile::Builder::new().prefix("kith-pg").tempdir().expect("tempdir").keep();
     let data = dir.join("data");
     if root {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir)
-            .status()
-            .expect("chown");
+        let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().expect("chown");
         assert!(status.success(), "chown of the cluster dir failed");
     }
-    let user = if root {
-        "postgres".to_owned()
-    } else {
-        std::env::var("USER").unwrap_or_else(|_| "postgres".into())
-    };
+    let user = if root { "postgres".to_owned() } else { std::env::var("USER").unwrap_or_else(|_| "postgres".into()) };
     let output = as_cluster_owner(root, pg_bin("initdb"))
-        .args([
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-            "-U",
-            &user,
-            "-D",
-        ])
+        .args(["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", &user, "-D"])
         .arg(&data)
         .output()
         .expect("initdb (is PostgreSQL installed?)");
-    assert!(
-        output.status.success(),
-        "initdb failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
     let log = dir.join("postgres.log");
     let postgres = pg_bin("postgres");
     // The watchdog ends the cluster when this test process is gone.
@@ -150,12 +103,8 @@ fn start_cluster() -> Cluster {
         command.args(["-c", &script]);
         command
     };
-    let watchdog = watchdog
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start postgres");
+    let watchdog =
+        watchdog.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start postgres");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready = Command::new(pg_bin("pg_isready"))
@@ -173,9 +122,5 @@ fn start_cluster() -> Cluster {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Cluster {
-        socket_dir: dir,
-        user,
-        _watchdog: watchdog,
-    }
+    Cluster { socket_dir: dir, user, _watchdog: watchdog }
 }

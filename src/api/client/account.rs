@@ -45,44 +45,23 @@ pub async fn deactivate(
     let session = match &auth.session {
         Some(session) if state.accounts.uia_session_is_live(session) => session.clone(),
         Some(_) => {
-            return Err(MatrixError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
-                "Unknown session ID",
-            ));
+            return Err(MatrixError::new(axum::http::StatusCode::BAD_REQUEST, "M_UNKNOWN", "Unknown session ID"));
         }
         None => state.accounts.start_uia(),
     };
     if auth.kind.as_deref() != Some(STAGE) {
-        return Err(uia_challenge(
-            &session,
-            STAGE,
-            Some(("M_UNRECOGNIZED", "Unsupported authentication type")),
-        ));
+        return Err(uia_challenge(&session, STAGE, Some(("M_UNRECOGNIZED", "Unsupported authentication type"))));
     }
     let username = identified_user(auth.identifier.as_ref(), auth.user.as_deref())?;
     let user_id = state.accounts.local_user_id(&username.to_lowercase()).ok();
     if user_id.as_deref() != Some(owner.user_id.as_str()) {
-        return Err(MatrixError::forbidden(
-            "Requester is not the user being authenticated",
-        ));
+        return Err(MatrixError::forbidden("Requester is not the user being authenticated"));
     }
     let password = auth.password.unwrap_or_default();
-    if let Err(err) = state
-        .accounts
-        .check_password(&owner.user_id, &password)
-        .await
-    {
-        return Err(uia_challenge(
-            &session,
-            STAGE,
-            Some(("M_FORBIDDEN", &err.message)),
-        ));
+    if let Err(err) = state.accounts.check_password(&owner.user_id, &password).await {
+        return Err(uia_challenge(&session, STAGE, Some(("M_FORBIDDEN", &err.message))));
     }
     state.accounts.finish_uia(&session);
-    state
-        .accounts
-        .deactivate(&owner.user_id, request.erase)
-        .await?;
+    state.accounts.deactivate(&owner.user_id, request.erase).await?;
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
 }

@@ -15,10 +15,8 @@ pub async fn versions() -> Json<Value> {
 }
 
 pub async fn capabilities(State(state): State<AppState>, Requester(_): Requester) -> Json<Value> {
-    let available: Map<String, Value> = SUPPORTED_ROOM_VERSIONS
-        .iter()
-        .map(|version| ((*version).to_owned(), json!("stable")))
-        .collect();
+    let available: Map<String, Value> =
+        SUPPORTED_ROOM_VERSIONS.iter().map(|version| ((*version).to_owned(), json!("stable"))).collect();
     Json(json!({
         "capabilities": {
             "m.change_password": { "enabled": false },

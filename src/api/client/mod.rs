@@ -1,13 +1,17 @@
 //! The client-server API (`/_matrix/client/…`).
 
 pub mod account;
+pub mod directory;
 pub mod discovery;
+pub mod membership;
 pub mod profile;
 pub mod register;
+pub mod rooms;
 pub mod session;
+pub mod sync;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use super::extract::AppState;
 
@@ -22,12 +26,11 @@ pub fn versioned_routes() -> Router<AppState> {
         .route("/register", post(register::register))
         .route("/register/available", get(register::available))
         .route("/capabilities", get(discovery::capabilities))
+        .merge(room_routes())
         .route("/profile/{user_id}", get(profile::get_profile))
         .route(
             "/profile/{user_id}/{key}",
-            get(profile::get_field)
-                .put(profile::set_field)
-                .delete(profile::delete_field),
+            get(profile::get_field).put(profile::set_field).delete(profile::delete_field),
         )
 }
 
@@ -36,4 +39,40 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/client/versions", get(discovery::versions))
         .nest("/_matrix/client/v3", versioned_routes())
         .nest("/_matrix/client/r0", versioned_routes())
+}
+
+fn room_routes() -> Router<AppState> {
+    Router::new()
+        .route("/createRoom", post(rooms::create_room))
+        .route("/joined_rooms", get(rooms::joined_rooms))
+        .route("/join/{room_id_or_alias}", post(membership::join_by_id_or_alias))
+        .route("/rooms/{room_id}/join", post(membership::join_room))
+        .route("/rooms/{room_id}/invite", post(membership::invite))
+        .route("/rooms/{room_id}/leave", post(membership::leave))
+        .route("/rooms/{room_id}/kick", post(membership::kick))
+        .route("/rooms/{room_id}/ban", post(membership::ban))
+        .route("/rooms/{room_id}/unban", post(membership::unban))
+        .route("/rooms/{room_id}/forget", post(membership::forget))
+        .route("/rooms/{room_id}/send/{event_type}/{txn_id}", put(rooms::send_message))
+        .route("/rooms/{room_id}/state", get(rooms::get_state))
+        .route("/rooms/{room_id}/state/{event_type}", get(rooms::get_state_event_empty_key).put(rooms::put_state_empty_key))
+        .route("/rooms/{room_id}/state/{event_type}/{state_key}", get(rooms::get_state_event).put(rooms::put_state))
+        .route("/rooms/{room_id}/members", get(rooms::members))
+        .route("/rooms/{room_id}/joined_members", get(rooms::joined_members))
+        .route("/rooms/{room_id}/messages", get(rooms::messages))
+        .route("/rooms/{room_id}/event/{event_id}", get(rooms::get_event))
+        .route("/rooms/{room_id}/redact/{event_id}/{txn_id}", put(rooms::redact))
+        .route("/rooms/{room_id}/typing/{user_id}", put(sync::typing))
+        .route("/rooms/{room_id}/receipt/{receipt_type}/{event_id}", post(sync::receipt))
+        .route("/rooms/{room_id}/read_markers", post(sync::read_markers))
+        .route("/directory/room/{alias}", get(directory::get_alias).put(directory::put_alias).delete(directory::delete_alias))
+        .route("/publicRooms", get(directory::public_rooms).post(directory::public_rooms))
+        .route("/sync", get(sync::sync))
+        .route("/user/{user_id}/filter", post(sync::create_filter))
+        .route("/user/{user_id}/filter/{filter_id}", get(sync::get_filter))
+        .route("/user/{user_id}/account_data/{data_type}", get(sync::get_account_data).put(sync::put_account_data))
+        .route(
+            "/user/{user_id}/rooms/{room_id}/account_data/{data_type}",
+            get(sync::get_room_account_data).put(sync::put_room_account_data),
+        )
 }

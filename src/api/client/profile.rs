@@ -9,8 +9,7 @@ use crate::api::extract::{AppState, MatrixJson, Requester};
 use crate::error::{ApiResult, MatrixError};
 
 fn parse_user_id(user_id: &str) -> ApiResult<&UserId> {
-    <&UserId>::try_from(user_id)
-        .map_err(|_| MatrixError::invalid_param(format!("Invalid user ID: {user_id}")))
+    <&UserId>::try_from(user_id).map_err(|_| MatrixError::invalid_param(format!("Invalid user ID: {user_id}")))
 }
 
 /// Profiles of other servers' users come with federation; until then they are not found.
@@ -21,10 +20,7 @@ fn require_local(state: &AppState, user_id: &UserId) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn get_profile(
-    State(state): State<AppState>,
-    Path(user_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn get_profile(State(state): State<AppState>, Path(user_id): Path<String>) -> ApiResult<Json<Value>> {
     let user_id = parse_user_id(&user_id)?;
     require_local(&state, user_id)?;
     let profile = state.profiles.get(user_id.as_str()).await?;
@@ -38,9 +34,7 @@ pub async fn get_field(
     let user_id = parse_user_id(&user_id)?;
     require_local(&state, user_id)?;
     let profile = state.profiles.get(user_id.as_str()).await?;
-    let value = profile
-        .get(&key)
-        .ok_or_else(|| MatrixError::not_found(format!("The profile has no field {key}")))?;
+    let value = profile.get(&key).ok_or_else(|| MatrixError::not_found(format!("The profile has no field {key}")))?;
     Ok(Json(json!({ key: value })))
 }
 
@@ -51,15 +45,10 @@ pub async fn set_field(
     MatrixJson(mut body): MatrixJson<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
     let user_id = authorised_target(&state, &owner, &user_id).await?;
-    let value = body
-        .remove(&key)
-        .ok_or_else(|| MatrixError::missing_param(format!("Missing key '{key}'")))?;
+    let value = body.remove(&key).ok_or_else(|| MatrixError::missing_param(format!("Missing key '{key}'")))?;
     // A null value clears the field, as older clients do for `displayname`.
     let value = (!value.is_null()).then_some(value);
-    state
-        .profiles
-        .set_field(user_id.as_str(), &key, value)
-        .await?;
+    state.profiles.set_field(user_id.as_str(), &key, value).await?;
     Ok(Json(json!({})))
 }
 
@@ -69,10 +58,7 @@ pub async fn delete_field(
     Path((user_id, key)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let user_id = authorised_target(&state, &owner, &user_id).await?;
-    state
-        .profiles
-        .set_field(user_id.as_str(), &key, None)
-        .await?;
+    state.profiles.set_field(user_id.as_str(), &key, None).await?;
     Ok(Json(json!({})))
 }
 
@@ -84,14 +70,10 @@ async fn authorised_target<'a>(
 ) -> ApiResult<&'a UserId> {
     let user_id = parse_user_id(user_id)?;
     if user_id.as_str() != owner.user_id && !owner.admin {
-        return Err(MatrixError::forbidden(
-            "You may only change your own profile",
-        ));
+        return Err(MatrixError::forbidden("You may only change your own profile"));
     }
     if user_id.server_name() != state.config.server_name {
-        return Err(MatrixError::forbidden(
-            "Cannot change the profile of a user on another server",
-        ));
+        return Err(MatrixError::forbidden("Cannot change the profile of a user on another server"));
     }
     state.profiles.get(user_id.as_str()).await?;
     Ok(user_id)

@@ -42,11 +42,7 @@ pub struct AuthData {
 
 /// The 401 that starts (or, with the failure that stopped it, continues)
 /// user-interactive auth with a single one-stage flow.
-pub fn uia_challenge(
-    session: &str,
-    stage: &str,
-    failure: Option<(&'static str, &str)>,
-) -> MatrixError {
+pub fn uia_challenge(session: &str, stage: &str, failure: Option<(&'static str, &str)>) -> MatrixError {
     let (errcode, message) = failure.unwrap_or(("", ""));
     MatrixError::new(StatusCode::UNAUTHORIZED, errcode, message)
         .with("session", json!(session))
@@ -61,32 +57,20 @@ pub async fn register(
     MatrixJson(request): MatrixJson<RegisterRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if query.get("kind").is_some_and(|kind| kind == "guest") {
-        return Err(MatrixError::new(
-            StatusCode::FORBIDDEN,
-            "M_GUEST_ACCESS_FORBIDDEN",
-            "Guest access is disabled",
-        ));
+        return Err(MatrixError::new(StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled"));
     }
     if !state.config.enable_registration {
         return Err(MatrixError::forbidden("Registration has been disabled"));
     }
     state.limits.registration.check(&ip.to_string())?;
-    if request
-        .password
-        .as_ref()
-        .is_some_and(|p| p.len() > MAX_PASSWORD_BYTES)
-    {
+    if request.password.as_ref().is_some_and(|p| p.len() > MAX_PASSWORD_BYTES) {
         return Err(MatrixError::invalid_param("Password too long"));
     }
     let user_id = match &request.username {
         Some(username) => {
             let user_id = state.accounts.local_user_id(&username.to_lowercase())?;
             if !state.accounts.is_available(&user_id).await? {
-                return Err(MatrixError::new(
-                    StatusCode::BAD_REQUEST,
-                    "M_USER_IN_USE",
-                    "User ID already taken.",
-                ));
+                return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_USER_IN_USE", "User ID already taken."));
             }
             Some(user_id)
         }
@@ -97,21 +81,9 @@ pub async fn register(
         Some(user_id) => user_id,
         None => generated_user_id(&state).await?,
     };
-    let device = (!request.inhibit_login).then_some((
-        request.device_id.as_deref(),
-        request.initial_device_display_name.as_deref(),
-    ));
-    let created = state
-        .accounts
-        .register(
-            &user_id,
-            request.password.as_deref(),
-            false,
-            None,
-            None,
-            device,
-        )
-        .await?;
+    let device = (!request.inhibit_login)
+        .then_some((request.device_id.as_deref(), request.initial_device_display_name.as_deref()));
+    let created = state.accounts.register(&user_id, request.password.as_deref(), false, None, None, device).await?;
     state.accounts.finish_uia(&session);
     let body = match created {
         Some(session) => json!({
@@ -128,30 +100,18 @@ pub async fn register(
 /// Registration's only flow is `m.login.dummy`; returns the UIA session it completes.
 fn check_dummy_auth(state: &AppState, auth: Option<&AuthData>) -> ApiResult<String> {
     let Some(auth) = auth else {
-        return Err(uia_challenge(
-            &state.accounts.start_uia(),
-            "m.login.dummy",
-            None,
-        ));
+        return Err(uia_challenge(&state.accounts.start_uia(), "m.login.dummy", None));
     };
     let session = match &auth.session {
         Some(session) if state.accounts.uia_session_is_live(session) => session.clone(),
         Some(_) => {
-            return Err(MatrixError::new(
-                StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
-                "Unknown session ID",
-            ));
+            return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "Unknown session ID"));
         }
         None => state.accounts.start_uia(),
     };
     match auth.kind.as_deref() {
         Some("m.login.dummy") => Ok(session),
-        _ => Err(uia_challenge(
-            &session,
-            "m.login.dummy",
-            Some(("M_UNRECOGNIZED", "Unsupported authentication type")),
-        )),
+        _ => Err(uia_challenge(&session, "m.login.dummy", Some(("M_UNRECOGNIZED", "Unsupported authentication type")))),
     }
 }
 
@@ -163,26 +123,17 @@ async fn generated_user_id(state: &AppState) -> ApiResult<String> {
             return Ok(user_id);
         }
     }
-    Err(MatrixError::internal(
-        "registration",
-        "could not generate a free user id",
-    ))
+    Err(MatrixError::internal("registration", "could not generate a free user id"))
 }
 
 pub async fn available(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let username = query
-        .get("username")
-        .ok_or_else(|| MatrixError::missing_param("username is required"))?;
+    let username = query.get("username").ok_or_else(|| MatrixError::missing_param("username is required"))?;
     let user_id = state.accounts.local_user_id(&username.to_lowercase())?;
     if !state.accounts.is_available(&user_id).await? {
-        return Err(MatrixError::new(
-            StatusCode::BAD_REQUEST,
-            "M_USER_IN_USE",
-            "User ID already taken.",
-        ));
+        return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_USER_IN_USE", "User ID already taken."));
     }
     Ok(Json(json!({ "available": true })))
 }

@@ -34,23 +34,17 @@ pub struct Identifier {
 }
 
 /// The user name of a `m.id.user` identifier (or the legacy `user` field).
-pub fn identified_user(
-    identifier: Option<&Identifier>,
-    legacy_user: Option<&str>,
-) -> ApiResult<String> {
+pub fn identified_user(identifier: Option<&Identifier>, legacy_user: Option<&str>) -> ApiResult<String> {
     match identifier {
-        Some(identifier) if identifier.kind == "m.id.user" => identifier
-            .user
-            .clone()
-            .ok_or_else(|| MatrixError::missing_param("identifier.user is required")),
+        Some(identifier) if identifier.kind == "m.id.user" => {
+            identifier.user.clone().ok_or_else(|| MatrixError::missing_param("identifier.user is required"))
+        }
         Some(identifier) => Err(MatrixError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "M_UNKNOWN",
             format!("Unknown login identifier type {}", identifier.kind),
         )),
-        None => legacy_user
-            .map(str::to_owned)
-            .ok_or_else(|| MatrixError::missing_param("identifier is required")),
+        None => legacy_user.map(str::to_owned).ok_or_else(|| MatrixError::missing_param("identifier is required")),
     }
 }
 
@@ -65,21 +59,12 @@ pub async fn login(
 ) -> ApiResult<Json<Value>> {
     state.limits.login_address.check(&ip.to_string())?;
     if request.kind != "m.login.password" {
-        return Err(MatrixError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_UNKNOWN",
-            "Unknown login type",
-        ));
+        return Err(MatrixError::new(axum::http::StatusCode::BAD_REQUEST, "M_UNKNOWN", "Unknown login type"));
     }
     let username = identified_user(request.identifier.as_ref(), request.user.as_deref())?;
-    let password = request
-        .password
-        .ok_or_else(|| MatrixError::missing_param("password is required"))?;
+    let password = request.password.ok_or_else(|| MatrixError::missing_param("password is required"))?;
     let invalid = || MatrixError::forbidden("Invalid username or password");
-    let user_id = state
-        .accounts
-        .local_user_id(&username.to_lowercase())
-        .map_err(|_| invalid())?;
+    let user_id = state.accounts.local_user_id(&username.to_lowercase()).map_err(|_| invalid())?;
     state.limits.login_account.check(&user_id)?;
     if !state.limits.login_failed.would_allow(&user_id) {
         state.limits.login_failed.check(&user_id)?;
@@ -95,11 +80,7 @@ pub async fn login(
     };
     let session = state
         .accounts
-        .new_session(
-            &user.user_id,
-            request.device_id.as_deref(),
-            request.initial_device_display_name.as_deref(),
-        )
+        .new_session(&user.user_id, request.device_id.as_deref(), request.initial_device_display_name.as_deref())
         .await?;
     Ok(Json(json!({
         "user_id": session.user_id,
@@ -110,23 +91,15 @@ pub async fn login(
 }
 
 pub async fn whoami(Requester(owner): Requester) -> Json<Value> {
-    Json(
-        json!({ "user_id": owner.user_id, "device_id": owner.device_id, "is_guest": owner.is_guest }),
-    )
+    Json(json!({ "user_id": owner.user_id, "device_id": owner.device_id, "is_guest": owner.is_guest }))
 }
 
-pub async fn logout(
-    State(state): State<AppState>,
-    Requester(owner): Requester,
-) -> ApiResult<Json<Value>> {
+pub async fn logout(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
     state.accounts.logout(&owner).await?;
     Ok(Json(json!({})))
 }
 
-pub async fn logout_all(
-    State(state): State<AppState>,
-    Requester(owner): Requester,
-) -> ApiResult<Json<Value>> {
+pub async fn logout_all(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
     state.accounts.logout_all(&owner.user_id).await?;
     Ok(Json(json!({})))
 }

@@ -1,0 +1,72 @@
+//! Room aliases (`/directory/room/{alias}`) and the local public room list.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::extract::{AppState, MatrixJson, Requester};
+use crate::error::{ApiResult, MatrixError};
+
+fn local_alias(state: &AppState, alias: &str) -> ApiResult<()> {
+    let valid = alias.starts_with('#') && <&ruma::RoomAliasId>::try_from(alias).is_ok();
+    if !valid {
+        return Err(MatrixError::invalid_param(format!("Invalid room alias: {alias}")));
+    }
+    if !alias.ends_with(&format!(":{}", state.config.server_name)) {
+        return Err(MatrixError::invalid_param("Room alias must be on this server"));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct PutAlias {
+    room_id: String,
+}
+
+pub async fn put_alias(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path(alias): Path<String>,
+    MatrixJson(request): MatrixJson<PutAlias>,
+) -> ApiResult<Json<Value>> {
+    local_alias(&state, &alias)?;
+    state.rooms.room_version(&request.room_id).await?;
+    if !state.store.put_alias(&alias, &request.room_id, &owner.user_id).await? {
+        return Err(MatrixError::new(StatusCode::CONFLICT, "M_UNKNOWN", "Room alias already exists"));
+    }
+    Ok(Json(json!({})))
+}
+
+pub async fn get_alias(State(state): State<AppState>, Path(alias): Path<String>) -> ApiResult<Json<Value>> {
+    if <&ruma::RoomAliasId>::try_from(alias.as_str()).is_err() {
+        return Err(MatrixError::invalid_param(format!("Invalid room alias: {alias}")));
+    }
+    let (room_id, _) = state.store.get_alias(&alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    Ok(Json(json!({ "room_id": room_id, "servers": [state.config.server_name] })))
+}
+
+/// The alias's creator or a server admin may delete it, as in Synapse.
+pub async fn delete_alias(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path(alias): Path<String>,
+) -> ApiResult<Json<Value>> {
+    local_alias(&state, &alias)?;
+    let (_, creator) = state.store.get_alias(&alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    if creator != owner.user_id && !owner.admin {
+        return Err(MatrixError::forbidden("You may not delete this alias"));
+    }
+    state.store.delete_alias(&alias).await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET/POST /publicRooms`: rooms published with `visibility: public`.
+pub async fn public_rooms(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let mut chunk = Vec::new();
+    for room_id in state.store.published_rooms().await? {
+        chunk.push(state.rooms.public_room_summary(&room_id).await?);
+    }
+    Ok(Json(json!({ "chunk": chunk, "total_room_count_estimate": chunk.len() })))
+}

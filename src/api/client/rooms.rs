@@ -1,0 +1,305 @@
+//! Room endpoints: creation, sending, state, members, messages, events, redaction.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::api::extract::{AppState, MatrixJson, Requester};
+use crate::error::{ApiResult, MatrixError};
+use crate::services::rooms::NewEvent;
+use crate::services::rooms::create::{CreateRoom, CreateRoomRequest};
+use crate::services::rooms::format::client_event;
+use crate::services::rooms::filter::EventFilter;
+
+/// `#localpart:server` for `room_alias_name`, checked and free.
+pub async fn new_alias(state: &AppState, localpart: &str) -> ApiResult<String> {
+    if localpart.is_empty() || localpart.contains([':', '#', ' ', '\t', '\n']) {
+        return Err(MatrixError::invalid_param("room_alias_name may not contain ':', '#' or whitespace"));
+    }
+    let alias = format!("#{localpart}:{}", state.config.server_name);
+    if alias.len() > 255 {
+        return Err(MatrixError::invalid_param("The alias is too long"));
+    }
+    if state.store.get_alias(&alias).await?.is_some() {
+        return Err(MatrixError::new(axum::http::StatusCode::BAD_REQUEST, "M_ROOM_IN_USE", "Room alias already taken"));
+    }
+    Ok(alias)
+}
+
+pub async fn create_room(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    MatrixJson(request): MatrixJson<CreateRoomRequest>,
+) -> ApiResult<Json<Value>> {
+    let alias = match &request.room_alias_name {
+        Some(localpart) => Some(new_alias(&state, localpart).await?),
+        None => None,
+    };
+    let profile = state.profiles.get(&owner.user_id).await?;
+    let create = CreateRoom { creator: &owner.user_id, creator_profile: &profile, request, alias };
+    let room_id = state.rooms.create_room(create, state.config.server_name.as_str()).await?;
+    Ok(Json(json!({ "room_id": room_id })))
+}
+
+pub async fn send_message(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path((room_id, event_type, txn_id)): Path<(String, String, String)>,
+    MatrixJson(content): MatrixJson<Map<String, Value>>,
+) -> ApiResult<Json<Value>> {
+    let event = NewEvent {
+        room_id: &room_id,
+        sender: &owner.user_id,
+        event_type: &event_type,
+        state_key: None,
+        content: Value::Object(content),
+        txn: Some((&owner.device_id, &txn_id)),
+    };
+    let event_id = state.rooms.send(event).await?;
+    Ok(Json(json!({ "event_id": event_id })))
+}
+
+pub async fn put_state(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path((room_id, event_type, state_key)): Path<(String, String, String)>,
+    MatrixJson(content): MatrixJson<Map<String, Value>>,
+) -> ApiResult<Json<Value>> {
+    send_state(&state, &owner.user_id, &room_id, &event_type, &state_key, content).await
+}
+
+pub async fn put_state_empty_key(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path((room_id, event_type)): Path<(String, String)>,
+    MatrixJson(content): MatrixJson<Map<String, Value>>,
+) -> ApiResult<Json<Value>> {
+    send_state(&state, &owner.user_id, &room_id, &event_type, "", content).await
+}
+
+async fn send_state(
+    state: &AppState,
+    sender: &str,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+    content: Map<String, Value>,
+) -> ApiResult<Json<Value>> {
+    if event_type == "m.room.member" && <&ruma::UserId>::try_from(state_key).is_err() {
+        return Err(MatrixError::invalid_param("The state key of a member event must be a user ID"));
+    }
+    let event = NewEvent {
+        room_id,
+        sender,
+        event_type,
+        state_key: Some(state_key),
+        content: Value::Object(content),
+        txn: None,
+    };
+    let event_id = state.rooms.send(event).await?;
+    Ok(Json(json!({ "event_id": event_id })))
+}
+
+pub async fn get_state(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path(room_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let room_state = state.rooms.visible_state(&room_id, &owner.user_id).await?;
+    let events = state.rooms.state_events(&room_state).await?;
+    Ok(Json(Value::Array(events.iter().map(client_event).collect())))
+}
+
+pub async fn get_state_event(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path((room_id, event_type, state_key)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    state_event_content(&state, &owner.user_id, &room_id, &event_type, &state_key).await
+}
+
+pub async fn get_state_event_empty_key(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path((room_id, event_type)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    state_event_content(&state, &owner.user_id, &room_id, &event_type, "").await
+}
+
+async fn state_event_content(
+    state: &AppState,
+    user_id: &str,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+) -> ApiResult<Json<Value>> {
+    let room_state = state.rooms.visible_state(room_id, user_id).await?;
+    let event_id = room_state
+        .get(&(event_type.to_owned(), state_key.to_owned()))
+        .ok_or_else(|| MatrixError::not_found("Event not found."))?;
+    let event = state.rooms.require_event(event_id).await?;
+    Ok(Json(event.json.get("content").cloned().unwrap_or_else(|| json!({}))))
+}
+
+#[derive(Deserialize)]
+pub struct MembersQuery {
+    #[serde(default)]
+    at: Option<String>,
+    #[serde(default)]
+    membership: Option<String>,
+    #[serde(default)]
+    not_membership: Option<String>,
+}
+
+pub async fn members(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path(room_id): Path<String>,
+    Query(query): Query<MembersQuery>,
+) -> ApiResult<Json<Value>> {
+    let mut room_state = state.rooms.visible_state(&room_id, &owner.user_id).await?;
+    if let Some(at) = &query.at {
+        let until = state.rooms.visible_until(&room_id, &owner.user_id).await?;
+        let position = parse_token(at)?.min(until);
+        room_state = state.rooms.state_at(&room_id, position).await?;
+    }
+    room_state.retain(|(event_type, _), _| event_type == "m.room.member");
+    let events = state.rooms.state_events(&room_state).await?;
+    let chunk: Vec<Value> = events
+        .iter()
+        .filter(|event| {
+            let membership = event.json["content"]["membership"].as_str().unwrap_or_default();
+            query.membership.as_deref().is_none_or(|m| m == membership)
+                && query.not_membership.as_deref().is_none_or(|m| m != membership)
+        })
+        .map(client_event)
+        .collect();
+    Ok(Json(json!({ "chunk": chunk })))
+}
+
+pub async fn joined_members(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path(room_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let mine = state.store.membership(&room_id, &owner.user_id).await?;
+    if mine.is_none_or(|m| m.membership != "join") {
+        return Err(MatrixError::forbidden("You are not joined to this room"));
+    }
+    let joined: Map<String, Value> = state
+        .store
+        .room_members(&room_id)
+        .await?
+        .into_iter()
+        .filter(|m| m.membership == "join")
+        .map(|m| (m.user_id, json!({ "display_name": m.displayname, "avatar_url": m.avatar_url })))
+        .collect();
+    Ok(Json(json!({ "joined": joined })))
+}
+
+pub async fn joined_rooms(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
+    let rooms: Vec<String> = state
+        .store
+        .memberships_of_user(&owner.user_id)
+        .await?
+        .into_iter()
+        .filter(|m| m.membership == "join")
+        .map(|m| m.room_id)
+        .collect();
+    Ok(Json(json!({ "joined_rooms": rooms })))
+}
+
+pub async fn get_event(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path((room_id, event_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let until = state.rooms.visible_until(&room_id, &owner.user_id).await?;
+    let event = state.store.get_event(&event_id).await?;
+    match event {
+        Some(event) if event.room_id == room_id && !event.rejected && event.stream_ordering <= until => {
+            Ok(Json(client_event(&event)))
+        }
+        _ => Err(MatrixError::not_found("Event not found.")),
+    }
+}
+
+/// Pagination tokens are stream positions: `s123` from `/sync`, `t123` from `/messages`.
+pub fn parse_token(token: &str) -> ApiResult<i64> {
+    token
+        .trim_start_matches(['s', 't'])
+        .parse::<i64>()
+        .ok()
+        .filter(|position| *position >= 0)
+        .ok_or_else(|| MatrixError::invalid_param(format!("Invalid pagination token: {token}")))
+}
+
+#[derive(Deserialize)]
+pub struct MessagesQuery {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    dir: Option<String>,
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default)]
+    filter: Option<String>,
+}
+
+/// `GET /rooms/{id}/messages`: a page of the timeline in either direction.
+pub async fn messages(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path(room_id): Path<String>,
+    Query(query): Query<MessagesQuery>,
+) -> ApiResult<Json<Value>> {
+    let until = state.rooms.visible_until(&room_id, &owner.user_id).await?;
+    let forwards = match query.dir.as_deref() {
+        Some("f") => true,
+        Some("b") | None => false,
+        Some(_) => return Err(MatrixError::invalid_param("dir must be 'f' or 'b'")),
+    };
+    let limit = match &query.limit {
+        Some(limit) => limit.parse::<i64>().map_err(|_| MatrixError::invalid_param("limit must be an integer"))?,
+        None => 10,
+    }
+    .clamp(0, 1000);
+    let filter = EventFilter::parse(query.filter.as_deref())?;
+    let from = match &query.from {
+        Some(token) => parse_token(token)?,
+        None if forwards => 0,
+        None => until,
+    };
+    let to = query.to.as_deref().map(parse_token).transpose()?;
+    let (after, up_to) = if forwards { (from, to.unwrap_or(until).min(until)) } else { (to.unwrap_or(0), from.min(until)) };
+    let page = state.store.room_events(&room_id, after, up_to, forwards, limit).await?;
+    let end = page.last().map(|last| if forwards { last.stream_ordering } else { last.stream_ordering - 1 });
+    let chunk: Vec<Value> = page.iter().filter(|e| filter.matches(e)).map(client_event).collect();
+    let mut body = json!({ "chunk": chunk, "start": format!("t{from}") });
+    if let Some(end) = end.filter(|_| page.len() as i64 == limit) {
+        body["end"] = json!(format!("t{end}"));
+    }
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+pub struct RedactRequest {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub async fn redact(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path((room_id, event_id, txn_id)): Path<(String, String, String)>,
+    MatrixJson(request): MatrixJson<RedactRequest>,
+) -> ApiResult<Json<Value>> {
+    let redaction_id = state
+        .rooms
+        .redact(&room_id, &owner.user_id, &owner.device_id, &event_id, &txn_id, request.reason.as_deref())
+        .await?;
+    Ok(Json(json!({ "event_id": redaction_id })))
+}

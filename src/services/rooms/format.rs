@@ -1,0 +1,47 @@
+//! Events as clients see them (the client-server "ClientEvent" format).
+
+use serde_json::{Value, json};
+
+use crate::store::StoredEvent;
+
+pub fn client_event(event: &StoredEvent) -> Value {
+    let pdu = &event.json;
+    let mut out = json!({
+        "event_id": event.event_id,
+        "room_id": event.room_id,
+        "type": pdu["type"],
+        "sender": pdu["sender"],
+        "content": pdu.get("content").cloned().unwrap_or_else(|| json!({})),
+        "origin_server_ts": pdu["origin_server_ts"],
+        "unsigned": unsigned(pdu),
+    });
+    if let Some(state_key) = pdu.get("state_key") {
+        out["state_key"] = state_key.clone();
+    }
+    if let Some(redacts) = pdu.get("redacts") {
+        out["redacts"] = redacts.clone();
+    }
+    out
+}
+
+/// Stripped state for invites: only type, state key, sender and content.
+pub fn stripped_event(event: &StoredEvent) -> Value {
+    let pdu = &event.json;
+    json!({
+        "type": pdu["type"],
+        "state_key": pdu["state_key"],
+        "sender": pdu["sender"],
+        "content": pdu["content"],
+    })
+}
+
+fn unsigned(pdu: &Value) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let age = pdu["origin_server_ts"].as_i64().map(|ts| (now - ts).max(0)).unwrap_or_default();
+    let mut unsigned = pdu.get("unsigned").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    unsigned["age"] = json!(age);
+    unsigned
+}

@@ -1,0 +1,193 @@
+//! Rooms: building, authorising and persisting events; room state; membership.
+//!
+//! Local events into one room are built one at a time (a lock per room), each on top of
+//! all the room's forward extremities, so concurrent senders never fork the DAG; when a
+//! room nevertheless has several extremities (events from elsewhere), the state before
+//! the new event is their resolution with state resolution v2.
+
+mod build;
+pub mod create;
+pub mod filter;
+pub mod format;
+pub mod membership;
+pub mod pdu;
+mod redaction;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
+
+use axum::http::StatusCode;
+use ruma::RoomVersionId;
+use ruma::room_version_rules::RoomVersionRules;
+use serde_json::Value;
+use tokio::sync::{Mutex, watch};
+
+use crate::error::{ApiResult, MatrixError};
+use crate::services::server_keys::ServerKeys;
+use crate::store::{StateMap, Store, StoredEvent};
+
+/// Locks kept for rooms with no sender at the moment are dropped beyond this many.
+const MAX_IDLE_ROOM_LOCKS: usize = 10_000;
+/// A PDU may not exceed this (spec: 65536 bytes).
+pub const MAX_PDU_BYTES: usize = 65_536;
+
+pub struct Rooms {
+    pub(crate) store: Arc<Store>,
+    pub(crate) keys: Arc<ServerKeys>,
+    pub(crate) default_version: String,
+    room_locks: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// The newest event stream position; `/sync` long-polls wait on it.
+    pub(crate) events_written: watch::Sender<i64>,
+}
+
+/// What a client asks to send.
+pub struct NewEvent<'a> {
+    pub room_id: &'a str,
+    pub sender: &'a str,
+    pub event_type: &'a str,
+    pub state_key: Option<&'a str>,
+    pub content: Value,
+    /// `(device, txn id)` for idempotent client sends.
+    pub txn: Option<(&'a str, &'a str)>,
+}
+
+impl Rooms {
+    pub async fn new(store: Arc<Store>, keys: Arc<ServerKeys>, default_version: String) -> anyhow::Result<Self> {
+        let head = store.max_event_ordering().await?;
+        Ok(Self {
+            store,
+            keys,
+            default_version,
+            room_locks: StdMutex::new(HashMap::new()),
+            events_written: watch::channel(head).0,
+        })
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.events_written.subscribe()
+    }
+
+    fn room_lock(&self, room_id: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.room_locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if locks.len() > MAX_IDLE_ROOM_LOCKS {
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        locks.entry(room_id.to_owned()).or_default().clone()
+    }
+
+    /// Builds, authorises and persists a local event; returns its id.
+    pub async fn send(&self, event: NewEvent<'_>) -> ApiResult<String> {
+        let lock = self.room_lock(event.room_id);
+        let _guard = lock.lock().await;
+        if let Some((device, txn_id)) = event.txn
+            && let Some(existing) = self.store.event_for_txn(event.sender, device, txn_id).await?
+        {
+            return Ok(existing);
+        }
+        let version = self.room_version(event.room_id).await?;
+        let (event_id, ordering) = build::build_and_persist(self, &version, event).await?;
+        self.events_written.send_replace(ordering);
+        Ok(event_id)
+    }
+
+    pub async fn room_version(&self, room_id: &str) -> ApiResult<RoomVersionId> {
+        let version = self.store.room_version(room_id).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        RoomVersionId::try_from(version.as_str()).map_err(|err| MatrixError::internal("stored room version", err))
+    }
+
+    pub fn version_rules(version: &RoomVersionId) -> ApiResult<RoomVersionRules> {
+        version.rules().ok_or_else(|| {
+            MatrixError::new(StatusCode::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION", "Unsupported room version")
+        })
+    }
+
+    /// The state a user may see: the current state if joined, the state when they left
+    /// if they were a member once; otherwise `M_FORBIDDEN`.
+    pub async fn visible_state(&self, room_id: &str, user_id: &str) -> ApiResult<StateMap> {
+        let membership = self.store.membership(room_id, user_id).await?;
+        match membership.as_ref().map(|m| m.membership.as_str()) {
+            Some("join") => Ok(self.store.current_state(room_id).await?),
+            Some("leave") | Some("ban") => {
+                let membership = membership.ok_or_else(|| MatrixError::forbidden("not in room"))?;
+                let event = self.require_event(&membership.event_id).await?;
+                let group = event.state_group_after.ok_or_else(|| MatrixError::forbidden("not in room"))?;
+                Ok(self.store.state_group(group).await?)
+            }
+            _ => Err(MatrixError::forbidden("You are not a member of this room")),
+        }
+    }
+
+    /// The newest stream position up to which a user may read a room: now if joined,
+    /// the moment they left otherwise.
+    pub async fn visible_until(&self, room_id: &str, user_id: &str) -> ApiResult<i64> {
+        let membership = self.store.membership(room_id, user_id).await?;
+        match membership {
+            Some(m) if m.membership == "join" => Ok(self.store.max_event_ordering().await?),
+            Some(m) if m.membership == "leave" || m.membership == "ban" => Ok(m.stream_ordering),
+            _ => Err(MatrixError::forbidden("You are not a member of this room")),
+        }
+    }
+
+    /// The room state as of a stream position (after the newest event at or before it).
+    pub async fn state_at(&self, room_id: &str, position: i64) -> ApiResult<StateMap> {
+        let newest = self.store.room_events(room_id, 0, position, false, 1).await?;
+        match newest.first().and_then(|event| event.state_group_after) {
+            Some(group) => Ok(self.store.state_group(group).await?),
+            None => Ok(StateMap::new()),
+        }
+    }
+
+    pub async fn require_event(&self, event_id: &str) -> ApiResult<StoredEvent> {
+        self.store.get_event(event_id).await?.ok_or_else(|| MatrixError::not_found("Event not found"))
+    }
+
+    pub async fn state_events(&self, state: &StateMap) -> ApiResult<Vec<StoredEvent>> {
+        let ids: Vec<String> = state.values().cloned().collect();
+        let mut events = self.store.events_by_id(&ids).await?;
+        events.sort_by_key(|e| e.stream_ordering);
+        Ok(events)
+    }
+}
+
+impl Rooms {
+    /// A room's entry in the public room list.
+    pub async fn public_room_summary(&self, room_id: &str) -> ApiResult<Value> {
+        let mut state = self.store.current_state(room_id).await?;
+        state.retain(|(_, state_key), _| state_key.is_empty());
+        let mut contents = HashMap::new();
+        for event in self.state_events(&state).await? {
+            if let Some(event_type) = event.json["type"].as_str() {
+                contents.insert(event_type.to_owned(), event.json["content"].clone());
+            }
+        }
+        let content = |event_type: &str| contents.get(event_type).cloned();
+        let name = content("m.room.name");
+        let topic = content("m.room.topic");
+        let alias = content("m.room.canonical_alias");
+        let avatar = content("m.room.avatar");
+        let join_rules = content("m.room.join_rules");
+        let history = content("m.room.history_visibility");
+        let guest = content("m.room.guest_access");
+        let joined = self.store.room_members(room_id).await?.iter().filter(|m| m.membership == "join").count();
+        let field = |content: &Option<Value>, key: &str| content.as_ref().and_then(|c| c.get(key)).cloned();
+        let mut summary = serde_json::json!({
+            "room_id": room_id,
+            "num_joined_members": joined,
+            "world_readable": field(&history, "history_visibility").is_some_and(|v| v == "world_readable"),
+            "guest_can_join": field(&guest, "guest_access").is_some_and(|v| v == "can_join"),
+            "join_rule": field(&join_rules, "join_rule"),
+        });
+        for (key, value) in [
+            ("name", field(&name, "name")),
+            ("topic", field(&topic, "topic")),
+            ("canonical_alias", field(&alias, "alias")),
+            ("avatar_url", field(&avatar, "url")),
+        ] {
+            if let Some(value) = value {
+                summary[key] = value;
+            }
+        }
+        Ok(summary)
+    }
+}

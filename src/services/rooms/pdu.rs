@@ -1,0 +1,125 @@
+//! PDUs as ruma's state resolution and auth rules see them.
+
+use ruma::events::TimelineEventType;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// A parsed PDU. Built from stored or incoming JSON; fields the auth rules need are
+/// checked for type here so a malformed event is an error, never a panic.
+#[derive(Debug, Clone)]
+pub struct Pdu {
+    pub event_id: OwnedEventId,
+    pub room_id: OwnedRoomId,
+    pub sender: OwnedUserId,
+    pub origin_server_ts: MilliSecondsSinceUnixEpoch,
+    pub kind: TimelineEventType,
+    pub content: Box<RawValue>,
+    pub state_key: Option<String>,
+    pub prev_events: Vec<OwnedEventId>,
+    pub auth_events: Vec<OwnedEventId>,
+    pub redacts: Option<OwnedEventId>,
+    pub rejected: bool,
+}
+
+impl Pdu {
+    pub fn from_json(event_id: &str, json: &Value, rejected: bool) -> Result<Self, String> {
+        let text = |field: &str| json[field].as_str().ok_or_else(|| format!("missing or invalid `{field}`"));
+        let ids = |field: &str| -> Result<Vec<OwnedEventId>, String> {
+            json[field]
+                .as_array()
+                .ok_or_else(|| format!("missing or invalid `{field}`"))?
+                .iter()
+                .map(|id| {
+                    id.as_str().and_then(|id| OwnedEventId::try_from(id).ok()).ok_or(format!("bad id in `{field}`"))
+                })
+                .collect()
+        };
+        let ts = json["origin_server_ts"].as_u64().and_then(UInt::new).ok_or("invalid `origin_server_ts`")?;
+        let redacts = json["redacts"].as_str().or_else(|| json["content"]["redacts"].as_str());
+        Ok(Self {
+            event_id: OwnedEventId::try_from(event_id).map_err(|e| e.to_string())?,
+            room_id: OwnedRoomId::try_from(text("room_id")?).map_err(|e| e.to_string())?,
+            sender: OwnedUserId::try_from(text("sender")?).map_err(|e| e.to_string())?,
+            origin_server_ts: MilliSecondsSinceUnixEpoch(ts),
+            kind: TimelineEventType::from(text("type")?),
+            content: RawValue::from_string(json.get("content").ok_or("missing `content`")?.to_string())
+                .map_err(|e| e.to_string())?,
+            state_key: json
+                .get("state_key")
+                .map(|k| k.as_str().map(str::to_owned).ok_or("invalid `state_key`"))
+                .transpose()?,
+            prev_events: ids("prev_events")?,
+            auth_events: ids("auth_events")?,
+            redacts: redacts.and_then(|id| OwnedEventId::try_from(id).ok()),
+            rejected,
+        })
+    }
+}
+
+impl ruma::state_res::Event for Pdu {
+    type Id = OwnedEventId;
+
+    fn event_id(&self) -> &Self::Id {
+        &self.event_id
+    }
+    fn room_id(&self) -> Option<&RoomId> {
+        Some(&self.room_id)
+    }
+    fn sender(&self) -> &UserId {
+        &self.sender
+    }
+    fn origin_server_ts(&self) -> MilliSecondsSinceUnixEpoch {
+        self.origin_server_ts
+    }
+    fn event_type(&self) -> &TimelineEventType {
+        &self.kind
+    }
+    fn content(&self) -> &RawValue {
+        &self.content
+    }
+    fn state_key(&self) -> Option<&str> {
+        self.state_key.as_deref()
+    }
+    fn prev_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.prev_events.iter())
+    }
+    fn auth_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.auth_events.iter())
+    }
+    fn redacts(&self) -> Option<&Self::Id> {
+        self.redacts.as_ref()
+    }
+    fn rejected(&self) -> bool {
+        self.rejected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hostile_pdus_are_errors_not_panics() {
+        let good = json!({
+            "room_id": "!r:x", "sender": "@a:x", "type": "m.room.message", "content": {},
+            "origin_server_ts": 1, "prev_events": [], "auth_events": [],
+        });
+        assert!(Pdu::from_json("$e", &good, false).is_ok());
+        for (field, value) in [
+            ("sender", json!(5)),
+            ("origin_server_ts", json!(-1)),
+            ("origin_server_ts", json!(1e300)),
+            ("prev_events", json!("x")),
+            ("auth_events", json!([1])),
+            ("state_key", json!({})),
+            ("room_id", json!("not a room")),
+        ] {
+            let mut bad = good.clone();
+            bad[field] = value;
+            assert!(Pdu::from_json("$e", &bad, false).is_err(), "{field}");
+        }
+        assert!(Pdu::from_json("$e", &json!(null), false).is_err());
+    }
+}

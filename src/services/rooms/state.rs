@@ -1,0 +1,118 @@
+//! The state before a new event: the state after the single forward extremity, or the
+//! state-resolution-v2 result over several.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use ruma::OwnedEventId;
+use ruma::events::StateEventType;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::state_res::utils::event_id_set::EventIdSet;
+
+use super::Rooms;
+use super::pdu::Pdu;
+use crate::error::{ApiResult, MatrixError};
+use crate::store::{StateMap, StoredEvent};
+
+/// Auth chains are walked at most this deep, so a hostile DAG cannot make us loop.
+const MAX_AUTH_CHAIN_EVENTS: usize = 100_000;
+
+/// Returns the state before an event whose parents are `extremities`, and the state
+/// group holding it when there is one (a single parent).
+pub(super) async fn state_before(
+    rooms: &Rooms,
+    rules: &RoomVersionRules,
+    extremities: &[StoredEvent],
+) -> ApiResult<(StateMap, Option<i64>)> {
+    match extremities {
+        [] => Ok((StateMap::new(), None)),
+        [single] => {
+            let group =
+                single.state_group_after.ok_or_else(|| MatrixError::internal("state", "event without state"))?;
+            Ok((rooms.store.state_group(group).await?, Some(group)))
+        }
+        many => Ok((resolve(rooms, rules, many).await?, None)),
+    }
+}
+
+/// Loads events as PDUs, keyed by event id.
+pub(super) async fn load_events(rooms: &Rooms, ids: impl Iterator<Item = String>) -> ApiResult<HashMap<String, Pdu>> {
+    let ids: Vec<String> = ids.collect();
+    let events = rooms.store.events_by_id(&ids).await?;
+    events
+        .iter()
+        .map(|event| {
+            let pdu = Pdu::from_json(&event.event_id, &event.json, event.rejected)
+                .map_err(|err| MatrixError::internal("stored event", err))?;
+            Ok((event.event_id.clone(), pdu))
+        })
+        .collect()
+}
+
+async fn resolve(rooms: &Rooms, rules: &RoomVersionRules, extremities: &[StoredEvent]) -> ApiResult<StateMap> {
+    let v2 = rules
+        .state_res
+        .v2_rules()
+        .ok_or_else(|| MatrixError::internal("state resolution", "room version without state resolution v2"))?;
+    let mut maps = Vec::new();
+    let mut all_ids: HashSet<String> = HashSet::new();
+    for extremity in extremities {
+        let group = extremity.state_group_after.ok_or_else(|| MatrixError::internal("state", "no state group"))?;
+        let state = rooms.store.state_group(group).await?;
+        all_ids.extend(state.values().cloned());
+        maps.push(state);
+    }
+    let mut events = load_events(rooms, all_ids.iter().cloned()).await?;
+    let mut auth_chains = Vec::new();
+    for state in &maps {
+        let chain = auth_chain(rooms, state.values().cloned(), &mut events).await?;
+        auth_chains.push(chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect::<EventIdSet<_>>());
+    }
+    let ruma_maps: Vec<ruma::state_res::StateMap<OwnedEventId>> = maps
+        .iter()
+        .map(|state| {
+            state
+                .iter()
+                .filter_map(|((t, k), id)| {
+                    Some(((StateEventType::from(t.as_str()), k.clone()), OwnedEventId::try_from(id.as_str()).ok()?))
+                })
+                .collect()
+        })
+        .collect();
+    let by_id: HashMap<OwnedEventId, Pdu> = events.into_values().map(|p| (p.event_id.clone(), p)).collect();
+    let resolved = ruma::state_res::resolve(
+        &rules.authorization,
+        v2,
+        ruma_maps.iter(),
+        auth_chains,
+        |id| by_id.get(id).cloned(),
+        |_| None,
+    )
+    .map_err(|err| MatrixError::internal("state resolution", err))?;
+    Ok(resolved.into_iter().map(|((t, k), id)| ((t.to_string(), k), id.to_string())).collect())
+}
+
+/// The auth chain of `ids`: every event reachable through `auth_events`.
+async fn auth_chain(
+    rooms: &Rooms,
+    ids: impl Iterator<Item = String>,
+    events: &mut HashMap<String, Pdu>,
+) -> ApiResult<HashSet<String>> {
+    let mut chain = HashSet::new();
+    let mut queue: VecDeque<String> = ids.collect();
+    while let Some(id) = queue.pop_front() {
+        if chain.len() >= MAX_AUTH_CHAIN_EVENTS {
+            return Err(MatrixError::internal("auth chain", "auth chain too long"));
+        }
+        if !events.contains_key(&id) {
+            events.extend(load_events(rooms, std::iter::once(id.clone())).await?);
+        }
+        let Some(pdu) = events.get(&id) else { continue };
+        for auth in &pdu.auth_events {
+            let auth = auth.to_string();
+            if chain.insert(auth.clone()) {
+                queue.push_back(auth);
+            }
+        }
+    }
+    Ok(chain)
+}

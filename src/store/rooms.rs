@@ -1,0 +1,647 @@
+//! Rooms: events and their DAG, state groups, current state, the current-state-delta
+//! stream, memberships, aliases and client transaction ids.
+//!
+//! State is kept as *state groups*: each event records the group holding the room state
+//! before it and the group after it. A non-state event shares its groups with its
+//! parent; an accepted state event creates a new group stored as a delta on the group
+//! before it. Chains are capped at `MAX_STATE_CHAIN` deltas, after which a full snapshot
+//! starts a new chain, so reading any state costs at most that many small queries while
+//! a long room history does not store the full state once per state event.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, WriteTxn, now_ms, streams};
+
+/// `(event type, state key) -> event id`.
+pub type StateMap = BTreeMap<(String, String), String>;
+
+const MAX_STATE_CHAIN: i64 = 32;
+
+/// A stored event.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub stream_ordering: i64,
+    pub depth: i64,
+    pub json: Value,
+    pub rejected: bool,
+    pub state_group_before: Option<i64>,
+    pub state_group_after: Option<i64>,
+}
+
+/// One row of `room_memberships`.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub room_id: String,
+    pub user_id: String,
+    pub membership: String,
+    pub event_id: String,
+    pub sender: String,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+    pub stream_ordering: i64,
+    pub forgotten: bool,
+}
+
+/// Everything written when an event is persisted, in one transaction.
+pub struct PersistEvent<'a> {
+    pub event_id: &'a str,
+    pub room_id: &'a str,
+    pub depth: i64,
+    pub event_type: &'a str,
+    pub state_key: Option<&'a str>,
+    pub sender: &'a str,
+    pub origin_server_ts: i64,
+    pub json: &'a Value,
+    pub prev_events: &'a [String],
+    pub rejected: bool,
+    /// The state before the event: an existing group, or a new full snapshot.
+    pub state_before: StateBefore<'a>,
+    /// The room's current state after this event, when it changed.
+    pub new_current_state: Option<&'a StateMap>,
+    /// `(user, device, txn id)` of a client send, for idempotency.
+    pub client_txn: Option<(&'a str, &'a str, &'a str)>,
+}
+
+pub enum StateBefore<'a> {
+    Group(i64),
+    /// State that no group holds yet (after state resolution, or the create event's empty state).
+    Snapshot(&'a StateMap),
+}
+
+fn event_from_row(row: &AnyRow) -> Result<StoredEvent, sqlx::Error> {
+    let json: String = row.try_get("json")?;
+    Ok(StoredEvent {
+        event_id: row.try_get("event_id")?,
+        room_id: row.try_get("room_id")?,
+        stream_ordering: row.try_get("stream_ordering")?,
+        depth: row.try_get("depth")?,
+        json: serde_json::from_str(&json).unwrap_or(Value::Null),
+        rejected: row.try_get::<i64, _>("rejected")? != 0,
+        state_group_before: row.try_get("state_group_before")?,
+        state_group_after: row.try_get("state_group_after")?,
+    })
+}
+
+fn membership_from_row(row: &AnyRow) -> Result<Membership, sqlx::Error> {
+    Ok(Membership {
+        room_id: row.try_get("room_id")?,
+        user_id: row.try_get("user_id")?,
+        membership: row.try_get("membership")?,
+        event_id: row.try_get("event_id")?,
+        sender: row.try_get("sender")?,
+        displayname: row.try_get("displayname")?,
+        avatar_url: row.try_get("avatar_url")?,
+        stream_ordering: row.try_get("stream_ordering")?,
+        forgotten: row.try_get::<i64, _>("forgotten")? != 0,
+    })
+}
+
+const EVENT_COLUMNS: &str =
+    "event_id, room_id, stream_ordering, depth, json, rejected, state_group_before, state_group_after";
+const MEMBERSHIP_COLUMNS: &str =
+    "room_id, user_id, membership, event_id, sender, displayname, avatar_url, stream_ordering, forgotten";
+
+impl Store {
+    pub async fn create_room_record(&self, room_id: &str, version: &str, creator: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1, $2, $3, $4)")
+            .bind(room_id)
+            .bind(version)
+            .bind(creator)
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn put_alias(&self, alias: &str, room_id: &str, creator: &str) -> Result<bool, sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3) ON CONFLICT (alias) DO NOTHING",
+        )
+        .bind(alias)
+        .bind(room_id)
+        .bind(creator)
+        .execute(&mut *txn.tx)
+        .await?
+        .rows_affected();
+        txn.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    /// `(room id, creator)` of an alias.
+    pub async fn get_alias(&self, alias: &str) -> Result<Option<(String, String)>, sqlx::Error> {
+        let row = sqlx::query("SELECT room_id, creator FROM room_aliases WHERE alias = $1")
+            .bind(alias)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+    }
+
+    pub async fn delete_alias(&self, alias: &str) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query("DELETE FROM room_aliases WHERE alias = $1").bind(alias).execute(&mut *txn.tx).await?;
+        txn.commit().await
+    }
+
+    pub async fn set_room_published(&self, room_id: &str, published: bool) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query("UPDATE rooms SET published = $1 WHERE room_id = $2")
+            .bind(i64::from(published))
+            .bind(room_id)
+            .execute(&mut *txn.tx)
+            .await?;
+        txn.commit().await
+    }
+
+    /// Rooms listed in the local public room directory.
+    pub async fn published_rooms(&self) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query("SELECT room_id FROM rooms WHERE published = 1 ORDER BY created_ts")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
+    }
+
+    pub async fn room_version(&self, room_id: &str) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query("SELECT room_version FROM rooms WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|row| row.try_get(0)).transpose()
+    }
+
+    /// Persists an event with its edges, state groups, extremities, current state, deltas
+    /// and memberships. Returns the event's stream ordering.
+    pub async fn persist_event(&self, event: PersistEvent<'_>) -> Result<i64, sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        let ordering = streams::next_position(&mut txn, "events").await?;
+        let group_before = match event.state_before {
+            StateBefore::Group(group) => group,
+            StateBefore::Snapshot(state) => new_state_group(&mut txn, event.room_id, None, state).await?,
+        };
+        let group_after = match (event.state_key, event.rejected) {
+            (Some(state_key), false) => {
+                let mut delta = StateMap::new();
+                delta.insert((event.event_type.to_owned(), state_key.to_owned()), event.event_id.to_owned());
+                new_state_group(&mut txn, event.room_id, Some(group_before), &delta).await?
+            }
+            _ => group_before,
+        };
+        sqlx::query(
+            "INSERT INTO events (event_id, room_id, stream_ordering, depth, event_type, state_key, sender, \
+             origin_server_ts, json, rejected, state_group_before, state_group_after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(event.event_id)
+        .bind(event.room_id)
+        .bind(ordering)
+        .bind(event.depth)
+        .bind(event.event_type)
+        .bind(event.state_key)
+        .bind(event.sender)
+        .bind(event.origin_server_ts)
+        .bind(event.json.to_string())
+        .bind(i64::from(event.rejected))
+        .bind(group_before)
+        .bind(group_after)
+        .execute(&mut *txn.tx)
+        .await?;
+        for prev in event.prev_events {
+            sqlx::query("INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(event.event_id)
+                .bind(prev)
+                .execute(&mut *txn.tx)
+                .await?;
+        }
+        if !event.rejected {
+            update_extremities(&mut txn, event.room_id, event.event_id, event.prev_events).await?;
+        }
+        if let Some(state) = event.new_current_state {
+            update_current_state(&mut txn, event.room_id, state).await?;
+        }
+        if let Some((user, device, txn_id)) = event.client_txn {
+            sqlx::query(
+                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(user)
+            .bind(device)
+            .bind(txn_id)
+            .bind(event.event_id)
+            .execute(&mut *txn.tx)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(ordering)
+    }
+
+    pub async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"))
+            .bind(event_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(event_from_row).transpose()
+    }
+
+    /// The room's forward extremities with their depth and state group after.
+    pub async fn forward_extremities(&self, room_id: &str) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN \
+             (SELECT event_id FROM forward_extremities WHERE room_id = $1) ORDER BY stream_ordering"
+        ))
+        .bind(room_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// The full state a group stands for.
+    pub async fn state_group(&self, group_id: i64) -> Result<StateMap, sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
+        load_state_group(&mut conn, group_id).await
+    }
+
+    pub async fn current_state(&self, room_id: &str) -> Result<StateMap, sqlx::Error> {
+        let rows = sqlx::query("SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|row| Ok(((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?))).collect()
+    }
+
+    pub async fn current_state_event(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<StoredEvent>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = \
+             (SELECT event_id FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3)"
+        ))
+        .bind(room_id)
+        .bind(event_type)
+        .bind(state_key)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(event_from_row).transpose()
+    }
+
+    pub async fn events_by_id(&self, event_ids: &[String]) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let mut events = Vec::with_capacity(event_ids.len());
+        for chunk in event_ids.chunks(200) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({})", placeholders.join(", "));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                events.push(event_from_row(&row)?);
+            }
+        }
+        Ok(events)
+    }
+
+    pub async fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<Membership>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {MEMBERSHIP_COLUMNS} FROM room_memberships WHERE room_id = $1 AND user_id = $2"
+        ))
+        .bind(room_id)
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(membership_from_row).transpose()
+    }
+
+    /// Every room a user has a membership in (any state), newest change last.
+    pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MEMBERSHIP_COLUMNS} FROM room_memberships WHERE user_id = $1 ORDER BY stream_ordering"
+        ))
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(membership_from_row).collect()
+    }
+
+    pub async fn room_members(&self, room_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MEMBERSHIP_COLUMNS} FROM room_memberships WHERE room_id = $1 ORDER BY user_id"
+        ))
+        .bind(room_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(membership_from_row).collect()
+    }
+
+    pub async fn forget_room(&self, room_id: &str, user_id: &str) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query("UPDATE room_memberships SET forgotten = 1 WHERE room_id = $1 AND user_id = $2")
+            .bind(room_id)
+            .bind(user_id)
+            .execute(&mut *txn.tx)
+            .await?;
+        txn.commit().await
+    }
+
+    /// Accepted events of a room with `after < stream_ordering <= up_to`, oldest first
+    /// (`forwards`) or newest first, at most `limit`.
+    pub async fn room_events(
+        &self,
+        room_id: &str,
+        after: i64,
+        up_to: i64,
+        forwards: bool,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let order = if forwards { "ASC" } else { "DESC" };
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND stream_ordering > $2 \
+             AND stream_ordering <= $3 AND rejected = 0 ORDER BY stream_ordering {order} LIMIT $4"
+        ))
+        .bind(room_id)
+        .bind(after)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub async fn max_event_ordering(&self) -> Result<i64, sqlx::Error> {
+        let row =
+            sqlx::query("SELECT position FROM stream_positions WHERE stream = 'events'").fetch_one(self.pool()).await?;
+        row.try_get(0)
+    }
+
+    pub async fn event_for_txn(&self, user: &str, device: &str, txn_id: &str) -> Result<Option<String>, sqlx::Error> {
+        let row =
+            sqlx::query("SELECT event_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3")
+                .bind(user)
+                .bind(device)
+                .bind(txn_id)
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(|row| row.try_get(0)).transpose()
+    }
+
+    /// Replaces an event's stored JSON with its redacted form.
+    pub async fn redact_event(&self, event_id: &str, redacted: &Value, redacted_by: &str) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query("UPDATE events SET json = $1, redacted_by = $2 WHERE event_id = $3")
+            .bind(redacted.to_string())
+            .bind(redacted_by)
+            .bind(event_id)
+            .execute(&mut *txn.tx)
+            .await?;
+        txn.commit().await
+    }
+
+    /// The current-state-delta stream after `after`, oldest first.
+    pub async fn current_state_deltas_since(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, String, String, Option<String>, Option<String>)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT stream_id, room_id, event_type, state_key, event_id, prev_event_id FROM current_state_deltas \
+             WHERE stream_id > $1 ORDER BY stream_id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                    row.try_get(5)?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn all_room_event_ids(&self, room_id: &str) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let rows =
+            sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 ORDER BY stream_ordering"))
+                .bind(room_id)
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
+async fn new_state_group(
+    txn: &mut WriteTxn<'_>,
+    room_id: &str,
+    prev_group: Option<i64>,
+    delta: &StateMap,
+) -> Result<i64, sqlx::Error> {
+    let group = streams::next_position(txn, "state_groups").await?;
+    let chain_length = match prev_group {
+        Some(prev) => {
+            let row = sqlx::query("SELECT chain_length FROM state_groups WHERE group_id = $1")
+                .bind(prev)
+                .fetch_one(&mut *txn.tx)
+                .await?;
+            row.try_get::<i64, _>(0)? + 1
+        }
+        None => 0,
+    };
+    // Past the cap, store the full state and start a new chain.
+    let (prev_group, chain_length, entries) = if chain_length > MAX_STATE_CHAIN {
+        let mut full = load_state_group(&mut txn.tx, prev_group.unwrap_or_default()).await?;
+        full.extend(delta.iter().map(|(k, v)| (k.clone(), v.clone())));
+        (None, 0, full)
+    } else {
+        (prev_group, chain_length, delta.clone())
+    };
+    sqlx::query("INSERT INTO state_groups (group_id, room_id, prev_group, chain_length) VALUES ($1, $2, $3, $4)")
+        .bind(group)
+        .bind(room_id)
+        .bind(prev_group)
+        .bind(chain_length)
+        .execute(&mut *txn.tx)
+        .await?;
+    for ((event_type, state_key), event_id) in &entries {
+        sqlx::query(
+            "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(group)
+        .bind(event_type)
+        .bind(state_key)
+        .bind(event_id)
+        .execute(&mut *txn.tx)
+        .await?;
+    }
+    Ok(group)
+}
+
+/// Walks a group's delta chain back to its full snapshot and applies it forwards.
+async fn load_state_group(conn: &mut sqlx::AnyConnection, group_id: i64) -> Result<StateMap, sqlx::Error> {
+    let mut chain = Vec::new();
+    let mut next = Some(group_id);
+    while let Some(group) = next {
+        chain.push(group);
+        let row = sqlx::query("SELECT prev_group FROM state_groups WHERE group_id = $1")
+            .bind(group)
+            .fetch_optional(&mut *conn)
+            .await?;
+        next = match row {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        };
+    }
+    let mut state = StateMap::new();
+    for group in chain.into_iter().rev() {
+        let rows = sqlx::query("SELECT event_type, state_key, event_id FROM state_group_entries WHERE group_id = $1")
+            .bind(group)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in rows {
+            state.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+        }
+    }
+    Ok(state)
+}
+
+async fn update_extremities(
+    txn: &mut WriteTxn<'_>,
+    room_id: &str,
+    event_id: &str,
+    prev_events: &[String],
+) -> Result<(), sqlx::Error> {
+    for prev in prev_events {
+        sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2")
+            .bind(room_id)
+            .bind(prev)
+            .execute(&mut *txn.tx)
+            .await?;
+    }
+    sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(room_id)
+        .bind(event_id)
+        .execute(&mut *txn.tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes the difference between the stored current state and `state`: current_state
+/// rows, one delta-stream row per change, and the membership mirror.
+async fn update_current_state(txn: &mut WriteTxn<'_>, room_id: &str, state: &StateMap) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query("SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1")
+        .bind(room_id)
+        .fetch_all(&mut *txn.tx)
+        .await?;
+    let mut old = StateMap::new();
+    for row in rows {
+        old.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+    }
+    let mut changes: Vec<(&(String, String), Option<&String>, Option<&String>)> = Vec::new();
+    for (key, event_id) in state {
+        let previous = old.get(key);
+        if previous != Some(event_id) {
+            changes.push((key, Some(event_id), previous));
+        }
+    }
+    for (key, event_id) in &old {
+        if !state.contains_key(key) {
+            changes.push((key, None, Some(event_id)));
+        }
+    }
+    for ((event_type, state_key), new, previous) in changes {
+        match new {
+            Some(event_id) => {
+                sqlx::query(
+                    "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
+                )
+                .bind(room_id)
+                .bind(event_type)
+                .bind(state_key)
+                .bind(event_id)
+                .execute(&mut *txn.tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3")
+                    .bind(room_id)
+                    .bind(event_type)
+                    .bind(state_key)
+                    .execute(&mut *txn.tx)
+                    .await?;
+            }
+        }
+        let position = streams::next_position(txn, "current_state_deltas").await?;
+        sqlx::query(
+            "INSERT INTO current_state_deltas (stream_id, room_id, event_type, state_key, event_id, prev_event_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(position)
+        .bind(room_id)
+        .bind(event_type)
+        .bind(state_key)
+        .bind(new)
+        .bind(previous)
+        .execute(&mut *txn.tx)
+        .await?;
+        if event_type == "m.room.member" {
+            update_membership(txn, room_id, state_key, new).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn update_membership(
+    txn: &mut WriteTxn<'_>,
+    room_id: &str,
+    user_id: &str,
+    event_id: Option<&String>,
+) -> Result<(), sqlx::Error> {
+    let Some(event_id) = event_id else {
+        sqlx::query("DELETE FROM room_memberships WHERE room_id = $1 AND user_id = $2")
+            .bind(room_id)
+            .bind(user_id)
+            .execute(&mut *txn.tx)
+            .await?;
+        return Ok(());
+    };
+    let row = sqlx::query("SELECT json, sender, stream_ordering FROM events WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_one(&mut *txn.tx)
+        .await?;
+    let json: String = row.try_get(0)?;
+    let sender: String = row.try_get(1)?;
+    let ordering: i64 = row.try_get(2)?;
+    let json: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+    let content = &json["content"];
+    let membership = content["membership"].as_str().unwrap_or("leave");
+    sqlx::query(
+        "INSERT INTO room_memberships (room_id, user_id, membership, event_id, sender, displayname, avatar_url, \
+         stream_ordering, forgotten) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0) \
+         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, \
+         event_id = excluded.event_id, sender = excluded.sender, displayname = excluded.displayname, \
+         avatar_url = excluded.avatar_url, stream_ordering = excluded.stream_ordering, forgotten = 0",
+    )
+    .bind(room_id)
+    .bind(user_id)
+    .bind(membership)
+    .bind(event_id)
+    .bind(sender)
+    .bind(content["displayname"].as_str())
+    .bind(content["avatar_url"].as_str())
+    .bind(ordering)
+    .execute(&mut *txn.tx)
+    .await?;
+    Ok(())
+}
