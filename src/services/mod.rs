@@ -17,9 +17,9 @@ use accounts::Accounts;
 use profiles::Profiles;
 use rate_limit::RateLimiter;
 use rooms::Rooms;
+use server_keys::ServerKeys;
 use tokio::sync::watch;
 use typing::Typing;
-use server_keys::ServerKeys;
 
 /// Everything a request handler may use, shared by all listeners.
 pub struct Services {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::Services;
-use super::rooms::format::{client_event, stripped_event};
 use super::rooms::filter::EventFilter;
+use super::rooms::format::{client_event, stripped_event};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{Membership, StateMap, StoredEvent};
 
@@ -101,7 +101,8 @@ impl Services {
     async fn sync_once(&self, user_id: &str, params: &SyncParams, head: SyncToken) -> ApiResult<Value> {
         let since = params.since.unwrap_or_default();
         let filter = RoomFilter::from(&params.filter);
-        let account_data = self.store.account_data_since(user_id, if params.since.is_some() { since.account_data } else { 0 }).await?;
+        let account_data =
+            self.store.account_data_since(user_id, if params.since.is_some() { since.account_data } else { 0 }).await?;
         let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
         for membership in self.store.memberships_of_user(user_id).await? {
             let room_id = membership.room_id.clone();
@@ -120,7 +121,9 @@ impl Services {
                 "invite" if params.since.is_none() || membership.stream_ordering > since.events => {
                     invite.insert(room_id, self.invited_room(&membership).await?);
                 }
-                "leave" | "ban" if params.since.is_some() && membership.stream_ordering > since.events && !membership.forgotten => {
+                "leave" | "ban"
+                    if params.since.is_some() && membership.stream_ordering > since.events && !membership.forgotten =>
+                {
                     leave.insert(room_id, self.left_room(&membership, since.events, &filter).await?);
                 }
                 _ => {}
@@ -196,7 +199,8 @@ impl Services {
             None => self.rooms.state_at(room_id, head).await?,
         };
         if filter.lazy_load_members {
-            let mut senders: HashSet<String> = timeline.iter().filter_map(|e| e.json["sender"].as_str().map(str::to_owned)).collect();
+            let mut senders: HashSet<String> =
+                timeline.iter().filter_map(|e| e.json["sender"].as_str().map(str::to_owned)).collect();
             senders.insert(user_id.to_owned());
             state.retain(|(kind, key), _| kind != "m.room.member" || senders.contains(key));
         }
@@ -239,7 +243,8 @@ impl Services {
             "m.room.topic",
         ];
         let inviter = invite.json["sender"].as_str().unwrap_or_default().to_owned();
-        state.retain(|(kind, key), _| STRIPPED.contains(&kind.as_str()) || (kind == "m.room.member" && *key == inviter));
+        state
+            .retain(|(kind, key), _| STRIPPED.contains(&kind.as_str()) || (kind == "m.room.member" && *key == inviter));
         let mut events: Vec<Value> = self.rooms.state_events(&state).await?.iter().map(stripped_event).collect();
         events.push(stripped_event(&invite));
         Ok(json!({ "invite_state": { "events": events } }))
@@ -247,8 +252,10 @@ impl Services {
 
     async fn left_room(&self, membership: &Membership, since: i64, filter: &RoomFilter) -> ApiResult<Value> {
         let room_id = &membership.room_id;
-        let mut page =
-            self.store.room_events(room_id, since, membership.stream_ordering, false, filter.timeline_limit + 1).await?;
+        let mut page = self
+            .store
+            .room_events(room_id, since, membership.stream_ordering, false, filter.timeline_limit + 1)
+            .await?;
         let limited = page.len() as i64 > filter.timeline_limit;
         page.truncate(filter.timeline_limit as usize);
         page.reverse();

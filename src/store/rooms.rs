@@ -538,6 +538,9 @@ async fn update_extremities(
 
 /// Writes the difference between the stored current state and `state`: current_state
 /// rows, one delta-stream row per change, and the membership mirror.
+/// `(key, new event, previous event)` of one change of current state.
+type StateChange<'a> = (&'a (String, String), Option<&'a String>, Option<&'a String>);
+
 async fn update_current_state(txn: &mut WriteTxn<'_>, room_id: &str, state: &StateMap) -> Result<(), sqlx::Error> {
     let rows = sqlx::query("SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1")
         .bind(room_id)
@@ -547,7 +550,7 @@ async fn update_current_state(txn: &mut WriteTxn<'_>, room_id: &str, state: &Sta
     for row in rows {
         old.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
     }
-    let mut changes: Vec<(&(String, String), Option<&String>, Option<&String>)> = Vec::new();
+    let mut changes: Vec<StateChange<'_>> = Vec::new();
     for (key, event_id) in state {
         let previous = old.get(key);
         if previous != Some(event_id) {

@@ -63,19 +63,22 @@ impl Store {
         room_id: &str,
         data_type: &str,
     ) -> Result<Option<Value>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3",
-        )
-        .bind(user_id)
-        .bind(room_id)
-        .bind(data_type)
-        .fetch_optional(self.pool())
-        .await?;
+        let row =
+            sqlx::query("SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3")
+                .bind(user_id)
+                .bind(room_id)
+                .bind(data_type)
+                .fetch_optional(self.pool())
+                .await?;
         Ok(row.and_then(|row| row.try_get::<String, _>(0).ok()).and_then(|json| serde_json::from_str(&json).ok()))
     }
 
     /// Account data changed after `after`: `(room id, type, content)`.
-    pub async fn account_data_since(&self, user_id: &str, after: i64) -> Result<Vec<(String, String, Value)>, sqlx::Error> {
+    pub async fn account_data_since(
+        &self,
+        user_id: &str,
+        after: i64,
+    ) -> Result<Vec<(String, String, Value)>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT room_id, data_type, content FROM account_data WHERE user_id = $1 AND stream_id > $2 ORDER BY stream_id",
         )
@@ -127,7 +130,16 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?, row.try_get(5)?)))
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                    row.try_get(5)?,
+                ))
+            })
             .collect()
     }
 

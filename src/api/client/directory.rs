@@ -43,7 +43,8 @@ pub async fn get_alias(State(state): State<AppState>, Path(alias): Path<String>)
     if <&ruma::RoomAliasId>::try_from(alias.as_str()).is_err() {
         return Err(MatrixError::invalid_param(format!("Invalid room alias: {alias}")));
     }
-    let (room_id, _) = state.store.get_alias(&alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    let (room_id, _) =
+        state.store.get_alias(&alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
     Ok(Json(json!({ "room_id": room_id, "servers": [state.config.server_name] })))
 }
 
@@ -54,7 +55,8 @@ pub async fn delete_alias(
     Path(alias): Path<String>,
 ) -> ApiResult<Json<Value>> {
     local_alias(&state, &alias)?;
-    let (_, creator) = state.store.get_alias(&alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    let (_, creator) =
+        state.store.get_alias(&alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
     if creator != owner.user_id && !owner.admin {
         return Err(MatrixError::forbidden("You may not delete this alias"));
     }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::api::extract::{AppState, OptionalJson, Requester};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::rooms::membership::Change;
+use crate::services::rooms::membership::{Change, MembershipChange};
 
 #[derive(Deserialize, Default)]
 pub struct MembershipRequest {
@@ -54,17 +54,28 @@ pub async fn join_room(
 async fn join(state: &AppState, user_id: &str, room_id: &str) -> ApiResult<Json<Value>> {
     state.rooms.room_version(room_id).await?;
     let profile = state.profiles.get(user_id).await?;
-    state.rooms.change_membership(room_id, user_id, user_id, Change::Join, None, Some(&profile), None).await?;
+    let join = MembershipChange {
+        target_profile: Some(&profile),
+        ..MembershipChange::new(room_id, user_id, user_id, Change::Join)
+    };
+    state.rooms.change_membership(join).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 
 fn target_user(request: &MembershipRequest) -> ApiResult<String> {
     let user_id = request.user_id.as_deref().ok_or_else(|| MatrixError::missing_param("user_id is required"))?;
-    <&ruma::UserId>::try_from(user_id).map_err(|_| MatrixError::invalid_param(format!("Invalid user ID: {user_id}")))?;
+    <&ruma::UserId>::try_from(user_id)
+        .map_err(|_| MatrixError::invalid_param(format!("Invalid user ID: {user_id}")))?;
     Ok(user_id.to_owned())
 }
 
-async fn change(state: &AppState, sender: &str, room_id: &str, change: Change, request: MembershipRequest) -> ApiResult<Json<Value>> {
+async fn change(
+    state: &AppState,
+    sender: &str,
+    room_id: &str,
+    change: Change,
+    request: MembershipRequest,
+) -> ApiResult<Json<Value>> {
     state.rooms.room_version(room_id).await?;
     let target = match change {
         Change::Leave => sender.to_owned(),
@@ -75,10 +86,12 @@ async fn change(state: &AppState, sender: &str, room_id: &str, change: Change, r
     } else {
         None
     };
-    state
-        .rooms
-        .change_membership(room_id, sender, &target, change, request.reason.as_deref(), profile.as_ref(), None)
-        .await?;
+    let request = MembershipChange {
+        reason: request.reason.as_deref(),
+        target_profile: profile.as_ref(),
+        ..MembershipChange::new(room_id, sender, &target, change)
+    };
+    state.rooms.change_membership(request).await?;
     Ok(Json(json!({})))
 }
 
@@ -116,9 +129,11 @@ pub async fn forget(
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     match state.store.membership(&room_id, &owner.user_id).await? {
-        Some(m) if m.membership == "join" || m.membership == "invite" => {
-            Err(MatrixError::new(axum::http::StatusCode::BAD_REQUEST, "M_UNKNOWN", "User must leave the room before forgetting it"))
-        }
+        Some(m) if m.membership == "join" || m.membership == "invite" => Err(MatrixError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_UNKNOWN",
+            "User must leave the room before forgetting it",
+        )),
         Some(_) => {
             state.store.forget_room(&room_id, &owner.user_id).await?;
             Ok(Json(json!({})))

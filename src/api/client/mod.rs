@@ -55,8 +55,16 @@ fn room_routes() -> Router<AppState> {
         .route("/rooms/{room_id}/forget", post(membership::forget))
         .route("/rooms/{room_id}/send/{event_type}/{txn_id}", put(rooms::send_message))
         .route("/rooms/{room_id}/state", get(rooms::get_state))
-        .route("/rooms/{room_id}/state/{event_type}", get(rooms::get_state_event_empty_key).put(rooms::put_state_empty_key))
+        .route(
+            "/rooms/{room_id}/state/{event_type}",
+            get(rooms::get_state_event_empty_key).put(rooms::put_state_empty_key),
+        )
         .route("/rooms/{room_id}/state/{event_type}/{state_key}", get(rooms::get_state_event).put(rooms::put_state))
+        // An empty state key may come as a trailing slash.
+        .route(
+            "/rooms/{room_id}/state/{event_type}/",
+            get(rooms::get_state_event_empty_key).put(rooms::put_state_empty_key),
+        )
         .route("/rooms/{room_id}/members", get(rooms::members))
         .route("/rooms/{room_id}/joined_members", get(rooms::joined_members))
         .route("/rooms/{room_id}/messages", get(rooms::messages))
@@ -65,7 +73,10 @@ fn room_routes() -> Router<AppState> {
         .route("/rooms/{room_id}/typing/{user_id}", put(sync::typing))
         .route("/rooms/{room_id}/receipt/{receipt_type}/{event_id}", post(sync::receipt))
         .route("/rooms/{room_id}/read_markers", post(sync::read_markers))
-        .route("/directory/room/{alias}", get(directory::get_alias).put(directory::put_alias).delete(directory::delete_alias))
+        .route(
+            "/directory/room/{alias}",
+            get(directory::get_alias).put(directory::put_alias).delete(directory::delete_alias),
+        )
         .route("/publicRooms", get(directory::public_rooms).post(directory::public_rooms))
         .route("/sync", get(sync::sync))
         .route("/user/{user_id}/filter", post(sync::create_filter))

@@ -9,8 +9,8 @@ use crate::api::extract::{AppState, MatrixJson, Requester};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::NewEvent;
 use crate::services::rooms::create::{CreateRoom, CreateRoomRequest};
-use crate::services::rooms::format::client_event;
 use crate::services::rooms::filter::EventFilter;
+use crate::services::rooms::format::client_event;
 
 /// `#localpart:server` for `room_alias_name`, checked and free.
 pub async fn new_alias(state: &AppState, localpart: &str) -> ApiResult<String> {
@@ -274,7 +274,8 @@ pub async fn messages(
         None => until,
     };
     let to = query.to.as_deref().map(parse_token).transpose()?;
-    let (after, up_to) = if forwards { (from, to.unwrap_or(until).min(until)) } else { (to.unwrap_or(0), from.min(until)) };
+    let (after, up_to) =
+        if forwards { (from, to.unwrap_or(until).min(until)) } else { (to.unwrap_or(0), from.min(until)) };
     let page = state.store.room_events(&room_id, after, up_to, forwards, limit).await?;
     let end = page.last().map(|last| if forwards { last.stream_ordering } else { last.stream_ordering - 1 });
     let chunk: Vec<Value> = page.iter().filter(|e| filter.matches(e)).map(client_event).collect();

@@ -30,7 +30,9 @@ pub async fn sync(
 ) -> ApiResult<Json<Value>> {
     let since = query.since.as_deref().map(SyncToken::parse).transpose()?;
     let timeout = match &query.timeout {
-        Some(ms) => ms.parse::<u64>().map_err(|_| MatrixError::invalid_param("timeout must be a number of milliseconds"))?,
+        Some(ms) => {
+            ms.parse::<u64>().map_err(|_| MatrixError::invalid_param("timeout must be a number of milliseconds"))?
+        }
         None => 0,
     };
     let full_state = match query.full_state.as_deref() {

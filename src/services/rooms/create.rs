@@ -8,7 +8,7 @@ use ruma::RoomVersionId;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::membership::Change;
+use super::membership::{Change, MembershipChange};
 use super::{NewEvent, Rooms};
 use crate::config::SUPPORTED_ROOM_VERSIONS;
 use crate::error::{ApiResult, MatrixError};
@@ -100,16 +100,11 @@ impl Rooms {
             };
             self.send(new).await?;
             if event_type == "m.room.create" {
-                self.change_membership(
-                    &room_id,
-                    create.creator,
-                    create.creator,
-                    Change::Join,
-                    None,
-                    Some(create.creator_profile),
-                    None,
-                )
-                .await?;
+                let join = MembershipChange {
+                    target_profile: Some(create.creator_profile),
+                    ..MembershipChange::new(&room_id, create.creator, create.creator, Change::Join)
+                };
+                self.change_membership(join).await?;
             }
         }
         if let Some(alias) = &create.alias {
@@ -117,7 +112,9 @@ impl Rooms {
         }
         for user in &request.invite {
             let extra = request.is_direct.then(|| json!({ "is_direct": true }));
-            self.change_membership(&room_id, create.creator, user, Change::Invite, None, None, extra).await?;
+            let invite =
+                MembershipChange { extra, ..MembershipChange::new(&room_id, create.creator, user, Change::Invite) };
+            self.change_membership(invite).await?;
         }
         if request.visibility.as_deref() == Some("public") {
             self.store.set_room_published(&room_id, true).await?;

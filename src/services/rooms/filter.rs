@@ -22,7 +22,9 @@ pub struct EventFilter {
 impl EventFilter {
     pub fn parse(json: Option<&str>) -> ApiResult<Self> {
         match json {
-            Some(text) => serde_json::from_str(text).map_err(|err| MatrixError::bad_json(format!("Invalid filter: {err}"))),
+            Some(text) => {
+                serde_json::from_str(text).map_err(|err| MatrixError::bad_json(format!("Invalid filter: {err}")))
+            }
             None => Ok(Self::default()),
         }
     }
@@ -45,4 +47,3 @@ fn glob_match(pattern: &str, value: &str) -> bool {
         None => pattern == value,
     }
 }
-

@@ -17,19 +17,30 @@ pub enum Change {
     Unban,
 }
 
+/// One membership change: `sender` changes `target`'s membership in `room_id`.
+pub struct MembershipChange<'a> {
+    pub room_id: &'a str,
+    pub sender: &'a str,
+    pub target: &'a str,
+    pub change: Change,
+    pub reason: Option<&'a str>,
+    /// The target's global profile, copied into joins and invites.
+    pub target_profile: Option<&'a Profile>,
+    /// Extra content keys (`is_direct`).
+    pub extra: Option<Value>,
+}
+
+impl<'a> MembershipChange<'a> {
+    pub fn new(room_id: &'a str, sender: &'a str, target: &'a str, change: Change) -> Self {
+        Self { room_id, sender, target, change, reason: None, target_profile: None, extra: None }
+    }
+}
+
 impl Rooms {
     /// Sends a member event for `target` with `sender`'s authority. Joins and invites
     /// carry the target's global display name and avatar, as the spec asks.
-    pub async fn change_membership(
-        &self,
-        room_id: &str,
-        sender: &str,
-        target: &str,
-        change: Change,
-        reason: Option<&str>,
-        target_profile: Option<&Profile>,
-        extra: Option<Value>,
-    ) -> ApiResult<String> {
+    pub async fn change_membership(&self, request: MembershipChange<'_>) -> ApiResult<String> {
+        let MembershipChange { room_id, sender, target, change, reason, target_profile, extra } = request;
         let current = self.store.membership(room_id, target).await?;
         let current = current.as_ref().map(|m| m.membership.as_str());
         let membership = match change {
