@@ -56,6 +56,8 @@ pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     }
     tokio::spawn(shutdown_on_signal(handle));
     tokio::spawn(expire_typing(services.clone()));
+    let wake = services.profiles.changed.clone();
+    tokio::spawn(crate::services::profile_propagation::run(services.clone(), wake));
     while let Some(result) = servers.join_next().await {
         result.context("listener task failed")?.context("listener failed")?;
     }

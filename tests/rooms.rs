@@ -20,6 +20,7 @@ both_backends!(
     sync_filters_account_data_typing_receipts,
     stored_events_verify_and_replay_to_current_state,
     concurrent_sends_keep_one_consistent_order,
+    global_profile_changes_reach_every_joined_room,
 );
 
 const V3: &str = "/_matrix/client/v3";
@@ -642,6 +643,65 @@ async fn concurrent_sends_keep_one_consistent_order(db: Db) {
     }
     assert_eq!(store.forward_extremities(&room).await.unwrap().len(), 1);
     store.close().await;
+}
+
+/// Waits (bounded) until `check` holds, for work done in the background.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn global_profile_changes_reach_every_joined_room(db: Db) {
+    let mut server = TestServer::start(db).await;
+    let (alice_id, alice) = server.register("alice", "pw").await;
+    let mut rooms = Vec::new();
+    for i in 0..3 {
+        rooms.push(create(&server, &alice, json!({ "preset": "private_chat", "name": format!("r{i}") })).await);
+    }
+    let left = create(&server, &alice, json!({})).await;
+    server.post(&format!("{V3}/rooms/{left}/leave"), Some(&alice), json!({})).await;
+    // A per-room nickname in the first room.
+    let member_path = |room: &str| format!("{V3}/rooms/{room}/state/m.room.member/{alice_id}");
+    server.put(&member_path(&rooms[0]), Some(&alice), json!({ "membership": "join", "displayname": "Nick" })).await;
+
+    let profile = format!("{V3}/profile/{alice_id}");
+    let (status, _) =
+        server.put(&format!("{profile}/displayname"), Some(&alice), json!({ "displayname": "Alice Cooper" })).await;
+    assert_eq!(status, StatusCode::OK);
+    for room in &rooms {
+        eventually("the member event to show the new name", || async {
+            let (_, member) = server.get(&member_path(room), Some(&alice)).await;
+            member["displayname"] == "Alice Cooper"
+        })
+        .await;
+    }
+
+    // After a restart the propagation resumes; nothing is sent twice.
+    server.put(&format!("{profile}/avatar_url"), Some(&alice), json!({ "avatar_url": "mxc://kith.test/a" })).await;
+    server.restart().await;
+    for room in &rooms {
+        eventually("the member event to show the new avatar", || async {
+            let (_, member) = server.get(&member_path(room), Some(&alice)).await;
+            member["avatar_url"] == "mxc://kith.test/a" && member["displayname"] == "Alice Cooper"
+        })
+        .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, page) = server.get(&format!("{V3}/rooms/{}/messages?dir=f&limit=100", rooms[1]), Some(&alice)).await;
+    let member_events = page["chunk"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.member").count();
+    assert_eq!(member_events, 3, "join, new name, new avatar: {page}");
+    // The room alice left got nothing.
+    let (_, member) = server.get(&member_path(&left), Some(&alice)).await;
+    assert_eq!(member["membership"], "leave");
 }
 
 fn urlencode(text: &str) -> String {

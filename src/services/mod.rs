@@ -1,6 +1,7 @@
 //! The domain: one module per concern. HTTP handlers call these; these call the store.
 
 pub mod accounts;
+pub mod profile_propagation;
 pub mod profiles;
 pub mod rate_limit;
 pub mod rooms;

@@ -21,11 +21,13 @@ pub type Profile = std::collections::BTreeMap<String, Value>;
 
 pub struct Profiles {
     store: Arc<Store>,
+    /// Wakes the task that copies profile changes into member events.
+    pub changed: Arc<tokio::sync::Notify>,
 }
 
 impl Profiles {
     pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+        Self { store, changed: Arc::default() }
     }
 
     /// A local user's profile; `M_NOT_FOUND` for unknown or deactivated users.
@@ -53,6 +55,7 @@ impl Profiles {
                 format!("The profile would exceed {MAX_PROFILE_BYTES} bytes"),
             ));
         }
+        self.changed.notify_one();
         Ok(())
     }
 }

@@ -13,3 +13,27 @@ pub(super) async fn next_position(txn: &mut WriteTxn<'_>, stream: &str) -> Resul
         .await?;
     row.try_get(0)
 }
+
+impl super::Store {
+    /// Where a background consumer stopped (0 if it never ran).
+    pub async fn consumer_position(&self, consumer: &str) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT position FROM consumer_positions WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map_or(Ok(0), |row| row.try_get(0))
+    }
+
+    pub async fn set_consumer_position(&self, consumer: &str, position: i64) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO consumer_positions (consumer, position) VALUES ($1, $2) \
+             ON CONFLICT (consumer) DO UPDATE SET position = excluded.position",
+        )
+        .bind(consumer)
+        .bind(position)
+        .execute(&mut *txn.tx)
+        .await?;
+        txn.commit().await
+    }
+}

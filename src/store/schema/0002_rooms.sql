@@ -134,6 +134,12 @@ CREATE TABLE receipts (
     PRIMARY KEY (room_id, user_id, receipt_type)
 );
 
+-- How far each background consumer has processed the stream it follows.
+CREATE TABLE consumer_positions (
+    consumer TEXT PRIMARY KEY,
+    position BIGINT NOT NULL
+);
+
 INSERT INTO stream_positions (stream, position) VALUES ('account_data', 0);
 INSERT INTO stream_positions (stream, position) VALUES ('receipts', 0);
 INSERT INTO stream_positions (stream, position) VALUES ('filters', 0);
