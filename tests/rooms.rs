@@ -21,6 +21,7 @@ both_backends!(
     stored_events_verify_and_replay_to_current_state,
     concurrent_sends_keep_one_consistent_order,
     global_profile_changes_reach_every_joined_room,
+    history_visibility_is_enforced,
 );
 
 const V3: &str = "/_matrix/client/v3";
@@ -643,6 +644,32 @@ async fn concurrent_sends_keep_one_consistent_order(db: Db) {
     }
     assert_eq!(store.forward_extremities(&room).await.unwrap().len(), 1);
     store.close().await;
+}
+
+async fn history_visibility_is_enforced(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, alice) = server.register("alice", "pw").await;
+    let (_, bob) = server.register("bob", "pw").await;
+    for (visibility, bob_sees_early) in [("joined", false), ("shared", true)] {
+        let initial = json!([{ "type": "m.room.history_visibility", "content": { "history_visibility": visibility } }]);
+        let room = create(&server, &alice, json!({ "preset": "public_chat", "initial_state": initial })).await;
+        let (_, early) = send_text(&server, &alice, &room, "early", "before bob").await;
+        server.post(&format!("{V3}/rooms/{room}/join"), Some(&bob), json!({})).await;
+        send_text(&server, &alice, &room, "late", "after bob").await;
+
+        let (_, page) = server.get(&format!("{V3}/rooms/{room}/messages?dir=b&limit=100"), Some(&bob)).await;
+        let bodies: Vec<&str> =
+            page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+        assert_eq!(bodies.contains(&"before bob"), bob_sees_early, "{visibility}: {bodies:?}");
+        assert!(bodies.contains(&"after bob"));
+        let early_id = early["event_id"].as_str().unwrap();
+        let (status, _) = server.get(&format!("{V3}/rooms/{room}/event/{early_id}"), Some(&bob)).await;
+        assert_eq!(status == StatusCode::OK, bob_sees_early, "{visibility}");
+        let (_, synced) = server.get(&format!("{V3}/sync"), Some(&bob)).await;
+        let timeline = synced["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap();
+        let bodies: Vec<&str> = timeline.iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+        assert_eq!(bodies.contains(&"before bob"), bob_sees_early, "{visibility} sync: {bodies:?}");
+    }
 }
 
 /// Waits (bounded) until `check` holds, for work done in the background.

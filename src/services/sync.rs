@@ -173,6 +173,7 @@ impl Services {
             Vec::new()
         };
         let prev_batch = page.first().map_or(head.events, |first| first.stream_ordering - 1);
+        let page = self.rooms.visible_events(user_id, page).await?;
         let timeline: Vec<Value> = page.iter().filter(|e| filter.timeline.matches(e)).map(client_event).collect();
         Ok(Some(json!({
             "timeline": { "events": timeline, "limited": limited, "prev_batch": format!("t{prev_batch}") },
@@ -260,6 +261,7 @@ impl Services {
         page.truncate(filter.timeline_limit as usize);
         page.reverse();
         let prev_batch = page.first().map_or(membership.stream_ordering, |first| first.stream_ordering - 1);
+        let page = self.rooms.visible_events(&membership.user_id, page).await?;
         Ok(json!({
             "timeline": { "events": page.iter().map(client_event).collect::<Vec<_>>(), "limited": limited, "prev_batch": format!("t{prev_batch}") },
             "state": { "events": [] },

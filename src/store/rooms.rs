@@ -226,11 +226,12 @@ impl Store {
         }
         if let Some((user, device, txn_id)) = event.client_txn {
             sqlx::query(
-                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4) \
+                "INSERT INTO event_txn_ids (user_id, device_id, room_id, txn_id, event_id) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT DO NOTHING",
             )
             .bind(user)
             .bind(device)
+            .bind(event.room_id)
             .bind(txn_id)
             .bind(event.event_id)
             .execute(&mut *txn.tx)
@@ -264,6 +265,46 @@ impl Store {
     pub async fn state_group(&self, group_id: i64) -> Result<StateMap, sqlx::Error> {
         let mut conn = self.pool().acquire().await?;
         load_state_group(&mut conn, group_id).await
+    }
+
+    /// Only some entries of a group's state: what `keys` map to.
+    pub async fn state_group_entries(
+        &self,
+        group_id: i64,
+        keys: &[(&str, &str)],
+    ) -> Result<Vec<Option<String>>, sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
+        let mut found: Vec<Option<String>> = vec![None; keys.len()];
+        let mut next = Some(group_id);
+        // Newest delta first: the first hit for a key is its value in this group.
+        while let Some(group) = next {
+            for (i, (event_type, state_key)) in keys.iter().enumerate() {
+                if found[i].is_some() {
+                    continue;
+                }
+                let row = sqlx::query(
+                    "SELECT event_id FROM state_group_entries WHERE group_id = $1 AND event_type = $2 AND state_key = $3",
+                )
+                .bind(group)
+                .bind(*event_type)
+                .bind(*state_key)
+                .fetch_optional(&mut *conn)
+                .await?;
+                found[i] = row.map(|row| row.try_get(0)).transpose()?;
+            }
+            if found.iter().all(Option::is_some) {
+                break;
+            }
+            let row = sqlx::query("SELECT prev_group FROM state_groups WHERE group_id = $1")
+                .bind(group)
+                .fetch_optional(&mut *conn)
+                .await?;
+            next = match row {
+                Some(row) => row.try_get(0)?,
+                None => None,
+            };
+        }
+        Ok(found)
     }
 
     pub async fn current_state(&self, room_id: &str) -> Result<StateMap, sqlx::Error> {
@@ -380,14 +421,22 @@ impl Store {
         row.try_get(0)
     }
 
-    pub async fn event_for_txn(&self, user: &str, device: &str, txn_id: &str) -> Result<Option<String>, sqlx::Error> {
-        let row =
-            sqlx::query("SELECT event_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3")
-                .bind(user)
-                .bind(device)
-                .bind(txn_id)
-                .fetch_optional(self.pool())
-                .await?;
+    pub async fn event_for_txn(
+        &self,
+        user: &str,
+        device: &str,
+        room_id: &str,
+        txn_id: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT event_id FROM event_txn_ids WHERE user_id = $1 AND device_id = $2 AND room_id = $3 AND txn_id = $4",
+        )
+        .bind(user)
+        .bind(device)
+        .bind(room_id)
+        .bind(txn_id)
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|row| row.try_get(0)).transpose()
     }
 

@@ -219,7 +219,11 @@ pub async fn get_event(
     let event = state.store.get_event(&event_id).await?;
     match event {
         Some(event) if event.room_id == room_id && !event.rejected && event.stream_ordering <= until => {
-            Ok(Json(client_event(&event)))
+            let visible = state.rooms.visible_events(&owner.user_id, vec![event]).await?;
+            visible
+                .first()
+                .map(|event| Json(client_event(event)))
+                .ok_or_else(|| MatrixError::not_found("Event not found."))
         }
         _ => Err(MatrixError::not_found("Event not found.")),
     }
@@ -278,7 +282,8 @@ pub async fn messages(
         if forwards { (from, to.unwrap_or(until).min(until)) } else { (to.unwrap_or(0), from.min(until)) };
     let page = state.store.room_events(&room_id, after, up_to, forwards, limit).await?;
     let end = page.last().map(|last| if forwards { last.stream_ordering } else { last.stream_ordering - 1 });
-    let chunk: Vec<Value> = page.iter().filter(|e| filter.matches(e)).map(client_event).collect();
+    let visible = state.rooms.visible_events(&owner.user_id, page.clone()).await?;
+    let chunk: Vec<Value> = visible.iter().filter(|e| filter.matches(e)).map(client_event).collect();
     let mut body = json!({ "chunk": chunk, "start": format!("t{from}") });
     if let Some(end) = end.filter(|_| page.len() as i64 == limit) {
         body["end"] = json!(format!("t{end}"));

@@ -13,6 +13,7 @@ pub mod membership;
 pub mod pdu;
 mod redaction;
 mod state;
+mod visibility;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -81,7 +82,7 @@ impl Rooms {
         let lock = self.room_lock(event.room_id);
         let _guard = lock.lock().await;
         if let Some((device, txn_id)) = event.txn
-            && let Some(existing) = self.store.event_for_txn(event.sender, device, txn_id).await?
+            && let Some(existing) = self.store.event_for_txn(event.sender, device, event.room_id, txn_id).await?
         {
             return Ok(existing);
         }

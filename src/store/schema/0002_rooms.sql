@@ -96,13 +96,15 @@ CREATE TABLE room_aliases (
     creator TEXT NOT NULL
 );
 
--- Client transaction ids, so a retried PUT /send returns the first event.
+-- Client transaction ids, so a retried PUT /send returns the first event. Scoped to
+-- the device and the room, as the request path is.
 CREATE TABLE event_txn_ids (
     user_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
+    room_id TEXT NOT NULL,
     txn_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
-    PRIMARY KEY (user_id, device_id, txn_id)
+    PRIMARY KEY (user_id, device_id, room_id, txn_id)
 );
 
 -- Client filters (POST /user/{userId}/filter).

@@ -1,0 +1,58 @@
+//! History visibility: which events of a room a user may read, from the
+//! `m.room.history_visibility` and the user's membership at each event.
+
+use std::collections::HashMap;
+
+use super::Rooms;
+use crate::error::ApiResult;
+use crate::store::StoredEvent;
+
+impl Rooms {
+    /// Keeps the events `user_id` may see. Events sharing a state group are judged once.
+    pub async fn visible_events(&self, user_id: &str, events: Vec<StoredEvent>) -> ApiResult<Vec<StoredEvent>> {
+        let mut verdicts: HashMap<i64, bool> = HashMap::new();
+        let mut visible = Vec::with_capacity(events.len());
+        for event in events {
+            let Some(group) = event.state_group_after else { continue };
+            let allowed = match verdicts.get(&group) {
+                Some(allowed) => *allowed,
+                None => {
+                    let allowed = self.visible_at(user_id, group).await?;
+                    verdicts.insert(group, allowed);
+                    allowed
+                }
+            };
+            if allowed {
+                visible.push(event);
+            }
+        }
+        Ok(visible)
+    }
+
+    async fn visible_at(&self, user_id: &str, group: i64) -> ApiResult<bool> {
+        let keys = [("m.room.history_visibility", ""), ("m.room.member", user_id)];
+        let ids = self.store.state_group_entries(group, &keys).await?;
+        let content_of = |id: &Option<String>| {
+            let id = id.clone();
+            async move {
+                match id {
+                    Some(id) => {
+                        Ok::<_, sqlx::Error>(self.store.get_event(&id).await?.map(|e| e.json["content"].clone()))
+                    }
+                    None => Ok(None),
+                }
+            }
+        };
+        let visibility = content_of(&ids[0]).await?;
+        let membership = content_of(&ids[1]).await?;
+        let visibility = visibility.as_ref().and_then(|c| c["history_visibility"].as_str()).unwrap_or("shared");
+        let membership = membership.as_ref().and_then(|c| c["membership"].as_str()).unwrap_or("leave");
+        // The caller has already limited reads to members (and to the moment they left),
+        // so `shared` and `world_readable` history is visible to them.
+        Ok(match visibility {
+            "world_readable" | "shared" => true,
+            "invited" => membership == "join" || membership == "invite",
+            _ => membership == "join",
+        })
+    }
+}
