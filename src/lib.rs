@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod config;
+pub mod directory_cli;
 pub mod error;
 pub mod generate;
 pub mod server;

@@ -27,6 +27,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// User directory maintenance.
+    Directory {
+        #[command(subcommand)]
+        action: DirectoryCommand,
+    },
     /// Write a commented homeserver.yaml with fresh secrets and a fresh signing key.
     GenerateConfig {
         #[arg(long)]
@@ -34,6 +39,13 @@ enum Command {
         #[arg(long, short = 'o', default_value = "homeserver.yaml")]
         output: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Rebuild the directory index from the database, with a progress bar, and have a
+    /// running server rebuild its own.
+    Rebuild,
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +69,11 @@ fn run(reload: LogReload) -> anyhow::Result<()> {
             generate::write_config(&server_name, &output)?;
             println!("wrote {} and its signing key", output.display());
             Ok(())
+        }
+        Some(Command::Directory { action: DirectoryCommand::Rebuild }) => {
+            let config = Config::load(&cli.config)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(kith::directory_cli::rebuild(config))
         }
         None => {
             if cli.generate_missing {

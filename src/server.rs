@@ -29,6 +29,8 @@ pub async fn build_services(config: Config, config_dir: &Path) -> anyhow::Result
 pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let services = build_services(config.clone(), config_dir).await?;
+    services.directory.rebuild(&crate::services::directory::LogProgress).await?;
+    tokio::spawn(services.directory.clone().run(services.rooms.subscribe()));
     let handle: Handle<SocketAddr> = Handle::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listeners {

@@ -6,8 +6,8 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{AppState, MatrixJson};
-use crate::error::ApiResult;
+use super::extract::{AppState, MatrixJson, Requester};
+use crate::error::{ApiResult, MatrixError};
 use crate::services::accounts::SharedSecretRegistration;
 
 pub async fn registration_nonce(State(state): State<AppState>) -> ApiResult<Json<Value>> {
@@ -50,4 +50,27 @@ pub async fn register(
         "home_server": state.config.server_name,
         "device_id": session.device_id,
     })))
+}
+
+#[derive(Deserialize)]
+pub struct StartJob {
+    job_name: String,
+}
+
+/// Synapse's `background_updates/start_job`; kith knows `regenerate_directory`.
+pub async fn start_background_job(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    MatrixJson(request): MatrixJson<StartJob>,
+) -> ApiResult<Json<Value>> {
+    if !owner.admin {
+        return Err(MatrixError::forbidden("You are not a server admin"));
+    }
+    match request.job_name.as_str() {
+        "regenerate_directory" => {
+            state.directory.request_rebuild();
+            Ok(Json(json!({})))
+        }
+        other => Err(MatrixError::invalid_param(format!("Invalid job_name: {other}"))),
+    }
 }

@@ -70,5 +70,7 @@ pub fn router(state: AppState, resources: Resources, x_forwarded: bool) -> Route
 }
 
 fn admin_routes() -> Router<AppState> {
-    Router::new().route("/_synapse/admin/v1/register", get(admin::registration_nonce).post(admin::register))
+    Router::new()
+        .route("/_synapse/admin/v1/register", get(admin::registration_nonce).post(admin::register))
+        .route("/_synapse/admin/v1/background_updates/start_job", axum::routing::post(admin::start_background_job))
 }

@@ -1,6 +1,7 @@
 //! The domain: one module per concern. HTTP handlers call these; these call the store.
 
 pub mod accounts;
+pub mod directory;
 pub mod profile_propagation;
 pub mod profiles;
 pub mod rate_limit;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::store::Store;
 use accounts::Accounts;
+use directory::Directory;
 use profiles::Profiles;
 use rate_limit::RateLimiter;
 use rooms::Rooms;
@@ -30,6 +32,7 @@ pub struct Services {
     pub accounts: Accounts,
     pub profiles: Profiles,
     pub rooms: Rooms,
+    pub directory: Arc<Directory>,
     pub typing: Typing,
     /// Bumped when account data or receipts change, to wake long-polling `/sync`s.
     pub changes: watch::Sender<u64>,
@@ -42,6 +45,7 @@ pub struct Limits {
     pub login_account: RateLimiter,
     pub login_failed: RateLimiter,
     pub registration: RateLimiter,
+    pub user_directory: RateLimiter,
 }
 
 impl Services {
@@ -55,11 +59,17 @@ impl Services {
             login_account: RateLimiter::new(config.rc_login.account),
             login_failed: RateLimiter::new(config.rc_login.failed_attempts),
             registration: RateLimiter::new(config.rc_registration),
+            user_directory: RateLimiter::new(config.rc_user_directory),
         };
         Ok(Self {
             profiles: Profiles::new(store.clone()),
             accounts,
             rooms,
+            directory: Arc::new(Directory::new(
+                store.clone(),
+                config.server_name.to_string(),
+                config.user_directory.clone(),
+            )),
             typing: Typing::default(),
             changes: watch::channel(0).0,
             limits,

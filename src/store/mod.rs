@@ -3,6 +3,7 @@
 //! placeholders and portable SQL (`ON CONFLICT`, `RETURNING`), so there is one storage API.
 
 mod accounts;
+mod directory;
 mod migrations;
 mod profiles;
 mod rooms;
@@ -10,6 +11,7 @@ mod streams;
 mod user_data;
 
 pub use accounts::{NewUser, TokenOwner, UserRow};
+pub use directory::{JoinedMember, LocalAccount};
 pub use profiles::{ProfileChange, ProfileChangeKind};
 pub use rooms::{Membership, PersistEvent, StateBefore, StateMap, StoredEvent};
 

@@ -173,6 +173,19 @@ impl TestServer {
         }
     }
 
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "server still running");
+        self.spawn_and_wait().await;
+    }
+
     pub async fn restart(&mut self) {
         self.terminate();
         self.spawn_and_wait().await;

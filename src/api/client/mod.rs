@@ -9,6 +9,7 @@ pub mod register;
 pub mod rooms;
 pub mod session;
 pub mod sync;
+pub mod user_directory;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -79,6 +80,7 @@ fn room_routes() -> Router<AppState> {
         )
         .route("/publicRooms", get(directory::public_rooms).post(directory::public_rooms))
         .route("/sync", get(sync::sync))
+        .route("/user_directory/search", post(user_directory::search))
         .route("/user/{user_id}/filter", post(sync::create_filter))
         .route("/user/{user_id}/filter/{filter_id}", get(sync::get_filter))
         .route("/user/{user_id}/account_data/{data_type}", get(sync::get_account_data).put(sync::put_account_data))

@@ -1,0 +1,40 @@
+//! `POST /user_directory/search`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::extract::{AppState, MatrixJson, Requester};
+use crate::error::{ApiResult, MatrixError};
+
+/// Synapse clamps `limit` to this.
+const MAX_LIMIT: i64 = 50;
+const DEFAULT_LIMIT: i64 = 10;
+
+#[derive(Deserialize)]
+pub struct SearchRequest {
+    search_term: String,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub async fn search(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    MatrixJson(request): MatrixJson<SearchRequest>,
+) -> ApiResult<Json<Value>> {
+    if owner.is_guest {
+        return Err(MatrixError::new(StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guests cannot search users"));
+    }
+    state.limits.user_directory.check(&owner.user_id)?;
+    let limit = request.limit.unwrap_or(DEFAULT_LIMIT).clamp(0, MAX_LIMIT) as usize;
+    let found = state.directory.search(&owner.user_id, &request.search_term, limit);
+    let results: Vec<Value> = found
+        .results
+        .iter()
+        .map(|hit| json!({ "user_id": hit.user_id, "display_name": hit.display_name, "avatar_url": hit.avatar_url }))
+        .collect();
+    Ok(Json(json!({ "limited": found.limited, "results": results })))
+}

@@ -1,0 +1,357 @@
+//! The user directory: Synapse's rules for who may find whom, on an in-memory index.
+//!
+//! The index is derived data. It is built from the database at start-up (and on
+//! demand), then kept current by following the current-state-delta and profile-change
+//! streams. Applying a stream row only ever *sets* facts (this user is joined, this room
+//! is public, this is the profile), so applying one twice changes nothing, and a
+//! restart rebuilds from the database, which changed in the same transactions as the
+//! streams. Only global profiles are indexed for local users; remote users get the
+//! profile of a member event in a public room, or are listed by user ID alone.
+
+pub mod index;
+pub mod search;
+pub mod tokenize;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::config::UserDirectoryConfig;
+use crate::store::{JoinedMember, LocalAccount, Store};
+use index::{DirectoryIndex, UserProfile};
+use search::{SearchOptions, SearchResults};
+
+const DELTAS_CONSUMER: &str = "user_directory_state_deltas";
+const PROFILES_CONSUMER: &str = "user_directory_profiles";
+const REBUILD_REQUEST: &str = "user_directory_rebuild_requested";
+const REBUILD_HANDLED: &str = "user_directory_rebuild_handled";
+const BATCH: i64 = 500;
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+pub struct Directory {
+    store: Arc<Store>,
+    server_name: String,
+    config: UserDirectoryConfig,
+    index: RwLock<DirectoryIndex>,
+    /// Wakes the updater (new events, profile changes, rebuild requests).
+    pub wake: Notify,
+    rebuild_requested: std::sync::atomic::AtomicBool,
+}
+
+/// Progress of a build, for logs and the CLI's progress bar.
+pub trait BuildProgress: Send + Sync {
+    fn phase(&self, name: &str, total: u64);
+    fn advance(&self, done: u64);
+}
+
+/// Reports progress to the log every few seconds.
+pub struct LogProgress;
+
+impl BuildProgress for LogProgress {
+    fn phase(&self, name: &str, total: u64) {
+        tracing::info!(phase = name, total, "building the user directory");
+    }
+    fn advance(&self, _done: u64) {}
+}
+
+impl Directory {
+    pub fn new(store: Arc<Store>, server_name: String, config: UserDirectoryConfig) -> Self {
+        Self {
+            store,
+            server_name,
+            config,
+            index: RwLock::new(DirectoryIndex::default()),
+            wake: Notify::new(),
+            rebuild_requested: Default::default(),
+        }
+    }
+
+    fn is_local(&self, user_id: &str) -> bool {
+        is_local_user(user_id, &self.server_name)
+    }
+
+    pub fn search(&self, searcher: &str, term: &str, limit: usize) -> SearchResults {
+        if !self.config.enabled {
+            return SearchResults::default();
+        }
+        let options = SearchOptions {
+            searcher: searcher.to_owned(),
+            limit,
+            search_all_users: self.config.search_all_users,
+            exclude_remote_users: self.config.exclude_remote_users,
+            show_locked_users: self.config.show_locked_users,
+            prefer_local_users: self.config.prefer_local_users,
+        };
+        let index = self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        index.search(term, &options)
+    }
+
+    /// Asks the updater to rebuild the index from the database.
+    pub fn request_rebuild(&self) {
+        self.rebuild_requested.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// `kith directory rebuild` runs in another process; it leaves a request in the
+    /// database, which the running server picks up here.
+    async fn take_external_rebuild_request(&self) -> anyhow::Result<bool> {
+        let requested = self.store.consumer_position(REBUILD_REQUEST).await?;
+        let handled = self.store.consumer_position(REBUILD_HANDLED).await?;
+        if requested > handled {
+            self.store.set_consumer_position(REBUILD_HANDLED, requested).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Builds a fresh index from the database and swaps it in; stream positions are
+    /// moved to where the build started, so nothing is missed.
+    pub async fn rebuild(&self, progress: &dyn BuildProgress) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let (deltas_head, profiles_head) = self.store.stream_heads_for_directory().await?;
+        let index = build_index(&self.store, &self.server_name, progress).await?;
+        let users = index.user_count();
+        *self.index.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = index;
+        self.store.set_consumer_position(DELTAS_CONSUMER, deltas_head).await?;
+        self.store.set_consumer_position(PROFILES_CONSUMER, profiles_head).await?;
+        tracing::info!(users, elapsed_ms = started.elapsed().as_millis() as u64, "user directory built");
+        Ok(())
+    }
+
+    /// The updater: follows both streams until the process ends.
+    pub async fn run(self: Arc<Self>, mut events: tokio::sync::watch::Receiver<i64>) {
+        loop {
+            let requested_here = self.rebuild_requested.swap(false, std::sync::atomic::Ordering::SeqCst);
+            let requested_elsewhere = self.take_external_rebuild_request().await.unwrap_or(false);
+            if (requested_here || requested_elsewhere)
+                && let Err(err) = self.rebuild(&LogProgress).await
+            {
+                tracing::error!(%err, "user directory rebuild failed");
+            }
+            match self.apply_pending().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(err) => tracing::warn!(%err, "user directory update failed; retrying"),
+            }
+            tokio::select! {
+                _ = events.changed() => {}
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// Applies one batch of each stream; true if there may be more.
+    pub async fn apply_pending(&self) -> anyhow::Result<bool> {
+        let position = self.store.consumer_position(DELTAS_CONSUMER).await?;
+        let deltas = self.store.current_state_deltas_since(position, BATCH).await?;
+        for (stream_id, room_id, event_type, state_key, event_id, _) in &deltas {
+            match event_type.as_str() {
+                "m.room.member" => self.apply_membership(room_id, state_key, event_id.as_deref()).await?,
+                "m.room.join_rules" | "m.room.history_visibility" => self.refresh_room_publicness(room_id).await?,
+                _ => {}
+            }
+            self.store.set_consumer_position(DELTAS_CONSUMER, *stream_id).await?;
+        }
+        let position = self.store.consumer_position(PROFILES_CONSUMER).await?;
+        let changes = self.store.profile_changes_since(position, BATCH).await?;
+        for change in &changes {
+            self.refresh_local_user(&change.user_id).await?;
+            self.store.set_consumer_position(PROFILES_CONSUMER, change.stream_id).await?;
+        }
+        Ok(deltas.len() as i64 == BATCH || changes.len() as i64 == BATCH)
+    }
+
+    fn with_index<T>(&self, change: impl FnOnce(&mut DirectoryIndex) -> T) -> T {
+        let mut index = self.index.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut index)
+    }
+
+    async fn apply_membership(&self, room_id: &str, user_id: &str, event_id: Option<&str>) -> anyhow::Result<()> {
+        let event = match event_id {
+            Some(id) => self.store.get_event(id).await?,
+            None => None,
+        };
+        let content = event.as_ref().map(|e| e.json["content"].clone()).unwrap_or(Value::Null);
+        let joined = content["membership"] == "join";
+        let local = self.is_local(user_id);
+        let tracked = self.with_index(|index| index.rooms.contains_key(room_id));
+        if local {
+            if joined && !tracked {
+                return self.start_tracking(room_id).await;
+            }
+            let id = self.with_index(|index| index.id_of(user_id));
+            if let Some(id) = id {
+                self.with_index(|index| index.set_member(room_id, id, joined));
+            }
+            if !joined && tracked && !self.store.has_local_member(room_id).await? {
+                self.stop_tracking(room_id);
+            }
+            return Ok(());
+        }
+        if !tracked {
+            return Ok(());
+        }
+        self.with_index(|index| {
+            if joined {
+                let id = match index.id_of(user_id) {
+                    Some(id) => id,
+                    None => index.upsert_user(user_id, UserProfile::default(), false),
+                };
+                if index.rooms.get(room_id).is_some_and(|room| room.public) {
+                    index.upsert_user(user_id, profile_from_member(&content), false);
+                }
+                index.set_member(room_id, id, true);
+            } else if let Some(id) = index.id_of(user_id) {
+                index.set_member(room_id, id, false);
+                if index.room_count(id) == 0 {
+                    index.remove_user(user_id);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// A local user joined a room the index did not track: load all its members.
+    async fn start_tracking(&self, room_id: &str) -> anyhow::Result<()> {
+        let members = self.store.tracked_joined_members(Some(room_id)).await?;
+        let public = !self.store.public_room_ids(Some(room_id)).await?.is_empty();
+        self.with_index(|index| {
+            index.set_room_public(room_id, public);
+            for member in &members {
+                add_member(index, member, self.is_local(&member.user_id), public);
+            }
+        });
+        Ok(())
+    }
+
+    /// No local user is left in a room: forget it, and remote users with no other room.
+    fn stop_tracking(&self, room_id: &str) {
+        self.with_index(|index| {
+            let former = index.drop_room(room_id);
+            for id in &former {
+                let remote_user = index.entry(id).filter(|e| !e.local).map(|e| e.user_id.to_string());
+                if let Some(user_id) = remote_user
+                    && index.room_count(id) == 0
+                {
+                    index.remove_user(&user_id);
+                }
+            }
+        });
+    }
+
+    async fn refresh_room_publicness(&self, room_id: &str) -> anyhow::Result<()> {
+        if !self.with_index(|index| index.rooms.contains_key(room_id)) {
+            return Ok(());
+        }
+        let public = !self.store.public_room_ids(Some(room_id)).await?.is_empty();
+        let members = if public { self.store.tracked_joined_members(Some(room_id)).await? } else { Vec::new() };
+        self.with_index(|index| {
+            index.set_room_public(room_id, public);
+            // Remote members now show the profile of their member event in this public room.
+            for member in members.iter().filter(|m| !self.is_local(&m.user_id)) {
+                add_member(index, member, false, true);
+            }
+        });
+        Ok(())
+    }
+
+    /// Re-reads a local user's account and global profile.
+    async fn refresh_local_user(&self, user_id: &str) -> anyhow::Result<()> {
+        let Some(account) = self.store.local_account(user_id).await? else { return Ok(()) };
+        let profile = self.store.get_profile(user_id).await?;
+        let profile = UserProfile {
+            display_name: profile.get("displayname").and_then(Value::as_str).map(str::to_owned),
+            avatar_url: profile.get("avatar_url").and_then(Value::as_str).map(str::to_owned),
+        };
+        self.with_index(|index| apply_account(index, &account, profile));
+        Ok(())
+    }
+}
+
+fn profile_from_member(content: &Value) -> UserProfile {
+    UserProfile {
+        display_name: content["displayname"].as_str().map(str::to_owned),
+        avatar_url: content["avatar_url"].as_str().map(str::to_owned),
+    }
+}
+
+fn is_local_user(user_id: &str, server_name: &str) -> bool {
+    user_id.split_once(':').is_some_and(|(_, server)| server == server_name)
+}
+
+/// Adds a joined member of a tracked room. Local users are indexed from their accounts
+/// (and keep their global profile); a remote user takes the profile of their member
+/// event in a public room, and is listed by user ID alone when seen only in private rooms.
+fn add_member(index: &mut DirectoryIndex, member: &JoinedMember, local: bool, room_public: bool) {
+    let known = index.id_of(&member.user_id);
+    let id = match (known, local, room_public) {
+        (None, true, _) => return,
+        (Some(id), true, _) | (Some(id), false, false) => id,
+        (_, false, true) => {
+            let profile =
+                UserProfile { display_name: member.displayname.clone(), avatar_url: member.avatar_url.clone() };
+            index.upsert_user(&member.user_id, profile, false)
+        }
+        (None, false, false) => index.upsert_user(&member.user_id, UserProfile::default(), false),
+    };
+    index.set_member(&member.room_id, id, true);
+}
+
+/// Lists or hides a local account: deactivated and support users are never listed.
+fn apply_account(index: &mut DirectoryIndex, account: &LocalAccount, profile: UserProfile) {
+    if account.deactivated || account.user_type.as_deref() == Some("support") {
+        index.remove_user(&account.user_id);
+        return;
+    }
+    let id = index.upsert_user(&account.user_id, profile, true);
+    index.set_locked(id, account.locked);
+}
+
+/// Builds the index from the database.
+pub async fn build_index(
+    store: &Store,
+    server_name: &str,
+    progress: &dyn BuildProgress,
+) -> anyhow::Result<DirectoryIndex> {
+    let mut index = DirectoryIndex::default();
+    let accounts = store.local_accounts().await?;
+    let mut profiles: HashMap<String, UserProfile> = HashMap::new();
+    for (user_id, field, value) in store.global_names().await? {
+        let profile = profiles.entry(user_id).or_default();
+        let value = value.as_str().map(str::to_owned);
+        if field == "displayname" { profile.display_name = value } else { profile.avatar_url = value }
+    }
+    progress.phase("local users", accounts.len() as u64);
+    for (done, account) in accounts.iter().enumerate() {
+        let profile = profiles.remove(&account.user_id).unwrap_or_default();
+        apply_account(&mut index, account, profile);
+        if done % 10_000 == 0 {
+            progress.advance(done as u64);
+        }
+    }
+    let public: std::collections::HashSet<String> = store.public_room_ids(None).await?.into_iter().collect();
+    let members = store.tracked_joined_members(None).await?;
+    progress.phase("room memberships", members.len() as u64);
+    for (done, member) in members.iter().enumerate() {
+        let room_public = public.contains(&member.room_id);
+        if !index.rooms.contains_key(member.room_id.as_str()) {
+            index.set_room_public(&member.room_id, room_public);
+        }
+        add_member(&mut index, member, is_local_user(&member.user_id, server_name), room_public);
+        if done % 10_000 == 0 {
+            progress.advance(done as u64);
+        }
+    }
+    Ok(index)
+}
+
+/// Asks a running server (through the database) to rebuild its directory index.
+pub async fn request_rebuild_in_database(store: &Store) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    store.set_consumer_position(REBUILD_REQUEST, now).await?;
+    Ok(())
+}
