@@ -265,8 +265,11 @@ mod tests {
 
     #[test]
     fn exact_beats_prefix_and_localpart_beats_name() {
-        let index =
-            index_with(&[("@johnny:x", None, true), ("@john:x", None, true), ("@someone:x", Some("John"), true)]);
+        let index = index_with(&[
+            ("@johnny:x", Some("J"), true),
+            ("@john:x", Some("J"), true),
+            ("@someone:x", Some("John"), true),
+        ]);
         let results = index.search("john", &options(10));
         assert_eq!(ids(&results), vec!["@john:x", "@someone:x", "@johnny:x"]);
     }
