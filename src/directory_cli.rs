@@ -34,7 +34,7 @@ pub async fn rebuild(config: Config) -> anyhow::Result<()> {
     println!(
         "user directory: {} users, {} tracked rooms, {} terms, built in {:.2} s",
         index.user_count(),
-        index.rooms.len(),
+        index.tracked_room_count(),
         terms,
         started.elapsed().as_secs_f64()
     );

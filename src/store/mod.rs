@@ -4,6 +4,7 @@
 
 mod accounts;
 mod directory;
+mod fixtures;
 mod migrations;
 mod profiles;
 mod rooms;
@@ -12,6 +13,7 @@ mod user_data;
 
 pub use accounts::{NewUser, TokenOwner, UserRow};
 pub use directory::{JoinedMember, LocalAccount};
+pub use fixtures::FixtureUser;
 pub use profiles::{ProfileChange, ProfileChangeKind};
 pub use rooms::{Membership, PersistEvent, StateBefore, StateMap, StoredEvent};
 

@@ -178,7 +178,7 @@ impl Directory {
         let content = event.as_ref().map(|e| e.json["content"].clone()).unwrap_or(Value::Null);
         let joined = content["membership"] == "join";
         let local = self.is_local(user_id);
-        let tracked = self.with_index(|index| index.rooms.contains_key(room_id));
+        let tracked = self.with_index(|index| index.is_tracked(room_id));
         if local {
             if joined && !tracked {
                 return self.start_tracking(room_id).await;
@@ -201,7 +201,7 @@ impl Directory {
                     Some(id) => id,
                     None => index.upsert_user(user_id, UserProfile::default(), false),
                 };
-                if index.rooms.get(room_id).is_some_and(|room| room.public) {
+                if index.room_is_public(room_id) {
                     index.upsert_user(user_id, profile_from_member(&content), false);
                 }
                 index.set_member(room_id, id, true);
@@ -244,7 +244,7 @@ impl Directory {
     }
 
     async fn refresh_room_publicness(&self, room_id: &str) -> anyhow::Result<()> {
-        if !self.with_index(|index| index.rooms.contains_key(room_id)) {
+        if !self.with_index(|index| index.is_tracked(room_id)) {
             return Ok(());
         }
         let public = !self.store.public_room_ids(Some(room_id)).await?.is_empty();
@@ -338,7 +338,7 @@ pub async fn build_index(
     progress.phase("room memberships", members.len() as u64);
     for (done, member) in members.iter().enumerate() {
         let room_public = public.contains(&member.room_id);
-        if !index.rooms.contains_key(member.room_id.as_str()) {
+        if !index.is_tracked(&member.room_id) {
             index.set_room_public(&member.room_id, room_public);
         }
         add_member(&mut index, member, is_local_user(&member.user_id, server_name), room_public);

@@ -11,6 +11,21 @@ use roaring::RoaringBitmap;
 use super::index::{DirectoryIndex, FIELDS, Field};
 use super::tokenize::{fold_accents, normalize, words};
 
+/// Above this many candidates, a one-word search ranks by tiers instead of scoring each.
+const TIERED_ABOVE: u64 = 256;
+
+/// Field and strength classes in decreasing base score: exact localpart (3.0), exact
+/// display name (2.7), prefix localpart (1.0), prefix display name (0.9), exact server
+/// name (0.3), prefix server name (0.1).
+const TIER_ORDER: [(Field, bool); 6] = [
+    (Field::Localpart, true),
+    (Field::DisplayName, true),
+    (Field::Localpart, false),
+    (Field::DisplayName, false),
+    (Field::Domain, true),
+    (Field::Domain, false),
+];
+
 #[derive(Debug, Clone, Default)]
 pub struct SearchOptions {
     pub searcher: String,
@@ -101,9 +116,10 @@ struct Ranked<'a> {
 
 impl Ranked<'_> {
     fn cmp_rank(&self, other: &Self) -> Ordering {
-        (self.exact_id, self.local)
-            .cmp(&(other.exact_id, other.local))
+        self.exact_id
+            .cmp(&other.exact_id)
             .then(self.score.total_cmp(&other.score))
+            .then(self.local.cmp(&other.local))
             .then_with(|| other.user_id.cmp(self.user_id))
     }
 }
@@ -165,22 +181,104 @@ impl DirectoryIndex {
             candidates.insert(id);
         }
         let limited = candidates.len() > options.limit as u64;
+        let top = match matches.as_slice() {
+            [word] if candidates.len() > TIERED_ABOVE => self.top_by_tiers(word, &candidates, named, options),
+            _ => self.top_by_scoring(&candidates, named, &matches, options),
+        };
+        let results = top.into_iter().filter_map(|id| self.hit(id)).collect();
+        SearchResults { limited, results }
+    }
+
+    /// Top-k by scoring every candidate.
+    fn top_by_scoring(
+        &self,
+        candidates: &RoaringBitmap,
+        named: Option<u32>,
+        matches: &[WordMatch],
+        options: &SearchOptions,
+    ) -> Vec<u32> {
         let mut heap: BinaryHeap<Ranked<'_>> = BinaryHeap::with_capacity(options.limit + 1);
-        if options.limit > 0 {
-            for id in &candidates {
-                let ranked = self.rank(id, named, &matches, options);
-                if heap.len() < options.limit {
-                    heap.push(ranked);
-                } else if heap.peek().is_some_and(|worst| ranked.cmp_rank(worst) == Ordering::Greater) {
-                    heap.pop();
-                    heap.push(ranked);
-                }
+        if options.limit == 0 {
+            return Vec::new();
+        }
+        for id in candidates {
+            let ranked = self.rank(id, named, matches, options);
+            if heap.len() < options.limit {
+                heap.push(ranked);
+            } else if heap.peek().is_some_and(|worst| ranked.cmp_rank(worst) == Ordering::Greater) {
+                heap.pop();
+                heap.push(ranked);
             }
         }
         let mut top = heap.into_vec();
         top.sort_by(|a, b| b.cmp_rank(a));
-        let results = top.iter().filter_map(|ranked| self.hit(ranked.id)).collect();
-        SearchResults { limited, results }
+        top.into_iter().map(|ranked| ranked.id).collect()
+    }
+
+    /// Top-k for one query word over many candidates without scoring each one: with one
+    /// word, a user's score is fixed by the best field and strength they match and by
+    /// their profile completeness, so candidates fall into a few score tiers computed
+    /// with bitmap operations; only the tiers needed to fill `limit` are ordered.
+    fn top_by_tiers(
+        &self,
+        word: &WordMatch,
+        candidates: &RoaringBitmap,
+        named: Option<u32>,
+        options: &SearchOptions,
+    ) -> Vec<u32> {
+        let mut remaining = candidates.clone();
+        let mut top: Vec<u32> = Vec::with_capacity(options.limit);
+        if let Some(id) = named {
+            remaining.remove(id);
+            top.push(id);
+        }
+        let both = &self.with_name & &self.with_avatar;
+        let either = &(&self.with_name | &self.with_avatar) - &both;
+        let mut tiers: Vec<(f32, RoaringBitmap)> = Vec::new();
+        for (field, exact) in TIER_ORDER {
+            let postings = if exact { &word.exact[field as usize] } else { &word.prefix[field as usize] };
+            let class = postings & &remaining;
+            remaining -= &class;
+            let base = weight(field) * if exact { 3.0 } else { 1.0 };
+            tiers.push((base * 1.44, &class & &both));
+            tiers.push((base * 1.2, &class & &either));
+            tiers.push((base, class - &both - &either));
+        }
+        tiers.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut merged: Vec<(f32, RoaringBitmap)> = Vec::new();
+        for (score, set) in tiers {
+            match merged.last_mut() {
+                Some((last, union)) if (*last - score).abs() < 1e-4 => *union |= set,
+                _ => merged.push((score, set)),
+            }
+        }
+        for (_, tier) in merged {
+            let groups =
+                if options.prefer_local_users { vec![&tier & &self.local, tier - &self.local] } else { vec![tier] };
+            for group in groups {
+                if top.len() >= options.limit {
+                    return top;
+                }
+                top.extend(self.smallest_user_ids(&group, options.limit - top.len()));
+            }
+        }
+        top.truncate(options.limit);
+        top
+    }
+
+    /// The `count` users of `group` with the smallest user ids, in order.
+    fn smallest_user_ids(&self, group: &RoaringBitmap, count: usize) -> Vec<u32> {
+        let mut heap: BinaryHeap<(&str, u32)> = BinaryHeap::with_capacity(count + 1);
+        for id in group {
+            let Some(entry) = self.entry(id) else { continue };
+            if heap.len() < count {
+                heap.push((&entry.user_id, id));
+            } else if heap.peek().is_some_and(|(worst, _)| *entry.user_id < **worst) {
+                heap.pop();
+                heap.push((&entry.user_id, id));
+            }
+        }
+        heap.into_sorted_vec().into_iter().map(|(_, id)| id).collect()
     }
 
     fn rank(&self, id: u32, named: Option<u32>, matches: &[WordMatch], options: &SearchOptions) -> Ranked<'_> {
@@ -297,11 +395,51 @@ mod tests {
         }
     }
 
+    /// The tiered top-k gives exactly what scoring every candidate gives.
     #[test]
-    fn local_users_rank_first_when_preferred() {
-        let index = index_with(&[("@anna:remote", Some("Anna"), false), ("@anna2:x", Some("Anna"), true)]);
-        assert_eq!(ids(&index.search("anna", &options(10)))[0], "@anna:remote");
+    fn tiers_agree_with_full_scoring() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let names = ["Anna Smith", "Andrew", "Maria", "Marek Novak", "Amélie", "Иван", "An"];
+        let mut index = DirectoryIndex::default();
+        for i in 0..3000 {
+            let local = rng.gen_bool(0.7);
+            let server = if local { "x" } else { "remote.example" };
+            let localpart = ["an", "anna", "mar", "user", "amy"][rng.gen_range(0..5)];
+            let profile = UserProfile {
+                display_name: rng.gen_bool(0.8).then(|| names[rng.gen_range(0..names.len())].to_owned()),
+                avatar_url: rng.gen_bool(0.5).then(|| "mxc://a/b".to_owned()),
+            };
+            let id = index.upsert_user(&format!("@{localpart}{i}:{server}"), profile, local);
+            index.set_member("!public:x", id, true);
+        }
+        index.set_room_public("!public:x", true);
+        for prefer_local_users in [false, true] {
+            let options = SearchOptions { prefer_local_users, ..options(10) };
+            for term in ["a", "an", "anna", "mar", "x", "remote", "u", "ив", "amelie"] {
+                let matches: Vec<WordMatch> = words(term).iter().map(|w| WordMatch::new(&index, w)).collect();
+                let mut candidates = index.searchable(&options);
+                candidates &= matches[0].candidates();
+                let tiers = index.top_by_tiers(&matches[0], &candidates, None, &options);
+                let scored = index.top_by_scoring(&candidates, None, &matches, &options);
+                assert_eq!(tiers, scored, "{term} (prefer local: {prefer_local_users})");
+            }
+        }
+    }
+
+    #[test]
+    fn local_users_rank_first_among_equals_when_preferred() {
+        let index = index_with(&[
+            ("@anna:remote", Some("Anna"), false),
+            ("@anna:x", Some("Anna"), true),
+            ("@annabel:x", None, true),
+        ]);
+        assert_eq!(ids(&index.search("anna", &options(10))), vec!["@anna:remote", "@anna:x", "@annabel:x"]);
         let prefer = SearchOptions { prefer_local_users: true, ..options(10) };
-        assert_eq!(ids(&index.search("anna", &prefer))[0], "@anna2:x");
+        assert_eq!(
+            ids(&index.search("anna", &prefer)),
+            vec!["@anna:x", "@anna:remote", "@annabel:x"],
+            "local first among equals only"
+        );
     }
 }
