@@ -395,6 +395,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn remote_and_locked_users_follow_the_options() {
+        let mut index = index_with(&[("@lee:x", Some("Lee"), true), ("@lee:remote", Some("Lee"), false)]);
+        let local_lee = index.id_of("@lee:x").unwrap();
+        assert_eq!(ids(&index.search("lee", &options(10))), vec!["@lee:remote", "@lee:x"]);
+        let local_only = SearchOptions { exclude_remote_users: true, ..options(10) };
+        assert_eq!(ids(&index.search("lee", &local_only)), vec!["@lee:x"]);
+        index.set_locked(local_lee, true);
+        assert_eq!(ids(&index.search("lee", &options(10))), vec!["@lee:remote"]);
+        let show_locked = SearchOptions { show_locked_users: true, ..options(10) };
+        assert_eq!(ids(&index.search("lee", &show_locked)), vec!["@lee:remote", "@lee:x"]);
+    }
+
     /// The tiered top-k gives exactly what scoring every candidate gives.
     #[test]
     fn tiers_agree_with_full_scoring() {
