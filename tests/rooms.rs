@@ -586,7 +586,7 @@ async fn stored_events_verify_and_replay_to_current_state(db: Db) {
     assert_eq!(state, stored, "replaying the events reproduces the current state");
     let deltas = store.current_state_deltas_since(0, 10_000).await.unwrap();
     assert_eq!(
-        deltas.iter().filter(|d| d.1 == room).count(),
+        deltas.iter().filter(|d| d.room_id == room).count(),
         events.iter().filter(|e| e.json.get("state_key").is_some()).count()
     );
     store.close().await;

@@ -220,8 +220,8 @@ impl Services {
         let receipts = self.store.receipts_since(room_id, receipts_since).await?;
         if !receipts.is_empty() {
             let mut content = json!({});
-            for (_, user, kind, event_id, ts, _) in receipts {
-                content[&event_id][&kind][&user] = json!({ "ts": ts });
+            for receipt in receipts {
+                content[&receipt.event_id][&receipt.receipt_type][&receipt.user_id] = json!({ "ts": receipt.ts });
             }
             events.push(json!({ "type": "m.receipt", "content": content }));
         }

@@ -15,7 +15,8 @@ pub use accounts::{NewUser, TokenOwner, UserRow};
 pub use directory::{JoinedMember, LocalAccount};
 pub use fixtures::FixtureUser;
 pub use profiles::{ProfileChange, ProfileChangeKind};
-pub use rooms::{Membership, PersistEvent, StateBefore, StateMap, StoredEvent};
+pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
+pub use user_data::Receipt;
 
 use std::time::Duration;
 

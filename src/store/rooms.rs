@@ -48,6 +48,18 @@ pub struct Membership {
     pub forgotten: bool,
 }
 
+/// One row of the current-state-delta stream; `event_id` is None when the key left
+/// the state.
+#[derive(Debug, Clone)]
+pub struct StateDelta {
+    pub stream_id: i64,
+    pub room_id: String,
+    pub event_type: String,
+    pub state_key: String,
+    pub event_id: Option<String>,
+    pub prev_event_id: Option<String>,
+}
+
 /// Everything written when an event is persisted, in one transaction.
 pub struct PersistEvent<'a> {
     pub event_id: &'a str,
@@ -453,11 +465,7 @@ impl Store {
     }
 
     /// The current-state-delta stream after `after`, oldest first.
-    pub async fn current_state_deltas_since(
-        &self,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, String, String, String, Option<String>, Option<String>)>, sqlx::Error> {
+    pub async fn current_state_deltas_since(&self, after: i64, limit: i64) -> Result<Vec<StateDelta>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT stream_id, room_id, event_type, state_key, event_id, prev_event_id FROM current_state_deltas \
              WHERE stream_id > $1 ORDER BY stream_id LIMIT $2",
@@ -468,14 +476,14 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    row.try_get(0)?,
-                    row.try_get(1)?,
-                    row.try_get(2)?,
-                    row.try_get(3)?,
-                    row.try_get(4)?,
-                    row.try_get(5)?,
-                ))
+                Ok(StateDelta {
+                    stream_id: row.try_get(0)?,
+                    room_id: row.try_get(1)?,
+                    event_type: row.try_get(2)?,
+                    state_key: row.try_get(3)?,
+                    event_id: row.try_get(4)?,
+                    prev_event_id: row.try_get(5)?,
+                })
             })
             .collect()
     }

@@ -5,8 +5,14 @@ use sqlx::Row;
 
 use super::{Store, now_ms, streams};
 
-/// A stored receipt: `(room, user, type, event, ts, stream id)`.
-pub type Receipt = (String, String, String, String, i64, i64);
+/// The newest receipt of one type from one user in one room.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub user_id: String,
+    pub receipt_type: String,
+    pub event_id: String,
+    pub ts: i64,
+}
 
 impl Store {
     pub async fn save_filter(&self, user_id: &str, filter: &Value) -> Result<i64, sqlx::Error> {
@@ -122,8 +128,8 @@ impl Store {
 
     pub async fn receipts_since(&self, room_id: &str, after: i64) -> Result<Vec<Receipt>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT room_id, user_id, receipt_type, event_id, ts, stream_id FROM receipts \
-             WHERE room_id = $1 AND stream_id > $2 ORDER BY stream_id",
+            "SELECT user_id, receipt_type, event_id, ts FROM receipts WHERE room_id = $1 AND stream_id > $2 \
+             ORDER BY stream_id",
         )
         .bind(room_id)
         .bind(after)
@@ -131,14 +137,12 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    row.try_get(0)?,
-                    row.try_get(1)?,
-                    row.try_get(2)?,
-                    row.try_get(3)?,
-                    row.try_get(4)?,
-                    row.try_get(5)?,
-                ))
+                Ok(Receipt {
+                    user_id: row.try_get(0)?,
+                    receipt_type: row.try_get(1)?,
+                    event_id: row.try_get(2)?,
+                    ts: row.try_get(3)?,
+                })
             })
             .collect()
     }

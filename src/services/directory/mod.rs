@@ -148,13 +148,17 @@ impl Directory {
     pub async fn apply_pending(&self) -> anyhow::Result<bool> {
         let position = self.store.consumer_position(DELTAS_CONSUMER).await?;
         let deltas = self.store.current_state_deltas_since(position, BATCH).await?;
-        for (stream_id, room_id, event_type, state_key, event_id, _) in &deltas {
-            match event_type.as_str() {
-                "m.room.member" => self.apply_membership(room_id, state_key, event_id.as_deref()).await?,
-                "m.room.join_rules" | "m.room.history_visibility" => self.refresh_room_publicness(room_id).await?,
+        for delta in &deltas {
+            match delta.event_type.as_str() {
+                "m.room.member" => {
+                    self.apply_membership(&delta.room_id, &delta.state_key, delta.event_id.as_deref()).await?
+                }
+                "m.room.join_rules" | "m.room.history_visibility" => {
+                    self.refresh_room_publicness(&delta.room_id).await?
+                }
                 _ => {}
             }
-            self.store.set_consumer_position(DELTAS_CONSUMER, *stream_id).await?;
+            self.store.set_consumer_position(DELTAS_CONSUMER, delta.stream_id).await?;
         }
         let position = self.store.consumer_position(PROFILES_CONSUMER).await?;
         let changes = self.store.profile_changes_since(position, BATCH).await?;
