@@ -16,6 +16,7 @@ both_backends!(
     login_and_sessions,
     bad_tokens,
     deactivation_behind_password_auth,
+    deactivation_leaves_rooms,
     profiles_and_custom_fields,
     profile_changes_are_streamed,
     bad_input_gets_matrix_errors,
@@ -257,6 +258,27 @@ async fn deactivation_behind_password_auth(db: Db) {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, _) = server.get(&format!("/_matrix/client/v3/profile/{user_id}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// As in Synapse, a deactivated user leaves every room they were in or invited to.
+async fn deactivation_leaves_rooms(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, owner) = server.register("owner", "pw").await;
+    let (alice, alice_t) = server.register("alice", "pw").await;
+    let (_, body) =
+        server.post("/_matrix/client/v3/createRoom", Some(&owner), json!({ "preset": "public_chat" })).await;
+    let joined = body["room_id"].as_str().unwrap().to_owned();
+    let (_, body) = server.post("/_matrix/client/v3/createRoom", Some(&owner), json!({ "invite": [alice] })).await;
+    let invited = body["room_id"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/rooms/{joined}/join"), Some(&alice_t), json!({})).await;
+    let auth = json!({ "auth": { "type": "m.login.password", "user": "alice", "password": "pw" } });
+    let (status, _) = server.post("/_matrix/client/v3/account/deactivate", Some(&alice_t), auth).await;
+    assert_eq!(status, StatusCode::OK);
+    for room in [&joined, &invited] {
+        let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{alice}");
+        let (status, member) = server.get(&path, Some(&owner)).await;
+        assert_eq!((status, member["membership"].as_str()), (StatusCode::OK, Some("leave")), "{room}");
+    }
 }
 
 async fn profiles_and_custom_fields(db: Db) {

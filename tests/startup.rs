@@ -141,3 +141,44 @@ async fn synapse_register_new_matrix_user_script_works() {
     let (status, _) = server.login("intruder", "pw").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// Synapse's own signature library (signedjson, shipped with matrix-synapse) accepts
+/// kith's signed server keys.
+#[tokio::test]
+async fn synapse_verifies_the_server_key() {
+    let python = common::synapse_venv().join("bin/python");
+    common::require_file(&python, "install matrix-synapse into it (scripts/test does) or set KITH_SYNAPSE_VENV");
+    let server = TestServer::start(Db::Sqlite).await;
+    let (status, body) = server.get("/_matrix/key/v2/server", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let script = r#"
+import json, sys
+from signedjson.key import decode_verify_key_bytes
+from signedjson.sign import verify_signed_json
+from unpaddedbase64 import decode_base64
+body = json.loads(sys.stdin.read())
+for key_id, key in body["verify_keys"].items():
+    verify_key = decode_verify_key_bytes(key_id, decode_base64(key["key"]))
+    verify_signed_json(body, body["server_name"], verify_key)
+print("verified")
+"#;
+    let run = |body: String| {
+        let mut child = Command::new(&python)
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let output = run(body.to_string());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "verified");
+    let mut tampered = body.clone();
+    tampered["server_name"] = serde_json::json!("kith.test");
+    tampered["valid_until_ts"] = serde_json::json!(1);
+    assert!(!run(tampered.to_string()).status.success(), "a tampered body must not verify");
+}

@@ -81,6 +81,27 @@ impl Services {
 }
 
 impl Services {
+    /// Deactivates an account and, as Synapse does, takes the user out of every room
+    /// they are joined to or invited to.
+    pub async fn deactivate_account(&self, user_id: &str, erase: bool) -> crate::error::ApiResult<()> {
+        self.accounts.deactivate(user_id, erase).await?;
+        for membership in self.store.memberships_of_user(user_id).await? {
+            if membership.membership != "join" && membership.membership != "invite" {
+                continue;
+            }
+            let leave = rooms::membership::MembershipChange::new(
+                &membership.room_id,
+                user_id,
+                user_id,
+                rooms::membership::Change::Leave,
+            );
+            if let Err(err) = self.rooms.change_membership(leave).await {
+                tracing::warn!(%user_id, room_id = %membership.room_id, %err, "could not leave room on deactivation");
+            }
+        }
+        Ok(())
+    }
+
     /// Wakes `/sync` long polls after an account-data or receipt change.
     pub fn notify_change(&self) {
         self.changes.send_modify(|serial| *serial += 1);

@@ -62,6 +62,6 @@ pub async fn deactivate(
         return Err(uia_challenge(&session, STAGE, Some(("M_FORBIDDEN", &err.message))));
     }
     state.accounts.finish_uia(&session);
-    state.accounts.deactivate(&owner.user_id, request.erase).await?;
+    state.deactivate_account(&owner.user_id, request.erase).await?;
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
 }
