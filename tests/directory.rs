@@ -40,7 +40,7 @@ fn ids(body: &Value) -> Vec<String> {
 /// directory follows the streams in the background.
 async fn expect_search(server: &TestServer, token: &str, term: &str, expected: &[&str]) {
     let mut last = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         last = ids(&search(server, token, term).await);
         if last == expected {
             return;
