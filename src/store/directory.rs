@@ -1,6 +1,7 @@
 //! What the user directory index is derived from: local accounts and global profiles,
 //! joined memberships of rooms with a local member, and whether those rooms are public.
 
+use futures_util::TryStreamExt;
 use serde_json::Value;
 use sqlx::Row;
 
@@ -71,24 +72,42 @@ impl Store {
             .collect()
     }
 
-    /// Joined members of every room that has a local member joined (or of one room).
-    pub async fn tracked_joined_members(&self, room_id: Option<&str>) -> Result<Vec<JoinedMember>, sqlx::Error> {
+    /// Joined members of one tracked room (one with a local member joined).
+    pub async fn tracked_joined_members(&self, room_id: &str) -> Result<Vec<JoinedMember>, sqlx::Error> {
+        let mut members = Vec::new();
+        self.for_each_tracked_member(Some(room_id), |member| members.push(member)).await?;
+        Ok(members)
+    }
+
+    /// Streams the joined members of every tracked room (or of one), oldest membership
+    /// first, without holding them all in memory.
+    pub async fn for_each_tracked_member(
+        &self,
+        room_id: Option<&str>,
+        mut visit: impl FnMut(JoinedMember),
+    ) -> Result<(), sqlx::Error> {
         let sql = "SELECT m.room_id, m.user_id, m.displayname, m.avatar_url, m.stream_ordering FROM room_memberships m \
                    WHERE m.membership = 'join' AND ($1 = '' OR m.room_id = $1) AND m.room_id IN \
                    (SELECT l.room_id FROM room_memberships l JOIN users u ON u.user_id = l.user_id WHERE l.membership = 'join') \
                    ORDER BY m.stream_ordering";
-        let rows = sqlx::query(sql).bind(room_id.unwrap_or("")).fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(JoinedMember {
-                    room_id: row.try_get(0)?,
-                    user_id: row.try_get(1)?,
-                    displayname: row.try_get(2)?,
-                    avatar_url: row.try_get(3)?,
-                    stream_ordering: row.try_get(4)?,
-                })
-            })
-            .collect()
+        let mut rows = sqlx::query(sql).bind(room_id.unwrap_or("")).fetch(self.pool());
+        while let Some(row) = rows.try_next().await? {
+            visit(JoinedMember {
+                room_id: row.try_get(0)?,
+                user_id: row.try_get(1)?,
+                displayname: row.try_get(2)?,
+                avatar_url: row.try_get(3)?,
+                stream_ordering: row.try_get(4)?,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn tracked_membership_count(&self) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT COUNT(*) FROM room_memberships WHERE membership = 'join'")
+            .fetch_one(self.pool())
+            .await?;
+        row.try_get(0)
     }
 
     /// Rooms whose current join rule is `public` or history visibility `world_readable`.

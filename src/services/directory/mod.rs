@@ -221,7 +221,7 @@ impl Directory {
 
     /// A local user joined a room the index did not track: load all its members.
     async fn start_tracking(&self, room_id: &str) -> anyhow::Result<()> {
-        let members = self.store.tracked_joined_members(Some(room_id)).await?;
+        let members = self.store.tracked_joined_members(room_id).await?;
         let public = !self.store.public_room_ids(Some(room_id)).await?.is_empty();
         self.with_index(|index| {
             index.set_room_public(room_id, public);
@@ -252,7 +252,7 @@ impl Directory {
             return Ok(());
         }
         let public = !self.store.public_room_ids(Some(room_id)).await?.is_empty();
-        let members = if public { self.store.tracked_joined_members(Some(room_id)).await? } else { Vec::new() };
+        let members = if public { self.store.tracked_joined_members(room_id).await? } else { Vec::new() };
         self.with_index(|index| {
             index.set_room_public(room_id, public);
             // Remote members now show the profile of their member event in this public room.
@@ -338,18 +338,21 @@ pub async fn build_index(
         }
     }
     let public: std::collections::HashSet<String> = store.public_room_ids(None).await?.into_iter().collect();
-    let members = store.tracked_joined_members(None).await?;
-    progress.phase("room memberships", members.len() as u64);
-    for (done, member) in members.iter().enumerate() {
-        let room_public = public.contains(&member.room_id);
-        if !index.is_tracked(&member.room_id) {
-            index.set_room_public(&member.room_id, room_public);
-        }
-        add_member(&mut index, member, is_local_user(&member.user_id, server_name), room_public);
-        if done % 10_000 == 0 {
-            progress.advance(done as u64);
-        }
-    }
+    progress.phase("room memberships", store.tracked_membership_count().await?.max(0) as u64);
+    let mut done = 0u64;
+    store
+        .for_each_tracked_member(None, |member| {
+            let room_public = public.contains(&member.room_id);
+            if !index.is_tracked(&member.room_id) {
+                index.set_room_public(&member.room_id, room_public);
+            }
+            add_member(&mut index, &member, is_local_user(&member.user_id, server_name), room_public);
+            done += 1;
+            if done % 10_000 == 0 {
+                progress.advance(done);
+            }
+        })
+        .await?;
     Ok(index)
 }
 
