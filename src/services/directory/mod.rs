@@ -348,7 +348,7 @@ pub async fn build_index(
             }
             add_member(&mut index, &member, is_local_user(&member.user_id, server_name), room_public);
             done += 1;
-            if done % 10_000 == 0 {
+            if done.is_multiple_of(10_000) {
                 progress.advance(done);
             }
         })
