@@ -374,22 +374,18 @@ impl Store {
 
     /// Every room a user has a membership in (any state), newest change last.
     pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT {MEMBERSHIP_COLUMNS} FROM room_memberships WHERE user_id = $1 ORDER BY stream_ordering"
-        ))
-        .bind(user_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(membership_from_row).collect()
+        self.memberships_where("user_id = $1 ORDER BY stream_ordering", user_id).await
     }
 
     pub async fn room_members(&self, room_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT {MEMBERSHIP_COLUMNS} FROM room_memberships WHERE room_id = $1 ORDER BY user_id"
-        ))
-        .bind(room_id)
-        .fetch_all(self.pool())
-        .await?;
+        self.memberships_where("room_id = $1 ORDER BY user_id", room_id).await
+    }
+
+    async fn memberships_where(&self, condition: &str, key: &str) -> Result<Vec<Membership>, sqlx::Error> {
+        let rows = sqlx::query(&format!("SELECT {MEMBERSHIP_COLUMNS} FROM room_memberships WHERE {condition}"))
+            .bind(key)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(membership_from_row).collect()
     }
 

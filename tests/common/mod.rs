@@ -63,6 +63,7 @@ rc_login:
   account: {per_second: 1000, burst_count: 1000}
   failed_attempts: {per_second: 1000, burst_count: 1000}
 rc_registration: {per_second: 1000, burst_count: 1000}
+rc_user_directory: {per_second: 1000, burst_count: 1000}
 ";
 
 impl TestServer {
