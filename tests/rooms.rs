@@ -194,6 +194,8 @@ async fn send_state_and_messages(db: Db) {
     }
 
     // A per-room nickname is a member event; the global profile is untouched.
+    let (_, before_nick) = server.get(&format!("{V3}/sync"), Some(&alice)).await;
+    let before_nick = before_nick["next_batch"].as_str().unwrap().to_owned();
     let path = format!("{V3}/rooms/{room}/state/m.room.member/{bob_id}");
     let (status, body) = server.put(&path, Some(&bob), json!({ "membership": "join", "displayname": "Bobby" })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -266,6 +268,17 @@ async fn send_state_and_messages(db: Db) {
     assert_eq!(members["chunk"].as_array().unwrap().len(), 2);
     let (_, members) = server.get(&format!("{V3}/rooms/{room}/members?not_membership=join"), Some(&alice)).await;
     assert_eq!(members["chunk"].as_array().unwrap().len(), 0);
+    // `at` gives the members as of an earlier sync token.
+    let bob_name = |members: &Value| {
+        members["chunk"].as_array().unwrap().iter().find(|e| e["state_key"] == bob_id.as_str()).unwrap()["content"]
+            ["displayname"]
+            .clone()
+    };
+    let (_, now) = server.get(&format!("{V3}/rooms/{room}/members"), Some(&alice)).await;
+    assert_eq!(bob_name(&now), "Bobby");
+    let (status, then) = server.get(&format!("{V3}/rooms/{room}/members?at={before_nick}"), Some(&alice)).await;
+    assert_eq!(status, StatusCode::OK, "{then}");
+    assert_eq!(bob_name(&then), "bob");
     let (_, state) = server.get(&format!("{V3}/rooms/{room}/state"), Some(&bob)).await;
     assert!(state.as_array().unwrap().iter().any(|e| e["type"] == "m.room.name"));
 }

@@ -229,12 +229,15 @@ pub async fn get_event(
     }
 }
 
-/// Pagination tokens are stream positions: `s123` from `/sync`, `t123` from `/messages`.
+/// Pagination tokens are event stream positions: `t123` from `/messages` and
+/// `prev_batch`, or a whole `/sync` token (`s123_…`), whose event position is used.
 pub fn parse_token(token: &str) -> ApiResult<i64> {
+    if token.starts_with('s') {
+        return Ok(crate::services::sync::SyncToken::parse(token)?.events);
+    }
     token
-        .trim_start_matches(['s', 't'])
-        .parse::<i64>()
-        .ok()
+        .strip_prefix('t')
+        .and_then(|position| position.parse::<i64>().ok())
         .filter(|position| *position >= 0)
         .ok_or_else(|| MatrixError::invalid_param(format!("Invalid pagination token: {token}")))
 }
