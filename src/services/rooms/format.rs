@@ -40,7 +40,7 @@ fn unsigned(pdu: &Value) -> Value {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default();
-    let age = pdu["origin_server_ts"].as_i64().map(|ts| (now - ts).max(0)).unwrap_or_default();
+    let age = pdu["origin_server_ts"].as_i64().map(|ts| now.saturating_sub(ts).max(0)).unwrap_or_default();
     let mut unsigned = pdu.get("unsigned").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
     unsigned["age"] = json!(age);
     unsigned
