@@ -412,7 +412,7 @@ impl Config {
 const KNOWN_RESOURCES: &[&str] =
     &["client", "federation", "keys", "health", "metrics", "media", "openid", "static", "replication"];
 
-fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

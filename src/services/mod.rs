@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod directory;
+pub mod federation;
 pub mod profile_propagation;
 pub mod profiles;
 pub mod rate_limit;
@@ -17,6 +18,7 @@ use crate::config::Config;
 use crate::store::Store;
 use accounts::Accounts;
 use directory::Directory;
+use federation::Federation;
 use profiles::Profiles;
 use rate_limit::RateLimiter;
 use rooms::Rooms;
@@ -33,6 +35,7 @@ pub struct Services {
     pub profiles: Profiles,
     pub rooms: Rooms,
     pub directory: Arc<Directory>,
+    pub federation: Federation,
     pub typing: Typing,
     /// Bumped when account data or receipts change, to wake long-polling `/sync`s.
     pub changes: watch::Sender<u64>,
@@ -70,6 +73,7 @@ impl Services {
                 config.server_name.to_string(),
                 config.user_directory.clone(),
             )),
+            federation: Federation::new(&config, keys.clone())?,
             typing: Typing::default(),
             changes: watch::channel(0).0,
             limits,

@@ -47,6 +47,10 @@ impl ServerKeys {
         Ok(())
     }
 
+    pub fn key_pair(&self) -> &Ed25519KeyPair {
+        &self.key_pair
+    }
+
     pub fn server_name(&self) -> &ServerName {
         &self.server_name
     }

@@ -82,7 +82,19 @@ impl TestServer {
         Self::start_configured(db, "", true).await
     }
 
+    /// Starts a server named after its own address (`127.0.0.1:port`) with a TLS
+    /// listener, trusting loopback and self-signed certificates: what two servers on one
+    /// machine need to federate.
+    pub async fn start_federating(db: Db) -> Self {
+        let extra = "federation_verify_certificates: false\nip_range_whitelist: ['127.0.0.1']";
+        Self::start_named(db, extra, true, true).await
+    }
+
     async fn start_configured(db: Db, extra_yaml: &str, tls: bool) -> Self {
+        Self::start_named(db, extra_yaml, tls, false).await
+    }
+
+    async fn start_named(db: Db, extra_yaml: &str, tls: bool, named_after_address: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let tls_yaml = if tls { write_self_signed_cert(dir.path()) } else { String::new() };
         let database_yaml = match db {
@@ -93,8 +105,9 @@ impl TestServer {
             Db::Postgres => postgres::fresh_database_yaml().await,
         };
         let port = free_port();
+        let server_name = if named_after_address { format!("'127.0.0.1:{port}'") } else { SERVER_NAME.to_owned() };
         let config = format!(
-            "server_name: {SERVER_NAME}\n\
+            "server_name: {server_name}\n\
              listeners:\n  - port: {port}\n    tls: {tls}\n    bind_addresses: ['127.0.0.1']\n    resources:\n      - names: [client, federation]\n\
              {database_yaml}\
              registration_shared_secret: {SHARED_SECRET}\n\

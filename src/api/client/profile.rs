@@ -12,17 +12,29 @@ fn parse_user_id(user_id: &str) -> ApiResult<&UserId> {
     <&UserId>::try_from(user_id).map_err(|_| MatrixError::invalid_param(format!("Invalid user ID: {user_id}")))
 }
 
-/// Profiles of other servers' users come with federation; until then they are not found.
-fn require_local(state: &AppState, user_id: &UserId) -> ApiResult<()> {
-    if user_id.server_name() != state.config.server_name {
-        return Err(MatrixError::not_found("Profile was not found"));
+/// Another server's user: asked with `GET /_matrix/federation/v1/query/profile`.
+async fn remote_profile(state: &AppState, user_id: &UserId, field: Option<&str>) -> ApiResult<Value> {
+    let mut path =
+        format!("/_matrix/federation/v1/query/profile?user_id={}", crate::config::percent_encode(user_id.as_str()));
+    if let Some(field) = field {
+        path.push_str(&format!("&field={}", crate::config::percent_encode(field)));
     }
-    Ok(())
+    let profile = state.federation.get(user_id.server_name(), &path).await.map_err(|e| e.to_client_error())?;
+    if !profile.is_object() {
+        return Err(MatrixError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "M_UNKNOWN",
+            "Invalid profile from the remote server",
+        ));
+    }
+    Ok(profile)
 }
 
 pub async fn get_profile(State(state): State<AppState>, Path(user_id): Path<String>) -> ApiResult<Json<Value>> {
     let user_id = parse_user_id(&user_id)?;
-    require_local(&state, user_id)?;
+    if user_id.server_name() != state.config.server_name {
+        return Ok(Json(remote_profile(&state, user_id, None).await?));
+    }
     let profile = state.profiles.get(user_id.as_str()).await?;
     Ok(Json(json!(profile)))
 }
@@ -32,8 +44,11 @@ pub async fn get_field(
     Path((user_id, key)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let user_id = parse_user_id(&user_id)?;
-    require_local(&state, user_id)?;
-    let profile = state.profiles.get(user_id.as_str()).await?;
+    let profile = if user_id.server_name() != state.config.server_name {
+        serde_json::from_value(remote_profile(&state, user_id, Some(&key)).await?).unwrap_or_default()
+    } else {
+        state.profiles.get(user_id.as_str()).await?
+    };
     let value = profile.get(&key).ok_or_else(|| MatrixError::not_found(format!("The profile has no field {key}")))?;
     Ok(Json(json!({ key: value })))
 }
