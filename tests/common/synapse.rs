@@ -1,0 +1,136 @@
+//! A real Synapse (from the `matrix-synapse` virtualenv scripts/test installs) on
+//! loopback: TLS federation listener, plain client listener, SQLite, and settings that
+//! let it federate with servers named `127.0.0.1:port`. A watchdog stops it when the
+//! test process exits.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub struct Synapse {
+    pub server_name: String,
+    pub client_base: String,
+    pub dir: tempfile::TempDir,
+    watchdog: Child,
+    http: reqwest::Client,
+}
+
+const SECRET: &str = "synapse-test-secret";
+
+impl Synapse {
+    pub async fn start() -> Self {
+        let python = super::synapse_venv().join("bin/python");
+        super::require_file(&python, "install matrix-synapse into it (scripts/test does) or set KITH_SYNAPSE_VENV");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (federation_port, client_port) = (super::free_port(), super::free_port());
+        let server_name = format!("127.0.0.1:{federation_port}");
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        std::fs::write(path("tls.crt"), cert.cert.pem()).expect("cert");
+        std::fs::write(path("tls.key"), cert.signing_key.serialize_pem()).expect("key");
+        // Synapse blocks IP-literal server names in its blacklist even when whitelisted,
+        // so loopback is left out of the blacklist here.
+        let config = format!(
+            "server_name: '{server_name}'\nreport_stats: false\n\
+             listeners:\n  - {{port: {federation_port}, tls: true, type: http, bind_addresses: ['127.0.0.1'], resources: [{{names: [federation]}}]}}\n\
+             \x20 - {{port: {client_port}, tls: false, type: http, bind_addresses: ['127.0.0.1'], resources: [{{names: [client]}}]}}\n\
+             tls_certificate_path: {crt}\ntls_private_key_path: {key}\n\
+             database: {{name: sqlite3, args: {{database: {db}}}}}\nmedia_store_path: {media}\nsigning_key_path: {signing}\n\
+             registration_shared_secret: '{SECRET}'\ntrusted_key_servers: []\nsuppress_key_server_warning: true\n\
+             federation_verify_certificates: false\nip_range_whitelist: ['127.0.0.1']\nip_range_blacklist: ['10.0.0.0/8']\n\
+             rc_message: {{per_second: 1000, burst_count: 1000}}\nrc_joins: {{local: {{per_second: 1000, burst_count: 1000}}, remote: {{per_second: 1000, burst_count: 1000}}}}\n\
+             rc_login: {{address: {{per_second: 1000, burst_count: 1000}}, account: {{per_second: 1000, burst_count: 1000}}, failed_attempts: {{per_second: 1000, burst_count: 1000}}}}\n",
+            crt = path("tls.crt"),
+            key = path("tls.key"),
+            db = path("homeserver.db"),
+            media = path("media"),
+            signing = path("signing.key"),
+        );
+        std::fs::write(path("homeserver.yaml"), config).expect("config");
+        let status = Command::new(&python)
+            .args(["-m", "synapse.app.homeserver", "-c", &path("homeserver.yaml"), "--generate-keys"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("synapse --generate-keys");
+        assert!(status.success(), "synapse could not generate its keys");
+        // Ends Synapse when told to (SIGTERM) or when the test process is gone.
+        let script = format!(
+            "'{}' -m synapse.app.homeserver -c '{}' >'{}' 2>&1 & pid=$!; \
+             trap 'kill $pid 2>/dev/null; wait $pid; exit 0' TERM; \
+             while [ -d /proc/{} ] && kill -0 $pid 2>/dev/null; do sleep 1 & wait $!; done; kill $pid 2>/dev/null",
+            python.display(),
+            path("homeserver.yaml"),
+            path("synapse.log"),
+            std::process::id()
+        );
+        let watchdog = Command::new("sh").args(["-c", &script]).stdin(Stdio::null()).spawn().expect("start synapse");
+        let synapse = Self {
+            server_name,
+            client_base: format!("http://127.0.0.1:{client_port}"),
+            dir,
+            watchdog,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while synapse.http.get(format!("{}/health", synapse.client_base)).send().await.is_err() {
+            assert!(Instant::now() < deadline, "synapse did not start:\n{}", synapse.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        synapse
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("synapse.log")).unwrap_or_default()
+    }
+
+    pub fn version() -> String {
+        let python = super::synapse_venv().join("bin/python");
+        let output = Command::new(python).args(["-c", "import synapse; print(synapse.__version__)"]).output();
+        output.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+    }
+
+    /// Registers a user with Synapse's own tool; returns (user id, access token).
+    pub async fn register(&self, username: &str, password: &str) -> (String, String) {
+        let script: PathBuf = super::synapse_venv().join("bin/register_new_matrix_user");
+        let output = Command::new(script)
+            .args(["-u", username, "-p", password, "--no-admin", "-k", SECRET, &self.client_base])
+            .output()
+            .expect("register_new_matrix_user");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": username }, "password": password });
+        let (_, body) = self.request(reqwest::Method::POST, "/_matrix/client/v3/login", None, Some(login)).await;
+        (
+            body["user_id"].as_str().expect("user_id").to_owned(),
+            body["access_token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.client_base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("synapse request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Synapse {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.watchdog.id().to_string()).status();
+        let _ = self.watchdog.wait();
+    }
+}
