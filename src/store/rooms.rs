@@ -307,14 +307,7 @@ impl Store {
             if found.iter().all(Option::is_some) {
                 break;
             }
-            let row = sqlx::query("SELECT prev_group FROM state_groups WHERE group_id = $1")
-                .bind(group)
-                .fetch_optional(&mut *conn)
-                .await?;
-            next = match row {
-                Some(row) => row.try_get(0)?,
-                None => None,
-            };
+            next = previous_group(&mut conn, group).await?;
         }
         Ok(found)
     }
@@ -540,20 +533,25 @@ async fn new_state_group(
     Ok(group)
 }
 
+/// The group a state group is a delta on, if any.
+async fn previous_group(conn: &mut sqlx::AnyConnection, group: i64) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query("SELECT prev_group FROM state_groups WHERE group_id = $1")
+        .bind(group)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get(0)?,
+        None => None,
+    })
+}
+
 /// Walks a group's delta chain back to its full snapshot and applies it forwards.
 async fn load_state_group(conn: &mut sqlx::AnyConnection, group_id: i64) -> Result<StateMap, sqlx::Error> {
     let mut chain = Vec::new();
     let mut next = Some(group_id);
     while let Some(group) = next {
         chain.push(group);
-        let row = sqlx::query("SELECT prev_group FROM state_groups WHERE group_id = $1")
-            .bind(group)
-            .fetch_optional(&mut *conn)
-            .await?;
-        next = match row {
-            Some(row) => row.try_get(0)?,
-            None => None,
-        };
+        next = previous_group(conn, group).await?;
     }
     let mut state = StateMap::new();
     for group in chain.into_iter().rev() {
