@@ -567,7 +567,7 @@ async fn stored_events_verify_and_replay_to_current_state(db: Db) {
     .unwrap();
     let public_keys = keys.public_key_map();
     let rules = ruma::RoomVersionId::V10.rules().unwrap();
-    let events = store.all_room_event_ids(&room).await.unwrap();
+    let events = store.all_room_events(&room).await.unwrap();
     assert!(events.len() >= 10, "{}", events.len());
     let mut state: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut by_id = std::collections::HashMap::new();
@@ -650,7 +650,7 @@ async fn concurrent_sends_keep_one_consistent_order(db: Db) {
 
     let config = kith::config::Config::load(&server.config_path).unwrap();
     let store = kith::store::Store::connect(&config.database_target().unwrap()).await.unwrap();
-    let events = store.all_room_event_ids(&room).await.unwrap();
+    let events = store.all_room_events(&room).await.unwrap();
     for pair in events.windows(2) {
         assert_eq!(pair[1].json["prev_events"], json!([pair[0].event_id]), "one linear order, no forks");
         assert_eq!(pair[1].depth, pair[0].depth + 1);

@@ -156,15 +156,6 @@ impl Store {
         txn.commit().await
     }
 
-    pub async fn device_exists(&self, user_id: &str, device_id: &str) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query("SELECT 1 FROM devices WHERE user_id = $1 AND device_id = $2")
-            .bind(user_id)
-            .bind(device_id)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.is_some())
-    }
-
     /// Deactivates an account: no more logins, every session ended, and with `erase` the
     /// profile removed. Recorded on the profile stream so the directory drops the user.
     pub async fn deactivate_user(&self, user_id: &str, erase: bool) -> Result<(), sqlx::Error> {

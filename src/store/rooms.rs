@@ -477,7 +477,7 @@ impl Store {
             .collect()
     }
 
-    pub async fn all_room_event_ids(&self, room_id: &str) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    pub async fn all_room_events(&self, room_id: &str) -> Result<Vec<StoredEvent>, sqlx::Error> {
         let rows =
             sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 ORDER BY stream_ordering"))
                 .bind(room_id)

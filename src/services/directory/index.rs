@@ -234,7 +234,7 @@ pub struct DirectoryIndex {
     pub users: Vec<Option<UserEntry>>,
     pub ids: HashMap<Box<str>, u32>,
     pub fields: [TermIndex; 3],
-    /// Users listed at all (present, not deactivated or excluded).
+    /// Every user in the directory (deactivated and excluded users are removed).
     pub listed: RoaringBitmap,
     pub locked: RoaringBitmap,
     pub local: RoaringBitmap,
@@ -363,15 +363,6 @@ impl DirectoryIndex {
             set.remove(id);
         }
         self.free_ids.push(id);
-    }
-
-    /// Hides (deactivated or excluded) or shows a user without forgetting them.
-    pub fn set_listed(&mut self, id: u32, listed: bool) {
-        if listed {
-            self.listed.insert(id)
-        } else {
-            self.listed.remove(id)
-        };
     }
 
     pub fn set_locked(&mut self, id: u32, locked: bool) {
