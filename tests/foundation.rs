@@ -413,6 +413,12 @@ async fn bad_input_gets_matrix_errors(db: Db) {
     let (status, body) = server.raw(Method::POST, login, None, vec![0xff, 0xfe]).await;
     assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_NOT_JSON")));
 
+    // A path or query string that does not decode still gets a Matrix error.
+    let (status, body) = server.get("/_matrix/client/v3/profile/%FF%FE", None).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")), "{body}");
+    let (status, body) = server.get("/_matrix/client/v3/rooms/%FF/state", Some(&token)).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")), "{body}");
+
     // Unknown endpoints and methods.
     let (status, body) = server.get("/_matrix/client/v3/no/such/endpoint", None).await;
     assert_eq!((status, body["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_UNRECOGNIZED")));

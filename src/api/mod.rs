@@ -61,6 +61,7 @@ pub fn router(state: AppState, resources: Resources, x_forwarded: bool) -> Route
     router
         .fallback(|| async { MatrixError::unrecognized(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { MatrixError::unrecognized(StatusCode::METHOD_NOT_ALLOWED) })
+        .layer(axum::middleware::map_response(matrix_errors_only))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .layer(axum::Extension(TrustForwardedFor(x_forwarded)))
         .layer(CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any))
@@ -73,4 +74,24 @@ fn admin_routes() -> Router<AppState> {
     Router::new()
         .route("/_synapse/admin/v1/register", get(admin::registration_nonce).post(admin::register))
         .route("/_synapse/admin/v1/background_updates/start_job", axum::routing::post(admin::start_background_job))
+}
+
+/// Extractor rejections (a path or query string that does not decode, say) come from
+/// axum as plain text; clients get a Matrix error for those too.
+async fn matrix_errors_only(response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => MatrixError::unrecognized(status),
+        StatusCode::PAYLOAD_TOO_LARGE => MatrixError::new(status, "M_TOO_LARGE", "Request body too large"),
+        status if status.is_client_error() => MatrixError::new(status, "M_INVALID_PARAM", "Invalid request parameters"),
+        status => MatrixError::new(status, "M_UNKNOWN", "Internal server error"),
+    };
+    error.into_response()
 }
