@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
@@ -41,6 +42,8 @@ pub struct Config {
     pub ip_range_blacklist: Vec<IpNet>,
     #[serde(default)]
     pub federation_domain_whitelist: Option<Vec<OwnedServerName>>,
+    #[serde(default)]
+    pub federation: FederationConfig,
     #[serde(default = "default_trusted_key_servers")]
     pub trusted_key_servers: Vec<TrustedKeyServer>,
     #[serde(default = "default_room_version")]
@@ -156,6 +159,75 @@ impl Default for UserDirectoryConfig {
             show_locked_users: false,
         }
     }
+}
+
+/// Synapse's `federation` section: how the sender backs off from failing destinations.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FederationConfig {
+    #[serde(default = "FederationConfig::min_retry", deserialize_with = "duration")]
+    pub destination_min_retry_interval: Duration,
+    #[serde(default = "FederationConfig::multiplier")]
+    pub destination_retry_multiplier: f64,
+    #[serde(default = "FederationConfig::max_retry", deserialize_with = "duration")]
+    pub destination_max_retry_interval: Duration,
+}
+
+impl FederationConfig {
+    // Synapse's defaults.
+    fn min_retry() -> Duration {
+        Duration::from_secs(10 * 60)
+    }
+    fn multiplier() -> f64 {
+        2.0
+    }
+    fn max_retry() -> Duration {
+        Duration::from_secs(7 * 24 * 60 * 60)
+    }
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            destination_min_retry_interval: Self::min_retry(),
+            destination_retry_multiplier: Self::multiplier(),
+            destination_max_retry_interval: Self::max_retry(),
+        }
+    }
+}
+
+/// A duration as Synapse writes them: a number of milliseconds, or a number with a unit
+/// (`500ms`, `30s`, `10m`, `2h`, `1d`, `1w`, `1y`).
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Millis(u64),
+        Text(String),
+    }
+    match Text::deserialize(deserializer)? {
+        Text::Millis(ms) => Ok(Duration::from_millis(ms)),
+        Text::Text(text) => parse_duration(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{text}` is not a duration (use e.g. 500ms, 30s, 10m, 2h, 1d, 1w)"))
+        }),
+    }
+}
+
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let unit_ms: u64 = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        "y" => 365 * 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(unit_ms).map(Duration::from_millis)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -338,6 +410,17 @@ impl Config {
                  so also set enable_registration_without_verification: true (as Synapse requires)"
             );
         }
+        let federation = &self.federation;
+        if !(federation.destination_retry_multiplier >= 1.0 && federation.destination_retry_multiplier <= 100.0) {
+            bail!("federation.destination_retry_multiplier: must be between 1 and 100");
+        }
+        if federation.destination_min_retry_interval.is_zero()
+            || federation.destination_max_retry_interval < federation.destination_min_retry_interval
+        {
+            bail!(
+                "federation.destination_max_retry_interval: must be at least destination_min_retry_interval, which must not be 0"
+            );
+        }
         for (key, limit) in self.rate_limits() {
             if !(limit.per_second >= 0.0 && limit.burst_count >= 0.0) {
                 bail!("{key}: per_second and burst_count must be non-negative numbers");
@@ -472,6 +555,24 @@ mod tests {
                 max_connections: 5
             }
         );
+    }
+
+    #[test]
+    fn federation_backoff_durations_parse_like_synapse() {
+        let config = Config::parse(
+            "server_name: example.org\nfederation: {destination_min_retry_interval: 30s, destination_max_retry_interval: 2h, destination_retry_multiplier: 3}\n",
+        )
+        .unwrap();
+        assert_eq!(config.federation.destination_min_retry_interval, Duration::from_secs(30));
+        assert_eq!(config.federation.destination_max_retry_interval, Duration::from_secs(7200));
+        assert_eq!(Config::parse("server_name: a.b\n").unwrap().federation.destination_min_retry_interval.as_secs(), 600);
+        assert_eq!(parse_duration("1500"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1w"), Some(Duration::from_secs(604_800)));
+        for bad in ["", "m", "10x", "-1s", "99999999999999999999y"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        let err = Config::parse("server_name: a.b\nfederation: {destination_min_retry_interval: soon}\n").unwrap_err();
+        assert!(format!("{err:#}").contains("federation.destination_min_retry_interval"), "{err:#}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     let services = build_services(config.clone(), config_dir).await?;
     services.directory.rebuild(&crate::services::directory::LogProgress).await?;
     tokio::spawn(services.directory.clone().run(services.rooms.subscribe()));
+    tokio::spawn(crate::services::federation::sender::run(services.clone()));
     let handle: Handle<SocketAddr> = Handle::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listeners {

@@ -36,6 +36,9 @@ pub struct Services {
     pub rooms: Rooms,
     pub directory: Arc<Directory>,
     pub federation: Federation,
+    /// Inbound federation transactions already answered, for idempotency.
+    pub transactions: federation::receiver::TransactionLog,
+    pub sender: federation::sender::Sender,
     pub typing: Typing,
     /// Bumped when account data or receipts change, to wake long-polling `/sync`s.
     pub changes: watch::Sender<u64>,
@@ -74,6 +77,8 @@ impl Services {
                 config.user_directory.clone(),
             )),
             federation: Federation::new(&config, keys.clone())?,
+            transactions: Default::default(),
+            sender: federation::sender::Sender::new(config.federation.clone()),
             typing: Typing::default(),
             changes: watch::channel(0).0,
             limits,

@@ -7,8 +7,11 @@ use sqlx::Row;
 use super::Store;
 
 /// Each entry is applied once, in order, inside a transaction.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("schema/0001_accounts_profiles.sql")), (2, include_str!("schema/0002_rooms.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("schema/0001_accounts_profiles.sql")),
+    (2, include_str!("schema/0002_rooms.sql")),
+    (3, include_str!("schema/0003_federation.sql")),
+];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may
 /// contain any punctuation.

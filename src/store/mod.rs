@@ -4,6 +4,7 @@
 
 mod accounts;
 mod directory;
+mod federation;
 mod fixtures;
 mod migrations;
 mod profiles;
@@ -13,6 +14,7 @@ mod user_data;
 
 pub use accounts::{NewUser, TokenOwner, UserRow};
 pub use directory::{JoinedMember, LocalAccount};
+pub use federation::{OutboxRow, Retry};
 pub use fixtures::FixtureUser;
 pub use profiles::{ProfileChange, ProfileChangeKind};
 pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};

@@ -32,6 +32,8 @@ pub struct StoredEvent {
     pub rejected: bool,
     pub state_group_before: Option<i64>,
     pub state_group_after: Option<i64>,
+    /// Held for reference, not part of the timeline (see the schema).
+    pub outlier: bool,
 }
 
 /// One row of `room_memberships`.
@@ -72,21 +74,29 @@ pub struct PersistEvent<'a> {
     pub json: &'a Value,
     pub prev_events: &'a [String],
     pub rejected: bool,
-    /// The state before the event: an existing group, or a new full snapshot.
+    /// Held for reference only: not a forward extremity, not in the timeline.
+    pub outlier: bool,
+    /// The state before the event: an existing group, a new full snapshot, or unknown.
     pub state_before: StateBefore<'a>,
     /// The room's current state after this event, when it changed.
     pub new_current_state: Option<&'a StateMap>,
     /// `(user, device, txn id)` of a client send, for idempotency.
     pub client_txn: Option<(&'a str, &'a str, &'a str)>,
+    /// Mirror this member event into `room_memberships` although the room's current
+    /// state does not hold it: an invite to, or a rejected invite of, a room this server
+    /// is not in.
+    pub mirror_membership: bool,
 }
 
 pub enum StateBefore<'a> {
     Group(i64),
     /// State that no group holds yet (after state resolution, or the create event's empty state).
     Snapshot(&'a StateMap),
+    /// An outlier's state is not known.
+    Unknown,
 }
 
-fn event_from_row(row: &AnyRow) -> Result<StoredEvent, sqlx::Error> {
+pub(super) fn event_from_row(row: &AnyRow) -> Result<StoredEvent, sqlx::Error> {
     let json: String = row.try_get("json")?;
     Ok(StoredEvent {
         event_id: row.try_get("event_id")?,
@@ -97,6 +107,7 @@ fn event_from_row(row: &AnyRow) -> Result<StoredEvent, sqlx::Error> {
         rejected: row.try_get::<i64, _>("rejected")? != 0,
         state_group_before: row.try_get("state_group_before")?,
         state_group_after: row.try_get("state_group_after")?,
+        outlier: row.try_get::<i64, _>("outlier")? != 0,
     })
 }
 
@@ -114,8 +125,8 @@ fn membership_from_row(row: &AnyRow) -> Result<Membership, sqlx::Error> {
     })
 }
 
-const EVENT_COLUMNS: &str =
-    "event_id, room_id, stream_ordering, depth, json, rejected, state_group_before, state_group_after";
+pub(super) const EVENT_COLUMNS: &str =
+    "event_id, room_id, stream_ordering, depth, json, rejected, state_group_before, state_group_after, outlier";
 const MEMBERSHIP_COLUMNS: &str =
     "room_id, user_id, membership, event_id, sender, displayname, avatar_url, stream_ordering, forgotten";
 
@@ -191,50 +202,18 @@ impl Store {
     /// and memberships. Returns the event's stream ordering.
     pub async fn persist_event(&self, event: PersistEvent<'_>) -> Result<i64, sqlx::Error> {
         let mut txn = self.begin_write().await?;
-        let ordering = streams::next_position(&mut txn, "events").await?;
-        let group_before = match event.state_before {
-            StateBefore::Group(group) => group,
-            StateBefore::Snapshot(state) => new_state_group(&mut txn, event.room_id, None, state).await?,
-        };
-        let group_after = match (event.state_key, event.rejected) {
-            (Some(state_key), false) => {
-                let mut delta = StateMap::new();
-                delta.insert((event.event_type.to_owned(), state_key.to_owned()), event.event_id.to_owned());
-                new_state_group(&mut txn, event.room_id, Some(group_before), &delta).await?
-            }
-            _ => group_before,
-        };
-        sqlx::query(
-            "INSERT INTO events (event_id, room_id, stream_ordering, depth, event_type, state_key, sender, \
-             origin_server_ts, json, rejected, state_group_before, state_group_after) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(event.event_id)
-        .bind(event.room_id)
-        .bind(ordering)
-        .bind(event.depth)
-        .bind(event.event_type)
-        .bind(event.state_key)
-        .bind(event.sender)
-        .bind(event.origin_server_ts)
-        .bind(event.json.to_string())
-        .bind(i64::from(event.rejected))
-        .bind(group_before)
-        .bind(group_after)
-        .execute(&mut *txn.tx)
-        .await?;
-        for prev in event.prev_events {
-            sqlx::query("INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(event.event_id)
-                .bind(prev)
-                .execute(&mut *txn.tx)
-                .await?;
-        }
-        if !event.rejected {
+        let ordering = insert_event(&mut txn, &event).await?;
+        if !event.rejected && !event.outlier {
             update_extremities(&mut txn, event.room_id, event.event_id, event.prev_events).await?;
         }
         if let Some(state) = event.new_current_state {
             update_current_state(&mut txn, event.room_id, state).await?;
+        }
+        if event.mirror_membership
+            && event.event_type == "m.room.member"
+            && let Some(state_key) = event.state_key
+        {
+            update_membership(&mut txn, event.room_id, state_key, Some(&event.event_id.to_owned())).await?;
         }
         if let Some((user, device, txn_id)) = event.client_txn {
             sqlx::query(
@@ -251,6 +230,22 @@ impl Store {
         }
         txn.commit().await?;
         Ok(ordering)
+    }
+
+    /// Persists many outliers (a join's state and auth chain) in one transaction,
+    /// skipping those already held.
+    pub async fn persist_outliers(&self, events: &[PersistEvent<'_>]) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        for event in events {
+            let known = sqlx::query("SELECT 1 FROM events WHERE event_id = $1")
+                .bind(event.event_id)
+                .fetch_optional(&mut *txn.tx)
+                .await?;
+            if known.is_none() {
+                insert_event(&mut txn, event).await?;
+            }
+        }
+        txn.commit().await
     }
 
     pub async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, sqlx::Error> {
@@ -405,7 +400,7 @@ impl Store {
         let order = if forwards { "ASC" } else { "DESC" };
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND stream_ordering > $2 \
-             AND stream_ordering <= $3 AND rejected = 0 ORDER BY stream_ordering {order} LIMIT $4"
+             AND stream_ordering <= $3 AND rejected = 0 AND outlier = 0 ORDER BY stream_ordering {order} LIMIT $4"
         ))
         .bind(room_id)
         .bind(after)
@@ -485,6 +480,52 @@ impl Store {
                 .await?;
         rows.iter().map(event_from_row).collect()
     }
+}
+
+/// Writes the event row, its edges and its state groups; returns its stream ordering.
+async fn insert_event(txn: &mut WriteTxn<'_>, event: &PersistEvent<'_>) -> Result<i64, sqlx::Error> {
+    let ordering = streams::next_position(txn, "events").await?;
+    let group_before = match event.state_before {
+        StateBefore::Group(group) => Some(group),
+        StateBefore::Snapshot(state) => Some(new_state_group(txn, event.room_id, None, state).await?),
+        StateBefore::Unknown => None,
+    };
+    let group_after = match (event.state_key, event.rejected, group_before) {
+        (Some(state_key), false, Some(before)) => {
+            let mut delta = StateMap::new();
+            delta.insert((event.event_type.to_owned(), state_key.to_owned()), event.event_id.to_owned());
+            Some(new_state_group(txn, event.room_id, Some(before), &delta).await?)
+        }
+        _ => group_before,
+    };
+    sqlx::query(
+        "INSERT INTO events (event_id, room_id, stream_ordering, depth, event_type, state_key, sender, \
+         origin_server_ts, json, rejected, state_group_before, state_group_after, outlier) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(event.event_id)
+    .bind(event.room_id)
+    .bind(ordering)
+    .bind(event.depth)
+    .bind(event.event_type)
+    .bind(event.state_key)
+    .bind(event.sender)
+    .bind(event.origin_server_ts)
+    .bind(event.json.to_string())
+    .bind(i64::from(event.rejected))
+    .bind(group_before)
+    .bind(group_after)
+    .bind(i64::from(event.outlier))
+    .execute(&mut *txn.tx)
+    .await?;
+    for prev in event.prev_events {
+        sqlx::query("INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(event.event_id)
+            .bind(prev)
+            .execute(&mut *txn.tx)
+            .await?;
+    }
+    Ok(ordering)
 }
 
 async fn new_state_group(

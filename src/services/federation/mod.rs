@@ -6,6 +6,9 @@
 //! Outbound connections to blacklisted networks are refused unless whitelisted.
 
 mod keys;
+pub mod pdu_checks;
+pub mod receiver;
+pub mod sender;
 
 use std::net::IpAddr;
 use std::sync::Arc;

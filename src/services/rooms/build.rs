@@ -82,12 +82,14 @@ pub(super) async fn build_and_persist(
             json: &json,
             prev_events: &prev_events,
             rejected: false,
+            outlier: false,
             state_before: match before_group {
                 Some(group) => StateBefore::Group(group),
                 None => StateBefore::Snapshot(&state_before),
             },
             new_current_state: state_after.as_ref(),
             client_txn,
+            mirror_membership: false,
         })
         .await?;
     Ok((event_id, ordering))

@@ -12,7 +12,8 @@ pub mod format;
 pub mod membership;
 pub mod pdu;
 mod redaction;
-mod state;
+pub mod remote;
+pub(crate) mod state;
 mod visibility;
 
 use std::collections::HashMap;

@@ -49,18 +49,21 @@ pub(super) async fn load_events(rooms: &Rooms, ids: impl Iterator<Item = String>
 }
 
 async fn resolve(rooms: &Rooms, rules: &RoomVersionRules, extremities: &[StoredEvent]) -> ApiResult<StateMap> {
+    let mut maps = Vec::new();
+    for extremity in extremities {
+        let group = extremity.state_group_after.ok_or_else(|| MatrixError::internal("state", "no state group"))?;
+        maps.push(rooms.store.state_group(group).await?);
+    }
+    resolve_states(rooms, rules, maps).await
+}
+
+/// Resolves several room states into one with state resolution v2.
+pub(super) async fn resolve_states(rooms: &Rooms, rules: &RoomVersionRules, maps: Vec<StateMap>) -> ApiResult<StateMap> {
     let v2 = rules
         .state_res
         .v2_rules()
         .ok_or_else(|| MatrixError::internal("state resolution", "room version without state resolution v2"))?;
-    let mut maps = Vec::new();
-    let mut all_ids: HashSet<String> = HashSet::new();
-    for extremity in extremities {
-        let group = extremity.state_group_after.ok_or_else(|| MatrixError::internal("state", "no state group"))?;
-        let state = rooms.store.state_group(group).await?;
-        all_ids.extend(state.values().cloned());
-        maps.push(state);
-    }
+    let all_ids: HashSet<String> = maps.iter().flat_map(|state| state.values().cloned()).collect();
     let mut events = load_events(rooms, all_ids.iter().cloned()).await?;
     let mut auth_chains = Vec::new();
     for state in &maps {

@@ -1,0 +1,225 @@
+//! Checks on a PDU from another server before anything else looks at it: canonical
+//! JSON, the room version's format and limits, the event id as its reference hash, the
+//! signatures of the servers that must have signed it, and the content hash (an event
+//! whose hash does not match is redacted, as the spec says).
+
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::signatures::{PublicKeyMap, Verified};
+use serde_json::Value;
+
+use super::Federation;
+use crate::services::rooms::MAX_PDU_BYTES;
+use crate::services::rooms::pdu::Pdu;
+use crate::services::rooms::remote::CheckedEvent;
+
+/// A PDU names at most this many parents and auth events (the spec's limits).
+const MAX_PREV_EVENTS: usize = 20;
+const MAX_AUTH_EVENTS: usize = 10;
+
+/// A PDU whose format is valid for its room version, not yet signature-checked.
+pub struct ParsedPdu {
+    pub event_id: String,
+    pub object: CanonicalJsonObject,
+    pub pdu: Pdu,
+}
+
+/// Parses a PDU as received: canonical JSON (no floats, integers within ±2^53), the
+/// fields the auth rules need with their types, the size limit, and the event id.
+pub fn parse_pdu(value: &Value, rules: &RoomVersionRules) -> Result<ParsedPdu, String> {
+    if !value.is_object() {
+        return Err("a PDU must be a JSON object".into());
+    }
+    let mut object: CanonicalJsonObject =
+        serde_json::from_value(value.clone()).map_err(|err| format!("not canonical JSON: {err}"))?;
+    // What a sender puts in `unsigned` is not covered by its signature; keep none of it.
+    object.remove("unsigned");
+    if CanonicalJsonValue::Object(object.clone()).to_string().len() > MAX_PDU_BYTES {
+        return Err("the PDU is larger than 65536 bytes".into());
+    }
+    for (field, is_valid) in [
+        ("hashes", object.get("hashes").is_some_and(|v| matches!(v, CanonicalJsonValue::Object(_)))),
+        ("signatures", object.get("signatures").is_some_and(|v| matches!(v, CanonicalJsonValue::Object(_)))),
+        ("depth", object.get("depth").is_some_and(|v| matches!(v, CanonicalJsonValue::Integer(i) if i64::from(*i) >= 0))),
+        ("type", object.get("type").is_some_and(|v| matches!(v, CanonicalJsonValue::String(_)))),
+    ] {
+        if !is_valid {
+            return Err(format!("missing or invalid `{field}`"));
+        }
+    }
+    let reference =
+        ruma::signatures::reference_hash(&object, rules).map_err(|err| format!("cannot compute the event id: {err}"))?;
+    let event_id = format!("${reference}");
+    let json = serde_json::to_value(&object).map_err(|err| err.to_string())?;
+    let pdu = Pdu::from_json(&event_id, &json, false)?;
+    if pdu.prev_events.len() > MAX_PREV_EVENTS {
+        return Err(format!("more than {MAX_PREV_EVENTS} prev_events"));
+    }
+    if pdu.auth_events.len() > MAX_AUTH_EVENTS {
+        return Err(format!("more than {MAX_AUTH_EVENTS} auth_events"));
+    }
+    Ok(ParsedPdu { event_id, object, pdu })
+}
+
+/// Verifies a parsed PDU's signatures with the given keys; a hash mismatch redacts it.
+pub fn verify_pdu(parsed: ParsedPdu, keys: &PublicKeyMap, rules: &RoomVersionRules) -> Result<CheckedEvent, String> {
+    let verified =
+        ruma::signatures::verify_event(keys, &parsed.object, rules).map_err(|err| format!("bad signature: {err}"))?;
+    let object = match verified {
+        Verified::All => parsed.object,
+        Verified::Signatures => {
+            tracing::warn!(event_id = %parsed.event_id, "content hash mismatch: redacting the event");
+            ruma::canonical_json::redact(parsed.object, &rules.redaction, None)
+                .map_err(|err| format!("cannot redact: {err}"))?
+        }
+    };
+    let json = serde_json::to_value(&object).map_err(|err| err.to_string())?;
+    let pdu = Pdu::from_json(&parsed.event_id, &json, false)?;
+    Ok(CheckedEvent { event_id: parsed.event_id, json, pdu })
+}
+
+impl Federation {
+    /// Parses a PDU and checks its signatures with keys fetched from the servers that
+    /// must have signed it.
+    pub async fn check_pdu(&self, value: &Value, rules: &RoomVersionRules) -> Result<CheckedEvent, String> {
+        let parsed = parse_pdu(value, rules)?;
+        let servers = ruma::signatures::required_server_signatures_to_verify_event(&parsed.object, &rules.signatures)
+            .map_err(|err| err.to_string())?;
+        let mut keys = PublicKeyMap::new();
+        for server in servers {
+            let set = self
+                .server_keys(&server)
+                .await
+                .map_err(|err| format!("cannot get the keys of {server}: {err}"))?;
+            keys.insert(server.to_string(), set);
+        }
+        verify_pdu(parsed, &keys, rules)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruma::RoomVersionId;
+    use ruma::signatures::Ed25519KeyPair;
+    use serde_json::json;
+
+    fn rules() -> RoomVersionRules {
+        RoomVersionId::V10.rules().unwrap()
+    }
+
+    fn key_pair() -> Ed25519KeyPair {
+        let document = Ed25519KeyPair::generate();
+        Ed25519KeyPair::from_der(&document, "k1".into()).unwrap()
+    }
+
+    fn keys_of(server: &str, pair: &Ed25519KeyPair) -> PublicKeyMap {
+        let mut set = ruma::signatures::PublicKeySet::new();
+        set.insert("ed25519:k1".into(), ruma::serde::Base64::new(pair.public_key().to_vec()));
+        let mut map = PublicKeyMap::new();
+        map.insert(server.into(), set);
+        map
+    }
+
+    fn signed_message(pair: &Ed25519KeyPair, body: &str) -> Value {
+        let mut object: CanonicalJsonObject = serde_json::from_value(json!({
+            "room_id": "!room:remote.test", "sender": "@m:remote.test", "type": "m.room.message",
+            "content": { "body": body, "msgtype": "m.text" }, "origin_server_ts": 5, "depth": 3,
+            "prev_events": ["$prev"], "auth_events": ["$create"],
+        }))
+        .unwrap();
+        ruma::signatures::hash_and_sign_event("remote.test", pair, &mut object, &rules().redaction).unwrap();
+        serde_json::to_value(object).unwrap()
+    }
+
+    #[test]
+    fn a_signed_event_verifies_and_a_tampered_one_is_redacted() {
+        let pair = key_pair();
+        let event = signed_message(&pair, "hello");
+        let checked = verify_pdu(parse_pdu(&event, &rules()).unwrap(), &keys_of("remote.test", &pair), &rules());
+        assert_eq!(checked.unwrap().json["content"]["body"], "hello");
+
+        let mut tampered = event.clone();
+        tampered["content"]["body"] = json!("forged");
+        let checked =
+            verify_pdu(parse_pdu(&tampered, &rules()).unwrap(), &keys_of("remote.test", &pair), &rules()).unwrap();
+        assert_eq!(checked.json["content"], json!({}), "a hash mismatch must redact");
+    }
+
+    #[test]
+    fn wrong_keys_and_wrong_signers_fail() {
+        let pair = key_pair();
+        let event = signed_message(&pair, "hello");
+        let other = key_pair();
+        assert!(verify_pdu(parse_pdu(&event, &rules()).unwrap(), &keys_of("remote.test", &other), &rules()).is_err());
+        assert!(verify_pdu(parse_pdu(&event, &rules()).unwrap(), &keys_of("elsewhere.test", &pair), &rules()).is_err());
+        let mut unsigned = event.clone();
+        unsigned["signatures"] = json!({});
+        assert!(verify_pdu(parse_pdu(&unsigned, &rules()).unwrap(), &keys_of("remote.test", &pair), &rules()).is_err());
+        // Changing a signed field other than the content changes the event id, so the
+        // signature no longer matches.
+        let mut moved = event.clone();
+        moved["depth"] = json!(4);
+        assert!(verify_pdu(parse_pdu(&moved, &rules()).unwrap(), &keys_of("remote.test", &pair), &rules()).is_err());
+    }
+
+    #[test]
+    fn hostile_pdus_are_errors_not_panics() {
+        let pair = key_pair();
+        let good = signed_message(&pair, "hi");
+        assert!(parse_pdu(&good, &rules()).is_ok());
+        let mut huge = good.clone();
+        huge["content"]["body"] = json!("x".repeat(70_000));
+        let mut cases: Vec<Value> = vec![json!(null), json!([]), json!("event"), json!(5), json!({}), huge];
+        for (field, value) in [
+            ("depth", json!(-1)),
+            ("depth", json!(1.5)),
+            ("depth", json!(9_007_199_254_740_993_u64)),
+            ("depth", json!("3")),
+            ("origin_server_ts", json!(1e300)),
+            ("origin_server_ts", json!(u64::MAX)),
+            ("sender", json!(["@m:remote.test"])),
+            ("sender", json!("not a user")),
+            ("room_id", json!(7)),
+            ("type", json!(null)),
+            ("hashes", json!("sha256")),
+            ("signatures", json!([])),
+            ("prev_events", json!({"$a": {}})),
+            ("prev_events", json!((0..21).map(|i| format!("$e{i}")).collect::<Vec<_>>())),
+            ("auth_events", json!((0..11).map(|i| format!("$e{i}")).collect::<Vec<_>>())),
+            ("auth_events", json!([null])),
+            ("state_key", json!(false)),
+            ("content", json!({ "n": 1.25 })),
+        ] {
+            let mut bad = good.clone();
+            bad[field] = value;
+            cases.push(bad);
+        }
+        for field in ["room_id", "sender", "type", "content", "prev_events", "auth_events", "depth", "hashes"] {
+            let mut bad = good.clone();
+            bad.as_object_mut().unwrap().remove(field);
+            cases.push(bad);
+        }
+        for case in cases {
+            assert!(parse_pdu(&case, &rules()).is_err(), "accepted {}", &case.to_string()[..case.to_string().len().min(200)]);
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_and_non_canonical_text_do_not_panic() {
+        let pair = key_pair();
+        let good = signed_message(&pair, "hi");
+        let text = good.to_string();
+        // Duplicate keys: the JSON parser keeps the last one, so the event either parses
+        // to what its signature covers or fails verification; it never panics.
+        let duplicated = text.replacen("\"depth\":3", "\"depth\":3,\"depth\":4", 1);
+        let value: Value = serde_json::from_str(&duplicated).unwrap();
+        let parsed = parse_pdu(&value, &rules()).unwrap();
+        assert!(verify_pdu(parsed, &keys_of("remote.test", &pair), &rules()).is_err());
+        // Whitespace and key order do not matter to canonical JSON.
+        let spaced = serde_json::to_string_pretty(&good).unwrap();
+        let value: Value = serde_json::from_str(&spaced).unwrap();
+        let parsed = parse_pdu(&value, &rules()).unwrap();
+        assert!(verify_pdu(parsed, &keys_of("remote.test", &pair), &rules()).is_ok());
+    }
+}

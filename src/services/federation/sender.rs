@@ -1,0 +1,437 @@
+//! The federation sender: gets PDUs and EDUs to the servers that should have them.
+//!
+//! - A fan-out follows the event stream from a persisted position and writes each local
+//!   event into the outbox of every server in its room, in the same transaction as its
+//!   new position, so a restart loses nothing and sends nothing twice.
+//! - One worker per destination keeps one transaction in flight, at most 50 PDUs and 100
+//!   EDUs each. EDUs with a key (typing per room and user, a receipt per room and user)
+//!   replace older ones with the same key, so only the newest is sent.
+//! - A destination that fails is retried after a backoff that grows from
+//!   `destination_min_retry_interval` by `destination_retry_multiplier` up to
+//!   `destination_max_retry_interval`, persisted so a restart neither hammers a dead
+//!   server nor forgets it; a signed request from that server ends the backoff at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use rand::Rng;
+use ruma::{OwnedServerName, ServerName, UserId};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::FederationError;
+use crate::config::FederationConfig;
+use crate::error::ApiResult;
+use crate::services::Services;
+use crate::store::{OutboxRow, Retry, StoredEvent};
+
+const CONSUMER: &str = "federation_sender";
+const FANOUT_BATCH: i64 = 100;
+const MAX_PDUS_PER_TRANSACTION: i64 = 50;
+const MAX_EDUS_PER_TRANSACTION: usize = 100;
+/// EDUs waiting for one destination at most; past it the oldest go.
+const MAX_QUEUED_EDUS: usize = 1_000;
+/// The fan-out looks at the stream this often even without a wake-up.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct Sender {
+    backoff: FederationConfig,
+    destinations: StdMutex<HashMap<OwnedServerName, Arc<Destination>>>,
+    txn_counter: AtomicU64,
+}
+
+/// One destination: its worker's wake-up, its EDU queue and its backoff.
+#[derive(Default)]
+struct Destination {
+    wake: Notify,
+    edus: StdMutex<EduQueue>,
+    retry: StdMutex<Option<Retry>>,
+}
+
+#[derive(Default)]
+struct EduQueue {
+    next: u64,
+    by_key: HashMap<String, (u64, Value)>,
+}
+
+impl EduQueue {
+    fn push(&mut self, key: String, edu: Value) {
+        self.next += 1;
+        self.by_key.insert(key, (self.next, edu));
+        if self.by_key.len() > MAX_QUEUED_EDUS
+            && let Some(oldest) = self.by_key.iter().min_by_key(|(_, (seq, _))| *seq).map(|(k, _)| k.clone())
+        {
+            self.by_key.remove(&oldest);
+        }
+    }
+
+    /// The oldest EDUs, up to `limit`, with their keys (to put back on failure).
+    fn take(&mut self, limit: usize) -> Vec<(String, u64, Value)> {
+        let mut all: Vec<(String, u64, Value)> =
+            self.by_key.drain().map(|(key, (seq, edu))| (key, seq, edu)).collect();
+        all.sort_by_key(|(_, seq, _)| *seq);
+        for (key, seq, edu) in all.drain(limit.min(all.len())..) {
+            self.by_key.insert(key, (seq, edu));
+        }
+        all
+    }
+
+    /// Puts EDUs back after a failed send, unless a newer one took their key.
+    fn restore(&mut self, edus: Vec<(String, u64, Value)>) {
+        for (key, seq, edu) in edus {
+            self.by_key.entry(key).or_insert((seq, edu));
+        }
+    }
+}
+
+impl Sender {
+    pub fn new(backoff: FederationConfig) -> Self {
+        Self { backoff, destinations: StdMutex::new(HashMap::new()), txn_counter: AtomicU64::new(0) }
+    }
+
+    fn destination(&self, server: &ServerName) -> (Arc<Destination>, bool) {
+        let mut destinations = self.destinations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match destinations.get(server) {
+            Some(destination) => (destination.clone(), false),
+            None => {
+                let destination = Arc::new(Destination::default());
+                destinations.insert(server.to_owned(), destination.clone());
+                (destination, true)
+            }
+        }
+    }
+
+    /// The backoff after one more failure.
+    fn next_retry(&self, previous: Option<Retry>, now: i64) -> Retry {
+        let min = self.backoff.destination_min_retry_interval.as_millis() as f64;
+        let max = self.backoff.destination_max_retry_interval.as_millis() as f64;
+        let base = match previous {
+            Some(retry) => retry.retry_interval_ms as f64 * self.backoff.destination_retry_multiplier,
+            None => min,
+        };
+        // Jitter only lengthens the wait, so servers that failed together spread out.
+        let interval = (base * rand::thread_rng().gen_range(1.0..1.2)).clamp(min, max);
+        Retry {
+            failures: previous.map_or(1, |r| r.failures + 1),
+            retry_last_ts: now,
+            retry_interval_ms: interval as i64,
+        }
+    }
+}
+
+/// Starts the sender: loads backoffs, restarts destinations owed PDUs, follows the
+/// event stream.
+pub async fn run(services: Arc<Services>) {
+    match services.store.destination_retries().await {
+        Ok(retries) => {
+            for (server, retry) in retries {
+                if let Ok(server) = OwnedServerName::try_from(server) {
+                    let (destination, _) = services.sender.destination(&server);
+                    *destination.retry.lock().unwrap_or_else(|p| p.into_inner()) = Some(retry);
+                }
+            }
+        }
+        Err(err) => tracing::warn!(%err, "cannot load federation backoffs"),
+    }
+    match services.store.outbox_destinations().await {
+        Ok(servers) => {
+            for server in servers.iter().filter_map(|s| OwnedServerName::try_from(s.as_str()).ok()) {
+                wake(&services, &server);
+            }
+        }
+        Err(err) => tracing::warn!(%err, "cannot read the federation outbox"),
+    }
+    fan_out(services).await;
+}
+
+/// Wakes a destination's worker, starting it if needed.
+pub fn wake(services: &Arc<Services>, server: &ServerName) {
+    if server == services.config.server_name {
+        return;
+    }
+    let (destination, is_new) = services.sender.destination(server);
+    if is_new {
+        tokio::spawn(destination_worker(services.clone(), server.to_owned(), destination.clone()));
+    }
+    destination.wake.notify_one();
+}
+
+/// Queues an EDU for the servers of a room's joined users (except us). A later EDU with
+/// the same key replaces this one if it has not gone yet.
+pub async fn send_edu_to_room(services: &Arc<Services>, room_id: &str, key: String, edu: Value) -> ApiResult<()> {
+    for server in room_servers(services, room_id).await? {
+        let (destination, _) = services.sender.destination(&server);
+        destination.edus.lock().unwrap_or_else(|p| p.into_inner()).push(key.clone(), edu.clone());
+        wake(services, &server);
+    }
+    Ok(())
+}
+
+/// A signed request from `origin` proves it is up: end its backoff and send what it is owed.
+pub fn remote_is_up(services: &Arc<Services>, origin: &ServerName) {
+    let destination = {
+        let destinations = services.sender.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        destinations.get(origin).cloned()
+    };
+    let Some(destination) = destination else { return };
+    let was_backing_off = destination.retry.lock().unwrap_or_else(|p| p.into_inner()).take().is_some();
+    if was_backing_off {
+        tracing::info!(%origin, "destination is up again");
+        let services = services.clone();
+        let origin = origin.to_owned();
+        tokio::spawn(async move {
+            if let Err(err) = services.store.clear_destination_retry(origin.as_str()).await {
+                tracing::warn!(%err, "cannot clear a backoff");
+            }
+            wake(&services, &origin);
+        });
+    }
+}
+
+/// Queues a PDU received by `send_join`/`send_leave` for the room's other servers: the
+/// server it came from could not send it to them itself.
+pub async fn relay(services: &Arc<Services>, event: &StoredEvent, origin: &ServerName) -> ApiResult<()> {
+    let servers = room_servers(services, &event.room_id).await?;
+    let rows: Vec<OutboxRow> = servers
+        .iter()
+        .filter(|s| s.as_str() != origin.as_str())
+        .map(|s| OutboxRow {
+            destination: s.to_string(),
+            stream_ordering: event.stream_ordering,
+            event_id: event.event_id.clone(),
+        })
+        .collect();
+    services.store.enqueue_outbox(&rows, None).await?;
+    for server in servers.iter().filter(|s| s.as_str() != origin.as_str()) {
+        wake(services, server);
+    }
+    Ok(())
+}
+
+/// The servers of a room's joined users, without us.
+async fn room_servers(services: &Services, room_id: &str) -> ApiResult<Vec<OwnedServerName>> {
+    let mut servers: HashSet<OwnedServerName> = HashSet::new();
+    for user in services.store.joined_user_ids(room_id).await? {
+        if let Ok(user) = <&UserId>::try_from(user.as_str())
+            && user.server_name() != services.config.server_name
+        {
+            servers.insert(user.server_name().to_owned());
+        }
+    }
+    let mut servers: Vec<OwnedServerName> =
+        servers.into_iter().filter(|s| services.federation.allowed(s)).collect();
+    servers.sort();
+    Ok(servers)
+}
+
+async fn fan_out(services: Arc<Services>) {
+    let mut events_written = services.rooms.subscribe();
+    let mut position = match services.store.consumer_position(CONSUMER).await {
+        // A server that never ran the sender does not send its history.
+        Ok(0) => services.store.max_event_ordering().await.unwrap_or(0),
+        Ok(position) => position,
+        Err(err) => {
+            tracing::error!(%err, "the federation sender cannot start");
+            return;
+        }
+    };
+    loop {
+        match fan_out_batch(&services, position).await {
+            Ok(Some(next)) => {
+                position = next;
+                continue;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(%err, "federation fan-out failed; retrying"),
+        }
+        tokio::select! {
+            _ = events_written.changed() => {}
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+    }
+}
+
+/// Writes outbox rows for the next batch of events; the new position, if any.
+async fn fan_out_batch(services: &Arc<Services>, position: i64) -> ApiResult<Option<i64>> {
+    let events = services.store.events_after(position, FANOUT_BATCH).await?;
+    let Some(last) = events.last().map(|e| e.stream_ordering) else { return Ok(None) };
+    let mut rows = Vec::new();
+    let mut servers_of_room: HashMap<String, Vec<OwnedServerName>> = HashMap::new();
+    for event in events.iter().filter(|e| is_ours_to_send(services, e)) {
+        if !servers_of_room.contains_key(&event.room_id) {
+            servers_of_room.insert(event.room_id.clone(), room_servers(services, &event.room_id).await?);
+        }
+        let mut servers = servers_of_room[&event.room_id].clone();
+        // A user who leaves, is kicked or banned hears of it although no longer joined.
+        if event.json["type"] == "m.room.member"
+            && let Some(target) = event.json["state_key"].as_str().and_then(|t| <&UserId>::try_from(t).ok())
+            && target.server_name() != services.config.server_name
+            && !servers.iter().any(|s| s == target.server_name())
+            && services.federation.allowed(target.server_name())
+        {
+            servers.push(target.server_name().to_owned());
+        }
+        rows.extend(servers.into_iter().map(|server| OutboxRow {
+            destination: server.to_string(),
+            stream_ordering: event.stream_ordering,
+            event_id: event.event_id.clone(),
+        }));
+    }
+    services.store.enqueue_outbox(&rows, Some((CONSUMER, last))).await?;
+    let woken: HashSet<&str> = rows.iter().map(|r| r.destination.as_str()).collect();
+    for server in woken.into_iter().filter_map(|s| <&ServerName>::try_from(s).ok()) {
+        wake(services, server);
+    }
+    Ok(Some(last))
+}
+
+/// Local timeline events go out; what others sent, outliers and rejected events do not.
+fn is_ours_to_send(services: &Services, event: &StoredEvent) -> bool {
+    if event.outlier || event.rejected {
+        return false;
+    }
+    let sender = event.json["sender"].as_str().and_then(|s| <&UserId>::try_from(s).ok());
+    sender.is_some_and(|s| s.server_name() == services.config.server_name)
+}
+
+async fn destination_worker(services: Arc<Services>, server: OwnedServerName, destination: Arc<Destination>) {
+    loop {
+        let retry = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(retry) = retry {
+            let wait = retry.next_try_ts() - crate::store::now_ms();
+            if wait > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                    _ = destination.wake.notified() => {}
+                }
+                continue;
+            }
+        }
+        match send_once(&services, &server, &destination).await {
+            Ok(true) => {}
+            Ok(false) => destination.wake.notified().await,
+            Err(err) => tracing::warn!(%server, %err, "federation sender storage error"),
+        }
+    }
+}
+
+/// Sends one transaction if anything is owed; false when there was nothing to send.
+async fn send_once(services: &Arc<Services>, server: &ServerName, destination: &Destination) -> ApiResult<bool> {
+    let pdus = services.store.outbox_batch(server.as_str(), MAX_PDUS_PER_TRANSACTION).await?;
+    let edus = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).take(MAX_EDUS_PER_TRANSACTION);
+    if pdus.is_empty() && edus.is_empty() {
+        return Ok(false);
+    }
+    let txn_id = format!(
+        "{}.{}",
+        crate::store::now_ms(),
+        services.sender.txn_counter.fetch_add(1, Ordering::Relaxed)
+    );
+    let body = json!({
+        "origin": services.config.server_name,
+        "origin_server_ts": crate::store::now_ms(),
+        "pdus": pdus.iter().map(|(_, pdu)| for_sending(pdu)).collect::<Vec<_>>(),
+        "edus": edus.iter().map(|(_, _, edu)| edu).collect::<Vec<_>>(),
+    });
+    let path = format!("/_matrix/federation/v1/send/{txn_id}");
+    let orderings: Vec<i64> = pdus.iter().map(|(ordering, _)| *ordering).collect();
+    tracing::debug!(%server, pdus = pdus.len(), edus = edus.len(), %txn_id, "sending transaction");
+    match services.federation.request(Method::PUT, server, &path, Some(&body)).await {
+        Ok(response) => {
+            log_pdu_errors(server, &response);
+            services.store.outbox_remove(server.as_str(), &orderings).await?;
+            let recovered = destination.retry.lock().unwrap_or_else(|p| p.into_inner()).take().is_some();
+            if recovered {
+                services.store.clear_destination_retry(server.as_str()).await?;
+            }
+        }
+        Err(FederationError::Remote { status, body }) if status == StatusCode::BAD_REQUEST => {
+            // The destination will never take this transaction; do not let it block the queue.
+            tracing::warn!(%server, %body, "destination refused a transaction; dropping it");
+            services.store.outbox_remove(server.as_str(), &orderings).await?;
+        }
+        Err(err) => {
+            destination.edus.lock().unwrap_or_else(|p| p.into_inner()).restore(edus);
+            let previous = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
+            let retry = services.sender.next_retry(previous, crate::store::now_ms());
+            tracing::info!(%server, %err, failures = retry.failures, retry_in_ms = retry.retry_interval_ms, "transaction failed; backing off");
+            *destination.retry.lock().unwrap_or_else(|p| p.into_inner()) = Some(retry);
+            services.store.set_destination_retry(server.as_str(), retry).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// A stored PDU as it goes over the wire: local annotations stay here.
+fn for_sending(pdu: &Value) -> Value {
+    let mut pdu = pdu.clone();
+    if let Some(object) = pdu.as_object_mut() {
+        object.remove("unsigned");
+    }
+    pdu
+}
+
+fn log_pdu_errors(server: &ServerName, response: &Value) {
+    if let Some(results) = response["pdus"].as_object() {
+        for (event_id, result) in results {
+            if let Some(error) = result.get("error") {
+                tracing::info!(%server, %event_id, %error, "destination did not accept a PDU");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_edus_coalesce_and_keep_their_order() {
+        let mut queue = EduQueue::default();
+        queue.push("typing:!r:@a".into(), json!(1));
+        queue.push("typing:!r:@b".into(), json!(2));
+        queue.push("typing:!r:@a".into(), json!(3));
+        let taken = queue.take(10);
+        let values: Vec<&Value> = taken.iter().map(|(_, _, edu)| edu).collect();
+        assert_eq!(values, vec![&json!(2), &json!(3)], "only the newest per key, oldest first");
+        queue.push("typing:!r:@a".into(), json!(4));
+        queue.restore(taken);
+        let values: Vec<Value> = queue.take(10).into_iter().map(|(_, _, edu)| edu).collect();
+        assert_eq!(values, vec![json!(2), json!(4)], "a failed send does not bring back what was replaced");
+    }
+
+    #[test]
+    fn edu_queues_are_bounded() {
+        let mut queue = EduQueue::default();
+        for i in 0..(MAX_QUEUED_EDUS + 10) {
+            queue.push(format!("k{i}"), json!(i));
+        }
+        let taken = queue.take(usize::MAX);
+        assert_eq!(taken.len(), MAX_QUEUED_EDUS);
+        assert_eq!(taken[0].2, json!(10), "the oldest went first");
+    }
+
+    #[test]
+    fn backoff_grows_from_the_minimum_to_the_maximum() {
+        let sender = Sender::new(FederationConfig {
+            destination_min_retry_interval: Duration::from_secs(10),
+            destination_retry_multiplier: 2.0,
+            destination_max_retry_interval: Duration::from_secs(100),
+        });
+        let mut retry = None;
+        let mut intervals = Vec::new();
+        for _ in 0..8 {
+            let next = sender.next_retry(retry, 0);
+            intervals.push(next.retry_interval_ms);
+            retry = Some(next);
+        }
+        assert!(intervals[0] >= 10_000 && intervals[0] < 12_000, "{intervals:?}");
+        assert!(intervals.windows(2).all(|w| w[1] >= w[0]), "{intervals:?}");
+        assert!(intervals[1] >= 20_000, "{intervals:?}");
+        assert_eq!(*intervals.last().unwrap(), 100_000, "{intervals:?}");
+        assert_eq!(retry.unwrap().failures, 8);
+    }
+}

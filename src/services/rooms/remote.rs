@@ -1,0 +1,328 @@
+//! Events from other servers, once their signatures and hashes checked out: the auth
+//! rules against their auth events and against the state before them, soft-failing
+//! against the current state, and the room's new current state.
+//!
+//! Nothing here trusts an event because it arrived: an event that fails the auth rules
+//! is stored as rejected (so it is never fetched again and never becomes state), one that
+//! passes them but not against the current state is soft-failed (held as an outlier, kept
+//! from clients and from the forward extremities).
+
+use std::collections::{HashMap, HashSet};
+
+use ruma::events::StateEventType;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::state_res::{auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules};
+use serde_json::Value;
+
+use super::pdu::Pdu;
+use super::{Rooms, state};
+use crate::error::{ApiResult, MatrixError};
+use crate::store::{PersistEvent, StateBefore, StateMap};
+
+/// An event whose signatures checked out (and which was redacted if its hash did not).
+#[derive(Debug, Clone)]
+pub struct CheckedEvent {
+    pub event_id: String,
+    pub json: Value,
+    pub pdu: Pdu,
+}
+
+impl CheckedEvent {
+    pub fn depth(&self) -> i64 {
+        self.json["depth"].as_i64().unwrap_or(0).clamp(0, i64::from(i32::MAX) * 1024)
+    }
+
+    fn persist<'a>(&'a self, prev_events: &'a [String], state_before: StateBefore<'a>) -> PersistEvent<'a> {
+        PersistEvent {
+            event_id: &self.event_id,
+            room_id: self.pdu.room_id.as_str(),
+            depth: self.depth(),
+            event_type: self.json["type"].as_str().unwrap_or_default(),
+            state_key: self.pdu.state_key.as_deref(),
+            sender: self.pdu.sender.as_str(),
+            origin_server_ts: self.json["origin_server_ts"].as_i64().unwrap_or_default(),
+            json: &self.json,
+            prev_events,
+            rejected: false,
+            outlier: false,
+            state_before,
+            new_current_state: None,
+            client_txn: None,
+            mirror_membership: false,
+        }
+    }
+
+    fn prev_ids(&self) -> Vec<String> {
+        self.pdu.prev_events.iter().map(ToString::to_string).collect()
+    }
+}
+
+/// What became of a remote event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    /// Allowed by the state before it but not by the room's current state.
+    SoftFailed,
+    Rejected(String),
+    AlreadyKnown,
+}
+
+/// The state before an event, as the caller knows it.
+pub enum PriorState {
+    /// Compute it from the event's prev events, which must all be held with state.
+    FromPrevEvents,
+    /// Given (state fetched from another server, or the state a join arrived with).
+    Given(StateMap),
+}
+
+impl Rooms {
+    /// Stores events that are not part of the timeline (a join's state and auth chain,
+    /// fetched auth events), in an order where auth events come first. Each must pass the
+    /// auth rules against its own auth events or it is stored as rejected.
+    pub async fn persist_outliers(&self, events: Vec<CheckedEvent>, rules: &RoomVersionRules) -> ApiResult<()> {
+        let ordered = auth_order(events);
+        let mut known: HashMap<String, Pdu> = HashMap::new();
+        let wanted = ordered.iter().flat_map(|e| e.pdu.auth_events.iter().map(ToString::to_string));
+        known.extend(state::load_events(self, wanted).await?);
+        let mut verdicts = Vec::with_capacity(ordered.len());
+        for event in &ordered {
+            let allowed = check_own_auth_events(rules, &event.pdu, &known);
+            let mut pdu = event.pdu.clone();
+            pdu.rejected = allowed.is_err();
+            if let Err(reason) = &allowed {
+                tracing::info!(event_id = %event.event_id, %reason, "rejecting outlier");
+            }
+            known.insert(event.event_id.clone(), pdu);
+            verdicts.push(allowed.is_err());
+        }
+        let prevs: Vec<Vec<String>> = ordered.iter().map(CheckedEvent::prev_ids).collect();
+        let rows: Vec<PersistEvent<'_>> = ordered
+            .iter()
+            .zip(&prevs)
+            .zip(verdicts)
+            .map(|((event, prevs), rejected)| PersistEvent {
+                rejected,
+                outlier: true,
+                ..event.persist(prevs, StateBefore::Unknown)
+            })
+            .collect();
+        self.store.persist_outliers(&rows).await?;
+        Ok(())
+    }
+
+    /// Checks a remote event and adds it to the room's DAG. The caller has fetched its
+    /// auth events (and, when its prev events are missing, the state before it).
+    pub async fn persist_remote(
+        &self,
+        rules: &RoomVersionRules,
+        event: &CheckedEvent,
+        prior: PriorState,
+    ) -> ApiResult<Outcome> {
+        let lock = self.room_lock(event.pdu.room_id.as_str());
+        let _guard = lock.lock().await;
+        if let Some(existing) = self.store.get_event(&event.event_id).await?
+            && !existing.outlier
+        {
+            return Ok(Outcome::AlreadyKnown);
+        }
+        let auth_ids = event.pdu.auth_events.iter().map(ToString::to_string);
+        let auth_events = state::load_events(self, auth_ids).await?;
+        let prevs = event.prev_ids();
+        let (state_before, before_group) = match prior {
+            PriorState::Given(state) => (state, None),
+            PriorState::FromPrevEvents => self.state_from_prev_events(rules, &prevs).await?,
+        };
+        let verdict = match check_own_auth_events(rules, &event.pdu, &auth_events) {
+            Ok(()) => self.check_against_state(rules, &event.pdu, &state_before).await?,
+            Err(reason) => Err(reason),
+        };
+        let state_snapshot;
+        let state_ref = match before_group {
+            Some(group) => StateBefore::Group(group),
+            None => {
+                state_snapshot = state_before.clone();
+                StateBefore::Snapshot(&state_snapshot)
+            }
+        };
+        if let Err(reason) = verdict {
+            tracing::info!(event_id = %event.event_id, %reason, "rejecting event");
+            let row = PersistEvent { rejected: true, outlier: true, ..event.persist(&prevs, state_ref) };
+            self.store.persist_event(row).await?;
+            return Ok(Outcome::Rejected(reason));
+        }
+        let current = self.store.current_state(event.pdu.room_id.as_str()).await?;
+        if let Err(reason) = self.check_against_state(rules, &event.pdu, &current).await? {
+            tracing::info!(event_id = %event.event_id, %reason, "soft-failing event");
+            let row = PersistEvent { outlier: true, ..event.persist(&prevs, state_ref) };
+            self.store.persist_event(row).await?;
+            return Ok(Outcome::SoftFailed);
+        }
+        let new_current = self.current_state_with(rules, event, &state_before, &prevs).await?;
+        let row = PersistEvent { new_current_state: Some(&new_current), ..event.persist(&prevs, state_ref) };
+        let ordering = self.store.persist_event(row).await?;
+        self.events_written.send_replace(ordering);
+        Ok(Outcome::Accepted)
+    }
+
+    /// The state before an event from its prev events' states (resolved when several),
+    /// with the state group to reuse when there is one parent.
+    async fn state_from_prev_events(
+        &self,
+        rules: &RoomVersionRules,
+        prevs: &[String],
+    ) -> ApiResult<(StateMap, Option<i64>)> {
+        let events = self.store.events_by_id(prevs).await?;
+        let mut groups = Vec::new();
+        for prev in prevs {
+            let group = events
+                .iter()
+                .find(|e| &e.event_id == prev)
+                .and_then(|e| e.state_group_after)
+                .ok_or_else(|| MatrixError::internal("remote event", format!("no state known at {prev}")))?;
+            groups.push(group);
+        }
+        groups.dedup();
+        match groups.as_slice() {
+            [] => Ok((StateMap::new(), None)),
+            [single] => Ok((self.store.state_group(*single).await?, Some(*single))),
+            many => {
+                let mut maps = Vec::new();
+                for group in many {
+                    maps.push(self.store.state_group(*group).await?);
+                }
+                Ok((state::resolve_states(self, rules, maps).await?, None))
+            }
+        }
+    }
+
+    /// Whether every prev event of an event is held with known state.
+    pub async fn missing_prev_events(&self, prevs: &[String]) -> ApiResult<Vec<String>> {
+        let events = self.store.events_by_id(prevs).await?;
+        let known: HashSet<&str> =
+            events.iter().filter(|e| e.state_group_after.is_some()).map(|e| e.event_id.as_str()).collect();
+        Ok(prevs.iter().filter(|id| !known.contains(id.as_str())).cloned().collect())
+    }
+
+    /// The room's current state once `event` is a forward extremity: its own state after
+    /// when it follows every current extremity, else resolved with theirs.
+    async fn current_state_with(
+        &self,
+        rules: &RoomVersionRules,
+        event: &CheckedEvent,
+        state_before: &StateMap,
+        prevs: &[String],
+    ) -> ApiResult<StateMap> {
+        let mut state_after = state_before.clone();
+        if let Some(state_key) = &event.pdu.state_key {
+            state_after.insert((event.pdu.kind.to_string(), state_key.clone()), event.event_id.clone());
+        }
+        let extremities = self.store.forward_extremities(event.pdu.room_id.as_str()).await?;
+        let others: Vec<_> = extremities.iter().filter(|e| !prevs.contains(&e.event_id)).collect();
+        if others.is_empty() {
+            return Ok(state_after);
+        }
+        let mut maps = vec![state_after];
+        for other in others {
+            if let Some(group) = other.state_group_after {
+                maps.push(self.store.state_group(group).await?);
+            }
+        }
+        state::resolve_states(self, rules, maps).await
+    }
+}
+
+impl Rooms {
+    /// Resolves several states of one room (state resolution v2).
+    pub async fn resolve(&self, rules: &RoomVersionRules, maps: Vec<StateMap>) -> ApiResult<StateMap> {
+        match maps.len() {
+            0 => Ok(StateMap::new()),
+            1 => Ok(maps.into_iter().next().unwrap_or_default()),
+            _ => state::resolve_states(self, rules, maps).await,
+        }
+    }
+}
+
+/// Orders events so that each comes after the auth events it names from the same set;
+/// events in an auth cycle (which no honest server produces) keep their relative order.
+fn auth_order(events: Vec<CheckedEvent>) -> Vec<CheckedEvent> {
+    let mut by_id: HashMap<String, CheckedEvent> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for event in events {
+        if !by_id.contains_key(&event.event_id) {
+            order.push(event.event_id.clone());
+            by_id.insert(event.event_id.clone(), event);
+        }
+    }
+    let mut placed: HashSet<String> = HashSet::new();
+    let mut result = Vec::with_capacity(order.len());
+    while placed.len() < order.len() {
+        let before = placed.len();
+        for id in &order {
+            if placed.contains(id) {
+                continue;
+            }
+            let event = &by_id[id];
+            let ready = event.pdu.auth_events.iter().all(|a| !by_id.contains_key(a.as_str()) || placed.contains(a.as_str()));
+            if ready {
+                placed.insert(id.clone());
+                result.push(id.clone());
+            }
+        }
+        if placed.len() == before {
+            // A cycle: place the rest as they came.
+            result.extend(order.iter().filter(|id| !placed.contains(*id)).cloned());
+            break;
+        }
+    }
+    result.into_iter().filter_map(|id| by_id.remove(&id)).collect()
+}
+
+/// The auth rules that need only the event and its own auth events.
+fn check_own_auth_events(rules: &RoomVersionRules, pdu: &Pdu, known: &HashMap<String, Pdu>) -> Result<(), String> {
+    for auth in &pdu.auth_events {
+        match known.get(auth.as_str()) {
+            None => return Err(format!("auth event {auth} is missing")),
+            Some(event) if event.rejected => return Err(format!("auth event {auth} was rejected")),
+            Some(_) => {}
+        }
+    }
+    check_state_independent_auth_rules(&rules.authorization, pdu, |id| known.get(id.as_str()).cloned())
+        .map_err(|e| e.to_string())?;
+    // Against the auth events as the state: each must be the one of its kind it claims.
+    let by_key: HashMap<(String, String), &Pdu> = pdu
+        .auth_events
+        .iter()
+        .filter_map(|id| known.get(id.as_str()))
+        .filter_map(|p| Some(((p.kind.to_string(), p.state_key.clone()?), p)))
+        .collect();
+    check_state_dependent_auth_rules(&rules.authorization, pdu, |event_type, state_key| {
+        by_key.get(&(event_type.to_string(), state_key.to_owned())).map(|p| (*p).clone())
+    })
+    .map_err(|e| e.to_string())
+}
+
+impl Rooms {
+    /// The auth rules against a room state (the state before the event, or the current
+    /// state for soft-failing). The outer error is a storage failure, the inner one the
+    /// reason the event is not allowed.
+    async fn check_against_state(
+        &self,
+        rules: &RoomVersionRules,
+        pdu: &Pdu,
+        state: &StateMap,
+    ) -> ApiResult<Result<(), String>> {
+        let types =
+            match auth_types_for_event(&pdu.kind, &pdu.sender, pdu.state_key.as_deref(), &pdu.content, &rules.authorization)
+            {
+                Ok(types) => types,
+                Err(err) => return Ok(Err(err.to_string())),
+            };
+        let key = |(event_type, state_key): &(StateEventType, String)| (event_type.to_string(), state_key.clone());
+        let ids = types.iter().filter_map(|k| state.get(&key(k)).cloned());
+        let events = state::load_events(self, ids).await?;
+        Ok(check_state_dependent_auth_rules(&rules.authorization, pdu, |event_type, state_key| {
+            state.get(&(event_type.to_string(), state_key.to_owned())).and_then(|id| events.get(id)).cloned()
+        })
+        .map_err(|e| e.to_string()))
+    }
+}

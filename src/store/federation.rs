@@ -1,0 +1,188 @@
+//! The federation sender's tables: the outbox of PDUs owed to each destination, and
+//! the backoff of destinations that failed.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{Store, StoredEvent};
+
+/// A destination keeps at most this many PDUs owed; past it the oldest go, and the
+/// destination catches up by asking for missing events when it comes back.
+const MAX_OUTBOX_PER_DESTINATION: i64 = 10_000;
+
+/// When a failing destination may be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub failures: i64,
+    pub retry_last_ts: i64,
+    pub retry_interval_ms: i64,
+}
+
+impl Retry {
+    pub fn next_try_ts(&self) -> i64 {
+        self.retry_last_ts.saturating_add(self.retry_interval_ms)
+    }
+}
+
+/// One PDU owed to a destination.
+pub struct OutboxRow {
+    pub destination: String,
+    pub stream_ordering: i64,
+    pub event_id: String,
+}
+
+impl Store {
+    /// Events on the event stream after `after`, oldest first, outliers included.
+    pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM events WHERE stream_ordering > $1 ORDER BY stream_ordering LIMIT $2",
+            super::rooms::EVENT_COLUMNS
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(super::rooms::event_from_row).collect()
+    }
+
+    /// Users joined to a room now.
+    pub async fn joined_user_ids(&self, room_id: &str) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query("SELECT user_id FROM room_memberships WHERE room_id = $1 AND membership = 'join'")
+            .bind(room_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
+    }
+
+    /// Adds PDUs to destinations' outboxes and moves a consumer to its new position, in one
+    /// transaction, then trims outboxes past their bound.
+    pub async fn enqueue_outbox(&self, rows: &[OutboxRow], consumer: Option<(&str, i64)>) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        for row in rows {
+            sqlx::query(
+                "INSERT INTO federation_outbox (destination, stream_ordering, event_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&row.destination)
+            .bind(row.stream_ordering)
+            .bind(&row.event_id)
+            .execute(&mut *txn.tx)
+            .await?;
+        }
+        if let Some((consumer, position)) = consumer {
+            sqlx::query(
+                "INSERT INTO consumer_positions (consumer, position) VALUES ($1, $2) \
+                 ON CONFLICT (consumer) DO UPDATE SET position = excluded.position",
+            )
+            .bind(consumer)
+            .bind(position)
+            .execute(&mut *txn.tx)
+            .await?;
+        }
+        let mut destinations: Vec<&str> = rows.iter().map(|r| r.destination.as_str()).collect();
+        destinations.sort_unstable();
+        destinations.dedup();
+        for destination in destinations {
+            sqlx::query(
+                "DELETE FROM federation_outbox WHERE destination = $1 AND stream_ordering <= \
+                 (SELECT stream_ordering FROM federation_outbox WHERE destination = $1 \
+                  ORDER BY stream_ordering DESC LIMIT 1 OFFSET $2)",
+            )
+            .bind(destination)
+            .bind(MAX_OUTBOX_PER_DESTINATION)
+            .execute(&mut *txn.tx)
+            .await?;
+        }
+        txn.commit().await
+    }
+
+    /// The oldest PDUs owed to a destination: `(stream ordering, PDU JSON)`.
+    pub async fn outbox_batch(&self, destination: &str, limit: i64) -> Result<Vec<(i64, Value)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT o.stream_ordering, e.json FROM federation_outbox o JOIN events e ON e.event_id = o.event_id \
+             WHERE o.destination = $1 ORDER BY o.stream_ordering LIMIT $2",
+        )
+        .bind(destination)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let json: String = row.try_get(1)?;
+                Ok((row.try_get(0)?, serde_json::from_str(&json).unwrap_or(Value::Null)))
+            })
+            .collect()
+    }
+
+    pub async fn outbox_remove(&self, destination: &str, orderings: &[i64]) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        for ordering in orderings {
+            sqlx::query("DELETE FROM federation_outbox WHERE destination = $1 AND stream_ordering = $2")
+                .bind(destination)
+                .bind(ordering)
+                .execute(&mut *txn.tx)
+                .await?;
+        }
+        txn.commit().await
+    }
+
+    /// Destinations that are owed PDUs.
+    pub async fn outbox_destinations(&self) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query("SELECT DISTINCT destination FROM federation_outbox").fetch_all(self.pool()).await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
+    }
+
+    pub async fn outbox_len(&self, destination: &str) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT COUNT(*) FROM federation_outbox WHERE destination = $1")
+            .bind(destination)
+            .fetch_one(self.pool())
+            .await?;
+        row.try_get(0)
+    }
+
+    /// Every destination in backoff.
+    pub async fn destination_retries(&self) -> Result<Vec<(String, Retry)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT destination, failures, retry_last_ts, retry_interval_ms FROM federation_destinations",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    Retry {
+                        failures: row.try_get(1)?,
+                        retry_last_ts: row.try_get(2)?,
+                        retry_interval_ms: row.try_get(3)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn set_destination_retry(&self, destination: &str, retry: Retry) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO federation_destinations (destination, failures, retry_last_ts, retry_interval_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (destination) DO UPDATE SET failures = excluded.failures, \
+             retry_last_ts = excluded.retry_last_ts, retry_interval_ms = excluded.retry_interval_ms",
+        )
+        .bind(destination)
+        .bind(retry.failures)
+        .bind(retry.retry_last_ts)
+        .bind(retry.retry_interval_ms)
+        .execute(&mut *txn.tx)
+        .await?;
+        txn.commit().await
+    }
+
+    pub async fn clear_destination_retry(&self, destination: &str) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query("DELETE FROM federation_destinations WHERE destination = $1")
+            .bind(destination)
+            .execute(&mut *txn.tx)
+            .await?;
+        txn.commit().await
+    }
+}
