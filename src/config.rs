@@ -350,6 +350,9 @@ pub fn default_ip_range_blacklist() -> Vec<IpNet> {
 
 /// Room versions kith can create and join.
 pub const SUPPORTED_ROOM_VERSIONS: &[&str] = &["10", "11"];
+/// Room versions kith can join on other servers (and serve once joined); creating a
+/// version 12 room (whose id is its create event's hash) is not supported yet.
+pub const JOINABLE_ROOM_VERSIONS: &[&str] = &["10", "11", "12"];
 
 /// How the database is reached, resolved from `database`.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,30 +1,43 @@
-//! The server-server API (`/_matrix/federation/…`) and server keys (`/_matrix/key/…`).
+//! The server-server API (`/_matrix/federation/…`); the key API is in `keys.rs`.
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::routing::get;
-use ruma::{OwnedServerName, ServerName, UserId};
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::routing::{get, post, put};
+use ruma::{OwnedServerName, UserId};
 use serde_json::{Value, json};
 
 use super::extract::AppState;
 use crate::error::{ApiResult, MatrixError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_matrix/federation/v1/version", get(version))
-        .route("/_matrix/federation/v1/query/profile", get(query_profile))
-}
+mod directory;
+mod rooms;
 
-pub fn key_routes() -> Router<AppState> {
+pub fn routes() -> Router<AppState> {
+    const V1: &str = "/_matrix/federation/v1";
+    const V2: &str = "/_matrix/federation/v2";
     Router::new()
-        .route("/_matrix/key/v2/server", get(server_keys))
-        .route("/_matrix/key/v2/server/{key_id}", get(server_keys))
-        .route("/_matrix/key/v2/query/{server_name}", get(query_keys))
-        .route("/_matrix/key/v2/query/{server_name}/{key_id}", get(query_keys_by_id))
+        .route(&format!("{V1}/version"), get(version))
+        .route(&format!("{V1}/query/profile"), get(query_profile))
+        .route(&format!("{V1}/query/directory"), get(directory::query_alias))
+        .route(&format!("{V1}/publicRooms"), get(directory::public_rooms).post(directory::public_rooms))
+        .route(&format!("{V1}/send/{{txn_id}}"), put(rooms::send_transaction))
+        .route(&format!("{V1}/make_join/{{room_id}}/{{user_id}}"), get(rooms::make_join))
+        .route(&format!("{V1}/send_join/{{room_id}}/{{event_id}}"), put(rooms::send_join_v1))
+        .route(&format!("{V2}/send_join/{{room_id}}/{{event_id}}"), put(rooms::send_join))
+        .route(&format!("{V1}/make_leave/{{room_id}}/{{user_id}}"), get(rooms::make_leave))
+        .route(&format!("{V1}/send_leave/{{room_id}}/{{event_id}}"), put(rooms::send_leave_v1))
+        .route(&format!("{V2}/send_leave/{{room_id}}/{{event_id}}"), put(rooms::send_leave))
+        .route(&format!("{V2}/invite/{{room_id}}/{{event_id}}"), put(rooms::invite))
+        .route(&format!("{V1}/event/{{event_id}}"), get(rooms::event))
+        .route(&format!("{V1}/state/{{room_id}}"), get(rooms::room_state))
+        .route(&format!("{V1}/state_ids/{{room_id}}"), get(rooms::room_state_ids))
+        .route(&format!("{V1}/event_auth/{{room_id}}/{{event_id}}"), get(rooms::event_auth))
+        .route(&format!("{V1}/get_missing_events/{{room_id}}"), post(rooms::get_missing_events))
+        .route(&format!("{V1}/backfill/{{room_id}}"), get(rooms::backfill))
 }
 
 /// An inbound federation request whose `X-Matrix` signature checked out.
@@ -42,7 +55,20 @@ impl FromRequest<AppState> for Signed {
             MatrixError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "Request body too large")
         })?;
         let origin = state.federation.authenticate(&parts.method, &parts.uri, &parts.headers, &body).await?;
+        crate::services::federation::sender::remote_is_up(state, &origin);
         Ok(Self { origin, body })
+    }
+}
+
+impl Signed {
+    /// The body as a JSON object.
+    pub fn json(&self) -> ApiResult<Value> {
+        let value: Value =
+            serde_json::from_slice(&self.body).map_err(|err| MatrixError::not_json(format!("Invalid JSON: {err}")))?;
+        if !value.is_object() {
+            return Err(MatrixError::bad_json("The body must be a JSON object"));
+        }
+        Ok(value)
     }
 }
 
@@ -70,29 +96,4 @@ async fn query_profile(
         }
     }
     Ok(Json(json!(profile)))
-}
-
-async fn server_keys(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let body = state.keys.server_key_response().map_err(|err| MatrixError::internal("signing key response", err))?;
-    Ok(Json(body))
-}
-
-async fn query_keys_by_id(
-    State(state): State<AppState>,
-    Path((server_name, _key_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    query_keys(State(state), Path(server_name)).await
-}
-
-/// Notary key query: our own keys, or another server's as it published them
-/// (verified before they are passed on).
-async fn query_keys(State(state): State<AppState>, Path(server_name): Path<String>) -> ApiResult<Json<Value>> {
-    let server = <&ServerName>::try_from(server_name.as_str())
-        .map_err(|_| MatrixError::invalid_param(format!("Invalid server name: {server_name}")))?;
-    let response = if server == state.config.server_name {
-        state.keys.server_key_response().map_err(|err| MatrixError::internal("signing key response", err))?
-    } else {
-        state.federation.fetch_key_response(server).await.map_err(|e| e.to_client_error())?
-    };
-    Ok(Json(json!({ "server_keys": [response] })))
 }

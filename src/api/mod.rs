@@ -4,6 +4,7 @@ pub mod admin;
 pub mod client;
 pub mod extract;
 pub mod federation;
+pub mod keys;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -56,7 +57,7 @@ pub fn router(state: AppState, resources: Resources, x_forwarded: bool) -> Route
         router = router.merge(federation::routes());
     }
     if resources.keys {
-        router = router.merge(federation::key_routes());
+        router = router.merge(keys::routes());
     }
     router
         .fallback(|| async { MatrixError::unrecognized(StatusCode::NOT_FOUND) })

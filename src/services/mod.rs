@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod directory;
 pub mod federation;
+pub mod joins;
 pub mod profile_propagation;
 pub mod profiles;
 pub mod rate_limit;

@@ -230,6 +230,12 @@ impl Services {
 
     async fn invited_room(&self, membership: &Membership) -> ApiResult<Value> {
         let invite = self.rooms.require_event(&membership.event_id).await?;
+        // An invite to a room this server is not in carries the state its sender chose to show.
+        if let Some(stripped) = invite.json["unsigned"]["invite_room_state"].as_array() {
+            let mut events = stripped.clone();
+            events.push(stripped_event(&invite));
+            return Ok(json!({ "invite_state": { "events": events } }));
+        }
         let mut state = match invite.state_group_before {
             Some(group) => self.store.state_group(group).await?,
             None => StateMap::new(),

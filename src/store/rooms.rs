@@ -142,6 +142,22 @@ impl Store {
         Ok(())
     }
 
+    /// Records a room this server joined over federation (kept if already known).
+    pub async fn create_remote_room_record(&self, room_id: &str, version: &str, creator: &str) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (room_id) DO NOTHING",
+        )
+        .bind(room_id)
+        .bind(version)
+        .bind(creator)
+        .bind(now_ms())
+        .execute(&mut *txn.tx)
+        .await?;
+        txn.commit().await
+    }
+
     pub async fn put_alias(&self, alias: &str, room_id: &str, creator: &str) -> Result<bool, sqlx::Error> {
         let mut txn = self.begin_write().await?;
         let inserted = sqlx::query(

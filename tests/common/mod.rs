@@ -2,6 +2,7 @@
 //! SQLite or a throwaway PostgreSQL cluster, and drives it over HTTP.
 #![allow(dead_code)]
 
+pub mod matrix;
 pub mod postgres;
 pub mod synapse;
 
@@ -272,6 +273,13 @@ impl TestServer {
             json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": username }, "password": password }),
         )
         .await
+    }
+
+    /// Like [`Self::start_federating`], with `extra_yaml` added to the config (later
+    /// keys win).
+    pub async fn start_federating_with(db: Db, extra_yaml: &str) -> Self {
+        let extra = format!("federation_verify_certificates: false\nip_range_whitelist: ['127.0.0.1']\n{extra_yaml}");
+        Self::start_named(db, &extra, true, true).await
     }
 }
 

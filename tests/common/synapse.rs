@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 pub struct Synapse {
     pub server_name: String,
     pub client_base: String,
+    pub federation_port: u16,
     pub dir: tempfile::TempDir,
-    watchdog: Child,
+    watchdog: Option<Child>,
     http: reqwest::Client,
 }
 
@@ -56,9 +57,25 @@ impl Synapse {
             .status()
             .expect("synapse --generate-keys");
         assert!(status.success(), "synapse could not generate its keys");
+        let mut synapse = Self {
+            server_name,
+            client_base: format!("http://127.0.0.1:{client_port}"),
+            federation_port,
+            dir,
+            watchdog: None,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+        };
+        synapse.spawn().await;
+        synapse
+    }
+
+    /// Starts Synapse and waits until it answers.
+    async fn spawn(&mut self) {
+        let python = super::synapse_venv().join("bin/python");
+        let path = |name: &str| self.dir.path().join(name).display().to_string();
         // Ends Synapse when told to (SIGTERM) or when the test process is gone.
         let script = format!(
-            "'{}' -m synapse.app.homeserver -c '{}' >'{}' 2>&1 & pid=$!; \
+            "'{}' -m synapse.app.homeserver -c '{}' >>'{}' 2>&1 & pid=$!; \
              trap 'kill $pid 2>/dev/null; wait $pid; exit 0' TERM; \
              while [ -d /proc/{} ] && kill -0 $pid 2>/dev/null; do sleep 1 & wait $!; done; kill $pid 2>/dev/null",
             python.display(),
@@ -67,19 +84,26 @@ impl Synapse {
             std::process::id()
         );
         let watchdog = Command::new("sh").args(["-c", &script]).stdin(Stdio::null()).spawn().expect("start synapse");
-        let synapse = Self {
-            server_name,
-            client_base: format!("http://127.0.0.1:{client_port}"),
-            dir,
-            watchdog,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
-        };
+        self.watchdog = Some(watchdog);
         let deadline = Instant::now() + Duration::from_secs(90);
-        while synapse.http.get(format!("{}/health", synapse.client_base)).send().await.is_err() {
-            assert!(Instant::now() < deadline, "synapse did not start:\n{}", synapse.log());
+        while self.http.get(format!("{}/health", self.client_base)).send().await.is_err() {
+            assert!(Instant::now() < deadline, "synapse did not start:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        synapse
+    }
+
+    /// Stops Synapse (SIGTERM) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = Command::new("kill").arg(watchdog.id().to_string()).status();
+            let _ = watchdog.wait();
+        }
+    }
+
+    /// Starts a stopped Synapse again with the same configuration and database.
+    pub async fn start_again(&mut self) {
+        assert!(self.watchdog.is_none(), "synapse is running");
+        self.spawn().await;
     }
 
     pub fn log(&self) -> String {
@@ -130,7 +154,6 @@ impl Synapse {
 
 impl Drop for Synapse {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.watchdog.id().to_string()).status();
-        let _ = self.watchdog.wait();
+        self.stop();
     }
 }

@@ -39,13 +39,12 @@ pub async fn put_alias(
     Ok(Json(json!({})))
 }
 
+/// A local alias from the store; another server's by asking it.
 pub async fn get_alias(State(state): State<AppState>, Path(alias): Path<String>) -> ApiResult<Json<Value>> {
-    if <&ruma::RoomAliasId>::try_from(alias.as_str()).is_err() {
-        return Err(MatrixError::invalid_param(format!("Invalid room alias: {alias}")));
-    }
-    let (room_id, _) =
-        state.store.get_alias(&alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
-    Ok(Json(json!({ "room_id": room_id, "servers": [state.config.server_name] })))
+    let alias = <&ruma::RoomAliasId>::try_from(alias.as_str())
+        .map_err(|_| MatrixError::invalid_param(format!("Invalid room alias: {alias}")))?;
+    let (room_id, servers) = state.resolve_alias(alias).await?;
+    Ok(Json(json!({ "room_id": room_id, "servers": servers })))
 }
 
 /// The alias's creator or a server admin may delete it, as in Synapse.

@@ -1,12 +1,14 @@
 //! Membership endpoints: join, invite, leave, kick, ban, unban, forget.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use ruma::OwnedServerName;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::extract::{AppState, OptionalJson, Requester};
 use crate::error::{ApiResult, MatrixError};
+use crate::services::joins::servers_from_query;
 use crate::services::rooms::membership::{Change, MembershipChange};
 
 #[derive(Deserialize, Default)]
@@ -17,29 +19,31 @@ pub struct MembershipRequest {
     reason: Option<String>,
 }
 
-/// Resolves a room id or a local alias to a room id.
-async fn resolve_room(state: &AppState, room_id_or_alias: &str) -> ApiResult<String> {
+/// Resolves a room id or an alias (asking the alias's server when it is not ours) to a
+/// room id and servers to join it through.
+async fn resolve_room(state: &AppState, room_id_or_alias: &str) -> ApiResult<(String, Vec<OwnedServerName>)> {
     if room_id_or_alias.starts_with('#') {
-        let (room_id, _) = state
-            .store
-            .get_alias(room_id_or_alias)
-            .await?
-            .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
-        return Ok(room_id);
+        let alias = <&ruma::RoomAliasId>::try_from(room_id_or_alias)
+            .map_err(|_| MatrixError::invalid_param(format!("Invalid room alias: {room_id_or_alias}")))?;
+        return state.resolve_alias(alias).await;
     }
     if <&ruma::RoomId>::try_from(room_id_or_alias).is_err() {
         return Err(MatrixError::invalid_param(format!("{room_id_or_alias} is not a room ID or alias")));
     }
-    Ok(room_id_or_alias.to_owned())
+    Ok((room_id_or_alias.to_owned(), Vec::new()))
 }
 
+/// `POST /join/{roomIdOrAlias}?server_name=…&via=…`.
 pub async fn join_by_id_or_alias(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path(target): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<Value>> {
-    let room_id = resolve_room(&state, &target).await?;
-    join(&state, &owner.user_id, &room_id).await
+    let (room_id, mut servers) = resolve_room(&state, &target).await?;
+    servers.splice(0..0, servers_from_query(&query));
+    state.join_room(&owner.user_id, &room_id, &servers).await?;
+    Ok(Json(json!({ "room_id": room_id })))
 }
 
 pub async fn join_room(
@@ -47,18 +51,8 @@ pub async fn join_room(
     Requester(owner): Requester,
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let room_id = resolve_room(&state, &room_id).await?;
-    join(&state, &owner.user_id, &room_id).await
-}
-
-async fn join(state: &AppState, user_id: &str, room_id: &str) -> ApiResult<Json<Value>> {
-    state.rooms.room_version(room_id).await?;
-    let profile = state.profiles.get(user_id).await?;
-    let join = MembershipChange {
-        target_profile: Some(&profile),
-        ..MembershipChange::new(room_id, user_id, user_id, Change::Join)
-    };
-    state.rooms.change_membership(join).await?;
+    let (room_id, servers) = resolve_room(&state, &room_id).await?;
+    state.join_room(&owner.user_id, &room_id, &servers).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 
@@ -76,12 +70,26 @@ async fn change(
     change: Change,
     request: MembershipRequest,
 ) -> ApiResult<Json<Value>> {
+    if change == Change::Leave {
+        state.leave_room(sender, room_id, request.reason.as_deref()).await?;
+        return Ok(Json(json!({})));
+    }
     state.rooms.room_version(room_id).await?;
-    let target = match change {
-        Change::Leave => sender.to_owned(),
-        _ => target_user(&request)?,
-    };
-    let profile = if change == Change::Invite && target.ends_with(&format!(":{}", state.config.server_name)) {
+    let target = target_user(&request)?;
+    let target_id =
+        <&ruma::UserId>::try_from(target.as_str()).map_err(|_| MatrixError::invalid_param("Invalid user ID"))?;
+    let is_local = target_id.server_name() == state.config.server_name;
+    if change == Change::Invite && !is_local {
+        let current = state.store.membership(room_id, &target).await?;
+        match current.as_ref().map(|m| m.membership.as_str()) {
+            Some("join") => return Err(MatrixError::forbidden("The user is already in the room")),
+            Some("ban") => return Err(MatrixError::forbidden("The user is banned from the room")),
+            _ => {}
+        }
+        state.invite_remote(room_id, sender, target_id, request.reason.as_deref()).await?;
+        return Ok(Json(json!({})));
+    }
+    let profile = if change == Change::Invite && is_local {
         Some(state.profiles.get(&target).await.map_err(|_| MatrixError::not_found("Unknown user"))?)
     } else {
         None

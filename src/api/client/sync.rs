@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::extract::{AppState, MatrixJson, Requester};
 use crate::error::{ApiResult, MatrixError};
+use crate::services::federation::sender;
 use crate::services::sync::{SyncParams, SyncToken};
 
 #[derive(Deserialize)]
@@ -152,6 +153,11 @@ pub async fn typing(
     require_joined(&state, &room_id, &user_id).await?;
     let timeout = Duration::from_millis(request.timeout.unwrap_or(30_000));
     state.typing.set(&room_id, &user_id, request.typing, timeout);
+    let edu = json!({
+        "edu_type": "m.typing",
+        "content": { "room_id": room_id, "user_id": user_id, "typing": request.typing },
+    });
+    sender::send_edu_to_room(&state, &room_id, format!("m.typing {room_id} {user_id}"), edu).await?;
     Ok(Json(json!({})))
 }
 
@@ -187,6 +193,11 @@ async fn put_receipt(state: &AppState, user_id: &str, room_id: &str, kind: &str,
     }
     state.store.put_receipt(room_id, user_id, kind, event_id).await?;
     state.notify_change();
+    if kind == "m.read" {
+        let receipt = json!({ "event_ids": [event_id], "data": { "ts": crate::store::now_ms() } });
+        let edu = json!({ "edu_type": "m.receipt", "content": { room_id: { "m.read": { user_id: receipt } } } });
+        sender::send_edu_to_room(state, room_id, format!("m.receipt {room_id} {user_id}"), edu).await?;
+    }
     Ok(())
 }
 

@@ -1,26 +1,26 @@
 //! Federation: outbound requests signed with X-Matrix, other servers' keys, and
 //! authentication of inbound requests.
 //!
-//! Server discovery so far: an explicit port or an IP literal is used as given, then
-//! `/.well-known/matrix/server`, then port 8448 (SRV records are not looked up yet).
-//! Outbound connections to blacklisted networks are refused unless whitelisted.
+//! Server discovery ([`discovery`]) follows the spec: IP literals and explicit ports,
+//! `/.well-known/matrix/server`, SRV records, port 8448. Outbound connections go only to
+//! addresses checked against the blacklist (unless whitelisted) as they are made.
 
-mod keys;
+pub mod discovery;
+pub mod history;
+pub mod keys;
 pub mod pdu_checks;
 pub mod receiver;
 pub mod sender;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use ipnet::IpNet;
 use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
 use ruma::{OwnedServerName, ServerName};
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Config, TrustedKeyServer};
 use crate::error::MatrixError;
 use crate::services::server_keys::ServerKeys;
 
@@ -31,12 +31,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
 
 pub struct Federation {
+    /// Resolves host names only through discovery's pins and the IP blacklist.
     http: reqwest::Client,
     server_keys: Arc<ServerKeys>,
-    blacklist: Vec<IpNet>,
-    whitelist: Vec<IpNet>,
+    discovery: Arc<discovery::Discovery<discovery::NetLookups>>,
     domain_whitelist: Option<Vec<OwnedServerName>>,
     remote_keys: keys::KeyCache,
+    trusted_key_servers: Vec<TrustedKeyServer>,
+    verify_certificates: bool,
 }
 
 /// Why an outbound request failed.
@@ -67,19 +69,25 @@ impl FederationError {
 
 impl Federation {
     pub fn new(config: &Config, server_keys: Arc<ServerKeys>) -> anyhow::Result<Self> {
+        let filter =
+            Arc::new(discovery::IpFilter::new(config.ip_range_blacklist.clone(), config.ip_range_whitelist.clone()));
+        let lookups = discovery::NetLookups::new(filter.clone(), config.federation_verify_certificates)?;
+        let discovery = Arc::new(discovery::Discovery::new(lookups, filter));
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .danger_accept_invalid_certs(!config.federation_verify_certificates)
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(discovery::PinnedResolver(discovery.clone())))
             .build()?;
         Ok(Self {
             http,
             server_keys,
-            blacklist: config.ip_range_blacklist.clone(),
-            whitelist: config.ip_range_whitelist.clone(),
+            discovery,
             domain_whitelist: config.federation_domain_whitelist.clone(),
             remote_keys: keys::KeyCache::default(),
+            trusted_key_servers: config.trusted_key_servers.clone(),
+            verify_certificates: config.federation_verify_certificates,
         })
     }
 
@@ -132,41 +140,11 @@ impl Federation {
         read_json(response).await
     }
 
-    /// `https://host:port` for a server name, refusing blacklisted addresses.
-    async fn resolve(&self, server: &ServerName) -> Result<String, FederationError> {
-        let (host, port) = match (server.host(), server.port()) {
-            (host, Some(port)) => (host.to_owned(), port),
-            (host, None) if host.parse::<IpAddr>().is_ok() || host.starts_with('[') => (host.to_owned(), 8448),
-            (host, None) => self.well_known(host).await.unwrap_or_else(|| (host.to_owned(), 8448)),
-        };
-        self.check_addresses(&host, port).await?;
-        Ok(format!("https://{host}:{port}"))
-    }
-
-    /// `/.well-known/matrix/server` delegation, if the server publishes one.
-    async fn well_known(&self, host: &str) -> Option<(String, u16)> {
-        self.check_addresses(host, 443).await.ok()?;
-        let response = self.http.get(format!("https://{host}/.well-known/matrix/server")).send().await.ok()?;
-        let body: Value = read_json(response).await.ok()?;
-        let delegated = body["m.server"].as_str()?;
-        let server = <&ServerName>::try_from(delegated).ok()?;
-        Some((server.host().to_owned(), server.port().unwrap_or(8448)))
-    }
-
-    async fn check_addresses(&self, host: &str, port: u16) -> Result<(), FederationError> {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addresses: Vec<IpAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| FederationError::Network(format!("cannot resolve {host}: {e}")))?
-            .map(|a| a.ip())
-            .collect();
-        let allowed = |ip: &IpAddr| {
-            self.whitelist.iter().any(|net| net.contains(ip)) || !self.blacklist.iter().any(|net| net.contains(ip))
-        };
-        if addresses.is_empty() || !addresses.iter().all(allowed) {
-            return Err(FederationError::NotAllowed(format!("{host} (blacklisted address)")));
-        }
-        Ok(())
+    /// Where requests for a server go (its `Display` is the `https://host:port` base of
+    /// request URLs; requests should also carry its `host_header` as `Host`). Fails with
+    /// `NotAllowed` when every address is blacklisted.
+    async fn resolve(&self, server: &ServerName) -> Result<discovery::Destination, FederationError> {
+        Ok(self.discovery.resolve(server).await?)
     }
 }
 

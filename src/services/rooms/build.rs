@@ -19,11 +19,29 @@ use crate::store::{PersistEvent, StateBefore, StateMap};
 /// At most this many forward extremities become one event's `prev_events`.
 const MAX_PREV_EVENTS: usize = 10;
 
-pub(super) async fn build_and_persist(
-    rooms: &Rooms,
-    version: &RoomVersionId,
-    event: NewEvent<'_>,
-) -> ApiResult<(String, i64)> {
+/// A local event, built, signed and authorised, not yet persisted.
+pub(crate) struct Built {
+    pub event_id: String,
+    pub json: Value,
+    prev_events: Vec<String>,
+    depth: i64,
+    state_before: StateMap,
+    before_group: Option<i64>,
+}
+
+/// The unsigned event and what it was built on: a template for another server to sign
+/// (`make_join`, `make_leave`) or the start of a local event.
+pub(crate) struct Draft {
+    pub object: CanonicalJsonObject,
+    prev_events: Vec<String>,
+    depth: i64,
+    state_before: StateMap,
+    before_group: Option<i64>,
+    auth_events: HashMap<String, Pdu>,
+}
+
+/// Chooses prev and auth events and lays out the PDU in the room version's format.
+pub(super) async fn draft(rooms: &Rooms, version: &RoomVersionId, event: &NewEvent<'_>) -> ApiResult<Draft> {
     let rules = Rooms::version_rules(version)?;
     let is_create = event.event_type == "m.room.create";
     let extremities = rooms.store.forward_extremities(event.room_id).await?;
@@ -43,10 +61,31 @@ pub(super) async fn build_and_persist(
         &rules.authorization,
     )
     .map_err(MatrixError::bad_json)?;
-    let auth_events = state::load_events(rooms, auth_types.iter().filter_map(|key| lookup(&state_before, key))).await?;
-    let auth_event_ids: Vec<String> = auth_events.keys().cloned().collect();
+    let auth_event_ids: Vec<String> = auth_types.iter().filter_map(|key| lookup(&state_before, key)).collect();
+    // From v12 the create event is not an auth event, but the auth rules still read it.
+    let create = state_before.get(&("m.room.create".to_owned(), String::new())).cloned();
+    let auth_events = state::load_events(rooms, auth_event_ids.iter().cloned().chain(create)).await?;
+    let object = pdu_object(event, &prev_events, &auth_event_ids, depth)?;
+    Ok(Draft { object, prev_events, depth, state_before, before_group, auth_events })
+}
 
-    let mut object = pdu_object(&event, &prev_events, &auth_event_ids, depth)?;
+impl Draft {
+    /// Checks the auth rules as if the draft were signed as it is (for templates).
+    pub(super) fn authorise_unsigned(&self, version: &RoomVersionId) -> ApiResult<()> {
+        let rules = Rooms::version_rules(version)?;
+        let reference =
+            ruma::signatures::reference_hash(&self.object, &rules).map_err(|err| pdu_error(&err.to_string()))?;
+        let json = serde_json::to_value(&self.object).map_err(|err| MatrixError::internal("pdu", err))?;
+        let pdu = Pdu::from_json(&format!("${reference}"), &json, false).map_err(MatrixError::bad_json)?;
+        authorise(&rules, &pdu, &self.auth_events, &self.state_before)
+    }
+}
+
+/// Builds, hashes, signs and authorises a local event.
+pub(super) async fn build(rooms: &Rooms, version: &RoomVersionId, event: &NewEvent<'_>) -> ApiResult<Built> {
+    let rules = Rooms::version_rules(version)?;
+    let Draft { mut object, prev_events, depth, state_before, before_group, auth_events } =
+        draft(rooms, version, event).await?;
     rooms.keys.hash_and_sign_event(&mut object, &rules.redaction).map_err(|err| pdu_error(&err.to_string()))?;
     let reference = ruma::signatures::reference_hash(&object, &rules).map_err(|err| pdu_error(&err.to_string()))?;
     let event_id = format!("${reference}");
@@ -54,45 +93,48 @@ pub(super) async fn build_and_persist(
     if json.to_string().len() > MAX_PDU_BYTES {
         return Err(pdu_error("event too large"));
     }
-
     let pdu = Pdu::from_json(&event_id, &json, false).map_err(MatrixError::bad_json)?;
     authorise(&rules, &pdu, &auth_events, &state_before)?;
+    Ok(Built { event_id, json, prev_events, depth, state_before, before_group })
+}
 
+/// Persists a built event (whose JSON may since carry more signatures).
+pub(super) async fn persist(rooms: &Rooms, built: &Built, event: &NewEvent<'_>) -> ApiResult<i64> {
     // A state event changes the current state; so does resolving several extremities.
     let state_after = match event.state_key {
         Some(state_key) => {
-            let mut state = state_before.clone();
-            state.insert((event.event_type.to_owned(), state_key.to_owned()), event_id.clone());
+            let mut state = built.state_before.clone();
+            state.insert((event.event_type.to_owned(), state_key.to_owned()), built.event_id.clone());
             Some(state)
         }
-        None if before_group.is_none() => Some(state_before.clone()),
+        None if built.before_group.is_none() => Some(built.state_before.clone()),
         None => None,
     };
     let client_txn = event.txn.map(|(device, txn_id)| (event.sender, device, txn_id));
     let ordering = rooms
         .store
         .persist_event(PersistEvent {
-            event_id: &event_id,
+            event_id: &built.event_id,
             room_id: event.room_id,
-            depth,
+            depth: built.depth,
             event_type: event.event_type,
             state_key: event.state_key,
             sender: event.sender,
-            origin_server_ts: json["origin_server_ts"].as_i64().unwrap_or_default(),
-            json: &json,
-            prev_events: &prev_events,
+            origin_server_ts: built.json["origin_server_ts"].as_i64().unwrap_or_default(),
+            json: &built.json,
+            prev_events: &built.prev_events,
             rejected: false,
             outlier: false,
-            state_before: match before_group {
+            state_before: match built.before_group {
                 Some(group) => StateBefore::Group(group),
-                None => StateBefore::Snapshot(&state_before),
+                None => StateBefore::Snapshot(&built.state_before),
             },
             new_current_state: state_after.as_ref(),
             client_txn,
             mirror_membership: false,
         })
         .await?;
-    Ok((event_id, ordering))
+    Ok(ordering)
 }
 
 fn lookup(state: &StateMap, (event_type, state_key): &(StateEventType, String)) -> Option<String> {

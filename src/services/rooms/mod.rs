@@ -80,6 +80,17 @@ impl Rooms {
 
     /// Builds, authorises and persists a local event; returns its id.
     pub async fn send(&self, event: NewEvent<'_>) -> ApiResult<String> {
+        self.send_countersigned(event, async |json| Ok(json)).await
+    }
+
+    /// Like `send`, but `countersign` sees the signed event before it is persisted and
+    /// may return it with more signatures (an invite signed by the invitee's server).
+    /// The event it returns must have the same event id.
+    pub async fn send_countersigned(
+        &self,
+        event: NewEvent<'_>,
+        countersign: impl AsyncFnOnce(Value) -> ApiResult<Value>,
+    ) -> ApiResult<String> {
         let lock = self.room_lock(event.room_id);
         let _guard = lock.lock().await;
         if let Some((device, txn_id)) = event.txn
@@ -88,9 +99,36 @@ impl Rooms {
             return Ok(existing);
         }
         let version = self.room_version(event.room_id).await?;
-        let (event_id, ordering) = build::build_and_persist(self, &version, event).await?;
+        let mut built = build::build(self, &version, &event).await?;
+        let signed = countersign(built.json.clone()).await?;
+        if signed != built.json {
+            let rules = Self::version_rules(&version)?;
+            let object: ruma::canonical_json::CanonicalJsonObject =
+                serde_json::from_value(signed.clone()).map_err(|err| MatrixError::bad_json(err.to_string()))?;
+            let reference = ruma::signatures::reference_hash(&object, &rules)
+                .map_err(|err| MatrixError::bad_json(err.to_string()))?;
+            if format!("${reference}") != built.event_id {
+                return Err(MatrixError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "M_UNKNOWN",
+                    "The remote server returned a different event",
+                ));
+            }
+            built.json = signed;
+        }
+        let ordering = build::persist(self, &built, &event).await?;
         self.events_written.send_replace(ordering);
-        Ok(event_id)
+        Ok(built.event_id)
+    }
+
+    /// An unsigned event template for another server to complete (`make_join`,
+    /// `make_leave`), checked against the auth rules as it stands.
+    pub async fn template(&self, event: NewEvent<'_>) -> ApiResult<(RoomVersionId, Value)> {
+        let version = self.room_version(event.room_id).await?;
+        let draft = build::draft(self, &version, &event).await?;
+        draft.authorise_unsigned(&version)?;
+        let json = serde_json::to_value(&draft.object).map_err(|err| MatrixError::internal("pdu", err))?;
+        Ok((version, json))
     }
 
     pub async fn room_version(&self, room_id: &str) -> ApiResult<RoomVersionId> {

@@ -10,7 +10,10 @@ use serde_json::value::RawValue;
 #[derive(Debug, Clone)]
 pub struct Pdu {
     pub event_id: OwnedEventId,
+    /// From v12 a create event has no `room_id`: the room id is derived from its event
+    /// id, and `room_id_in_event` is false.
     pub room_id: OwnedRoomId,
+    pub room_id_in_event: bool,
     pub sender: OwnedUserId,
     pub origin_server_ts: MilliSecondsSinceUnixEpoch,
     pub kind: TimelineEventType,
@@ -37,9 +40,15 @@ impl Pdu {
         };
         let ts = json["origin_server_ts"].as_u64().and_then(UInt::new).ok_or("invalid `origin_server_ts`")?;
         let redacts = json["redacts"].as_str().or_else(|| json["content"]["redacts"].as_str());
+        let room_id_in_event = json.get("room_id").is_some();
+        let room_id = match json.get("room_id") {
+            None if json["type"] == "m.room.create" => format!("!{}", event_id.trim_start_matches('$')),
+            _ => text("room_id")?.to_owned(),
+        };
         Ok(Self {
             event_id: OwnedEventId::try_from(event_id).map_err(|e| e.to_string())?,
-            room_id: OwnedRoomId::try_from(text("room_id")?).map_err(|e| e.to_string())?,
+            room_id: OwnedRoomId::try_from(room_id).map_err(|e| e.to_string())?,
+            room_id_in_event,
             sender: OwnedUserId::try_from(text("sender")?).map_err(|e| e.to_string())?,
             origin_server_ts: MilliSecondsSinceUnixEpoch(ts),
             kind: TimelineEventType::from(text("type")?),
@@ -64,7 +73,7 @@ impl ruma::state_res::Event for Pdu {
         &self.event_id
     }
     fn room_id(&self) -> Option<&RoomId> {
-        Some(&self.room_id)
+        self.room_id_in_event.then_some(&*self.room_id)
     }
     fn sender(&self) -> &UserId {
         &self.sender

@@ -94,6 +94,14 @@ pub(super) async fn resolve_states(rooms: &Rooms, rules: &RoomVersionRules, maps
     Ok(resolved.into_iter().map(|((t, k), id)| ((t.to_string(), k), id.to_string())).collect())
 }
 
+impl Rooms {
+    /// The auth chain of `ids`: every event reachable through `auth_events`.
+    pub async fn auth_chain_of(&self, ids: Vec<String>) -> ApiResult<HashSet<String>> {
+        let mut events = HashMap::new();
+        auth_chain(self, ids.into_iter(), &mut events).await
+    }
+}
+
 /// The auth chain of `ids`: every event reachable through `auth_events`.
 async fn auth_chain(
     rooms: &Rooms,

@@ -1,0 +1,162 @@
+//! Room endpoints of the server-server API: transactions, joins, leaves, invites, and
+//! reading events, state, auth chains, missing events and backfill.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+
+use super::Signed;
+use crate::api::extract::AppState;
+use crate::error::{ApiResult, MatrixError};
+
+/// `PUT /v1/send/{txnId}`.
+pub async fn send_transaction(
+    State(state): State<AppState>,
+    Path(txn_id): Path<String>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let body = signed.json()?;
+    Ok(Json(state.receive_transaction(&signed.origin, &txn_id, &body).await?))
+}
+
+/// `GET /v1/make_join/{roomId}/{userId}?ver=…`: without `ver`, only version 1 is
+/// supported, as the spec says.
+pub async fn make_join(
+    State(state): State<AppState>,
+    Path((room_id, user_id)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let mut versions: Vec<String> = query.into_iter().filter(|(k, _)| k == "ver").map(|(_, v)| v).collect();
+    if versions.is_empty() {
+        versions.push("1".into());
+    }
+    Ok(Json(state.make_membership(&signed.origin, &room_id, &user_id, "join", &versions).await?))
+}
+
+pub async fn make_leave(
+    State(state): State<AppState>,
+    Path((room_id, user_id)): Path<(String, String)>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.make_membership(&signed.origin, &room_id, &user_id, "leave", &[]).await?))
+}
+
+/// `PUT /v2/send_join/{roomId}/{eventId}`.
+pub async fn send_join(
+    State(state): State<AppState>,
+    Path((room_id, event_id)): Path<(String, String)>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let body = signed.json()?;
+    let event = state.receive_membership(&signed.origin, &room_id, &event_id, "join", &body).await?;
+    Ok(Json(state.join_response(&event).await?))
+}
+
+/// `PUT /v1/send_join`: the v2 answer wrapped as `[200, answer]`.
+pub async fn send_join_v1(
+    state: State<AppState>,
+    path: Path<(String, String)>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let Json(answer) = send_join(state, path, signed).await?;
+    Ok(Json(json!([200, answer])))
+}
+
+pub async fn send_leave(
+    State(state): State<AppState>,
+    Path((room_id, event_id)): Path<(String, String)>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let body = signed.json()?;
+    state.receive_membership(&signed.origin, &room_id, &event_id, "leave", &body).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn send_leave_v1(
+    state: State<AppState>,
+    path: Path<(String, String)>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let _ = send_leave(state, path, signed).await?;
+    Ok(Json(json!([200, {}])))
+}
+
+/// `PUT /v2/invite/{roomId}/{eventId}`.
+pub async fn invite(
+    State(state): State<AppState>,
+    Path((room_id, event_id)): Path<(String, String)>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let body = signed.json()?;
+    Ok(Json(state.receive_invite(&signed.origin, &room_id, &event_id, &body).await?))
+}
+
+pub async fn event(
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.serve_event(&signed.origin, &event_id).await?))
+}
+
+#[derive(serde::Deserialize)]
+pub struct AtEvent {
+    event_id: Option<String>,
+}
+
+fn required_event(query: &AtEvent) -> ApiResult<&str> {
+    query.event_id.as_deref().ok_or_else(|| MatrixError::missing_param("event_id is required"))
+}
+
+pub async fn room_state(
+    State(state): State<AppState>,
+    Path(room_id): Path<String>,
+    Query(query): Query<AtEvent>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.serve_state(&signed.origin, &room_id, required_event(&query)?).await?))
+}
+
+pub async fn room_state_ids(
+    State(state): State<AppState>,
+    Path(room_id): Path<String>,
+    Query(query): Query<AtEvent>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let (pdu_ids, auth_chain_ids) = state.state_ids_at(&signed.origin, &room_id, required_event(&query)?).await?;
+    Ok(Json(json!({ "pdu_ids": pdu_ids, "auth_chain_ids": auth_chain_ids })))
+}
+
+pub async fn event_auth(
+    State(state): State<AppState>,
+    Path((room_id, event_id)): Path<(String, String)>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.serve_event_auth(&signed.origin, &room_id, &event_id).await?))
+}
+
+pub async fn get_missing_events(
+    State(state): State<AppState>,
+    Path(room_id): Path<String>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let body = signed.json()?;
+    Ok(Json(state.serve_missing_events(&signed.origin, &room_id, &body).await?))
+}
+
+/// `GET /v1/backfill/{roomId}?v=…&limit=…`.
+pub async fn backfill(
+    State(state): State<AppState>,
+    Path(room_id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let from: Vec<String> = query.iter().filter(|(k, _)| k == "v").map(|(_, v)| v.clone()).collect();
+    if from.is_empty() {
+        return Err(MatrixError::missing_param("v is required"));
+    }
+    let limit = query.iter().find(|(k, _)| k == "limit").map(|(_, v)| v.as_str()).unwrap_or("10");
+    let limit: usize = limit.parse().map_err(|_| MatrixError::invalid_param("limit must be a number"))?;
+    Ok(Json(state.serve_backfill(&signed.origin, &room_id, &from, limit).await?))
+}

@@ -1,0 +1,165 @@
+//! The key API (`/_matrix/key/v2/…`): this server's keys, and other servers' keys as a
+//! notary (each response counter-signed by this server).
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use futures_util::StreamExt;
+use ruma::{OwnedServerName, ServerName};
+use serde_json::{Value, json};
+
+use super::extract::{AppState, MatrixJson};
+use crate::error::{ApiResult, MatrixError};
+
+/// Servers one `POST /_matrix/key/v2/query` may ask about.
+pub const MAX_NOTARY_QUERY_SERVERS: usize = 100;
+/// Servers looked up at once for one batch query.
+const CONCURRENCY: usize = 8;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_matrix/key/v2/server", get(server_keys))
+        .route("/_matrix/key/v2/server/{key_id}", get(server_keys))
+        .route("/_matrix/key/v2/query", axum::routing::post(query_keys_batch))
+        .route("/_matrix/key/v2/query/{server_name}", get(query_keys))
+        .route("/_matrix/key/v2/query/{server_name}/{key_id}", get(query_keys_by_id))
+}
+
+async fn server_keys(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let body = state.keys.server_key_response().map_err(|err| MatrixError::internal("signing key response", err))?;
+    Ok(Json(body))
+}
+
+/// What one server is asked about: key ids (none means all) and the latest
+/// `minimum_valid_until_ts` among them.
+#[derive(Debug, Default, PartialEq)]
+struct Criteria {
+    key_ids: Vec<String>,
+    minimum_valid_until_ts: Option<u64>,
+}
+
+/// `POST /query` body: `{"server_keys": {server: {key_id: {"minimum_valid_until_ts": n}}}}`.
+fn parse_batch(body: &Value) -> Result<BTreeMap<OwnedServerName, Criteria>, MatrixError> {
+    let servers = body
+        .get("server_keys")
+        .ok_or_else(|| MatrixError::missing_param("server_keys is required"))?
+        .as_object()
+        .ok_or_else(|| MatrixError::bad_json("server_keys must be an object"))?;
+    if servers.len() > MAX_NOTARY_QUERY_SERVERS {
+        return Err(MatrixError::invalid_param(format!("At most {MAX_NOTARY_QUERY_SERVERS} servers per query")));
+    }
+    let mut parsed = BTreeMap::new();
+    for (server, keys) in servers {
+        let server = OwnedServerName::try_from(server.as_str())
+            .map_err(|_| MatrixError::invalid_param(format!("Invalid server name: {server}")))?;
+        let keys =
+            keys.as_object().ok_or_else(|| MatrixError::bad_json(format!("server_keys.{server} must be an object")))?;
+        let mut criteria = Criteria::default();
+        for (key_id, key_criteria) in keys {
+            let key_criteria = key_criteria
+                .as_object()
+                .ok_or_else(|| MatrixError::bad_json(format!("server_keys.{server}.{key_id} must be an object")))?;
+            if let Some(minimum) = key_criteria.get("minimum_valid_until_ts") {
+                let minimum = minimum.as_u64().ok_or_else(|| {
+                    MatrixError::bad_json(format!(
+                        "server_keys.{server}.{key_id}.minimum_valid_until_ts must be a non-negative integer"
+                    ))
+                })?;
+                criteria.minimum_valid_until_ts = Some(criteria.minimum_valid_until_ts.unwrap_or(0).max(minimum));
+            }
+            criteria.key_ids.push(key_id.clone());
+        }
+        parsed.insert(server, criteria);
+    }
+    Ok(parsed)
+}
+
+/// `POST /_matrix/key/v2/query`: several servers' keys at once.
+async fn query_keys_batch(
+    State(state): State<AppState>,
+    MatrixJson(body): MatrixJson<Value>,
+) -> ApiResult<Json<Value>> {
+    let servers = parse_batch(&body)?;
+    let federation = &state.federation;
+    let responses: Vec<Vec<Value>> = futures_util::stream::iter(servers)
+        .map(|(server, criteria)| async move {
+            let key_ids: Vec<&str> = criteria.key_ids.iter().map(String::as_str).collect();
+            federation.notary_query(&server, &key_ids, criteria.minimum_valid_until_ts).await
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    Ok(Json(json!({ "server_keys": responses.into_iter().flatten().collect::<Vec<_>>() })))
+}
+
+async fn query_keys_by_id(
+    State(state): State<AppState>,
+    Path((server_name, key_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    notary_answer(&state, &server_name, &[key_id.as_str()], &query).await
+}
+
+/// `GET /query/{server}`: our own keys, or another server's as it published them
+/// (verified before they are passed on).
+async fn query_keys(
+    State(state): State<AppState>,
+    Path(server_name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    notary_answer(&state, &server_name, &[], &query).await
+}
+
+async fn notary_answer(
+    state: &AppState,
+    server_name: &str,
+    key_ids: &[&str],
+    query: &HashMap<String, String>,
+) -> ApiResult<Json<Value>> {
+    let server = <&ServerName>::try_from(server_name)
+        .map_err(|_| MatrixError::invalid_param(format!("Invalid server name: {server_name}")))?;
+    let minimum = match query.get("minimum_valid_until_ts") {
+        Some(value) => Some(
+            value
+                .parse::<u64>()
+                .map_err(|_| MatrixError::invalid_param("minimum_valid_until_ts must be an integer"))?,
+        ),
+        None => None,
+    };
+    let responses = state.federation.notary_query(server, key_ids, minimum).await;
+    Ok(Json(json!({ "server_keys": responses })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_queries_are_parsed_and_bounded() {
+        let parsed = parse_batch(&json!({ "server_keys": {
+            "a.org": {},
+            "b.org:8448": { "ed25519:1": {}, "ed25519:2": { "minimum_valid_until_ts": 5 } },
+        }}))
+        .unwrap();
+        assert_eq!(parsed[<&ServerName>::try_from("a.org").unwrap()], Criteria::default());
+        let b = &parsed[<&ServerName>::try_from("b.org:8448").unwrap()];
+        assert_eq!((b.key_ids.len(), b.minimum_valid_until_ts), (2, Some(5)));
+
+        let errcode = |body: Value| parse_batch(&body).unwrap_err().errcode;
+        assert_eq!(errcode(json!({})), "M_MISSING_PARAM");
+        assert_eq!(errcode(json!({ "server_keys": [] })), "M_BAD_JSON");
+        assert_eq!(errcode(json!({ "server_keys": { "not a server": {} } })), "M_INVALID_PARAM");
+        assert_eq!(errcode(json!({ "server_keys": { "a.org": [] } })), "M_BAD_JSON");
+        assert_eq!(errcode(json!({ "server_keys": { "a.org": { "k": 1 } } })), "M_BAD_JSON");
+        assert_eq!(
+            errcode(json!({ "server_keys": { "a.org": { "k": { "minimum_valid_until_ts": -1 } } } })),
+            "M_BAD_JSON"
+        );
+        let many: serde_json::Map<String, Value> =
+            (0..=MAX_NOTARY_QUERY_SERVERS).map(|i| (format!("s{i}.org"), json!({}))).collect();
+        assert_eq!(errcode(json!({ "server_keys": many })), "M_INVALID_PARAM");
+    }
+}

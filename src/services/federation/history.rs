@@ -1,0 +1,190 @@
+//! What other servers may read of a room's DAG: single events, the state at an event,
+//! auth chains, missing events and backfill, each only for a server that could see it.
+
+use std::collections::{HashSet, VecDeque};
+
+use ruma::{ServerName, UserId};
+use serde_json::{Value, json};
+
+use crate::error::{ApiResult, MatrixError};
+use crate::services::Services;
+use crate::services::joins::pdu_json;
+use crate::store::{StateMap, StoredEvent};
+
+/// `get_missing_events` and `backfill` return at most this many events.
+const MAX_EVENTS_PER_REQUEST: usize = 100;
+
+impl Services {
+    /// Whether `server` may see `event`: the room is world-readable at it, or a user of
+    /// `server` was joined (or, for `invited`/`shared` history, invited) then, or for
+    /// `shared` history one is joined now.
+    pub async fn server_can_see(&self, server: &ServerName, event: &StoredEvent) -> ApiResult<bool> {
+        if event.rejected {
+            return Ok(false);
+        }
+        let state = match event.state_group_after.or(event.state_group_before) {
+            Some(group) => self.store.state_group(group).await?,
+            None => self.store.current_state(&event.room_id).await?,
+        };
+        let visibility = self.state_content(&state, "m.room.history_visibility").await?;
+        let visibility = visibility["history_visibility"].as_str().unwrap_or("shared").to_owned();
+        if visibility == "world_readable" {
+            return Ok(true);
+        }
+        let memberships = self.server_memberships(server, &state).await?;
+        let allowed = |m: &str| m == "join" || (m == "invite" && visibility != "joined");
+        if memberships.iter().any(|m| allowed(m)) {
+            return Ok(true);
+        }
+        if visibility == "shared" {
+            let current = self.store.current_state(&event.room_id).await?;
+            return Ok(self.server_memberships(server, &current).await?.iter().any(|m| m == "join"));
+        }
+        Ok(false)
+    }
+
+    async fn state_content(&self, state: &StateMap, event_type: &str) -> ApiResult<Value> {
+        let Some(id) = state.get(&(event_type.to_owned(), String::new())) else { return Ok(Value::Null) };
+        Ok(self.store.get_event(id).await?.map(|e| e.json["content"].clone()).unwrap_or(Value::Null))
+    }
+
+    /// The memberships of `server`'s users in a state.
+    async fn server_memberships(&self, server: &ServerName, state: &StateMap) -> ApiResult<Vec<String>> {
+        let ids: Vec<String> = state
+            .iter()
+            .filter(|((kind, key), _)| {
+                kind == "m.room.member" && <&UserId>::try_from(key.as_str()).is_ok_and(|u| u.server_name() == server)
+            })
+            .map(|(_, id)| id.clone())
+            .collect();
+        let events = self.store.events_by_id(&ids).await?;
+        Ok(events.iter().filter_map(|e| e.json["content"]["membership"].as_str().map(str::to_owned)).collect())
+    }
+
+    /// An event of `room_id` (any room when None) that `server` may see, else 404/403.
+    pub async fn event_for_server(
+        &self,
+        server: &ServerName,
+        room_id: Option<&str>,
+        event_id: &str,
+    ) -> ApiResult<StoredEvent> {
+        let event = self.store.get_event(event_id).await?.filter(|e| room_id.is_none_or(|r| r == e.room_id));
+        let event = event.ok_or_else(|| MatrixError::not_found("Event not found"))?;
+        if !self.server_can_see(server, &event).await? {
+            return Err(MatrixError::forbidden("Your server may not see this event"));
+        }
+        Ok(event)
+    }
+
+    /// `GET /event/{eventId}`.
+    pub async fn serve_event(&self, server: &ServerName, event_id: &str) -> ApiResult<Value> {
+        let event = self.event_for_server(server, None, event_id).await?;
+        Ok(self.pdus_response(&[event]))
+    }
+
+    /// The state before `event_id` and its auth chain, as `(state ids, auth chain ids)`.
+    pub async fn state_ids_at(&self, server: &ServerName, room_id: &str, event_id: &str) -> ApiResult<(Vec<String>, Vec<String>)> {
+        let event = self.event_for_server(server, Some(room_id), event_id).await?;
+        let group = event.state_group_before.ok_or_else(|| MatrixError::not_found("The state at this event is not known"))?;
+        let state: Vec<String> = self.store.state_group(group).await?.into_values().collect();
+        let chain = self.rooms.auth_chain_of(state.clone()).await?;
+        Ok((state, chain.into_iter().collect()))
+    }
+
+    /// `GET /state/{roomId}`: the state before an event and its auth chain, as PDUs.
+    pub async fn serve_state(&self, server: &ServerName, room_id: &str, event_id: &str) -> ApiResult<Value> {
+        let (state, chain) = self.state_ids_at(server, room_id, event_id).await?;
+        let state = self.store.events_by_id(&state).await?;
+        let chain = self.store.events_by_id(&chain).await?;
+        Ok(json!({
+            "pdus": state.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
+            "auth_chain": chain.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// `GET /event_auth/{roomId}/{eventId}`: the event's auth chain.
+    pub async fn serve_event_auth(&self, server: &ServerName, room_id: &str, event_id: &str) -> ApiResult<Value> {
+        let event = self.event_for_server(server, Some(room_id), event_id).await?;
+        let roots = event.json["auth_events"]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let chain: Vec<String> = self.rooms.auth_chain_of(roots).await?.into_iter().collect();
+        let events = self.store.events_by_id(&chain).await?;
+        Ok(json!({ "auth_chain": events.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>() }))
+    }
+
+    /// `POST /get_missing_events/{roomId}`: events before `latest` back to (not
+    /// including) `earliest`, oldest first.
+    pub async fn serve_missing_events(&self, server: &ServerName, room_id: &str, body: &Value) -> ApiResult<Value> {
+        let ids = |field: &str| -> ApiResult<Vec<String>> {
+            let list = body[field].as_array().ok_or_else(|| MatrixError::bad_json(format!("`{field}` must be a list")))?;
+            Ok(list.iter().filter_map(|id| id.as_str().map(str::to_owned)).take(MAX_EVENTS_PER_REQUEST).collect())
+        };
+        let earliest: HashSet<String> = ids("earliest_events")?.into_iter().collect();
+        let latest = ids("latest_events")?;
+        let limit = body["limit"].as_u64().unwrap_or(10).clamp(1, MAX_EVENTS_PER_REQUEST as u64) as usize;
+        let min_depth = body["min_depth"].as_i64().unwrap_or(0);
+        let mut found = Vec::new();
+        let mut seen: HashSet<String> = latest.iter().cloned().collect();
+        let mut queue: VecDeque<String> = VecDeque::new();
+        for id in &latest {
+            let event = self.event_for_server(server, Some(room_id), id).await?;
+            queue.extend(prev_ids(&event));
+        }
+        while let Some(id) = queue.pop_front() {
+            if found.len() >= limit {
+                break;
+            }
+            if earliest.contains(&id) || !seen.insert(id.clone()) {
+                continue;
+            }
+            let Some(event) = self.store.get_event(&id).await?.filter(|e| e.room_id == room_id) else { continue };
+            if event.depth < min_depth || !self.server_can_see(server, &event).await? {
+                continue;
+            }
+            queue.extend(prev_ids(&event));
+            found.push(event);
+        }
+        found.sort_by_key(|e| (e.depth, e.stream_ordering));
+        Ok(json!({ "events": found.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>() }))
+    }
+
+    /// `GET /backfill/{roomId}?v=…&limit=…`: the given events and those before them.
+    pub async fn serve_backfill(&self, server: &ServerName, room_id: &str, from: &[String], limit: usize) -> ApiResult<Value> {
+        let limit = limit.clamp(1, MAX_EVENTS_PER_REQUEST);
+        let mut found = Vec::new();
+        let mut seen = HashSet::new();
+        let mut queue: VecDeque<String> = from.iter().take(MAX_EVENTS_PER_REQUEST).cloned().collect();
+        while let Some(id) = queue.pop_front() {
+            if found.len() >= limit {
+                break;
+            }
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let Some(event) = self.store.get_event(&id).await?.filter(|e| e.room_id == room_id) else { continue };
+            if !self.server_can_see(server, &event).await? {
+                continue;
+            }
+            queue.extend(prev_ids(&event));
+            found.push(event);
+        }
+        Ok(self.pdus_response(&found))
+    }
+
+    fn pdus_response(&self, events: &[StoredEvent]) -> Value {
+        json!({
+            "origin": self.config.server_name,
+            "origin_server_ts": crate::store::now_ms(),
+            "pdus": events.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn prev_ids(event: &StoredEvent) -> Vec<String> {
+    event.json["prev_events"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
