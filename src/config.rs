@@ -568,7 +568,10 @@ mod tests {
         .unwrap();
         assert_eq!(config.federation.destination_min_retry_interval, Duration::from_secs(30));
         assert_eq!(config.federation.destination_max_retry_interval, Duration::from_secs(7200));
-        assert_eq!(Config::parse("server_name: a.b\n").unwrap().federation.destination_min_retry_interval.as_secs(), 600);
+        assert_eq!(
+            Config::parse("server_name: a.b\n").unwrap().federation.destination_min_retry_interval.as_secs(),
+            600
+        );
         assert_eq!(parse_duration("1500"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("1w"), Some(Duration::from_secs(604_800)));
         for bad in ["", "m", "10x", "-1s", "99999999999999999999y"] {

@@ -106,3 +106,190 @@ async fn kith_user_joins_a_synapse_room() {
     let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
     assert!(timeline.to_string().contains("hello from synapse"), "{sync}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synapse_user_joins_a_kith_room() {
+    let synapse = Synapse::start().await;
+    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let (syn_user, syn_token) = synapse.register("carol", "pw").await;
+    let (kith_user, kith_token) = kith.register("dave", "pw").await;
+    let room = matrix::create_room(
+        &kith,
+        &kith_token,
+        json!({ "preset": "public_chat", "room_alias_name": "plaza", "name": "Plaza", "topic": "on kith" }),
+    )
+    .await;
+    matrix::send_text(&kith, &kith_token, &room, "kith says hi first").await;
+
+    let alias = format!("#plaza:{}", kith.name());
+    let (status, body) = matrix::join(&synapse, &syn_token, &alias, kith.name()).await;
+    assert_eq!(status, StatusCode::OK, "join: {body}\n{}\n{}", kith.log(), synapse.log());
+    assert_eq!(body["room_id"], room);
+
+    matrix::send_text(&synapse, &syn_token, &room, "synapse here").await;
+    wait_for_message(&kith, &kith_token, &room, "synapse here").await;
+    matrix::send_text(&kith, &kith_token, &room, "welcome, synapse").await;
+    wait_for_message(&synapse, &syn_token, &room, "welcome, synapse").await;
+    // History from before the join is readable on Synapse (shared history).
+    wait_for_message(&synapse, &syn_token, &room, "kith says hi first").await;
+
+    wait_for_same_state(&kith, &kith_token, &synapse, &syn_token, &room).await;
+    let members = matrix::memberships(&synapse, &syn_token, &room).await;
+    assert_eq!(members.get(&syn_user).map(String::as_str), Some("join"));
+    assert_eq!(members.get(&kith_user).map(String::as_str), Some("join"));
+
+    // A state change on either side reaches the other.
+    let path = format!("{V3}/rooms/{}/state/m.room.topic/", matrix::encode(&room));
+    matrix::ok(&kith, Method::PUT, &path, &kith_token, Some(json!({ "topic": "changed on kith" }))).await;
+    eventually("the topic on synapse", PATIENCE, || async {
+        let (status, topic) = synapse.request(Method::GET, &path, Some(&syn_token), None).await;
+        (status == StatusCode::OK && topic["topic"] == "changed on kith").then_some(())
+    })
+    .await;
+}
+
+/// Waits until a server shows `user`'s membership in `room` as `expected`; on failure
+/// shows the logs of `other`, the server the change came from.
+async fn wait_for_membership(
+    server: &impl Homeserver,
+    token: &str,
+    room: &str,
+    user: &str,
+    expected: &str,
+    other: &impl Homeserver,
+) {
+    let seen = matrix::try_eventually(PATIENCE, || async {
+        let path = format!("{V3}/rooms/{}/state/m.room.member/{}", matrix::encode(room), matrix::encode(user));
+        let (status, content) = server.call(Method::GET, &path, Some(token), None).await;
+        (status == StatusCode::OK && content["membership"] == expected).then_some(())
+    })
+    .await;
+    if seen.is_none() {
+        panic!(
+            "timed out waiting for {user} to be {expected} in {room} on {}\n--- {} ---\n{}\n--- {} ---\n{}",
+            server.name(),
+            other.name(),
+            other.logs(),
+            server.name(),
+            server.logs()
+        );
+    }
+}
+
+/// An initial `/sync`. Synapse answers identical sync requests from a cache for a
+/// while, so each call asks with a different (short) timeout.
+async fn fresh_sync(server: &impl Homeserver, token: &str, query: &str) -> (StatusCode, serde_json::Value) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let timeout = CALLS.fetch_add(1, Ordering::Relaxed) % 1000;
+    server.call(Method::GET, &format!("{V3}/sync?timeout={timeout}&{query}"), Some(token), None).await
+}
+
+/// Waits until a user's `/sync` shows an invite to `room`.
+async fn wait_for_invite(server: &impl Homeserver, token: &str, room: &str) -> serde_json::Value {
+    eventually(&format!("an invite to {room} on {}", server.name()), PATIENCE, || async {
+        let (status, sync) = fresh_sync(server, token, "").await;
+        let invite = &sync["rooms"]["invite"][room];
+        (status == StatusCode::OK && invite.is_object()).then(|| invite.clone())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invites_kicks_and_bans_in_a_private_kith_room() {
+    let synapse = Synapse::start().await;
+    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let (syn_user, syn_token) = synapse.register("erin", "pw").await;
+    let (kith_user, kith_token) = kith.register("frank", "pw").await;
+    let room = matrix::create_room(&kith, &kith_token, json!({ "preset": "private_chat", "name": "Secret" })).await;
+
+    // Not invited: Synapse cannot join.
+    let (status, _) = matrix::join(&synapse, &syn_token, &room, kith.name()).await;
+    assert_ne!(status, StatusCode::OK, "an uninvited user joined a private room");
+
+    let (status, body) =
+        matrix::membership_action(&kith, &kith_token, &room, "invite", json!({ "user_id": syn_user })).await;
+    assert_eq!(status, StatusCode::OK, "invite: {body}\n{}", kith.log());
+    let invite = wait_for_invite(&synapse, &syn_token, &room).await;
+    assert!(invite.to_string().contains("Secret"), "the invite shows the room name: {invite}");
+    let (status, body) = matrix::join(&synapse, &syn_token, &room, kith.name()).await;
+    assert_eq!(status, StatusCode::OK, "join after invite: {body}\n{}", synapse.log());
+    matrix::send_text(&synapse, &syn_token, &room, "glad to be in").await;
+    wait_for_message(&kith, &kith_token, &room, "glad to be in").await;
+
+    let (status, _) =
+        matrix::membership_action(&kith, &kith_token, &room, "kick", json!({ "user_id": syn_user, "reason": "test" }))
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_membership(&kith, &kith_token, &room, &syn_user, "leave", &synapse).await;
+    wait_for_membership(&synapse, &syn_token, &room, &syn_user, "leave", &kith).await;
+
+    let (status, body) =
+        matrix::membership_action(&kith, &kith_token, &room, "invite", json!({ "user_id": syn_user })).await;
+    assert_eq!(status, StatusCode::OK, "invite again: {body}\n{}", kith.log());
+    wait_for_invite(&synapse, &syn_token, &room).await;
+    let (status, body) = matrix::join(&synapse, &syn_token, &room, kith.name()).await;
+    assert_eq!(status, StatusCode::OK, "join again: {body}");
+    wait_for_membership(&kith, &kith_token, &room, &syn_user, "join", &synapse).await;
+    let (status, _) = matrix::membership_action(&kith, &kith_token, &room, "ban", json!({ "user_id": syn_user })).await;
+    assert_eq!(status, StatusCode::OK);
+    // A banned user no longer reads the room's state; their sync shows the ban.
+    let filter = matrix::encode(r#"{"room":{"include_leave":true}}"#);
+    eventually("the ban in the synapse user's sync", PATIENCE, || async {
+        let (_, sync) = fresh_sync(&synapse, &syn_token, &format!("filter={filter}")).await;
+        let timeline = &sync["rooms"]["leave"][&room]["timeline"]["events"];
+        let banned = timeline.as_array().is_some_and(|events| {
+            events.iter().any(|e| e["state_key"] == syn_user.as_str() && e["content"]["membership"] == "ban")
+        });
+        banned.then_some(())
+    })
+    .await;
+    let (status, _) = matrix::join(&synapse, &syn_token, &room, kith.name()).await;
+    assert_ne!(status, StatusCode::OK, "a banned user joined");
+    let members = matrix::memberships(&kith, &kith_token, &room).await;
+    assert_eq!(members.get(&syn_user).map(String::as_str), Some("ban"));
+    assert_eq!(members.get(&kith_user).map(String::as_str), Some("join"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invites_leaves_and_declines_in_a_private_synapse_room() {
+    let synapse = Synapse::start().await;
+    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let (syn_user, syn_token) = synapse.register("grace", "pw").await;
+    let (kith_user, kith_token) = kith.register("heidi", "pw").await;
+    let room = matrix::create_room(&synapse, &syn_token, json!({ "preset": "private_chat", "name": "Club" })).await;
+
+    let (status, body) =
+        matrix::membership_action(&synapse, &syn_token, &room, "invite", json!({ "user_id": kith_user })).await;
+    assert_eq!(status, StatusCode::OK, "invite: {body}\n{}", kith.log());
+    let invite = wait_for_invite(&kith, &kith_token, &room).await;
+    assert!(invite.to_string().contains("Club"), "the invite shows the room name: {invite}");
+    let (status, body) = matrix::join(&kith, &kith_token, &room, &synapse.server_name).await;
+    assert_eq!(status, StatusCode::OK, "join after invite: {body}\n{}", kith.log());
+    matrix::send_text(&kith, &kith_token, &room, "thanks for the invite").await;
+    wait_for_message(&synapse, &syn_token, &room, "thanks for the invite").await;
+    wait_for_same_state(&kith, &kith_token, &synapse, &syn_token, &room).await;
+
+    let (status, _) = matrix::membership_action(&kith, &kith_token, &room, "leave", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_membership(&synapse, &syn_token, &room, &kith_user, "leave", &kith).await;
+
+    // Invited again, the kith user declines: kith is no longer in the room, so the
+    // leave goes through Synapse (make_leave/send_leave).
+    matrix::membership_action(&synapse, &syn_token, &room, "invite", json!({ "user_id": kith_user })).await;
+    wait_for_invite(&kith, &kith_token, &room).await;
+    let (status, body) = matrix::membership_action(&kith, &kith_token, &room, "leave", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "decline: {body}\n{}", kith.log());
+    wait_for_membership(&synapse, &syn_token, &room, &kith_user, "leave", &kith).await;
+    let (status, sync) = kith.get(&format!("{V3}/sync"), Some(&kith_token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(sync["rooms"]["invite"][&room].is_null(), "the declined invite is gone: {sync}");
+
+    let (status, _) =
+        matrix::membership_action(&synapse, &syn_token, &room, "ban", json!({ "user_id": kith_user })).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = matrix::join(&kith, &kith_token, &room, &synapse.server_name).await;
+    assert_ne!(status, StatusCode::OK, "a banned user joined");
+    let members = matrix::memberships(&synapse, &syn_token, &room).await;
+    assert_eq!(members.get(&syn_user).map(String::as_str), Some("join"));
+}

@@ -29,8 +29,11 @@ impl Services {
     /// from their server (`/query/directory`).
     pub async fn resolve_alias(&self, alias: &RoomAliasId) -> ApiResult<(String, Vec<OwnedServerName>)> {
         if alias.server_name() == self.config.server_name {
-            let (room_id, _) =
-                self.store.get_alias(alias.as_str()).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+            let (room_id, _) = self
+                .store
+                .get_alias(alias.as_str())
+                .await?
+                .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
             return Ok((room_id, vec![self.config.server_name.clone()]));
         }
         let path = format!("/_matrix/federation/v1/query/directory?room_alias={}", encode(alias.as_str()));
@@ -52,7 +55,12 @@ impl Services {
 
     /// Joins a local user to a room: locally when this server is in it, else through one
     /// of `servers` (tried in order).
-    pub async fn join_room(self: &Arc<Self>, user_id: &str, room_id: &str, servers: &[OwnedServerName]) -> ApiResult<()> {
+    pub async fn join_room(
+        self: &Arc<Self>,
+        user_id: &str,
+        room_id: &str,
+        servers: &[OwnedServerName],
+    ) -> ApiResult<()> {
         let profile = self.profiles.get(user_id).await?;
         if self.is_resident(room_id).await? {
             let join = MembershipChange {
@@ -111,12 +119,8 @@ impl Services {
         profile: &super::profiles::Profile,
     ) -> ApiResult<()> {
         let versions: Vec<String> = JOINABLE_ROOM_VERSIONS.iter().map(|v| format!("ver={v}")).collect();
-        let path = format!(
-            "/_matrix/federation/v1/make_join/{}/{}?{}",
-            encode(room_id),
-            encode(user_id),
-            versions.join("&")
-        );
+        let path =
+            format!("/_matrix/federation/v1/make_join/{}/{}?{}", encode(room_id), encode(user_id), versions.join("&"));
         let template = self.federation.get(server, &path).await.map_err(|e| e.to_client_error())?;
         let (version, rules) = supported_version(&template["room_version"])?;
         let mut event = template["event"].clone();
@@ -128,8 +132,11 @@ impl Services {
         }
         let (event_id, signed) = self.sign_template(event, &rules)?;
         let path = format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id), encode(&event_id));
-        let response =
-            self.federation.request(Method::PUT, server, &path, Some(&signed)).await.map_err(|e| e.to_client_error())?;
+        let response = self
+            .federation
+            .request(Method::PUT, server, &path, Some(&signed))
+            .await
+            .map_err(|e| e.to_client_error())?;
         // The resident server may have added its signature (restricted rooms).
         let joined = match &response["event"] {
             Value::Object(_) => response["event"].clone(),
@@ -171,10 +178,8 @@ impl Services {
             }
         }
         self.store.create_remote_room_record(&room_id, version.as_str(), &creator).await?;
-        let outcome = self
-            .rooms
-            .persist_remote(rules, &join, super::rooms::remote::PriorState::Given(state_map))
-            .await?;
+        let outcome =
+            self.rooms.persist_remote(rules, &join, super::rooms::remote::PriorState::Given(state_map)).await?;
         match outcome {
             Outcome::Accepted | Outcome::AlreadyKnown => Ok(()),
             Outcome::SoftFailed => Err(MatrixError::forbidden("The join is not allowed by the room's current state")),
@@ -196,8 +201,11 @@ impl Services {
         fields.insert("origin_server_ts".into(), json!(crate::store::now_ms()));
         let mut object: CanonicalJsonObject =
             serde_json::from_value(event).map_err(|e| MatrixError::bad_json(format!("Invalid event template: {e}")))?;
-        self.keys.hash_and_sign_event(&mut object, &rules.redaction).map_err(|e| MatrixError::bad_json(e.to_string()))?;
-        let reference = ruma::signatures::reference_hash(&object, rules).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        self.keys
+            .hash_and_sign_event(&mut object, &rules.redaction)
+            .map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        let reference =
+            ruma::signatures::reference_hash(&object, rules).map_err(|e| MatrixError::bad_json(e.to_string()))?;
         let json = serde_json::to_value(&object).map_err(|e| MatrixError::internal("pdu", e))?;
         Ok((format!("${reference}"), json))
     }
@@ -226,7 +234,13 @@ impl Services {
         Err(last_error)
     }
 
-    async fn leave_through(&self, server: &ServerName, user_id: &str, room_id: &str, reason: Option<&str>) -> ApiResult<()> {
+    async fn leave_through(
+        &self,
+        server: &ServerName,
+        user_id: &str,
+        room_id: &str,
+        reason: Option<&str>,
+    ) -> ApiResult<()> {
         let path = format!("/_matrix/federation/v1/make_leave/{}/{}", encode(room_id), encode(user_id));
         let template = self.federation.get(server, &path).await.map_err(|e| e.to_client_error())?;
         let (_, rules) = supported_version(&template["room_version"])?;
@@ -276,7 +290,13 @@ impl Services {
 
     /// Invites a user of another server: the invite goes to their server to be
     /// countersigned before it is sent into the room.
-    pub async fn invite_remote(&self, room_id: &str, sender: &str, target: &UserId, reason: Option<&str>) -> ApiResult<()> {
+    pub async fn invite_remote(
+        &self,
+        room_id: &str,
+        sender: &str,
+        target: &UserId,
+        reason: Option<&str>,
+    ) -> ApiResult<()> {
         let version = self.rooms.room_version(room_id).await?;
         let invite_state = self.stripped_state(room_id).await?;
         let mut content = json!({ "membership": "invite" });
@@ -296,14 +316,16 @@ impl Services {
             .send_countersigned(event, async |json: Value| {
                 let event_id = self.reference_id(&json, &version)?;
                 let path = format!("/_matrix/federation/v2/invite/{}/{}", encode(room_id), encode(&event_id));
-                let body = json!({ "event": json, "room_version": version.as_str(), "invite_room_state": invite_state });
+                let body =
+                    json!({ "event": json, "room_version": version.as_str(), "invite_room_state": invite_state });
                 let response = self
                     .federation
                     .request(Method::PUT, &server, &path, Some(&body))
                     .await
                     .map_err(|e| e.to_client_error())?;
                 let rules = super::rooms::Rooms::version_rules(&version)?;
-                let signed = self.federation.check_pdu(&response["event"], &rules).await.map_err(MatrixError::bad_json)?;
+                let signed =
+                    self.federation.check_pdu(&response["event"], &rules).await.map_err(MatrixError::bad_json)?;
                 if !response["event"]["signatures"][server.as_str()].is_object() {
                     return Err(MatrixError::forbidden("The invitee's server did not sign the invite"));
                 }
@@ -315,8 +337,10 @@ impl Services {
 
     fn reference_id(&self, json: &Value, version: &RoomVersionId) -> ApiResult<String> {
         let rules = super::rooms::Rooms::version_rules(version)?;
-        let object: CanonicalJsonObject = serde_json::from_value(json.clone()).map_err(|e| MatrixError::internal("pdu", e))?;
-        let reference = ruma::signatures::reference_hash(&object, &rules).map_err(|e| MatrixError::internal("pdu", e))?;
+        let object: CanonicalJsonObject =
+            serde_json::from_value(json.clone()).map_err(|e| MatrixError::internal("pdu", e))?;
+        let reference =
+            ruma::signatures::reference_hash(&object, &rules).map_err(|e| MatrixError::internal("pdu", e))?;
         Ok(format!("${reference}"))
     }
 
@@ -452,7 +476,13 @@ impl Services {
 
     /// `PUT /v2/invite`: countersigns an invite of a local user, and keeps it for the
     /// invitee when this server is not in the room.
-    pub async fn receive_invite(&self, origin: &ServerName, room_id: &str, event_id: &str, body: &Value) -> ApiResult<Value> {
+    pub async fn receive_invite(
+        &self,
+        origin: &ServerName,
+        room_id: &str,
+        event_id: &str,
+        body: &Value,
+    ) -> ApiResult<Value> {
         let version = body["room_version"].as_str().unwrap_or("1");
         let (version, rules) = supported_version(&json!(version))?;
         let event = self.federation.check_pdu(&body["event"], &rules).await.map_err(MatrixError::bad_json)?;
@@ -476,8 +506,13 @@ impl Services {
         }
         let mut object: CanonicalJsonObject =
             serde_json::from_value(event.json.clone()).map_err(|e| MatrixError::bad_json(e.to_string()))?;
-        ruma::signatures::sign_event(self.config.server_name.as_str(), self.keys.key_pair(), &mut object, &rules.redaction)
-            .map_err(|e| MatrixError::internal("signing an invite", e))?;
+        ruma::signatures::sign_event(
+            self.config.server_name.as_str(),
+            self.keys.key_pair(),
+            &mut object,
+            &rules.redaction,
+        )
+        .map_err(|e| MatrixError::internal("signing an invite", e))?;
         let signed = serde_json::to_value(&object).map_err(|e| MatrixError::internal("pdu", e))?;
         if !self.is_resident(room_id).await? {
             let checked = CheckedEvent { json: signed.clone(), ..event.clone() };

@@ -142,11 +142,10 @@ impl Store {
 
     /// Every destination in backoff.
     pub async fn destination_retries(&self) -> Result<Vec<(String, Retry)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT destination, failures, retry_last_ts, retry_interval_ms FROM federation_destinations",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        let rows =
+            sqlx::query("SELECT destination, failures, retry_last_ts, retry_interval_ms FROM federation_destinations")
+                .fetch_all(self.pool())
+                .await?;
         rows.iter()
             .map(|row| {
                 Ok((

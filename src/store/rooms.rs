@@ -143,7 +143,12 @@ impl Store {
     }
 
     /// Records a room this server joined over federation (kept if already known).
-    pub async fn create_remote_room_record(&self, room_id: &str, version: &str, creator: &str) -> Result<(), sqlx::Error> {
+    pub async fn create_remote_room_record(
+        &self,
+        room_id: &str,
+        version: &str,
+        creator: &str,
+    ) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1, $2, $3, $4) \

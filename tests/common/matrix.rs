@@ -116,7 +116,11 @@ pub async fn message_bodies(server: &impl Homeserver, token: &str, room: &str) -
 }
 
 /// `(type, state_key) -> event_id` of a room's current state as a server shows it.
-pub async fn state_ids(server: &impl Homeserver, token: &str, room: &str) -> std::collections::BTreeMap<(String, String), String> {
+pub async fn state_ids(
+    server: &impl Homeserver,
+    token: &str,
+    room: &str,
+) -> std::collections::BTreeMap<(String, String), String> {
     let response = ok(server, Method::GET, &format!("{V3}/rooms/{}/state", encode(room)), token, None).await;
     response
         .as_array()
@@ -124,7 +128,10 @@ pub async fn state_ids(server: &impl Homeserver, token: &str, room: &str) -> std
         .iter()
         .map(|e| {
             (
-                (e["type"].as_str().unwrap_or_default().to_owned(), e["state_key"].as_str().unwrap_or_default().to_owned()),
+                (
+                    e["type"].as_str().unwrap_or_default().to_owned(),
+                    e["state_key"].as_str().unwrap_or_default().to_owned(),
+                ),
                 e["event_id"].as_str().unwrap_or_default().to_owned(),
             )
         })
@@ -132,7 +139,11 @@ pub async fn state_ids(server: &impl Homeserver, token: &str, room: &str) -> std
 }
 
 /// The membership of every user in a room's current state.
-pub async fn memberships(server: &impl Homeserver, token: &str, room: &str) -> std::collections::BTreeMap<String, String> {
+pub async fn memberships(
+    server: &impl Homeserver,
+    token: &str,
+    room: &str,
+) -> std::collections::BTreeMap<String, String> {
     let response = ok(server, Method::GET, &format!("{V3}/rooms/{}/state", encode(room)), token, None).await;
     response
         .as_array()
@@ -149,7 +160,19 @@ pub async fn memberships(server: &impl Homeserver, token: &str, room: &str) -> s
 }
 
 /// Polls `check` until it returns Some, failing with `what` after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match try_eventually(limit, check).await {
+        Some(value) => value,
+        None => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// Polls `check` until it returns Some, or None after `limit`.
+pub async fn try_eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -157,9 +180,11 @@ where
     let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -179,6 +204,7 @@ pub fn encode(text: &str) -> String {
 fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     nanos ^ COUNTER.fetch_add(1, Ordering::Relaxed)
 }

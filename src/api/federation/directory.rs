@@ -22,7 +22,8 @@ pub async fn query_alias(
     if alias_id.server_name() != state.config.server_name {
         return Err(MatrixError::not_found("The alias is not on this server"));
     }
-    let (room_id, _) = state.store.get_alias(alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    let (room_id, _) =
+        state.store.get_alias(alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
     let mut servers = vec![state.config.server_name.to_string()];
     for user in state.store.joined_user_ids(&room_id).await? {
         if let Ok(user) = <&ruma::UserId>::try_from(user.as_str()) {

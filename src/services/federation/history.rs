@@ -83,9 +83,15 @@ impl Services {
     }
 
     /// The state before `event_id` and its auth chain, as `(state ids, auth chain ids)`.
-    pub async fn state_ids_at(&self, server: &ServerName, room_id: &str, event_id: &str) -> ApiResult<(Vec<String>, Vec<String>)> {
+    pub async fn state_ids_at(
+        &self,
+        server: &ServerName,
+        room_id: &str,
+        event_id: &str,
+    ) -> ApiResult<(Vec<String>, Vec<String>)> {
         let event = self.event_for_server(server, Some(room_id), event_id).await?;
-        let group = event.state_group_before.ok_or_else(|| MatrixError::not_found("The state at this event is not known"))?;
+        let group =
+            event.state_group_before.ok_or_else(|| MatrixError::not_found("The state at this event is not known"))?;
         let state: Vec<String> = self.store.state_group(group).await?.into_values().collect();
         let chain = self.rooms.auth_chain_of(state.clone()).await?;
         Ok((state, chain.into_iter().collect()))
@@ -118,7 +124,8 @@ impl Services {
     /// including) `earliest`, oldest first.
     pub async fn serve_missing_events(&self, server: &ServerName, room_id: &str, body: &Value) -> ApiResult<Value> {
         let ids = |field: &str| -> ApiResult<Vec<String>> {
-            let list = body[field].as_array().ok_or_else(|| MatrixError::bad_json(format!("`{field}` must be a list")))?;
+            let list =
+                body[field].as_array().ok_or_else(|| MatrixError::bad_json(format!("`{field}` must be a list")))?;
             Ok(list.iter().filter_map(|id| id.as_str().map(str::to_owned)).take(MAX_EVENTS_PER_REQUEST).collect())
         };
         let earliest: HashSet<String> = ids("earliest_events")?.into_iter().collect();
@@ -151,7 +158,13 @@ impl Services {
     }
 
     /// `GET /backfill/{roomId}?v=…&limit=…`: the given events and those before them.
-    pub async fn serve_backfill(&self, server: &ServerName, room_id: &str, from: &[String], limit: usize) -> ApiResult<Value> {
+    pub async fn serve_backfill(
+        &self,
+        server: &ServerName,
+        room_id: &str,
+        from: &[String],
+        limit: usize,
+    ) -> ApiResult<Value> {
         let limit = limit.clamp(1, MAX_EVENTS_PER_REQUEST);
         let mut found = Vec::new();
         let mut seen = HashSet::new();

@@ -132,6 +132,7 @@ impl Federation {
         let mut request = self
             .http
             .request(method, format!("{base}{path_and_query}"))
+            .header(reqwest::header::HOST, &base.host_header)
             .header(reqwest::header::AUTHORIZATION, authorization.to_string());
         if body.is_some() {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body_bytes);

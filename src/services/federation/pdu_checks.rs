@@ -40,15 +40,18 @@ pub fn parse_pdu(value: &Value, rules: &RoomVersionRules) -> Result<ParsedPdu, S
     for (field, is_valid) in [
         ("hashes", object.get("hashes").is_some_and(|v| matches!(v, CanonicalJsonValue::Object(_)))),
         ("signatures", object.get("signatures").is_some_and(|v| matches!(v, CanonicalJsonValue::Object(_)))),
-        ("depth", object.get("depth").is_some_and(|v| matches!(v, CanonicalJsonValue::Integer(i) if i64::from(*i) >= 0))),
+        (
+            "depth",
+            object.get("depth").is_some_and(|v| matches!(v, CanonicalJsonValue::Integer(i) if i64::from(*i) >= 0)),
+        ),
         ("type", object.get("type").is_some_and(|v| matches!(v, CanonicalJsonValue::String(_)))),
     ] {
         if !is_valid {
             return Err(format!("missing or invalid `{field}`"));
         }
     }
-    let reference =
-        ruma::signatures::reference_hash(&object, rules).map_err(|err| format!("cannot compute the event id: {err}"))?;
+    let reference = ruma::signatures::reference_hash(&object, rules)
+        .map_err(|err| format!("cannot compute the event id: {err}"))?;
     let event_id = format!("${reference}");
     let json = serde_json::to_value(&object).map_err(|err| err.to_string())?;
     let pdu = Pdu::from_json(&event_id, &json, false)?;
@@ -87,10 +90,8 @@ impl Federation {
             .map_err(|err| err.to_string())?;
         let mut keys = PublicKeyMap::new();
         for server in servers {
-            let set = self
-                .server_keys(&server)
-                .await
-                .map_err(|err| format!("cannot get the keys of {server}: {err}"))?;
+            let set =
+                self.server_keys(&server).await.map_err(|err| format!("cannot get the keys of {server}: {err}"))?;
             keys.insert(server.to_string(), set);
         }
         verify_pdu(parsed, &keys, rules)
@@ -201,7 +202,11 @@ mod tests {
             cases.push(bad);
         }
         for case in cases {
-            assert!(parse_pdu(&case, &rules()).is_err(), "accepted {}", &case.to_string()[..case.to_string().len().min(200)]);
+            assert!(
+                parse_pdu(&case, &rules()).is_err(),
+                "accepted {}",
+                &case.to_string()[..case.to_string().len().min(200)]
+            );
         }
     }
 

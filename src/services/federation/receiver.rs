@@ -29,11 +29,18 @@ const MAX_FETCHED_EVENTS: usize = 50_000;
 /// Remote typing notifications last this long unless renewed (as in Synapse).
 const REMOTE_TYPING_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `(origin, txn id)` of a transaction.
+type TxnKey = (String, String);
+
+/// Answers by transaction, and the order they came in (oldest forgotten first).
+#[derive(Default)]
+struct Answered(HashMap<TxnKey, Value>, VecDeque<TxnKey>);
+
 /// Transactions already answered, and one lock per origin so an origin's transactions
 /// are processed one at a time and in order.
 #[derive(Default)]
 pub struct TransactionLog {
-    answered: StdMutex<(HashMap<(String, String), Value>, VecDeque<(String, String)>)>,
+    answered: StdMutex<Answered>,
     origins: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 

@@ -70,8 +70,7 @@ impl EduQueue {
 
     /// The oldest EDUs, up to `limit`, with their keys (to put back on failure).
     fn take(&mut self, limit: usize) -> Vec<(String, u64, Value)> {
-        let mut all: Vec<(String, u64, Value)> =
-            self.by_key.drain().map(|(key, (seq, edu))| (key, seq, edu)).collect();
+        let mut all: Vec<(String, u64, Value)> = self.by_key.drain().map(|(key, (seq, edu))| (key, seq, edu)).collect();
         all.sort_by_key(|(_, seq, _)| *seq);
         for (key, seq, edu) in all.drain(limit.min(all.len())..) {
             self.by_key.insert(key, (seq, edu));
@@ -221,8 +220,7 @@ async fn room_servers(services: &Services, room_id: &str) -> ApiResult<Vec<Owned
             servers.insert(user.server_name().to_owned());
         }
     }
-    let mut servers: Vec<OwnedServerName> =
-        servers.into_iter().filter(|s| services.federation.allowed(s)).collect();
+    let mut servers: Vec<OwnedServerName> = servers.into_iter().filter(|s| services.federation.allowed(s)).collect();
     servers.sort();
     Ok(servers)
 }
@@ -325,11 +323,7 @@ async fn send_once(services: &Arc<Services>, server: &ServerName, destination: &
     if pdus.is_empty() && edus.is_empty() {
         return Ok(false);
     }
-    let txn_id = format!(
-        "{}.{}",
-        crate::store::now_ms(),
-        services.sender.txn_counter.fetch_add(1, Ordering::Relaxed)
-    );
+    let txn_id = format!("{}.{}", crate::store::now_ms(), services.sender.txn_counter.fetch_add(1, Ordering::Relaxed));
     let body = json!({
         "origin": services.config.server_name,
         "origin_server_ts": crate::store::now_ms(),

@@ -328,12 +328,16 @@ impl Rooms {
         pdu: &Pdu,
         state: &StateMap,
     ) -> ApiResult<Result<(), String>> {
-        let types =
-            match auth_types_for_event(&pdu.kind, &pdu.sender, pdu.state_key.as_deref(), &pdu.content, &rules.authorization)
-            {
-                Ok(types) => types,
-                Err(err) => return Ok(Err(err.to_string())),
-            };
+        let types = match auth_types_for_event(
+            &pdu.kind,
+            &pdu.sender,
+            pdu.state_key.as_deref(),
+            &pdu.content,
+            &rules.authorization,
+        ) {
+            Ok(types) => types,
+            Err(err) => return Ok(Err(err.to_string())),
+        };
         let key = |(event_type, state_key): &(StateEventType, String)| (event_type.to_string(), state_key.clone());
         let create = state.get(&("m.room.create".to_owned(), String::new())).cloned();
         let ids = types.iter().filter_map(|k| state.get(&key(k)).cloned()).chain(create);

@@ -58,7 +58,11 @@ async fn resolve(rooms: &Rooms, rules: &RoomVersionRules, extremities: &[StoredE
 }
 
 /// Resolves several room states into one with state resolution v2.
-pub(super) async fn resolve_states(rooms: &Rooms, rules: &RoomVersionRules, maps: Vec<StateMap>) -> ApiResult<StateMap> {
+pub(super) async fn resolve_states(
+    rooms: &Rooms,
+    rules: &RoomVersionRules,
+    maps: Vec<StateMap>,
+) -> ApiResult<StateMap> {
     let v2 = rules
         .state_res
         .v2_rules()
