@@ -293,3 +293,79 @@ async fn invites_leaves_and_declines_in_a_private_synapse_room() {
     let members = matrix::memberships(&synapse, &syn_token, &room).await;
     assert_eq!(members.get(&syn_user).map(String::as_str), Some("join"));
 }
+
+/// The user ids and names kith's directory shows `token`'s user for `term`.
+async fn directory_search(kith: &TestServer, token: &str, term: &str) -> Vec<(String, String)> {
+    let body = json!({ "search_term": term, "limit": 10 });
+    let response = matrix::ok(kith, Method::POST, &format!("{V3}/user_directory/search"), token, Some(body)).await;
+    response["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["user_id"].as_str().unwrap_or_default().to_owned(),
+                r["display_name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_for_directory(kith: &TestServer, token: &str, term: &str, expected: Vec<(String, String)>) {
+    let what = format!("kith's directory to answer {term:?} with {expected:?}");
+    eventually(&what, PATIENCE, || async {
+        let found = directory_search(kith, token, term).await;
+        (found == expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_profiles_reach_memberships_and_the_directory() {
+    let synapse = Synapse::start().await;
+    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let (sam, sam_token) = synapse.register("sam", "pw").await;
+    let (tess, tess_token) = synapse.register("tess", "pw").await;
+    let (kim, kim_token) = kith.register("kim", "pw").await;
+    let set_name = |user: String, token: String, name: &'static str| {
+        let synapse = &synapse;
+        async move {
+            let path = format!("{V3}/profile/{}/displayname", matrix::encode(&user));
+            matrix::ok(synapse, Method::PUT, &path, &token, Some(json!({ "displayname": name }))).await;
+        }
+    };
+    set_name(sam.clone(), sam_token.clone(), "Sam Synapse").await;
+    set_name(tess.clone(), tess_token.clone(), "Tess Tester").await;
+    let room = matrix::create_room(&synapse, &sam_token, json!({ "preset": "public_chat", "name": "Town" })).await;
+
+    // Before kith shares a room with Sam, its directory does not know him.
+    assert!(directory_search(&kith, &kim_token, "sam").await.is_empty());
+    let (status, body) = matrix::join(&kith, &kim_token, &room, &synapse.server_name).await;
+    assert_eq!(status, StatusCode::OK, "join: {body}");
+    wait_for_directory(&kith, &kim_token, "sam", vec![(sam.clone(), "Sam Synapse".into())]).await;
+
+    // A display-name change on Synapse reaches kith's copy of the room and its directory.
+    set_name(sam.clone(), sam_token.clone(), "Samuel Renamed").await;
+    eventually("the new name in kith's membership", PATIENCE, || async {
+        let path = format!("{V3}/rooms/{}/state/m.room.member/{}", matrix::encode(&room), matrix::encode(&sam));
+        let (status, member) = kith.get(&path, Some(&kim_token)).await;
+        (status == StatusCode::OK && member["displayname"] == "Samuel Renamed").then_some(())
+    })
+    .await;
+    wait_for_directory(&kith, &kim_token, "samuel", vec![(sam.clone(), "Samuel Renamed".into())]).await;
+    assert!(directory_search(&kith, &kim_token, "synapse sam").await.is_empty(), "the old name is gone");
+
+    // Sam leaves: he shares no room with kith any more.
+    matrix::membership_action(&synapse, &sam_token, &room, "leave", json!({})).await;
+    wait_for_directory(&kith, &kim_token, "samuel", vec![]).await;
+
+    // Tess joins (through kith: Synapse has nobody left in the room), then kith's only
+    // user leaves: kith forgets the room's remote members.
+    let (status, body) = matrix::join(&synapse, &tess_token, &room, kith.name()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_directory(&kith, &kim_token, "tess", vec![(tess.clone(), "Tess Tester".into())]).await;
+    let (status, _) = matrix::membership_action(&kith, &kim_token, &room, "leave", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_directory(&kith, &kim_token, "tess", vec![]).await;
+    wait_for_membership(&synapse, &tess_token, &room, &kim, "leave", &kith).await;
+}
