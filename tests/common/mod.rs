@@ -2,6 +2,7 @@
 //! SQLite or a throwaway PostgreSQL cluster, and drives it over HTTP.
 #![allow(dead_code)]
 
+pub mod fake_server;
 pub mod matrix;
 pub mod postgres;
 pub mod synapse;

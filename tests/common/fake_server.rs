@@ -1,0 +1,377 @@
+//! A minimal federation peer for tests: a TLS server on a free loopback port (so its
+//! server name is `127.0.0.1:<port>`) that publishes a signing key, and that signs
+//! requests and events as that server, honestly or not.
+//!
+//! It serves `GET /_matrix/key/v2/server` and accepts transactions kith sends it
+//! (`PUT /send/{txnId}`, answered with no per-PDU results); anything else kith asks it
+//! (`/event`, `/event_auth`, `/state`, `/get_missing_events`, queries…) is a 404 Matrix
+//! error. Every request it receives is recorded. The server stops when dropped.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::routing::{get, put};
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use kith::services::server_keys::ServerKeys;
+use reqwest::{Method, StatusCode};
+use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
+use ruma::canonical_json::CanonicalJsonObject;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::signatures::KeyPair;
+use ruma::{OwnedServerName, RoomVersionId};
+use serde_json::{Value, json};
+
+use super::TestServer;
+use super::matrix::encode;
+
+/// The longest any one request to kith may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct FakeServer {
+    /// `127.0.0.1:<port>`.
+    pub name: String,
+    pub keys: ServerKeys,
+    /// Requests received, as `METHOD /path?query`, oldest first.
+    received: Arc<Mutex<Vec<String>>>,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<()>,
+    client: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+/// A room the fake server joined one of its users to through kith.
+#[derive(Debug, Clone)]
+pub struct JoinedRoom {
+    pub room_id: String,
+    pub room_version: RoomVersionId,
+    pub rules: RoomVersionRules,
+    /// The joined user, `@<localpart>:<fake server name>`.
+    pub user_id: String,
+    pub join_event_id: String,
+    pub join_depth: i64,
+    /// `(type, state_key) -> event id`: the state kith returned from `send_join`, plus
+    /// the join itself.
+    pub state: BTreeMap<(String, String), String>,
+    /// The `send_join` answer as kith gave it.
+    pub send_join_response: Value,
+}
+
+impl JoinedRoom {
+    pub fn state_id(&self, kind: &str, state_key: &str) -> Option<&str> {
+        self.state.get(&(kind.to_owned(), state_key.to_owned())).map(String::as_str)
+    }
+
+    /// The auth events of an event sent by `sender`: the create event, the power levels
+    /// and the sender's member event (when the state has one).
+    pub fn auth_events_for(&self, sender: &str) -> Vec<String> {
+        [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", sender)]
+            .into_iter()
+            .filter_map(|(kind, key)| self.state_id(kind, key).map(str::to_owned))
+            .collect()
+    }
+
+    /// The content of a state event of the `send_join` answer.
+    pub fn state_content(&self, kind: &str, state_key: &str) -> Option<Value> {
+        let id = self.state_id(kind, state_key)?;
+        let events = self.send_join_response["state"].as_array()?;
+        events.iter().find(|e| event_id_of(e, &self.rules) == id).map(|e| e["content"].clone())
+    }
+}
+
+impl FakeServer {
+    pub async fn start() -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake server");
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        let port = listener.local_addr().expect("fake server address").port();
+        let name = format!("127.0.0.1:{port}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key_path = dir.path().join("fake.signing.key");
+        ServerKeys::generate_file(&key_path).expect("signing key");
+        let keys = load_keys(&name, &key_path);
+        let key_response = keys.server_key_response().expect("key response");
+
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("self-signed certificate");
+        let tls = RustlsConfig::from_pem(cert.cert.pem().into_bytes(), cert.signing_key.serialize_pem().into_bytes())
+            .await
+            .expect("TLS config");
+
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        let app = Router::new()
+            .route("/_matrix/key/v2/server", get(move || async move { Json(key_response) }))
+            .route("/_matrix/federation/v1/send/{txn_id}", put(|| async { Json(json!({ "pdus": {} })) }))
+            .fallback(|| async {
+                (StatusCode::NOT_FOUND, Json(json!({ "errcode": "M_NOT_FOUND", "error": "Not served here" })))
+            })
+            .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+                let log = log.clone();
+                async move {
+                    let line = format!("{} {}", request.method(), request.uri());
+                    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(line);
+                    next.run(request).await
+                }
+            }));
+
+        let handle: Handle<SocketAddr> = Handle::new();
+        let server = axum_server::from_tcp_rustls(listener, tls).expect("TLS listener").handle(handle.clone());
+        let task = tokio::spawn(async move {
+            let _ = server.serve(app.into_make_service()).await;
+        });
+        tokio::time::timeout(START_TIMEOUT, handle.listening())
+            .await
+            .expect("the fake server did not start in time")
+            .expect("the fake server failed to start");
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .danger_accept_invalid_certs(true)
+            .build()
+            .expect("client");
+        Self { name, keys, received, handle, task, client, dir }
+    }
+
+    /// `@<localpart>:<this server>`.
+    pub fn user_id(&self, localpart: &str) -> String {
+        format!("@{localpart}:{}", self.name)
+    }
+
+    /// Requests received so far, as `METHOD /path?query`.
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Keys under this server's name and key id but with another secret key: what a
+    /// forger who does not hold the real key would sign with.
+    pub fn impostor_keys(&self) -> ServerKeys {
+        let path = self.dir.path().join(format!("impostor-{}.key", rand::random::<u32>()));
+        let seed: [u8; 32] = rand::random();
+        let line = format!("ed25519 {} {}\n", self.keys.key_pair().version(), STANDARD_NO_PAD.encode(seed));
+        std::fs::write(&path, line).expect("write impostor key");
+        load_keys(&self.name, &path)
+    }
+
+    /// A request to kith, X-Matrix signed by this server, with a JSON body.
+    pub async fn request(
+        &self,
+        kith: &TestServer,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let body = body.map(|b| serde_json::to_vec(b).expect("serialize body")).unwrap_or_default();
+        self.raw_request(kith, method, path, body.clone(), body).await
+    }
+
+    /// A request to kith with `body` sent as given, and an X-Matrix signature covering
+    /// `signed_body` (the same bytes, unless testing a body that cannot be signed).
+    pub async fn raw_request(
+        &self,
+        kith: &TestServer,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        signed_body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let authorization = self.authorization(kith, &method, path, signed_body);
+        self.request_with_authorization(kith, method, path, body, &authorization).await
+    }
+
+    /// The `Authorization` header of a request from this server to kith.
+    pub fn authorization(&self, kith: &TestServer, method: &Method, path: &str, signed_body: Vec<u8>) -> String {
+        let request =
+            axum::http::Request::builder().method(method.clone()).uri(path).body(signed_body).expect("request");
+        let input =
+            XMatrixSigningInput::new(server_name(&self.name), server_name(&name_of(kith)), self.keys.key_pair());
+        XMatrix::sign_http_request(&request, input).expect("sign the request").to_string()
+    }
+
+    /// The `Authorization` header of a request whose body is `content` (any JSON, floats
+    /// and large numbers included), signed over its sorted, compact encoding as a lenient
+    /// implementation would sign it; for bodies ruma refuses to sign as canonical JSON.
+    pub fn lenient_authorization(&self, kith: &TestServer, method: &Method, path: &str, content: &Value) -> String {
+        let destination = name_of(kith);
+        let request = json!({
+            "content": content,
+            "destination": destination,
+            "method": method.as_str(),
+            "origin": self.name,
+            "uri": path,
+        });
+        let signature = self.keys.key_pair().sign(&serde_json::to_vec(&request).expect("serialize request"));
+        format!(
+            "X-Matrix origin=\"{}\",destination=\"{destination}\",key=\"{}\",sig=\"{}\"",
+            self.name,
+            self.keys.key_id(),
+            signature.base64()
+        )
+    }
+
+    /// A request to kith with `body` sent as given under the given `Authorization`.
+    pub async fn request_with_authorization(
+        &self,
+        kith: &TestServer,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        authorization: &str,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .request(method.clone(), format!("{}{path}", kith.base))
+            .header("Authorization", authorization)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{method} {path} to kith: {err}"));
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// `PUT /send/{txnId}` of `pdus` under a fresh transaction id.
+    pub async fn send_pdus(&self, kith: &TestServer, pdus: &[Value]) -> (StatusCode, Value) {
+        let path = format!("/_matrix/federation/v1/send/{}", fresh_txn_id());
+        let body = json!({ "origin": self.name, "origin_server_ts": now_ms(), "pdus": pdus, "edus": [] });
+        self.request(kith, Method::PUT, &path, Some(&body)).await
+    }
+
+    /// Joins `@<localpart>:<this server>` to a room kith is in (`make_join`, then
+    /// `send_join` v2 of the template filled in and signed). Panics unless kith accepts.
+    pub async fn join(&self, kith: &TestServer, room_id: &str, localpart: &str) -> JoinedRoom {
+        let user_id = self.user_id(localpart);
+        let path =
+            format!("/_matrix/federation/v1/make_join/{}/{}?ver=10&ver=11&ver=12", encode(room_id), encode(&user_id));
+        let (status, template) = self.request(kith, Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "make_join: {template}\n{}", kith.log());
+        let version = template["room_version"].as_str().expect("room_version");
+        let room_version = RoomVersionId::try_from(version).expect("room version");
+        let rules = room_version.rules().expect("known room version");
+        let mut event = template["event"].clone();
+        assert_eq!(event["type"], "m.room.member", "{template}");
+        assert_eq!(event["state_key"], user_id.as_str(), "{template}");
+        event["origin"] = json!(self.name);
+        event["origin_server_ts"] = json!(now_ms());
+        let join_depth = event["depth"].as_i64().expect("template depth");
+        let (join_event_id, signed) = self.sign_event(&rules, event);
+
+        let path = format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id), encode(&join_event_id));
+        let (status, response) = self.request(kith, Method::PUT, &path, Some(&signed)).await;
+        assert_eq!(status, StatusCode::OK, "send_join: {response}\n{}", kith.log());
+        let mut state = BTreeMap::new();
+        for event in response["state"].as_array().expect("send_join state") {
+            let (Some(kind), Some(key)) = (event["type"].as_str(), event["state_key"].as_str()) else { continue };
+            state.insert((kind.to_owned(), key.to_owned()), event_id_of(event, &rules));
+        }
+        state.insert(("m.room.member".to_owned(), user_id.clone()), join_event_id.clone());
+        JoinedRoom {
+            room_id: room_id.to_owned(),
+            room_version,
+            rules,
+            user_id,
+            join_event_id,
+            join_depth,
+            state,
+            send_join_response: response,
+        }
+    }
+
+    /// An unsigned PDU of `room` from this server: `auth_events` are the create event,
+    /// the power levels and `sender`'s member event.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pdu(
+        &self,
+        room: &JoinedRoom,
+        sender: &str,
+        kind: &str,
+        state_key: Option<&str>,
+        content: Value,
+        prev_events: &[String],
+        depth: i64,
+    ) -> Value {
+        let mut event = json!({
+            "room_id": room.room_id,
+            "sender": sender,
+            "origin": self.name,
+            "origin_server_ts": now_ms(),
+            "type": kind,
+            "content": content,
+            "prev_events": prev_events,
+            "auth_events": room.auth_events_for(sender),
+            "depth": depth,
+        });
+        if let Some(state_key) = state_key {
+            event["state_key"] = json!(state_key);
+        }
+        event
+    }
+
+    /// An `m.text` message of `sender` (unsigned).
+    pub fn message(&self, room: &JoinedRoom, sender: &str, body: &str, prev_events: &[String], depth: i64) -> Value {
+        let content = json!({ "msgtype": "m.text", "body": body });
+        self.pdu(room, sender, "m.room.message", None, content, prev_events, depth)
+    }
+
+    /// Hashes and signs a PDU with this server's key; returns its event id and itself.
+    pub fn sign_event(&self, rules: &RoomVersionRules, event: Value) -> (String, Value) {
+        sign_event_with(&self.keys, rules, event)
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        self.task.abort();
+    }
+}
+
+/// Hashes and signs a PDU with `keys`; returns its event id and the signed event.
+pub fn sign_event_with(keys: &ServerKeys, rules: &RoomVersionRules, event: Value) -> (String, Value) {
+    let mut object: CanonicalJsonObject = serde_json::from_value(event).expect("canonical JSON event");
+    keys.hash_and_sign_event(&mut object, &rules.redaction).expect("hash and sign");
+    let signed = serde_json::to_value(&object).expect("event JSON");
+    (event_id_of(&signed, rules), signed)
+}
+
+/// `$` + the reference hash of a PDU.
+pub fn event_id_of(event: &Value, rules: &RoomVersionRules) -> String {
+    let mut object: CanonicalJsonObject = serde_json::from_value(event.clone()).expect("canonical JSON event");
+    object.remove("unsigned");
+    format!("${}", ruma::signatures::reference_hash(&object, rules).expect("reference hash"))
+}
+
+/// The `127.0.0.1:<port>` server name of a federating test server.
+pub fn name_of(kith: &TestServer) -> String {
+    kith.base.trim_start_matches("https://").to_owned()
+}
+
+fn server_name(name: &str) -> OwnedServerName {
+    OwnedServerName::try_from(name).expect("server name")
+}
+
+fn load_keys(name: &str, path: &Path) -> ServerKeys {
+    ServerKeys::load(server_name(name), path).expect("load signing key")
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
+}
+
+fn fresh_txn_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!("fake-{}-{}", now_ms(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
