@@ -369,3 +369,77 @@ async fn remote_profiles_reach_memberships_and_the_directory() {
     wait_for_directory(&kith, &kim_token, "tess", vec![]).await;
     wait_for_membership(&synapse, &tess_token, &room, &kim, "leave", &kith).await;
 }
+
+/// Accepts and drops connections on a port, recording when each came.
+fn count_connections(
+    port: u16,
+) -> (std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>, tokio::task::JoinHandle<()>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the dead destination's port");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            record.lock().unwrap().push(std::time::Instant::now());
+            drop(socket);
+        }
+    });
+    (seen, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_while_synapse_is_down_and_backoff_is_kept() {
+    let backoff = "federation:\n  destination_min_retry_interval: 2s\n  destination_retry_multiplier: 2\n  destination_max_retry_interval: 16s\n";
+    let mut synapse = Synapse::start().await;
+    let mut kith = TestServer::start_federating_with(Db::Sqlite, backoff).await;
+    let (_, syn_token) = synapse.register("uma", "pw").await;
+    let (_, kith_token) = kith.register("vic", "pw").await;
+    let room = matrix::create_room(&kith, &kith_token, json!({ "preset": "public_chat" })).await;
+    let (status, body) = matrix::join(&synapse, &syn_token, &room, kith.name()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    matrix::send_text(&kith, &kith_token, &room, "before the outage").await;
+    wait_for_message(&synapse, &syn_token, &room, "before the outage").await;
+
+    synapse.stop();
+    let (attempts, listener) = count_connections(synapse.federation_port);
+    let outage = std::time::Instant::now();
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        let text = format!("during the outage {i}");
+        matrix::send_text(&kith, &kith_token, &room, &text).await;
+        sent.push(text);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // A restart in the middle of the outage keeps both the queue and the backoff.
+    kith.restart().await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let times: Vec<Duration> = attempts.lock().unwrap().iter().map(|t| t.duration_since(outage)).collect();
+    listener.abort();
+    let gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+    println!(
+        "dead destination: {} attempts in {:.1} s (at {:?} s), gaps {gaps:?} s",
+        times.len(),
+        outage.elapsed().as_secs_f64(),
+        times.iter().map(|t| (t.as_secs_f64() * 10.0).round() / 10.0).collect::<Vec<_>>()
+    );
+    assert!(!times.is_empty(), "kith never tried the dead destination");
+    // Backoff 2 s, 4 s, 8 s, 16 s (+ up to 20% jitter): never faster, whatever was sent.
+    for (i, gap) in gaps.iter().enumerate() {
+        let minimum = 2.0 * 2f64.powi(i as i32).min(8.0);
+        assert!(
+            *gap >= minimum * 0.95,
+            "attempt {} came {gap:.2} s after the previous one (backoff {minimum} s)",
+            i + 2
+        );
+    }
+    assert!(times.len() <= 5, "{} attempts in about 24 s", times.len());
+
+    synapse.start_again().await;
+    for text in &sent {
+        wait_for_message(&synapse, &syn_token, &room, text).await;
+    }
+    let bodies = matrix::message_bodies(&synapse, &syn_token, &room).await;
+    let order: Vec<&String> = bodies.iter().filter(|b| b.starts_with("during the outage")).collect();
+    assert_eq!(order, sent.iter().collect::<Vec<_>>(), "every missed message arrives once, in order");
+}

@@ -54,6 +54,14 @@ impl FromRequest<AppState> for Signed {
         let body = axum::body::to_bytes(body, super::MAX_JSON_BODY_BYTES).await.map_err(|_| {
             MatrixError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "Request body too large")
         })?;
+        if !body.is_empty() {
+            // A body is signed as canonical JSON, which has no floats and no integers past
+            // ±2^53: a body that is not JSON, or not representable so, cannot be verified.
+            let value: Value =
+                serde_json::from_slice(&body).map_err(|err| MatrixError::not_json(format!("Invalid JSON: {err}")))?;
+            serde_json::from_value::<ruma::CanonicalJsonValue>(value)
+                .map_err(|err| MatrixError::bad_json(format!("The body is not canonical JSON: {err}")))?;
+        }
         let origin = state.federation.authenticate(&parts.method, &parts.uri, &parts.headers, &body).await?;
         crate::services::federation::sender::remote_is_up(state, &origin);
         Ok(Self { origin, body })

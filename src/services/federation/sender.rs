@@ -91,18 +91,6 @@ impl Sender {
         Self { backoff, destinations: StdMutex::new(HashMap::new()), txn_counter: AtomicU64::new(0) }
     }
 
-    fn destination(&self, server: &ServerName) -> (Arc<Destination>, bool) {
-        let mut destinations = self.destinations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match destinations.get(server) {
-            Some(destination) => (destination.clone(), false),
-            None => {
-                let destination = Arc::new(Destination::default());
-                destinations.insert(server.to_owned(), destination.clone());
-                (destination, true)
-            }
-        }
-    }
-
     /// The backoff after one more failure.
     fn next_retry(&self, previous: Option<Retry>, now: i64) -> Retry {
         let min = self.backoff.destination_min_retry_interval.as_millis() as f64;
@@ -128,8 +116,7 @@ pub async fn run(services: Arc<Services>) {
         Ok(retries) => {
             for (server, retry) in retries {
                 if let Ok(server) = OwnedServerName::try_from(server) {
-                    let (destination, _) = services.sender.destination(&server);
-                    *destination.retry.lock().unwrap_or_else(|p| p.into_inner()) = Some(retry);
+                    destination(&services, &server, Some(retry));
                 }
             }
         }
@@ -146,25 +133,33 @@ pub async fn run(services: Arc<Services>) {
     fan_out(services).await;
 }
 
+/// A destination's state, its worker started (with `retry` as its backoff) if new.
+fn destination(services: &Arc<Services>, server: &ServerName, retry: Option<Retry>) -> Arc<Destination> {
+    let mut destinations = services.sender.destinations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(destination) = destinations.get(server) {
+        return destination.clone();
+    }
+    let destination = Arc::new(Destination { retry: StdMutex::new(retry), ..Destination::default() });
+    destinations.insert(server.to_owned(), destination.clone());
+    tokio::spawn(destination_worker(services.clone(), server.to_owned(), destination.clone()));
+    destination
+}
+
 /// Wakes a destination's worker, starting it if needed.
 pub fn wake(services: &Arc<Services>, server: &ServerName) {
     if server == services.config.server_name {
         return;
     }
-    let (destination, is_new) = services.sender.destination(server);
-    if is_new {
-        tokio::spawn(destination_worker(services.clone(), server.to_owned(), destination.clone()));
-    }
-    destination.wake.notify_one();
+    destination(services, server, None).wake.notify_one();
 }
 
 /// Queues an EDU for the servers of a room's joined users (except us). A later EDU with
 /// the same key replaces this one if it has not gone yet.
 pub async fn send_edu_to_room(services: &Arc<Services>, room_id: &str, key: String, edu: Value) -> ApiResult<()> {
     for server in room_servers(services, room_id).await? {
-        let (destination, _) = services.sender.destination(&server);
+        let destination = destination(services, &server, None);
         destination.edus.lock().unwrap_or_else(|p| p.into_inner()).push(key.clone(), edu.clone());
-        wake(services, &server);
+        destination.wake.notify_one();
     }
     Ok(())
 }
