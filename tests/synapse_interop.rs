@@ -443,3 +443,31 @@ async fn nothing_is_lost_while_synapse_is_down_and_backoff_is_kept() {
     let order: Vec<&String> = bodies.iter().filter(|b| b.starts_with("during the outage")).collect();
     assert_eq!(order, sent.iter().collect::<Vec<_>>(), "every missed message arrives once, in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kith_catches_up_on_what_it_missed_while_down() {
+    let synapse = Synapse::start().await;
+    let mut kith = TestServer::start_federating(Db::Sqlite).await;
+    let (_, syn_token) = synapse.register("wendy", "pw").await;
+    let (_, kith_token) = kith.register("xavier", "pw").await;
+    let room = matrix::create_room(&synapse, &syn_token, json!({ "preset": "public_chat" })).await;
+    let (status, body) = matrix::join(&kith, &kith_token, &room, &synapse.server_name).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    matrix::send_text(&synapse, &syn_token, &room, "before kith went down").await;
+    wait_for_message(&kith, &kith_token, &room, "before kith went down").await;
+
+    kith.terminate();
+    let missed: Vec<String> = (0..12).map(|i| format!("while kith was down {i}")).collect();
+    for text in &missed {
+        matrix::send_text(&synapse, &syn_token, &room, text).await;
+    }
+    kith.start_again().await;
+    // A transaction from kith tells Synapse kith is back; Synapse then sends its newest
+    // event and kith fetches the rest with /get_missing_events.
+    matrix::send_text(&kith, &kith_token, &room, "kith is back").await;
+    wait_for_message(&synapse, &syn_token, &room, "kith is back").await;
+    for text in &missed {
+        wait_for_message(&kith, &kith_token, &room, text).await;
+    }
+    wait_for_same_state(&kith, &kith_token, &synapse, &syn_token, &room).await;
+}

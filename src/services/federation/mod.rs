@@ -11,6 +11,8 @@ pub mod keys;
 pub mod pdu_checks;
 pub mod receiver;
 pub mod sender;
+#[cfg(test)]
+mod xmatrix_tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -88,13 +88,33 @@ impl Federation {
         let parsed = parse_pdu(value, rules)?;
         let servers = ruma::signatures::required_server_signatures_to_verify_event(&parsed.object, &rules.signatures)
             .map_err(|err| err.to_string())?;
+        let ts = match parsed.object.get("origin_server_ts") {
+            Some(CanonicalJsonValue::Integer(ts)) => u64::try_from(i64::from(*ts)).unwrap_or(0),
+            _ => 0,
+        };
         let mut keys = PublicKeyMap::new();
         for server in servers {
-            let set =
-                self.server_keys(&server).await.map_err(|err| format!("cannot get the keys of {server}: {err}"))?;
-            keys.insert(server.to_string(), set);
+            // The keys the server says it signed with, as they were when the event was made.
+            let key_ids = signing_key_ids(&parsed.object, server.as_str());
+            let key_ids: Vec<&str> = key_ids.iter().map(String::as_str).collect();
+            let set = self
+                .signing_keys(&server, &key_ids)
+                .await
+                .map_err(|err| format!("cannot get the keys of {server}: {err}"))?;
+            keys.insert(server.to_string(), set.valid_at(ts));
         }
         verify_pdu(parsed, &keys, rules)
+    }
+}
+
+/// The key ids of `server`'s signatures on an event.
+fn signing_key_ids(object: &CanonicalJsonObject, server: &str) -> Vec<String> {
+    match object.get("signatures") {
+        Some(CanonicalJsonValue::Object(all)) => match all.get(server) {
+            Some(CanonicalJsonValue::Object(by_key)) => by_key.keys().cloned().collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
     }
 }
 
