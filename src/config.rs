@@ -498,7 +498,8 @@ impl Config {
 const KNOWN_RESOURCES: &[&str] =
     &["client", "federation", "keys", "health", "metrics", "media", "openid", "static", "replication"];
 
-pub(crate) fn percent_encode(text: &str) -> String {
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+pub fn percent_encode(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -346,17 +346,10 @@ impl Services {
 
     /// The stripped state an invitee sees (name, avatar, join rules…).
     pub async fn stripped_state(&self, room_id: &str) -> ApiResult<Vec<Value>> {
-        const STRIPPED: &[&str] = &[
-            "m.room.create",
-            "m.room.join_rules",
-            "m.room.name",
-            "m.room.canonical_alias",
-            "m.room.avatar",
-            "m.room.encryption",
-            "m.room.topic",
-        ];
         let mut state = self.store.current_state(room_id).await?;
-        state.retain(|(kind, key), _| STRIPPED.contains(&kind.as_str()) && key.is_empty());
+        state.retain(|(kind, key), _| {
+            super::rooms::format::STRIPPED_STATE_TYPES.contains(&kind.as_str()) && key.is_empty()
+        });
         let events = self.rooms.state_events(&state).await?;
         Ok(events.iter().map(super::rooms::format::stripped_event).collect())
     }

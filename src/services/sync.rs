@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::Services;
 use super::rooms::filter::EventFilter;
-use super::rooms::format::{client_event, stripped_event};
+use super::rooms::format::{STRIPPED_STATE_TYPES, client_event, stripped_event};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{Membership, StateMap, StoredEvent};
 
@@ -240,18 +240,10 @@ impl Services {
             Some(group) => self.store.state_group(group).await?,
             None => StateMap::new(),
         };
-        const STRIPPED: &[&str] = &[
-            "m.room.create",
-            "m.room.join_rules",
-            "m.room.name",
-            "m.room.canonical_alias",
-            "m.room.avatar",
-            "m.room.encryption",
-            "m.room.topic",
-        ];
         let inviter = invite.json["sender"].as_str().unwrap_or_default().to_owned();
-        state
-            .retain(|(kind, key), _| STRIPPED.contains(&kind.as_str()) || (kind == "m.room.member" && *key == inviter));
+        state.retain(|(kind, key), _| {
+            STRIPPED_STATE_TYPES.contains(&kind.as_str()) || (kind == "m.room.member" && *key == inviter)
+        });
         let mut events: Vec<Value> = self.rooms.state_events(&state).await?.iter().map(stripped_event).collect();
         events.push(stripped_event(&invite));
         Ok(json!({ "invite_state": { "events": events } }))

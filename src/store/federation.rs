@@ -70,14 +70,7 @@ impl Store {
             .await?;
         }
         if let Some((consumer, position)) = consumer {
-            sqlx::query(
-                "INSERT INTO consumer_positions (consumer, position) VALUES ($1, $2) \
-                 ON CONFLICT (consumer) DO UPDATE SET position = excluded.position",
-            )
-            .bind(consumer)
-            .bind(position)
-            .execute(&mut *txn.tx)
-            .await?;
+            super::streams::save_consumer_position(&mut txn, consumer, position).await?;
         }
         let mut destinations: Vec<&str> = rows.iter().map(|r| r.destination.as_str()).collect();
         destinations.sort_unstable();

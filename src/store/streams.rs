@@ -26,14 +26,25 @@ impl super::Store {
 
     pub async fn set_consumer_position(&self, consumer: &str, position: i64) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO consumer_positions (consumer, position) VALUES ($1, $2) \
-             ON CONFLICT (consumer) DO UPDATE SET position = excluded.position",
-        )
-        .bind(consumer)
-        .bind(position)
-        .execute(&mut *txn.tx)
-        .await?;
+        save_consumer_position(&mut txn, consumer, position).await?;
         txn.commit().await
     }
+}
+
+/// Records a consumer's position inside the caller's transaction, so it moves together
+/// with what the consumer wrote.
+pub(super) async fn save_consumer_position(
+    txn: &mut WriteTxn<'_>,
+    consumer: &str,
+    position: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO consumer_positions (consumer, position) VALUES ($1, $2) \
+         ON CONFLICT (consumer) DO UPDATE SET position = excluded.position",
+    )
+    .bind(consumer)
+    .bind(position)
+    .execute(&mut *txn.tx)
+    .await?;
+    Ok(())
 }

@@ -190,15 +190,7 @@ where
 }
 
 pub fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    kith::config::percent_encode(text)
 }
 
 fn rand_suffix() -> u64 {

@@ -116,6 +116,9 @@ impl Services {
             Ok(rules) => rules,
             Err(err) => return (None, Err(err)),
         };
+        if !self.wants_events_of(room_id, value).await {
+            return (None, Err(format!("this server is not in {room_id}")));
+        }
         let event = match self.federation.check_pdu(value, &rules).await {
             Ok(event) => event,
             Err(err) => {
@@ -133,7 +136,17 @@ impl Services {
         (Some(event_id), result)
     }
 
-    /// The room version rules of a room this server is in.
+    /// Events of rooms this server is in, and member events about its users in rooms it
+    /// left (a kick or ban that follows them out).
+    async fn wants_events_of(&self, room_id: &str, value: &Value) -> bool {
+        if self.is_resident(room_id).await.unwrap_or(false) {
+            return true;
+        }
+        let target = value["state_key"].as_str().and_then(|k| <&UserId>::try_from(k).ok());
+        value["type"] == "m.room.member" && target.is_some_and(|t| t.server_name() == self.config.server_name)
+    }
+
+    /// The room version rules of a room this server knows.
     async fn known_room_rules(&self, room_id: &str) -> Result<RoomVersionRules, String> {
         let version = self.store.room_version(room_id).await.map_err(|e| e.to_string())?;
         let version = version.ok_or_else(|| format!("this server is not in {room_id}"))?;

@@ -24,6 +24,17 @@ pub fn client_event(event: &StoredEvent) -> Value {
     out
 }
 
+/// The state an invitee sees of a room before joining (with the inviter's membership).
+pub const STRIPPED_STATE_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.canonical_alias",
+    "m.room.avatar",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
 /// Stripped state for invites: only type, state key, sender and content.
 pub fn stripped_event(event: &StoredEvent) -> Value {
     let pdu = &event.json;
