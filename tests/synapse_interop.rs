@@ -1,12 +1,26 @@
-//! Interop with a real Synapse on loopback. So far: profile queries both ways, each
-//! request X-Matrix signed and checked against keys fetched from the other server.
+//! Interop with a real Synapse (from PyPI) on loopback, kith on SQLite and on
+//! PostgreSQL: profile queries, joins both ways, messages, invites, kicks, bans, leaves,
+//! remote profiles in memberships and the directory, and delivery across outages.
 
 mod common;
 
+use std::time::Duration;
+
+use common::matrix::{self, Homeserver, V3, eventually};
 use common::synapse::Synapse;
 use common::{Db, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+
+both_backends!(
+    kith_user_joins_a_synapse_room,
+    synapse_user_joins_a_kith_room,
+    invites_kicks_and_bans_in_a_private_kith_room,
+    invites_leaves_and_declines_in_a_private_synapse_room,
+    remote_profiles_reach_memberships_and_the_directory,
+    nothing_is_lost_while_synapse_is_down_and_backoff_is_kept,
+    kith_catches_up_on_what_it_missed_while_down,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profile_queries_both_ways_with_synapse() {
@@ -40,10 +54,6 @@ async fn profile_queries_both_ways_with_synapse() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-use std::time::Duration;
-
-use common::matrix::{self, Homeserver, V3, eventually};
-
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Waits until `server` shows `text` among a room's messages.
@@ -70,11 +80,10 @@ async fn wait_for_same_state(
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kith_user_joins_a_synapse_room() {
+async fn kith_user_joins_a_synapse_room(db: Db) {
     println!("interop against matrix-synapse {}", Synapse::version());
     let synapse = Synapse::start().await;
-    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let kith = TestServer::start_federating(db).await;
     let (syn_user, syn_token) = synapse.register("alice", "pw").await;
     let (kith_user, kith_token) = kith.register("bob", "pw").await;
     let room = matrix::create_room(
@@ -107,10 +116,9 @@ async fn kith_user_joins_a_synapse_room() {
     assert!(timeline.to_string().contains("hello from synapse"), "{sync}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn synapse_user_joins_a_kith_room() {
+async fn synapse_user_joins_a_kith_room(db: Db) {
     let synapse = Synapse::start().await;
-    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let kith = TestServer::start_federating(db).await;
     let (syn_user, syn_token) = synapse.register("carol", "pw").await;
     let (kith_user, kith_token) = kith.register("dave", "pw").await;
     let room = matrix::create_room(
@@ -195,10 +203,9 @@ async fn wait_for_invite(server: &impl Homeserver, token: &str, room: &str) -> s
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invites_kicks_and_bans_in_a_private_kith_room() {
+async fn invites_kicks_and_bans_in_a_private_kith_room(db: Db) {
     let synapse = Synapse::start().await;
-    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let kith = TestServer::start_federating(db).await;
     let (syn_user, syn_token) = synapse.register("erin", "pw").await;
     let (kith_user, kith_token) = kith.register("frank", "pw").await;
     let room = matrix::create_room(&kith, &kith_token, json!({ "preset": "private_chat", "name": "Secret" })).await;
@@ -251,10 +258,9 @@ async fn invites_kicks_and_bans_in_a_private_kith_room() {
     assert_eq!(members.get(&kith_user).map(String::as_str), Some("join"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invites_leaves_and_declines_in_a_private_synapse_room() {
+async fn invites_leaves_and_declines_in_a_private_synapse_room(db: Db) {
     let synapse = Synapse::start().await;
-    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let kith = TestServer::start_federating(db).await;
     let (syn_user, syn_token) = synapse.register("grace", "pw").await;
     let (kith_user, kith_token) = kith.register("heidi", "pw").await;
     let room = matrix::create_room(&synapse, &syn_token, json!({ "preset": "private_chat", "name": "Club" })).await;
@@ -320,10 +326,9 @@ async fn wait_for_directory(kith: &TestServer, token: &str, term: &str, expected
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_profiles_reach_memberships_and_the_directory() {
+async fn remote_profiles_reach_memberships_and_the_directory(db: Db) {
     let synapse = Synapse::start().await;
-    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let kith = TestServer::start_federating(db).await;
     let (sam, sam_token) = synapse.register("sam", "pw").await;
     let (tess, tess_token) = synapse.register("tess", "pw").await;
     let (kim, kim_token) = kith.register("kim", "pw").await;
@@ -388,11 +393,10 @@ fn count_connections(
     (seen, task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_is_lost_while_synapse_is_down_and_backoff_is_kept() {
+async fn nothing_is_lost_while_synapse_is_down_and_backoff_is_kept(db: Db) {
     let backoff = "federation:\n  destination_min_retry_interval: 2s\n  destination_retry_multiplier: 2\n  destination_max_retry_interval: 16s\n";
     let mut synapse = Synapse::start().await;
-    let mut kith = TestServer::start_federating_with(Db::Sqlite, backoff).await;
+    let mut kith = TestServer::start_federating_with(db, backoff).await;
     let (_, syn_token) = synapse.register("uma", "pw").await;
     let (_, kith_token) = kith.register("vic", "pw").await;
     let room = matrix::create_room(&kith, &kith_token, json!({ "preset": "public_chat" })).await;
@@ -444,10 +448,9 @@ async fn nothing_is_lost_while_synapse_is_down_and_backoff_is_kept() {
     assert_eq!(order, sent.iter().collect::<Vec<_>>(), "every missed message arrives once, in order");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kith_catches_up_on_what_it_missed_while_down() {
+async fn kith_catches_up_on_what_it_missed_while_down(db: Db) {
     let synapse = Synapse::start().await;
-    let mut kith = TestServer::start_federating(Db::Sqlite).await;
+    let mut kith = TestServer::start_federating(db).await;
     let (_, syn_token) = synapse.register("wendy", "pw").await;
     let (_, kith_token) = kith.register("xavier", "pw").await;
     let room = matrix::create_room(&synapse, &syn_token, json!({ "preset": "public_chat" })).await;
