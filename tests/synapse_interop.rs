@@ -124,9 +124,13 @@ async fn synapse_user_joins_a_kith_room(db: Db) {
     let room = matrix::create_room(
         &kith,
         &kith_token,
-        json!({ "preset": "public_chat", "room_alias_name": "plaza", "name": "Plaza", "topic": "on kith" }),
+        json!({ "preset": "public_chat", "room_alias_name": "plaza", "name": "Plaza", "topic": "on kith", "visibility": "public" }),
     )
     .await;
+    // Synapse lists kith's public rooms through federation.
+    let path = format!("{V3}/publicRooms?server={}", matrix::encode(kith.name()));
+    let listed = matrix::ok(&synapse, Method::GET, &path, &syn_token, None).await;
+    assert!(listed["chunk"].as_array().is_some_and(|c| c.iter().any(|r| r["room_id"] == room)), "{listed}");
     matrix::send_text(&kith, &kith_token, &room, "kith says hi first").await;
 
     let alias = format!("#plaza:{}", kith.name());
@@ -145,6 +149,44 @@ async fn synapse_user_joins_a_kith_room(db: Db) {
     let members = matrix::memberships(&synapse, &syn_token, &room).await;
     assert_eq!(members.get(&syn_user).map(String::as_str), Some("join"));
     assert_eq!(members.get(&kith_user).map(String::as_str), Some("join"));
+
+    // Typing and read receipts travel as EDUs, both ways.
+    let typing = |user: &str| format!("{V3}/rooms/{}/typing/{}", matrix::encode(&room), matrix::encode(user));
+    matrix::ok(&kith, Method::PUT, &typing(&kith_user), &kith_token, Some(json!({ "typing": true, "timeout": 30000 })))
+        .await;
+    matrix::ok(
+        &synapse,
+        Method::PUT,
+        &typing(&syn_user),
+        &syn_token,
+        Some(json!({ "typing": true, "timeout": 30000 })),
+    )
+    .await;
+    let shows_typing = |sync: &serde_json::Value, user: &str| {
+        sync["rooms"]["join"][&room]["ephemeral"]["events"].as_array().is_some_and(|events| {
+            events.iter().any(|e| e["type"] == "m.typing" && e["content"]["user_ids"].to_string().contains(user))
+        })
+    };
+    eventually("kith's user typing on synapse", PATIENCE, || async {
+        let (_, sync) = fresh_sync(&synapse, &syn_token, "").await;
+        shows_typing(&sync, &kith_user).then_some(())
+    })
+    .await;
+    eventually("synapse's user typing on kith", PATIENCE, || async {
+        let (_, sync) = kith.get(&format!("{V3}/sync"), Some(&kith_token)).await;
+        shows_typing(&sync, &syn_user).then_some(())
+    })
+    .await;
+    let last = matrix::send_text(&synapse, &syn_token, &room, "read me").await;
+    wait_for_message(&kith, &kith_token, &room, "read me").await;
+    let path = format!("{V3}/rooms/{}/receipt/m.read/{}", matrix::encode(&room), matrix::encode(&last));
+    matrix::ok(&kith, Method::POST, &path, &kith_token, Some(json!({}))).await;
+    eventually("kith's read receipt on synapse", PATIENCE, || async {
+        let (_, sync) = fresh_sync(&synapse, &syn_token, "").await;
+        let receipts = sync["rooms"]["join"][&room]["ephemeral"]["events"].to_string();
+        (receipts.contains("m.receipt") && receipts.contains(&kith_user)).then_some(())
+    })
+    .await;
 
     // A state change on either side reaches the other.
     let path = format!("{V3}/rooms/{}/state/m.room.topic/", matrix::encode(&room));
