@@ -333,9 +333,22 @@ async fn invites_leaves_and_declines_in_a_private_synapse_room(db: Db) {
     assert_eq!(status, StatusCode::OK);
     assert!(sync["rooms"]["invite"][&room].is_null(), "the declined invite is gone: {sync}");
 
+    // Invited once more, the kith user accepts: kith joins the room again, on top of the
+    // state it kept from before it left.
+    matrix::membership_action(&synapse, &syn_token, &room, "invite", json!({ "user_id": kith_user })).await;
+    wait_for_invite(&kith, &kith_token, &room).await;
+    let (status, body) = matrix::join(&kith, &kith_token, &room, &synapse.server_name).await;
+    assert_eq!(status, StatusCode::OK, "join again: {body}\n{}", kith.log());
+    matrix::send_text(&kith, &kith_token, &room, "back again").await;
+    wait_for_message(&synapse, &syn_token, &room, "back again").await;
+    matrix::send_text(&synapse, &syn_token, &room, "welcome back").await;
+    wait_for_message(&kith, &kith_token, &room, "welcome back").await;
+    wait_for_same_state(&kith, &kith_token, &synapse, &syn_token, &room).await;
+
     let (status, _) =
         matrix::membership_action(&synapse, &syn_token, &room, "ban", json!({ "user_id": kith_user })).await;
     assert_eq!(status, StatusCode::OK);
+    wait_for_membership(&kith, &kith_token, &room, &kith_user, "ban", &synapse).await;
     let (status, _) = matrix::join(&kith, &kith_token, &room, &synapse.server_name).await;
     assert_ne!(status, StatusCode::OK, "a banned user joined");
     let members = matrix::memberships(&synapse, &syn_token, &room).await;

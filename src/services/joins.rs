@@ -179,7 +179,7 @@ impl Services {
         }
         self.store.create_remote_room_record(&room_id, version.as_str(), &creator).await?;
         let outcome =
-            self.rooms.persist_remote(rules, &join, super::rooms::remote::PriorState::Given(state_map)).await?;
+            self.rooms.persist_remote(rules, &join, super::rooms::remote::PriorState::Joined(state_map)).await?;
         match outcome {
             Outcome::Accepted | Outcome::AlreadyKnown => Ok(()),
             Outcome::SoftFailed => Err(MatrixError::forbidden("The join is not allowed by the room's current state")),

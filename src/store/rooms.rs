@@ -277,6 +277,13 @@ impl Store {
         row.as_ref().map(event_from_row).transpose()
     }
 
+    /// Forgets a room's forward extremities (its DAG tips from before this server left).
+    pub async fn clear_forward_extremities(&self, room_id: &str) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1").bind(room_id).execute(&mut *txn.tx).await?;
+        txn.commit().await
+    }
+
     /// The room's forward extremities with their depth and state group after.
     pub async fn forward_extremities(&self, room_id: &str) -> Result<Vec<StoredEvent>, sqlx::Error> {
         let rows = sqlx::query(&format!(

@@ -71,8 +71,12 @@ pub enum Outcome {
 pub enum PriorState {
     /// Compute it from the event's prev events, which must all be held with state.
     FromPrevEvents,
-    /// Given (state fetched from another server, or the state a join arrived with).
+    /// Given (state fetched from another server for missing prev events).
     Given(StateMap),
+    /// The state a join of ours arrived with: it replaces whatever this server knew of
+    /// the room (nothing, or the state from before it last left), so the join is not
+    /// soft-failed against that and becomes the room's only forward extremity.
+    Joined(StateMap),
 }
 
 impl Rooms {
@@ -128,8 +132,9 @@ impl Rooms {
         let auth_ids = event.pdu.auth_events.iter().map(ToString::to_string).chain(create_event_id(&event.pdu));
         let auth_events = state::load_events(self, auth_ids).await?;
         let prevs = event.prev_ids();
+        let joined = matches!(prior, PriorState::Joined(_));
         let (state_before, before_group) = match prior {
-            PriorState::Given(state) => (state, None),
+            PriorState::Given(state) | PriorState::Joined(state) => (state, None),
             PriorState::FromPrevEvents => self.state_from_prev_events(rules, &prevs).await?,
         };
         let verdict = match check_own_auth_events(rules, &event.pdu, &auth_events) {
@@ -150,9 +155,8 @@ impl Rooms {
             self.store.persist_event(row).await?;
             return Ok(Outcome::Rejected(reason));
         }
-        // Soft-failing needs a current state: the join that brings a room here has none.
         let current = self.store.current_state(event.pdu.room_id.as_str()).await?;
-        let soft_fail = match current.is_empty() {
+        let soft_fail = match joined {
             true => Ok(()),
             false => self.check_against_state(rules, &event.pdu, &current).await?,
         };
@@ -161,6 +165,9 @@ impl Rooms {
             let row = PersistEvent { outlier: true, ..event.persist(&prevs, state_ref) };
             self.store.persist_event(row).await?;
             return Ok(Outcome::SoftFailed);
+        }
+        if joined {
+            self.store.clear_forward_extremities(event.pdu.room_id.as_str()).await?;
         }
         let new_current = self.current_state_with(rules, event, &state_before, &prevs).await?;
         let row = PersistEvent { new_current_state: Some(&new_current), ..event.persist(&prevs, state_ref) };
