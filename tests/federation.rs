@@ -1,5 +1,6 @@
-//! Federation between two kith servers on loopback (TLS, X-Matrix signed requests).
-//! Interop with Synapse comes with the rest of federation.
+//! Federation between kith servers on loopback (TLS, X-Matrix signed requests): profile
+//! and key queries, notaries, refused forgeries, and a room shared by two servers whose
+//! DAG is served only to servers in it.
 
 mod common;
 
@@ -185,4 +186,181 @@ async fn keys_of_an_unreachable_server_come_through_a_trusted_notary() {
     // As a notary, a server only asks servers themselves: D has nothing to pass on.
     let (status, body) = d.post("/_matrix/key/v2/query", None, json!({ "server_keys": { &c_name: {} } })).await;
     assert_eq!((status, body), (StatusCode::OK, json!({ "server_keys": [] })));
+}
+
+/// Signs a federation request to `server` as `origin` and returns status and body.
+async fn signed_request(
+    server: &TestServer,
+    origin: &str,
+    keys: &ServerKeys,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let bytes = body.as_ref().map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
+    let request = axum::http::Request::builder().method(method.as_str()).uri(path).body(bytes.clone()).unwrap();
+    let input = ruma::api::federation::authentication::XMatrixSigningInput::new(
+        origin.try_into().unwrap(),
+        server.base.trim_start_matches("https://").try_into().unwrap(),
+        keys.key_pair(),
+    );
+    let header = ruma::api::federation::authentication::XMatrix::sign_http_request(&request, input).unwrap();
+    let client = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let mut call = client.request(method, format!("{}{path}", server.base)).header("Authorization", header.to_string());
+    if body.is_some() {
+        call = call.header("Content-Type", "application/json").body(bytes);
+    }
+    let response = call.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A server's own signing key, as `--generate-missing` wrote it.
+fn own_keys(server: &TestServer) -> (String, ServerKeys) {
+    let name = server.base.trim_start_matches("https://").to_owned();
+    let path = server.dir.path().join(format!("{name}.signing.key"));
+    let keys = ServerKeys::load(name.as_str().try_into().unwrap(), &path).unwrap();
+    (name, keys)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_kith_servers_share_a_room_and_serve_its_dag_only_to_members() {
+    use common::matrix::{self, encode, eventually};
+    let a = TestServer::start_federating(Db::Sqlite).await;
+    let b = TestServer::start_federating(Db::Sqlite).await;
+    let c = TestServer::start_federating(Db::Sqlite).await;
+    let (_, alice) = a.register("alice", "pw").await;
+    let (_, bob) = b.register("bob", "pw").await;
+    let room = matrix::create_room(&a, &alice, json!({ "preset": "public_chat", "room_alias_name": "hall" })).await;
+    let first = matrix::send_text(&a, &alice, &room, "first").await;
+    let (status, body) = matrix::join(&b, &bob, &format!("#hall:{}", a.base.trim_start_matches("https://")), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", b.log());
+    matrix::send_text(&b, &bob, &room, "from b").await;
+    eventually("b's message on a", std::time::Duration::from_secs(30), || async {
+        matrix::message_bodies(&a, &alice, &room).await.iter().any(|m| m == "from b").then_some(())
+    })
+    .await;
+    let last = matrix::send_text(&a, &alice, &room, "last").await;
+    eventually("a's message on b", std::time::Duration::from_secs(30), || async {
+        matrix::message_bodies(&b, &bob, &room).await.iter().any(|m| m == "last").then_some(())
+    })
+    .await;
+    assert_eq!(matrix::state_ids(&a, &alice, &room).await, matrix::state_ids(&b, &bob, &room).await);
+
+    // B, in the room, may read A's DAG.
+    let (b_name, b_keys) = own_keys(&b);
+    let r = encode(&room);
+    let (status, event) = signed_request(
+        &a,
+        &b_name,
+        &b_keys,
+        reqwest::Method::GET,
+        &format!("/_matrix/federation/v1/event/{}", encode(&last)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    assert_eq!(event["pdus"][0]["content"]["body"], "last");
+    let (status, ids) = signed_request(
+        &a,
+        &b_name,
+        &b_keys,
+        reqwest::Method::GET,
+        &format!("/_matrix/federation/v1/state_ids/{r}?event_id={}", encode(&last)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ids}");
+    let (_, state) = signed_request(
+        &a,
+        &b_name,
+        &b_keys,
+        reqwest::Method::GET,
+        &format!("/_matrix/federation/v1/state/{r}?event_id={}", encode(&last)),
+        None,
+    )
+    .await;
+    assert_eq!(state["pdus"].as_array().map(Vec::len), ids["pdu_ids"].as_array().map(Vec::len));
+    assert!(!ids["auth_chain_ids"].as_array().unwrap().is_empty());
+    let (status, auth) = signed_request(
+        &a,
+        &b_name,
+        &b_keys,
+        reqwest::Method::GET,
+        &format!("/_matrix/federation/v1/event_auth/{r}/{}", encode(&last)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(auth["auth_chain"].to_string().contains("m.room.create"), "{auth}");
+    let (status, backfill) = signed_request(
+        &a,
+        &b_name,
+        &b_keys,
+        reqwest::Method::GET,
+        &format!("/_matrix/federation/v1/backfill/{r}?v={}&limit=50", encode(&last)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = backfill["pdus"].to_string();
+    assert!(text.contains("\"first\"") && text.contains("m.room.create"), "backfill reaches the start: {text}");
+    let missing = json!({ "earliest_events": [first], "latest_events": [last], "limit": 10 });
+    let (status, gap) = signed_request(
+        &a,
+        &b_name,
+        &b_keys,
+        reqwest::Method::POST,
+        &format!("/_matrix/federation/v1/get_missing_events/{r}"),
+        Some(missing.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let gap_text = gap["events"].to_string();
+    assert!(gap_text.contains("from b") && !gap_text.contains("\"first\""), "between first and last: {gap_text}");
+
+    // C never joined: A refuses it the room's events and state.
+    let (c_name, c_keys) = own_keys(&c);
+    for (method, path, body) in [
+        (reqwest::Method::GET, format!("/_matrix/federation/v1/event/{}", encode(&last)), None),
+        (reqwest::Method::GET, format!("/_matrix/federation/v1/state_ids/{r}?event_id={}", encode(&last)), None),
+        (reqwest::Method::GET, format!("/_matrix/federation/v1/backfill/{r}?v={}&limit=5", encode(&last)), None),
+        (reqwest::Method::POST, format!("/_matrix/federation/v1/get_missing_events/{r}"), Some(missing.clone())),
+    ] {
+        let (status, body) = signed_request(&a, &c_name, &c_keys, method, &path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert_eq!(body["errcode"], "M_FORBIDDEN");
+    }
+    // Nor may C make a join for B's user, or B join a room A is not in.
+    let bob_id = format!("@bob:{b_name}");
+    let (status, _) = signed_request(
+        &a,
+        &c_name,
+        &c_keys,
+        reqwest::Method::GET,
+        &format!("/_matrix/federation/v1/make_join/{r}/{}?ver=10", encode(&bob_id)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = signed_request(
+        &a,
+        &b_name,
+        &b_keys,
+        reqwest::Method::GET,
+        &format!("/_matrix/federation/v1/make_join/{}/{}?ver=10", encode("!nowhere:example.org"), encode(&bob_id)),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_NOT_FOUND")));
+    let (status, body) = signed_request(
+        &a,
+        &b_name,
+        &b_keys,
+        reqwest::Method::GET,
+        &format!("/_matrix/federation/v1/make_join/{r}/{}?ver=1", encode(&bob_id)),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INCOMPATIBLE_ROOM_VERSION")));
 }

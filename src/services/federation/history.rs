@@ -166,6 +166,11 @@ impl Services {
         limit: usize,
     ) -> ApiResult<Value> {
         let limit = limit.clamp(1, MAX_EVENTS_PER_REQUEST);
+        // The server must see where it starts from; on the way back, what it may not see
+        // is skipped.
+        for id in from.iter().take(MAX_EVENTS_PER_REQUEST) {
+            self.event_for_server(server, Some(room_id), id).await?;
+        }
         let mut found = Vec::new();
         let mut seen = HashSet::new();
         let mut queue: VecDeque<String> = from.iter().take(MAX_EVENTS_PER_REQUEST).cloned().collect();
