@@ -515,17 +515,27 @@ async fn kith_catches_up_on_what_it_missed_while_down(db: Db) {
     wait_for_message(&kith, &kith_token, &room, "before kith went down").await;
 
     kith.terminate();
-    let missed: Vec<String> = (0..12).map(|i| format!("while kith was down {i}")).collect();
-    for text in &missed {
+    let missed: Vec<String> = (0..30).map(|i| format!("while kith was down {i}")).collect();
+    for (i, text) in missed.iter().enumerate() {
         matrix::send_text(&synapse, &syn_token, &room, text).await;
+        if i == 3 {
+            let path = format!("{V3}/rooms/{}/state/m.room.topic/", matrix::encode(&room));
+            matrix::ok(&synapse, Method::PUT, &path, &syn_token, Some(json!({ "topic": "set while kith was down" })))
+                .await;
+        }
     }
     kith.start_again().await;
-    // A transaction from kith tells Synapse kith is back; Synapse then sends its newest
-    // event and kith fetches the rest with /get_missing_events.
+    // A transaction from kith tells Synapse kith is back (kith's message forks the DAG:
+    // it was sent on the state kith had); Synapse then sends what kith missed, and kith
+    // fetches whatever else it lacks and resolves the fork.
     matrix::send_text(&kith, &kith_token, &room, "kith is back").await;
     wait_for_message(&synapse, &syn_token, &room, "kith is back").await;
     for text in &missed {
         wait_for_message(&kith, &kith_token, &room, text).await;
     }
-    wait_for_same_state(&kith, &kith_token, &synapse, &syn_token, &room).await;
+    let state = wait_for_same_state(&kith, &kith_token, &synapse, &syn_token, &room).await;
+    assert!(state.contains_key(&("m.room.topic".to_owned(), String::new())), "{state:?}");
+    let path = format!("{V3}/rooms/{}/state/m.room.topic/", matrix::encode(&room));
+    let topic = matrix::ok(&kith, Method::GET, &path, &kith_token, None).await;
+    assert_eq!(topic["topic"], "set while kith was down");
 }

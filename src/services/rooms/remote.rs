@@ -292,7 +292,7 @@ fn auth_order(events: Vec<CheckedEvent>) -> Vec<CheckedEvent> {
 
 /// From v12 the room id names the create event, which is no longer an auth event; its
 /// id, for rooms whose ids carry no server name.
-fn create_event_id(pdu: &Pdu) -> Option<String> {
+pub(super) fn create_event_id(pdu: &Pdu) -> Option<String> {
     if pdu.room_id.server_name().is_some() {
         return None;
     }

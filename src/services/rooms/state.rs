@@ -74,6 +74,11 @@ pub(super) async fn resolve_states(
         let chain = auth_chain(rooms, state.values().cloned(), &mut events).await?;
         auth_chains.push(chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect::<EventIdSet<_>>());
     }
+    // From v12 the create event is in no auth chain, but the auth rules read it.
+    let create = events.values().find_map(|p| super::remote::create_event_id(p));
+    if let Some(create) = create.filter(|id| !events.contains_key(id)) {
+        events.extend(load_events(rooms, std::iter::once(create)).await?);
+    }
     let ruma_maps: Vec<ruma::state_res::StateMap<OwnedEventId>> = maps
         .iter()
         .map(|state| {
@@ -92,10 +97,55 @@ pub(super) async fn resolve_states(
         ruma_maps.iter(),
         auth_chains,
         |id| by_id.get(id).cloned(),
-        |_| None,
+        |conflicted| Some(conflicted_subgraph(&by_id, conflicted)),
     )
     .map_err(|err| MatrixError::internal("state resolution", err))?;
     Ok(resolved.into_iter().map(|((t, k), id)| ((t.to_string(), k), id.to_string())).collect())
+}
+
+/// The conflicted state subgraph (state resolution since v12): the conflicted events and
+/// every event on an `auth_events` path from one of them to another.
+fn conflicted_subgraph(
+    events: &HashMap<OwnedEventId, Pdu>,
+    conflicted: &ruma::state_res::StateMap<Vec<OwnedEventId>>,
+) -> EventIdSet<OwnedEventId> {
+    let targets: HashSet<&OwnedEventId> = conflicted.values().flatten().collect();
+    // Whether an event's auth chain holds a conflicted event, memoised; iterative so a
+    // deep auth chain cannot overflow the stack.
+    let mut reaches: HashMap<&OwnedEventId, bool> = HashMap::new();
+    let mut subgraph = EventIdSet::new();
+    for start in &targets {
+        let mut stack: Vec<(&OwnedEventId, bool)> = vec![(start, false)];
+        while let Some((id, expanded)) = stack.pop() {
+            let Some(pdu) = events.get(id) else {
+                reaches.insert(id, false);
+                continue;
+            };
+            if expanded {
+                let result = pdu.auth_events.iter().any(|a| targets.contains(a) || reaches.get(a) == Some(&true));
+                reaches.insert(id, result);
+                continue;
+            }
+            if reaches.contains_key(id) {
+                continue;
+            }
+            stack.push((id, true));
+            for auth in &pdu.auth_events {
+                if !reaches.contains_key(auth) {
+                    stack.push((auth, false));
+                }
+            }
+        }
+    }
+    for (id, on_path) in &reaches {
+        if *on_path || targets.contains(id) {
+            subgraph.insert((*id).clone());
+        }
+    }
+    for id in targets {
+        subgraph.insert(id.clone());
+    }
+    subgraph
 }
 
 impl Rooms {
@@ -130,4 +180,42 @@ async fn auth_chain(
         }
     }
     Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pdu(id: &str, auth: &[&str]) -> (OwnedEventId, Pdu) {
+        let json = json!({
+            "room_id": "!r:x", "sender": "@a:x", "type": "m.room.member", "state_key": "@a:x",
+            "content": {}, "origin_server_ts": 1, "prev_events": [], "auth_events": auth,
+        });
+        let pdu = Pdu::from_json(id, &json, false).unwrap();
+        (pdu.event_id.clone(), pdu)
+    }
+
+    #[test]
+    fn the_conflicted_subgraph_holds_the_paths_between_conflicted_events() {
+        // create <- power <- x <- c2 ; power <- c1 ; c2 also names y, which leads to no
+        // conflicted event.
+        let events: HashMap<OwnedEventId, Pdu> = [
+            pdu("$create", &[]),
+            pdu("$power", &["$create"]),
+            pdu("$c1", &["$power"]),
+            pdu("$x", &["$c1"]),
+            pdu("$y", &["$create"]),
+            pdu("$c2", &["$x", "$y"]),
+        ]
+        .into_iter()
+        .collect();
+        let mut conflicted = ruma::state_res::StateMap::new();
+        let ids = |list: &[&str]| list.iter().map(|id| OwnedEventId::try_from(*id).unwrap()).collect::<Vec<_>>();
+        conflicted.insert((StateEventType::RoomMember, "@a:x".to_owned()), ids(&["$c1", "$c2"]));
+        let subgraph = conflicted_subgraph(&events, &conflicted);
+        let mut found: Vec<String> = subgraph.iter().map(ToString::to_string).collect();
+        found.sort();
+        assert_eq!(found, vec!["$c1", "$c2", "$x"]);
+    }
 }
