@@ -75,7 +75,7 @@ pub(super) async fn resolve_states(
         auth_chains.push(chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect::<EventIdSet<_>>());
     }
     // From v12 the create event is in no auth chain, but the auth rules read it.
-    let create = events.values().find_map(|p| super::remote::create_event_id(p));
+    let create = events.values().find_map(super::remote::create_event_id);
     if let Some(create) = create.filter(|id| !events.contains_key(id)) {
         events.extend(load_events(rooms, std::iter::once(create)).await?);
     }
