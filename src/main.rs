@@ -86,7 +86,10 @@ fn run(reload: LogReload) -> anyhow::Result<()> {
             }
             let config_dir = cli.config.parent().map(Path::to_path_buf).unwrap_or_default();
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(kith::server::run(config, &config_dir))
+            let result = runtime.block_on(kith::server::run(config, &config_dir));
+            // Background tasks end with the runtime; blocking ones get a moment.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+            result
         }
     }
 }

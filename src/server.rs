@@ -64,7 +64,10 @@ pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     while let Some(result) = servers.join_next().await {
         result.context("listener task failed")?.context("listener failed")?;
     }
-    services.store.close().await;
+    // Background work may still hold connections; do not wait for it forever.
+    if tokio::time::timeout(SHUTDOWN_GRACE, services.store.close()).await.is_err() {
+        tracing::warn!("database connections still busy at shutdown; closing anyway");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -364,3 +364,64 @@ async fn two_kith_servers_share_a_room_and_serve_its_dag_only_to_members() {
     .await;
     assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INCOMPATIBLE_ROOM_VERSION")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_missed_events_fetches_them_and_the_state_across_a_gap() {
+    use common::matrix::{self, V3, encode, eventually};
+    let a = TestServer::start_federating(Db::Sqlite).await;
+    let mut b = TestServer::start_federating(Db::Sqlite).await;
+    let c = TestServer::start_federating(Db::Sqlite).await;
+    let (_, alice) = a.register("alice", "pw").await;
+    let (_, bob) = b.register("bob", "pw").await;
+    // World-readable, so the test can fetch A's newest event as C, a server whose
+    // requests have nothing to do with A's backoff from B.
+    let visibility = json!({ "type": "m.room.history_visibility", "state_key": "", "content": { "history_visibility": "world_readable" } });
+    let room = matrix::create_room(&a, &alice, json!({ "preset": "public_chat", "initial_state": [visibility] })).await;
+    let (status, body) = matrix::join(&b, &bob, &room, a.base.trim_start_matches("https://")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Once A has B's message, B owes A nothing: after its restart it will not contact A
+    // (which would end A's backoff from B).
+    matrix::send_text(&b, &bob, &room, "b is here").await;
+    eventually("b's message on a", std::time::Duration::from_secs(30), || async {
+        matrix::message_bodies(&a, &alice, &room).await.iter().any(|m| m == "b is here").then_some(())
+    })
+    .await;
+
+    // B is down while A's room moves on by 30 messages and a topic; A's sender backs
+    // off B (by default for 10 minutes), so B hears of none of it by itself.
+    b.terminate();
+    let topic_path = format!("{V3}/rooms/{}/state/m.room.topic/", encode(&room));
+    let mut last = String::new();
+    for i in 0..30 {
+        if i == 2 {
+            matrix::ok(&a, reqwest::Method::PUT, &topic_path, &alice, Some(json!({ "topic": "set in the gap" }))).await;
+        }
+        last = matrix::send_text(&a, &alice, &room, &format!("gap {i}")).await;
+    }
+    let (a_name, a_keys) = own_keys(&a);
+    let (c_name, c_keys) = own_keys(&c);
+    let path = format!("/_matrix/federation/v1/event/{}", encode(&last));
+    let (status, event) = signed_request(&a, &c_name, &c_keys, reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    b.start_again().await;
+
+    // Only the newest event reaches B: it fetches the 20 before it with
+    // /get_missing_events and, for what lies beyond, the state A reports there.
+    let transaction = json!({ "origin": a_name, "origin_server_ts": 1, "pdus": [event["pdus"][0]] });
+    let path = "/_matrix/federation/v1/send/gap-1";
+    let (status, answer) = signed_request(&b, &a_name, &a_keys, reqwest::Method::PUT, path, Some(transaction)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["pdus"][&last], json!({}), "{answer}\n{}", b.log());
+
+    let bodies = matrix::message_bodies(&b, &bob, &room).await;
+    for i in 10..30 {
+        assert!(bodies.contains(&format!("gap {i}")), "gap {i} missing on B: {bodies:?}");
+    }
+    let topic = matrix::ok(&b, reqwest::Method::GET, &topic_path, &bob, None).await;
+    assert_eq!(topic["topic"], "set in the gap", "the state across the gap reached B");
+    assert!(b.log().contains("asking for the state at them"), "B filled the gap with state:\n{}", b.log());
+    eventually("the same state on both servers", std::time::Duration::from_secs(30), || async {
+        (matrix::state_ids(&a, &alice, &room).await == matrix::state_ids(&b, &bob, &room).await).then_some(())
+    })
+    .await;
+}

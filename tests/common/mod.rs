@@ -184,7 +184,7 @@ impl TestServer {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("kith did not stop within 20 s of SIGTERM");
+                panic!("kith did not stop within 20 s of SIGTERM:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -181,6 +181,7 @@ impl Services {
         let prior = if missing.is_empty() {
             PriorState::FromPrevEvents
         } else {
+            tracing::info!(event_id = %event.event_id, missing = missing.len(), "prev events still missing: asking for the state at them");
             PriorState::Given(self.state_before_from_remote(origin, rules, &room_id, &prevs, &missing).await?)
         };
         self.rooms.persist_remote(rules, &event, prior).await
