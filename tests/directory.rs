@@ -40,14 +40,14 @@ fn ids(body: &Value) -> Vec<String> {
 /// directory follows the streams in the background.
 async fn expect_search(server: &TestServer, token: &str, term: &str, expected: &[&str]) {
     let mut last = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..600 {
         last = ids(&search(server, token, term).await);
         if last == expected {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("search {term:?}: expected {expected:?}, got {last:?}");
+    panic!("search {term:?}: expected {expected:?}, got {last:?}\n{}", server.log());
 }
 
 async fn create(server: &TestServer, token: &str, body: Value) -> String {

@@ -118,19 +118,14 @@ impl Services {
         room_id: &str,
         profile: &super::profiles::Profile,
     ) -> ApiResult<()> {
-        let versions: Vec<String> = JOINABLE_ROOM_VERSIONS.iter().map(|v| format!("ver={v}")).collect();
-        let path =
-            format!("/_matrix/federation/v1/make_join/{}/{}?{}", encode(room_id), encode(user_id), versions.join("&"));
-        let template = self.federation.get(server, &path).await.map_err(|e| e.to_client_error())?;
-        let (version, rules) = supported_version(&template["room_version"])?;
-        let mut event = template["event"].clone();
-        check_template(&event, room_id, user_id, "join")?;
+        let mut content = serde_json::Map::new();
         for key in ["displayname", "avatar_url"] {
             if let Some(value) = profile.get(key) {
-                event["content"][key] = value.clone();
+                content.insert(key.to_owned(), value.clone());
             }
         }
-        let (event_id, signed) = self.sign_template(event, &rules)?;
+        let (version, rules, event_id, signed) =
+            self.sign_remote_template(server, room_id, user_id, "join", content).await?;
         let path = format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id), encode(&event_id));
         let response = self
             .federation
@@ -187,6 +182,32 @@ impl Services {
         }
     }
 
+    /// Asks `server` for a join or leave template (`make_join`/`make_leave`), checks it is
+    /// the event asked for, adds `content` and signs it: (version, rules, event id, event).
+    async fn sign_remote_template(
+        &self,
+        server: &ServerName,
+        room_id: &str,
+        user_id: &str,
+        membership: &str,
+        content: serde_json::Map<String, Value>,
+    ) -> ApiResult<(RoomVersionId, RoomVersionRules, String, Value)> {
+        let mut path = format!("/_matrix/federation/v1/make_{membership}/{}/{}", encode(room_id), encode(user_id));
+        if membership == "join" {
+            let versions: Vec<String> = JOINABLE_ROOM_VERSIONS.iter().map(|v| format!("ver={v}")).collect();
+            path = format!("{path}?{}", versions.join("&"));
+        }
+        let template = self.federation.get(server, &path).await.map_err(|e| e.to_client_error())?;
+        let (version, rules) = supported_version(&template["room_version"])?;
+        let mut event = template["event"].clone();
+        check_template(&event, room_id, user_id, membership)?;
+        for (key, value) in content {
+            event["content"][key] = value;
+        }
+        let (event_id, signed) = self.sign_template(event, &rules)?;
+        Ok((version, rules, event_id, signed))
+    }
+
     /// Completes a template from another server with our origin, time, hashes and
     /// signature; returns the event id and the signed event.
     fn sign_template(&self, event: Value, rules: &RoomVersionRules) -> ApiResult<(String, Value)> {
@@ -241,15 +262,12 @@ impl Services {
         room_id: &str,
         reason: Option<&str>,
     ) -> ApiResult<()> {
-        let path = format!("/_matrix/federation/v1/make_leave/{}/{}", encode(room_id), encode(user_id));
-        let template = self.federation.get(server, &path).await.map_err(|e| e.to_client_error())?;
-        let (_, rules) = supported_version(&template["room_version"])?;
-        let mut event = template["event"].clone();
-        check_template(&event, room_id, user_id, "leave")?;
+        let mut content = serde_json::Map::new();
         if let Some(reason) = reason {
-            event["content"]["reason"] = json!(reason);
+            content.insert("reason".into(), json!(reason));
         }
-        let (event_id, signed) = self.sign_template(event, &rules)?;
+        let (_, rules, event_id, signed) =
+            self.sign_remote_template(server, room_id, user_id, "leave", content).await?;
         let path = format!("/_matrix/federation/v2/send_leave/{}/{}", encode(room_id), encode(&event_id));
         self.federation.request(Method::PUT, server, &path, Some(&signed)).await.map_err(|e| e.to_client_error())?;
         let leave = self.federation.check_pdu(&signed, &rules).await.map_err(MatrixError::bad_json)?;
