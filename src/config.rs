@@ -44,6 +44,9 @@ pub struct Config {
     pub federation_domain_whitelist: Option<Vec<OwnedServerName>>,
     #[serde(default)]
     pub federation: FederationConfig,
+    /// Whether other servers may read the public room list (Synapse's default: no).
+    #[serde(default)]
+    pub allow_public_rooms_over_federation: bool,
     #[serde(default = "default_trusted_key_servers")]
     pub trusted_key_servers: Vec<TrustedKeyServer>,
     #[serde(default = "default_room_version")]

@@ -228,10 +228,24 @@ async fn two_kith_servers_share_a_room_and_serve_its_dag_only_to_members() {
     use common::matrix::{self, encode, eventually};
     let a = TestServer::start_federating(Db::Sqlite).await;
     let b = TestServer::start_federating(Db::Sqlite).await;
-    let c = TestServer::start_federating(Db::Sqlite).await;
+    let c = TestServer::start_federating_with(Db::Sqlite, "allow_public_rooms_over_federation: false").await;
     let (_, alice) = a.register("alice", "pw").await;
     let (_, bob) = b.register("bob", "pw").await;
-    let room = matrix::create_room(&a, &alice, json!({ "preset": "public_chat", "room_alias_name": "hall" })).await;
+    let room = matrix::create_room(
+        &a,
+        &alice,
+        json!({ "preset": "public_chat", "room_alias_name": "hall", "visibility": "public" }),
+    )
+    .await;
+    // A's public rooms are listed to B; C keeps its list to itself.
+    let listed = |server: &TestServer| {
+        format!("/_matrix/client/v3/publicRooms?server={}", encode(server.base.trim_start_matches("https://")))
+    };
+    let (status, rooms) = b.get(&listed(&a), Some(&bob)).await;
+    assert_eq!(status, StatusCode::OK, "{rooms}");
+    assert_eq!(rooms["chunk"][0]["room_id"], room.as_str());
+    let (status, refused) = b.get(&listed(&c), Some(&bob)).await;
+    assert_eq!((status, refused["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")), "{refused}");
     let first = matrix::send_text(&a, &alice, &room, "first").await;
     let (status, body) = matrix::join(&b, &bob, &format!("#hall:{}", a.base.trim_start_matches("https://")), "").await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", b.log());

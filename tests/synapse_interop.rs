@@ -89,8 +89,22 @@ async fn kith_user_joins_a_synapse_room(db: Db) {
     let room = matrix::create_room(
         &synapse,
         &syn_token,
-        json!({ "preset": "public_chat", "room_alias_name": "lobby", "name": "Lobby" }),
+        json!({ "preset": "public_chat", "room_alias_name": "lobby", "name": "Lobby", "visibility": "public" }),
     )
+    .await;
+    // Kith lists Synapse's public rooms over federation (Synapse updates its list in the
+    // background and caches answers per query, hence the polling with varying limits).
+    let mut limit = 50;
+    eventually("Synapse's room in the list kith shows", PATIENCE, || {
+        limit += 1;
+        let path = format!("{V3}/publicRooms?server={}&limit={limit}", matrix::encode(&synapse.server_name));
+        let (kith, token, room) = (&kith, &kith_token, &room);
+        async move {
+            let (status, listed) = kith.get(&path, Some(token)).await;
+            let found = listed["chunk"].as_array().is_some_and(|c| c.iter().any(|r| r["room_id"] == room.as_str()));
+            (status == StatusCode::OK && found).then_some(())
+        }
+    })
     .await;
     matrix::send_text(&synapse, &syn_token, &room, "before kith joined").await;
 

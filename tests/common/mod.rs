@@ -89,8 +89,7 @@ impl TestServer {
     /// listener, trusting loopback and self-signed certificates: what two servers on one
     /// machine need to federate.
     pub async fn start_federating(db: Db) -> Self {
-        let extra = "federation_verify_certificates: false\nip_range_whitelist: ['127.0.0.1']";
-        Self::start_named(db, extra, true, true).await
+        Self::start_federating_with(db, "").await
     }
 
     async fn start_configured(db: Db, extra_yaml: &str, tls: bool) -> Self {
@@ -279,7 +278,10 @@ impl TestServer {
     /// Like [`Self::start_federating`], with `extra_yaml` added to the config (later
     /// keys win).
     pub async fn start_federating_with(db: Db, extra_yaml: &str) -> Self {
-        let extra = format!("federation_verify_certificates: false\nip_range_whitelist: ['127.0.0.1']\n{extra_yaml}");
+        let extra = format!(
+            "federation_verify_certificates: false\nip_range_whitelist: ['127.0.0.1']\n\
+             allow_public_rooms_over_federation: true\n{extra_yaml}"
+        );
         Self::start_named(db, &extra, true, true).await
     }
 }

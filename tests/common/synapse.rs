@@ -39,7 +39,7 @@ impl Synapse {
              \x20 - {{port: {client_port}, tls: false, type: http, bind_addresses: ['127.0.0.1'], resources: [{{names: [client]}}]}}\n\
              tls_certificate_path: {crt}\ntls_private_key_path: {key}\n\
              database: {{name: sqlite3, args: {{database: {db}}}}}\nmedia_store_path: {media}\nsigning_key_path: {signing}\n\
-             registration_shared_secret: '{SECRET}'\nbcrypt_rounds: 4\ntrusted_key_servers: []\nsuppress_key_server_warning: true\n\
+             registration_shared_secret: '{SECRET}'\nbcrypt_rounds: 4\nallow_public_rooms_over_federation: true\nroom_list_publication_rules: [{{action: allow}}]\ntrusted_key_servers: []\nsuppress_key_server_warning: true\n\
              federation_verify_certificates: false\nip_range_whitelist: ['127.0.0.1']\nip_range_blacklist: ['10.0.0.0/8']\n\
              rc_message: {{per_second: 1000, burst_count: 1000}}\nrc_joins: {{local: {{per_second: 1000, burst_count: 1000}}, remote: {{per_second: 1000, burst_count: 1000}}}}\n\
              rc_joins_per_room: {{per_second: 1000, burst_count: 1000}}\nrc_registration: {{per_second: 1000, burst_count: 1000}}\n\

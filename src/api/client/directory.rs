@@ -1,7 +1,7 @@
 //! Room aliases (`/directory/room/{alias}`) and the local public room list.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -63,8 +63,38 @@ pub async fn delete_alias(
     Ok(Json(json!({})))
 }
 
-/// `GET/POST /publicRooms`: rooms published with `visibility: public`.
-pub async fn public_rooms(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+#[derive(Deserialize)]
+pub struct PublicRoomsQuery {
+    #[serde(default)]
+    server: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    since: Option<String>,
+}
+
+/// `GET/POST /publicRooms[?server=…]`: rooms published with `visibility: public`, here
+/// or (asked over federation) on another server.
+pub async fn public_rooms(
+    State(state): State<AppState>,
+    Query(query): Query<PublicRoomsQuery>,
+) -> ApiResult<Json<Value>> {
+    if let Some(server) = query.server.as_deref().filter(|s| *s != state.config.server_name.as_str()) {
+        let server = <&ruma::ServerName>::try_from(server)
+            .map_err(|_| MatrixError::invalid_param(format!("Invalid server name: {server}")))?;
+        let mut path = format!("/_matrix/federation/v1/publicRooms?limit={}", query.limit.unwrap_or(100).min(500));
+        if let Some(since) = &query.since {
+            path.push_str(&format!("&since={}", crate::config::percent_encode(since)));
+        }
+        let rooms = state.federation.get(server, &path).await.map_err(|e| e.to_client_error())?;
+        let mut answer = json!({ "chunk": rooms["chunk"].as_array().cloned().unwrap_or_default() });
+        for key in ["next_batch", "prev_batch", "total_room_count_estimate"] {
+            if let Some(value) = rooms.get(key) {
+                answer[key] = value.clone();
+            }
+        }
+        return Ok(Json(answer));
+    }
     let mut chunk = Vec::new();
     for room_id in state.store.published_rooms().await? {
         chunk.push(state.rooms.public_room_summary(&room_id).await?);

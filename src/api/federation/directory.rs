@@ -36,8 +36,12 @@ pub async fn query_alias(
     Ok(Json(json!({ "room_id": room_id, "servers": servers })))
 }
 
-/// `GET/POST /v1/publicRooms`: the rooms published in this server's directory.
+/// `GET/POST /v1/publicRooms`: the rooms published in this server's directory, when
+/// `allow_public_rooms_over_federation` lets other servers see them.
 pub async fn public_rooms(State(state): State<AppState>, _signed: Signed) -> ApiResult<Json<Value>> {
+    if !state.config.allow_public_rooms_over_federation {
+        return Err(MatrixError::forbidden("This server does not share its public room list"));
+    }
     let mut chunk = Vec::new();
     for room_id in state.store.published_rooms().await? {
         chunk.push(state.rooms.public_room_summary(&room_id).await?);

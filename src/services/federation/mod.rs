@@ -63,6 +63,10 @@ impl FederationError {
             Self::Remote { status, body } if *status == StatusCode::NOT_FOUND => {
                 MatrixError::not_found(body["error"].as_str().unwrap_or("Not found on the remote server").to_owned())
             }
+            Self::Remote { status, body } if *status == StatusCode::FORBIDDEN => MatrixError::forbidden(format!(
+                "The remote server refused: {}",
+                body["error"].as_str().unwrap_or("forbidden")
+            )),
             Self::NotAllowed(_) => MatrixError::forbidden(self.to_string()),
             _ => MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("Federation request failed: {self}")),
         }
