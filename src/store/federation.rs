@@ -125,14 +125,6 @@ impl Store {
         rows.iter().map(|row| row.try_get(0)).collect()
     }
 
-    pub async fn outbox_len(&self, destination: &str) -> Result<i64, sqlx::Error> {
-        let row = sqlx::query("SELECT COUNT(*) FROM federation_outbox WHERE destination = $1")
-            .bind(destination)
-            .fetch_one(self.pool())
-            .await?;
-        row.try_get(0)
-    }
-
     /// Every destination in backoff.
     pub async fn destination_retries(&self) -> Result<Vec<(String, Retry)>, sqlx::Error> {
         let rows =

@@ -184,6 +184,11 @@ impl Directory {
         let local = self.is_local(user_id);
         let tracked = self.with_index(|index| index.is_tracked(room_id));
         if local {
+            // The membership may come before the account's own profile-change row is
+            // applied (both streams are read in one pass): index the account first.
+            if joined && self.with_index(|index| index.id_of(user_id)).is_none() {
+                self.refresh_local_user(user_id).await?;
+            }
             if joined && !tracked {
                 return self.start_tracking(room_id).await;
             }
@@ -222,6 +227,11 @@ impl Directory {
     /// A local user joined a room the index did not track: load all its members.
     async fn start_tracking(&self, room_id: &str) -> anyhow::Result<()> {
         let members = self.store.tracked_joined_members(room_id).await?;
+        for member in members.iter().filter(|m| self.is_local(&m.user_id)) {
+            if self.with_index(|index| index.id_of(&member.user_id)).is_none() {
+                self.refresh_local_user(&member.user_id).await?;
+            }
+        }
         let public = !self.store.public_room_ids(Some(room_id)).await?.is_empty();
         self.with_index(|index| {
             index.set_room_public(room_id, public);
