@@ -14,24 +14,26 @@ use crate::api::{self, Resources};
 use crate::config::{Config, Listener};
 use crate::services::Services;
 use crate::services::server_keys::ServerKeys;
+use crate::services::workers::Workers;
 use crate::store::Store;
 
 /// Requests in flight get this long to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Background workers get this long to stop after the listeners have.
+const WORKERS_GRACE: Duration = Duration::from_secs(5);
 
 /// Opens the database, loads the signing key and builds the services.
-pub async fn build_services(config: Config, config_dir: &Path) -> anyhow::Result<Arc<Services>> {
+pub async fn build_services(config: Config, config_dir: &Path) -> anyhow::Result<(Arc<Services>, Arc<Store>)> {
     let keys = ServerKeys::load(config.server_name.clone(), &config.signing_key_path(config_dir))?;
     let store = Arc::new(Store::connect(&config.database_target()?).await?);
-    Ok(Arc::new(Services::new(config, store, keys).await?))
+    Ok((Arc::new(Services::new(config, store.clone(), keys).await?), store))
 }
 
 pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let services = build_services(config.clone(), config_dir).await?;
+    let (services, store) = build_services(config.clone(), config_dir).await?;
     services.directory.rebuild(&crate::services::directory::LogProgress).await?;
-    tokio::spawn(services.directory.clone().run(services.rooms.subscribe()));
-    tokio::spawn(crate::services::federation::sender::run(services.clone()));
+    let workers = Workers::start(services.workers());
     let handle: Handle<SocketAddr> = Handle::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listeners {
@@ -58,14 +60,20 @@ pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
         tracing::warn!("no listeners configured: nothing to serve");
     }
     tokio::spawn(shutdown_on_signal(handle));
-    tokio::spawn(expire_typing(services.clone()));
-    let wake = services.profiles.changed.clone();
-    tokio::spawn(crate::services::profile_propagation::run(services.clone(), wake));
+    let mut listener_error = None;
     while let Some(result) = servers.join_next().await {
-        result.context("listener task failed")?.context("listener failed")?;
+        if let Err(err) = result.context("listener task failed").and_then(|r| r.context("listener failed")) {
+            listener_error = Some(err);
+            break;
+        }
     }
-    // Background work may still hold connections; do not wait for it forever.
-    if tokio::time::timeout(SHUTDOWN_GRACE, services.store.close()).await.is_err() {
+    tracing::info!("stopping background work");
+    workers.stop(WORKERS_GRACE).await;
+    if let Some(err) = listener_error {
+        return Err(err);
+    }
+    // Requests still in flight may hold connections; do not wait for them forever.
+    if tokio::time::timeout(SHUTDOWN_GRACE, store.close()).await.is_err() {
         tracing::warn!("database connections still busy at shutdown; closing anyway");
     }
     tracing::info!("stopped");
@@ -131,13 +139,4 @@ async fn shutdown_on_signal(handle: Handle<SocketAddr>) {
     }
     tracing::info!("shutting down");
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
-}
-
-/// Typing notifications end on their own; sweep them so `/sync` reports it.
-async fn expire_typing(services: Arc<Services>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        services.typing.expire();
-    }
 }

@@ -6,15 +6,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use ruma::api::error::{DeserializationError, FromHttpRequestError};
+use ruma::api::{IncomingRequest, IncomingRequestExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::MatrixError;
 use crate::services::Services;
-use crate::store::TokenOwner;
+use crate::services::accounts::AuthenticatedUser;
 
 pub type AppState = Arc<Services>;
 
@@ -73,8 +75,56 @@ pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MatrixE
     })
 }
 
+/// A request parsed into ruma's type for its endpoint (path, query and body), with the
+/// same Matrix errors as [`MatrixJson`] for bodies that are not JSON or do not fit.
+pub struct Ruma<T>(pub T);
+
+impl<S: Send + Sync, T: IncomingRequest> FromRequest<S> for Ruma<T> {
+    type Rejection = MatrixError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
+            Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
+            Err(_) => return Err(MatrixError::invalid_param("Invalid path parameters")),
+        };
+        let bytes = read_body(Request::from_parts(parts.clone(), body), state).await?;
+        if !bytes.iter().all(u8::is_ascii_whitespace) {
+            let value: Value = serde_json::from_slice(&bytes)
+                .map_err(|err| MatrixError::not_json(format!("Content not JSON: {err}")))?;
+            if !value.is_object() {
+                return Err(MatrixError::bad_json("Content must be a JSON object."));
+            }
+        }
+        let request = axum::http::Request::from_parts(parts, bytes.as_ref());
+        let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        // A deserializer that panics on odd input must not turn a bad request into a 500.
+        let parsed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::try_from_http_request(request, &path_args)));
+        match parsed {
+            Ok(parsed) => parsed.map(Self).map_err(request_error),
+            Err(_) => Err(MatrixError::bad_json("The request does not fit this endpoint")),
+        }
+    }
+}
+
+fn request_error(err: FromHttpRequestError) -> MatrixError {
+    let message = err.to_string();
+    match err {
+        FromHttpRequestError::Deserialization(DeserializationError::Json(json)) if json.is_data() => {
+            if json.to_string().starts_with("missing field") {
+                MatrixError::missing_param(json.to_string())
+            } else {
+                MatrixError::bad_json(json.to_string())
+            }
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Json(_)) => MatrixError::not_json(message),
+        _ => MatrixError::invalid_param(message),
+    }
+}
+
 /// The user behind the request's access token.
-pub struct Requester(pub TokenOwner);
+pub struct Requester(pub AuthenticatedUser);
 
 impl FromRequestParts<AppState> for Requester {
     type Rejection = MatrixError;
@@ -96,6 +146,14 @@ async fn access_token(parts: &mut Parts) -> Option<String> {
     }
     let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, &()).await.ok()?;
     query.get("access_token").cloned()
+}
+
+/// Parses an ID from a path or body, or answers `M_INVALID_PARAM` naming what it is.
+pub fn parse_id<'a, T>(value: &'a str, what: &str) -> Result<T, MatrixError>
+where
+    T: TryFrom<&'a str>,
+{
+    T::try_from(value).map_err(|_| MatrixError::invalid_param(format!("Invalid {what}: {value}")))
 }
 
 /// Whether this listener trusts `X-Forwarded-For` (its `x_forwarded` setting).

@@ -62,8 +62,7 @@ impl FromRequest<AppState> for Signed {
             serde_json::from_value::<ruma::CanonicalJsonValue>(value)
                 .map_err(|err| MatrixError::bad_json(format!("The body is not canonical JSON: {err}")))?;
         }
-        let origin = state.federation.authenticate(&parts.method, &parts.uri, &parts.headers, &body).await?;
-        crate::services::federation::sender::remote_is_up(state, &origin);
+        let origin = state.inbound.authenticate(&parts.method, &parts.uri, &parts.headers, &body).await?;
         Ok(Self { origin, body })
     }
 }
@@ -92,16 +91,14 @@ async fn query_profile(
 ) -> ApiResult<Json<Value>> {
     let user_id = query.get("user_id").ok_or_else(|| MatrixError::missing_param("user_id is required"))?;
     let user_id = <&UserId>::try_from(user_id.as_str()).map_err(|_| MatrixError::invalid_param("Invalid user_id"))?;
-    if user_id.server_name() != state.config.server_name {
+    if !state.profiles.is_local(user_id) {
         return Err(MatrixError::invalid_param("The user is not on this server"));
     }
     tracing::debug!(origin = %signed.origin, %user_id, "profile query");
-    let mut profile = state.profiles.get(user_id.as_str()).await?;
-    if let Some(field) = query.get("field") {
-        profile.retain(|key, _| key == field);
-        if profile.is_empty() {
-            return Err(MatrixError::not_found(format!("The profile has no field {field}")));
-        }
+    let field = query.get("field").map(String::as_str);
+    let profile = state.profiles.lookup(user_id, field).await?;
+    if let Some(field) = field.filter(|_| profile.is_empty()) {
+        return Err(MatrixError::not_found(format!("The profile has no field {field}")));
     }
     Ok(Json(json!(profile)))
 }

@@ -29,7 +29,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn server_keys(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let body = state.keys.server_key_response().map_err(|err| MatrixError::internal("signing key response", err))?;
+    let body =
+        state.server_keys.server_key_response().map_err(|err| MatrixError::internal("signing key response", err))?;
     Ok(Json(body))
 }
 
@@ -83,7 +84,7 @@ async fn query_keys_batch(
     MatrixJson(body): MatrixJson<Value>,
 ) -> ApiResult<Json<Value>> {
     let servers = parse_batch(&body)?;
-    let federation = &state.federation;
+    let federation = &state.remote_keys;
     let responses: Vec<Vec<Value>> = futures_util::stream::iter(servers)
         .map(|(server, criteria)| async move {
             let key_ids: Vec<&str> = criteria.key_ids.iter().map(String::as_str).collect();
@@ -129,7 +130,7 @@ async fn notary_answer(
         ),
         None => None,
     };
-    let responses = state.federation.notary_query(server, key_ids, minimum).await;
+    let responses = state.remote_keys.notary_query(server, key_ids, minimum).await;
     Ok(Json(json!({ "server_keys": responses })))
 }
 

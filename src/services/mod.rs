@@ -1,48 +1,63 @@
-//! The domain: one module per concern. HTTP handlers call these; these call the store.
+//! The domain: one service per concern, each in its own folder, naming the services it
+//! uses in its constructor. HTTP handlers call these; these call the store.
+//!
+//! [`Services`] only wires them together at start-up and lists the background workers.
 
+pub mod account_data;
 pub mod accounts;
 pub mod directory;
+pub mod ephemeral;
 pub mod federation;
 pub mod joins;
-pub mod profile_propagation;
 pub mod profiles;
 pub mod rate_limit;
+pub mod room_directory;
 pub mod rooms;
 pub mod server_keys;
 pub mod sync;
-pub mod typing;
-pub mod uia;
+pub mod workers;
 
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::store::Store;
+use account_data::AccountData;
 use accounts::Accounts;
 use directory::Directory;
-use federation::Federation;
+use ephemeral::Ephemeral;
+use federation::FederationClient;
+use federation::history::History;
+use federation::inbound::Inbound;
+use federation::sender::Sender;
+use joins::Joins;
 use profiles::Profiles;
+use profiles::propagation::ProfilePropagation;
 use rate_limit::RateLimiter;
+use room_directory::RoomDirectory;
 use rooms::Rooms;
 use server_keys::ServerKeys;
-use tokio::sync::watch;
-use typing::Typing;
+use server_keys::remote::RemoteKeys;
+use sync::ClientSync;
+use workers::Worker;
 
-/// Everything a request handler may use, shared by all listeners.
+/// Every service, wired; shared by all listeners.
 pub struct Services {
     pub config: Config,
-    pub store: Arc<Store>,
-    pub keys: Arc<ServerKeys>,
-    pub accounts: Accounts,
-    pub profiles: Profiles,
-    pub rooms: Rooms,
+    pub server_keys: Arc<ServerKeys>,
+    pub remote_keys: Arc<RemoteKeys>,
+    pub accounts: Arc<Accounts>,
+    pub profiles: Arc<Profiles>,
+    pub rooms: Arc<Rooms>,
+    pub room_directory: Arc<RoomDirectory>,
+    pub joins: Arc<Joins>,
+    pub ephemeral: Arc<Ephemeral>,
+    pub account_data: Arc<AccountData>,
+    pub sync: Arc<ClientSync>,
     pub directory: Arc<Directory>,
-    pub federation: Federation,
-    /// Inbound federation transactions already answered, for idempotency.
-    pub transactions: federation::receiver::TransactionLog,
-    pub sender: federation::sender::Sender,
-    pub typing: Typing,
-    /// Bumped when account data or receipts change, to wake long-polling `/sync`s.
-    pub changes: watch::Sender<u64>,
+    pub inbound: Arc<Inbound>,
+    pub history: Arc<History>,
+    pub sender: Arc<Sender>,
+    pub profile_propagation: Arc<ProfilePropagation>,
     pub limits: Limits,
 }
 
@@ -56,11 +71,65 @@ pub struct Limits {
 }
 
 impl Services {
-    pub async fn new(config: Config, store: Arc<Store>, keys: ServerKeys) -> anyhow::Result<Self> {
-        let keys = Arc::new(keys);
-        let rooms = Rooms::new(store.clone(), keys.clone(), config.default_room_version.clone()).await?;
-        let accounts =
-            Accounts::new(store.clone(), config.server_name.clone(), config.registration_shared_secret.clone());
+    pub async fn new(config: Config, store: Arc<Store>, server_keys: ServerKeys) -> anyhow::Result<Self> {
+        let server_name = config.server_name.clone();
+        let server_keys = Arc::new(server_keys);
+        let client = Arc::new(FederationClient::new(&config, server_keys.clone())?);
+        let remote_keys = Arc::new(RemoteKeys::new(&config, client.clone(), server_keys.clone()));
+        let rooms =
+            Arc::new(Rooms::new(store.clone(), server_keys.clone(), config.default_room_version.clone()).await?);
+        let accounts = Arc::new(Accounts::new(
+            store.clone(),
+            rooms.clone(),
+            server_name.clone(),
+            config.registration_shared_secret.clone(),
+        ));
+        let profiles = Arc::new(Profiles::new(store.clone(), server_name.clone(), client.clone()));
+        let profile_propagation = Arc::new(ProfilePropagation::new(store.clone(), profiles.clone(), rooms.clone()));
+        let sender = Arc::new(Sender::new(
+            store.clone(),
+            server_name.clone(),
+            client.clone(),
+            rooms.clone(),
+            config.federation.clone(),
+        ));
+        let account_data = Arc::new(AccountData::new(store.clone(), rooms.clone()));
+        let ephemeral = Arc::new(Ephemeral::new(store.clone(), sender.clone(), account_data.clone()));
+        let sync = Arc::new(ClientSync::new(store.clone(), rooms.clone(), ephemeral.clone(), account_data.clone()));
+        let inbound = Arc::new(Inbound::new(
+            store.clone(),
+            server_name.clone(),
+            client.clone(),
+            remote_keys.clone(),
+            rooms.clone(),
+            ephemeral.clone(),
+            sender.clone(),
+        ));
+        let history = Arc::new(History::new(store.clone(), server_name.clone(), rooms.clone()));
+        let room_directory = Arc::new(RoomDirectory::new(
+            store.clone(),
+            server_name.clone(),
+            client.clone(),
+            rooms.clone(),
+            config.allow_public_rooms_over_federation,
+        ));
+        let joins = Arc::new(Joins::new(
+            store.clone(),
+            server_name.clone(),
+            server_keys.clone(),
+            client,
+            rooms.clone(),
+            profiles.clone(),
+            inbound.clone(),
+            sender.clone(),
+        ));
+        let directory = Arc::new(Directory::new(
+            store,
+            server_name.to_string(),
+            config.user_directory.clone(),
+            rooms.subscribe(),
+            profiles.subscribe(),
+        ));
         let limits = Limits {
             login_address: RateLimiter::new(config.rc_login.address),
             login_account: RateLimiter::new(config.rc_login.account),
@@ -69,51 +138,28 @@ impl Services {
             user_directory: RateLimiter::new(config.rc_user_directory),
         };
         Ok(Self {
-            profiles: Profiles::new(store.clone()),
-            accounts,
-            rooms,
-            directory: Arc::new(Directory::new(
-                store.clone(),
-                config.server_name.to_string(),
-                config.user_directory.clone(),
-            )),
-            federation: Federation::new(&config, keys.clone())?,
-            transactions: Default::default(),
-            sender: federation::sender::Sender::new(config.federation.clone()),
-            typing: Typing::default(),
-            changes: watch::channel(0).0,
-            limits,
-            keys,
-            store,
             config,
+            server_keys,
+            remote_keys,
+            accounts,
+            profiles,
+            rooms,
+            room_directory,
+            joins,
+            ephemeral,
+            account_data,
+            sync,
+            directory,
+            inbound,
+            history,
+            sender,
+            profile_propagation,
+            limits,
         })
     }
-}
 
-impl Services {
-    /// Deactivates an account and, as Synapse does, takes the user out of every room
-    /// they are joined to or invited to.
-    pub async fn deactivate_account(&self, user_id: &str, erase: bool) -> crate::error::ApiResult<()> {
-        self.accounts.deactivate(user_id, erase).await?;
-        for membership in self.store.memberships_of_user(user_id).await? {
-            if membership.membership != "join" && membership.membership != "invite" {
-                continue;
-            }
-            let leave = rooms::membership::MembershipChange::new(
-                &membership.room_id,
-                user_id,
-                user_id,
-                rooms::membership::Change::Leave,
-            );
-            if let Err(err) = self.rooms.change_membership(leave).await {
-                tracing::warn!(%user_id, room_id = %membership.room_id, %err, "could not leave room on deactivation");
-            }
-        }
-        Ok(())
-    }
-
-    /// Wakes `/sync` long polls after an account-data or receipt change.
-    pub fn notify_change(&self) {
-        self.changes.send_modify(|serial| *serial += 1);
+    /// The background workers, started together and stopped together.
+    pub fn workers(&self) -> Vec<Arc<dyn Worker>> {
+        vec![self.directory.clone(), self.sender.clone(), self.profile_propagation.clone(), self.ephemeral.clone()]
     }
 }

@@ -5,6 +5,7 @@
 mod accounts;
 mod directory;
 mod federation;
+#[cfg(feature = "bench-fixtures")]
 mod fixtures;
 mod migrations;
 mod profiles;
@@ -15,6 +16,7 @@ mod user_data;
 pub use accounts::{NewUser, TokenOwner, UserRow};
 pub use directory::{JoinedMember, LocalAccount};
 pub use federation::{OutboxRow, Retry};
+#[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;
 pub use profiles::{ProfileChange, ProfileChangeKind};
 pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};

@@ -6,7 +6,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::register::uia_challenge;
-use super::session::{Identifier, identified_user};
+use ruma::api::client::uiaa::UserIdentifier;
+
+use super::session::identified_user;
 use crate::api::extract::{AppState, MatrixJson, Requester};
 use crate::error::{ApiResult, MatrixError};
 
@@ -18,6 +20,8 @@ pub struct DeactivateRequest {
     erase: bool,
 }
 
+/// Password auth as clients send it: ruma's `uiaa::Password` requires `identifier`, but
+/// clients still send the legacy `user`, which Synapse accepts.
 #[derive(Deserialize)]
 pub struct PasswordAuth {
     #[serde(rename = "type", default)]
@@ -25,7 +29,7 @@ pub struct PasswordAuth {
     #[serde(default)]
     session: Option<String>,
     #[serde(default)]
-    identifier: Option<Identifier>,
+    identifier: Option<UserIdentifier>,
     #[serde(default)]
     user: Option<String>,
     #[serde(default)]
@@ -58,10 +62,10 @@ pub async fn deactivate(
         return Err(MatrixError::forbidden("Requester is not the user being authenticated"));
     }
     let password = auth.password.unwrap_or_default();
-    if let Err(err) = state.accounts.check_password(&owner.user_id, &password).await {
+    if let Err(err) = state.accounts.check_password(owner.user_id.as_str(), &password).await {
         return Err(uia_challenge(&session, STAGE, Some(("M_FORBIDDEN", &err.message))));
     }
     state.accounts.finish_uia(&session);
-    state.deactivate_account(&owner.user_id, request.erase).await?;
+    state.accounts.deactivate(&owner.user_id, request.erase).await?;
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
 }

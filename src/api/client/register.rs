@@ -7,38 +7,16 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use rand::Rng;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::extract::{AppState, ClientIp, MatrixJson};
+use ruma::api::client::account::register::{self, RegistrationKind};
+use ruma::api::client::uiaa::AuthData;
+
+use crate::api::extract::{AppState, ClientIp, Ruma};
 use crate::error::{ApiResult, MatrixError};
 
 /// Synapse refuses passwords longer than this.
 const MAX_PASSWORD_BYTES: usize = 512;
-
-#[derive(Deserialize)]
-pub struct RegisterRequest {
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    device_id: Option<String>,
-    #[serde(default)]
-    initial_device_display_name: Option<String>,
-    #[serde(default)]
-    inhibit_login: bool,
-    #[serde(default)]
-    auth: Option<AuthData>,
-}
-
-#[derive(Deserialize)]
-pub struct AuthData {
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-    #[serde(default)]
-    session: Option<String>,
-}
 
 /// The 401 that starts (or, with the failure that stopped it, continues)
 /// user-interactive auth with a single one-stage flow.
@@ -53,10 +31,9 @@ pub fn uia_challenge(session: &str, stage: &str, failure: Option<(&'static str, 
 pub async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Query(query): Query<HashMap<String, String>>,
-    MatrixJson(request): MatrixJson<RegisterRequest>,
+    Ruma(request): Ruma<register::v3::Request>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    if query.get("kind").is_some_and(|kind| kind == "guest") {
+    if request.kind == RegistrationKind::Guest {
         return Err(MatrixError::new(StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled"));
     }
     if !state.config.enable_registration {
@@ -81,8 +58,8 @@ pub async fn register(
         Some(user_id) => user_id,
         None => generated_user_id(&state).await?,
     };
-    let device = (!request.inhibit_login)
-        .then_some((request.device_id.as_deref(), request.initial_device_display_name.as_deref()));
+    let device_id = request.device_id.as_deref().map(|id| id.as_str());
+    let device = (!request.inhibit_login).then_some((device_id, request.initial_device_display_name.as_deref()));
     let created = state.accounts.register(&user_id, request.password.as_deref(), false, None, None, device).await?;
     state.accounts.finish_uia(&session);
     let body = match created {
@@ -102,15 +79,15 @@ fn check_dummy_auth(state: &AppState, auth: Option<&AuthData>) -> ApiResult<Stri
     let Some(auth) = auth else {
         return Err(uia_challenge(&state.accounts.start_uia(), "m.login.dummy", None));
     };
-    let session = match &auth.session {
-        Some(session) if state.accounts.uia_session_is_live(session) => session.clone(),
+    let session = match auth.session() {
+        Some(session) if state.accounts.uia_session_is_live(session) => session.to_owned(),
         Some(_) => {
             return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "Unknown session ID"));
         }
         None => state.accounts.start_uia(),
     };
-    match auth.kind.as_deref() {
-        Some("m.login.dummy") => Ok(session),
+    match auth {
+        AuthData::Dummy(_) => Ok(session),
         _ => Err(uia_challenge(&session, "m.login.dummy", Some(("M_UNRECOGNIZED", "Unsupported authentication type")))),
     }
 }

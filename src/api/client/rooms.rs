@@ -2,30 +2,16 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use ruma::RoomId;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::api::extract::{AppState, MatrixJson, Requester};
+use crate::api::extract::{AppState, MatrixJson, Requester, parse_id};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::NewEvent;
 use crate::services::rooms::create::{CreateRoom, CreateRoomRequest};
 use crate::services::rooms::filter::EventFilter;
 use crate::services::rooms::format::client_event;
-
-/// `#localpart:server` for `room_alias_name`, checked and free.
-pub async fn new_alias(state: &AppState, localpart: &str) -> ApiResult<String> {
-    if localpart.is_empty() || localpart.contains([':', '#', ' ', '\t', '\n']) {
-        return Err(MatrixError::invalid_param("room_alias_name may not contain ':', '#' or whitespace"));
-    }
-    let alias = format!("#{localpart}:{}", state.config.server_name);
-    if alias.len() > 255 {
-        return Err(MatrixError::invalid_param("The alias is too long"));
-    }
-    if state.store.get_alias(&alias).await?.is_some() {
-        return Err(MatrixError::new(axum::http::StatusCode::BAD_REQUEST, "M_ROOM_IN_USE", "Room alias already taken"));
-    }
-    Ok(alias)
-}
 
 pub async fn create_room(
     State(state): State<AppState>,
@@ -33,11 +19,11 @@ pub async fn create_room(
     MatrixJson(request): MatrixJson<CreateRoomRequest>,
 ) -> ApiResult<Json<Value>> {
     let alias = match &request.room_alias_name {
-        Some(localpart) => Some(new_alias(&state, localpart).await?),
+        Some(localpart) => Some(state.room_directory.new_alias(localpart).await?),
         None => None,
     };
     let profile = state.profiles.get(&owner.user_id).await?;
-    let create = CreateRoom { creator: &owner.user_id, creator_profile: &profile, request, alias };
+    let create = CreateRoom { creator: owner.user_id.as_str(), creator_profile: &profile, request, alias };
     let room_id = state.rooms.create_room(create, state.config.server_name.as_str()).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
@@ -50,7 +36,7 @@ pub async fn send_message(
 ) -> ApiResult<Json<Value>> {
     let event = NewEvent {
         room_id: &room_id,
-        sender: &owner.user_id,
+        sender: owner.user_id.as_str(),
         event_type: &event_type,
         state_key: None,
         content: Value::Object(content),
@@ -66,7 +52,7 @@ pub async fn put_state(
     Path((room_id, event_type, state_key)): Path<(String, String, String)>,
     MatrixJson(content): MatrixJson<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
-    send_state(&state, &owner.user_id, &room_id, &event_type, &state_key, content).await
+    send_state(&state, owner.user_id.as_str(), &room_id, &event_type, &state_key, content).await
 }
 
 pub async fn put_state_empty_key(
@@ -75,7 +61,7 @@ pub async fn put_state_empty_key(
     Path((room_id, event_type)): Path<(String, String)>,
     MatrixJson(content): MatrixJson<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
-    send_state(&state, &owner.user_id, &room_id, &event_type, "", content).await
+    send_state(&state, owner.user_id.as_str(), &room_id, &event_type, "", content).await
 }
 
 async fn send_state(
@@ -106,7 +92,7 @@ pub async fn get_state(
     Requester(owner): Requester,
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let room_state = state.rooms.visible_state(&room_id, &owner.user_id).await?;
+    let room_state = state.rooms.visible_state(&room_id, owner.user_id.as_str()).await?;
     let events = state.rooms.state_events(&room_state).await?;
     Ok(Json(Value::Array(events.iter().map(client_event).collect())))
 }
@@ -116,7 +102,7 @@ pub async fn get_state_event(
     Requester(owner): Requester,
     Path((room_id, event_type, state_key)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    state_event_content(&state, &owner.user_id, &room_id, &event_type, &state_key).await
+    state_event_content(&state, owner.user_id.as_str(), &room_id, &event_type, &state_key).await
 }
 
 pub async fn get_state_event_empty_key(
@@ -124,7 +110,7 @@ pub async fn get_state_event_empty_key(
     Requester(owner): Requester,
     Path((room_id, event_type)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    state_event_content(&state, &owner.user_id, &room_id, &event_type, "").await
+    state_event_content(&state, owner.user_id.as_str(), &room_id, &event_type, "").await
 }
 
 async fn state_event_content(
@@ -158,9 +144,9 @@ pub async fn members(
     Path(room_id): Path<String>,
     Query(query): Query<MembersQuery>,
 ) -> ApiResult<Json<Value>> {
-    let mut room_state = state.rooms.visible_state(&room_id, &owner.user_id).await?;
+    let mut room_state = state.rooms.visible_state(&room_id, owner.user_id.as_str()).await?;
     if let Some(at) = &query.at {
-        let until = state.rooms.visible_until(&room_id, &owner.user_id).await?;
+        let until = state.rooms.visible_until(&room_id, owner.user_id.as_str()).await?;
         let position = parse_token(at)?.min(until);
         room_state = state.rooms.state_at(&room_id, position).await?;
     }
@@ -183,31 +169,13 @@ pub async fn joined_members(
     Requester(owner): Requester,
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let mine = state.store.membership(&room_id, &owner.user_id).await?;
-    if mine.is_none_or(|m| m.membership != "join") {
-        return Err(MatrixError::forbidden("You are not joined to this room"));
-    }
-    let joined: Map<String, Value> = state
-        .store
-        .room_members(&room_id)
-        .await?
-        .into_iter()
-        .filter(|m| m.membership == "join")
-        .map(|m| (m.user_id, json!({ "display_name": m.displayname, "avatar_url": m.avatar_url })))
-        .collect();
+    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+    let joined = state.rooms.joined_members(room_id, &owner.user_id).await?;
     Ok(Json(json!({ "joined": joined })))
 }
 
 pub async fn joined_rooms(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
-    let rooms: Vec<String> = state
-        .store
-        .memberships_of_user(&owner.user_id)
-        .await?
-        .into_iter()
-        .filter(|m| m.membership == "join")
-        .map(|m| m.room_id)
-        .collect();
-    Ok(Json(json!({ "joined_rooms": rooms })))
+    Ok(Json(json!({ "joined_rooms": state.rooms.joined_rooms(&owner.user_id).await? })))
 }
 
 pub async fn get_event(
@@ -215,18 +183,9 @@ pub async fn get_event(
     Requester(owner): Requester,
     Path((room_id, event_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let until = state.rooms.visible_until(&room_id, &owner.user_id).await?;
-    let event = state.store.get_event(&event_id).await?;
-    match event {
-        Some(event) if event.room_id == room_id && !event.rejected && event.stream_ordering <= until => {
-            let visible = state.rooms.visible_events(&owner.user_id, vec![event]).await?;
-            visible
-                .first()
-                .map(|event| Json(client_event(event)))
-                .ok_or_else(|| MatrixError::not_found("Event not found."))
-        }
-        _ => Err(MatrixError::not_found("Event not found.")),
-    }
+    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+    let event = state.rooms.event_for_user(room_id, &owner.user_id, &event_id).await?;
+    Ok(Json(client_event(&event)))
 }
 
 /// Pagination tokens are event stream positions: `t123` from `/messages` and
@@ -263,7 +222,8 @@ pub async fn messages(
     Path(room_id): Path<String>,
     Query(query): Query<MessagesQuery>,
 ) -> ApiResult<Json<Value>> {
-    let until = state.rooms.visible_until(&room_id, &owner.user_id).await?;
+    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+    let until = state.rooms.visible_until(room_id.as_str(), owner.user_id.as_str()).await?;
     let forwards = match query.dir.as_deref() {
         Some("f") => true,
         Some("b") | None => false,
@@ -283,12 +243,10 @@ pub async fn messages(
     let to = query.to.as_deref().map(parse_token).transpose()?;
     let (after, up_to) =
         if forwards { (from, to.unwrap_or(until).min(until)) } else { (to.unwrap_or(0), from.min(until)) };
-    let page = state.store.room_events(&room_id, after, up_to, forwards, limit).await?;
-    let end = page.last().map(|last| if forwards { last.stream_ordering } else { last.stream_ordering - 1 });
-    let visible = state.rooms.visible_events(&owner.user_id, page.clone()).await?;
-    let chunk: Vec<Value> = visible.iter().filter(|e| filter.matches(e)).map(client_event).collect();
+    let page = state.rooms.timeline_page(room_id, &owner.user_id, (after, up_to), forwards, limit).await?;
+    let chunk: Vec<Value> = page.events.iter().filter(|e| filter.matches(e)).map(client_event).collect();
     let mut body = json!({ "chunk": chunk, "start": format!("t{from}") });
-    if let Some(end) = end.filter(|_| page.len() as i64 == limit) {
+    if let Some(end) = page.end {
         body["end"] = json!(format!("t{end}"));
     }
     Ok(Json(body))
@@ -308,7 +266,7 @@ pub async fn redact(
 ) -> ApiResult<Json<Value>> {
     let redaction_id = state
         .rooms
-        .redact(&room_id, &owner.user_id, &owner.device_id, &event_id, &txn_id, request.reason.as_deref())
+        .redact(&room_id, owner.user_id.as_str(), &owner.device_id, &event_id, &txn_id, request.reason.as_deref())
         .await?;
     Ok(Json(json!({ "event_id": redaction_id })))
 }

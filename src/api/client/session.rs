@@ -2,50 +2,45 @@
 
 use axum::Json;
 use axum::extract::State;
+use ruma::OwnedDeviceId;
+use ruma::api::client::uiaa::UserIdentifier;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::extract::{AppState, ClientIp, MatrixJson, Requester};
 use crate::error::{ApiResult, MatrixError};
 
+/// The user name of an `m.id.user` identifier (or the legacy `user` field).
+pub fn identified_user(identifier: Option<&UserIdentifier>, legacy_user: Option<&str>) -> ApiResult<String> {
+    match identifier {
+        Some(UserIdentifier::Matrix(id)) => Ok(id.user.clone()),
+        Some(other) => Err(MatrixError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_UNKNOWN",
+            format!("Unknown login identifier type {}", other.identifier_type()),
+        )),
+        None => legacy_user.map(str::to_owned).ok_or_else(|| MatrixError::missing_param("identifier is required")),
+    }
+}
+
+/// `POST /login`. Not ruma's `login::v3::Request`: its `LoginInfo` deserializer panics
+/// on a body without `type` (it indexes the map), and a login must answer hostile bodies
+/// with `M_MISSING_PARAM`/`M_BAD_JSON`.
 #[derive(Deserialize)]
 pub struct LoginRequest {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
-    identifier: Option<Identifier>,
+    identifier: Option<UserIdentifier>,
     /// Deprecated top-level user name, still sent by older clients.
     #[serde(default)]
     user: Option<String>,
     #[serde(default)]
     password: Option<String>,
     #[serde(default)]
-    device_id: Option<String>,
+    device_id: Option<OwnedDeviceId>,
     #[serde(default)]
     initial_device_display_name: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub struct Identifier {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    user: Option<String>,
-}
-
-/// The user name of a `m.id.user` identifier (or the legacy `user` field).
-pub fn identified_user(identifier: Option<&Identifier>, legacy_user: Option<&str>) -> ApiResult<String> {
-    match identifier {
-        Some(identifier) if identifier.kind == "m.id.user" => {
-            identifier.user.clone().ok_or_else(|| MatrixError::missing_param("identifier.user is required"))
-        }
-        Some(identifier) => Err(MatrixError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "M_UNKNOWN",
-            format!("Unknown login identifier type {}", identifier.kind),
-        )),
-        None => legacy_user.map(str::to_owned).ok_or_else(|| MatrixError::missing_param("identifier is required")),
-    }
 }
 
 pub async fn login_flows() -> Json<Value> {
@@ -80,7 +75,11 @@ pub async fn login(
     };
     let session = state
         .accounts
-        .new_session(&user.user_id, request.device_id.as_deref(), request.initial_device_display_name.as_deref())
+        .new_session(
+            &user.user_id,
+            request.device_id.as_deref().map(|id| id.as_str()),
+            request.initial_device_display_name.as_deref(),
+        )
         .await?;
     Ok(Json(json!({
         "user_id": session.user_id,

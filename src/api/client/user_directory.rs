@@ -28,9 +28,9 @@ pub async fn search(
     if owner.is_guest {
         return Err(MatrixError::new(StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guests cannot search users"));
     }
-    state.limits.user_directory.check(&owner.user_id)?;
+    state.limits.user_directory.check(owner.user_id.as_str())?;
     let limit = request.limit.unwrap_or(DEFAULT_LIMIT).clamp(0, MAX_LIMIT) as usize;
-    let found = state.directory.search(&owner.user_id, &request.search_term, limit);
+    let found = state.directory.search(owner.user_id.as_str(), &request.search_term, limit);
     let results: Vec<Value> = found
         .results
         .iter()

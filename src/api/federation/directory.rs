@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Signed;
 use crate::api::extract::AppState;
@@ -17,34 +17,13 @@ pub async fn query_alias(
     _signed: Signed,
 ) -> ApiResult<Json<Value>> {
     let alias = query.get("room_alias").ok_or_else(|| MatrixError::missing_param("room_alias is required"))?;
-    let alias_id =
+    let alias =
         <&ruma::RoomAliasId>::try_from(alias.as_str()).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
-    if alias_id.server_name() != state.config.server_name {
-        return Err(MatrixError::not_found("The alias is not on this server"));
-    }
-    let (room_id, _) =
-        state.store.get_alias(alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
-    let mut servers = vec![state.config.server_name.to_string()];
-    for user in state.store.joined_user_ids(&room_id).await? {
-        if let Ok(user) = <&ruma::UserId>::try_from(user.as_str()) {
-            let server = user.server_name().to_string();
-            if !servers.contains(&server) {
-                servers.push(server);
-            }
-        }
-    }
-    Ok(Json(json!({ "room_id": room_id, "servers": servers })))
+    Ok(Json(state.room_directory.serve_alias_query(alias).await?))
 }
 
 /// `GET/POST /v1/publicRooms`: the rooms published in this server's directory, when
 /// `allow_public_rooms_over_federation` lets other servers see them.
 pub async fn public_rooms(State(state): State<AppState>, _signed: Signed) -> ApiResult<Json<Value>> {
-    if !state.config.allow_public_rooms_over_federation {
-        return Err(MatrixError::forbidden("This server does not share its public room list"));
-    }
-    let mut chunk = Vec::new();
-    for room_id in state.store.published_rooms().await? {
-        chunk.push(state.rooms.public_room_summary(&room_id).await?);
-    }
-    Ok(Json(json!({ "chunk": chunk, "total_room_count_estimate": chunk.len() })))
+    Ok(Json(state.room_directory.serve_public_rooms().await?))
 }

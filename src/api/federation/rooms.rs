@@ -16,7 +16,7 @@ pub async fn send_transaction(
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
     let body = signed.json()?;
-    Ok(Json(state.receive_transaction(&signed.origin, &txn_id, &body).await?))
+    Ok(Json(state.inbound.receive_transaction(&signed.origin, &txn_id, &body).await?))
 }
 
 /// `GET /v1/make_join/{roomId}/{userId}?ver=…`: without `ver`, only version 1 is
@@ -31,7 +31,7 @@ pub async fn make_join(
     if versions.is_empty() {
         versions.push("1".into());
     }
-    Ok(Json(state.make_membership(&signed.origin, &room_id, &user_id, "join", &versions).await?))
+    Ok(Json(state.joins.make_membership(&signed.origin, &room_id, &user_id, "join", &versions).await?))
 }
 
 pub async fn make_leave(
@@ -39,7 +39,7 @@ pub async fn make_leave(
     Path((room_id, user_id)): Path<(String, String)>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.make_membership(&signed.origin, &room_id, &user_id, "leave", &[]).await?))
+    Ok(Json(state.joins.make_membership(&signed.origin, &room_id, &user_id, "leave", &[]).await?))
 }
 
 /// `PUT /v2/send_join/{roomId}/{eventId}`.
@@ -49,8 +49,8 @@ pub async fn send_join(
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
     let body = signed.json()?;
-    let event = state.receive_membership(&signed.origin, &room_id, &event_id, "join", &body).await?;
-    Ok(Json(state.join_response(&event).await?))
+    let event = state.joins.receive_membership(&signed.origin, &room_id, &event_id, "join", &body).await?;
+    Ok(Json(state.joins.join_response(&event).await?))
 }
 
 /// `PUT /v1/send_join`: the v2 answer wrapped as `[200, answer]`.
@@ -69,7 +69,7 @@ pub async fn send_leave(
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
     let body = signed.json()?;
-    state.receive_membership(&signed.origin, &room_id, &event_id, "leave", &body).await?;
+    state.joins.receive_membership(&signed.origin, &room_id, &event_id, "leave", &body).await?;
     Ok(Json(json!({})))
 }
 
@@ -89,7 +89,7 @@ pub async fn invite(
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
     let body = signed.json()?;
-    Ok(Json(state.receive_invite(&signed.origin, &room_id, &event_id, &body).await?))
+    Ok(Json(state.joins.receive_invite(&signed.origin, &room_id, &event_id, &body).await?))
 }
 
 pub async fn event(
@@ -97,7 +97,7 @@ pub async fn event(
     Path(event_id): Path<String>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.serve_event(&signed.origin, &event_id).await?))
+    Ok(Json(state.history.serve_event(&signed.origin, &event_id).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -115,7 +115,7 @@ pub async fn room_state(
     Query(query): Query<AtEvent>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.serve_state(&signed.origin, &room_id, required_event(&query)?).await?))
+    Ok(Json(state.history.serve_state(&signed.origin, &room_id, required_event(&query)?).await?))
 }
 
 pub async fn room_state_ids(
@@ -124,7 +124,8 @@ pub async fn room_state_ids(
     Query(query): Query<AtEvent>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
-    let (pdu_ids, auth_chain_ids) = state.state_ids_at(&signed.origin, &room_id, required_event(&query)?).await?;
+    let (pdu_ids, auth_chain_ids) =
+        state.history.state_ids_at(&signed.origin, &room_id, required_event(&query)?).await?;
     Ok(Json(json!({ "pdu_ids": pdu_ids, "auth_chain_ids": auth_chain_ids })))
 }
 
@@ -133,7 +134,7 @@ pub async fn event_auth(
     Path((room_id, event_id)): Path<(String, String)>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.serve_event_auth(&signed.origin, &room_id, &event_id).await?))
+    Ok(Json(state.history.serve_event_auth(&signed.origin, &room_id, &event_id).await?))
 }
 
 pub async fn get_missing_events(
@@ -142,7 +143,7 @@ pub async fn get_missing_events(
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
     let body = signed.json()?;
-    Ok(Json(state.serve_missing_events(&signed.origin, &room_id, &body).await?))
+    Ok(Json(state.history.serve_missing_events(&signed.origin, &room_id, &body).await?))
 }
 
 /// `GET /v1/backfill/{roomId}?v=…&limit=…`.
@@ -158,5 +159,5 @@ pub async fn backfill(
     }
     let limit = query.iter().find(|(k, _)| k == "limit").map(|(_, v)| v.as_str()).unwrap_or("10");
     let limit: usize = limit.parse().map_err(|_| MatrixError::invalid_param("limit must be a number"))?;
-    Ok(Json(state.serve_backfill(&signed.origin, &room_id, &from, limit).await?))
+    Ok(Json(state.history.serve_backfill(&signed.origin, &room_id, &from, limit).await?))
 }

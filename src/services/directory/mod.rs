@@ -16,9 +16,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
+use super::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::config::UserDirectoryConfig;
 use crate::store::{JoinedMember, LocalAccount, Store};
 use index::{DirectoryIndex, UserProfile};
@@ -36,8 +38,10 @@ pub struct Directory {
     server_name: String,
     config: UserDirectoryConfig,
     index: RwLock<DirectoryIndex>,
-    /// Wakes the updater (new events, profile changes, rebuild requests).
-    pub wake: Notify,
+    /// What wakes the updater: new events, profile changes, rebuild requests.
+    events: watch::Receiver<i64>,
+    profile_changes: watch::Receiver<i64>,
+    wake: Arc<Notify>,
     rebuild_requested: std::sync::atomic::AtomicBool,
 }
 
@@ -58,13 +62,22 @@ impl BuildProgress for LogProgress {
 }
 
 impl Directory {
-    pub fn new(store: Arc<Store>, server_name: String, config: UserDirectoryConfig) -> Self {
+    /// `events` and `profile_changes` announce new rows on the streams the index follows.
+    pub fn new(
+        store: Arc<Store>,
+        server_name: String,
+        config: UserDirectoryConfig,
+        events: watch::Receiver<i64>,
+        profile_changes: watch::Receiver<i64>,
+    ) -> Self {
         Self {
             store,
             server_name,
             config,
             index: RwLock::new(DirectoryIndex::default()),
-            wake: Notify::new(),
+            events,
+            profile_changes,
+            wake: Arc::default(),
             rebuild_requested: Default::default(),
         }
     }
@@ -121,27 +134,17 @@ impl Directory {
         Ok(())
     }
 
-    /// The updater: follows both streams until the process ends.
-    pub async fn run(self: Arc<Self>, mut events: tokio::sync::watch::Receiver<i64>) {
-        loop {
-            let requested_here = self.rebuild_requested.swap(false, std::sync::atomic::Ordering::SeqCst);
-            let requested_elsewhere = self.take_external_rebuild_request().await.unwrap_or(false);
-            if (requested_here || requested_elsewhere)
-                && let Err(err) = self.rebuild(&LogProgress).await
-            {
-                tracing::error!(%err, "user directory rebuild failed");
-            }
-            match self.apply_pending().await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(err) => tracing::warn!(%err, "user directory update failed; retrying"),
-            }
-            tokio::select! {
-                _ = events.changed() => {}
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            }
+    /// One pass of the updater: a rebuild if one was asked for, then a batch of each
+    /// stream; true if there may be more.
+    async fn update(&self) -> anyhow::Result<bool> {
+        let requested_here = self.rebuild_requested.swap(false, std::sync::atomic::Ordering::SeqCst);
+        let requested_elsewhere = self.take_external_rebuild_request().await.unwrap_or(false);
+        if (requested_here || requested_elsewhere)
+            && let Err(err) = self.rebuild(&LogProgress).await
+        {
+            tracing::error!(%err, "user directory rebuild failed");
         }
+        self.apply_pending().await
     }
 
     /// Applies one batch of each stream; true if there may be more.
@@ -283,6 +286,23 @@ impl Directory {
         };
         self.with_index(|index| apply_account(index, &account, profile));
         Ok(())
+    }
+}
+
+/// The updater: follows the current-state-delta and profile-change streams.
+impl Worker for Directory {
+    fn name(&self) -> &'static str {
+        "user directory updater"
+    }
+
+    fn run(self: Arc<Self>, stop: Shutdown) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let wakeups = Wakeups::default()
+                .on_position(self.events.clone())
+                .on_position(self.profile_changes.clone())
+                .on_notify(self.wake.clone());
+            follow(self.name(), wakeups, POLL_INTERVAL, stop, || self.update()).await;
+        })
     }
 }
 

@@ -311,6 +311,7 @@ impl DirectoryIndex {
 
     /// The baseline other Rust homeservers use: scan every user and match substrings.
     /// Kept for the benchmark's comparison.
+    #[cfg(feature = "bench-fixtures")]
     pub fn linear_scan(&self, term: &str, options: &SearchOptions) -> SearchResults {
         let allowed = self.searchable(options);
         let needle = normalize(term);

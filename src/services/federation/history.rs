@@ -2,19 +2,30 @@
 //! auth chains, missing events and backfill, each only for a server that could see it.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
-use ruma::{ServerName, UserId};
+use ruma::{OwnedServerName, ServerName, UserId};
 use serde_json::{Value, json};
 
 use crate::error::{ApiResult, MatrixError};
-use crate::services::Services;
-use crate::services::joins::pdu_json;
-use crate::store::{StateMap, StoredEvent};
+use crate::services::rooms::Rooms;
+use crate::services::rooms::format::pdu_json;
+use crate::store::{StateMap, Store, StoredEvent};
 
 /// `get_missing_events` and `backfill` return at most this many events.
 const MAX_EVENTS_PER_REQUEST: usize = 100;
 
-impl Services {
+pub struct History {
+    store: Arc<Store>,
+    server_name: OwnedServerName,
+    rooms: Arc<Rooms>,
+}
+
+impl History {
+    pub fn new(store: Arc<Store>, server_name: OwnedServerName, rooms: Arc<Rooms>) -> Self {
+        Self { store, server_name, rooms }
+    }
+
     /// Whether `server` may see `event`: the room is world-readable at it, or a user of
     /// `server` was joined (or, for `invited`/`shared` history, invited) then, or for
     /// `shared` history one is joined now.
@@ -193,7 +204,7 @@ impl Services {
 
     fn pdus_response(&self, events: &[StoredEvent]) -> Value {
         json!({
-            "origin": self.config.server_name,
+            "origin": self.server_name,
             "origin_server_ts": crate::store::now_ms(),
             "pdus": events.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
         })

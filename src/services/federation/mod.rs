@@ -1,172 +1,20 @@
-//! Federation: outbound requests signed with X-Matrix, other servers' keys, and
-//! authentication of inbound requests.
+//! Federation: outbound requests ([`client`]), the inbound pipeline for what other
+//! servers send ([`inbound`]), what they may read of a room's DAG ([`history`]) and the
+//! sender that gets our events and EDUs to them ([`sender`]).
 //!
 //! Server discovery ([`discovery`]) follows the spec: IP literals and explicit ports,
 //! `/.well-known/matrix/server`, SRV records, port 8448. Outbound connections go only to
 //! addresses checked against the blacklist (unless whitelisted) as they are made.
 
+pub mod client;
 pub mod discovery;
 pub mod history;
-pub mod keys;
-pub mod pdu_checks;
-pub mod receiver;
+pub mod inbound;
 pub mod sender;
-#[cfg(test)]
-mod xmatrix_tests;
 
-use std::sync::Arc;
-use std::time::Duration;
+pub use client::{FederationClient, FederationError};
 
-use axum::http::{Method, StatusCode};
-use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
-use ruma::{OwnedServerName, ServerName};
-use serde_json::Value;
-
-use crate::config::{Config, TrustedKeyServer};
-use crate::error::MatrixError;
-use crate::services::server_keys::ServerKeys;
-
-/// Every outbound federation request gives up after this long.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Responses larger than this are refused.
-const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
-
-pub struct Federation {
-    /// Resolves host names only through discovery's pins and the IP blacklist.
-    http: reqwest::Client,
-    server_keys: Arc<ServerKeys>,
-    discovery: Arc<discovery::Discovery<discovery::NetLookups>>,
-    domain_whitelist: Option<Vec<OwnedServerName>>,
-    remote_keys: keys::KeyCache,
-    trusted_key_servers: Vec<TrustedKeyServer>,
-    verify_certificates: bool,
-}
-
-/// Why an outbound request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FederationError {
-    #[error("federation with {0} is not allowed")]
-    NotAllowed(String),
-    #[error("{0}")]
-    Network(String),
-    #[error("the remote server answered {status}: {body}")]
-    Remote { status: StatusCode, body: Value },
-    #[error("invalid response: {0}")]
-    InvalidResponse(String),
-}
-
-impl FederationError {
-    /// The Matrix error to show a client whose request needed this one.
-    pub fn to_client_error(&self) -> MatrixError {
-        match self {
-            Self::Remote { status, body } if *status == StatusCode::NOT_FOUND => {
-                MatrixError::not_found(body["error"].as_str().unwrap_or("Not found on the remote server").to_owned())
-            }
-            Self::Remote { status, body } if *status == StatusCode::FORBIDDEN => MatrixError::forbidden(format!(
-                "The remote server refused: {}",
-                body["error"].as_str().unwrap_or("forbidden")
-            )),
-            Self::NotAllowed(_) => MatrixError::forbidden(self.to_string()),
-            _ => MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("Federation request failed: {self}")),
-        }
-    }
-}
-
-impl Federation {
-    pub fn new(config: &Config, server_keys: Arc<ServerKeys>) -> anyhow::Result<Self> {
-        let filter =
-            Arc::new(discovery::IpFilter::new(config.ip_range_blacklist.clone(), config.ip_range_whitelist.clone()));
-        let lookups = discovery::NetLookups::new(filter.clone(), config.federation_verify_certificates)?;
-        let discovery = Arc::new(discovery::Discovery::new(lookups, filter));
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .danger_accept_invalid_certs(!config.federation_verify_certificates)
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(discovery::PinnedResolver(discovery.clone())))
-            .build()?;
-        Ok(Self {
-            http,
-            server_keys,
-            discovery,
-            domain_whitelist: config.federation_domain_whitelist.clone(),
-            remote_keys: keys::KeyCache::default(),
-            trusted_key_servers: config.trusted_key_servers.clone(),
-            verify_certificates: config.federation_verify_certificates,
-        })
-    }
-
-    pub fn server_name(&self) -> &ServerName {
-        self.server_keys.server_name()
-    }
-
-    /// Whether `federation_domain_whitelist` lets us talk to `server`.
-    pub fn allowed(&self, server: &ServerName) -> bool {
-        self.domain_whitelist.as_ref().is_none_or(|list| list.iter().any(|s| s == server))
-    }
-
-    /// A signed `GET` to another server's federation API.
-    pub async fn get(&self, destination: &ServerName, path_and_query: &str) -> Result<Value, FederationError> {
-        self.request(Method::GET, destination, path_and_query, None).await
-    }
-
-    pub async fn request(
-        &self,
-        method: Method,
-        destination: &ServerName,
-        path_and_query: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, FederationError> {
-        if !self.allowed(destination) {
-            return Err(FederationError::NotAllowed(destination.to_string()));
-        }
-        let base = self.resolve(destination).await?;
-        let body_bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let signed = axum::http::Request::builder()
-            .method(method.clone())
-            .uri(path_and_query)
-            .body(body_bytes.clone())
-            .map_err(|e| FederationError::Network(e.to_string()))?;
-        let input = XMatrixSigningInput::new(
-            self.server_name().to_owned(),
-            destination.to_owned(),
-            self.server_keys.key_pair(),
-        );
-        let authorization = XMatrix::sign_http_request(&signed, input)
-            .map_err(|e| FederationError::Network(format!("cannot sign request: {e}")))?;
-        let mut request = self
-            .http
-            .request(method, format!("{base}{path_and_query}"))
-            .header(reqwest::header::HOST, &base.host_header)
-            .header(reqwest::header::AUTHORIZATION, authorization.to_string());
-        if body.is_some() {
-            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body_bytes);
-        }
-        let response = request.send().await.map_err(|e| FederationError::Network(e.to_string()))?;
-        read_json(response).await
-    }
-
-    /// Where requests for a server go (its `Display` is the `https://host:port` base of
-    /// request URLs; requests should also carry its `host_header` as `Host`). Fails with
-    /// `NotAllowed` when every address is blacklisted.
-    async fn resolve(&self, server: &ServerName) -> Result<discovery::Destination, FederationError> {
-        Ok(self.discovery.resolve(server).await?)
-    }
-}
-
-async fn read_json(response: reqwest::Response) -> Result<Value, FederationError> {
-    let status = response.status();
-    if response.content_length().is_some_and(|len| len as usize > MAX_RESPONSE_BYTES) {
-        return Err(FederationError::InvalidResponse("response too large".into()));
-    }
-    let bytes = response.bytes().await.map_err(|e| FederationError::Network(e.to_string()))?;
-    if bytes.len() > MAX_RESPONSE_BYTES {
-        return Err(FederationError::InvalidResponse("response too large".into()));
-    }
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| FederationError::InvalidResponse(e.to_string()))?;
-    if !status.is_success() {
-        return Err(FederationError::Remote { status, body });
-    }
-    Ok(body)
+/// Percent-encodes a path segment or query value.
+pub fn encode(text: &str) -> String {
+    crate::config::percent_encode(text)
 }

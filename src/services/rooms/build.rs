@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::pdu::Pdu;
-use super::{MAX_PDU_BYTES, NewEvent, Rooms, state};
+use super::{MAX_PDU_BYTES, NewEvent, Rooms};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{PersistEvent, StateBefore, StateMap};
 
@@ -51,7 +51,7 @@ pub(super) async fn draft(rooms: &Rooms, version: &RoomVersionId, event: &NewEve
     let prev: Vec<_> = extremities.iter().rev().take(MAX_PREV_EVENTS).collect();
     let prev_events: Vec<String> = prev.iter().map(|e| e.event_id.clone()).collect();
     let depth = prev.iter().map(|e| e.depth).max().unwrap_or(0) + 1;
-    let (state_before, before_group) = state::state_before(rooms, &rules, &extremities).await?;
+    let (state_before, before_group) = rooms.state_after_all(&rules, &extremities).await?;
 
     let auth_types = auth_types_for_event(
         &TimelineEventType::from(event.event_type),
@@ -64,7 +64,7 @@ pub(super) async fn draft(rooms: &Rooms, version: &RoomVersionId, event: &NewEve
     let auth_event_ids: Vec<String> = auth_types.iter().filter_map(|key| lookup(&state_before, key)).collect();
     // From v12 the create event is not an auth event, but the auth rules still read it.
     let create = state_before.get(&("m.room.create".to_owned(), String::new())).cloned();
-    let auth_events = state::load_events(rooms, auth_event_ids.iter().cloned().chain(create)).await?;
+    let auth_events = rooms.load_events(auth_event_ids.iter().cloned().chain(create)).await?;
     let object = pdu_object(event, &prev_events, &auth_event_ids, depth)?;
     Ok(Draft { object, prev_events, depth, state_before, before_group, auth_events })
 }

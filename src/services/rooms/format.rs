@@ -56,3 +56,12 @@ fn unsigned(pdu: &Value) -> Value {
     unsigned["age"] = json!(age);
     unsigned
 }
+
+/// A stored PDU as other servers see it: local annotations (`unsigned`) stay here.
+pub fn pdu_json(json: &Value) -> Value {
+    let mut json = json.clone();
+    if let Some(object) = json.as_object_mut() {
+        object.remove("unsigned");
+    }
+    json
+}

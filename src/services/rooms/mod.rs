@@ -9,11 +9,13 @@ mod build;
 pub mod create;
 pub mod filter;
 pub mod format;
+mod members;
 pub mod membership;
 pub mod pdu;
 mod redaction;
 pub mod remote;
-pub(crate) mod state;
+mod state;
+pub mod timeline;
 mod visibility;
 
 use std::collections::HashMap;
@@ -191,6 +193,14 @@ impl Rooms {
 }
 
 impl Rooms {
+    /// The stripped state an invitee sees (name, avatar, join rules…).
+    pub async fn stripped_state(&self, room_id: &str) -> ApiResult<Vec<Value>> {
+        let mut state = self.store.current_state(room_id).await?;
+        state.retain(|(kind, key), _| format::STRIPPED_STATE_TYPES.contains(&kind.as_str()) && key.is_empty());
+        let events = self.state_events(&state).await?;
+        Ok(events.iter().map(format::stripped_event).collect())
+    }
+
     /// A room's entry in the public room list.
     pub async fn public_room_summary(&self, room_id: &str) -> ApiResult<Value> {
         let mut state = self.store.current_state(room_id).await?;

@@ -66,6 +66,17 @@ impl Pdu {
     }
 }
 
+impl Pdu {
+    /// From v12 the room id names the create event, which is no longer an auth event; its
+    /// id, for rooms whose ids carry no server name.
+    pub fn create_event_id(&self) -> Option<String> {
+        if self.room_id.server_name().is_some() {
+            return None;
+        }
+        Some(format!("${}", self.room_id.as_str().trim_start_matches('!')))
+    }
+}
+
 impl ruma::state_res::Event for Pdu {
     type Id = OwnedEventId;
 

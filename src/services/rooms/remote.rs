@@ -12,10 +12,10 @@ use std::collections::{HashMap, HashSet};
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::{auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules};
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::Rooms;
 use super::pdu::Pdu;
-use super::{Rooms, state};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{PersistEvent, StateBefore, StateMap};
 
@@ -87,7 +87,7 @@ impl Rooms {
         let ordered = auth_order(events);
         let mut known: HashMap<String, Pdu> = HashMap::new();
         let wanted = ordered.iter().flat_map(|e| e.pdu.auth_events.iter().map(ToString::to_string));
-        known.extend(state::load_events(self, wanted).await?);
+        known.extend(self.load_events(wanted).await?);
         let mut verdicts = Vec::with_capacity(ordered.len());
         for event in &ordered {
             let allowed = check_own_auth_events(rules, &event.pdu, &known);
@@ -129,8 +129,8 @@ impl Rooms {
         {
             return Ok(Outcome::AlreadyKnown);
         }
-        let auth_ids = event.pdu.auth_events.iter().map(ToString::to_string).chain(create_event_id(&event.pdu));
-        let auth_events = state::load_events(self, auth_ids).await?;
+        let auth_ids = event.pdu.auth_events.iter().map(ToString::to_string).chain(event.pdu.create_event_id());
+        let auth_events = self.load_events(auth_ids).await?;
         let prevs = event.prev_ids();
         let joined = matches!(prior, PriorState::Joined(_));
         let (state_before, before_group) = match prior {
@@ -176,35 +176,50 @@ impl Rooms {
         Ok(Outcome::Accepted)
     }
 
-    /// The state before an event from its prev events' states (resolved when several),
-    /// with the state group to reuse when there is one parent.
+    /// The state before an event from its prev events' states, with the state group to
+    /// reuse when they share one.
     async fn state_from_prev_events(
         &self,
         rules: &RoomVersionRules,
         prevs: &[String],
     ) -> ApiResult<(StateMap, Option<i64>)> {
         let events = self.store.events_by_id(prevs).await?;
-        let mut groups = Vec::new();
-        for prev in prevs {
-            let group = events
-                .iter()
-                .find(|e| &e.event_id == prev)
-                .and_then(|e| e.state_group_after)
-                .ok_or_else(|| MatrixError::internal("remote event", format!("no state known at {prev}")))?;
-            groups.push(group);
+        if let Some(missing) = prevs.iter().find(|id| !events.iter().any(|e| &e.event_id == *id)) {
+            return Err(MatrixError::internal("remote event", format!("no state known at {missing}")));
         }
-        groups.dedup();
-        match groups.as_slice() {
-            [] => Ok((StateMap::new(), None)),
-            [single] => Ok((self.store.state_group(*single).await?, Some(*single))),
-            many => {
-                let mut maps = Vec::new();
-                for group in many {
-                    maps.push(self.store.state_group(*group).await?);
-                }
-                Ok((state::resolve_states(self, rules, maps).await?, None))
-            }
+        self.state_after_all(rules, &events).await
+    }
+
+    /// Keeps a member event of a room this server is not in (an invite, a declined
+    /// invite) as an outlier that the user's membership points at.
+    pub async fn persist_outside_membership(&self, event: &CheckedEvent, invite_state: Option<Value>) -> ApiResult<()> {
+        let mut json = event.json.clone();
+        if let Some(state) = invite_state {
+            json["unsigned"] = json!({ "invite_room_state": state });
         }
+        let prevs: Vec<String> = event.pdu.prev_events.iter().map(ToString::to_string).collect();
+        let ordering = self
+            .store
+            .persist_event(PersistEvent {
+                event_id: &event.event_id,
+                room_id: event.pdu.room_id.as_str(),
+                depth: event.depth(),
+                event_type: "m.room.member",
+                state_key: event.pdu.state_key.as_deref(),
+                sender: event.pdu.sender.as_str(),
+                origin_server_ts: json["origin_server_ts"].as_i64().unwrap_or_default(),
+                json: &json,
+                prev_events: &prevs,
+                rejected: false,
+                outlier: true,
+                state_before: StateBefore::Unknown,
+                new_current_state: None,
+                client_txn: None,
+                mirror_membership: true,
+            })
+            .await?;
+        self.events_written.send_replace(ordering);
+        Ok(())
     }
 
     /// Whether every prev event of an event is held with known state.
@@ -239,18 +254,7 @@ impl Rooms {
                 maps.push(self.store.state_group(group).await?);
             }
         }
-        state::resolve_states(self, rules, maps).await
-    }
-}
-
-impl Rooms {
-    /// Resolves several states of one room (state resolution v2).
-    pub async fn resolve(&self, rules: &RoomVersionRules, maps: Vec<StateMap>) -> ApiResult<StateMap> {
-        match maps.len() {
-            0 => Ok(StateMap::new()),
-            1 => Ok(maps.into_iter().next().unwrap_or_default()),
-            _ => state::resolve_states(self, rules, maps).await,
-        }
+        self.resolve(rules, maps).await
     }
 }
 
@@ -274,7 +278,7 @@ fn auth_order(events: Vec<CheckedEvent>) -> Vec<CheckedEvent> {
                 continue;
             }
             let event = &by_id[id];
-            let mut needs = event.pdu.auth_events.iter().map(ToString::to_string).chain(create_event_id(&event.pdu));
+            let mut needs = event.pdu.auth_events.iter().map(ToString::to_string).chain(event.pdu.create_event_id());
             let ready = needs.all(|a| a == *id || !by_id.contains_key(&a) || placed.contains(&a));
             if ready {
                 placed.insert(id.clone());
@@ -288,15 +292,6 @@ fn auth_order(events: Vec<CheckedEvent>) -> Vec<CheckedEvent> {
         }
     }
     result.into_iter().filter_map(|id| by_id.remove(&id)).collect()
-}
-
-/// From v12 the room id names the create event, which is no longer an auth event; its
-/// id, for rooms whose ids carry no server name.
-pub(super) fn create_event_id(pdu: &Pdu) -> Option<String> {
-    if pdu.room_id.server_name().is_some() {
-        return None;
-    }
-    Some(format!("${}", pdu.room_id.as_str().trim_start_matches('!')))
 }
 
 /// The auth rules that need only the event and its own auth events.
@@ -315,7 +310,7 @@ fn check_own_auth_events(rules: &RoomVersionRules, pdu: &Pdu, known: &HashMap<St
         .auth_events
         .iter()
         .map(ToString::to_string)
-        .chain(create_event_id(pdu))
+        .chain(pdu.create_event_id())
         .filter_map(|id| known.get(&id))
         .filter_map(|p| Some(((p.kind.to_string(), p.state_key.clone()?), p)))
         .collect();
@@ -348,7 +343,7 @@ impl Rooms {
         let key = |(event_type, state_key): &(StateEventType, String)| (event_type.to_string(), state_key.clone());
         let create = state.get(&("m.room.create".to_owned(), String::new())).cloned();
         let ids = types.iter().filter_map(|k| state.get(&key(k)).cloned()).chain(create);
-        let events = state::load_events(self, ids).await?;
+        let events = self.load_events(ids).await?;
         Ok(check_state_dependent_auth_rules(&rules.authorization, pdu, |event_type, state_key| {
             state.get(&(event_type.to_string(), state_key.to_owned())).and_then(|id| events.get(id)).cloned()
         })

@@ -1,5 +1,5 @@
-//! The state before a new event: the state after the single forward extremity, or the
-//! state-resolution-v2 result over several.
+//! Room state: the state after events (one state group, or several resolved with state
+//! resolution v2), state maps from state events, and auth chains.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -16,68 +16,101 @@ use crate::store::{StateMap, StoredEvent};
 /// Auth chains are walked at most this deep, so a hostile DAG cannot make us loop.
 const MAX_AUTH_CHAIN_EVENTS: usize = 100_000;
 
-/// Returns the state before an event whose parents are `extremities`, and the state
-/// group holding it when there is one (a single parent).
-pub(super) async fn state_before(
-    rooms: &Rooms,
-    rules: &RoomVersionRules,
-    extremities: &[StoredEvent],
-) -> ApiResult<(StateMap, Option<i64>)> {
-    match extremities {
-        [] => Ok((StateMap::new(), None)),
-        [single] => {
-            let group =
-                single.state_group_after.ok_or_else(|| MatrixError::internal("state", "event without state"))?;
-            Ok((rooms.store.state_group(group).await?, Some(group)))
+impl Rooms {
+    /// The state after a set of events (the forward extremities a new event follows, or
+    /// a remote event's prev events): their one state group, reused, or else their
+    /// states resolved together.
+    pub(super) async fn state_after_all(
+        &self,
+        rules: &RoomVersionRules,
+        events: &[StoredEvent],
+    ) -> ApiResult<(StateMap, Option<i64>)> {
+        let mut groups = Vec::with_capacity(events.len());
+        for event in events {
+            let group = event
+                .state_group_after
+                .ok_or_else(|| MatrixError::internal("state", format!("no state known at {}", event.event_id)))?;
+            groups.push(group);
         }
-        many => Ok((resolve(rooms, rules, many).await?, None)),
+        groups.sort_unstable();
+        groups.dedup();
+        if let [single] = groups.as_slice() {
+            return Ok((self.store.state_group(*single).await?, Some(*single)));
+        }
+        let mut maps = Vec::with_capacity(groups.len());
+        for group in groups {
+            maps.push(self.store.state_group(group).await?);
+        }
+        Ok((self.resolve(rules, maps).await?, None))
     }
-}
 
-/// Loads events as PDUs, keyed by event id.
-pub(super) async fn load_events(rooms: &Rooms, ids: impl Iterator<Item = String>) -> ApiResult<HashMap<String, Pdu>> {
-    let ids: Vec<String> = ids.collect();
-    let events = rooms.store.events_by_id(&ids).await?;
-    events
-        .iter()
-        .map(|event| {
-            let pdu = Pdu::from_json(&event.event_id, &event.json, event.rejected)
-                .map_err(|err| MatrixError::internal("stored event", err))?;
-            Ok((event.event_id.clone(), pdu))
-        })
-        .collect()
-}
-
-async fn resolve(rooms: &Rooms, rules: &RoomVersionRules, extremities: &[StoredEvent]) -> ApiResult<StateMap> {
-    let mut maps = Vec::new();
-    for extremity in extremities {
-        let group = extremity.state_group_after.ok_or_else(|| MatrixError::internal("state", "no state group"))?;
-        maps.push(rooms.store.state_group(group).await?);
+    /// The states after those of `event_ids` that are held with state.
+    pub async fn states_after(&self, event_ids: &[String]) -> ApiResult<Vec<StateMap>> {
+        let mut maps = Vec::new();
+        for event in self.store.events_by_id(event_ids).await? {
+            if let Some(group) = event.state_group_after {
+                maps.push(self.store.state_group(group).await?);
+            }
+        }
+        Ok(maps)
     }
-    resolve_states(rooms, rules, maps).await
+
+    /// The state made of the given state events, skipping rejected ones; a later id
+    /// replaces an earlier one of the same type and state key.
+    pub async fn state_map_of(&self, event_ids: &[String]) -> ApiResult<StateMap> {
+        let held: HashMap<String, StoredEvent> =
+            self.store.events_by_id(event_ids).await?.into_iter().map(|e| (e.event_id.clone(), e)).collect();
+        let mut map = StateMap::new();
+        for id in event_ids {
+            let Some(event) = held.get(id).filter(|e| !e.rejected) else { continue };
+            if let (Some(kind), Some(key)) = (event.json["type"].as_str(), event.json["state_key"].as_str()) {
+                map.insert((kind.to_owned(), key.to_owned()), id.clone());
+            }
+        }
+        Ok(map)
+    }
+
+    /// Loads events as PDUs, keyed by event id.
+    pub(super) async fn load_events(&self, ids: impl Iterator<Item = String>) -> ApiResult<HashMap<String, Pdu>> {
+        let ids: Vec<String> = ids.collect();
+        let events = self.store.events_by_id(&ids).await?;
+        events
+            .iter()
+            .map(|event| {
+                let pdu = Pdu::from_json(&event.event_id, &event.json, event.rejected)
+                    .map_err(|err| MatrixError::internal("stored event", err))?;
+                Ok((event.event_id.clone(), pdu))
+            })
+            .collect()
+    }
+
+    /// Resolves several states of one room (state resolution v2).
+    pub async fn resolve(&self, rules: &RoomVersionRules, maps: Vec<StateMap>) -> ApiResult<StateMap> {
+        match maps.len() {
+            0 => Ok(StateMap::new()),
+            1 => Ok(maps.into_iter().next().unwrap_or_default()),
+            _ => resolve_states(self, rules, maps).await,
+        }
+    }
 }
 
 /// Resolves several room states into one with state resolution v2.
-pub(super) async fn resolve_states(
-    rooms: &Rooms,
-    rules: &RoomVersionRules,
-    maps: Vec<StateMap>,
-) -> ApiResult<StateMap> {
+async fn resolve_states(rooms: &Rooms, rules: &RoomVersionRules, maps: Vec<StateMap>) -> ApiResult<StateMap> {
     let v2 = rules
         .state_res
         .v2_rules()
         .ok_or_else(|| MatrixError::internal("state resolution", "room version without state resolution v2"))?;
     let all_ids: HashSet<String> = maps.iter().flat_map(|state| state.values().cloned()).collect();
-    let mut events = load_events(rooms, all_ids.iter().cloned()).await?;
+    let mut events = rooms.load_events(all_ids.iter().cloned()).await?;
     let mut auth_chains = Vec::new();
     for state in &maps {
         let chain = auth_chain(rooms, state.values().cloned(), &mut events).await?;
         auth_chains.push(chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect::<EventIdSet<_>>());
     }
     // From v12 the create event is in no auth chain, but the auth rules read it.
-    let create = events.values().find_map(super::remote::create_event_id);
+    let create = events.values().find_map(Pdu::create_event_id);
     if let Some(create) = create.filter(|id| !events.contains_key(id)) {
-        events.extend(load_events(rooms, std::iter::once(create)).await?);
+        events.extend(rooms.load_events(std::iter::once(create)).await?);
     }
     let ruma_maps: Vec<ruma::state_res::StateMap<OwnedEventId>> = maps
         .iter()
@@ -169,7 +202,7 @@ async fn auth_chain(
             return Err(MatrixError::internal("auth chain", "auth chain too long"));
         }
         if !events.contains_key(&id) {
-            events.extend(load_events(rooms, std::iter::once(id.clone())).await?);
+            events.extend(rooms.load_events(std::iter::once(id.clone())).await?);
         }
         let Some(pdu) = events.get(&id) else { continue };
         for auth in &pdu.auth_events {

@@ -4,24 +4,23 @@
 //! trusted key too); cached until their `valid_until_ts` (at most a week). Keys a server
 //! no longer publishes stay usable for old signatures (`old_verify_keys`).
 //!
-//! Kith is a notary itself: [`Federation::notary_query`] gives the responses
+//! Kith is a notary itself: [`RemoteKeys::notary_query`] gives the responses
 //! `/_matrix/key/v2/query` serves, counter-signed by this server; for those it fetches
 //! keys only from their servers, never through other notaries.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use axum::http::{Method, StatusCode};
-use ruma::api::federation::authentication::XMatrix;
+use axum::http::Method;
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::serde::Base64;
 use ruma::signatures::{PublicKeyMap, PublicKeySet};
 use ruma::{OwnedServerName, ServerName};
 use serde_json::{Value, json};
 
-use super::{Federation, FederationError};
-use crate::config::TrustedKeyServer;
-use crate::error::MatrixError;
+use super::ServerKeys;
+use crate::config::{Config, TrustedKeyServer};
+use crate::services::federation::{FederationClient, FederationError};
 
 /// Servers whose keys are kept at most; the least recently fetched go first.
 const MAX_CACHED_SERVERS: usize = 10_000;
@@ -31,9 +30,13 @@ const MAX_KEY_VALIDITY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// `minimum_valid_until_ts`) at most this often.
 const REFETCH_INTERVAL_MS: u64 = 60 * 1000;
 
-#[derive(Default)]
-pub struct KeyCache {
+/// Other servers' keys: the cache, and how to fetch and check them.
+pub struct RemoteKeys {
+    client: Arc<FederationClient>,
+    own: Arc<ServerKeys>,
     servers: Mutex<HashMap<OwnedServerName, CachedKeys>>,
+    trusted_key_servers: Vec<TrustedKeyServer>,
+    verify_certificates: bool,
 }
 
 #[derive(Clone)]
@@ -103,7 +106,26 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
 }
 
-impl Federation {
+impl RemoteKeys {
+    pub fn new(config: &Config, client: Arc<FederationClient>, own: Arc<ServerKeys>) -> Self {
+        Self {
+            client,
+            own,
+            servers: Mutex::default(),
+            trusted_key_servers: config.trusted_key_servers.clone(),
+            verify_certificates: config.federation_verify_certificates,
+        }
+    }
+
+    fn server_name(&self) -> &ServerName {
+        self.own.server_name()
+    }
+
+    /// Whether `federation_domain_whitelist` lets us deal with `server`.
+    pub fn allowed(&self, server: &ServerName) -> bool {
+        self.client.allowed(server)
+    }
+
     /// A server's current verify keys, from the cache or fetched.
     pub async fn server_keys(&self, server: &ServerName) -> Result<PublicKeySet, FederationError> {
         Ok(self.signing_keys(server, &[]).await?.verify_keys)
@@ -125,7 +147,7 @@ impl Federation {
 
     /// A server's own, verified `/_matrix/key/v2/server` response.
     pub async fn fetch_key_response(&self, server: &ServerName) -> Result<Value, FederationError> {
-        let body = self.get_unsigned(server, "/_matrix/key/v2/server").await?;
+        let body = self.client.get_unsigned(server, "/_matrix/key/v2/server").await?;
         verify_key_response(server, &body).map_err(FederationError::InvalidResponse)?;
         Ok(body)
     }
@@ -140,7 +162,7 @@ impl Federation {
         minimum_valid_until_ts: Option<u64>,
     ) -> Vec<Value> {
         let response = if server == self.server_name() {
-            match self.server_keys.server_key_response() {
+            match self.own.server_key_response() {
                 Ok(response) => response,
                 Err(err) => {
                     tracing::error!(%err, "cannot sign our key response");
@@ -177,20 +199,20 @@ impl Federation {
 
     fn counter_sign(&self, response: Value) -> anyhow::Result<Value> {
         let mut object: CanonicalJsonObject = serde_json::from_value(response)?;
-        self.server_keys.sign(&mut object)?;
+        self.own.sign(&mut object)?;
         Ok(serde_json::to_value(object)?)
     }
 
     fn own_keys(&self) -> ServerSigningKeys {
         ServerSigningKeys {
-            verify_keys: self.server_keys.public_key_map().remove(self.server_name().as_str()).unwrap_or_default(),
+            verify_keys: self.own.public_key_map().remove(self.server_name().as_str()).unwrap_or_default(),
             valid_until_ts: u64::MAX,
             old_verify_keys: BTreeMap::new(),
         }
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedServerName, CachedKeys>> {
-        self.remote_keys.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Cached keys that know every one of `key_ids` and are valid until `minimum`, or
@@ -272,7 +294,8 @@ impl Federation {
     async fn query_notary(&self, notary: &TrustedKeyServer, server: &ServerName) -> Result<Value, FederationError> {
         let notary_keys = self.notary_keys(notary).await?;
         let body = json!({ "server_keys": { server.as_str(): {} } });
-        let answer = self.request(Method::POST, &notary.server_name, "/_matrix/key/v2/query", Some(&body)).await?;
+        let answer =
+            self.client.request(Method::POST, &notary.server_name, "/_matrix/key/v2/query", Some(&body)).await?;
         let responses = answer["server_keys"]
             .as_array()
             .ok_or_else(|| FederationError::InvalidResponse("server_keys is not a list".into()))?;
@@ -319,57 +342,6 @@ impl Federation {
         }
         let response = self.fetch_key_response(server).await?;
         Ok(self.store(server, response)?.keys.verify_keys)
-    }
-
-    /// Key requests are not signed (the keys are what signing needs).
-    async fn get_unsigned(&self, server: &ServerName, path: &str) -> Result<Value, FederationError> {
-        if !self.allowed(server) {
-            return Err(FederationError::NotAllowed(server.to_string()));
-        }
-        let destination = self.resolve(server).await?;
-        let response = self
-            .http
-            .get(format!("{destination}{path}"))
-            .header(reqwest::header::HOST, &destination.host_header)
-            .send()
-            .await
-            .map_err(|e| FederationError::Network(e.to_string()))?;
-        super::read_json(response).await
-    }
-
-    /// Checks an inbound request's `X-Matrix` authorization and returns its origin.
-    pub async fn authenticate(
-        &self,
-        method: &axum::http::Method,
-        uri: &axum::http::Uri,
-        headers: &axum::http::HeaderMap,
-        body: &[u8],
-    ) -> Result<OwnedServerName, MatrixError> {
-        let unauthorized = |message: String| MatrixError::new(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", message);
-        let xmatrix = XMatrix::extract_from_http_headers(headers)
-            .map_err(|e| unauthorized(format!("Missing or invalid X-Matrix authorization: {e}")))?;
-        if xmatrix.destination.as_deref().is_some_and(|d| d != self.server_name()) {
-            return Err(unauthorized("The request is for another destination".into()));
-        }
-        if !self.allowed(&xmatrix.origin) {
-            return Err(MatrixError::forbidden("Federation with this server is not allowed"));
-        }
-        let keys = self
-            .signing_keys(&xmatrix.origin, &[xmatrix.key.as_str()])
-            .await
-            .map_err(|e| unauthorized(format!("Cannot get the keys of {}: {e}", xmatrix.origin)))?;
-        let mut key_map = PublicKeyMap::new();
-        key_map.insert(xmatrix.origin.to_string(), keys.verify_keys);
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let request = axum::http::Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .body(body)
-            .map_err(|e| unauthorized(e.to_string()))?;
-        xmatrix
-            .verify_http_request(&request, self.server_name(), &key_map)
-            .map_err(|e| unauthorized(format!("Invalid signature: {e}")))?;
-        Ok(xmatrix.origin)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Accounts: registration (open and shared-secret), password login, sessions,
 //! deactivation.
 
+mod uia;
+
 use std::sync::Arc;
 
 use argon2::Argon2;
@@ -9,13 +11,15 @@ use axum::http::StatusCode;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use rand::distributions::Alphanumeric;
-use ruma::{OwnedServerName, UserId};
+use ruma::{OwnedServerName, OwnedUserId, UserId};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use super::uia::ExpiringSet;
+use super::rooms::Rooms;
+use super::rooms::membership::{Change, MembershipChange};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{NewUser, Store, TokenOwner, UserRow};
+use uia::ExpiringSet;
 
 /// A nonce for shared-secret registration is valid this long, as in Synapse.
 const NONCE_LIFETIME_SECS: u64 = 60;
@@ -26,10 +30,20 @@ const MAX_UIA_SESSIONS: usize = 10_000;
 
 pub struct Accounts {
     store: Arc<Store>,
+    rooms: Arc<Rooms>,
     server_name: OwnedServerName,
     shared_secret: Option<String>,
     nonces: ExpiringSet,
     uia_sessions: ExpiringSet,
+}
+
+/// The user behind a request's access token.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser {
+    pub user_id: OwnedUserId,
+    pub device_id: String,
+    pub admin: bool,
+    pub is_guest: bool,
 }
 
 /// A new session handed to a client.
@@ -51,9 +65,15 @@ pub struct SharedSecretRegistration<'a> {
 }
 
 impl Accounts {
-    pub fn new(store: Arc<Store>, server_name: OwnedServerName, shared_secret: Option<String>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        rooms: Arc<Rooms>,
+        server_name: OwnedServerName,
+        shared_secret: Option<String>,
+    ) -> Self {
         Self {
             store,
+            rooms,
             server_name,
             shared_secret,
             nonces: ExpiringSet::new(NONCE_LIFETIME_SECS, MAX_OUTSTANDING_NONCES),
@@ -82,11 +102,15 @@ impl Accounts {
     }
 
     /// Resolves an access token to its owner.
-    pub async fn authenticate(&self, token: &str) -> ApiResult<TokenOwner> {
-        self.store.token_owner(&hash_token(token)).await?.ok_or_else(|| {
+    pub async fn authenticate(&self, token: &str) -> ApiResult<AuthenticatedUser> {
+        let unknown = || {
             MatrixError::new(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
                 .with("soft_logout", serde_json::json!(false))
-        })
+        };
+        let TokenOwner { user_id, device_id, admin, is_guest } =
+            self.store.token_owner(&hash_token(token)).await?.ok_or_else(unknown)?;
+        let user_id = OwnedUserId::try_from(user_id).map_err(|e| MatrixError::internal("stored user id", e))?;
+        Ok(AuthenticatedUser { user_id, device_id, admin, is_guest })
     }
 
     /// Turns `alice` or `@alice:server` into a local user id, checking Synapse's rules.
@@ -186,17 +210,29 @@ impl Accounts {
         Ok(user)
     }
 
-    pub async fn logout(&self, owner: &TokenOwner) -> ApiResult<()> {
-        Ok(self.store.remove_device(&owner.user_id, &owner.device_id).await?)
+    pub async fn logout(&self, owner: &AuthenticatedUser) -> ApiResult<()> {
+        Ok(self.store.remove_device(owner.user_id.as_str(), &owner.device_id).await?)
     }
 
-    pub async fn logout_all(&self, user_id: &str) -> ApiResult<()> {
-        Ok(self.store.remove_all_devices(user_id).await?)
+    pub async fn logout_all(&self, user_id: &UserId) -> ApiResult<()> {
+        Ok(self.store.remove_all_devices(user_id.as_str()).await?)
     }
 
-    pub async fn deactivate(&self, user_id: &str, erase: bool) -> ApiResult<()> {
-        self.store.deactivate_user(user_id, erase).await?;
+    /// Deactivates an account and, as Synapse does, takes the user out of every room
+    /// they are joined to or invited to.
+    pub async fn deactivate(&self, user_id: &UserId, erase: bool) -> ApiResult<()> {
+        self.store.deactivate_user(user_id.as_str(), erase).await?;
         tracing::info!(%user_id, erase, "deactivated user");
+        for membership in self.rooms.memberships_of(user_id).await? {
+            if membership.membership != "join" && membership.membership != "invite" {
+                continue;
+            }
+            let user_id = user_id.as_str();
+            let leave = MembershipChange::new(&membership.room_id, user_id, user_id, Change::Leave);
+            if let Err(err) = self.rooms.change_membership(leave).await {
+                tracing::warn!(%user_id, room_id = %membership.room_id, %err, "could not leave room on deactivation");
+            }
+        }
         Ok(())
     }
 

@@ -1,11 +1,20 @@
 //! Global profiles (spec v1.16 / MSC4133): `displayname`, `avatar_url` and custom fields.
 //! This is the user's public profile; per-room nicknames live in member events only.
+//! Local users' profiles are kept here; other servers' users are asked for
+//! ([`remote`]); changes reach the rooms of local users in the background
+//! ([`propagation`]).
+
+pub mod propagation;
+mod remote;
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use ruma::{OwnedServerName, UserId};
 use serde_json::Value;
+use tokio::sync::watch;
 
+use super::federation::FederationClient;
 use crate::error::{ApiResult, MatrixError};
 use crate::store::Store;
 
@@ -21,25 +30,50 @@ pub type Profile = std::collections::BTreeMap<String, Value>;
 
 pub struct Profiles {
     store: Arc<Store>,
-    /// Wakes the task that copies profile changes into member events.
-    pub changed: Arc<tokio::sync::Notify>,
+    server_name: OwnedServerName,
+    client: Arc<FederationClient>,
+    /// Bumped after each change, to wake the followers of the profile-change stream.
+    changed: watch::Sender<i64>,
 }
 
 impl Profiles {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store, changed: Arc::default() }
+    pub fn new(store: Arc<Store>, server_name: OwnedServerName, client: Arc<FederationClient>) -> Self {
+        Self { store, server_name, client, changed: watch::channel(0).0 }
+    }
+
+    /// Wakes on every local profile change.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.changed.subscribe()
+    }
+
+    pub fn is_local(&self, user_id: &UserId) -> bool {
+        user_id.server_name() == self.server_name
     }
 
     /// A local user's profile; `M_NOT_FOUND` for unknown or deactivated users.
-    pub async fn get(&self, user_id: &str) -> ApiResult<Profile> {
-        match self.store.get_user(user_id).await? {
-            Some(user) if !user.deactivated => Ok(self.store.get_profile(user_id).await?),
+    pub async fn get(&self, user_id: &UserId) -> ApiResult<Profile> {
+        match self.store.get_user(user_id.as_str()).await? {
+            Some(user) if !user.deactivated => Ok(self.store.get_profile(user_id.as_str()).await?),
             _ => Err(MatrixError::not_found("Profile was not found")),
         }
     }
 
+    /// Anyone's public profile, or one field of it: ours from the database, other
+    /// servers' users by asking their server.
+    pub async fn lookup(&self, user_id: &UserId, field: Option<&str>) -> ApiResult<Profile> {
+        let mut profile = match self.is_local(user_id) {
+            true => self.get(user_id).await?,
+            false => self.fetch_remote(user_id, field).await?,
+        };
+        if let Some(field) = field {
+            profile.retain(|key, _| key == field);
+        }
+        Ok(profile)
+    }
+
     /// Sets (`Some`) or deletes (`None`) one field of a local user's profile.
-    pub async fn set_field(&self, user_id: &str, key: &str, value: Option<Value>) -> ApiResult<()> {
+    pub async fn set_field(&self, user_id: &UserId, key: &str, value: Option<Value>) -> ApiResult<()> {
+        let user_id = user_id.as_str();
         validate_key(key)?;
         if let Some(value) = &value {
             validate_value(key, value)?;
@@ -55,7 +89,7 @@ impl Profiles {
                 format!("The profile would exceed {MAX_PROFILE_BYTES} bytes"),
             ));
         }
-        self.changed.notify_one();
+        self.changed.send_modify(|serial| *serial += 1);
         Ok(())
     }
 }

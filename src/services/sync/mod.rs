@@ -5,15 +5,19 @@
 //! each stream.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
+use ruma::UserId;
 use serde_json::{Map, Value, json};
 
-use super::Services;
+use super::account_data::AccountData;
+use super::ephemeral::Ephemeral;
+use super::rooms::Rooms;
 use super::rooms::filter::EventFilter;
 use super::rooms::format::{STRIPPED_STATE_TYPES, client_event, stripped_event};
 use crate::error::{ApiResult, MatrixError};
-use crate::store::{Membership, StateMap, StoredEvent};
+use crate::store::{Membership, StateMap, Store, StoredEvent};
 
 /// Long polls wait at most this long, whatever the client asks.
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
@@ -67,11 +71,30 @@ impl RoomFilter {
     }
 }
 
-impl Services {
-    pub async fn sync(&self, user_id: &str, params: SyncParams) -> ApiResult<Value> {
+/// `/sync` for local clients.
+pub struct ClientSync {
+    store: Arc<Store>,
+    rooms: Arc<Rooms>,
+    ephemeral: Arc<Ephemeral>,
+    account_data: Arc<AccountData>,
+}
+
+impl ClientSync {
+    pub fn new(
+        store: Arc<Store>,
+        rooms: Arc<Rooms>,
+        ephemeral: Arc<Ephemeral>,
+        account_data: Arc<AccountData>,
+    ) -> Self {
+        Self { store, rooms, ephemeral, account_data }
+    }
+
+    /// Answers at once when there is something new (or this is an initial sync), else
+    /// waits for something to happen, up to the timeout.
+    pub async fn sync(&self, user_id: &UserId, params: SyncParams) -> ApiResult<Value> {
         let mut events_rx = self.rooms.subscribe();
-        let mut typing_rx = self.typing.subscribe();
-        let mut other_rx = self.changes.subscribe();
+        let (mut typing_rx, mut receipts_rx) = self.ephemeral.subscribe();
+        let mut account_data_rx = self.account_data.subscribe();
         let deadline = tokio::time::Instant::now() + params.timeout.min(MAX_TIMEOUT);
         loop {
             let head = self.sync_head().await?;
@@ -83,7 +106,8 @@ impl Services {
             tokio::select! {
                 _ = events_rx.changed() => {}
                 _ = typing_rx.changed() => {}
-                _ = other_rx.changed() => {}
+                _ = receipts_rx.changed() => {}
+                _ = account_data_rx.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
@@ -92,17 +116,18 @@ impl Services {
     async fn sync_head(&self) -> ApiResult<SyncToken> {
         Ok(SyncToken {
             events: self.store.max_event_ordering().await?,
-            account_data: self.store.stream_head("account_data").await?,
+            account_data: self.account_data.stream_head().await?,
             receipts: self.store.stream_head("receipts").await?,
-            typing: self.typing.serial(),
+            typing: self.ephemeral.typing_serial(),
         })
     }
 
-    async fn sync_once(&self, user_id: &str, params: &SyncParams, head: SyncToken) -> ApiResult<Value> {
+    async fn sync_once(&self, user: &UserId, params: &SyncParams, head: SyncToken) -> ApiResult<Value> {
+        let user_id = user.as_str();
         let since = params.since.unwrap_or_default();
         let filter = RoomFilter::from(&params.filter);
         let account_data =
-            self.store.account_data_since(user_id, if params.since.is_some() { since.account_data } else { 0 }).await?;
+            self.account_data.since(user, if params.since.is_some() { since.account_data } else { 0 }).await?;
         let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
         for membership in self.store.memberships_of_user(user_id).await? {
             let room_id = membership.room_id.clone();
@@ -213,11 +238,11 @@ impl Services {
     async fn ephemeral(&self, room_id: &str, since: Option<(i64, u64)>) -> ApiResult<Vec<Value>> {
         let (receipts_since, typing_since) = since.unwrap_or((0, 0));
         let mut events = Vec::new();
-        let (typing, changed) = self.typing.typing_in(room_id, typing_since);
+        let (typing, changed) = self.ephemeral.typing_in(room_id, typing_since);
         if changed || (since.is_none() && !typing.is_empty()) {
             events.push(json!({ "type": "m.typing", "content": { "user_ids": typing } }));
         }
-        let receipts = self.store.receipts_since(room_id, receipts_since).await?;
+        let receipts = self.ephemeral.receipts_since(room_id, receipts_since).await?;
         if !receipts.is_empty() {
             let mut content = json!({});
             for receipt in receipts {

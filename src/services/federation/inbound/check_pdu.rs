@@ -1,4 +1,4 @@
-//! Checks on a PDU from another server before anything else looks at it: canonical
+//! Step 3: checks on a PDU from another server before anything else looks at it: canonical
 //! JSON, the room version's format and limits, the event id as its reference hash, the
 //! signatures of the servers that must have signed it, and the content hash (an event
 //! whose hash does not match is redacted, as the spec says).
@@ -8,7 +8,13 @@ use ruma::room_version_rules::RoomVersionRules;
 use ruma::signatures::{PublicKeyMap, Verified};
 use serde_json::Value;
 
-use super::Federation;
+use std::collections::HashSet;
+
+use ruma::ServerName;
+
+use super::Inbound;
+use crate::error::ApiResult;
+use crate::services::federation::encode;
 use crate::services::rooms::MAX_PDU_BYTES;
 use crate::services::rooms::pdu::Pdu;
 use crate::services::rooms::remote::CheckedEvent;
@@ -81,7 +87,10 @@ pub fn verify_pdu(parsed: ParsedPdu, keys: &PublicKeyMap, rules: &RoomVersionRul
     Ok(CheckedEvent { event_id: parsed.event_id, json, pdu })
 }
 
-impl Federation {
+/// A fetched state or auth chain larger than this is refused.
+const MAX_FETCHED_EVENTS: usize = 50_000;
+
+impl Inbound {
     /// Parses a PDU and checks its signatures with keys fetched from the servers that
     /// must have signed it.
     pub async fn check_pdu(&self, value: &Value, rules: &RoomVersionRules) -> Result<CheckedEvent, String> {
@@ -98,12 +107,47 @@ impl Federation {
             let key_ids = signing_key_ids(&parsed.object, server.as_str());
             let key_ids: Vec<&str> = key_ids.iter().map(String::as_str).collect();
             let set = self
+                .keys
                 .signing_keys(&server, &key_ids)
                 .await
                 .map_err(|err| format!("cannot get the keys of {server}: {err}"))?;
             keys.insert(server.to_string(), set.valid_at(ts));
         }
         verify_pdu(parsed, &keys, rules)
+    }
+
+    /// Checks a list of PDUs another server returned; drops (and logs) bad ones, those of
+    /// another room, and everything past the size bound.
+    pub async fn check_fetched(&self, rules: &RoomVersionRules, room_id: &str, list: &Value) -> Vec<CheckedEvent> {
+        let Some(list) = list.as_array() else { return Vec::new() };
+        let mut checked = Vec::new();
+        let mut seen = HashSet::new();
+        for value in list.iter().take(MAX_FETCHED_EVENTS) {
+            match self.check_pdu(value, rules).await {
+                Ok(event) if event.pdu.room_id.as_str() == room_id => {
+                    if seen.insert(event.event_id.clone()) {
+                        checked.push(event);
+                    }
+                }
+                Ok(event) => tracing::info!(event_id = %event.event_id, "dropping a fetched event of another room"),
+                Err(err) => tracing::info!(%err, "dropping a fetched event"),
+            }
+        }
+        checked
+    }
+
+    /// One event by id from `origin`, checked to be the event asked for.
+    pub async fn fetch_event(
+        &self,
+        origin: &ServerName,
+        rules: &RoomVersionRules,
+        room_id: &str,
+        event_id: &str,
+    ) -> ApiResult<Option<CheckedEvent>> {
+        let path = format!("/_matrix/federation/v1/event/{}", encode(event_id));
+        let body = self.client.get(origin, &path).await.map_err(|e| e.to_client_error())?;
+        let found = self.check_fetched(rules, room_id, &body["pdus"]).await;
+        Ok(found.into_iter().find(|e| e.event_id == event_id))
     }
 }
 

@@ -1,0 +1,88 @@
+//! Per-user data a client keeps on the server: account data (global and per room) and
+//! sync filters. Account data changes go on the account-data stream `/sync` follows.
+
+use std::sync::Arc;
+
+use ruma::{RoomId, UserId};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::rooms::Rooms;
+use super::rooms::filter::EventFilter;
+use crate::error::{ApiResult, MatrixError};
+use crate::store::Store;
+
+pub struct AccountData {
+    store: Arc<Store>,
+    rooms: Arc<Rooms>,
+    /// Bumped on every change, to wake long-polling `/sync`s.
+    changed: watch::Sender<u64>,
+}
+
+/// One account-data entry as `/sync` reports it: (room id or "" for global, type, content).
+pub type AccountDataEntry = (String, String, Value);
+
+impl AccountData {
+    pub fn new(store: Arc<Store>, rooms: Arc<Rooms>) -> Self {
+        Self { store, rooms, changed: watch::channel(0).0 }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Sets an entry, global (`room_id` None) or for a room this server knows.
+    pub async fn put(&self, user_id: &UserId, room_id: Option<&RoomId>, kind: &str, content: &Value) -> ApiResult<()> {
+        if let Some(room_id) = room_id {
+            self.rooms.room_version(room_id.as_str()).await?;
+        }
+        let room = room_id.map_or("", |r| r.as_str());
+        self.store.put_account_data(user_id.as_str(), room, kind, content).await?;
+        self.changed.send_modify(|serial| *serial += 1);
+        Ok(())
+    }
+
+    pub async fn get(&self, user_id: &UserId, room_id: Option<&RoomId>, kind: &str) -> ApiResult<Value> {
+        let room = room_id.map_or("", |r| r.as_str());
+        let content = self.store.get_account_data(user_id.as_str(), room, kind).await?;
+        content.ok_or_else(|| MatrixError::not_found("Account data not found"))
+    }
+
+    /// Every entry changed after stream position `since`.
+    pub async fn since(&self, user_id: &UserId, since: i64) -> ApiResult<Vec<AccountDataEntry>> {
+        Ok(self.store.account_data_since(user_id.as_str(), since).await?)
+    }
+
+    pub async fn stream_head(&self) -> ApiResult<i64> {
+        Ok(self.store.stream_head("account_data").await?)
+    }
+
+    /// Stores a filter after checking the parts kith applies; returns its id.
+    pub async fn create_filter(&self, user_id: &UserId, filter: &Value) -> ApiResult<i64> {
+        if let Some(timeline) = filter.pointer("/room/timeline")
+            && serde_json::from_value::<EventFilter>(timeline.clone()).is_err()
+        {
+            return Err(MatrixError::bad_json("Invalid room.timeline filter"));
+        }
+        Ok(self.store.save_filter(user_id.as_str(), filter).await?)
+    }
+
+    pub async fn filter(&self, user_id: &UserId, filter_id: &str) -> ApiResult<Value> {
+        let id = filter_id.parse::<i64>().map_err(|_| MatrixError::not_found("No such filter"))?;
+        let filter = self.store.get_filter(user_id.as_str(), id).await?;
+        filter.ok_or_else(|| MatrixError::not_found("No such filter"))
+    }
+}
+
+impl AccountData {
+    /// The filter of a `/sync`: given inline as JSON or by the id `POST /filter` returned.
+    pub async fn sync_filter(&self, user_id: &UserId, filter: Option<&str>) -> ApiResult<Value> {
+        let Some(filter) = filter else { return Ok(serde_json::json!({})) };
+        if filter.trim_start().starts_with('{') {
+            return serde_json::from_str(filter).map_err(|err| MatrixError::bad_json(format!("Invalid filter: {err}")));
+        }
+        let id = filter.parse::<i64>().map_err(|_| MatrixError::invalid_param("Invalid filter ID"))?;
+        let filter = self.store.get_filter(user_id.as_str(), id).await?;
+        filter.ok_or_else(|| MatrixError::not_found("No such filter"))
+    }
+}

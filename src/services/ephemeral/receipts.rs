@@ -1,0 +1,120 @@
+//! Read receipts and read markers: set by local users (`m.read` goes to the room's
+//! servers as an EDU), received from other servers for their users.
+
+use ruma::api::federation::transactions::edu::ReceiptContent;
+use ruma::{EventId, RoomId, ServerName, UserId};
+use serde_json::json;
+
+use super::Ephemeral;
+use crate::error::{ApiResult, MatrixError};
+use crate::store::Receipt;
+
+/// Receipt types a client may set; only `m.read` goes to other servers.
+const RECEIPT_TYPES: &[&str] = &["m.read", "m.read.private"];
+
+/// The read markers a client sets at once (`/read_markers`).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ReadMarkers {
+    #[serde(rename = "m.fully_read", default)]
+    pub fully_read: Option<String>,
+    #[serde(rename = "m.read", default)]
+    pub read: Option<String>,
+    #[serde(rename = "m.read.private", default)]
+    pub read_private: Option<String>,
+}
+
+impl Ephemeral {
+    /// `POST /receipt/{type}/{eventId}`; `m.fully_read` is the read marker.
+    pub async fn set_receipt(&self, room_id: &RoomId, user_id: &UserId, kind: &str, event_id: &str) -> ApiResult<()> {
+        if kind == "m.fully_read" {
+            return self.set_fully_read(room_id, user_id, event_id).await;
+        }
+        if !RECEIPT_TYPES.contains(&kind) {
+            return Err(MatrixError::invalid_param(format!("Unknown receipt type {kind}")));
+        }
+        self.put_receipt(room_id, user_id, kind, event_id).await
+    }
+
+    /// `POST /read_markers`.
+    pub async fn set_read_markers(&self, room_id: &RoomId, user_id: &UserId, markers: &ReadMarkers) -> ApiResult<()> {
+        if let Some(event_id) = &markers.fully_read {
+            self.set_fully_read(room_id, user_id, event_id).await?;
+        }
+        if let Some(event_id) = &markers.read {
+            self.put_receipt(room_id, user_id, "m.read", event_id).await?;
+        }
+        if let Some(event_id) = &markers.read_private {
+            self.put_receipt(room_id, user_id, "m.read.private", event_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_receipt(&self, room_id: &RoomId, user_id: &UserId, kind: &str, event_id: &str) -> ApiResult<()> {
+        self.require_joined(room_id, user_id).await?;
+        let event = self.store.get_event(event_id).await?;
+        if event.is_none_or(|e| e.room_id != room_id.as_str()) {
+            return Err(MatrixError::not_found("Event not found"));
+        }
+        self.store.put_receipt(room_id.as_str(), user_id.as_str(), kind, event_id).await?;
+        self.receipts_changed.send_modify(|serial| *serial += 1);
+        if kind == "m.read" {
+            let receipt = json!({ "event_ids": [event_id], "data": { "ts": crate::store::now_ms() } });
+            let edu = json!({ "edu_type": "m.receipt", "content": { room_id: { "m.read": { user_id: receipt } } } });
+            self.sender.send_edu_to_room(room_id, format!("m.receipt {room_id} {user_id}"), edu).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_fully_read(&self, room_id: &RoomId, user_id: &UserId, event_id: &str) -> ApiResult<()> {
+        self.require_joined(room_id, user_id).await?;
+        let content = json!({ "event_id": event_id });
+        self.account_data.put(user_id, Some(room_id), "m.fully_read", &content).await
+    }
+
+    /// Receipts of a room stored after position `since`.
+    pub async fn receipts_since(&self, room_id: &str, since: i64) -> ApiResult<Vec<Receipt>> {
+        Ok(self.store.receipts_since(room_id, since).await?)
+    }
+
+    /// `m.receipt` from another server: read receipts of its users in rooms they are in,
+    /// for events this server has.
+    pub async fn receive_remote_receipts(&self, origin: &ServerName, content: ReceiptContent) -> Result<(), String> {
+        for (room_id, receipts) in &content.receipts {
+            for (user_id, receipt) in &receipts.read {
+                if self.require_remote_member(origin, room_id, user_id).await.is_err() {
+                    continue;
+                }
+                let Some(event_id) = receipt.event_ids.first() else { continue };
+                self.store_remote_receipt(room_id, user_id, event_id).await.map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn store_remote_receipt(&self, room_id: &RoomId, user_id: &UserId, event_id: &EventId) -> ApiResult<()> {
+        let known = self.store.get_event(event_id.as_str()).await?;
+        if known.is_some_and(|e| e.room_id == room_id.as_str()) {
+            self.store.put_receipt(room_id.as_str(), user_id.as_str(), "m.read", event_id.as_str()).await?;
+            self.receipts_changed.send_modify(|serial| *serial += 1);
+        }
+        Ok(())
+    }
+
+    /// An EDU about a user counts only if the user belongs to the sending server and is
+    /// joined to the room.
+    pub(super) async fn require_remote_member(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<(), String> {
+        if user_id.server_name() != origin {
+            return Err(format!("{origin} cannot speak for {user_id}"));
+        }
+        let membership = self.store.membership(room_id.as_str(), user_id.as_str()).await.map_err(|e| e.to_string())?;
+        if membership.is_none_or(|m| m.membership != "join") {
+            return Err(format!("{user_id} is not joined to {room_id}"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! Outbound federation requests: signed with X-Matrix, sent only to addresses that
+//! server discovery resolved and the IP blacklist allows, bounded in time and size.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
+use ruma::{OwnedServerName, ServerName};
+use serde_json::Value;
+
+use super::discovery;
+use crate::config::Config;
+use crate::error::MatrixError;
+use crate::services::server_keys::ServerKeys;
+
+/// Every outbound federation request gives up after this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses larger than this are refused.
+const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
+
+pub struct FederationClient {
+    /// Resolves host names only through discovery's pins and the IP blacklist.
+    http: reqwest::Client,
+    server_keys: Arc<ServerKeys>,
+    discovery: Arc<discovery::Discovery<discovery::NetLookups>>,
+    domain_whitelist: Option<Vec<OwnedServerName>>,
+}
+
+/// Why an outbound request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    #[error("federation with {0} is not allowed")]
+    NotAllowed(String),
+    #[error("{0}")]
+    Network(String),
+    #[error("the remote server answered {status}: {body}")]
+    Remote { status: StatusCode, body: Value },
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+}
+
+impl FederationError {
+    /// The Matrix error to show a client whose request needed this one.
+    pub fn to_client_error(&self) -> MatrixError {
+        match self {
+            Self::Remote { status, body } if *status == StatusCode::NOT_FOUND => {
+                MatrixError::not_found(body["error"].as_str().unwrap_or("Not found on the remote server").to_owned())
+            }
+            Self::Remote { status, body } if *status == StatusCode::FORBIDDEN => MatrixError::forbidden(format!(
+                "The remote server refused: {}",
+                body["error"].as_str().unwrap_or("forbidden")
+            )),
+            Self::NotAllowed(_) => MatrixError::forbidden(self.to_string()),
+            _ => MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("Federation request failed: {self}")),
+        }
+    }
+}
+
+impl FederationClient {
+    pub fn new(config: &Config, server_keys: Arc<ServerKeys>) -> anyhow::Result<Self> {
+        let filter =
+            Arc::new(discovery::IpFilter::new(config.ip_range_blacklist.clone(), config.ip_range_whitelist.clone()));
+        let lookups = discovery::NetLookups::new(filter.clone(), config.federation_verify_certificates)?;
+        let discovery = Arc::new(discovery::Discovery::new(lookups, filter));
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .danger_accept_invalid_certs(!config.federation_verify_certificates)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(discovery::PinnedResolver(discovery.clone())))
+            .build()?;
+        Ok(Self { http, server_keys, discovery, domain_whitelist: config.federation_domain_whitelist.clone() })
+    }
+
+    pub fn server_name(&self) -> &ServerName {
+        self.server_keys.server_name()
+    }
+
+    /// Whether `federation_domain_whitelist` lets us talk to `server`.
+    pub fn allowed(&self, server: &ServerName) -> bool {
+        self.domain_whitelist.as_ref().is_none_or(|list| list.iter().any(|s| s == server))
+    }
+
+    /// A signed `GET` to another server's federation API.
+    pub async fn get(&self, destination: &ServerName, path_and_query: &str) -> Result<Value, FederationError> {
+        self.request(Method::GET, destination, path_and_query, None).await
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        destination: &ServerName,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, FederationError> {
+        if !self.allowed(destination) {
+            return Err(FederationError::NotAllowed(destination.to_string()));
+        }
+        let base = self.resolve(destination).await?;
+        let body_bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let signed = axum::http::Request::builder()
+            .method(method.clone())
+            .uri(path_and_query)
+            .body(body_bytes.clone())
+            .map_err(|e| FederationError::Network(e.to_string()))?;
+        let input = XMatrixSigningInput::new(
+            self.server_name().to_owned(),
+            destination.to_owned(),
+            self.server_keys.key_pair(),
+        );
+        let authorization = XMatrix::sign_http_request(&signed, input)
+            .map_err(|e| FederationError::Network(format!("cannot sign request: {e}")))?;
+        let mut request = self
+            .http
+            .request(method, format!("{base}{path_and_query}"))
+            .header(reqwest::header::HOST, &base.host_header)
+            .header(reqwest::header::AUTHORIZATION, authorization.to_string());
+        if body.is_some() {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body_bytes);
+        }
+        let response = request.send().await.map_err(|e| FederationError::Network(e.to_string()))?;
+        read_json(response).await
+    }
+
+    /// A request that is not signed: key requests (the keys are what signing needs).
+    pub async fn get_unsigned(&self, server: &ServerName, path: &str) -> Result<Value, FederationError> {
+        if !self.allowed(server) {
+            return Err(FederationError::NotAllowed(server.to_string()));
+        }
+        let destination = self.resolve(server).await?;
+        let response = self
+            .http
+            .get(format!("{destination}{path}"))
+            .header(reqwest::header::HOST, &destination.host_header)
+            .send()
+            .await
+            .map_err(|e| FederationError::Network(e.to_string()))?;
+        read_json(response).await
+    }
+
+    /// Where requests for a server go (its `Display` is the `https://host:port` base of
+    /// request URLs; requests should also carry its `host_header` as `Host`). Fails with
+    /// `NotAllowed` when every address is blacklisted.
+    async fn resolve(&self, server: &ServerName) -> Result<discovery::Destination, FederationError> {
+        Ok(self.discovery.resolve(server).await?)
+    }
+}
+
+/// Reads a JSON response, giving up as soon as it passes `MAX_RESPONSE_BYTES` whatever
+/// `Content-Length` says (or does not say), so a peer cannot make us buffer without end.
+async fn read_json(mut response: reqwest::Response) -> Result<Value, FederationError> {
+    let status = response.status();
+    let too_large = || FederationError::InvalidResponse(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+    if response.content_length().is_some_and(|len| len > MAX_RESPONSE_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| FederationError::Network(e.to_string()))? {
+        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let body: Value = serde_json::from_slice(&bytes).map_err(|e| FederationError::InvalidResponse(e.to_string()))?;
+    if !status.is_success() {
+        return Err(FederationError::Remote { status, body });
+    }
+    Ok(body)
+}

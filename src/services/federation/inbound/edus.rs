@@ -1,0 +1,85 @@
+//! EDUs of a transaction, parsed into ruma's types and dispatched by type. Typing and
+//! read receipts go to the ephemeral service; presence, device lists, to-device messages
+//! and unknown types are accepted and ignored. A malformed EDU is dropped on its own.
+
+use ruma::ServerName;
+use ruma::api::federation::transactions::edu::Edu;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::Inbound;
+
+/// What an EDU is, before its content is trusted to fit its type.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    edu_type: &'a str,
+}
+
+/// An EDU as this server understands it.
+#[derive(Debug)]
+pub enum InboundEdu {
+    Known(Edu),
+    /// A type kith does not handle; kept by name for the log.
+    Unknown(String),
+}
+
+impl InboundEdu {
+    /// Parses one EDU; an error names what was wrong with it.
+    pub fn parse(value: &Value) -> Result<Self, String> {
+        let raw = serde_json::value::to_raw_value(value).map_err(|e| e.to_string())?;
+        let envelope: Envelope<'_> = serde_json::from_str(raw.get()).map_err(|e| format!("not an EDU: {e}"))?;
+        match envelope.edu_type {
+            "m.typing"
+            | "m.receipt"
+            | "m.presence"
+            | "m.device_list_update"
+            | "m.direct_to_device"
+            | "m.signing_key_update" => parse_known(&raw).map(Self::Known),
+            other => Ok(Self::Unknown(other.to_owned())),
+        }
+    }
+}
+
+fn parse_known(raw: &RawValue) -> Result<Edu, String> {
+    serde_json::from_str(raw.get()).map_err(|e| format!("invalid EDU content: {e}"))
+}
+
+impl Inbound {
+    pub(super) async fn receive_edu(&self, origin: &ServerName, value: &Value) {
+        let edu = match InboundEdu::parse(value) {
+            Ok(edu) => edu,
+            Err(err) => return tracing::debug!(%origin, %err, "ignoring EDU"),
+        };
+        let result = match edu {
+            InboundEdu::Known(Edu::Typing(typing)) => self.ephemeral.receive_remote_typing(origin, typing).await,
+            InboundEdu::Known(Edu::Receipt(receipts)) => self.ephemeral.receive_remote_receipts(origin, receipts).await,
+            InboundEdu::Known(_) => Ok(()),
+            InboundEdu::Unknown(edu_type) => {
+                tracing::trace!(%origin, edu_type, "ignoring EDU of an unknown type");
+                Ok(())
+            }
+        };
+        if let Err(err) = result {
+            tracing::debug!(%origin, %err, "ignoring EDU");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn edus_parse_into_types_and_unknown_ones_are_named() {
+        let typing =
+            json!({ "edu_type": "m.typing", "content": { "room_id": "!r:x", "user_id": "@a:x", "typing": true } });
+        assert!(matches!(InboundEdu::parse(&typing), Ok(InboundEdu::Known(Edu::Typing(t))) if t.typing));
+        let custom = json!({ "edu_type": "org.example.thing", "content": {} });
+        assert!(matches!(InboundEdu::parse(&custom), Ok(InboundEdu::Unknown(t)) if t == "org.example.thing"));
+        let bad = json!({ "edu_type": "m.typing", "content": { "room_id": 5 } });
+        assert!(InboundEdu::parse(&bad).is_err());
+        assert!(InboundEdu::parse(&json!([1])).is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! Step 4: auth events we do not hold, with their whole auth chain, from the origin.
+
+use ruma::ServerName;
+use ruma::room_version_rules::RoomVersionRules;
+
+use super::Inbound;
+use crate::error::ApiResult;
+use crate::services::federation::encode;
+use crate::services::rooms::remote::CheckedEvent;
+
+impl Inbound {
+    /// Fetches auth events we do not hold (their whole auth chain, from `origin`).
+    pub(super) async fn fetch_auth_events(
+        &self,
+        origin: &ServerName,
+        rules: &RoomVersionRules,
+        room_id: &str,
+        event: &CheckedEvent,
+    ) -> ApiResult<()> {
+        let wanted: Vec<String> = event.pdu.auth_events.iter().map(ToString::to_string).collect();
+        let held = self.store.events_by_id(&wanted).await?;
+        if held.len() == wanted.len() {
+            return Ok(());
+        }
+        let path = format!("/_matrix/federation/v1/event_auth/{}/{}", encode(room_id), encode(&event.event_id));
+        let body = self.client.get(origin, &path).await.map_err(|e| e.to_client_error())?;
+        let chain = self.check_fetched(rules, room_id, &body["auth_chain"]).await;
+        self.rooms.persist_outliers(chain, rules).await
+    }
+}

@@ -1,0 +1,67 @@
+//! The inbound federation pipeline: what other servers send, step by step.
+//!
+//! 1. [`authenticate`]: the request's X-Matrix signature proves its origin.
+//! 2. [`transaction`]: a `/send` transaction, once per transaction id, split into PDUs
+//!    (each answered on its own) and EDUs ([`edus`], typed and dispatched).
+//! 3. [`check_pdu`]: format, event id, signatures and hashes of each PDU.
+//! 4. [`fetch_auth`]: auth events we lack, from the origin.
+//! 5. [`fetch_prev`]: missing prev events, with `/get_missing_events`.
+//! 6. [`fetch_state`]: the state before an event whose gap remains, with `/state`.
+//! 7. [`accept`]: the event through the auth rules into its room (the room service owns
+//!    what is persisted and how the state moves).
+
+pub mod accept;
+pub mod authenticate;
+#[cfg(test)]
+mod authenticate_tests;
+pub mod check_pdu;
+pub mod edus;
+pub mod fetch_auth;
+pub mod fetch_prev;
+pub mod fetch_state;
+pub mod transaction;
+
+use std::sync::Arc;
+
+use ruma::OwnedServerName;
+
+use super::FederationClient;
+use super::sender::Sender;
+use crate::services::ephemeral::Ephemeral;
+use crate::services::rooms::Rooms;
+use crate::services::server_keys::remote::RemoteKeys;
+use crate::store::Store;
+
+pub struct Inbound {
+    store: Arc<Store>,
+    server_name: OwnedServerName,
+    client: Arc<FederationClient>,
+    keys: Arc<RemoteKeys>,
+    rooms: Arc<Rooms>,
+    ephemeral: Arc<Ephemeral>,
+    sender: Arc<Sender>,
+    transactions: transaction::TransactionLog,
+}
+
+impl Inbound {
+    pub fn new(
+        store: Arc<Store>,
+        server_name: OwnedServerName,
+        client: Arc<FederationClient>,
+        keys: Arc<RemoteKeys>,
+        rooms: Arc<Rooms>,
+        ephemeral: Arc<Ephemeral>,
+        sender: Arc<Sender>,
+    ) -> Self {
+        Self {
+            store,
+            server_name,
+            client,
+            keys,
+            rooms,
+            ephemeral,
+            sender,
+            transactions: transaction::TransactionLog::default(),
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The federation sender: gets PDUs and EDUs to the servers that should have them.
+//!
+//! - A fan-out follows the event stream from a persisted position and writes each local
+//!   event into the outbox of every server in its room, in the same transaction as its
+//!   new position, so a restart loses nothing and sends nothing twice.
+//! - One worker per destination keeps one transaction in flight, at most 50 PDUs and 100
+//!   EDUs each. EDUs with a key (typing per room and user, a receipt per room and user)
+//!   replace older ones with the same key, so only the newest is sent.
+//! - A destination that fails is retried after a backoff that grows from
+//!   `destination_min_retry_interval` by `destination_retry_multiplier` up to
+//!   `destination_max_retry_interval`, persisted so a restart neither hammers a dead
+//!   server nor forgets it; a signed request from that server ends the backoff at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use futures_util::future::BoxFuture;
+use rand::Rng;
+use ruma::{OwnedServerName, RoomId, ServerName, UserId};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::{FederationClient, FederationError};
+use crate::config::FederationConfig;
+use crate::error::ApiResult;
+use crate::services::rooms::Rooms;
+use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
+use crate::store::{OutboxRow, Retry, Store, StoredEvent};
+
+mod edu_queue;
+
+use edu_queue::EduQueue;
+
+const CONSUMER: &str = "federation_sender";
+const FANOUT_BATCH: i64 = 100;
+const MAX_PDUS_PER_TRANSACTION: i64 = 50;
+const MAX_EDUS_PER_TRANSACTION: usize = 100;
+/// The fan-out looks at the stream this often even without a wake-up.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct Sender {
+    store: Arc<Store>,
+    server_name: OwnedServerName,
+    client: Arc<FederationClient>,
+    rooms: Arc<Rooms>,
+    backoff: FederationConfig,
+    destinations: StdMutex<HashMap<OwnedServerName, Arc<Destination>>>,
+    txn_counter: AtomicU64,
+    /// The destination workers, stopped with the sender.
+    workers: StdMutex<JoinSet<()>>,
+    stopping: watch::Sender<bool>,
+}
+
+/// One destination: its worker's wake-up, its EDU queue and its backoff.
+#[derive(Default)]
+struct Destination {
+    wake: Notify,
+    edus: StdMutex<EduQueue>,
+    retry: StdMutex<Option<Retry>>,
+}
+
+impl Worker for Sender {
+    fn name(&self) -> &'static str {
+        "federation sender"
+    }
+
+    fn run(self: Arc<Self>, stop: Shutdown) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            self.resume().await;
+            if let Err(err) = self.start_position().await {
+                return tracing::error!(%err, "the federation sender cannot start");
+            }
+            let wakeups = Wakeups::default().on_position(self.rooms.subscribe());
+            follow("federation sender", wakeups, POLL_INTERVAL, stop, || self.fan_out_batch()).await;
+            self.stopping.send_replace(true);
+            let mut workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+            while workers.join_next().await.is_some() {}
+        })
+    }
+}
+
+impl Sender {
+    pub fn new(
+        store: Arc<Store>,
+        server_name: OwnedServerName,
+        client: Arc<FederationClient>,
+        rooms: Arc<Rooms>,
+        backoff: FederationConfig,
+    ) -> Self {
+        Self {
+            store,
+            server_name,
+            client,
+            rooms,
+            backoff,
+            destinations: StdMutex::new(HashMap::new()),
+            txn_counter: AtomicU64::new(0),
+            workers: StdMutex::default(),
+            stopping: watch::channel(false).0,
+        }
+    }
+
+    /// At start-up: loads backoffs and wakes the destinations owed PDUs.
+    async fn resume(self: &Arc<Self>) {
+        match self.store.destination_retries().await {
+            Ok(retries) => {
+                for (server, retry) in retries {
+                    if let Ok(server) = OwnedServerName::try_from(server) {
+                        self.destination(&server, Some(retry));
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(%err, "cannot load federation backoffs"),
+        }
+        match self.store.outbox_destinations().await {
+            Ok(servers) => {
+                for server in servers.iter().filter_map(|s| OwnedServerName::try_from(s.as_str()).ok()) {
+                    self.wake(&server);
+                }
+            }
+            Err(err) => tracing::warn!(%err, "cannot read the federation outbox"),
+        }
+    }
+
+    /// A server that never ran the sender does not send its history: the fan-out starts
+    /// at the head of the event stream.
+    async fn start_position(&self) -> ApiResult<()> {
+        if self.store.consumer_position(CONSUMER).await? == 0 {
+            let head = self.store.max_event_ordering().await?;
+            self.store.set_consumer_position(CONSUMER, head).await?;
+        }
+        Ok(())
+    }
+
+    /// A destination's state, its worker started (with `retry` as its backoff) if new.
+    fn destination(self: &Arc<Self>, server: &ServerName, retry: Option<Retry>) -> Arc<Destination> {
+        let mut destinations = self.destinations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(destination) = destinations.get(server) {
+            return destination.clone();
+        }
+        let destination = Arc::new(Destination { retry: StdMutex::new(retry), ..Destination::default() });
+        destinations.insert(server.to_owned(), destination.clone());
+        let worker = self.clone().destination_worker(server.to_owned(), destination.clone());
+        self.workers.lock().unwrap_or_else(|p| p.into_inner()).spawn(worker);
+        destination
+    }
+
+    /// Wakes a destination's worker, starting it if needed.
+    pub fn wake(self: &Arc<Self>, server: &ServerName) {
+        if server == self.server_name {
+            return;
+        }
+        self.destination(server, None).wake.notify_one();
+    }
+
+    /// Queues an EDU for the servers of a room's joined users (except us). A later EDU
+    /// with the same key replaces this one if it has not gone yet.
+    pub async fn send_edu_to_room(self: &Arc<Self>, room_id: &RoomId, key: String, edu: Value) -> ApiResult<()> {
+        for server in self.room_servers(room_id.as_str()).await? {
+            let destination = self.destination(&server, None);
+            destination.edus.lock().unwrap_or_else(|p| p.into_inner()).push(key.clone(), edu.clone());
+            destination.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// A signed request from `origin` proves it is up: end its backoff and send what it
+    /// is owed.
+    pub fn remote_is_up(self: &Arc<Self>, origin: &ServerName) {
+        let destination = {
+            let destinations = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+            destinations.get(origin).cloned()
+        };
+        let Some(destination) = destination else { return };
+        let was_backing_off = destination.retry.lock().unwrap_or_else(|p| p.into_inner()).take().is_some();
+        if was_backing_off {
+            tracing::info!(%origin, "destination is up again");
+            let sender = self.clone();
+            let origin = origin.to_owned();
+            tokio::spawn(async move {
+                if let Err(err) = sender.store.clear_destination_retry(origin.as_str()).await {
+                    tracing::warn!(%err, "cannot clear a backoff");
+                }
+                sender.wake(&origin);
+            });
+        }
+    }
+
+    /// Queues a PDU received by `send_join`/`send_leave` for the room's other servers:
+    /// the server it came from could not send it to them itself.
+    pub async fn relay(self: &Arc<Self>, event: &StoredEvent, origin: &ServerName) -> ApiResult<()> {
+        let servers: Vec<OwnedServerName> =
+            self.room_servers(&event.room_id).await?.into_iter().filter(|s| s != origin).collect();
+        let rows: Vec<OutboxRow> = servers
+            .iter()
+            .map(|s| OutboxRow {
+                destination: s.to_string(),
+                stream_ordering: event.stream_ordering,
+                event_id: event.event_id.clone(),
+            })
+            .collect();
+        self.store.enqueue_outbox(&rows, None).await?;
+        for server in &servers {
+            self.wake(server);
+        }
+        Ok(())
+    }
+
+    /// The servers of a room's joined users, without us.
+    async fn room_servers(&self, room_id: &str) -> ApiResult<Vec<OwnedServerName>> {
+        let mut servers: HashSet<OwnedServerName> = HashSet::new();
+        for user in self.store.joined_user_ids(room_id).await? {
+            if let Ok(user) = <&UserId>::try_from(user.as_str())
+                && user.server_name() != self.server_name
+            {
+                servers.insert(user.server_name().to_owned());
+            }
+        }
+        let mut servers: Vec<OwnedServerName> = servers.into_iter().filter(|s| self.client.allowed(s)).collect();
+        servers.sort();
+        Ok(servers)
+    }
+
+    /// Writes outbox rows for the next batch of events, in the transaction that moves the
+    /// fan-out's position; true if there was a batch.
+    async fn fan_out_batch(self: &Arc<Self>) -> anyhow::Result<bool> {
+        let position = self.store.consumer_position(CONSUMER).await?;
+        let events = self.store.events_after(position, FANOUT_BATCH).await?;
+        let Some(last) = events.last().map(|e| e.stream_ordering) else { return Ok(false) };
+        let mut rows = Vec::new();
+        let mut servers_of_room: HashMap<String, Vec<OwnedServerName>> = HashMap::new();
+        for event in events.iter().filter(|e| self.is_ours_to_send(e)) {
+            if !servers_of_room.contains_key(&event.room_id) {
+                servers_of_room.insert(event.room_id.clone(), self.room_servers(&event.room_id).await?);
+            }
+            let mut servers = servers_of_room[&event.room_id].clone();
+            if let Some(target) = self.departing_remote_member(event, &servers) {
+                servers.push(target);
+            }
+            rows.extend(servers.into_iter().map(|server| OutboxRow {
+                destination: server.to_string(),
+                stream_ordering: event.stream_ordering,
+                event_id: event.event_id.clone(),
+            }));
+        }
+        self.store.enqueue_outbox(&rows, Some((CONSUMER, last))).await?;
+        let woken: HashSet<&str> = rows.iter().map(|r| r.destination.as_str()).collect();
+        for server in woken.into_iter().filter_map(|s| <&ServerName>::try_from(s).ok()) {
+            self.wake(server);
+        }
+        Ok(true)
+    }
+
+    /// A user who leaves, is kicked or banned hears of it although no longer joined: the
+    /// target's server, when it is not among `servers` already.
+    fn departing_remote_member(&self, event: &StoredEvent, servers: &[OwnedServerName]) -> Option<OwnedServerName> {
+        if event.json["type"] != "m.room.member" {
+            return None;
+        }
+        let target = event.json["state_key"].as_str().and_then(|t| <&UserId>::try_from(t).ok())?;
+        let server = target.server_name();
+        let wanted = server != self.server_name && !servers.iter().any(|s| s == server) && self.client.allowed(server);
+        wanted.then(|| server.to_owned())
+    }
+
+    /// Local timeline events go out; what others sent, outliers and rejected events do not.
+    fn is_ours_to_send(&self, event: &StoredEvent) -> bool {
+        if event.outlier || event.rejected {
+            return false;
+        }
+        let sender = event.json["sender"].as_str().and_then(|s| <&UserId>::try_from(s).ok());
+        sender.is_some_and(|s| s.server_name() == self.server_name)
+    }
+
+    async fn destination_worker(self: Arc<Self>, server: OwnedServerName, destination: Arc<Destination>) {
+        let mut stopping = self.stopping.subscribe();
+        while !*stopping.borrow() {
+            let retry = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
+            let wait = retry.map_or(0, |retry| retry.next_try_ts() - crate::store::now_ms());
+            if wait > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                    _ = destination.wake.notified() => {}
+                    _ = stopping.changed() => {}
+                }
+                continue;
+            }
+            match self.send_once(&server, &destination).await {
+                Ok(true) => {}
+                Ok(false) => tokio::select! {
+                    _ = destination.wake.notified() => {}
+                    _ = stopping.changed() => {}
+                },
+                Err(err) => tracing::warn!(%server, %err, "federation sender storage error"),
+            }
+        }
+    }
+
+    /// Sends one transaction if anything is owed; false when there was nothing to send.
+    async fn send_once(&self, server: &ServerName, destination: &Destination) -> ApiResult<bool> {
+        let pdus = self.store.outbox_batch(server.as_str(), MAX_PDUS_PER_TRANSACTION).await?;
+        let edus = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).take(MAX_EDUS_PER_TRANSACTION);
+        if pdus.is_empty() && edus.is_empty() {
+            return Ok(false);
+        }
+        let txn_id = format!("{}.{}", crate::store::now_ms(), self.txn_counter.fetch_add(1, Ordering::Relaxed));
+        let body = json!({
+            "origin": self.server_name,
+            "origin_server_ts": crate::store::now_ms(),
+            "pdus": pdus.iter().map(|(_, pdu)| crate::services::rooms::format::pdu_json(pdu)).collect::<Vec<_>>(),
+            "edus": edus.iter().map(|(_, _, edu)| edu).collect::<Vec<_>>(),
+        });
+        let path = format!("/_matrix/federation/v1/send/{txn_id}");
+        let orderings: Vec<i64> = pdus.iter().map(|(ordering, _)| *ordering).collect();
+        tracing::debug!(%server, pdus = pdus.len(), edus = edus.len(), %txn_id, "sending transaction");
+        match self.client.request(Method::PUT, server, &path, Some(&body)).await {
+            Ok(response) => {
+                log_pdu_errors(server, &response);
+                self.store.outbox_remove(server.as_str(), &orderings).await?;
+                let recovered = destination.retry.lock().unwrap_or_else(|p| p.into_inner()).take().is_some();
+                if recovered {
+                    self.store.clear_destination_retry(server.as_str()).await?;
+                }
+            }
+            Err(FederationError::Remote { status, body }) if status == StatusCode::BAD_REQUEST => {
+                // The destination will never take this transaction; do not let it block the queue.
+                tracing::warn!(%server, %body, "destination refused a transaction; dropping it");
+                self.store.outbox_remove(server.as_str(), &orderings).await?;
+            }
+            Err(err) => {
+                destination.edus.lock().unwrap_or_else(|p| p.into_inner()).restore(edus);
+                let previous = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
+                let retry = next_retry(&self.backoff, previous, crate::store::now_ms());
+                tracing::info!(%server, %err, failures = retry.failures, retry_in_ms = retry.retry_interval_ms, "transaction failed; backing off");
+                *destination.retry.lock().unwrap_or_else(|p| p.into_inner()) = Some(retry);
+                self.store.set_destination_retry(server.as_str(), retry).await?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The backoff after one more failure.
+fn next_retry(backoff: &FederationConfig, previous: Option<Retry>, now: i64) -> Retry {
+    let min = backoff.destination_min_retry_interval.as_millis() as f64;
+    let max = backoff.destination_max_retry_interval.as_millis() as f64;
+    let base = match previous {
+        Some(retry) => retry.retry_interval_ms as f64 * backoff.destination_retry_multiplier,
+        None => min,
+    };
+    // Jitter only lengthens the wait, so servers that failed together spread out.
+    let interval = (base * rand::thread_rng().gen_range(1.0..1.2)).clamp(min, max);
+    Retry { failures: previous.map_or(1, |r| r.failures + 1), retry_last_ts: now, retry_interval_ms: interval as i64 }
+}
+
+fn log_pdu_errors(server: &ServerName, response: &Value) {
+    if let Some(results) = response["pdus"].as_object() {
+        for (event_id, result) in results {
+            if let Some(error) = result.get("error") {
+                tracing::info!(%server, %event_id, %error, "destination did not accept a PDU");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edu_queue::MAX_QUEUED_EDUS;
+    use super::*;
+
+    #[test]
+    fn keyed_edus_coalesce_and_keep_their_order() {
+        let mut queue = EduQueue::default();
+        queue.push("typing:!r:@a".into(), json!(1));
+        queue.push("typing:!r:@b".into(), json!(2));
+        queue.push("typing:!r:@a".into(), json!(3));
+        let taken = queue.take(10);
+        let values: Vec<&Value> = taken.iter().map(|(_, _, edu)| edu).collect();
+        assert_eq!(values, vec![&json!(2), &json!(3)], "only the newest per key, oldest first");
+        queue.push("typing:!r:@a".into(), json!(4));
+        queue.restore(taken);
+        let values: Vec<Value> = queue.take(10).into_iter().map(|(_, _, edu)| edu).collect();
+        assert_eq!(values, vec![json!(2), json!(4)], "a failed send does not bring back what was replaced");
+    }
+
+    #[test]
+    fn edu_queues_are_bounded() {
+        let mut queue = EduQueue::default();
+        for i in 0..(MAX_QUEUED_EDUS + 10) {
+            queue.push(format!("k{i}"), json!(i));
+        }
+        let taken = queue.take(usize::MAX);
+        assert_eq!(taken.len(), MAX_QUEUED_EDUS);
+        assert_eq!(taken[0].2, json!(10), "the oldest went first");
+    }
+
+    #[test]
+    fn backoff_grows_from_the_minimum_to_the_maximum() {
+        let backoff = FederationConfig {
+            destination_min_retry_interval: Duration::from_secs(10),
+            destination_retry_multiplier: 2.0,
+            destination_max_retry_interval: Duration::from_secs(100),
+        };
+        let mut retry = None;
+        let mut intervals = Vec::new();
+        for _ in 0..8 {
+            let next = next_retry(&backoff, retry, 0);
+            intervals.push(next.retry_interval_ms);
+            retry = Some(next);
+        }
+        assert!(intervals[0] >= 10_000 && intervals[0] < 12_000, "{intervals:?}");
+        assert!(intervals.windows(2).all(|w| w[1] >= w[0]), "{intervals:?}");
+        assert!(intervals[1] >= 20_000, "{intervals:?}");
+        assert_eq!(*intervals.last().unwrap(), 100_000, "{intervals:?}");
+        assert_eq!(retry.unwrap().failures, 8);
+    }
+}

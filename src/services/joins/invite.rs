@@ -1,0 +1,131 @@
+//! Invites across servers: ours to users of other servers (countersigned by their server
+//! before the invite enters the room), and other servers' to our users.
+
+use axum::http::Method;
+use ruma::canonical_json::CanonicalJsonObject;
+use ruma::{RoomVersionId, ServerName, UserId};
+use serde_json::{Value, json};
+
+use super::{Joins, MAX_INVITE_STATE, supported_version};
+use crate::error::{ApiResult, MatrixError};
+use crate::services::federation::encode;
+use crate::services::rooms::remote::CheckedEvent;
+use crate::services::rooms::{NewEvent, Rooms};
+
+impl Joins {
+    /// Invites a user of another server: the invite goes to their server to be
+    /// countersigned before it is sent into the room.
+    pub async fn invite_remote(
+        &self,
+        room_id: &str,
+        sender: &str,
+        target: &UserId,
+        reason: Option<&str>,
+    ) -> ApiResult<()> {
+        let version = self.rooms.room_version(room_id).await?;
+        let invite_state = self.rooms.stripped_state(room_id).await?;
+        let mut content = json!({ "membership": "invite" });
+        if let Some(reason) = reason {
+            content["reason"] = json!(reason);
+        }
+        let event = NewEvent {
+            room_id,
+            sender,
+            event_type: "m.room.member",
+            state_key: Some(target.as_str()),
+            content,
+            txn: None,
+        };
+        let server = target.server_name().to_owned();
+        self.rooms
+            .send_countersigned(event, async |json: Value| {
+                let event_id = self.reference_id(&json, &version)?;
+                let path = format!("/_matrix/federation/v2/invite/{}/{}", encode(room_id), encode(&event_id));
+                let body =
+                    json!({ "event": json, "room_version": version.as_str(), "invite_room_state": invite_state });
+                let response = self
+                    .client
+                    .request(Method::PUT, &server, &path, Some(&body))
+                    .await
+                    .map_err(|e| e.to_client_error())?;
+                let rules = Rooms::version_rules(&version)?;
+                let signed = self.inbound.check_pdu(&response["event"], &rules).await.map_err(MatrixError::bad_json)?;
+                if !response["event"]["signatures"][server.as_str()].is_object() {
+                    return Err(MatrixError::forbidden("The invitee's server did not sign the invite"));
+                }
+                Ok(signed.json)
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn reference_id(&self, json: &Value, version: &RoomVersionId) -> ApiResult<String> {
+        let rules = Rooms::version_rules(version)?;
+        let object: CanonicalJsonObject =
+            serde_json::from_value(json.clone()).map_err(|e| MatrixError::internal("pdu", e))?;
+        let reference =
+            ruma::signatures::reference_hash(&object, &rules).map_err(|e| MatrixError::internal("pdu", e))?;
+        Ok(format!("${reference}"))
+    }
+
+    /// `PUT /v2/invite`: countersigns an invite of a local user, and keeps it for the
+    /// invitee when this server is not in the room.
+    pub async fn receive_invite(
+        &self,
+        origin: &ServerName,
+        room_id: &str,
+        event_id: &str,
+        body: &Value,
+    ) -> ApiResult<Value> {
+        let version = body["room_version"].as_str().unwrap_or("1");
+        let (version, rules) = supported_version(&json!(version))?;
+        let event = self.inbound.check_pdu(&body["event"], &rules).await.map_err(MatrixError::bad_json)?;
+        if event.event_id != event_id || event.pdu.room_id.as_str() != room_id {
+            return Err(MatrixError::bad_json("The event does not match the request path"));
+        }
+        let target = event.pdu.state_key.as_deref().and_then(|k| <&UserId>::try_from(k).ok());
+        let is_invite = event.json["type"] == "m.room.member" && event.json["content"]["membership"] == "invite";
+        let Some(target) = target.filter(|_| is_invite) else {
+            return Err(MatrixError::bad_json("Not an invite"));
+        };
+        if event.pdu.sender.server_name() != origin {
+            return Err(MatrixError::forbidden("The inviter does not belong to the requesting server"));
+        }
+        if target.server_name() != self.server_name {
+            return Err(MatrixError::bad_json("The invitee is not on this server"));
+        }
+        let account = self.store.local_account(target.as_str()).await?;
+        if account.is_none_or(|a| a.deactivated) {
+            return Err(MatrixError::not_found("No such user"));
+        }
+        let mut object: CanonicalJsonObject =
+            serde_json::from_value(event.json.clone()).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        ruma::signatures::sign_event(
+            self.server_name.as_str(),
+            self.server_keys.key_pair(),
+            &mut object,
+            &rules.redaction,
+        )
+        .map_err(|e| MatrixError::internal("signing an invite", e))?;
+        let signed = serde_json::to_value(&object).map_err(|e| MatrixError::internal("pdu", e))?;
+        if !self.rooms.is_resident(room_id).await? {
+            let checked = CheckedEvent { json: signed.clone(), ..event.clone() };
+            let state = invite_state(&body["invite_room_state"]);
+            self.rooms.persist_outside_membership(&checked, Some(state)).await?;
+        }
+        tracing::info!(%origin, %room_id, invitee = %target, %version, "invite received");
+        Ok(json!({ "event": signed }))
+    }
+}
+
+/// Up to `MAX_INVITE_STATE` stripped events, each with the keys clients need.
+fn invite_state(value: &Value) -> Value {
+    let events = value.as_array().map(Vec::as_slice).unwrap_or_default();
+    let kept: Vec<Value> = events
+        .iter()
+        .filter(|e| e["type"].is_string() && e["state_key"].is_string() && e["sender"].is_string() && e["content"].is_object())
+        .take(MAX_INVITE_STATE)
+        .map(|e| json!({ "type": e["type"], "state_key": e["state_key"], "sender": e["sender"], "content": e["content"] }))
+        .collect();
+    json!(kept)
+}

@@ -1,0 +1,158 @@
+//! Joining a room hosted elsewhere: `make_join` for a template, signed and sent with
+//! `send_join`; the room's state and auth chain from the answer are checked and stored,
+//! then the join on top of them.
+
+use std::collections::HashSet;
+
+use axum::http::{Method, StatusCode};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
+use serde_json::Value;
+
+use super::{Joins, check_template, supported_version};
+use crate::config::JOINABLE_ROOM_VERSIONS;
+use crate::error::{ApiResult, MatrixError};
+use crate::services::federation::encode;
+use crate::services::rooms::membership::{Change, MembershipChange};
+use crate::services::rooms::remote::{CheckedEvent, Outcome, PriorState};
+
+impl Joins {
+    /// Joins a local user to a room: locally when this server is in it, else through one
+    /// of `servers` (tried in order).
+    pub async fn join_room(&self, user: &UserId, room: &RoomId, servers: &[OwnedServerName]) -> ApiResult<()> {
+        let (user_id, room_id) = (user.as_str(), room.as_str());
+        let profile = self.profiles.get(user).await?;
+        if self.rooms.is_resident(room_id).await? {
+            let join = MembershipChange {
+                target_profile: Some(&profile),
+                ..MembershipChange::new(room_id, user_id, user_id, Change::Join)
+            };
+            self.rooms.change_membership(join).await?;
+            return Ok(());
+        }
+        let candidates = self.candidate_servers(room_id, user_id, servers).await?;
+        if candidates.is_empty() {
+            return Err(MatrixError::not_found("No known servers to join the room through"));
+        }
+        let mut last_error = MatrixError::not_found("Could not join the room");
+        for server in candidates {
+            match self.join_through(&server, user_id, room_id, &profile).await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    tracing::info!(%server, %room_id, %err, "remote join failed");
+                    last_error = err;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Where to ask: the given servers, the server of whoever invited the user, the
+    /// server in the room id; never ourselves.
+    pub(super) async fn candidate_servers(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        given: &[OwnedServerName],
+    ) -> ApiResult<Vec<OwnedServerName>> {
+        let mut servers: Vec<OwnedServerName> = given.to_vec();
+        if let Some(invite) = self.store.membership(room_id, user_id).await?
+            && let Ok(sender) = <&UserId>::try_from(invite.sender.as_str())
+        {
+            servers.push(sender.server_name().to_owned());
+        }
+        if let Ok(room) = <&RoomId>::try_from(room_id)
+            && let Some(server) = room.server_name()
+        {
+            servers.push(server.to_owned());
+        }
+        let mut seen = HashSet::new();
+        servers.retain(|s| s.as_str() != self.server_name.as_str() && seen.insert(s.clone()));
+        Ok(servers)
+    }
+
+    async fn join_through(
+        &self,
+        server: &ServerName,
+        user_id: &str,
+        room_id: &str,
+        profile: &crate::services::profiles::Profile,
+    ) -> ApiResult<()> {
+        let mut content = serde_json::Map::new();
+        for key in ["displayname", "avatar_url"] {
+            if let Some(value) = profile.get(key) {
+                content.insert(key.to_owned(), value.clone());
+            }
+        }
+        let (version, rules, event_id, signed) =
+            self.sign_remote_template(server, room_id, user_id, "join", content).await?;
+        let path = format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id), encode(&event_id));
+        let response =
+            self.client.request(Method::PUT, server, &path, Some(&signed)).await.map_err(|e| e.to_client_error())?;
+        // The resident server may have added its signature (restricted rooms).
+        let joined = match &response["event"] {
+            Value::Object(_) => response["event"].clone(),
+            _ => signed,
+        };
+        let join = self.inbound.check_pdu(&joined, &rules).await.map_err(MatrixError::bad_json)?;
+        if join.event_id != event_id {
+            return Err(MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The resident server changed the join"));
+        }
+        self.complete_join(version, &rules, join, &response).await
+    }
+
+    /// Stores the room's state and auth chain from a `send_join` response and the join on
+    /// top of that state.
+    async fn complete_join(
+        &self,
+        version: RoomVersionId,
+        rules: &RoomVersionRules,
+        join: CheckedEvent,
+        response: &Value,
+    ) -> ApiResult<()> {
+        let room_id = join.pdu.room_id.to_string();
+        let mut events = self.inbound.check_fetched(rules, &room_id, &response["auth_chain"]).await;
+        let state = self.inbound.check_fetched(rules, &room_id, &response["state"]).await;
+        let create = state.iter().find(|e| e.json["type"] == "m.room.create" && e.json["state_key"] == "");
+        let creator = create.map(|e| e.pdu.sender.to_string()).ok_or_else(|| {
+            MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The room state has no create event")
+        })?;
+        let state_ids: Vec<String> = state.iter().map(|e| e.event_id.clone()).collect();
+        events.extend(state);
+        self.rooms.persist_outliers(events, rules).await?;
+        let state_map = self.rooms.state_map_of(&state_ids).await?;
+        self.store.create_remote_room_record(&room_id, version.as_str(), &creator).await?;
+        let outcome = self.rooms.persist_remote(rules, &join, PriorState::Joined(state_map)).await?;
+        match outcome {
+            Outcome::Accepted | Outcome::AlreadyKnown => Ok(()),
+            Outcome::SoftFailed => Err(MatrixError::forbidden("The join is not allowed by the room's current state")),
+            Outcome::Rejected(reason) => Err(MatrixError::forbidden(format!("The join was rejected: {reason}"))),
+        }
+    }
+
+    /// Asks `server` for a join or leave template (`make_join`/`make_leave`), checks it is
+    /// the event asked for, adds `content` and signs it: (version, rules, event id, event).
+    pub(super) async fn sign_remote_template(
+        &self,
+        server: &ServerName,
+        room_id: &str,
+        user_id: &str,
+        membership: &str,
+        content: serde_json::Map<String, Value>,
+    ) -> ApiResult<(RoomVersionId, RoomVersionRules, String, Value)> {
+        let mut path = format!("/_matrix/federation/v1/make_{membership}/{}/{}", encode(room_id), encode(user_id));
+        if membership == "join" {
+            let versions: Vec<String> = JOINABLE_ROOM_VERSIONS.iter().map(|v| format!("ver={v}")).collect();
+            path = format!("{path}?{}", versions.join("&"));
+        }
+        let template = self.client.get(server, &path).await.map_err(|e| e.to_client_error())?;
+        let (version, rules) = supported_version(&template["room_version"])?;
+        let mut event = template["event"].clone();
+        check_template(&event, room_id, user_id, membership)?;
+        for (key, value) in content {
+            event["content"][key] = value;
+        }
+        let (event_id, signed) = self.sign_template(event, &rules)?;
+        Ok((version, rules, event_id, signed))
+    }
+}

@@ -1,0 +1,161 @@
+//! Membership across servers: joining and leaving rooms hosted elsewhere
+//! (`make_join`/`send_join`, `make_leave`/`send_leave` as the joining side), serving
+//! those requests for rooms this server is in ([`resident`]), and invites both ways.
+
+mod invite;
+mod join;
+mod leave;
+mod resident;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use ruma::canonical_json::CanonicalJsonObject;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{OwnedServerName, RoomId, RoomVersionId, UserId};
+use serde_json::{Value, json};
+
+use super::federation::FederationClient;
+use super::federation::inbound::Inbound;
+use super::federation::sender::Sender;
+use super::profiles::Profiles;
+use super::rooms::Rooms;
+use super::rooms::membership::{Change, MembershipChange};
+use super::server_keys::ServerKeys;
+use crate::config::JOINABLE_ROOM_VERSIONS;
+use crate::error::{ApiResult, MatrixError};
+use crate::store::Store;
+
+/// Stripped state events kept from an invite, at most.
+const MAX_INVITE_STATE: usize = 50;
+
+pub struct Joins {
+    store: Arc<Store>,
+    server_name: OwnedServerName,
+    server_keys: Arc<ServerKeys>,
+    client: Arc<FederationClient>,
+    rooms: Arc<Rooms>,
+    profiles: Arc<Profiles>,
+    inbound: Arc<Inbound>,
+    sender: Arc<Sender>,
+}
+
+/// A membership change a local user asks for.
+pub struct MembershipRequest<'a> {
+    pub room_id: &'a RoomId,
+    pub sender: &'a UserId,
+    pub change: Change,
+    /// Whose membership changes; the sender's own for a leave.
+    pub target: Option<&'a UserId>,
+    pub reason: Option<&'a str>,
+}
+
+impl Joins {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<Store>,
+        server_name: OwnedServerName,
+        server_keys: Arc<ServerKeys>,
+        client: Arc<FederationClient>,
+        rooms: Arc<Rooms>,
+        profiles: Arc<Profiles>,
+        inbound: Arc<Inbound>,
+        sender: Arc<Sender>,
+    ) -> Self {
+        Self { store, server_name, server_keys, client, rooms, profiles, inbound, sender }
+    }
+
+    /// Invites, kicks, bans, unbans and leaves by local users: invites of other servers'
+    /// users go through their server, leaves of rooms hosted elsewhere through it.
+    pub async fn change_membership(&self, request: MembershipRequest<'_>) -> ApiResult<()> {
+        let MembershipRequest { room_id, sender, change, target, reason } = request;
+        if change == Change::Leave {
+            return self.leave_room(sender, room_id, reason).await;
+        }
+        self.rooms.room_version(room_id.as_str()).await?;
+        let target = target.ok_or_else(|| MatrixError::missing_param("user_id is required"))?;
+        let is_local = target.server_name() == self.server_name;
+        if change == Change::Invite && !is_local {
+            let current = self.rooms.membership_of(room_id.as_str(), target.as_str()).await?;
+            match current.as_ref().map(|m| m.membership.as_str()) {
+                Some("join") => return Err(MatrixError::forbidden("The user is already in the room")),
+                Some("ban") => return Err(MatrixError::forbidden("The user is banned from the room")),
+                _ => {}
+            }
+            return self.invite_remote(room_id.as_str(), sender.as_str(), target, reason).await;
+        }
+        let profile = if change == Change::Invite {
+            Some(self.profiles.get(target).await.map_err(|_| MatrixError::not_found("Unknown user"))?)
+        } else {
+            None
+        };
+        let request = MembershipChange {
+            reason,
+            target_profile: profile.as_ref(),
+            ..MembershipChange::new(room_id.as_str(), sender.as_str(), target.as_str(), change)
+        };
+        self.rooms.change_membership(request).await?;
+        Ok(())
+    }
+
+    /// Completes a template from another server with our origin, time, hashes and
+    /// signature; returns the event id and the signed event.
+    fn sign_template(&self, event: Value, rules: &RoomVersionRules) -> ApiResult<(String, Value)> {
+        let mut event = event;
+        let Some(fields) = event.as_object_mut() else {
+            return Err(MatrixError::bad_json("The event template is not an object"));
+        };
+        for key in ["hashes", "signatures", "unsigned", "event_id"] {
+            fields.remove(key);
+        }
+        fields.insert("origin".into(), json!(self.server_name));
+        fields.insert("origin_server_ts".into(), json!(crate::store::now_ms()));
+        let mut object: CanonicalJsonObject =
+            serde_json::from_value(event).map_err(|e| MatrixError::bad_json(format!("Invalid event template: {e}")))?;
+        self.server_keys
+            .hash_and_sign_event(&mut object, &rules.redaction)
+            .map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        let reference =
+            ruma::signatures::reference_hash(&object, rules).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        let json = serde_json::to_value(&object).map_err(|e| MatrixError::internal("pdu", e))?;
+        Ok((format!("${reference}"), json))
+    }
+}
+
+/// The room version of a template or invite, if we support it.
+pub(super) fn supported_version(value: &Value) -> ApiResult<(RoomVersionId, RoomVersionRules)> {
+    let version = value.as_str().unwrap_or("1");
+    if !JOINABLE_ROOM_VERSIONS.contains(&version) {
+        return Err(MatrixError::new(
+            StatusCode::BAD_REQUEST,
+            "M_INCOMPATIBLE_ROOM_VERSION",
+            format!("Room version {version} is not supported"),
+        )
+        .with("room_version", json!(version)));
+    }
+    let id = RoomVersionId::try_from(version).map_err(|_| MatrixError::bad_json("Invalid room version"))?;
+    let rules = Rooms::version_rules(&id)?;
+    Ok((id, rules))
+}
+
+/// A template must be the member event we asked for.
+pub(super) fn check_template(event: &Value, room_id: &str, user_id: &str, membership: &str) -> ApiResult<()> {
+    let matches = event["room_id"] == room_id
+        && event["sender"] == user_id
+        && event["state_key"] == user_id
+        && event["type"] == "m.room.member"
+        && event["content"]["membership"] == membership;
+    if !matches {
+        return Err(MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The remote server sent a wrong template"));
+    }
+    Ok(())
+}
+
+/// Servers named in `server_name`/`via` query parameters, in order.
+pub fn servers_from_query(query: &[(String, String)]) -> Vec<OwnedServerName> {
+    query
+        .iter()
+        .filter(|(key, _)| key == "server_name" || key == "via")
+        .filter_map(|(_, value)| OwnedServerName::try_from(value.as_str()).ok())
+        .collect()
+}

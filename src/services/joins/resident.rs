@@ -1,0 +1,126 @@
+//! The resident side: other servers' users joining or leaving rooms this server is in
+//! (`make_join`/`send_join`, `make_leave`/`send_leave`).
+
+use std::collections::HashSet;
+
+use axum::http::StatusCode;
+use ruma::{ServerName, UserId};
+use serde_json::{Value, json};
+
+use super::Joins;
+use crate::error::{ApiResult, MatrixError};
+use crate::services::rooms::format::pdu_json;
+use crate::services::rooms::remote::{CheckedEvent, Outcome};
+use crate::services::rooms::{NewEvent, Rooms};
+
+impl Joins {
+    /// `make_join` / `make_leave`: a template for `user_id` of `origin`.
+    pub async fn make_membership(
+        &self,
+        origin: &ServerName,
+        room_id: &str,
+        user_id: &str,
+        membership: &str,
+        supported: &[String],
+    ) -> ApiResult<Value> {
+        let user = <&UserId>::try_from(user_id).map_err(|_| MatrixError::invalid_param("Invalid user ID"))?;
+        if user.server_name() != origin {
+            return Err(MatrixError::forbidden("The user does not belong to the requesting server"));
+        }
+        if !self.rooms.is_resident(room_id).await? {
+            return Err(MatrixError::not_found("This server is not in the room"));
+        }
+        let version = self.rooms.room_version(room_id).await?;
+        if membership == "join" && !supported.iter().any(|v| v == version.as_str()) {
+            return Err(MatrixError::new(
+                StatusCode::BAD_REQUEST,
+                "M_INCOMPATIBLE_ROOM_VERSION",
+                format!("Your server does not support room version {version}"),
+            )
+            .with("room_version", json!(version.as_str())));
+        }
+        let event = NewEvent {
+            room_id,
+            sender: user_id,
+            event_type: "m.room.member",
+            state_key: Some(user_id),
+            content: json!({ "membership": membership }),
+            txn: None,
+        };
+        let (version, mut template) = self.rooms.template(event).await?;
+        template["origin"] = json!(origin);
+        Ok(json!({ "room_version": version.as_str(), "event": template }))
+    }
+
+    /// `send_join` / `send_leave`: a signed member event from `origin`, authorised and
+    /// added to the room, then passed on to the room's other servers.
+    pub async fn receive_membership(
+        &self,
+        origin: &ServerName,
+        room_id: &str,
+        event_id: &str,
+        membership: &str,
+        body: &Value,
+    ) -> ApiResult<CheckedEvent> {
+        if !self.rooms.is_resident(room_id).await? {
+            return Err(MatrixError::not_found("This server is not in the room"));
+        }
+        let version = self.rooms.room_version(room_id).await?;
+        let rules = Rooms::version_rules(&version)?;
+        let event = self.inbound.check_pdu(body, &rules).await.map_err(MatrixError::bad_json)?;
+        if event.event_id != event_id {
+            return Err(MatrixError::bad_json("The event id does not match the event"));
+        }
+        let sender = &event.pdu.sender;
+        let is_expected = event.pdu.room_id.as_str() == room_id
+            && event.json["type"] == "m.room.member"
+            && event.pdu.state_key.as_deref() == Some(sender.as_str())
+            && event.json["content"]["membership"] == membership
+            && sender.server_name() == origin;
+        if !is_expected {
+            return Err(MatrixError::bad_json(format!("Not a {membership} of a user of {origin} in this room")));
+        }
+        match self.inbound.accept(origin, &rules, event.clone(), true).await? {
+            Outcome::Accepted | Outcome::AlreadyKnown => {}
+            Outcome::SoftFailed => return Err(MatrixError::forbidden("Not allowed by the room's current state")),
+            Outcome::Rejected(reason) => return Err(MatrixError::forbidden(reason)),
+        }
+        if let Some(stored) = self.store.get_event(event_id).await? {
+            self.sender.relay(&stored, origin).await?;
+        }
+        Ok(event)
+    }
+
+    /// The `send_join` answer: the state before the join and its auth chain.
+    pub async fn join_response(&self, event: &CheckedEvent) -> ApiResult<Value> {
+        let stored = self.rooms.require_event(&event.event_id).await?;
+        let state = match stored.state_group_before {
+            Some(group) => self.store.state_group(group).await?,
+            None => return Err(MatrixError::internal("send_join", "joined event without state")),
+        };
+        let state_events = self.rooms.state_events(&state).await?;
+        let mut roots: Vec<String> = state.values().cloned().collect();
+        roots.extend(event.pdu.auth_events.iter().map(ToString::to_string));
+        let chain = self.rooms.auth_chain_of(roots).await?;
+        let chain_events = self.store.events_by_id(&chain.into_iter().collect::<Vec<_>>()).await?;
+        let mut servers: HashSet<String> = HashSet::new();
+        for ((kind, user), id) in &state {
+            if kind == "m.room.member"
+                && let Some(e) = state_events.iter().find(|e| &e.event_id == id)
+                && e.json["content"]["membership"] == "join"
+                && let Ok(user) = <&UserId>::try_from(user.as_str())
+            {
+                servers.insert(user.server_name().to_string());
+            }
+        }
+        servers.insert(self.server_name.to_string());
+        Ok(json!({
+            "origin": self.server_name,
+            "event": stored.json,
+            "state": state_events.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
+            "auth_chain": chain_events.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
+            "members_omitted": false,
+            "servers_in_room": servers,
+        }))
+    }
+}

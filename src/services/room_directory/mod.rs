@@ -1,0 +1,181 @@
+//! The room directory: room aliases (ours, and other servers' asked with
+//! `/query/directory`) and the list of published rooms (ours, and other servers' asked
+//! with `/publicRooms`).
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UserId};
+use serde_json::{Value, json};
+
+use super::federation::{FederationClient, encode};
+use super::rooms::Rooms;
+use crate::error::{ApiResult, MatrixError};
+use crate::services::accounts::AuthenticatedUser;
+use crate::store::Store;
+
+/// Servers named by another server's alias answer, at most.
+const MAX_ALIAS_SERVERS: usize = 20;
+/// A remote public room list asks for at most this many rooms.
+const MAX_REMOTE_ROOMS: u32 = 500;
+
+pub struct RoomDirectory {
+    store: Arc<Store>,
+    server_name: OwnedServerName,
+    client: Arc<FederationClient>,
+    rooms: Arc<Rooms>,
+    /// `allow_public_rooms_over_federation`.
+    share_public_rooms: bool,
+}
+
+impl RoomDirectory {
+    pub fn new(
+        store: Arc<Store>,
+        server_name: OwnedServerName,
+        client: Arc<FederationClient>,
+        rooms: Arc<Rooms>,
+        share_public_rooms: bool,
+    ) -> Self {
+        Self { store, server_name, client, rooms, share_public_rooms }
+    }
+
+    /// An alias's room and servers to join it through: ours from the store, others'
+    /// from their server (`/query/directory`).
+    pub async fn resolve_alias(&self, alias: &RoomAliasId) -> ApiResult<(OwnedRoomId, Vec<OwnedServerName>)> {
+        if alias.server_name() == self.server_name {
+            let (room_id, _) = self
+                .store
+                .get_alias(alias.as_str())
+                .await?
+                .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+            let room_id = OwnedRoomId::try_from(room_id).map_err(|e| MatrixError::internal("stored room id", e))?;
+            return Ok((room_id, vec![self.server_name.clone()]));
+        }
+        let path = format!("/_matrix/federation/v1/query/directory?room_alias={}", encode(alias.as_str()));
+        let body = self.client.get(alias.server_name(), &path).await.map_err(|e| e.to_client_error())?;
+        let room_id = body["room_id"].as_str().and_then(|r| <&RoomId>::try_from(r).ok());
+        let room_id = room_id.ok_or_else(|| MatrixError::not_found("The alias's server gave no valid room"))?;
+        let mut servers: Vec<OwnedServerName> = body["servers"]
+            .as_array()
+            .map(|list| {
+                let names = list.iter().filter_map(|s| OwnedServerName::try_from(s.as_str()?).ok());
+                names.take(MAX_ALIAS_SERVERS).collect()
+            })
+            .unwrap_or_default();
+        servers.insert(0, alias.server_name().to_owned());
+        Ok((room_id.to_owned(), servers))
+    }
+
+    /// `#localpart:ourserver` for `room_alias_name` at `createRoom`, checked and free.
+    pub async fn new_alias(&self, localpart: &str) -> ApiResult<String> {
+        if localpart.is_empty() || localpart.contains([':', '#', ' ', '\t', '\n']) {
+            return Err(MatrixError::invalid_param("room_alias_name may not contain ':', '#' or whitespace"));
+        }
+        let alias = format!("#{localpart}:{}", self.server_name);
+        if alias.len() > 255 {
+            return Err(MatrixError::invalid_param("The alias is too long"));
+        }
+        if self.store.get_alias(&alias).await?.is_some() {
+            return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_ROOM_IN_USE", "Room alias already taken"));
+        }
+        Ok(alias)
+    }
+
+    /// `PUT /directory/room/{alias}`.
+    pub async fn put_alias(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> ApiResult<()> {
+        self.require_local(alias)?;
+        self.rooms.room_version(room_id.as_str()).await?;
+        if !self.store.put_alias(alias.as_str(), room_id.as_str(), creator.as_str()).await? {
+            return Err(MatrixError::new(StatusCode::CONFLICT, "M_UNKNOWN", "Room alias already exists"));
+        }
+        Ok(())
+    }
+
+    /// `DELETE /directory/room/{alias}`: by the alias's creator or a server admin, as in
+    /// Synapse.
+    pub async fn delete_alias(&self, alias: &RoomAliasId, requester: &AuthenticatedUser) -> ApiResult<()> {
+        self.require_local(alias)?;
+        let (_, creator) = self
+            .store
+            .get_alias(alias.as_str())
+            .await?
+            .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+        if creator != requester.user_id.as_str() && !requester.admin {
+            return Err(MatrixError::forbidden("You may not delete this alias"));
+        }
+        Ok(self.store.delete_alias(alias.as_str()).await?)
+    }
+
+    fn require_local(&self, alias: &RoomAliasId) -> ApiResult<()> {
+        if alias.server_name() != self.server_name {
+            return Err(MatrixError::invalid_param("Room alias must be on this server"));
+        }
+        Ok(())
+    }
+
+    /// `GET /query/directory` from another server: a local alias's room and the
+    /// servers in it, ours first.
+    pub async fn serve_alias_query(&self, alias: &RoomAliasId) -> ApiResult<Value> {
+        if alias.server_name() != self.server_name {
+            return Err(MatrixError::not_found("The alias is not on this server"));
+        }
+        let (room_id, _) = self
+            .store
+            .get_alias(alias.as_str())
+            .await?
+            .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+        let mut servers = vec![self.server_name.to_string()];
+        for user in self.store.joined_user_ids(&room_id).await? {
+            if let Ok(user) = <&UserId>::try_from(user.as_str()) {
+                let server = user.server_name().to_string();
+                if !servers.contains(&server) {
+                    servers.push(server);
+                }
+            }
+        }
+        Ok(json!({ "room_id": room_id, "servers": servers }))
+    }
+
+    /// The rooms published in this server's directory.
+    pub async fn local_public_rooms(&self) -> ApiResult<Value> {
+        let mut chunk = Vec::new();
+        for room_id in self.store.published_rooms().await? {
+            chunk.push(self.rooms.public_room_summary(&room_id).await?);
+        }
+        Ok(json!({ "chunk": chunk, "total_room_count_estimate": chunk.len() }))
+    }
+
+    /// `/publicRooms` for another server, when `allow_public_rooms_over_federation`
+    /// lets it see them.
+    pub async fn serve_public_rooms(&self) -> ApiResult<Value> {
+        if !self.share_public_rooms {
+            return Err(MatrixError::forbidden("This server does not share its public room list"));
+        }
+        self.local_public_rooms().await
+    }
+
+    /// `/publicRooms?server=…`: ours, or another server's asked over federation.
+    pub async fn public_rooms(
+        &self,
+        server: Option<&ServerName>,
+        limit: Option<u32>,
+        since: Option<&str>,
+    ) -> ApiResult<Value> {
+        let Some(server) = server.filter(|s| *s != self.server_name) else {
+            return self.local_public_rooms().await;
+        };
+        let mut path =
+            format!("/_matrix/federation/v1/publicRooms?limit={}", limit.unwrap_or(100).min(MAX_REMOTE_ROOMS));
+        if let Some(since) = since {
+            path.push_str(&format!("&since={}", encode(since)));
+        }
+        let rooms = self.client.get(server, &path).await.map_err(|e| e.to_client_error())?;
+        let mut answer = json!({ "chunk": rooms["chunk"].as_array().cloned().unwrap_or_default() });
+        for key in ["next_batch", "prev_batch", "total_room_count_estimate"] {
+            if let Some(value) = rooms.get(key) {
+                answer[key] = value.clone();
+            }
+        }
+        Ok(answer)
+    }
+}
