@@ -5,8 +5,16 @@ mod common;
 
 use std::process::Command;
 
+use std::time::Duration;
+
+use common::fake_server::FakeServer;
+use common::matrix::{self, eventually};
 use common::{Db, SHARED_SECRET, TestServer};
 use reqwest::StatusCode;
+use serde_json::json;
+
+/// The longest the tests wait for anything to show.
+const WAIT: Duration = Duration::from_secs(30);
 
 fn kith() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kith"))
@@ -91,6 +99,56 @@ async fn sigterm_shuts_down_gracefully() {
     let status = server.terminate();
     assert!(status.success(), "exit status {status}: {}", server.log());
     assert!(server.log().contains("shutting down"));
+}
+
+/// SIGTERM while every worker has work: profile propagation has member events to send
+/// into many rooms, the directory has changes to index, and the federation sender owes
+/// events to a server that went away (its worker waits out a backoff). The process exits
+/// by itself (no worker had to be aborted), and after a restart the work it had not done
+/// is done: nothing is lost.
+#[tokio::test]
+async fn sigterm_with_busy_workers_stops_them_and_loses_nothing() {
+    const ROOMS: usize = 25;
+    let mut server = TestServer::start_federating(Db::Sqlite).await;
+    let (alice, token) = server.register("alice", "pw").await;
+    let (_, eve_token) = server.register("eve", "pw").await;
+    let mut rooms = Vec::new();
+    for i in 0..ROOMS {
+        let preset = if i == 0 { "public_chat" } else { "private_chat" };
+        rooms.push(matrix::create_room(&server, &token, json!({ "preset": preset })).await);
+    }
+    let fake = FakeServer::start().await;
+    fake.join(&server, &rooms[0], "mallory").await;
+    drop(fake);
+    for name in ["Alice One", "Alice Two", "Alice Final"] {
+        let path = format!("/_matrix/client/v3/profile/{alice}/displayname");
+        let (status, _) = server.put(&path, Some(&token), json!({ "displayname": name })).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    eventually("the sender to back off from the server that went away", WAIT, || async {
+        server.log().contains("backing off").then_some(())
+    })
+    .await;
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}: {}", server.log());
+    assert!(!server.log().contains("did not stop in time"), "a worker had to be aborted:\n{}", server.log());
+
+    server.start_again().await;
+    for room in &rooms {
+        let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{alice}");
+        eventually(&format!("the final name in {room}"), WAIT, || async {
+            let (_, member) = server.get(&path, Some(&token)).await;
+            (member["displayname"] == "Alice Final").then_some(())
+        })
+        .await;
+    }
+    let search = json!({ "search_term": "final" });
+    eventually("the directory to show the final name", WAIT, || async {
+        let path = "/_matrix/client/v3/user_directory/search";
+        let (_, body) = server.post(path, Some(&eve_token), search.clone()).await;
+        (body["results"][0]["display_name"] == "Alice Final").then_some(())
+    })
+    .await;
 }
 
 /// Synapse's `register_new_matrix_user` (from the matrix-synapse package) works
