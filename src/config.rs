@@ -47,6 +47,9 @@ pub struct Config {
     /// Whether other servers may read the public room list (Synapse's default: no).
     #[serde(default)]
     pub allow_public_rooms_over_federation: bool,
+    /// Whether a user must be in a room to give it an alias (Synapse's default: yes).
+    #[serde(default = "default_true")]
+    pub require_membership_for_aliases: bool,
     #[serde(default = "default_trusted_key_servers")]
     pub trusted_key_servers: Vec<TrustedKeyServer>,
     #[serde(default = "default_room_version")]

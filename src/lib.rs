@@ -8,3 +8,4 @@ pub mod generate;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod validation;

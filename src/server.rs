@@ -59,7 +59,7 @@ pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     if servers.is_empty() {
         tracing::warn!("no listeners configured: nothing to serve");
     }
-    tokio::spawn(shutdown_on_signal(handle));
+    tokio::spawn(shutdown_on_signal(handle, services.sync.clone()));
     let mut listener_error = None;
     while let Some(result) = servers.join_next().await {
         if let Err(err) = result.context("listener task failed").and_then(|r| r.context("listener failed")) {
@@ -117,7 +117,7 @@ async fn load_tls(config: &Config) -> anyhow::Result<RustlsConfig> {
     })
 }
 
-async fn shutdown_on_signal(handle: Handle<SocketAddr>) {
+async fn shutdown_on_signal(handle: Handle<SocketAddr>, sync: Arc<crate::services::sync::ClientSync>) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
@@ -138,5 +138,7 @@ async fn shutdown_on_signal(handle: Handle<SocketAddr>) {
         _ = terminate => {},
     }
     tracing::info!("shutting down");
+    // Long-polling syncs answer now rather than hold the shutdown for their whole grace.
+    sync.stop_waiting();
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
 }

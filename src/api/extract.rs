@@ -65,6 +65,7 @@ pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MatrixE
     if !value.is_object() {
         return Err(MatrixError::bad_json("Content must be a JSON object."));
     }
+    crate::validation::check_json_text(&value)?;
     serde_json::from_value(value).map_err(|err| {
         let message = err.to_string();
         if message.starts_with("missing field") {
@@ -95,6 +96,7 @@ impl<S: Send + Sync, T: IncomingRequest> FromRequest<S> for Ruma<T> {
             if !value.is_object() {
                 return Err(MatrixError::bad_json("Content must be a JSON object."));
             }
+            crate::validation::check_json_text(&value)?;
         }
         let request = axum::http::Request::from_parts(parts, bytes.as_ref());
         let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
@@ -130,22 +132,46 @@ impl FromRequestParts<AppState> for Requester {
     type Rejection = MatrixError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = access_token(parts)
-            .await
-            .ok_or_else(|| MatrixError::new(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", "Missing access token."))?;
+        let token = access_token(parts).await?.ok_or_else(|| missing_token("Missing access token."))?;
         let owner = state.accounts.authenticate(&token).await?;
         Ok(Self(owner))
     }
 }
 
-async fn access_token(parts: &mut Parts) -> Option<String> {
-    if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let header = header.to_str().ok()?;
-        let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer "))?;
-        return Some(token.trim().to_owned());
+/// The user behind the access token, on endpoints that also serve anonymous clients:
+/// no token is fine, a wrong one is not.
+pub struct MaybeRequester(pub Option<AuthenticatedUser>);
+
+impl FromRequestParts<AppState> for MaybeRequester {
+    type Rejection = MatrixError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match access_token(parts).await? {
+            Some(token) => Ok(Self(Some(state.accounts.authenticate(&token).await?))),
+            None => Ok(Self(None)),
+        }
     }
-    let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, &()).await.ok()?;
-    query.get("access_token").cloned()
+}
+
+fn missing_token(message: &str) -> MatrixError {
+    MatrixError::new(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", message)
+}
+
+/// The access token of a request, from the `Authorization` header or the legacy
+/// `access_token` query parameter; both at once are refused, as Synapse does.
+async fn access_token(parts: &mut Parts) -> Result<Option<String>, MatrixError> {
+    let query = Query::<HashMap<String, String>>::from_request_parts(parts, &()).await.ok();
+    let from_query = query.and_then(|Query(mut query)| query.remove("access_token"));
+    let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(from_query);
+    };
+    if from_query.is_some() {
+        return Err(missing_token("Mixing Authorization headers and access_token query parameters."));
+    }
+    let header = header.to_str().map_err(|_| missing_token("Invalid Authorization header."))?;
+    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer "));
+    let token = token.ok_or_else(|| missing_token("Invalid Authorization header."))?;
+    Ok(Some(token.trim().to_owned()))
 }
 
 /// Parses an ID from a path or body, or answers `M_INVALID_PARAM` naming what it is.

@@ -5,6 +5,7 @@ pub mod client;
 pub mod extract;
 pub mod federation;
 pub mod keys;
+pub mod validate;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -62,6 +63,7 @@ pub fn router(state: AppState, resources: Resources, x_forwarded: bool) -> Route
     router
         .fallback(|| async { MatrixError::unrecognized(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { MatrixError::unrecognized(StatusCode::METHOD_NOT_ALLOWED) })
+        .layer(axum::middleware::from_fn(validate::check_uri))
         .layer(axum::middleware::map_response(matrix_errors_only))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .layer(axum::Extension(TrustForwardedFor(x_forwarded)))

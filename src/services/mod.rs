@@ -9,6 +9,7 @@ pub mod directory;
 pub mod ephemeral;
 pub mod federation;
 pub mod joins;
+pub mod locks;
 pub mod profiles;
 pub mod rate_limit;
 pub mod room_directory;
@@ -111,7 +112,7 @@ impl Services {
             server_name.clone(),
             client.clone(),
             rooms.clone(),
-            config.allow_public_rooms_over_federation,
+            (config.allow_public_rooms_over_federation, config.require_membership_for_aliases),
         ));
         let joins = Arc::new(Joins::new(
             store.clone(),

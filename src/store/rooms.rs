@@ -526,6 +526,14 @@ async fn insert_event(txn: &mut WriteTxn<'_>, event: &PersistEvent<'_>) -> Resul
         }
         _ => group_before,
     };
+    if !event.outlier {
+        // An event held as an outlier (an auth event, a join's state, a soft-failed event)
+        // becomes part of the timeline: its new row replaces the old one.
+        sqlx::query("DELETE FROM events WHERE event_id = $1 AND outlier = 1")
+            .bind(event.event_id)
+            .execute(&mut *txn.tx)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO events (event_id, room_id, stream_ordering, depth, event_type, state_key, sender, \
          origin_server_ts, json, rejected, state_group_before, state_group_after, outlier) \
@@ -761,8 +769,9 @@ async fn update_membership(
     .bind(membership)
     .bind(event_id)
     .bind(sender)
-    .bind(content["displayname"].as_str())
-    .bind(content["avatar_url"].as_str())
+    // Another server's member event may carry U+0000, which PostgreSQL text cannot hold.
+    .bind(content["displayname"].as_str().map(|name| name.replace('\0', "\u{FFFD}")))
+    .bind(content["avatar_url"].as_str().map(|url| url.replace('\0', "\u{FFFD}")))
     .bind(ordering)
     .execute(&mut *txn.tx)
     .await?;

@@ -6,8 +6,9 @@ use ruma::{RoomAliasId, RoomId, ServerName};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::extract::{AppState, MatrixJson, Requester, parse_id};
-use crate::error::ApiResult;
+use crate::api::extract::{AppState, MatrixJson, MaybeRequester, OptionalJson, Requester, parse_id};
+use crate::error::{ApiResult, MatrixError};
+use crate::services::room_directory::PublicRoomsPage;
 
 #[derive(Deserialize)]
 pub struct PutAlias {
@@ -22,12 +23,16 @@ pub async fn put_alias(
 ) -> ApiResult<Json<Value>> {
     let alias: &RoomAliasId = parse_id(&alias, "room alias")?;
     let room_id: &RoomId = parse_id(&request.room_id, "room ID")?;
-    state.room_directory.put_alias(alias, room_id, &owner.user_id).await?;
+    state.room_directory.put_alias(alias, room_id, &owner).await?;
     Ok(Json(json!({})))
 }
 
 /// A local alias from the store; another server's by asking it.
-pub async fn get_alias(State(state): State<AppState>, Path(alias): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_alias(
+    State(state): State<AppState>,
+    _: MaybeRequester,
+    Path(alias): Path<String>,
+) -> ApiResult<Json<Value>> {
     let alias: &RoomAliasId = parse_id(&alias, "room alias")?;
     let (room_id, servers) = state.room_directory.resolve_alias(alias).await?;
     Ok(Json(json!({ "room_id": room_id, "servers": servers })))
@@ -48,17 +53,58 @@ pub struct PublicRoomsQuery {
     #[serde(default)]
     server: Option<String>,
     #[serde(default)]
-    limit: Option<u32>,
+    limit: Option<String>,
     #[serde(default)]
     since: Option<String>,
 }
 
-/// `GET/POST /publicRooms[?server=…]`: rooms published with `visibility: public`, here
-/// or (asked over federation) on another server.
+/// The body of `POST /publicRooms` (its `server` stays in the query string).
+#[derive(Deserialize, Default)]
+pub struct PublicRoomsBody {
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    filter: Option<PublicRoomsFilter>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct PublicRoomsFilter {
+    #[serde(default)]
+    generic_search_term: Option<String>,
+}
+
+/// `GET /publicRooms[?server=…]`: rooms published with `visibility: public`, here or
+/// (asked over federation) on another server. No token is needed; a wrong one is refused.
 pub async fn public_rooms(
     State(state): State<AppState>,
+    _: MaybeRequester,
     Query(query): Query<PublicRoomsQuery>,
 ) -> ApiResult<Json<Value>> {
-    let server: Option<&ServerName> = query.server.as_deref().map(|s| parse_id(s, "server name")).transpose()?;
-    Ok(Json(state.room_directory.public_rooms(server, query.limit, query.since.as_deref()).await?))
+    let limit = query.limit.as_deref().map(str::parse::<u32>).transpose();
+    let limit = limit.map_err(|_| MatrixError::invalid_param("limit must be a non-negative integer"))?;
+    let page = PublicRoomsPage { limit, since: query.since.as_deref(), search_term: None };
+    list_public_rooms(&state, query.server.as_deref(), page).await
+}
+
+/// `POST /publicRooms[?server=…]`, which needs a token and takes its options as a body.
+pub async fn search_public_rooms(
+    State(state): State<AppState>,
+    _: Requester,
+    Query(query): Query<PublicRoomsQuery>,
+    OptionalJson(body): OptionalJson<PublicRoomsBody>,
+) -> ApiResult<Json<Value>> {
+    let search_term = body.filter.as_ref().and_then(|f| f.generic_search_term.as_deref());
+    let page = PublicRoomsPage { limit: body.limit, since: body.since.as_deref(), search_term };
+    list_public_rooms(&state, query.server.as_deref(), page).await
+}
+
+async fn list_public_rooms(
+    state: &AppState,
+    server: Option<&str>,
+    page: PublicRoomsPage<'_>,
+) -> ApiResult<Json<Value>> {
+    let server: Option<&ServerName> = server.map(|s| parse_id(s, "server name")).transpose()?;
+    Ok(Json(state.room_directory.public_rooms(server, page).await?))
 }

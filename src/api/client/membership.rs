@@ -19,6 +19,14 @@ pub struct MembershipRequest {
     reason: Option<String>,
 }
 
+/// The body of a join: its shape is checked; kith keeps no `reason` for joins.
+#[derive(Deserialize, Default)]
+pub struct JoinRequest {
+    #[serde(default)]
+    #[allow(dead_code)]
+    reason: Option<String>,
+}
+
 /// Resolves a room id or an alias (asking the alias's server when it is not ours) to a
 /// room id and servers to join it through.
 async fn resolve_room(state: &AppState, room_id_or_alias: &str) -> ApiResult<(OwnedRoomId, Vec<OwnedServerName>)> {
@@ -36,6 +44,7 @@ pub async fn join_by_id_or_alias(
     Requester(owner): Requester,
     Path(target): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
+    OptionalJson(_): OptionalJson<JoinRequest>,
 ) -> ApiResult<Json<Value>> {
     let (room_id, mut servers) = resolve_room(&state, &target).await?;
     servers.splice(0..0, servers_from_query(&query));
@@ -47,6 +56,7 @@ pub async fn join_room(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path(room_id): Path<String>,
+    OptionalJson(_): OptionalJson<JoinRequest>,
 ) -> ApiResult<Json<Value>> {
     let (room_id, servers) = resolve_room(&state, &room_id).await?;
     state.joins.join_room(&owner.user_id, &room_id, &servers).await?;
@@ -99,6 +109,7 @@ pub async fn forget(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path(room_id): Path<String>,
+    OptionalJson(_): OptionalJson<serde_json::Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
     state.rooms.forget(room_id, &owner.user_id).await?;

@@ -78,7 +78,7 @@ fn room_routes() -> Router<AppState> {
             "/directory/room/{alias}",
             get(directory::get_alias).put(directory::put_alias).delete(directory::delete_alias),
         )
-        .route("/publicRooms", get(directory::public_rooms).post(directory::public_rooms))
+        .route("/publicRooms", get(directory::public_rooms).post(directory::search_public_rooms))
         .route("/sync", get(sync::sync))
         .route("/user_directory/search", post(user_directory::search))
         .route("/user/{user_id}/filter", post(sync::create_filter))

@@ -7,7 +7,7 @@ use ruma::api::client::uiaa::UserIdentifier;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::extract::{AppState, ClientIp, MatrixJson, Requester};
+use crate::api::extract::{AppState, ClientIp, MatrixJson, OptionalJson, Requester};
 use crate::error::{ApiResult, MatrixError};
 
 /// The user name of an `m.id.user` identifier (or the legacy `user` field).
@@ -98,7 +98,11 @@ pub async fn logout(State(state): State<AppState>, Requester(owner): Requester) 
     Ok(Json(json!({})))
 }
 
-pub async fn logout_all(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
+pub async fn logout_all(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    OptionalJson(_): OptionalJson<serde_json::Map<String, Value>>,
+) -> ApiResult<Json<Value>> {
     state.accounts.logout_all(&owner.user_id).await?;
     Ok(Json(json!({})))
 }

@@ -8,7 +8,7 @@ use ruma::{RoomId, UserId};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::api::extract::{AppState, MatrixJson, Requester, parse_id};
+use crate::api::extract::{AppState, MatrixJson, OptionalJson, Requester, parse_id};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::ephemeral::ReadMarkers;
 use crate::services::sync::{SyncParams, SyncToken};
@@ -82,7 +82,7 @@ pub async fn put_account_data(
     MatrixJson(content): MatrixJson<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
     let user_id = own_user(&owner.user_id, &user_id)?;
-    state.account_data.put(user_id, None, &data_type, &Value::Object(content)).await?;
+    state.account_data.put_from_client(user_id, None, &data_type, &Value::Object(content)).await?;
     Ok(Json(json!({})))
 }
 
@@ -103,7 +103,7 @@ pub async fn put_room_account_data(
 ) -> ApiResult<Json<Value>> {
     let user_id = own_user(&owner.user_id, &user_id)?;
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    state.account_data.put(user_id, Some(room_id), &data_type, &Value::Object(content)).await?;
+    state.account_data.put_from_client(user_id, Some(room_id), &data_type, &Value::Object(content)).await?;
     Ok(Json(json!({})))
 }
 
@@ -141,6 +141,7 @@ pub async fn receipt(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path((room_id, receipt_type, event_id)): Path<(String, String, String)>,
+    OptionalJson(_): OptionalJson<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
     state.ephemeral.set_receipt(room_id, &owner.user_id, &receipt_type, &event_id).await?;

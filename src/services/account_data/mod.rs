@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
+use ruma::api::client::filter::FilterDefinition;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -11,6 +13,14 @@ use super::rooms::Rooms;
 use super::rooms::filter::EventFilter;
 use crate::error::{ApiResult, MatrixError};
 use crate::store::Store;
+
+/// Account data types set through their own endpoints only.
+const SERVER_MANAGED: &[(&str, &str)] =
+    &[("m.fully_read", "/rooms/{roomId}/read_markers"), ("m.push_rules", "/pushrules")];
+/// Account data types are bounded like event types.
+const MAX_TYPE_BYTES: usize = 255;
+/// A stored filter may not exceed this, serialized.
+const MAX_FILTER_BYTES: usize = 64 * 1024;
 
 pub struct AccountData {
     store: Arc<Store>,
@@ -29,6 +39,28 @@ impl AccountData {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// Sets an entry for a client: the types the server manages through their own
+    /// endpoints are refused, as in Synapse.
+    pub async fn put_from_client(
+        &self,
+        user_id: &UserId,
+        room_id: Option<&RoomId>,
+        kind: &str,
+        content: &Value,
+    ) -> ApiResult<()> {
+        if let Some(endpoint) = SERVER_MANAGED.iter().find(|(managed, _)| *managed == kind).map(|(_, e)| e) {
+            return Err(MatrixError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "M_BAD_JSON",
+                format!("Cannot set {kind} through this API; use {endpoint}"),
+            ));
+        }
+        if kind.is_empty() || kind.len() > MAX_TYPE_BYTES {
+            return Err(MatrixError::invalid_param(format!("The type must be 1 to {MAX_TYPE_BYTES} bytes")));
+        }
+        self.put(user_id, room_id, kind, content).await
     }
 
     /// Sets an entry, global (`room_id` None) or for a room this server knows.
@@ -57,13 +89,9 @@ impl AccountData {
         Ok(self.store.stream_head("account_data").await?)
     }
 
-    /// Stores a filter after checking the parts kith applies; returns its id.
+    /// Stores a filter once it is a valid filter definition; returns its id.
     pub async fn create_filter(&self, user_id: &UserId, filter: &Value) -> ApiResult<i64> {
-        if let Some(timeline) = filter.pointer("/room/timeline")
-            && serde_json::from_value::<EventFilter>(timeline.clone()).is_err()
-        {
-            return Err(MatrixError::bad_json("Invalid room.timeline filter"));
-        }
+        check_filter(filter)?;
         Ok(self.store.save_filter(user_id.as_str(), filter).await?)
     }
 
@@ -79,10 +107,30 @@ impl AccountData {
     pub async fn sync_filter(&self, user_id: &UserId, filter: Option<&str>) -> ApiResult<Value> {
         let Some(filter) = filter else { return Ok(serde_json::json!({})) };
         if filter.trim_start().starts_with('{') {
-            return serde_json::from_str(filter).map_err(|err| MatrixError::bad_json(format!("Invalid filter: {err}")));
+            let filter: Value =
+                serde_json::from_str(filter).map_err(|err| MatrixError::bad_json(format!("Invalid filter: {err}")))?;
+            check_filter(&filter)?;
+            return Ok(filter);
         }
         let id = filter.parse::<i64>().map_err(|_| MatrixError::invalid_param("Invalid filter ID"))?;
         let filter = self.store.get_filter(user_id.as_str(), id).await?;
         filter.ok_or_else(|| MatrixError::not_found("No such filter"))
     }
+}
+
+/// A filter must be a filter definition as the spec gives it (ruma's type), with a
+/// timeline filter kith can apply, and of a bounded size.
+fn check_filter(filter: &Value) -> ApiResult<()> {
+    if filter.to_string().len() > MAX_FILTER_BYTES {
+        return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_TOO_LARGE", "The filter is too large"));
+    }
+    crate::validation::check_json_text(filter)?;
+    serde_json::from_value::<FilterDefinition>(filter.clone())
+        .map_err(|err| MatrixError::bad_json(format!("Invalid filter: {err}")))?;
+    if let Some(timeline) = filter.pointer("/room/timeline")
+        && serde_json::from_value::<EventFilter>(timeline.clone()).is_err()
+    {
+        return Err(MatrixError::bad_json("Invalid room.timeline filter"));
+    }
+    Ok(())
 }

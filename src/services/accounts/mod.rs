@@ -27,6 +27,8 @@ const MAX_OUTSTANDING_NONCES: usize = 10_000;
 /// User-interactive-auth sessions live this long.
 const UIA_SESSION_LIFETIME_SECS: u64 = 30 * 60;
 const MAX_UIA_SESSIONS: usize = 10_000;
+/// Synapse's limit on a device's display name.
+const MAX_DEVICE_DISPLAY_NAME_CHARS: usize = 100;
 
 pub struct Accounts {
     store: Arc<Store>,
@@ -187,6 +189,13 @@ impl Accounts {
             }
             None => random_device_id(),
         };
+        if device_display_name.is_some_and(|name| name.chars().count() > MAX_DEVICE_DISPLAY_NAME_CHARS) {
+            return Err(MatrixError::new(
+                StatusCode::BAD_REQUEST,
+                "M_TOO_LARGE",
+                format!("The device display name is longer than {MAX_DEVICE_DISPLAY_NAME_CHARS} characters"),
+            ));
+        }
         let access_token = format!("kith_{}", random_string(40));
         self.store.add_session(user_id, &device_id, device_display_name, &hash_token(&access_token)).await?;
         Ok(Session { user_id: user_id.to_owned(), device_id, access_token })

@@ -51,10 +51,7 @@ impl Ephemeral {
 
     async fn put_receipt(&self, room_id: &RoomId, user_id: &UserId, kind: &str, event_id: &str) -> ApiResult<()> {
         self.require_joined(room_id, user_id).await?;
-        let event = self.store.get_event(event_id).await?;
-        if event.is_none_or(|e| e.room_id != room_id.as_str()) {
-            return Err(MatrixError::not_found("Event not found"));
-        }
+        self.require_event_of(room_id, event_id).await?;
         self.store.put_receipt(room_id.as_str(), user_id.as_str(), kind, event_id).await?;
         self.receipts_changed.send_modify(|serial| *serial += 1);
         if kind == "m.read" {
@@ -67,8 +64,20 @@ impl Ephemeral {
 
     async fn set_fully_read(&self, room_id: &RoomId, user_id: &UserId, event_id: &str) -> ApiResult<()> {
         self.require_joined(room_id, user_id).await?;
+        self.require_event_of(room_id, event_id).await?;
         let content = json!({ "event_id": event_id });
         self.account_data.put(user_id, Some(room_id), "m.fully_read", &content).await
+    }
+
+    /// A receipt or read marker must name an event of the room.
+    async fn require_event_of(&self, room_id: &RoomId, event_id: &str) -> ApiResult<()> {
+        let event_id: &EventId =
+            event_id.try_into().map_err(|_| MatrixError::invalid_param(format!("Invalid event ID: {event_id}")))?;
+        let event = self.store.get_event(event_id.as_str()).await?;
+        if event.is_none_or(|e| e.room_id != room_id.as_str()) {
+            return Err(MatrixError::not_found("Event not found"));
+        }
+        Ok(())
     }
 
     /// Receipts of a room stored after position `since`.

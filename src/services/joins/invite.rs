@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{Joins, MAX_INVITE_STATE, supported_version};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::federation::encode;
-use crate::services::rooms::remote::CheckedEvent;
+use crate::services::rooms::remote::{CheckedEvent, Outcome};
 use crate::services::rooms::{NewEvent, Rooms};
 
 impl Joins {
@@ -68,8 +68,9 @@ impl Joins {
         Ok(format!("${reference}"))
     }
 
-    /// `PUT /v2/invite`: countersigns an invite of a local user, and keeps it for the
-    /// invitee when this server is not in the room.
+    /// `PUT /v2/invite`: countersigns an invite of a local user. In a room this server is
+    /// in, the invite goes through the auth rules into the room first; otherwise it is
+    /// kept for the invitee with the stripped state it came with.
     pub async fn receive_invite(
         &self,
         origin: &ServerName,
@@ -108,8 +109,21 @@ impl Joins {
         )
         .map_err(|e| MatrixError::internal("signing an invite", e))?;
         let signed = serde_json::to_value(&object).map_err(|e| MatrixError::internal("pdu", e))?;
-        if !self.rooms.is_resident(room_id).await? {
-            let checked = CheckedEvent { json: signed.clone(), ..event.clone() };
+        let checked = CheckedEvent { json: signed.clone(), ..event.clone() };
+        if self.rooms.is_resident(room_id).await? {
+            // The room is here: the invite joins it only if its auth rules allow, and its
+            // signature goes back only then.
+            if self.rooms.room_version(room_id).await? != version {
+                return Err(MatrixError::bad_json("The invite is not of the room's version"));
+            }
+            match self.inbound.accept(origin, &rules, checked, true).await? {
+                Outcome::Accepted | Outcome::AlreadyKnown => {}
+                Outcome::SoftFailed => {
+                    return Err(MatrixError::forbidden("The room's current state forbids the invite"));
+                }
+                Outcome::Rejected(reason) => return Err(MatrixError::forbidden(reason)),
+            }
+        } else {
             let state = invite_state(&body["invite_room_state"]);
             self.rooms.persist_outside_membership(&checked, Some(state)).await?;
         }

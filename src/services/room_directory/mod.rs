@@ -19,6 +19,22 @@ const MAX_ALIAS_SERVERS: usize = 20;
 /// A remote public room list asks for at most this many rooms.
 const MAX_REMOTE_ROOMS: u32 = 500;
 
+/// Which part of a public room list is asked for.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PublicRoomsPage<'a> {
+    pub limit: Option<u32>,
+    pub since: Option<&'a str>,
+    pub search_term: Option<&'a str>,
+}
+
+/// A page token of the public room list: `o<offset>`.
+fn parse_offset(token: &str) -> ApiResult<usize> {
+    token
+        .strip_prefix('o')
+        .and_then(|offset| offset.parse().ok())
+        .ok_or_else(|| MatrixError::invalid_param(format!("Invalid since token: {token}")))
+}
+
 pub struct RoomDirectory {
     store: Arc<Store>,
     server_name: OwnedServerName,
@@ -26,6 +42,8 @@ pub struct RoomDirectory {
     rooms: Arc<Rooms>,
     /// `allow_public_rooms_over_federation`.
     share_public_rooms: bool,
+    /// `require_membership_for_aliases`.
+    members_only_aliases: bool,
 }
 
 impl RoomDirectory {
@@ -34,9 +52,9 @@ impl RoomDirectory {
         server_name: OwnedServerName,
         client: Arc<FederationClient>,
         rooms: Arc<Rooms>,
-        share_public_rooms: bool,
+        (share_public_rooms, members_only_aliases): (bool, bool),
     ) -> Self {
-        Self { store, server_name, client, rooms, share_public_rooms }
+        Self { store, server_name, client, rooms, share_public_rooms, members_only_aliases }
     }
 
     /// An alias's room and servers to join it through: ours from the store, others'
@@ -81,11 +99,17 @@ impl RoomDirectory {
         Ok(alias)
     }
 
-    /// `PUT /directory/room/{alias}`.
-    pub async fn put_alias(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> ApiResult<()> {
+    /// `PUT /directory/room/{alias}`: by a member of the room (or a server admin), unless
+    /// `require_membership_for_aliases` is off.
+    pub async fn put_alias(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &AuthenticatedUser) -> ApiResult<()> {
         self.require_local(alias)?;
         self.rooms.room_version(room_id.as_str()).await?;
-        if !self.store.put_alias(alias.as_str(), room_id.as_str(), creator.as_str()).await? {
+        let membership = self.rooms.membership_of(room_id.as_str(), creator.user_id.as_str()).await?;
+        let is_member = membership.is_some_and(|m| m.membership == "join");
+        if self.members_only_aliases && !is_member && !creator.admin {
+            return Err(MatrixError::forbidden("You must be in the room to give it an alias"));
+        }
+        if !self.store.put_alias(alias.as_str(), room_id.as_str(), creator.user_id.as_str()).await? {
             return Err(MatrixError::new(StatusCode::CONFLICT, "M_UNKNOWN", "Room alias already exists"));
         }
         Ok(())
@@ -136,37 +160,60 @@ impl RoomDirectory {
         Ok(json!({ "room_id": room_id, "servers": servers }))
     }
 
-    /// The rooms published in this server's directory.
-    pub async fn local_public_rooms(&self) -> ApiResult<Value> {
-        let mut chunk = Vec::new();
+    /// The rooms published in this server's directory, biggest first, a page at a time:
+    /// `since` is the `next_batch` of the page before; `search_term` keeps the rooms whose
+    /// name, topic or alias holds it.
+    pub async fn local_public_rooms(&self, page: PublicRoomsPage<'_>) -> ApiResult<Value> {
+        let mut rooms = Vec::new();
         for room_id in self.store.published_rooms().await? {
-            chunk.push(self.rooms.public_room_summary(&room_id).await?);
+            rooms.push(self.rooms.public_room_summary(&room_id).await?);
         }
-        Ok(json!({ "chunk": chunk, "total_room_count_estimate": chunk.len() }))
+        if let Some(term) = page.search_term.map(str::to_lowercase).filter(|t| !t.is_empty()) {
+            let matches = |room: &Value| {
+                ["name", "topic", "canonical_alias"]
+                    .iter()
+                    .any(|field| room[field].as_str().is_some_and(|text| text.to_lowercase().contains(&term)))
+            };
+            rooms.retain(matches);
+        }
+        rooms.sort_by(|a, b| {
+            let members = |room: &Value| room["num_joined_members"].as_u64().unwrap_or(0);
+            members(b).cmp(&members(a)).then_with(|| a["room_id"].as_str().cmp(&b["room_id"].as_str()))
+        });
+        let total = rooms.len();
+        let start = match page.since {
+            Some(token) => parse_offset(token)?.min(total),
+            None => 0,
+        };
+        let end = page.limit.map_or(total, |limit| start.saturating_add(limit as usize).min(total));
+        let mut answer = json!({ "chunk": rooms[start..end], "total_room_count_estimate": total });
+        if end < total {
+            answer["next_batch"] = json!(format!("o{end}"));
+        }
+        if start > 0 {
+            let previous = start.saturating_sub(page.limit.map_or(start, |limit| limit as usize));
+            answer["prev_batch"] = json!(format!("o{previous}"));
+        }
+        Ok(answer)
     }
 
     /// `/publicRooms` for another server, when `allow_public_rooms_over_federation`
     /// lets it see them.
-    pub async fn serve_public_rooms(&self) -> ApiResult<Value> {
+    pub async fn serve_public_rooms(&self, page: PublicRoomsPage<'_>) -> ApiResult<Value> {
         if !self.share_public_rooms {
             return Err(MatrixError::forbidden("This server does not share its public room list"));
         }
-        self.local_public_rooms().await
+        self.local_public_rooms(page).await
     }
 
     /// `/publicRooms?server=…`: ours, or another server's asked over federation.
-    pub async fn public_rooms(
-        &self,
-        server: Option<&ServerName>,
-        limit: Option<u32>,
-        since: Option<&str>,
-    ) -> ApiResult<Value> {
+    pub async fn public_rooms(&self, server: Option<&ServerName>, page: PublicRoomsPage<'_>) -> ApiResult<Value> {
         let Some(server) = server.filter(|s| *s != self.server_name) else {
-            return self.local_public_rooms().await;
+            return self.local_public_rooms(page).await;
         };
-        let mut path =
-            format!("/_matrix/federation/v1/publicRooms?limit={}", limit.unwrap_or(100).min(MAX_REMOTE_ROOMS));
-        if let Some(since) = since {
+        let limit = page.limit.unwrap_or(100).min(MAX_REMOTE_ROOMS);
+        let mut path = format!("/_matrix/federation/v1/publicRooms?limit={limit}");
+        if let Some(since) = page.since {
             path.push_str(&format!("&since={}", encode(since)));
         }
         let rooms = self.client.get(server, &path).await.map_err(|e| e.to_client_error())?;

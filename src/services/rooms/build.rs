@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::pdu::Pdu;
-use super::{MAX_PDU_BYTES, NewEvent, Rooms};
+use super::{MAX_PDU_BYTES, NewEvent, Rooms, limits};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{PersistEvent, StateBefore, StateMap};
 
@@ -42,6 +42,8 @@ pub(crate) struct Draft {
 
 /// Chooses prev and auth events and lays out the PDU in the room version's format.
 pub(super) async fn draft(rooms: &Rooms, version: &RoomVersionId, event: &NewEvent<'_>) -> ApiResult<Draft> {
+    limits::check_type_and_state_key(event.event_type, event.state_key).map_err(MatrixError::invalid_param)?;
+    limits::check_local_content(event.event_type, &event.content).map_err(MatrixError::bad_json)?;
     let rules = Rooms::version_rules(version)?;
     let is_create = event.event_type == "m.room.create";
     let extremities = rooms.store.forward_extremities(event.room_id).await?;

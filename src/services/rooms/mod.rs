@@ -9,6 +9,7 @@ mod build;
 pub mod create;
 pub mod filter;
 pub mod format;
+pub mod limits;
 mod members;
 pub mod membership;
 pub mod pdu;
@@ -19,15 +20,16 @@ pub mod timeline;
 mod visibility;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use ruma::RoomVersionId;
 use ruma::room_version_rules::RoomVersionRules;
 use serde_json::Value;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
 use crate::error::{ApiResult, MatrixError};
+use crate::services::locks::KeyedLocks;
 use crate::services::server_keys::ServerKeys;
 use crate::store::{StateMap, Store, StoredEvent};
 
@@ -40,7 +42,7 @@ pub struct Rooms {
     pub(crate) store: Arc<Store>,
     pub(crate) keys: Arc<ServerKeys>,
     pub(crate) default_version: String,
-    room_locks: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
+    room_locks: KeyedLocks<String>,
     /// The newest event stream position; `/sync` long-polls wait on it.
     pub(crate) events_written: watch::Sender<i64>,
 }
@@ -63,7 +65,7 @@ impl Rooms {
             store,
             keys,
             default_version,
-            room_locks: StdMutex::new(HashMap::new()),
+            room_locks: KeyedLocks::new(MAX_IDLE_ROOM_LOCKS),
             events_written: watch::channel(head).0,
         })
     }
@@ -72,12 +74,9 @@ impl Rooms {
         self.events_written.subscribe()
     }
 
-    fn room_lock(&self, room_id: &str) -> Arc<Mutex<()>> {
-        let mut locks = self.room_locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if locks.len() > MAX_IDLE_ROOM_LOCKS {
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-        }
-        locks.entry(room_id.to_owned()).or_default().clone()
+    /// Events of one room are built and persisted one at a time.
+    async fn lock_room(&self, room_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        self.room_locks.lock(&room_id.to_owned()).await
     }
 
     /// Builds, authorises and persists a local event; returns its id.
@@ -93,8 +92,7 @@ impl Rooms {
         event: NewEvent<'_>,
         countersign: impl AsyncFnOnce(Value) -> ApiResult<Value>,
     ) -> ApiResult<String> {
-        let lock = self.room_lock(event.room_id);
-        let _guard = lock.lock().await;
+        let _guard = self.lock_room(event.room_id).await;
         if let Some((device, txn_id)) = event.txn
             && let Some(existing) = self.store.event_for_txn(event.sender, device, event.room_id, txn_id).await?
         {

@@ -122,13 +122,16 @@ impl Rooms {
         event: &CheckedEvent,
         prior: PriorState,
     ) -> ApiResult<Outcome> {
-        let lock = self.room_lock(event.pdu.room_id.as_str());
-        let _guard = lock.lock().await;
-        if let Some(existing) = self.store.get_event(&event.event_id).await?
-            && !existing.outlier
-        {
-            return Ok(Outcome::AlreadyKnown);
+        let _guard = self.lock_room(event.pdu.room_id.as_str()).await;
+        let existing = self.store.get_event(&event.event_id).await?;
+        match &existing {
+            Some(known) if !known.outlier => return Ok(Outcome::AlreadyKnown),
+            // A retry gets the answer the first attempt got.
+            Some(known) if known.rejected => return Ok(Outcome::Rejected("the event was rejected before".into())),
+            // Held as an outlier (an auth event, a join's state, soft-failed): checked again.
+            _ => {}
         }
+        let held_as_outlier = existing.is_some();
         let auth_ids = event.pdu.auth_events.iter().map(ToString::to_string).chain(event.pdu.create_event_id());
         let auth_events = self.load_events(auth_ids).await?;
         let prevs = event.prev_ids();
@@ -151,8 +154,10 @@ impl Rooms {
         };
         if let Err(reason) = verdict {
             tracing::info!(event_id = %event.event_id, %reason, "rejecting event");
-            let row = PersistEvent { rejected: true, outlier: true, ..event.persist(&prevs, state_ref) };
-            self.store.persist_event(row).await?;
+            if !held_as_outlier {
+                let row = PersistEvent { rejected: true, outlier: true, ..event.persist(&prevs, state_ref) };
+                self.store.persist_event(row).await?;
+            }
             return Ok(Outcome::Rejected(reason));
         }
         let current = self.store.current_state(event.pdu.room_id.as_str()).await?;
@@ -162,8 +167,10 @@ impl Rooms {
         };
         if let Err(reason) = soft_fail {
             tracing::info!(event_id = %event.event_id, %reason, "soft-failing event");
-            let row = PersistEvent { outlier: true, ..event.persist(&prevs, state_ref) };
-            self.store.persist_event(row).await?;
+            if !held_as_outlier {
+                let row = PersistEvent { outlier: true, ..event.persist(&prevs, state_ref) };
+                self.store.persist_event(row).await?;
+            }
             return Ok(Outcome::SoftFailed);
         }
         if joined {
@@ -192,7 +199,12 @@ impl Rooms {
 
     /// Keeps a member event of a room this server is not in (an invite, a declined
     /// invite) as an outlier that the user's membership points at.
+    /// Idempotent: a retried invite finds its event stored and changes nothing.
     pub async fn persist_outside_membership(&self, event: &CheckedEvent, invite_state: Option<Value>) -> ApiResult<()> {
+        let _guard = self.lock_room(event.pdu.room_id.as_str()).await;
+        if self.store.get_event(&event.event_id).await?.is_some() {
+            return Ok(());
+        }
         let mut json = event.json.clone();
         if let Some(state) = invite_state {
             json["unsigned"] = json!({ "invite_room_state": state });

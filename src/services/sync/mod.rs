@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ruma::UserId;
 use serde_json::{Map, Value, json};
+use tokio::sync::watch;
 
 use super::account_data::AccountData;
 use super::ephemeral::Ephemeral;
@@ -77,6 +78,8 @@ pub struct ClientSync {
     rooms: Arc<Rooms>,
     ephemeral: Arc<Ephemeral>,
     account_data: Arc<AccountData>,
+    /// Set at shutdown: long polls answer at once with what they have.
+    stopping: watch::Sender<bool>,
 }
 
 impl ClientSync {
@@ -86,7 +89,12 @@ impl ClientSync {
         ephemeral: Arc<Ephemeral>,
         account_data: Arc<AccountData>,
     ) -> Self {
-        Self { store, rooms, ephemeral, account_data }
+        Self { store, rooms, ephemeral, account_data, stopping: watch::channel(false).0 }
+    }
+
+    /// Answers every long poll now and every later one at once (the server is stopping).
+    pub fn stop_waiting(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Answers at once when there is something new (or this is an initial sync), else
@@ -95,15 +103,22 @@ impl ClientSync {
         let mut events_rx = self.rooms.subscribe();
         let (mut typing_rx, mut receipts_rx) = self.ephemeral.subscribe();
         let mut account_data_rx = self.account_data.subscribe();
+        let mut stopping = self.stopping.subscribe();
         let deadline = tokio::time::Instant::now() + params.timeout.min(MAX_TIMEOUT);
+        let mut first = true;
         loop {
             let head = self.sync_head().await?;
+            if first && let Some(since) = params.since {
+                check_not_ahead(since, head)?;
+            }
+            first = false;
             let response = self.sync_once(user_id, &params, head).await?;
             let waiting = params.since.is_some() && !params.full_state && is_empty(&response);
-            if !waiting || tokio::time::Instant::now() >= deadline {
+            if !waiting || tokio::time::Instant::now() >= deadline || *stopping.borrow() {
                 return Ok(response);
             }
             tokio::select! {
+                _ = stopping.changed() => {}
                 _ = events_rx.changed() => {}
                 _ = typing_rx.changed() => {}
                 _ = receipts_rx.changed() => {}
@@ -291,6 +306,15 @@ impl ClientSync {
             "account_data": { "events": [] },
         }))
     }
+}
+
+/// A token can only come from this server's streams: one past their heads is forged or
+/// from another server. (The typing serial restarts with the process, so it may be.)
+fn check_not_ahead(since: SyncToken, head: SyncToken) -> ApiResult<()> {
+    if since.events > head.events || since.account_data > head.account_data || since.receipts > head.receipts {
+        return Err(MatrixError::invalid_param("The since token is ahead of this server's streams"));
+    }
+    Ok(())
 }
 
 fn is_empty(response: &Value) -> bool {

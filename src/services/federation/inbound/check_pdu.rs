@@ -16,6 +16,7 @@ use super::Inbound;
 use crate::error::ApiResult;
 use crate::services::federation::encode;
 use crate::services::rooms::MAX_PDU_BYTES;
+use crate::services::rooms::limits::check_type_and_state_key;
 use crate::services::rooms::pdu::Pdu;
 use crate::services::rooms::remote::CheckedEvent;
 
@@ -28,6 +29,14 @@ pub struct ParsedPdu {
     pub event_id: String,
     pub object: CanonicalJsonObject,
     pub pdu: Pdu,
+}
+
+/// The event id a PDU would have, when it is canonical JSON at all: what a per-PDU
+/// error in a `/send` answer is filed under.
+pub fn event_id_of(value: &Value, rules: &RoomVersionRules) -> Option<String> {
+    let mut object: CanonicalJsonObject = serde_json::from_value(value.clone()).ok()?;
+    object.remove("unsigned");
+    ruma::signatures::reference_hash(&object, rules).ok().map(|reference| format!("${reference}"))
 }
 
 /// Parses a PDU as received: canonical JSON (no floats, integers within ±2^53), the
@@ -61,6 +70,7 @@ pub fn parse_pdu(value: &Value, rules: &RoomVersionRules) -> Result<ParsedPdu, S
     let event_id = format!("${reference}");
     let json = serde_json::to_value(&object).map_err(|err| err.to_string())?;
     let pdu = Pdu::from_json(&event_id, &json, false)?;
+    check_type_and_state_key(&pdu.kind.to_string(), pdu.state_key.as_deref())?;
     if pdu.prev_events.len() > MAX_PREV_EVENTS {
         return Err(format!("more than {MAX_PREV_EVENTS} prev_events"));
     }

@@ -1,16 +1,19 @@
 //! Step 2: a `/send` transaction. Each transaction id is handled once (a retry gets the
-//! same answer); its PDUs are answered one by one and its EDUs dispatched by type.
+//! same answer); its PDUs are answered one by one, rooms side by side, and its EDUs
+//! dispatched by type.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Mutex as StdMutex;
 
+use futures_util::StreamExt;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{RoomVersionId, ServerName, UserId};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 use super::Inbound;
+use super::check_pdu::event_id_of;
 use crate::error::{ApiResult, MatrixError};
+use crate::services::locks::KeyedLocks;
 use crate::services::rooms::remote::Outcome;
 
 /// The spec's limits per transaction.
@@ -18,6 +21,11 @@ pub const MAX_PDUS: usize = 50;
 pub const MAX_EDUS: usize = 100;
 /// Transactions remembered for idempotency, across all origins.
 const REMEMBERED_TXNS: usize = 10_000;
+/// Rooms of one transaction handled at the same time.
+const ROOMS_AT_ONCE: usize = 8;
+
+/// What became of one PDU: its event id (when it has one) and an error if it was refused.
+type PduResult = (Option<String>, Result<(), String>);
 
 /// `(origin, txn id)` of a transaction.
 type TxnKey = (String, String);
@@ -26,23 +34,33 @@ type TxnKey = (String, String);
 #[derive(Default)]
 struct Answered(HashMap<TxnKey, Value>, VecDeque<TxnKey>);
 
-/// Transactions already answered, and one lock per origin so an origin's transactions
-/// are processed one at a time and in order.
-#[derive(Default)]
+/// Transactions already answered, a lock per transaction (a retry that comes while the
+/// first attempt is being handled waits for its answer), and a lock per room (one room's
+/// events are handled in the order they came, whatever transaction brought them).
 pub struct TransactionLog {
     answered: StdMutex<Answered>,
-    origins: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
+    transactions: KeyedLocks<TxnKey>,
+    rooms: KeyedLocks<String>,
+}
+
+impl Default for TransactionLog {
+    fn default() -> Self {
+        Self {
+            answered: StdMutex::default(),
+            transactions: KeyedLocks::new(REMEMBERED_TXNS),
+            rooms: KeyedLocks::new(REMEMBERED_TXNS),
+        }
+    }
 }
 
 impl TransactionLog {
-    fn answer(&self, origin: &str, txn_id: &str) -> Option<Value> {
+    fn answer(&self, key: &TxnKey) -> Option<Value> {
         let answered = self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        answered.0.get(&(origin.to_owned(), txn_id.to_owned())).cloned()
+        answered.0.get(key).cloned()
     }
 
-    fn remember(&self, origin: &str, txn_id: &str, response: &Value) {
+    fn remember(&self, key: TxnKey, response: &Value) {
         let mut answered = self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = (origin.to_owned(), txn_id.to_owned());
         if answered.0.insert(key.clone(), response.clone()).is_none() {
             answered.1.push_back(key);
         }
@@ -51,14 +69,6 @@ impl TransactionLog {
                 answered.0.remove(&oldest);
             }
         }
-    }
-
-    fn origin_lock(&self, origin: &str) -> Arc<Mutex<()>> {
-        let mut origins = self.origins.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if origins.len() > REMEMBERED_TXNS {
-            origins.retain(|_, lock| Arc::strong_count(lock) > 1);
-        }
-        origins.entry(origin.to_owned()).or_default().clone()
     }
 }
 
@@ -75,28 +85,55 @@ impl Inbound {
         if body.get("origin").and_then(Value::as_str).is_some_and(|o| o != origin.as_str()) {
             return Err(MatrixError::bad_json("The transaction's origin is not the signing server"));
         }
-        let lock = self.transactions.origin_lock(origin.as_str());
-        let _guard = lock.lock().await;
-        if let Some(answer) = self.transactions.answer(origin.as_str(), txn_id) {
+        let key = (origin.to_string(), txn_id.to_owned());
+        let _transaction = self.transactions.transactions.lock(&key).await;
+        if let Some(answer) = self.transactions.answer(&key) {
             return Ok(answer);
         }
-        let mut results = serde_json::Map::new();
-        for pdu in &pdus {
-            let (event_id, result) = self.receive_pdu(origin, pdu).await;
-            if let Some(event_id) = event_id {
-                results.insert(event_id, result.map_or_else(|error| json!({ "error": error }), |()| json!({})));
-            }
-        }
+        let results = self.receive_pdus(origin, &pdus).await;
         for edu in &edus {
             self.receive_edu(origin, edu).await;
         }
         let answer = json!({ "pdus": results });
-        self.transactions.remember(origin.as_str(), txn_id, &answer);
+        self.transactions.remember(key, &answer);
         Ok(answer)
     }
 
+    /// The PDUs of a transaction: rooms side by side (a slow room does not hold up the
+    /// others), each room's PDUs in order. A result for every PDU whose id is known.
+    async fn receive_pdus(&self, origin: &ServerName, pdus: &[Value]) -> serde_json::Map<String, Value> {
+        let mut by_room: Vec<(String, Vec<&Value>)> = Vec::new();
+        for pdu in pdus {
+            let room = pdu.get("room_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            match by_room.iter_mut().find(|(r, _)| *r == room) {
+                Some((_, list)) => list.push(pdu),
+                None => by_room.push((room, vec![pdu])),
+            }
+        }
+        let rooms: Vec<_> =
+            by_room.into_iter().map(|(room, pdus)| self.receive_room_pdus(origin, room, pdus)).collect();
+        let mut results = serde_json::Map::new();
+        let answered: Vec<_> = futures_util::stream::iter(rooms).buffer_unordered(ROOMS_AT_ONCE).collect().await;
+        for (event_id, result) in answered.into_iter().flatten() {
+            if let Some(event_id) = event_id {
+                results.insert(event_id, result.map_or_else(|error| json!({ "error": error }), |()| json!({})));
+            }
+        }
+        results
+    }
+
+    /// One room's PDUs of a transaction, in order, after those of earlier transactions.
+    async fn receive_room_pdus(&self, origin: &ServerName, room: String, pdus: Vec<&Value>) -> Vec<PduResult> {
+        let _room = self.transactions.rooms.lock(&room).await;
+        let mut results = Vec::with_capacity(pdus.len());
+        for pdu in pdus {
+            results.push(self.receive_pdu(origin, pdu).await);
+        }
+        results
+    }
+
     /// One PDU of a transaction: its event id (when it has one) and what became of it.
-    async fn receive_pdu(&self, origin: &ServerName, value: &Value) -> (Option<String>, Result<(), String>) {
+    async fn receive_pdu(&self, origin: &ServerName, value: &Value) -> PduResult {
         let Some(room_id) = value.get("room_id").and_then(Value::as_str) else {
             return (None, Err("the PDU has no room_id".into()));
         };
@@ -105,13 +142,13 @@ impl Inbound {
             Err(err) => return (None, Err(err)),
         };
         if !self.wants_events_of(room_id, value).await {
-            return (None, Err(format!("this server is not in {room_id}")));
+            return (event_id_of(value, &rules), Err(format!("this server is not in {room_id}")));
         }
         let event = match self.check_pdu(value, &rules).await {
             Ok(event) => event,
             Err(err) => {
                 tracing::info!(%origin, %err, "dropping PDU");
-                return (None, Err(err));
+                return (event_id_of(value, &rules), Err(err));
             }
         };
         let event_id = event.event_id.clone();
