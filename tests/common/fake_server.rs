@@ -3,7 +3,9 @@
 //! requests and events as that server, honestly or not.
 //!
 //! It serves `GET /_matrix/key/v2/server` and accepts transactions kith sends it
-//! (`PUT /send/{txnId}`, answered with no per-PDU results); anything else kith asks it
+//! (`PUT /send/{txnId}`, answered with no per-PDU results). A profile query is answered
+//! with a body that never ends and has no `Content-Length`, as a hostile peer would;
+//! anything else kith asks it
 //! (`/event`, `/event_auth`, `/state`, `/get_missing_events`, queries…) is a 404 Matrix
 //! error. Every request it receives is recorded. The server stops when dropped.
 
@@ -114,6 +116,7 @@ impl FakeServer {
         let app = Router::new()
             .route("/_matrix/key/v2/server", get(move || async move { Json(key_response) }))
             .route("/_matrix/federation/v1/send/{txn_id}", put(|| async { Json(json!({ "pdus": {} })) }))
+            .route("/_matrix/federation/v1/query/profile", get(|| async { endless_body() }))
             .fallback(|| async {
                 (StatusCode::NOT_FOUND, Json(json!({ "errcode": "M_NOT_FOUND", "error": "Not served here" })))
             })
@@ -329,6 +332,16 @@ impl FakeServer {
     pub fn sign_event(&self, rules: &RoomVersionRules, event: Value) -> (String, Value) {
         sign_event_with(&self.keys, rules, event)
     }
+}
+
+/// A 200 whose body streams `{"displayname": "` and then spaces until the reader hangs up.
+fn endless_body() -> axum::response::Response {
+    let opening = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"displayname\": \""))
+    });
+    let spaces = futures_util::stream::repeat_with(|| Ok(axum::body::Bytes::from(vec![b' '; 64 * 1024])));
+    let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(opening, spaces));
+    axum::response::Response::builder().header("content-type", "application/json").body(body).unwrap_or_default()
 }
 
 impl Drop for FakeServer {
