@@ -146,6 +146,18 @@ impl FakeServer {
         Self { name, keys, received, handle, task, client, dir }
     }
 
+    /// A fresh connection for every request: kith may close one whose request it refused
+    /// before reading the body, which a pooled connection would trip over.
+    pub fn without_connection_reuse(mut self) -> Self {
+        self.client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .danger_accept_invalid_certs(true)
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        self
+    }
+
     /// `@<localpart>:<this server>`.
     pub fn user_id(&self, localpart: &str) -> String {
         format!("@{localpart}:{}", self.name)

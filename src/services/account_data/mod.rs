@@ -120,7 +120,7 @@ impl AccountData {
 
 /// A filter must be a filter definition as the spec gives it (ruma's type), with a
 /// timeline filter kith can apply, and of a bounded size.
-fn check_filter(filter: &Value) -> ApiResult<()> {
+pub fn check_filter(filter: &Value) -> ApiResult<()> {
     if filter.to_string().len() > MAX_FILTER_BYTES {
         return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_TOO_LARGE", "The filter is too large"));
     }
