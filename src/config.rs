@@ -44,6 +44,9 @@ pub struct Config {
     pub federation_domain_whitelist: Option<Vec<OwnedServerName>>,
     #[serde(default)]
     pub federation: FederationConfig,
+    /// Not a Synapse key: how other servers' users' public profiles are fetched and kept.
+    #[serde(default)]
+    pub remote_profiles: RemoteProfilesConfig,
     /// Whether other servers may read the public room list (Synapse's default: no).
     #[serde(default)]
     pub allow_public_rooms_over_federation: bool,
@@ -188,6 +191,63 @@ impl FederationConfig {
     }
     fn max_retry() -> Duration {
         Duration::from_secs(7 * 24 * 60 * 60)
+    }
+}
+
+/// The remote-profile fetch queue's limits.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RemoteProfilesConfig {
+    /// Profile requests in flight at once, overall and to one server.
+    #[serde(default = "RemoteProfilesConfig::concurrency")]
+    pub fetch_concurrency: usize,
+    #[serde(default = "RemoteProfilesConfig::per_destination")]
+    pub fetch_concurrency_per_destination: usize,
+    /// How long a hint waits before its fetch, so a burst of hints (a rename in many
+    /// rooms) and a profile EDU that may follow it cost one request or none.
+    #[serde(default = "RemoteProfilesConfig::hint_delay", deserialize_with = "duration")]
+    pub hint_delay: Duration,
+    /// The first retry after a failed fetch; each next one waits five times longer.
+    #[serde(default = "RemoteProfilesConfig::retry", deserialize_with = "duration")]
+    pub retry_interval: Duration,
+    /// Failed fetches of one user before giving up until the next hint.
+    #[serde(default = "RemoteProfilesConfig::attempts")]
+    pub max_attempts: u32,
+    /// Changes of a local user's profile within this window go out as one profile EDU.
+    #[serde(default = "RemoteProfilesConfig::coalesce", deserialize_with = "duration")]
+    pub edu_coalesce_window: Duration,
+}
+
+impl RemoteProfilesConfig {
+    fn concurrency() -> usize {
+        10
+    }
+    fn per_destination() -> usize {
+        2
+    }
+    fn hint_delay() -> Duration {
+        Duration::from_secs(2)
+    }
+    fn retry() -> Duration {
+        Duration::from_secs(60)
+    }
+    fn attempts() -> u32 {
+        8
+    }
+    fn coalesce() -> Duration {
+        Duration::from_millis(500)
+    }
+}
+
+impl Default for RemoteProfilesConfig {
+    fn default() -> Self {
+        Self {
+            fetch_concurrency: Self::concurrency(),
+            fetch_concurrency_per_destination: Self::per_destination(),
+            hint_delay: Self::hint_delay(),
+            retry_interval: Self::retry(),
+            max_attempts: Self::attempts(),
+            edu_coalesce_window: Self::coalesce(),
+        }
     }
 }
 

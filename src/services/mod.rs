@@ -12,6 +12,7 @@ pub mod joins;
 pub mod locks;
 pub mod profiles;
 pub mod rate_limit;
+pub mod remote_profiles;
 pub mod room_directory;
 pub mod rooms;
 pub mod server_keys;
@@ -34,6 +35,10 @@ use joins::Joins;
 use profiles::Profiles;
 use profiles::propagation::ProfilePropagation;
 use rate_limit::RateLimiter;
+use remote_profiles::RemoteProfiles;
+use remote_profiles::edus::ProfileEdus;
+use remote_profiles::fetch::ProfileFetcher;
+use remote_profiles::hints::ProfileHints;
 use room_directory::RoomDirectory;
 use rooms::Rooms;
 use server_keys::ServerKeys;
@@ -59,6 +64,10 @@ pub struct Services {
     pub history: Arc<History>,
     pub sender: Arc<Sender>,
     pub profile_propagation: Arc<ProfilePropagation>,
+    pub remote_profiles: Arc<RemoteProfiles>,
+    profile_hints: Arc<ProfileHints>,
+    profile_fetcher: Arc<ProfileFetcher>,
+    profile_edus: Arc<ProfileEdus>,
     pub limits: Limits,
 }
 
@@ -94,6 +103,16 @@ impl Services {
             rooms.clone(),
             config.federation.clone(),
         ));
+        let remote_profiles = Arc::new(RemoteProfiles::new(
+            store.clone(),
+            server_name.clone(),
+            client.clone(),
+            sender.clone(),
+            config.remote_profiles.clone(),
+        ));
+        let profile_hints = Arc::new(ProfileHints::new(remote_profiles.clone(), rooms.subscribe()));
+        let profile_fetcher = Arc::new(ProfileFetcher::new(remote_profiles.clone()));
+        let profile_edus = Arc::new(ProfileEdus::new(remote_profiles.clone(), profiles.clone()));
         let account_data = Arc::new(AccountData::new(store.clone(), rooms.clone()));
         let ephemeral = Arc::new(Ephemeral::new(store.clone(), sender.clone(), account_data.clone()));
         let sync = Arc::new(ClientSync::new(store.clone(), rooms.clone(), ephemeral.clone(), account_data.clone()));
@@ -104,6 +123,7 @@ impl Services {
             remote_keys.clone(),
             rooms.clone(),
             ephemeral.clone(),
+            remote_profiles.clone(),
             sender.clone(),
         ));
         let history = Arc::new(History::new(store.clone(), server_name.clone(), rooms.clone()));
@@ -130,6 +150,7 @@ impl Services {
             config.user_directory.clone(),
             rooms.subscribe(),
             profiles.subscribe(),
+            remote_profiles.subscribe(),
         ));
         let limits = Limits {
             login_address: RateLimiter::new(config.rc_login.address),
@@ -155,12 +176,24 @@ impl Services {
             history,
             sender,
             profile_propagation,
+            remote_profiles,
+            profile_hints,
+            profile_fetcher,
+            profile_edus,
             limits,
         })
     }
 
     /// The background workers, started together and stopped together.
     pub fn workers(&self) -> Vec<Arc<dyn Worker>> {
-        vec![self.directory.clone(), self.sender.clone(), self.profile_propagation.clone(), self.ephemeral.clone()]
+        vec![
+            self.directory.clone(),
+            self.sender.clone(),
+            self.profile_propagation.clone(),
+            self.ephemeral.clone(),
+            self.profile_hints.clone(),
+            self.profile_fetcher.clone(),
+            self.profile_edus.clone(),
+        ]
     }
 }

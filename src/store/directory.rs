@@ -147,7 +147,13 @@ impl Store {
         Ok(row.is_some())
     }
 
-    pub async fn stream_heads_for_directory(&self) -> Result<(i64, i64), sqlx::Error> {
-        Ok((self.stream_head("current_state_deltas").await?, self.stream_head("profile_changes").await?))
+    /// The heads of the streams the directory follows: current-state deltas, local and
+    /// remote profile changes.
+    pub async fn stream_heads_for_directory(&self) -> Result<(i64, i64, i64), sqlx::Error> {
+        Ok((
+            self.stream_head("current_state_deltas").await?,
+            self.stream_head("profile_changes").await?,
+            self.stream_head("remote_profile_changes").await?,
+        ))
     }
 }

@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("schema/0001_accounts_profiles.sql")),
     (2, include_str!("schema/0002_rooms.sql")),
     (3, include_str!("schema/0003_federation.sql")),
+    (4, include_str!("schema/0004_remote_profiles.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may

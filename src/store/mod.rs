@@ -9,6 +9,7 @@ mod federation;
 mod fixtures;
 mod migrations;
 mod profiles;
+mod remote_profiles;
 mod rooms;
 mod streams;
 mod user_data;
@@ -18,7 +19,8 @@ pub use directory::{JoinedMember, LocalAccount};
 pub use federation::{OutboxRow, Retry};
 #[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;
-pub use profiles::{ProfileChange, ProfileChangeKind};
+pub use profiles::{Profile, ProfileChange, ProfileChangeKind};
+pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};
 pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
 pub use user_data::Receipt;
 

@@ -35,6 +35,8 @@ pub struct ProfileChange {
     pub user_id: String,
     pub kind: ProfileChangeKind,
     pub fields: Vec<String>,
+    /// When the change was made (milliseconds since the epoch).
+    pub ts: i64,
 }
 
 const PROFILE_STREAM: &str = "profile_changes";
@@ -80,7 +82,7 @@ impl Store {
     /// Profile changes after `after`, oldest first, at most `limit`.
     pub async fn profile_changes_since(&self, after: i64, limit: i64) -> Result<Vec<ProfileChange>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT stream_id, user_id, kind, fields FROM profile_changes WHERE stream_id > $1 ORDER BY stream_id LIMIT $2",
+            "SELECT stream_id, user_id, kind, fields, ts FROM profile_changes WHERE stream_id > $1 ORDER BY stream_id LIMIT $2",
         )
         .bind(after)
         .bind(limit)
@@ -94,6 +96,7 @@ impl Store {
                     user_id: row.try_get("user_id")?,
                     kind: ProfileChangeKind::parse(&row.try_get::<String, _>("kind")?),
                     fields: serde_json::from_str(&fields).unwrap_or_default(),
+                    ts: row.try_get("ts")?,
                 })
             })
             .collect()

@@ -24,7 +24,7 @@ pub async fn create_room(
     };
     let profile = state.profiles.get(&owner.user_id).await?;
     let create = CreateRoom { creator: owner.user_id.as_str(), creator_profile: &profile, request, alias };
-    let room_id = state.rooms.create_room(create, state.config.server_name.as_str()).await?;
+    let room_id = state.joins.create_room(create).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 

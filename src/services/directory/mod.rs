@@ -5,8 +5,10 @@
 //! streams. Applying a stream row only ever *sets* facts (this user is joined, this room
 //! is public, this is the profile), so applying one twice changes nothing, and a
 //! restart rebuilds from the database, which changed in the same transactions as the
-//! streams. Only global profiles are indexed for local users; remote users get the
-//! profile of a member event in a public room, or are listed by user ID alone.
+//! streams. Only global profiles are indexed for local users; remote users get their
+//! public profile from the remote-profile cache (what their server said), a member
+//! event of a public room standing in until the first answer, and are listed by user ID
+//! alone when seen only in private rooms. A private room's member event never names them.
 
 pub mod index;
 pub mod search;
@@ -22,12 +24,13 @@ use tokio::sync::{Notify, watch};
 
 use super::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::config::UserDirectoryConfig;
-use crate::store::{JoinedMember, LocalAccount, Store};
+use crate::store::{JoinedMember, LocalAccount, RemoteProfile, Store};
 use index::{DirectoryIndex, UserProfile};
 use search::{SearchOptions, SearchResults};
 
 const DELTAS_CONSUMER: &str = "user_directory_state_deltas";
 const PROFILES_CONSUMER: &str = "user_directory_profiles";
+const REMOTE_PROFILES_CONSUMER: &str = "user_directory_remote_profiles";
 const REBUILD_REQUEST: &str = "user_directory_rebuild_requested";
 const REBUILD_HANDLED: &str = "user_directory_rebuild_handled";
 const BATCH: i64 = 500;
@@ -41,6 +44,7 @@ pub struct Directory {
     /// What wakes the updater: new events, profile changes, rebuild requests.
     events: watch::Receiver<i64>,
     profile_changes: watch::Receiver<i64>,
+    remote_profile_changes: watch::Receiver<i64>,
     wake: Arc<Notify>,
     rebuild_requested: std::sync::atomic::AtomicBool,
 }
@@ -62,13 +66,15 @@ impl BuildProgress for LogProgress {
 }
 
 impl Directory {
-    /// `events` and `profile_changes` announce new rows on the streams the index follows.
+    /// `events`, `profile_changes` and `remote_profile_changes` announce new rows on the
+    /// streams the index follows.
     pub fn new(
         store: Arc<Store>,
         server_name: String,
         config: UserDirectoryConfig,
         events: watch::Receiver<i64>,
         profile_changes: watch::Receiver<i64>,
+        remote_profile_changes: watch::Receiver<i64>,
     ) -> Self {
         Self {
             store,
@@ -77,6 +83,7 @@ impl Directory {
             index: RwLock::new(DirectoryIndex::default()),
             events,
             profile_changes,
+            remote_profile_changes,
             wake: Arc::default(),
             rebuild_requested: Default::default(),
         }
@@ -124,12 +131,13 @@ impl Directory {
     /// moved to where the build started, so nothing is missed.
     pub async fn rebuild(&self, progress: &dyn BuildProgress) -> anyhow::Result<()> {
         let started = Instant::now();
-        let (deltas_head, profiles_head) = self.store.stream_heads_for_directory().await?;
+        let (deltas_head, profiles_head, remote_head) = self.store.stream_heads_for_directory().await?;
         let index = build_index(&self.store, &self.server_name, progress).await?;
         let users = index.user_count();
         *self.index.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = index;
         self.store.set_consumer_position(DELTAS_CONSUMER, deltas_head).await?;
         self.store.set_consumer_position(PROFILES_CONSUMER, profiles_head).await?;
+        self.store.set_consumer_position(REMOTE_PROFILES_CONSUMER, remote_head).await?;
         tracing::info!(users, elapsed_ms = started.elapsed().as_millis() as u64, "user directory built");
         Ok(())
     }
@@ -169,7 +177,30 @@ impl Directory {
             self.refresh_local_user(&change.user_id).await?;
             self.store.set_consumer_position(PROFILES_CONSUMER, change.stream_id).await?;
         }
-        Ok(deltas.len() as i64 == BATCH || changes.len() as i64 == BATCH)
+        let position = self.store.consumer_position(REMOTE_PROFILES_CONSUMER).await?;
+        let remote = self.store.remote_profile_changes_since(position, BATCH).await?;
+        for (stream_id, user_id) in &remote {
+            self.refresh_remote_user(user_id).await?;
+            self.store.set_consumer_position(REMOTE_PROFILES_CONSUMER, *stream_id).await?;
+        }
+        let full = |n: usize| n as i64 == BATCH;
+        Ok(full(deltas.len()) || full(changes.len()) || full(remote.len()))
+    }
+
+    /// A remote user's cached profile changed: shown from now on if they are listed.
+    async fn refresh_remote_user(&self, user_id: &str) -> anyhow::Result<()> {
+        if self.is_local(user_id) || self.with_index(|index| index.id_of(user_id)).is_none() {
+            return Ok(());
+        }
+        if let Some(cached) = self.store.remote_profile(user_id).await? {
+            let profile = profile_from_cache(&cached);
+            self.with_index(|index| {
+                if index.id_of(user_id).is_some() {
+                    index.upsert_user(user_id, profile, false);
+                }
+            });
+        }
+        Ok(())
     }
 
     fn with_index<T>(&self, change: impl FnOnce(&mut DirectoryIndex) -> T) -> T {
@@ -207,16 +238,21 @@ impl Directory {
         if !tracked {
             return Ok(());
         }
+        let cached = match joined {
+            true => self.store.remote_profile(user_id).await?.map(|c| profile_from_cache(&c)),
+            false => None,
+        };
         self.with_index(|index| {
             if joined {
-                let id = match index.id_of(user_id) {
-                    Some(id) => id,
-                    None => index.upsert_user(user_id, UserProfile::default(), false),
+                let public = index.room_is_public(room_id);
+                let member = JoinedMember {
+                    room_id: room_id.to_owned(),
+                    user_id: user_id.to_owned(),
+                    displayname: content["displayname"].as_str().map(str::to_owned),
+                    avatar_url: content["avatar_url"].as_str().map(str::to_owned),
+                    stream_ordering: 0,
                 };
-                if index.room_is_public(room_id) {
-                    index.upsert_user(user_id, profile_from_member(&content), false);
-                }
-                index.set_member(room_id, id, true);
+                add_member(index, &member, false, public, cached.as_ref());
             } else if let Some(id) = index.id_of(user_id) {
                 index.set_member(room_id, id, false);
                 if index.room_count(id) == 0 {
@@ -236,10 +272,11 @@ impl Directory {
             }
         }
         let public = !self.store.public_room_ids(Some(room_id)).await?.is_empty();
+        let cached = self.cached_profiles(&members).await?;
         self.with_index(|index| {
             index.set_room_public(room_id, public);
             for member in &members {
-                add_member(index, member, self.is_local(&member.user_id), public);
+                add_member(index, member, self.is_local(&member.user_id), public, cached.get(&member.user_id));
             }
         });
         Ok(())
@@ -266,14 +303,22 @@ impl Directory {
         }
         let public = !self.store.public_room_ids(Some(room_id)).await?.is_empty();
         let members = if public { self.store.tracked_joined_members(room_id).await? } else { Vec::new() };
+        let cached = self.cached_profiles(&members).await?;
         self.with_index(|index| {
             index.set_room_public(room_id, public);
-            // Remote members now show the profile of their member event in this public room.
+            // Remote members without a cached profile now show their member event's.
             for member in members.iter().filter(|m| !self.is_local(&m.user_id)) {
-                add_member(index, member, false, true);
+                add_member(index, member, false, true, cached.get(&member.user_id));
             }
         });
         Ok(())
+    }
+
+    /// The cached profiles of a room's remote members.
+    async fn cached_profiles(&self, members: &[JoinedMember]) -> anyhow::Result<HashMap<String, UserProfile>> {
+        let remote: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).filter(|u| !self.is_local(u)).collect();
+        let found = self.store.remote_profiles_of(&remote).await?;
+        Ok(found.iter().map(|cached| (cached.user_id.clone(), profile_from_cache(cached))).collect())
     }
 
     /// Re-reads a local user's account and global profile.
@@ -300,16 +345,17 @@ impl Worker for Directory {
             let wakeups = Wakeups::default()
                 .on_position(self.events.clone())
                 .on_position(self.profile_changes.clone())
+                .on_position(self.remote_profile_changes.clone())
                 .on_notify(self.wake.clone());
             follow(self.name(), wakeups, POLL_INTERVAL, stop, || self.update()).await;
         })
     }
 }
 
-fn profile_from_member(content: &Value) -> UserProfile {
+fn profile_from_cache(cached: &RemoteProfile) -> UserProfile {
     UserProfile {
-        display_name: content["displayname"].as_str().map(str::to_owned),
-        avatar_url: content["avatar_url"].as_str().map(str::to_owned),
+        display_name: cached.displayname().map(str::to_owned),
+        avatar_url: cached.avatar_url().map(str::to_owned),
     }
 }
 
@@ -318,19 +364,31 @@ fn is_local_user(user_id: &str, server_name: &str) -> bool {
 }
 
 /// Adds a joined member of a tracked room. Local users are indexed from their accounts
-/// (and keep their global profile); a remote user takes the profile of their member
-/// event in a public room, and is listed by user ID alone when seen only in private rooms.
-fn add_member(index: &mut DirectoryIndex, member: &JoinedMember, local: bool, room_public: bool) {
+/// (and keep their global profile). A remote user takes their cached public profile;
+/// without one, the profile of their member event in a public room stands in, and a user
+/// seen only in private rooms is listed by user ID alone.
+fn add_member(
+    index: &mut DirectoryIndex,
+    member: &JoinedMember,
+    local: bool,
+    room_public: bool,
+    cached: Option<&UserProfile>,
+) {
     let known = index.id_of(&member.user_id);
-    let id = match (known, local, room_public) {
-        (None, true, _) => return,
-        (Some(id), true, _) | (Some(id), false, false) => id,
-        (_, false, true) => {
+    let id = match (known, local, cached, room_public) {
+        (None, true, ..) => return,
+        (Some(id), true, ..) => id,
+        // A listed remote user already shows their cached profile (the remote-profile
+        // stream keeps it current).
+        (Some(id), false, Some(_), _) => id,
+        (None, false, Some(profile), _) => index.upsert_user(&member.user_id, profile.clone(), false),
+        (_, false, None, true) => {
             let profile =
                 UserProfile { display_name: member.displayname.clone(), avatar_url: member.avatar_url.clone() };
             index.upsert_user(&member.user_id, profile, false)
         }
-        (None, false, false) => index.upsert_user(&member.user_id, UserProfile::default(), false),
+        (Some(id), false, None, false) => id,
+        (None, false, None, false) => index.upsert_user(&member.user_id, UserProfile::default(), false),
     };
     index.set_member(&member.room_id, id, true);
 }
@@ -368,6 +426,8 @@ pub async fn build_index(
         }
     }
     let public: std::collections::HashSet<String> = store.public_room_ids(None).await?.into_iter().collect();
+    let cached: HashMap<String, UserProfile> =
+        store.remote_profiles().await?.iter().map(|c| (c.user_id.clone(), profile_from_cache(c))).collect();
     progress.phase("room memberships", store.tracked_membership_count().await?.max(0) as u64);
     let mut done = 0u64;
     store
@@ -376,7 +436,8 @@ pub async fn build_index(
             if !index.is_tracked(&member.room_id) {
                 index.set_room_public(&member.room_id, room_public);
             }
-            add_member(&mut index, &member, is_local_user(&member.user_id, server_name), room_public);
+            let local = is_local_user(&member.user_id, server_name);
+            add_member(&mut index, &member, local, room_public, cached.get(&member.user_id));
             done += 1;
             if done.is_multiple_of(10_000) {
                 progress.advance(done);

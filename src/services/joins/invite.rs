@@ -3,16 +3,39 @@
 
 use axum::http::Method;
 use ruma::canonical_json::CanonicalJsonObject;
-use ruma::{RoomVersionId, ServerName, UserId};
+use ruma::{OwnedUserId, RoomVersionId, ServerName, UserId};
 use serde_json::{Value, json};
 
 use super::{Joins, MAX_INVITE_STATE, supported_version};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::federation::encode;
+use crate::services::rooms::create::CreateRoom;
 use crate::services::rooms::remote::{CheckedEvent, Outcome};
 use crate::services::rooms::{NewEvent, Rooms};
 
 impl Joins {
+    /// `createRoom`: the room is made here, with its local invitees; users of other
+    /// servers are then invited through their servers, as `/invite` would. An invitee
+    /// whose server cannot be reached is logged and left out: the room stays.
+    pub async fn create_room(&self, create: CreateRoom<'_>) -> ApiResult<String> {
+        let creator = create.creator.to_owned();
+        let is_direct = create.request.is_direct;
+        let remote: Vec<OwnedUserId> = create
+            .request
+            .invite
+            .iter()
+            .filter_map(|user| OwnedUserId::try_from(user.as_str()).ok())
+            .filter(|user| user.server_name() != self.server_name)
+            .collect();
+        let room_id = self.rooms.create_room(create, self.server_name.as_str()).await?;
+        for invitee in &remote {
+            if let Err(err) = self.invite_remote(&room_id, &creator, invitee, None, is_direct).await {
+                tracing::warn!(%room_id, %invitee, %err, "createRoom: could not invite over federation");
+            }
+        }
+        Ok(room_id)
+    }
+
     /// Invites a user of another server: the invite goes to their server to be
     /// countersigned before it is sent into the room.
     pub async fn invite_remote(
@@ -21,12 +44,16 @@ impl Joins {
         sender: &str,
         target: &UserId,
         reason: Option<&str>,
+        is_direct: bool,
     ) -> ApiResult<()> {
         let version = self.rooms.room_version(room_id).await?;
         let invite_state = self.rooms.stripped_state(room_id).await?;
         let mut content = json!({ "membership": "invite" });
         if let Some(reason) = reason {
             content["reason"] = json!(reason);
+        }
+        if is_direct {
+            content["is_direct"] = json!(true);
         }
         let event = NewEvent {
             room_id,

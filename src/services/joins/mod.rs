@@ -82,7 +82,7 @@ impl Joins {
                 Some("ban") => return Err(MatrixError::forbidden("The user is banned from the room")),
                 _ => {}
             }
-            return self.invite_remote(room_id.as_str(), sender.as_str(), target, reason).await;
+            return self.invite_remote(room_id.as_str(), sender.as_str(), target, reason, false).await;
         }
         let profile = if change == Change::Invite {
             Some(self.profiles.get(target).await.map_err(|_| MatrixError::not_found("Unknown user"))?)

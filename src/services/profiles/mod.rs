@@ -94,6 +94,23 @@ impl Profiles {
     }
 }
 
+/// Whether another server's account of a profile (an answer or an EDU) is one kith keeps:
+/// field names and the whole within the local limits, the historic fields strings of
+/// bounded length, no U+0000.
+pub fn check_remote_profile(profile: &Profile) -> Result<(), String> {
+    for (key, value) in profile {
+        validate_key(key).map_err(|e| e.message)?;
+        if matches!(key.as_str(), "displayname" | "avatar_url") {
+            validate_value(key, value).map_err(|e| e.message)?;
+        }
+    }
+    crate::validation::check_json_text(&serde_json::json!(profile)).map_err(|e| e.message)?;
+    if profile_size(profile) > MAX_PROFILE_BYTES {
+        return Err(format!("the profile exceeds {MAX_PROFILE_BYTES} bytes"));
+    }
+    Ok(())
+}
+
 fn profile_size(profile: &Profile) -> usize {
     serde_json::to_vec(profile).map(|bytes| bytes.len()).unwrap_or(usize::MAX)
 }

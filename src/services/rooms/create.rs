@@ -110,7 +110,8 @@ impl Rooms {
         if let Some(alias) = &create.alias {
             self.store.put_alias(alias, &room_id, create.creator).await?;
         }
-        for user in &request.invite {
+        // Users of other servers are invited through their server by the caller.
+        for user in request.invite.iter().filter(|user| user.ends_with(&format!(":{server_name}"))) {
             let extra = request.is_direct.then(|| json!({ "is_direct": true }));
             let invite =
                 MembershipChange { extra, ..MembershipChange::new(&room_id, create.creator, user, Change::Invite) };

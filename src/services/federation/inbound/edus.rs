@@ -1,6 +1,8 @@
-//! EDUs of a transaction, parsed into ruma's types and dispatched by type. Typing and
-//! read receipts go to the ephemeral service; presence, device lists, to-device messages
-//! and unknown types are accepted and ignored. A malformed EDU is dropped on its own.
+//! EDUs of a transaction, parsed into ruma's types (or kith's, for the profile EDUs of
+//! MSC4259, which ruma does not have) and dispatched by type. Typing and read receipts go
+//! to the ephemeral service, profile updates to the remote-profile cache; presence,
+//! device lists, to-device messages and unknown types are accepted and ignored. A
+//! malformed EDU is dropped on its own.
 
 use ruma::ServerName;
 use ruma::api::federation::transactions::edu::Edu;
@@ -9,6 +11,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::Inbound;
+use crate::services::remote_profiles::edus::{EDU_TYPES as PROFILE_EDU_TYPES, ProfileUpdate};
 
 /// What an EDU is, before its content is trusted to fit its type.
 #[derive(Deserialize)]
@@ -20,6 +23,7 @@ struct Envelope<'a> {
 #[derive(Debug)]
 pub enum InboundEdu {
     Known(Edu),
+    Profile(ProfileUpdate),
     /// A type kith does not handle; kept by name for the log.
     Unknown(String),
 }
@@ -36,6 +40,10 @@ impl InboundEdu {
             | "m.device_list_update"
             | "m.direct_to_device"
             | "m.signing_key_update" => parse_known(&raw).map(Self::Known),
+            kind if PROFILE_EDU_TYPES.contains(&kind) => {
+                let update = serde_json::from_value(value["content"].clone());
+                update.map(Self::Profile).map_err(|e| format!("invalid profile EDU: {e}"))
+            }
             other => Ok(Self::Unknown(other.to_owned())),
         }
     }
@@ -54,6 +62,7 @@ impl Inbound {
         let result = match edu {
             InboundEdu::Known(Edu::Typing(typing)) => self.ephemeral.receive_remote_typing(origin, typing).await,
             InboundEdu::Known(Edu::Receipt(receipts)) => self.ephemeral.receive_remote_receipts(origin, receipts).await,
+            InboundEdu::Profile(update) => self.remote_profiles.receive_edu(origin, update).await,
             InboundEdu::Known(_) => Ok(()),
             InboundEdu::Unknown(edu_type) => {
                 tracing::trace!(%origin, edu_type, "ignoring EDU of an unknown type");
@@ -78,6 +87,10 @@ mod tests {
         assert!(matches!(InboundEdu::parse(&typing), Ok(InboundEdu::Known(Edu::Typing(t))) if t.typing));
         let custom = json!({ "edu_type": "org.example.thing", "content": {} });
         assert!(matches!(InboundEdu::parse(&custom), Ok(InboundEdu::Unknown(t)) if t == "org.example.thing"));
+        let profile = json!({ "edu_type": "uk.tcpip.msc4259.profile", "content": { "user_id": "@a:x", "fields": { "displayname": "A" } } });
+        assert!(matches!(InboundEdu::parse(&profile), Ok(InboundEdu::Profile(p)) if p.fields["displayname"] == "A"));
+        let hostile = json!({ "edu_type": "m.profile", "content": { "user_id": "@a:x", "fields": [1] } });
+        assert!(InboundEdu::parse(&hostile).is_err());
         let bad = json!({ "edu_type": "m.typing", "content": { "room_id": 5 } });
         assert!(InboundEdu::parse(&bad).is_err());
         assert!(InboundEdu::parse(&json!([1])).is_err());

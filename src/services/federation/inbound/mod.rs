@@ -28,6 +28,7 @@ use ruma::OwnedServerName;
 use super::FederationClient;
 use super::sender::Sender;
 use crate::services::ephemeral::Ephemeral;
+use crate::services::remote_profiles::RemoteProfiles;
 use crate::services::rooms::Rooms;
 use crate::services::server_keys::remote::RemoteKeys;
 use crate::store::Store;
@@ -39,11 +40,13 @@ pub struct Inbound {
     keys: Arc<RemoteKeys>,
     rooms: Arc<Rooms>,
     ephemeral: Arc<Ephemeral>,
+    remote_profiles: Arc<RemoteProfiles>,
     sender: Arc<Sender>,
     transactions: transaction::TransactionLog,
 }
 
 impl Inbound {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
         server_name: OwnedServerName,
@@ -51,6 +54,7 @@ impl Inbound {
         keys: Arc<RemoteKeys>,
         rooms: Arc<Rooms>,
         ephemeral: Arc<Ephemeral>,
+        remote_profiles: Arc<RemoteProfiles>,
         sender: Arc<Sender>,
     ) -> Self {
         Self {
@@ -60,6 +64,7 @@ impl Inbound {
             keys,
             rooms,
             ephemeral,
+            remote_profiles,
             sender,
             transactions: transaction::TransactionLog::default(),
         }

@@ -1,5 +1,6 @@
 //! A destination's EDUs waiting to go: keyed ones replace older ones with the same key
-//! (typing per room and user, a receipt per room and user), and the queue is bounded.
+//! (typing per room and user, a receipt per room and user), profile EDUs of one user
+//! merge their fields (the newer value of a field wins), and the queue is bounded.
 
 use std::collections::HashMap;
 
@@ -17,6 +18,10 @@ pub struct EduQueue {
 impl EduQueue {
     pub fn push(&mut self, key: String, edu: Value) {
         self.next += 1;
+        let edu = match self.by_key.get(&key) {
+            Some((_, older)) => merge_fields(older, edu),
+            None => edu,
+        };
         self.by_key.insert(key, (self.next, edu));
         if self.by_key.len() > MAX_QUEUED_EDUS
             && let Some(oldest) = self.by_key.iter().min_by_key(|(_, (seq, _))| *seq).map(|(k, _)| k.clone())
@@ -35,10 +40,29 @@ impl EduQueue {
         all
     }
 
-    /// Puts EDUs back after a failed send, unless a newer one took their key.
+    /// Puts EDUs back after a failed send; where a newer one took the key, it keeps it
+    /// (with the older one's fields it does not override).
     pub fn restore(&mut self, edus: Vec<(String, u64, Value)>) {
         for (key, seq, edu) in edus {
-            self.by_key.entry(key).or_insert((seq, edu));
+            match self.by_key.get_mut(&key) {
+                Some((_, newer)) => *newer = merge_fields(&edu, newer.take()),
+                None => {
+                    self.by_key.insert(key, (seq, edu));
+                }
+            }
         }
     }
+}
+
+/// A newer EDU with a `content.fields` object (a profile EDU) takes the older one's fields
+/// it does not set itself; any other EDU simply replaces the older.
+fn merge_fields(older: &Value, mut newer: Value) -> Value {
+    if let (Some(old_fields), Some(new_fields)) =
+        (older["content"]["fields"].as_object(), newer["content"]["fields"].as_object_mut())
+    {
+        for (field, value) in old_fields {
+            new_fields.entry(field.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    newer
 }

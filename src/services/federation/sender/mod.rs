@@ -168,6 +168,26 @@ impl Sender {
         Ok(())
     }
 
+    /// Queues an EDU for each of `servers` (never us); a later EDU with the same key
+    /// replaces it (merging profile fields) if it has not gone yet.
+    pub fn send_edu_to(self: &Arc<Self>, servers: &[OwnedServerName], key: &str, edu: &Value) {
+        for server in servers.iter().filter(|s| **s != self.server_name && self.client.allowed(s)) {
+            let destination = self.destination(server, None);
+            destination.edus.lock().unwrap_or_else(|p| p.into_inner()).push(key.to_owned(), edu.clone());
+            destination.wake.notify_one();
+        }
+    }
+
+    /// When the sender next tries `server`, if it is backing off from it (it failed and
+    /// has not answered since; the time may be past): one notion of "that server is down"
+    /// for everything that asks it.
+    pub fn down_until(&self, server: &ServerName) -> Option<i64> {
+        let destinations = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        let destination = destinations.get(server)?;
+        let retry = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
+        retry.map(|retry| retry.next_try_ts())
+    }
+
     /// A signed request from `origin` proves it is up: end its backoff and send what it
     /// is owed.
     pub fn remote_is_up(self: &Arc<Self>, origin: &ServerName) {
@@ -333,14 +353,27 @@ impl Sender {
             }
             Err(err) => {
                 destination.edus.lock().unwrap_or_else(|p| p.into_inner()).restore(edus);
-                let previous = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
-                let retry = next_retry(&self.backoff, previous, crate::store::now_ms());
-                tracing::info!(%server, %err, failures = retry.failures, retry_in_ms = retry.retry_interval_ms, "transaction failed; backing off");
-                *destination.retry.lock().unwrap_or_else(|p| p.into_inner()) = Some(retry);
-                self.store.set_destination_retry(server.as_str(), retry).await?;
+                tracing::info!(%server, %err, "transaction failed");
+                self.back_off(server, destination).await?;
             }
         }
         Ok(true)
+    }
+
+    /// One more failure of `server`: its backoff grows, and is persisted.
+    async fn back_off(&self, server: &ServerName, destination: &Destination) -> ApiResult<()> {
+        let previous = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
+        let retry = next_retry(&self.backoff, previous, crate::store::now_ms());
+        tracing::info!(%server, failures = retry.failures, retry_in_ms = retry.retry_interval_ms, "backing off");
+        *destination.retry.lock().unwrap_or_else(|p| p.into_inner()) = Some(retry);
+        self.store.set_destination_retry(server.as_str(), retry).await?;
+        Ok(())
+    }
+
+    /// Another part of the server could not reach `server`: the sender backs off too.
+    pub async fn report_unreachable(self: &Arc<Self>, server: &ServerName) -> ApiResult<()> {
+        let destination = self.destination(server, None);
+        self.back_off(server, &destination).await
     }
 }
 

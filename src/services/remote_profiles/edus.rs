@@ -1,0 +1,160 @@
+//! Profile-update EDUs (MSC4259), both ways.
+//!
+//! Sending: a worker follows the local profile-change stream and, once a change is
+//! `edu_coalesce_window` old (so a burst is one EDU), queues `{"user_id", "fields"}` with
+//! the changed fields' current values (null when removed) for every server sharing a
+//! room with the user. An unsent EDU of the same user is merged into the newer one.
+//!
+//! Receiving: the user must belong to the sending server and be tracked; the fields are
+//! checked like a fetched profile and merged into the cached one; nothing is forwarded.
+//! A user the cache does not know yet gets a fetch for the rest of their profile.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use ruma::{OwnedServerName, OwnedUserId, ServerName};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::RemoteProfiles;
+use crate::services::profiles::Profiles;
+use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
+use crate::store::{ProfileSource, now_ms};
+
+/// The unstable type kith sends; the stable `m.profile` is accepted too.
+pub const UNSTABLE_EDU_TYPE: &str = "uk.tcpip.msc4259.profile";
+pub const EDU_TYPES: &[&str] = &[UNSTABLE_EDU_TYPE, "m.profile"];
+
+const CONSUMER: &str = "profile_edus";
+const BATCH: i64 = 200;
+/// The stream is looked at this often even without a wake-up.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Fields one EDU may carry, at most.
+const MAX_EDU_FIELDS: usize = 100;
+
+/// The content of a profile EDU.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProfileUpdate {
+    pub user_id: OwnedUserId,
+    pub fields: BTreeMap<String, Value>,
+}
+
+pub struct ProfileEdus {
+    remote: Arc<RemoteProfiles>,
+    profiles: Arc<Profiles>,
+}
+
+impl Worker for ProfileEdus {
+    fn name(&self) -> &'static str {
+        "profile EDU sender"
+    }
+
+    fn run(self: Arc<Self>, stop: Shutdown) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Err(err) = self.start_position().await {
+                return tracing::error!(%err, "the profile EDU sender cannot start");
+            }
+            let wakeups = Wakeups::default().on_position(self.profiles.subscribe());
+            follow(self.name(), wakeups, POLL_INTERVAL, stop, || self.send_pending()).await;
+        })
+    }
+}
+
+impl ProfileEdus {
+    pub fn new(remote: Arc<RemoteProfiles>, profiles: Arc<Profiles>) -> Self {
+        Self { remote, profiles }
+    }
+
+    /// A server that never sent profile EDUs does not send its history: it starts at
+    /// the head of the profile-change stream.
+    async fn start_position(&self) -> anyhow::Result<()> {
+        let store = &self.remote.store;
+        if store.consumer_position(CONSUMER).await? == 0 {
+            store.set_consumer_position(CONSUMER, store.stream_head("profile_changes").await?).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the changes that have settled; true if there may be more.
+    async fn send_pending(&self) -> anyhow::Result<bool> {
+        let store = &self.remote.store;
+        let window = self.remote.config.edu_coalesce_window.as_millis() as i64;
+        let position = store.consumer_position(CONSUMER).await?;
+        let changes = store.profile_changes_since(position, BATCH).await?;
+        let Some(newest) = changes.last() else { return Ok(false) };
+        // Let a burst settle: wait until the newest change is a window old.
+        let settle = newest.ts + window - now_ms();
+        if settle > 0 {
+            tokio::time::sleep(Duration::from_millis(settle as u64)).await;
+        }
+        let mut by_user: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for change in &changes {
+            by_user.entry(&change.user_id).or_default().extend(change.fields.iter().map(String::as_str));
+        }
+        for (user, fields) in by_user {
+            self.send_for_user(user, &fields).await?;
+        }
+        store.set_consumer_position(CONSUMER, newest.stream_id).await?;
+        Ok(changes.len() as i64 == BATCH)
+    }
+
+    /// One EDU with the current values of `fields` to every server sharing a room.
+    async fn send_for_user(&self, user_id: &str, fields: &[&str]) -> anyhow::Result<()> {
+        let Ok(user) = OwnedUserId::try_from(user_id) else { return Ok(()) };
+        // A deactivated or unknown user has no public profile left: every field is gone.
+        let profile = self.profiles.get(&user).await.unwrap_or_default();
+        let values: serde_json::Map<String, Value> = fields
+            .iter()
+            .map(|field| ((*field).to_owned(), profile.get(*field).cloned().unwrap_or(Value::Null)))
+            .collect();
+        let servers: Vec<OwnedServerName> = self
+            .remote
+            .store
+            .servers_sharing_rooms_with(user_id)
+            .await?
+            .into_iter()
+            .filter_map(|server| OwnedServerName::try_from(server).ok())
+            .collect();
+        if servers.is_empty() || values.is_empty() {
+            return Ok(());
+        }
+        let edu = json!({ "edu_type": UNSTABLE_EDU_TYPE, "content": { "user_id": user_id, "fields": values } });
+        self.remote.sender.send_edu_to(&servers, &format!("{UNSTABLE_EDU_TYPE} {user_id}"), &edu);
+        tracing::info!(%user_id, servers = servers.len(), fields = values.len(), "profile EDU queued");
+        Ok(())
+    }
+}
+
+impl RemoteProfiles {
+    /// A profile EDU from `origin`.
+    pub async fn receive_edu(&self, origin: &ServerName, update: ProfileUpdate) -> Result<(), String> {
+        let user_id = &update.user_id;
+        if user_id.server_name() != origin {
+            return Err(format!("{origin} cannot speak for {user_id}"));
+        }
+        if update.fields.len() > MAX_EDU_FIELDS {
+            return Err(format!("more than {MAX_EDU_FIELDS} fields"));
+        }
+        let cached = self.store.remote_profile(user_id.as_str()).await.map_err(|e| e.to_string())?;
+        let known = cached.is_some();
+        let mut profile = cached.map(|c| c.profile).unwrap_or_default();
+        for (field, value) in update.fields {
+            match value {
+                Value::Null => profile.remove(&field),
+                value => profile.insert(field, value),
+            };
+        }
+        let changed = self.store_profile(user_id, &profile, ProfileSource::Edu).await?;
+        tracing::info!(%origin, %user_id, changed, "profile EDU received");
+        if known {
+            // Fresher than any fetch still queued.
+            self.store.remove_profile_fetch(user_id.as_str()).await.map_err(|e| e.to_string())?;
+        } else {
+            // Only the changed fields are known: ask for the rest.
+            self.hint(user_id).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! The fetch worker: asks other servers for the profiles queued for fetching.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use ruma::{OwnedServerName, OwnedUserId};
+use tokio::sync::Semaphore;
+
+use super::RemoteProfiles;
+use crate::services::federation::{FederationError, encode};
+use crate::services::workers::{Shutdown, Worker};
+use crate::store::{Profile, ProfileSource, QueuedFetch, now_ms};
+
+/// Queued fetches looked at per round.
+const BATCH: i64 = 100;
+/// The queue is looked at this often even without a wake-up.
+const POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// Each failed attempt waits this many times longer than the one before.
+const BACKOFF_FACTOR: i64 = 5;
+
+pub struct ProfileFetcher {
+    profiles: Arc<RemoteProfiles>,
+}
+
+/// What became of one fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetched {
+    Profile,
+    NoProfile,
+    Failed,
+    Deferred,
+}
+
+impl Worker for ProfileFetcher {
+    fn name(&self) -> &'static str {
+        "remote profile fetcher"
+    }
+
+    fn run(self: Arc<Self>, mut stop: Shutdown) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            while !stop.is_stopping() {
+                let wait = match self.round().await {
+                    Ok(wait) => wait,
+                    Err(err) => {
+                        tracing::warn!(%err, "remote profile fetches failed; retrying");
+                        POLL_INTERVAL
+                    }
+                };
+                tokio::select! {
+                    _ = stop.wait() => {}
+                    _ = self.profiles.queued.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        })
+    }
+}
+
+impl ProfileFetcher {
+    pub fn new(profiles: Arc<RemoteProfiles>) -> Self {
+        Self { profiles }
+    }
+
+    /// Fetches what is due; returns how long to wait before the next round.
+    async fn round(&self) -> anyhow::Result<Duration> {
+        let store = &self.profiles.store;
+        let due = store.due_profile_fetches(now_ms(), BATCH).await?;
+        if !due.is_empty() {
+            self.fetch_all(due).await;
+        }
+        let next = store.next_profile_fetch_ts().await?;
+        Ok(next.map_or(POLL_INTERVAL, |ts| Duration::from_millis((ts - now_ms()).clamp(0, 30_000) as u64)))
+    }
+
+    /// Fetches a batch, at most `fetch_concurrency` at once and
+    /// `fetch_concurrency_per_destination` to one server.
+    async fn fetch_all(&self, due: Vec<QueuedFetch>) {
+        let config = &self.profiles.config;
+        let mut per_server: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let jobs: Vec<_> = due
+            .into_iter()
+            .map(|queued| {
+                let limit = per_server
+                    .entry(queued.server_name.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(config.fetch_concurrency_per_destination.max(1))))
+                    .clone();
+                self.fetch_one(queued, limit)
+            })
+            .collect();
+        let outcomes: Vec<Fetched> =
+            futures_util::stream::iter(jobs).buffer_unordered(config.fetch_concurrency.max(1)).collect().await;
+        let count = |kind: Fetched| outcomes.iter().filter(|o| **o == kind).count();
+        let queue = self.profiles.store.profile_fetch_queue_len().await.unwrap_or(-1);
+        tracing::info!(
+            fetched = count(Fetched::Profile),
+            without_profile = count(Fetched::NoProfile),
+            failed = count(Fetched::Failed),
+            deferred = count(Fetched::Deferred),
+            queue,
+            "remote profile fetches"
+        );
+    }
+
+    async fn fetch_one(&self, queued: QueuedFetch, limit: Arc<Semaphore>) -> Fetched {
+        let _permit = limit.acquire_owned().await;
+        match self.try_fetch(&queued).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::warn!(user_id = %queued.user_id, %err, "remote profile fetch: storage error");
+                Fetched::Failed
+            }
+        }
+    }
+
+    async fn try_fetch(&self, queued: &QueuedFetch) -> anyhow::Result<Fetched> {
+        let store = &self.profiles.store;
+        let (Ok(user_id), Ok(server)) =
+            (OwnedUserId::try_from(queued.user_id.as_str()), OwnedServerName::try_from(queued.server_name.as_str()))
+        else {
+            store.remove_profile_fetch(&queued.user_id).await?;
+            return Ok(Fetched::Failed);
+        };
+        if let Some(until) = self.profiles.down_until(&server) {
+            // Not an attempt: the server is known to be down until then.
+            store.retry_profile_fetch(&queued.user_id, queued.attempts, until).await?;
+            return Ok(Fetched::Deferred);
+        }
+        let path = format!("/_matrix/federation/v1/query/profile?user_id={}", encode(user_id.as_str()));
+        let answer = self.profiles.client.get(&server, &path).await;
+        let outcome = match answer {
+            Ok(body) => match serde_json::from_value::<Profile>(body) {
+                Ok(profile) => self.store(&user_id, &profile, Fetched::Profile).await?,
+                Err(err) => self.failed(queued, &format!("not a profile: {err}"), false).await?,
+            },
+            Err(FederationError::Remote { status, .. }) if status == StatusCode::NOT_FOUND => {
+                self.store(&user_id, &Profile::new(), Fetched::NoProfile).await?
+            }
+            Err(FederationError::NotAllowed(_)) => {
+                store.remove_profile_fetch(&queued.user_id).await?;
+                Fetched::Failed
+            }
+            Err(err @ (FederationError::Network(_) | FederationError::Remote { .. })) => {
+                let unreachable = matches!(err, FederationError::Network(_));
+                self.failed(queued, &err.to_string(), unreachable).await?
+            }
+            Err(err) => self.failed(queued, &err.to_string(), false).await?,
+        };
+        if matches!(outcome, Fetched::Profile | Fetched::NoProfile) {
+            self.profiles.sender.remote_is_up(&server);
+        }
+        Ok(outcome)
+    }
+
+    /// Stores what the user's server said and ends the queue entry. An answer that does
+    /// not pass the checks counts as no profile.
+    async fn store(&self, user_id: &OwnedUserId, profile: &Profile, outcome: Fetched) -> anyhow::Result<Fetched> {
+        let stored = self.profiles.store_profile(user_id, profile, ProfileSource::Query).await;
+        let outcome = match stored {
+            Ok(changed) => {
+                if changed {
+                    tracing::debug!(%user_id, "remote profile updated");
+                }
+                outcome
+            }
+            Err(reason) => {
+                tracing::info!(%user_id, %reason, "refusing a remote profile");
+                Fetched::NoProfile
+            }
+        };
+        self.profiles.store.remove_profile_fetch(user_id.as_str()).await?;
+        Ok(outcome)
+    }
+
+    /// Schedules the next attempt, or gives up after the last one.
+    async fn failed(&self, queued: &QueuedFetch, reason: &str, unreachable: bool) -> anyhow::Result<Fetched> {
+        let store = &self.profiles.store;
+        let config = &self.profiles.config;
+        let attempts = queued.attempts + 1;
+        if unreachable && let Ok(server) = OwnedServerName::try_from(queued.server_name.as_str()) {
+            self.profiles.sender.report_unreachable(&server).await?;
+        }
+        if attempts >= i64::from(config.max_attempts) {
+            tracing::info!(user_id = %queued.user_id, attempts, reason, "giving up on a remote profile until the next hint");
+            store.remove_profile_fetch(&queued.user_id).await?;
+            return Ok(Fetched::Failed);
+        }
+        let wait = config.retry_interval.as_millis() as i64 * BACKOFF_FACTOR.saturating_pow(attempts as u32 - 1);
+        tracing::debug!(user_id = %queued.user_id, attempts, wait_ms = wait, reason, "remote profile fetch failed");
+        store.retry_profile_fetch(&queued.user_id, attempts, now_ms().saturating_add(wait)).await?;
+        Ok(Fetched::Failed)
+    }
+}
