@@ -18,6 +18,7 @@ both_backends!(
     invites_kicks_and_bans_in_a_private_kith_room,
     invites_leaves_and_declines_in_a_private_synapse_room,
     remote_profiles_reach_memberships_and_the_directory,
+    synapse_users_show_their_public_name_and_dms_invite_both_ways,
     nothing_is_lost_while_synapse_is_down_and_backoff_is_kept,
     kith_catches_up_on_what_it_missed_while_down,
 );
@@ -552,4 +553,48 @@ async fn kith_catches_up_on_what_it_missed_while_down(db: Db) {
     let path = format!("{V3}/rooms/{}/state/m.room.topic/", matrix::encode(&room));
     let topic = matrix::ok(&kith, Method::GET, &path, &kith_token, None).await;
     assert_eq!(topic["topic"], "set while kith was down");
+}
+
+/// Complement's `TestRoomSpecificUsernameChange` with a Synapse user: Sam's public name
+/// comes from Synapse, never the nickname he uses in a DM with Kim. The DM itself is
+/// created by kith with Sam in `invite` (and, the other way, by Synapse with Kim).
+async fn synapse_users_show_their_public_name_and_dms_invite_both_ways(db: Db) {
+    let synapse = Synapse::start().await;
+    let kith = TestServer::start_federating(db).await;
+    let (sam, sam_token) = synapse.register("sam", "pw").await;
+    let (kim, kim_token) = kith.register("kim", "pw").await;
+    let (_, eve_token) = kith.register("eve", "pw").await;
+    let path = format!("{V3}/profile/{}/displayname", matrix::encode(&sam));
+    matrix::ok(&synapse, Method::PUT, &path, &sam_token, Some(json!({ "displayname": "Sam Public" }))).await;
+    let town = matrix::create_room(&synapse, &sam_token, json!({ "preset": "public_chat" })).await;
+    assert_eq!(matrix::join(&kith, &kim_token, &town, &synapse.server_name).await.0, StatusCode::OK);
+
+    let dm = matrix::create_room(
+        &kith,
+        &kim_token,
+        json!({ "preset": "trusted_private_chat", "invite": [sam], "is_direct": true }),
+    )
+    .await;
+    wait_for_invite(&synapse, &sam_token, &dm).await;
+    assert_eq!(matrix::join(&synapse, &sam_token, &dm, kith.name()).await.0, StatusCode::OK);
+    let member = format!("{V3}/rooms/{}/state/m.room.member/{}", matrix::encode(&dm), matrix::encode(&sam));
+    let nickname = json!({ "membership": "join", "displayname": "Sammy Secret" });
+    matrix::ok(&synapse, Method::PUT, &member, &sam_token, Some(nickname)).await;
+    eventually("the nickname in kith's copy of the DM", PATIENCE, || async {
+        let (_, event) = kith.get(&member, Some(&kim_token)).await;
+        (event["displayname"] == "Sammy Secret").then_some(())
+    })
+    .await;
+    for token in [&eve_token, &kim_token] {
+        wait_for_directory(&kith, token, "sam public", vec![(sam.clone(), "Sam Public".into())]).await;
+        assert!(directory_search(&kith, token, "secret").await.is_empty(), "the DM nickname never shows");
+    }
+
+    let back = matrix::create_room(
+        &synapse,
+        &sam_token,
+        json!({ "preset": "private_chat", "invite": [kim], "is_direct": true }),
+    )
+    .await;
+    wait_for_invite(&kith, &kim_token, &back).await;
 }

@@ -145,21 +145,28 @@ impl Store {
     }
 
     /// Queues a fetch of a tracked user's profile, due at `due_ts`. A user already queued
-    /// keeps their entry (and its backoff): a burst of hints is one fetch.
+    /// keeps their entry: before its first attempt the fetch moves to `due_ts`, but never
+    /// past `max_wait_ms` after the first hint (so a burst of hints is one fetch, and a
+    /// steady trickle still gets one); once it failed, its backoff stands.
     pub async fn queue_profile_fetch(
         &self,
         user_id: &str,
         server_name: &str,
         due_ts: i64,
+        max_wait_ms: i64,
     ) -> Result<bool, sqlx::Error> {
         let mut txn = self.begin_write().await?;
         let queued = sqlx::query(&format!(
-            "INSERT INTO remote_profile_queue (user_id, server_name, next_try_ts, attempts) \
-             SELECT $1, $2, $3, 0 WHERE {TRACKED} ON CONFLICT (user_id) DO NOTHING"
+            "INSERT INTO remote_profile_queue (user_id, server_name, queued_ts, next_try_ts, attempts) \
+             SELECT $1, $2, $4, $3, 0 WHERE {TRACKED} ON CONFLICT (user_id) DO UPDATE SET next_try_ts = \
+             CASE WHEN excluded.next_try_ts < remote_profile_queue.queued_ts + $5 THEN excluded.next_try_ts \
+             ELSE remote_profile_queue.queued_ts + $5 END WHERE remote_profile_queue.attempts = 0"
         ))
         .bind(user_id)
         .bind(server_name)
         .bind(due_ts)
+        .bind(now_ms())
+        .bind(max_wait_ms)
         .execute(&mut *txn.tx)
         .await?
         .rows_affected();

@@ -3,8 +3,9 @@
 //! requests and events as that server, honestly or not.
 //!
 //! It serves `GET /_matrix/key/v2/server` and accepts transactions kith sends it
-//! (`PUT /send/{txnId}`, answered with no per-PDU results). A profile query is answered
-//! with a body that never ends and has no `Content-Length`, as a hostile peer would;
+//! (`PUT /send/{txnId}`, answered with no per-PDU results). Profile queries get the
+//! profiles set with [`FakeServer::set_profile`] (404 for others), except for the user
+//! `endless`, whose answer never ends and has no `Content-Length`, as a hostile peer's;
 //! anything else kith asks it
 //! (`/event`, `/event_auth`, `/state`, `/get_missing_events`, queries…) is a 404 Matrix
 //! error. Every request it receives is recorded. The server stops when dropped.
@@ -47,6 +48,8 @@ pub struct FakeServer {
     pub keys: ServerKeys,
     /// Requests received, as `METHOD /path?query`, oldest first.
     received: Arc<Mutex<Vec<String>>>,
+    /// Profiles by user id, served to `/query/profile`.
+    profiles: Arc<Mutex<BTreeMap<String, Value>>>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
     client: reqwest::Client,
@@ -113,10 +116,18 @@ impl FakeServer {
 
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
+        let profiles: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
+        let served = profiles.clone();
         let app = Router::new()
             .route("/_matrix/key/v2/server", get(move || async move { Json(key_response) }))
             .route("/_matrix/federation/v1/send/{txn_id}", put(|| async { Json(json!({ "pdus": {} })) }))
-            .route("/_matrix/federation/v1/query/profile", get(|| async { endless_body() }))
+            .route(
+                "/_matrix/federation/v1/query/profile",
+                get(move |query: axum::extract::Query<BTreeMap<String, String>>| {
+                    let served = served.clone();
+                    async move { profile_answer(&served, query.get("user_id").map(String::as_str).unwrap_or_default()) }
+                }),
+            )
             .fallback(|| async {
                 (StatusCode::NOT_FOUND, Json(json!({ "errcode": "M_NOT_FOUND", "error": "Not served here" })))
             })
@@ -143,7 +154,25 @@ impl FakeServer {
             .danger_accept_invalid_certs(true)
             .build()
             .expect("client");
-        Self { name, keys, received, handle, task, client, dir }
+        Self { name, keys, received, profiles, handle, task, client, dir }
+    }
+
+    /// What this server answers to profile queries about `user_id`.
+    pub fn set_profile(&self, user_id: &str, profile: Value) {
+        self.profiles.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(user_id.to_owned(), profile);
+    }
+
+    /// How many profile queries about `user_id` kith made.
+    pub fn profile_queries(&self, user_id: &str) -> usize {
+        let wanted = format!("user_id={}", encode(user_id));
+        self.received().iter().filter(|line| line.contains("/query/profile") && line.contains(&wanted)).count()
+    }
+
+    /// Sends EDUs to kith in one transaction.
+    pub async fn send_edus(&self, kith: &TestServer, edus: &[Value]) -> (StatusCode, Value) {
+        let path = format!("/_matrix/federation/v1/send/{}", fresh_txn_id());
+        let body = json!({ "origin": self.name, "origin_server_ts": now_ms(), "pdus": [], "edus": edus });
+        self.request(kith, Method::PUT, &path, Some(&body)).await
     }
 
     /// A fresh connection for every request: kith may close one whose request it refused
@@ -343,6 +372,20 @@ impl FakeServer {
     /// Hashes and signs a PDU with this server's key; returns its event id and itself.
     pub fn sign_event(&self, rules: &RoomVersionRules, event: Value) -> (String, Value) {
         sign_event_with(&self.keys, rules, event)
+    }
+}
+
+/// A profile query's answer: the profile set for the user, an endless body for `endless`,
+/// else 404.
+fn profile_answer(profiles: &Mutex<BTreeMap<String, Value>>, user_id: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if user_id.starts_with("@endless:") {
+        return endless_body();
+    }
+    match profiles.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(user_id) {
+        Some(profile) => Json(profile.clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({ "errcode": "M_NOT_FOUND", "error": "No such profile" })))
+            .into_response(),
     }
 }
 

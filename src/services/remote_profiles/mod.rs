@@ -30,6 +30,8 @@ use crate::config::RemoteProfilesConfig;
 use crate::error::ApiResult;
 use crate::store::{Profile, ProfileSource, RemoteProfile, Store};
 
+/// A burst of hints delays a user's fetch at most this long after the first.
+const MAX_HINT_WAIT_MS: i64 = 30_000;
 /// How long after the sender's backoff ends the fetcher waits before asking a server
 /// that was down.
 const SENDER_PROBES_FIRST_MS: i64 = 5_000;
@@ -71,13 +73,14 @@ impl RemoteProfiles {
     }
 
     /// Something suggests `user_id`'s profile is unknown or out of date: fetch it once
-    /// the hint delay has passed (unless a fetch is already queued).
+    /// no hint came for the hint delay (one fetch per burst).
     pub async fn hint(&self, user_id: &UserId) -> ApiResult<()> {
         if !self.is_remote(user_id) {
             return Ok(());
         }
         let due = crate::store::now_ms() + self.config.hint_delay.as_millis() as i64;
-        if self.store.queue_profile_fetch(user_id.as_str(), user_id.server_name().as_str(), due).await? {
+        let server = user_id.server_name().as_str();
+        if self.store.queue_profile_fetch(user_id.as_str(), server, due, MAX_HINT_WAIT_MS).await? {
             tracing::debug!(%user_id, "remote profile fetch queued");
             self.queued.notify_one();
         }

@@ -22,11 +22,13 @@ CREATE TABLE remote_profile_changes (
 INSERT INTO stream_positions (stream, position) VALUES ('remote_profile_changes', 0);
 
 -- Remote users whose profile is to be asked for: one row per user, however many hints.
--- `attempts` counts failures; the row goes on success, on "no such profile", or when
--- the attempts run out (until the next hint).
+-- Until the first attempt each hint moves the fetch later (from `queued_ts` on, within a
+-- bound), so a burst is one fetch; `attempts` counts failures. The row goes on success,
+-- on "no such profile", or when the attempts run out (until the next hint).
 CREATE TABLE remote_profile_queue (
     user_id TEXT PRIMARY KEY,
     server_name TEXT NOT NULL,
+    queued_ts BIGINT NOT NULL,
     next_try_ts BIGINT NOT NULL,
     attempts BIGINT NOT NULL
 );
