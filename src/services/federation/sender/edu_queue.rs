@@ -57,12 +57,36 @@ impl EduQueue {
 /// A newer EDU with a `content.fields` object (a profile EDU) takes the older one's fields
 /// it does not set itself; any other EDU simply replaces the older.
 fn merge_fields(older: &Value, mut newer: Value) -> Value {
+    let new_fields = newer.pointer_mut("/content/fields").and_then(Value::as_object_mut);
     if let (Some(old_fields), Some(new_fields)) =
-        (older["content"]["fields"].as_object(), newer["content"]["fields"].as_object_mut())
+        (older.pointer("/content/fields").and_then(Value::as_object), new_fields)
     {
         for (field, value) in old_fields {
             new_fields.entry(field.clone()).or_insert_with(|| value.clone());
         }
     }
     newer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn profile_edus_of_one_user_merge_their_fields() {
+        let mut queue = EduQueue::default();
+        let edu = |fields: Value| json!({ "edu_type": "uk.tcpip.msc4259.profile", "content": { "user_id": "@a:x", "fields": fields } });
+        queue.push("p @a:x".into(), edu(json!({ "displayname": "A", "avatar_url": "mxc://x/1" })));
+        queue.push("p @a:x".into(), edu(json!({ "displayname": "B" })));
+        let taken = queue.take(10);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].2["content"]["fields"], json!({ "displayname": "B", "avatar_url": "mxc://x/1" }));
+        queue.push("t".into(), json!({ "edu_type": "m.typing", "content": { "typing": true } }));
+        assert_eq!(
+            queue.take(10)[0].2,
+            json!({ "edu_type": "m.typing", "content": { "typing": true } }),
+            "others unchanged"
+        );
+    }
 }
