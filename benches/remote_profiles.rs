@@ -48,9 +48,16 @@ async fn rename_latency() {
     let b = TestServer::start_federating(Db::Sqlite).await;
     let (alice, alice_t) = a.register("alice", "pw").await;
     let (_, bob_t) = b.register("bob", "pw").await;
-    let room = matrix::create_room(&a, &alice_t, json!({ "preset": "public_chat" })).await;
-    let (status, body) = matrix::join(&b, &bob_t, &room, a.name()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    // A private room: no member event can stand in for the profile in the directory.
+    let (bob, bob_t) = (format!("@bob:{}", b.name()), bob_t);
+    let room = matrix::create_room(&a, &alice_t, json!({ "preset": "private_chat", "invite": [bob] })).await;
+    while !matrix::join(&b, &bob_t, &room, a.name()).await.0.is_success() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // B has fetched Alice's profile once she is found by it.
+    while !shows(&b, &bob_t, &alice, "alice").await {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut times = Vec::new();
     for i in 0..RENAMES {
         let name = format!("Alicename{i}");
@@ -93,7 +100,8 @@ async fn burst_in_many_rooms() {
         "remote_profiles: {ROOMS} rooms shared with {PEERS} servers set up in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    // Let the joins' own profile fetches and EDUs settle before counting.
+    // Let the joins' own profile fetches (one per peer, 2 s after the joins) settle
+    // before counting.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let edus_before: Vec<usize> = peers.iter().map(|(p, _)| p.log().matches("profile EDU received").count()).collect();
     let queries_before = a.log().matches("profile query").count();

@@ -154,7 +154,42 @@ async fn endless_answers_are_cut_off(db: Db) {
     assert!(after < before + 64 * 1024, "resident memory grew from {before} KiB to {after} KiB");
 }
 
+/// A slow room does not hold up the origin: a transaction whose PDU needs a slow
+/// `/get_missing_events` is still being handled when a later transaction of the same
+/// origin, for another room, has been answered.
+async fn a_slow_room_does_not_stall_the_origin(db: Db) {
+    let (kith, fake, token, slow_room) = setup(db).await;
+    let other = matrix::create_room(&kith, &token, json!({ "preset": "public_chat" })).await;
+    let fast_room = fake.join(&kith, &other, "mallory").await;
+    fake.slow_missing_events(Duration::from_secs(8));
+    // A message whose prev event kith has never seen: kith asks for the gap.
+    let gap = fake.message(
+        &slow_room,
+        &slow_room.user_id,
+        "after a gap",
+        &["$unknown:x".to_owned()],
+        slow_room.join_depth + 5,
+    );
+    let (_, gap) = fake.sign_event(&slow_room.rules, gap);
+    let prev = [fast_room.join_event_id.clone()];
+    let quick = fake.message(&fast_room, &fast_room.user_id, "quick", &prev, fast_room.join_depth + 1);
+    let (quick_id, quick) = fake.sign_event(&fast_room.rules, quick);
+    let fake = std::sync::Arc::new(fake);
+    let kith = std::sync::Arc::new(kith);
+    let slow = {
+        let (fake, kith) = (fake.clone(), kith.clone());
+        tokio::spawn(async move { fake.send_pdus(&kith, &[gap]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, answer) = fake.send_pdus(&kith, &[quick]).await;
+    assert_eq!((status, &answer["pdus"][&quick_id]), (StatusCode::OK, &json!({})), "{answer}");
+    assert!(!slow.is_finished(), "the slow transaction was still being handled");
+    let (status, _) = slow.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+}
+
 both_backends!(
+    a_slow_room_does_not_stall_the_origin,
     retried_invites_get_the_same_answer,
     retried_send_leave_gets_the_same_answer,
     invites_into_rooms_kith_is_in_are_checked,

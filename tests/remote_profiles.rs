@@ -101,6 +101,9 @@ async fn private_room_users_get_their_public_name_and_renames_travel_by_edu(db: 
     .await;
     assert_eq!(matrix::join(&b, &bob_t, &private, a.name()).await.0, StatusCode::OK);
     wait_for_search(&b, &bob_t, "gina public", vec![(gina.clone(), Some("Gina Public".to_owned()))]).await;
+    // B asks for Gina's whole profile once (whether an EDU or the join told it of her).
+    eventually("B's first profile request", WAIT, || async { a.log().contains("profile query").then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let queries_before = a.log().matches("profile query").count();
 
     set_name(&a, &gina, &gina_t, "Gina Renamed").await;
@@ -108,7 +111,12 @@ async fn private_room_users_get_their_public_name_and_renames_travel_by_edu(db: 
     assert!(b.log().contains("profile EDU received"), "B heard of the rename by EDU");
     // The member event of the rename arrives too; the EDU made its fetch unnecessary.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(a.log().matches("profile query").count(), queries_before, "no profile request for the rename");
+    assert_eq!(
+        a.log().matches("profile query").count(),
+        queries_before,
+        "no profile request for the rename:\n{}",
+        a.log()
+    );
 }
 
 /// A peer whose user renames 50 times in a burst is asked for the profile once; the

@@ -31,6 +31,10 @@ impl ProfileSource {
             Self::Edu => "edu",
         }
     }
+
+    fn parse(text: &str) -> Self {
+        if text == "edu" { Self::Edu } else { Self::Query }
+    }
 }
 
 /// A remote user's cached public profile.
@@ -38,6 +42,9 @@ impl ProfileSource {
 pub struct RemoteProfile {
     pub user_id: String,
     pub profile: Profile,
+    pub source: ProfileSource,
+    /// When it was last stored (milliseconds since the epoch).
+    pub updated_ts: i64,
 }
 
 impl RemoteProfile {
@@ -97,7 +104,7 @@ impl Store {
     }
 
     pub async fn remote_profile(&self, user_id: &str) -> Result<Option<RemoteProfile>, sqlx::Error> {
-        let row = sqlx::query("SELECT user_id, fields FROM remote_profiles WHERE user_id = $1")
+        let row = sqlx::query("SELECT user_id, fields, source, updated_ts FROM remote_profiles WHERE user_id = $1")
             .bind(user_id)
             .fetch_optional(self.pool())
             .await?;
@@ -109,8 +116,10 @@ impl Store {
         let mut found = Vec::new();
         for chunk in user_ids.chunks(500) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql =
-                format!("SELECT user_id, fields FROM remote_profiles WHERE user_id IN ({})", placeholders.join(", "));
+            let sql = format!(
+                "SELECT user_id, fields, source, updated_ts FROM remote_profiles WHERE user_id IN ({})",
+                placeholders.join(", ")
+            );
             let mut query = sqlx::query(&sql);
             for user_id in chunk {
                 query = query.bind(*user_id);
@@ -124,7 +133,9 @@ impl Store {
 
     /// Every cached remote profile (for building the directory).
     pub async fn remote_profiles(&self) -> Result<Vec<RemoteProfile>, sqlx::Error> {
-        let rows = sqlx::query("SELECT user_id, fields FROM remote_profiles").fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT user_id, fields, source, updated_ts FROM remote_profiles")
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(remote_profile_from_row).collect()
     }
 
@@ -263,5 +274,10 @@ async fn record_remote_change(txn: &mut WriteTxn<'_>, user_id: &str) -> Result<(
 
 fn remote_profile_from_row(row: &sqlx::any::AnyRow) -> Result<RemoteProfile, sqlx::Error> {
     let fields: String = row.try_get(1)?;
-    Ok(RemoteProfile { user_id: row.try_get(0)?, profile: serde_json::from_str(&fields).unwrap_or_default() })
+    Ok(RemoteProfile {
+        user_id: row.try_get(0)?,
+        profile: serde_json::from_str(&fields).unwrap_or_default(),
+        source: ProfileSource::parse(&row.try_get::<String, _>(2)?),
+        updated_ts: row.try_get(3)?,
+    })
 }

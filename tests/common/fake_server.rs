@@ -50,6 +50,8 @@ pub struct FakeServer {
     received: Arc<Mutex<Vec<String>>>,
     /// Profiles by user id, served to `/query/profile`.
     profiles: Arc<Mutex<BTreeMap<String, Value>>>,
+    /// When set, `/get_missing_events` takes this long before its 404.
+    missing_events_delay: Arc<Mutex<Duration>>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
     client: reqwest::Client,
@@ -118,9 +120,21 @@ impl FakeServer {
         let log = received.clone();
         let profiles: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
         let served = profiles.clone();
+        let missing_events_delay: Arc<Mutex<Duration>> = Arc::default();
+        let delay = missing_events_delay.clone();
         let app = Router::new()
             .route("/_matrix/key/v2/server", get(move || async move { Json(key_response) }))
             .route("/_matrix/federation/v1/send/{txn_id}", put(|| async { Json(json!({ "pdus": {} })) }))
+            .route(
+                "/_matrix/federation/v1/get_missing_events/{room_id}",
+                axum::routing::post(move || {
+                    let delay = *delay.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        (StatusCode::NOT_FOUND, Json(json!({ "errcode": "M_NOT_FOUND", "error": "Not served here" })))
+                    }
+                }),
+            )
             .route(
                 "/_matrix/federation/v1/query/profile",
                 get(move |query: axum::extract::Query<BTreeMap<String, String>>| {
@@ -154,12 +168,17 @@ impl FakeServer {
             .danger_accept_invalid_certs(true)
             .build()
             .expect("client");
-        Self { name, keys, received, profiles, handle, task, client, dir }
+        Self { name, keys, received, profiles, missing_events_delay, handle, task, client, dir }
     }
 
     /// What this server answers to profile queries about `user_id`.
     pub fn set_profile(&self, user_id: &str, profile: Value) {
         self.profiles.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(user_id.to_owned(), profile);
+    }
+
+    /// Makes `/get_missing_events` answer only after `delay`, as a slow server would.
+    pub fn slow_missing_events(&self, delay: Duration) {
+        *self.missing_events_delay.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = delay;
     }
 
     /// How many profile queries about `user_id` kith made.

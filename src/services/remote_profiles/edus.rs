@@ -1,7 +1,8 @@
 //! Profile-update EDUs (MSC4259), both ways.
 //!
-//! Sending: a worker follows the local profile-change stream and, once a change is
-//! `edu_coalesce_window` old (so a burst is one EDU), queues `{"user_id", "fields"}` with
+//! Sending: a worker follows the local profile-change stream and, once no change came
+//! for `edu_coalesce_window` (so a burst is one EDU; at most four windows after the
+//! first change), queues `{"user_id", "fields"}` with
 //! the changed fields' current values (null when removed) for every server sharing a
 //! room with the user. An unsent EDU of the same user is merged into the newer one.
 //!
@@ -77,17 +78,22 @@ impl ProfileEdus {
         Ok(())
     }
 
-    /// Sends the changes that have settled; true if there may be more.
+    /// Sends the changes once they have settled (no newer change for a coalescing
+    /// window, or the oldest waiting for four windows); true if there may be more.
     async fn send_pending(&self) -> anyhow::Result<bool> {
         let store = &self.remote.store;
         let window = self.remote.config.edu_coalesce_window.as_millis() as i64;
         let position = store.consumer_position(CONSUMER).await?;
-        let changes = store.profile_changes_since(position, BATCH).await?;
-        let Some(newest) = changes.last() else { return Ok(false) };
-        // Let a burst settle: wait until the newest change is a window old.
-        let settle = newest.ts + window - now_ms();
-        if settle > 0 {
+        let mut changes = store.profile_changes_since(position, BATCH).await?;
+        let Some(first) = changes.first().map(|c| c.ts) else { return Ok(false) };
+        loop {
+            let newest = changes.last().map_or(first, |c| c.ts);
+            let settle = (newest + window).min(first + 4 * window) - now_ms();
+            if settle <= 0 || changes.len() as i64 == BATCH {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(settle as u64)).await;
+            changes = store.profile_changes_since(position, BATCH).await?;
         }
         let mut by_user: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for change in &changes {
@@ -96,7 +102,9 @@ impl ProfileEdus {
         for (user, fields) in by_user {
             self.send_for_user(user, &fields).await?;
         }
-        store.set_consumer_position(CONSUMER, newest.stream_id).await?;
+        if let Some(last) = changes.last() {
+            store.set_consumer_position(CONSUMER, last.stream_id).await?;
+        }
         Ok(changes.len() as i64 == BATCH)
     }
 

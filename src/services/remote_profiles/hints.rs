@@ -10,12 +10,15 @@ use serde_json::Value;
 
 use super::RemoteProfiles;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
-use crate::store::StateDelta;
+use crate::store::{ProfileSource, RemoteProfile, StateDelta, now_ms};
 
 const CONSUMER: &str = "remote_profile_hints";
 const BATCH: i64 = 500;
 /// The stream is looked at this often even without a wake-up.
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// After a profile EDU, member events of the same user do not cause fetches for this
+/// long: they are the same change arriving room by room.
+const EDU_TRUSTED_FOR_MS: i64 = 10 * 60 * 1000;
 
 pub struct ProfileHints {
     profiles: Arc<RemoteProfiles>,
@@ -80,12 +83,17 @@ impl ProfileHints {
     }
 
     /// A remote member's join: fetch their profile if the cache has none, or shows
-    /// another name or avatar than the member event.
+    /// another name or avatar than the member event. A profile their server pushed a
+    /// moment ago is trusted over member events, which trail behind a burst of renames.
     async fn check_member(&self, user_id: &UserId, content: &Value) -> anyhow::Result<()> {
         let cached = self.profiles.store.remote_profile(user_id.as_str()).await?;
+        let fresh_push = |cached: &RemoteProfile| {
+            cached.source == ProfileSource::Edu && cached.updated_ts > now_ms() - EDU_TRUSTED_FOR_MS
+        };
         let differs = cached.is_none_or(|cached| {
-            content["displayname"].as_str() != cached.displayname()
-                || content["avatar_url"].as_str() != cached.avatar_url()
+            let shown = content["displayname"].as_str() != cached.displayname()
+                || content["avatar_url"].as_str() != cached.avatar_url();
+            shown && !fresh_push(&cached)
         });
         if differs {
             self.profiles.hint(user_id).await?;
