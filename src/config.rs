@@ -47,6 +47,13 @@ pub struct Config {
     /// Not a Synapse key: how other servers' users' public profiles are fetched and kept.
     #[serde(default)]
     pub remote_profiles: RemoteProfilesConfig,
+    /// Not a Synapse key: trusted peers whose user directories kith pulls and serves.
+    /// Read it through [`Config::federated_user_directory`], which also maps BWI's keys.
+    #[serde(default, rename = "federated_user_directory")]
+    pub federated_user_directory_section: Option<FederatedUserDirectoryConfig>,
+    /// Synapse's experimental features kith understands (others are ignored).
+    #[serde(default)]
+    pub experimental_features: ExperimentalFeatures,
     /// Whether other servers may read the public room list (Synapse's default: no).
     #[serde(default)]
     pub allow_public_rooms_over_federation: bool,
@@ -192,6 +199,61 @@ impl FederationConfig {
     fn max_retry() -> Duration {
         Duration::from_secs(7 * 24 * 60 * 60)
     }
+}
+
+/// The federated user directory.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FederatedUserDirectoryConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Trusted servers: kith pulls their directories and lets them pull its own.
+    #[serde(default)]
+    pub peers: Vec<OwnedServerName>,
+    #[serde(default = "FederatedUserDirectoryConfig::interval", deserialize_with = "duration")]
+    pub sync_interval: Duration,
+    /// Also ask the peers at query time (MSC4258).
+    #[serde(default = "default_true")]
+    pub live_search: bool,
+    #[serde(default = "FederatedUserDirectoryConfig::timeout", deserialize_with = "duration")]
+    pub live_search_timeout: Duration,
+}
+
+impl FederatedUserDirectoryConfig {
+    fn interval() -> Duration {
+        Duration::from_secs(5 * 60)
+    }
+    fn timeout() -> Duration {
+        Duration::from_secs(2)
+    }
+}
+
+impl Default for FederatedUserDirectoryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            peers: Vec::new(),
+            sync_interval: Self::interval(),
+            live_search: true,
+            live_search_timeout: Self::timeout(),
+        }
+    }
+}
+
+/// Synapse's `experimental_features` that kith maps onto its own settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ExperimentalFeatures {
+    /// Synapse+BWI's federated user directory.
+    #[serde(default)]
+    pub bwi_federated_user_dir_enabled: bool,
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub bwi_federated_user_dir_sync_interval: Option<Duration>,
+    /// Milliseconds.
+    #[serde(default)]
+    pub bwi_federated_user_dir_federation_search_timeout: Option<u64>,
+}
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
 }
 
 /// The remote-profile fetch queue's limits.
@@ -428,6 +490,29 @@ pub enum DatabaseTarget {
 }
 
 impl Config {
+    /// The federated user directory as configured: `federated_user_directory`, or else
+    /// Synapse+BWI's `experimental_features` (its peers are then
+    /// `federation_domain_whitelist`: BWI asks every server it knows, kith only trusted
+    /// ones; its interval defaults to BWI's 4 h).
+    pub fn federated_user_directory(&self) -> FederatedUserDirectoryConfig {
+        if let Some(section) = &self.federated_user_directory_section {
+            return section.clone();
+        }
+        let bwi = &self.experimental_features;
+        if !bwi.bwi_federated_user_dir_enabled {
+            return FederatedUserDirectoryConfig::default();
+        }
+        FederatedUserDirectoryConfig {
+            enabled: true,
+            peers: self.federation_domain_whitelist.clone().unwrap_or_default(),
+            sync_interval: bwi.bwi_federated_user_dir_sync_interval.unwrap_or(Duration::from_secs(4 * 60 * 60)),
+            live_search: true,
+            live_search_timeout: bwi
+                .bwi_federated_user_dir_federation_search_timeout
+                .map_or(FederatedUserDirectoryConfig::timeout(), Duration::from_millis),
+        }
+    }
+
     /// Reads and validates a config file, warning about keys kith does not know.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
@@ -589,6 +674,25 @@ mod tests {
         assert_eq!(config.rc_user_directory, RateLimit { per_second: 0.016, burst_count: 200.0 });
         assert_eq!(config.database_target().unwrap(), DatabaseTarget::Sqlite { path: "homeserver.db".into() });
         assert!(config.federation_verify_certificates);
+    }
+
+    #[test]
+    fn bwi_keys_map_onto_the_federated_directory() {
+        let kith = "server_name: a.example\nfederated_user_directory:\n  enabled: true\n  peers: [b.example]\n  sync_interval: 10s\n";
+        let config = Config::parse(kith).unwrap().federated_user_directory();
+        assert!(config.enabled && config.live_search);
+        assert_eq!((config.peers.len(), config.sync_interval), (1, Duration::from_secs(10)));
+        let bwi = "server_name: a.example\nfederation_domain_whitelist: [b.example, c.example]\nexperimental_features:\n  \
+                   bwi_federated_user_dir_enabled: true\n  bwi_federated_user_dir_sync_interval: 1h\n  \
+                   bwi_federated_user_dir_federation_search_timeout: 1500\n";
+        let config = Config::parse(bwi).unwrap().federated_user_directory();
+        assert!(config.enabled);
+        assert_eq!(config.peers.len(), 2);
+        assert_eq!(
+            (config.sync_interval, config.live_search_timeout),
+            (Duration::from_secs(3600), Duration::from_millis(1500))
+        );
+        assert!(!Config::parse("server_name: a.example\n").unwrap().federated_user_directory().enabled);
     }
 
     #[test]

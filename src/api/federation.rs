@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::extract::AppState;
 use crate::error::{ApiResult, MatrixError};
+use crate::services::federated_directory::serve;
 
 mod directory;
 mod rooms;
@@ -24,6 +25,9 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{V1}/query/profile"), get(query_profile))
         .route(&format!("{V1}/query/directory"), get(directory::query_alias))
         .route(&format!("{V1}/publicRooms"), get(directory::public_rooms).post(directory::public_rooms))
+        .route(serve::CHANGES_PATH, get(directory::user_directory_changes))
+        .route(serve::BWI_PATH, get(directory::user_directory_list))
+        .route(serve::MSC4258_PATH, post(directory::user_directory_search))
         .route(&format!("{V1}/send/{{txn_id}}"), put(rooms::send_transaction))
         .route(&format!("{V1}/make_join/{{room_id}}/{{user_id}}"), get(rooms::make_join))
         .route(&format!("{V1}/send_join/{{room_id}}/{{event_id}}"), put(rooms::send_join_v1))

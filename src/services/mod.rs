@@ -5,8 +5,10 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod bounded;
 pub mod directory;
 pub mod ephemeral;
+pub mod federated_directory;
 pub mod federation;
 pub mod joins;
 pub mod locks;
@@ -27,6 +29,8 @@ use account_data::AccountData;
 use accounts::Accounts;
 use directory::Directory;
 use ephemeral::Ephemeral;
+use federated_directory::FederatedDirectory;
+use federated_directory::pull::PeerSync;
 use federation::FederationClient;
 use federation::history::History;
 use federation::inbound::Inbound;
@@ -60,6 +64,8 @@ pub struct Services {
     pub account_data: Arc<AccountData>,
     pub sync: Arc<ClientSync>,
     pub directory: Arc<Directory>,
+    pub federated_directory: Arc<FederatedDirectory>,
+    peer_sync: Arc<PeerSync>,
     pub inbound: Arc<Inbound>,
     pub history: Arc<History>,
     pub sender: Arc<Sender>,
@@ -110,9 +116,27 @@ impl Services {
             sender.clone(),
             config.remote_profiles.clone(),
         ));
+        let directory = Arc::new(Directory::new(
+            store.clone(),
+            server_name.to_string(),
+            config.user_directory.clone(),
+            rooms.subscribe(),
+            profiles.subscribe(),
+            remote_profiles.subscribe(),
+        ));
+        let federated_directory = Arc::new(FederatedDirectory::new(
+            store.clone(),
+            server_name.clone(),
+            client.clone(),
+            sender.clone(),
+            directory.clone(),
+            config.federated_user_directory(),
+        ));
+        let peer_sync = Arc::new(PeerSync::new(federated_directory.clone()));
         let profile_hints = Arc::new(ProfileHints::new(remote_profiles.clone(), rooms.subscribe()));
         let profile_fetcher = Arc::new(ProfileFetcher::new(remote_profiles.clone()));
-        let profile_edus = Arc::new(ProfileEdus::new(remote_profiles.clone(), profiles.clone()));
+        let profile_edus =
+            Arc::new(ProfileEdus::new(remote_profiles.clone(), profiles.clone(), federated_directory.peers()));
         let account_data = Arc::new(AccountData::new(store.clone(), rooms.clone()));
         let ephemeral = Arc::new(Ephemeral::new(store.clone(), sender.clone(), account_data.clone()));
         let sync = Arc::new(ClientSync::new(store.clone(), rooms.clone(), ephemeral.clone(), account_data.clone()));
@@ -124,6 +148,7 @@ impl Services {
             rooms.clone(),
             ephemeral.clone(),
             remote_profiles.clone(),
+            federated_directory.clone(),
             sender.clone(),
         ));
         let history = Arc::new(History::new(store.clone(), server_name.clone(), rooms.clone()));
@@ -143,14 +168,6 @@ impl Services {
             profiles.clone(),
             inbound.clone(),
             sender.clone(),
-        ));
-        let directory = Arc::new(Directory::new(
-            store,
-            server_name.to_string(),
-            config.user_directory.clone(),
-            rooms.subscribe(),
-            profiles.subscribe(),
-            remote_profiles.subscribe(),
         ));
         let limits = Limits {
             login_address: RateLimiter::new(config.rc_login.address),
@@ -172,6 +189,8 @@ impl Services {
             account_data,
             sync,
             directory,
+            federated_directory,
+            peer_sync,
             inbound,
             history,
             sender,
@@ -194,6 +213,7 @@ impl Services {
             self.profile_hints.clone(),
             self.profile_fetcher.clone(),
             self.profile_edus.clone(),
+            self.peer_sync.clone(),
         ]
     }
 }

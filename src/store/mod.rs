@@ -4,6 +4,7 @@
 
 mod accounts;
 mod directory;
+mod federated_directory;
 mod federation;
 #[cfg(feature = "bench-fixtures")]
 mod fixtures;
@@ -16,6 +17,7 @@ mod user_data;
 
 pub use accounts::{NewUser, TokenOwner, UserRow};
 pub use directory::{JoinedMember, LocalAccount};
+pub use federated_directory::{DirectoryUser, PeerState, VISIBILITY_TYPES};
 pub use federation::{OutboxRow, Retry};
 #[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;

@@ -13,6 +13,8 @@ pub type Profile = BTreeMap<String, Value>;
 pub enum ProfileChangeKind {
     Update,
     Deactivated,
+    /// The user's directory visibility changed (account data, not the profile).
+    Visibility,
 }
 
 impl ProfileChangeKind {
@@ -20,11 +22,16 @@ impl ProfileChangeKind {
         match self {
             Self::Update => "update",
             Self::Deactivated => "deactivated",
+            Self::Visibility => "visibility",
         }
     }
 
     fn parse(text: &str) -> Self {
-        if text == "deactivated" { Self::Deactivated } else { Self::Update }
+        match text {
+            "deactivated" => Self::Deactivated,
+            "visibility" => Self::Visibility,
+            _ => Self::Update,
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Store, now_ms, streams};
+use super::{Store, WriteTxn, now_ms, streams};
 
 /// The newest receipt of one type from one user in one room.
 #[derive(Debug, Clone)]
@@ -46,19 +46,7 @@ impl Store {
         content: &Value,
     ) -> Result<i64, sqlx::Error> {
         let mut txn = self.begin_write().await?;
-        let id = streams::next_position(&mut txn, "account_data").await?;
-        sqlx::query(
-            "INSERT INTO account_data (user_id, room_id, data_type, content, stream_id) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET content = excluded.content, \
-             stream_id = excluded.stream_id",
-        )
-        .bind(user_id)
-        .bind(room_id)
-        .bind(data_type)
-        .bind(content.to_string())
-        .bind(id)
-        .execute(&mut *txn.tx)
-        .await?;
+        let id = write_account_data(&mut txn, user_id, room_id, data_type, content).await?;
         txn.commit().await?;
         Ok(id)
     }
@@ -155,4 +143,28 @@ impl Store {
             .await?;
         row.try_get(0)
     }
+}
+
+/// Writes account data inside the caller's transaction; returns its stream position.
+pub(super) async fn write_account_data(
+    txn: &mut WriteTxn<'_>,
+    user_id: &str,
+    room_id: &str,
+    data_type: &str,
+    content: &Value,
+) -> Result<i64, sqlx::Error> {
+    let id = streams::next_position(txn, "account_data").await?;
+    sqlx::query(
+        "INSERT INTO account_data (user_id, room_id, data_type, content, stream_id) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET content = excluded.content, \
+         stream_id = excluded.stream_id",
+    )
+    .bind(user_id)
+    .bind(room_id)
+    .bind(data_type)
+    .bind(content.to_string())
+    .bind(id)
+    .execute(&mut *txn.tx)
+    .await?;
+    Ok(id)
 }

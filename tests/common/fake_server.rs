@@ -6,7 +6,8 @@
 //! (`PUT /send/{txnId}`, answered with no per-PDU results). Profile queries get the
 //! profiles set with [`FakeServer::set_profile`] (404 for others), except for the user
 //! `endless`, whose answer never ends and has no `Content-Length`, as a hostile peer's;
-//! anything else kith asks it
+//! answers set with [`FakeServer::answer`] are given on their path; anything else kith
+//! asks it
 //! (`/event`, `/event_auth`, `/state`, `/get_missing_events`, queries…) is a 404 Matrix
 //! error. Every request it receives is recorded. The server stops when dropped.
 
@@ -42,6 +43,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// An answer set for a path: status, body, and how long before it is given.
+type CannedAnswer = (StatusCode, Value, Duration);
+
 pub struct FakeServer {
     /// `127.0.0.1:<port>`.
     pub name: String,
@@ -52,6 +56,8 @@ pub struct FakeServer {
     profiles: Arc<Mutex<BTreeMap<String, Value>>>,
     /// When set, `/get_missing_events` takes this long before its 404.
     missing_events_delay: Arc<Mutex<Duration>>,
+    /// Answers set by path (without query): status, body, delay.
+    answers: Arc<Mutex<BTreeMap<String, CannedAnswer>>>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
     client: reqwest::Client,
@@ -122,6 +128,8 @@ impl FakeServer {
         let served = profiles.clone();
         let missing_events_delay: Arc<Mutex<Duration>> = Arc::default();
         let delay = missing_events_delay.clone();
+        let answers: Arc<Mutex<BTreeMap<String, CannedAnswer>>> = Arc::default();
+        let canned = answers.clone();
         let app = Router::new()
             .route("/_matrix/key/v2/server", get(move || async move { Json(key_response) }))
             .route("/_matrix/federation/v1/send/{txn_id}", put(|| async { Json(json!({ "pdus": {} })) }))
@@ -142,8 +150,16 @@ impl FakeServer {
                     async move { profile_answer(&served, query.get("user_id").map(String::as_str).unwrap_or_default()) }
                 }),
             )
-            .fallback(|| async {
-                (StatusCode::NOT_FOUND, Json(json!({ "errcode": "M_NOT_FOUND", "error": "Not served here" })))
+            .fallback(move |uri: axum::http::Uri| {
+                let answer = canned.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(uri.path()).cloned();
+                async move {
+                    let (status, body, delay) = answer.unwrap_or_else(|| {
+                        let body = json!({ "errcode": "M_UNRECOGNIZED", "error": "Not served here" });
+                        (StatusCode::NOT_FOUND, body, Duration::ZERO)
+                    });
+                    tokio::time::sleep(delay).await;
+                    (status, Json(body))
+                }
             })
             .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
                 let log = log.clone();
@@ -168,12 +184,18 @@ impl FakeServer {
             .danger_accept_invalid_certs(true)
             .build()
             .expect("client");
-        Self { name, keys, received, profiles, missing_events_delay, handle, task, client, dir }
+        Self { name, keys, received, profiles, missing_events_delay, answers, handle, task, client, dir }
     }
 
     /// What this server answers to profile queries about `user_id`.
     pub fn set_profile(&self, user_id: &str, profile: Value) {
         self.profiles.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(user_id.to_owned(), profile);
+    }
+
+    /// What this server answers on `path` (any method, any query), after `delay`.
+    pub fn answer(&self, path: &str, status: StatusCode, body: Value, delay: Duration) {
+        let mut answers = self.answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        answers.insert(path.to_owned(), (status, body, delay));
     }
 
     /// Makes `/get_missing_events` answer only after `delay`, as a slow server would.

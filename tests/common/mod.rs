@@ -219,6 +219,14 @@ impl TestServer {
         self.spawn_and_wait().await;
     }
 
+    /// Stops the server, adds `extra_yaml` to its config (later keys win), starts it again.
+    pub async fn reconfigure(&mut self, extra_yaml: &str) {
+        self.terminate();
+        let config = std::fs::read_to_string(&self.config_path).expect("read config");
+        std::fs::write(&self.config_path, dedupe_top_level_keys(&format!("{config}\n{extra_yaml}\n"))).expect("config");
+        self.spawn_and_wait().await;
+    }
+
     pub async fn request(
         &self,
         method: Method,

@@ -30,7 +30,7 @@ pub async fn search(
     }
     state.limits.user_directory.check(owner.user_id.as_str())?;
     let limit = request.limit.unwrap_or(DEFAULT_LIMIT).clamp(0, MAX_LIMIT) as usize;
-    let found = state.directory.search(owner.user_id.as_str(), &request.search_term, limit);
+    let found = state.federated_directory.search(&owner.user_id, &request.search_term, limit).await;
     let results: Vec<Value> = found
         .results
         .iter()

@@ -1,4 +1,5 @@
-//! Room aliases and the public room list, for other servers.
+//! Room aliases, the public room list and the federated user directory, for other
+//! servers.
 
 use std::collections::HashMap;
 
@@ -38,4 +39,28 @@ pub async fn public_rooms(
     let search_term = body["filter"]["generic_search_term"].as_str();
     let page = PublicRoomsPage { limit, since, search_term };
     Ok(Json(state.room_directory.serve_public_rooms(page).await?))
+}
+
+/// `GET …/io.kith.user_directory/changes?since=…&limit=…`: a peer follows this
+/// server's directory.
+pub async fn user_directory_changes(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let limit = query.get("limit").map(|l| l.parse::<usize>()).transpose();
+    let limit = limit.map_err(|_| MatrixError::invalid_param("limit must be a non-negative integer"))?;
+    let since = query.get("since").map(String::as_str);
+    Ok(Json(state.federated_directory.serve_changes(&signed.origin, since, limit).await?))
+}
+
+/// `GET …/de.bwi.federated_user_dir/user_directory/search`: BWI's full list.
+pub async fn user_directory_list(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+    Ok(Json(state.federated_directory.serve_bwi_list(&signed.origin).await?))
+}
+
+/// `POST …/org.matrix.msc4258/user_directory/search`: a peer's live search.
+pub async fn user_directory_search(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+    let search = serde_json::from_value(signed.json()?).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+    Ok(Json(state.federated_directory.serve_search(&signed.origin, search).await?))
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::rooms::Rooms;
 use super::rooms::filter::EventFilter;
 use crate::error::{ApiResult, MatrixError};
-use crate::store::Store;
+use crate::store::{Store, VISIBILITY_TYPES};
 
 /// Account data types set through their own endpoints only.
 const SERVER_MANAGED: &[(&str, &str)] =
@@ -63,13 +63,20 @@ impl AccountData {
         self.put(user_id, room_id, kind, content).await
     }
 
-    /// Sets an entry, global (`room_id` None) or for a room this server knows.
+    /// Sets an entry, global (`room_id` None) or for a room this server knows. A
+    /// directory visibility (MSC4258) also goes on the profile-change stream, which the
+    /// directory and the federated peers follow.
     pub async fn put(&self, user_id: &UserId, room_id: Option<&RoomId>, kind: &str, content: &Value) -> ApiResult<()> {
         if let Some(room_id) = room_id {
             self.rooms.room_version(room_id.as_str()).await?;
         }
         let room = room_id.map_or("", |r| r.as_str());
-        self.store.put_account_data(user_id.as_str(), room, kind, content).await?;
+        if room.is_empty() && VISIBILITY_TYPES.contains(&kind) {
+            check_visibility(content)?;
+            self.store.set_directory_visibility(user_id.as_str(), kind, content).await?;
+        } else {
+            self.store.put_account_data(user_id.as_str(), room, kind, content).await?;
+        }
         self.changed.send_modify(|serial| *serial += 1);
         Ok(())
     }
@@ -115,6 +122,15 @@ impl AccountData {
         let id = filter.parse::<i64>().map_err(|_| MatrixError::invalid_param("Invalid filter ID"))?;
         let filter = self.store.get_filter(user_id.as_str(), id).await?;
         filter.ok_or_else(|| MatrixError::not_found("No such filter"))
+    }
+}
+
+/// MSC4258's visibilities: `remote` (the default: found here and by peers), `local`
+/// (found here only), `hidden` (found nowhere), `restricted` (treated as `local`).
+fn check_visibility(content: &Value) -> ApiResult<()> {
+    match content.get("visibility").and_then(Value::as_str) {
+        Some("remote" | "local" | "hidden" | "restricted") | None => Ok(()),
+        Some(other) => Err(MatrixError::bad_json(format!("Unknown directory visibility {other}"))),
     }
 }
 

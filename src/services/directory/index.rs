@@ -243,6 +243,8 @@ pub struct DirectoryIndex {
     pub with_avatar: RoaringBitmap,
     /// Users joined to at least one public tracked room.
     pub public_users: RoaringBitmap,
+    /// Users of trusted peer servers (the federated directory): found by everyone.
+    pub federated: RoaringBitmap,
     /// Tracked rooms by dense key, and the keys by room id.
     rooms: Vec<Option<RoomEntry>>,
     room_keys: HashMap<Box<str>, u32>,
@@ -356,6 +358,7 @@ impl DirectoryIndex {
             &mut self.locked,
             &mut self.local,
             &mut self.public_users,
+            &mut self.federated,
             &mut self.with_name,
             &mut self.with_avatar,
         ];
@@ -434,6 +437,19 @@ impl DirectoryIndex {
         self.user_rooms.get(&id).map_or(0, Vec::len)
     }
 
+    pub fn set_federated(&mut self, id: u32, federated: bool) {
+        if federated {
+            self.federated.insert(id)
+        } else {
+            self.federated.remove(id)
+        };
+    }
+
+    /// Whether a remote user is still listed for a reason: a tracked room or a peer.
+    pub fn keeps_remote_user(&self, id: u32) -> bool {
+        self.room_count(id) > 0 || self.federated.contains(id)
+    }
+
     fn refresh_public(&mut self, id: u32) {
         let public = self
             .user_rooms
@@ -446,10 +462,10 @@ impl DirectoryIndex {
         };
     }
 
-    /// Users `searcher` may see by default: everyone in a public room, and everyone
-    /// sharing a room with them.
+    /// Users `searcher` may see by default: everyone in a public room, every user of a
+    /// peer server, and everyone sharing a room with them.
     pub fn visible_to(&self, searcher: Option<u32>) -> RoaringBitmap {
-        let mut visible = self.public_users.clone();
+        let mut visible = &self.public_users | &self.federated;
         if let Some(keys) = searcher.and_then(|id| self.user_rooms.get(&id)) {
             for key in keys {
                 if let Some(room) = self.room(*key) {

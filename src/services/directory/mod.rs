@@ -31,6 +31,7 @@ use search::{SearchOptions, SearchResults};
 const DELTAS_CONSUMER: &str = "user_directory_state_deltas";
 const PROFILES_CONSUMER: &str = "user_directory_profiles";
 const REMOTE_PROFILES_CONSUMER: &str = "user_directory_remote_profiles";
+const FEDERATED_CONSUMER: &str = "user_directory_federated_users";
 const REBUILD_REQUEST: &str = "user_directory_rebuild_requested";
 const REBUILD_HANDLED: &str = "user_directory_rebuild_handled";
 const BATCH: i64 = 500;
@@ -97,16 +98,38 @@ impl Directory {
         if !self.config.enabled {
             return SearchResults::default();
         }
-        let options = SearchOptions {
+        let index = self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        index.search(term, &self.search_options(searcher, limit))
+    }
+
+    /// The options of a local user's search, from the `user_directory` config.
+    pub fn search_options(&self, searcher: &str, limit: usize) -> SearchOptions {
+        SearchOptions {
             searcher: searcher.to_owned(),
             limit,
             search_all_users: self.config.search_all_users,
             exclude_remote_users: self.config.exclude_remote_users,
             show_locked_users: self.config.show_locked_users,
             prefer_local_users: self.config.prefer_local_users,
+        }
+    }
+
+    /// Local users only, whoever asks (a peer's live search).
+    pub fn search_local_users(&self, term: &str, limit: usize) -> SearchResults {
+        let options = SearchOptions {
+            limit,
+            search_all_users: true,
+            exclude_remote_users: true,
+            show_locked_users: false,
+            ..SearchOptions::default()
         };
         let index = self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         index.search(term, &options)
+    }
+
+    /// New rows on a stream the updater follows, written by this process.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Asks the updater to rebuild the index from the database.
@@ -132,12 +155,14 @@ impl Directory {
     pub async fn rebuild(&self, progress: &dyn BuildProgress) -> anyhow::Result<()> {
         let started = Instant::now();
         let (deltas_head, profiles_head, remote_head) = self.store.stream_heads_for_directory().await?;
+        let federated_head = self.store.stream_head("federated_user_changes").await?;
         let index = build_index(&self.store, &self.server_name, progress).await?;
         let users = index.user_count();
         *self.index.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = index;
         self.store.set_consumer_position(DELTAS_CONSUMER, deltas_head).await?;
         self.store.set_consumer_position(PROFILES_CONSUMER, profiles_head).await?;
         self.store.set_consumer_position(REMOTE_PROFILES_CONSUMER, remote_head).await?;
+        self.store.set_consumer_position(FEDERATED_CONSUMER, federated_head).await?;
         tracing::info!(users, elapsed_ms = started.elapsed().as_millis() as u64, "user directory built");
         Ok(())
     }
@@ -183,13 +208,43 @@ impl Directory {
             self.refresh_remote_user(user_id).await?;
             self.store.set_consumer_position(REMOTE_PROFILES_CONSUMER, *stream_id).await?;
         }
+        let position = self.store.consumer_position(FEDERATED_CONSUMER).await?;
+        let federated = self.store.federated_changes_since(position, BATCH).await?;
+        for (stream_id, user_id) in &federated {
+            self.refresh_federated_user(user_id).await?;
+            self.store.set_consumer_position(FEDERATED_CONSUMER, *stream_id).await?;
+        }
         let full = |n: usize| n as i64 == BATCH;
-        Ok(full(deltas.len()) || full(changes.len()) || full(remote.len()))
+        Ok(full(deltas.len()) || full(changes.len()) || full(remote.len()) || full(federated.len()))
+    }
+
+    /// A peer's user was added, changed or removed: listed (for everyone) while the peer
+    /// exports them, and kept afterwards only while they share a tracked room.
+    async fn refresh_federated_user(&self, user_id: &str) -> anyhow::Result<()> {
+        let exported = self.store.federated_user(user_id).await?;
+        self.with_index(|index| match exported {
+            Some(user) => {
+                let profile = UserProfile { display_name: user.displayname, avatar_url: user.avatar_url };
+                let id = index.upsert_user(user_id, profile, false);
+                index.set_federated(id, true);
+            }
+            None => {
+                if let Some(id) = index.id_of(user_id) {
+                    index.set_federated(id, false);
+                    if !index.keeps_remote_user(id) {
+                        index.remove_user(user_id);
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 
     /// A remote user's cached profile changed: shown from now on if they are listed.
     async fn refresh_remote_user(&self, user_id: &str) -> anyhow::Result<()> {
-        if self.is_local(user_id) || self.with_index(|index| index.id_of(user_id)).is_none() {
+        let listed = self.with_index(|index| index.id_of(user_id).map(|id| index.federated.contains(id)));
+        // A peer's user shows the profile the peer exports (profile EDUs update it too).
+        if self.is_local(user_id) || listed.is_none_or(|federated| federated) {
             return Ok(());
         }
         if let Some(cached) = self.store.remote_profile(user_id).await? {
@@ -255,7 +310,7 @@ impl Directory {
                 add_member(index, &member, false, public, cached.as_ref());
             } else if let Some(id) = index.id_of(user_id) {
                 index.set_member(room_id, id, false);
-                if index.room_count(id) == 0 {
+                if !index.keeps_remote_user(id) {
                     index.remove_user(user_id);
                 }
             }
@@ -289,7 +344,7 @@ impl Directory {
             for id in &former {
                 let remote_user = index.entry(id).filter(|e| !e.local).map(|e| e.user_id.to_string());
                 if let Some(user_id) = remote_user
-                    && index.room_count(id) == 0
+                    && !index.keeps_remote_user(id)
                 {
                     index.remove_user(&user_id);
                 }
@@ -329,7 +384,8 @@ impl Directory {
             display_name: profile.get("displayname").and_then(Value::as_str).map(str::to_owned),
             avatar_url: profile.get("avatar_url").and_then(Value::as_str).map(str::to_owned),
         };
-        self.with_index(|index| apply_account(index, &account, profile));
+        let hidden = self.store.directory_visibility(user_id).await?.as_deref() == Some("hidden");
+        self.with_index(|index| apply_account(index, &account, profile, hidden));
         Ok(())
     }
 }
@@ -393,9 +449,10 @@ fn add_member(
     index.set_member(&member.room_id, id, true);
 }
 
-/// Lists or hides a local account: deactivated and support users are never listed.
-fn apply_account(index: &mut DirectoryIndex, account: &LocalAccount, profile: UserProfile) {
-    if account.deactivated || account.user_type.as_deref() == Some("support") {
+/// Lists or hides a local account: deactivated and support users, and users who chose
+/// to be hidden, are never listed.
+fn apply_account(index: &mut DirectoryIndex, account: &LocalAccount, profile: UserProfile, hidden: bool) {
+    if account.deactivated || account.user_type.as_deref() == Some("support") || hidden {
         index.remove_user(&account.user_id);
         return;
     }
@@ -417,17 +474,26 @@ pub async fn build_index(
         let value = value.as_str().map(str::to_owned);
         if field == "displayname" { profile.display_name = value } else { profile.avatar_url = value }
     }
+    let hidden: std::collections::HashSet<String> = store.hidden_users().await?.into_iter().collect();
     progress.phase("local users", accounts.len() as u64);
     for (done, account) in accounts.iter().enumerate() {
         let profile = profiles.remove(&account.user_id).unwrap_or_default();
-        apply_account(&mut index, account, profile);
+        apply_account(&mut index, account, profile, hidden.contains(&account.user_id));
         if done % 10_000 == 0 {
             progress.advance(done as u64);
         }
     }
     let public: std::collections::HashSet<String> = store.public_room_ids(None).await?.into_iter().collect();
-    let cached: HashMap<String, UserProfile> =
+    let mut cached: HashMap<String, UserProfile> =
         store.remote_profiles().await?.iter().map(|c| (c.user_id.clone(), profile_from_cache(c))).collect();
+    let federated = store.federated_users().await?;
+    // A peer's user shows the profile the peer exports.
+    for user in &federated {
+        let profile = UserProfile { display_name: user.displayname.clone(), avatar_url: user.avatar_url.clone() };
+        cached.insert(user.user_id.clone(), profile.clone());
+        let id = index.upsert_user(&user.user_id, profile, false);
+        index.set_federated(id, true);
+    }
     progress.phase("room memberships", store.tracked_membership_count().await?.max(0) as u64);
     let mut done = 0u64;
     store

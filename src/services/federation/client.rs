@@ -88,12 +88,33 @@ impl FederationClient {
         self.request(Method::GET, destination, path_and_query, None).await
     }
 
+    /// A signed `GET` whose answer may be up to `max_bytes` (a peer's whole user list).
+    pub async fn get_with_limit(
+        &self,
+        destination: &ServerName,
+        path_and_query: &str,
+        max_bytes: usize,
+    ) -> Result<Value, FederationError> {
+        self.send(Method::GET, destination, path_and_query, None, max_bytes).await
+    }
+
     pub async fn request(
         &self,
         method: Method,
         destination: &ServerName,
         path_and_query: &str,
         body: Option<&Value>,
+    ) -> Result<Value, FederationError> {
+        self.send(method, destination, path_and_query, body, MAX_RESPONSE_BYTES).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        destination: &ServerName,
+        path_and_query: &str,
+        body: Option<&Value>,
+        max_bytes: usize,
     ) -> Result<Value, FederationError> {
         if !self.allowed(destination) {
             return Err(FederationError::NotAllowed(destination.to_string()));
@@ -121,7 +142,7 @@ impl FederationClient {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body_bytes);
         }
         let response = request.send().await.map_err(|e| FederationError::Network(e.to_string()))?;
-        read_json(response).await
+        read_json(response, max_bytes).await
     }
 
     /// A request that is not signed: key requests (the keys are what signing needs).
@@ -137,7 +158,7 @@ impl FederationClient {
             .send()
             .await
             .map_err(|e| FederationError::Network(e.to_string()))?;
-        read_json(response).await
+        read_json(response, MAX_RESPONSE_BYTES).await
     }
 
     /// Where requests for a server go (its `Display` is the `https://host:port` base of
@@ -148,17 +169,17 @@ impl FederationClient {
     }
 }
 
-/// Reads a JSON response, giving up as soon as it passes `MAX_RESPONSE_BYTES` whatever
+/// Reads a JSON response, giving up as soon as it passes `max_bytes` whatever
 /// `Content-Length` says (or does not say), so a peer cannot make us buffer without end.
-async fn read_json(mut response: reqwest::Response) -> Result<Value, FederationError> {
+async fn read_json(mut response: reqwest::Response, max_bytes: usize) -> Result<Value, FederationError> {
     let status = response.status();
-    let too_large = || FederationError::InvalidResponse(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
-    if response.content_length().is_some_and(|len| len > MAX_RESPONSE_BYTES as u64) {
+    let too_large = || FederationError::InvalidResponse(format!("response larger than {max_bytes} bytes"));
+    if response.content_length().is_some_and(|len| len > max_bytes as u64) {
         return Err(too_large());
     }
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| FederationError::Network(e.to_string()))? {
-        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+        if bytes.len() + chunk.len() > max_bytes {
             return Err(too_large());
         }
         bytes.extend_from_slice(&chunk);

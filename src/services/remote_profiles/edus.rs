@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::RemoteProfiles;
 use crate::services::profiles::Profiles;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
-use crate::store::{ProfileSource, now_ms};
+use crate::store::{ProfileChangeKind, ProfileSource, now_ms};
 
 /// The unstable type kith sends; the stable `m.profile` is accepted too.
 pub const UNSTABLE_EDU_TYPE: &str = "uk.tcpip.msc4259.profile";
@@ -45,6 +45,8 @@ pub struct ProfileUpdate {
 pub struct ProfileEdus {
     remote: Arc<RemoteProfiles>,
     profiles: Arc<Profiles>,
+    /// Federated-directory peers hear of changes too, rooms or not.
+    peers: Vec<OwnedServerName>,
 }
 
 impl Worker for ProfileEdus {
@@ -64,8 +66,8 @@ impl Worker for ProfileEdus {
 }
 
 impl ProfileEdus {
-    pub fn new(remote: Arc<RemoteProfiles>, profiles: Arc<Profiles>) -> Self {
-        Self { remote, profiles }
+    pub fn new(remote: Arc<RemoteProfiles>, profiles: Arc<Profiles>, peers: Vec<OwnedServerName>) -> Self {
+        Self { remote, profiles, peers }
     }
 
     /// A server that never sent profile EDUs does not send its history: it starts at
@@ -96,7 +98,8 @@ impl ProfileEdus {
             changes = store.profile_changes_since(position, BATCH).await?;
         }
         let mut by_user: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for change in &changes {
+        // A visibility change is no profile change for others.
+        for change in changes.iter().filter(|c| c.kind != ProfileChangeKind::Visibility) {
             by_user.entry(&change.user_id).or_default().extend(change.fields.iter().map(String::as_str));
         }
         for (user, fields) in by_user {
@@ -117,7 +120,7 @@ impl ProfileEdus {
             .iter()
             .map(|field| ((*field).to_owned(), profile.get(*field).cloned().unwrap_or(Value::Null)))
             .collect();
-        let servers: Vec<OwnedServerName> = self
+        let mut servers: Vec<OwnedServerName> = self
             .remote
             .store
             .servers_sharing_rooms_with(user_id)
@@ -125,6 +128,10 @@ impl ProfileEdus {
             .into_iter()
             .filter_map(|server| OwnedServerName::try_from(server).ok())
             .collect();
+        if !self.peers.is_empty() && self.remote.store.exported_user(user_id).await?.is_some() {
+            let missing: Vec<OwnedServerName> = self.peers.iter().filter(|p| !servers.contains(p)).cloned().collect();
+            servers.extend(missing);
+        }
         if servers.is_empty() || values.is_empty() {
             return Ok(());
         }

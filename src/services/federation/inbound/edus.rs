@@ -62,7 +62,10 @@ impl Inbound {
         let result = match edu {
             InboundEdu::Known(Edu::Typing(typing)) => self.ephemeral.receive_remote_typing(origin, typing).await,
             InboundEdu::Known(Edu::Receipt(receipts)) => self.ephemeral.receive_remote_receipts(origin, receipts).await,
-            InboundEdu::Profile(update) => self.remote_profiles.receive_edu(origin, update).await,
+            InboundEdu::Profile(update) => {
+                self.federated_directory.receive_profile_edu(origin, &update).await;
+                self.remote_profiles.receive_edu(origin, update).await
+            }
             InboundEdu::Known(_) => Ok(()),
             InboundEdu::Unknown(edu_type) => {
                 tracing::trace!(%origin, edu_type, "ignoring EDU of an unknown type");

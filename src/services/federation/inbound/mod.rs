@@ -28,6 +28,7 @@ use ruma::OwnedServerName;
 use super::FederationClient;
 use super::sender::Sender;
 use crate::services::ephemeral::Ephemeral;
+use crate::services::federated_directory::FederatedDirectory;
 use crate::services::remote_profiles::RemoteProfiles;
 use crate::services::rooms::Rooms;
 use crate::services::server_keys::remote::RemoteKeys;
@@ -41,6 +42,7 @@ pub struct Inbound {
     rooms: Arc<Rooms>,
     ephemeral: Arc<Ephemeral>,
     remote_profiles: Arc<RemoteProfiles>,
+    federated_directory: Arc<FederatedDirectory>,
     sender: Arc<Sender>,
     transactions: transaction::TransactionLog,
 }
@@ -55,6 +57,7 @@ impl Inbound {
         rooms: Arc<Rooms>,
         ephemeral: Arc<Ephemeral>,
         remote_profiles: Arc<RemoteProfiles>,
+        federated_directory: Arc<FederatedDirectory>,
         sender: Arc<Sender>,
     ) -> Self {
         Self {
@@ -65,6 +68,7 @@ impl Inbound {
             rooms,
             ephemeral,
             remote_profiles,
+            federated_directory,
             sender,
             transactions: transaction::TransactionLog::default(),
         }

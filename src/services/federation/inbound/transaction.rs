@@ -2,7 +2,6 @@
 //! same answer); its PDUs are answered one by one, rooms side by side, and its EDUs
 //! dispatched by type.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex as StdMutex;
 
 use futures_util::StreamExt;
@@ -13,6 +12,7 @@ use serde_json::{Value, json};
 use super::Inbound;
 use super::check_pdu::event_id_of;
 use crate::error::{ApiResult, MatrixError};
+use crate::services::bounded::BoundedMap;
 use crate::services::locks::KeyedLocks;
 use crate::services::rooms::remote::Outcome;
 
@@ -30,15 +30,11 @@ type PduResult = (Option<String>, Result<(), String>);
 /// `(origin, txn id)` of a transaction.
 type TxnKey = (String, String);
 
-/// Answers by transaction, and the order they came in (oldest forgotten first).
-#[derive(Default)]
-struct Answered(HashMap<TxnKey, Value>, VecDeque<TxnKey>);
-
 /// Transactions already answered, a lock per transaction (a retry that comes while the
 /// first attempt is being handled waits for its answer), and a lock per room (one room's
 /// events are handled in the order they came, whatever transaction brought them).
 pub struct TransactionLog {
-    answered: StdMutex<Answered>,
+    answered: StdMutex<BoundedMap<TxnKey, Value>>,
     transactions: KeyedLocks<TxnKey>,
     rooms: KeyedLocks<String>,
 }
@@ -46,7 +42,7 @@ pub struct TransactionLog {
 impl Default for TransactionLog {
     fn default() -> Self {
         Self {
-            answered: StdMutex::default(),
+            answered: StdMutex::new(BoundedMap::new(REMEMBERED_TXNS)),
             transactions: KeyedLocks::new(REMEMBERED_TXNS),
             rooms: KeyedLocks::new(REMEMBERED_TXNS),
         }
@@ -55,20 +51,11 @@ impl Default for TransactionLog {
 
 impl TransactionLog {
     fn answer(&self, key: &TxnKey) -> Option<Value> {
-        let answered = self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        answered.0.get(key).cloned()
+        self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned()
     }
 
     fn remember(&self, key: TxnKey, response: &Value) {
-        let mut answered = self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if answered.0.insert(key.clone(), response.clone()).is_none() {
-            answered.1.push_back(key);
-        }
-        while answered.1.len() > REMEMBERED_TXNS {
-            if let Some(oldest) = answered.1.pop_front() {
-                answered.0.remove(&oldest);
-            }
-        }
+        self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, response.clone());
     }
 }
 

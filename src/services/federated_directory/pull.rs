@@ -1,0 +1,276 @@
+//! The pull worker: follows each peer's directory into `federated_users`.
+//!
+//! Every `sync_interval` (and at start), each peer is read page by page from the token
+//! kept for it; a peer without kith's endpoint (404 `M_UNRECOGNIZED`) is read through
+//! BWI's full list, diffed against what is stored, so removals work there too. A page
+//! is checked whole before anything is stored: a malformed one changes nothing, and
+//! users of another server than the peer are dropped (and logged). A peer the
+//! federation sender is backing off from is skipped until that backoff ends; one that
+//! cannot be reached is reported to it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use futures_util::future::BoxFuture;
+use ruma::{OwnedServerName, OwnedUserId, ServerName};
+use serde_json::Value;
+
+use super::FederatedDirectory;
+use super::serve::{BWI_PATH, CHANGES_PATH, MAX_BWI_USERS, MAX_PAGE};
+use crate::services::federation::{FederationError, encode};
+use crate::services::workers::{Shutdown, Worker};
+use crate::store::{DirectoryUser, PeerState, now_ms};
+
+/// Pages read from one peer per round, at most (a big directory continues next round).
+const MAX_PAGES_PER_ROUND: usize = 1_000;
+/// A BWI list may be this large (its users come all at once).
+const MAX_BWI_BYTES: usize = 64 * 1024 * 1024;
+/// A peer the sender backs off from is asked again this long after that backoff ends.
+const SENDER_PROBES_FIRST_MS: i64 = 5_000;
+const MAX_NAME_CHARS: usize = 256;
+const MAX_AVATAR_CHARS: usize = 1_000;
+
+pub struct PeerSync {
+    directory: Arc<FederatedDirectory>,
+}
+
+impl Worker for PeerSync {
+    fn name(&self) -> &'static str {
+        "federated directory sync"
+    }
+
+    fn run(self: Arc<Self>, mut stop: Shutdown) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Err(err) = self.purge_former_peers().await {
+                tracing::error!(%err, "cannot purge former peers' users");
+            }
+            while !stop.is_stopping() {
+                let rounds = self.directory.peers().into_iter().map(|peer| self.sync_peer(peer));
+                let _ = stop.unless_stopped(futures_util::future::join_all(rounds)).await;
+                let interval = self.directory.config.sync_interval;
+                let _ = stop.unless_stopped(tokio::time::sleep(interval)).await;
+            }
+        })
+    }
+}
+
+/// What a peer's page holds, once checked.
+struct Page {
+    upserts: Vec<DirectoryUser>,
+    removals: Vec<String>,
+    next: String,
+    limited: bool,
+}
+
+impl PeerSync {
+    pub fn new(directory: Arc<FederatedDirectory>) -> Self {
+        Self { directory }
+    }
+
+    /// A server no longer a peer (or no longer allowed) loses its users here.
+    async fn purge_former_peers(&self) -> anyhow::Result<()> {
+        let peers: Vec<String> = self.directory.peers().iter().map(ToString::to_string).collect();
+        let purged = self.directory.store.purge_former_peers(&peers).await?;
+        if purged > 0 {
+            tracing::info!(purged, "forgot the users of servers that are no longer peers");
+        }
+        Ok(())
+    }
+
+    async fn sync_peer(&self, peer: OwnedServerName) {
+        let sender = &self.directory.sender;
+        if sender.down_until(&peer).is_some_and(|until| until + SENDER_PROBES_FIRST_MS > now_ms()) {
+            return tracing::debug!(%peer, "peer is down; not pulling its directory");
+        }
+        let resumed =
+            matches!(self.directory.store.peer_state(peer.as_str()).await, Ok(Some(state)) if state.token.is_some());
+        match self.pull_changes(&peer).await {
+            Ok(changed) => tracing::info!(%peer, changed, resumed, "pulled a peer's directory"),
+            Err(Failure::Unreachable(err)) => {
+                tracing::info!(%peer, %err, "peer unreachable; backing off");
+                if let Err(err) = sender.report_unreachable(&peer).await {
+                    tracing::warn!(%err, "cannot record a backoff");
+                }
+            }
+            Err(Failure::Refused(err)) => tracing::warn!(%peer, %err, "peer directory refused; nothing changed"),
+        }
+    }
+
+    /// Reads kith's endpoint until caught up (or BWI's list); returns how many users changed.
+    async fn pull_changes(&self, peer: &ServerName) -> Result<usize, Failure> {
+        let store = &self.directory.store;
+        let mut token = store.peer_state(peer.as_str()).await.map_err(Failure::refused)?.and_then(|s| s.token);
+        let mut changed = 0;
+        for _ in 0..MAX_PAGES_PER_ROUND {
+            let mut path = format!("{CHANGES_PATH}?limit={MAX_PAGE}");
+            if let Some(token) = &token {
+                path.push_str(&format!("&since={}", encode(token)));
+            }
+            let body = match self.directory.client.get(peer, &path).await {
+                Ok(body) => body,
+                Err(FederationError::Remote { status, body }) if is_unrecognized(status, &body) => {
+                    return self.pull_bwi(peer).await;
+                }
+                // A token the peer no longer takes: start again from a snapshot.
+                Err(FederationError::Remote { status, .. }) if status == StatusCode::BAD_REQUEST && token.is_some() => {
+                    token = None;
+                    continue;
+                }
+                Err(err) => return Err(Failure::from(err)),
+            };
+            let page = check_page(peer, &body).map_err(Failure::Refused)?;
+            let state = PeerState { token: Some(page.next.clone()), mode: "kith".into(), synced_ts: now_ms() };
+            changed += self.store_page(peer, &page.upserts, &page.removals, &state).await?;
+            token = Some(page.next);
+            if !page.limited {
+                break;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// A Synapse+BWI peer: its whole list, diffed against what is stored. An empty list
+    /// removes nobody (BWI's own rule: it may be a failure).
+    async fn pull_bwi(&self, peer: &ServerName) -> Result<usize, Failure> {
+        let body = self.directory.client.get_with_limit(peer, BWI_PATH, MAX_BWI_BYTES).await.map_err(Failure::from)?;
+        let listed = check_bwi_list(peer, &body).map_err(Failure::Refused)?;
+        let stored = self.directory.store.federated_users_of(peer.as_str()).await.map_err(Failure::refused)?;
+        let names: HashSet<&str> = listed.iter().map(|u| u.user_id.as_str()).collect();
+        let removals: Vec<String> = match listed.is_empty() {
+            true => Vec::new(),
+            false => stored.keys().filter(|user| !names.contains(user.as_str())).cloned().collect(),
+        };
+        let upserts: Vec<DirectoryUser> = listed.into_iter().filter(|u| stored.get(&u.user_id) != Some(u)).collect();
+        let state = PeerState { token: None, mode: "bwi".into(), synced_ts: now_ms() };
+        self.store_page(peer, &upserts, &removals, &state).await
+    }
+
+    async fn store_page(
+        &self,
+        peer: &ServerName,
+        upserts: &[DirectoryUser],
+        removals: &[String],
+        state: &PeerState,
+    ) -> Result<usize, Failure> {
+        let store = &self.directory.store;
+        let changed =
+            store.apply_peer_changes(peer.as_str(), upserts, removals, state).await.map_err(Failure::refused)?;
+        if changed > 0 {
+            self.directory.directory.wake();
+        }
+        Ok(changed)
+    }
+}
+
+enum Failure {
+    Unreachable(String),
+    Refused(String),
+}
+
+impl Failure {
+    fn refused(err: impl std::fmt::Display) -> Self {
+        Self::Refused(err.to_string())
+    }
+}
+
+impl From<FederationError> for Failure {
+    fn from(err: FederationError) -> Self {
+        match err {
+            FederationError::Network(_) => Self::Unreachable(err.to_string()),
+            other => Self::Refused(other.to_string()),
+        }
+    }
+}
+
+fn is_unrecognized(status: StatusCode, body: &Value) -> bool {
+    matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) && body["errcode"] == "M_UNRECOGNIZED"
+}
+
+/// Checks a page of kith's endpoint whole.
+fn check_page(peer: &ServerName, body: &Value) -> Result<Page, String> {
+    let users = body["users"].as_array().ok_or("`users` is not a list")?;
+    if users.len() > MAX_PAGE * 2 {
+        return Err(format!("{} users in one page", users.len()));
+    }
+    let next = body["next_batch"].as_str().filter(|t| !t.is_empty() && t.len() <= 1024).ok_or("bad `next_batch`")?;
+    let limited = body["limited"].as_bool().ok_or("`limited` is not a boolean")?;
+    let mut page = Page { upserts: Vec::new(), removals: Vec::new(), next: next.to_owned(), limited };
+    for entry in users {
+        let Some(user_id) = own_user(peer, entry)? else { continue };
+        if entry["deleted"] == true {
+            page.removals.push(user_id);
+        } else {
+            page.upserts.push(checked_user(user_id, &entry["displayname"], &entry["avatar_url"])?);
+        }
+    }
+    Ok(page)
+}
+
+/// Checks a BWI list whole.
+fn check_bwi_list(peer: &ServerName, body: &Value) -> Result<Vec<DirectoryUser>, String> {
+    let results = body["results"].as_array().ok_or("`results` is not a list")?;
+    if results.len() > MAX_BWI_USERS {
+        return Err(format!("{} users, more than kith takes", results.len()));
+    }
+    let mut users = Vec::with_capacity(results.len());
+    for entry in results {
+        if let Some(user_id) = own_user(peer, entry)? {
+            users.push(checked_user(user_id, &entry["display_name"], &entry["avatar_url"])?);
+        }
+    }
+    Ok(users)
+}
+
+/// The user id of an entry, if it is one of the peer's own users (others are dropped).
+fn own_user(peer: &ServerName, entry: &Value) -> Result<Option<String>, String> {
+    let user_id = entry["user_id"].as_str().ok_or("an entry without a user_id")?;
+    let user_id = OwnedUserId::try_from(user_id).map_err(|_| format!("invalid user id {user_id}"))?;
+    if user_id.server_name() != peer {
+        tracing::info!(%peer, %user_id, "dropping a user of another server from a peer's directory");
+        return Ok(None);
+    }
+    Ok(Some(user_id.to_string()))
+}
+
+fn checked_user(user_id: String, name: &Value, avatar: &Value) -> Result<DirectoryUser, String> {
+    let text = |value: &Value, max: usize, what: &str| -> Result<Option<String>, String> {
+        match value {
+            Value::Null => Ok(None),
+            Value::String(text) if text.chars().count() <= max && !text.contains('\0') => Ok(Some(text.clone())),
+            _ => Err(format!("{what} of {user_id} is not a string of at most {max} characters")),
+        }
+    };
+    Ok(DirectoryUser {
+        displayname: text(name, MAX_NAME_CHARS, "the display name")?,
+        avatar_url: text(avatar, MAX_AVATAR_CHARS, "the avatar")?,
+        user_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pages_are_checked_whole_and_foreign_users_dropped() {
+        let peer: OwnedServerName = "peer.example".try_into().unwrap();
+        let page = json!({ "users": [
+            { "user_id": "@a:peer.example", "displayname": "A" },
+            { "user_id": "@b:peer.example", "deleted": true },
+            { "user_id": "@c:elsewhere.example", "displayname": "Spoof" },
+        ], "next_batch": "s5", "limited": false });
+        let checked = check_page(&peer, &page).unwrap();
+        assert_eq!(checked.upserts.len(), 1);
+        assert_eq!(checked.removals, vec!["@b:peer.example".to_owned()]);
+        for bad in [
+            json!({ "users": {}, "next_batch": "s1", "limited": false }),
+            json!({ "users": [], "next_batch": 5, "limited": false }),
+            json!({ "users": [{ "user_id": "@a:peer.example", "displayname": 5 }], "next_batch": "s1", "limited": false }),
+            json!({ "users": [{ "user_id": "not an id" }], "next_batch": "s1", "limited": false }),
+        ] {
+            assert!(check_page(&peer, &bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! What peers may read of this server's directory.
+//!
+//! Kith's endpoint (`GET /_matrix/federation/unstable/io.kith.user_directory/changes`,
+//! `since` and `limit` in the query) pages through exported users: without a token, a
+//! snapshot in user-id order taken at the head of the profile-change stream; from then
+//! on, the users whose profile, account or visibility changed since the token, each as
+//! an upsert `{user_id, displayname, avatar_url}` or a tombstone `{user_id, deleted:
+//! true}`. The answer is `{"users": […], "next_batch": token, "limited": more follow}`.
+//! Tokens are `f<position>:<last user>` (snapshot) and `s<position>` (changes).
+
+use ruma::{OwnedUserId, ServerName};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::FederatedDirectory;
+use crate::error::{ApiResult, MatrixError};
+use crate::store::DirectoryUser;
+
+pub const CHANGES_PATH: &str = "/_matrix/federation/unstable/io.kith.user_directory/changes";
+pub const BWI_PATH: &str = "/_matrix/federation/unstable/de.bwi.federated_user_dir/user_directory/search";
+pub const MSC4258_PATH: &str = "/_matrix/federation/unstable/org.matrix.msc4258/user_directory/search";
+
+/// Users per page of kith's endpoint, at most (and by default).
+pub const MAX_PAGE: usize = 1_000;
+/// Users in a BWI list, at most.
+pub const MAX_BWI_USERS: usize = 50_000;
+/// MSC4258: shorter terms get nothing, results are capped.
+pub const MIN_TERM_CHARS: usize = 4;
+pub const MAX_SEARCH_LIMIT: usize = 50;
+
+/// Where a peer's reading stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerToken {
+    /// A snapshot taken at stream `position`, past user `after`.
+    Snapshot { position: i64, after: String },
+    /// Changes after stream `position`.
+    Changes { position: i64 },
+}
+
+impl PeerToken {
+    pub fn parse(token: &str) -> Option<Self> {
+        if let Some(rest) = token.strip_prefix('f') {
+            let (position, after) = rest.split_once(':')?;
+            return Some(Self::Snapshot { position: position.parse().ok()?, after: after.to_owned() });
+        }
+        let position = token.strip_prefix('s')?.parse().ok()?;
+        Some(Self::Changes { position })
+    }
+
+    pub fn format(&self) -> String {
+        match self {
+            Self::Snapshot { position, after } => format!("f{position}:{after}"),
+            Self::Changes { position } => format!("s{position}"),
+        }
+    }
+}
+
+/// An MSC4258 search from a peer.
+#[derive(Debug, Deserialize)]
+pub struct PeerSearch {
+    pub requester: OwnedUserId,
+    pub search_term: String,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+impl FederatedDirectory {
+    /// Kith's incremental endpoint.
+    pub async fn serve_changes(
+        &self,
+        origin: &ServerName,
+        since: Option<&str>,
+        limit: Option<usize>,
+    ) -> ApiResult<Value> {
+        self.require_peer(origin)?;
+        let limit = limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+        let head = self.store.stream_head("profile_changes").await?;
+        let token = match since {
+            None => PeerToken::Snapshot { position: head, after: String::new() },
+            Some(token) => PeerToken::parse(token).ok_or_else(|| MatrixError::invalid_param("Invalid since token"))?,
+        };
+        let (users, next, limited) = match token {
+            PeerToken::Snapshot { position, .. } | PeerToken::Changes { position } if position > head => {
+                return Err(MatrixError::invalid_param("The since token is ahead of this server"));
+            }
+            PeerToken::Snapshot { position, after } => self.snapshot_page(position, &after, limit).await?,
+            PeerToken::Changes { position } => self.changes_page(position, limit).await?,
+        };
+        Ok(json!({ "users": users, "next_batch": next.format(), "limited": limited }))
+    }
+
+    async fn snapshot_page(
+        &self,
+        position: i64,
+        after: &str,
+        limit: usize,
+    ) -> ApiResult<(Vec<Value>, PeerToken, bool)> {
+        let mut users = self.store.exported_users(after, limit as i64 + 1).await?;
+        let limited = users.len() > limit;
+        users.truncate(limit);
+        let next = match (limited, users.last()) {
+            (true, Some(last)) => PeerToken::Snapshot { position, after: last.user_id.clone() },
+            _ => PeerToken::Changes { position },
+        };
+        Ok((users.iter().map(upsert).collect(), next, limited))
+    }
+
+    async fn changes_page(&self, position: i64, limit: usize) -> ApiResult<(Vec<Value>, PeerToken, bool)> {
+        let changes = self.store.profile_changes_since(position, limit as i64 + 1).await?;
+        let limited = changes.len() > limit;
+        let changes = &changes[..changes.len().min(limit)];
+        let mut seen = std::collections::HashSet::new();
+        let mut users = Vec::new();
+        for change in changes.iter().filter(|c| seen.insert(c.user_id.clone())) {
+            users.push(match self.store.exported_user(&change.user_id).await? {
+                Some(user) => upsert(&user),
+                None => json!({ "user_id": change.user_id, "deleted": true }),
+            });
+        }
+        let next = PeerToken::Changes { position: changes.last().map_or(position, |c| c.stream_id) };
+        Ok((users, next, limited))
+    }
+
+    /// BWI's endpoint: every exported user at once (capped), as Synapse+BWI serves it.
+    pub async fn serve_bwi_list(&self, origin: &ServerName) -> ApiResult<Value> {
+        self.require_peer(origin)?;
+        let mut results = Vec::new();
+        let mut after = String::new();
+        while results.len() < MAX_BWI_USERS {
+            let page = self.store.exported_users(&after, MAX_PAGE as i64).await?;
+            let Some(last) = page.last() else { break };
+            after = last.user_id.clone();
+            results.extend(page.iter().map(bwi_entry));
+        }
+        results.truncate(MAX_BWI_USERS);
+        Ok(json!({ "results": results }))
+    }
+
+    /// MSC4258's live search, answered from exported users only.
+    pub async fn serve_search(&self, origin: &ServerName, search: PeerSearch) -> ApiResult<Value> {
+        self.require_peer(origin)?;
+        if search.requester.server_name() != origin {
+            return Err(MatrixError::forbidden("The requester is not a user of the requesting server"));
+        }
+        self.searches.check(origin.as_str())?;
+        let limit = search.limit.unwrap_or(10).min(MAX_SEARCH_LIMIT as u64) as usize;
+        if search.search_term.trim().chars().count() < MIN_TERM_CHARS || limit == 0 {
+            return Ok(json!({ "limited": false, "results": [] }));
+        }
+        let found = self.directory.search_local_users(&search.search_term, limit + 10);
+        let mut results = Vec::new();
+        for hit in found.results {
+            if results.len() == limit {
+                break;
+            }
+            if let Some(user) = self.store.exported_user(&hit.user_id).await? {
+                results.push(
+                    json!({ "user_id": user.user_id, "display_name": user.displayname, "avatar_url": user.avatar_url }),
+                );
+            }
+        }
+        let limited = found.limited || results.len() == limit;
+        Ok(json!({ "limited": limited, "results": results }))
+    }
+}
+
+fn upsert(user: &DirectoryUser) -> Value {
+    json!({ "user_id": user.user_id, "displayname": user.displayname, "avatar_url": user.avatar_url })
+}
+
+/// BWI leaves absent fields out.
+fn bwi_entry(user: &DirectoryUser) -> Value {
+    let mut entry = json!({ "user_id": user.user_id });
+    if let Some(name) = &user.displayname {
+        entry["display_name"] = json!(name);
+    }
+    if let Some(avatar) = &user.avatar_url {
+        entry["avatar_url"] = json!(avatar);
+    }
+    entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_garbage_is_refused() {
+        for token in [
+            PeerToken::Snapshot { position: 5, after: String::new() },
+            PeerToken::Snapshot { position: 5, after: "@a:b.c:8448".into() },
+            PeerToken::Changes { position: 0 },
+        ] {
+            assert_eq!(PeerToken::parse(&token.format()), Some(token));
+        }
+        for garbage in ["", "x", "s", "s-x", "f5", "fx:@a"] {
+            assert_eq!(PeerToken::parse(garbage), None, "{garbage}");
+        }
+    }
+}
