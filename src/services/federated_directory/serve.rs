@@ -5,7 +5,8 @@
 //! snapshot in user-id order taken at the head of the profile-change stream; from then
 //! on, the users whose profile, account or visibility changed since the token, each as
 //! an upsert `{user_id, displayname, avatar_url}` or a tombstone `{user_id, deleted:
-//! true}`. The answer is `{"users": […], "next_batch": token, "limited": more follow}`.
+//! true}` (absent fields left out). The answer is `{"users": […], "next_batch": token,
+//! "limited": more follow}`.
 //! Tokens are `f<position>:<last user>` (snapshot) and `s<position>` (changes).
 
 use ruma::{OwnedUserId, ServerName};
@@ -164,15 +165,20 @@ impl FederatedDirectory {
     }
 }
 
+/// An upsert of kith's endpoint; absent fields are left out.
 fn upsert(user: &DirectoryUser) -> Value {
-    json!({ "user_id": user.user_id, "displayname": user.displayname, "avatar_url": user.avatar_url })
+    entry(user, "displayname")
 }
 
-/// BWI leaves absent fields out.
+/// BWI's entry: the same, its name field named `display_name`.
 fn bwi_entry(user: &DirectoryUser) -> Value {
+    entry(user, "display_name")
+}
+
+fn entry(user: &DirectoryUser, name_field: &str) -> Value {
     let mut entry = json!({ "user_id": user.user_id });
     if let Some(name) = &user.displayname {
-        entry["display_name"] = json!(name);
+        entry[name_field] = json!(name);
     }
     if let Some(avatar) = &user.avatar_url {
         entry["avatar_url"] = json!(avatar);
