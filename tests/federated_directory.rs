@@ -181,11 +181,22 @@ async fn bwi_peers_and_hostile_pages(db: Db) {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert_eq!(search(&kith, &token, "bwi").await, vec![(ana.clone(), Some("Ana Bwi".into()))]);
     }
-    // Kith's own endpoint, when the peer has it, wins; hostile pages change nothing.
+    // Kith's own endpoint, when the peer has it, wins; hostile pages change nothing:
+    // users of another server, a page far larger than asked for.
     let page = json!({ "users": [{ "user_id": "@x:elsewhere.example", "displayname": "Kith Spoof" }], "next_batch": "s1", "limited": false });
     fake.answer(CHANGES, StatusCode::OK, page, Duration::ZERO);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(search(&kith, &token, "spoof").await.is_empty());
+    let many: Vec<Value> =
+        (0..3000).map(|i| json!({ "user_id": fake.user_id(&format!("flood{i}")), "displayname": "Flood" })).collect();
+    fake.answer(
+        CHANGES,
+        StatusCode::OK,
+        json!({ "users": many, "next_batch": "s2", "limited": false }),
+        Duration::ZERO,
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(search(&kith, &token, "flood").await.is_empty(), "an oversized page is refused whole");
     assert_eq!(search(&kith, &token, "bwi").await, vec![(ana.clone(), Some("Ana Bwi".into()))]);
 }
 
@@ -238,7 +249,31 @@ async fn live_search_is_bounded_by_the_timeout(db: Db) {
     assert_eq!(search(&b, &bob_t, "lively").await, found);
 }
 
+/// Three servers, each trusting the other two: everyone finds the users of the others.
+async fn three_servers(db: Db) {
+    let mut a = TestServer::start_federating(db).await;
+    let mut b = TestServer::start_federating(db).await;
+    let c = TestServer::start_federating_with(db, &peers(&[a.name(), b.name()], "1s")).await;
+    a.reconfigure(&peers(&[b.name(), c.name()], "1s")).await;
+    b.reconfigure(&peers(&[a.name(), c.name()], "1s")).await;
+    let mut found = Vec::new();
+    for (server, name) in [(&a, "Ann Alpha"), (&b, "Bea Beta"), (&c, "Cid Gamma")] {
+        let (user, token) = server.register(&name.split(' ').next().unwrap().to_lowercase(), "pw").await;
+        set_name(server, &user, &token, name).await;
+        found.push((user, token));
+    }
+    for (server, (me, token)) in [(&a, &found[0]), (&b, &found[1]), (&c, &found[2])] {
+        let people = [(&found[0].0, "Ann Alpha"), (&found[1].0, "Bea Beta"), (&found[2].0, "Cid Gamma")];
+        // Everyone on the other two servers (one's own server lists by shared rooms).
+        for (other, name) in people.into_iter().filter(|(other, _)| *other != me) {
+            let term = name.split(' ').nth(1).unwrap().to_lowercase();
+            wait_for(server, token, &term, vec![(other.clone(), Some(name.to_owned()))]).await;
+        }
+    }
+}
+
 both_backends!(
+    three_servers,
     peers_find_each_other_and_follow_changes,
     only_peers_are_served_in_every_format,
     bwi_peers_and_hostile_pages,
