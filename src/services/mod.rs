@@ -13,6 +13,7 @@ pub mod federation;
 pub mod joins;
 pub mod locks;
 pub mod profiles;
+pub mod push;
 pub mod rate_limit;
 pub mod remote_profiles;
 pub mod room_directory;
@@ -38,6 +39,8 @@ use federation::sender::Sender;
 use joins::Joins;
 use profiles::Profiles;
 use profiles::propagation::ProfilePropagation;
+use push::Push;
+use push::evaluate::PushEvaluator;
 use rate_limit::RateLimiter;
 use remote_profiles::RemoteProfiles;
 use remote_profiles::edus::ProfileEdus;
@@ -62,6 +65,8 @@ pub struct Services {
     pub joins: Arc<Joins>,
     pub ephemeral: Arc<Ephemeral>,
     pub account_data: Arc<AccountData>,
+    pub push: Arc<Push>,
+    push_evaluator: Arc<PushEvaluator>,
     pub sync: Arc<ClientSync>,
     pub directory: Arc<Directory>,
     pub federated_directory: Arc<FederatedDirectory>,
@@ -139,7 +144,15 @@ impl Services {
             Arc::new(ProfileEdus::new(remote_profiles.clone(), profiles.clone(), federated_directory.peers()));
         let account_data = Arc::new(AccountData::new(store.clone(), rooms.clone()));
         let ephemeral = Arc::new(Ephemeral::new(store.clone(), sender.clone(), account_data.clone()));
-        let sync = Arc::new(ClientSync::new(store.clone(), rooms.clone(), ephemeral.clone(), account_data.clone()));
+        let push = Arc::new(Push::new(store.clone(), server_name.clone(), account_data.clone()));
+        let push_evaluator = Arc::new(PushEvaluator::new(push.clone(), rooms.clone()));
+        let sync = Arc::new(ClientSync::new(
+            store.clone(),
+            rooms.clone(),
+            ephemeral.clone(),
+            account_data.clone(),
+            push.clone(),
+        ));
         let inbound = Arc::new(Inbound::new(
             store.clone(),
             server_name.clone(),
@@ -187,6 +200,8 @@ impl Services {
             joins,
             ephemeral,
             account_data,
+            push,
+            push_evaluator,
             sync,
             directory,
             federated_directory,
@@ -214,6 +229,7 @@ impl Services {
             self.profile_fetcher.clone(),
             self.profile_edus.clone(),
             self.peer_sync.clone(),
+            self.push_evaluator.clone(),
         ]
     }
 }

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("schema/0003_federation.sql")),
     (4, include_str!("schema/0004_remote_profiles.sql")),
     (5, include_str!("schema/0005_federated_directory.sql")),
+    (6, include_str!("schema/0006_push.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may

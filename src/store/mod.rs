@@ -10,6 +10,7 @@ mod federation;
 mod fixtures;
 mod migrations;
 mod profiles;
+mod push;
 mod remote_profiles;
 mod rooms;
 mod streams;
@@ -22,6 +23,7 @@ pub use federation::{OutboxRow, Retry};
 #[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;
 pub use profiles::{Profile, ProfileChange, ProfileChangeKind};
+pub use push::{NewNotification, Notification};
 pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};
 pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
 pub use user_data::Receipt;

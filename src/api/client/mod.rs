@@ -5,6 +5,7 @@ pub mod directory;
 pub mod discovery;
 pub mod membership;
 pub mod profile;
+pub mod push;
 pub mod register;
 pub mod rooms;
 pub mod session;
@@ -28,6 +29,7 @@ pub fn versioned_routes() -> Router<AppState> {
         .route("/register/available", get(register::available))
         .route("/capabilities", get(discovery::capabilities))
         .merge(room_routes())
+        .merge(push_routes())
         .route("/profile/{user_id}", get(profile::get_profile))
         .route(
             "/profile/{user_id}/{key}",
@@ -40,6 +42,21 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/client/versions", get(discovery::versions))
         .nest("/_matrix/client/v3", versioned_routes())
         .nest("/_matrix/client/r0", versioned_routes())
+}
+
+fn push_routes() -> Router<AppState> {
+    const RULE: &str = "/pushrules/{scope}/{kind}/{rule_id}";
+    Router::new()
+        .route("/pushrules/", get(push::all_rules))
+        .route("/pushrules", get(push::all_rules))
+        .route("/pushrules/{scope}/", get(push::scope_rules))
+        .route("/pushrules/{scope}", get(push::scope_rules))
+        .route(RULE, get(push::get_rule).put(push::put_rule).delete(push::delete_rule))
+        .route(&format!("{RULE}/enabled"), get(push::get_enabled).put(push::set_enabled))
+        .route(&format!("{RULE}/actions"), get(push::get_actions).put(push::set_actions))
+        .route("/pushers", get(push::pushers))
+        .route("/pushers/set", post(push::set_pusher))
+        .route("/notifications", get(push::notifications))
 }
 
 fn room_routes() -> Router<AppState> {

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::account_data::AccountData;
 use super::ephemeral::Ephemeral;
+use super::push::Push;
 use super::rooms::Rooms;
 use super::rooms::filter::EventFilter;
 use super::rooms::format::{STRIPPED_STATE_TYPES, client_event, stripped_event};
@@ -78,6 +79,7 @@ pub struct ClientSync {
     rooms: Arc<Rooms>,
     ephemeral: Arc<Ephemeral>,
     account_data: Arc<AccountData>,
+    push: Arc<Push>,
     /// Set at shutdown: long polls answer at once with what they have.
     stopping: watch::Sender<bool>,
 }
@@ -88,8 +90,9 @@ impl ClientSync {
         rooms: Arc<Rooms>,
         ephemeral: Arc<Ephemeral>,
         account_data: Arc<AccountData>,
+        push: Arc<Push>,
     ) -> Self {
-        Self { store, rooms, ephemeral, account_data, stopping: watch::channel(false).0 }
+        Self { store, rooms, ephemeral, account_data, push, stopping: watch::channel(false).0 }
     }
 
     /// Answers every long poll now and every later one at once (the server is stopping).
@@ -169,11 +172,16 @@ impl ClientSync {
                 _ => {}
             }
         }
-        let global: Vec<Value> = account_data
+        let mut global: Vec<Value> = account_data
             .iter()
             .filter(|(room, _, _)| room.is_empty())
             .map(|(_, kind, content)| json!({ "type": kind, "content": content }))
             .collect();
+        // A first sync carries the push rules, defaults included, as Synapse's does.
+        if params.since.is_none() && !global.iter().any(|entry| entry["type"] == "m.push_rules") {
+            let rules = self.push.ruleset(user).await?;
+            global.push(json!({ "type": "m.push_rules", "content": { "global": rules } }));
+        }
         Ok(json!({
             "next_batch": head.format(),
             "rooms": { "join": join, "invite": invite, "leave": leave, "knock": {} },
@@ -215,12 +223,13 @@ impl ClientSync {
         let prev_batch = page.first().map_or(head.events, |first| first.stream_ordering - 1);
         let page = self.rooms.visible_events(user_id, page).await?;
         let timeline: Vec<Value> = page.iter().filter(|e| filter.timeline.matches(e)).map(client_event).collect();
+        let (notifications, highlights) = self.push.unread_counts(user_id, room_id).await?;
         Ok(Some(json!({
             "timeline": { "events": timeline, "limited": limited, "prev_batch": format!("t{prev_batch}") },
             "state": { "events": state },
             "ephemeral": { "events": ephemeral },
             "account_data": { "events": account_data },
-            "unread_notifications": { "highlight_count": 0, "notification_count": 0 },
+            "unread_notifications": { "highlight_count": highlights, "notification_count": notifications },
             "summary": {},
         })))
     }

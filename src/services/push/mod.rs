@@ -1,0 +1,141 @@
+//! Push: each user's push rules (the spec's server defaults, changed with `/pushrules`,
+//! kept as the `m.push_rules` account data clients read from `/sync`), their evaluation
+//! as events arrive ([`evaluate`]: notifications, unread counts), and pushers (stored
+//! and listed; kith does not deliver to push gateways yet).
+
+pub mod evaluate;
+mod rules;
+
+use std::sync::Arc;
+
+use ruma::push::Ruleset;
+use ruma::{OwnedServerName, UserId};
+use serde_json::{Value, json};
+
+use super::account_data::AccountData;
+use crate::error::{ApiResult, MatrixError};
+use crate::store::Store;
+
+pub use rules::{RuleKind, RuleUpdate};
+
+/// The account-data type holding a user's push rules.
+const PUSH_RULES: &str = "m.push_rules";
+/// Pushers a user may have, at most.
+const MAX_PUSHERS: usize = 50;
+/// `/notifications` pages hold at most this many.
+const MAX_NOTIFICATIONS: i64 = 100;
+
+pub struct Push {
+    store: Arc<Store>,
+    server_name: OwnedServerName,
+    account_data: Arc<AccountData>,
+}
+
+impl Push {
+    pub fn new(store: Arc<Store>, server_name: OwnedServerName, account_data: Arc<AccountData>) -> Self {
+        Self { store, server_name, account_data }
+    }
+
+    /// A user's push rules: what they set, or the server defaults.
+    pub async fn ruleset(&self, user_id: &UserId) -> ApiResult<Ruleset> {
+        let stored = self.store.get_account_data(user_id.as_str(), "", PUSH_RULES).await?;
+        let stored = stored.and_then(|content| serde_json::from_value::<Ruleset>(content["global"].clone()).ok());
+        Ok(stored.unwrap_or_else(|| Ruleset::server_default(user_id)))
+    }
+
+    async fn save(&self, user_id: &UserId, ruleset: &Ruleset) -> ApiResult<()> {
+        let content = json!({ "global": ruleset });
+        self.account_data.put(user_id, None, PUSH_RULES, &content).await
+    }
+
+    /// Makes sure a new account's `/sync` carries its push rules (clients read them
+    /// there before they ask `/pushrules`).
+    pub async fn ensure_rules(&self, user_id: &UserId) -> ApiResult<()> {
+        if self.store.get_account_data(user_id.as_str(), "", PUSH_RULES).await?.is_none() {
+            self.save(user_id, &Ruleset::server_default(user_id)).await?;
+        }
+        Ok(())
+    }
+
+    /// `GET /notifications`: newest first, from a `next_token` on.
+    pub async fn notifications(
+        &self,
+        user_id: &UserId,
+        from: Option<&str>,
+        limit: Option<i64>,
+        highlights_only: bool,
+    ) -> ApiResult<Value> {
+        let before = match from {
+            Some(token) => token.parse::<i64>().map_err(|_| MatrixError::invalid_param("Invalid from token"))?,
+            None => i64::MAX,
+        };
+        let limit = limit.unwrap_or(20).clamp(1, MAX_NOTIFICATIONS);
+        let found = self.store.notifications(user_id.as_str(), before, highlights_only, limit).await?;
+        let ids: Vec<String> = found.iter().map(|n| n.event_id.clone()).collect();
+        let events = self.store.events_by_id(&ids).await?;
+        let mut notifications = Vec::new();
+        for notification in &found {
+            let Some(event) = events.iter().find(|e| e.event_id == notification.event_id) else { continue };
+            let read =
+                self.store.read_up_to(user_id.as_str(), &notification.room_id).await? >= notification.stream_ordering;
+            notifications.push(json!({
+                "actions": notification.actions,
+                "event": crate::services::rooms::format::client_event(event),
+                "read": read,
+                "room_id": notification.room_id,
+                "ts": notification.ts,
+            }));
+        }
+        let mut answer = json!({ "notifications": notifications });
+        if found.len() as i64 == limit
+            && let Some(last) = found.last()
+        {
+            answer["next_token"] = json!(last.stream_ordering.to_string());
+        }
+        Ok(answer)
+    }
+
+    /// `(notification_count, highlight_count)` of a room since the user last read it.
+    pub async fn unread_counts(&self, user_id: &str, room_id: &str) -> ApiResult<(i64, i64)> {
+        let read = self.store.read_up_to(user_id, room_id).await?;
+        Ok(self.store.notification_counts(user_id, room_id, read).await?)
+    }
+
+    pub async fn pushers(&self, user_id: &UserId) -> ApiResult<Value> {
+        Ok(json!({ "pushers": self.store.pushers(user_id.as_str()).await? }))
+    }
+
+    /// `POST /pushers/set`: `kind: null` removes the pusher; otherwise it is stored
+    /// (kith does not deliver to push gateways yet).
+    pub async fn set_pusher(&self, user_id: &UserId, pusher: Value) -> ApiResult<()> {
+        let text = |key: &str, max: usize| -> ApiResult<String> {
+            let value = pusher[key].as_str().ok_or_else(|| MatrixError::missing_param(format!("{key} is required")))?;
+            if value.is_empty() || value.len() > max {
+                return Err(MatrixError::invalid_param(format!("{key} must be 1 to {max} bytes")));
+            }
+            Ok(value.to_owned())
+        };
+        let (app_id, pushkey) = (text("app_id", 64)?, text("pushkey", 512)?);
+        if pusher.get("kind").is_some_and(Value::is_null) {
+            return Ok(self.store.delete_pusher(user_id.as_str(), &app_id, &pushkey).await?);
+        }
+        match pusher["kind"].as_str() {
+            Some("http") if pusher["data"]["url"].is_string() => {}
+            Some("http") => return Err(MatrixError::missing_param("data.url is required for an http pusher")),
+            Some("email") => {}
+            _ => return Err(MatrixError::invalid_param("kind must be http, email or null")),
+        }
+        for key in ["app_display_name", "device_display_name", "lang"] {
+            text(key, 255)?;
+        }
+        if self.store.pushers(user_id.as_str()).await?.len() >= MAX_PUSHERS {
+            return Err(MatrixError::new(axum::http::StatusCode::BAD_REQUEST, "M_LIMIT_EXCEEDED", "Too many pushers"));
+        }
+        let append = pusher["append"].as_bool().unwrap_or(false);
+        let mut stored = pusher;
+        if let Some(object) = stored.as_object_mut() {
+            object.remove("append");
+        }
+        Ok(self.store.set_pusher(user_id.as_str(), &stored, append).await?)
+    }
+}

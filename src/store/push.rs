@@ -1,0 +1,159 @@
+//! Notifications (what push rules decided per user and event) and pushers.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{Store, now_ms};
+
+/// One notification of a user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub event_id: String,
+    pub room_id: String,
+    pub stream_ordering: i64,
+    pub highlight: bool,
+    pub actions: Value,
+    pub ts: i64,
+}
+
+/// Notifications to write: (user, event, room, stream ordering, highlight, actions).
+pub type NewNotification<'a> = (&'a str, &'a str, &'a str, i64, bool, &'a Value);
+
+impl Store {
+    /// Records notifications (a batch, one transaction); duplicates are ignored.
+    pub async fn add_notifications(&self, notifications: &[NewNotification<'_>]) -> Result<(), sqlx::Error> {
+        if notifications.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.begin_write().await?;
+        for (user_id, event_id, room_id, ordering, highlight, actions) in notifications {
+            sqlx::query(
+                "INSERT INTO notifications (user_id, event_id, room_id, stream_ordering, highlight, actions, ts) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(*user_id)
+            .bind(*event_id)
+            .bind(*room_id)
+            .bind(*ordering)
+            .bind(i64::from(*highlight))
+            .bind(actions.to_string())
+            .bind(now_ms())
+            .execute(&mut *txn.tx)
+            .await?;
+        }
+        txn.commit().await
+    }
+
+    /// `(notifications, highlights)` of a user in a room after stream position `after`.
+    pub async fn notification_counts(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        after: i64,
+    ) -> Result<(i64, i64), sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(highlight), 0) AS BIGINT) FROM notifications \
+             WHERE user_id = $1 AND room_id = $2 AND stream_ordering > $3",
+        )
+        .bind(user_id)
+        .bind(room_id)
+        .bind(after)
+        .fetch_one(self.pool())
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    /// A user's notifications before stream position `before`, newest first.
+    pub async fn notifications(
+        &self,
+        user_id: &str,
+        before: i64,
+        highlights_only: bool,
+        limit: i64,
+    ) -> Result<Vec<Notification>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT event_id, room_id, stream_ordering, highlight, actions, ts FROM notifications \
+             WHERE user_id = $1 AND stream_ordering < $2 AND ($3 = 0 OR highlight = 1) \
+             ORDER BY stream_ordering DESC LIMIT $4",
+        )
+        .bind(user_id)
+        .bind(before)
+        .bind(i64::from(highlights_only))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let actions: String = row.try_get(4)?;
+                Ok(Notification {
+                    event_id: row.try_get(0)?,
+                    room_id: row.try_get(1)?,
+                    stream_ordering: row.try_get(2)?,
+                    highlight: row.try_get::<i64, _>(3)? != 0,
+                    actions: serde_json::from_str(&actions).unwrap_or(Value::Null),
+                    ts: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The stream position up to which a user has read a room: their newest read
+    /// receipt (public or private) or their own newest event there.
+    pub async fn read_up_to(&self, user_id: &str, room_id: &str) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(e.stream_ordering), 0) FROM events e WHERE e.room_id = $2 AND \
+             (e.event_id IN (SELECT r.event_id FROM receipts r WHERE r.user_id = $1 AND r.room_id = $2) \
+              OR (e.sender = $1 AND e.outlier = 0))",
+        )
+        .bind(user_id)
+        .bind(room_id)
+        .fetch_one(self.pool())
+        .await?;
+        row.try_get(0)
+    }
+
+    pub async fn pushers(&self, user_id: &str) -> Result<Vec<Value>, sqlx::Error> {
+        let rows = sqlx::query("SELECT pusher FROM pushers WHERE user_id = $1 ORDER BY app_id, pushkey")
+            .bind(user_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|row| Ok(serde_json::from_str(&row.try_get::<String, _>(0)?).unwrap_or(Value::Null))).collect()
+    }
+
+    /// Adds or replaces a pusher; unless `append`, the same push key of other apps goes.
+    pub async fn set_pusher(&self, user_id: &str, pusher: &Value, append: bool) -> Result<(), sqlx::Error> {
+        let app_id = pusher["app_id"].as_str().unwrap_or_default();
+        let pushkey = pusher["pushkey"].as_str().unwrap_or_default();
+        let mut txn = self.begin_write().await?;
+        if !append {
+            sqlx::query("DELETE FROM pushers WHERE user_id = $1 AND pushkey = $2 AND app_id <> $3")
+                .bind(user_id)
+                .bind(pushkey)
+                .bind(app_id)
+                .execute(&mut *txn.tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO pushers (user_id, app_id, pushkey, pusher) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET pusher = excluded.pusher",
+        )
+        .bind(user_id)
+        .bind(app_id)
+        .bind(pushkey)
+        .bind(pusher.to_string())
+        .execute(&mut *txn.tx)
+        .await?;
+        txn.commit().await
+    }
+
+    pub async fn delete_pusher(&self, user_id: &str, app_id: &str, pushkey: &str) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query("DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3")
+            .bind(user_id)
+            .bind(app_id)
+            .bind(pushkey)
+            .execute(&mut *txn.tx)
+            .await?;
+        txn.commit().await
+    }
+}

@@ -1,0 +1,124 @@
+//! Push rules, notifications with unread counts in `/sync`, and pushers, over HTTP on
+//! both backends.
+
+mod common;
+
+use std::time::Duration;
+
+use common::matrix::{self, V3, encode, eventually};
+use common::{Db, TestServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn push_rules_read_and_change(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, token) = server.register("alice", "pw").await;
+    let (status, rules) = server.get(&format!("{V3}/pushrules/"), Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{rules}");
+    let ids = |kind: &str| -> Vec<String> {
+        rules["global"][kind].as_array().unwrap().iter().map(|r| r["rule_id"].as_str().unwrap().to_owned()).collect()
+    };
+    for (kind, id) in [
+        ("override", ".m.rule.master"),
+        ("override", ".m.rule.is_user_mention"),
+        ("underride", ".m.rule.message"),
+        ("underride", ".m.rule.encrypted"),
+    ] {
+        assert!(ids(kind).contains(&id.to_owned()), "{kind} {id}: {rules}");
+    }
+    let (_, sync) = server.get(&format!("{V3}/sync"), Some(&token)).await;
+    let in_sync = sync["account_data"]["events"].as_array().unwrap().iter().any(|e| e["type"] == "m.push_rules");
+    assert!(in_sync, "the first sync carries the push rules: {sync}");
+
+    let rule = format!("{V3}/pushrules/global/content/cats");
+    let body = json!({ "pattern": "cat*", "actions": ["notify", { "set_tweak": "highlight" }] });
+    assert_eq!(server.put(&rule, Some(&token), body).await.0, StatusCode::OK);
+    let (_, got) = server.get(&rule, Some(&token)).await;
+    assert_eq!((got["pattern"].as_str(), got["enabled"].as_bool()), (Some("cat*"), Some(true)), "{got}");
+    assert_eq!(
+        server.put(&format!("{rule}/enabled"), Some(&token), json!({ "enabled": false })).await.0,
+        StatusCode::OK
+    );
+    let (_, enabled) = server.get(&format!("{rule}/enabled"), Some(&token)).await;
+    assert_eq!(enabled, json!({ "enabled": false }));
+    assert_eq!(server.put(&format!("{rule}/actions"), Some(&token), json!({ "actions": [] })).await.0, StatusCode::OK);
+    let (_, actions) = server.get(&format!("{rule}/actions"), Some(&token)).await;
+    assert_eq!(actions, json!({ "actions": [] }));
+    let master = format!("{V3}/pushrules/global/override/.m.rule.master/enabled");
+    assert_eq!(server.put(&master, Some(&token), json!({ "enabled": true })).await.0, StatusCode::OK);
+    let (status, _) = server.request(reqwest::Method::DELETE, &rule, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server.get(&rule, Some(&token)).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_NOT_FOUND")));
+
+    for (path, body, expected) in [
+        (format!("{V3}/pushrules/global/nonsense/x"), json!({ "actions": [] }), "M_INVALID_PARAM"),
+        (format!("{V3}/pushrules/global/override/.m.rule.mine"), json!({ "actions": [] }), "M_INVALID_PARAM"),
+        (format!("{V3}/pushrules/global/content/nopattern"), json!({ "actions": [] }), "M_MISSING_PARAM"),
+        (format!("{V3}/pushrules/global/room/not-a-room"), json!({ "actions": [] }), "M_INVALID_PARAM"),
+        (format!("{V3}/pushrules/device/override/x"), json!({ "actions": [] }), "M_INVALID_PARAM"),
+        (format!("{V3}/pushrules/global/override/x"), json!({ "actions": 5 }), "M_BAD_JSON"),
+    ] {
+        let (status, answer) = server.put(&path, Some(&token), body).await;
+        assert_eq!((status, answer["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some(expected)), "{path}: {answer}");
+    }
+}
+
+async fn unread(server: &TestServer, token: &str, room: &str) -> (i64, i64) {
+    let (_, sync) = server.get(&format!("{V3}/sync"), Some(token)).await;
+    let counts = &sync["rooms"]["join"][room]["unread_notifications"];
+    (counts["notification_count"].as_i64().unwrap_or(-1), counts["highlight_count"].as_i64().unwrap_or(-1))
+}
+
+async fn messages_notify_and_receipts_clear(db: Db) {
+    let server = TestServer::start(db).await;
+    let (alice, alice_t) = server.register("alice", "pw").await;
+    let (_, bob_t) = server.register("bob", "pw").await;
+    let room = matrix::create_room(&server, &alice_t, json!({ "preset": "public_chat" })).await;
+    assert_eq!(matrix::join(&server, &bob_t, &room, "kith.test").await.0, StatusCode::OK);
+    matrix::send_text(&server, &bob_t, &room, "just chatting").await;
+    // Mentions are explicit (`m.mentions`); a name in the body alone no longer highlights.
+    let path = format!("{V3}/rooms/{}/send/m.room.message/mention", encode(&room));
+    let content = json!({ "msgtype": "m.text", "body": "hey Alice, look", "m.mentions": { "user_ids": [alice] } });
+    let mention = server.put(&path, Some(&bob_t), content).await.1["event_id"].as_str().unwrap().to_owned();
+    eventually("two notifications, one highlighted", WAIT, || async {
+        (unread(&server, &alice_t, &room).await == (2, 1)).then_some(())
+    })
+    .await;
+    let (_, listed) = server.get(&format!("{V3}/notifications"), Some(&alice_t)).await;
+    let events: Vec<&Value> = listed["notifications"].as_array().unwrap().iter().collect();
+    assert_eq!(events.len(), 2, "{listed}");
+    assert_eq!(events[0]["event"]["event_id"], mention, "newest first");
+    let (_, highlights) = server.get(&format!("{V3}/notifications?only=highlight"), Some(&alice_t)).await;
+    assert_eq!(highlights["notifications"].as_array().unwrap().len(), 1, "{highlights}");
+    assert_eq!(unread(&server, &bob_t, &room).await, (0, 0), "one's own messages do not notify");
+
+    let receipt = format!("{V3}/rooms/{}/receipt/m.read/{}", encode(&room), encode(&mention));
+    assert_eq!(server.post(&receipt, Some(&alice_t), json!({})).await.0, StatusCode::OK);
+    assert_eq!(unread(&server, &alice_t, &room).await, (0, 0), "read up to the mention");
+    let (_, listed) = server.get(&format!("{V3}/notifications"), Some(&alice_t)).await;
+    assert_eq!(listed["notifications"][0]["read"], true, "{listed}");
+}
+
+async fn pushers_are_stored_listed_and_removed(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, token) = server.register("alice", "pw").await;
+    let pusher = json!({
+        "app_id": "org.example.app", "pushkey": "key1", "kind": "http", "app_display_name": "App",
+        "device_display_name": "Phone", "lang": "en", "data": { "url": "https://push.example/_matrix/push/v1/notify" },
+    });
+    assert_eq!(server.post(&format!("{V3}/pushers/set"), Some(&token), pusher).await.0, StatusCode::OK);
+    let (_, listed) = server.get(&format!("{V3}/pushers"), Some(&token)).await;
+    assert_eq!(listed["pushers"][0]["pushkey"], "key1", "{listed}");
+    let bad = json!({ "app_id": "x", "pushkey": "k", "kind": "http", "app_display_name": "A", "device_display_name": "D", "lang": "en", "data": {} });
+    let (status, body) = server.post(&format!("{V3}/pushers/set"), Some(&token), bad).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_MISSING_PARAM")), "{body}");
+    let remove = json!({ "app_id": "org.example.app", "pushkey": "key1", "kind": null });
+    assert_eq!(server.post(&format!("{V3}/pushers/set"), Some(&token), remove).await.0, StatusCode::OK);
+    let (_, listed) = server.get(&format!("{V3}/pushers"), Some(&token)).await;
+    assert_eq!(listed, json!({ "pushers": [] }));
+}
+
+both_backends!(push_rules_read_and_change, messages_notify_and_receipts_clear, pushers_are_stored_listed_and_removed);
