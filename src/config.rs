@@ -83,10 +83,129 @@ pub struct Config {
     pub log_config: Option<PathBuf>,
     #[serde(default)]
     pub report_stats: Option<bool>,
+    /// Where uploads and cached remote media live; by default `media_store` next to
+    /// the config file.
     #[serde(default)]
     pub media_store_path: Option<PathBuf>,
+    #[serde(default = "default_max_upload_size", deserialize_with = "size")]
+    pub max_upload_size: u64,
+    /// Images with more pixels than this are stored but not thumbnailed.
+    #[serde(default = "default_max_image_pixels", deserialize_with = "size")]
+    pub max_image_pixels: u64,
+    #[serde(default = "default_thumbnail_sizes")]
+    pub thumbnail_sizes: Vec<ThumbnailSize>,
+    #[serde(default)]
+    pub url_preview_enabled: bool,
+    /// As in Synapse: media is served only to authenticated requests
+    /// (`/_matrix/client/v1/media`); the legacy `/_matrix/media/v3` downloads answer 404.
+    #[serde(default = "default_true")]
+    pub enable_authenticated_media: bool,
+    /// Also serve `/.well-known/matrix/server` (pointing at port 443 of the server name).
+    #[serde(default)]
+    pub serve_server_wellknown: bool,
+    #[serde(default)]
+    pub presence: PresenceConfig,
+    #[serde(default)]
+    pub turn_uris: Vec<String>,
+    #[serde(default)]
+    pub turn_shared_secret: Option<String>,
+    #[serde(default)]
+    pub turn_username: Option<String>,
+    #[serde(default)]
+    pub turn_password: Option<String>,
+    #[serde(default = "default_turn_user_lifetime", deserialize_with = "duration")]
+    pub turn_user_lifetime: Duration,
+    #[serde(default = "default_true")]
+    pub turn_allow_guests: bool,
     #[serde(default)]
     pub pid_file: Option<PathBuf>,
+}
+
+/// One of the sizes thumbnails are made in (Synapse's `thumbnail_sizes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct ThumbnailSize {
+    pub width: u32,
+    pub height: u32,
+    #[serde(default = "ThumbnailMethod::scale")]
+    pub method: ThumbnailMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThumbnailMethod {
+    Crop,
+    Scale,
+}
+
+impl ThumbnailMethod {
+    fn scale() -> Self {
+        Self::Scale
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PresenceConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+fn default_max_upload_size() -> u64 {
+    50 * 1024 * 1024
+}
+
+fn default_max_image_pixels() -> u64 {
+    32 * 1024 * 1024
+}
+
+fn default_turn_user_lifetime() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_thumbnail_sizes() -> Vec<ThumbnailSize> {
+    let size = |width, height, method| ThumbnailSize { width, height, method };
+    vec![
+        size(32, 32, ThumbnailMethod::Crop),
+        size(96, 96, ThumbnailMethod::Crop),
+        size(320, 240, ThumbnailMethod::Scale),
+        size(640, 480, ThumbnailMethod::Scale),
+        size(800, 600, ThumbnailMethod::Scale),
+    ]
+}
+
+/// A size as Synapse writes them: a number of bytes, or a number with `K`, `M` or `G`.
+fn size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Bytes(u64),
+        Text(String),
+    }
+    match Text::deserialize(deserializer)? {
+        Text::Bytes(bytes) => Ok(bytes),
+        Text::Text(text) => parse_size(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a size (use e.g. 512K, 50M, 1G)"))),
+    }
+}
+
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let unit: u64 = match unit {
+        "" => 1,
+        "K" | "k" => 1024,
+        "M" | "m" => 1024 * 1024,
+        "G" | "g" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    number.checked_mul(unit)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -635,6 +754,14 @@ impl Config {
             other => {
                 bail!("database.name: unsupported database `{other}` (use sqlite3 or psycopg2)")
             }
+        }
+    }
+
+    pub fn media_store_path(&self, config_dir: &Path) -> PathBuf {
+        match &self.media_store_path {
+            Some(path) if path.is_absolute() => path.clone(),
+            Some(path) => config_dir.join(path),
+            None => config_dir.join("media_store"),
         }
     }
 

@@ -28,6 +28,7 @@ pub fn write_config(server_name: &str, output: &Path) -> anyhow::Result<()> {
         .replace("{server_name}", server_name)
         .replace("{signing_key_path}", &key_path.display().to_string())
         .replace("{database_path}", &db_path.display().to_string())
+        .replace("{media_store_path}", &dir.join("media_store").display().to_string())
         .replace("{registration_shared_secret}", &secret);
     std::fs::write(output, text).with_context(|| format!("cannot write {}", output.display()))?;
     if !key_path.exists() {
@@ -74,6 +75,10 @@ database:
   name: sqlite3
   args:
     database: "{database_path}"
+
+# Uploaded files and media cached from other servers.
+media_store_path: "{media_store_path}"
+max_upload_size: 50M
 
 # The server's ed25519 signing key (Synapse's key file format).
 signing_key_path: "{signing_key_path}"

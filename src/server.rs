@@ -23,7 +23,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const WORKERS_GRACE: Duration = Duration::from_secs(5);
 
 /// Opens the database, loads the signing key and builds the services.
-pub async fn build_services(config: Config, config_dir: &Path) -> anyhow::Result<(Arc<Services>, Arc<Store>)> {
+pub async fn build_services(mut config: Config, config_dir: &Path) -> anyhow::Result<(Arc<Services>, Arc<Store>)> {
+    config.media_store_path = Some(config.media_store_path(config_dir));
     let keys = ServerKeys::load(config.server_name.clone(), &config.signing_key_path(config_dir))?;
     let store = Arc::new(Store::connect(&config.database_target()?).await?);
     Ok((Arc::new(Services::new(config, store.clone(), keys).await?), store))

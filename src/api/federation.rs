@@ -15,6 +15,7 @@ use crate::error::{ApiResult, MatrixError};
 use crate::services::federated_directory::serve;
 
 mod directory;
+mod media;
 mod rooms;
 
 pub fn routes() -> Router<AppState> {
@@ -28,6 +29,8 @@ pub fn routes() -> Router<AppState> {
         .route(serve::CHANGES_PATH, get(directory::user_directory_changes))
         .route(serve::BWI_PATH, get(directory::user_directory_list))
         .route(serve::MSC4258_PATH, post(directory::user_directory_search))
+        .route(&format!("{V1}/media/download/{{media_id}}"), get(media::download))
+        .route(&format!("{V1}/media/thumbnail/{{media_id}}"), get(media::thumbnail))
         .route(&format!("{V1}/send/{{txn_id}}"), put(rooms::send_transaction))
         .route(&format!("{V1}/make_join/{{room_id}}/{{user_id}}"), get(rooms::make_join))
         .route(&format!("{V1}/send_join/{{room_id}}/{{event_id}}"), put(rooms::send_join_v1))

@@ -5,6 +5,7 @@ pub mod client;
 pub mod extract;
 pub mod federation;
 pub mod keys;
+pub mod media;
 pub mod validate;
 
 use axum::Router;
@@ -52,7 +53,7 @@ impl Resources {
 pub fn router(state: AppState, resources: Resources, x_forwarded: bool) -> Router {
     let mut router = Router::new().route("/health", get(|| async { "OK" }));
     if resources.client {
-        router = router.merge(client::routes()).merge(admin_routes());
+        router = router.merge(client::routes()).merge(media::routes()).merge(admin_routes());
     }
     if resources.federation {
         router = router.merge(federation::routes());

@@ -6,12 +6,14 @@
 pub mod account_data;
 pub mod accounts;
 pub mod bounded;
+pub mod devices;
 pub mod directory;
 pub mod ephemeral;
 pub mod federated_directory;
 pub mod federation;
 pub mod joins;
 pub mod locks;
+pub mod media;
 pub mod profiles;
 pub mod push;
 pub mod rate_limit;
@@ -28,6 +30,7 @@ use crate::config::Config;
 use crate::store::Store;
 use account_data::AccountData;
 use accounts::Accounts;
+use devices::Devices;
 use directory::Directory;
 use ephemeral::Ephemeral;
 use federated_directory::FederatedDirectory;
@@ -37,6 +40,7 @@ use federation::history::History;
 use federation::inbound::Inbound;
 use federation::sender::Sender;
 use joins::Joins;
+use media::{Media, MediaConfig};
 use profiles::Profiles;
 use profiles::propagation::ProfilePropagation;
 use push::Push;
@@ -59,6 +63,8 @@ pub struct Services {
     pub server_keys: Arc<ServerKeys>,
     pub remote_keys: Arc<RemoteKeys>,
     pub accounts: Arc<Accounts>,
+    pub devices: Arc<Devices>,
+    pub media: Arc<Media>,
     pub profiles: Arc<Profiles>,
     pub rooms: Arc<Rooms>,
     pub room_directory: Arc<RoomDirectory>,
@@ -105,6 +111,7 @@ impl Services {
             server_name.clone(),
             config.registration_shared_secret.clone(),
         ));
+        let devices = Arc::new(Devices::new(store.clone()));
         let profiles = Arc::new(Profiles::new(store.clone(), server_name.clone(), client.clone()));
         let profile_propagation = Arc::new(ProfilePropagation::new(store.clone(), profiles.clone(), rooms.clone()));
         let sender = Arc::new(Sender::new(
@@ -113,6 +120,13 @@ impl Services {
             client.clone(),
             rooms.clone(),
             config.federation.clone(),
+        ));
+        let media = Arc::new(Media::new(
+            store.clone(),
+            server_name.clone(),
+            client.clone(),
+            MediaConfig::from_config(&config),
+            config.media_store_path.clone().unwrap_or_else(|| "media_store".into()),
         ));
         let remote_profiles = Arc::new(RemoteProfiles::new(
             store.clone(),
@@ -194,6 +208,8 @@ impl Services {
             server_keys,
             remote_keys,
             accounts,
+            devices,
+            media,
             profiles,
             rooms,
             room_directory,

@@ -181,3 +181,85 @@ async fn remove_all_devices_in(txn: &mut super::WriteTxn<'_>, user_id: &str) -> 
     }
     Ok(())
 }
+
+/// One of a user's devices, as `/devices` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceRow {
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub last_seen_ts: Option<i64>,
+}
+
+impl Store {
+    pub async fn devices(&self, user_id: &str) -> Result<Vec<DeviceRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT d.device_id, d.display_name, MAX(t.created_ts) FROM devices d \
+             LEFT JOIN access_tokens t ON t.user_id = d.user_id AND t.device_id = d.device_id \
+             WHERE d.user_id = $1 GROUP BY d.device_id, d.display_name ORDER BY d.device_id",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeviceRow {
+                    device_id: row.try_get(0)?,
+                    display_name: row.try_get(1)?,
+                    last_seen_ts: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Renames a device; false if the user has no such device.
+    pub async fn rename_device(&self, user_id: &str, device_id: &str, name: Option<&str>) -> Result<bool, sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        let changed = sqlx::query("UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2")
+            .bind(user_id)
+            .bind(device_id)
+            .bind(name)
+            .execute(&mut *txn.tx)
+            .await?
+            .rows_affected();
+        txn.commit().await?;
+        Ok(changed > 0)
+    }
+
+    /// Logs out several devices at once (unknown ids are ignored, as in Synapse).
+    pub async fn remove_devices(&self, user_id: &str, device_ids: &[String]) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        for device_id in device_ids {
+            for sql in [
+                "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2",
+                "DELETE FROM devices WHERE user_id = $1 AND device_id = $2",
+            ] {
+                sqlx::query(sql).bind(user_id).bind(device_id).execute(&mut *txn.tx).await?;
+            }
+        }
+        txn.commit().await
+    }
+
+    /// Sets a new password and, given `logout_except`, logs out every other device.
+    pub async fn set_password_hash(
+        &self,
+        user_id: &str,
+        hash: &str,
+        logout_except: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query("UPDATE users SET password_hash = $2 WHERE user_id = $1")
+            .bind(user_id)
+            .bind(hash)
+            .execute(&mut *txn.tx)
+            .await?;
+        if let Some(kept) = logout_except {
+            for sql in [
+                "DELETE FROM access_tokens WHERE user_id = $1 AND device_id <> $2",
+                "DELETE FROM devices WHERE user_id = $1 AND device_id <> $2",
+            ] {
+                sqlx::query(sql).bind(user_id).bind(kept).execute(&mut *txn.tx).await?;
+            }
+        }
+        txn.commit().await
+    }
+}

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("schema/0004_remote_profiles.sql")),
     (5, include_str!("schema/0005_federated_directory.sql")),
     (6, include_str!("schema/0006_push.sql")),
+    (7, include_str!("schema/0007_media.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may

@@ -8,6 +8,7 @@ mod federated_directory;
 mod federation;
 #[cfg(feature = "bench-fixtures")]
 mod fixtures;
+mod media;
 mod migrations;
 mod profiles;
 mod push;
@@ -16,12 +17,13 @@ mod rooms;
 mod streams;
 mod user_data;
 
-pub use accounts::{NewUser, TokenOwner, UserRow};
+pub use accounts::{DeviceRow, NewUser, TokenOwner, UserRow};
 pub use directory::{JoinedMember, LocalAccount};
 pub use federated_directory::{DirectoryUser, PeerState, VISIBILITY_TYPES};
 pub use federation::{OutboxRow, Retry};
 #[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;
+pub use media::{MediaRow, StoredMedia};
 pub use profiles::{Profile, ProfileChange, ProfileChangeKind};
 pub use push::{NewNotification, Notification};
 pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};

@@ -253,6 +253,24 @@ impl TestServer {
         read_response(request.send().await.expect("request")).await
     }
 
+    /// A request whose answer is read by the caller (headers, bytes).
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some((content_type, bytes)) = body {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes);
+        }
+        request.send().await.expect("request")
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
         self.request(Method::GET, path, token, None).await
     }

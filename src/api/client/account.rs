@@ -1,16 +1,18 @@
-//! Account deactivation, behind password user-interactive auth.
+//! The account: password change, deactivation (both behind password
+//! user-interactive auth), third-party identifiers.
 
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::register::uia_challenge;
+use super::register::{MAX_PASSWORD_BYTES, uia_challenge};
 use ruma::api::client::uiaa::UserIdentifier;
 
 use super::session::identified_user;
 use crate::api::extract::{AppState, MatrixJson, Requester};
 use crate::error::{ApiResult, MatrixError};
+use crate::services::accounts::AuthenticatedUser;
 
 #[derive(Deserialize)]
 pub struct DeactivateRequest {
@@ -43,7 +45,57 @@ pub async fn deactivate(
     Requester(owner): Requester,
     MatrixJson(request): MatrixJson<DeactivateRequest>,
 ) -> ApiResult<Json<Value>> {
-    let Some(auth) = request.auth else {
+    confirm_password(&state, &owner, request.auth).await?;
+    state.accounts.deactivate(&owner.user_id, request.erase).await?;
+    Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
+}
+
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    #[serde(default)]
+    auth: Option<PasswordAuth>,
+    new_password: Option<String>,
+    #[serde(default = "logout_devices_by_default")]
+    logout_devices: bool,
+}
+
+fn logout_devices_by_default() -> bool {
+    true
+}
+
+/// `POST /account/password`: the current password confirms the new one.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    MatrixJson(request): MatrixJson<PasswordChange>,
+) -> ApiResult<Json<Value>> {
+    let new_password = request.new_password.ok_or_else(|| MatrixError::missing_param("new_password is required"))?;
+    if new_password.is_empty() || new_password.len() > MAX_PASSWORD_BYTES {
+        return Err(MatrixError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_WEAK_PASSWORD",
+            format!("The password must be 1 to {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    confirm_password(&state, &owner, request.auth).await?;
+    state.accounts.change_password(&owner, &new_password, !request.logout_devices).await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /account/3pid`: kith binds no email addresses or phone numbers.
+pub async fn threepids(Requester(_): Requester) -> Json<Value> {
+    Json(json!({ "threepids": [] }))
+}
+
+/// User-interactive auth with the account's password, for what needs the user's
+/// confirmation (deactivation, password change, deleting devices). Answers 401 with
+/// the flow until the password is right.
+pub async fn confirm_password(
+    state: &AppState,
+    owner: &AuthenticatedUser,
+    auth: Option<PasswordAuth>,
+) -> ApiResult<()> {
+    let Some(auth) = auth else {
         return Err(uia_challenge(&state.accounts.start_uia(), STAGE, None));
     };
     let session = match &auth.session {
@@ -66,6 +118,5 @@ pub async fn deactivate(
         return Err(uia_challenge(&session, STAGE, Some(("M_FORBIDDEN", &err.message))));
     }
     state.accounts.finish_uia(&session);
-    state.accounts.deactivate(&owner.user_id, request.erase).await?;
-    Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
+    Ok(())
 }

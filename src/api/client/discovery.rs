@@ -19,7 +19,7 @@ pub async fn capabilities(State(state): State<AppState>, Requester(_): Requester
         SUPPORTED_ROOM_VERSIONS.iter().map(|version| ((*version).to_owned(), json!("stable"))).collect();
     Json(json!({
         "capabilities": {
-            "m.change_password": { "enabled": false },
+            "m.change_password": { "enabled": true },
             "m.room_versions": { "default": state.config.default_room_version, "available": available },
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },

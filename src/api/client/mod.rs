@@ -1,6 +1,7 @@
 //! The client-server API (`/_matrix/client/…`).
 
 pub mod account;
+pub mod devices;
 pub mod directory;
 pub mod discovery;
 pub mod membership;
@@ -25,6 +26,11 @@ pub fn versioned_routes() -> Router<AppState> {
         .route("/logout/all", post(session::logout_all))
         .route("/account/whoami", get(session::whoami))
         .route("/account/deactivate", post(account::deactivate))
+        .route("/account/password", post(account::change_password))
+        .route("/account/3pid", get(account::threepids))
+        .route("/devices", get(devices::list))
+        .route("/devices/{device_id}", get(devices::get).put(devices::rename).delete(devices::delete))
+        .route("/delete_devices", post(devices::delete_many))
         .route("/register", post(register::register))
         .route("/register/available", get(register::available))
         .route("/capabilities", get(discovery::capabilities))

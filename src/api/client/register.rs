@@ -16,7 +16,7 @@ use crate::api::extract::{AppState, ClientIp, Ruma};
 use crate::error::{ApiResult, MatrixError};
 
 /// Synapse refuses passwords longer than this.
-const MAX_PASSWORD_BYTES: usize = 512;
+pub const MAX_PASSWORD_BYTES: usize = 512;
 
 /// The 401 that starts (or, with the failure that stopped it, continues)
 /// user-interactive auth with a single one-stage flow.

@@ -15,6 +15,7 @@ use ruma::{OwnedServerName, OwnedUserId, UserId};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
+use super::devices::MAX_DISPLAY_NAME_CHARS;
 use super::rooms::Rooms;
 use super::rooms::membership::{Change, MembershipChange};
 use crate::error::{ApiResult, MatrixError};
@@ -27,8 +28,6 @@ const MAX_OUTSTANDING_NONCES: usize = 10_000;
 /// User-interactive-auth sessions live this long.
 const UIA_SESSION_LIFETIME_SECS: u64 = 30 * 60;
 const MAX_UIA_SESSIONS: usize = 10_000;
-/// Synapse's limit on a device's display name.
-const MAX_DEVICE_DISPLAY_NAME_CHARS: usize = 100;
 
 pub struct Accounts {
     store: Arc<Store>,
@@ -189,11 +188,11 @@ impl Accounts {
             }
             None => random_device_id(),
         };
-        if device_display_name.is_some_and(|name| name.chars().count() > MAX_DEVICE_DISPLAY_NAME_CHARS) {
+        if device_display_name.is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME_CHARS) {
             return Err(MatrixError::new(
                 StatusCode::BAD_REQUEST,
                 "M_TOO_LARGE",
-                format!("The device display name is longer than {MAX_DEVICE_DISPLAY_NAME_CHARS} characters"),
+                format!("The device display name is longer than {MAX_DISPLAY_NAME_CHARS} characters"),
             ));
         }
         let access_token = format!("kith_{}", random_string(40));
@@ -217,6 +216,20 @@ impl Accounts {
             return Err(invalid());
         }
         Ok(user)
+    }
+
+    /// Changes a password; unless `keep_devices`, every other device is logged out.
+    pub async fn change_password(
+        &self,
+        owner: &AuthenticatedUser,
+        new_password: &str,
+        keep_devices: bool,
+    ) -> ApiResult<()> {
+        let hash = hash_password(new_password.to_owned()).await?;
+        let logout_except = (!keep_devices).then_some(owner.device_id.as_str());
+        self.store.set_password_hash(owner.user_id.as_str(), &hash, logout_except).await?;
+        tracing::info!(user_id = %owner.user_id, keep_devices, "password changed");
+        Ok(())
     }
 
     pub async fn logout(&self, owner: &AuthenticatedUser) -> ApiResult<()> {

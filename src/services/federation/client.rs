@@ -116,6 +116,37 @@ impl FederationClient {
         body: Option<&Value>,
         max_bytes: usize,
     ) -> Result<Value, FederationError> {
+        let response = self.signed(method, destination, path_and_query, body).await?;
+        read_json(response, max_bytes).await
+    }
+
+    /// A signed `GET` whose answer is not JSON (media): the response, to be read by the
+    /// caller within its own bounds. Error answers are read as JSON errors.
+    pub async fn get_raw(
+        &self,
+        destination: &ServerName,
+        path_and_query: &str,
+    ) -> Result<reqwest::Response, FederationError> {
+        let response = self.signed(Method::GET, destination, path_and_query, None).await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        match read_json(response, MAX_RESPONSE_BYTES).await {
+            Err(FederationError::InvalidResponse(_)) | Ok(_) => {
+                Err(FederationError::Remote { status, body: serde_json::json!({}) })
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn signed(
+        &self,
+        method: Method,
+        destination: &ServerName,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, FederationError> {
         if !self.allowed(destination) {
             return Err(FederationError::NotAllowed(destination.to_string()));
         }
@@ -141,8 +172,7 @@ impl FederationClient {
         if body.is_some() {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body_bytes);
         }
-        let response = request.send().await.map_err(|e| FederationError::Network(e.to_string()))?;
-        read_json(response, max_bytes).await
+        request.send().await.map_err(|e| FederationError::Network(e.to_string()))
     }
 
     /// A request that is not signed: key requests (the keys are what signing needs).

@@ -1,0 +1,80 @@
+//! Media other servers download from us (`/_matrix/federation/v1/media/…`): our own
+//! uploads only, as `multipart/mixed` of an (empty) JSON part and the bytes.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::Signed;
+use crate::api::extract::AppState;
+use crate::config::ThumbnailMethod;
+use crate::error::{ApiResult, MatrixError};
+use crate::services::media::{MediaFile, content_disposition};
+
+pub async fn download(
+    State(state): State<AppState>,
+    Path(media_id): Path<String>,
+    signed: Signed,
+) -> ApiResult<Response> {
+    tracing::debug!(origin = %signed.origin, media_id, "federation media download");
+    multipart(state.media.for_federation(&media_id).await?).await
+}
+
+#[derive(Deserialize)]
+pub struct ThumbnailQuery {
+    width: Option<u32>,
+    height: Option<u32>,
+    method: Option<String>,
+}
+
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    Path(media_id): Path<String>,
+    Query(query): Query<ThumbnailQuery>,
+    signed: Signed,
+) -> ApiResult<Response> {
+    tracing::debug!(origin = %signed.origin, media_id, "federation media thumbnail");
+    let (Some(width), Some(height)) = (query.width, query.height) else {
+        return Err(MatrixError::missing_param("width and height are required"));
+    };
+    let method = match query.method.as_deref() {
+        Some("crop") => ThumbnailMethod::Crop,
+        None | Some("scale") => ThumbnailMethod::Scale,
+        Some(_) => return Err(MatrixError::invalid_param("method must be crop or scale")),
+    };
+    let server_name = state.config.server_name.clone();
+    let file =
+        state.media.thumbnail(&server_name, &media_id, (width, height, method), false, Default::default()).await?;
+    multipart(file).await
+}
+
+/// The spec's answer: the JSON metadata part, then the file (streamed).
+async fn multipart(file: MediaFile) -> ApiResult<Response> {
+    let opened = tokio::fs::File::open(&file.path).await.map_err(|e| MatrixError::internal("media file", e))?;
+    let boundary = random_boundary();
+    let disposition = content_disposition(&file.content_type, file.upload_name.as_deref());
+    let head = format!(
+        "--{boundary}\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--{boundary}\r\nContent-Type: {}\r\nContent-Disposition: {disposition}\r\n\r\n",
+        file.content_type.replace(['\r', '\n'], "")
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let bytes = tokio_util::io::ReaderStream::new(opened);
+    let stream = futures_util::stream::once(async move { Ok(Bytes::from(head)) })
+        .chain(bytes)
+        .chain(futures_util::stream::once(async move { Ok(Bytes::from(tail)) }));
+    let mut response = Body::from_stream(stream).into_response();
+    let content_type = format!("multipart/mixed; boundary={boundary}");
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type).map_err(|e| MatrixError::internal("content type", e))?,
+    );
+    Ok(response)
+}
+
+fn random_boundary() -> String {
+    use rand::Rng;
+    rand::thread_rng().sample_iter(rand::distributions::Alphanumeric).take(32).map(char::from).collect()
+}

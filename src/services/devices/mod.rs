@@ -1,0 +1,78 @@
+//! Devices: what `/devices` lists, renames and logs out. Each login is a device with
+//! its own access token; removing a device ends its session.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use ruma::UserId;
+use serde_json::{Value, json};
+
+use crate::error::{ApiResult, MatrixError};
+use crate::store::{DeviceRow, Store};
+
+/// Synapse's limit on a device's display name.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+/// At most this many devices go in one `delete_devices` call.
+const MAX_DEVICES_PER_DELETE: usize = 1000;
+
+pub struct Devices {
+    store: Arc<Store>,
+}
+
+impl Devices {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+
+    pub async fn list(&self, user_id: &UserId) -> ApiResult<Value> {
+        let devices = self.store.devices(user_id.as_str()).await?;
+        Ok(json!({ "devices": devices.iter().map(device_json).collect::<Vec<_>>() }))
+    }
+
+    pub async fn get(&self, user_id: &UserId, device_id: &str) -> ApiResult<Value> {
+        let devices = self.store.devices(user_id.as_str()).await?;
+        devices.iter().find(|d| d.device_id == device_id).map(device_json).ok_or_else(not_found)
+    }
+
+    /// `PUT /devices/{id}`: only the display name can change; null clears it.
+    pub async fn rename(&self, user_id: &UserId, device_id: &str, name: Option<&str>) -> ApiResult<()> {
+        if name.is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME_CHARS) {
+            return Err(MatrixError::new(
+                StatusCode::BAD_REQUEST,
+                "M_TOO_LARGE",
+                format!("The device display name is longer than {MAX_DISPLAY_NAME_CHARS} characters"),
+            ));
+        }
+        if !self.store.rename_device(user_id.as_str(), device_id, name).await? {
+            return Err(not_found());
+        }
+        Ok(())
+    }
+
+    /// Logs devices out (their access tokens stop working at once).
+    pub async fn delete(&self, user_id: &UserId, device_ids: &[String]) -> ApiResult<()> {
+        if device_ids.len() > MAX_DEVICES_PER_DELETE {
+            return Err(MatrixError::invalid_param(format!("At most {MAX_DEVICES_PER_DELETE} devices at once")));
+        }
+        self.store.remove_devices(user_id.as_str(), device_ids).await?;
+        tracing::info!(%user_id, count = device_ids.len(), "devices deleted");
+        Ok(())
+    }
+
+    pub async fn exists(&self, user_id: &UserId, device_id: &str) -> ApiResult<bool> {
+        Ok(self.store.devices(user_id.as_str()).await?.iter().any(|d| d.device_id == device_id))
+    }
+}
+
+fn device_json(device: &DeviceRow) -> Value {
+    json!({
+        "device_id": device.device_id,
+        "display_name": device.display_name,
+        "last_seen_ts": device.last_seen_ts,
+        "last_seen_ip": null,
+    })
+}
+
+fn not_found() -> MatrixError {
+    MatrixError::not_found("Device not found")
+}
