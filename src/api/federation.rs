@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route(serve::MSC4258_PATH, post(directory::user_directory_search))
         .route(&format!("{V1}/media/download/{{media_id}}"), get(media::download))
         .route(&format!("{V1}/media/thumbnail/{{media_id}}"), get(media::thumbnail))
+        .route(&format!("{V1}/openid/userinfo"), get(super::client::openid::userinfo))
         .route(&format!("{V1}/send/{{txn_id}}"), put(rooms::send_transaction))
         .route(&format!("{V1}/make_join/{{room_id}}/{{user_id}}"), get(rooms::make_join))
         .route(&format!("{V1}/send_join/{{room_id}}/{{event_id}}"), put(rooms::send_join_v1))

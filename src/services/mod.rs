@@ -14,14 +14,19 @@ pub mod federation;
 pub mod joins;
 pub mod locks;
 pub mod media;
+pub mod openid;
+pub mod presence;
 pub mod profiles;
 pub mod push;
 pub mod rate_limit;
+pub mod relations;
 pub mod remote_profiles;
+pub mod reports;
 pub mod room_directory;
 pub mod rooms;
 pub mod server_keys;
 pub mod sync;
+pub mod voip;
 pub mod workers;
 
 use std::sync::Arc;
@@ -41,20 +46,25 @@ use federation::inbound::Inbound;
 use federation::sender::Sender;
 use joins::Joins;
 use media::{Media, MediaConfig};
+use openid::OpenId;
+use presence::Presence;
 use profiles::Profiles;
 use profiles::propagation::ProfilePropagation;
 use push::Push;
 use push::evaluate::PushEvaluator;
 use rate_limit::RateLimiter;
+use relations::Relations;
 use remote_profiles::RemoteProfiles;
 use remote_profiles::edus::ProfileEdus;
 use remote_profiles::fetch::ProfileFetcher;
 use remote_profiles::hints::ProfileHints;
+use reports::Reports;
 use room_directory::RoomDirectory;
 use rooms::Rooms;
 use server_keys::ServerKeys;
 use server_keys::remote::RemoteKeys;
 use sync::ClientSync;
+use voip::Voip;
 use workers::Worker;
 
 /// Every service, wired; shared by all listeners.
@@ -65,6 +75,11 @@ pub struct Services {
     pub accounts: Arc<Accounts>,
     pub devices: Arc<Devices>,
     pub media: Arc<Media>,
+    pub relations: Arc<Relations>,
+    pub presence: Arc<Presence>,
+    pub openid: Arc<OpenId>,
+    pub voip: Arc<Voip>,
+    pub reports: Arc<Reports>,
     pub profiles: Arc<Profiles>,
     pub rooms: Arc<Rooms>,
     pub room_directory: Arc<RoomDirectory>,
@@ -156,6 +171,11 @@ impl Services {
         let profile_fetcher = Arc::new(ProfileFetcher::new(remote_profiles.clone()));
         let profile_edus =
             Arc::new(ProfileEdus::new(remote_profiles.clone(), profiles.clone(), federated_directory.peers()));
+        let relations = Arc::new(Relations::new(store.clone(), rooms.clone()));
+        let presence = Arc::new(Presence::new(rooms.clone(), config.presence.enabled));
+        let openid = Arc::new(OpenId::default());
+        let voip = Arc::new(Voip::from_config(&config));
+        let reports = Arc::new(Reports::new(store.clone(), rooms.clone()));
         let account_data = Arc::new(AccountData::new(store.clone(), rooms.clone()));
         let ephemeral = Arc::new(Ephemeral::new(store.clone(), sender.clone(), account_data.clone()));
         let push = Arc::new(Push::new(store.clone(), server_name.clone(), account_data.clone()));
@@ -210,6 +230,11 @@ impl Services {
             accounts,
             devices,
             media,
+            relations,
+            presence,
+            openid,
+            voip,
+            reports,
             profiles,
             rooms,
             room_directory,

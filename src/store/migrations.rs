@@ -15,6 +15,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("schema/0005_federated_directory.sql")),
     (6, include_str!("schema/0006_push.sql")),
     (7, include_str!("schema/0007_media.sql")),
+    (8, include_str!("schema/0008_relations.sql")),
+    (9, include_str!("schema/0009_reports.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may
@@ -41,6 +43,10 @@ pub(super) async fn run(store: &Store) -> anyhow::Result<()> {
         tracing::info!(version, "applying database migration");
         for statement in statements(sql) {
             sqlx::query(&statement).execute(&mut *txn.tx).await?;
+        }
+        if *version == 8 {
+            let recorded = super::relations::backfill(&mut txn).await?;
+            tracing::info!(recorded, "indexed the relations of stored events");
         }
         sqlx::query("INSERT INTO schema_version (version, applied_ts) VALUES ($1, $2)")
             .bind(*version)

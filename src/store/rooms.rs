@@ -14,7 +14,7 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, WriteTxn, now_ms, streams};
+use super::{Store, WriteTxn, now_ms, relations, streams};
 
 /// `(event type, state key) -> event id`.
 pub type StateMap = BTreeMap<(String, String), String>;
@@ -201,6 +201,31 @@ impl Store {
             .execute(&mut *txn.tx)
             .await?;
         txn.commit().await
+    }
+
+    /// Whether a room is listed in the local public room directory (`None`: unknown room).
+    pub async fn room_published(&self, room_id: &str) -> Result<Option<bool>, sqlx::Error> {
+        let row = sqlx::query("SELECT published FROM rooms WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|row| Ok(row.try_get::<i64, _>(0)? != 0)).transpose()
+    }
+
+    /// Points every alias of a room at another (a room upgrade moves them).
+    pub async fn move_aliases(&self, from_room: &str, to_room: &str) -> Result<Vec<String>, sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        let rows = sqlx::query("SELECT alias FROM room_aliases WHERE room_id = $1")
+            .bind(from_room)
+            .fetch_all(&mut *txn.tx)
+            .await?;
+        sqlx::query("UPDATE room_aliases SET room_id = $2 WHERE room_id = $1")
+            .bind(from_room)
+            .bind(to_room)
+            .execute(&mut *txn.tx)
+            .await?;
+        txn.commit().await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
     }
 
     /// Rooms listed in the local public room directory.
@@ -473,6 +498,7 @@ impl Store {
             .bind(event_id)
             .execute(&mut *txn.tx)
             .await?;
+        sqlx::query("DELETE FROM event_relations WHERE event_id = $1").bind(event_id).execute(&mut *txn.tx).await?;
         txn.commit().await
     }
 
@@ -554,6 +580,17 @@ async fn insert_event(txn: &mut WriteTxn<'_>, event: &PersistEvent<'_>) -> Resul
     .bind(i64::from(event.outlier))
     .execute(&mut *txn.tx)
     .await?;
+    if !event.outlier && !event.rejected {
+        let indexed = relations::StoredEventRef {
+            event_id: event.event_id,
+            room_id: event.room_id,
+            event_type: event.event_type,
+            sender: event.sender,
+            stream_ordering: ordering,
+            json: event.json,
+        };
+        relations::record(txn, &indexed).await?;
+    }
     for prev in event.prev_events {
         sqlx::query("INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(event.event_id)

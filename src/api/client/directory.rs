@@ -108,3 +108,27 @@ async fn list_public_rooms(
     let server: Option<&ServerName> = server.map(|s| parse_id(s, "server name")).transpose()?;
     Ok(Json(state.room_directory.public_rooms(server, page).await?))
 }
+
+/// `GET /directory/list/room/{roomId}` (no authentication needed, as in the spec).
+pub async fn room_visibility(State(state): State<AppState>, Path(room_id): Path<String>) -> ApiResult<Json<Value>> {
+    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+    Ok(Json(json!({ "visibility": state.room_directory.visibility(room_id).await? })))
+}
+
+#[derive(Deserialize, Default)]
+pub struct SetVisibility {
+    #[serde(default)]
+    visibility: Option<String>,
+}
+
+pub async fn set_room_visibility(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path(room_id): Path<String>,
+    OptionalJson(request): OptionalJson<SetVisibility>,
+) -> ApiResult<Json<Value>> {
+    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+    let visibility = request.visibility.as_deref().unwrap_or("public");
+    state.room_directory.set_visibility(room_id, &owner, visibility).await?;
+    Ok(Json(json!({})))
+}

@@ -29,3 +29,45 @@ pub async fn capabilities(State(state): State<AppState>, Requester(_): Requester
         }
     }))
 }
+
+/// `GET /thirdparty/protocols`: kith bridges to no third-party networks.
+pub async fn thirdparty_protocols(Requester(_): Requester) -> Json<Value> {
+    Json(json!({}))
+}
+
+/// `GET /voip/turnServer`.
+pub async fn turn_server(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+) -> crate::error::ApiResult<Json<Value>> {
+    Ok(Json(state.voip.turn_server(&owner)?))
+}
+
+/// `GET /.well-known/matrix/client`: where clients find this server. Until kith does
+/// end-to-end encryption, Element is told not to create encrypted rooms by default.
+pub async fn client_well_known(State(state): State<AppState>) -> Json<Value> {
+    let base_url = match &state.config.public_baseurl {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("https://{}", state.config.server_name),
+    };
+    Json(json!({
+        "m.homeserver": { "base_url": base_url },
+        "io.element.e2ee": { "default": false },
+    }))
+}
+
+/// `GET /.well-known/matrix/server` (with `serve_server_wellknown`): federation goes to
+/// port 443 of the public base URL's host (or the server name's), as Synapse says.
+pub async fn server_well_known(State(state): State<AppState>) -> crate::error::ApiResult<Json<Value>> {
+    if !state.config.serve_server_wellknown {
+        return Err(crate::error::MatrixError::not_found("No well-known server delegation here"));
+    }
+    let host = state
+        .config
+        .public_baseurl
+        .as_deref()
+        .and_then(|url| url.split("://").nth(1))
+        .map(|rest| rest.split(['/', ':']).next().unwrap_or(rest).to_owned())
+        .unwrap_or_else(|| state.config.server_name.host().to_owned());
+    Ok(Json(json!({ "m.server": format!("{host}:443") })))
+}

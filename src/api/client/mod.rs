@@ -5,12 +5,17 @@ pub mod devices;
 pub mod directory;
 pub mod discovery;
 pub mod membership;
+pub mod openid;
+pub mod presence;
 pub mod profile;
 pub mod push;
 pub mod register;
+pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod session;
 pub mod sync;
+pub mod tags;
 pub mod user_directory;
 
 use axum::Router;
@@ -34,6 +39,13 @@ pub fn versioned_routes() -> Router<AppState> {
         .route("/register", post(register::register))
         .route("/register/available", get(register::available))
         .route("/capabilities", get(discovery::capabilities))
+        .route("/thirdparty/protocols", get(discovery::thirdparty_protocols))
+        .route("/voip/turnServer", get(discovery::turn_server))
+        .route("/presence/{user_id}/status", get(presence::get).put(presence::set))
+        .route("/user/{user_id}/openid/request_token", post(openid::request_token))
+        .route("/rooms/{room_id}/report/{event_id}", post(reports::report_event))
+        .route("/rooms/{room_id}/report", post(reports::report_room))
+        .route("/users/{user_id}/report", post(reports::report_user))
         .merge(room_routes())
         .merge(push_routes())
         .route("/profile/{user_id}", get(profile::get_profile))
@@ -46,8 +58,24 @@ pub fn versioned_routes() -> Router<AppState> {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_matrix/client/versions", get(discovery::versions))
+        .route("/.well-known/matrix/client", get(discovery::client_well_known))
+        .route("/.well-known/matrix/server", get(discovery::server_well_known))
         .nest("/_matrix/client/v3", versioned_routes())
         .nest("/_matrix/client/r0", versioned_routes())
+        .merge(v1_routes())
+}
+
+/// Endpoints the spec added under `/_matrix/client/v1`.
+fn v1_routes() -> Router<AppState> {
+    const V1: &str = "/_matrix/client/v1";
+    Router::new()
+        .route(&format!("{V1}/rooms/{{room_id}}/relations/{{event_id}}"), get(relations::relations))
+        .route(&format!("{V1}/rooms/{{room_id}}/relations/{{event_id}}/{{rel_type}}"), get(relations::relations))
+        .route(
+            &format!("{V1}/rooms/{{room_id}}/relations/{{event_id}}/{{rel_type}}/{{event_type}}"),
+            get(relations::relations),
+        )
+        .route(&format!("{V1}/rooms/{{room_id}}/threads"), get(relations::threads))
 }
 
 fn push_routes() -> Router<AppState> {
@@ -93,6 +121,8 @@ fn room_routes() -> Router<AppState> {
         .route("/rooms/{room_id}/joined_members", get(rooms::joined_members))
         .route("/rooms/{room_id}/messages", get(rooms::messages))
         .route("/rooms/{room_id}/event/{event_id}", get(rooms::get_event))
+        .route("/rooms/{room_id}/context/{event_id}", get(relations::context))
+        .route("/rooms/{room_id}/upgrade", post(rooms::upgrade))
         .route("/rooms/{room_id}/redact/{event_id}/{txn_id}", put(rooms::redact))
         .route("/rooms/{room_id}/typing/{user_id}", put(sync::typing))
         .route("/rooms/{room_id}/receipt/{receipt_type}/{event_id}", post(sync::receipt))
@@ -101,12 +131,15 @@ fn room_routes() -> Router<AppState> {
             "/directory/room/{alias}",
             get(directory::get_alias).put(directory::put_alias).delete(directory::delete_alias),
         )
+        .route("/directory/list/room/{room_id}", get(directory::room_visibility).put(directory::set_room_visibility))
         .route("/publicRooms", get(directory::public_rooms).post(directory::search_public_rooms))
         .route("/sync", get(sync::sync))
         .route("/user_directory/search", post(user_directory::search))
         .route("/user/{user_id}/filter", post(sync::create_filter))
         .route("/user/{user_id}/filter/{filter_id}", get(sync::get_filter))
         .route("/user/{user_id}/account_data/{data_type}", get(sync::get_account_data).put(sync::put_account_data))
+        .route("/user/{user_id}/rooms/{room_id}/tags", get(tags::tags))
+        .route("/user/{user_id}/rooms/{room_id}/tags/{tag}", put(tags::put_tag).delete(tags::delete_tag))
         .route(
             "/user/{user_id}/rooms/{room_id}/account_data/{data_type}",
             get(sync::get_room_account_data).put(sync::put_room_account_data),

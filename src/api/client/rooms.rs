@@ -270,3 +270,31 @@ pub async fn redact(
         .await?;
     Ok(Json(json!({ "event_id": redaction_id })))
 }
+
+#[derive(Deserialize)]
+pub struct UpgradeRequest {
+    new_version: Option<String>,
+}
+
+/// `POST /rooms/{roomId}/upgrade`.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Path(room_id): Path<String>,
+    MatrixJson(request): MatrixJson<UpgradeRequest>,
+) -> ApiResult<Json<Value>> {
+    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+    let new_version = request.new_version.ok_or_else(|| MatrixError::missing_param("new_version is required"))?;
+    if !crate::config::SUPPORTED_ROOM_VERSIONS.contains(&new_version.as_str()) {
+        return Err(MatrixError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_UNSUPPORTED_ROOM_VERSION",
+            format!("Room version {new_version} is not supported"),
+        ));
+    }
+    let profile = state.profiles.get(&owner.user_id).await?;
+    let server_name = state.config.server_name.as_str();
+    let user = owner.user_id.as_str();
+    let new_room = state.rooms.upgrade(room_id.as_str(), user, &profile, &new_version, server_name).await?;
+    Ok(Json(json!({ "replacement_room": new_room })))
+}

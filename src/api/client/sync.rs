@@ -48,7 +48,7 @@ pub async fn sync(
 }
 
 /// Users read and write their own data only.
-fn own_user<'a>(owner: &UserId, user_id: &'a str) -> ApiResult<&'a UserId> {
+pub fn own_user<'a>(owner: &UserId, user_id: &'a str) -> ApiResult<&'a UserId> {
     if owner.as_str() != user_id {
         return Err(MatrixError::forbidden("Cannot access another user's data"));
     }

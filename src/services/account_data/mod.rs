@@ -6,9 +6,10 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use ruma::api::client::filter::FilterDefinition;
 use ruma::{RoomId, UserId};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::locks::KeyedLocks;
 use super::rooms::Rooms;
 use super::rooms::filter::EventFilter;
 use crate::error::{ApiResult, MatrixError};
@@ -17,6 +18,8 @@ use crate::store::{Store, VISIBILITY_TYPES};
 /// Account data types set through their own endpoints only.
 const SERVER_MANAGED: &[(&str, &str)] =
     &[("m.fully_read", "/rooms/{roomId}/read_markers"), ("m.push_rules", "/pushrules")];
+/// Room account data holding a user's tags on the room.
+const TAGS: &str = "m.tag";
 /// Account data types are bounded like event types.
 const MAX_TYPE_BYTES: usize = 255;
 /// A stored filter may not exceed this, serialized.
@@ -27,6 +30,8 @@ pub struct AccountData {
     rooms: Arc<Rooms>,
     /// Bumped on every change, to wake long-polling `/sync`s.
     changed: watch::Sender<u64>,
+    /// Tag changes read and rewrite one entry; a user's are made one at a time.
+    tag_locks: KeyedLocks<String>,
 }
 
 /// One account-data entry as `/sync` reports it: (room id or "" for global, type, content).
@@ -34,7 +39,7 @@ pub type AccountDataEntry = (String, String, Value);
 
 impl AccountData {
     pub fn new(store: Arc<Store>, rooms: Arc<Rooms>) -> Self {
-        Self { store, rooms, changed: watch::channel(0).0 }
+        Self { store, rooms, changed: watch::channel(0).0, tag_locks: KeyedLocks::new(1024) }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -79,6 +84,42 @@ impl AccountData {
         }
         self.changed.send_modify(|serial| *serial += 1);
         Ok(())
+    }
+
+    /// A user's tags on a room (`m.tag` room account data), `{}` when none.
+    pub async fn tags(&self, user_id: &UserId, room_id: &RoomId) -> ApiResult<Value> {
+        let content = self.store.get_account_data(user_id.as_str(), room_id.as_str(), TAGS).await?;
+        Ok(content.and_then(|c| c.get("tags").cloned()).filter(Value::is_object).unwrap_or_else(|| json!({})))
+    }
+
+    /// Adds or replaces a tag (`content` may hold an `order` between 0 and 1), or with
+    /// `None` removes it.
+    pub async fn set_tag(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        tag: &str,
+        content: Option<Value>,
+    ) -> ApiResult<()> {
+        if tag.is_empty() || tag.len() > MAX_TYPE_BYTES {
+            return Err(MatrixError::invalid_param(format!("A tag must be 1 to {MAX_TYPE_BYTES} bytes")));
+        }
+        if let Some(order) = content.as_ref().and_then(|c| c.get("order"))
+            && !order.is_number()
+        {
+            return Err(MatrixError::bad_json("order must be a number"));
+        }
+        let _one_writer = self.tag_locks.lock(&user_id.to_string()).await;
+        let mut tags = self.tags(user_id, room_id).await?;
+        match content {
+            Some(content) => tags[tag] = content,
+            None => {
+                if let Some(object) = tags.as_object_mut() {
+                    object.remove(tag);
+                }
+            }
+        }
+        self.put(user_id, Some(room_id), TAGS, &json!({ "tags": tags })).await
     }
 
     pub async fn get(&self, user_id: &UserId, room_id: Option<&RoomId>, kind: &str) -> ApiResult<Value> {

@@ -57,6 +57,37 @@ impl RoomDirectory {
         Self { store, server_name, client, rooms, share_public_rooms, members_only_aliases }
     }
 
+    /// `GET /directory/list/room/{roomId}`: whether the room is in our public list.
+    pub async fn visibility(&self, room_id: &RoomId) -> ApiResult<&'static str> {
+        match self.store.room_published(room_id.as_str()).await? {
+            Some(true) => Ok("public"),
+            Some(false) => Ok("private"),
+            None => Err(MatrixError::not_found("Unknown room")),
+        }
+    }
+
+    /// `PUT /directory/list/room/{roomId}`: a server admin, or a member who may set the
+    /// room's canonical alias, publishes or hides the room (as in Synapse).
+    pub async fn set_visibility(
+        &self,
+        room_id: &RoomId,
+        requester: &AuthenticatedUser,
+        visibility: &str,
+    ) -> ApiResult<()> {
+        let public = match visibility {
+            "public" => true,
+            "private" => false,
+            _ => return Err(MatrixError::invalid_param("visibility must be public or private")),
+        };
+        self.visibility(room_id).await?;
+        let user = requester.user_id.as_str();
+        if !requester.admin && !self.rooms.may_send_state(room_id.as_str(), user, "m.room.canonical_alias").await? {
+            return Err(MatrixError::forbidden("You are not allowed to change this room's visibility"));
+        }
+        self.store.set_room_published(room_id.as_str(), public).await?;
+        Ok(())
+    }
+
     /// An alias's room and servers to join it through: ours from the store, others'
     /// from their server (`/query/directory`).
     pub async fn resolve_alias(&self, alias: &RoomAliasId) -> ApiResult<(OwnedRoomId, Vec<OwnedServerName>)> {

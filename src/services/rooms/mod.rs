@@ -17,6 +17,7 @@ mod redaction;
 pub mod remote;
 mod state;
 pub mod timeline;
+mod upgrade;
 mod visibility;
 
 use std::collections::HashMap;

@@ -179,6 +179,9 @@ impl Rooms {
         let new_current = self.current_state_with(rules, event, &state_before, &prevs).await?;
         let row = PersistEvent { new_current_state: Some(&new_current), ..event.persist(&prevs, state_ref) };
         let ordering = self.store.persist_event(row).await?;
+        if event.pdu.kind.to_string() == "m.room.redaction" {
+            self.apply_redaction(&event.event_id).await?;
+        }
         self.events_written.send_replace(ordering);
         Ok(Outcome::Accepted)
     }

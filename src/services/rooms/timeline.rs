@@ -43,3 +43,43 @@ impl Rooms {
         Ok(TimelinePage { events, end })
     }
 }
+
+/// An event with the events around it, for `/context`.
+pub struct EventContext {
+    pub event: StoredEvent,
+    /// Newest first.
+    pub before: Vec<StoredEvent>,
+    /// Oldest first.
+    pub after: Vec<StoredEvent>,
+    /// Tokens for `/messages`: backwards from `start`, forwards from `end`.
+    pub start: i64,
+    pub end: i64,
+    pub state: Vec<StoredEvent>,
+}
+
+impl Rooms {
+    /// `GET /rooms/{roomId}/context/{eventId}`: up to `limit` events around the event
+    /// (half before, half after), all of them visible to the user, and the room state
+    /// at the newest of them.
+    pub async fn context(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        event_id: &str,
+        limit: i64,
+    ) -> ApiResult<EventContext> {
+        let event = self.event_for_user(room_id, user_id, event_id).await?;
+        let until = self.visible_until(room_id.as_str(), user_id.as_str()).await?;
+        let before_limit = limit / 2;
+        let after_limit = limit - before_limit;
+        let position = event.stream_ordering;
+        let before = self.store.room_events(room_id.as_str(), 0, position - 1, false, before_limit).await?;
+        let after = self.store.room_events(room_id.as_str(), position, until, true, after_limit).await?;
+        let start = before.last().map_or(position - 1, |oldest| oldest.stream_ordering - 1);
+        let end = after.last().map_or(position, |newest| newest.stream_ordering);
+        let before = self.visible_events(user_id.as_str(), before).await?;
+        let after = self.visible_events(user_id.as_str(), after).await?;
+        let state = self.state_events(&self.state_at(room_id.as_str(), end).await?).await?;
+        Ok(EventContext { event, before, after, start, end, state })
+    }
+}

@@ -204,8 +204,10 @@ impl ClientSync {
     ) -> ApiResult<Option<Value>> {
         let room_id = &membership.room_id;
         let since = params.since.unwrap_or_default();
-        let from = if params.since.is_some() { since.events } else { 0 };
         let newly_joined = params.since.is_none() || membership.stream_ordering > since.events;
+        // A room joined since the last sync comes with its recent history, not only
+        // with what happened after the join.
+        let from = if newly_joined { 0 } else { since.events };
         let mut page = self.store.room_events(room_id, from, head.events, false, filter.timeline_limit + 1).await?;
         let limited = page.len() as i64 > filter.timeline_limit;
         page.truncate(filter.timeline_limit as usize);
@@ -230,8 +232,27 @@ impl ClientSync {
             "ephemeral": { "events": ephemeral },
             "account_data": { "events": account_data },
             "unread_notifications": { "highlight_count": highlights, "notification_count": notifications },
-            "summary": {},
+            "summary": self.summary(room_id, user_id).await?,
         })))
+    }
+
+    /// The room summary clients name rooms by: member counts and, for rooms without a
+    /// name, up to five other members ("heroes").
+    async fn summary(&self, room_id: &str, user_id: &str) -> ApiResult<Value> {
+        let members = self.store.room_members(room_id).await?;
+        let count = |membership: &str| members.iter().filter(|m| m.membership == membership).count();
+        let mut heroes: Vec<&str> = members
+            .iter()
+            .filter(|m| (m.membership == "join" || m.membership == "invite") && m.user_id != user_id)
+            .map(|m| m.user_id.as_str())
+            .collect();
+        heroes.sort_unstable();
+        heroes.truncate(5);
+        Ok(json!({
+            "m.heroes": heroes,
+            "m.joined_member_count": count("join"),
+            "m.invited_member_count": count("invite"),
+        }))
     }
 
     /// The room state at the start of the timeline, without events the timeline repeats;
