@@ -388,6 +388,15 @@ pub fn synapse_venv() -> PathBuf {
     home.join(".cache/kith/synapse-venv")
 }
 
+/// The virtualenv holding matrix-nio (`KITH_NIO_VENV`, set by `scripts/test`).
+pub fn nio_venv() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KITH_NIO_VENV") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/kith/nio-venv")
+}
+
 pub fn require_file(path: &Path, hint: &str) {
     assert!(path.exists(), "{} is missing: {hint}", path.display());
 }

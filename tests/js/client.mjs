@@ -1,5 +1,8 @@
-// A matrix-js-sdk client against kith: login, startClient until PREPARED, a room, a
-// message, push rules, logout. Usage: node client.mjs <base url> <user> <password>.
+// matrix-js-sdk clients against two kith servers: login, startClient until PREPARED,
+// push rules, a room and a message, a DM with a user of the other server (who accepts
+// it), an image uploaded and downloaded with its thumbnail, an avatar, devices listed
+// and renamed, a password change, logout.
+// Usage: node client.mjs <base url> <user> <password> <other base url> <other user> <other password>.
 // matrix-js-sdk calls Promise.withResolvers (Node 22); Node 20 gets it here.
 if (!Promise.withResolvers) {
   Promise.withResolvers = function () {
@@ -9,29 +12,44 @@ if (!Promise.withResolvers) {
   };
 }
 const sdk = await import("matrix-js-sdk");
-const [baseUrl, user, password] = process.argv.slice(2);
+const [baseUrl, user, password, otherBaseUrl, otherUser, otherPassword] = process.argv.slice(2);
 const step = (what) => console.log(`step: ${what}`);
 const fail = (what) => { console.error(`FAILED: ${what}`); process.exit(1); };
-setTimeout(() => fail("the client did not finish within 60 s"), 60_000).unref();
+setTimeout(() => fail("the clients did not finish within 90 s"), 90_000).unref();
 
-const login = await sdk.createClient({ baseUrl }).loginRequest({
-  type: "m.login.password",
-  identifier: { type: "m.id.user", user },
-  password,
-  initial_device_display_name: "js-sdk test",
-});
-step(`logged in as ${login.user_id}`);
-const client = sdk.createClient({ baseUrl, accessToken: login.access_token, userId: login.user_id, deviceId: login.device_id });
-const prepared = new Promise((resolve, reject) => {
-  client.on(sdk.ClientEvent.Sync, (state, _previous, data) => {
-    if (state === "PREPARED") resolve();
-    if (state === "ERROR") reject(new Error(`sync error: ${data?.error?.message ?? data?.error}`));
+/// Waits until `check()` is true, polling; fails with `what` after `ms`.
+async function until(what, check, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) fail(what);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function startedClient(baseUrl, user, password) {
+  const login = await sdk.createClient({ baseUrl }).loginRequest({
+    type: "m.login.password",
+    identifier: { type: "m.id.user", user },
+    password,
+    initial_device_display_name: "js-sdk test",
   });
-});
-await client.startClient({ initialSyncLimit: 10 });
-await Promise.race([prepared, new Promise((_, reject) => setTimeout(() => reject(new Error("not PREPARED within 20 s")), 20_000))])
-  .catch((err) => fail(err.message));
-step("startClient reached PREPARED");
+  step(`logged in as ${login.user_id}`);
+  const client = sdk.createClient({ baseUrl, accessToken: login.access_token, userId: login.user_id, deviceId: login.device_id });
+  const prepared = new Promise((resolve, reject) => {
+    client.on(sdk.ClientEvent.Sync, (state, _previous, data) => {
+      if (state === "PREPARED") resolve();
+      if (state === "ERROR") reject(new Error(`sync error: ${data?.error?.message ?? data?.error}`));
+    });
+  });
+  await client.startClient({ initialSyncLimit: 10 });
+  await Promise.race([prepared, new Promise((_, reject) => setTimeout(() => reject(new Error("not PREPARED within 20 s")), 20_000))])
+    .catch((err) => fail(`${login.user_id}: ${err.message}`));
+  step(`${login.user_id}: startClient reached PREPARED`);
+  return client;
+}
+
+const client = await startedClient(baseUrl, user, password);
+const other = await startedClient(otherBaseUrl, otherUser, otherPassword);
 
 const rules = client.pushRules;
 if (!rules?.global?.override?.some((rule) => rule.rule_id === ".m.rule.master")) fail("no server-default push rules");
@@ -49,6 +67,55 @@ const seen = await new Promise((resolve) => {
 if (!seen) fail("the message never came back through /sync");
 step("the message came back through /sync");
 
+// A DM with the user of the other server, who accepts it.
+const otherId = other.getUserId();
+const dm = await client.createRoom({ is_direct: true, invite: [otherId], preset: "trusted_private_chat" });
+await until("the DM invite never reached the other server", () => other.getRoom(dm.room_id)?.getMyMembership() === "invite");
+await other.joinRoom(dm.room_id);
+await until("the other user's join never came back", () => client.getRoom(dm.room_id)?.getMember(otherId)?.membership === "join");
+const dmMessage = await other.sendTextMessage(dm.room_id, "hi across servers");
+await until("the DM reply never arrived", () =>
+  client.getRoom(dm.room_id)?.getLiveTimeline().getEvents().some((e) => e.getId() === dmMessage.event_id));
+step("a DM across servers, accepted and answered");
+
+// An image: uploaded, downloaded (authenticated media) and thumbnailed, here and there.
+const png = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAEElEQVR4nGM4YWQERwzEcQDxIxLBm7UkwAAAAABJRU5ErkJggg==",
+  "base64");
+const { content_uri } = await client.uploadContent(png, { type: "image/png", name: "pixel.png" });
+const fetchMedia = async (sdkClient, url) => {
+  const response = await fetch(url, { headers: { Authorization: `Bearer ${sdkClient.getAccessToken()}` } });
+  if (!response.ok) fail(`GET ${url}: ${response.status} ${await response.text()}`);
+  return { type: response.headers.get("content-type"), bytes: Buffer.from(await response.arrayBuffer()) };
+};
+for (const sdkClient of [client, other]) {
+  const download = await fetchMedia(sdkClient, sdkClient.mxcUrlToHttp(content_uri, undefined, undefined, undefined, false, true, true));
+  if (!download.bytes.equals(png) || download.type !== "image/png") fail(`the image came back different from ${sdkClient.getUserId()}'s server`);
+  const thumbnail = await fetchMedia(sdkClient, sdkClient.mxcUrlToHttp(content_uri, 32, 32, "crop", false, true, true));
+  if (!thumbnail.type.startsWith("image/") || thumbnail.bytes.length === 0) fail("no thumbnail");
+}
+step(`uploaded ${content_uri}, downloaded it and its thumbnail on both servers`);
+
+await client.setAvatarUrl(content_uri);
+const profile = await other.getProfileInfo(client.getUserId());
+if (profile.avatar_url !== content_uri) fail(`the avatar is ${profile.avatar_url}`);
+step("avatar set, seen from the other server");
+
+const { devices } = await client.getDevices();
+if (!devices.some((d) => d.device_id === client.getDeviceId())) fail("this device is not listed");
+await client.setDeviceDetails(client.getDeviceId(), { display_name: "renamed by js" });
+const renamed = await client.getDevice(client.getDeviceId());
+if (renamed.display_name !== "renamed by js") fail("the device was not renamed");
+step(`${devices.length} device(s) listed, this one renamed`);
+
+const auth = { type: "m.login.password", identifier: { type: "m.id.user", user }, password };
+await client.setPassword(auth, `${password} 2`, false);
+await sdk.createClient({ baseUrl }).loginRequest({
+  type: "m.login.password", identifier: { type: "m.id.user", user }, password: `${password} 2`,
+}).catch((err) => fail(`cannot log in with the new password: ${err.message}`));
+step("password changed");
+
+other.stopClient();
 client.stopClient();
 await client.logout(true);
 step("logged out");
