@@ -72,12 +72,12 @@ fn invalid_config_values_stop_startup_naming_the_key() {
 
 #[tokio::test]
 async fn unknown_synapse_keys_are_warned_about_and_ignored() {
-    let extra = "max_upload_size: 50M\nexperimental_features:\n  msc3266_enabled: true\nuser_directory:\n  enabled: true\n  future_option: 1\n";
+    let extra = "max_spider_size: 10M\nexperimental_features:\n  msc3266_enabled: true\nuser_directory:\n  enabled: true\n  future_option: 1\n";
     let server = TestServer::start_with(Db::Sqlite, extra).await;
     let (status, _) = server.get("/health", None).await;
     assert_eq!(status, StatusCode::OK);
     let log = server.log();
-    for key in ["max_upload_size", "experimental_features", "user_directory.future_option"] {
+    for key in ["max_spider_size", "experimental_features", "user_directory.future_option"] {
         assert!(log.contains("ignoring unknown config key") && log.contains(key), "no warning for {key}: {log}");
     }
 }
