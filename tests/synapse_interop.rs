@@ -55,6 +55,47 @@ async fn profile_queries_both_ways_with_synapse() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// Media both ways: a kith user downloads (and thumbnails) a Synapse user's upload
+/// through kith, which fetches it over federation; a Synapse user downloads a kith
+/// user's upload through Synapse, which fetches it from kith.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_is_fetched_over_federation_both_ways() {
+    let synapse = Synapse::start().await;
+    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let (_, syn_token) = synapse.register("synuser", "pw").await;
+    let (_, kith_token) = kith.register("kithuser", "pw").await;
+    let image = {
+        let pixels = image::RgbImage::from_fn(120, 90, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut bytes = Vec::new();
+        pixels.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+        bytes
+    };
+    let upload = "/_matrix/media/v3/upload?filename=photo.png";
+    let from_synapse = synapse.send_bytes(Method::POST, upload, &syn_token, Some(("image/png", image.clone()))).await;
+    let mxc: serde_json::Value = from_synapse.json().await.unwrap();
+    let synapse_mxc = mxc["content_uri"].as_str().expect("synapse content_uri").to_owned();
+    let from_kith = kith.send_bytes(Method::POST, upload, Some(&kith_token), Some(("image/png", image.clone()))).await;
+    let mxc: serde_json::Value = from_kith.json().await.unwrap();
+    let kith_mxc = mxc["content_uri"].as_str().expect("kith content_uri").to_owned();
+    let download_path = |mxc: &str| format!("/_matrix/client/v1/media/download/{}", mxc.trim_start_matches("mxc://"));
+
+    let response = kith.send_bytes(Method::GET, &download_path(&synapse_mxc), Some(&kith_token), None).await;
+    assert_eq!(response.status(), StatusCode::OK, "kith fetching from synapse: {}", kith.log());
+    assert_eq!(response.bytes().await.unwrap().to_vec(), image);
+    let thumbnail = format!(
+        "/_matrix/client/v1/media/thumbnail/{}?width=32&height=32&method=crop",
+        synapse_mxc.trim_start_matches("mxc://")
+    );
+    let response = kith.send_bytes(Method::GET, &thumbnail, Some(&kith_token), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let made = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!((made.width(), made.height()), (32, 32));
+
+    let response = synapse.send_bytes(Method::GET, &download_path(&kith_mxc), &syn_token, None).await;
+    assert_eq!(response.status(), StatusCode::OK, "synapse fetching from kith: {}", synapse.log());
+    assert_eq!(response.bytes().await.unwrap().to_vec(), image);
+}
+
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Waits until `server` shows `text` among a room's messages.

@@ -148,6 +148,21 @@ impl Synapse {
         )
     }
 
+    /// A request whose answer the caller reads (headers, bytes).
+    pub async fn send_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> reqwest::Response {
+        let mut request = self.http.request(method, format!("{}{path}", self.client_base)).bearer_auth(token);
+        if let Some((content_type, bytes)) = body {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes);
+        }
+        request.send().await.expect("synapse request")
+    }
+
     pub async fn request(
         &self,
         method: reqwest::Method,
