@@ -21,6 +21,7 @@ both_backends!(
     synapse_users_show_their_public_name_and_dms_invite_both_ways,
     nothing_is_lost_while_synapse_is_down_and_backoff_is_kept,
     kith_catches_up_on_what_it_missed_while_down,
+    synapse_joins_a_kith_room_with_partial_state,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,6 +253,36 @@ async fn synapse_user_joins_a_kith_room(db: Db) {
         (status == StatusCode::OK && topic["topic"] == "changed on kith").then_some(())
     })
     .await;
+}
+
+/// Synapse joins a kith room with many members through a partial join (MSC3706): kith
+/// answers `omit_members=true` with the joiner's and the heroes' memberships only, and
+/// Synapse completes its resync against kith (`/state_ids`, `/event`…), after which it
+/// lists every member.
+async fn synapse_joins_a_kith_room_with_partial_state(db: Db) {
+    let synapse = Synapse::start().await;
+    let kith = TestServer::start_federating(db).await;
+    let (syn_user, syn_token) = synapse.register("carol", "pw").await;
+    let (_, owner_token) = kith.register("owner", "pw").await;
+    let room = matrix::create_room(&kith, &owner_token, json!({ "preset": "public_chat" })).await;
+    for i in 0..8 {
+        let (_, token) = kith.register(&format!("member{i}"), "pw").await;
+        assert_eq!(matrix::join(&kith, &token, &room, "kith.test").await.0, StatusCode::OK);
+    }
+    let (status, body) = matrix::join(&synapse, &syn_token, &room, kith.name()).await;
+    assert_eq!(status, StatusCode::OK, "join: {body}\n{}\n{}", kith.log(), synapse.log());
+    assert!(kith.log().contains("answering send_join with a partial state"), "{}", kith.log());
+    let cleared = format!("Clearing partial-state flag for {room}");
+    eventually("synapse to finish its resync against kith", PATIENCE, || async {
+        synapse.log().contains(&cleared).then_some(())
+    })
+    .await;
+    let path = format!("{V3}/rooms/{}/joined_members", matrix::encode(&room));
+    let joined = matrix::ok(&synapse, Method::GET, &path, &syn_token, None).await;
+    let count = joined["joined"].as_object().map_or(0, |members| members.len());
+    assert_eq!(count, 10, "every member after the resync (owner, 8 members, {syn_user}): {joined}");
+    matrix::send_text(&kith, &owner_token, &room, "after the resync").await;
+    wait_for_message(&synapse, &syn_token, &room, "after the resync").await;
 }
 
 /// Waits until a server shows `user`'s membership in `room` as `expected`; on failure

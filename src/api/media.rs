@@ -263,12 +263,27 @@ async fn preview_url(Requester(_): Requester) -> MatrixError {
     MatrixError::new(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "URL previews are not enabled on this server")
 }
 
+/// Files up to this size are answered in one piece (no pause between headers and
+/// body); larger ones are streamed in chunks of the same size.
+pub const WHOLE_FILE_BYTES: u64 = 1024 * 1024;
+
+/// A file's bytes as a body: read at once when small, streamed otherwise.
+pub async fn file_body(mut file: tokio::fs::File, length: u64) -> ApiResult<Body> {
+    if length <= WHOLE_FILE_BYTES {
+        use tokio::io::AsyncReadExt;
+        let mut bytes = Vec::with_capacity(length as usize);
+        file.read_to_end(&mut bytes).await.map_err(|e| MatrixError::internal("media file", e))?;
+        return Ok(Body::from(bytes));
+    }
+    Ok(Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, WHOLE_FILE_BYTES as usize)))
+}
+
 /// A stored file as an HTTP answer, streamed, with headers that keep browsers from
 /// running it.
 pub async fn serve_file(file: MediaFile) -> ApiResult<Response> {
     let opened = tokio::fs::File::open(&file.path).await.map_err(|e| MatrixError::internal("media file", e))?;
     let length = opened.metadata().await.map_err(|e| MatrixError::internal("media file", e))?.len();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(opened));
+    let body = file_body(opened, length).await?;
     let mut response = body.into_response();
     let headers = response.headers_mut();
     let value =

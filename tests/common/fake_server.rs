@@ -337,6 +337,15 @@ impl FakeServer {
     /// Joins `@<localpart>:<this server>` to a room kith is in (`make_join`, then
     /// `send_join` v2 of the template filled in and signed). Panics unless kith accepts.
     pub async fn join(&self, kith: &TestServer, room_id: &str, localpart: &str) -> JoinedRoom {
+        self.join_asking(kith, room_id, localpart, "").await
+    }
+
+    /// Like [`Self::join`], asking for a partial state (`send_join?omit_members=true`).
+    pub async fn join_partially(&self, kith: &TestServer, room_id: &str, localpart: &str) -> JoinedRoom {
+        self.join_asking(kith, room_id, localpart, "?omit_members=true").await
+    }
+
+    async fn join_asking(&self, kith: &TestServer, room_id: &str, localpart: &str, query: &str) -> JoinedRoom {
         let user_id = self.user_id(localpart);
         let path =
             format!("/_matrix/federation/v1/make_join/{}/{}?ver=10&ver=11&ver=12", encode(room_id), encode(&user_id));
@@ -353,7 +362,7 @@ impl FakeServer {
         let join_depth = event["depth"].as_i64().expect("template depth");
         let (join_event_id, signed) = self.sign_event(&rules, event);
 
-        let path = format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id), encode(&join_event_id));
+        let path = format!("/_matrix/federation/v2/send_join/{}/{}{query}", encode(room_id), encode(&join_event_id));
         let (status, response) = self.request(kith, Method::PUT, &path, Some(&signed)).await;
         assert_eq!(status, StatusCode::OK, "send_join: {response}\n{}", kith.log());
         let mut state = BTreeMap::new();

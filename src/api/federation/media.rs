@@ -7,9 +7,11 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use tokio::io::AsyncReadExt;
 
 use super::Signed;
 use crate::api::extract::AppState;
+use crate::api::media::{WHOLE_FILE_BYTES, file_body};
 use crate::config::ThumbnailMethod;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::media::{MediaFile, content_disposition};
@@ -61,11 +63,22 @@ async fn multipart(file: MediaFile) -> ApiResult<Response> {
         file.content_type.replace(['\r', '\n'], "")
     );
     let tail = format!("\r\n--{boundary}--\r\n");
-    let bytes = tokio_util::io::ReaderStream::new(opened);
-    let stream = futures_util::stream::once(async move { Ok(Bytes::from(head)) })
-        .chain(bytes)
-        .chain(futures_util::stream::once(async move { Ok(Bytes::from(tail)) }));
-    let mut response = Body::from_stream(stream).into_response();
+    let length = opened.metadata().await.map_err(|e| MatrixError::internal("media file", e))?.len();
+    let body = if length <= WHOLE_FILE_BYTES {
+        // A small file goes out as one piece, with its framing.
+        let mut bytes = head.into_bytes();
+        let mut opened = opened;
+        opened.read_to_end(&mut bytes).await.map_err(|e| MatrixError::internal("media file", e))?;
+        bytes.extend_from_slice(tail.as_bytes());
+        Body::from(bytes)
+    } else {
+        let file_bytes = file_body(opened, length).await?.into_data_stream();
+        let stream = futures_util::stream::once(async move { Ok(Bytes::from(head)) })
+            .chain(file_bytes)
+            .chain(futures_util::stream::once(async move { Ok(Bytes::from(tail)) }));
+        Body::from_stream(stream)
+    };
+    let mut response = body.into_response();
     let content_type = format!("multipart/mixed; boundary={boundary}");
     response.headers_mut().insert(
         header::CONTENT_TYPE,

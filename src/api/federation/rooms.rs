@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Signed;
@@ -43,14 +44,30 @@ pub async fn make_leave(
 }
 
 /// `PUT /v2/send_join/{roomId}/{eventId}`.
+#[derive(Deserialize, Default)]
+pub struct SendJoinQuery {
+    #[serde(default)]
+    omit_members: Option<String>,
+}
+
+/// `PUT /v2/send_join`; with `omit_members=true` (MSC3706) a partial state.
 pub async fn send_join(
     State(state): State<AppState>,
     Path((room_id, event_id)): Path<(String, String)>,
+    Query(query): Query<SendJoinQuery>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
+    let omit_members = match query.omit_members.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(MatrixError::invalid_param("omit_members must be true or false")),
+    };
     let body = signed.json()?;
     let event = state.joins.receive_membership(&signed.origin, &room_id, &event_id, "join", &body).await?;
-    Ok(Json(state.joins.join_response(&event).await?))
+    if omit_members {
+        tracing::info!(%room_id, origin = %signed.origin, "answering send_join with a partial state");
+    }
+    Ok(Json(state.joins.join_response(&event, omit_members).await?))
 }
 
 /// `PUT /v1/send_join`: the v2 answer wrapped as `[200, answer]`.
@@ -59,7 +76,7 @@ pub async fn send_join_v1(
     path: Path<(String, String)>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
-    let Json(answer) = send_join(state, path, signed).await?;
+    let Json(answer) = send_join(state, path, Query(SendJoinQuery::default()), signed).await?;
     Ok(Json(json!([200, answer])))
 }
 

@@ -12,6 +12,10 @@ use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::format::pdu_json;
 use crate::services::rooms::remote::{CheckedEvent, Outcome};
 use crate::services::rooms::{NewEvent, Rooms};
+use crate::store::StateMap;
+
+/// Members sent along with a partial state so the joiner can name an unnamed room.
+const MAX_HEROES: usize = 5;
 
 impl Joins {
     /// `make_join` / `make_leave`: a template for `user_id` of `origin`.
@@ -91,36 +95,67 @@ impl Joins {
         Ok(event)
     }
 
-    /// The `send_join` answer: the state before the join and its auth chain.
-    pub async fn join_response(&self, event: &CheckedEvent) -> ApiResult<Value> {
+    /// The `send_join` answer: the state before the join and its auth chain. With
+    /// `omit_members` (MSC3706), member events are left out but for the joiner's and, in
+    /// a room without a name or canonical alias, a few heroes' (for the joiner to name
+    /// the room); the auth chain then leaves out what the state already carries.
+    pub async fn join_response(&self, event: &CheckedEvent, omit_members: bool) -> ApiResult<Value> {
         let stored = self.rooms.require_event(&event.event_id).await?;
-        let state = match stored.state_group_before {
+        let mut state = match stored.state_group_before {
             Some(group) => self.store.state_group(group).await?,
             None => return Err(MatrixError::internal("send_join", "joined event without state")),
         };
+        let room_id = stored.room_id.as_str();
+        let servers = self.servers_in_room(room_id).await?;
+        if omit_members {
+            let joiner = event.pdu.state_key.as_deref().unwrap_or_default().to_owned();
+            let heroes = self.heroes(room_id, &state, &joiner).await?;
+            state.retain(|(kind, key), _| kind != "m.room.member" || *key == joiner || heroes.contains(key));
+        }
         let state_events = self.rooms.state_events(&state).await?;
         let mut roots: Vec<String> = state.values().cloned().collect();
         roots.extend(event.pdu.auth_events.iter().map(ToString::to_string));
-        let chain = self.rooms.auth_chain_of(roots).await?;
-        let chain_events = self.store.events_by_id(&chain.into_iter().collect::<Vec<_>>()).await?;
-        let mut servers: HashSet<String> = HashSet::new();
-        for ((kind, user), id) in &state {
-            if kind == "m.room.member"
-                && let Some(e) = state_events.iter().find(|e| &e.event_id == id)
-                && e.json["content"]["membership"] == "join"
-                && let Ok(user) = <&UserId>::try_from(user.as_str())
-            {
-                servers.insert(user.server_name().to_string());
-            }
+        let mut chain = self.rooms.auth_chain_of(roots).await?;
+        if omit_members {
+            chain.retain(|id| !state.values().any(|sent| sent == id));
         }
-        servers.insert(self.server_name.to_string());
+        let chain_events = self.store.events_by_id(&chain.into_iter().collect::<Vec<_>>()).await?;
         Ok(json!({
             "origin": self.server_name,
             "event": stored.json,
             "state": state_events.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
             "auth_chain": chain_events.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
-            "members_omitted": false,
+            "members_omitted": omit_members,
             "servers_in_room": servers,
         }))
+    }
+
+    /// The servers of the room's joined members (from the membership mirror, so no
+    /// member event is read), this one included.
+    async fn servers_in_room(&self, room_id: &str) -> ApiResult<Vec<String>> {
+        let members = self.store.room_members(room_id).await?;
+        let mut servers: HashSet<String> = members
+            .iter()
+            .filter(|m| m.membership == "join")
+            .filter_map(|m| <&UserId>::try_from(m.user_id.as_str()).ok())
+            .map(|user| user.server_name().to_string())
+            .collect();
+        servers.insert(self.server_name.to_string());
+        let mut servers: Vec<String> = servers.into_iter().collect();
+        servers.sort();
+        Ok(servers)
+    }
+
+    /// Up to five members (joined or invited, longest-standing first) other than the
+    /// joiner, when the room has neither a name nor a canonical alias; none otherwise.
+    async fn heroes(&self, room_id: &str, state: &StateMap, joiner: &str) -> ApiResult<HashSet<String>> {
+        let named = |kind: &str| state.contains_key(&(kind.to_owned(), String::new()));
+        if named("m.room.name") || named("m.room.canonical_alias") {
+            return Ok(HashSet::new());
+        }
+        let mut members = self.store.room_members(room_id).await?;
+        members.retain(|m| (m.membership == "join" || m.membership == "invite") && m.user_id != joiner);
+        members.sort_by_key(|m| m.stream_ordering);
+        Ok(members.into_iter().take(MAX_HEROES).map(|m| m.user_id).collect())
     }
 }
