@@ -85,7 +85,7 @@ async fn a_named_room_sends_no_heroes(db: Db) {
         &joined,
         &joined.user_id,
         "hello with partial state",
-        &[joined.join_event_id.clone()],
+        std::slice::from_ref(&joined.join_event_id),
         joined.join_depth + 1,
     );
     let (_, message) = fake.sign_event(&joined.rules, message);
