@@ -359,8 +359,12 @@ impl Default for FederatedUserDirectoryConfig {
 }
 
 /// Synapse's `experimental_features` that kith maps onto its own settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ExperimentalFeatures {
+    /// Join rooms on other servers with a partial state (MSC3706/MSC3902), as Synapse
+    /// does by default; false asks for the whole state.
+    #[serde(default = "default_true")]
+    pub faster_joins: bool,
     /// Synapse+BWI's federated user directory.
     #[serde(default)]
     pub bwi_federated_user_dir_enabled: bool,
@@ -369,6 +373,17 @@ pub struct ExperimentalFeatures {
     /// Milliseconds.
     #[serde(default)]
     pub bwi_federated_user_dir_federation_search_timeout: Option<u64>,
+}
+
+impl Default for ExperimentalFeatures {
+    fn default() -> Self {
+        Self {
+            faster_joins: true,
+            bwi_federated_user_dir_enabled: false,
+            bwi_federated_user_dir_sync_interval: None,
+            bwi_federated_user_dir_federation_search_timeout: None,
+        }
+    }
 }
 
 fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {

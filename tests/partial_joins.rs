@@ -1,15 +1,18 @@
-//! Faster joins, the resident side (MSC3706), on both backends: a server joining with
-//! `omit_members=true` gets the state without member events (but the heroes of an
-//! unnamed room), `members_omitted`, the servers in the room, and an auth chain that
-//! does not repeat the state yet lets every event sent be checked. (Synapse joining kith
-//! this way is in `synapse_interop.rs`.)
+//! Faster joins (MSC3706/MSC3902), on both backends. The resident side: a server
+//! joining with `omit_members=true` gets the state without member events (but the heroes
+//! of an unnamed room), `members_omitted`, the servers in the room, and an auth chain
+//! that does not repeat the state yet lets every event sent be checked. The joining
+//! side, kith joining kith: `/join` returns at once, the resync completes in the
+//! background (after restarts of either server), and what must wait or be refused while
+//! the state is partial is. (Synapse in either role is in `synapse_interop.rs`.)
 
 mod common;
 
 use std::collections::HashSet;
 
+use common::fake_resident::FakeRoom;
 use common::fake_server::{FakeServer, event_id_of};
-use common::matrix::{self, Homeserver};
+use common::matrix::{self, Homeserver, V3};
 use common::{Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -97,4 +100,273 @@ async fn a_named_room_sends_no_heroes(db: Db) {
     assert!(bodies.contains(&"hello with partial state".to_owned()), "{bodies:?} {answer}");
 }
 
-both_backends!(partial_state_leaves_members_out, a_named_room_sends_no_heroes);
+const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn joined_count(server: &TestServer, token: &str, room: &str) -> usize {
+    let path = format!("{V3}/rooms/{}/joined_members", matrix::encode(room));
+    let (_, joined) = server.get(&path, Some(token)).await;
+    joined["joined"].as_object().map_or(0, |members| members.len())
+}
+
+async fn found_in_directory(server: &TestServer, token: &str, user: &str) -> bool {
+    let body = json!({ "search_term": user.trim_start_matches('@').split(':').next().unwrap_or(user), "limit": 10 });
+    let (_, found) = server.post(&format!("{V3}/user_directory/search"), Some(token), body).await;
+    found["results"].as_array().is_some_and(|r| r.iter().any(|hit| hit["user_id"] == user))
+}
+
+/// B joins A's room of 13 members with a partial state and, once resynced, lists them
+/// all and finds them in its directory.
+async fn kith_joins_kith_and_resyncs(db: Db) {
+    let a = TestServer::start_federating(db).await;
+    let b = TestServer::start_federating(db).await;
+    let room = busy_room(&a, 12, json!({ "preset": "public_chat" })).await;
+    let (_, bob_t) = b.register("bob", "pw").await;
+    assert_eq!(matrix::join(&b, &bob_t, &room, a.name()).await.0, StatusCode::OK);
+    assert!(b.log().contains("joined with a partial state"), "{}", b.log());
+    matrix::eventually("the resync", WAIT, || async {
+        b.log().contains("partial-state resync complete").then_some(())
+    })
+    .await;
+    assert_eq!(joined_count(&b, &bob_t, &room).await, 14, "owner, 12 members and bob");
+    let member = format!("@member11:{}", a.name());
+    matrix::eventually("the directory to find a member", WAIT, || async {
+        found_in_directory(&b, &bob_t, &member).await.then_some(())
+    })
+    .await;
+}
+
+/// Kith joins a room of a scripted resident that serves the full state only when told.
+/// While the state is partial: other servers cannot join or read state through kith,
+/// eager syncs leave the room out and lazy ones show it, local users talk, set aliases
+/// and names, and a second local user joins at once; a message from a member who had in
+/// fact left is accepted, and nobody of the room is in the directory yet. A restart
+/// keeps the room partial. Once the resident answers, the retry completes the resync: a
+/// waiting long-poll sync and `/joined_members` get the whole room, the message is
+/// rejected after all, and the members' public profiles reach the directory.
+async fn what_waits_while_the_state_is_partial(db: Db) {
+    let mut kith = TestServer::start_federating(db).await;
+    let fake = FakeServer::start().await;
+    let mut room = FakeRoom::create(&fake, "alice");
+    for i in 0..4 {
+        let member = fake.user_id(&format!("member{i}"));
+        fake.set_profile(&member, json!({ "displayname": format!("Public Member{i}") }));
+        room.add_state(
+            &fake,
+            &member,
+            "m.room.member",
+            &member,
+            json!({ "membership": "join", "displayname": format!("Nick{i}") }),
+        );
+    }
+    let leaver = fake.user_id("leaver");
+    let leaver_join = room.add_state(&fake, &leaver, "m.room.member", &leaver, json!({ "membership": "join" }));
+    room.add_state(&fake, &leaver, "m.room.member", &leaver, json!({ "membership": "leave" }));
+    let (bob, bob_t) = kith.register("bob", "pw").await;
+    let (carol, carol_t) = kith.register("carol", "pw").await;
+    room.serve_partial_join(&fake, &bob);
+    room.serve_events(&fake);
+    room.refuse_state_ids(&fake);
+    let (_, before) = kith.get(&format!("{V3}/sync"), Some(&bob_t)).await;
+    let since = before["next_batch"].as_str().unwrap().to_owned();
+    let room_id = room.room_id.clone();
+    assert_eq!(matrix::join(&kith, &bob_t, &room_id, &fake.name).await.0, StatusCode::OK, "{}", kith.log());
+    assert!(kith.log().contains("joined with a partial state"), "{}", kith.log());
+
+    refusals_while_partial(&kith, &fake, &room_id).await;
+    for path in [format!("{V3}/sync?since={since}"), format!("{V3}/sync")] {
+        let (_, eager) = kith.get(&path, Some(&bob_t)).await;
+        assert!(eager["rooms"]["join"][&room_id].is_null(), "eager sync leaves the room out: {eager}");
+    }
+    let lazy = json!({ "room": { "state": { "lazy_load_members": true } } }).to_string();
+    let (_, lazily) = kith.get(&format!("{V3}/sync?filter={}", matrix::encode(&lazy)), Some(&bob_t)).await;
+    assert!(lazily["rooms"]["join"][&room_id].is_object(), "lazy sync shows it: {lazily}");
+
+    let bobs_message = matrix::send_text(&kith, &bob_t, &room_id, "talking while partial").await;
+    matrix::eventually("bob's message sent to the resident", WAIT, || async {
+        fake.received().iter().any(|line| line.starts_with("PUT /_matrix/federation/v1/send/")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        matrix::join(&kith, &carol_t, &room_id, &fake.name).await.0,
+        StatusCode::OK,
+        "a second local user joins at once"
+    );
+    let name = format!("{V3}/profile/{}/displayname", matrix::encode(&carol));
+    assert_eq!(kith.put(&name, Some(&carol_t), json!({ "displayname": "Carol K" })).await.0, StatusCode::OK);
+    let alias = format!("{V3}/directory/room/{}", matrix::encode(&format!("#partial:{}", kith.name())));
+    assert_eq!(kith.put(&alias, Some(&bob_t), json!({ "room_id": room_id })).await.0, StatusCode::OK);
+    assert_eq!(kith.get(&alias, Some(&bob_t)).await.1["room_id"], room_id.as_str());
+    assert_eq!(kith.request(reqwest::Method::DELETE, &alias, Some(&bob_t), None).await.0, StatusCode::OK);
+
+    // The leaver's message names its old join: the partial state cannot tell.
+    let bob_join = event_id_in_timeline(&kith, &bob_t, &room_id, &bob).await;
+    let content = json!({ "msgtype": "m.text", "body": "sent after leaving" });
+    let message = json!({
+        "room_id": room_id, "sender": leaver, "origin": fake.name, "origin_server_ts": common::fake_server::now_ms(),
+        "type": "m.room.message", "content": content, "prev_events": [bob_join], "depth": room.depth + 2,
+        "auth_events": [room.state[&("m.room.create".to_owned(), String::new())], room.state[&("m.room.power_levels".to_owned(), String::new())], leaver_join],
+    });
+    let (message_id, message) = fake.sign_event(&room.rules, message);
+    room.serve_event_auth(&fake, &message_id, &message);
+    let (status, answer) = fake.send_pdus(&kith, &[message]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        answer["pdus"][&message_id].get("error").is_none(),
+        "accepted while partial: {answer} {:?}\n{}",
+        fake.received(),
+        kith.log()
+    );
+    assert!(matrix::message_bodies(&kith, &bob_t, &room_id).await.contains(&"sent after leaving".to_owned()));
+    assert!(!found_in_directory(&kith, &bob_t, &fake.user_id("member0")).await, "nobody of the room is known yet");
+    ephemeral_while_partial(&kith, &fake, &bob_t, &room_id, &bobs_message, &leaver).await;
+
+    kith.restart().await;
+    let (_, eager) = kith.get(&format!("{V3}/sync?since={since}"), Some(&bob_t)).await;
+    assert!(eager["rooms"]["join"][&room_id].is_null(), "still partial after a restart: {eager}");
+    room.serve_state_ids(&fake);
+    resync_ends_the_waits(&kith, &bob_t, &room_id, &since).await;
+
+    let bodies = matrix::message_bodies(&kith, &bob_t, &room_id).await;
+    assert!(bodies.contains(&"talking while partial".to_owned()), "{bodies:?}");
+    assert!(!bodies.contains(&"sent after leaving".to_owned()), "rejected once the state is known: {bodies:?}");
+    assert!(kith.log().contains("resync corrected an event's verdict"), "{}", kith.log());
+    matrix::eventually("a member's public profile in the directory", WAIT, || async {
+        let body = json!({ "search_term": "Public Member0", "limit": 10 });
+        let (_, found) = kith.post(&format!("{V3}/user_directory/search"), Some(&bob_t), body).await;
+        let hit = found["results"]
+            .as_array()
+            .and_then(|r| r.iter().find(|hit| hit["user_id"] == fake.user_id("member0")).cloned());
+        hit.map(|hit| assert_eq!(hit["display_name"], "Public Member0", "never the room nickname"))
+    })
+    .await;
+    assert!(!found_in_directory(&kith, &bob_t, &leaver).await, "the leaver shares no room with bob");
+}
+
+/// Typing and a read receipt from a member the partial state does not name yet reach a
+/// lazy-loading sync, which also names the member of the timeline from its auth events.
+async fn ephemeral_while_partial(
+    kith: &TestServer,
+    fake: &FakeServer,
+    token: &str,
+    room_id: &str,
+    read: &str,
+    sender: &str,
+) {
+    let member = fake.user_id("member0");
+    let typing =
+        json!({ "edu_type": "m.typing", "content": { "room_id": room_id, "user_id": member, "typing": true } });
+    let receipt = json!({ "edu_type": "m.receipt", "content": { room_id: { "m.read": { member.clone(): {
+        "event_ids": [read], "data": { "ts": common::fake_server::now_ms() } } } } } });
+    assert_eq!(fake.send_edus(kith, &[typing, receipt]).await.0, StatusCode::OK);
+    let lazy = json!({ "room": { "state": { "lazy_load_members": true } } }).to_string();
+    let path = format!("{V3}/sync?filter={}", matrix::encode(&lazy));
+    let room = matrix::eventually("typing and the receipt in a lazy sync", WAIT, || async {
+        let (_, synced) = kith.get(&path, Some(token)).await;
+        let room = synced["rooms"]["join"][room_id].clone();
+        let ephemeral = room["ephemeral"]["events"].to_string();
+        (ephemeral.contains("m.typing") && ephemeral.contains("m.receipt") && ephemeral.contains(&member))
+            .then_some(room)
+    })
+    .await;
+    let state = room["state"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(room["timeline"]["events"].as_array().into_iter().flatten());
+    let members: Vec<&str> =
+        state.filter(|e| e["type"] == "m.room.member").filter_map(|e| e["state_key"].as_str()).collect();
+    assert!(members.contains(&sender), "the timeline sender's membership: {room}");
+}
+
+/// Leaving a room whose state is partial does not wait for the resync, which stops.
+async fn leaving_during_the_resync(db: Db) {
+    let kith = TestServer::start_federating(db).await;
+    let fake = FakeServer::start().await;
+    let room = FakeRoom::create(&fake, "alice");
+    let (bob, bob_t) = kith.register("bob", "pw").await;
+    room.serve_partial_join(&fake, &bob);
+    room.serve_events(&fake);
+    room.refuse_state_ids(&fake);
+    assert_eq!(matrix::join(&kith, &bob_t, &room.room_id, &fake.name).await.0, StatusCode::OK);
+    let leave = format!("{V3}/rooms/{}/leave", matrix::encode(&room.room_id));
+    let (status, body) = kith.post(&leave, Some(&bob_t), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    room.serve_state_ids(&fake);
+    matrix::eventually("the resync to stop", WAIT, || async {
+        kith.log().contains("left a partial-state room; its resync stops").then_some(())
+    })
+    .await;
+    assert!(!kith.log().contains("partial-state resync complete"), "{}", kith.log());
+    let (_, synced) = kith.get(&format!("{V3}/sync"), Some(&bob_t)).await;
+    assert!(synced["rooms"]["join"][&room.room_id].is_null(), "{synced}");
+}
+
+/// While partial, the room's state is not served to others and nobody joins through us.
+async fn refusals_while_partial(kith: &TestServer, fake: &FakeServer, room_id: &str) {
+    let room = matrix::encode(room_id);
+    for path in [
+        format!("/_matrix/federation/v1/state_ids/{room}?event_id=%24x"),
+        format!("/_matrix/federation/v1/state/{room}?event_id=%24x"),
+        format!("/_matrix/federation/v1/event_auth/{room}/%24x"),
+    ] {
+        let (status, body) = fake.request(kith, reqwest::Method::GET, &path, None).await;
+        assert_eq!(
+            (status, body["errcode"].as_str()),
+            (StatusCode::FORBIDDEN, Some("M_UNABLE_DUE_TO_PARTIAL_STATE")),
+            "{path}: {body}"
+        );
+    }
+    let user = matrix::encode(&fake.user_id("newcomer"));
+    for path in [
+        format!("/_matrix/federation/v1/make_join/{room}/{user}?ver=10"),
+        format!("/_matrix/federation/v1/make_knock/{room}/{user}?ver=10"),
+    ] {
+        let (status, body) = fake.request(kith, reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    for path in [
+        format!("/_matrix/federation/v2/send_join/{room}/%24x"),
+        format!("/_matrix/federation/v1/send_knock/{room}/%24x"),
+    ] {
+        let (status, body) = fake.request(kith, reqwest::Method::PUT, &path, Some(&json!({}))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+}
+
+/// A long-polling eager sync and `/joined_members`, both waiting, get the whole room
+/// when the resync completes.
+async fn resync_ends_the_waits(kith: &TestServer, token: &str, room_id: &str, since: &str) {
+    let path = format!("{V3}/sync?since={since}&timeout=25000");
+    let sync = kith.get(&path, Some(token));
+    let members = joined_count(kith, token, room_id);
+    let members_path = format!("{V3}/rooms/{}/members", matrix::encode(room_id));
+    let listed = kith.get(&members_path, Some(token));
+    let ((_, synced), count, (_, listed)) = tokio::join!(sync, members, listed);
+    let chunk = listed["chunk"].as_array().map_or(0, Vec::len);
+    assert_eq!(chunk, 8, "/members waited: alice, four members, the leaver, bob and carol: {listed}");
+    let joined = &synced["rooms"]["join"][room_id];
+    let state = joined["state"]["events"].as_array().map_or(0, Vec::len)
+        + joined["timeline"]["events"].as_array().map_or(0, Vec::len);
+    assert!(state >= 9, "the room arrives whole: {synced}\n{}", kith.log());
+    assert_eq!(count, 7, "alice, four members, bob and carol");
+}
+
+/// The id of `sender`'s most recent event in the room's timeline.
+async fn event_id_in_timeline(server: &TestServer, token: &str, room_id: &str, sender: &str) -> String {
+    let path = format!("{V3}/rooms/{}/messages?dir=b&limit=50", matrix::encode(room_id));
+    let (_, page) = server.get(&path, Some(token)).await;
+    let events = page["chunk"].as_array().cloned().unwrap_or_default();
+    let event = events.iter().find(|e| e["sender"] == sender && e["type"] == "m.room.member");
+    event
+        .and_then(|e| e["event_id"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no join of {sender}: {page}"))
+}
+
+both_backends!(
+    partial_state_leaves_members_out,
+    a_named_room_sends_no_heroes,
+    kith_joins_kith_and_resyncs,
+    what_waits_while_the_state_is_partial,
+    leaving_during_the_resync,
+);

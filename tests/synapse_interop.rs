@@ -22,6 +22,7 @@ both_backends!(
     nothing_is_lost_while_synapse_is_down_and_backoff_is_kept,
     kith_catches_up_on_what_it_missed_while_down,
     synapse_joins_a_kith_room_with_partial_state,
+    kith_joins_a_synapse_room_with_partial_state,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,6 +254,54 @@ async fn synapse_user_joins_a_kith_room(db: Db) {
         (status == StatusCode::OK && topic["topic"] == "changed on kith").then_some(())
     })
     .await;
+}
+
+/// kith joins a Synapse room of 21 members with a partial state (MSC3706): `/join`
+/// returns once the join is stored; the resync (MSC3902) fetches the full state in the
+/// background, after which kith lists every member, its directory finds them, and
+/// messages flow both ways.
+async fn kith_joins_a_synapse_room_with_partial_state(db: Db) {
+    let synapse = Synapse::start().await;
+    let kith = TestServer::start_federating(db).await;
+    let (_, owner_token) = synapse.register_fast("owner").await;
+    let room = matrix::create_room(&synapse, &owner_token, json!({ "preset": "public_chat" })).await;
+    for i in 0..20 {
+        let (_, token) = synapse.register_fast(&format!("crowd{i}")).await;
+        assert_eq!(matrix::join(&synapse, &token, &room, synapse.name()).await.0, StatusCode::OK);
+    }
+    let (_, kith_token) = kith.register("bob", "pw").await;
+    let (status, body) = matrix::join(&kith, &kith_token, &room, synapse.name()).await;
+    assert_eq!(status, StatusCode::OK, "join: {body}\n{}", kith.log());
+    assert!(kith.log().contains("joined with a partial state"), "{}", kith.log());
+    assert!(synapse.log().contains("omit_members=true"), "Synapse was asked for a partial state");
+    eventually("kith to finish its resync", PATIENCE, || async {
+        kith.log().contains("partial-state resync complete").then_some(())
+    })
+    .await;
+    let path = format!("{V3}/rooms/{}/joined_members", matrix::encode(&room));
+    let joined = matrix::ok(&kith, Method::GET, &path, &kith_token, None).await;
+    assert_eq!(
+        joined["joined"].as_object().map_or(0, |m| m.len()),
+        22,
+        "owner, 20 others and bob: {joined}\n{}",
+        kith.log()
+            .lines()
+            .filter(|l| l.contains("resync") || l.contains("reject") || l.contains("WARN"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let wanted = format!("@crowd17:{}", synapse.name());
+    eventually("the directory to find a member known only after the resync", PATIENCE, || async {
+        let body = json!({ "search_term": "crowd17", "limit": 5 });
+        let (_, found) = kith.post(&format!("{V3}/user_directory/search"), Some(&kith_token), body).await;
+        found["results"].as_array().is_some_and(|r| r.iter().any(|hit| hit["user_id"] == wanted.as_str())).then_some(())
+    })
+    .await;
+    matrix::send_text(&kith, &kith_token, &room, "hello after the resync").await;
+    wait_for_message(&synapse, &owner_token, &room, "hello after the resync").await;
+    matrix::send_text(&synapse, &owner_token, &room, "welcome, kith").await;
+    wait_for_message(&kith, &kith_token, &room, "welcome, kith").await;
+    wait_for_same_state(&kith, &kith_token, &synapse, &owner_token, &room).await;
 }
 
 /// Synapse joins a kith room with many members through a partial join (MSC3706): kith

@@ -45,6 +45,7 @@ use federation::history::History;
 use federation::inbound::Inbound;
 use federation::sender::Sender;
 use joins::Joins;
+use joins::resync::PartialStateResync;
 use media::{Media, MediaConfig};
 use openid::OpenId;
 use presence::Presence;
@@ -100,6 +101,7 @@ pub struct Services {
     profile_hints: Arc<ProfileHints>,
     profile_fetcher: Arc<ProfileFetcher>,
     profile_edus: Arc<ProfileEdus>,
+    resync: Arc<PartialStateResync>,
     pub limits: Limits,
 }
 
@@ -215,7 +217,9 @@ impl Services {
             profiles.clone(),
             inbound.clone(),
             sender.clone(),
+            config.experimental_features.faster_joins,
         ));
+        let resync = Arc::new(PartialStateResync::new(joins.clone()));
         let limits = Limits {
             login_address: RateLimiter::new(config.rc_login.address),
             login_account: RateLimiter::new(config.rc_login.account),
@@ -255,6 +259,7 @@ impl Services {
             profile_hints,
             profile_fetcher,
             profile_edus,
+            resync,
             limits,
         })
     }
@@ -271,6 +276,7 @@ impl Services {
             self.profile_edus.clone(),
             self.peer_sync.clone(),
             self.push_evaluator.clone(),
+            self.resync.clone(),
         ]
     }
 }

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("schema/0007_media.sql")),
     (8, include_str!("schema/0008_relations.sql")),
     (9, include_str!("schema/0009_reports.sql")),
+    (10, include_str!("schema/0010_partial_state.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may

@@ -10,6 +10,7 @@ mod federation;
 mod fixtures;
 mod media;
 mod migrations;
+mod partial_state;
 mod profiles;
 mod push;
 mod relations;
@@ -26,6 +27,7 @@ pub use federation::{OutboxRow, Retry};
 #[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;
 pub use media::{MediaRow, StoredMedia};
+pub use partial_state::PartialStateRoom;
 pub use profiles::{Profile, ProfileChange, ProfileChangeKind};
 pub use push::{NewNotification, Notification};
 pub use relations::{RelationQuery, declared_relation};

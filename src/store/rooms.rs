@@ -601,7 +601,7 @@ async fn insert_event(txn: &mut WriteTxn<'_>, event: &PersistEvent<'_>) -> Resul
     Ok(ordering)
 }
 
-async fn new_state_group(
+pub(super) async fn new_state_group(
     txn: &mut WriteTxn<'_>,
     room_id: &str,
     prev_group: Option<i64>,
@@ -706,7 +706,11 @@ async fn update_extremities(
 /// `(key, new event, previous event)` of one change of current state.
 type StateChange<'a> = (&'a (String, String), Option<&'a String>, Option<&'a String>);
 
-async fn update_current_state(txn: &mut WriteTxn<'_>, room_id: &str, state: &StateMap) -> Result<(), sqlx::Error> {
+pub(super) async fn update_current_state(
+    txn: &mut WriteTxn<'_>,
+    room_id: &str,
+    state: &StateMap,
+) -> Result<(), sqlx::Error> {
     let rows = sqlx::query("SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1")
         .bind(room_id)
         .fetch_all(&mut *txn.tx)

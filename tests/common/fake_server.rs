@@ -151,7 +151,7 @@ impl FakeServer {
                 }),
             )
             .fallback(move |uri: axum::http::Uri| {
-                let answer = canned.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(uri.path()).cloned();
+                let answer = canned_answer(&canned, uri.path());
                 async move {
                     let (status, body, delay) = answer.unwrap_or_else(|| {
                         let body = json!({ "errcode": "M_UNRECOGNIZED", "error": "Not served here" });
@@ -192,7 +192,8 @@ impl FakeServer {
         self.profiles.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(user_id.to_owned(), profile);
     }
 
-    /// What this server answers on `path` (any method, any query), after `delay`.
+    /// What this server answers on `path` (any method, any query; a path ending in `*`
+    /// answers every path it begins), after `delay`.
     pub fn answer(&self, path: &str, status: StatusCode, body: Value, delay: Duration) {
         let mut answers = self.answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         answers.insert(path.to_owned(), (status, body, delay));
@@ -454,6 +455,21 @@ impl Drop for FakeServer {
         self.handle.shutdown();
         self.task.abort();
     }
+}
+
+/// The answer set for a path, or for the longest `…/*` prefix of it.
+fn canned_answer(answers: &Mutex<BTreeMap<String, CannedAnswer>>, path: &str) -> Option<CannedAnswer> {
+    let answers = answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(answer) = answers.get(path) {
+        return Some(answer.clone());
+    }
+    answers
+        .iter()
+        .filter_map(|(key, answer)| {
+            key.strip_suffix('*').filter(|prefix| path.starts_with(prefix)).map(|p| (p.len(), answer))
+        })
+        .max_by_key(|(length, _)| *length)
+        .map(|(_, answer)| answer.clone())
 }
 
 /// Hashes and signs a PDU with `keys`; returns its event id and the signed event.

@@ -2,6 +2,7 @@
 //! SQLite or a throwaway PostgreSQL cluster, and drives it over HTTP.
 #![allow(dead_code)]
 
+pub mod fake_resident;
 pub mod fake_server;
 pub mod matrix;
 pub mod postgres;
@@ -177,6 +178,13 @@ impl TestServer {
     pub fn resident_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
         let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// The most resident memory the server process has had, in KiB (`VmHWM`).
+    pub fn peak_resident_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
         line.split_whitespace().nth(1)?.parse().ok()
     }
 

@@ -138,12 +138,17 @@ pub struct MembersQuery {
     not_membership: Option<String>,
 }
 
+/// A member list of a room joined with a partial state waits this long for the resync
+/// (then answers with what is known).
+const MEMBERS_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
+
 pub async fn members(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path(room_id): Path<String>,
     Query(query): Query<MembersQuery>,
 ) -> ApiResult<Json<Value>> {
+    state.rooms.wait_for_full_state(&room_id, MEMBERS_WAIT).await?;
     let mut room_state = state.rooms.visible_state(&room_id, owner.user_id.as_str()).await?;
     if let Some(at) = &query.at {
         let until = state.rooms.visible_until(&room_id, owner.user_id.as_str()).await?;
@@ -170,6 +175,7 @@ pub async fn joined_members(
     Path(room_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+    state.rooms.wait_for_full_state(room_id.as_str(), MEMBERS_WAIT).await?;
     let joined = state.rooms.joined_members(room_id, &owner.user_id).await?;
     Ok(Json(json!({ "joined": joined })))
 }

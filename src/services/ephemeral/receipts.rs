@@ -121,9 +121,17 @@ impl Ephemeral {
             return Err(format!("{origin} cannot speak for {user_id}"));
         }
         let membership = self.store.membership(room_id.as_str(), user_id.as_str()).await.map_err(|e| e.to_string())?;
-        if membership.is_none_or(|m| m.membership != "join") {
-            return Err(format!("{user_id} is not joined to {room_id}"));
+        if membership.is_some_and(|m| m.membership == "join") {
+            return Ok(());
         }
-        Ok(())
+        // While a room's state is partial its members are unknown; as Synapse does, the
+        // servers in the room stand in for them, so nothing is lost during the resync.
+        let partial = self.store.partial_state_room(room_id.as_str()).await.map_err(|e| e.to_string())?;
+        if partial
+            .is_some_and(|room| room.joined_via == origin.as_str() || room.servers.iter().any(|s| s == origin.as_str()))
+        {
+            return Ok(());
+        }
+        Err(format!("{user_id} is not joined to {room_id}"))
     }
 }

@@ -203,6 +203,7 @@ impl FederationClient {
 /// `Content-Length` says (or does not say), so a peer cannot make us buffer without end.
 async fn read_json(mut response: reqwest::Response, max_bytes: usize) -> Result<Value, FederationError> {
     let status = response.status();
+    let path = response.url().path().to_owned();
     let too_large = || FederationError::InvalidResponse(format!("response larger than {max_bytes} bytes"));
     if response.content_length().is_some_and(|len| len > max_bytes as u64) {
         return Err(too_large());
@@ -214,6 +215,7 @@ async fn read_json(mut response: reqwest::Response, max_bytes: usize) -> Result<
         }
         bytes.extend_from_slice(&chunk);
     }
+    tracing::debug!(%path, %status, bytes = bytes.len(), "federation response read");
     let body: Value = serde_json::from_slice(&bytes).map_err(|e| FederationError::InvalidResponse(e.to_string()))?;
     if !status.is_success() {
         return Err(FederationError::Remote { status, body });

@@ -87,6 +87,20 @@ impl History {
         Ok(event)
     }
 
+    /// State answers of a partial-state room would be wrong: 403
+    /// `M_UNABLE_DUE_TO_PARTIAL_STATE` (MSC3895), until the resync ends.
+    async fn require_full_state(&self, room_id: &str) -> ApiResult<()> {
+        if self.rooms.is_partial_state(room_id).await? {
+            return Err(MatrixError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "M_UNABLE_DUE_TO_PARTIAL_STATE",
+                "This server does not know the room's full state yet",
+            )
+            .with("org.matrix.msc3895.errcode", serde_json::json!("ORG.MATRIX.MSC3895_UNABLE_DUE_TO_PARTIAL_STATE")));
+        }
+        Ok(())
+    }
+
     /// `GET /event/{eventId}`.
     pub async fn serve_event(&self, server: &ServerName, event_id: &str) -> ApiResult<Value> {
         let event = self.event_for_server(server, None, event_id).await?;
@@ -100,6 +114,7 @@ impl History {
         room_id: &str,
         event_id: &str,
     ) -> ApiResult<(Vec<String>, Vec<String>)> {
+        self.require_full_state(room_id).await?;
         let event = self.event_for_server(server, Some(room_id), event_id).await?;
         let group =
             event.state_group_before.ok_or_else(|| MatrixError::not_found("The state at this event is not known"))?;
@@ -121,6 +136,7 @@ impl History {
 
     /// `GET /event_auth/{roomId}/{eventId}`: the event's auth chain.
     pub async fn serve_event_auth(&self, server: &ServerName, room_id: &str, event_id: &str) -> ApiResult<Value> {
+        self.require_full_state(room_id).await?;
         let event = self.event_for_server(server, Some(room_id), event_id).await?;
         let roots = event.json["auth_events"]
             .as_array()

@@ -15,6 +15,10 @@ use crate::error::{ApiResult, MatrixError};
 use crate::services::federation::encode;
 use crate::services::rooms::membership::{Change, MembershipChange};
 use crate::services::rooms::remote::{CheckedEvent, Outcome, PriorState};
+use crate::store::PartialStateRoom;
+
+/// `servers_in_room` entries kept from a partial join, at most.
+const MAX_SERVERS_IN_ROOM: usize = 10_000;
 
 impl Joins {
     /// Joins a local user to a room: locally when this server is in it, else through one
@@ -86,7 +90,10 @@ impl Joins {
         }
         let (version, rules, event_id, signed) =
             self.sign_remote_template(server, room_id, user_id, "join", content).await?;
-        let path = format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id), encode(&event_id));
+        let mut path = format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id), encode(&event_id));
+        if self.faster_joins {
+            path.push_str("?omit_members=true");
+        }
         let response =
             self.client.request(Method::PUT, server, &path, Some(&signed)).await.map_err(|e| e.to_client_error())?;
         // The resident server may have added its signature (restricted rooms).
@@ -98,7 +105,47 @@ impl Joins {
         if join.event_id != event_id {
             return Err(MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The resident server changed the join"));
         }
-        self.complete_join(version, &rules, join, &response).await
+        // Marked before the join is stored, so that nothing arriving after it is judged
+        // against the partial state as if it were whole.
+        let partial = self.faster_joins && response["members_omitted"] == true;
+        if partial {
+            self.mark_partial(server, room_id, &join.event_id, &response["servers_in_room"]).await?;
+        }
+        let joined = self.complete_join(version, &rules, join, &response).await;
+        match (&joined, partial) {
+            (Ok(()), true) => {
+                tracing::info!(%room_id, via = %server, "joined with a partial state; resyncing in the background");
+                self.resync_wanted.notify_one();
+            }
+            (Err(_), true) => self.store.clear_partial_state(room_id).await?,
+            _ => {}
+        }
+        joined
+    }
+
+    /// Records a join that comes with a partial state, for the resync worker.
+    async fn mark_partial(
+        &self,
+        via: &ServerName,
+        room_id: &str,
+        join_event_id: &str,
+        servers: &Value,
+    ) -> ApiResult<()> {
+        let mut servers: Vec<String> = servers
+            .as_array()
+            .map(|list| {
+                let names = list.iter().filter_map(Value::as_str);
+                names.filter(|s| <&ServerName>::try_from(*s).is_ok()).map(str::to_owned).collect()
+            })
+            .unwrap_or_default();
+        servers.truncate(MAX_SERVERS_IN_ROOM);
+        let room = PartialStateRoom {
+            room_id: room_id.to_owned(),
+            join_event_id: join_event_id.to_owned(),
+            joined_via: via.to_string(),
+            servers,
+        };
+        Ok(self.store.mark_partial_state(&room).await?)
     }
 
     /// Stores the room's state and auth chain from a `send_join` response and the join on

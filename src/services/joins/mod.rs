@@ -6,6 +6,7 @@ mod invite;
 mod join;
 mod leave;
 mod resident;
+pub mod resync;
 
 use std::sync::Arc;
 
@@ -38,6 +39,10 @@ pub struct Joins {
     profiles: Arc<Profiles>,
     inbound: Arc<Inbound>,
     sender: Arc<Sender>,
+    /// `experimental_features.faster_joins`: join other servers' rooms with a partial state.
+    faster_joins: bool,
+    /// Wakes the resync worker when a partial join lands.
+    resync_wanted: Arc<tokio::sync::Notify>,
 }
 
 /// A membership change a local user asks for.
@@ -61,8 +66,10 @@ impl Joins {
         profiles: Arc<Profiles>,
         inbound: Arc<Inbound>,
         sender: Arc<Sender>,
+        faster_joins: bool,
     ) -> Self {
-        Self { store, server_name, server_keys, client, rooms, profiles, inbound, sender }
+        let resync_wanted = Arc::new(tokio::sync::Notify::new());
+        Self { store, server_name, server_keys, client, rooms, profiles, inbound, sender, faster_joins, resync_wanted }
     }
 
     /// Invites, kicks, bans, unbans and leaves by local users: invites of other servers'

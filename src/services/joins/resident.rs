@@ -31,9 +31,7 @@ impl Joins {
         if user.server_name() != origin {
             return Err(MatrixError::forbidden("The user does not belong to the requesting server"));
         }
-        if !self.rooms.is_resident(room_id).await? {
-            return Err(MatrixError::not_found("This server is not in the room"));
-        }
+        self.require_full_residency(room_id, membership).await?;
         let version = self.rooms.room_version(room_id).await?;
         if membership == "join" && !supported.iter().any(|v| v == version.as_str()) {
             return Err(MatrixError::new(
@@ -66,9 +64,7 @@ impl Joins {
         membership: &str,
         body: &Value,
     ) -> ApiResult<CheckedEvent> {
-        if !self.rooms.is_resident(room_id).await? {
-            return Err(MatrixError::not_found("This server is not in the room"));
-        }
+        self.require_full_residency(room_id, membership).await?;
         let version = self.rooms.room_version(room_id).await?;
         let rules = Rooms::version_rules(&version)?;
         let event = self.inbound.check_pdu(body, &rules).await.map_err(MatrixError::bad_json)?;
@@ -93,6 +89,19 @@ impl Joins {
             self.sender.relay(&stored, origin).await?;
         }
         Ok(event)
+    }
+
+    /// This server is in the room and, for joins, knows its whole state: a room joined
+    /// with a partial state cannot be joined through us until its resync ends (404, as
+    /// MSC3706 says, so the joiner tries another server).
+    async fn require_full_residency(&self, room_id: &str, membership: &str) -> ApiResult<()> {
+        if !self.rooms.is_resident(room_id).await? {
+            return Err(MatrixError::not_found("This server is not in the room"));
+        }
+        if membership == "join" && self.rooms.is_partial_state(room_id).await? {
+            return Err(MatrixError::not_found("This server does not know the room's full state yet"));
+        }
+        Ok(())
     }
 
     /// The `send_join` answer: the state before the join and its auth chain. With

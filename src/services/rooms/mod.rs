@@ -12,6 +12,7 @@ pub mod format;
 pub mod limits;
 mod members;
 pub mod membership;
+mod partial_state;
 pub mod pdu;
 mod redaction;
 pub mod remote;

@@ -86,7 +86,10 @@ impl Rooms {
     pub async fn persist_outliers(&self, events: Vec<CheckedEvent>, rules: &RoomVersionRules) -> ApiResult<()> {
         let ordered = auth_order(events);
         let mut known: HashMap<String, Pdu> = HashMap::new();
-        let wanted = ordered.iter().flat_map(|e| e.pdu.auth_events.iter().map(ToString::to_string));
+        // From room version 12 the create event is named by the room id, not listed.
+        let wanted = ordered
+            .iter()
+            .flat_map(|e| e.pdu.auth_events.iter().map(ToString::to_string).chain(e.pdu.create_event_id()));
         known.extend(self.load_events(wanted).await?);
         let mut verdicts = Vec::with_capacity(ordered.len());
         for event in &ordered {
@@ -140,7 +143,14 @@ impl Rooms {
             PriorState::Given(state) | PriorState::Joined(state) => (state, None),
             PriorState::FromPrevEvents => self.state_from_prev_events(rules, &prevs).await?,
         };
+        // While the room's state is partial, the event's own auth events stand in for
+        // what the partial state lacks (its sender's membership).
+        let partial = self.is_partial_state(event.pdu.room_id.as_str()).await?;
         let verdict = match check_own_auth_events(rules, &event.pdu, &auth_events) {
+            Ok(()) if partial => {
+                let augmented = self.with_auth_events(&event.pdu, &state_before).await?;
+                self.check_against_state(rules, &event.pdu, &augmented).await?
+            }
             Ok(()) => self.check_against_state(rules, &event.pdu, &state_before).await?,
             Err(reason) => Err(reason),
         };
@@ -161,7 +171,7 @@ impl Rooms {
             return Ok(Outcome::Rejected(reason));
         }
         let current = self.store.current_state(event.pdu.room_id.as_str()).await?;
-        let soft_fail = match joined {
+        let soft_fail = match joined || partial {
             true => Ok(()),
             false => self.check_against_state(rules, &event.pdu, &current).await?,
         };
@@ -179,6 +189,10 @@ impl Rooms {
         let new_current = self.current_state_with(rules, event, &state_before, &prevs).await?;
         let row = PersistEvent { new_current_state: Some(&new_current), ..event.persist(&prevs, state_ref) };
         let ordering = self.store.persist_event(row).await?;
+        if partial && event.pdu.kind.to_string() == "m.room.member" && event.json["content"]["membership"] == "join" {
+            let server = event.pdu.sender.server_name().to_string();
+            self.store.add_partial_state_server(event.pdu.room_id.as_str(), &server).await?;
+        }
         if event.pdu.kind.to_string() == "m.room.redaction" {
             self.apply_redaction(&event.event_id).await?;
         }
@@ -339,7 +353,7 @@ impl Rooms {
     /// The auth rules against a room state (the state before the event, or the current
     /// state for soft-failing). The outer error is a storage failure, the inner one the
     /// reason the event is not allowed.
-    async fn check_against_state(
+    pub(super) async fn check_against_state(
         &self,
         rules: &RoomVersionRules,
         pdu: &Pdu,

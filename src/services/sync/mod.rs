@@ -204,7 +204,13 @@ impl ClientSync {
     ) -> ApiResult<Option<Value>> {
         let room_id = &membership.room_id;
         let since = params.since.unwrap_or_default();
-        let newly_joined = params.since.is_none() || membership.stream_ordering > since.events;
+        // A room joined with a partial state shows in lazy-loading syncs at once, in
+        // eager ones once its resync completes, as if joined then.
+        if !filter.lazy_load_members && self.rooms.is_partial_state(room_id).await? {
+            return Ok(None);
+        }
+        let resynced = self.store.room_resync_position(room_id).await?.is_some_and(|at| at > since.events);
+        let newly_joined = params.since.is_none() || membership.stream_ordering > since.events || resynced;
         // A room joined since the last sync comes with its recent history, not only
         // with what happened after the join.
         let from = if newly_joined { 0 } else { since.events };
@@ -274,10 +280,41 @@ impl ClientSync {
                 timeline.iter().filter_map(|e| e.json["sender"].as_str().map(str::to_owned)).collect();
             senders.insert(user_id.to_owned());
             state.retain(|(kind, key), _| kind != "m.room.member" || senders.contains(key));
+            self.add_members_from_auth_events(&mut state, timeline, &senders).await?;
         }
         let in_timeline: HashSet<&str> = timeline.iter().map(|e| e.event_id.as_str()).collect();
         state.retain(|_, id| !in_timeline.contains(id.as_str()));
         Ok(self.rooms.state_events(&state).await?.iter().map(client_event).collect())
+    }
+
+    /// Senders whose membership the state lacks (a room joined with a partial state)
+    /// get it from their events' auth events.
+    async fn add_members_from_auth_events(
+        &self,
+        state: &mut StateMap,
+        timeline: &[StoredEvent],
+        senders: &HashSet<String>,
+    ) -> ApiResult<()> {
+        let has_member =
+            |state: &StateMap, user: &str| state.contains_key(&("m.room.member".to_owned(), user.to_owned()));
+        if senders.iter().all(|sender| has_member(state, sender)) {
+            return Ok(());
+        }
+        let auth_ids: Vec<String> = timeline
+            .iter()
+            .flat_map(|e| e.json["auth_events"].as_array().into_iter().flatten())
+            .filter_map(|id| id.as_str().map(str::to_owned))
+            .collect();
+        for event in self.store.events_by_id(&auth_ids).await? {
+            if event.json["type"] == "m.room.member"
+                && let Some(user) = event.json["state_key"].as_str()
+                && senders.contains(user)
+                && !has_member(state, user)
+            {
+                state.insert(("m.room.member".to_owned(), user.to_owned()), event.event_id.clone());
+            }
+        }
+        Ok(())
     }
 
     async fn ephemeral(&self, room_id: &str, since: Option<(i64, u64)>) -> ApiResult<Vec<Value>> {

@@ -240,6 +240,11 @@ impl Sender {
                 servers.insert(user.server_name().to_owned());
             }
         }
+        // A room joined with a partial state does not know all its members yet.
+        if let Some(partial) = self.store.partial_state_room(room_id).await? {
+            servers.extend(partial.servers.iter().filter_map(|s| OwnedServerName::try_from(s.as_str()).ok()));
+            servers.remove(&self.server_name);
+        }
         let mut servers: Vec<OwnedServerName> = servers.into_iter().filter(|s| self.client.allowed(s)).collect();
         servers.sort();
         Ok(servers)

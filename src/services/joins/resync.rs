@@ -1,0 +1,187 @@
+//! The background resync of rooms joined with a partial state (MSC3902): the full state
+//! at the join is asked of the server joined through (then of the other servers in the
+//! room), what is missing is fetched and checked, and `Rooms` re-checks every event
+//! since the join against it. Resumes after a restart (the partial flag is persisted;
+//! the resync starts over, which is idempotent); a room the local users left is dropped.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{OwnedServerName, ServerName};
+use serde_json::Value;
+
+use super::Joins;
+use crate::error::{ApiResult, MatrixError};
+use crate::services::federation::encode;
+use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
+use crate::store::{PartialStateRoom, StateMap};
+
+/// Missing events up to this many are fetched one by one (`/event`); more, with the
+/// whole state (`/state`).
+const FETCH_ONE_BY_ONE: usize = 50;
+/// The whole state of a big room may be this large.
+const MAX_STATE_BYTES: usize = 512 * 1024 * 1024;
+/// Ids in a `/state_ids` answer, at most.
+const MAX_STATE_IDS: usize = 500_000;
+/// A failed resync is tried again after this, doubling up to an hour.
+const FIRST_RETRY: Duration = Duration::from_secs(10);
+const MAX_RETRY: Duration = Duration::from_secs(3600);
+/// How often rooms waiting for a retry are looked at (a cheap query of a small table).
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct PartialStateResync {
+    joins: Arc<Joins>,
+    /// Rooms whose last attempt failed: when to try again, and the current wait.
+    retries: Mutex<HashMap<String, (Instant, Duration)>>,
+}
+
+impl Worker for PartialStateResync {
+    fn name(&self) -> &'static str {
+        "partial state resync"
+    }
+
+    fn run(self: Arc<Self>, stop: Shutdown) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let wakeups = Wakeups::default().on_notify(self.joins.resync_wanted.clone());
+            follow(self.name(), wakeups, POLL_INTERVAL, stop, || self.resync_due()).await;
+        })
+    }
+}
+
+impl PartialStateResync {
+    pub fn new(joins: Arc<Joins>) -> Self {
+        Self { joins, retries: Mutex::new(HashMap::new()) }
+    }
+
+    /// Resyncs every partial-state room not waiting for a retry.
+    async fn resync_due(&self) -> anyhow::Result<bool> {
+        for room in self.joins.store.partial_state_rooms().await? {
+            let waiting = self.retries.lock().unwrap_or_else(|p| p.into_inner()).get(&room.room_id).copied();
+            if waiting.is_some_and(|(at, _)| at > Instant::now()) {
+                continue;
+            }
+            match self.joins.resync(&room).await {
+                Ok(()) => {
+                    self.retries.lock().unwrap_or_else(|p| p.into_inner()).remove(&room.room_id);
+                }
+                Err(err) => {
+                    let wait = waiting.map_or(FIRST_RETRY, |(_, wait)| (wait * 2).min(MAX_RETRY));
+                    tracing::warn!(room_id = %room.room_id, %err, retry_in = ?wait, "partial-state resync failed");
+                    let mut retries = self.retries.lock().unwrap_or_else(|p| p.into_inner());
+                    retries.insert(room.room_id.clone(), (Instant::now() + wait, wait));
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl Joins {
+    /// Completes one partial-state room, or drops it when no local user is in it.
+    async fn resync(&self, room: &PartialStateRoom) -> ApiResult<()> {
+        let started = Instant::now();
+        let members = self.store.joined_user_ids(&room.room_id).await?;
+        if !members.iter().any(|user| user.ends_with(&format!(":{}", self.server_name))) {
+            tracing::info!(room_id = %room.room_id, "left a partial-state room; its resync stops");
+            return Ok(self.store.clear_partial_state(&room.room_id).await?);
+        }
+        let version = self.rooms.room_version(&room.room_id).await?;
+        let rules = super::Rooms::version_rules(&version)?;
+        let mut last_error = MatrixError::not_found("No server to resync the room from");
+        for server in self.resync_servers(room) {
+            match self.full_state_from(&server, &rules, room).await {
+                Ok(state) => {
+                    let size = state.len();
+                    let corrected = self.rooms.complete_partial_state(&rules, room, state).await?;
+                    tracing::info!(
+                        room_id = %room.room_id, via = %server, state_events = size, corrected,
+                        took_ms = started.elapsed().as_millis() as u64, "partial-state resync complete"
+                    );
+                    return Ok(());
+                }
+                Err(err) => {
+                    tracing::info!(room_id = %room.room_id, %server, %err, "could not resync from this server");
+                    last_error = err;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The server joined through first, then the others in the room; never ourselves.
+    fn resync_servers(&self, room: &PartialStateRoom) -> Vec<OwnedServerName> {
+        let mut seen = HashSet::new();
+        std::iter::once(&room.joined_via)
+            .chain(&room.servers)
+            .filter_map(|name| OwnedServerName::try_from(name.as_str()).ok())
+            .filter(|server| *server != self.server_name && seen.insert(server.clone()))
+            .collect()
+    }
+
+    /// The full state before the join, from `server`: ids first, then what this server
+    /// lacks, checked and stored.
+    async fn full_state_from(
+        &self,
+        server: &ServerName,
+        rules: &RoomVersionRules,
+        room: &PartialStateRoom,
+    ) -> ApiResult<StateMap> {
+        let (room_id, join) = (room.room_id.as_str(), room.join_event_id.as_str());
+        let path = format!("/_matrix/federation/v1/state_ids/{}?event_id={}", encode(room_id), encode(join));
+        let answer = self.client.get(server, &path).await.map_err(|e| e.to_client_error())?;
+        let mut state_ids = id_list(&answer["pdu_ids"])?;
+        state_ids.retain(|id| id != join);
+        let chain_ids = id_list(&answer["auth_chain_ids"])?;
+        let wanted: Vec<String> = state_ids.iter().chain(&chain_ids).cloned().collect();
+        let held: HashSet<String> = self.store.events_by_id(&wanted).await?.into_iter().map(|e| e.event_id).collect();
+        let missing: Vec<String> = wanted.into_iter().filter(|id| !held.contains(id)).collect();
+        if missing.len() > FETCH_ONE_BY_ONE {
+            self.fetch_whole_state(server, rules, room).await?;
+        } else {
+            let mut fetched = Vec::new();
+            for id in &missing {
+                fetched.extend(self.inbound.fetch_event(server, rules, room_id, id).await?);
+            }
+            self.rooms.persist_outliers(fetched, rules).await?;
+        }
+        let state = self.rooms.state_map_of(&state_ids).await?;
+        if !state.contains_key(&("m.room.create".to_owned(), String::new())) {
+            return Err(MatrixError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "M_UNKNOWN",
+                "The state has no create event",
+            ));
+        }
+        Ok(state)
+    }
+
+    /// `GET /state`: every state event before the join and their auth chain.
+    async fn fetch_whole_state(
+        &self,
+        server: &ServerName,
+        rules: &RoomVersionRules,
+        room: &PartialStateRoom,
+    ) -> ApiResult<()> {
+        let (room_id, join) = (room.room_id.as_str(), room.join_event_id.as_str());
+        let path = format!("/_matrix/federation/v1/state/{}?event_id={}", encode(room_id), encode(join));
+        let answer =
+            self.client.get_with_limit(server, &path, MAX_STATE_BYTES).await.map_err(|e| e.to_client_error())?;
+        let mut events = self.inbound.check_fetched(rules, room_id, &answer["auth_chain"]).await;
+        events.extend(self.inbound.check_fetched(rules, room_id, &answer["pdus"]).await);
+        self.rooms.persist_outliers(events, rules).await
+    }
+}
+
+fn id_list(value: &Value) -> ApiResult<Vec<String>> {
+    let bad = || MatrixError::new(axum::http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "Invalid /state_ids answer");
+    let list = value.as_array().ok_or_else(bad)?;
+    if list.len() > MAX_STATE_IDS {
+        return Err(bad());
+    }
+    list.iter()
+        .map(|id| id.as_str().filter(|id| id.starts_with('$') && id.len() <= 255).map(str::to_owned).ok_or_else(bad))
+        .collect()
+}
