@@ -92,8 +92,9 @@ proptest! {
     #[test]
     fn sync_tokens_round_trip_and_garbage_is_refused(events in 0i64..1 << 50, data in 0i64..1 << 50,
                                                        receipts in 0i64..1 << 50, typing in 0u64..1 << 50,
+                                                       to_device in 0i64..1 << 50, device_lists in 0i64..1 << 50,
                                                        garbage in ".{0,24}") {
-        let token = SyncToken { events, account_data: data, receipts, typing };
+        let token = SyncToken { events, account_data: data, receipts, typing, to_device, device_lists };
         prop_assert_eq!(SyncToken::parse(&token.format()).ok(), Some(token));
         if let Err(err) = SyncToken::parse(&garbage) {
             prop_assert_eq!(err.errcode, "M_INVALID_PARAM");

@@ -14,6 +14,7 @@ use super::extract::AppState;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::federated_directory::serve;
 
+mod devices;
 mod directory;
 mod media;
 mod rooms;
@@ -24,6 +25,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(&format!("{V1}/version"), get(version))
         .route(&format!("{V1}/query/profile"), get(query_profile))
+        .route(&format!("{V1}/user/keys/query"), post(devices::query_keys))
+        .route(&format!("{V1}/user/keys/claim"), post(devices::claim_keys))
+        .route(&format!("{V1}/user/devices/{{user_id}}"), get(devices::user_devices))
         .route(&format!("{V1}/query/directory"), get(directory::query_alias))
         .route(&format!("{V1}/publicRooms"), get(directory::public_rooms).post(directory::public_rooms))
         .route(serve::CHANGES_PATH, get(directory::user_directory_changes))

@@ -12,6 +12,7 @@ pub mod ephemeral;
 pub mod federated_directory;
 pub mod federation;
 pub mod joins;
+pub mod keys;
 pub mod locks;
 pub mod media;
 pub mod openid;
@@ -26,6 +27,7 @@ pub mod room_directory;
 pub mod rooms;
 pub mod server_keys;
 pub mod sync;
+pub mod to_device;
 pub mod voip;
 pub mod workers;
 
@@ -46,6 +48,8 @@ use federation::inbound::Inbound;
 use federation::sender::Sender;
 use joins::Joins;
 use joins::resync::PartialStateResync;
+use keys::Keys;
+use keys::device_lists::DeviceListSender;
 use media::{Media, MediaConfig};
 use openid::OpenId;
 use presence::Presence;
@@ -65,6 +69,7 @@ use rooms::Rooms;
 use server_keys::ServerKeys;
 use server_keys::remote::RemoteKeys;
 use sync::ClientSync;
+use to_device::ToDevice;
 use voip::Voip;
 use workers::Worker;
 
@@ -102,6 +107,9 @@ pub struct Services {
     profile_fetcher: Arc<ProfileFetcher>,
     profile_edus: Arc<ProfileEdus>,
     resync: Arc<PartialStateResync>,
+    pub keys: Arc<Keys>,
+    pub to_device: Arc<ToDevice>,
+    device_list_sender: Arc<DeviceListSender>,
     pub limits: Limits,
 }
 
@@ -145,6 +153,9 @@ impl Services {
             MediaConfig::from_config(&config),
             config.media_store_path.clone().unwrap_or_else(|| "media_store".into()),
         ));
+        let keys = Arc::new(Keys::new(store.clone(), server_name.clone(), client.clone()));
+        let to_device = Arc::new(ToDevice::new(store.clone(), server_name.clone(), sender.clone()));
+        let device_list_sender = Arc::new(DeviceListSender::new(keys.clone(), sender.clone()));
         let remote_profiles = Arc::new(RemoteProfiles::new(
             store.clone(),
             server_name.clone(),
@@ -188,6 +199,8 @@ impl Services {
             ephemeral.clone(),
             account_data.clone(),
             push.clone(),
+            keys.clone(),
+            to_device.clone(),
         ));
         let inbound = Arc::new(Inbound::new(
             store.clone(),
@@ -199,6 +212,8 @@ impl Services {
             remote_profiles.clone(),
             federated_directory.clone(),
             sender.clone(),
+            keys.clone(),
+            to_device.clone(),
         ));
         let history = Arc::new(History::new(store.clone(), server_name.clone(), rooms.clone()));
         let room_directory = Arc::new(RoomDirectory::new(
@@ -260,6 +275,9 @@ impl Services {
             profile_fetcher,
             profile_edus,
             resync,
+            keys,
+            to_device,
+            device_list_sender,
             limits,
         })
     }
@@ -277,6 +295,8 @@ impl Services {
             self.peer_sync.clone(),
             self.push_evaluator.clone(),
             self.resync.clone(),
+            self.device_list_sender.clone(),
+            self.to_device.clone(),
         ]
     }
 }

@@ -235,6 +235,7 @@ impl Store {
             ] {
                 sqlx::query(sql).bind(user_id).bind(device_id).execute(&mut *txn.tx).await?;
             }
+            super::keys::remove_device_keys(&mut txn, user_id, device_id).await?;
         }
         txn.commit().await
     }

@@ -8,6 +8,7 @@ mod federated_directory;
 mod federation;
 #[cfg(feature = "bench-fixtures")]
 mod fixtures;
+mod keys;
 mod media;
 mod migrations;
 mod partial_state;
@@ -18,6 +19,7 @@ mod remote_profiles;
 mod reports;
 mod rooms;
 mod streams;
+mod to_device;
 mod user_data;
 
 pub use accounts::{DeviceRow, NewUser, TokenOwner, UserRow};
@@ -26,6 +28,7 @@ pub use federated_directory::{DirectoryUser, PeerState, VISIBILITY_TYPES};
 pub use federation::{OutboxRow, Retry};
 #[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;
+pub use keys::{ClaimedKey, DEVICE_LIST_STREAM, DeviceListChange};
 pub use media::{MediaRow, StoredMedia};
 pub use partial_state::PartialStateRoom;
 pub use profiles::{Profile, ProfileChange, ProfileChangeKind};
@@ -34,6 +37,7 @@ pub use relations::{RelationQuery, declared_relation};
 pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};
 pub use reports::NewReport;
 pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
+pub use to_device::{TO_DEVICE_STREAM, ToDeviceMessage};
 pub use user_data::Receipt;
 
 use std::time::Duration;

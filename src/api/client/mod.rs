@@ -4,6 +4,7 @@ pub mod account;
 pub mod devices;
 pub mod directory;
 pub mod discovery;
+pub mod keys;
 pub mod membership;
 pub mod openid;
 pub mod presence;
@@ -134,6 +135,13 @@ fn room_routes() -> Router<AppState> {
         .route("/directory/list/room/{room_id}", get(directory::room_visibility).put(directory::set_room_visibility))
         .route("/publicRooms", get(directory::public_rooms).post(directory::search_public_rooms))
         .route("/sync", get(sync::sync))
+        .route("/keys/upload", post(keys::upload))
+        .route("/keys/query", post(keys::query))
+        .route("/keys/claim", post(keys::claim))
+        .route("/keys/changes", get(keys::changes))
+        .route("/keys/device_signing/upload", post(keys::upload_cross_signing))
+        .route("/keys/signatures/upload", post(keys::upload_signatures))
+        .route("/sendToDevice/{event_type}/{txn_id}", put(keys::send_to_device))
         .route("/user_directory/search", post(user_directory::search))
         .route("/user/{user_id}/filter", post(sync::create_filter))
         .route("/user/{user_id}/filter/{filter_id}", get(sync::get_filter))

@@ -43,7 +43,13 @@ pub async fn sync(
         Some(_) => return Err(MatrixError::invalid_param("full_state must be true or false")),
     };
     let filter = state.account_data.sync_filter(&owner.user_id, query.filter.as_deref()).await?;
-    let params = SyncParams { since, full_state, timeout: Duration::from_millis(timeout), filter };
+    let params = SyncParams {
+        device_id: owner.device_id.clone(),
+        since,
+        full_state,
+        timeout: Duration::from_millis(timeout),
+        filter,
+    };
     Ok(Json(state.sync.sync(&owner.user_id, params).await?))
 }
 

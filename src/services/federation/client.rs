@@ -108,6 +108,18 @@ impl FederationClient {
         self.send(method, destination, path_and_query, body, MAX_RESPONSE_BYTES).await
     }
 
+    /// A signed request whose answer may be up to `max_bytes` (a big room's state).
+    pub async fn request_with_limit(
+        &self,
+        method: Method,
+        destination: &ServerName,
+        path_and_query: &str,
+        body: Option<&Value>,
+        max_bytes: usize,
+    ) -> Result<Value, FederationError> {
+        self.send(method, destination, path_and_query, body, max_bytes).await
+    }
+
     async fn send(
         &self,
         method: Method,

@@ -17,6 +17,8 @@ use crate::services::rooms::membership::{Change, MembershipChange};
 use crate::services::rooms::remote::{CheckedEvent, Outcome, PriorState};
 use crate::store::PartialStateRoom;
 
+/// A full `send_join` answer carries the whole state (Matrix HQ's was 24 MB).
+const MAX_SEND_JOIN_BYTES: usize = 512 * 1024 * 1024;
 /// `servers_in_room` entries kept from a partial join, at most.
 const MAX_SERVERS_IN_ROOM: usize = 10_000;
 
@@ -94,8 +96,11 @@ impl Joins {
         if self.faster_joins {
             path.push_str("?omit_members=true");
         }
-        let response =
-            self.client.request(Method::PUT, server, &path, Some(&signed)).await.map_err(|e| e.to_client_error())?;
+        let response = self
+            .client
+            .request_with_limit(Method::PUT, server, &path, Some(&signed), MAX_SEND_JOIN_BYTES)
+            .await
+            .map_err(|e| e.to_client_error())?;
         // The resident server may have added its signature (restricted rooms).
         let joined = match &response["event"] {
             Value::Object(_) => response["event"].clone(),

@@ -1,8 +1,8 @@
 //! `/sync`: initial and incremental, long-polling on the event, typing, receipt and
 //! account-data streams.
 //!
-//! A sync token is `s{events}_{account_data}_{receipts}_{typing}`: the position reached on
-//! each stream.
+//! A sync token is `s{events}_{account_data}_{receipts}_{typing}_{to_device}_{device_lists}`:
+//! the position reached on each stream (missing parts of older tokens are 0).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,10 +14,12 @@ use tokio::sync::watch;
 
 use super::account_data::AccountData;
 use super::ephemeral::Ephemeral;
+use super::keys::Keys;
 use super::push::Push;
 use super::rooms::Rooms;
 use super::rooms::filter::EventFilter;
 use super::rooms::format::{STRIPPED_STATE_TYPES, client_event, stripped_event};
+use super::to_device::{SYNC_BATCH, ToDevice};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{Membership, StateMap, Store, StoredEvent};
 
@@ -31,6 +33,8 @@ pub struct SyncToken {
     pub account_data: i64,
     pub receipts: i64,
     pub typing: u64,
+    pub to_device: i64,
+    pub device_lists: i64,
 }
 
 impl SyncToken {
@@ -40,16 +44,26 @@ impl SyncToken {
         let number = |i: usize| -> ApiResult<i64> {
             parts.get(i).map_or(Ok(0), |p| p.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(invalid))
         };
-        Ok(Self { events: number(0)?, account_data: number(1)?, receipts: number(2)?, typing: number(3)? as u64 })
+        Ok(Self {
+            events: number(0)?,
+            account_data: number(1)?,
+            receipts: number(2)?,
+            typing: number(3)? as u64,
+            to_device: number(4)?,
+            device_lists: number(5)?,
+        })
     }
 
     pub fn format(&self) -> String {
-        format!("s{}_{}_{}_{}", self.events, self.account_data, self.receipts, self.typing)
+        let Self { events, account_data, receipts, typing, to_device, device_lists } = self;
+        format!("s{events}_{account_data}_{receipts}_{typing}_{to_device}_{device_lists}")
     }
 }
 
 /// What the client asked for, with its filter resolved.
 pub struct SyncParams {
+    /// The syncing device: its to-device inbox and key counts.
+    pub device_id: String,
     pub since: Option<SyncToken>,
     pub full_state: bool,
     pub timeout: Duration,
@@ -80,6 +94,8 @@ pub struct ClientSync {
     ephemeral: Arc<Ephemeral>,
     account_data: Arc<AccountData>,
     push: Arc<Push>,
+    keys: Arc<Keys>,
+    to_device: Arc<ToDevice>,
     /// Set at shutdown: long polls answer at once with what they have.
     stopping: watch::Sender<bool>,
 }
@@ -91,8 +107,10 @@ impl ClientSync {
         ephemeral: Arc<Ephemeral>,
         account_data: Arc<AccountData>,
         push: Arc<Push>,
+        keys: Arc<Keys>,
+        to_device: Arc<ToDevice>,
     ) -> Self {
-        Self { store, rooms, ephemeral, account_data, push, stopping: watch::channel(false).0 }
+        Self { store, rooms, ephemeral, account_data, push, keys, to_device, stopping: watch::channel(false).0 }
     }
 
     /// Answers every long poll now and every later one at once (the server is stopping).
@@ -106,6 +124,7 @@ impl ClientSync {
         let mut events_rx = self.rooms.subscribe();
         let (mut typing_rx, mut receipts_rx) = self.ephemeral.subscribe();
         let mut account_data_rx = self.account_data.subscribe();
+        let (mut keys_rx, mut to_device_rx) = (self.keys.subscribe(), self.to_device.subscribe());
         let mut stopping = self.stopping.subscribe();
         let deadline = tokio::time::Instant::now() + params.timeout.min(MAX_TIMEOUT);
         let mut first = true;
@@ -126,6 +145,8 @@ impl ClientSync {
                 _ = typing_rx.changed() => {}
                 _ = receipts_rx.changed() => {}
                 _ = account_data_rx.changed() => {}
+                _ = keys_rx.changed() => {}
+                _ = to_device_rx.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
@@ -137,10 +158,12 @@ impl ClientSync {
             account_data: self.account_data.stream_head().await?,
             receipts: self.store.stream_head("receipts").await?,
             typing: self.ephemeral.typing_serial(),
+            to_device: self.to_device.stream_head().await?,
+            device_lists: self.keys.stream_head().await?,
         })
     }
 
-    async fn sync_once(&self, user: &UserId, params: &SyncParams, head: SyncToken) -> ApiResult<Value> {
+    async fn sync_once(&self, user: &UserId, params: &SyncParams, mut head: SyncToken) -> ApiResult<Value> {
         let user_id = user.as_str();
         let since = params.since.unwrap_or_default();
         let filter = RoomFilter::from(&params.filter);
@@ -182,15 +205,43 @@ impl ClientSync {
             let rules = self.push.ruleset(user).await?;
             global.push(json!({ "type": "m.push_rules", "content": { "global": rules } }));
         }
-        Ok(json!({
-            "next_batch": head.format(),
+        let mut response = json!({
             "rooms": { "join": join, "invite": invite, "leave": leave, "knock": {} },
             "account_data": { "events": global },
             "presence": { "events": [] },
-            "to_device": { "events": [] },
-            "device_lists": { "changed": [], "left": [] },
-            "device_one_time_keys_count": {},
-        }))
+        });
+        self.add_encryption(&mut response, user, params, &mut head).await?;
+        response["next_batch"] = json!(head.format());
+        Ok(response)
+    }
+
+    /// To-device messages (those before `since` were acknowledged and go), users whose
+    /// devices changed, and the device's key counts; `head` stops at the last message
+    /// given when more wait.
+    async fn add_encryption(
+        &self,
+        response: &mut Value,
+        user: &UserId,
+        params: &SyncParams,
+        head: &mut SyncToken,
+    ) -> ApiResult<()> {
+        let since = params.since.unwrap_or_default();
+        let messages = self.to_device.inbox(user, &params.device_id, since.to_device).await?;
+        if messages.len() as i64 == SYNC_BATCH
+            && let Some((last, _)) = messages.last()
+        {
+            head.to_device = *last;
+        }
+        let changed = match params.since {
+            Some(since) => self.keys.changes(user, since.device_lists, head.device_lists).await?,
+            None => Vec::new(),
+        };
+        response["to_device"] = json!({ "events": messages.into_iter().map(|(_, m)| m).collect::<Vec<_>>() });
+        response["device_lists"] = json!({ "changed": changed, "left": [] });
+        response["device_one_time_keys_count"] = json!(self.keys.one_time_key_counts(user, &params.device_id).await?);
+        response["device_unused_fallback_key_types"] =
+            json!(self.keys.unused_fallback_key_types(user, &params.device_id).await?);
+        Ok(())
     }
 
     async fn joined_room(
@@ -378,7 +429,12 @@ impl ClientSync {
 /// A token can only come from this server's streams: one past their heads is forged or
 /// from another server. (The typing serial restarts with the process, so it may be.)
 fn check_not_ahead(since: SyncToken, head: SyncToken) -> ApiResult<()> {
-    if since.events > head.events || since.account_data > head.account_data || since.receipts > head.receipts {
+    if since.events > head.events
+        || since.account_data > head.account_data
+        || since.receipts > head.receipts
+        || since.to_device > head.to_device
+        || since.device_lists > head.device_lists
+    {
         return Err(MatrixError::invalid_param("The since token is ahead of this server's streams"));
     }
     Ok(())
@@ -388,6 +444,8 @@ fn is_empty(response: &Value) -> bool {
     let rooms = &response["rooms"];
     ["join", "invite", "leave"].iter().all(|section| rooms[section].as_object().is_none_or(Map::is_empty))
         && response["account_data"]["events"].as_array().is_none_or(Vec::is_empty)
+        && response["to_device"]["events"].as_array().is_none_or(Vec::is_empty)
+        && response["device_lists"]["changed"].as_array().is_none_or(Vec::is_empty)
 }
 
 #[cfg(test)]
@@ -396,7 +454,7 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_reject_garbage() {
-        let token = SyncToken { events: 5, account_data: 2, receipts: 7, typing: 3 };
+        let token = SyncToken { events: 5, account_data: 2, receipts: 7, typing: 3, to_device: 4, device_lists: 1 };
         assert_eq!(SyncToken::parse(&token.format()).unwrap(), token);
         assert_eq!(SyncToken::parse("s9").unwrap(), SyncToken { events: 9, ..Default::default() });
         for bad in ["", "9", "s-1", "sx_1", "s1_2_3_x"] {

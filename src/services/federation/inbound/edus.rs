@@ -1,8 +1,9 @@
 //! EDUs of a transaction, parsed into ruma's types (or kith's, for the profile EDUs of
 //! MSC4259, which ruma does not have) and dispatched by type. Typing and read receipts go
-//! to the ephemeral service, profile updates to the remote-profile cache; presence,
-//! device lists, to-device messages and unknown types are accepted and ignored. A
-//! malformed EDU is dropped on its own.
+//! to the ephemeral service, profile updates to the remote-profile cache, device-list and
+//! signing-key updates to the keys service, to-device messages to the devices' inboxes;
+//! presence and unknown types are accepted and ignored. A malformed EDU is dropped on
+//! its own.
 
 use ruma::ServerName;
 use ruma::api::federation::transactions::edu::Edu;
@@ -66,6 +67,13 @@ impl Inbound {
                 self.federated_directory.receive_profile_edu(origin, &update).await;
                 self.remote_profiles.receive_edu(origin, update).await
             }
+            InboundEdu::Known(Edu::DeviceListUpdate(update)) => {
+                self.device_keys.receive_remote_change(origin, &update.user_id, Some(update.device_id.as_str())).await
+            }
+            InboundEdu::Known(Edu::SigningKeyUpdate(update)) => {
+                self.device_keys.receive_remote_change(origin, &update.user_id, None).await
+            }
+            InboundEdu::Known(Edu::DirectToDevice(_)) => self.to_device.receive_remote(origin, &value["content"]).await,
             InboundEdu::Known(_) => Ok(()),
             InboundEdu::Unknown(edu_type) => {
                 tracing::trace!(%origin, edu_type, "ignoring EDU of an unknown type");

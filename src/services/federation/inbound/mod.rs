@@ -29,9 +29,11 @@ use super::FederationClient;
 use super::sender::Sender;
 use crate::services::ephemeral::Ephemeral;
 use crate::services::federated_directory::FederatedDirectory;
+use crate::services::keys::Keys;
 use crate::services::remote_profiles::RemoteProfiles;
 use crate::services::rooms::Rooms;
 use crate::services::server_keys::remote::RemoteKeys;
+use crate::services::to_device::ToDevice;
 use crate::store::Store;
 
 pub struct Inbound {
@@ -44,6 +46,9 @@ pub struct Inbound {
     remote_profiles: Arc<RemoteProfiles>,
     federated_directory: Arc<FederatedDirectory>,
     sender: Arc<Sender>,
+    /// Device lists and to-device messages from other servers.
+    device_keys: Arc<Keys>,
+    to_device: Arc<ToDevice>,
     transactions: transaction::TransactionLog,
 }
 
@@ -59,6 +64,8 @@ impl Inbound {
         remote_profiles: Arc<RemoteProfiles>,
         federated_directory: Arc<FederatedDirectory>,
         sender: Arc<Sender>,
+        device_keys: Arc<Keys>,
+        to_device: Arc<ToDevice>,
     ) -> Self {
         Self {
             store,
@@ -70,6 +77,8 @@ impl Inbound {
             remote_profiles,
             federated_directory,
             sender,
+            device_keys,
+            to_device,
             transactions: transaction::TransactionLog::default(),
         }
     }

@@ -1,0 +1,103 @@
+//! Telling other servers about our users' device changes: a worker follows the
+//! device-list stream from a persisted position and sends each local change to the
+//! servers sharing a room with the user, as `m.device_list_update` (a device added,
+//! changed or deleted, with `prev_id` naming the user's previous device change so a
+//! server that missed one resyncs with `/user/devices`) or `m.signing_key_update`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use ruma::{OwnedServerName, UserId};
+use serde_json::{Value, json};
+
+use super::Keys;
+use crate::services::federation::sender::Sender;
+use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
+use crate::store::DeviceListChange;
+
+const CONSUMER: &str = "device_list_federation";
+const BATCH: i64 = 100;
+const POLL_INTERVAL: Duration = Duration::from_secs(30);
+
+pub struct DeviceListSender {
+    keys: Arc<Keys>,
+    sender: Arc<Sender>,
+}
+
+impl Worker for DeviceListSender {
+    fn name(&self) -> &'static str {
+        "device list federation"
+    }
+
+    fn run(self: Arc<Self>, stop: Shutdown) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let wakeups = Wakeups::default().on_position(self.keys.subscribe());
+            follow(self.name(), wakeups, POLL_INTERVAL, stop, || self.send_batch()).await;
+        })
+    }
+}
+
+impl DeviceListSender {
+    pub fn new(keys: Arc<Keys>, sender: Arc<Sender>) -> Self {
+        Self { keys, sender }
+    }
+
+    /// Sends the next batch of local changes; true while more wait.
+    async fn send_batch(&self) -> anyhow::Result<bool> {
+        let store = &self.keys.store;
+        let from = store.consumer_position(CONSUMER).await?;
+        let head = store.stream_head(crate::store::DEVICE_LIST_STREAM).await?;
+        let changes = store.device_list_changes(from, head, BATCH).await?;
+        let Some(last) = changes.last().map(|c| c.stream_id) else { return Ok(false) };
+        for change in &changes {
+            let Ok(user) = <&UserId>::try_from(change.user_id.as_str()) else { continue };
+            if !self.keys.is_local(user) {
+                continue;
+            }
+            let servers: Vec<OwnedServerName> = store
+                .servers_sharing_rooms_with(user.as_str())
+                .await?
+                .into_iter()
+                .filter_map(|s| OwnedServerName::try_from(s).ok())
+                .collect();
+            if servers.is_empty() {
+                continue;
+            }
+            let (key, edu) = self.edu_for(change).await?;
+            self.sender.send_edu_to(&servers, &key, &edu);
+        }
+        store.set_consumer_position(CONSUMER, last).await?;
+        Ok(changes.len() as i64 == BATCH)
+    }
+
+    async fn edu_for(&self, change: &DeviceListChange) -> anyhow::Result<(String, Value)> {
+        let store = &self.keys.store;
+        let user_id = change.user_id.as_str();
+        let Some(device_id) = &change.device_id else {
+            let keys = store.cross_signing_keys(user_id).await?;
+            let mut content = json!({ "user_id": user_id });
+            for (field, key_type) in [("master_key", "master"), ("self_signing_key", "self_signing")] {
+                if let Some(key) = keys.get(key_type) {
+                    content[field] = key.clone();
+                }
+            }
+            let edu = json!({ "edu_type": "m.signing_key_update", "content": content });
+            return Ok((format!("m.signing_key_update {user_id} {}", change.stream_id), edu));
+        };
+        let keys = store.device_keys(user_id, std::slice::from_ref(device_id)).await?;
+        let previous = store.previous_device_list_change(user_id, change.stream_id).await?;
+        let mut content = json!({
+            "user_id": user_id,
+            "device_id": device_id,
+            "stream_id": change.stream_id,
+            "prev_id": previous.into_iter().collect::<Vec<_>>(),
+            "deleted": !store.devices(user_id).await?.iter().any(|d| d.device_id == *device_id),
+        });
+        if let Some(device_keys) = keys.get(device_id) {
+            content["keys"] = device_keys.clone();
+        }
+        let edu = json!({ "edu_type": "m.device_list_update", "content": content });
+        Ok((format!("m.device_list_update {user_id} {}", change.stream_id), edu))
+    }
+}

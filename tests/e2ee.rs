@@ -1,0 +1,287 @@
+//! End-to-end encryption over HTTP, between two kith servers on both backends: device
+//! and one-time keys uploaded, queried and claimed across servers (the fallback key once
+//! the one-time keys are gone), to-device messages delivered once and acknowledged by
+//! the next sync, device-list changes seen by a user of the other server, cross-signing
+//! keys and signatures, and bad input refused with Matrix errors.
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use common::matrix::{self, Homeserver, V3};
+use common::{Db, TestServer};
+use reqwest::StatusCode;
+use ruma::canonical_json::CanonicalJsonObject;
+use ruma::signatures::Ed25519KeyPair;
+use serde_json::{Value, json};
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A device (or cross-signing) signing key: its id and a way to sign JSON with it.
+struct SigningKey {
+    pair: Ed25519KeyPair,
+    public: String,
+}
+
+impl SigningKey {
+    fn new(name: &str) -> Self {
+        let document = Ed25519KeyPair::generate();
+        let pair = Ed25519KeyPair::from_der(&document, name.into()).expect("key pair");
+        let public = STANDARD_NO_PAD.encode(pair.public_key());
+        Self { pair, public }
+    }
+
+    fn id(&self) -> String {
+        format!("ed25519:{}", self.pair.version())
+    }
+
+    fn sign(&self, signer: &str, object: Value) -> Value {
+        let mut canonical: CanonicalJsonObject = serde_json::from_value(object).expect("canonical JSON");
+        ruma::signatures::sign_json(signer, &self.pair, &mut canonical).expect("sign");
+        serde_json::to_value(canonical).expect("JSON")
+    }
+}
+
+/// A logged-in device: its user, token, id and signing key.
+struct Device {
+    user_id: String,
+    token: String,
+    device_id: String,
+    key: SigningKey,
+}
+
+async fn device(server: &TestServer, user: &str) -> Device {
+    let (status, login) = server.login(user, "pw").await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let device_id = login["device_id"].as_str().unwrap().to_owned();
+    Device {
+        user_id: login["user_id"].as_str().unwrap().to_owned(),
+        token: login["access_token"].as_str().unwrap().to_owned(),
+        key: SigningKey::new(&device_id),
+        device_id,
+    }
+}
+
+fn device_keys(device: &Device) -> Value {
+    device.key.sign(
+        &device.user_id,
+        json!({
+            "user_id": device.user_id, "device_id": device.device_id,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": { format!("curve25519:{}", device.device_id): "curve", device.key.id(): device.key.public },
+        }),
+    )
+}
+
+async fn upload(server: &TestServer, device: &Device, body: Value) -> (StatusCode, Value) {
+    server.post(&format!("{V3}/keys/upload"), Some(&device.token), body).await
+}
+
+async fn sync(server: &TestServer, token: &str, since: Option<&str>) -> Value {
+    let path = match since {
+        Some(since) => format!("{V3}/sync?since={since}&timeout=0"),
+        None => format!("{V3}/sync"),
+    };
+    let (status, body) = server.get(&path, Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn keys_across_servers(db: Db) {
+    let a = TestServer::start_federating(db).await;
+    let b = TestServer::start_federating(db).await;
+    a.register("alice", "pw").await;
+    b.register("bob", "pw").await;
+    let alice = device(&a, "alice").await;
+    let bob = device(&b, "bob").await;
+
+    // Uploads: only the device's own keys, signed by itself.
+    let mut forged = device_keys(&alice);
+    forged["keys"]["curve25519:x"] = json!("changed after signing");
+    let (status, body) = upload(&a, &alice, json!({ "device_keys": forged })).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_SIGNATURE")));
+    let mut other_device = device_keys(&alice);
+    other_device["device_id"] = json!("SOMEONEELSE");
+    assert_eq!(upload(&a, &alice, json!({ "device_keys": other_device })).await.0, StatusCode::BAD_REQUEST);
+    let one_time: Value =
+        (0..3).map(|i| (format!("signed_curve25519:k{i}"), json!({ "key": format!("otk{i}") }))).collect();
+    let body = json!({ "device_keys": device_keys(&alice), "one_time_keys": one_time,
+        "fallback_keys": { "signed_curve25519:fb": { "key": "fallback", "fallback": true } } });
+    let (status, counts) = upload(&a, &alice, body).await;
+    assert_eq!(status, StatusCode::OK, "{counts}");
+    assert_eq!(counts["one_time_key_counts"]["signed_curve25519"], 3);
+
+    // Bob's server asks Alice's; an unreachable server is a failure, not an error.
+    let query = json!({ "device_keys": { alice.user_id.clone(): [], "@nobody:127.0.0.1:1": [] }, "timeout": 5000 });
+    let (status, found) = b.post(&format!("{V3}/keys/query"), Some(&bob.token), query).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let keys = &found["device_keys"][&alice.user_id][&alice.device_id];
+    assert_eq!(keys["keys"][alice.key.id()], alice.key.public.as_str(), "{found}");
+    assert!(found["failures"]["127.0.0.1:1"].is_object(), "{found}");
+
+    // Three one-time keys, then the fallback key, again and again.
+    let claim = json!({ "one_time_keys": { alice.user_id.clone(): { alice.device_id.clone(): "signed_curve25519" } } });
+    let mut claimed = Vec::new();
+    for _ in 0..5 {
+        let (status, answer) = b.post(&format!("{V3}/keys/claim"), Some(&bob.token), claim.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let keys = answer["one_time_keys"][&alice.user_id][&alice.device_id].as_object().cloned().unwrap_or_default();
+        claimed.extend(keys.values().map(|k| k["key"].as_str().unwrap_or_default().to_owned()));
+    }
+    assert_eq!(claimed, ["otk0", "otk1", "otk2", "fallback", "fallback"]);
+    let synced = sync(&a, &alice.token, None).await;
+    assert_eq!(synced["device_one_time_keys_count"]["signed_curve25519"], 0, "{synced}");
+    assert_eq!(synced["device_unused_fallback_key_types"], json!([]), "the fallback key was used");
+
+    to_device_across_servers(&a, &b, &alice, &bob).await;
+    device_list_changes_reach_the_other_server(&a, &b, &alice, &bob).await;
+}
+
+/// A message to Alice's device from Bob's server arrives once, and goes once the next
+/// sync acknowledges it.
+async fn to_device_across_servers(a: &TestServer, b: &TestServer, alice: &Device, bob: &Device) {
+    let before = sync(a, &alice.token, None).await;
+    let since = before["next_batch"].as_str().unwrap().to_owned();
+    let messages =
+        json!({ "messages": { alice.user_id.clone(): { alice.device_id.clone(): { "secret": "for alice" } } } });
+    for _ in 0..2 {
+        let path = format!("{V3}/sendToDevice/m.test/txn1");
+        assert_eq!(b.put(&path, Some(&bob.token), messages.clone()).await.0, StatusCode::OK);
+    }
+    let arrived = matrix::eventually("the to-device message", WAIT, || async {
+        let synced = sync(a, &alice.token, Some(&since)).await;
+        let events = synced["to_device"]["events"].as_array().cloned().unwrap_or_default();
+        (!events.is_empty()).then_some(synced)
+    })
+    .await;
+    let events = arrived["to_device"]["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "a retried transaction is delivered once: {arrived}");
+    assert_eq!(events[0]["sender"], bob.user_id.as_str());
+    assert_eq!(events[0]["type"], "m.test");
+    assert_eq!(events[0]["content"]["secret"], "for alice");
+    let next = arrived["next_batch"].as_str().unwrap();
+    let after = sync(a, &alice.token, Some(next)).await;
+    assert_eq!(after["to_device"]["events"], json!([]), "acknowledged: {after}");
+
+    // Locally, `*` reaches every device of the user.
+    let second = device(a, "alice").await;
+    let all = json!({ "messages": { alice.user_id.clone(): { "*": { "to": "all" } } } });
+    assert_eq!(a.put(&format!("{V3}/sendToDevice/m.test/txn2"), Some(&alice.token), all).await.0, StatusCode::OK);
+    let synced = sync(a, &second.token, None).await;
+    assert!(synced["to_device"]["events"].to_string().contains("\"all\""), "{synced}");
+}
+
+/// Bob shares a room with Alice; a new device of hers shows in his sync's
+/// `device_lists.changed` and in `/keys/changes`, and his query finds it.
+async fn device_list_changes_reach_the_other_server(a: &TestServer, b: &TestServer, alice: &Device, bob: &Device) {
+    let room = matrix::create_room(a, &alice.token, json!({ "preset": "public_chat" })).await;
+    assert_eq!(matrix::join(b, &bob.token, &room, a.name()).await.0, StatusCode::OK);
+    let since = sync(b, &bob.token, None).await["next_batch"].as_str().unwrap().to_owned();
+    let laptop = device(a, "alice").await;
+    assert_eq!(upload(a, &laptop, json!({ "device_keys": device_keys(&laptop) })).await.0, StatusCode::OK);
+    let synced = matrix::eventually("alice in bob's device_lists.changed", WAIT, || async {
+        let synced = sync(b, &bob.token, Some(&since)).await;
+        synced["device_lists"]["changed"]
+            .as_array()
+            .is_some_and(|c| c.contains(&json!(alice.user_id)))
+            .then_some(synced)
+    })
+    .await;
+    let to = synced["next_batch"].as_str().unwrap();
+    let (_, changes) = b.get(&format!("{V3}/keys/changes?from={since}&to={to}"), Some(&bob.token)).await;
+    assert!(changes["changed"].as_array().is_some_and(|c| c.contains(&json!(alice.user_id))), "{changes}");
+    let query = json!({ "device_keys": { alice.user_id.clone(): [] } });
+    let (_, found) = b.post(&format!("{V3}/keys/query"), Some(&bob.token), query).await;
+    assert!(found["device_keys"][&alice.user_id][&laptop.device_id].is_object(), "{found}");
+}
+
+fn cross_signing_key(user: &str, usage: &str, key: &SigningKey, signer: Option<(&SigningKey, &str)>) -> Value {
+    let object = json!({ "user_id": user, "usage": [usage], "keys": { key.id(): key.public } });
+    match signer {
+        Some((signing, as_user)) => signing.sign(as_user, object),
+        None => object,
+    }
+}
+
+async fn cross_signing(db: Db) {
+    let a = TestServer::start_federating(db).await;
+    let b = TestServer::start_federating(db).await;
+    a.register("alice", "pw").await;
+    b.register("bob", "pw").await;
+    let alice = device(&a, "alice").await;
+    let bob = device(&b, "bob").await;
+    assert_eq!(upload(&a, &alice, json!({ "device_keys": device_keys(&alice) })).await.0, StatusCode::OK);
+    let user = alice.user_id.as_str();
+    let (master, ssk, usk) = (SigningKey::new("master"), SigningKey::new("ssk"), SigningKey::new("usk"));
+    let master_key = cross_signing_key(user, "master", &master, None);
+    let upload_path = format!("{V3}/keys/device_signing/upload");
+    let unsigned =
+        json!({ "master_key": master_key, "self_signing_key": cross_signing_key(user, "self_signing", &ssk, None) });
+    let (status, body) = a.post(&upload_path, Some(&alice.token), unsigned).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_SIGNATURE")), "{body}");
+    let keys = json!({
+        "master_key": master_key,
+        "self_signing_key": cross_signing_key(user, "self_signing", &ssk, Some((&master, user))),
+        "user_signing_key": cross_signing_key(user, "user_signing", &usk, Some((&master, user))),
+    });
+    let (status, body) = a.post(&upload_path, Some(&alice.token), keys).await;
+    assert_eq!(status, StatusCode::OK, "the first upload needs no password: {body}");
+
+    // A new master key needs the password.
+    let other = SigningKey::new("other");
+    let replacement = json!({ "master_key": cross_signing_key(user, "master", &other, None) });
+    let (status, challenge) = a.post(&upload_path, Some(&alice.token), replacement.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+    assert!(challenge["session"].is_string(), "{challenge}");
+
+    // Alice signs her device with her self-signing key; Bob's server sees it all but
+    // her user-signing key.
+    let signed_device = ssk.sign(user, device_keys(&alice));
+    let signatures = json!({ user: { alice.device_id.clone(): signed_device } });
+    let (status, answer) = a.post(&format!("{V3}/keys/signatures/upload"), Some(&alice.token), signatures).await;
+    assert_eq!((status, &answer["failures"]), (StatusCode::OK, &json!({})), "{answer}");
+    let forged = json!({ user: { alice.device_id.clone(): SigningKey::new("ssk").sign(user, device_keys(&alice)) } });
+    let (_, answer) = a.post(&format!("{V3}/keys/signatures/upload"), Some(&alice.token), forged).await;
+    assert!(answer["failures"][user][&alice.device_id].is_object(), "a signature by another key fails: {answer}");
+    let query = json!({ "device_keys": { user: [] } });
+    let (_, found) = b.post(&format!("{V3}/keys/query"), Some(&bob.token), query).await;
+    assert_eq!(found["master_keys"][user]["keys"][master.id()], master.public.as_str(), "{found}");
+    assert!(found["self_signing_keys"][user].is_object(), "{found}");
+    assert!(found["user_signing_keys"][user].is_null(), "only Alice sees her user-signing key: {found}");
+    let device = &found["device_keys"][user][&alice.device_id];
+    assert!(device["signatures"][user][ssk.id()].is_string(), "the cross-signature travels: {found}");
+}
+
+async fn bad_input_is_refused(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, token) = server.register("carol", "pw").await;
+    let cases = [
+        ("/keys/query", json!({ "device_keys": [] })),
+        ("/keys/query", json!({ "device_keys": { "not a user": [] } })),
+        ("/keys/claim", json!({ "one_time_keys": { "@a:b": "x" } })),
+        ("/keys/upload", json!({ "one_time_keys": { "nocolon": { "key": "k" } } })),
+        ("/keys/upload", json!({ "one_time_keys": { "a:b": 5 } })),
+        ("/keys/upload", json!({ "device_keys": "nope" })),
+        ("/keys/signatures/upload", json!([])),
+        (
+            "/keys/device_signing/upload",
+            json!({ "master_key": { "user_id": "@someone:else", "usage": ["master"], "keys": {} } }),
+        ),
+    ];
+    for (path, body) in cases {
+        let (status, answer) = server.post(&format!("{V3}{path}"), Some(&token), body.clone()).await;
+        assert!(status.is_client_error(), "{path} {body}: {status} {answer}");
+        assert!(answer["errcode"].is_string(), "{path}: {answer}");
+    }
+    for messages in [json!("x"), json!({ "bad user": { "D": {} } }), json!({ "@a:b": { "D": "not an object" } })] {
+        let (status, answer) =
+            server.put(&format!("{V3}/sendToDevice/m.test/t"), Some(&token), json!({ "messages": messages })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    }
+    let too_many: serde_json::Map<String, Value> = (0..10_001).map(|i| (format!("D{i}"), json!({}))).collect();
+    let messages = json!({ "messages": { "@carol:kith.test": too_many } });
+    let (status, _) = server.put(&format!("{V3}/sendToDevice/m.test/big"), Some(&token), messages).await;
+    assert!(status.is_client_error(), "{status}");
+}
+
+both_backends!(keys_across_servers, cross_signing, bad_input_is_refused);
