@@ -1,6 +1,7 @@
 //! Telling other servers about our users' device changes: a worker follows the
 //! device-list stream from a persisted position and sends each local change to the
-//! servers sharing a room with the user, as `m.device_list_update` (a device added,
+//! servers sharing a room with the user (for a room whose state is still partial, the
+//! servers the resident named), as `m.device_list_update` (a device added,
 //! changed or deleted, with `prev_id` naming the user's previous device change so a
 //! server that missed one resyncs with `/user/devices`) or `m.signing_key_update`.
 
@@ -55,12 +56,7 @@ impl DeviceListSender {
             if !self.keys.is_local(user) {
                 continue;
             }
-            let servers: Vec<OwnedServerName> = store
-                .servers_sharing_rooms_with(user.as_str())
-                .await?
-                .into_iter()
-                .filter_map(|s| OwnedServerName::try_from(s).ok())
-                .collect();
+            let servers = self.servers_for(user).await?;
             if servers.is_empty() {
                 continue;
             }
@@ -69,6 +65,25 @@ impl DeviceListSender {
         }
         store.set_consumer_position(CONSUMER, last).await?;
         Ok(changes.len() as i64 == BATCH)
+    }
+
+    /// The servers sharing a room with `user`: of the joined members, and for rooms
+    /// joined with a partial state (whose members are not known yet) the servers the
+    /// resident named.
+    async fn servers_for(&self, user: &UserId) -> anyhow::Result<Vec<OwnedServerName>> {
+        let store = &self.keys.store;
+        let mut names = store.servers_sharing_rooms_with(user.as_str()).await?;
+        for room in store.partial_state_rooms().await? {
+            let joined = store.membership(&room.room_id, user.as_str()).await?.is_some_and(|m| m.membership == "join");
+            if joined {
+                names.extend(room.servers.into_iter().chain([room.joined_via]));
+            }
+        }
+        let mut servers: Vec<OwnedServerName> = names.into_iter().filter_map(|s| OwnedServerName::try_from(s).ok()).collect();
+        servers.sort();
+        servers.dedup();
+        servers.retain(|server| *server != self.keys.server_name);
+        Ok(servers)
     }
 
     async fn edu_for(&self, change: &DeviceListChange) -> anyhow::Result<(String, Value)> {
