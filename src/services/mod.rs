@@ -12,6 +12,7 @@ pub mod ephemeral;
 pub mod federated_directory;
 pub mod federation;
 pub mod joins;
+pub mod key_backup;
 pub mod locks;
 pub mod media;
 pub mod openid;
@@ -46,6 +47,7 @@ use federation::inbound::Inbound;
 use federation::sender::Sender;
 use joins::Joins;
 use joins::resync::PartialStateResync;
+use key_backup::KeyBackup;
 use media::{Media, MediaConfig};
 use openid::OpenId;
 use presence::Presence;
@@ -81,6 +83,7 @@ pub struct Services {
     pub openid: Arc<OpenId>,
     pub voip: Arc<Voip>,
     pub reports: Arc<Reports>,
+    pub key_backup: Arc<KeyBackup>,
     pub profiles: Arc<Profiles>,
     pub rooms: Arc<Rooms>,
     pub room_directory: Arc<RoomDirectory>,
@@ -178,6 +181,7 @@ impl Services {
         let openid = Arc::new(OpenId::default());
         let voip = Arc::new(Voip::from_config(&config));
         let reports = Arc::new(Reports::new(store.clone(), rooms.clone()));
+        let key_backup = Arc::new(KeyBackup::new(store.clone()));
         let account_data = Arc::new(AccountData::new(store.clone(), rooms.clone()));
         let ephemeral = Arc::new(Ephemeral::new(store.clone(), sender.clone(), account_data.clone()));
         let push = Arc::new(Push::new(store.clone(), server_name.clone(), account_data.clone()));
@@ -239,6 +243,7 @@ impl Services {
             openid,
             voip,
             reports,
+            key_backup,
             profiles,
             rooms,
             room_directory,

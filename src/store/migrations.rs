@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("schema/0008_relations.sql")),
     (9, include_str!("schema/0009_reports.sql")),
     (10, include_str!("schema/0010_partial_state.sql")),
+    (12, include_str!("schema/0012_key_backup.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may

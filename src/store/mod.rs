@@ -8,6 +8,7 @@ mod federated_directory;
 mod federation;
 #[cfg(feature = "bench-fixtures")]
 mod fixtures;
+mod key_backup;
 mod media;
 mod migrations;
 mod partial_state;
@@ -26,6 +27,7 @@ pub use federated_directory::{DirectoryUser, PeerState, VISIBILITY_TYPES};
 pub use federation::{OutboxRow, Retry};
 #[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;
+pub use key_backup::{BackupKey, BackupKeyScope, BackupVersion, StoredBackupKey};
 pub use media::{MediaRow, StoredMedia};
 pub use partial_state::PartialStateRoom;
 pub use profiles::{Profile, ProfileChange, ProfileChangeKind};
