@@ -13,6 +13,7 @@ pub mod federated_directory;
 pub mod federation;
 pub mod joins;
 pub mod keys;
+pub mod key_backup;
 pub mod locks;
 pub mod media;
 pub mod openid;
@@ -50,6 +51,7 @@ use joins::Joins;
 use joins::resync::PartialStateResync;
 use keys::Keys;
 use keys::device_lists::DeviceListSender;
+use key_backup::KeyBackup;
 use media::{Media, MediaConfig};
 use openid::OpenId;
 use presence::Presence;
@@ -86,6 +88,7 @@ pub struct Services {
     pub openid: Arc<OpenId>,
     pub voip: Arc<Voip>,
     pub reports: Arc<Reports>,
+    pub key_backup: Arc<KeyBackup>,
     pub profiles: Arc<Profiles>,
     pub rooms: Arc<Rooms>,
     pub room_directory: Arc<RoomDirectory>,
@@ -189,6 +192,7 @@ impl Services {
         let openid = Arc::new(OpenId::default());
         let voip = Arc::new(Voip::from_config(&config));
         let reports = Arc::new(Reports::new(store.clone(), rooms.clone()));
+        let key_backup = Arc::new(KeyBackup::new(store.clone()));
         let account_data = Arc::new(AccountData::new(store.clone(), rooms.clone()));
         let ephemeral = Arc::new(Ephemeral::new(store.clone(), sender.clone(), account_data.clone()));
         let push = Arc::new(Push::new(store.clone(), server_name.clone(), account_data.clone()));
@@ -254,6 +258,7 @@ impl Services {
             openid,
             voip,
             reports,
+            key_backup,
             profiles,
             rooms,
             room_directory,

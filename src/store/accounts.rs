@@ -156,8 +156,9 @@ impl Store {
         txn.commit().await
     }
 
-    /// Deactivates an account: no more logins, every session ended, and with `erase` the
-    /// profile removed. Recorded on the profile stream so the directory drops the user.
+    /// Deactivates an account: no more logins, every session ended, the key backup gone,
+    /// and with `erase` the profile removed. Recorded on the profile stream so the
+    /// directory drops the user.
     pub async fn deactivate_user(&self, user_id: &str, erase: bool) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
         sqlx::query("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = $1")
@@ -165,6 +166,7 @@ impl Store {
             .execute(&mut *txn.tx)
             .await?;
         remove_all_devices_in(&mut txn, user_id).await?;
+        super::key_backup::delete_all_in(&mut txn, user_id).await?;
         let mut removed = Vec::new();
         if erase {
             removed = profiles::delete_all_fields(&mut txn, user_id).await?;

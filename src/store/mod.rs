@@ -9,6 +9,7 @@ mod federation;
 #[cfg(feature = "bench-fixtures")]
 mod fixtures;
 mod keys;
+mod key_backup;
 mod media;
 mod migrations;
 mod partial_state;
@@ -29,6 +30,7 @@ pub use federation::{OutboxRow, Retry};
 #[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;
 pub use keys::{ClaimedKey, DEVICE_LIST_STREAM, DeviceListChange};
+pub use key_backup::{BackupKey, BackupKeyScope, BackupVersion, StoredBackupKey};
 pub use media::{MediaRow, StoredMedia};
 pub use partial_state::PartialStateRoom;
 pub use profiles::{Profile, ProfileChange, ProfileChangeKind};

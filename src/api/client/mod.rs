@@ -5,6 +5,7 @@ pub mod devices;
 pub mod directory;
 pub mod discovery;
 pub mod keys;
+pub mod key_backup;
 pub mod membership;
 pub mod openid;
 pub mod presence;
@@ -49,6 +50,7 @@ pub fn versioned_routes() -> Router<AppState> {
         .route("/users/{user_id}/report", post(reports::report_user))
         .merge(room_routes())
         .merge(push_routes())
+        .merge(key_backup_routes())
         .route("/profile/{user_id}", get(profile::get_profile))
         .route(
             "/profile/{user_id}/{key}",
@@ -77,6 +79,27 @@ fn v1_routes() -> Router<AppState> {
             get(relations::relations),
         )
         .route(&format!("{V1}/rooms/{{room_id}}/threads"), get(relations::threads))
+}
+
+fn key_backup_routes() -> Router<AppState> {
+    Router::new()
+        .route("/room_keys/version", get(key_backup::current_version).post(key_backup::create_version))
+        .route(
+            "/room_keys/version/{version}",
+            get(key_backup::get_version).put(key_backup::update_version).delete(key_backup::delete_version),
+        )
+        .route(
+            "/room_keys/keys",
+            get(key_backup::get_all_keys).put(key_backup::put_all_keys).delete(key_backup::delete_all_keys),
+        )
+        .route(
+            "/room_keys/keys/{room_id}",
+            get(key_backup::get_room_keys).put(key_backup::put_room_keys).delete(key_backup::delete_room_keys),
+        )
+        .route(
+            "/room_keys/keys/{room_id}/{session_id}",
+            get(key_backup::get_session_key).put(key_backup::put_session_key).delete(key_backup::delete_session_key),
+        )
 }
 
 fn push_routes() -> Router<AppState> {
