@@ -292,10 +292,7 @@ async fn well_known_and_history_on_join(db: Db) {
     let server =
         TestServer::start_with(db, "public_baseurl: https://matrix.kith.test/\nserve_server_wellknown: true").await;
     let (_, client) = server.get("/.well-known/matrix/client", None).await;
-    assert_eq!(
-        client,
-        json!({ "m.homeserver": { "base_url": "https://matrix.kith.test" }, "io.element.e2ee": { "default": false } })
-    );
+    assert_eq!(client, json!({ "m.homeserver": { "base_url": "https://matrix.kith.test" } }));
     assert_eq!(server.get("/.well-known/matrix/server", None).await.1, json!({ "m.server": "matrix.kith.test:443" }));
 
     let (_, alice_t) = server.register("alice", "pw").await;

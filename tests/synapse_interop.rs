@@ -719,3 +719,34 @@ async fn synapse_users_show_their_public_name_and_dms_invite_both_ways(db: Db) {
     .await;
     wait_for_invite(&kith, &kim_token, &back).await;
 }
+
+/// Alice on kith and Bob on Synapse, both with matrix-js-sdk's Rust crypto (what Element
+/// uses): an encrypted DM each side decrypts, to-device keys and device lists across the
+/// two servers, Alice's second device reading the history from kith's key backup, and
+/// Bob seeing both of Alice's devices cross-signed. Once, on SQLite (the same script runs
+/// kith against kith on both backends in `client_sdks.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_js_sdk_encrypts_between_kith_and_synapse() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/e2ee.mjs");
+    common::require_file(&script.with_file_name("node_modules/matrix-js-sdk"), "scripts/test installs matrix-js-sdk");
+    let synapse = Synapse::start().await;
+    let kith = TestServer::start_federating(Db::Sqlite).await;
+    kith.register("alice", "alice pw").await;
+    synapse.register_fast("bob").await;
+    let args = [script.display().to_string(), kith.base.clone(), "alice".into(), "alice pw".into()];
+    let args: Vec<String> = args.into_iter().chain([synapse.client_base.clone(), "bob".into(), "pw".into()]).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node").args(&args).env("NODE_TLS_REJECT_UNAUTHORIZED", "0").output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.lines().any(|line| line == "OK"),
+        "{stdout}\n{}\n--- kith ---\n{}\n--- synapse ---\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        kith.log(),
+        synapse.log()
+    );
+}

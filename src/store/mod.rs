@@ -8,8 +8,8 @@ mod federated_directory;
 mod federation;
 #[cfg(feature = "bench-fixtures")]
 mod fixtures;
-mod keys;
 mod key_backup;
+mod keys;
 mod media;
 mod migrations;
 mod partial_state;
@@ -29,8 +29,8 @@ pub use federated_directory::{DirectoryUser, PeerState, VISIBILITY_TYPES};
 pub use federation::{OutboxRow, Retry};
 #[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;
-pub use keys::{ClaimedKey, DEVICE_LIST_STREAM, DeviceListChange};
 pub use key_backup::{BackupKey, BackupKeyScope, BackupVersion, StoredBackupKey};
+pub use keys::{ClaimedKey, DEVICE_LIST_STREAM, DeviceListChange};
 pub use media::{MediaRow, StoredMedia};
 pub use partial_state::PartialStateRoom;
 pub use profiles::{Profile, ProfileChange, ProfileChangeKind};

@@ -43,17 +43,13 @@ pub async fn turn_server(
     Ok(Json(state.voip.turn_server(&owner)?))
 }
 
-/// `GET /.well-known/matrix/client`: where clients find this server. Until kith does
-/// end-to-end encryption, Element is told not to create encrypted rooms by default.
+/// `GET /.well-known/matrix/client`: where clients find this server.
 pub async fn client_well_known(State(state): State<AppState>) -> Json<Value> {
     let base_url = match &state.config.public_baseurl {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => format!("https://{}", state.config.server_name),
     };
-    Json(json!({
-        "m.homeserver": { "base_url": base_url },
-        "io.element.e2ee": { "default": false },
-    }))
+    Json(json!({ "m.homeserver": { "base_url": base_url } }))
 }
 
 /// `GET /.well-known/matrix/server` (with `serve_server_wellknown`): federation goes to

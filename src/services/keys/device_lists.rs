@@ -79,7 +79,8 @@ impl DeviceListSender {
                 names.extend(room.servers.into_iter().chain([room.joined_via]));
             }
         }
-        let mut servers: Vec<OwnedServerName> = names.into_iter().filter_map(|s| OwnedServerName::try_from(s).ok()).collect();
+        let mut servers: Vec<OwnedServerName> =
+            names.into_iter().filter_map(|s| OwnedServerName::try_from(s).ok()).collect();
         servers.sort();
         servers.dedup();
         servers.retain(|server| *server != self.keys.server_name);
