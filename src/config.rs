@@ -2,6 +2,8 @@
 //! so an admin can reuse a Synapse config. Unknown keys are warned about and ignored;
 //! invalid values stop start-up with a message naming the key.
 
+mod rate_limits;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +12,8 @@ use anyhow::{Context, bail};
 use ipnet::IpNet;
 use ruma::OwnedServerName;
 use serde::Deserialize;
+
+pub use rate_limits::{InviteRateLimits, JoinRateLimits, LoginRateLimits, RateLimit};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -64,16 +68,28 @@ pub struct Config {
     pub trusted_key_servers: Vec<TrustedKeyServer>,
     #[serde(default = "default_room_version")]
     pub default_room_version: String,
-    #[serde(default = "RateLimit::message")]
+    #[serde(default = "rate_limits::message", deserialize_with = "rate_limits::parse::message")]
     pub rc_message: RateLimit,
-    #[serde(default = "RateLimit::registration")]
+    #[serde(default = "rate_limits::registration", deserialize_with = "rate_limits::parse::registration")]
     pub rc_registration: RateLimit,
     #[serde(default)]
     pub rc_login: LoginRateLimits,
-    #[serde(default = "RateLimit::user_directory")]
+    #[serde(default = "rate_limits::user_directory", deserialize_with = "rate_limits::parse::user_directory")]
     pub rc_user_directory: RateLimit,
-    #[serde(default = "RateLimit::joins")]
-    pub rc_joins: RateLimit,
+    #[serde(default)]
+    pub rc_joins: JoinRateLimits,
+    #[serde(default = "rate_limits::joins_per_room", deserialize_with = "rate_limits::parse::joins_per_room")]
+    pub rc_joins_per_room: RateLimit,
+    #[serde(default)]
+    pub rc_invites: InviteRateLimits,
+    #[serde(default = "rate_limits::room_creation", deserialize_with = "rate_limits::parse::room_creation")]
+    pub rc_room_creation: RateLimit,
+    #[serde(default = "rate_limits::profile", deserialize_with = "rate_limits::parse::profile")]
+    pub rc_profile: RateLimit,
+    #[serde(default = "rate_limits::reports", deserialize_with = "rate_limits::parse::reports")]
+    pub rc_reports: RateLimit,
+    #[serde(default = "rate_limits::media_create", deserialize_with = "rate_limits::parse::media_create")]
+    pub rc_media_create: RateLimit,
     /// Not a Synapse key (Synapse points `log_config` at a Python logging file): the
     /// default level for kith's own logs, overridden by `RUST_LOG`.
     #[serde(default = "default_log_level")]
@@ -501,48 +517,6 @@ pub struct TrustedKeyServer {
     pub accept_keys_insecurely: bool,
 }
 
-/// A token bucket: `per_second` refill, up to `burst_count` requests at once.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-pub struct RateLimit {
-    pub per_second: f64,
-    pub burst_count: f64,
-}
-
-impl RateLimit {
-    // Synapse's defaults for each section.
-    fn message() -> Self {
-        Self { per_second: 0.2, burst_count: 10.0 }
-    }
-    fn registration() -> Self {
-        Self { per_second: 0.17, burst_count: 3.0 }
-    }
-    fn user_directory() -> Self {
-        Self { per_second: 0.016, burst_count: 200.0 }
-    }
-    fn joins() -> Self {
-        Self { per_second: 0.1, burst_count: 10.0 }
-    }
-    fn login() -> Self {
-        Self { per_second: 0.17, burst_count: 3.0 }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct LoginRateLimits {
-    #[serde(default = "RateLimit::login")]
-    pub address: RateLimit,
-    #[serde(default = "RateLimit::login")]
-    pub account: RateLimit,
-    #[serde(default = "RateLimit::login")]
-    pub failed_attempts: RateLimit,
-}
-
-impl Default for LoginRateLimits {
-    fn default() -> Self {
-        Self { address: RateLimit::login(), account: RateLimit::login(), failed_attempts: RateLimit::login() }
-    }
-}
-
 /// A network (`10.0.0.0/8`) or a single address (`127.0.0.1`), as Synapse accepts.
 fn ip_ranges<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
     let texts = Vec::<String>::deserialize(deserializer)?;
@@ -718,7 +692,7 @@ impl Config {
         Ok(())
     }
 
-    fn rate_limits(&self) -> [(&'static str, RateLimit); 7] {
+    fn rate_limits(&self) -> [(&'static str, RateLimit); 16] {
         [
             ("rc_message", self.rc_message),
             ("rc_registration", self.rc_registration),
@@ -726,7 +700,16 @@ impl Config {
             ("rc_login.account", self.rc_login.account),
             ("rc_login.failed_attempts", self.rc_login.failed_attempts),
             ("rc_user_directory", self.rc_user_directory),
-            ("rc_joins", self.rc_joins),
+            ("rc_joins.local", self.rc_joins.local),
+            ("rc_joins.remote", self.rc_joins.remote),
+            ("rc_joins_per_room", self.rc_joins_per_room),
+            ("rc_invites.per_room", self.rc_invites.per_room),
+            ("rc_invites.per_user", self.rc_invites.per_user),
+            ("rc_invites.per_issuer", self.rc_invites.per_issuer),
+            ("rc_room_creation", self.rc_room_creation),
+            ("rc_profile", self.rc_profile),
+            ("rc_reports", self.rc_reports),
+            ("rc_media_create", self.rc_media_create),
         ]
     }
 

@@ -37,8 +37,9 @@ pub fn write_config(server_name: &str, output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// For first runs: writes the config if absent, and the signing key it names if absent.
-pub fn generate_missing(server_name: &str, config_path: &Path) -> anyhow::Result<()> {
+/// For first runs: writes the config if absent, and the signing key it names if absent;
+/// returns the config (read once, so its warnings are logged once).
+pub fn generate_missing(server_name: &str, config_path: &Path) -> anyhow::Result<Config> {
     if !config_path.exists() {
         write_config(server_name, config_path)?;
         tracing::info!(path = %config_path.display(), "generated a new config");
@@ -50,7 +51,7 @@ pub fn generate_missing(server_name: &str, config_path: &Path) -> anyhow::Result
         ServerKeys::generate_file(&key_path)?;
         tracing::info!(path = %key_path.display(), "generated a new signing key");
     }
-    Ok(())
+    Ok(config)
 }
 
 const TEMPLATE: &str = r#"# Kith configuration. Keys and meanings follow Synapse's homeserver.yaml;

@@ -76,10 +76,11 @@ fn run(reload: LogReload) -> anyhow::Result<()> {
             runtime.block_on(kith::directory_cli::rebuild(config))
         }
         None => {
-            if cli.generate_missing {
-                generate::generate_missing(&cli.server_name, &cli.config)?;
-            }
-            let config = Config::load(&cli.config)?;
+            let config = if cli.generate_missing {
+                generate::generate_missing(&cli.server_name, &cli.config)?
+            } else {
+                Config::load(&cli.config)?
+            };
             if std::env::var_os("RUST_LOG").is_none() {
                 let filter = EnvFilter::try_new(&config.log_level).context("log_level: invalid log level")?;
                 reload.reload(filter).context("cannot apply log_level")?;

@@ -57,6 +57,7 @@ async fn config(State(state): State<AppState>, Requester(_): Requester) -> Json<
 }
 
 async fn create(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
+    state.limits.media_create.check(owner.user_id.as_str())?;
     let (content_uri, expires) = state.media.create(&owner.user_id).await?;
     Ok(Json(json!({ "content_uri": content_uri, "unused_expires_at": expires })))
 }

@@ -12,8 +12,8 @@ pub mod ephemeral;
 pub mod federated_directory;
 pub mod federation;
 pub mod joins;
-pub mod keys;
 pub mod key_backup;
+pub mod keys;
 pub mod locks;
 pub mod media;
 pub mod openid;
@@ -49,9 +49,9 @@ use federation::inbound::Inbound;
 use federation::sender::Sender;
 use joins::Joins;
 use joins::resync::PartialStateResync;
+use key_backup::KeyBackup;
 use keys::Keys;
 use keys::device_lists::DeviceListSender;
-use key_backup::KeyBackup;
 use media::{Media, MediaConfig};
 use openid::OpenId;
 use presence::Presence;
@@ -123,6 +123,19 @@ pub struct Limits {
     pub login_failed: RateLimiter,
     pub registration: RateLimiter,
     pub user_directory: RateLimiter,
+    /// Events sent, per user.
+    pub message: RateLimiter,
+    /// Joins, per user.
+    pub joins: RateLimiter,
+    /// Joins into one room, per room.
+    pub joins_per_room: RateLimiter,
+    pub invites_per_room: RateLimiter,
+    pub invites_per_user: RateLimiter,
+    pub invites_per_issuer: RateLimiter,
+    pub room_creation: RateLimiter,
+    pub profile: RateLimiter,
+    pub reports: RateLimiter,
+    pub media_create: RateLimiter,
 }
 
 impl Services {
@@ -245,6 +258,16 @@ impl Services {
             login_failed: RateLimiter::new(config.rc_login.failed_attempts),
             registration: RateLimiter::new(config.rc_registration),
             user_directory: RateLimiter::new(config.rc_user_directory),
+            message: RateLimiter::new(config.rc_message),
+            joins: RateLimiter::new(config.rc_joins.local),
+            joins_per_room: RateLimiter::new(config.rc_joins_per_room),
+            invites_per_room: RateLimiter::new(config.rc_invites.per_room),
+            invites_per_user: RateLimiter::new(config.rc_invites.per_user),
+            invites_per_issuer: RateLimiter::new(config.rc_invites.per_issuer),
+            room_creation: RateLimiter::new(config.rc_room_creation),
+            profile: RateLimiter::new(config.rc_profile),
+            reports: RateLimiter::new(config.rc_reports),
+            media_create: RateLimiter::new(config.rc_media_create),
         };
         Ok(Self {
             config,

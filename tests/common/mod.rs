@@ -68,6 +68,19 @@ rc_login:
   failed_attempts: {per_second: 1000, burst_count: 1000}
 rc_registration: {per_second: 1000, burst_count: 1000}
 rc_user_directory: {per_second: 1000, burst_count: 1000}
+rc_message: {per_second: 1000, burst_count: 1000}
+rc_joins:
+  local: {per_second: 1000, burst_count: 1000}
+  remote: {per_second: 1000, burst_count: 1000}
+rc_joins_per_room: {per_second: 1000, burst_count: 1000}
+rc_invites:
+  per_room: {per_second: 1000, burst_count: 1000}
+  per_user: {per_second: 1000, burst_count: 1000}
+  per_issuer: {per_second: 1000, burst_count: 1000}
+rc_room_creation: {per_second: 1000, burst_count: 1000}
+rc_profile: {per_second: 1000, burst_count: 1000}
+rc_reports: {per_second: 1000, burst_count: 1000}
+rc_media_create: {per_second: 1000, burst_count: 1000}
 ";
 
 impl TestServer {
@@ -131,6 +144,22 @@ impl TestServer {
                 .danger_accept_invalid_certs(tls)
                 .build()
                 .expect("client"),
+        };
+        server.spawn_and_wait().await;
+        server
+    }
+
+    /// Starts kith on a config file written elsewhere (in `dir`, which the server
+    /// keeps), whose plain HTTP listener is on `port`.
+    pub async fn start_from_config_file(dir: tempfile::TempDir, config_path: PathBuf, port: u16) -> Self {
+        let mut server = Self {
+            child: None,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            config_path,
+            db: Db::Sqlite,
+            database_yaml: String::new(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
         };
         server.spawn_and_wait().await;
         server

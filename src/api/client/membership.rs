@@ -48,6 +48,7 @@ pub async fn join_by_id_or_alias(
 ) -> ApiResult<Json<Value>> {
     let (room_id, mut servers) = resolve_room(&state, &target).await?;
     servers.splice(0..0, servers_from_query(&query));
+    check_join_limits(&state, &owner.user_id, &room_id)?;
     state.joins.join_room(&owner.user_id, &room_id, &servers).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
@@ -59,8 +60,15 @@ pub async fn join_room(
     OptionalJson(_): OptionalJson<JoinRequest>,
 ) -> ApiResult<Json<Value>> {
     let (room_id, servers) = resolve_room(&state, &room_id).await?;
+    check_join_limits(&state, &owner.user_id, &room_id)?;
     state.joins.join_room(&owner.user_id, &room_id, &servers).await?;
     Ok(Json(json!({ "room_id": room_id })))
+}
+
+/// `rc_joins` (per user) and `rc_joins_per_room`.
+fn check_join_limits(state: &AppState, user_id: &UserId, room_id: &RoomId) -> ApiResult<()> {
+    state.limits.joins.check(user_id.as_str())?;
+    state.limits.joins_per_room.check(room_id.as_str())
 }
 
 async fn change(
@@ -72,6 +80,11 @@ async fn change(
 ) -> ApiResult<Json<Value>> {
     let room_id: &RoomId = parse_id(room_id, "room ID")?;
     let target: Option<&UserId> = request.user_id.as_deref().map(|user| parse_id(user, "user ID")).transpose()?;
+    if let (Change::Invite, Some(invitee)) = (&change, target) {
+        state.limits.invites_per_room.check(room_id.as_str())?;
+        state.limits.invites_per_issuer.check(sender.as_str())?;
+        state.limits.invites_per_user.check(invitee.as_str())?;
+    }
     let request = Request { room_id, sender, change, target, reason: request.reason.as_deref() };
     state.joins.change_membership(request).await?;
     Ok(Json(json!({})))

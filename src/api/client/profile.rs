@@ -31,6 +31,7 @@ pub async fn set_field(
     MatrixJson(mut body): MatrixJson<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
     let user_id = authorised_target(&state, &owner, &user_id).await?;
+    state.limits.profile.check(owner.user_id.as_str())?;
     let value = body.remove(&key).ok_or_else(|| MatrixError::missing_param(format!("Missing key '{key}'")))?;
     // A null value clears the field, as older clients do for `displayname`.
     let value = (!value.is_null()).then_some(value);

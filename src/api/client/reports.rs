@@ -24,6 +24,7 @@ pub async fn report_event(
     OptionalJson(report): OptionalJson<Report>,
 ) -> ApiResult<Json<Value>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+    state.limits.reports.check(owner.user_id.as_str())?;
     let reason = report.reason.as_deref();
     state.reports.report_room(&owner.user_id, room_id, Some(&event_id), reason, report.score).await?;
     Ok(Json(json!({})))
@@ -36,6 +37,7 @@ pub async fn report_room(
     OptionalJson(report): OptionalJson<Report>,
 ) -> ApiResult<Json<Value>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+    state.limits.reports.check(owner.user_id.as_str())?;
     state.reports.report_room(&owner.user_id, room_id, None, report.reason.as_deref(), None).await?;
     Ok(Json(json!({})))
 }
@@ -47,6 +49,7 @@ pub async fn report_user(
     OptionalJson(report): OptionalJson<Report>,
 ) -> ApiResult<Json<Value>> {
     let user_id: &UserId = parse_id(&user_id, "user ID")?;
+    state.limits.reports.check(owner.user_id.as_str())?;
     state.reports.report_user(&owner.user_id, user_id, report.reason.as_deref()).await?;
     Ok(Json(json!({})))
 }

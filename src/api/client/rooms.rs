@@ -18,6 +18,7 @@ pub async fn create_room(
     Requester(owner): Requester,
     MatrixJson(request): MatrixJson<CreateRoomRequest>,
 ) -> ApiResult<Json<Value>> {
+    state.limits.room_creation.check(owner.user_id.as_str())?;
     let alias = match &request.room_alias_name {
         Some(localpart) => Some(state.room_directory.new_alias(localpart).await?),
         None => None,
@@ -34,6 +35,7 @@ pub async fn send_message(
     Path((room_id, event_type, txn_id)): Path<(String, String, String)>,
     MatrixJson(content): MatrixJson<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
+    state.limits.message.check(owner.user_id.as_str())?;
     let event = NewEvent {
         room_id: &room_id,
         sender: owner.user_id.as_str(),
@@ -72,6 +74,7 @@ async fn send_state(
     state_key: &str,
     content: Map<String, Value>,
 ) -> ApiResult<Json<Value>> {
+    state.limits.message.check(sender)?;
     if event_type == "m.room.member" && <&ruma::UserId>::try_from(state_key).is_err() {
         return Err(MatrixError::invalid_param("The state key of a member event must be a user ID"));
     }
