@@ -193,6 +193,13 @@ async fn device_list_changes_reach_the_other_server(a: &TestServer, b: &TestServ
     let query = json!({ "device_keys": { alice.user_id.clone(): [] } });
     let (_, found) = b.post(&format!("{V3}/keys/query"), Some(&bob.token), query).await;
     assert!(found["device_keys"][&alice.user_id][&laptop.device_id].is_object(), "{found}");
+
+    // Bob leaves their only shared room: Alice is in his device_lists.left.
+    let since = sync(b, &bob.token, None).await["next_batch"].as_str().unwrap().to_owned();
+    let leave = format!("{V3}/rooms/{}/leave", matrix::encode(&room));
+    assert_eq!(b.post(&leave, Some(&bob.token), json!({})).await.0, StatusCode::OK);
+    let synced = sync(b, &bob.token, Some(&since)).await;
+    assert_eq!(synced["device_lists"]["left"], json!([alice.user_id]), "{synced}");
 }
 
 fn cross_signing_key(user: &str, usage: &str, key: &SigningKey, signer: Option<(&SigningKey, &str)>) -> Value {
@@ -284,4 +291,30 @@ async fn bad_input_is_refused(db: Db) {
     assert!(status.is_client_error(), "{status}");
 }
 
-both_backends!(keys_across_servers, cross_signing, bad_input_is_refused);
+both_backends!(keys_across_servers, cross_signing, bad_input_is_refused, to_device_messages_survive_restarts);
+
+/// A to-device message for a server that is down waits in the database: it arrives once
+/// that server is back, though the sender restarted in between.
+async fn to_device_messages_survive_restarts(db: Db) {
+    let mut a = TestServer::start_federating(db).await;
+    let backoff = "federation:\n  destination_min_retry_interval: 500ms\n  destination_max_retry_interval: 2s\n";
+    let mut b = TestServer::start_federating_with(db, backoff).await;
+    a.register("alice", "pw").await;
+    b.register("bob", "pw").await;
+    let alice = device(&a, "alice").await;
+    let bob = device(&b, "bob").await;
+    let since = sync(&a, &alice.token, None).await["next_batch"].as_str().unwrap().to_owned();
+    a.terminate();
+    let messages = json!({ "messages": { alice.user_id.clone(): { alice.device_id.clone(): { "kept": "yes" } } } });
+    assert_eq!(b.put(&format!("{V3}/sendToDevice/m.test/kept"), Some(&bob.token), messages).await.0, StatusCode::OK);
+    matrix::eventually("a failed attempt", WAIT, || async { b.log().contains("transaction failed").then_some(()) })
+        .await;
+    b.restart().await;
+    a.start_again().await;
+    let synced = matrix::eventually("the kept message", WAIT, || async {
+        let synced = sync(&a, &alice.token, Some(&since)).await;
+        synced["to_device"]["events"].as_array().is_some_and(|e| !e.is_empty()).then_some(synced)
+    })
+    .await;
+    assert_eq!(synced["to_device"]["events"][0]["content"]["kept"], "yes", "{synced}");
+}

@@ -9,6 +9,8 @@ use super::{Store, StoredEvent};
 /// A destination keeps at most this many PDUs owed; past it the oldest go, and the
 /// destination catches up by asking for missing events when it comes back.
 const MAX_OUTBOX_PER_DESTINATION: i64 = 10_000;
+/// Kept EDUs one destination may be owed.
+const MAX_DURABLE_EDUS: i64 = 10_000;
 
 /// When a failing destination may be tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,11 @@ pub struct OutboxRow {
 }
 
 impl Store {
+    /// PDUs waiting in every destination's outbox.
+    pub async fn federation_outbox_len(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT COUNT(*) FROM federation_outbox").fetch_one(self.pool()).await?.try_get(0)
+    }
+
     /// Events on the event stream after `after`, oldest first, outliers included.
     pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
         let rows = sqlx::query(&format!(
@@ -117,6 +124,57 @@ impl Store {
                 .await?;
         }
         txn.commit().await
+    }
+
+    /// Keeps an EDU for a destination until [`Self::remove_durable_edus`]; a destination
+    /// owed [`MAX_DURABLE_EDUS`] gets no more (false).
+    pub async fn add_durable_edu(&self, destination: &str, key: &str, edu: &Value) -> Result<bool, sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        let held: i64 = sqlx::query("SELECT COUNT(*) FROM federation_edu_outbox WHERE destination = $1")
+            .bind(destination)
+            .fetch_one(&mut *txn.tx)
+            .await?
+            .try_get(0)?;
+        if held >= MAX_DURABLE_EDUS {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO federation_edu_outbox (destination, edu_key, edu_json) VALUES ($1, $2, $3) \
+             ON CONFLICT (destination, edu_key) DO UPDATE SET edu_json = excluded.edu_json",
+        )
+        .bind(destination)
+        .bind(key)
+        .bind(edu.to_string())
+        .execute(&mut *txn.tx)
+        .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn remove_durable_edus(&self, destination: &str, keys: &[&str]) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        for key in keys {
+            sqlx::query("DELETE FROM federation_edu_outbox WHERE destination = $1 AND edu_key = $2")
+                .bind(destination)
+                .bind(*key)
+                .execute(&mut *txn.tx)
+                .await?;
+        }
+        txn.commit().await
+    }
+
+    /// Every kept EDU, by destination, oldest first.
+    pub async fn durable_edus(&self) -> Result<Vec<(String, String, Value)>, sqlx::Error> {
+        let rows = sqlx::query("SELECT destination, edu_key, edu_json FROM federation_edu_outbox ORDER BY edu_key")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let json: String = row.try_get(2)?;
+                let edu = serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                Ok((row.try_get(0)?, row.try_get(1)?, edu))
+            })
+            .collect()
     }
 
     /// Destinations that are owed PDUs.

@@ -227,9 +227,12 @@ impl Store {
         txn.commit().await
     }
 
-    /// Records that a (remote) user's devices or keys changed.
+    /// Records that a remote user's devices or keys changed. Only the latest change of
+    /// a remote user matters (readers ask "changed since?"), so older rows go: a flood of
+    /// updates from a peer leaves one row per user.
     pub async fn note_device_list_change(&self, user_id: &str, device_id: Option<&str>) -> Result<i64, sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        sqlx::query("DELETE FROM device_list_changes WHERE user_id = $1").bind(user_id).execute(&mut *txn.tx).await?;
         let position = record_device_list_change(&mut txn, user_id, device_id).await?;
         txn.commit().await?;
         Ok(position)
@@ -279,6 +282,20 @@ impl Store {
         .bind(user_id)
         .bind(since)
         .bind(until)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
+    }
+
+    /// Users who shared a joined room with `user_id` and no longer do, through
+    /// memberships changed after the event-stream position `since`: their devices need
+    /// no tracking any more (`device_lists.left`).
+    pub async fn device_lists_left_for(&self, user_id: &str, since: i64) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT o.user_id FROM room_memberships o WHERE o.user_id <> $1 AND (                (o.membership IN ('leave', 'ban') AND o.stream_ordering > $2 AND EXISTS (SELECT 1 FROM room_memberships m                  WHERE m.room_id = o.room_id AND m.user_id = $1 AND m.membership = 'join'))                OR (o.membership = 'join' AND EXISTS (SELECT 1 FROM room_memberships m WHERE m.room_id = o.room_id                  AND m.user_id = $1 AND m.membership IN ('leave', 'ban') AND m.stream_ordering > $2)))              AND NOT EXISTS (SELECT 1 FROM room_memberships a JOIN room_memberships b ON b.room_id = a.room_id                WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = o.user_id AND b.membership = 'join')",
+        )
+        .bind(user_id)
+        .bind(since)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(|row| row.try_get(0)).collect()

@@ -48,7 +48,8 @@ pub async fn changes(
     };
     let (from, to) = (token("from")?, token("to")?);
     let changed = state.keys.changes(&owner.user_id, from.device_lists, to.device_lists).await?;
-    Ok(Json(json!({ "changed": changed, "left": [] })))
+    let left = state.keys.left_since(&owner.user_id, from.events).await?;
+    Ok(Json(json!({ "changed": changed, "left": left })))
 }
 
 /// `POST /keys/device_signing/upload`: the first upload needs no password; replacing a

@@ -61,7 +61,7 @@ impl DeviceListSender {
                 continue;
             }
             let (key, edu) = self.edu_for(change).await?;
-            self.sender.send_edu_to(&servers, &key, &edu);
+            self.sender.send_durable_edu_to(&servers, &key, &edu).await?;
         }
         store.set_consumer_position(CONSUMER, last).await?;
         Ok(changes.len() as i64 == BATCH)
@@ -99,7 +99,7 @@ impl DeviceListSender {
                 }
             }
             let edu = json!({ "edu_type": "m.signing_key_update", "content": content });
-            return Ok((format!("m.signing_key_update {user_id} {}", change.stream_id), edu));
+            return Ok((format!("{:020} m.signing_key_update {user_id}", change.stream_id), edu));
         };
         let keys = store.device_keys(user_id, std::slice::from_ref(device_id)).await?;
         let previous = store.previous_device_list_change(user_id, change.stream_id).await?;
@@ -114,6 +114,6 @@ impl DeviceListSender {
             content["keys"] = device_keys.clone();
         }
         let edu = json!({ "edu_type": "m.device_list_update", "content": content });
-        Ok((format!("m.device_list_update {user_id} {}", change.stream_id), edu))
+        Ok((format!("{:020} m.device_list_update {user_id}", change.stream_id), edu))
     }
 }

@@ -200,6 +200,11 @@ impl Keys {
         Ok(self.store.device_lists_changed_for(requester.as_str(), from, to).await?)
     }
 
+    /// Users who no longer share a room with `user` since the event position `since`.
+    pub async fn left_since(&self, user: &UserId, since: i64) -> ApiResult<Vec<String>> {
+        Ok(self.store.device_lists_left_for(user.as_str(), since).await?)
+    }
+
     pub async fn stream_head(&self) -> ApiResult<i64> {
         Ok(self.store.stream_head(crate::store::DEVICE_LIST_STREAM).await?)
     }

@@ -232,12 +232,15 @@ impl ClientSync {
         {
             head.to_device = *last;
         }
-        let changed = match params.since {
-            Some(since) => self.keys.changes(user, since.device_lists, head.device_lists).await?,
-            None => Vec::new(),
+        let (changed, left) = match params.since {
+            Some(since) => (
+                self.keys.changes(user, since.device_lists, head.device_lists).await?,
+                self.keys.left_since(user, since.events).await?,
+            ),
+            None => (Vec::new(), Vec::new()),
         };
         response["to_device"] = json!({ "events": messages.into_iter().map(|(_, m)| m).collect::<Vec<_>>() });
-        response["device_lists"] = json!({ "changed": changed, "left": [] });
+        response["device_lists"] = json!({ "changed": changed, "left": left });
         response["device_one_time_keys_count"] = json!(self.keys.one_time_key_counts(user, &params.device_id).await?);
         response["device_unused_fallback_key_types"] =
             json!(self.keys.unused_fallback_key_types(user, &params.device_id).await?);
@@ -446,6 +449,7 @@ fn is_empty(response: &Value) -> bool {
         && response["account_data"]["events"].as_array().is_none_or(Vec::is_empty)
         && response["to_device"]["events"].as_array().is_none_or(Vec::is_empty)
         && response["device_lists"]["changed"].as_array().is_none_or(Vec::is_empty)
+        && response["device_lists"]["left"].as_array().is_none_or(Vec::is_empty)
 }
 
 #[cfg(test)]

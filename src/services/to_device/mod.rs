@@ -69,8 +69,7 @@ impl ToDevice {
             return Ok(()); // a retry: done the first time
         }
         self.delivered.send_replace(self.stream_head().await?);
-        self.send_remote(sender, event_type, remote);
-        Ok(())
+        self.send_remote(sender, event_type, remote).await
     }
 
     /// The devices `device` names: all of the user's for `*`.
@@ -79,7 +78,12 @@ impl ToDevice {
         Ok(if device == "*" { devices.collect() } else { devices.filter(|d| d == device).collect() })
     }
 
-    fn send_remote(&self, sender: &UserId, event_type: &str, remote: Vec<(ruma::OwnedUserId, String, Value)>) {
+    async fn send_remote(
+        &self,
+        sender: &UserId,
+        event_type: &str,
+        remote: Vec<(ruma::OwnedUserId, String, Value)>,
+    ) -> ApiResult<()> {
         let mut by_server: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
         for (user, device, content) in remote {
             let users = by_server.entry(user.server_name().to_owned()).or_default();
@@ -91,8 +95,9 @@ impl ToDevice {
             let edu = json!({ "edu_type": "m.direct_to_device", "content": {
                 "sender": sender, "type": event_type, "message_id": message_id, "messages": messages,
             }});
-            self.sender.send_edu_to(&[server], &format!("m.direct_to_device {message_id}"), &edu);
+            self.sender.send_durable_edu_to(&[server], &format!("m.direct_to_device {message_id}"), &edu).await?;
         }
+        Ok(())
     }
 
     /// An `m.direct_to_device` EDU: delivered to our users' devices once per message id.

@@ -65,3 +65,11 @@ CREATE TABLE to_device_seen (
 );
 INSERT INTO stream_positions (stream, position) VALUES ('device_lists', 0);
 INSERT INTO stream_positions (stream, position) VALUES ('to_device', 0);
+-- EDUs that must survive a restart (to-device messages, device-list updates) until the
+-- destination took them; typing and receipts stay in memory.
+CREATE TABLE federation_edu_outbox (
+    destination TEXT NOT NULL,
+    edu_key TEXT NOT NULL,
+    edu_json TEXT NOT NULL,
+    PRIMARY KEY (destination, edu_key)
+);

@@ -35,6 +35,8 @@ mod edu_queue;
 
 use edu_queue::EduQueue;
 
+/// Keys of EDUs kept in the database until sent.
+const DURABLE_PREFIX: &str = "durable ";
 const CONSUMER: &str = "federation_sender";
 const FANOUT_BATCH: i64 = 100;
 const MAX_PDUS_PER_TRANSACTION: i64 = 50;
@@ -116,6 +118,17 @@ impl Sender {
             }
             Err(err) => tracing::warn!(%err, "cannot load federation backoffs"),
         }
+        match self.store.durable_edus().await {
+            Ok(edus) => {
+                for (server, key, edu) in edus {
+                    let Ok(server) = OwnedServerName::try_from(server) else { continue };
+                    let destination = self.destination(&server, None);
+                    destination.edus.lock().unwrap_or_else(|p| p.into_inner()).push(key, edu);
+                    destination.wake.notify_one();
+                }
+            }
+            Err(err) => tracing::warn!(%err, "cannot read the kept EDUs"),
+        }
         match self.store.outbox_destinations().await {
             Ok(servers) => {
                 for server in servers.iter().filter_map(|s| OwnedServerName::try_from(s.as_str()).ok()) {
@@ -149,6 +162,15 @@ impl Sender {
         destination
     }
 
+    /// PDUs waiting for other servers, and how many servers are being backed off from.
+    pub async fn queue_depth(&self) -> ApiResult<(i64, i64)> {
+        let waiting = self.store.federation_outbox_len().await?;
+        let destinations = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        let backing_off =
+            destinations.values().filter(|d| d.retry.lock().unwrap_or_else(|p| p.into_inner()).is_some()).count();
+        Ok((waiting, backing_off as i64))
+    }
+
     /// Wakes a destination's worker, starting it if needed.
     pub fn wake(self: &Arc<Self>, server: &ServerName) {
         if server == self.server_name {
@@ -176,6 +198,25 @@ impl Sender {
             destination.edus.lock().unwrap_or_else(|p| p.into_inner()).push(key.to_owned(), edu.clone());
             destination.wake.notify_one();
         }
+    }
+
+    /// Like [`Self::send_edu_to`] for EDUs that must not be lost (to-device messages,
+    /// device-list updates): kept in the database until the destination takes them, and
+    /// queued again after a restart. `key` must be unique to the EDU.
+    pub async fn send_durable_edu_to(
+        self: &Arc<Self>,
+        servers: &[OwnedServerName],
+        key: &str,
+        edu: &Value,
+    ) -> ApiResult<()> {
+        let key = format!("{DURABLE_PREFIX}{key}");
+        for server in servers.iter().filter(|s| **s != self.server_name && self.client.allowed(s)) {
+            if !self.store.add_durable_edu(server.as_str(), &key, edu).await? {
+                tracing::warn!(%server, "too many EDUs owed to this server; one more is only kept in memory");
+            }
+        }
+        self.send_edu_to(servers, &key, edu);
+        Ok(())
     }
 
     /// When the sender next tries `server`, if it is backing off from it (it failed and
@@ -346,6 +387,7 @@ impl Sender {
             Ok(response) => {
                 log_pdu_errors(server, &response);
                 self.store.outbox_remove(server.as_str(), &orderings).await?;
+                self.forget_durable(server, &edus).await?;
                 let recovered = destination.retry.lock().unwrap_or_else(|p| p.into_inner()).take().is_some();
                 if recovered {
                     self.store.clear_destination_retry(server.as_str()).await?;
@@ -355,6 +397,7 @@ impl Sender {
                 // The destination will never take this transaction; do not let it block the queue.
                 tracing::warn!(%server, %body, "destination refused a transaction; dropping it");
                 self.store.outbox_remove(server.as_str(), &orderings).await?;
+                self.forget_durable(server, &edus).await?;
             }
             Err(err) => {
                 destination.edus.lock().unwrap_or_else(|p| p.into_inner()).restore(edus);
@@ -363,6 +406,16 @@ impl Sender {
             }
         }
         Ok(true)
+    }
+
+    /// The kept EDUs of a transaction the destination answered.
+    async fn forget_durable(&self, server: &ServerName, edus: &[(String, u64, Value)]) -> ApiResult<()> {
+        let durable: Vec<&str> =
+            edus.iter().map(|(key, _, _)| key.as_str()).filter(|key| key.starts_with(DURABLE_PREFIX)).collect();
+        if !durable.is_empty() {
+            self.store.remove_durable_edus(server.as_str(), &durable).await?;
+        }
+        Ok(())
     }
 
     /// One more failure of `server`: its backoff grows, and is persisted.
