@@ -68,6 +68,9 @@ pub struct Config {
     pub trusted_key_servers: Vec<TrustedKeyServer>,
     #[serde(default = "default_room_version")]
     pub default_room_version: String,
+    /// Synapse's switch for the `metrics` listener type (Prometheus at `/_synapse/metrics`).
+    #[serde(default)]
+    pub enable_metrics: bool,
     #[serde(default = "rate_limits::message", deserialize_with = "rate_limits::parse::message")]
     pub rc_message: RateLimit,
     #[serde(default = "rate_limits::registration", deserialize_with = "rate_limits::parse::registration")]
@@ -643,8 +646,14 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         for (i, listener) in self.listeners.iter().enumerate() {
-            if listener.kind != "http" {
-                bail!("listeners[{i}].type: only `http` listeners are supported, got `{}`", listener.kind);
+            if listener.kind != "http" && listener.kind != "metrics" {
+                bail!(
+                    "listeners[{i}].type: only `http` and `metrics` listeners are supported, got `{}`",
+                    listener.kind
+                );
+            }
+            if listener.kind == "metrics" && !self.enable_metrics {
+                tracing::warn!("listeners[{i}]: a metrics listener without `enable_metrics: true` is not started");
             }
             for resource in &listener.resources {
                 for name in &resource.names {

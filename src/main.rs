@@ -82,7 +82,8 @@ fn run(reload: LogReload) -> anyhow::Result<()> {
                 Config::load(&cli.config)?
             };
             if std::env::var_os("RUST_LOG").is_none() {
-                let filter = EnvFilter::try_new(&config.log_level).context("log_level: invalid log level")?;
+                let filter = EnvFilter::try_new(with_quiet_libraries(&config.log_level))
+                    .context("log_level: invalid log level")?;
                 reload.reload(filter).context("cannot apply log_level")?;
             }
             let config_dir = cli.config.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -95,8 +96,14 @@ fn run(reload: LogReload) -> anyhow::Result<()> {
     }
 }
 
+/// State resolution logs several lines per event at `info`; it speaks at `warn` unless
+/// the level names it.
+fn with_quiet_libraries(level: &str) -> String {
+    if level.contains("ruma_state_res") { level.to_owned() } else { format!("{level},ruma_state_res=warn") }
+}
+
 fn init_logging() -> LogReload {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(with_quiet_libraries("info")));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(filter)

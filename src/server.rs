@@ -33,14 +33,17 @@ pub async fn build_services(mut config: Config, config_dir: &Path) -> anyhow::Re
 pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (services, store) = build_services(config.clone(), config_dir).await?;
-    services.directory.rebuild(&crate::services::directory::LogProgress).await?;
     let workers = Workers::start(services.workers());
     let handle: Handle<SocketAddr> = Handle::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listeners {
         let resources =
             Resources::from_names(listener.resources.iter().flat_map(|r| r.names.iter().map(String::as_str)));
-        let app = api::router(services.clone(), resources, listener.x_forwarded);
+        let app = match listener.kind.as_str() {
+            "metrics" if !config.enable_metrics => continue,
+            "metrics" => api::metrics::router(services.clone()),
+            _ => api::router(services.clone(), resources, listener.x_forwarded),
+        };
         let tls = if listener.tls { Some(load_tls(&config).await?) } else { None };
         for (address, socket) in bind_listener(listener)? {
             tracing::info!(%address, tls = listener.tls, ?resources, "listening");

@@ -122,3 +122,61 @@ async fn a_config_synapse_generates_starts_kith() {
 }
 
 both_backends!(synapse_shaped_rate_limits_are_enforced);
+
+/// A Synapse-style `metrics` listener (`enable_metrics`) serves every family; the client
+/// listener does not; each request leaves an access-log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_on_a_metrics_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, metrics_port) = (common::free_port(), common::free_port());
+    let config = format!(
+        "server_name: metrics.test\nenable_metrics: true\n\
+         listeners:\n  - port: {port}\n    bind_addresses: ['127.0.0.1']\n    resources: [{{names: [client, federation]}}]\n\
+         \x20 - port: {metrics_port}\n    type: metrics\n    bind_addresses: ['127.0.0.1']\n\
+         database: {{name: sqlite3, args: {{database: {db}}}}}\nregistration_shared_secret: {secret}\ntrusted_key_servers: []\n\
+         federated_user_directory: {{enabled: true, peers: ['127.0.0.1:1']}}\nip_range_whitelist: ['127.0.0.1']\n",
+        db = dir.path().join("homeserver.db").display(),
+        secret = common::SHARED_SECRET,
+    );
+    let config_path = dir.path().join("homeserver.yaml");
+    std::fs::write(&config_path, config).expect("config");
+    let server = TestServer::start_from_config_file(dir, config_path, port).await;
+    let (_, token) = server.register("alice", "pw").await;
+    matrix::create_room(&server, &token, json!({ "preset": "public_chat" })).await;
+    let search = json!({ "search_term": "alice" });
+    assert_eq!(server.post(&format!("{V3}/user_directory/search"), Some(&token), search).await.0, StatusCode::OK);
+
+    let scrape = reqwest::get(format!("http://127.0.0.1:{metrics_port}/_synapse/metrics")).await.expect("scrape");
+    assert_eq!(scrape.status(), StatusCode::OK);
+    let text = scrape.text().await.expect("metrics text");
+    for family in [
+        "kith_http_requests_total",
+        "kith_http_request_duration_seconds_bucket",
+        "kith_user_directory_search_duration_seconds_count",
+        "kith_user_directory_users",
+        "kith_remote_profile_queue_length",
+        "kith_remote_profile_fetches",
+        "kith_federation_outbox_pdus",
+        "kith_federation_destinations_backing_off",
+        "kith_peer_directory_sync_lag_seconds",
+        "kith_partial_state_rooms",
+        "kith_database_connections",
+    ] {
+        assert!(text.contains(family), "{family} missing:\n{text}");
+    }
+    let created = text.lines().find(|l| l.starts_with("kith_http_requests_total") && l.contains("/createRoom"));
+    assert!(created.is_some_and(|line| line.contains("status=\"200\"") && line.ends_with(" 1")), "{text}");
+    assert!(text.contains("kith_user_directory_search_duration_seconds_count 1"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("kith_user_directory_users") && !l.ends_with(" 0")), "{text}");
+    let never = "kith_peer_directory_sync_lag_seconds{peer=\"127.0.0.1:1\"} ";
+    assert!(text.lines().any(|l| l.starts_with(never) && l.to_lowercase().ends_with("inf")), "never pulled: {text}");
+    let (status, _) = server.get("/_synapse/metrics", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not on the client listener");
+    let log = server.log();
+    assert!(
+        log.lines().any(|l| l.contains("kith::access")
+            && l.contains("/_matrix/client/v3/createRoom")
+            && l.contains("status=200")),
+        "an access-log line per request:\n{log}"
+    );
+}

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod federation;
 pub mod keys;
 pub mod media;
+pub mod metrics;
 pub mod validate;
 
 use axum::Router;
@@ -71,6 +72,7 @@ pub fn router(state: AppState, resources: Resources, x_forwarded: bool) -> Route
         .layer(CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any))
         .layer(CatchPanicLayer::custom(|_| MatrixError::internal("request handler", "panicked").into_response()))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::observe))
         .with_state(state)
 }
 

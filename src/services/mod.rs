@@ -16,6 +16,7 @@ pub mod key_backup;
 pub mod keys;
 pub mod locks;
 pub mod media;
+pub mod metrics;
 pub mod openid;
 pub mod presence;
 pub mod profiles;
@@ -53,6 +54,7 @@ use key_backup::KeyBackup;
 use keys::Keys;
 use keys::device_lists::DeviceListSender;
 use media::{Media, MediaConfig};
+use metrics::Metrics;
 use openid::OpenId;
 use presence::Presence;
 use profiles::Profiles;
@@ -110,6 +112,7 @@ pub struct Services {
     profile_fetcher: Arc<ProfileFetcher>,
     profile_edus: Arc<ProfileEdus>,
     resync: Arc<PartialStateResync>,
+    pub metrics: Arc<Metrics>,
     pub keys: Arc<Keys>,
     pub to_device: Arc<ToDevice>,
     device_list_sender: Arc<DeviceListSender>,
@@ -197,7 +200,8 @@ impl Services {
         ));
         let peer_sync = Arc::new(PeerSync::new(federated_directory.clone()));
         let profile_hints = Arc::new(ProfileHints::new(remote_profiles.clone(), rooms.subscribe()));
-        let profile_fetcher = Arc::new(ProfileFetcher::new(remote_profiles.clone()));
+        let metrics = Arc::new(Metrics::new(store.clone()));
+        let profile_fetcher = Arc::new(ProfileFetcher::new(remote_profiles.clone(), metrics.clone()));
         let profile_edus =
             Arc::new(ProfileEdus::new(remote_profiles.clone(), profiles.clone(), federated_directory.peers()));
         let relations = Arc::new(Relations::new(store.clone(), rooms.clone()));
@@ -303,6 +307,7 @@ impl Services {
             profile_fetcher,
             profile_edus,
             resync,
+            metrics,
             keys,
             to_device,
             device_list_sender,

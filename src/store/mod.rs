@@ -112,6 +112,11 @@ impl Store {
         &self.pool
     }
 
+    /// The pool's open connections and how many of them are idle.
+    pub fn pool_connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     pub async fn begin_write(&self) -> Result<WriteTxn<'_>, sqlx::Error> {
         let writer = match self.backend {
             Backend::Sqlite => Some(self.sqlite_writer.lock().await),

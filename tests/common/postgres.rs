@@ -39,15 +39,19 @@ pub async fn fresh_database_yaml() -> String {
     )
 }
 
+/// A server binary: Debian installs them outside PATH, one directory per major version
+/// (the newest installed one is used, 14 or later, as `scripts/test` accepts any).
 fn pg_bin(name: &str) -> PathBuf {
-    // Debian installs the server binaries outside PATH.
-    for dir in ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"] {
-        let path = Path::new(dir).join(name);
-        if path.exists() {
-            return path;
-        }
-    }
-    PathBuf::from(name)
+    let mut versions: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| dirs.filter_map(|d| d.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    versions.sort_unstable_by(|a, b| b.cmp(a));
+    versions
+        .into_iter()
+        .filter(|version| *version >= 14)
+        .map(|version| Path::new("/usr/lib/postgresql").join(version.to_string()).join("bin").join(name))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 fn running_as_root() -> bool {

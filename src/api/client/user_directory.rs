@@ -11,6 +11,8 @@ use crate::error::{ApiResult, MatrixError};
 
 /// Synapse clamps `limit` to this.
 const MAX_LIMIT: i64 = 50;
+/// Right after start-up a search waits this long for the directory's first build.
+const BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 const DEFAULT_LIMIT: i64 = 10;
 
 #[derive(Deserialize)]
@@ -30,6 +32,9 @@ pub async fn search(
     }
     state.limits.user_directory.check(owner.user_id.as_str())?;
     let limit = request.limit.unwrap_or(DEFAULT_LIMIT).clamp(0, MAX_LIMIT) as usize;
+    if !state.directory.wait_until_built(BUILD_WAIT).await {
+        tracing::warn!(user_id = %owner.user_id, "user directory still being built; searching what is indexed so far");
+    }
     let found = state.federated_directory.search(&owner.user_id, &request.search_term, limit).await;
     let results: Vec<Value> = found
         .results

@@ -48,6 +48,9 @@ pub struct Directory {
     remote_profile_changes: watch::Receiver<i64>,
     wake: Arc<Notify>,
     rebuild_requested: std::sync::atomic::AtomicBool,
+    /// Whether the first build since start-up is done (the updater does it, so the
+    /// server answers before a big directory is built).
+    built: watch::Sender<bool>,
 }
 
 /// Progress of a build, for logs and the CLI's progress bar.
@@ -87,7 +90,19 @@ impl Directory {
             remote_profile_changes,
             wake: Arc::default(),
             rebuild_requested: Default::default(),
+            built: watch::channel(false).0,
         }
+    }
+
+    /// Waits (at most `limit`) for the first build; false if it is still going on.
+    pub async fn wait_until_built(&self, limit: Duration) -> bool {
+        let mut built = self.built.subscribe();
+        matches!(tokio::time::timeout(limit, built.wait_for(|built| *built)).await, Ok(Ok(_)))
+    }
+
+    /// Users in the index.
+    pub fn user_count(&self) -> u64 {
+        self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner()).user_count()
     }
 
     fn is_local(&self, user_id: &str) -> bool {
@@ -164,6 +179,7 @@ impl Directory {
         self.store.set_consumer_position(REMOTE_PROFILES_CONSUMER, remote_head).await?;
         self.store.set_consumer_position(FEDERATED_CONSUMER, federated_head).await?;
         tracing::info!(users, elapsed_ms = started.elapsed().as_millis() as u64, "user directory built");
+        self.built.send_replace(true);
         Ok(())
     }
 
@@ -398,6 +414,14 @@ impl Worker for Directory {
 
     fn run(self: Arc<Self>, stop: Shutdown) -> BoxFuture<'static, ()> {
         Box::pin(async move {
+            let mut stop = stop;
+            while !*self.built.borrow() && !stop.is_stopping() {
+                let build = self.rebuild(&LogProgress);
+                if let Some(Err(err)) = stop.unless_stopped(build).await {
+                    tracing::error!(%err, "user directory build failed; trying again");
+                    let _ = stop.unless_stopped(tokio::time::sleep(POLL_INTERVAL)).await;
+                }
+            }
             let wakeups = Wakeups::default()
                 .on_position(self.events.clone())
                 .on_position(self.profile_changes.clone())

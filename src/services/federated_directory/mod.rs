@@ -64,6 +64,18 @@ impl FederatedDirectory {
     }
 
     /// The peers kith pulls from and serves, as far as the domain whitelist allows.
+    /// Seconds since each peer's directory was last pulled (infinite if never).
+    pub async fn sync_lag(&self) -> ApiResult<Vec<(String, f64)>> {
+        let now = crate::store::now_ms();
+        let mut lags = Vec::new();
+        for peer in self.peers() {
+            let synced = self.store.peer_state(peer.as_str()).await?.map_or(0, |state| state.synced_ts);
+            let lag = if synced > 0 { (now - synced).max(0) as f64 / 1000.0 } else { f64::INFINITY };
+            lags.push((peer.to_string(), lag));
+        }
+        Ok(lags)
+    }
+
     pub fn peers(&self) -> Vec<OwnedServerName> {
         if !self.config.enabled {
             return Vec::new();

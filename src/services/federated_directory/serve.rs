@@ -28,6 +28,8 @@ pub const MAX_BWI_USERS: usize = 50_000;
 /// MSC4258: shorter terms get nothing, results are capped.
 pub const MIN_TERM_CHARS: usize = 4;
 pub const MAX_SEARCH_LIMIT: usize = 50;
+/// Right after start-up a peer's search waits this long for the directory's first build.
+const BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Where a peer's reading stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +149,9 @@ impl FederatedDirectory {
         let limit = search.limit.unwrap_or(10).min(MAX_SEARCH_LIMIT as u64) as usize;
         if search.search_term.trim().chars().count() < MIN_TERM_CHARS || limit == 0 {
             return Ok(json!({ "limited": false, "results": [] }));
+        }
+        if !self.directory.wait_until_built(BUILD_WAIT).await {
+            tracing::warn!(%origin, "user directory still being built; a peer's search sees what is indexed so far");
         }
         let found = self.directory.search_local_users(&search.search_term, limit + 10);
         let mut results = Vec::new();

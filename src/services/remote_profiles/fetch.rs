@@ -1,5 +1,6 @@
 //! The fetch worker: asks other servers for the profiles queued for fetching.
 
+use crate::services::metrics::Metrics;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ const BACKOFF_FACTOR: i64 = 5;
 
 pub struct ProfileFetcher {
     profiles: Arc<RemoteProfiles>,
+    metrics: Arc<Metrics>,
 }
 
 /// What became of one fetch.
@@ -33,6 +35,17 @@ enum Fetched {
     NoProfile,
     Failed,
     Deferred,
+}
+
+impl Fetched {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Profile => "profile",
+            Self::NoProfile => "no_profile",
+            Self::Failed => "failed",
+            Self::Deferred => "deferred",
+        }
+    }
 }
 
 impl Worker for ProfileFetcher {
@@ -61,8 +74,8 @@ impl Worker for ProfileFetcher {
 }
 
 impl ProfileFetcher {
-    pub fn new(profiles: Arc<RemoteProfiles>) -> Self {
-        Self { profiles }
+    pub fn new(profiles: Arc<RemoteProfiles>, metrics: Arc<Metrics>) -> Self {
+        Self { profiles, metrics }
     }
 
     /// Fetches what is due; returns how long to wait before the next round.
@@ -93,6 +106,9 @@ impl ProfileFetcher {
             .collect();
         let outcomes: Vec<Fetched> =
             futures_util::stream::iter(jobs).buffer_unordered(config.fetch_concurrency.max(1)).collect().await;
+        for outcome in &outcomes {
+            self.metrics.count_profile_fetch(outcome.label());
+        }
         let count = |kind: Fetched| outcomes.iter().filter(|o| **o == kind).count();
         let queue = self.profiles.store.profile_fetch_queue_len().await.unwrap_or(-1);
         tracing::info!(

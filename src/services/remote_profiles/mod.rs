@@ -60,6 +60,11 @@ impl RemoteProfiles {
     }
 
     /// Wakes on every change of a cached profile.
+    /// Profiles waiting to be fetched (or retried).
+    pub async fn queue_len(&self) -> ApiResult<i64> {
+        Ok(self.store.profile_fetch_queue_len().await?)
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.changed.subscribe()
     }

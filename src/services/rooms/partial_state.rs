@@ -15,6 +15,11 @@ use crate::error::{ApiResult, MatrixError};
 use crate::store::{PartialStateRoom, StateBefore, StateMap, StoredEvent};
 
 impl Rooms {
+    /// Rooms whose resync has not completed.
+    pub async fn partial_state_room_count(&self) -> ApiResult<i64> {
+        Ok(self.store.partial_state_rooms().await?.len() as i64)
+    }
+
     pub async fn is_partial_state(&self, room_id: &str) -> ApiResult<bool> {
         Ok(self.store.partial_state_room(room_id).await?.is_some())
     }

@@ -1,0 +1,179 @@
+//! Prometheus metrics (text format, `prometheus-client`): request counts and latency by
+//! endpoint, recorded as requests finish; directory search latency; and gauges read when
+//! scraped (directory size, remote-profile queue, federation outbox and backoffs, peer
+//! directory sync lag, partial-state rooms, database connections), so they are never
+//! stale and cost nothing between scrapes.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    /// The route template (`/_matrix/client/v3/rooms/{room_id}/send/…`), never the raw
+    /// path, so the label set stays small.
+    pub endpoint: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    method: String,
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    state: String,
+}
+
+type LatencyFamily = Family<EndpointLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// What the gauges show, gathered from the services at scrape time.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub directory_users: u64,
+    pub remote_profile_queue: i64,
+    pub outbox_pdus: i64,
+    pub destinations_backing_off: i64,
+    /// Seconds since each peer's directory was last pulled.
+    pub peer_sync_lag: Vec<(String, f64)>,
+    pub partial_state_rooms: i64,
+}
+
+pub struct Metrics {
+    store: Arc<Store>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_latency: LatencyFamily,
+    directory_search: Histogram,
+    profile_fetches: Family<OutcomeLabels, Counter>,
+    directory_users: Gauge,
+    remote_profile_queue: Gauge,
+    outbox_pdus: Gauge,
+    destinations_backing_off: Gauge,
+    peer_sync_lag: Family<PeerLabels, Gauge<f64, AtomicU64>>,
+    partial_state_rooms: Gauge,
+    db_connections: Family<PoolLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn new(store: Arc<Store>) -> Self {
+        let mut registry = Registry::with_prefix("kith");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered, by endpoint and status", requests.clone());
+        let request_latency = LatencyFamily::new_with_constructor(latency_histogram);
+        registry.register("http_request_duration_seconds", "Time to answer HTTP requests", request_latency.clone());
+        let directory_search = latency_histogram();
+        registry.register(
+            "user_directory_search_duration_seconds",
+            "Time to answer user directory searches",
+            directory_search.clone(),
+        );
+        let profile_fetches = Family::<OutcomeLabels, Counter>::default();
+        // Every outcome shows from the start, at zero.
+        for outcome in ["profile", "no_profile", "failed", "deferred"] {
+            let _ = profile_fetches.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() });
+        }
+        registry.register("remote_profile_fetches", "Remote profile fetches, by outcome", profile_fetches.clone());
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let directory_users = gauge(&mut registry, "user_directory_users", "Users in the directory index");
+        let remote_profile_queue =
+            gauge(&mut registry, "remote_profile_queue_length", "Remote profiles waiting to be fetched");
+        let outbox_pdus = gauge(&mut registry, "federation_outbox_pdus", "PDUs waiting to be sent to other servers");
+        let destinations_backing_off =
+            gauge(&mut registry, "federation_destinations_backing_off", "Servers the sender is backing off from");
+        let partial_state_rooms =
+            gauge(&mut registry, "partial_state_rooms", "Rooms joined with a partial state, resync in progress");
+        let peer_sync_lag = Family::<PeerLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "peer_directory_sync_lag_seconds",
+            "Time since a peer's directory was last pulled",
+            peer_sync_lag.clone(),
+        );
+        let db_connections = Family::<PoolLabels, Gauge>::default();
+        registry.register("database_connections", "Database pool connections, by state", db_connections.clone());
+        Self {
+            store,
+            registry,
+            requests,
+            request_latency,
+            directory_search,
+            profile_fetches,
+            directory_users,
+            remote_profile_queue,
+            outbox_pdus,
+            destinations_backing_off,
+            peer_sync_lag,
+            partial_state_rooms,
+            db_connections,
+        }
+    }
+
+    pub fn observe_request(&self, labels: RequestLabels, elapsed: Duration) {
+        let endpoint = EndpointLabels { method: labels.method.clone(), endpoint: labels.endpoint.clone() };
+        self.request_latency.get_or_create(&endpoint).observe(elapsed.as_secs_f64());
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn observe_directory_search(&self, elapsed: Duration) {
+        self.directory_search.observe(elapsed.as_secs_f64());
+    }
+
+    /// A remote profile fetch ended: `fetched`, `not_found`, `failed`…
+    pub fn count_profile_fetch(&self, outcome: &str) {
+        self.profile_fetches.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
+    }
+
+    /// The text exposition, with the gauges set from `snapshot` and the pool.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        self.directory_users.set(snapshot.directory_users as i64);
+        self.remote_profile_queue.set(snapshot.remote_profile_queue);
+        self.outbox_pdus.set(snapshot.outbox_pdus);
+        self.destinations_backing_off.set(snapshot.destinations_backing_off);
+        self.partial_state_rooms.set(snapshot.partial_state_rooms);
+        self.peer_sync_lag.clear();
+        for (peer, lag) in &snapshot.peer_sync_lag {
+            self.peer_sync_lag.get_or_create(&PeerLabels { peer: peer.clone() }).set(*lag);
+        }
+        let (size, idle) = self.store.pool_connections();
+        let pool = |state: &str| PoolLabels { state: state.to_owned() };
+        self.db_connections.get_or_create(&pool("idle")).set(idle as i64);
+        self.db_connections.get_or_create(&pool("in_use")).set((size as usize).saturating_sub(idle) as i64);
+        let mut text = String::new();
+        if let Err(err) = encode(&mut text, &self.registry) {
+            tracing::warn!(%err, "could not encode metrics");
+        }
+        text
+    }
+}
