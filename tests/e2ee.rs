@@ -87,13 +87,20 @@ async fn sync(server: &TestServer, token: &str, since: Option<&str>) -> Value {
     body
 }
 
-async fn keys_across_servers(db: Db) {
+/// Two federating servers (the second with `extra_yaml`), Alice on the first and Bob on
+/// the second, each logged in on one device.
+async fn alice_and_bob(db: Db, extra_yaml: &str) -> (TestServer, TestServer, Device, Device) {
     let a = TestServer::start_federating(db).await;
-    let b = TestServer::start_federating(db).await;
+    let b = TestServer::start_federating_with(db, extra_yaml).await;
     a.register("alice", "pw").await;
     b.register("bob", "pw").await;
     let alice = device(&a, "alice").await;
     let bob = device(&b, "bob").await;
+    (a, b, alice, bob)
+}
+
+async fn keys_across_servers(db: Db) {
+    let (a, b, alice, bob) = alice_and_bob(db, "").await;
 
     // Uploads: only the device's own keys, signed by itself.
     let mut forged = device_keys(&alice);
@@ -211,12 +218,7 @@ fn cross_signing_key(user: &str, usage: &str, key: &SigningKey, signer: Option<(
 }
 
 async fn cross_signing(db: Db) {
-    let a = TestServer::start_federating(db).await;
-    let b = TestServer::start_federating(db).await;
-    a.register("alice", "pw").await;
-    b.register("bob", "pw").await;
-    let alice = device(&a, "alice").await;
-    let bob = device(&b, "bob").await;
+    let (a, b, alice, bob) = alice_and_bob(db, "").await;
     assert_eq!(upload(&a, &alice, json!({ "device_keys": device_keys(&alice) })).await.0, StatusCode::OK);
     let user = alice.user_id.as_str();
     let (master, ssk, usk) = (SigningKey::new("master"), SigningKey::new("ssk"), SigningKey::new("usk"));
@@ -291,18 +293,19 @@ async fn bad_input_is_refused(db: Db) {
     assert!(status.is_client_error(), "{status}");
 }
 
-both_backends!(keys_across_servers, cross_signing, bad_input_is_refused, to_device_messages_survive_restarts);
+both_backends!(
+    keys_across_servers,
+    cross_signing,
+    bad_input_is_refused,
+    to_device_messages_survive_restarts,
+    remote_keys_are_cached_while_a_room_is_shared,
+);
 
 /// A to-device message for a server that is down waits in the database: it arrives once
 /// that server is back, though the sender restarted in between.
 async fn to_device_messages_survive_restarts(db: Db) {
-    let mut a = TestServer::start_federating(db).await;
     let backoff = "federation:\n  destination_min_retry_interval: 500ms\n  destination_max_retry_interval: 2s\n";
-    let mut b = TestServer::start_federating_with(db, backoff).await;
-    a.register("alice", "pw").await;
-    b.register("bob", "pw").await;
-    let alice = device(&a, "alice").await;
-    let bob = device(&b, "bob").await;
+    let (mut a, mut b, alice, bob) = alice_and_bob(db, backoff).await;
     let since = sync(&a, &alice.token, None).await["next_batch"].as_str().unwrap().to_owned();
     a.terminate();
     let messages = json!({ "messages": { alice.user_id.clone(): { alice.device_id.clone(): { "kept": "yes" } } } });
@@ -317,4 +320,36 @@ async fn to_device_messages_survive_restarts(db: Db) {
     })
     .await;
     assert_eq!(synced["to_device"]["events"][0]["content"]["kept"], "yes", "{synced}");
+}
+
+/// Bob's server keeps Alice's keys while they share a room: answered with her server
+/// down, refreshed after her device-list update, forgotten once they share no room.
+async fn remote_keys_are_cached_while_a_room_is_shared(db: Db) {
+    let (mut a, b, alice, bob) = alice_and_bob(db, "").await;
+    assert_eq!(upload(&a, &alice, json!({ "device_keys": device_keys(&alice) })).await.0, StatusCode::OK);
+    let room = matrix::create_room(&a, &alice.token, json!({ "preset": "public_chat" })).await;
+    assert_eq!(matrix::join(&b, &bob.token, &room, a.name()).await.0, StatusCode::OK);
+    let query = || {
+        let body = json!({ "device_keys": { alice.user_id.clone(): [] }, "timeout": 3000 });
+        let b = &b;
+        let token = bob.token.clone();
+        async move { b.post(&format!("{V3}/keys/query"), Some(&token), body).await.1 }
+    };
+    let devices = |found: &Value| found["device_keys"][&alice.user_id].as_object().map_or(0, |d| d.len());
+    assert_eq!(devices(&query().await), 1);
+    a.terminate();
+    let cached = query().await;
+    assert_eq!((devices(&cached), &cached["failures"]), (1, &json!({})), "answered from the cache: {cached}");
+    a.start_again().await;
+    let laptop = device(&a, "alice").await;
+    assert_eq!(upload(&a, &laptop, json!({ "device_keys": device_keys(&laptop) })).await.0, StatusCode::OK);
+    matrix::eventually("the new device after the update", WAIT, || async {
+        (devices(&query().await) == 2).then_some(())
+    })
+    .await;
+    let leave = format!("{V3}/rooms/{}/leave", matrix::encode(&room));
+    assert_eq!(b.post(&leave, Some(&bob.token), json!({})).await.0, StatusCode::OK);
+    a.terminate();
+    let gone = query().await;
+    assert!(gone["failures"].as_object().is_some_and(|f| !f.is_empty()), "no longer cached: {gone}");
 }

@@ -11,6 +11,9 @@ use super::{Store, WriteTxn, streams};
 /// The stream of users whose devices or keys changed.
 pub const DEVICE_LIST_STREAM: &str = "device_lists";
 
+/// Remote users' keys cached at most.
+const MAX_CACHED_REMOTE_USERS: i64 = 100_000;
+
 /// One entry of the device-list stream.
 #[derive(Debug, Clone)]
 pub struct DeviceListChange {
@@ -227,12 +230,51 @@ impl Store {
         txn.commit().await
     }
 
+    /// A remote user's cached keys (`device_keys`, `master_key`, `self_signing_key`).
+    pub async fn cached_remote_keys(&self, user_id: &str) -> Result<Option<Value>, sqlx::Error> {
+        let row = sqlx::query("SELECT keys_json FROM remote_device_keys WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|row| json_column(&row, 0)).transpose()
+    }
+
+    /// Caches a remote user's keys (unless the cache is full).
+    pub async fn cache_remote_keys(&self, user_id: &str, keys: &Value) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        let held: i64 =
+            sqlx::query("SELECT COUNT(*) FROM remote_device_keys").fetch_one(&mut *txn.tx).await?.try_get(0)?;
+        if held >= MAX_CACHED_REMOTE_USERS {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO remote_device_keys (user_id, keys_json, fetched_ts) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET keys_json = excluded.keys_json, fetched_ts = excluded.fetched_ts",
+        )
+        .bind(user_id)
+        .bind(keys.to_string())
+        .bind(super::now_ms())
+        .execute(&mut *txn.tx)
+        .await?;
+        txn.commit().await
+    }
+
+    pub async fn forget_remote_keys(&self, user_id: &str) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query("DELETE FROM remote_device_keys WHERE user_id = $1").bind(user_id).execute(&mut *txn.tx).await?;
+        txn.commit().await
+    }
+
     /// Records that a remote user's devices or keys changed. Only the latest change of
     /// a remote user matters (readers ask "changed since?"), so older rows go: a flood of
     /// updates from a peer leaves one row per user.
     pub async fn note_device_list_change(&self, user_id: &str, device_id: Option<&str>) -> Result<i64, sqlx::Error> {
         let mut txn = self.begin_write().await?;
-        sqlx::query("DELETE FROM device_list_changes WHERE user_id = $1").bind(user_id).execute(&mut *txn.tx).await?;
+        for sql in
+            ["DELETE FROM device_list_changes WHERE user_id = $1", "DELETE FROM remote_device_keys WHERE user_id = $1"]
+        {
+            sqlx::query(sql).bind(user_id).execute(&mut *txn.tx).await?;
+        }
         let position = record_device_list_change(&mut txn, user_id, device_id).await?;
         txn.commit().await?;
         Ok(position)
@@ -292,7 +334,13 @@ impl Store {
     /// no tracking any more (`device_lists.left`).
     pub async fn device_lists_left_for(&self, user_id: &str, since: i64) -> Result<Vec<String>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT DISTINCT o.user_id FROM room_memberships o WHERE o.user_id <> $1 AND (                (o.membership IN ('leave', 'ban') AND o.stream_ordering > $2 AND EXISTS (SELECT 1 FROM room_memberships m                  WHERE m.room_id = o.room_id AND m.user_id = $1 AND m.membership = 'join'))                OR (o.membership = 'join' AND EXISTS (SELECT 1 FROM room_memberships m WHERE m.room_id = o.room_id                  AND m.user_id = $1 AND m.membership IN ('leave', 'ban') AND m.stream_ordering > $2)))              AND NOT EXISTS (SELECT 1 FROM room_memberships a JOIN room_memberships b ON b.room_id = a.room_id                WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = o.user_id AND b.membership = 'join')",
+            "SELECT DISTINCT o.user_id FROM room_memberships o WHERE o.user_id <> $1 AND ( \
+               (o.membership IN ('leave', 'ban') AND o.stream_ordering > $2 AND EXISTS (SELECT 1 \
+                 FROM room_memberships m WHERE m.room_id = o.room_id AND m.user_id = $1 AND m.membership = 'join')) \
+               OR (o.membership = 'join' AND EXISTS (SELECT 1 FROM room_memberships m WHERE m.room_id = o.room_id \
+                 AND m.user_id = $1 AND m.membership IN ('leave', 'ban') AND m.stream_ordering > $2))) \
+             AND NOT EXISTS (SELECT 1 FROM room_memberships a JOIN room_memberships b ON b.room_id = a.room_id \
+               WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = o.user_id AND b.membership = 'join')",
         )
         .bind(user_id)
         .bind(since)

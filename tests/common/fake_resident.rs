@@ -100,6 +100,16 @@ impl FakeRoom {
 
     /// `make_join` for `user_id` and a `send_join` that omits every member event.
     pub fn serve_partial_join(&self, fake: &FakeServer, user_id: &str) {
+        self.serve_join(fake, user_id, true);
+    }
+
+    /// `make_join` for `user_id` and a `send_join` with the whole state, as a resident
+    /// that does not know MSC3706 answers.
+    pub fn serve_full_join(&self, fake: &FakeServer, user_id: &str) {
+        self.serve_join(fake, user_id, false);
+    }
+
+    fn serve_join(&self, fake: &FakeServer, user_id: &str, omit_members: bool) {
         let template = json!({
             "room_version": "10",
             "event": {
@@ -111,41 +121,24 @@ impl FakeRoom {
         let make_join = format!("/_matrix/federation/v1/make_join/{}/{}", encode(&self.room_id), encode(user_id));
         fake.answer(&make_join, StatusCode::OK, template, Duration::ZERO);
 
-        let state: Vec<&Value> = self
+        let sent: BTreeSet<&str> = self
             .state
             .iter()
-            .filter(|((kind, _), _)| kind != "m.room.member")
-            .map(|(_, id)| &self.events[id])
+            .filter(|((kind, _), _)| !omit_members || kind != "m.room.member")
+            .map(|(_, id)| id.as_str())
             .collect();
-        let sent: BTreeSet<&str> =
-            self.state.iter().filter(|((kind, _), _)| kind != "m.room.member").map(|(_, id)| id.as_str()).collect();
+        let state: Vec<&Value> = sent.iter().map(|id| &self.events[*id]).collect();
         let chain: Vec<&Value> = self
             .auth_chain(sent.iter().copied())
             .iter()
             .filter(|id| !sent.contains(id.as_str()))
             .map(|id| &self.events[id])
             .collect();
-        let answer = json!({
-            "origin": fake.name, "state": state, "auth_chain": chain,
-            "members_omitted": true, "servers_in_room": [fake.name],
-        });
-        let send_join = format!("/_matrix/federation/v2/send_join/{}/*", encode(&self.room_id));
-        fake.answer(&send_join, StatusCode::OK, answer, Duration::ZERO);
-    }
-
-    /// `make_join` for `user_id` and a `send_join` with the whole state, as a resident
-    /// that does not know MSC3706 answers.
-    pub fn serve_full_join(&self, fake: &FakeServer, user_id: &str) {
-        self.serve_partial_join(fake, user_id);
-        let state: Vec<&Value> = self.state.values().map(|id| &self.events[id]).collect();
-        let sent: BTreeSet<&str> = self.state.values().map(String::as_str).collect();
-        let chain: Vec<&Value> = self
-            .auth_chain(sent.iter().copied())
-            .iter()
-            .filter(|id| !sent.contains(id.as_str()))
-            .map(|id| &self.events[id])
-            .collect();
-        let answer = json!({ "origin": fake.name, "state": state, "auth_chain": chain, "members_omitted": false });
+        let mut answer =
+            json!({ "origin": fake.name, "state": state, "auth_chain": chain, "members_omitted": omit_members });
+        if omit_members {
+            answer["servers_in_room"] = json!([fake.name]);
+        }
         let send_join = format!("/_matrix/federation/v2/send_join/{}/*", encode(&self.room_id));
         fake.answer(&send_join, StatusCode::OK, answer, Duration::ZERO);
     }

@@ -32,19 +32,28 @@ fn by_server<T>(wanted: Vec<(OwnedUserId, T)>) -> BTreeMap<OwnedServerName, Vec<
 }
 
 impl Keys {
-    /// Asks each server for its users' keys, side by side; merges what comes back.
+    /// Answers from the cache what it holds for users who still share a room with ours,
+    /// asks each server for the rest, side by side, and caches what comes back for
+    /// users sharing a room (until their next device-list update).
     pub(super) async fn query_remote(
         &self,
         answer: &mut Value,
         wanted: Vec<(OwnedUserId, Vec<String>)>,
         timeout: Duration,
     ) {
-        let requests = by_server(wanted).into_iter().map(|(server, users)| async move {
+        let mut to_ask = Vec::new();
+        for (user, devices) in wanted {
+            match self.cached_keys(&user).await {
+                Some(cached) => add_cached(answer, &user, &devices, &cached),
+                None => to_ask.push((user, devices)),
+            }
+        }
+        let requests = by_server(to_ask).into_iter().map(|(server, users)| async move {
             let body = json!({ "device_keys": users.iter().map(|(u, d)| (u.to_string(), json!(d))).collect::<serde_json::Map<_, _>>() });
             let result = self.ask(&server, "/_matrix/federation/v1/user/keys/query", &body, timeout).await;
-            (server, result)
+            (server, users, result)
         });
-        for (server, result) in join_all(requests).await {
+        for (server, users, result) in join_all(requests).await {
             match result {
                 Ok(found) => {
                     for field in ["device_keys", "master_keys", "self_signing_keys"] {
@@ -54,8 +63,38 @@ impl Keys {
                             }
                         }
                     }
+                    self.cache_answer(&server, &users, &found).await;
                 }
                 Err(err) => answer["failures"][server.as_str()] = failure(&err),
+            }
+        }
+    }
+
+    /// A user's cached keys, if they still share a room with a local user (else the entry
+    /// goes).
+    async fn cached_keys(&self, user: &UserId) -> Option<Value> {
+        let cached = self.store.cached_remote_keys(user.as_str()).await.ok()??;
+        if self.store.is_tracked_remote_user(user.as_str()).await.unwrap_or(false) {
+            return Some(cached);
+        }
+        let _ = self.store.forget_remote_keys(user.as_str()).await;
+        None
+    }
+
+    /// Caches the keys of the users asked for with all their devices who share a room.
+    async fn cache_answer(&self, server: &ServerName, asked: &[(OwnedUserId, Vec<String>)], found: &Value) {
+        for (user, devices) in found["device_keys"].as_object().into_iter().flatten() {
+            let whole = asked.iter().any(|(asked, devices)| asked.as_str() == user && devices.is_empty());
+            if !whole || !belongs_to(user, server) || !self.store.is_tracked_remote_user(user).await.unwrap_or(false) {
+                continue;
+            }
+            let entry = json!({
+                "device_keys": devices,
+                "master_key": found["master_keys"][user],
+                "self_signing_key": found["self_signing_keys"][user],
+            });
+            if let Err(err) = self.store.cache_remote_keys(user, &entry).await {
+                tracing::warn!(%user, %err, "could not cache a user's keys");
             }
         }
     }
@@ -157,6 +196,22 @@ impl Keys {
             self.store.note_device_list_change(user_id.as_str(), device_id).await.map_err(|e| e.to_string())?;
         self.notify(position);
         Ok(())
+    }
+}
+
+/// A cached entry into a query answer (only the devices asked for, if any).
+fn add_cached(answer: &mut Value, user: &UserId, devices: &[String], cached: &Value) {
+    let mut device_keys = cached["device_keys"].clone();
+    if !devices.is_empty()
+        && let Some(all) = device_keys.as_object_mut()
+    {
+        all.retain(|device, _| devices.contains(device));
+    }
+    answer["device_keys"][user.as_str()] = device_keys;
+    for (field, key) in [("master_keys", "master_key"), ("self_signing_keys", "self_signing_key")] {
+        if cached[key].is_object() {
+            answer[field][user.as_str()] = cached[key].clone();
+        }
     }
 }
 

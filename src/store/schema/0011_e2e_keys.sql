@@ -73,3 +73,10 @@ CREATE TABLE federation_edu_outbox (
     edu_json TEXT NOT NULL,
     PRIMARY KEY (destination, edu_key)
 );
+-- Other servers' users' keys (devices and cross-signing), kept while they share a room
+-- with a local user; an m.device_list_update or m.signing_key_update drops the entry.
+CREATE TABLE remote_device_keys (
+    user_id TEXT PRIMARY KEY,
+    keys_json TEXT NOT NULL,
+    fetched_ts BIGINT NOT NULL
+);
