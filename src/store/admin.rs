@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::Store;
+use super::{ProfileChangeKind, Store, profiles};
 
 /// An account as the admin API shows it.
 #[derive(Debug, Clone)]
@@ -250,12 +250,14 @@ impl Store {
     }
 
     pub async fn set_user_locked(&self, user_id: &str, locked: bool) -> Result<(), sqlx::Error> {
-        self.set_user_flag("UPDATE users SET locked = $2 WHERE user_id = $1", user_id, locked).await
+        let sql = "UPDATE users SET locked = $2 WHERE user_id = $1";
+        self.change_listing(sql, user_id, Some(i64::from(locked)), "locked").await
     }
 
     /// Lets a deactivated account log in again (once it has a password).
     pub async fn reactivate_user(&self, user_id: &str) -> Result<(), sqlx::Error> {
-        self.set_user_flag("UPDATE users SET deactivated = $2, erased = 0 WHERE user_id = $1", user_id, false).await
+        let sql = "UPDATE users SET deactivated = 0, erased = 0 WHERE user_id = $1";
+        self.change_listing(sql, user_id, None, "deactivated").await
     }
 
     pub async fn set_user_type(&self, user_id: &str, user_type: Option<&str>) -> Result<(), sqlx::Error> {
@@ -265,12 +267,33 @@ impl Store {
             .bind(user_type)
             .execute(&mut *txn.tx)
             .await?;
+        profiles::record_change(&mut txn, user_id, ProfileChangeKind::Visibility, &["user_type"]).await?;
         txn.commit().await
     }
 
     async fn set_user_flag(&self, sql: &str, user_id: &str, value: bool) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
         sqlx::query(sql).bind(user_id).bind(i64::from(value)).execute(&mut *txn.tx).await?;
+        txn.commit().await
+    }
+
+    /// Changes what decides whether the user directory lists an account, recorded on
+    /// the profile-change stream (kind `visibility`) so the directory and peers re-read
+    /// it.
+    async fn change_listing(
+        &self,
+        sql: &str,
+        user_id: &str,
+        value: Option<i64>,
+        field: &str,
+    ) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        let mut query = sqlx::query(sql).bind(user_id);
+        if let Some(value) = value {
+            query = query.bind(value);
+        }
+        query.execute(&mut *txn.tx).await?;
+        profiles::record_change(&mut txn, user_id, ProfileChangeKind::Visibility, &[field]).await?;
         txn.commit().await
     }
 
