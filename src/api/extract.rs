@@ -133,7 +133,29 @@ impl FromRequestParts<AppState> for Requester {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = access_token(parts).await?.ok_or_else(|| missing_token("Missing access token."))?;
-        let owner = state.accounts.authenticate(&token).await?;
+        // A locked account may still log out, as in Synapse.
+        let path = parts.uri.path();
+        let owner = if path.ends_with("/logout") || path.ends_with("/logout/all") {
+            state.accounts.authenticate_allowing_locked(&token).await?
+        } else {
+            state.accounts.authenticate(&token).await?
+        };
+        Ok(Self(owner))
+    }
+}
+
+/// The user behind the access token, who must be a server admin (`M_FORBIDDEN`
+/// otherwise, as Synapse answers).
+pub struct AdminUser(pub AuthenticatedUser);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = MatrixError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Requester(owner) = Requester::from_request_parts(parts, state).await?;
+        if !owner.admin {
+            return Err(MatrixError::forbidden("You are not a server admin"));
+        }
         Ok(Self(owner))
     }
 }

@@ -54,7 +54,7 @@ impl Resources {
 pub fn router(state: AppState, resources: Resources, x_forwarded: bool) -> Router {
     let mut router = Router::new().route("/health", get(|| async { "OK" }));
     if resources.client {
-        router = router.merge(client::routes()).merge(media::routes()).merge(admin_routes());
+        router = router.merge(client::routes()).merge(media::routes()).merge(admin::routes());
     }
     if resources.federation {
         router = router.merge(federation::routes());
@@ -74,12 +74,6 @@ pub fn router(state: AppState, resources: Resources, x_forwarded: bool) -> Route
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::observe))
         .with_state(state)
-}
-
-fn admin_routes() -> Router<AppState> {
-    Router::new()
-        .route("/_synapse/admin/v1/register", get(admin::registration_nonce).post(admin::register))
-        .route("/_synapse/admin/v1/background_updates/start_job", axum::routing::post(admin::start_background_job))
 }
 
 /// Extractor rejections (a path or query string that does not decode, say) come from

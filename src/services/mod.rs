@@ -5,6 +5,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod admin;
 pub mod bounded;
 pub mod devices;
 pub mod directory;
@@ -39,6 +40,7 @@ use crate::config::Config;
 use crate::store::Store;
 use account_data::AccountData;
 use accounts::Accounts;
+use admin::Admin;
 use devices::Devices;
 use directory::Directory;
 use ephemeral::Ephemeral;
@@ -83,6 +85,7 @@ pub struct Services {
     pub server_keys: Arc<ServerKeys>,
     pub remote_keys: Arc<RemoteKeys>,
     pub accounts: Arc<Accounts>,
+    pub admin: Arc<Admin>,
     pub devices: Arc<Devices>,
     pub media: Arc<Media>,
     pub relations: Arc<Relations>,
@@ -157,6 +160,14 @@ impl Services {
         ));
         let devices = Arc::new(Devices::new(store.clone()));
         let profiles = Arc::new(Profiles::new(store.clone(), server_name.clone(), client.clone()));
+        let admin = Arc::new(Admin::new(
+            store.clone(),
+            server_name.clone(),
+            accounts.clone(),
+            devices.clone(),
+            profiles.clone(),
+            rooms.clone(),
+        ));
         let profile_propagation = Arc::new(ProfilePropagation::new(store.clone(), profiles.clone(), rooms.clone()));
         let sender = Arc::new(Sender::new(
             store.clone(),
@@ -278,6 +289,7 @@ impl Services {
             server_keys,
             remote_keys,
             accounts,
+            admin,
             devices,
             media,
             relations,

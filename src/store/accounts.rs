@@ -31,6 +31,7 @@ pub struct TokenOwner {
     pub device_id: String,
     pub admin: bool,
     pub is_guest: bool,
+    pub locked: bool,
 }
 
 fn user_from_row(row: &AnyRow) -> Result<UserRow, sqlx::Error> {
@@ -121,7 +122,7 @@ impl Store {
 
     pub async fn token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT t.user_id, t.device_id, u.admin, u.is_guest FROM access_tokens t \
+            "SELECT t.user_id, t.device_id, u.admin, u.is_guest, u.locked FROM access_tokens t \
              JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1 AND u.deactivated = 0",
         )
         .bind(token_hash)
@@ -133,6 +134,7 @@ impl Store {
                 device_id: row.try_get("device_id")?,
                 admin: row.try_get::<i64, _>("admin")? != 0,
                 is_guest: row.try_get::<i64, _>("is_guest")? != 0,
+                locked: row.try_get::<i64, _>("locked")? != 0,
             })
         })
         .transpose()
@@ -161,8 +163,9 @@ impl Store {
     /// directory drops the user.
     pub async fn deactivate_user(&self, user_id: &str, erase: bool) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
-        sqlx::query("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = $1")
+        sqlx::query("UPDATE users SET deactivated = 1, password_hash = NULL, erased = $2 WHERE user_id = $1")
             .bind(user_id)
+            .bind(i64::from(erase))
             .execute(&mut *txn.tx)
             .await?;
         remove_all_devices_in(&mut txn, user_id).await?;

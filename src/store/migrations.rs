@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("schema/0010_partial_state.sql")),
     (11, include_str!("schema/0011_e2e_keys.sql")),
     (12, include_str!("schema/0012_key_backup.sql")),
+    (13, include_str!("schema/0013_admin.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may

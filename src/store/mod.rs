@@ -3,6 +3,7 @@
 //! placeholders and portable SQL (`ON CONFLICT`, `RETURNING`), so there is one storage API.
 
 mod accounts;
+mod admin;
 mod directory;
 mod federated_directory;
 mod federation;
@@ -24,6 +25,7 @@ mod to_device;
 mod user_data;
 
 pub use accounts::{DeviceRow, NewUser, TokenOwner, UserRow};
+pub use admin::{AdminRoomRow, AdminUserRow, UserOrder, UserQuery};
 pub use directory::{JoinedMember, LocalAccount};
 pub use federated_directory::{DirectoryUser, PeerState, VISIBILITY_TYPES};
 pub use federation::{OutboxRow, Retry};

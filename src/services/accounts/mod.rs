@@ -102,16 +102,29 @@ impl Accounts {
         self.uia_sessions.take(session);
     }
 
-    /// Resolves an access token to its owner.
+    /// Resolves an access token to its owner; a locked account's requests are refused.
     pub async fn authenticate(&self, token: &str) -> ApiResult<AuthenticatedUser> {
+        let (owner, locked) = self.token_owner(token).await?;
+        if locked {
+            return Err(user_locked());
+        }
+        Ok(owner)
+    }
+
+    /// Like [`Self::authenticate`], for what a locked account may still do: log out.
+    pub async fn authenticate_allowing_locked(&self, token: &str) -> ApiResult<AuthenticatedUser> {
+        Ok(self.token_owner(token).await?.0)
+    }
+
+    async fn token_owner(&self, token: &str) -> ApiResult<(AuthenticatedUser, bool)> {
         let unknown = || {
             MatrixError::new(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
                 .with("soft_logout", serde_json::json!(false))
         };
-        let TokenOwner { user_id, device_id, admin, is_guest } =
+        let TokenOwner { user_id, device_id, admin, is_guest, locked } =
             self.store.token_owner(&hash_token(token)).await?.ok_or_else(unknown)?;
         let user_id = OwnedUserId::try_from(user_id).map_err(|e| MatrixError::internal("stored user id", e))?;
-        Ok(AuthenticatedUser { user_id, device_id, admin, is_guest })
+        Ok((AuthenticatedUser { user_id, device_id, admin, is_guest }, locked))
     }
 
     /// Turns `alice` or `@alice:server` into a local user id, checking Synapse's rules.
@@ -215,6 +228,10 @@ impl Accounts {
         if !verify_password(password.to_owned(), hash).await? {
             return Err(invalid());
         }
+        // Told only to whoever knows the password, so a lock reveals nothing to others.
+        if user.locked {
+            return Err(user_locked());
+        }
         Ok(user)
     }
 
@@ -229,6 +246,22 @@ impl Accounts {
         let logout_except = (!keep_devices).then_some(owner.device_id.as_str());
         self.store.set_password_hash(owner.user_id.as_str(), &hash, logout_except).await?;
         tracing::info!(user_id = %owner.user_id, keep_devices, "password changed");
+        Ok(())
+    }
+
+    /// Sets a user's password on an admin's behalf; with `logout_devices`, every
+    /// device but `keep_device` is logged out.
+    pub async fn set_password(
+        &self,
+        user_id: &UserId,
+        new_password: &str,
+        logout_devices: bool,
+        keep_device: Option<&str>,
+    ) -> ApiResult<()> {
+        let hash = hash_password(new_password.to_owned()).await?;
+        let logout_except = logout_devices.then_some(keep_device.unwrap_or_default());
+        self.store.set_password_hash(user_id.as_str(), &hash, logout_except).await?;
+        tracing::info!(%user_id, logout_devices, "password set by an admin");
         Ok(())
     }
 
@@ -324,6 +357,12 @@ fn shared_secret_mac(secret: &str, request: &SharedSecretRegistration<'_>) -> Ve
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Synapse's answer to a locked account: a soft logout, so clients keep their keys.
+fn user_locked() -> MatrixError {
+    MatrixError::new(StatusCode::UNAUTHORIZED, "M_USER_LOCKED", "User account has been locked")
+        .with("soft_logout", serde_json::json!(true))
 }
 
 fn invalid_username(message: &str) -> MatrixError {

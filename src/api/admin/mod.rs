@@ -1,0 +1,167 @@
+//! Synapse's admin API (`/_synapse/admin/...`), same paths, shapes and status codes:
+//! shared-secret registration (so Synapse's `register_new_matrix_user` works against
+//! kith), background jobs, and in `users.rs`, `rooms.rs` and `federation.rs` what
+//! admins manage. Everything but registration and the server version needs an admin's
+//! access token.
+
+mod federation;
+mod rooms;
+mod users;
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{AdminUser, AppState, MatrixJson};
+use crate::error::{ApiResult, MatrixError};
+use crate::services::accounts::SharedSecretRegistration;
+use crate::services::admin::Page;
+
+/// Lists answer at most this many entries a page.
+const MAX_PAGE: i64 = 1000;
+/// A page's size when the request names none, as in Synapse.
+const DEFAULT_PAGE: i64 = 100;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_synapse/admin/v1/register", get(registration_nonce).post(register))
+        .route("/_synapse/admin/v1/server_version", get(server_version))
+        .route("/_synapse/admin/v1/background_updates/start_job", post(start_background_job))
+        .route("/_synapse/admin/v1/background_updates/status", get(background_updates_status))
+        .merge(users::routes())
+        .merge(rooms::routes())
+        .merge(federation::routes())
+}
+
+/// `GET /_synapse/admin/v1/server_version`, open to anyone as in Synapse.
+pub async fn server_version() -> Json<Value> {
+    Json(json!({ "server_version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// Query parameters, read the way Synapse reads them (`M_INVALID_PARAM` for values that
+/// do not parse).
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn new(params: HashMap<String, String>) -> Self {
+        Self(params)
+    }
+
+    pub fn string(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// `true` or `false`, or absent.
+    pub fn boolean(&self, name: &str) -> ApiResult<Option<bool>> {
+        match self.string(name) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(_) => Err(MatrixError::invalid_param(format!(
+                "Boolean query parameter \"{name}\" must be one of ['true', 'false']"
+            ))),
+        }
+    }
+
+    /// A non-negative integer, or `default` when absent.
+    pub fn count(&self, name: &str, default: i64) -> ApiResult<i64> {
+        let Some(text) = self.string(name) else { return Ok(default) };
+        let value: i64 = text
+            .parse()
+            .map_err(|_| MatrixError::invalid_param(format!("Query parameter \"{name}\" must be an integer")))?;
+        if value < 0 {
+            return Err(MatrixError::invalid_param(format!(
+                "Query parameter {name} must be a string representing a positive integer."
+            )));
+        }
+        Ok(value)
+    }
+
+    /// `from` and `limit` (at most [`MAX_PAGE`]).
+    pub fn page(&self) -> ApiResult<Page> {
+        let from = self.count("from", 0)?;
+        let limit = self.count("limit", DEFAULT_PAGE)?.min(MAX_PAGE);
+        Ok(Page { from, limit })
+    }
+
+    /// `dir`: true for `b` (backwards), false for `f` or absent.
+    pub fn backwards(&self) -> ApiResult<bool> {
+        match self.string("dir") {
+            None | Some("f") => Ok(false),
+            Some("b") => Ok(true),
+            Some(_) => Err(MatrixError::invalid_param("Query parameter \"dir\" must be one of ['b', 'f']")),
+        }
+    }
+}
+
+/// Synapse's `background_updates/status`: kith migrates its schema at start-up, so no
+/// update ever runs in the background.
+pub async fn background_updates_status(AdminUser(_): AdminUser) -> Json<Value> {
+    Json(json!({ "enabled": true, "current_updates": {} }))
+}
+
+pub async fn registration_nonce(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "nonce": state.accounts.registration_nonce()? })))
+}
+
+#[derive(Deserialize)]
+pub struct SharedSecretRequest {
+    nonce: String,
+    username: String,
+    password: String,
+    mac: String,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    user_type: Option<String>,
+    #[serde(default)]
+    displayname: Option<String>,
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    MatrixJson(request): MatrixJson<SharedSecretRequest>,
+) -> ApiResult<Json<Value>> {
+    let session = state
+        .accounts
+        .register_with_shared_secret(SharedSecretRegistration {
+            nonce: &request.nonce,
+            username: &request.username,
+            password: &request.password,
+            admin: request.admin,
+            user_type: request.user_type.as_deref(),
+            displayname: request.displayname.as_deref(),
+            mac: &request.mac,
+        })
+        .await?;
+    Ok(Json(json!({
+        "access_token": session.access_token,
+        "user_id": session.user_id,
+        "home_server": state.config.server_name,
+        "device_id": session.device_id,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct StartJob {
+    job_name: String,
+}
+
+/// Synapse's `background_updates/start_job`; kith knows `regenerate_directory`.
+pub async fn start_background_job(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    MatrixJson(request): MatrixJson<StartJob>,
+) -> ApiResult<Json<Value>> {
+    match request.job_name.as_str() {
+        "regenerate_directory" => {
+            state.directory.request_rebuild();
+            Ok(Json(json!({})))
+        }
+        other => Err(MatrixError::invalid_param(format!("Invalid job_name: {other}"))),
+    }
+}

@@ -1,0 +1,62 @@
+//! Synapse's admin API: accounts (listing, creating and changing them, passwords,
+//! sessions, devices, deactivation), rooms (listing, details, members, state) and the
+//! federation destinations in backoff. Answers are in Synapse's shapes.
+
+mod rooms;
+mod users;
+
+pub use rooms::{RoomOrder, RoomQuery};
+pub use users::UserChanges;
+
+use std::sync::Arc;
+
+use ruma::{OwnedServerName, UserId};
+
+use super::accounts::Accounts;
+use super::devices::Devices;
+use super::profiles::Profiles;
+use super::rooms::Rooms;
+use crate::error::{ApiResult, MatrixError};
+use crate::store::Store;
+
+pub struct Admin {
+    store: Arc<Store>,
+    server_name: OwnedServerName,
+    accounts: Arc<Accounts>,
+    devices: Arc<Devices>,
+    profiles: Arc<Profiles>,
+    rooms: Arc<Rooms>,
+}
+
+/// One page of a list: an offset and a size, both already checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub from: i64,
+    pub limit: i64,
+}
+
+impl Admin {
+    pub fn new(
+        store: Arc<Store>,
+        server_name: OwnedServerName,
+        accounts: Arc<Accounts>,
+        devices: Arc<Devices>,
+        profiles: Arc<Profiles>,
+        rooms: Arc<Rooms>,
+    ) -> Self {
+        Self { store, server_name, accounts, devices, profiles, rooms }
+    }
+
+    fn require_local(&self, user_id: &UserId) -> ApiResult<()> {
+        if user_id.server_name() != self.server_name {
+            return Err(MatrixError::invalid_param("Can only look up local users"));
+        }
+        Ok(())
+    }
+
+    /// A local account that exists; `M_NOT_FOUND` otherwise.
+    async fn require_account(&self, user_id: &UserId) -> ApiResult<crate::store::AdminUserRow> {
+        self.require_local(user_id)?;
+        self.store.admin_user(user_id.as_str()).await?.ok_or_else(|| MatrixError::not_found("User not found"))
+    }
+}

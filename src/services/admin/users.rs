@@ -1,0 +1,261 @@
+//! Accounts as admins see and change them.
+
+use axum::http::StatusCode;
+use ruma::UserId;
+use serde_json::{Value, json};
+
+use super::Admin;
+use crate::error::{ApiResult, MatrixError};
+use crate::store::{AdminUserRow, UserQuery};
+
+/// What `PUT /_synapse/admin/v2/users/{userId}` may set; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct UserChanges {
+    pub password: Option<String>,
+    pub logout_devices: bool,
+    /// An empty string removes the display name.
+    pub displayname: Option<String>,
+    /// An empty string removes the avatar.
+    pub avatar_url: Option<String>,
+    pub admin: Option<bool>,
+    pub deactivated: Option<bool>,
+    pub locked: Option<bool>,
+    /// `Some(None)` clears the user type.
+    pub user_type: Option<Option<String>>,
+}
+
+/// Synapse's user types besides a normal user's (none).
+const USER_TYPES: &[&str] = &["bot", "support"];
+
+/// An entry of the account list.
+fn list_entry(user: &AdminUserRow) -> Value {
+    json!({
+        "name": user.user_id,
+        "is_guest": user.is_guest,
+        "admin": user.admin,
+        "user_type": user.user_type,
+        "deactivated": user.deactivated,
+        "erased": user.erased,
+        "shadow_banned": false,
+        "displayname": user.displayname,
+        "avatar_url": user.avatar_url,
+        "creation_ts": user.created_ts,
+        "last_seen_ts": user.last_seen_ts,
+        "locked": user.locked,
+    })
+}
+
+/// One account in full, as `GET /_synapse/admin/v2/users/{userId}` answers (creation
+/// time in seconds there, as in Synapse, but in milliseconds in the list).
+fn account_json(user: &AdminUserRow) -> Value {
+    json!({
+        "name": user.user_id,
+        "displayname": user.displayname,
+        "avatar_url": user.avatar_url,
+        "threepids": [],
+        "external_ids": [],
+        "is_guest": user.is_guest,
+        "admin": user.admin,
+        "deactivated": user.deactivated,
+        "erased": user.erased,
+        "shadow_banned": false,
+        "locked": user.locked,
+        "suspended": false,
+        "creation_ts": user.created_ts / 1000,
+        "last_seen_ts": user.last_seen_ts,
+        "appservice_id": null,
+        "consent_server_notice_sent": null,
+        "consent_version": null,
+        "consent_ts": null,
+        "user_type": user.user_type,
+    })
+}
+
+impl Admin {
+    /// `GET /_synapse/admin/v2/users` and `/v3/users`.
+    pub async fn list_users(&self, query: &UserQuery) -> ApiResult<Value> {
+        let (users, total) = self.store.admin_list_users(query).await?;
+        let mut answer = json!({
+            "users": users.iter().map(list_entry).collect::<Vec<_>>(),
+            "total": total,
+        });
+        if query.from.saturating_add(query.limit) < total {
+            answer["next_token"] = json!((query.from + users.len() as i64).to_string());
+        }
+        Ok(answer)
+    }
+
+    pub async fn user(&self, user_id: &UserId) -> ApiResult<Value> {
+        Ok(account_json(&self.require_account(user_id).await?))
+    }
+
+    /// Creates the account if it does not exist (answering true) or changes it.
+    pub async fn put_user(
+        &self,
+        admin: &UserId,
+        admin_device: &str,
+        user_id: &UserId,
+        changes: UserChanges,
+    ) -> ApiResult<(bool, Value)> {
+        self.require_local(user_id)?;
+        if let Some(Some(user_type)) = &changes.user_type
+            && !USER_TYPES.contains(&user_type.as_str())
+        {
+            return Err(MatrixError::invalid_param("Invalid user type"));
+        }
+        if let Some(url) = changes.avatar_url.as_deref()
+            && !url.is_empty()
+            && !url.starts_with("mxc://")
+        {
+            return Err(MatrixError::invalid_param("avatar_url must be a valid mxc URI"));
+        }
+        let existing = self.store.admin_user(user_id.as_str()).await?;
+        let created = existing.is_none();
+        match existing {
+            None => {
+                let user_type = changes.user_type.clone().flatten();
+                self.accounts
+                    .register(
+                        user_id.as_str(),
+                        changes.password.as_deref(),
+                        changes.admin.unwrap_or(false),
+                        user_type.as_deref(),
+                        changes.displayname.as_deref().filter(|name| !name.is_empty()),
+                        None,
+                    )
+                    .await?;
+                if changes.deactivated == Some(true) {
+                    self.accounts.deactivate(user_id, false).await?;
+                }
+            }
+            Some(user) => self.change_user(admin, admin_device, user_id, &user, &changes).await?,
+        }
+        if let Some(locked) = changes.locked {
+            self.store.set_user_locked(user_id.as_str(), locked).await?;
+        }
+        if created && changes.displayname.as_deref() == Some("") {
+            self.profiles.set_field(user_id, "displayname", None).await?;
+        }
+        if let Some(url) = changes.avatar_url {
+            let value = (!url.is_empty()).then_some(Value::String(url));
+            self.profiles.set_field(user_id, "avatar_url", value).await?;
+        }
+        let user = self.require_account(user_id).await?;
+        Ok((created, account_json(&user)))
+    }
+
+    async fn change_user(
+        &self,
+        admin: &UserId,
+        admin_device: &str,
+        user_id: &UserId,
+        user: &AdminUserRow,
+        changes: &UserChanges,
+    ) -> ApiResult<()> {
+        if changes.admin == Some(false) && user_id == admin {
+            return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "You may not demote yourself."));
+        }
+        match changes.deactivated {
+            Some(true) if !user.deactivated => self.accounts.deactivate(user_id, false).await?,
+            Some(false) if user.deactivated => {
+                if changes.password.is_none() {
+                    return Err(MatrixError::new(
+                        StatusCode::BAD_REQUEST,
+                        "M_UNKNOWN",
+                        "Must provide a password to re-activate an account.",
+                    ));
+                }
+                self.store.reactivate_user(user_id.as_str()).await?;
+            }
+            _ => {}
+        }
+        if let Some(password) = &changes.password {
+            // An admin changing their own password keeps the session doing it.
+            let keep = (user_id == admin).then_some(admin_device);
+            self.accounts.set_password(user_id, password, changes.logout_devices, keep).await?;
+        }
+        if let Some(admin) = changes.admin {
+            self.store.set_user_admin(user_id.as_str(), admin).await?;
+        }
+        if let Some(user_type) = &changes.user_type {
+            self.store.set_user_type(user_id.as_str(), user_type.as_deref()).await?;
+        }
+        if let Some(name) = &changes.displayname
+            && user.displayname.as_deref() != Some(name.as_str())
+        {
+            let value = (!name.is_empty()).then(|| Value::String(name.clone()));
+            self.profiles.set_field(user_id, "displayname", value).await?;
+        }
+        Ok(())
+    }
+
+    /// `POST /_synapse/admin/v1/reset_password/{userId}`.
+    pub async fn reset_password(
+        &self,
+        admin: &UserId,
+        admin_device: &str,
+        user_id: &UserId,
+        new_password: &str,
+        logout_devices: bool,
+    ) -> ApiResult<()> {
+        self.require_account(user_id).await?;
+        let keep = (user_id == admin).then_some(admin_device);
+        self.accounts.set_password(user_id, new_password, logout_devices, keep).await
+    }
+
+    /// `GET /_synapse/admin/v1/whois/{userId}`: kith records no addresses or user
+    /// agents, so each device is one connection, last seen when its token was issued.
+    pub async fn whois(&self, user_id: &UserId) -> ApiResult<Value> {
+        self.require_account(user_id).await?;
+        let devices = self.store.devices(user_id.as_str()).await?;
+        let connections: Vec<Value> = devices
+            .iter()
+            .map(|device| json!({ "ip": null, "last_seen": device.last_seen_ts, "user_agent": null }))
+            .collect();
+        Ok(json!({
+            "user_id": user_id,
+            "devices": { "": { "sessions": [ { "connections": connections } ] } },
+        }))
+    }
+
+    /// `GET /_synapse/admin/v1/users/{userId}/joined_rooms`, for local and remote users.
+    pub async fn joined_rooms(&self, user_id: &UserId) -> ApiResult<Value> {
+        let rooms = self.rooms.joined_rooms(user_id).await?;
+        Ok(json!({ "total": rooms.len(), "joined_rooms": rooms }))
+    }
+
+    /// `GET /_synapse/admin/v2/users/{userId}/devices`.
+    pub async fn devices(&self, user_id: &UserId) -> ApiResult<Value> {
+        self.require_account(user_id).await?;
+        let devices = self.store.devices(user_id.as_str()).await?;
+        let devices: Vec<Value> = devices
+            .iter()
+            .map(|device| {
+                json!({
+                    "device_id": device.device_id,
+                    "display_name": device.display_name,
+                    "last_seen_ip": null,
+                    "last_seen_ts": device.last_seen_ts,
+                    "last_seen_user_agent": null,
+                    "user_id": user_id,
+                })
+            })
+            .collect();
+        Ok(json!({ "total": devices.len(), "devices": devices }))
+    }
+
+    /// `DELETE /_synapse/admin/v2/users/{userId}/devices/{deviceId}`: as a user's own
+    /// logout of that device (unknown devices are no error, as in Synapse).
+    pub async fn delete_device(&self, user_id: &UserId, device_id: &str) -> ApiResult<()> {
+        self.require_account(user_id).await?;
+        self.devices.delete(user_id, &[device_id.to_owned()]).await
+    }
+
+    /// `POST /_synapse/admin/v1/deactivate/{userId}`: the user's own deactivation, by an
+    /// admin; `erase` also removes the profile.
+    pub async fn deactivate(&self, user_id: &UserId, erase: bool) -> ApiResult<Value> {
+        self.require_account(user_id).await?;
+        self.accounts.deactivate(user_id, erase).await?;
+        Ok(json!({ "id_server_unbind_result": "success" }))
+    }
+}

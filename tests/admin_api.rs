@@ -1,0 +1,423 @@
+//! Synapse's admin API over HTTP, against SQLite and PostgreSQL: who may call it,
+//! accounts listed, filtered, paged, created, changed, locked, logged out and
+//! deactivated, rooms listed, searched and inspected.
+
+mod common;
+
+use common::{Db, SERVER_NAME, TestServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+both_backends!(
+    only_admins_get_in,
+    accounts_are_listed_filtered_and_paged,
+    admins_change_accounts,
+    rooms_are_listed_and_inspected
+);
+
+const V3: &str = "/_matrix/client/v3";
+const ADMIN: &str = "/_synapse/admin";
+
+fn errcode(body: &Value) -> &str {
+    body["errcode"].as_str().unwrap_or_default()
+}
+
+fn names(body: &Value) -> Vec<&str> {
+    body["users"].as_array().expect("users").iter().map(|u| u["name"].as_str().unwrap()).collect()
+}
+
+fn user(localpart: &str) -> String {
+    format!("@{localpart}:{SERVER_NAME}")
+}
+
+async fn set_displayname(server: &TestServer, token: &str, user_id: &str, name: &str) {
+    let path = format!("{V3}/profile/{user_id}/displayname");
+    let (status, body) = server.put(&path, Some(token), json!({ "displayname": name })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn only_admins_get_in(db: Db) {
+    let server = TestServer::start(db).await;
+    let (status, body) = server.get(&format!("{ADMIN}/v1/server_version"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["server_version"], env!("CARGO_PKG_VERSION"));
+
+    let (_, admin) = server.register_as("root", "pw", true).await;
+    let (alice_id, alice) = server.register("alice", "pw").await;
+    let paths = [
+        format!("{ADMIN}/v2/users"),
+        format!("{ADMIN}/v3/users"),
+        format!("{ADMIN}/v2/users/{alice_id}"),
+        format!("{ADMIN}/v1/whois/{alice_id}"),
+        format!("{ADMIN}/v2/users/{alice_id}/devices"),
+        format!("{ADMIN}/v1/users/{alice_id}/joined_rooms"),
+        format!("{ADMIN}/v1/rooms"),
+        format!("{ADMIN}/v1/federation/destinations"),
+        format!("{ADMIN}/v1/background_updates/status"),
+    ];
+    for path in &paths {
+        let (status, body) = server.get(path, None).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"), "{path}");
+        let (status, body) = server.get(path, Some(&alice)).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{path}");
+        assert_eq!(body["error"], "You are not a server admin");
+        let (status, body) = server.get(path, Some(&admin)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    // Changes are refused to non-admins too, and nothing changed.
+    let (status, _) = server.put(&format!("{ADMIN}/v2/users/{alice_id}"), Some(&alice), json!({ "admin": true })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.post(&format!("{ADMIN}/v1/deactivate/{alice_id}"), Some(&alice), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, body) = server.get(&format!("{ADMIN}/v2/users/{alice_id}"), Some(&admin)).await;
+    assert_eq!((body["admin"].clone(), body["deactivated"].clone()), (json!(false), json!(false)));
+
+    let (status, body) = server.get(&format!("{ADMIN}/v1/background_updates/status"), Some(&admin)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "enabled": true, "current_updates": {} })));
+    let (_, body) = server.get(&format!("{ADMIN}/v1/federation/destinations"), Some(&admin)).await;
+    assert_eq!(body, json!({ "destinations": [], "total": 0 }));
+}
+
+async fn accounts_are_listed_filtered_and_paged(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, admin) = server.register_as("root", "pw", true).await;
+    let (_, alice) = server.register("alice", "pw").await;
+    let (_, bob) = server.register("bob", "pw").await;
+    let (carol_id, carol) = server.register("carol", "pw").await;
+    set_displayname(&server, &carol, &carol_id, "Carol Singer").await;
+    set_displayname(&server, &alice, &user("alice"), "Zoe Liddell").await;
+    set_displayname(&server, &bob, &user("bob"), "Bob").await;
+    set_displayname(&server, &admin, &user("root"), "Root").await;
+
+    let (status, body) = server.get(&format!("{ADMIN}/v2/users"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 4);
+    assert_eq!(names(&body), [user("alice"), user("bob"), user("carol"), user("root")]);
+    assert!(body.get("next_token").is_none());
+    let carol_entry = &body["users"][2];
+    assert_eq!(carol_entry["displayname"], "Carol Singer");
+    assert_eq!(carol_entry["admin"], false);
+    assert_eq!(carol_entry["is_guest"], false);
+    assert_eq!(carol_entry["deactivated"], false);
+    assert_eq!(carol_entry["locked"], false);
+    assert_eq!(carol_entry["shadow_banned"], false);
+    assert_eq!(carol_entry["user_type"], Value::Null);
+    assert_eq!(carol_entry["avatar_url"], Value::Null);
+    assert!(carol_entry["creation_ts"].as_i64().unwrap() > 1_600_000_000_000, "milliseconds: {carol_entry}");
+    assert_eq!(body["users"][3]["admin"], true);
+
+    // Paging: next_token is the offset of the next page while more remain.
+    let (_, page) = server.get(&format!("{ADMIN}/v2/users?limit=3"), Some(&admin)).await;
+    assert_eq!(names(&page), [user("alice"), user("bob"), user("carol")]);
+    assert_eq!((page["next_token"].clone(), page["total"].clone()), (json!("3"), json!(4)));
+    let (_, page) = server.get(&format!("{ADMIN}/v2/users?limit=3&from=3"), Some(&admin)).await;
+    assert_eq!(names(&page), [user("root")]);
+    assert!(page.get("next_token").is_none(), "{page}");
+    let (_, page) = server.get(&format!("{ADMIN}/v2/users?from=10"), Some(&admin)).await;
+    assert_eq!((page["users"].clone(), page["total"].clone()), (json!([]), json!(4)));
+
+    // Filters and orders.
+    let cases = [
+        ("name=singer", vec![user("carol")]),
+        ("name=ALICE", vec![user("alice")]),
+        ("name=ro", vec![user("carol"), user("root")]),
+        ("name=liddell", vec![user("alice")]),
+        ("user_id=bo", vec![user("bob")]),
+        ("admins=true", vec![user("root")]),
+        ("admins=false&dir=b", vec![user("carol"), user("bob"), user("alice")]),
+        ("order_by=displayname", vec![user("bob"), user("carol"), user("root"), user("alice")]),
+        ("order_by=admin&dir=b", vec![user("root"), user("alice"), user("bob"), user("carol")]),
+        ("guests=false&limit=1", vec![user("alice")]),
+    ];
+    for (query, expected) in cases {
+        let (status, body) = server.get(&format!("{ADMIN}/v2/users?{query}"), Some(&admin)).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        assert_eq!(names(&body), expected, "{query}");
+    }
+    let (_, body) = server.get(&format!("{ADMIN}/v2/users?order_by=displayname"), Some(&admin)).await;
+    let shown: Vec<&str> =
+        body["users"].as_array().unwrap().iter().map(|u| u["displayname"].as_str().unwrap()).collect();
+    assert_eq!(shown, ["Bob", "Carol Singer", "Root", "Zoe Liddell"]);
+
+    // Bad parameters are Synapse's 400s.
+    for query in ["from=-1", "limit=-5", "limit=ten", "order_by=password", "dir=up", "guests=maybe"] {
+        let (status, body) = server.get(&format!("{ADMIN}/v2/users?{query}"), Some(&admin)).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{query}: {body}");
+    }
+    // A huge limit is clamped, not refused.
+    let (status, body) = server.get(&format!("{ADMIN}/v2/users?limit=1000000"), Some(&admin)).await;
+    assert_eq!((status, body["total"].clone()), (StatusCode::OK, json!(4)));
+
+    // One account in full.
+    let (status, body) = server.get(&format!("{ADMIN}/v2/users/{carol_id}"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], carol_id.as_str());
+    assert_eq!(body["displayname"], "Carol Singer");
+    assert_eq!((body["threepids"].clone(), body["external_ids"].clone()), (json!([]), json!([])));
+    assert_eq!((body["erased"].clone(), body["locked"].clone()), (json!(false), json!(false)));
+    assert!(body["creation_ts"].as_i64().unwrap() < 100_000_000_000, "seconds, as in Synapse: {body}");
+    let (status, body) = server.get(&format!("{ADMIN}/v2/users/{}", user("nobody")), Some(&admin)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
+    let (status, body) = server.get(&format!("{ADMIN}/v2/users/not-a-user-id"), Some(&admin)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"));
+    let (status, _) = server.get(&format!("{ADMIN}/v2/users/@alice:elsewhere.test"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Deactivated accounts: v2 hides them unless asked, v3 filters three ways.
+    let (status, body) = server.post(&format!("{ADMIN}/v1/deactivate/{}", user("bob")), Some(&admin), json!({})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "id_server_unbind_result": "success" })));
+    let (_, body) = server.get(&format!("{ADMIN}/v2/users"), Some(&admin)).await;
+    assert_eq!(names(&body), [user("alice"), user("carol"), user("root")]);
+    assert_eq!(body["total"], 3);
+    let (_, body) = server.get(&format!("{ADMIN}/v2/users?deactivated=true"), Some(&admin)).await;
+    assert_eq!(body["total"], 4);
+    let (_, body) = server.get(&format!("{ADMIN}/v3/users"), Some(&admin)).await;
+    assert_eq!(body["total"], 4);
+    let (_, body) = server.get(&format!("{ADMIN}/v3/users?deactivated=true"), Some(&admin)).await;
+    assert_eq!(names(&body), [user("bob")]);
+    assert_eq!(body["users"][0]["deactivated"], true);
+    let (_, body) = server.get(&format!("{ADMIN}/v3/users?deactivated=false"), Some(&admin)).await;
+    assert_eq!(body["total"], 3);
+}
+
+async fn admins_change_accounts(db: Db) {
+    let server = TestServer::start(db).await;
+    let (admin_id, admin) = server.register_as("root", "pw", true).await;
+
+    // Creating an account answers 201 and the account; its password works.
+    let dave = user("dave");
+    let body = json!({ "password": "dave pw", "displayname": "Dave", "avatar_url": "mxc://kith.test/abc", "user_type": "bot" });
+    let (status, created) = server.put(&format!("{ADMIN}/v2/users/{dave}"), Some(&admin), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["name"], dave.as_str());
+    assert_eq!(created["displayname"], "Dave");
+    assert_eq!(created["avatar_url"], "mxc://kith.test/abc");
+    assert_eq!((created["admin"].clone(), created["user_type"].clone()), (json!(false), json!("bot")));
+    let (status, login) = server.login("dave", "dave pw").await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let dave_token = login["access_token"].as_str().unwrap().to_owned();
+
+    // Changing it answers 200.
+    let body = json!({ "displayname": "David", "admin": true, "user_type": null });
+    let (status, changed) = server.put(&format!("{ADMIN}/v2/users/{dave}"), Some(&admin), body).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!((changed["displayname"].clone(), changed["admin"].clone()), (json!("David"), json!(true)));
+    assert_eq!(changed["user_type"], Value::Null);
+    let (_, profile) = server.get(&format!("{V3}/profile/{dave}"), None).await;
+    assert_eq!(profile["displayname"], "David");
+    let (status, _) = server.get(&format!("{ADMIN}/v2/users"), Some(&dave_token)).await;
+    assert_eq!(status, StatusCode::OK, "dave is an admin now");
+    let (status, _) = server.put(&format!("{ADMIN}/v2/users/{dave}"), Some(&admin), json!({ "admin": false })).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.get(&format!("{ADMIN}/v2/users"), Some(&dave_token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) =
+        server.put(&format!("{ADMIN}/v2/users/{admin_id}"), Some(&admin), json!({ "admin": false })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an admin may not demote themself");
+    for body in [json!({ "user_type": "wizard" }), json!({ "avatar_url": "https://x" }), json!({ "password": "" })] {
+        let (status, reply) = server.put(&format!("{ADMIN}/v2/users/{dave}"), Some(&admin), body.clone()).await;
+        assert_eq!((status, errcode(&reply)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{body}");
+    }
+
+    // A locked account is refused (a soft logout) until unlocked; its tokens survive.
+    let (status, body) = server.put(&format!("{ADMIN}/v2/users/{dave}"), Some(&admin), json!({ "locked": true })).await;
+    assert_eq!((status, body["locked"].clone()), (StatusCode::OK, json!(true)));
+    let (status, body) = server.get(&format!("{V3}/account/whoami"), Some(&dave_token)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_USER_LOCKED"));
+    assert_eq!(body["soft_logout"], true);
+    let (status, body) = server.login("dave", "dave pw").await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_USER_LOCKED"));
+    let (_, listed) = server.get(&format!("{ADMIN}/v2/users"), Some(&admin)).await;
+    assert!(!names(&listed).contains(&dave.as_str()), "v2 leaves locked accounts out by default");
+    let (_, listed) = server.get(&format!("{ADMIN}/v2/users?locked=true"), Some(&admin)).await;
+    assert!(names(&listed).contains(&dave.as_str()));
+    let (status, _) = server.put(&format!("{ADMIN}/v2/users/{dave}"), Some(&admin), json!({ "locked": false })).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server.get(&format!("{V3}/account/whoami"), Some(&dave_token)).await;
+    assert_eq!((status, body["user_id"].clone()), (StatusCode::OK, json!(dave)));
+
+    // Sessions: whois and devices show both of dave's logins; deleting one ends it.
+    let (_, second) = server.login("dave", "dave pw").await;
+    let second_token = second["access_token"].as_str().unwrap().to_owned();
+    let second_device = second["device_id"].as_str().unwrap().to_owned();
+    let (status, whois) = server.get(&format!("{ADMIN}/v1/whois/{dave}"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{whois}");
+    assert_eq!(whois["user_id"], dave.as_str());
+    let connections = whois["devices"][""]["sessions"][0]["connections"].as_array().unwrap();
+    assert_eq!(connections.len(), 2);
+    assert!(connections.iter().all(|c| c["last_seen"].as_i64().is_some_and(|ts| ts > 0)), "{whois}");
+    let (_, devices) = server.get(&format!("{ADMIN}/v2/users/{dave}/devices"), Some(&admin)).await;
+    assert_eq!(devices["total"], 2);
+    assert!(devices["devices"].as_array().unwrap().iter().all(|d| d["user_id"] == dave.as_str()));
+    let path = format!("{ADMIN}/v2/users/{dave}/devices/{second_device}");
+    let (status, body) = server.request(Method::DELETE, &path, Some(&admin), None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let (status, body) = server.get(&format!("{V3}/account/whoami"), Some(&second_token)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"));
+    let (_, devices) = server.get(&format!("{ADMIN}/v2/users/{dave}/devices"), Some(&admin)).await;
+    assert_eq!(devices["total"], 1);
+
+    // A password reset logs out the old sessions unless told not to.
+    let path = format!("{ADMIN}/v1/reset_password/{dave}");
+    let (status, body) = server.post(&path, Some(&admin), json!({ "new_password": "new pw" })).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let (status, body) = server.get(&format!("{V3}/account/whoami"), Some(&dave_token)).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"));
+    let (status, _) = server.login("dave", "dave pw").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, login) = server.login("dave", "new pw").await;
+    assert_eq!(status, StatusCode::OK);
+    let kept_token = login["access_token"].as_str().unwrap().to_owned();
+    let body = json!({ "new_password": "third pw", "logout_devices": false });
+    let (status, _) = server.post(&path, Some(&admin), body).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.get(&format!("{V3}/account/whoami"), Some(&kept_token)).await;
+    assert_eq!(status, StatusCode::OK, "logout_devices: false keeps sessions");
+    let (status, body) = server.post(&path, Some(&admin), json!({})).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_MISSING_PARAM"));
+    let missing = format!("{ADMIN}/v1/reset_password/{}", user("nobody"));
+    let (status, _) = server.post(&missing, Some(&admin), json!({ "new_password": "x" })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Deactivation with erase: logged out, profile gone, marked erased, in no room.
+    let (status, room) = server.post(&format!("{V3}/createRoom"), Some(&kept_token), json!({ "name": "Dave's" })).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let room_id = room["room_id"].as_str().unwrap();
+    let (_, joined) = server.get(&format!("{ADMIN}/v1/users/{dave}/joined_rooms"), Some(&admin)).await;
+    assert_eq!(joined, json!({ "joined_rooms": [room_id], "total": 1 }));
+    let deactivate = format!("{ADMIN}/v1/deactivate/{dave}");
+    let (status, body) = server.post(&deactivate, Some(&admin), json!({ "erase": true })).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "id_server_unbind_result": "success" })));
+    let (status, _) = server.get(&format!("{V3}/account/whoami"), Some(&kept_token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, account) = server.get(&format!("{ADMIN}/v2/users/{dave}"), Some(&admin)).await;
+    assert_eq!(account["deactivated"], true);
+    assert_eq!(account["erased"], true);
+    assert_eq!(account["displayname"], Value::Null);
+    assert_eq!(account["avatar_url"], Value::Null);
+    let (_, joined) = server.get(&format!("{ADMIN}/v1/users/{dave}/joined_rooms"), Some(&admin)).await;
+    assert_eq!(joined, json!({ "joined_rooms": [], "total": 0 }));
+    let (status, body) = server.login("dave", "third pw").await;
+    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_USER_DEACTIVATED"));
+
+    // Reactivation needs a password; then the account logs in again.
+    let (status, _) =
+        server.put(&format!("{ADMIN}/v2/users/{dave}"), Some(&admin), json!({ "deactivated": false })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let body = json!({ "deactivated": false, "password": "back pw" });
+    let (status, account) = server.put(&format!("{ADMIN}/v2/users/{dave}"), Some(&admin), body).await;
+    assert_eq!((status, account["deactivated"].clone()), (StatusCode::OK, json!(false)));
+    let (status, _) = server.login("dave", "back pw").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _) = server.post(&format!("{ADMIN}/v1/deactivate/{}", user("nobody")), Some(&admin), json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn rooms_are_listed_and_inspected(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, admin) = server.register_as("root", "pw", true).await;
+    let (alice_id, alice) = server.register("alice", "pw").await;
+    let (bob_id, bob) = server.register("bob", "pw").await;
+    let create = |body: Value| {
+        let (server, alice) = (&server, &alice);
+        async move {
+            let (status, body) = server.post(&format!("{V3}/createRoom"), Some(alice), body).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["room_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let garden = create(json!({
+        "name": "Garden Party", "topic": "Roses", "room_alias_name": "garden", "preset": "public_chat",
+        "visibility": "public",
+    }))
+    .await;
+    let club = create(json!({
+        "name": "Book Club", "preset": "private_chat",
+        "initial_state": [{ "type": "m.room.encryption", "content": { "algorithm": "m.megolm.v1.aes-sha2" } }],
+    }))
+    .await;
+    let (status, body) = server.post(&format!("{V3}/join/{garden}"), Some(&bob), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = server.get(&format!("{ADMIN}/v1/rooms"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["total_rooms"].clone(), body["offset"].clone()), (json!(2), json!(0)));
+    assert!(body.get("next_batch").is_none());
+    let listed: Vec<&str> = body["rooms"].as_array().unwrap().iter().map(|r| r["room_id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [club.as_str(), garden.as_str()], "by name: Book Club, Garden Party");
+    let entry = &body["rooms"][1];
+    assert_eq!(entry["name"], "Garden Party");
+    assert_eq!(entry["canonical_alias"], format!("#garden:{SERVER_NAME}"));
+    assert_eq!((entry["joined_members"].clone(), entry["joined_local_members"].clone()), (json!(2), json!(2)));
+    assert_eq!(entry["creator"], alice_id.as_str());
+    assert_eq!((entry["public"].clone(), entry["join_rules"].clone()), (json!(true), json!("public")));
+    assert_eq!((entry["encryption"].clone(), entry["federatable"].clone()), (Value::Null, json!(true)));
+    assert_eq!(entry["history_visibility"], "shared");
+    assert_eq!(entry["room_type"], Value::Null);
+    assert!(entry["version"].is_string() && entry["state_events"].as_i64().unwrap() >= 6, "{entry}");
+    let club_entry = &body["rooms"][0];
+    assert_eq!(club_entry["encryption"], "m.megolm.v1.aes-sha2");
+    assert_eq!((club_entry["public"].clone(), club_entry["join_rules"].clone()), (json!(false), json!("invite")));
+
+    let ids = |body: &Value| -> Vec<String> {
+        body["rooms"].as_array().unwrap().iter().map(|r| r["room_id"].as_str().unwrap().to_owned()).collect()
+    };
+    let cases = [
+        ("order_by=joined_members", vec![garden.clone(), club.clone()]),
+        ("order_by=joined_members&dir=b", vec![club.clone(), garden.clone()]),
+        ("order_by=name&dir=b", vec![garden.clone(), club.clone()]),
+        ("search_term=GARDEN", vec![garden.clone()]),
+        ("search_term=%23garden", vec![garden.clone()]),
+        (&*format!("search_term={}", club.replace('!', "%21")), vec![club.clone()]),
+        ("search_term=nothing", vec![]),
+        ("public_rooms=false", vec![club.clone()]),
+    ];
+    for (query, expected) in cases {
+        let (status, body) = server.get(&format!("{ADMIN}/v1/rooms?{query}"), Some(&admin)).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        assert_eq!(ids(&body), expected, "{query}");
+    }
+    let (_, page) = server.get(&format!("{ADMIN}/v1/rooms?limit=1"), Some(&admin)).await;
+    assert_eq!((ids(&page), page["next_batch"].clone()), (vec![club.clone()], json!(1)));
+    let (_, page) = server.get(&format!("{ADMIN}/v1/rooms?limit=1&from=1"), Some(&admin)).await;
+    assert_eq!((ids(&page), page["offset"].clone()), (vec![garden.clone()], json!(1)));
+    assert!(page.get("next_batch").is_none(), "{page}");
+    for query in ["from=-1", "limit=-1", "order_by=colour", "dir=sideways"] {
+        let (status, body) = server.get(&format!("{ADMIN}/v1/rooms?{query}"), Some(&admin)).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{query}");
+    }
+
+    // One room in full, its members and its state.
+    let (status, room) = server.get(&format!("{ADMIN}/v1/rooms/{garden}"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    assert_eq!((room["topic"].clone(), room["avatar"].clone()), (json!("Roses"), Value::Null));
+    assert_eq!(room["joined_local_devices"], 2);
+    assert_eq!(room["name"], "Garden Party");
+    let (_, members) = server.get(&format!("{ADMIN}/v1/rooms/{garden}/members"), Some(&admin)).await;
+    let mut expected = vec![alice_id.clone(), bob_id.clone()];
+    expected.sort();
+    assert_eq!(members, json!({ "members": expected, "total": 2 }));
+    let (status, state) = server.get(&format!("{ADMIN}/v1/rooms/{garden}/state"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = state["state"].as_array().unwrap();
+    let find = |kind: &str, key: &str| events.iter().find(|e| e["type"] == kind && e["state_key"] == key).cloned();
+    assert_eq!(find("m.room.name", "").unwrap()["content"]["name"], "Garden Party");
+    assert_eq!(find("m.room.member", &bob_id).unwrap()["content"]["membership"], "join");
+    assert_eq!(find("m.room.create", "").unwrap()["room_id"], garden.as_str());
+
+    // Unknown rooms are 404s, malformed ids 400s.
+    let unknown = format!("!nowhere:{SERVER_NAME}");
+    for suffix in ["", "/members", "/state"] {
+        let (status, body) = server.get(&format!("{ADMIN}/v1/rooms/{unknown}{suffix}"), Some(&admin)).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"), "{suffix}");
+        let (status, body) = server.get(&format!("{ADMIN}/v1/rooms/not-a-room{suffix}"), Some(&admin)).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{suffix}");
+    }
+
+    // A user's joined rooms, as the admin sees them.
+    let (_, joined) = server.get(&format!("{ADMIN}/v1/users/{bob_id}/joined_rooms"), Some(&admin)).await;
+    assert_eq!(joined, json!({ "joined_rooms": [garden], "total": 1 }));
+    let (_, joined) = server.get(&format!("{ADMIN}/v1/users/{alice_id}/joined_rooms"), Some(&admin)).await;
+    assert_eq!(joined["total"], 2);
+}
