@@ -121,7 +121,11 @@ async fn a_config_synapse_generates_starts_kith() {
     }
 }
 
-both_backends!(synapse_shaped_rate_limits_are_enforced);
+both_backends!(
+    synapse_shaped_rate_limits_are_enforced,
+    an_admin_resets_a_destinations_backoff,
+    every_enforced_limit_answers_429
+);
 
 /// A Synapse-style `metrics` listener (`enable_metrics`) serves every family; the client
 /// listener does not; each request leaves an access-log line.
@@ -178,5 +182,82 @@ async fn prometheus_metrics_on_a_metrics_listener() {
             && l.contains("/_matrix/client/v3/createRoom")
             && l.contains("status=200")),
         "an access-log line per request:\n{log}"
+    );
+}
+
+/// An admin ends the backoff from a server kith could not reach; unknown servers are a
+/// 404 and non-admins are refused.
+async fn an_admin_resets_a_destinations_backoff(db: Db) {
+    let server = TestServer::start_federating(db).await;
+    let (_, admin) = server.register_as("admin", "pw", true).await;
+    let (_, user) = server.register("user", "pw").await;
+    let messages = json!({ "messages": { "@nobody:127.0.0.1:1": { "DEVICE": { "hello": true } } } });
+    assert_eq!(server.put(&format!("{V3}/sendToDevice/m.test/t1"), Some(&user), messages).await.0, StatusCode::OK);
+    let list = "/_synapse/admin/v1/federation/destinations";
+    matrix::eventually("the destination in backoff", std::time::Duration::from_secs(30), || async {
+        let (_, listed) = server.get(list, Some(&admin)).await;
+        listed["destinations"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["destination"] == "127.0.0.1:1"))
+            .then_some(())
+    })
+    .await;
+    let reset = |name: &str| format!("{list}/{}/reset_connection", matrix::encode(name));
+    assert_eq!(server.post(&reset("127.0.0.1:1"), Some(&user), json!({})).await.0, StatusCode::FORBIDDEN);
+    let (status, body) = server.post(&reset("127.0.0.1:1"), Some(&admin), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(server.log().contains("backoff reset by an admin"), "{}", server.log());
+    let (status, body) = server.post(&reset("unknown.example"), Some(&admin), json!({})).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_NOT_FOUND")), "{body}");
+}
+
+/// The other limits kith enforces, each reached with a burst of one or two.
+async fn every_enforced_limit_answers_429(db: Db) {
+    let limits = "
+rc_profile: {per_second: 0.001, burst_count: 1}
+rc_reports: {per_second: 0.001, burst_count: 1}
+rc_media_create: {per_second: 0.001, burst_count: 1}
+rc_joins_per_room: {per_second: 0.001, burst_count: 2}
+rc_invites:
+  per_room: {per_second: 0.001, burst_count: 1}
+  per_user: {per_second: 0.001, burst_count: 1}
+";
+    let server = TestServer::start_with(db, limits).await;
+    let (alice_id, alice) = server.register("alice", "pw").await;
+    let (_, bob) = server.register("bob", "pw").await;
+    let (_, carol) = server.register("carol", "pw").await;
+    let name = format!("{V3}/profile/{}/displayname", matrix::encode(&alice_id));
+    assert_eq!(server.put(&name, Some(&alice), json!({ "displayname": "A" })).await.0, StatusCode::OK);
+    assert_limited(server.put(&name, Some(&alice), json!({ "displayname": "B" })).await, "a second profile change");
+    let create = "/_matrix/media/v1/create";
+    assert_eq!(server.post(create, Some(&alice), json!({})).await.0, StatusCode::OK);
+    assert_limited(server.post(create, Some(&alice), json!({})).await, "a second media id");
+    let room = matrix::create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    let report = format!("{V3}/rooms/{}/report", matrix::encode(&room));
+    assert_eq!(server.post(&report, Some(&alice), json!({ "reason": "x" })).await.0, StatusCode::OK);
+    assert_limited(server.post(&report, Some(&alice), json!({ "reason": "y" })).await, "a second report");
+
+    // Joins into one room: alice's creation join does not count, bob's does.
+    assert_eq!(matrix::join(&server, &bob, &room, server.name()).await.0, StatusCode::OK);
+    assert_eq!(matrix::join(&server, &carol, &room, server.name()).await.0, StatusCode::OK);
+    let (_, dave) = server.register("dave", "pw").await;
+    assert_limited(matrix::join(&server, &dave, &room, server.name()).await, "a third join into the room");
+
+    // Invites: one per room, one per invited user.
+    let other = matrix::create_room(&server, &bob, json!({ "preset": "private_chat" })).await;
+    let invite = |room: &str| format!("{V3}/rooms/{}/invite", matrix::encode(room));
+    let erin = format!("@erin:{}", common::SERVER_NAME);
+    server.register("erin", "pw").await;
+    assert_eq!(server.post(&invite(&other), Some(&bob), json!({ "user_id": erin })).await.0, StatusCode::OK);
+    let frank = format!("@frank:{}", common::SERVER_NAME);
+    server.register("frank", "pw").await;
+    assert_limited(
+        server.post(&invite(&other), Some(&bob), json!({ "user_id": frank })).await,
+        "a second invite into the room",
+    );
+    let third = matrix::create_room(&server, &carol, json!({ "preset": "private_chat" })).await;
+    assert_limited(
+        server.post(&invite(&third), Some(&carol), json!({ "user_id": erin })).await,
+        "a second invite of erin",
     );
 }

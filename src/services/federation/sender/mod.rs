@@ -251,6 +251,25 @@ impl Sender {
         }
     }
 
+    /// An admin's `reset_connection`: the backoff from `server` ends now and what it is
+    /// owed goes. `None` if the sender never had trouble with it, `Some(false)` if it is
+    /// not backing off.
+    pub async fn reset_backoff(self: &Arc<Self>, server: &ServerName) -> ApiResult<Option<bool>> {
+        let persisted = self.store.destination_retries().await?.into_iter().any(|(name, _)| name == server.as_str());
+        let destination = self.destinations.lock().unwrap_or_else(|p| p.into_inner()).get(server).cloned();
+        let Some(destination) = destination else {
+            return Ok(persisted.then_some(false));
+        };
+        let was_backing_off = destination.retry.lock().unwrap_or_else(|p| p.into_inner()).take().is_some();
+        if !was_backing_off && !persisted {
+            return Ok(Some(false));
+        }
+        self.store.clear_destination_retry(server.as_str()).await?;
+        tracing::info!(%server, "backoff reset by an admin");
+        self.wake(server);
+        Ok(Some(true))
+    }
+
     /// Queues a PDU received by `send_join`/`send_leave` for the room's other servers:
     /// the server it came from could not send it to them itself.
     pub async fn relay(self: &Arc<Self>, event: &StoredEvent, origin: &ServerName) -> ApiResult<()> {
