@@ -201,6 +201,16 @@ async fn device_list_changes_reach_the_other_server(a: &TestServer, b: &TestServ
     let (_, found) = b.post(&format!("{V3}/keys/query"), Some(&bob.token), query).await;
     assert!(found["device_keys"][&alice.user_id][&laptop.device_id].is_object(), "{found}");
 
+    // The laptop logs out: its keys go, and Bob's server hears of it.
+    assert_eq!(a.post(&format!("{V3}/logout"), Some(&laptop.token), json!({})).await.0, StatusCode::OK);
+    matrix::eventually("the logged-out device gone from Bob's view", WAIT, || async {
+        let query = json!({ "device_keys": { alice.user_id.clone(): [] } });
+        let (_, found) = b.post(&format!("{V3}/keys/query"), Some(&bob.token), query).await;
+        let devices = found["device_keys"][&alice.user_id].as_object().cloned().unwrap_or_default();
+        (devices.contains_key(&alice.device_id) && !devices.contains_key(&laptop.device_id)).then_some(())
+    })
+    .await;
+
     // Bob leaves their only shared room: Alice is in his device_lists.left.
     let since = sync(b, &bob.token, None).await["next_batch"].as_str().unwrap().to_owned();
     let leave = format!("{V3}/rooms/{}/leave", matrix::encode(&room));

@@ -41,7 +41,11 @@ async fn render(State(state): State<AppState>) -> ApiResult<Response> {
 /// Counts and times the request under its route template, and logs it.
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    // Any token is a valid method to hyper; only the standard ones get their own label.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "POST" | "PUT" | "DELETE" | "OPTIONS" | "HEAD" | "PATCH") => known.to_owned(),
+        _ => "OTHER".to_owned(),
+    };
     let endpoint = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     // The path only: query strings may carry access tokens.
     let path = request.uri().path().to_owned();

@@ -143,12 +143,7 @@ impl Store {
     /// Logs out one device: its token and the device record.
     pub async fn remove_device(&self, user_id: &str, device_id: &str) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
-        for sql in [
-            "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2",
-            "DELETE FROM devices WHERE user_id = $1 AND device_id = $2",
-        ] {
-            sqlx::query(sql).bind(user_id).bind(device_id).execute(&mut *txn.tx).await?;
-        }
+        remove_devices_in(&mut txn, user_id, &[device_id.to_owned()]).await?;
         txn.commit().await
     }
 
@@ -181,8 +176,39 @@ impl Store {
 }
 
 async fn remove_all_devices_in(txn: &mut super::WriteTxn<'_>, user_id: &str) -> Result<(), sqlx::Error> {
-    for sql in ["DELETE FROM access_tokens WHERE user_id = $1", "DELETE FROM devices WHERE user_id = $1"] {
-        sqlx::query(sql).bind(user_id).execute(&mut *txn.tx).await?;
+    let devices = device_ids_in(txn, user_id, None).await?;
+    remove_devices_in(txn, user_id, &devices).await?;
+    sqlx::query("DELETE FROM access_tokens WHERE user_id = $1").bind(user_id).execute(&mut *txn.tx).await?;
+    Ok(())
+}
+
+/// A user's device ids (but `except`), read inside the caller's transaction.
+async fn device_ids_in(
+    txn: &mut super::WriteTxn<'_>,
+    user_id: &str,
+    except: Option<&str>,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT device_id FROM devices WHERE user_id = $1").bind(user_id).fetch_all(&mut *txn.tx).await?;
+    let ids: Vec<String> = rows.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?;
+    Ok(ids.into_iter().filter(|id| Some(id.as_str()) != except).collect())
+}
+
+/// Ends devices' sessions: their tokens, records, and encryption keys and inboxes (the
+/// change goes on the device-list stream, so other users stop encrypting to them).
+async fn remove_devices_in(
+    txn: &mut super::WriteTxn<'_>,
+    user_id: &str,
+    device_ids: &[String],
+) -> Result<(), sqlx::Error> {
+    for device_id in device_ids {
+        for sql in [
+            "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2",
+            "DELETE FROM devices WHERE user_id = $1 AND device_id = $2",
+        ] {
+            sqlx::query(sql).bind(user_id).bind(device_id).execute(&mut *txn.tx).await?;
+        }
+        super::keys::remove_device_keys(txn, user_id, device_id).await?;
     }
     Ok(())
 }
@@ -233,15 +259,7 @@ impl Store {
     /// Logs out several devices at once (unknown ids are ignored, as in Synapse).
     pub async fn remove_devices(&self, user_id: &str, device_ids: &[String]) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
-        for device_id in device_ids {
-            for sql in [
-                "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2",
-                "DELETE FROM devices WHERE user_id = $1 AND device_id = $2",
-            ] {
-                sqlx::query(sql).bind(user_id).bind(device_id).execute(&mut *txn.tx).await?;
-            }
-            super::keys::remove_device_keys(&mut txn, user_id, device_id).await?;
-        }
+        remove_devices_in(&mut txn, user_id, device_ids).await?;
         txn.commit().await
     }
 
@@ -259,12 +277,8 @@ impl Store {
             .execute(&mut *txn.tx)
             .await?;
         if let Some(kept) = logout_except {
-            for sql in [
-                "DELETE FROM access_tokens WHERE user_id = $1 AND device_id <> $2",
-                "DELETE FROM devices WHERE user_id = $1 AND device_id <> $2",
-            ] {
-                sqlx::query(sql).bind(user_id).bind(kept).execute(&mut *txn.tx).await?;
-            }
+            let others = device_ids_in(&mut txn, user_id, Some(kept)).await?;
+            remove_devices_in(&mut txn, user_id, &others).await?;
         }
         txn.commit().await
     }

@@ -66,15 +66,24 @@ impl Store {
     }
 
     /// Deletes what a device acknowledged (up to `acknowledged`), then returns its next
-    /// messages after that, at most `limit`, with their positions.
+    /// messages after that and up to `until` (the position the sync answers with), at
+    /// most `limit`, with their positions.
     pub async fn to_device_inbox(
         &self,
         user_id: &str,
         device_id: &str,
-        acknowledged: i64,
+        (acknowledged, until): (i64, i64),
         limit: i64,
     ) -> Result<Vec<(i64, Value)>, sqlx::Error> {
-        if acknowledged > 0 {
+        let oldest: Option<i64> =
+            sqlx::query("SELECT MIN(stream_id) FROM to_device_inbox WHERE user_id = $1 AND device_id = $2")
+                .bind(user_id)
+                .bind(device_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get(0)?;
+        let Some(oldest) = oldest else { return Ok(Vec::new()) };
+        if oldest <= acknowledged {
             let mut txn = self.begin_write().await?;
             sqlx::query("DELETE FROM to_device_inbox WHERE user_id = $1 AND device_id = $2 AND stream_id <= $3")
                 .bind(user_id)
@@ -86,11 +95,12 @@ impl Store {
         }
         let rows = sqlx::query(
             "SELECT stream_id, message_json FROM to_device_inbox WHERE user_id = $1 AND device_id = $2 \
-             AND stream_id > $3 ORDER BY stream_id LIMIT $4",
+             AND stream_id > $3 AND stream_id <= $4 ORDER BY stream_id LIMIT $5",
         )
         .bind(user_id)
         .bind(device_id)
         .bind(acknowledged)
+        .bind(until)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;

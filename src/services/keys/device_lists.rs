@@ -19,7 +19,9 @@ use crate::store::DeviceListChange;
 
 const CONSUMER: &str = "device_list_federation";
 const BATCH: i64 = 100;
-const POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// Logouts change the stream from the accounts side without a wake-up; a small query
+/// this often finds them.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 pub struct DeviceListSender {
     keys: Arc<Keys>,

@@ -24,6 +24,8 @@ use signatures::{key_of, verify_signature};
 const MAX_KEYS_PER_UPLOAD: usize = 1_000;
 /// Users in one query or claim, at most.
 const MAX_USERS_PER_REQUEST: usize = 10_000;
+/// Devices in one claim, at most.
+const MAX_DEVICES_PER_CLAIM: usize = 1_000;
 const CROSS_SIGNING_TYPES: [(&str, &str); 3] =
     [("master_key", "master"), ("self_signing_key", "self_signing"), ("user_signing_key", "user_signing")];
 
@@ -163,10 +165,25 @@ impl Keys {
 
     /// The requester's signatures of other users' master keys, added where shown.
     async fn add_signatures_by(&self, answer: &mut Value, requester: &UserId) -> ApiResult<()> {
-        for (target, _, key_id, signature) in self.store.user_signatures_by(requester.as_str()).await? {
-            if let Some(master) = answer["master_keys"].get_mut(&target).filter(|m| m.is_object()) {
-                master["signatures"][requester.as_str()][&key_id] = json!(signature);
+        for (target, target_key, key_id, signature) in self.store.user_signatures_by(requester.as_str()).await? {
+            let Some(master) = answer["master_keys"].get_mut(&target).and_then(Value::as_object_mut) else { continue };
+            // Only a signature of the user's current master key counts.
+            if !master
+                .get("keys")
+                .and_then(Value::as_object)
+                .is_some_and(|k| k.contains_key(&format!("ed25519:{target_key}")))
+            {
+                continue;
             }
+            let signatures = master.entry("signatures").or_insert_with(|| json!({}));
+            let Some(by_signer) = signatures
+                .as_object_mut()
+                .map(|all| all.entry(requester.as_str()).or_insert_with(|| json!({})))
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            by_signer.insert(key_id, json!(signature));
         }
         Ok(())
     }
@@ -290,6 +307,11 @@ fn requested_devices(value: &Value) -> ApiResult<Vec<(ruma::OwnedUserId, Vec<Str
 fn requested_algorithms(value: &Value) -> ApiResult<Vec<(ruma::OwnedUserId, BTreeMap<String, String>)>> {
     let object = value.as_object().ok_or_else(|| MatrixError::bad_json("one_time_keys must be an object"))?;
     check_user_count(object)?;
+    // Each device claimed is a write: a claim is bounded in devices, not only users.
+    let devices: usize = object.values().map(|devices| devices.as_object().map_or(0, Map::len)).sum();
+    if devices > MAX_DEVICES_PER_CLAIM {
+        return Err(MatrixError::invalid_param(format!("At most {MAX_DEVICES_PER_CLAIM} devices per claim")));
+    }
     object
         .iter()
         .map(|(user, devices)| {

@@ -192,6 +192,11 @@ impl Keys {
         if user_id.server_name() != origin {
             return Err(format!("{origin} cannot speak for {user_id}"));
         }
+        // Only users someone here shares a room with matter (as in Synapse); this also
+        // keeps a server from filling the stream with users it makes up.
+        if !self.store.is_tracked_remote_user(user_id.as_str()).await.map_err(|e| e.to_string())? {
+            return Ok(());
+        }
         let position =
             self.store.note_device_list_change(user_id.as_str(), device_id).await.map_err(|e| e.to_string())?;
         self.notify(position);

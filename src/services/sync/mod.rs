@@ -226,7 +226,7 @@ impl ClientSync {
         head: &mut SyncToken,
     ) -> ApiResult<()> {
         let since = params.since.unwrap_or_default();
-        let messages = self.to_device.inbox(user, &params.device_id, since.to_device).await?;
+        let messages = self.to_device.inbox(user, &params.device_id, since.to_device, head.to_device).await?;
         if messages.len() as i64 == SYNC_BATCH
             && let Some((last, _)) = messages.last()
         {
@@ -235,7 +235,8 @@ impl ClientSync {
         let (changed, left) = match params.since {
             Some(since) => (
                 self.keys.changes(user, since.device_lists, head.device_lists).await?,
-                self.keys.left_since(user, since.events).await?,
+                // Only a membership change can end sharing a room.
+                if since.events < head.events { self.keys.left_since(user, since.events).await? } else { Vec::new() },
             ),
             None => (Vec::new(), Vec::new()),
         };

@@ -95,7 +95,9 @@ impl ToDevice {
             let edu = json!({ "edu_type": "m.direct_to_device", "content": {
                 "sender": sender, "type": event_type, "message_id": message_id, "messages": messages,
             }});
-            self.sender.send_durable_edu_to(&[server], &format!("m.direct_to_device {message_id}"), &edu).await?;
+            // Kept EDUs are resent in key order after a restart: the time keeps them in order.
+            let key = format!("{:020} m.direct_to_device {message_id}", crate::store::now_ms());
+            self.sender.send_durable_edu_to(&[server], &key, &edu).await?;
         }
         Ok(())
     }
@@ -129,9 +131,16 @@ impl ToDevice {
         Ok(())
     }
 
-    /// A device's messages after what it acknowledged (which are deleted now).
-    pub async fn inbox(&self, user: &UserId, device_id: &str, acknowledged: i64) -> ApiResult<Vec<(i64, Value)>> {
-        Ok(self.store.to_device_inbox(user.as_str(), device_id, acknowledged, SYNC_BATCH).await?)
+    /// A device's messages after what it acknowledged (which are deleted now) and up to
+    /// `until`.
+    pub async fn inbox(
+        &self,
+        user: &UserId,
+        device_id: &str,
+        acknowledged: i64,
+        until: i64,
+    ) -> ApiResult<Vec<(i64, Value)>> {
+        Ok(self.store.to_device_inbox(user.as_str(), device_id, (acknowledged, until), SYNC_BATCH).await?)
     }
 
     /// Forgets old transaction and message ids.
