@@ -182,8 +182,12 @@ async fn to_device_across_servers(a: &TestServer, b: &TestServer, alice: &Device
 /// `device_lists.changed` and in `/keys/changes`, and his query finds it.
 async fn device_list_changes_reach_the_other_server(a: &TestServer, b: &TestServer, alice: &Device, bob: &Device) {
     let room = matrix::create_room(a, &alice.token, json!({ "preset": "public_chat" })).await;
+    let before_join = sync(b, &bob.token, None).await["next_batch"].as_str().unwrap().to_owned();
     assert_eq!(matrix::join(b, &bob.token, &room, a.name()).await.0, StatusCode::OK);
-    let since = sync(b, &bob.token, None).await["next_batch"].as_str().unwrap().to_owned();
+    let joined = sync(b, &bob.token, Some(&before_join)).await;
+    let changed = joined["device_lists"]["changed"].as_array().cloned().unwrap_or_default();
+    assert!(changed.contains(&json!(alice.user_id)), "a new room-mate to track: {joined}");
+    let since = joined["next_batch"].as_str().unwrap().to_owned();
     let laptop = device(a, "alice").await;
     assert_eq!(upload(a, &laptop, json!({ "device_keys": device_keys(&laptop) })).await.0, StatusCode::OK);
     let synced = matrix::eventually("alice in bob's device_lists.changed", WAIT, || async {

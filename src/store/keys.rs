@@ -329,6 +329,22 @@ impl Store {
         rows.iter().map(|row| row.try_get(0)).collect()
     }
 
+    /// Users who came to share a joined room with `user_id` after the event-stream
+    /// position `since` (they joined one of its rooms, or it joined one of theirs): the
+    /// client starts tracking their devices.
+    pub async fn device_lists_joined_for(&self, user_id: &str, since: i64) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT o.user_id FROM room_memberships o JOIN room_memberships m ON m.room_id = o.room_id \
+             WHERE m.user_id = $1 AND m.membership = 'join' AND o.user_id <> $1 AND o.membership = 'join' \
+             AND (o.stream_ordering > $2 OR m.stream_ordering > $2)",
+        )
+        .bind(user_id)
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
+    }
+
     /// Users who shared a joined room with `user_id` and no longer do, through
     /// memberships changed after the event-stream position `since`: their devices need
     /// no tracking any more (`device_lists.left`).

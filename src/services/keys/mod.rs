@@ -217,6 +217,11 @@ impl Keys {
         Ok(self.store.device_lists_changed_for(requester.as_str(), from, to).await?)
     }
 
+    /// Users who came to share a room with `user` since the event position `since`.
+    pub async fn joined_since(&self, user: &UserId, since: i64) -> ApiResult<Vec<String>> {
+        Ok(self.store.device_lists_joined_for(user.as_str(), since).await?)
+    }
+
     /// Users who no longer share a room with `user` since the event position `since`.
     pub async fn left_since(&self, user: &UserId, since: i64) -> ApiResult<Vec<String>> {
         Ok(self.store.device_lists_left_for(user.as_str(), since).await?)

@@ -232,14 +232,17 @@ impl ClientSync {
         {
             head.to_device = *last;
         }
-        let (changed, left) = match params.since {
-            Some(since) => (
-                self.keys.changes(user, since.device_lists, head.device_lists).await?,
-                // Only a membership change can end sharing a room.
-                if since.events < head.events { self.keys.left_since(user, since.events).await? } else { Vec::new() },
-            ),
-            None => (Vec::new(), Vec::new()),
-        };
+        let (mut changed, mut left) = (Vec::new(), Vec::new());
+        if let Some(since) = params.since {
+            changed = self.keys.changes(user, since.device_lists, head.device_lists).await?;
+            // Only a membership change can start or end sharing a room.
+            if since.events < head.events {
+                changed.extend(self.keys.joined_since(user, since.events).await?);
+                changed.sort_unstable();
+                changed.dedup();
+                left = self.keys.left_since(user, since.events).await?;
+            }
+        }
         response["to_device"] = json!({ "events": messages.into_iter().map(|(_, m)| m).collect::<Vec<_>>() });
         response["device_lists"] = json!({ "changed": changed, "left": left });
         response["device_one_time_keys_count"] = json!(self.keys.one_time_key_counts(user, &params.device_id).await?);
