@@ -124,7 +124,8 @@ async fn a_config_synapse_generates_starts_kith() {
 both_backends!(
     synapse_shaped_rate_limits_are_enforced,
     an_admin_resets_a_destinations_backoff,
-    every_enforced_limit_answers_429
+    every_enforced_limit_answers_429,
+    remote_joins_have_their_own_limit,
 );
 
 /// A Synapse-style `metrics` listener (`enable_metrics`) serves every family; the client
@@ -260,4 +261,21 @@ rc_invites:
         server.post(&invite(&third), Some(&carol), json!({ "user_id": erin })).await,
         "a second invite of erin",
     );
+}
+
+/// `rc_joins.remote` limits joins over federation, apart from local ones.
+async fn remote_joins_have_their_own_limit(db: Db) {
+    let a = TestServer::start_federating(db).await;
+    let limits =
+        "rc_joins:\n  local: {per_second: 1000, burst_count: 1000}\n  remote: {per_second: 0.001, burst_count: 1}\n";
+    let b = TestServer::start_federating_with(db, limits).await;
+    let (_, owner) = a.register("owner", "pw").await;
+    let first = matrix::create_room(&a, &owner, json!({ "preset": "public_chat" })).await;
+    let second = matrix::create_room(&a, &owner, json!({ "preset": "public_chat" })).await;
+    let (_, bob) = b.register("bob", "pw").await;
+    assert_eq!(matrix::join(&b, &bob, &first, a.name()).await.0, StatusCode::OK);
+    assert_limited(matrix::join(&b, &bob, &second, a.name()).await, "a second join over federation");
+    let local = matrix::create_room(&b, &bob, json!({ "preset": "public_chat" })).await;
+    let (_, carol) = b.register("carol", "pw").await;
+    assert_eq!(matrix::join(&b, &carol, &local, b.name()).await.0, StatusCode::OK, "local joins are not affected");
 }

@@ -131,8 +131,10 @@ pub struct Limits {
     pub user_directory: RateLimiter,
     /// Events sent, per user.
     pub message: RateLimiter,
-    /// Joins, per user.
+    /// Joins of rooms this server is in, per user.
     pub joins: RateLimiter,
+    /// Joins over federation, per user.
+    pub remote_joins: RateLimiter,
     /// Joins into one room, per room.
     pub joins_per_room: RateLimiter,
     pub invites_per_room: RateLimiter,
@@ -275,6 +277,7 @@ impl Services {
             user_directory: RateLimiter::new(config.rc_user_directory),
             message: RateLimiter::new(config.rc_message),
             joins: RateLimiter::new(config.rc_joins.local),
+            remote_joins: RateLimiter::new(config.rc_joins.remote),
             joins_per_room: RateLimiter::new(config.rc_joins_per_room),
             invites_per_room: RateLimiter::new(config.rc_invites.per_room),
             invites_per_user: RateLimiter::new(config.rc_invites.per_user),

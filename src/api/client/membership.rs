@@ -48,7 +48,7 @@ pub async fn join_by_id_or_alias(
 ) -> ApiResult<Json<Value>> {
     let (room_id, mut servers) = resolve_room(&state, &target).await?;
     servers.splice(0..0, servers_from_query(&query));
-    check_join_limits(&state, &owner.user_id, &room_id)?;
+    check_join_limits(&state, &owner.user_id, &room_id).await?;
     state.joins.join_room(&owner.user_id, &room_id, &servers).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
@@ -60,14 +60,19 @@ pub async fn join_room(
     OptionalJson(_): OptionalJson<JoinRequest>,
 ) -> ApiResult<Json<Value>> {
     let (room_id, servers) = resolve_room(&state, &room_id).await?;
-    check_join_limits(&state, &owner.user_id, &room_id)?;
+    check_join_limits(&state, &owner.user_id, &room_id).await?;
     state.joins.join_room(&owner.user_id, &room_id, &servers).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 
-/// `rc_joins` (per user) and `rc_joins_per_room`.
-fn check_join_limits(state: &AppState, user_id: &UserId, room_id: &RoomId) -> ApiResult<()> {
-    state.limits.joins.check(user_id.as_str())?;
+/// `rc_joins.local` for rooms this server is in, `rc_joins.remote` for joins over
+/// federation (per user), and `rc_joins_per_room`.
+async fn check_join_limits(state: &AppState, user_id: &UserId, room_id: &RoomId) -> ApiResult<()> {
+    if state.rooms.is_resident(room_id.as_str()).await? {
+        state.limits.joins.check(user_id.as_str())?;
+    } else {
+        state.limits.remote_joins.check(user_id.as_str())?;
+    }
     state.limits.joins_per_room.check(room_id.as_str())
 }
 
