@@ -26,7 +26,7 @@ use uia::ExpiringSet;
 const NONCE_LIFETIME_SECS: u64 = 60;
 const MAX_OUTSTANDING_NONCES: usize = 10_000;
 /// User-interactive-auth sessions live this long.
-const UIA_SESSION_LIFETIME_SECS: u64 = 30 * 60;
+pub(crate) const UIA_SESSION_LIFETIME_SECS: u64 = 30 * 60;
 const MAX_UIA_SESSIONS: usize = 10_000;
 
 pub struct Accounts {
