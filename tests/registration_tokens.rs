@@ -220,13 +220,20 @@ async fn registration_asks_for_a_token(db: Db) {
     assert_eq!((counts["pending"].clone(), counts["completed"].clone()), (json!(0), json!(1)));
 
     // A session that passed the stage holds a pending use until it registers, even
-    // when its first attempt fails for another reason.
+    // when the registration then fails for another reason; it goes on without
+    // repeating the stage, and may not switch tokens.
     let session = start_registration(&server, "eve").await;
-    let (status, body) = register_with(&server, "dora", &session, "welcome").await;
-    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_USER_IN_USE"), "{body}");
+    let auth = json!({ "type": TOKEN_STAGE, "token": "welcome", "session": session });
+    let request = json!({ "username": "eve", "password": "pw", "auth": auth, "device_id": "d".repeat(300) });
+    let (status, body) = server.post(REGISTER, None, request).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{body}");
     let counts = token(&server, &admin, "welcome").await;
-    assert_eq!((counts["pending"].clone(), counts["completed"].clone()), (json!(0), json!(1)));
-    let (status, body) = register_with(&server, "eve", &session, "welcome").await;
+    assert_eq!((counts["pending"].clone(), counts["completed"].clone()), (json!(1), json!(1)));
+    let (status, body) = register_with(&server, "eve", &session, "other").await;
+    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_INVALID_PARAM"), "{body}");
+    let auth = json!({ "session": session });
+    let (status, body) =
+        server.post(REGISTER, None, json!({ "username": "eve", "password": "pw", "auth": auth })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let counts = token(&server, &admin, "welcome").await;
     assert_eq!((counts["pending"].clone(), counts["completed"].clone()), (json!(0), json!(2)));
