@@ -36,6 +36,9 @@ pub struct Config {
     pub enable_registration: bool,
     #[serde(default)]
     pub enable_registration_without_verification: bool,
+    /// Open registration asks for a registration token (`m.login.registration_token`).
+    #[serde(default)]
+    pub registration_requires_token: bool,
     #[serde(default)]
     pub user_directory: UserDirectoryConfig,
     #[serde(default = "default_true")]
@@ -675,10 +678,15 @@ impl Config {
                 SUPPORTED_ROOM_VERSIONS.join(", ")
             );
         }
-        if self.enable_registration && !self.enable_registration_without_verification {
+        // A registration token counts as verification, as in Synapse.
+        if self.enable_registration
+            && !self.enable_registration_without_verification
+            && !self.registration_requires_token
+        {
             bail!(
-                "enable_registration: open registration needs a verification method; kith has none, \
-                 so also set enable_registration_without_verification: true (as Synapse requires)"
+                "enable_registration: open registration needs a verification method: set \
+                 registration_requires_token: true, or enable_registration_without_verification: true \
+                 (as Synapse requires)"
             );
         }
         let federation = &self.federation;
@@ -890,5 +898,9 @@ mod tests {
     fn open_registration_needs_the_no_verification_flag() {
         let err = Config::parse("server_name: example.org\nenable_registration: true\n").unwrap_err();
         assert!(format!("{err:#}").contains("enable_registration"));
+        let config =
+            Config::parse("server_name: example.org\nenable_registration: true\nregistration_requires_token: true\n")
+                .expect("a registration token is a verification method");
+        assert!(config.registration_requires_token);
     }
 }

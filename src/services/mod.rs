@@ -23,6 +23,7 @@ pub mod presence;
 pub mod profiles;
 pub mod push;
 pub mod rate_limit;
+pub mod registration_tokens;
 pub mod relations;
 pub mod remote_profiles;
 pub mod reports;
@@ -64,6 +65,7 @@ use profiles::propagation::ProfilePropagation;
 use push::Push;
 use push::evaluate::PushEvaluator;
 use rate_limit::RateLimiter;
+use registration_tokens::RegistrationTokens;
 use relations::Relations;
 use remote_profiles::RemoteProfiles;
 use remote_profiles::edus::ProfileEdus;
@@ -93,6 +95,7 @@ pub struct Services {
     pub openid: Arc<OpenId>,
     pub voip: Arc<Voip>,
     pub reports: Arc<Reports>,
+    pub registration_tokens: Arc<RegistrationTokens>,
     pub key_backup: Arc<KeyBackup>,
     pub profiles: Arc<Profiles>,
     pub rooms: Arc<Rooms>,
@@ -222,6 +225,7 @@ impl Services {
         let openid = Arc::new(OpenId::default());
         let voip = Arc::new(Voip::from_config(&config));
         let reports = Arc::new(Reports::new(store.clone(), rooms.clone()));
+        let registration_tokens = Arc::new(RegistrationTokens::new(store.clone()));
         let key_backup = Arc::new(KeyBackup::new(store.clone()));
         let account_data = Arc::new(AccountData::new(store.clone(), rooms.clone()));
         let ephemeral = Arc::new(Ephemeral::new(store.clone(), sender.clone(), account_data.clone()));
@@ -300,6 +304,7 @@ impl Services {
             openid,
             voip,
             reports,
+            registration_tokens,
             key_backup,
             profiles,
             rooms,

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("schema/0011_e2e_keys.sql")),
     (12, include_str!("schema/0012_key_backup.sql")),
     (13, include_str!("schema/0013_admin.sql")),
+    (14, include_str!("schema/0014_registration_tokens.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may

@@ -1,10 +1,11 @@
 //! Synapse's admin API (`/_synapse/admin/...`), same paths, shapes and status codes:
 //! shared-secret registration (so Synapse's `register_new_matrix_user` works against
-//! kith), background jobs, and in `users.rs`, `rooms.rs` and `federation.rs` what
-//! admins manage. Everything but registration and the server version needs an admin's
-//! access token.
+//! kith), background jobs, and in `users.rs`, `rooms.rs`, `federation.rs` and
+//! `registration_tokens.rs` what admins manage. Everything but registration and the
+//! server version needs an admin's access token.
 
 mod federation;
+mod registration_tokens;
 mod rooms;
 mod users;
 
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .merge(users::routes())
         .merge(rooms::routes())
         .merge(federation::routes())
+        .merge(registration_tokens::routes())
 }
 
 /// `GET /_synapse/admin/v1/server_version`, open to anyone as in Synapse.

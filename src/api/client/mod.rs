@@ -72,6 +72,7 @@ pub fn routes() -> Router<AppState> {
 fn v1_routes() -> Router<AppState> {
     const V1: &str = "/_matrix/client/v1";
     Router::new()
+        .route(&format!("{V1}/register/m.login.registration_token/validity"), get(register::token_validity))
         .route(&format!("{V1}/rooms/{{room_id}}/relations/{{event_id}}"), get(relations::relations))
         .route(&format!("{V1}/rooms/{{room_id}}/relations/{{event_id}}/{{rel_type}}"), get(relations::relations))
         .route(

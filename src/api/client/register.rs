@@ -1,5 +1,6 @@
-//! Open registration (`POST /register` with the `m.login.dummy` flow) and
-//! `GET /register/available`.
+//! Open registration (`POST /register` with the `m.login.dummy` flow, or
+//! `m.login.registration_token` when `registration_requires_token` is set),
+//! `GET /register/available` and the registration token validity check.
 
 use std::collections::HashMap;
 
@@ -17,6 +18,9 @@ use crate::error::{ApiResult, MatrixError};
 
 /// Synapse refuses passwords longer than this.
 pub const MAX_PASSWORD_BYTES: usize = 512;
+
+const DUMMY_STAGE: &str = "m.login.dummy";
+const TOKEN_STAGE: &str = "m.login.registration_token";
 
 /// The 401 that starts (or, with the failure that stopped it, continues)
 /// user-interactive auth with a single one-stage flow.
@@ -53,7 +57,12 @@ pub async fn register(
         }
         None => None,
     };
-    let session = check_dummy_auth(&state, request.auth.as_ref())?;
+    let requires_token = state.config.registration_requires_token;
+    let session = if requires_token {
+        check_token_auth(&state, request.auth.as_ref()).await?
+    } else {
+        check_dummy_auth(&state, request.auth.as_ref())?
+    };
     let user_id = match user_id {
         Some(user_id) => user_id,
         None => generated_user_id(&state).await?,
@@ -62,6 +71,9 @@ pub async fn register(
     let device = (!request.inhibit_login).then_some((device_id, request.initial_device_display_name.as_deref()));
     let created = state.accounts.register(&user_id, request.password.as_deref(), false, None, None, device).await?;
     state.accounts.finish_uia(&session);
+    if requires_token {
+        state.registration_tokens.complete(&session).await?;
+    }
     let body = match created {
         Some(session) => json!({
             "user_id": session.user_id,
@@ -74,21 +86,65 @@ pub async fn register(
     Ok((StatusCode::OK, Json(body)))
 }
 
-/// Registration's only flow is `m.login.dummy`; returns the UIA session it completes.
+/// The live UIA session `auth` names, or a new one when it names none.
+fn uia_session(state: &AppState, auth: &AuthData) -> ApiResult<String> {
+    match auth.session() {
+        Some(session) if state.accounts.uia_session_is_live(session) => Ok(session.to_owned()),
+        Some(_) => Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "Unknown session ID")),
+        None => Ok(state.accounts.start_uia()),
+    }
+}
+
+fn unsupported_auth(session: &str, stage: &str) -> MatrixError {
+    uia_challenge(session, stage, Some(("M_UNRECOGNIZED", "Unsupported authentication type")))
+}
+
+/// Open registration's flow is `m.login.dummy`; returns the UIA session it completes.
 fn check_dummy_auth(state: &AppState, auth: Option<&AuthData>) -> ApiResult<String> {
     let Some(auth) = auth else {
-        return Err(uia_challenge(&state.accounts.start_uia(), "m.login.dummy", None));
+        return Err(uia_challenge(&state.accounts.start_uia(), DUMMY_STAGE, None));
     };
-    let session = match auth.session() {
-        Some(session) if state.accounts.uia_session_is_live(session) => session.to_owned(),
-        Some(_) => {
-            return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "Unknown session ID"));
-        }
-        None => state.accounts.start_uia(),
-    };
+    let session = uia_session(state, auth)?;
     match auth {
         AuthData::Dummy(_) => Ok(session),
-        _ => Err(uia_challenge(&session, "m.login.dummy", Some(("M_UNRECOGNIZED", "Unsupported authentication type")))),
+        _ => Err(unsupported_auth(&session, DUMMY_STAGE)),
+    }
+}
+
+/// With `registration_requires_token`, the flow is `m.login.registration_token`;
+/// returns the UIA session it completes. A session that passed the stage (and then,
+/// say, asked for a taken username) may go on without repeating it.
+async fn check_token_auth(state: &AppState, auth: Option<&AuthData>) -> ApiResult<String> {
+    let Some(auth) = auth else {
+        return Err(uia_challenge(&state.accounts.start_uia(), TOKEN_STAGE, None));
+    };
+    let session = uia_session(state, auth)?;
+    let Some(token) = registration_token(auth) else {
+        if state.registration_tokens.session_holds_token(&session).await? {
+            return Ok(session);
+        }
+        return Err(unsupported_auth(&session, TOKEN_STAGE));
+    };
+    match state.registration_tokens.use_in_session(&session, &token).await {
+        Ok(()) => Ok(session),
+        // A refused token is a failed stage: the challenge again, with the reason.
+        Err(err) if err.status.is_client_error() => {
+            Err(uia_challenge(&session, TOKEN_STAGE, Some((err.errcode, &err.message))))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The token of an `m.login.registration_token` stage. Ruma parses only the older
+/// `m.registration_token` spelling into its own variant; the spec's arrives as custom
+/// auth data.
+fn registration_token(auth: &AuthData) -> Option<String> {
+    match auth {
+        AuthData::RegistrationToken(stage) => Some(stage.token.clone()),
+        AuthData::_Custom(_) if auth.auth_type().is_some_and(|kind| kind.as_str() == TOKEN_STAGE) => {
+            Some(auth.data().get("token").and_then(|token| token.as_str()).unwrap_or_default().to_owned())
+        }
+        _ => None,
     }
 }
 
@@ -113,4 +169,17 @@ pub async fn available(
         return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_USER_IN_USE", "User ID already taken."));
     }
     Ok(Json(json!({ "available": true })))
+}
+
+/// `GET /_matrix/client/v1/register/m.login.registration_token/validity`: whether a
+/// token would be accepted now. No token is valid while registration is closed.
+pub async fn token_validity(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    if !state.config.enable_registration {
+        return Err(MatrixError::forbidden("Registration is disabled"));
+    }
+    let token = query.get("token").ok_or_else(|| MatrixError::missing_param("token is required"))?;
+    Ok(Json(json!({ "valid": state.registration_tokens.is_valid(token).await? })))
 }

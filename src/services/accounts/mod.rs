@@ -26,7 +26,7 @@ use uia::ExpiringSet;
 const NONCE_LIFETIME_SECS: u64 = 60;
 const MAX_OUTSTANDING_NONCES: usize = 10_000;
 /// User-interactive-auth sessions live this long.
-const UIA_SESSION_LIFETIME_SECS: u64 = 30 * 60;
+pub(crate) const UIA_SESSION_LIFETIME_SECS: u64 = 30 * 60;
 const MAX_UIA_SESSIONS: usize = 10_000;
 
 pub struct Accounts {
@@ -161,6 +161,10 @@ impl Accounts {
         displayname: Option<&str>,
         device: Option<(Option<&str>, Option<&str>)>,
     ) -> ApiResult<Option<Session>> {
+        // Checked first, so a refused device creates no account.
+        if let Some((device_id, display_name)) = device {
+            check_device(device_id, display_name)?;
+        }
         let password_hash = match password {
             Some(password) => Some(hash_password(password.to_owned()).await?),
             None => None,
@@ -194,20 +198,8 @@ impl Accounts {
         device_id: Option<&str>,
         device_display_name: Option<&str>,
     ) -> ApiResult<Session> {
-        let device_id = match device_id {
-            Some(id) if !id.is_empty() && id.len() <= 255 => id.to_owned(),
-            Some(_) => {
-                return Err(MatrixError::invalid_param("device_id must be 1 to 255 characters"));
-            }
-            None => random_device_id(),
-        };
-        if device_display_name.is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME_CHARS) {
-            return Err(MatrixError::new(
-                StatusCode::BAD_REQUEST,
-                "M_TOO_LARGE",
-                format!("The device display name is longer than {MAX_DISPLAY_NAME_CHARS} characters"),
-            ));
-        }
+        check_device(device_id, device_display_name)?;
+        let device_id = device_id.map_or_else(random_device_id, str::to_owned);
         let access_token = format!("kith_{}", random_string(40));
         self.store.add_session(user_id, &device_id, device_display_name, &hash_token(&access_token)).await?;
         Ok(Session { user_id: user_id.to_owned(), device_id, access_token })
@@ -334,6 +326,20 @@ impl Accounts {
             MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "Shared secret registration is not enabled")
         })
     }
+}
+
+fn check_device(device_id: Option<&str>, display_name: Option<&str>) -> ApiResult<()> {
+    if device_id.is_some_and(|id| id.is_empty() || id.len() > 255) {
+        return Err(MatrixError::invalid_param("device_id must be 1 to 255 characters"));
+    }
+    if display_name.is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME_CHARS) {
+        return Err(MatrixError::new(
+            StatusCode::BAD_REQUEST,
+            "M_TOO_LARGE",
+            format!("The device display name is longer than {MAX_DISPLAY_NAME_CHARS} characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// Synapse's MAC: HMAC-SHA1 over `nonce\0username\0password\0admin|notadmin[\0user_type]`.
