@@ -223,8 +223,10 @@ async fn what_waits_while_the_state_is_partial(db: Db) {
     kith.restart().await;
     let (_, eager) = kith.get(&format!("{V3}/sync?since={since}"), Some(&bob_t)).await;
     assert!(eager["rooms"]["join"][&room_id].is_null(), "still partial after a restart: {eager}");
+    // Waiting from here: nothing else happens until the resync completes.
+    let latest = eager["next_batch"].as_str().unwrap().to_owned();
     room.serve_state_ids(&fake);
-    resync_ends_the_waits(&kith, &bob_t, &room_id, &since).await;
+    resync_ends_the_waits(&kith, &bob_t, &room_id, &latest).await;
 
     let bodies = matrix::message_bodies(&kith, &bob_t, &room_id).await;
     assert!(bodies.contains(&"talking while partial".to_owned()), "{bodies:?}");
