@@ -95,7 +95,7 @@ impl FederationClient {
         path_and_query: &str,
         max_bytes: usize,
     ) -> Result<Value, FederationError> {
-        self.send(Method::GET, destination, path_and_query, None, max_bytes).await
+        self.request_with_limit(Method::GET, destination, path_and_query, None, max_bytes).await
     }
 
     pub async fn request(
@@ -105,22 +105,11 @@ impl FederationClient {
         path_and_query: &str,
         body: Option<&Value>,
     ) -> Result<Value, FederationError> {
-        self.send(method, destination, path_and_query, body, MAX_RESPONSE_BYTES).await
+        self.request_with_limit(method, destination, path_and_query, body, MAX_RESPONSE_BYTES).await
     }
 
     /// A signed request whose answer may be up to `max_bytes` (a big room's state).
     pub async fn request_with_limit(
-        &self,
-        method: Method,
-        destination: &ServerName,
-        path_and_query: &str,
-        body: Option<&Value>,
-        max_bytes: usize,
-    ) -> Result<Value, FederationError> {
-        self.send(method, destination, path_and_query, body, max_bytes).await
-    }
-
-    async fn send(
         &self,
         method: Method,
         destination: &ServerName,
