@@ -133,12 +133,13 @@ impl Store {
     }
 
     /// Where on the event stream a room's last resync completed, if it had one.
-    pub async fn room_resync_position(&self, room_id: &str) -> Result<Option<i64>, sqlx::Error> {
-        let row = sqlx::query("SELECT position FROM room_resyncs WHERE room_id = $1")
-            .bind(room_id)
-            .fetch_optional(self.pool())
+    /// Rooms whose resync completed after the event-stream position `since`.
+    pub async fn rooms_resynced_after(&self, since: i64) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query("SELECT room_id FROM room_resyncs WHERE position > $1")
+            .bind(since)
+            .fetch_all(self.pool())
             .await?;
-        row.map(|row| row.try_get(0)).transpose()
+        rows.iter().map(|row| row.try_get(0)).collect()
     }
 
     /// Accepted timeline events of a room from stream position `from` on, oldest first.

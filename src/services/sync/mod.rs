@@ -74,6 +74,10 @@ struct RoomFilter {
     timeline_limit: i64,
     timeline: EventFilter,
     lazy_load_members: bool,
+    /// Rooms whose state is partial, and rooms whose resync completed since the token:
+    /// read once per sync rather than once per room.
+    partial_state: HashSet<String>,
+    resynced: HashSet<String>,
 }
 
 impl RoomFilter {
@@ -83,6 +87,8 @@ impl RoomFilter {
             timeline_limit: room["timeline"]["limit"].as_i64().unwrap_or(DEFAULT_TIMELINE_LIMIT).clamp(0, 100),
             timeline: serde_json::from_value(room["timeline"].clone()).unwrap_or_default(),
             lazy_load_members: room["state"]["lazy_load_members"].as_bool().unwrap_or(false),
+            partial_state: HashSet::new(),
+            resynced: HashSet::new(),
         }
     }
 }
@@ -166,7 +172,9 @@ impl ClientSync {
     async fn sync_once(&self, user: &UserId, params: &SyncParams, mut head: SyncToken) -> ApiResult<Value> {
         let user_id = user.as_str();
         let since = params.since.unwrap_or_default();
-        let filter = RoomFilter::from(&params.filter);
+        let mut filter = RoomFilter::from(&params.filter);
+        filter.partial_state = self.store.partial_state_rooms().await?.into_iter().map(|r| r.room_id).collect();
+        filter.resynced = self.store.rooms_resynced_after(since.events).await?.into_iter().collect();
         let account_data =
             self.account_data.since(user, if params.since.is_some() { since.account_data } else { 0 }).await?;
         let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
@@ -264,10 +272,10 @@ impl ClientSync {
         let since = params.since.unwrap_or_default();
         // A room joined with a partial state shows in lazy-loading syncs at once, in
         // eager ones once its resync completes, as if joined then.
-        if !filter.lazy_load_members && self.rooms.is_partial_state(room_id).await? {
+        if !filter.lazy_load_members && filter.partial_state.contains(room_id) {
             return Ok(None);
         }
-        let resynced = self.store.room_resync_position(room_id).await?.is_some_and(|at| at > since.events);
+        let resynced = filter.resynced.contains(room_id);
         let newly_joined = params.since.is_none() || membership.stream_ordering > since.events || resynced;
         // A room joined since the last sync comes with its recent history, not only
         // with what happened after the join.
