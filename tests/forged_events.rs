@@ -388,3 +388,32 @@ fn fake_server_txn() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     format!("{}-{}", common::fake_server::now_ms(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
+
+/// An honest state change that forks the room (sent on top of an event older than the
+/// room's newest) still changes the current state: the state resolution that merges the
+/// two branches must see the incoming event, which is not stored yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_change_on_a_fork_reaches_the_current_state() {
+    let Setup { kith, fake, token, room, .. } = setup().await;
+    let room_id = room.room_id.clone();
+    let mallory = room.user_id.clone();
+    // Alice speaks after mallory's join: kith's newest event is hers.
+    matrix::send_text(&kith, &token, &room_id, "anyone there?").await;
+    // Mallory leaves without having seen it, so the leave forks from the join.
+    let prev = [room.join_event_id.clone()];
+    let leave = fake.pdu(
+        &room,
+        &mallory,
+        "m.room.member",
+        Some(&mallory),
+        json!({ "membership": "leave" }),
+        &prev,
+        room.join_depth + 1,
+    );
+    let (leave_id, leave) = fake.sign_event(&room.rules, leave);
+    let (status, body) = fake.send_pdus(&kith, &[leave]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!refused(&body["pdus"], &leave_id), "{body}");
+    let members = matrix::memberships(&kith, &token, &room_id).await;
+    assert_eq!(members.get(&mallory).map(String::as_str), Some("leave"), "{members:?}");
+}

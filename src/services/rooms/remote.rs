@@ -283,7 +283,7 @@ impl Rooms {
                 maps.push(self.store.state_group(group).await?);
             }
         }
-        self.resolve(rules, maps).await
+        self.resolve_with_pending(rules, maps, Some(&event.pdu)).await
     }
 }
 

@@ -86,22 +86,41 @@ impl Rooms {
 
     /// Resolves several states of one room (state resolution v2).
     pub async fn resolve(&self, rules: &RoomVersionRules, maps: Vec<StateMap>) -> ApiResult<StateMap> {
+        self.resolve_with_pending(rules, maps, None).await
+    }
+
+    /// Like [`Rooms::resolve`], where one state holds `pending`, an event being
+    /// persisted: it is not in the database yet, and would otherwise be left out.
+    pub async fn resolve_with_pending(
+        &self,
+        rules: &RoomVersionRules,
+        maps: Vec<StateMap>,
+        pending: Option<&Pdu>,
+    ) -> ApiResult<StateMap> {
         match maps.len() {
             0 => Ok(StateMap::new()),
             1 => Ok(maps.into_iter().next().unwrap_or_default()),
-            _ => resolve_states(self, rules, maps).await,
+            _ => resolve_states(self, rules, maps, pending).await,
         }
     }
 }
 
 /// Resolves several room states into one with state resolution v2.
-async fn resolve_states(rooms: &Rooms, rules: &RoomVersionRules, maps: Vec<StateMap>) -> ApiResult<StateMap> {
+async fn resolve_states(
+    rooms: &Rooms,
+    rules: &RoomVersionRules,
+    maps: Vec<StateMap>,
+    pending: Option<&Pdu>,
+) -> ApiResult<StateMap> {
     let v2 = rules
         .state_res
         .v2_rules()
         .ok_or_else(|| MatrixError::internal("state resolution", "room version without state resolution v2"))?;
     let all_ids: HashSet<String> = maps.iter().flat_map(|state| state.values().cloned()).collect();
     let mut events = rooms.load_events(all_ids.iter().cloned()).await?;
+    if let Some(pending) = pending {
+        events.insert(pending.event_id.to_string(), pending.clone());
+    }
     let mut auth_chains = Vec::new();
     for state in &maps {
         let chain = auth_chain(rooms, state.values().cloned(), &mut events).await?;
