@@ -28,6 +28,7 @@ pub mod relations;
 pub mod remote_profiles;
 pub mod reports;
 pub mod room_directory;
+pub mod room_shutdown;
 pub mod rooms;
 pub mod server_keys;
 pub mod sync;
@@ -73,6 +74,7 @@ use remote_profiles::fetch::ProfileFetcher;
 use remote_profiles::hints::ProfileHints;
 use reports::Reports;
 use room_directory::RoomDirectory;
+use room_shutdown::RoomShutdown;
 use rooms::Rooms;
 use server_keys::ServerKeys;
 use server_keys::remote::RemoteKeys;
@@ -100,6 +102,7 @@ pub struct Services {
     pub profiles: Arc<Profiles>,
     pub rooms: Arc<Rooms>,
     pub room_directory: Arc<RoomDirectory>,
+    pub room_shutdown: Arc<RoomShutdown>,
     pub joins: Arc<Joins>,
     pub ephemeral: Arc<Ephemeral>,
     pub account_data: Arc<AccountData>,
@@ -273,6 +276,15 @@ impl Services {
             config.experimental_features.faster_joins,
         ));
         let resync = Arc::new(PartialStateResync::new(joins.clone()));
+        let room_shutdown = Arc::new(RoomShutdown::new(
+            store.clone(),
+            server_name.clone(),
+            rooms.clone(),
+            joins.clone(),
+            profiles.clone(),
+            sender.clone(),
+            directory.clone(),
+        ));
         let limits = Limits {
             login_address: RateLimiter::new(config.rc_login.address),
             login_account: RateLimiter::new(config.rc_login.account),
@@ -309,6 +321,7 @@ impl Services {
             profiles,
             rooms,
             room_directory,
+            room_shutdown,
             joins,
             ephemeral,
             account_data,

@@ -20,6 +20,7 @@ mod registration_tokens;
 mod relations;
 mod remote_profiles;
 mod reports;
+mod room_purge;
 mod rooms;
 mod streams;
 mod to_device;

@@ -118,8 +118,16 @@ impl Store {
     /// in one transaction.
     pub async fn finish_partial_state(&self, room_id: &str, current: &StateMap) -> Result<i64, sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        let cleared = sqlx::query("DELETE FROM partial_state_rooms WHERE room_id = $1")
+            .bind(room_id)
+            .execute(&mut *txn.tx)
+            .await?
+            .rows_affected();
+        // An admin purged the room while it was resyncing: nothing is left to complete.
+        if cleared == 0 {
+            return Err(sqlx::Error::RowNotFound);
+        }
         rooms::update_current_state(&mut txn, room_id, current).await?;
-        sqlx::query("DELETE FROM partial_state_rooms WHERE room_id = $1").bind(room_id).execute(&mut *txn.tx).await?;
         let position = streams::next_position(&mut txn, "events").await?;
         sqlx::query(
             "INSERT INTO room_resyncs (room_id, position) VALUES ($1, $2)              ON CONFLICT (room_id) DO UPDATE SET position = excluded.position",

@@ -175,7 +175,7 @@ impl TestServer {
             .arg("--config")
             .arg(&self.config_path)
             .arg("--generate-missing")
-            .env("RUST_LOG", "kith=debug,warn")
+            .env("RUST_LOG", std::env::var("KITH_TEST_LOG").unwrap_or_else(|_| "kith=debug,warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -6,6 +6,7 @@
 
 mod federation;
 mod registration_tokens;
+mod room_deletion;
 mod rooms;
 mod users;
 
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_synapse/admin/v1/background_updates/status", get(background_updates_status))
         .merge(users::routes())
         .merge(rooms::routes())
+        .merge(room_deletion::routes())
         .merge(federation::routes())
         .merge(registration_tokens::routes())
 }

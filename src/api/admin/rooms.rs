@@ -16,7 +16,7 @@ use crate::services::admin::{RoomOrder, RoomQuery};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_synapse/admin/v1/rooms", get(list_rooms))
-        .route("/_synapse/admin/v1/rooms/{room_id}", get(room))
+        .route("/_synapse/admin/v1/rooms/{room_id}", get(room).delete(super::room_deletion::delete_room_now))
         .route("/_synapse/admin/v1/rooms/{room_id}/members", get(members))
         .route("/_synapse/admin/v1/rooms/{room_id}/state", get(state))
 }

@@ -122,6 +122,7 @@ impl Joins {
         if target.server_name() != self.server_name {
             return Err(MatrixError::bad_json("The invitee is not on this server"));
         }
+        self.refuse_blocked(room_id).await?;
         let account = self.store.local_account(target.as_str()).await?;
         if account.is_none_or(|a| a.deactivated) {
             return Err(MatrixError::not_found("No such user"));

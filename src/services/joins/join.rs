@@ -27,6 +27,7 @@ impl Joins {
     /// of `servers` (tried in order).
     pub async fn join_room(&self, user: &UserId, room: &RoomId, servers: &[OwnedServerName]) -> ApiResult<()> {
         let (user_id, room_id) = (user.as_str(), room.as_str());
+        self.refuse_blocked(room_id).await?;
         let profile = self.profiles.get(user).await?;
         if self.rooms.is_resident(room_id).await? {
             let join = MembershipChange {

@@ -79,6 +79,9 @@ impl Joins {
         if change == Change::Leave {
             return self.leave_room(sender, room_id, reason).await;
         }
+        if change == Change::Invite {
+            self.refuse_blocked(room_id.as_str()).await?;
+        }
         self.rooms.room_version(room_id.as_str()).await?;
         let target = target.ok_or_else(|| MatrixError::missing_param("user_id is required"))?;
         let is_local = target.server_name() == self.server_name;
@@ -102,6 +105,14 @@ impl Joins {
             ..MembershipChange::new(room_id.as_str(), sender.as_str(), target.as_str(), change)
         };
         self.rooms.change_membership(request).await?;
+        Ok(())
+    }
+
+    /// A room an admin blocked takes no new members or invites through this server.
+    pub(super) async fn refuse_blocked(&self, room_id: &str) -> ApiResult<()> {
+        if self.store.is_room_blocked(room_id).await? {
+            return Err(MatrixError::forbidden("This room has been blocked on this server"));
+        }
         Ok(())
     }
 

@@ -14,6 +14,7 @@ mod members;
 pub mod membership;
 mod partial_state;
 pub mod pdu;
+mod purge;
 mod redaction;
 pub mod remote;
 mod state;

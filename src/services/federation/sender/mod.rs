@@ -290,6 +290,21 @@ impl Sender {
         Ok(())
     }
 
+    /// Waits, for at most `limit`, until the room's events up to `ordering` are handed to
+    /// the destinations' outboxes and taken by the destinations; returns how many of
+    /// them are still owed (an event not handed out yet counts once).
+    pub async fn deliver_room(&self, room_id: &RoomId, ordering: i64, limit: Duration) -> ApiResult<i64> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let handed_out = self.store.consumer_position(CONSUMER).await? >= ordering;
+            let owed = self.store.owed_room_events(room_id.as_str()).await? + i64::from(!handed_out);
+            if owed == 0 || tokio::time::Instant::now() >= deadline {
+                return Ok(owed);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The servers of a room's joined users, without us.
     async fn room_servers(&self, room_id: &str) -> ApiResult<Vec<OwnedServerName>> {
         let mut servers: HashSet<OwnedServerName> = HashSet::new();
