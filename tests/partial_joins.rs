@@ -303,6 +303,35 @@ async fn leaving_during_the_resync(db: Db) {
     assert!(synced["rooms"]["join"][&room.room_id].is_null(), "{synced}");
 }
 
+/// An admin deletes a room whose state is partial: the member leaves at once, the purge
+/// does not wait for the resync, and the resync does not bring the room back.
+async fn purging_during_the_resync(db: Db) {
+    let mut kith = TestServer::start_federating(db).await;
+    let fake = FakeServer::start().await;
+    let room = FakeRoom::create(&fake, "alice");
+    let (_, admin) = kith.register_as("root", "pw", true).await;
+    let (bob, bob_t) = kith.register("bob", "pw").await;
+    room.serve_partial_join(&fake, &bob);
+    room.serve_events(&fake);
+    room.refuse_state_ids(&fake);
+    assert_eq!(matrix::join(&kith, &bob_t, &room.room_id, &fake.name).await.0, StatusCode::OK);
+    let path = format!("/_synapse/admin/v1/rooms/{}", room.room_id);
+    let (status, report) = kith.request(reqwest::Method::DELETE, &path, Some(&admin), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["kicked_users"], json!([bob]));
+    // The leave went to the resident; the room is gone here, partial flag and all.
+    assert!(fake.received().iter().any(|r| r.starts_with("PUT /_matrix/federation/v1/send/")));
+    let (status, _) = kith.get(&path, Some(&admin)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    room.serve_state_ids(&fake);
+    kith.restart().await;
+    let (status, _) = kith.get(&path, Some(&admin)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, synced) = kith.get(&format!("{V3}/sync"), Some(&bob_t)).await;
+    assert!(synced["rooms"]["join"][&room.room_id].is_null(), "{synced}");
+    assert!(!kith.log().contains("partial-state resync complete"), "{}", kith.log());
+}
+
 /// While partial, the room's state is not served to others and nobody joins through us.
 async fn refusals_while_partial(kith: &TestServer, fake: &FakeServer, room_id: &str) {
     let room = matrix::encode(room_id);
@@ -371,4 +400,5 @@ both_backends!(
     kith_joins_kith_and_resyncs,
     what_waits_while_the_state_is_partial,
     leaving_during_the_resync,
+    purging_during_the_resync,
 );

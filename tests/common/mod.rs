@@ -175,6 +175,7 @@ impl TestServer {
             .arg("--config")
             .arg(&self.config_path)
             .arg("--generate-missing")
+            // `KITH_TEST_LOG` (a `RUST_LOG` filter) widens the servers' logs when debugging a test.
             .env("RUST_LOG", std::env::var("KITH_TEST_LOG").unwrap_or_else(|_| "kith=debug,warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
