@@ -132,8 +132,9 @@ both_backends!(
     federation_requests_are_limited_per_origin,
 );
 
-/// A Synapse-style `metrics` listener (`enable_metrics`) serves every family; the client
-/// listener does not; each request leaves an access-log line.
+/// A Synapse-style `metrics` listener (`enable_metrics`) serves every family, a server
+/// the sender cannot reach labelled with its queue and backoff; the client listener does
+/// not; each request leaves an access-log line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_metrics_on_a_metrics_listener() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -179,6 +180,23 @@ async fn prometheus_metrics_on_a_metrics_listener() {
     assert!(text.lines().any(|l| l.starts_with("kith_user_directory_users") && !l.ends_with(" 0")), "{text}");
     let never = "kith_peer_directory_sync_lag_seconds{peer=\"127.0.0.1:1\"} ";
     assert!(text.lines().any(|l| l.starts_with(never) && l.to_lowercase().ends_with("inf")), "never pulled: {text}");
+
+    // A server that cannot be reached gets series of its own: what waits for it, and
+    // its backoff.
+    let messages = json!({ "messages": { "@nobody:127.0.0.1:1": { "DEVICE": { "hello": true } } } });
+    assert_eq!(server.put(&format!("{V3}/sendToDevice/m.test/t1"), Some(&token), messages).await.0, StatusCode::OK);
+    let url = format!("http://127.0.0.1:{metrics_port}/_synapse/metrics");
+    let text = matrix::eventually("the unreachable destination's series", Duration::from_secs(30), || async {
+        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        text.contains("kith_federation_destination_backing_off{destination=\"127.0.0.1:1\"} 1").then_some(text)
+    })
+    .await;
+    let edus = "kith_federation_destination_queue{destination=\"127.0.0.1:1\",kind=\"edu\"} ";
+    assert!(text.lines().any(|l| l.starts_with(edus) && !l.ends_with(" 0")), "the to-device EDU waits: {text}");
+    let interval = "kith_federation_destination_retry_interval_seconds{destination=\"127.0.0.1:1\"} ";
+    assert!(text.lines().any(|l| l.starts_with(interval) && !l.ends_with(" 0.0")), "{text}");
+    assert!(text.contains("kith_federation_destinations_backing_off 1"), "the total stays: {text}");
+
     let (status, _) = server.get("/_synapse/metrics", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "not on the client listener");
     let log = server.log();
