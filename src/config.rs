@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use ruma::OwnedServerName;
 use serde::Deserialize;
 
-pub use rate_limits::{InviteRateLimits, JoinRateLimits, LoginRateLimits, RateLimit};
+pub use rate_limits::{FederationRateLimit, InviteRateLimits, JoinRateLimits, LoginRateLimits, RateLimit};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -96,6 +96,9 @@ pub struct Config {
     pub rc_reports: RateLimit,
     #[serde(default = "rate_limits::media_create", deserialize_with = "rate_limits::parse::media_create")]
     pub rc_media_create: RateLimit,
+    /// Inbound federation requests, per origin server.
+    #[serde(default)]
+    pub rc_federation: FederationRateLimit,
     /// Not a Synapse key (Synapse points `log_config` at a Python logging file): the
     /// default level for kith's own logs, overridden by `RUST_LOG`.
     #[serde(default = "default_log_level")]
@@ -699,6 +702,9 @@ impl Config {
             bail!(
                 "federation.destination_max_retry_interval: must be at least destination_min_retry_interval, which must not be 0"
             );
+        }
+        if self.rc_federation.concurrent == 0 {
+            bail!("rc_federation.concurrent: must be at least 1, or no federation request is ever handled");
         }
         for (key, limit) in self.rate_limits() {
             if !(limit.per_second >= 0.0 && limit.burst_count >= 0.0) {

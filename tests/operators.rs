@@ -4,9 +4,12 @@
 
 mod common;
 
+use std::time::Duration;
+
+use common::fake_server::FakeServer;
 use common::matrix::{self, Homeserver, V3};
 use common::{Db, TestServer};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const TIGHT_LIMITS: &str = "
@@ -126,10 +129,12 @@ both_backends!(
     an_admin_resets_a_destinations_backoff,
     every_enforced_limit_answers_429,
     remote_joins_have_their_own_limit,
+    federation_requests_are_limited_per_origin,
 );
 
-/// A Synapse-style `metrics` listener (`enable_metrics`) serves every family; the client
-/// listener does not; each request leaves an access-log line.
+/// A Synapse-style `metrics` listener (`enable_metrics`) serves every family, a server
+/// the sender cannot reach labelled with its queue and backoff; the client listener does
+/// not; each request leaves an access-log line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_metrics_on_a_metrics_listener() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -175,6 +180,23 @@ async fn prometheus_metrics_on_a_metrics_listener() {
     assert!(text.lines().any(|l| l.starts_with("kith_user_directory_users") && !l.ends_with(" 0")), "{text}");
     let never = "kith_peer_directory_sync_lag_seconds{peer=\"127.0.0.1:1\"} ";
     assert!(text.lines().any(|l| l.starts_with(never) && l.to_lowercase().ends_with("inf")), "never pulled: {text}");
+
+    // A server that cannot be reached gets series of its own: what waits for it, and
+    // its backoff.
+    let messages = json!({ "messages": { "@nobody:127.0.0.1:1": { "DEVICE": { "hello": true } } } });
+    assert_eq!(server.put(&format!("{V3}/sendToDevice/m.test/t1"), Some(&token), messages).await.0, StatusCode::OK);
+    let url = format!("http://127.0.0.1:{metrics_port}/_synapse/metrics");
+    let text = matrix::eventually("the unreachable destination's series", Duration::from_secs(30), || async {
+        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        text.contains("kith_federation_destination_backing_off{destination=\"127.0.0.1:1\"} 1").then_some(text)
+    })
+    .await;
+    let edus = "kith_federation_destination_queue{destination=\"127.0.0.1:1\",kind=\"edu\"} ";
+    assert!(text.lines().any(|l| l.starts_with(edus) && !l.ends_with(" 0")), "the to-device EDU waits: {text}");
+    let interval = "kith_federation_destination_retry_interval_seconds{destination=\"127.0.0.1:1\"} ";
+    assert!(text.lines().any(|l| l.starts_with(interval) && !l.ends_with(" 0.0")), "{text}");
+    assert!(text.contains("kith_federation_destinations_backing_off 1"), "the total stays: {text}");
+
     let (status, _) = server.get("/_synapse/metrics", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "not on the client listener");
     let log = server.log();
@@ -278,4 +300,40 @@ async fn remote_joins_have_their_own_limit(db: Db) {
     let local = matrix::create_room(&b, &bob, json!({ "preset": "public_chat" })).await;
     let (_, carol) = b.register("carol", "pw").await;
     assert_eq!(matrix::join(&b, &carol, &local, b.name()).await.0, StatusCode::OK, "local joins are not affected");
+}
+
+/// `rc_federation`: an origin's requests within `sleep_limit` are answered at once; the
+/// next ones are delayed, and while more than `reject_limit` wait, further ones (a
+/// transaction too) are refused. Other servers are not affected.
+async fn federation_requests_are_limited_per_origin(db: Db) {
+    let limits =
+        "rc_federation: {window_size: 60000, sleep_limit: 2, sleep_delay: 3000, reject_limit: 1, concurrent: 1}";
+    let kith = TestServer::start_federating_with(db, limits).await;
+    let (alice, _) = kith.register("alice", "pw").await;
+    let (peer, other) = (&FakeServer::start().await, &FakeServer::start().await);
+    let query = |server| query_profile(server, &kith, &alice);
+    for _ in 0..2 {
+        let (status, body) = query(peer).await;
+        assert_eq!(status, StatusCode::OK, "within the limit: {body}");
+    }
+    let refused = async {
+        // Two delayed requests are waiting by then.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let refused = query(peer).await;
+        let transaction = peer.send_edus(&kith, &[]).await;
+        let (status, body) = query(other).await;
+        assert_eq!(status, StatusCode::OK, "another server is not limited: {body}");
+        (refused, transaction)
+    };
+    let (delayed, also_delayed, (refused, transaction)) = tokio::join!(query(peer), query(peer), refused);
+    assert_limited(refused, "a request while two wait");
+    assert_limited(transaction, "a transaction while two wait");
+    for (status, body) in [delayed, also_delayed] {
+        assert_eq!(status, StatusCode::OK, "delayed, then answered: {body}");
+    }
+}
+
+async fn query_profile(server: &FakeServer, kith: &TestServer, user_id: &str) -> (StatusCode, Value) {
+    let path = format!("/_matrix/federation/v1/query/profile?user_id={}", matrix::encode(user_id));
+    server.request(kith, Method::GET, &path, None).await
 }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::extract::AppState;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::federated_directory::serve;
+use crate::services::federation::inbound::rate_limit::Turn;
 
 mod devices;
 mod directory;
@@ -52,29 +53,51 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{V1}/backfill/{{room_id}}"), get(rooms::backfill))
 }
 
-/// An inbound federation request whose `X-Matrix` signature checked out.
+/// An inbound federation request whose `X-Matrix` signature checked out, handled in its
+/// turn among its origin's requests (`rc_federation`): the turn lasts while it is kept.
 pub struct Signed {
     pub origin: OwnedServerName,
     pub body: Bytes,
+    _turn: Option<Turn>,
 }
+
+/// A signed `/send` transaction: it takes its turn itself, once it knows it is not a
+/// retry of one being handled (as Synapse, so waiting retries do not fill the queue).
+pub struct SignedTransaction(pub Signed);
 
 impl FromRequest<AppState> for Signed {
     type Rejection = MatrixError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (parts, body) = request.into_parts();
-        let body = axum::body::to_bytes(body, super::MAX_JSON_BODY_BYTES).await.map_err(|_| {
-            MatrixError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "Request body too large")
-        })?;
-        if !body.is_empty() {
-            // A body that is not JSON cannot be verified (one canonical JSON cannot
-            // represent is verified as a lenient signer signs it).
-            serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-                .map_err(|err| MatrixError::not_json(format!("Invalid JSON: {err}")))?;
-        }
-        let origin = state.inbound.authenticate(&parts.method, &parts.uri, &parts.headers, &body).await?;
-        Ok(Self { origin, body })
+        let (origin, body) = authenticated(request, state).await?;
+        let turn = state.inbound.admit(&origin).await?;
+        Ok(Self { origin, body, _turn: Some(turn) })
     }
+}
+
+impl FromRequest<AppState> for SignedTransaction {
+    type Rejection = MatrixError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (origin, body) = authenticated(request, state).await?;
+        Ok(Self(Signed { origin, body, _turn: None }))
+    }
+}
+
+/// The origin and body of a request whose `X-Matrix` signature checks out.
+async fn authenticated(request: Request, state: &AppState) -> Result<(OwnedServerName, Bytes), MatrixError> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, super::MAX_JSON_BODY_BYTES).await.map_err(|_| {
+        MatrixError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "Request body too large")
+    })?;
+    if !body.is_empty() {
+        // A body that is not JSON cannot be verified (one canonical JSON cannot
+        // represent is verified as a lenient signer signs it).
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map_err(|err| MatrixError::not_json(format!("Invalid JSON: {err}")))?;
+    }
+    let origin = state.inbound.authenticate(&parts.method, &parts.uri, &parts.headers, &body).await?;
+    Ok((origin, body))
 }
 
 impl Signed {

@@ -13,7 +13,7 @@ use axum::routing::get;
 
 use super::extract::AppState;
 use crate::error::ApiResult;
-use crate::services::metrics::{RequestLabels, Snapshot};
+use crate::services::metrics::{MAX_LABELLED_DESTINATIONS, RequestLabels, Snapshot};
 
 const CONTENT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -32,6 +32,7 @@ async fn render(State(state): State<AppState>) -> ApiResult<Response> {
         remote_profile_queue: state.remote_profiles.queue_len().await?,
         outbox_pdus,
         destinations_backing_off,
+        destination_queues: state.sender.destination_queues(MAX_LABELLED_DESTINATIONS).await?,
         peer_sync_lag: state.federated_directory.sync_lag().await?,
         partial_state_rooms: state.rooms.partial_state_room_count().await?,
     };

@@ -1,7 +1,10 @@
 //! Synapse's `rc_*` sections in Synapse's shapes, each field defaulting to Synapse's
 //! value when left out (`rc_joins: {local: {per_second: 1}}` keeps the local burst and
-//! the whole remote section). Sections kith has no action for are not listed here, so
-//! the config loader warns about them as ignored keys.
+//! the whole remote section). `rc_federation` has Synapse's own shape (windows, delays
+//! and a concurrency limit instead of a token bucket). Sections kith has no action for
+//! are not listed here, so the config loader warns about them as ignored keys.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
@@ -135,6 +138,55 @@ impl Default for InviteRateLimits {
     }
 }
 
+/// `rc_federation`: how hard one other server may press on this one. Per origin, at
+/// most `concurrent` requests are handled at once; past `sleep_limit` requests within
+/// `window_size`, each waits `sleep_delay` first; and while more than `reject_limit` are
+/// waiting, more are refused.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+pub struct FederationRateLimit {
+    #[serde(default = "FederationRateLimit::window_size", deserialize_with = "super::duration")]
+    pub window_size: Duration,
+    #[serde(default = "FederationRateLimit::sleep_limit")]
+    pub sleep_limit: u64,
+    #[serde(default = "FederationRateLimit::sleep_delay", deserialize_with = "super::duration")]
+    pub sleep_delay: Duration,
+    #[serde(default = "FederationRateLimit::reject_limit")]
+    pub reject_limit: u64,
+    #[serde(default = "FederationRateLimit::concurrent")]
+    pub concurrent: u64,
+}
+
+/// Synapse's defaults.
+impl FederationRateLimit {
+    fn window_size() -> Duration {
+        Duration::from_millis(1000)
+    }
+    fn sleep_limit() -> u64 {
+        10
+    }
+    fn sleep_delay() -> Duration {
+        Duration::from_millis(500)
+    }
+    fn reject_limit() -> u64 {
+        50
+    }
+    fn concurrent() -> u64 {
+        3
+    }
+}
+
+impl Default for FederationRateLimit {
+    fn default() -> Self {
+        Self {
+            window_size: Self::window_size(),
+            sleep_limit: Self::sleep_limit(),
+            sleep_delay: Self::sleep_delay(),
+            reject_limit: Self::reject_limit(),
+            concurrent: Self::concurrent(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +201,15 @@ mod tests {
         let login: LoginRateLimits = serde_yaml_ng::from_str("address: {burst_count: 9}").unwrap();
         assert_eq!(login.address, RateLimit { per_second: 0.003, burst_count: 9.0 });
         assert_eq!(login.failed_attempts, login_failed_attempts());
+        let federation: FederationRateLimit = serde_yaml_ng::from_str("{sleep_limit: 2, sleep_delay: 2s}").unwrap();
+        assert_eq!(
+            federation,
+            FederationRateLimit {
+                sleep_limit: 2,
+                sleep_delay: Duration::from_secs(2),
+                ..FederationRateLimit::default()
+            }
+        );
+        assert_eq!(FederationRateLimit::default().window_size, Duration::from_millis(1000));
     }
 }

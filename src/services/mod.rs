@@ -255,6 +255,7 @@ impl Services {
             sender.clone(),
             keys.clone(),
             to_device.clone(),
+            config.rc_federation,
         ));
         let history = Arc::new(History::new(store.clone(), server_name.clone(), rooms.clone()));
         let room_directory = Arc::new(RoomDirectory::new(

@@ -39,6 +39,18 @@ impl Store {
         sqlx::query("SELECT COUNT(*) FROM federation_outbox").fetch_one(self.pool()).await?.try_get(0)
     }
 
+    /// PDUs waiting per destination, the longest outboxes first, at most `limit` of them.
+    pub async fn federation_outbox_lens(&self, limit: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT destination, COUNT(*) AS waiting FROM federation_outbox GROUP BY destination \
+             ORDER BY waiting DESC, destination LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
     /// Events on the event stream after `after`, oldest first, outliers included.
     pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
         let rows = sqlx::query(&format!(

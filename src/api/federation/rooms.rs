@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Signed;
+use super::{Signed, SignedTransaction};
 use crate::api::extract::AppState;
 use crate::error::{ApiResult, MatrixError};
 
@@ -14,7 +14,7 @@ use crate::error::{ApiResult, MatrixError};
 pub async fn send_transaction(
     State(state): State<AppState>,
     Path(txn_id): Path<String>,
-    signed: Signed,
+    SignedTransaction(signed): SignedTransaction,
 ) -> ApiResult<Json<Value>> {
     let body = signed.json()?;
     Ok(Json(state.inbound.receive_transaction(&signed.origin, &txn_id, &body).await?))

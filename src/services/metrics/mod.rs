@@ -1,8 +1,8 @@
 //! Prometheus metrics (text format, `prometheus-client`): request counts and latency by
 //! endpoint, recorded as requests finish; directory search latency; and gauges read when
-//! scraped (directory size, remote-profile queue, federation outbox and backoffs, peer
-//! directory sync lag, partial-state rooms, database connections), so they are never
-//! stale and cost nothing between scrapes.
+//! scraped (directory size, remote-profile queue, federation outbox and backoffs, in
+//! total and per destination, peer directory sync lag, partial-state rooms, database
+//! connections), so they are never stale and cost nothing between scrapes.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -16,7 +16,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::services::federation::sender::DestinationQueue;
 use crate::store::Store;
+
+/// Destinations labelled at most, the longest queues first.
+pub const MAX_LABELLED_DESTINATIONS: usize = 1_000;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -44,6 +48,18 @@ struct PeerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabels {
+    destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    destination: String,
+    /// `pdu` or `edu`.
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     state: String,
 }
@@ -62,6 +78,9 @@ pub struct Snapshot {
     pub remote_profile_queue: i64,
     pub outbox_pdus: i64,
     pub destinations_backing_off: i64,
+    /// Destinations with something waiting or in backoff, at most
+    /// [`MAX_LABELLED_DESTINATIONS`].
+    pub destination_queues: Vec<DestinationQueue>,
     /// Seconds since each peer's directory was last pulled.
     pub peer_sync_lag: Vec<(String, f64)>,
     pub partial_state_rooms: i64,
@@ -78,6 +97,9 @@ pub struct Metrics {
     remote_profile_queue: Gauge,
     outbox_pdus: Gauge,
     destinations_backing_off: Gauge,
+    destination_queue: Family<QueueLabels, Gauge>,
+    destination_backing_off: Family<DestinationLabels, Gauge>,
+    destination_retry_interval: Family<DestinationLabels, Gauge<f64, AtomicU64>>,
     peer_sync_lag: Family<PeerLabels, Gauge<f64, AtomicU64>>,
     partial_state_rooms: Gauge,
     db_connections: Family<PoolLabels, Gauge>,
@@ -113,6 +135,24 @@ impl Metrics {
         let outbox_pdus = gauge(&mut registry, "federation_outbox_pdus", "PDUs waiting to be sent to other servers");
         let destinations_backing_off =
             gauge(&mut registry, "federation_destinations_backing_off", "Servers the sender is backing off from");
+        let destination_queue = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "federation_destination_queue",
+            "PDUs and EDUs waiting for a server, by kind; only servers with something waiting or in backoff",
+            destination_queue.clone(),
+        );
+        let destination_backing_off = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "federation_destination_backing_off",
+            "Whether the sender is backing off from a server (1) or not (0)",
+            destination_backing_off.clone(),
+        );
+        let destination_retry_interval = Family::<DestinationLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "federation_destination_retry_interval_seconds",
+            "How long the sender waits between attempts at a server it is backing off from",
+            destination_retry_interval.clone(),
+        );
         let partial_state_rooms =
             gauge(&mut registry, "partial_state_rooms", "Rooms joined with a partial state, resync in progress");
         let peer_sync_lag = Family::<PeerLabels, Gauge<f64, AtomicU64>>::default();
@@ -134,6 +174,9 @@ impl Metrics {
             remote_profile_queue,
             outbox_pdus,
             destinations_backing_off,
+            destination_queue,
+            destination_backing_off,
+            destination_retry_interval,
             peer_sync_lag,
             partial_state_rooms,
             db_connections,
@@ -162,6 +205,7 @@ impl Metrics {
         self.outbox_pdus.set(snapshot.outbox_pdus);
         self.destinations_backing_off.set(snapshot.destinations_backing_off);
         self.partial_state_rooms.set(snapshot.partial_state_rooms);
+        self.set_destination_queues(&snapshot.destination_queues);
         self.peer_sync_lag.clear();
         for (peer, lag) in &snapshot.peer_sync_lag {
             self.peer_sync_lag.get_or_create(&PeerLabels { peer: peer.clone() }).set(*lag);
@@ -175,5 +219,62 @@ impl Metrics {
             tracing::warn!(%err, "could not encode metrics");
         }
         text
+    }
+
+    /// Rebuilt on every scrape, so a destination with nothing waiting and no backoff
+    /// loses its series and the label set stays bounded.
+    fn set_destination_queues(&self, queues: &[DestinationQueue]) {
+        self.destination_queue.clear();
+        self.destination_backing_off.clear();
+        self.destination_retry_interval.clear();
+        for queue in queues.iter().take(MAX_LABELLED_DESTINATIONS) {
+            let destination = DestinationLabels { destination: queue.destination.clone() };
+            for (kind, waiting) in [("pdu", queue.pdus), ("edu", queue.edus)] {
+                let labels = QueueLabels { destination: queue.destination.clone(), kind: kind.to_owned() };
+                self.destination_queue.get_or_create(&labels).set(waiting);
+            }
+            self.destination_backing_off.get_or_create(&destination).set(i64::from(queue.retry_interval.is_some()));
+            if let Some(interval) = queue.retry_interval {
+                self.destination_retry_interval.get_or_create(&destination).set(interval.as_secs_f64());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseTarget;
+
+    fn behind(destination: &str) -> DestinationQueue {
+        DestinationQueue {
+            destination: destination.to_owned(),
+            pdus: 3,
+            edus: 1,
+            retry_interval: Some(Duration::from_secs(600)),
+        }
+    }
+
+    #[tokio::test]
+    async fn destinations_are_labelled_while_behind_and_at_most_a_thousand() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = DatabaseTarget::Sqlite { path: dir.path().join("metrics.db").display().to_string() };
+        let metrics = Metrics::new(Arc::new(Store::connect(&target).await.unwrap()));
+        let text = metrics.render(&Snapshot { destination_queues: vec![behind("b.example")], ..Snapshot::default() });
+        for line in [
+            r#"kith_federation_destination_queue{destination="b.example",kind="pdu"} 3"#,
+            r#"kith_federation_destination_queue{destination="b.example",kind="edu"} 1"#,
+            r#"kith_federation_destination_backing_off{destination="b.example"} 1"#,
+            r#"kith_federation_destination_retry_interval_seconds{destination="b.example"} 600.0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        let text = metrics.render(&Snapshot::default());
+        assert!(!text.contains("b.example"), "caught up, its series are gone:\n{text}");
+
+        let many = (0..=MAX_LABELLED_DESTINATIONS).map(|i| behind(&format!("s{i}.example"))).collect();
+        let text = metrics.render(&Snapshot { destination_queues: many, ..Snapshot::default() });
+        let labelled = text.lines().filter(|l| l.starts_with("kith_federation_destination_backing_off{")).count();
+        assert_eq!(labelled, MAX_LABELLED_DESTINATIONS);
     }
 }

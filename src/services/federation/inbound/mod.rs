@@ -1,6 +1,7 @@
 //! The inbound federation pipeline: what other servers send, step by step.
 //!
-//! 1. [`authenticate`]: the request's X-Matrix signature proves its origin.
+//! 1. [`authenticate`]: the request's X-Matrix signature proves its origin, and
+//!    [`rate_limit`] gives it its turn among that origin's requests (`rc_federation`).
 //! 2. [`transaction`]: a `/send` transaction, once per transaction id, split into PDUs
 //!    (each answered on its own) and EDUs ([`edus`], typed and dispatched).
 //! 3. [`check_pdu`]: format, event id, signatures and hashes of each PDU.
@@ -19,14 +20,18 @@ pub mod edus;
 pub mod fetch_auth;
 pub mod fetch_prev;
 pub mod fetch_state;
+pub mod rate_limit;
 pub mod transaction;
 
 use std::sync::Arc;
 
-use ruma::OwnedServerName;
+use ruma::{OwnedServerName, ServerName};
 
+use self::rate_limit::{FederationRateLimiter, Turn};
 use super::FederationClient;
 use super::sender::Sender;
+use crate::config::FederationRateLimit;
+use crate::error::MatrixError;
 use crate::services::ephemeral::Ephemeral;
 use crate::services::federated_directory::FederatedDirectory;
 use crate::services::keys::Keys;
@@ -50,6 +55,7 @@ pub struct Inbound {
     device_keys: Arc<Keys>,
     to_device: Arc<ToDevice>,
     transactions: transaction::TransactionLog,
+    rate_limiter: FederationRateLimiter,
 }
 
 impl Inbound {
@@ -66,6 +72,7 @@ impl Inbound {
         sender: Arc<Sender>,
         device_keys: Arc<Keys>,
         to_device: Arc<ToDevice>,
+        rate_limit: FederationRateLimit,
     ) -> Self {
         Self {
             store,
@@ -80,6 +87,13 @@ impl Inbound {
             device_keys,
             to_device,
             transactions: transaction::TransactionLog::default(),
+            rate_limiter: FederationRateLimiter::new(rate_limit),
         }
+    }
+
+    /// Waits for the turn of a request from `origin`, which lasts as long as the
+    /// [`Turn`] is kept, or refuses it with `M_LIMIT_EXCEEDED`.
+    pub async fn admit(&self, origin: &ServerName) -> Result<Turn, MatrixError> {
+        self.rate_limiter.admit(origin).await
     }
 }

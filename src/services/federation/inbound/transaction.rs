@@ -77,6 +77,8 @@ impl Inbound {
         if let Some(answer) = self.transactions.answer(&key) {
             return Ok(answer);
         }
+        // A retry waiting above takes no turn from its origin; the rate limit applies here.
+        let _turn = self.admit(origin).await?;
         let results = self.receive_pdus(origin, &pdus).await;
         for edu in &edus {
             self.receive_edu(origin, edu).await;

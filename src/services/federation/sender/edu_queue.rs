@@ -30,6 +30,10 @@ impl EduQueue {
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
     /// The oldest EDUs, up to `limit`, with their keys (to put back on failure).
     pub fn take(&mut self, limit: usize) -> Vec<(String, u64, Value)> {
         let mut all: Vec<(String, u64, Value)> = self.by_key.drain().map(|(key, (seq, edu))| (key, seq, edu)).collect();

@@ -57,6 +57,16 @@ pub struct Sender {
     stopping: watch::Sender<bool>,
 }
 
+/// What waits for one destination, and its backoff.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DestinationQueue {
+    pub destination: String,
+    pub pdus: i64,
+    pub edus: i64,
+    /// Set while the sender backs off from the destination.
+    pub retry_interval: Option<Duration>,
+}
+
 /// One destination: its worker's wake-up, its EDU queue and its backoff.
 #[derive(Default)]
 struct Destination {
@@ -169,6 +179,38 @@ impl Sender {
         let backing_off =
             destinations.values().filter(|d| d.retry.lock().unwrap_or_else(|p| p.into_inner()).is_some()).count();
         Ok((waiting, backing_off as i64))
+    }
+
+    /// The destinations with something waiting or in backoff, the longest queues first
+    /// and at most `limit` of them, so a metric labelled by destination stays small.
+    pub async fn destination_queues(&self, limit: usize) -> ApiResult<Vec<DestinationQueue>> {
+        let limit_rows = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut queues: HashMap<String, DestinationQueue> = HashMap::new();
+        for (destination, pdus) in self.store.federation_outbox_lens(limit_rows).await? {
+            queues.insert(destination.clone(), DestinationQueue { destination, pdus, ..DestinationQueue::default() });
+        }
+        for (server, destination) in self.destinations.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let edus = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).len();
+            let retry = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
+            if edus == 0 && retry.is_none() && !queues.contains_key(server.as_str()) {
+                continue;
+            }
+            let queue = queues
+                .entry(server.to_string())
+                .or_insert_with(|| DestinationQueue { destination: server.to_string(), ..DestinationQueue::default() });
+            queue.edus = edus as i64;
+            queue.retry_interval = retry.map(|r| Duration::from_millis(r.retry_interval_ms.max(0) as u64));
+        }
+        let mut queues: Vec<DestinationQueue> = queues.into_values().collect();
+        queues.sort_by(|a, b| {
+            (b.pdus + b.edus, b.retry_interval.is_some(), &a.destination).cmp(&(
+                a.pdus + a.edus,
+                a.retry_interval.is_some(),
+                &b.destination,
+            ))
+        });
+        queues.truncate(limit);
+        Ok(queues)
     }
 
     /// Wakes a destination's worker, starting it if needed.
