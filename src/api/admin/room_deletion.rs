@@ -5,10 +5,11 @@
 use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{OwnedUserId, RoomId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::rooms::room_id;
 use crate::api::extract::{AdminUser, AppState, MatrixJson, parse_id};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::room_shutdown::DeleteRoom;
@@ -20,10 +21,6 @@ pub fn routes() -> Router<AppState> {
         .route("/_synapse/admin/v2/rooms/{room_id}", delete(start_room_deletion))
         .route("/_synapse/admin/v2/rooms/{room_id}/delete_status", get(deletions_of_room))
         .route("/_synapse/admin/v2/rooms/delete_status/{delete_id}", get(deletion))
-}
-
-fn room_id(value: &str) -> ApiResult<OwnedRoomId> {
-    parse_id(value, "room ID")
 }
 
 #[derive(Deserialize)]

@@ -21,7 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_synapse/admin/v1/rooms/{room_id}/state", get(state))
 }
 
-fn room_id(value: &str) -> ApiResult<OwnedRoomId> {
+pub(super) fn room_id(value: &str) -> ApiResult<OwnedRoomId> {
     parse_id(value, "room ID")
 }
 
