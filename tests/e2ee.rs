@@ -312,6 +312,7 @@ both_backends!(
     cross_signing,
     bad_input_is_refused,
     to_device_messages_survive_restarts,
+    a_backlog_of_to_device_messages_arrives_whole_and_in_order,
     remote_keys_are_cached_while_a_room_is_shared,
 );
 
@@ -334,6 +335,36 @@ async fn to_device_messages_survive_restarts(db: Db) {
     })
     .await;
     assert_eq!(synced["to_device"]["events"][0]["content"]["kept"], "yes", "{synced}");
+}
+
+/// More to-device messages than the sender keeps in memory pile up for a server that is
+/// down: once it is back, every one of them arrives, in the order sent, without the
+/// sender restarting.
+async fn a_backlog_of_to_device_messages_arrives_whole_and_in_order(db: Db) {
+    const SENT: usize = 1_200;
+    let backoff = "federation:\n  destination_min_retry_interval: 500ms\n  destination_max_retry_interval: 2s\n";
+    let (mut a, b, alice, bob) = alice_and_bob(db, backoff).await;
+    let mut since = sync(&a, &alice.token, None).await["next_batch"].as_str().unwrap().to_owned();
+    a.terminate();
+    for n in 0..SENT {
+        let messages = json!({ "messages": { alice.user_id.clone(): { alice.device_id.clone(): { "n": n } } } });
+        let path = format!("{V3}/sendToDevice/m.test/backlog{n}");
+        assert_eq!(b.put(&path, Some(&bob.token), messages).await.0, StatusCode::OK);
+    }
+    a.start_again().await;
+    let mut received: Vec<u64> = Vec::new();
+    let deadline = std::time::Instant::now() + 2 * WAIT;
+    while received.len() < SENT && std::time::Instant::now() < deadline {
+        let synced = sync(&a, &alice.token, Some(&since)).await;
+        let events = synced["to_device"]["events"].as_array().cloned().unwrap_or_default();
+        received.extend(events.iter().filter_map(|e| e["content"]["n"].as_u64()));
+        since = synced["next_batch"].as_str().unwrap().to_owned();
+        if events.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+    let in_order = received.iter().enumerate().all(|(i, n)| *n == i as u64);
+    assert!(received.len() == SENT && in_order, "{} received, from {:?}", received.len(), received.first());
 }
 
 /// Bob's server keeps Alice's keys while they share a room: answered with her server

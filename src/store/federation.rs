@@ -175,23 +175,44 @@ impl Store {
         txn.commit().await
     }
 
-    /// Every kept EDU, by destination, oldest first.
-    pub async fn durable_edus(&self) -> Result<Vec<(String, String, Value)>, sqlx::Error> {
-        let rows = sqlx::query("SELECT destination, edu_key, edu_json FROM federation_edu_outbox ORDER BY edu_key")
-            .fetch_all(self.pool())
-            .await?;
+    /// The oldest kept EDUs of a destination (keys start with the time or a stream
+    /// position, so their order is the order they were kept in), at most `limit`.
+    pub async fn durable_edu_batch(&self, destination: &str, limit: i64) -> Result<Vec<(String, Value)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT edu_key, edu_json FROM federation_edu_outbox WHERE destination = $1 ORDER BY edu_key LIMIT $2",
+        )
+        .bind(destination)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter()
             .map(|row| {
-                let json: String = row.try_get(2)?;
+                let json: String = row.try_get(1)?;
                 let edu = serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                Ok((row.try_get(0)?, row.try_get(1)?, edu))
+                Ok((row.try_get(0)?, edu))
             })
             .collect()
     }
 
-    /// Destinations that are owed PDUs.
+    /// Kept EDUs per destination, the longest queues first, at most `limit` of them.
+    pub async fn durable_edu_lens(&self, limit: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT destination, COUNT(*) AS waiting FROM federation_edu_outbox GROUP BY destination \
+             ORDER BY waiting DESC, destination LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
+    /// Destinations that are owed PDUs or kept EDUs.
     pub async fn outbox_destinations(&self) -> Result<Vec<String>, sqlx::Error> {
-        let rows = sqlx::query("SELECT DISTINCT destination FROM federation_outbox").fetch_all(self.pool()).await?;
+        let rows = sqlx::query(
+            "SELECT destination FROM federation_outbox UNION SELECT destination FROM federation_edu_outbox",
+        )
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(|row| row.try_get(0)).collect()
     }
 

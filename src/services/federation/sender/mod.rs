@@ -128,17 +128,6 @@ impl Sender {
             }
             Err(err) => tracing::warn!(%err, "cannot load federation backoffs"),
         }
-        match self.store.durable_edus().await {
-            Ok(edus) => {
-                for (server, key, edu) in edus {
-                    let Ok(server) = OwnedServerName::try_from(server) else { continue };
-                    let destination = self.destination(&server, None);
-                    destination.edus.lock().unwrap_or_else(|p| p.into_inner()).push(key, edu);
-                    destination.wake.notify_one();
-                }
-            }
-            Err(err) => tracing::warn!(%err, "cannot read the kept EDUs"),
-        }
         match self.store.outbox_destinations().await {
             Ok(servers) => {
                 for server in servers.iter().filter_map(|s| OwnedServerName::try_from(s.as_str()).ok()) {
@@ -189,8 +178,10 @@ impl Sender {
         for (destination, pdus) in self.store.federation_outbox_lens(limit_rows).await? {
             queues.insert(destination.clone(), DestinationQueue { destination, pdus, ..DestinationQueue::default() });
         }
+        let kept: HashMap<String, i64> = self.store.durable_edu_lens(limit_rows).await?.into_iter().collect();
         for (server, destination) in self.destinations.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let edus = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).len();
+            let in_memory = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).len() as i64;
+            let edus = in_memory + kept.get(server.as_str()).copied().unwrap_or(0);
             let retry = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
             if edus == 0 && retry.is_none() && !queues.contains_key(server.as_str()) {
                 continue;
@@ -198,7 +189,7 @@ impl Sender {
             let queue = queues
                 .entry(server.to_string())
                 .or_insert_with(|| DestinationQueue { destination: server.to_string(), ..DestinationQueue::default() });
-            queue.edus = edus as i64;
+            queue.edus = edus;
             queue.retry_interval = retry.map(|r| Duration::from_millis(r.retry_interval_ms.max(0) as u64));
         }
         let mut queues: Vec<DestinationQueue> = queues.into_values().collect();
@@ -253,11 +244,13 @@ impl Sender {
     ) -> ApiResult<()> {
         let key = format!("{DURABLE_PREFIX}{key}");
         for server in servers.iter().filter(|s| **s != self.server_name && self.client.allowed(s)) {
-            if !self.store.add_durable_edu(server.as_str(), &key, edu).await? {
+            if self.store.add_durable_edu(server.as_str(), &key, edu).await? {
+                self.wake(server);
+            } else {
                 tracing::warn!(%server, "too many EDUs owed to this server; one more is only kept in memory");
+                self.send_edu_to(std::slice::from_ref(server), &key, edu);
             }
         }
-        self.send_edu_to(servers, &key, edu);
         Ok(())
     }
 
@@ -446,7 +439,14 @@ impl Sender {
     async fn send_once(&self, server: &ServerName, destination: &Destination) -> ApiResult<bool> {
         let pdus = self.store.outbox_batch(server.as_str(), MAX_PDUS_PER_TRANSACTION).await?;
         let edus = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).take(MAX_EDUS_PER_TRANSACTION);
-        if pdus.is_empty() && edus.is_empty() {
+        // Kept EDUs are read from the database, oldest first, as PDUs are: however many
+        // wait, none depends on memory or on a restart to go.
+        let room = MAX_EDUS_PER_TRANSACTION.saturating_sub(edus.len());
+        let kept = match room {
+            0 => Vec::new(),
+            room => self.store.durable_edu_batch(server.as_str(), room as i64).await?,
+        };
+        if pdus.is_empty() && edus.is_empty() && kept.is_empty() {
             return Ok(false);
         }
         let txn_id = format!("{}.{}", crate::store::now_ms(), self.txn_counter.fetch_add(1, Ordering::Relaxed));
@@ -454,16 +454,17 @@ impl Sender {
             "origin": self.server_name,
             "origin_server_ts": crate::store::now_ms(),
             "pdus": pdus.iter().map(|(_, pdu)| crate::services::rooms::format::pdu_json(pdu)).collect::<Vec<_>>(),
-            "edus": edus.iter().map(|(_, _, edu)| edu).collect::<Vec<_>>(),
+            "edus": edus.iter().map(|(_, _, edu)| edu).chain(kept.iter().map(|(_, edu)| edu)).collect::<Vec<_>>(),
         });
         let path = format!("/_matrix/federation/v1/send/{txn_id}");
         let orderings: Vec<i64> = pdus.iter().map(|(ordering, _)| *ordering).collect();
-        tracing::debug!(%server, pdus = pdus.len(), edus = edus.len(), %txn_id, "sending transaction");
+        let edu_count = edus.len() + kept.len();
+        tracing::debug!(%server, pdus = pdus.len(), edus = edu_count, %txn_id, "sending transaction");
         match self.client.request(Method::PUT, server, &path, Some(&body)).await {
             Ok(response) => {
                 log_pdu_errors(server, &response);
                 self.store.outbox_remove(server.as_str(), &orderings).await?;
-                self.forget_durable(server, &edus).await?;
+                self.forget_durable(server, &kept).await?;
                 let recovered = destination.retry.lock().unwrap_or_else(|p| p.into_inner()).take().is_some();
                 if recovered {
                     self.store.clear_destination_retry(server.as_str()).await?;
@@ -473,7 +474,7 @@ impl Sender {
                 // The destination will never take this transaction; do not let it block the queue.
                 tracing::warn!(%server, %body, "destination refused a transaction; dropping it");
                 self.store.outbox_remove(server.as_str(), &orderings).await?;
-                self.forget_durable(server, &edus).await?;
+                self.forget_durable(server, &kept).await?;
             }
             Err(err) => {
                 destination.edus.lock().unwrap_or_else(|p| p.into_inner()).restore(edus);
@@ -485,11 +486,10 @@ impl Sender {
     }
 
     /// The kept EDUs of a transaction the destination answered.
-    async fn forget_durable(&self, server: &ServerName, edus: &[(String, u64, Value)]) -> ApiResult<()> {
-        let durable: Vec<&str> =
-            edus.iter().map(|(key, _, _)| key.as_str()).filter(|key| key.starts_with(DURABLE_PREFIX)).collect();
-        if !durable.is_empty() {
-            self.store.remove_durable_edus(server.as_str(), &durable).await?;
+    async fn forget_durable(&self, server: &ServerName, kept: &[(String, Value)]) -> ApiResult<()> {
+        if !kept.is_empty() {
+            let keys: Vec<&str> = kept.iter().map(|(key, _)| key.as_str()).collect();
+            self.store.remove_durable_edus(server.as_str(), &keys).await?;
         }
         Ok(())
     }
