@@ -398,3 +398,44 @@ async fn remote_keys_are_cached_while_a_room_is_shared(db: Db) {
     let gone = query().await;
     assert!(gone["failures"].as_object().is_some_and(|f| !f.is_empty()), "no longer cached: {gone}");
 }
+
+/// A device-list update that arrives while kith waits for a slow key query keeps the
+/// older answer out of the cache: the next query asks again and sees the new device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_during_a_slow_key_query_is_not_lost() {
+    use common::fake_server::FakeServer;
+    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let fake = FakeServer::start().await;
+    kith.register("alice", "pw").await;
+    let alice = device(&kith, "alice").await;
+    let room = matrix::create_room(&kith, &alice.token, json!({ "preset": "public_chat" })).await;
+    let mallory = fake.join(&kith, &room, "mallory").await.user_id;
+    let answer = |device: &str| {
+        json!({ "device_keys": { mallory.clone(): { device: {
+            "user_id": mallory, "device_id": device, "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
+            "keys": { format!("ed25519:{device}"): "key" }, "signatures": {},
+        } } } })
+    };
+    let query_path = "/_matrix/federation/v1/user/keys/query";
+    fake.answer(query_path, StatusCode::OK, answer("OLD"), std::time::Duration::from_secs(2));
+    let devices_of_mallory = async |kith: &TestServer| {
+        let body = json!({ "device_keys": { mallory.clone(): [] } });
+        let (status, found) = kith.post(&format!("{V3}/keys/query"), Some(&alice.token), body).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        let devices = found["device_keys"][&mallory].as_object().cloned().unwrap_or_default();
+        devices.keys().cloned().collect::<Vec<_>>()
+    };
+    let slow_query = devices_of_mallory(&kith);
+    let update = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let edu = json!({ "edu_type": "m.device_list_update", "content": {
+            "user_id": mallory, "device_id": "NEW", "stream_id": 1, "prev_id": [], "deleted": false,
+        } });
+        let (status, body) = fake.send_edus(&kith, &[edu]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        fake.answer(query_path, StatusCode::OK, answer("NEW"), std::time::Duration::ZERO);
+    };
+    let (during, ()) = tokio::join!(slow_query, update);
+    assert_eq!(during, ["OLD"], "the answer given while the update was on its way");
+    assert_eq!(devices_of_mallory(&kith).await, ["NEW"], "the stale answer was cached");
+}

@@ -240,8 +240,21 @@ impl Store {
     }
 
     /// Caches a remote user's keys (unless the cache is full).
-    pub async fn cache_remote_keys(&self, user_id: &str, keys: &Value) -> Result<(), sqlx::Error> {
+    /// Caches a remote user's keys as asked for when the device-list stream was at
+    /// `asked_at`; an answer that a change of the user received since may have made
+    /// stale is not cached (the next query asks again).
+    pub async fn cache_remote_keys(&self, user_id: &str, keys: &Value, asked_at: i64) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        let changed_since: Option<i64> =
+            sqlx::query("SELECT MAX(stream_id) FROM device_list_changes WHERE user_id = $1 AND stream_id > $2")
+                .bind(user_id)
+                .bind(asked_at)
+                .fetch_one(&mut *txn.tx)
+                .await?
+                .try_get(0)?;
+        if changed_since.is_some() {
+            return Ok(());
+        }
         let held: i64 =
             sqlx::query("SELECT COUNT(*) FROM remote_device_keys").fetch_one(&mut *txn.tx).await?.try_get(0)?;
         if held >= MAX_CACHED_REMOTE_USERS {

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{CROSS_SIGNING_TYPES, Keys, parse_user, requested_algorithms, requested_devices};
 use crate::error::{ApiResult, MatrixError};
+use crate::store::DEVICE_LIST_STREAM;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,6 +42,9 @@ impl Keys {
         wanted: Vec<(OwnedUserId, Vec<String>)>,
         timeout: Duration,
     ) {
+        // Where the device-list stream stood before asking: an update received while the
+        // servers answer makes their answer too old to cache.
+        let asked_at = self.store.stream_head(DEVICE_LIST_STREAM).await.ok();
         let mut to_ask = Vec::new();
         for (user, devices) in wanted {
             match self.cached_keys(&user).await {
@@ -63,7 +67,9 @@ impl Keys {
                             }
                         }
                     }
-                    self.cache_answer(&server, &users, &found).await;
+                    if let Some(asked_at) = asked_at {
+                        self.cache_answer(&server, &users, &found, asked_at).await;
+                    }
                 }
                 Err(err) => answer["failures"][server.as_str()] = failure(&err),
             }
@@ -82,7 +88,13 @@ impl Keys {
     }
 
     /// Caches the keys of the users asked for with all their devices who share a room.
-    async fn cache_answer(&self, server: &ServerName, asked: &[(OwnedUserId, Vec<String>)], found: &Value) {
+    async fn cache_answer(
+        &self,
+        server: &ServerName,
+        asked: &[(OwnedUserId, Vec<String>)],
+        found: &Value,
+        asked_at: i64,
+    ) {
         for (user, devices) in found["device_keys"].as_object().into_iter().flatten() {
             let whole = asked.iter().any(|(asked, devices)| asked.as_str() == user && devices.is_empty());
             if !whole || !belongs_to(user, server) || !self.store.is_tracked_remote_user(user).await.unwrap_or(false) {
@@ -93,7 +105,7 @@ impl Keys {
                 "master_key": found["master_keys"][user],
                 "self_signing_key": found["self_signing_keys"][user],
             });
-            if let Err(err) = self.store.cache_remote_keys(user, &entry).await {
+            if let Err(err) = self.store.cache_remote_keys(user, &entry, asked_at).await {
                 tracing::warn!(%user, %err, "could not cache a user's keys");
             }
         }
