@@ -195,6 +195,35 @@ impl Worker for ClientIps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DatabaseTarget;
+
+    fn user() -> AuthenticatedUser {
+        let user_id = ruma::OwnedUserId::try_from("@alice:kith.test").unwrap();
+        AuthenticatedUser { user_id, device_id: "DEVICE".into(), admin: false, is_guest: false }
+    }
+
+    #[tokio::test]
+    async fn memory_is_bounded_and_a_flush_empties_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kith.db").display().to_string();
+        let store = Arc::new(Store::connect(&DatabaseTarget::Sqlite { path }).await.unwrap());
+        let client_ips = ClientIps::new(store);
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        for n in 0..=MAX_PENDING {
+            client_ips.record(&user(), &format!("token {n}"), ip, None);
+        }
+        assert_eq!(client_ips.pending.lock().unwrap().len(), MAX_PENDING);
+        assert!(client_ips.dropping.load(Ordering::Relaxed), "the newest pair was dropped");
+        client_ips.record(&user(), "token 0", ip, Some("Known/1.0"));
+        let known = Key { token_hash: hash_token("token 0"), ip: "127.0.0.1".into() };
+        assert_eq!(client_ips.pending.lock().unwrap()[&known].user_agent, "Known/1.0", "a known pair still updates");
+
+        // Unknown tokens are written as nothing: no session to attach them to.
+        client_ips.flush().await.unwrap();
+        assert!(client_ips.pending.lock().unwrap().is_empty());
+        assert!(!client_ips.dropping.load(Ordering::Relaxed));
+        assert!(client_ips.connections("@alice:kith.test", 10).await.unwrap().is_empty());
+    }
 
     #[test]
     fn user_agents_are_cut_on_a_character_boundary() {
