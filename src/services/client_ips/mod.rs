@@ -142,17 +142,23 @@ impl ClientIps {
 
     async fn flush_and_prune(&self) -> Result<(), sqlx::Error> {
         self.flush().await?;
-        let due = self.last_prune.lock().map(|last| last.elapsed() >= PRUNE_INTERVAL).unwrap_or(false);
-        if due {
-            if let Ok(mut last) = self.last_prune.lock() {
-                *last = Instant::now();
-            }
+        if self.prune_due() {
             let pruned = self.store.prune_client_ips(MAX_CONNECTIONS_PER_USER, USERS_PER_PRUNE).await?;
             if pruned > 0 {
                 tracing::info!(users = pruned, "pruned old client connections");
             }
         }
         Ok(())
+    }
+
+    /// Whether [`PRUNE_INTERVAL`] has passed since the last prune; if so, one starts now.
+    fn prune_due(&self) -> bool {
+        let Ok(mut last) = self.last_prune.lock() else { return false };
+        if last.elapsed() < PRUNE_INTERVAL {
+            return false;
+        }
+        *last = Instant::now();
+        true
     }
 }
 
@@ -202,11 +208,46 @@ mod tests {
         AuthenticatedUser { user_id, device_id: "DEVICE".into(), admin: false, is_guest: false }
     }
 
+    async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<Store> {
+        let path = dir.path().join("kith.db").display().to_string();
+        Arc::new(Store::connect(&DatabaseTarget::Sqlite { path }).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn connections_are_listed_newest_first_and_pruned_per_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir).await;
+        let user_id = "@alice:kith.test";
+        let new_user =
+            crate::store::NewUser { user_id, password_hash: None, admin: false, user_type: None, displayname: None };
+        assert!(store.create_user(new_user).await.unwrap());
+        store.add_session(user_id, "DEVICE", None, &hash_token("token")).await.unwrap();
+        let rows: Vec<ClientIpRow> = (1..=5)
+            .map(|n| ClientIpRow {
+                token_hash: hash_token("token"),
+                ip: format!("192.0.2.{n}"),
+                user_agent: "Test".into(),
+                last_seen: n,
+            })
+            .collect();
+        store.record_client_ips(&rows).await.unwrap();
+        let older = ClientIpRow { last_seen: 0, user_agent: "Older".into(), ..rows[4].clone() };
+        store.record_client_ips(&[older]).await.unwrap();
+
+        let listed = store.client_connections(user_id, 2).await.unwrap();
+        let listed: Vec<(&str, i64)> = listed.iter().map(|c| (c.ip.as_str(), c.last_seen)).collect();
+        assert_eq!(listed, [("192.0.2.5", 5), ("192.0.2.4", 4)], "an older write does not replace a newer one");
+
+        assert_eq!(store.prune_client_ips(3, 10).await.unwrap(), 1);
+        let kept = store.client_connections(user_id, 10).await.unwrap();
+        assert_eq!(kept.iter().map(|c| c.last_seen).collect::<Vec<_>>(), [5, 4, 3]);
+        assert_eq!(store.prune_client_ips(3, 10).await.unwrap(), 0);
+    }
+
     #[tokio::test]
     async fn memory_is_bounded_and_a_flush_empties_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kith.db").display().to_string();
-        let store = Arc::new(Store::connect(&DatabaseTarget::Sqlite { path }).await.unwrap());
+        let store = sqlite_store(&dir).await;
         let client_ips = ClientIps::new(store);
         let ip = IpAddr::from([127, 0, 0, 1]);
         for n in 0..=MAX_PENDING {
