@@ -1,6 +1,6 @@
 //! Synapse's admin API over HTTP, against SQLite and PostgreSQL: who may call it,
 //! accounts listed, filtered, paged, created, changed, locked, logged out and
-//! deactivated, rooms listed, searched and inspected.
+//! deactivated, rooms listed, searched and inspected, client connections recorded.
 
 mod common;
 
@@ -12,7 +12,9 @@ both_backends!(
     only_admins_get_in,
     accounts_are_listed_filtered_and_paged,
     admins_change_accounts,
-    rooms_are_listed_and_inspected
+    rooms_are_listed_and_inspected,
+    client_connections_are_recorded,
+    forwarded_addresses_are_trusted_only_when_configured
 );
 
 const V3: &str = "/_matrix/client/v3";
@@ -236,16 +238,22 @@ async fn admins_change_accounts(db: Db) {
     let (status, body) = server.get(&format!("{V3}/account/whoami"), Some(&dave_token)).await;
     assert_eq!((status, body["user_id"].clone()), (StatusCode::OK, json!(dave)));
 
-    // Sessions: whois and devices show both of dave's logins; deleting one ends it.
+    // Sessions: whois and devices show both of dave's logins once used; deleting one ends it.
     let (_, second) = server.login("dave", "dave pw").await;
     let second_token = second["access_token"].as_str().unwrap().to_owned();
     let second_device = second["device_id"].as_str().unwrap().to_owned();
+    let (status, _) = server.get(&format!("{V3}/account/whoami"), Some(&second_token)).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, whois) = server.get(&format!("{ADMIN}/v1/whois/{dave}"), Some(&admin)).await;
     assert_eq!(status, StatusCode::OK, "{whois}");
     assert_eq!(whois["user_id"], dave.as_str());
-    let connections = whois["devices"][""]["sessions"][0]["connections"].as_array().unwrap();
-    assert_eq!(connections.len(), 2);
-    assert!(connections.iter().all(|c| c["last_seen"].as_i64().is_some_and(|ts| ts > 0)), "{whois}");
+    let devices = whois["devices"].as_object().unwrap();
+    assert_eq!(devices.len(), 2, "{whois}");
+    assert!(devices.contains_key(&second_device), "{whois}");
+    for device in devices.values() {
+        let connections = device["sessions"][0]["connections"].as_array().unwrap();
+        assert!(connections.iter().all(|c| c["last_seen"].as_i64().is_some_and(|ts| ts > 0)), "{whois}");
+    }
     let (_, devices) = server.get(&format!("{ADMIN}/v2/users/{dave}/devices"), Some(&admin)).await;
     assert_eq!(devices["total"], 2);
     assert!(devices["devices"].as_array().unwrap().iter().all(|d| d["user_id"] == dave.as_str()));
@@ -420,4 +428,114 @@ async fn rooms_are_listed_and_inspected(db: Db) {
     assert_eq!(joined, json!({ "joined_rooms": [garden], "total": 1 }));
     let (_, joined) = server.get(&format!("{ADMIN}/v1/users/{alice_id}/joined_rooms"), Some(&admin)).await;
     assert_eq!(joined["total"], 2);
+}
+
+/// A request as a client with its own user agent (and maybe a proxy's header).
+async fn get_as(server: &TestServer, path: &str, token: &str, user_agent: &str, forwarded_for: Option<&str>) -> Value {
+    let mut request = reqwest::Client::new()
+        .get(format!("{}{path}", server.base))
+        .bearer_auth(token)
+        .header(reqwest::header::USER_AGENT, user_agent);
+    if let Some(address) = forwarded_for {
+        request = request.header("X-Forwarded-For", address);
+    }
+    let response = request.send().await.expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("json")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// The connections whois lists for one device.
+async fn whois_connections(server: &TestServer, admin: &str, user_id: &str, device_id: &str) -> Vec<Value> {
+    let (status, whois) = server.get(&format!("{ADMIN}/v1/whois/{user_id}"), Some(admin)).await;
+    assert_eq!(status, StatusCode::OK, "{whois}");
+    let connections = &whois["devices"][device_id]["sessions"][0]["connections"];
+    connections.as_array().cloned().unwrap_or_default()
+}
+
+fn device<'a>(devices: &'a Value, device_id: &str) -> &'a Value {
+    let list = devices["devices"].as_array().expect("devices");
+    list.iter().find(|d| d["device_id"] == device_id).unwrap_or_else(|| panic!("{device_id} in {devices}"))
+}
+
+/// Requests are seen at once in whois and device lists (no wait for a batch write),
+/// survive a restart, and go with their device.
+async fn client_connections_are_recorded(db: Db) {
+    let mut server = TestServer::start(db).await;
+    let (_, admin) = server.register_as("root", "pw", true).await;
+    let (alice, _) = server.register("alice", "pw").await;
+    let (_, login) = server.login("alice", "pw").await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let device_id = login["device_id"].as_str().unwrap().to_owned();
+    let (_, idle) = server.login("alice", "pw").await;
+    let idle_device = idle["device_id"].as_str().unwrap().to_owned();
+
+    let before = now_ms();
+    get_as(&server, &format!("{V3}/account/whoami"), &token, "KithTest/1.0", None).await;
+    let connections = whois_connections(&server, &admin, &alice, &device_id).await;
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    assert_eq!(connections[0]["ip"], "127.0.0.1");
+    assert_eq!(connections[0]["user_agent"], "KithTest/1.0");
+    assert!(connections[0]["last_seen"].as_i64().unwrap() >= before, "{connections:?}");
+    assert!(whois_connections(&server, &admin, &alice, &idle_device).await.is_empty(), "an unused login has none");
+
+    // The user's own device list, from a second client on the same device.
+    let devices = get_as(&server, &format!("{V3}/devices"), &token, "KithTest/2.0", None).await;
+    assert_eq!(device(&devices, &device_id)["last_seen_ip"], "127.0.0.1");
+    assert!(device(&devices, &device_id)["last_seen_ts"].as_i64().unwrap() >= before);
+    assert_eq!(device(&devices, &idle_device)["last_seen_ip"], Value::Null);
+    let one = get_as(&server, &format!("{V3}/devices/{device_id}"), &token, "KithTest/2.0", None).await;
+    assert_eq!(one["last_seen_ip"], "127.0.0.1");
+    let (_, devices) = server.get(&format!("{ADMIN}/v2/users/{alice}/devices"), Some(&admin)).await;
+    assert_eq!(device(&devices, &device_id)["last_seen_user_agent"], "KithTest/2.0", "the newest use wins");
+    assert_eq!(device(&devices, &device_id)["last_seen_ip"], "127.0.0.1");
+    let (_, users) = server.get(&format!("{ADMIN}/v2/users?name=alice"), Some(&admin)).await;
+    assert!(users["users"][0]["last_seen_ts"].as_i64().unwrap() >= before, "{users}");
+    let (_, account) = server.get(&format!("{ADMIN}/v2/users/{alice}"), Some(&admin)).await;
+    assert!(account["last_seen_ts"].as_i64().unwrap() >= before, "{account}");
+
+    // Uses still in memory are written on shutdown.
+    get_as(&server, &format!("{V3}/account/whoami"), &token, "BeforeRestart/1.0", None).await;
+    server.restart().await;
+    let connections = whois_connections(&server, &admin, &alice, &device_id).await;
+    assert_eq!(connections[0]["user_agent"], "BeforeRestart/1.0", "{connections:?}");
+
+    // A deleted device's connections go with it, pending ones included.
+    get_as(&server, &format!("{V3}/account/whoami"), &token, "KithTest/3.0", None).await;
+    let path = format!("{ADMIN}/v2/users/{alice}/devices/{device_id}");
+    let (status, _) = server.request(Method::DELETE, &path, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, whois) = server.get(&format!("{ADMIN}/v1/whois/{alice}"), Some(&admin)).await;
+    assert_eq!(whois["devices"], json!({}), "{whois}");
+}
+
+/// `X-Forwarded-For` names the client only behind a listener with `x_forwarded: true`.
+async fn forwarded_addresses_are_trusted_only_when_configured(db: Db) {
+    let mut server = TestServer::start(db).await;
+    let (_, admin) = server.register_as("root", "pw", true).await;
+    let (alice, token) = server.register("alice", "pw").await;
+    let (_, whoami) = server.get(&format!("{V3}/account/whoami"), Some(&token)).await;
+    let device_id = whoami["device_id"].as_str().unwrap().to_owned();
+
+    get_as(&server, &format!("{V3}/account/whoami"), &token, "Proxied/1.0", Some("203.0.113.7")).await;
+    let connections = whois_connections(&server, &admin, &alice, &device_id).await;
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    assert_eq!(connections[0]["ip"], "127.0.0.1", "an untrusted header is ignored");
+
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    server
+        .reconfigure(&format!(
+            "listeners:\n  - port: {port}\n    tls: false\n    x_forwarded: true\n    bind_addresses: ['127.0.0.1']\n    \
+             resources:\n      - names: [client, federation]\n"
+        ))
+        .await;
+    get_as(&server, &format!("{V3}/account/whoami"), &token, "Proxied/1.0", Some("203.0.113.7, 10.0.0.1")).await;
+    let connections = whois_connections(&server, &admin, &alice, &device_id).await;
+    let ips: Vec<&str> = connections.iter().map(|c| c["ip"].as_str().unwrap()).collect();
+    assert_eq!(ips, ["203.0.113.7", "127.0.0.1"], "newest first: {connections:?}");
+    let (_, devices) = server.get(&format!("{ADMIN}/v2/users/{alice}/devices"), Some(&admin)).await;
+    assert_eq!(device(&devices, &device_id)["last_seen_ip"], "203.0.113.7");
 }

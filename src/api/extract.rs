@@ -140,8 +140,15 @@ impl FromRequestParts<AppState> for Requester {
         } else {
             state.accounts.authenticate(&token).await?
         };
+        record_connection(parts, state, &owner, &token);
         Ok(Self(owner))
     }
+}
+
+/// Notes where and with which client an authenticated request came.
+fn record_connection(parts: &Parts, state: &AppState, owner: &AuthenticatedUser, token: &str) {
+    let user_agent = parts.headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    state.client_ips.record(owner, token, client_ip(parts), user_agent);
 }
 
 /// The user behind the access token, who must be a server admin (`M_FORBIDDEN`
@@ -169,7 +176,11 @@ impl FromRequestParts<AppState> for MaybeRequester {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match access_token(parts).await? {
-            Some(token) => Ok(Self(Some(state.accounts.authenticate(&token).await?))),
+            Some(token) => {
+                let owner = state.accounts.authenticate(&token).await?;
+                record_connection(parts, state, &owner, &token);
+                Ok(Self(Some(owner)))
+            }
             None => Ok(Self(None)),
         }
     }
@@ -215,19 +226,25 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = MatrixError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let trust_forwarded = parts.extensions.get::<TrustForwardedFor>().is_some_and(|t| t.0);
-        if trust_forwarded {
-            let forwarded = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok());
-            if let Some(ip) = forwarded {
-                return Ok(Self(ip));
-            }
-        }
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        Ok(Self(peer.unwrap_or(IpAddr::from([0, 0, 0, 0]))))
+        Ok(Self(client_ip(parts)))
     }
+}
+
+/// The peer's address or, on a listener that trusts it, the first `X-Forwarded-For`
+/// entry (the client as the proxy saw it).
+fn client_ip(parts: &Parts) -> IpAddr {
+    let trust_forwarded = parts.extensions.get::<TrustForwardedFor>().is_some_and(|t| t.0);
+    if trust_forwarded {
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    peer.unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }

@@ -7,6 +7,7 @@ pub mod account_data;
 pub mod accounts;
 pub mod admin;
 pub mod bounded;
+pub mod client_ips;
 pub mod devices;
 pub mod directory;
 pub mod ephemeral;
@@ -43,6 +44,7 @@ use crate::store::Store;
 use account_data::AccountData;
 use accounts::Accounts;
 use admin::Admin;
+use client_ips::ClientIps;
 use devices::Devices;
 use directory::Directory;
 use ephemeral::Ephemeral;
@@ -90,6 +92,7 @@ pub struct Services {
     pub remote_keys: Arc<RemoteKeys>,
     pub accounts: Arc<Accounts>,
     pub admin: Arc<Admin>,
+    pub client_ips: Arc<ClientIps>,
     pub devices: Arc<Devices>,
     pub media: Arc<Media>,
     pub relations: Arc<Relations>,
@@ -166,13 +169,15 @@ impl Services {
             server_name.clone(),
             config.registration_shared_secret.clone(),
         ));
-        let devices = Arc::new(Devices::new(store.clone()));
+        let client_ips = Arc::new(ClientIps::new(store.clone()));
+        let devices = Arc::new(Devices::new(store.clone(), client_ips.clone()));
         let profiles = Arc::new(Profiles::new(store.clone(), server_name.clone(), client.clone()));
         let admin = Arc::new(Admin::new(
             store.clone(),
             server_name.clone(),
             accounts.clone(),
             devices.clone(),
+            client_ips.clone(),
             profiles.clone(),
             rooms.clone(),
         ));
@@ -310,6 +315,7 @@ impl Services {
             remote_keys,
             accounts,
             admin,
+            client_ips,
             devices,
             media,
             relations,
@@ -364,6 +370,7 @@ impl Services {
             self.resync.clone(),
             self.device_list_sender.clone(),
             self.to_device.clone(),
+            self.client_ips.clone(),
         ]
     }
 }

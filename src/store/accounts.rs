@@ -178,7 +178,9 @@ impl Store {
 async fn remove_all_devices_in(txn: &mut super::WriteTxn<'_>, user_id: &str) -> Result<(), sqlx::Error> {
     let devices = device_ids_in(txn, user_id, None).await?;
     remove_devices_in(txn, user_id, &devices).await?;
-    sqlx::query("DELETE FROM access_tokens WHERE user_id = $1").bind(user_id).execute(&mut *txn.tx).await?;
+    for sql in ["DELETE FROM access_tokens WHERE user_id = $1", "DELETE FROM client_ips WHERE user_id = $1"] {
+        sqlx::query(sql).bind(user_id).execute(&mut *txn.tx).await?;
+    }
     Ok(())
 }
 
@@ -194,8 +196,9 @@ async fn device_ids_in(
     Ok(ids.into_iter().filter(|id| Some(id.as_str()) != except).collect())
 }
 
-/// Ends devices' sessions: their tokens, records, and encryption keys and inboxes (the
-/// change goes on the device-list stream, so other users stop encrypting to them).
+/// Ends devices' sessions: their tokens, records, connections, and encryption keys and
+/// inboxes (the change goes on the device-list stream, so other users stop encrypting
+/// to them).
 async fn remove_devices_in(
     txn: &mut super::WriteTxn<'_>,
     user_id: &str,
@@ -205,6 +208,7 @@ async fn remove_devices_in(
         for sql in [
             "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2",
             "DELETE FROM devices WHERE user_id = $1 AND device_id = $2",
+            "DELETE FROM client_ips WHERE user_id = $1 AND device_id = $2",
         ] {
             sqlx::query(sql).bind(user_id).bind(device_id).execute(&mut *txn.tx).await?;
         }

@@ -23,7 +23,7 @@ pub struct AdminUserRow {
     pub created_ts: i64,
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
-    /// The newest access token's creation: kith records no per-request activity.
+    /// The newest recorded connection, else the newest access token's issue.
     pub last_seen_ts: Option<i64>,
 }
 
@@ -97,15 +97,25 @@ pub struct UserQuery {
     pub forwards: bool,
 }
 
-/// Spelled out where used: PostgreSQL takes no column alias inside an `ORDER BY` expression.
-const LAST_SEEN: &str = "(SELECT MAX(t.created_ts) FROM access_tokens t WHERE t.user_id = u.user_id)";
+/// An account's newest recorded connection, else (never seen since connections were
+/// recorded) its newest token's issue. Spelled out where used: PostgreSQL takes no
+/// column alias inside an `ORDER BY` expression.
+macro_rules! last_seen {
+    () => {
+        "COALESCE((SELECT MAX(c.last_seen) FROM client_ips c WHERE c.user_id = u.user_id), \
+         (SELECT MAX(t.created_ts) FROM access_tokens t WHERE t.user_id = u.user_id))"
+    };
+}
+const LAST_SEEN: &str = last_seen!();
 
-const USER_SELECT: &str = "SELECT u.user_id, u.admin, u.is_guest, u.user_type, u.deactivated, u.locked, u.erased, \
-     u.created_ts, d.value AS displayname, a.value AS avatar_url, \
-     (SELECT MAX(t.created_ts) FROM access_tokens t WHERE t.user_id = u.user_id) AS last_seen_ts \
-     FROM users u \
+const USER_SELECT: &str = concat!(
+    "SELECT u.user_id, u.admin, u.is_guest, u.user_type, u.deactivated, u.locked, u.erased, \
+     u.created_ts, d.value AS displayname, a.value AS avatar_url, ",
+    last_seen!(),
+    " AS last_seen_ts FROM users u \
      LEFT JOIN profile_fields d ON d.user_id = u.user_id AND d.field = 'displayname' \
-     LEFT JOIN profile_fields a ON a.user_id = u.user_id AND a.field = 'avatar_url'";
+     LEFT JOIN profile_fields a ON a.user_id = u.user_id AND a.field = 'avatar_url'"
+);
 
 const USER_FROM: &str = "FROM users u \
      LEFT JOIN profile_fields d ON d.user_id = u.user_id AND d.field = 'displayname'";

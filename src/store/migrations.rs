@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("schema/0013_admin.sql")),
     (14, include_str!("schema/0014_registration_tokens.sql")),
     (15, include_str!("schema/0015_blocked_rooms.sql")),
+    (16, include_str!("schema/0016_client_ips.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use ruma::{OwnedServerName, UserId};
 
 use super::accounts::Accounts;
+use super::client_ips::ClientIps;
 use super::devices::Devices;
 use super::profiles::Profiles;
 use super::rooms::Rooms;
@@ -24,6 +25,7 @@ pub struct Admin {
     server_name: OwnedServerName,
     accounts: Arc<Accounts>,
     devices: Arc<Devices>,
+    client_ips: Arc<ClientIps>,
     profiles: Arc<Profiles>,
     rooms: Arc<Rooms>,
 }
@@ -41,10 +43,11 @@ impl Admin {
         server_name: OwnedServerName,
         accounts: Arc<Accounts>,
         devices: Arc<Devices>,
+        client_ips: Arc<ClientIps>,
         profiles: Arc<Profiles>,
         rooms: Arc<Rooms>,
     ) -> Self {
-        Self { store, server_name, accounts, devices, profiles, rooms }
+        Self { store, server_name, accounts, devices, client_ips, profiles, rooms }
     }
 
     fn require_local(&self, user_id: &UserId) -> ApiResult<()> {

@@ -24,6 +24,9 @@ pub struct UserChanges {
     pub user_type: Option<Option<String>>,
 }
 
+/// Whois lists at most this many connections per device, the newest.
+const MAX_WHOIS_CONNECTIONS: i64 = 100;
+
 /// Synapse's user types besides a normal user's (none).
 const USER_TYPES: &[&str] = &["bot", "support"];
 
@@ -74,6 +77,8 @@ fn account_json(user: &AdminUserRow) -> Value {
 impl Admin {
     /// `GET /_synapse/admin/v2/users` and `/v3/users`.
     pub async fn list_users(&self, query: &UserQuery) -> ApiResult<Value> {
+        // Last-seen times are read from the database: write what is pending first.
+        self.client_ips.flush().await?;
         let (users, total) = self.store.admin_list_users(query).await?;
         let mut answer = json!({
             "users": users.iter().map(list_entry).collect::<Vec<_>>(),
@@ -86,6 +91,7 @@ impl Admin {
     }
 
     pub async fn user(&self, user_id: &UserId) -> ApiResult<Value> {
+        self.client_ips.flush_user(user_id.as_str()).await?;
         Ok(account_json(&self.require_account(user_id).await?))
     }
 
@@ -203,19 +209,24 @@ impl Admin {
         self.accounts.set_password(user_id, new_password, logout_devices, keep).await
     }
 
-    /// `GET /_synapse/admin/v1/whois/{userId}`: kith records no addresses or user
-    /// agents, so each device is one connection, last seen when its token was issued.
+    /// `GET /_synapse/admin/v1/whois/{userId}`: each device's recent connections
+    /// (address, user agent, last use), one session per device.
     pub async fn whois(&self, user_id: &UserId) -> ApiResult<Value> {
         self.require_account(user_id).await?;
-        let devices = self.store.devices(user_id.as_str()).await?;
-        let connections: Vec<Value> = devices
-            .iter()
-            .map(|device| json!({ "ip": null, "last_seen": device.last_seen_ts, "user_agent": null }))
-            .collect();
-        Ok(json!({
-            "user_id": user_id,
-            "devices": { "": { "sessions": [ { "connections": connections } ] } },
-        }))
+        let connections = self.client_ips.connections(user_id.as_str(), MAX_WHOIS_CONNECTIONS).await?;
+        let mut devices = serde_json::Map::new();
+        for connection in connections {
+            let device =
+                devices.entry(connection.device_id).or_insert_with(|| json!({ "sessions": [ { "connections": [] } ] }));
+            if let Some(list) = device["sessions"][0]["connections"].as_array_mut() {
+                list.push(json!({
+                    "ip": connection.ip,
+                    "last_seen": connection.last_seen,
+                    "user_agent": connection.user_agent,
+                }));
+            }
+        }
+        Ok(json!({ "user_id": user_id, "devices": devices }))
     }
 
     /// `GET /_synapse/admin/v1/users/{userId}/joined_rooms`, for local and remote users.
@@ -227,16 +238,16 @@ impl Admin {
     /// `GET /_synapse/admin/v2/users/{userId}/devices`.
     pub async fn devices(&self, user_id: &UserId) -> ApiResult<Value> {
         self.require_account(user_id).await?;
-        let devices = self.store.devices(user_id.as_str()).await?;
+        let devices = self.devices.seen(user_id).await?;
         let devices: Vec<Value> = devices
             .iter()
             .map(|device| {
                 json!({
                     "device_id": device.device_id,
                     "display_name": device.display_name,
-                    "last_seen_ip": null,
+                    "last_seen_ip": device.last_seen_ip,
                     "last_seen_ts": device.last_seen_ts,
-                    "last_seen_user_agent": null,
+                    "last_seen_user_agent": device.last_seen_user_agent,
                     "user_id": user_id,
                 })
             })

@@ -7,8 +7,9 @@ use axum::http::StatusCode;
 use ruma::UserId;
 use serde_json::{Value, json};
 
+use super::client_ips::ClientIps;
 use crate::error::{ApiResult, MatrixError};
-use crate::store::{DeviceRow, Store};
+use crate::store::{SeenDeviceRow, Store};
 
 /// Synapse's limit on a device's display name.
 pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
@@ -17,21 +18,27 @@ const MAX_DEVICES_PER_DELETE: usize = 1000;
 
 pub struct Devices {
     store: Arc<Store>,
+    client_ips: Arc<ClientIps>,
 }
 
 impl Devices {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<Store>, client_ips: Arc<ClientIps>) -> Self {
+        Self { store, client_ips }
     }
 
     pub async fn list(&self, user_id: &UserId) -> ApiResult<Value> {
-        let devices = self.store.devices(user_id.as_str()).await?;
+        let devices = self.seen(user_id).await?;
         Ok(json!({ "devices": devices.iter().map(device_json).collect::<Vec<_>>() }))
     }
 
     pub async fn get(&self, user_id: &UserId, device_id: &str) -> ApiResult<Value> {
-        let devices = self.store.devices(user_id.as_str()).await?;
+        let devices = self.seen(user_id).await?;
         devices.iter().find(|d| d.device_id == device_id).map(device_json).ok_or_else(not_found)
+    }
+
+    /// A user's devices with where and when each was last used.
+    pub async fn seen(&self, user_id: &UserId) -> ApiResult<Vec<SeenDeviceRow>> {
+        Ok(self.client_ips.devices(user_id.as_str()).await?)
     }
 
     /// `PUT /devices/{id}`: only the display name can change; null clears it.
@@ -64,12 +71,12 @@ impl Devices {
     }
 }
 
-fn device_json(device: &DeviceRow) -> Value {
+fn device_json(device: &SeenDeviceRow) -> Value {
     json!({
         "device_id": device.device_id,
         "display_name": device.display_name,
         "last_seen_ts": device.last_seen_ts,
-        "last_seen_ip": null,
+        "last_seen_ip": device.last_seen_ip,
     })
 }
 
