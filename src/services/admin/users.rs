@@ -214,19 +214,15 @@ impl Admin {
     pub async fn whois(&self, user_id: &UserId) -> ApiResult<Value> {
         self.require_account(user_id).await?;
         let connections = self.client_ips.connections(user_id.as_str(), MAX_WHOIS_CONNECTIONS).await?;
-        let mut devices = serde_json::Map::new();
-        for connection in connections {
-            let device =
-                devices.entry(connection.device_id).or_insert_with(|| json!({ "sessions": [ { "connections": [] } ] }));
-            if let Some(list) = device["sessions"][0]["connections"].as_array_mut() {
-                list.push(json!({
-                    "ip": connection.ip,
-                    "last_seen": connection.last_seen,
-                    "user_agent": connection.user_agent,
-                }));
-            }
-        }
-        Ok(json!({ "user_id": user_id, "devices": devices }))
+        // As Synapse answers: one entry per address and user agent (the latest use, newest
+        // first), all under the device "" in one session.
+        let mut seen = std::collections::HashSet::new();
+        let listed: Vec<Value> = connections
+            .into_iter()
+            .filter(|c| seen.insert((c.ip.clone(), c.user_agent.clone())))
+            .map(|c| json!({ "ip": c.ip, "last_seen": c.last_seen, "user_agent": c.user_agent }))
+            .collect();
+        Ok(json!({ "user_id": user_id, "devices": { "": { "sessions": [ { "connections": listed } ] } } }))
     }
 
     /// `GET /_synapse/admin/v1/users/{userId}/joined_rooms`, for local and remote users.
