@@ -303,6 +303,31 @@ async fn leaving_during_the_resync(db: Db) {
     assert!(synced["rooms"]["join"][&room.room_id].is_null(), "{synced}");
 }
 
+/// The server joined through cannot give the full state; another server of the room,
+/// named in `servers_in_room`, can: the resync completes from it.
+async fn resyncing_from_another_server_of_the_room(db: Db) {
+    let kith = TestServer::start_federating(db).await;
+    let fake = FakeServer::start().await;
+    let other = FakeServer::start().await;
+    let mut room = FakeRoom::create(&fake, "alice");
+    let charlie = other.user_id("charlie");
+    room.add_state(&other, &charlie, "m.room.member", &charlie, json!({ "membership": "join" }));
+    let (bob, bob_t) = kith.register("bob", "pw").await;
+    room.serve_partial_join(&fake, &bob);
+    room.serve_events(&fake);
+    room.refuse_state_ids(&fake);
+    room.serve_events(&other);
+    room.serve_state_ids(&other);
+    assert_eq!(matrix::join(&kith, &bob_t, &room.room_id, &fake.name).await.0, StatusCode::OK);
+    matrix::eventually("the resync through the other server", WAIT, || async {
+        kith.log().lines().any(|l| l.contains("partial-state resync complete") && l.contains(&other.name)).then_some(())
+    })
+    .await;
+    assert!(kith.log().contains("could not resync from this server"), "the server joined through was asked first");
+    let members = matrix::memberships(&kith, &bob_t, &room.room_id).await;
+    assert_eq!(members.get(&charlie).map(String::as_str), Some("join"), "{members:?}");
+}
+
 /// An admin deletes a room whose state is partial: the member leaves at once, the purge
 /// does not wait for the resync, and the resync does not bring the room back.
 async fn purging_during_the_resync(db: Db) {
@@ -401,4 +426,5 @@ both_backends!(
     what_waits_while_the_state_is_partial,
     leaving_during_the_resync,
     purging_during_the_resync,
+    resyncing_from_another_server_of_the_room,
 );

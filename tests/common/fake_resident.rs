@@ -137,10 +137,19 @@ impl FakeRoom {
         let mut answer =
             json!({ "origin": fake.name, "state": state, "auth_chain": chain, "members_omitted": omit_members });
         if omit_members {
-            answer["servers_in_room"] = json!([fake.name]);
+            answer["servers_in_room"] = json!(self.joined_servers());
         }
         let send_join = format!("/_matrix/federation/v2/send_join/{}/*", encode(&self.room_id));
         fake.answer(&send_join, StatusCode::OK, answer, Duration::ZERO);
+    }
+
+    /// The servers of the joined members, as a resident names them in `servers_in_room`.
+    pub fn joined_servers(&self) -> BTreeSet<String> {
+        self.state
+            .iter()
+            .filter(|((kind, _), id)| kind == "m.room.member" && self.events[*id]["content"]["membership"] == "join")
+            .filter_map(|((_, user), _)| user.split_once(':').map(|(_, server)| server.to_owned()))
+            .collect()
     }
 
     /// `/state` with every state event and their auth chain.
