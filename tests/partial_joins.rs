@@ -328,6 +328,74 @@ async fn resyncing_from_another_server_of_the_room(db: Db) {
     assert_eq!(members.get(&charlie).map(String::as_str), Some("join"), "{members:?}");
 }
 
+/// Devices while the state is partial: a change of a local user's devices reaches the
+/// servers the resident named; a to-device message from the room's server arrives; a
+/// member the partial state does not name changes a device, and the local user hears of
+/// him once the resync completes, and of his changes from then on.
+async fn device_lists_while_partial(db: Db) {
+    let kith = TestServer::start_federating(db).await;
+    let fake = FakeServer::start().await;
+    let mut room = FakeRoom::create(&fake, "alice");
+    let derek = fake.user_id("derek");
+    room.add_state(&fake, &derek, "m.room.member", &derek, json!({ "membership": "join" }));
+    let (bob, bob_t) = kith.register("bob", "pw").await;
+    let (_, whoami) = kith.get(&format!("{V3}/account/whoami"), Some(&bob_t)).await;
+    let bob_device = whoami["device_id"].as_str().unwrap().to_owned();
+    room.serve_partial_join(&fake, &bob);
+    room.serve_events(&fake);
+    room.refuse_state_ids(&fake);
+    assert_eq!(matrix::join(&kith, &bob_t, &room.room_id, &fake.name).await.0, StatusCode::OK);
+    let since = sync_token(&kith, &bob_t).await;
+
+    let (_, second) = kith.login("bob", "pw").await;
+    let second_token = second["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(kith.post(&format!("{V3}/logout"), Some(&second_token), json!({})).await.0, StatusCode::OK);
+    matrix::eventually("bob's device-list update at the resident", WAIT, || async {
+        let edus = fake.received_edus();
+        let update = |e: &Value| e["edu_type"] == "m.device_list_update" && e["content"]["user_id"] == bob.as_str();
+        edus.iter().any(update).then_some(())
+    })
+    .await;
+
+    let to_device = json!({ "edu_type": "m.direct_to_device", "content": {
+        "sender": derek, "type": "m.test", "message_id": "partial1",
+        "messages": { bob.clone(): { bob_device.clone(): { "while": "partial" } } },
+    } });
+    assert_eq!(fake.send_edus(&kith, &[to_device]).await.0, StatusCode::OK);
+    let update = |stream_id: u64| {
+        let prev: Vec<u64> = (1..stream_id).collect();
+        json!({ "edu_type": "m.device_list_update", "content": {
+            "user_id": derek, "device_id": format!("D{stream_id}"), "stream_id": stream_id, "prev_id": prev,
+        } })
+    };
+    assert_eq!(fake.send_edus(&kith, &[update(1)]).await.0, StatusCode::OK);
+    let synced = matrix::eventually("the to-device message", WAIT, || async {
+        let (_, synced) = kith.get(&format!("{V3}/sync?timeout=0&since={since}"), Some(&bob_t)).await;
+        synced["to_device"]["events"].to_string().contains("partial").then_some(synced)
+    })
+    .await;
+    assert_eq!(synced["to_device"]["events"][0]["sender"], derek.as_str(), "{synced}");
+
+    room.serve_state_ids(&fake);
+    let changed = |since: String| {
+        let (kith, bob_t, derek) = (&kith, &bob_t, &derek);
+        async move {
+            let (_, synced) = kith.get(&format!("{V3}/sync?timeout=0&since={since}"), Some(bob_t)).await;
+            let changed = synced["device_lists"]["changed"].as_array().cloned().unwrap_or_default();
+            changed.iter().any(|u| u == derek.as_str()).then_some(())
+        }
+    };
+    matrix::eventually("derek's change after the resync", WAIT, || changed(since.clone())).await;
+    let since = sync_token(&kith, &bob_t).await;
+    assert_eq!(fake.send_edus(&kith, &[update(2)]).await.0, StatusCode::OK);
+    matrix::eventually("derek's next change", WAIT, || changed(since.clone())).await;
+}
+
+async fn sync_token(kith: &TestServer, token: &str) -> String {
+    let (_, synced) = kith.get(&format!("{V3}/sync?timeout=0"), Some(token)).await;
+    synced["next_batch"].as_str().expect("next_batch").to_owned()
+}
+
 /// An admin deletes a room whose state is partial: the member leaves at once, the purge
 /// does not wait for the resync, and the resync does not bring the room back.
 async fn purging_during_the_resync(db: Db) {
@@ -427,4 +495,5 @@ both_backends!(
     leaving_during_the_resync,
     purging_during_the_resync,
     resyncing_from_another_server_of_the_room,
+    device_lists_while_partial,
 );

@@ -3,7 +3,7 @@
 //! requests and events as that server, honestly or not.
 //!
 //! It serves `GET /_matrix/key/v2/server` and accepts transactions kith sends it
-//! (`PUT /send/{txnId}`, answered with no per-PDU results). Profile queries get the
+//! (`PUT /send/{txnId}`, answered with no per-PDU results; their EDUs are kept). Profile queries get the
 //! profiles set with [`FakeServer::set_profile`] (404 for others), except for the user
 //! `endless`, whose answer never ends and has no `Content-Length`, as a hostile peer's;
 //! answers set with [`FakeServer::answer`] are given on their path; anything else kith
@@ -58,6 +58,8 @@ pub struct FakeServer {
     missing_events_delay: Arc<Mutex<Duration>>,
     /// Answers set by path (without query): status, body, delay.
     answers: Arc<Mutex<BTreeMap<String, CannedAnswer>>>,
+    /// The EDUs of the transactions kith sent, oldest first.
+    edus: Arc<Mutex<Vec<Value>>>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
     client: reqwest::Client,
@@ -130,9 +132,19 @@ impl FakeServer {
         let delay = missing_events_delay.clone();
         let answers: Arc<Mutex<BTreeMap<String, CannedAnswer>>> = Arc::default();
         let canned = answers.clone();
+        let edus: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let kept_edus = edus.clone();
         let app = Router::new()
             .route("/_matrix/key/v2/server", get(move || async move { Json(key_response) }))
-            .route("/_matrix/federation/v1/send/{txn_id}", put(|| async { Json(json!({ "pdus": {} })) }))
+            .route(
+                "/_matrix/federation/v1/send/{txn_id}",
+                put(move |body: axum::body::Bytes| {
+                    let transaction: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let mut kept = kept_edus.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    kept.extend(transaction["edus"].as_array().into_iter().flatten().cloned());
+                    async { Json(json!({ "pdus": {} })) }
+                }),
+            )
             .route(
                 "/_matrix/federation/v1/get_missing_events/{room_id}",
                 axum::routing::post(move || {
@@ -184,7 +196,7 @@ impl FakeServer {
             .danger_accept_invalid_certs(true)
             .build()
             .expect("client");
-        Self { name, keys, received, profiles, missing_events_delay, answers, handle, task, client, dir }
+        Self { name, keys, received, profiles, missing_events_delay, answers, edus, handle, task, client, dir }
     }
 
     /// What this server answers to profile queries about `user_id`.
@@ -227,6 +239,11 @@ impl FakeServer {
             .build()
             .expect("client");
         self
+    }
+
+    /// The EDUs kith sent this server, oldest first.
+    pub fn received_edus(&self) -> Vec<Value> {
+        self.edus.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// `@<localpart>:<this server>`.
