@@ -96,6 +96,12 @@ pub struct Config {
     pub rc_reports: RateLimit,
     #[serde(default = "rate_limits::media_create", deserialize_with = "rate_limits::parse::media_create")]
     pub rc_media_create: RateLimit,
+    /// Checks of a registration token's validity, per client address.
+    #[serde(
+        default = "rate_limits::registration_token_validity",
+        deserialize_with = "rate_limits::parse::registration_token_validity"
+    )]
+    pub rc_registration_token_validity: RateLimit,
     /// Inbound federation requests, per origin server.
     #[serde(default)]
     pub rc_federation: FederationRateLimit,
@@ -715,7 +721,7 @@ impl Config {
         Ok(())
     }
 
-    fn rate_limits(&self) -> [(&'static str, RateLimit); 16] {
+    fn rate_limits(&self) -> [(&'static str, RateLimit); 17] {
         [
             ("rc_message", self.rc_message),
             ("rc_registration", self.rc_registration),
@@ -733,6 +739,7 @@ impl Config {
             ("rc_profile", self.rc_profile),
             ("rc_reports", self.rc_reports),
             ("rc_media_create", self.rc_media_create),
+            ("rc_registration_token_validity", self.rc_registration_token_validity),
         ]
     }
 

@@ -241,6 +241,9 @@ async fn every_enforced_limit_answers_429(db: Db) {
 rc_profile: {per_second: 0.001, burst_count: 1}
 rc_reports: {per_second: 0.001, burst_count: 1}
 rc_media_create: {per_second: 0.001, burst_count: 1}
+rc_registration_token_validity: {per_second: 0.001, burst_count: 2}
+enable_registration: true
+registration_requires_token: true
 rc_joins_per_room: {per_second: 0.001, burst_count: 2}
 rc_invites:
   per_room: {per_second: 0.001, burst_count: 1}
@@ -260,6 +263,11 @@ rc_invites:
     let report = format!("{V3}/rooms/{}/report", matrix::encode(&room));
     assert_eq!(server.post(&report, Some(&alice), json!({ "reason": "x" })).await.0, StatusCode::OK);
     assert_limited(server.post(&report, Some(&alice), json!({ "reason": "y" })).await, "a second report");
+    let validity = "/_matrix/client/v1/register/m.login.registration_token/validity?token=guess";
+    for _ in 0..2 {
+        assert_eq!(server.get(validity, None).await, (StatusCode::OK, json!({ "valid": false })));
+    }
+    assert_limited(server.get(validity, None).await, "a third token check from one address");
 
     // Joins into one room: alice's creation join does not count, bob's does.
     assert_eq!(matrix::join(&server, &bob, &room, server.name()).await.0, StatusCode::OK);

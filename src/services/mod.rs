@@ -153,6 +153,8 @@ pub struct Limits {
     pub profile: RateLimiter,
     pub reports: RateLimiter,
     pub media_create: RateLimiter,
+    /// Registration token validity checks, per client address.
+    pub registration_token_validity: RateLimiter,
 }
 
 impl Services {
@@ -308,6 +310,7 @@ impl Services {
             profile: RateLimiter::new(config.rc_profile),
             reports: RateLimiter::new(config.rc_reports),
             media_create: RateLimiter::new(config.rc_media_create),
+            registration_token_validity: RateLimiter::new(config.rc_registration_token_validity),
         };
         Ok(Self {
             config,

@@ -175,11 +175,14 @@ pub async fn available(
 /// token would be accepted now. No token is valid while registration is closed.
 pub async fn token_validity(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     if !state.config.enable_registration {
         return Err(MatrixError::forbidden("Registration is disabled"));
     }
+    // Guessing tokens one check at a time is slow (`rc_registration_token_validity`).
+    state.limits.registration_token_validity.check(&ip.to_string())?;
     let token = query.get("token").ok_or_else(|| MatrixError::missing_param("token is required"))?;
     Ok(Json(json!({ "valid": state.registration_tokens.is_valid(token).await? })))
 }
