@@ -121,4 +121,127 @@ async fn pushers_are_stored_listed_and_removed(db: Db) {
     assert_eq!(listed, json!({ "pushers": [] }));
 }
 
-both_backends!(push_rules_read_and_change, messages_notify_and_receipts_clear, pushers_are_stored_listed_and_removed);
+/// A push gateway on loopback: it records what it is sent and rejects the push key
+/// `gone`. It stops when dropped.
+struct FakeGateway {
+    url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeGateway {
+    async fn start() -> Self {
+        let received: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+        let kept = received.clone();
+        let app = axum::Router::new().route(
+            "/_matrix/push/v1/notify",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let rejected: Vec<Value> = body["notification"]["devices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|d| d["pushkey"] == "gone")
+                    .map(|d| d["pushkey"].clone())
+                    .collect();
+                kept.lock().unwrap_or_else(|p| p.into_inner()).push(body);
+                async move { axum::Json(json!({ "rejected": rejected })) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the gateway");
+        let url = format!("http://{}/_matrix/push/v1/notify", listener.local_addr().expect("address"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, received, task }
+    }
+
+    fn received(&self) -> Vec<Value> {
+        self.received.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for FakeGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A message to alice reaches her phone's push gateway with the event, her unread count
+/// and the tweaks of the rule that matched; a push key the gateway rejects is removed.
+async fn notifications_reach_the_push_gateway(db: Db) {
+    let gateway = FakeGateway::start().await;
+    let server = TestServer::start_with(db, "ip_range_whitelist: ['127.0.0.1']").await;
+    let (_, alice_t) = server.register("alice", "pw").await;
+    let (bob, bob_t) = server.register("bob", "pw").await;
+    let pusher = |pushkey: &str, data: Value| {
+        json!({ "app_id": "org.example.app", "pushkey": pushkey, "kind": "http", "app_display_name": "App",
+                "device_display_name": "Phone", "lang": "en", "data": data })
+    };
+    let set = format!("{V3}/pushers/set");
+    let full = pusher("phone", json!({ "url": gateway.url, "extra": "kept" }));
+    assert_eq!(server.post(&set, Some(&alice_t), full).await.0, StatusCode::OK);
+    let id_only = pusher("gone", json!({ "url": gateway.url, "format": "event_id_only" }));
+    assert_eq!(server.post(&set, Some(&alice_t), id_only).await.0, StatusCode::OK);
+    let wrong_path = pusher("k", json!({ "url": "https://push.example/notify" }));
+    let (status, body) = server.post(&set, Some(&alice_t), wrong_path).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")), "{body}");
+
+    let room =
+        matrix::create_room(&server, &alice_t, json!({ "preset": "trusted_private_chat", "invite": [bob] })).await;
+    matrix::membership_action(&server, &bob_t, &room, "join", json!({})).await;
+    let event_id = matrix::send_text(&server, &bob_t, &room, "ring ring").await;
+    let pushes = eventually("both pushes", WAIT, || async {
+        let pushes: Vec<Value> =
+            gateway.received().into_iter().filter(|p| p["notification"]["event_id"] == event_id.as_str()).collect();
+        (pushes.len() == 2).then_some(pushes)
+    })
+    .await;
+    let by_key =
+        |key: &str| pushes.iter().find(|p| p["notification"]["devices"][0]["pushkey"] == key).cloned().expect("a push");
+    let full = &by_key("phone")["notification"];
+    assert_eq!((full["room_id"].as_str(), full["type"].as_str()), (Some(room.as_str()), Some("m.room.message")));
+    assert_eq!((full["sender"].as_str(), full["content"]["body"].as_str()), (Some(bob.as_str()), Some("ring ring")));
+    assert_eq!((full["prio"].as_str(), full["counts"]["unread"].as_i64()), (Some("high"), Some(1)), "{full}");
+    let device = &full["devices"][0];
+    assert_eq!(device["app_id"], "org.example.app");
+    assert_eq!(device["data"], json!({ "extra": "kept" }), "the URL is not sent on");
+    assert_eq!(device["tweaks"]["sound"], "default", "a one-to-one room rings: {full}");
+    let id_only = &by_key("gone")["notification"];
+    assert!(id_only.get("content").is_none() && id_only.get("sender").is_none(), "{id_only}");
+    assert_eq!(id_only["counts"]["unread"], 1);
+
+    let pushers = eventually("the rejected pusher removed", WAIT, || async {
+        let (_, listed) = server.get(&format!("{V3}/pushers"), Some(&alice_t)).await;
+        (listed["pushers"].as_array().map(Vec::len) == Some(1)).then_some(listed)
+    })
+    .await;
+    assert_eq!(pushers["pushers"][0]["pushkey"], "phone");
+}
+
+/// A gateway on a blacklisted address is never asked.
+async fn blacklisted_gateways_are_not_asked(db: Db) {
+    let gateway = FakeGateway::start().await;
+    let server = TestServer::start(db).await;
+    let (_, alice_t) = server.register("alice", "pw").await;
+    let (bob, bob_t) = server.register("bob", "pw").await;
+    let pusher = json!({ "app_id": "a", "pushkey": "k", "kind": "http", "app_display_name": "App",
+                         "device_display_name": "Phone", "lang": "en", "data": { "url": gateway.url } });
+    assert_eq!(server.post(&format!("{V3}/pushers/set"), Some(&alice_t), pusher).await.0, StatusCode::OK);
+    let room =
+        matrix::create_room(&server, &alice_t, json!({ "preset": "trusted_private_chat", "invite": [bob] })).await;
+    matrix::membership_action(&server, &bob_t, &room, "join", json!({})).await;
+    matrix::send_text(&server, &bob_t, &room, "hello").await;
+    eventually("the refusal logged", WAIT, || async {
+        server.log().contains("push gateway not allowed").then_some(())
+    })
+    .await;
+    assert!(gateway.received().is_empty());
+}
+
+both_backends!(
+    push_rules_read_and_change,
+    messages_notify_and_receipts_clear,
+    pushers_are_stored_listed_and_removed,
+    notifications_reach_the_push_gateway,
+    blacklisted_gateways_are_not_asked,
+);

@@ -67,6 +67,7 @@ use profiles::Profiles;
 use profiles::propagation::ProfilePropagation;
 use push::Push;
 use push::evaluate::PushEvaluator;
+use push::gateway::PushGateway;
 use rate_limit::RateLimiter;
 use registration_tokens::RegistrationTokens;
 use relations::Relations;
@@ -111,6 +112,7 @@ pub struct Services {
     pub account_data: Arc<AccountData>,
     pub push: Arc<Push>,
     push_evaluator: Arc<PushEvaluator>,
+    push_gateway: Arc<PushGateway>,
     pub sync: Arc<ClientSync>,
     pub directory: Arc<Directory>,
     pub federated_directory: Arc<FederatedDirectory>,
@@ -241,6 +243,11 @@ impl Services {
         let ephemeral = Arc::new(Ephemeral::new(store.clone(), sender.clone(), account_data.clone()));
         let push = Arc::new(Push::new(store.clone(), server_name.clone(), account_data.clone()));
         let push_evaluator = Arc::new(PushEvaluator::new(push.clone(), rooms.clone()));
+        let ip_filter = Arc::new(federation::discovery::IpFilter::new(
+            config.ip_range_blacklist.clone(),
+            config.ip_range_whitelist.clone(),
+        ));
+        let push_gateway = Arc::new(PushGateway::new(push.clone(), ip_filter)?);
         let sync = Arc::new(ClientSync::new(
             store.clone(),
             rooms.clone(),
@@ -337,6 +344,7 @@ impl Services {
             account_data,
             push,
             push_evaluator,
+            push_gateway,
             sync,
             directory,
             federated_directory,
@@ -370,6 +378,7 @@ impl Services {
             self.profile_edus.clone(),
             self.peer_sync.clone(),
             self.push_evaluator.clone(),
+            self.push_gateway.clone(),
             self.resync.clone(),
             self.device_list_sender.clone(),
             self.to_device.clone(),

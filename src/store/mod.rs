@@ -40,7 +40,7 @@ pub use keys::{ClaimedKey, DEVICE_LIST_STREAM, DeviceListChange};
 pub use media::{MediaRow, StoredMedia};
 pub use partial_state::PartialStateRoom;
 pub use profiles::{Profile, ProfileChange, ProfileChangeKind};
-pub use push::{NewNotification, Notification};
+pub use push::{NewNotification, Notification, PendingPush};
 pub use registration_tokens::{RegistrationTokenRow, TokenChanges};
 pub use relations::{RelationQuery, declared_relation};
 pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};

@@ -16,6 +16,16 @@ pub struct Notification {
     pub ts: i64,
 }
 
+/// A notification as the push-gateway sender reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingPush {
+    pub user_id: String,
+    pub event_id: String,
+    pub room_id: String,
+    pub stream_ordering: i64,
+    pub actions: Value,
+}
+
 /// Notifications to write: (user, event, room, stream ordering, highlight, actions).
 pub type NewNotification<'a> = (&'a str, &'a str, &'a str, i64, bool, &'a Value);
 
@@ -110,6 +120,52 @@ impl Store {
         .fetch_one(self.pool())
         .await?;
         row.try_get(0)
+    }
+
+    /// The notifications of the `events` next events that notified anyone after stream
+    /// position `after` (whole events: every user an event notified comes together).
+    pub async fn notifications_after(&self, after: i64, events: i64) -> Result<Vec<PendingPush>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT user_id, event_id, room_id, stream_ordering, actions FROM notifications WHERE stream_ordering IN \
+             (SELECT DISTINCT stream_ordering FROM notifications WHERE stream_ordering > $1 \
+              ORDER BY stream_ordering LIMIT $2) ORDER BY stream_ordering, user_id",
+        )
+        .bind(after)
+        .bind(events)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PendingPush {
+                    user_id: row.try_get(0)?,
+                    event_id: row.try_get(1)?,
+                    room_id: row.try_get(2)?,
+                    stream_ordering: row.try_get(3)?,
+                    actions: serde_json::from_str(&row.try_get::<String, _>(4)?).unwrap_or(Value::Null),
+                })
+            })
+            .collect()
+    }
+
+    /// The newest stream position a notification was recorded at (0 if none).
+    pub async fn last_notification_ordering(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT COALESCE(MAX(stream_ordering), 0) FROM notifications")
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)
+    }
+
+    /// The rooms in which a user has notifications, most recent first, at most `limit`.
+    pub async fn rooms_with_notifications(&self, user_id: &str, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT room_id FROM notifications WHERE user_id = $1 GROUP BY room_id \
+             ORDER BY MAX(stream_ordering) DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
     }
 
     pub async fn pushers(&self, user_id: &str) -> Result<Vec<Value>, sqlx::Error> {

@@ -577,6 +577,19 @@ impl<L: Lookups> reqwest::dns::Resolve for PinnedResolver<L> {
     }
 }
 
+/// An HTTP client for addresses users give (push gateways): host names resolve through
+/// DNS and then `ip_range_blacklist` / `ip_range_whitelist`, no redirect is followed, and
+/// every request ends within `timeout`. A URL naming an IP address directly does not
+/// resolve: check it with [`IpFilter::allows`] before sending.
+pub fn filtered_http_client(filter: Arc<IpFilter>, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(FilteringResolver { dns: system_resolver()?, filter }))
+        .build()?)
+}
+
 /// The well-known client's resolver: DNS, then the blacklist.
 struct FilteringResolver {
     dns: TokioResolver,

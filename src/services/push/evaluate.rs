@@ -87,6 +87,9 @@ impl PushEvaluator {
             .collect();
         store.add_notifications(&rows).await?;
         store.set_consumer_position(CONSUMER, last).await?;
+        if !rows.is_empty() {
+            self.push.announce_notifications(last);
+        }
         Ok(events.len() as i64 == BATCH)
     }
 

@@ -1,9 +1,10 @@
 //! Push: each user's push rules (the spec's server defaults, changed with `/pushrules`,
 //! kept as the `m.push_rules` account data clients read from `/sync`), their evaluation
-//! as events arrive ([`evaluate`]: notifications, unread counts), and pushers (stored
-//! and listed; kith does not deliver to push gateways yet).
+//! as events arrive ([`evaluate`]: notifications, unread counts), and pushers, to whose
+//! push gateways [`gateway`] delivers the notifications.
 
 pub mod evaluate;
+pub mod gateway;
 mod rules;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use ruma::push::Ruleset;
 use ruma::{OwnedServerName, UserId};
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use super::account_data::AccountData;
 use crate::error::{ApiResult, MatrixError};
@@ -29,11 +31,22 @@ pub struct Push {
     store: Arc<Store>,
     server_name: OwnedServerName,
     account_data: Arc<AccountData>,
+    /// The stream position of the newest notifications recorded; the gateway sender waits on it.
+    notified: watch::Sender<i64>,
 }
 
 impl Push {
     pub fn new(store: Arc<Store>, server_name: OwnedServerName, account_data: Arc<AccountData>) -> Self {
-        Self { store, server_name, account_data }
+        Self { store, server_name, account_data, notified: watch::channel(0).0 }
+    }
+
+    pub fn subscribe_notifications(&self) -> watch::Receiver<i64> {
+        self.notified.subscribe()
+    }
+
+    /// The evaluator recorded notifications up to `position`.
+    fn announce_notifications(&self, position: i64) {
+        self.notified.send_replace(position);
     }
 
     /// A user's push rules: what they set, or the server defaults.
@@ -105,8 +118,9 @@ impl Push {
         Ok(json!({ "pushers": self.store.pushers(user_id.as_str()).await? }))
     }
 
-    /// `POST /pushers/set`: `kind: null` removes the pusher; otherwise it is stored
-    /// (kith does not deliver to push gateways yet).
+    /// `POST /pushers/set`: `kind: null` removes the pusher; otherwise it is stored. An
+    /// `http` pusher's `data.url` must be a push gateway's `/_matrix/push/v1/notify`
+    /// over HTTP or HTTPS, as Synapse requires.
     pub async fn set_pusher(&self, user_id: &UserId, pusher: Value) -> ApiResult<()> {
         let text = |key: &str, max: usize| -> ApiResult<String> {
             let value = pusher[key].as_str().ok_or_else(|| MatrixError::missing_param(format!("{key} is required")))?;
@@ -120,7 +134,7 @@ impl Push {
             return Ok(self.store.delete_pusher(user_id.as_str(), &app_id, &pushkey).await?);
         }
         match pusher["kind"].as_str() {
-            Some("http") if pusher["data"]["url"].is_string() => {}
+            Some("http") if pusher["data"]["url"].is_string() => check_gateway_url(&pusher["data"]["url"])?,
             Some("http") => return Err(MatrixError::missing_param("data.url is required for an http pusher")),
             Some("email") => {}
             _ => return Err(MatrixError::invalid_param("kind must be http, email or null")),
@@ -138,4 +152,18 @@ impl Push {
         }
         Ok(self.store.set_pusher(user_id.as_str(), &stored, append).await?)
     }
+}
+
+/// A push gateway's address: an absolute HTTP(S) URL whose path is the notify endpoint.
+fn check_gateway_url(url: &Value) -> ApiResult<()> {
+    let parsed = url.as_str().and_then(|url| reqwest::Url::parse(url).ok());
+    let valid = parsed.is_some_and(|url| {
+        matches!(url.scheme(), "http" | "https") && url.has_host() && url.path() == "/_matrix/push/v1/notify"
+    });
+    if !valid {
+        return Err(MatrixError::invalid_param(
+            "data.url must be an http(s) URL with the path /_matrix/push/v1/notify",
+        ));
+    }
+    Ok(())
 }

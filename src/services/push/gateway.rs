@@ -1,0 +1,273 @@
+//! Delivery to push gateways (the spec's Push Gateway API, as Sygnal serves it): a worker
+//! follows the notifications the evaluator records and posts each to the `http` pushers
+//! of its user, with the event (or only its id, for `format: event_id_only`), the
+//! user's unread count and the tweaks of the rule that matched. Push keys the gateway
+//! rejects are removed; a gateway that fails is tried three times within about half a
+//! minute, then the notification is dropped for it (logged). Gateways are reached only
+//! at addresses `ip_range_blacklist` / `ip_range_whitelist` allow.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, join_all};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::Push;
+use crate::services::federation::discovery::{IpFilter, filtered_http_client};
+use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
+use crate::store::{PendingPush, StoredEvent};
+
+const CONSUMER: &str = "push_gateway";
+/// Events whose notifications one pass sends.
+const BATCH: i64 = 50;
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// One request to a gateway, at most.
+const GATEWAY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Waits before the second and third attempts.
+const RETRY_WAITS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
+/// Rooms looked at for the unread count, at most.
+const MAX_UNREAD_ROOMS: i64 = 500;
+
+pub struct PushGateway {
+    push: Arc<Push>,
+    client: reqwest::Client,
+    filter: Arc<IpFilter>,
+    notified: watch::Receiver<i64>,
+}
+
+/// One push to one pusher.
+struct Delivery {
+    user_id: String,
+    app_id: String,
+    pushkey: String,
+    url: String,
+    body: Value,
+}
+
+impl Worker for PushGateway {
+    fn name(&self) -> &'static str {
+        "push gateway sender"
+    }
+
+    fn run(self: Arc<Self>, stop: Shutdown) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Err(err) = self.start_position().await {
+                return tracing::error!(%err, "the push gateway sender cannot start");
+            }
+            let wakeups = Wakeups::default().on_position(self.notified.clone());
+            follow(self.name(), wakeups, POLL_INTERVAL, stop, || self.send_pending()).await;
+        })
+    }
+}
+
+impl PushGateway {
+    pub fn new(push: Arc<Push>, filter: Arc<IpFilter>) -> anyhow::Result<Self> {
+        let client = filtered_http_client(filter.clone(), GATEWAY_TIMEOUT)?;
+        let notified = push.subscribe_notifications();
+        Ok(Self { push, client, filter, notified })
+    }
+
+    /// A server that never pushed does not push its history.
+    async fn start_position(&self) -> anyhow::Result<()> {
+        let store = &self.push.store;
+        if store.consumer_position(CONSUMER).await? == 0 {
+            store.set_consumer_position(CONSUMER, store.last_notification_ordering().await?).await?;
+        }
+        Ok(())
+    }
+
+    /// One batch of notifications; true if there may be more.
+    async fn send_pending(&self) -> anyhow::Result<bool> {
+        let store = &self.push.store;
+        let position = store.consumer_position(CONSUMER).await?;
+        let pending = store.notifications_after(position, BATCH).await?;
+        let Some(last) = pending.last().map(|p| p.stream_ordering) else { return Ok(false) };
+        let mut deliveries = Vec::new();
+        for notification in &pending {
+            deliveries.extend(self.deliveries(notification).await?);
+        }
+        join_all(deliveries.iter().map(|delivery| self.deliver(delivery))).await;
+        store.set_consumer_position(CONSUMER, last).await?;
+        let events = pending.iter().map(|p| p.stream_ordering).collect::<std::collections::BTreeSet<_>>().len();
+        Ok(events as i64 == BATCH)
+    }
+
+    /// The pushes one notification makes: one per `http` pusher of its user.
+    async fn deliveries(&self, notification: &PendingPush) -> anyhow::Result<Vec<Delivery>> {
+        let store = &self.push.store;
+        let pushers: Vec<Value> = store
+            .pushers(&notification.user_id)
+            .await?
+            .into_iter()
+            .filter(|p| p["kind"] == "http" && p["data"]["url"].is_string())
+            .collect();
+        if pushers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(event) = store.get_event(&notification.event_id).await? else { return Ok(Vec::new()) };
+        let unread = self.unread_rooms(&notification.user_id).await?;
+        let names = self.names(&event).await?;
+        Ok(pushers
+            .iter()
+            .map(|pusher| Delivery {
+                user_id: notification.user_id.clone(),
+                app_id: pusher["app_id"].as_str().unwrap_or_default().to_owned(),
+                pushkey: pusher["pushkey"].as_str().unwrap_or_default().to_owned(),
+                url: pusher["data"]["url"].as_str().unwrap_or_default().to_owned(),
+                body: notification_body(&event, notification, pusher, unread, &names),
+            })
+            .collect())
+    }
+
+    /// The badge: how many rooms hold notifications the user has not read (Synapse's
+    /// default, `group_unread_count_by_room`).
+    async fn unread_rooms(&self, user_id: &str) -> anyhow::Result<i64> {
+        let mut unread = 0;
+        for room_id in self.push.store.rooms_with_notifications(user_id, MAX_UNREAD_ROOMS).await? {
+            if self.push.unread_counts(user_id, &room_id).await?.0 > 0 {
+                unread += 1;
+            }
+        }
+        Ok(unread)
+    }
+
+    /// The sender's display name in the room and the room's name, when there are.
+    async fn names(&self, event: &StoredEvent) -> anyhow::Result<EventNames> {
+        let store = &self.push.store;
+        let sender = event.json["sender"].as_str().unwrap_or_default();
+        let member = store.membership(&event.room_id, sender).await?;
+        let name = store.current_state_event(&event.room_id, "m.room.name", "").await?;
+        Ok(EventNames {
+            sender_display_name: member.and_then(|m| m.displayname),
+            room_name: name.and_then(|e| e.json["content"]["name"].as_str().map(str::to_owned)),
+        })
+    }
+
+    /// Posts one push, up to three times; removes the pusher if the gateway rejects its
+    /// push key.
+    async fn deliver(&self, delivery: &Delivery) {
+        if let Err(reason) = self.check_address(&delivery.url) {
+            return tracing::info!(url = %delivery.url, %reason, "push gateway not allowed");
+        }
+        for attempt in 0..=RETRY_WAITS.len() {
+            match self.post(delivery).await {
+                Ok(rejected) => {
+                    if rejected.contains(&delivery.pushkey) {
+                        tracing::info!(user_id = %delivery.user_id, app_id = %delivery.app_id, "push key rejected; pusher removed");
+                        let store = &self.push.store;
+                        if let Err(err) =
+                            store.delete_pusher(&delivery.user_id, &delivery.app_id, &delivery.pushkey).await
+                        {
+                            tracing::warn!(%err, "could not remove a rejected pusher");
+                        }
+                    }
+                    return;
+                }
+                Err(err) => {
+                    tracing::info!(url = %delivery.url, attempt, %err, "push failed");
+                    if let Some(wait) = RETRY_WAITS.get(attempt) {
+                        tokio::time::sleep(*wait).await;
+                    }
+                }
+            }
+        }
+        tracing::warn!(url = %delivery.url, user_id = %delivery.user_id, "push dropped after three attempts");
+    }
+
+    /// The push keys the gateway rejected.
+    async fn post(&self, delivery: &Delivery) -> Result<Vec<String>, String> {
+        let response = self.client.post(&delivery.url).json(&delivery.body).send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("the gateway answered {status}"));
+        }
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let rejected = body["rejected"].as_array().into_iter().flatten();
+        Ok(rejected.filter_map(|key| key.as_str().map(str::to_owned)).collect())
+    }
+
+    /// A gateway named by an IP address must be allowed by the IP filters (host names
+    /// are checked as they resolve).
+    fn check_address(&self, url: &str) -> Result<(), String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+        let host = parsed.host_str().ok_or("no host")?;
+        match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            Ok(ip) if !self.filter.allows(ip) => Err(format!("{ip} is a blacklisted address")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What names an event in a push.
+struct EventNames {
+    sender_display_name: Option<String>,
+    room_name: Option<String>,
+}
+
+/// The Push Gateway API's `notification` for one pusher.
+fn notification_body(
+    event: &StoredEvent,
+    notification: &PendingPush,
+    pusher: &Value,
+    unread: i64,
+    names: &EventNames,
+) -> Value {
+    let json = &event.json;
+    let kind = json["type"].as_str().unwrap_or_default();
+    let is_invite = kind == "m.room.member" && json["content"]["membership"] == "invite";
+    let high = matches!(kind, "m.room.message" | "m.room.encrypted") || is_invite;
+    let mut data = pusher["data"].clone();
+    if let Some(data) = data.as_object_mut() {
+        data.remove("url");
+    }
+    let device = json!({
+        "app_id": pusher["app_id"], "pushkey": pusher["pushkey"], "data": data, "tweaks": tweaks(&notification.actions),
+    });
+    let user_is_target = json["state_key"] == notification.user_id.as_str();
+    let mut notification = json!({
+        "event_id": event.event_id, "room_id": event.room_id, "prio": if high { "high" } else { "low" },
+        "counts": { "unread": unread }, "devices": [device],
+    });
+    if pusher["data"]["format"] == "event_id_only" {
+        return json!({ "notification": notification });
+    }
+    notification["type"] = json["type"].clone();
+    notification["sender"] = json["sender"].clone();
+    notification["content"] = json["content"].clone();
+    if let Some(name) = &names.sender_display_name {
+        notification["sender_display_name"] = json!(name);
+    }
+    if let Some(name) = &names.room_name {
+        notification["room_name"] = json!(name);
+    }
+    if kind == "m.room.member" {
+        notification["membership"] = json["content"]["membership"].clone();
+        notification["user_is_target"] = json!(user_is_target);
+    }
+    json!({ "notification": notification })
+}
+
+/// The `set_tweak` actions as the gateway's `tweaks` (a tweak without a value is true).
+fn tweaks(actions: &Value) -> Value {
+    let mut tweaks = serde_json::Map::new();
+    for action in actions.as_array().into_iter().flatten() {
+        if let Some(name) = action["set_tweak"].as_str() {
+            tweaks.insert(name.to_owned(), action.get("value").cloned().unwrap_or(json!(true)));
+        }
+    }
+    Value::Object(tweaks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tweaks_come_from_set_tweak_actions() {
+        let actions = json!(["notify", { "set_tweak": "sound", "value": "default" }, { "set_tweak": "highlight" }]);
+        assert_eq!(tweaks(&actions), json!({ "sound": "default", "highlight": true }));
+        assert_eq!(tweaks(&json!(["notify"])), json!({}));
+    }
+}
