@@ -1,14 +1,16 @@
 //! Reports of events, rooms and users (`/rooms/{roomId}/report[/{eventId}]`,
 //! `/users/{userId}/report`), kept for the server's admins. A user can only report
-//! what they can see, and learns nothing about what they cannot.
+//! what they can see, and learns nothing about what they cannot. Admins list, read and
+//! delete the event reports in Synapse's shapes (`/_synapse/admin/v1/event_reports`).
 
 use std::sync::Arc;
 
 use ruma::{RoomId, UserId};
+use serde_json::{Value, json};
 
 use super::rooms::Rooms;
 use crate::error::{ApiResult, MatrixError};
-use crate::store::{NewReport, Store};
+use crate::store::{EventReportQuery, EventReportRow, NewReport, Store};
 
 /// Reasons are bounded like other free texts.
 const MAX_REASON_BYTES: usize = 1000;
@@ -77,6 +79,58 @@ impl Reports {
     pub async fn count(&self) -> ApiResult<i64> {
         Ok(self.store.report_count().await?)
     }
+
+    /// `GET /_synapse/admin/v1/event_reports`: `next_token` only while more remain.
+    pub async fn event_reports(&self, query: &EventReportQuery) -> ApiResult<Value> {
+        let (reports, total) = self.store.event_reports(query).await?;
+        let listed = reports.len() as i64;
+        let mut answer = json!({
+            "event_reports": reports.iter().map(report_json).collect::<Vec<_>>(),
+            "total": total,
+        });
+        if query.from.saturating_add(query.limit) < total {
+            answer["next_token"] = json!(query.from + listed);
+        }
+        Ok(answer)
+    }
+
+    /// `GET /_synapse/admin/v1/event_reports/{reportId}`: the report and the reported
+    /// event as stored (null once its room was purged).
+    pub async fn event_report(&self, report_id: i64) -> ApiResult<Value> {
+        let (report, event) = self.store.event_report(report_id).await?.ok_or_else(report_not_found)?;
+        let mut answer = report_json(&report);
+        answer["event_json"] = event.unwrap_or(Value::Null);
+        Ok(answer)
+    }
+
+    /// `DELETE /_synapse/admin/v1/event_reports/{reportId}`.
+    pub async fn delete_event_report(&self, report_id: i64) -> ApiResult<()> {
+        if !self.store.delete_event_report(report_id).await? {
+            return Err(report_not_found());
+        }
+        tracing::info!(report = report_id, "event report deleted");
+        Ok(())
+    }
+}
+
+fn report_not_found() -> MatrixError {
+    MatrixError::not_found("Event report not found")
+}
+
+/// A report in Synapse's shape: `user_id` is the reporter, `sender` the event's sender.
+fn report_json(report: &EventReportRow) -> Value {
+    json!({
+        "id": report.id,
+        "received_ts": report.received_ts,
+        "room_id": report.room_id,
+        "name": report.room_name,
+        "event_id": report.event_id,
+        "user_id": report.reporter,
+        "reason": report.reason,
+        "score": report.score,
+        "sender": report.sender,
+        "canonical_alias": report.canonical_alias,
+    })
 }
 
 fn check_reason(reason: Option<&str>) -> ApiResult<()> {
