@@ -1,7 +1,7 @@
 //! Synapse's admin API over HTTP, against SQLite and PostgreSQL: who may call it,
 //! accounts listed, filtered, paged, created, changed, locked, logged out and
 //! deactivated, rooms listed, searched and inspected, client connections recorded,
-//! event reports listed, filtered, read and deleted.
+//! reports of events and of users listed, filtered, read and deleted.
 
 mod common;
 
@@ -17,7 +17,8 @@ both_backends!(
     client_connections_are_recorded,
     forwarded_addresses_are_trusted_only_when_configured,
     event_reports_are_listed_read_and_deleted,
-    event_reports_outlive_their_room
+    event_reports_outlive_their_room,
+    user_reports_are_listed_read_and_deleted
 );
 
 const V3: &str = "/_matrix/client/v3";
@@ -60,6 +61,7 @@ async fn only_admins_get_in(db: Db) {
         format!("{ADMIN}/v1/federation/destinations"),
         format!("{ADMIN}/v1/background_updates/status"),
         format!("{ADMIN}/v1/event_reports"),
+        format!("{ADMIN}/v1/user_reports"),
     ];
     for path in &paths {
         let (status, body) = server.get(path, None).await;
@@ -725,4 +727,105 @@ async fn event_reports_outlive_their_room(db: Db) {
     let query = format!("{ADMIN}/v1/event_reports?event_sender_user_id={}", matrix::encode(&alice_id));
     let (_, body) = server.get(&query, Some(&admin)).await;
     assert_eq!(body["total"], 0);
+}
+
+async fn report_user(server: &TestServer, token: &str, user_id: &str, body: Value) {
+    let path = format!("{V3}/users/{}/report", matrix::encode(user_id));
+    let (status, answer) = server.post(&path, Some(token), body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+/// (reporter, reported) of each user report listed, in order.
+fn reported_users(body: &Value) -> Vec<(String, String)> {
+    let reports = body["user_reports"].as_array().expect("user_reports");
+    let text = |value: &Value| value.as_str().expect("a user id").to_owned();
+    reports.iter().map(|r| (text(&r["user_id"]), text(&r["target_user_id"]))).collect()
+}
+
+async fn user_reports_are_listed_read_and_deleted(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, admin) = server.register_as("root", "pw", true).await;
+    let (alice_id, alice) = server.register("alice", "pw").await;
+    let (bob_id, bob) = server.register("bob", "pw").await;
+    let (carol_id, carol) = server.register("carol", "pw").await;
+    let room = matrix::create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    assert_eq!(matrix::join(&server, &bob, &room, SERVER_NAME).await.0, StatusCode::OK);
+    let message = matrix::send_text(&server, &alice, &room, "hello").await;
+
+    // Oldest first; an event report in between is not a user report.
+    report_user(&server, &alice, &bob_id, json!({ "reason": "spam" })).await;
+    report_event(&server, &bob, &room, &message, json!({ "reason": "an event" })).await;
+    report_user(&server, &carol, &bob_id, json!({})).await;
+    report_user(&server, &alice, &carol_id, json!({ "reason": "rude" })).await;
+    let pair = |reporter: &String, reported: &String| (reporter.clone(), reported.clone());
+    let (alice_bob, carol_bob, alice_carol) =
+        (pair(&alice_id, &bob_id), pair(&carol_id, &bob_id), pair(&alice_id, &carol_id));
+
+    let list = format!("{ADMIN}/v1/user_reports");
+    let (status, body) = server.get(&list, Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(reported_users(&body), [alice_carol.clone(), carol_bob.clone(), alice_bob.clone()]);
+    assert_eq!(body["total"], 3);
+    assert!(body.get("next_token").is_none(), "{body}");
+    let reports = body["user_reports"].as_array().unwrap().clone();
+    assert_eq!((reports[2]["reason"].clone(), reports[1]["reason"].clone()), (json!("spam"), Value::Null));
+    assert!(reports[2]["received_ts"].as_i64().unwrap() > 1_600_000_000_000, "{}", reports[2]);
+    let ids: Vec<i64> = reports.iter().map(|r| r["id"].as_i64().expect("id")).collect();
+
+    let cases = [
+        ("dir=f", vec![alice_bob.clone(), carol_bob.clone(), alice_carol.clone()]),
+        ("user_id=alice", vec![alice_carol.clone(), alice_bob.clone()]),
+        (&*format!("target_user_id={}", matrix::encode(&bob_id)), vec![carol_bob.clone(), alice_bob.clone()]),
+        ("target_user_id=bob", vec![]),
+        (&*format!("user_id=alice&target_user_id={}", matrix::encode(&carol_id)), vec![alice_carol.clone()]),
+    ];
+    for (query, expected) in cases {
+        let (status, body) = server.get(&format!("{list}?{query}"), Some(&admin)).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        assert_eq!(reported_users(&body), expected, "{query}");
+        assert_eq!(body["total"], expected.len(), "{query}");
+    }
+    let (_, page) = server.get(&format!("{list}?limit=2"), Some(&admin)).await;
+    assert_eq!(reported_users(&page), [alice_carol.clone(), carol_bob.clone()]);
+    assert_eq!((page["next_token"].clone(), page["total"].clone()), (json!(2), json!(3)));
+    let (_, page) = server.get(&format!("{list}?from=2"), Some(&admin)).await;
+    assert_eq!(reported_users(&page), vec![alice_bob.clone()]);
+    assert!(page.get("next_token").is_none(), "{page}");
+    for query in ["from=-1", "limit=-1", "dir=sideways"] {
+        let (status, body) = server.get(&format!("{list}?{query}"), Some(&admin)).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{query}");
+    }
+
+    // One report; the event report (the id after alice's first) is not one, nor is a
+    // user report an event report.
+    let one = format!("{list}/{}", ids[2]);
+    let (status, report) = server.get(&one, Some(&admin)).await;
+    assert_eq!((status, report), (StatusCode::OK, reports[2].clone()));
+    let event_report = format!("{list}/{}", ids[2] + 1);
+    let as_event_report = format!("{ADMIN}/v1/event_reports/{}", ids[2]);
+    for (method, path) in [(Method::GET, &one), (Method::DELETE, &one), (Method::GET, &list)] {
+        let (status, body) = server.request(method.clone(), path, None, None).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"), "{method} {path}");
+        let (status, body) = server.request(method.clone(), path, Some(&bob), None).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{method} {path}");
+    }
+    for method in [Method::GET, Method::DELETE] {
+        for path in [format!("{list}/999999"), event_report.clone(), as_event_report.clone()] {
+            let (status, body) = server.request(method.clone(), &path, Some(&admin), None).await;
+            assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"), "{method} {path}");
+        }
+        for id in ["someone", "-1"] {
+            let (status, body) = server.request(method.clone(), &format!("{list}/{id}"), Some(&admin), None).await;
+            assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{method} {id}");
+        }
+    }
+    let (_, events) = server.get(&format!("{ADMIN}/v1/event_reports"), Some(&admin)).await;
+    assert_eq!(events["total"], 1, "the event report is still there: {events}");
+
+    let (status, body) = server.request(Method::DELETE, &one, Some(&admin), None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let (status, _) = server.request(Method::DELETE, &one, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = server.get(&list, Some(&admin)).await;
+    assert_eq!(reported_users(&body), [alice_carol, carol_bob]);
 }

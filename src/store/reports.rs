@@ -88,13 +88,57 @@ impl Store {
         Ok(deleted > 0)
     }
 
+    /// One page of the user reports `query` selects, and how many it selects in all.
+    pub async fn user_reports(&self, query: &UserReportQuery) -> Result<(Vec<UserReportRow>, i64), sqlx::Error> {
+        let (filter, binds) = query.filter();
+        let count_sql = format!("SELECT COUNT(*) {USER_REPORT_FROM}{filter}");
+        let mut count = sqlx::query(&count_sql);
+        for bind in &binds {
+            count = count.bind(bind.clone());
+        }
+        let total: i64 = count.fetch_one(self.pool()).await?.try_get(0)?;
+
+        let direction = if query.backwards { "DESC" } else { "ASC" };
+        let sql = format!(
+            "{USER_REPORT_SELECT} {USER_REPORT_FROM}{filter} \
+             ORDER BY received_ts {direction}, report_id {direction} LIMIT ${} OFFSET ${}",
+            binds.len() + 1,
+            binds.len() + 2
+        );
+        let mut page = sqlx::query(&sql);
+        for bind in &binds {
+            page = page.bind(bind.clone());
+        }
+        let rows = page.bind(query.limit).bind(query.from).fetch_all(self.pool()).await?;
+        let reports = rows.iter().map(user_report_from_row).collect::<Result<_, _>>()?;
+        Ok((reports, total))
+    }
+
+    pub async fn user_report(&self, report_id: i64) -> Result<Option<UserReportRow>, sqlx::Error> {
+        let sql = format!("{USER_REPORT_SELECT} {USER_REPORT_FROM} AND report_id = $1");
+        let row = sqlx::query(&sql).bind(report_id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(user_report_from_row).transpose()
+    }
+
+    /// Deletes a user report; false when there was none with this id.
+    pub async fn delete_user_report(&self, report_id: i64) -> Result<bool, sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        let deleted = sqlx::query("DELETE FROM reports WHERE report_id = $1 AND reported_user IS NOT NULL")
+            .bind(report_id)
+            .execute(&mut *txn.tx)
+            .await?
+            .rows_affected();
+        txn.commit().await?;
+        Ok(deleted > 0)
+    }
+
     pub async fn report_count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query("SELECT COUNT(*) FROM reports").fetch_one(self.pool()).await?.try_get(0)
     }
 }
 
 /// Which event reports to list, and which page.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EventReportQuery {
     pub from: i64,
     pub limit: i64,
@@ -187,4 +231,59 @@ fn event_report_from_row(row: &AnyRow) -> Result<EventReportRow, sqlx::Error> {
 fn content_text(json: Option<String>, key: &str) -> Option<String> {
     let event: Value = serde_json::from_str(&json?).ok()?;
     event.get("content")?.get(key)?.as_str().map(str::to_owned)
+}
+
+/// Which user reports to list, and which page.
+#[derive(Debug, Clone)]
+pub struct UserReportQuery {
+    pub from: i64,
+    pub limit: i64,
+    /// Newest first.
+    pub backwards: bool,
+    /// Part of the reporter's user id, in any case.
+    pub reporter: Option<String>,
+    /// The reported user, exactly.
+    pub reported_user: Option<String>,
+}
+
+impl UserReportQuery {
+    /// The conditions after [`USER_REPORT_FROM`]'s own, and the values they bind.
+    fn filter(&self) -> (String, Vec<String>) {
+        let mut filter = String::new();
+        let mut binds = Vec::new();
+        if let Some(part) = &self.reporter {
+            binds.push(format!("%{}%", like_escaped(&part.to_lowercase())));
+            filter.push_str(&format!(" AND LOWER(reporter) LIKE ${} ESCAPE '!'", binds.len()));
+        }
+        if let Some(user) = &self.reported_user {
+            binds.push(user.clone());
+            filter.push_str(&format!(" AND reported_user = ${}", binds.len()));
+        }
+        (filter, binds)
+    }
+}
+
+/// A report of a user.
+#[derive(Debug, Clone)]
+pub struct UserReportRow {
+    pub id: i64,
+    pub received_ts: i64,
+    pub reporter: String,
+    pub reported_user: String,
+    pub reason: Option<String>,
+}
+
+const USER_REPORT_SELECT: &str = "SELECT report_id, received_ts, reporter, reported_user, reason";
+
+/// Reports of events and rooms name no user and are left out.
+const USER_REPORT_FROM: &str = "FROM reports WHERE reported_user IS NOT NULL";
+
+fn user_report_from_row(row: &AnyRow) -> Result<UserReportRow, sqlx::Error> {
+    Ok(UserReportRow {
+        id: row.try_get("report_id")?,
+        received_ts: row.try_get("received_ts")?,
+        reporter: row.try_get("reporter")?,
+        reported_user: row.try_get("reported_user")?,
+        reason: row.try_get("reason")?,
+    })
 }

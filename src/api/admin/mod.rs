@@ -1,12 +1,12 @@
 //! Synapse's admin API (`/_synapse/admin/...`), same paths, shapes and status codes:
 //! shared-secret registration (so Synapse's `register_new_matrix_user` works against
 //! kith), background jobs, and in `users.rs`, `rooms.rs`, `federation.rs`,
-//! `registration_tokens.rs` and `event_reports.rs` what admins manage. Everything but
+//! `registration_tokens.rs` and `reports.rs` what admins manage. Everything but
 //! registration and the server version needs an admin's access token.
 
-mod event_reports;
 mod federation;
 mod registration_tokens;
+mod reports;
 mod room_deletion;
 mod rooms;
 mod users;
@@ -40,7 +40,7 @@ pub fn routes() -> Router<AppState> {
         .merge(room_deletion::routes())
         .merge(federation::routes())
         .merge(registration_tokens::routes())
-        .merge(event_reports::routes())
+        .merge(reports::routes())
 }
 
 /// `GET /_synapse/admin/v1/server_version`, open to anyone as in Synapse.

@@ -1,7 +1,8 @@
 //! Reports of events, rooms and users (`/rooms/{roomId}/report[/{eventId}]`,
 //! `/users/{userId}/report`), kept for the server's admins. A user can only report
 //! what they can see, and learns nothing about what they cannot. Admins list, read and
-//! delete the event reports in Synapse's shapes (`/_synapse/admin/v1/event_reports`).
+//! delete the reports of events and of users in Synapse's shapes
+//! (`/_synapse/admin/v1/event_reports`, `/_synapse/admin/v1/user_reports`).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::rooms::Rooms;
 use crate::error::{ApiResult, MatrixError};
-use crate::store::{EventReportQuery, EventReportRow, NewReport, Store};
+use crate::store::{EventReportQuery, EventReportRow, NewReport, Store, UserReportQuery, UserReportRow};
 
 /// Reasons are bounded like other free texts.
 const MAX_REASON_BYTES: usize = 1000;
@@ -111,6 +112,50 @@ impl Reports {
         tracing::info!(report = report_id, "event report deleted");
         Ok(())
     }
+
+    /// `GET /_synapse/admin/v1/user_reports`: `next_token` only while more remain.
+    pub async fn user_reports(&self, query: &UserReportQuery) -> ApiResult<Value> {
+        let (reports, total) = self.store.user_reports(query).await?;
+        let listed = reports.len() as i64;
+        let mut answer = json!({
+            "user_reports": reports.iter().map(user_report_json).collect::<Vec<_>>(),
+            "total": total,
+        });
+        if query.from.saturating_add(query.limit) < total {
+            answer["next_token"] = json!(query.from + listed);
+        }
+        Ok(answer)
+    }
+
+    /// `GET /_synapse/admin/v1/user_reports/{reportId}`.
+    pub async fn user_report(&self, report_id: i64) -> ApiResult<Value> {
+        let report = self.store.user_report(report_id).await?.ok_or_else(user_report_not_found)?;
+        Ok(user_report_json(&report))
+    }
+
+    /// `DELETE /_synapse/admin/v1/user_reports/{reportId}`.
+    pub async fn delete_user_report(&self, report_id: i64) -> ApiResult<()> {
+        if !self.store.delete_user_report(report_id).await? {
+            return Err(user_report_not_found());
+        }
+        tracing::info!(report = report_id, "user report deleted");
+        Ok(())
+    }
+}
+
+fn user_report_not_found() -> MatrixError {
+    MatrixError::not_found("User report not found")
+}
+
+/// A user report in Synapse's shape: `user_id` is the reporter.
+fn user_report_json(report: &UserReportRow) -> Value {
+    json!({
+        "id": report.id,
+        "received_ts": report.received_ts,
+        "user_id": report.reporter,
+        "target_user_id": report.reported_user,
+        "reason": report.reason,
+    })
 }
 
 fn report_not_found() -> MatrixError {
