@@ -1,10 +1,11 @@
 //! Synapse's admin API over HTTP, against SQLite and PostgreSQL: who may call it,
 //! accounts listed, filtered, paged, created, changed, locked, logged out and
-//! deactivated, rooms listed, searched and inspected, client connections recorded.
+//! deactivated, rooms listed, searched and inspected, client connections recorded,
+//! reports of events and of users listed, filtered, read and deleted.
 
 mod common;
 
-use common::{Db, SERVER_NAME, TestServer};
+use common::{Db, SERVER_NAME, TestServer, matrix};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -14,7 +15,10 @@ both_backends!(
     admins_change_accounts,
     rooms_are_listed_and_inspected,
     client_connections_are_recorded,
-    forwarded_addresses_are_trusted_only_when_configured
+    forwarded_addresses_are_trusted_only_when_configured,
+    event_reports_are_listed_read_and_deleted,
+    event_reports_outlive_their_room,
+    user_reports_are_listed_read_and_deleted
 );
 
 const V3: &str = "/_matrix/client/v3";
@@ -56,6 +60,8 @@ async fn only_admins_get_in(db: Db) {
         format!("{ADMIN}/v1/rooms"),
         format!("{ADMIN}/v1/federation/destinations"),
         format!("{ADMIN}/v1/background_updates/status"),
+        format!("{ADMIN}/v1/event_reports"),
+        format!("{ADMIN}/v1/user_reports"),
     ];
     for path in &paths {
         let (status, body) = server.get(path, None).await;
@@ -534,4 +540,292 @@ async fn forwarded_addresses_are_trusted_only_when_configured(db: Db) {
     assert_eq!(ips, ["203.0.113.7", "127.0.0.1"], "newest first: {connections:?}");
     let (_, devices) = server.get(&format!("{ADMIN}/v2/users/{alice}/devices"), Some(&admin)).await;
     assert_eq!(device(&devices, &device_id)["last_seen_ip"], "203.0.113.7");
+}
+
+/// Reports `event_id` in `room` as `token`'s user.
+async fn report_event(server: &TestServer, token: &str, room: &str, event_id: &str, body: Value) {
+    let path = format!("{V3}/rooms/{}/report/{}", matrix::encode(room), matrix::encode(event_id));
+    let (status, answer) = server.post(&path, Some(token), body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+/// The reported events listed, in order.
+fn reported(body: &Value) -> Vec<String> {
+    let reports = body["event_reports"].as_array().expect("event_reports");
+    reports.iter().map(|r| r["event_id"].as_str().expect("event_id").to_owned()).collect()
+}
+
+fn strings(ids: &[&String]) -> Vec<String> {
+    ids.iter().map(|id| id.to_string()).collect()
+}
+
+async fn event_reports_are_listed_read_and_deleted(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, admin) = server.register_as("root", "pw", true).await;
+    let (alice_id, alice) = server.register("alice", "pw").await;
+    let (bob_id, bob) = server.register("bob", "pw").await;
+    let (carol_id, carol) = server.register("carol", "pw").await;
+    let garden = json!({ "name": "Garden Party", "room_alias_name": "garden", "preset": "public_chat" });
+    let garden = matrix::create_room(&server, &alice, garden).await;
+    let club = matrix::create_room(&server, &carol, json!({ "preset": "public_chat" })).await;
+    for (token, room) in [(&bob, &garden), (&carol, &garden), (&bob, &club)] {
+        assert_eq!(matrix::join(&server, token, room, SERVER_NAME).await.0, StatusCode::OK);
+    }
+    let rude = matrix::send_text(&server, &alice, &garden, "something rude").await;
+    let loud = matrix::send_text(&server, &bob, &garden, "SOMETHING LOUD").await;
+    let stray = matrix::send_text(&server, &carol, &club, "off topic").await;
+
+    // Oldest first: bob and carol report alice's message, alice bob's, bob carol's; a
+    // room and a user are reported too, and are not event reports.
+    report_event(&server, &bob, &garden, &rude, json!({ "reason": "spam", "score": -100 })).await;
+    report_event(&server, &carol, &garden, &rude, json!({ "reason": "rude", "score": -50 })).await;
+    let path = format!("{V3}/rooms/{}/report", matrix::encode(&club));
+    assert_eq!(server.post(&path, Some(&alice), json!({ "reason": "a room" })).await.0, StatusCode::OK);
+    report_event(&server, &alice, &garden, &loud, json!({})).await;
+    report_event(&server, &bob, &club, &stray, json!({ "reason": "off topic" })).await;
+    let path = format!("{V3}/users/{}/report", matrix::encode(&carol_id));
+    assert_eq!(server.post(&path, Some(&bob), json!({ "reason": "a user" })).await.0, StatusCode::OK);
+
+    let list = format!("{ADMIN}/v1/event_reports");
+    let (status, body) = server.get(&list, Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 4);
+    assert!(body.get("next_token").is_none(), "{body}");
+    assert_eq!(reported(&body), strings(&[&stray, &loud, &rude, &rude]), "newest first");
+    let reports = body["event_reports"].as_array().unwrap();
+    let first = &reports[3];
+    assert_eq!(first["room_id"], garden.as_str());
+    assert_eq!(first["name"], "Garden Party");
+    assert_eq!(first["canonical_alias"], format!("#garden:{SERVER_NAME}"));
+    assert_eq!((first["user_id"].as_str(), first["sender"].as_str()), (Some(&*bob_id), Some(&*alice_id)));
+    assert_eq!((first["reason"].clone(), first["score"].clone()), (json!("spam"), json!(-100)));
+    assert!(first["received_ts"].as_i64().unwrap() > 1_600_000_000_000, "{first}");
+    let silent = &reports[1];
+    assert_eq!((silent["reason"].clone(), silent["score"].clone()), (Value::Null, Value::Null));
+    assert_eq!((silent["user_id"].as_str(), silent["sender"].as_str()), (Some(&*alice_id), Some(&*bob_id)));
+    let unnamed = &reports[0];
+    assert_eq!((unnamed["name"].clone(), unnamed["canonical_alias"].clone()), (Value::Null, Value::Null));
+    let ids: Vec<i64> = reports.iter().map(|r| r["id"].as_i64().expect("id")).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] > pair[1]), "{ids:?}");
+    let fields = ["id", "received_ts", "room_id", "name", "event_id", "user_id", "reason", "score", "sender"];
+    for field in fields.iter().chain(&["canonical_alias"]) {
+        assert!(first.get(*field).is_some(), "{field} in {first}");
+    }
+
+    // Filters, order and paging.
+    let cases = [
+        ("dir=f", strings(&[&rude, &rude, &loud, &stray])),
+        ("dir=b", strings(&[&stray, &loud, &rude, &rude])),
+        ("user_id=bob", strings(&[&stray, &rude])),
+        ("user_id=%40CAROL", strings(&[&rude])),
+        (&*format!("room_id={}", matrix::encode(&club)), strings(&[&stray])),
+        (&*format!("event_sender_user_id={}", matrix::encode(&alice_id)), strings(&[&rude, &rude])),
+        (&*format!("event_sender_user_id={}&user_id=bob", matrix::encode(&alice_id)), strings(&[&rude])),
+        ("event_sender_user_id=alice", vec![]),
+        ("user_id=nobody", vec![]),
+    ];
+    for (query, expected) in cases {
+        let (status, body) = server.get(&format!("{list}?{query}"), Some(&admin)).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        assert_eq!(reported(&body), expected, "{query}");
+        assert_eq!(body["total"], expected.len(), "{query}");
+    }
+    let (_, page) = server.get(&format!("{list}?limit=3"), Some(&admin)).await;
+    assert_eq!(reported(&page), strings(&[&stray, &loud, &rude]));
+    assert_eq!((page["next_token"].clone(), page["total"].clone()), (json!(3), json!(4)));
+    let (_, page) = server.get(&format!("{list}?limit=3&from=3"), Some(&admin)).await;
+    assert_eq!(reported(&page), strings(&[&rude]));
+    assert!(page.get("next_token").is_none(), "{page}");
+    let (_, page) = server.get(&format!("{list}?limit=2&from=1&dir=f"), Some(&admin)).await;
+    assert_eq!(reported(&page), strings(&[&rude, &loud]));
+    assert_eq!(page["next_token"], 3);
+    let (_, page) = server.get(&format!("{list}?from=10"), Some(&admin)).await;
+    assert_eq!(page, json!({ "event_reports": [], "total": 4 }));
+    for query in ["from=-1", "limit=-1", "from=first", "dir=sideways"] {
+        let (status, body) = server.get(&format!("{list}?{query}"), Some(&admin)).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{query}");
+    }
+
+    // One report in full, with the event as stored.
+    let one = format!("{list}/{}", ids[3]);
+    let (status, report) = server.get(&one, Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    for field in fields {
+        assert_eq!(report[field], reports[3][field], "{field}");
+    }
+    // The PDU as stored: signed and hashed, its id not part of it (room versions 3+).
+    let event = &report["event_json"];
+    assert_eq!(event["sender"], alice_id.as_str());
+    assert!(event["hashes"]["sha256"].is_string() && event["signatures"].is_object(), "{event}");
+    assert_eq!(
+        (event["type"].clone(), event["content"]["body"].clone()),
+        (json!("m.room.message"), json!("something rude"))
+    );
+    assert_eq!(event["room_id"], garden.as_str());
+
+    // Who may not, and what does not exist. The room report (the id after carol's) is
+    // not an event report.
+    let room_report = format!("{list}/{}", ids[2] + 1);
+    for (method, path) in [(Method::GET, &one), (Method::DELETE, &one), (Method::GET, &list)] {
+        let (status, body) = server.request(method.clone(), path, None, None).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"), "{method} {path}");
+        let (status, body) = server.request(method.clone(), path, Some(&carol), None).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{method} {path}");
+    }
+    for method in [Method::GET, Method::DELETE] {
+        for path in [format!("{list}/999999"), room_report.clone()] {
+            let (status, body) = server.request(method.clone(), &path, Some(&admin), None).await;
+            assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"), "{method} {path}");
+        }
+        for id in ["first", "-1", "1.5"] {
+            let (status, body) = server.request(method.clone(), &format!("{list}/{id}"), Some(&admin), None).await;
+            assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{method} {id}");
+        }
+    }
+
+    // Deleting a report leaves the others.
+    let (status, body) = server.request(Method::DELETE, &one, Some(&admin), None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let (status, body) = server.request(Method::DELETE, &one, Some(&admin), None).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
+    let (status, _) = server.get(&one, Some(&admin)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = server.get(&list, Some(&admin)).await;
+    assert_eq!(reported(&body), strings(&[&stray, &loud, &rude]));
+    assert_eq!(body["total"], 3);
+    assert_eq!(body["event_reports"][2]["user_id"], carol_id.as_str());
+}
+
+async fn event_reports_outlive_their_room(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, admin) = server.register_as("root", "pw", true).await;
+    let (alice_id, alice) = server.register("alice", "pw").await;
+    let (bob_id, bob) = server.register("bob", "pw").await;
+    let body = json!({ "name": "Doomed", "room_alias_name": "doomed", "preset": "public_chat" });
+    let room = matrix::create_room(&server, &alice, body).await;
+    assert_eq!(matrix::join(&server, &bob, &room, SERVER_NAME).await.0, StatusCode::OK);
+    let message = matrix::send_text(&server, &alice, &room, "something unlawful").await;
+    report_event(&server, &bob, &room, &message, json!({ "reason": "unlawful", "score": -100 })).await;
+
+    let path = format!("{ADMIN}/v1/rooms/{room}");
+    let (status, body) = server.request(Method::DELETE, &path, Some(&admin), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = server.get(&format!("{ADMIN}/v1/event_reports"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 1);
+    let report = &body["event_reports"][0];
+    assert_eq!((report["room_id"].as_str(), report["event_id"].as_str()), (Some(&*room), Some(&*message)));
+    assert_eq!((report["user_id"].as_str(), report["reason"].clone()), (Some(&*bob_id), json!("unlawful")));
+    for gone in ["name", "canonical_alias", "sender"] {
+        assert_eq!(report[gone], Value::Null, "{gone}: {report}");
+    }
+    let (status, one) = server.get(&format!("{ADMIN}/v1/event_reports/{}", report["id"]), Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!((one["event_json"].clone(), one["score"].clone()), (Value::Null, json!(-100)));
+    // The sender is no longer known, so filtering by it finds nothing.
+    let query = format!("{ADMIN}/v1/event_reports?event_sender_user_id={}", matrix::encode(&alice_id));
+    let (_, body) = server.get(&query, Some(&admin)).await;
+    assert_eq!(body["total"], 0);
+}
+
+async fn report_user(server: &TestServer, token: &str, user_id: &str, body: Value) {
+    let path = format!("{V3}/users/{}/report", matrix::encode(user_id));
+    let (status, answer) = server.post(&path, Some(token), body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+/// (reporter, reported) of each user report listed, in order.
+fn reported_users(body: &Value) -> Vec<(String, String)> {
+    let reports = body["user_reports"].as_array().expect("user_reports");
+    let text = |value: &Value| value.as_str().expect("a user id").to_owned();
+    reports.iter().map(|r| (text(&r["user_id"]), text(&r["target_user_id"]))).collect()
+}
+
+async fn user_reports_are_listed_read_and_deleted(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, admin) = server.register_as("root", "pw", true).await;
+    let (alice_id, alice) = server.register("alice", "pw").await;
+    let (bob_id, bob) = server.register("bob", "pw").await;
+    let (carol_id, carol) = server.register("carol", "pw").await;
+    let room = matrix::create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+    assert_eq!(matrix::join(&server, &bob, &room, SERVER_NAME).await.0, StatusCode::OK);
+    let message = matrix::send_text(&server, &alice, &room, "hello").await;
+
+    // Oldest first; an event report in between is not a user report.
+    report_user(&server, &alice, &bob_id, json!({ "reason": "spam" })).await;
+    report_event(&server, &bob, &room, &message, json!({ "reason": "an event" })).await;
+    report_user(&server, &carol, &bob_id, json!({})).await;
+    report_user(&server, &alice, &carol_id, json!({ "reason": "rude" })).await;
+    let pair = |reporter: &String, reported: &String| (reporter.clone(), reported.clone());
+    let (alice_bob, carol_bob, alice_carol) =
+        (pair(&alice_id, &bob_id), pair(&carol_id, &bob_id), pair(&alice_id, &carol_id));
+
+    let list = format!("{ADMIN}/v1/user_reports");
+    let (status, body) = server.get(&list, Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(reported_users(&body), [alice_carol.clone(), carol_bob.clone(), alice_bob.clone()]);
+    assert_eq!(body["total"], 3);
+    assert!(body.get("next_token").is_none(), "{body}");
+    let reports = body["user_reports"].as_array().unwrap().clone();
+    assert_eq!((reports[2]["reason"].clone(), reports[1]["reason"].clone()), (json!("spam"), Value::Null));
+    assert!(reports[2]["received_ts"].as_i64().unwrap() > 1_600_000_000_000, "{}", reports[2]);
+    let ids: Vec<i64> = reports.iter().map(|r| r["id"].as_i64().expect("id")).collect();
+
+    let cases = [
+        ("dir=f", vec![alice_bob.clone(), carol_bob.clone(), alice_carol.clone()]),
+        ("user_id=alice", vec![alice_carol.clone(), alice_bob.clone()]),
+        (&*format!("target_user_id={}", matrix::encode(&bob_id)), vec![carol_bob.clone(), alice_bob.clone()]),
+        ("target_user_id=bob", vec![]),
+        (&*format!("user_id=alice&target_user_id={}", matrix::encode(&carol_id)), vec![alice_carol.clone()]),
+    ];
+    for (query, expected) in cases {
+        let (status, body) = server.get(&format!("{list}?{query}"), Some(&admin)).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        assert_eq!(reported_users(&body), expected, "{query}");
+        assert_eq!(body["total"], expected.len(), "{query}");
+    }
+    let (_, page) = server.get(&format!("{list}?limit=2"), Some(&admin)).await;
+    assert_eq!(reported_users(&page), [alice_carol.clone(), carol_bob.clone()]);
+    assert_eq!((page["next_token"].clone(), page["total"].clone()), (json!(2), json!(3)));
+    let (_, page) = server.get(&format!("{list}?from=2"), Some(&admin)).await;
+    assert_eq!(reported_users(&page), vec![alice_bob.clone()]);
+    assert!(page.get("next_token").is_none(), "{page}");
+    for query in ["from=-1", "limit=-1", "dir=sideways"] {
+        let (status, body) = server.get(&format!("{list}?{query}"), Some(&admin)).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{query}");
+    }
+
+    // One report; the event report (the id after alice's first) is not one, nor is a
+    // user report an event report.
+    let one = format!("{list}/{}", ids[2]);
+    let (status, report) = server.get(&one, Some(&admin)).await;
+    assert_eq!((status, report), (StatusCode::OK, reports[2].clone()));
+    let event_report = format!("{list}/{}", ids[2] + 1);
+    let as_event_report = format!("{ADMIN}/v1/event_reports/{}", ids[2]);
+    for (method, path) in [(Method::GET, &one), (Method::DELETE, &one), (Method::GET, &list)] {
+        let (status, body) = server.request(method.clone(), path, None, None).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"), "{method} {path}");
+        let (status, body) = server.request(method.clone(), path, Some(&bob), None).await;
+        assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{method} {path}");
+    }
+    for method in [Method::GET, Method::DELETE] {
+        for path in [format!("{list}/999999"), event_report.clone(), as_event_report.clone()] {
+            let (status, body) = server.request(method.clone(), &path, Some(&admin), None).await;
+            assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"), "{method} {path}");
+        }
+        for id in ["someone", "-1"] {
+            let (status, body) = server.request(method.clone(), &format!("{list}/{id}"), Some(&admin), None).await;
+            assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{method} {id}");
+        }
+    }
+    let (_, events) = server.get(&format!("{ADMIN}/v1/event_reports"), Some(&admin)).await;
+    assert_eq!(events["total"], 1, "the event report is still there: {events}");
+
+    let (status, body) = server.request(Method::DELETE, &one, Some(&admin), None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let (status, _) = server.request(Method::DELETE, &one, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = server.get(&list, Some(&admin)).await;
+    assert_eq!(reported_users(&body), [alice_carol, carol_bob]);
 }

@@ -121,7 +121,7 @@ const USER_FROM: &str = "FROM users u \
      LEFT JOIN profile_fields d ON d.user_id = u.user_id AND d.field = 'displayname'";
 
 /// A `LIKE` pattern matching `text` literally (`!` is the escape character).
-fn like_escaped(text: &str) -> String {
+pub(super) fn like_escaped(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '!' | '%' | '_') {

@@ -44,7 +44,7 @@ pub use push::{NewNotification, Notification, PendingPush};
 pub use registration_tokens::{RegistrationTokenRow, TokenChanges};
 pub use relations::{RelationQuery, declared_relation};
 pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};
-pub use reports::NewReport;
+pub use reports::{EventReportQuery, EventReportRow, NewReport, UserReportQuery, UserReportRow};
 pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
 pub use to_device::{TO_DEVICE_STREAM, ToDeviceMessage};
 pub use user_data::Receipt;

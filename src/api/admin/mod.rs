@@ -1,11 +1,12 @@
 //! Synapse's admin API (`/_synapse/admin/...`), same paths, shapes and status codes:
 //! shared-secret registration (so Synapse's `register_new_matrix_user` works against
-//! kith), background jobs, and in `users.rs`, `rooms.rs`, `federation.rs` and
-//! `registration_tokens.rs` what admins manage. Everything but registration and the
-//! server version needs an admin's access token.
+//! kith), background jobs, and in `users.rs`, `rooms.rs`, `federation.rs`,
+//! `registration_tokens.rs` and `reports.rs` what admins manage. Everything but
+//! registration and the server version needs an admin's access token.
 
 mod federation;
 mod registration_tokens;
+mod reports;
 mod room_deletion;
 mod rooms;
 mod users;
@@ -39,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .merge(room_deletion::routes())
         .merge(federation::routes())
         .merge(registration_tokens::routes())
+        .merge(reports::routes())
 }
 
 /// `GET /_synapse/admin/v1/server_version`, open to anyone as in Synapse.
@@ -94,8 +96,14 @@ impl Params {
 
     /// `dir`: true for `b` (backwards), false for `f` or absent.
     pub fn backwards(&self) -> ApiResult<bool> {
+        self.backwards_or(false)
+    }
+
+    /// `dir`, or `default` when absent (some lists are newest first unless asked).
+    pub fn backwards_or(&self, default: bool) -> ApiResult<bool> {
         match self.string("dir") {
-            None | Some("f") => Ok(false),
+            None => Ok(default),
+            Some("f") => Ok(false),
             Some("b") => Ok(true),
             Some(_) => Err(MatrixError::invalid_param("Query parameter \"dir\" must be one of ['b', 'f']")),
         }

@@ -1,14 +1,17 @@
 //! Reports of events, rooms and users (`/rooms/{roomId}/report[/{eventId}]`,
 //! `/users/{userId}/report`), kept for the server's admins. A user can only report
-//! what they can see, and learns nothing about what they cannot.
+//! what they can see, and learns nothing about what they cannot. Admins list, read and
+//! delete the reports of events and of users in Synapse's shapes
+//! (`/_synapse/admin/v1/event_reports`, `/_synapse/admin/v1/user_reports`).
 
 use std::sync::Arc;
 
 use ruma::{RoomId, UserId};
+use serde_json::{Value, json};
 
 use super::rooms::Rooms;
 use crate::error::{ApiResult, MatrixError};
-use crate::store::{NewReport, Store};
+use crate::store::{EventReportQuery, EventReportRow, NewReport, Store, UserReportQuery, UserReportRow};
 
 /// Reasons are bounded like other free texts.
 const MAX_REASON_BYTES: usize = 1000;
@@ -77,6 +80,102 @@ impl Reports {
     pub async fn count(&self) -> ApiResult<i64> {
         Ok(self.store.report_count().await?)
     }
+
+    /// `GET /_synapse/admin/v1/event_reports`: `next_token` only while more remain.
+    pub async fn event_reports(&self, query: &EventReportQuery) -> ApiResult<Value> {
+        let (reports, total) = self.store.event_reports(query).await?;
+        let listed = reports.len() as i64;
+        let mut answer = json!({
+            "event_reports": reports.iter().map(report_json).collect::<Vec<_>>(),
+            "total": total,
+        });
+        if query.from.saturating_add(query.limit) < total {
+            answer["next_token"] = json!(query.from + listed);
+        }
+        Ok(answer)
+    }
+
+    /// `GET /_synapse/admin/v1/event_reports/{reportId}`: the report and the reported
+    /// event as stored (null once its room was purged).
+    pub async fn event_report(&self, report_id: i64) -> ApiResult<Value> {
+        let (report, event) = self.store.event_report(report_id).await?.ok_or_else(report_not_found)?;
+        let mut answer = report_json(&report);
+        answer["event_json"] = event.unwrap_or(Value::Null);
+        Ok(answer)
+    }
+
+    /// `DELETE /_synapse/admin/v1/event_reports/{reportId}`.
+    pub async fn delete_event_report(&self, report_id: i64) -> ApiResult<()> {
+        if !self.store.delete_event_report(report_id).await? {
+            return Err(report_not_found());
+        }
+        tracing::info!(report = report_id, "event report deleted");
+        Ok(())
+    }
+
+    /// `GET /_synapse/admin/v1/user_reports`: `next_token` only while more remain.
+    pub async fn user_reports(&self, query: &UserReportQuery) -> ApiResult<Value> {
+        let (reports, total) = self.store.user_reports(query).await?;
+        let listed = reports.len() as i64;
+        let mut answer = json!({
+            "user_reports": reports.iter().map(user_report_json).collect::<Vec<_>>(),
+            "total": total,
+        });
+        if query.from.saturating_add(query.limit) < total {
+            answer["next_token"] = json!(query.from + listed);
+        }
+        Ok(answer)
+    }
+
+    /// `GET /_synapse/admin/v1/user_reports/{reportId}`.
+    pub async fn user_report(&self, report_id: i64) -> ApiResult<Value> {
+        let report = self.store.user_report(report_id).await?.ok_or_else(user_report_not_found)?;
+        Ok(user_report_json(&report))
+    }
+
+    /// `DELETE /_synapse/admin/v1/user_reports/{reportId}`.
+    pub async fn delete_user_report(&self, report_id: i64) -> ApiResult<()> {
+        if !self.store.delete_user_report(report_id).await? {
+            return Err(user_report_not_found());
+        }
+        tracing::info!(report = report_id, "user report deleted");
+        Ok(())
+    }
+}
+
+fn user_report_not_found() -> MatrixError {
+    MatrixError::not_found("User report not found")
+}
+
+/// A user report in Synapse's shape: `user_id` is the reporter.
+fn user_report_json(report: &UserReportRow) -> Value {
+    json!({
+        "id": report.id,
+        "received_ts": report.received_ts,
+        "user_id": report.reporter,
+        "target_user_id": report.reported_user,
+        "reason": report.reason,
+    })
+}
+
+fn report_not_found() -> MatrixError {
+    MatrixError::not_found("Event report not found")
+}
+
+/// A report in Synapse's shape: `user_id` is the reporter, `sender` the event's sender.
+fn report_json(report: &EventReportRow) -> Value {
+    json!({
+        "id": report.id,
+        "received_ts": report.received_ts,
+        "room_id": report.room_id,
+        "name": report.room_name,
+        "event_id": report.event_id,
+        "user_id": report.reporter,
+        "reason": report.reason,
+        "score": report.score,
+        "sender": report.sender,
+        "canonical_alias": report.canonical_alias,
+    })
 }
 
 fn check_reason(reason: Option<&str>) -> ApiResult<()> {
