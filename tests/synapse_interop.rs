@@ -725,6 +725,41 @@ async fn synapse_users_show_their_public_name_and_dms_invite_both_ways(db: Db) {
 /// two servers, Alice's second device reading the history from kith's key backup, and
 /// Bob seeing both of Alice's devices cross-signed. Once, on SQLite (the same script runs
 /// kith against kith on both backends in `client_sdks.rs`).
+/// An admin deletes a kith room a Synapse user is in: Synapse hears that the kith
+/// member left before kith purged the room, and an invite back from Synapse into the
+/// blocked room is refused by kith.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_kith_room_is_left_on_synapse_and_stays_blocked() {
+    let synapse = Synapse::start().await;
+    let kith = TestServer::start_federating(Db::Sqlite).await;
+    let (_, admin) = kith.register_as("root", "pw", true).await;
+    let (dave, dave_token) = kith.register("dave", "pw").await;
+    let (carol, carol_token) = synapse.register("carol", "pw").await;
+    let room = matrix::create_room(&kith, &dave_token, json!({ "preset": "public_chat" })).await;
+    let (status, body) = matrix::join(&synapse, &carol_token, &room, kith.name()).await;
+    assert_eq!(status, StatusCode::OK, "join: {body}");
+    wait_for_membership(&kith, &dave_token, &room, &carol, "join", &synapse).await;
+
+    let path = format!("/_synapse/admin/v2/rooms/{room}");
+    let (status, body) = kith.request(Method::DELETE, &path, Some(&admin), Some(json!({ "block": true }))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let status_path = format!("/_synapse/admin/v2/rooms/delete_status/{}", body["delete_id"].as_str().unwrap());
+    let deletion = eventually("the deletion to end", PATIENCE, || async {
+        let (_, deletion) = kith.get(&status_path, Some(&admin)).await;
+        matches!(deletion["status"].as_str(), Some("complete" | "failed")).then_some(deletion)
+    })
+    .await;
+    assert_eq!(deletion["status"], "complete", "{deletion}");
+    wait_for_membership(&synapse, &carol_token, &room, &dave, "leave", &kith).await;
+
+    let invite = format!("{V3}/rooms/{}/invite", matrix::encode(&room));
+    let (status, body) =
+        synapse.request(Method::POST, &invite, Some(&carol_token), Some(json!({ "user_id": dave }))).await;
+    assert!(status.is_client_error(), "kith refuses the invite: {status} {body}");
+    let (_, joined) = kith.get(&format!("{V3}/joined_rooms"), Some(&dave_token)).await;
+    assert_eq!(joined["joined_rooms"], json!([]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_js_sdk_encrypts_between_kith_and_synapse() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/e2ee.mjs");
