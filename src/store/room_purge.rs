@@ -82,6 +82,25 @@ impl Store {
         row.try_get(0)
     }
 
+    /// Removes the notifications of up to `events` of a room's events (every user's);
+    /// returns how many rows went. A purge clears them first, in such small
+    /// transactions, as they are most of a busy room's rows and nobody needs them once
+    /// the local members have left.
+    pub async fn delete_room_notifications(&self, room_id: &str, events: i64) -> Result<u64, sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        let removed = sqlx::query(
+            "DELETE FROM notifications WHERE room_id = $1 AND event_id IN \
+             (SELECT DISTINCT event_id FROM notifications WHERE room_id = $1 LIMIT $2)",
+        )
+        .bind(room_id)
+        .bind(events)
+        .execute(&mut *txn.tx)
+        .await?
+        .rows_affected();
+        txn.commit().await?;
+        Ok(removed)
+    }
+
     /// Removes every trace of a room in one transaction: its events, state, memberships,
     /// aliases, receipts, notifications, relations, per-room account data and what other
     /// servers were still owed of it. Streams that follow memberships (the user
