@@ -24,6 +24,9 @@ pub const SYNC_BATCH: i64 = 100;
 /// Handled transaction and message ids are remembered this long.
 const SEEN_FOR_MS: i64 = 24 * 3600 * 1000;
 
+/// Orders the kept EDUs of one millisecond.
+static KEPT_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub struct ToDevice {
     store: Arc<Store>,
     server_name: OwnedServerName,
@@ -95,8 +98,10 @@ impl ToDevice {
             let edu = json!({ "edu_type": "m.direct_to_device", "content": {
                 "sender": sender, "type": event_type, "message_id": message_id, "messages": messages,
             }});
-            // Kept EDUs are resent in key order after a restart: the time keeps them in order.
-            let key = format!("{:020} m.direct_to_device {message_id}", crate::store::now_ms());
+            // Kept EDUs go out in key order: the time, then a counter for those of one
+            // millisecond, keeps them in the order they were sent.
+            let sequence = KEPT_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let key = format!("{:020} {sequence:020} m.direct_to_device {message_id}", crate::store::now_ms());
             self.sender.send_durable_edu_to(&[server], &key, &edu).await?;
         }
         Ok(())
