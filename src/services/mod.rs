@@ -32,6 +32,7 @@ pub mod room_directory;
 pub mod room_shutdown;
 pub mod rooms;
 pub mod server_keys;
+pub mod spaces;
 pub mod sync;
 pub mod to_device;
 pub mod voip;
@@ -81,6 +82,7 @@ use room_shutdown::RoomShutdown;
 use rooms::Rooms;
 use server_keys::ServerKeys;
 use server_keys::remote::RemoteKeys;
+use spaces::Spaces;
 use sync::ClientSync;
 use to_device::ToDevice;
 use voip::Voip;
@@ -107,6 +109,7 @@ pub struct Services {
     pub rooms: Arc<Rooms>,
     pub room_directory: Arc<RoomDirectory>,
     pub room_shutdown: Arc<RoomShutdown>,
+    pub spaces: Arc<Spaces>,
     pub joins: Arc<Joins>,
     pub ephemeral: Arc<Ephemeral>,
     pub account_data: Arc<AccountData>,
@@ -291,6 +294,7 @@ impl Services {
             config.experimental_features.faster_joins,
         ));
         let resync = Arc::new(PartialStateResync::new(joins.clone()));
+        let spaces = Arc::new(Spaces::new(store.clone(), rooms.clone()));
         let room_shutdown = Arc::new(RoomShutdown::new(
             store.clone(),
             server_name.clone(),
@@ -339,6 +343,7 @@ impl Services {
             rooms,
             room_directory,
             room_shutdown,
+            spaces,
             joins,
             ephemeral,
             account_data,

@@ -16,6 +16,7 @@ pub mod relations;
 pub mod reports;
 pub mod rooms;
 pub mod session;
+pub mod spaces;
 pub mod sync;
 pub mod tags;
 pub mod user_directory;
@@ -73,6 +74,7 @@ fn v1_routes() -> Router<AppState> {
     const V1: &str = "/_matrix/client/v1";
     Router::new()
         .route(&format!("{V1}/register/m.login.registration_token/validity"), get(register::token_validity))
+        .route(&format!("{V1}/rooms/{{room_id}}/hierarchy"), get(spaces::hierarchy))
         .route(&format!("{V1}/rooms/{{room_id}}/relations/{{event_id}}"), get(relations::relations))
         .route(&format!("{V1}/rooms/{{room_id}}/relations/{{event_id}}/{{rel_type}}"), get(relations::relations))
         .route(
