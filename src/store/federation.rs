@@ -41,13 +41,16 @@ impl Store {
 
     /// PDUs waiting per destination, the longest outboxes first, at most `limit` of them.
     pub async fn federation_outbox_lens(&self, limit: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT destination, COUNT(*) AS waiting FROM federation_outbox GROUP BY destination \
-             ORDER BY waiting DESC, destination LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+        self.waiting_per_destination("federation_outbox", limit).await
+    }
+
+    /// Rows of an outbox table per destination, the most first, at most `limit` of them.
+    async fn waiting_per_destination(&self, table: &str, limit: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let statement = format!(
+            "SELECT destination, COUNT(*) AS waiting FROM {table} GROUP BY destination \
+             ORDER BY waiting DESC, destination LIMIT $1"
+        );
+        let rows = sqlx::query(&statement).bind(limit).fetch_all(self.pool()).await?;
         rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
@@ -196,14 +199,7 @@ impl Store {
 
     /// Kept EDUs per destination, the longest queues first, at most `limit` of them.
     pub async fn durable_edu_lens(&self, limit: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT destination, COUNT(*) AS waiting FROM federation_edu_outbox GROUP BY destination \
-             ORDER BY waiting DESC, destination LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+        self.waiting_per_destination("federation_edu_outbox", limit).await
     }
 
     /// Destinations that are owed PDUs or kept EDUs.
