@@ -108,6 +108,17 @@ const renamed = await client.getDevice(client.getDeviceId());
 if (renamed.display_name !== "renamed by js") fail("the device was not renamed");
 step(`${devices.length} device(s) listed, this one renamed`);
 
+// A space with a room in it, walked as Element's space view does.
+const space = await client.createRoom({ name: "js space", preset: "public_chat", creation_content: { type: "m.space" } });
+const child = await client.createRoom({ name: "js space room", preset: "public_chat" });
+await client.sendStateEvent(space.room_id, "m.space.child", { via: [client.getDomain()] }, child.room_id);
+const hierarchy = await client.getRoomHierarchy(space.room_id, 10, 2, false);
+const listed = hierarchy.rooms.map((room) => room.room_id);
+if (listed.join() !== [space.room_id, child.room_id].join()) fail(`the hierarchy lists ${listed}`);
+if (hierarchy.rooms[0].room_type !== "m.space") fail("the space is not a space in its hierarchy");
+if (hierarchy.rooms[0].children_state.length !== 1) fail("the space's child event is missing");
+step("a space and its room, walked with /hierarchy");
+
 const auth = { type: "m.login.password", identifier: { type: "m.id.user", user }, password };
 await client.setPassword(auth, `${password} 2`, false);
 await sdk.createClient({ baseUrl }).loginRequest({
