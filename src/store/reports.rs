@@ -42,27 +42,41 @@ impl Store {
     /// One page of the event reports `query` selects, and how many it selects in all.
     pub async fn event_reports(&self, query: &EventReportQuery) -> Result<(Vec<EventReportRow>, i64), sqlx::Error> {
         let (filter, binds) = query.filter();
-        let count_sql = format!("SELECT COUNT(*) {EVENT_REPORT_FROM}{filter}");
+        let page = ReportPage { from: query.from, limit: query.limit, backwards: query.backwards };
+        let (rows, total) =
+            self.report_page(EVENT_REPORT_SELECT, &format!("{EVENT_REPORT_FROM}{filter}"), &binds, "r.", page).await?;
+        let reports = rows.iter().map(event_report_from_row).collect::<Result<_, _>>()?;
+        Ok((reports, total))
+    }
+
+    /// One page of reports, by when they came (`prefix` names the reports table in
+    /// `from`), and how many match in all.
+    async fn report_page(
+        &self,
+        select: &str,
+        from: &str,
+        binds: &[String],
+        prefix: &str,
+        page: ReportPage,
+    ) -> Result<(Vec<AnyRow>, i64), sqlx::Error> {
+        let count_sql = format!("SELECT COUNT(*) {from}");
         let mut count = sqlx::query(&count_sql);
-        for bind in &binds {
+        for bind in binds {
             count = count.bind(bind.clone());
         }
         let total: i64 = count.fetch_one(self.pool()).await?.try_get(0)?;
-
-        let direction = if query.backwards { "DESC" } else { "ASC" };
+        let direction = if page.backwards { "DESC" } else { "ASC" };
         let sql = format!(
-            "{EVENT_REPORT_SELECT} {EVENT_REPORT_FROM}{filter} \
-             ORDER BY r.received_ts {direction}, r.report_id {direction} LIMIT ${} OFFSET ${}",
+            "{select} {from} ORDER BY {prefix}received_ts {direction}, {prefix}report_id {direction} \
+             LIMIT ${} OFFSET ${}",
             binds.len() + 1,
             binds.len() + 2
         );
-        let mut page = sqlx::query(&sql);
-        for bind in &binds {
-            page = page.bind(bind.clone());
+        let mut rows = sqlx::query(&sql);
+        for bind in binds {
+            rows = rows.bind(bind.clone());
         }
-        let rows = page.bind(query.limit).bind(query.from).fetch_all(self.pool()).await?;
-        let reports = rows.iter().map(event_report_from_row).collect::<Result<_, _>>()?;
-        Ok((reports, total))
+        Ok((rows.bind(page.limit).bind(page.from).fetch_all(self.pool()).await?, total))
     }
 
     /// An event report with the reported event as stored (None once the event is gone).
@@ -91,25 +105,9 @@ impl Store {
     /// One page of the user reports `query` selects, and how many it selects in all.
     pub async fn user_reports(&self, query: &UserReportQuery) -> Result<(Vec<UserReportRow>, i64), sqlx::Error> {
         let (filter, binds) = query.filter();
-        let count_sql = format!("SELECT COUNT(*) {USER_REPORT_FROM}{filter}");
-        let mut count = sqlx::query(&count_sql);
-        for bind in &binds {
-            count = count.bind(bind.clone());
-        }
-        let total: i64 = count.fetch_one(self.pool()).await?.try_get(0)?;
-
-        let direction = if query.backwards { "DESC" } else { "ASC" };
-        let sql = format!(
-            "{USER_REPORT_SELECT} {USER_REPORT_FROM}{filter} \
-             ORDER BY received_ts {direction}, report_id {direction} LIMIT ${} OFFSET ${}",
-            binds.len() + 1,
-            binds.len() + 2
-        );
-        let mut page = sqlx::query(&sql);
-        for bind in &binds {
-            page = page.bind(bind.clone());
-        }
-        let rows = page.bind(query.limit).bind(query.from).fetch_all(self.pool()).await?;
+        let page = ReportPage { from: query.from, limit: query.limit, backwards: query.backwards };
+        let (rows, total) =
+            self.report_page(USER_REPORT_SELECT, &format!("{USER_REPORT_FROM}{filter}"), &binds, "", page).await?;
         let reports = rows.iter().map(user_report_from_row).collect::<Result<_, _>>()?;
         Ok((reports, total))
     }
@@ -135,6 +133,14 @@ impl Store {
     pub async fn report_count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query("SELECT COUNT(*) FROM reports").fetch_one(self.pool()).await?.try_get(0)
     }
+}
+
+/// A page of reports: an offset, a size, and whether the newest come first.
+#[derive(Debug, Clone, Copy)]
+struct ReportPage {
+    from: i64,
+    limit: i64,
+    backwards: bool,
 }
 
 /// Which event reports to list, and which page.

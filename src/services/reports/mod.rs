@@ -84,15 +84,8 @@ impl Reports {
     /// `GET /_synapse/admin/v1/event_reports`: `next_token` only while more remain.
     pub async fn event_reports(&self, query: &EventReportQuery) -> ApiResult<Value> {
         let (reports, total) = self.store.event_reports(query).await?;
-        let listed = reports.len() as i64;
-        let mut answer = json!({
-            "event_reports": reports.iter().map(report_json).collect::<Vec<_>>(),
-            "total": total,
-        });
-        if query.from.saturating_add(query.limit) < total {
-            answer["next_token"] = json!(query.from + listed);
-        }
-        Ok(answer)
+        let listed: Vec<Value> = reports.iter().map(report_json).collect();
+        Ok(page_answer("event_reports", listed, total, query.from, query.limit))
     }
 
     /// `GET /_synapse/admin/v1/event_reports/{reportId}`: the report and the reported
@@ -116,15 +109,8 @@ impl Reports {
     /// `GET /_synapse/admin/v1/user_reports`: `next_token` only while more remain.
     pub async fn user_reports(&self, query: &UserReportQuery) -> ApiResult<Value> {
         let (reports, total) = self.store.user_reports(query).await?;
-        let listed = reports.len() as i64;
-        let mut answer = json!({
-            "user_reports": reports.iter().map(user_report_json).collect::<Vec<_>>(),
-            "total": total,
-        });
-        if query.from.saturating_add(query.limit) < total {
-            answer["next_token"] = json!(query.from + listed);
-        }
-        Ok(answer)
+        let listed: Vec<Value> = reports.iter().map(user_report_json).collect();
+        Ok(page_answer("user_reports", listed, total, query.from, query.limit))
     }
 
     /// `GET /_synapse/admin/v1/user_reports/{reportId}`.
@@ -141,6 +127,16 @@ impl Reports {
         tracing::info!(report = report_id, "user report deleted");
         Ok(())
     }
+}
+
+/// A page of a report list as Synapse answers: `next_token` only while more remain.
+fn page_answer(key: &str, listed: Vec<Value>, total: i64, from: i64, limit: i64) -> Value {
+    let next = from + listed.len() as i64;
+    let mut answer = json!({ key: listed, "total": total });
+    if from.saturating_add(limit) < total {
+        answer["next_token"] = json!(next);
+    }
+    answer
 }
 
 fn user_report_not_found() -> MatrixError {
