@@ -27,6 +27,7 @@ use crate::config::UserDirectoryConfig;
 use crate::store::{JoinedMember, LocalAccount, RemoteProfile, Store};
 use index::{DirectoryIndex, UserProfile};
 use search::{SearchOptions, SearchResults};
+use tokenize::SearchTerm;
 
 const DELTAS_CONSUMER: &str = "user_directory_state_deltas";
 const PROFILES_CONSUMER: &str = "user_directory_profiles";
@@ -109,12 +110,15 @@ impl Directory {
         is_local_user(user_id, &self.server_name)
     }
 
-    pub fn search(&self, searcher: &str, term: &str, limit: usize) -> SearchResults {
+    /// A local user's search. The term is parsed (and bounded) before the index is
+    /// locked, and the search runs on a blocking thread, so a costly one holds up
+    /// neither the async workers nor, for longer than it must, the index's writer.
+    pub async fn search(self: &Arc<Self>, searcher: &str, term: &SearchTerm, limit: usize) -> SearchResults {
         if !self.config.enabled {
             return SearchResults::default();
         }
-        let index = self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        index.search(term, &self.search_options(searcher, limit))
+        let options = self.search_options(searcher, limit);
+        self.search_blocking(term, options).await
     }
 
     /// The options of a local user's search, from the `user_directory` config.
@@ -130,7 +134,7 @@ impl Directory {
     }
 
     /// Local users only, whoever asks (a peer's live search).
-    pub fn search_local_users(&self, term: &str, limit: usize) -> SearchResults {
+    pub async fn search_local_users(self: &Arc<Self>, term: &SearchTerm, limit: usize) -> SearchResults {
         let options = SearchOptions {
             limit,
             search_all_users: true,
@@ -138,8 +142,20 @@ impl Directory {
             show_locked_users: false,
             ..SearchOptions::default()
         };
-        let index = self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        index.search(term, &options)
+        self.search_blocking(term, options).await
+    }
+
+    async fn search_blocking(self: &Arc<Self>, term: &SearchTerm, options: SearchOptions) -> SearchResults {
+        let directory = self.clone();
+        let term = term.clone();
+        let search = move || {
+            let index = directory.index.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            index.search_term(&term, &options)
+        };
+        tokio::task::spawn_blocking(search).await.unwrap_or_else(|err| {
+            tracing::error!(%err, "a directory search failed");
+            SearchResults::default()
+        })
     }
 
     /// New rows on a stream the updater follows, written by this process.

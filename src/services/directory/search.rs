@@ -9,7 +9,7 @@ use std::collections::BinaryHeap;
 use roaring::RoaringBitmap;
 
 use super::index::{DirectoryIndex, FIELDS, Field};
-use super::tokenize::{fold_accents, normalize, words};
+use super::tokenize::{SearchTerm, fold_accents, normalize};
 
 /// Above this many candidates, a one-word search ranks by tiers instead of scoring each.
 const TIERED_ABOVE: u64 = 256;
@@ -161,7 +161,6 @@ impl DirectoryIndex {
 
     /// The dense id of the user a full MXID query (`@user:server` or `user:server`) names.
     fn named_user(&self, term: &str) -> Option<u32> {
-        let term = term.trim();
         if !term.contains(':') || term.contains(char::is_whitespace) {
             return None;
         }
@@ -170,9 +169,14 @@ impl DirectoryIndex {
     }
 
     pub fn search(&self, term: &str, options: &SearchOptions) -> SearchResults {
+        self.search_term(&SearchTerm::parse(term), options)
+    }
+
+    /// A search of a term parsed beforehand (outside any lock on the index).
+    pub fn search_term(&self, term: &SearchTerm, options: &SearchOptions) -> SearchResults {
         let allowed = self.searchable(options);
-        let named = self.named_user(term).filter(|id| allowed.contains(*id));
-        let matches: Vec<WordMatch> = words(term).iter().map(|word| WordMatch::new(self, word)).collect();
+        let named = self.named_user(&term.text).filter(|id| allowed.contains(*id));
+        let matches: Vec<WordMatch> = term.words.iter().map(|word| WordMatch::new(self, word)).collect();
         let mut candidates = if matches.is_empty() { RoaringBitmap::new() } else { allowed };
         for word in &matches {
             candidates &= word.candidates();
@@ -431,7 +435,8 @@ mod tests {
         for prefer_local_users in [false, true] {
             let options = SearchOptions { prefer_local_users, ..options(10) };
             for term in ["a", "an", "anna", "mar", "x", "remote", "u", "ив", "amelie"] {
-                let matches: Vec<WordMatch> = words(term).iter().map(|w| WordMatch::new(&index, w)).collect();
+                let matches: Vec<WordMatch> =
+                    SearchTerm::parse(term).words.iter().map(|w| WordMatch::new(&index, w)).collect();
                 let mut candidates = index.searchable(&options);
                 candidates &= matches[0].candidates();
                 let tiers = index.top_by_tiers(&matches[0], &candidates, None, &options);

@@ -3,6 +3,7 @@
 //! inside words (`user-1` is one word). Kith also indexes the parts of such a word and
 //! an accent-folded form of every word (see `fold_accents`).
 
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use icu_segmenter::WordSegmenter;
@@ -16,6 +17,33 @@ static SEGMENTER: LazyLock<icu_segmenter::WordSegmenterBorrowed<'static>> =
 /// Lower case and NFKC, the normal form both the index and queries use.
 pub fn normalize(text: &str) -> String {
     text.nfkc().collect::<String>().to_lowercase()
+}
+
+/// Only this much of a search term is read: more cannot narrow a search further
+/// (display names are at most 256 characters, user IDs 255), and every word costs a
+/// lookup in each field.
+pub const MAX_TERM_CHARS: usize = 512;
+/// Only a search term's first words are matched; all of them must match, so more
+/// words could only drop users that the first ones found.
+pub const MAX_TERM_WORDS: usize = 16;
+
+/// A search term as the index matches it: bounded in characters and words.
+#[derive(Debug, Clone, Default)]
+pub struct SearchTerm {
+    /// The term's first `MAX_TERM_CHARS` characters, trimmed.
+    pub text: String,
+    /// Its first `MAX_TERM_WORDS` distinct words.
+    pub words: Vec<String>,
+}
+
+impl SearchTerm {
+    pub fn parse(term: &str) -> Self {
+        let text: String = term.chars().take(MAX_TERM_CHARS).collect();
+        let text = text.trim().to_owned();
+        let mut words = words(&text);
+        words.truncate(MAX_TERM_WORDS);
+        Self { text, words }
+    }
 }
 
 /// The words of `text`, normalised, in order, without duplicates.
@@ -51,7 +79,7 @@ fn is_glue(piece: &str) -> bool {
 
 /// Joins `word (- . _) word` runs into one word, drops other punctuation and spaces.
 fn glue(pieces: &[(&str, bool)]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+    let mut out = Words::default();
     let mut current = String::new();
     let mut pending_glue: Option<&str> = None;
     for &(piece, word_like) in pieces {
@@ -81,35 +109,45 @@ fn glue(pieces: &[(&str, bool)]) -> Vec<String> {
         }
     }
     flush(&mut out, &mut current);
-    out
+    out.words
 }
 
-fn flush(out: &mut Vec<String>, current: &mut String) {
-    if !current.is_empty() {
-        let word = std::mem::take(current);
-        if !out.contains(&word) {
-            out.push(word);
+/// Words in order without duplicates, de-duplicated in linear time.
+#[derive(Default)]
+struct Words {
+    words: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl Words {
+    fn push(&mut self, word: &str) {
+        if !self.seen.contains(word) {
+            self.seen.insert(word.to_owned());
+            self.words.push(word.to_owned());
         }
+    }
+}
+
+fn flush(out: &mut Words, current: &mut String) {
+    if !current.is_empty() {
+        out.push(current);
+        current.clear();
     }
 }
 
 /// The words to index for `text`: its words, the parts of glued words
 /// (`user-a1` also gives `user` and `a1`), without duplicates.
 pub fn index_terms(text: &str) -> Vec<String> {
-    let mut terms = Vec::new();
+    let mut terms = Words::default();
     for word in words(text) {
         if word.contains(['-', '.', '_']) {
             for part in word.split(['-', '.', '_']).filter(|p| !p.is_empty()) {
-                if !terms.iter().any(|t| t == part) {
-                    terms.push(part.to_owned());
-                }
+                terms.push(part);
             }
         }
-        if !terms.contains(&word) {
-            terms.push(word);
-        }
+        terms.push(&word);
     }
-    terms
+    terms.words
 }
 
 /// `González` -> `gonzalez`: canonical decomposition without combining marks. Queries
@@ -122,6 +160,25 @@ pub fn fold_accents(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_terms_are_bounded_in_characters_and_words() {
+        let many: String = (0..150_000).map(|i| format!("w{i} ")).collect();
+        let term = SearchTerm::parse(&many);
+        assert_eq!(term.words.len(), MAX_TERM_WORDS);
+        assert_eq!(term.words[..3], ["w0", "w1", "w2"]);
+        assert!(term.text.chars().count() <= MAX_TERM_CHARS);
+        let repeated = SearchTerm::parse("anna anna ANNA smith");
+        assert_eq!(repeated.words, ["anna", "smith"]);
+        assert_eq!(SearchTerm::parse("  @bob:x  ").text, "@bob:x");
+    }
+
+    #[test]
+    fn many_distinct_words_are_deduplicated_in_linear_time() {
+        let many: String = (0..50_000).map(|i| format!("w{i} w{i} ")).collect();
+        assert_eq!(words(&many).len(), 50_000);
+        assert_eq!(index_terms(&many).len(), 50_000);
+    }
 
     #[test]
     fn user_ids_split_on_at_and_colon_and_keep_punctuation() {

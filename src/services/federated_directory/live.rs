@@ -17,6 +17,7 @@ use super::serve::{MAX_SEARCH_LIMIT, MIN_TERM_CHARS, MSC4258_PATH};
 use crate::services::bounded::BoundedMap;
 use crate::services::directory::index::{DirectoryIndex, UserProfile};
 use crate::services::directory::search::{SearchHit, SearchOptions, SearchResults};
+use crate::services::directory::tokenize::SearchTerm;
 use crate::services::federation::FederationError;
 use crate::store::now_ms;
 
@@ -69,17 +70,19 @@ impl AnswerCache {
 impl FederatedDirectory {
     /// `POST /user_directory/search`: the local directory, and with `live_search` the
     /// peers' answers merged in.
+    /// Peers are sent the term as bounded for the local search (its first characters).
     pub async fn search(&self, searcher: &UserId, term: &str, limit: usize) -> SearchResults {
-        let local = self.directory.search(searcher.as_str(), term, limit);
-        let live = self.config.enabled && self.config.live_search && term.trim().chars().count() >= MIN_TERM_CHARS;
+        let term = SearchTerm::parse(term);
+        let local = self.directory.search(searcher.as_str(), &term, limit).await;
+        let live = self.config.enabled && self.config.live_search && term.text.chars().count() >= MIN_TERM_CHARS;
         let peers = if live { self.peers() } else { Vec::new() };
         if peers.is_empty() || limit == 0 {
             return local;
         }
-        let asks = peers.iter().map(|peer| self.ask_peer(peer, searcher, term, limit));
+        let asks = peers.iter().map(|peer| self.ask_peer(peer, searcher, &term.text, limit));
         let answers = futures_util::future::join_all(asks).await;
         let options = self.directory.search_options(searcher.as_str(), limit);
-        merge(term, &self.server_name, local, answers.into_iter().flatten(), &options)
+        merge(&term, &self.server_name, local, answers.into_iter().flatten(), &options)
     }
 
     /// One peer's answer, from the cache or asked within the timeout; `None` when it
@@ -146,7 +149,7 @@ fn own_hits(peer: &ServerName, body: &Value) -> Option<PeerAnswer> {
 /// Local and peer hits in one ranking: indexed together in a small index and searched
 /// with the local options, so every hit is scored the same way.
 fn merge(
-    term: &str,
+    term: &SearchTerm,
     server_name: &ServerName,
     local: SearchResults,
     answers: impl Iterator<Item = PeerAnswer>,
@@ -167,6 +170,6 @@ fn merge(
         answer.hits.iter().for_each(&mut add);
     }
     let options = SearchOptions { search_all_users: true, show_locked_users: true, ..options.clone() };
-    let merged = index.search(term, &options);
+    let merged = index.search_term(term, &options);
     SearchResults { limited: limited || merged.limited, results: merged.results }
 }

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::FederatedDirectory;
 use crate::error::{ApiResult, MatrixError};
+use crate::services::directory::tokenize::SearchTerm;
 use crate::store::DirectoryUser;
 
 pub const CHANGES_PATH: &str = "/_matrix/federation/unstable/io.kith.user_directory/changes";
@@ -147,13 +148,14 @@ impl FederatedDirectory {
         }
         self.searches.check(origin.as_str())?;
         let limit = search.limit.unwrap_or(10).min(MAX_SEARCH_LIMIT as u64) as usize;
-        if search.search_term.trim().chars().count() < MIN_TERM_CHARS || limit == 0 {
+        let term = SearchTerm::parse(&search.search_term);
+        if term.text.chars().count() < MIN_TERM_CHARS || limit == 0 {
             return Ok(json!({ "limited": false, "results": [] }));
         }
         if !self.directory.wait_until_built(BUILD_WAIT).await {
             tracing::warn!(%origin, "user directory still being built; a peer's search sees what is indexed so far");
         }
-        let found = self.directory.search_local_users(&search.search_term, limit + 10);
+        let found = self.directory.search_local_users(&term, limit + 10).await;
         let mut results = Vec::new();
         for hit in found.results {
             if results.len() == limit {
