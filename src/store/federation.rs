@@ -1,5 +1,5 @@
-//! The federation sender's tables: the outbox of PDUs owed to each destination, and
-//! the backoff of destinations that failed.
+//! The federation sender's tables: the outbox of PDUs and the kept EDUs owed to each
+//! destination.
 
 use serde_json::Value;
 use sqlx::Row;
@@ -11,20 +11,6 @@ use super::{Store, StoredEvent};
 const MAX_OUTBOX_PER_DESTINATION: i64 = 10_000;
 /// Kept EDUs one destination may be owed.
 const MAX_DURABLE_EDUS: i64 = 10_000;
-
-/// When a failing destination may be tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retry {
-    pub failures: i64,
-    pub retry_last_ts: i64,
-    pub retry_interval_ms: i64,
-}
-
-impl Retry {
-    pub fn next_try_ts(&self) -> i64 {
-        self.retry_last_ts.saturating_add(self.retry_interval_ms)
-    }
-}
 
 /// One PDU owed to a destination.
 pub struct OutboxRow {
@@ -210,50 +196,5 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(|row| row.try_get(0)).collect()
-    }
-
-    /// Every destination in backoff.
-    pub async fn destination_retries(&self) -> Result<Vec<(String, Retry)>, sqlx::Error> {
-        let rows =
-            sqlx::query("SELECT destination, failures, retry_last_ts, retry_interval_ms FROM federation_destinations")
-                .fetch_all(self.pool())
-                .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get(0)?,
-                    Retry {
-                        failures: row.try_get(1)?,
-                        retry_last_ts: row.try_get(2)?,
-                        retry_interval_ms: row.try_get(3)?,
-                    },
-                ))
-            })
-            .collect()
-    }
-
-    pub async fn set_destination_retry(&self, destination: &str, retry: Retry) -> Result<(), sqlx::Error> {
-        let mut txn = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO federation_destinations (destination, failures, retry_last_ts, retry_interval_ms) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (destination) DO UPDATE SET failures = excluded.failures, \
-             retry_last_ts = excluded.retry_last_ts, retry_interval_ms = excluded.retry_interval_ms",
-        )
-        .bind(destination)
-        .bind(retry.failures)
-        .bind(retry.retry_last_ts)
-        .bind(retry.retry_interval_ms)
-        .execute(&mut *txn.tx)
-        .await?;
-        txn.commit().await
-    }
-
-    pub async fn clear_destination_retry(&self, destination: &str) -> Result<(), sqlx::Error> {
-        let mut txn = self.begin_write().await?;
-        sqlx::query("DELETE FROM federation_destinations WHERE destination = $1")
-            .bind(destination)
-            .execute(&mut *txn.tx)
-            .await?;
-        txn.commit().await
     }
 }
