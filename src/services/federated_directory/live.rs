@@ -19,6 +19,7 @@ use crate::services::directory::index::{DirectoryIndex, UserProfile};
 use crate::services::directory::search::{SearchHit, SearchOptions, SearchResults};
 use crate::services::directory::tokenize::SearchTerm;
 use crate::services::federation::FederationError;
+use crate::services::server_health::Contact;
 
 /// Peer answers are kept this long, and this many at most.
 const CACHE_FOR: Duration = Duration::from_secs(30);
@@ -89,13 +90,10 @@ impl FederatedDirectory {
         if let Some(answer) = self.cache.get(&key) {
             return Some(answer);
         }
-        if !self.health.may_contact(peer) {
+        if self.cache.lacks_live_search(peer) || self.health.contact(peer) != Contact::Now {
             return None;
         }
         let body = json!({ "requester": searcher, "search_term": term, "limit": limit.min(MAX_SEARCH_LIMIT) });
-        if self.cache.lacks_live_search(peer) {
-            return None;
-        }
         let request = self.client.request(Method::POST, peer, MSC4258_PATH, Some(&body));
         let (answer, unreachable) = match tokio::time::timeout(self.config.live_search_timeout, request).await {
             Ok(Ok(body)) => (own_hits(peer, &body), false),

@@ -83,7 +83,7 @@ impl PeerSync {
         let mut next_pull = 0;
         while !stop.is_stopping() {
             let now = now_ms();
-            let wait_until = match health.contact(&peer) {
+            let wait_until = match health.contact_or_probe(&peer) {
                 Contact::Now if now >= next_pull => None,
                 Contact::Now => Some(next_pull),
                 Contact::Probe => {

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 
 use super::RemoteProfiles;
 use crate::services::federation::{FederationError, encode};
+use crate::services::server_health::Contact;
 use crate::services::workers::{Shutdown, Worker};
 use crate::store::{Profile, ProfileSource, QueuedFetch, now_ms};
 
@@ -153,7 +154,7 @@ impl ProfileFetcher {
             store.remove_profile_fetch(&queued.user_id).await?;
             return Ok(Fetched::Failed);
         };
-        if let Some(until) = self.profiles.health.down_until(&server) {
+        if let Contact::NotBefore(until) = self.profiles.health.contact(&server) {
             // Not an attempt: the server is known to be down until then.
             store.retry_profile_fetch(&queued.user_id, queued.attempts, until).await?;
             return Ok(Fetched::Deferred);

@@ -4,8 +4,10 @@
 //!
 //! - A server that fails is backed off from, on one schedule shared by every caller
 //!   ([`policy::Backoff`]): several callers failing at once count once, and a failure
-//!   while the backoff still runs (a probe) does not lengthen it. Backoffs are persisted,
-//!   so a restart neither hammers a dead server nor forgets it.
+//!   while the backoff still runs (a probe) does not lengthen it. When it ends, one
+//!   caller's attempt finds out whether the server is back; the others wait for that
+//!   attempt's outcome. Backoffs are persisted, so a restart neither hammers a dead
+//!   server nor forgets it.
 //! - Any sign of life ends the backoff everywhere at once: an inbound request that passes
 //!   X-Matrix authentication, or any answer to an outbound request other than a 5xx or a
 //!   429. Whoever waits on the server hears of it through [`ServerHealth::subscribe`].
@@ -32,6 +34,9 @@ use policy::{Backoff, probe_interval};
 const MAX_DOWN_SERVERS: usize = 100_000;
 /// Recoveries a slow listener may fall behind by before it is told it lagged.
 const RECOVERIES_BUFFERED: usize = 1_024;
+/// The one attempt made when a backoff ends has this long to succeed or fail (an
+/// outbound request's time limit) before another caller may try.
+const ATTEMPT_MS: i64 = 30_000;
 
 pub struct ServerHealth {
     store: Arc<Store>,
@@ -44,9 +49,23 @@ pub struct ServerHealth {
 
 #[derive(Default)]
 struct State {
-    down: HashMap<OwnedServerName, Retry>,
+    down: HashMap<OwnedServerName, Down>,
     /// The probe schedules of watched servers.
     probes: HashMap<OwnedServerName, Probe>,
+}
+
+/// A server that has not answered since it failed.
+#[derive(Debug, Clone, Copy)]
+struct Down {
+    retry: Retry,
+    /// Once the backoff is over: until when one caller's attempt is under way.
+    attempt_until: i64,
+}
+
+impl Down {
+    fn new(retry: Retry) -> Self {
+        Self { retry, attempt_until: 0 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,7 +78,8 @@ struct Probe {
 /// Whether a caller may contact a server now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contact {
-    /// It is up, or its backoff is over.
+    /// It is up; or its backoff is over and this caller makes the attempt that finds
+    /// out whether it is back (it reports the outcome, as every caller does).
     Now,
     /// It is down, and due for a probe (the next one is scheduled already).
     Probe,
@@ -73,7 +93,7 @@ impl ServerHealth {
         let mut state = State::default();
         for (server, retry) in store.destination_retries().await? {
             if let Ok(server) = OwnedServerName::try_from(server) {
-                state.down.insert(server, retry);
+                state.down.insert(server, Down::new(retry));
             }
         }
         Ok(Self {
@@ -97,27 +117,39 @@ impl ServerHealth {
         }
     }
 
-    /// Until when `server` is down, if its backoff still runs.
+    /// Until when not to contact `server`: the end of its backoff, or of another
+    /// caller's attempt once the backoff is over. A question only: see [`Self::contact`].
     pub fn down_until(&self, server: &ServerName) -> Option<i64> {
-        self.state().down.get(server).map(Retry::next_try_ts).filter(|until| *until > now_ms())
+        let now = now_ms();
+        let down = self.state().down.get(server).copied()?;
+        Some(down.retry.next_try_ts().max(down.attempt_until)).filter(|until| *until > now)
     }
 
-    pub fn may_contact(&self, server: &ServerName) -> bool {
-        self.down_until(server).is_none()
-    }
-
-    /// For the caller that probes a watched server: may it go now, as a regular attempt
-    /// or as a probe? A `Probe` answer schedules the next probe.
+    /// May a caller contact `server` now? Ask right before contacting it, and report a
+    /// failure with [`Self::failed`].
     pub fn contact(&self, server: &ServerName) -> Contact {
-        self.contact_at(server, now_ms())
+        self.contact_at(server, now_ms(), false)
     }
 
-    fn contact_at(&self, server: &ServerName, now: i64) -> Contact {
+    /// As [`Self::contact`], for the caller that probes watched servers: one that is
+    /// down may also be probed (`Probe`, which schedules the next probe).
+    pub fn contact_or_probe(&self, server: &ServerName) -> Contact {
+        self.contact_at(server, now_ms(), true)
+    }
+
+    fn contact_at(&self, server: &ServerName, now: i64, probing: bool) -> Contact {
         let mut state = self.state();
-        let Some(until) = state.down.get(server).map(Retry::next_try_ts).filter(|until| *until > now) else {
+        let Some(down) = state.down.get_mut(server) else { return Contact::Now };
+        let until = down.retry.next_try_ts();
+        if until <= now {
+            if down.attempt_until > now {
+                return Contact::NotBefore(down.attempt_until);
+            }
+            down.attempt_until = now.saturating_add(ATTEMPT_MS);
             return Contact::Now;
-        };
-        let Some(probe) = state.probes.get_mut(server) else { return Contact::NotBefore(until) };
+        }
+        let probe = state.probes.get_mut(server).filter(|_| probing);
+        let Some(probe) = probe else { return Contact::NotBefore(until) };
         if probe.next_ts > now {
             return Contact::NotBefore(until.min(probe.next_ts));
         }
@@ -128,13 +160,13 @@ impl ServerHealth {
 
     /// The backoff of `server`, while it has not answered since it failed.
     pub fn retry(&self, server: &ServerName) -> Option<Retry> {
-        self.state().down.get(server).copied()
+        self.state().down.get(server).map(|down| down.retry)
     }
 
     /// Every server that has not answered since it failed.
     pub fn backing_off(&self) -> Vec<(OwnedServerName, Retry)> {
         let mut down: Vec<(OwnedServerName, Retry)> =
-            self.state().down.iter().map(|(server, retry)| (server.clone(), *retry)).collect();
+            self.state().down.iter().map(|(server, down)| (server.clone(), down.retry)).collect();
         down.sort_by(|a, b| a.0.cmp(&b.0));
         down
     }
@@ -161,7 +193,7 @@ impl ServerHealth {
         true
     }
 
-    /// `server` could not be reached (no answer, a 5xx or a 429).
+    /// `server` could not be reached, or answered "not now" (a 5xx, a 429, a 401).
     pub async fn failed(&self, server: &ServerName) {
         if let Some(retry) = self.failed_at(server, now_ms()) {
             tracing::info!(%server, failures = retry.failures, retry_in_ms = retry.retry_interval_ms, "backing off");
@@ -173,7 +205,7 @@ impl ServerHealth {
     /// caller failed first, or this was a probe).
     fn failed_at(&self, server: &ServerName, now: i64) -> Option<Retry> {
         let mut state = self.state();
-        let previous = state.down.get(server).copied();
+        let previous = state.down.get(server).map(|down| down.retry);
         if previous.is_some_and(|retry| retry.next_try_ts() > now) {
             return None;
         }
@@ -186,7 +218,7 @@ impl ServerHealth {
                 forget_soonest(&mut state.down);
             }
         }
-        state.down.insert(server.to_owned(), retry);
+        state.down.insert(server.to_owned(), Down::new(retry));
         Some(retry)
     }
 
@@ -232,8 +264,8 @@ impl Recoveries {
     }
 }
 
-fn forget_soonest(down: &mut HashMap<OwnedServerName, Retry>) {
-    let soonest = down.iter().min_by_key(|(_, retry)| retry.next_try_ts()).map(|(server, _)| server.clone());
+fn forget_soonest(down: &mut HashMap<OwnedServerName, Down>) {
+    let soonest = down.iter().min_by_key(|(_, down)| down.retry.next_try_ts()).map(|(server, _)| server.clone());
     if let Some(server) = soonest {
         down.remove(&server);
     }

@@ -37,7 +37,15 @@ async fn one_backoff_is_shared_grows_is_capped_and_ends_with_a_sign_of_life() {
     assert_eq!(health.failed_at(&server, now + 1), None);
     assert_eq!(health.failed_at(&server, now + MIN_MS / 2), None);
     assert_eq!(health.retry(&server), Some(first));
-    assert!(!health.may_contact(&server) && health.down_until(&server) == Some(first.next_try_ts()));
+    assert_eq!(health.contact(&server), Contact::NotBefore(first.next_try_ts()));
+    assert_eq!(health.down_until(&server), Some(first.next_try_ts()));
+
+    // When it ends, one caller's attempt finds out; the others wait for its outcome.
+    let ended = first.next_try_ts();
+    assert_eq!(health.contact_at(&server, ended, false), Contact::Now);
+    assert_eq!(health.contact_at(&server, ended + 1, false), Contact::NotBefore(ended + ATTEMPT_MS));
+    assert_eq!(health.contact_at(&server, ended + 2, true), Contact::NotBefore(ended + ATTEMPT_MS));
+    assert_eq!(health.contact_at(&server, ended + ATTEMPT_MS, false), Contact::Now, "an attempt that never reported");
 
     // Each attempt after the backoff ends that fails again doubles it, up to the maximum.
     let mut retry = first;
@@ -59,7 +67,7 @@ async fn one_backoff_is_shared_grows_is_capped_and_ends_with_a_sign_of_life() {
     // A sign of life ends it for every caller at once, tells whoever waits, and is
     // persisted too.
     assert!(reloaded.alive(&server).await);
-    assert!(reloaded.may_contact(&server) && reloaded.retry(&server).is_none());
+    assert_eq!((reloaded.contact(&server), reloaded.retry(&server)), (Contact::Now, None));
     assert_eq!(recovered.next().await, Some(server.clone()));
     assert!(!reloaded.alive(&server).await, "already up");
     assert!(reloaded.store.destination_retries().await.unwrap().is_empty());
@@ -77,22 +85,27 @@ async fn watched_servers_are_probed_from_seconds_to_a_minute_while_down() {
     let (peer, other) = (name("peer.example"), name("other.example"));
     health.watch(std::slice::from_ref(&peer));
     let t0 = now_ms();
-    assert_eq!(health.contact_at(&peer, t0), Contact::Now);
+    assert_eq!(health.contact_at(&peer, t0, true), Contact::Now);
     let backoff = health.failed_at(&peer, t0).unwrap();
     let other_backoff = health.failed_at(&other, t0).unwrap();
     let later = t0 + 1_000;
-    assert_eq!(health.contact_at(&other, later), Contact::NotBefore(other_backoff.next_try_ts()), "not watched");
+    assert_eq!(health.contact_at(&other, later, true), Contact::NotBefore(other_backoff.next_try_ts()), "not watched");
 
-    let Contact::NotBefore(first_probe) = health.contact_at(&peer, later) else { panic!("probed too soon") };
+    let Contact::NotBefore(first_probe) = health.contact_at(&peer, later, true) else { panic!("probed too soon") };
+    assert_eq!(
+        health.contact_at(&peer, first_probe, false),
+        Contact::NotBefore(backoff.next_try_ts()),
+        "only probers probe"
+    );
     assert!((t0 + 2_000..t0 + 2_400).contains(&first_probe), "{}", first_probe - t0);
     // Probes come at growing intervals up to a minute; a failed probe leaves the shared
     // backoff alone.
     let mut at = first_probe;
     let mut gaps = Vec::new();
     for _ in 0..10 {
-        assert_eq!(health.contact_at(&peer, at), Contact::Probe);
+        assert_eq!(health.contact_at(&peer, at, true), Contact::Probe);
         assert_eq!(health.failed_at(&peer, at), None);
-        let Contact::NotBefore(next) = health.contact_at(&peer, at) else { panic!("probed twice at once") };
+        let Contact::NotBefore(next) = health.contact_at(&peer, at, true) else { panic!("probed twice at once") };
         gaps.push(next - at);
         at = next;
     }
@@ -102,6 +115,6 @@ async fn watched_servers_are_probed_from_seconds_to_a_minute_while_down() {
     // Once it answers, the next outage is probed from seconds again.
     assert!(health.alive(&peer).await);
     health.failed_at(&peer, at).unwrap();
-    let Contact::NotBefore(probe) = health.contact_at(&peer, at) else { panic!("probed at once") };
+    let Contact::NotBefore(probe) = health.contact_at(&peer, at, true) else { panic!("probed at once") };
     assert!(probe - at < 2_400, "{}", probe - at);
 }

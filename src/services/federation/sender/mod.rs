@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use super::{FederationClient, FederationError};
 use crate::error::ApiResult;
 use crate::services::rooms::Rooms;
-use crate::services::server_health::{Recoveries, ServerHealth};
+use crate::services::server_health::{Contact, Recoveries, ServerHealth};
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{OutboxRow, Store, StoredEvent};
 
@@ -385,7 +385,8 @@ impl Sender {
         }
     }
 
-    /// Sends one transaction if anything is owed; false when there was nothing to send.
+    /// Sends one transaction if anything is owed and server health lets it; false when
+    /// there was nothing to send.
     async fn send_once(&self, server: &ServerName, destination: &Destination) -> ApiResult<bool> {
         let pdus = self.store.outbox_batch(server.as_str(), MAX_PDUS_PER_TRANSACTION).await?;
         let edus = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).take(MAX_EDUS_PER_TRANSACTION);
@@ -398,6 +399,12 @@ impl Sender {
         };
         if pdus.is_empty() && edus.is_empty() && kept.is_empty() {
             return Ok(false);
+        }
+        if self.health.contact(server) != Contact::Now {
+            // Another caller's attempt is finding out whether the destination is back;
+            // the worker waits for it.
+            destination.edus.lock().unwrap_or_else(|p| p.into_inner()).restore(edus);
+            return Ok(true);
         }
         let txn_id = format!("{}.{}", crate::store::now_ms(), self.txn_counter.fetch_add(1, Ordering::Relaxed));
         let body = json!({
