@@ -133,8 +133,11 @@ impl Metrics {
         let remote_profile_queue =
             gauge(&mut registry, "remote_profile_queue_length", "Remote profiles waiting to be fetched");
         let outbox_pdus = gauge(&mut registry, "federation_outbox_pdus", "PDUs waiting to be sent to other servers");
-        let destinations_backing_off =
-            gauge(&mut registry, "federation_destinations_backing_off", "Servers the sender is backing off from");
+        let destinations_backing_off = gauge(
+            &mut registry,
+            "federation_destinations_backing_off",
+            "Servers backed off from (server health: they failed and have not answered since)",
+        );
         let destination_queue = Family::<QueueLabels, Gauge>::default();
         registry.register(
             "federation_destination_queue",
@@ -144,13 +147,13 @@ impl Metrics {
         let destination_backing_off = Family::<DestinationLabels, Gauge>::default();
         registry.register(
             "federation_destination_backing_off",
-            "Whether the sender is backing off from a server (1) or not (0)",
+            "Whether a server is backed off from (1) or not (0)",
             destination_backing_off.clone(),
         );
         let destination_retry_interval = Family::<DestinationLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "federation_destination_retry_interval_seconds",
-            "How long the sender waits between attempts at a server it is backing off from",
+            "How long kith waits between attempts at a server it backs off from",
             destination_retry_interval.clone(),
         );
         let partial_state_rooms =

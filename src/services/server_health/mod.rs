@@ -90,8 +90,12 @@ pub enum Contact {
 impl ServerHealth {
     /// Loads the persisted backoffs.
     pub async fn new(store: Arc<Store>, config: &FederationConfig) -> anyhow::Result<Self> {
+        let mut retries = store.destination_retries().await?;
+        // Over the bound, the backoffs that end soonest are the ones forgotten.
+        retries.sort_by_key(|(_, retry)| std::cmp::Reverse(retry.next_try_ts()));
+        retries.truncate(MAX_DOWN_SERVERS);
         let mut state = State::default();
-        for (server, retry) in store.destination_retries().await? {
+        for (server, retry) in retries {
             if let Ok(server) = OwnedServerName::try_from(server) {
                 state.down.insert(server, Down::new(retry));
             }
