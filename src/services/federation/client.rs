@@ -9,7 +9,7 @@ use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
 use ruma::{OwnedServerName, ServerName};
 use serde_json::Value;
 
-use super::discovery;
+use super::discovery::{self, CappedReadError, read_capped};
 use crate::config::Config;
 use crate::error::MatrixError;
 use crate::services::server_keys::ServerKeys;
@@ -200,22 +200,14 @@ impl FederationClient {
     }
 }
 
-/// Reads a JSON response, giving up as soon as it passes `max_bytes` whatever
-/// `Content-Length` says (or does not say), so a peer cannot make us buffer without end.
+/// Reads a JSON response of at most `max_bytes`.
 async fn read_json(mut response: reqwest::Response, max_bytes: usize) -> Result<Value, FederationError> {
     let status = response.status();
     let path = response.url().path().to_owned();
-    let too_large = || FederationError::InvalidResponse(format!("response larger than {max_bytes} bytes"));
-    if response.content_length().is_some_and(|len| len > max_bytes as u64) {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| FederationError::Network(e.to_string()))? {
-        if bytes.len() + chunk.len() > max_bytes {
-            return Err(too_large());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let bytes = read_capped(&mut response, max_bytes).await.map_err(|err| match err {
+        CappedReadError::TooLarge(_) => FederationError::InvalidResponse(err.to_string()),
+        CappedReadError::Network(err) => FederationError::Network(err),
+    })?;
     tracing::debug!(%path, %status, bytes = bytes.len(), "federation response read");
     let body: Value = serde_json::from_slice(&bytes).map_err(|e| FederationError::InvalidResponse(e.to_string()))?;
     if !status.is_success() {
