@@ -115,6 +115,25 @@ async fn invites_into_rooms_kith_is_in_are_checked(db: Db) {
     assert_eq!(status, StatusCode::OK, "the invite is in the room");
 }
 
+/// An invite naming auth events kith does not hold, which the peer then will not give:
+/// kith's own refusal, not the peer's error relayed as kith's.
+async fn unfetchable_auth_events_get_kiths_own_error(db: Db) {
+    let (kith, fake, _, room) = setup(db).await;
+    let (bob, _) = kith.register("bob", "pw").await;
+    let content = json!({ "membership": "invite" });
+    let prev = [room.join_event_id.clone()];
+    let mut event = fake.pdu(&room, &room.user_id, "m.room.member", Some(&bob), content, &prev, room.join_depth + 1);
+    event["auth_events"].as_array_mut().expect("auth events").push(json!("$unknown-auth-event"));
+    let (event_id, signed) = fake.sign_event(&room.rules, event);
+    let peer_error = json!({ "errcode": "M_NOT_FOUND", "error": "no" });
+    fake.answer("/_matrix/federation/v1/event_auth/*", StatusCode::NOT_FOUND, peer_error, Duration::ZERO);
+    let (status, body) = put_invite(&kith, &fake, &room.room_id, &event_id, &signed).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")), "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("auth events") && error.contains(&fake.name), "names what could not be checked: {body}");
+    assert!(body.get("event").is_none(), "nothing signed: {body}");
+}
+
 /// A PDU whose signature does not check out is answered with an error under its event
 /// id, and the good PDU of the same transaction is accepted.
 async fn every_pdu_of_a_transaction_gets_an_answer(db: Db) {
@@ -193,6 +212,7 @@ both_backends!(
     retried_invites_get_the_same_answer,
     retried_send_leave_gets_the_same_answer,
     invites_into_rooms_kith_is_in_are_checked,
+    unfetchable_auth_events_get_kiths_own_error,
     every_pdu_of_a_transaction_gets_an_answer,
     endless_answers_are_cut_off,
 );

@@ -56,6 +56,19 @@ impl FederationError {
             _ => MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("Federation request failed: {self}")),
         }
     }
+
+    /// The Matrix error for another server's request that could not be handled because
+    /// `what` could not be fetched from `server`: kith's own words, never the body the
+    /// remote server answered with.
+    pub fn to_peer_error(&self, server: &ServerName, what: &str) -> MatrixError {
+        let cause = match self {
+            Self::Remote { status, .. } => format!("it answered {}", status.as_u16()),
+            Self::NotAllowed(_) => "federation with it is not allowed".to_owned(),
+            Self::Network(_) => "it could not be reached".to_owned(),
+            Self::InvalidResponse(_) => "its answer was invalid".to_owned(),
+        };
+        MatrixError::forbidden(format!("Could not fetch {what} from {server} to check the event ({cause})"))
+    }
 }
 
 impl FederationClient {
