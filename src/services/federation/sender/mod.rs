@@ -254,6 +254,12 @@ impl Sender {
         Ok(())
     }
 
+    /// Whether the sender has dealt with `server` since start-up (sent it something, or
+    /// heard from it).
+    pub fn knows(&self, server: &ServerName) -> bool {
+        self.destinations.lock().unwrap_or_else(|p| p.into_inner()).contains_key(server)
+    }
+
     /// When the sender next tries `server`, if it is backing off from it (it failed and
     /// has not answered since; the time may be past): one notion of "that server is down"
     /// for everything that asks it.
