@@ -156,6 +156,30 @@ async fn every_pdu_of_a_transaction_gets_an_answer(db: Db) {
     .await;
 }
 
+/// A transaction as large as the spec allows (50 PDUs near the 64 KiB event limit) is
+/// taken whole.
+async fn transactions_as_large_as_the_spec_allows_are_taken(db: Db) {
+    let (kith, fake, token, room) = setup(db).await;
+    let mut prev = room.join_event_id.clone();
+    let mut pdus = Vec::new();
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        let body = format!("{n} {}", "x".repeat(60_000));
+        let event = fake.message(&room, &room.user_id, &body, &[prev], room.join_depth + 1 + n);
+        let (event_id, signed) = fake.sign_event(&room.rules, event);
+        prev = event_id.clone();
+        ids.push(event_id);
+        pdus.push(signed);
+    }
+    let (status, answer) = fake.send_pdus(&kith, &pdus).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    for id in &ids {
+        assert_eq!(answer["pdus"][id], json!({}), "{answer}");
+    }
+    let path = format!("{V3}/rooms/{}/event/{}", encode(&room.room_id), encode(&ids[49]));
+    assert_eq!(kith.get(&path, Some(&token)).await.0, StatusCode::OK);
+}
+
 /// A peer whose answer never ends (and declares no length) gets a clear error, and kith
 /// reads no further than its cap: resident memory stays flat.
 async fn endless_answers_are_cut_off(db: Db) {
@@ -214,5 +238,6 @@ both_backends!(
     invites_into_rooms_kith_is_in_are_checked,
     unfetchable_auth_events_get_kiths_own_error,
     every_pdu_of_a_transaction_gets_an_answer,
+    transactions_as_large_as_the_spec_allows_are_taken,
     endless_answers_are_cut_off,
 );
