@@ -161,6 +161,7 @@ pub struct Limits {
     pub profile: RateLimiter,
     pub reports: RateLimiter,
     pub media_create: RateLimiter,
+    pub to_device: RateLimiter,
     /// Registration token validity checks, per client address.
     pub registration_token_validity: RateLimiter,
 }
@@ -322,6 +323,7 @@ impl Services {
             profile: RateLimiter::new(config.rc_profile),
             reports: RateLimiter::new(config.rc_reports),
             media_create: RateLimiter::new(config.rc_media_create),
+            to_device: RateLimiter::new(config.rc_to_device),
             registration_token_validity: RateLimiter::new(config.rc_registration_token_validity),
         };
         Ok(Self {

@@ -48,7 +48,7 @@ pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};
 pub use reports::{EventReportQuery, EventReportRow, NewReport, UserReportQuery, UserReportRow};
 pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
 pub use server_health::Retry;
-pub use to_device::{TO_DEVICE_STREAM, ToDeviceMessage};
+pub use to_device::{Delivery, InboxLimits, TO_DEVICE_STREAM, ToDeviceMessage};
 pub use user_data::Receipt;
 
 use std::time::Duration;

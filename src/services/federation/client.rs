@@ -9,7 +9,7 @@ use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
 use ruma::{OwnedServerName, ServerName};
 use serde_json::Value;
 
-use super::discovery;
+use super::discovery::{self, CappedReadError, read_capped};
 use crate::config::Config;
 use crate::error::MatrixError;
 use crate::services::server_health::ServerHealth;
@@ -68,6 +68,19 @@ impl FederationError {
             Self::NotAllowed(_) => MatrixError::forbidden(self.to_string()),
             _ => MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("Federation request failed: {self}")),
         }
+    }
+
+    /// The Matrix error for another server's request that could not be handled because
+    /// `what` could not be fetched from `server`: kith's own words, never the body the
+    /// remote server answered with.
+    pub fn to_peer_error(&self, server: &ServerName, what: &str) -> MatrixError {
+        let cause = match self {
+            Self::Remote { status, .. } => format!("it answered {}", status.as_u16()),
+            Self::NotAllowed(_) => "federation with it is not allowed".to_owned(),
+            Self::Network(_) => "it could not be reached".to_owned(),
+            Self::InvalidResponse(_) => "its answer was invalid".to_owned(),
+        };
+        MatrixError::forbidden(format!("Could not fetch {what} from {server} to check the event ({cause})"))
     }
 }
 
@@ -230,22 +243,14 @@ fn is_sign_of_life(status: StatusCode) -> bool {
     !status.is_server_error() && !matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::UNAUTHORIZED)
 }
 
-/// Reads a JSON response, giving up as soon as it passes `max_bytes` whatever
-/// `Content-Length` says (or does not say), so a peer cannot make us buffer without end.
+/// Reads a JSON response of at most `max_bytes`.
 async fn read_json(mut response: reqwest::Response, max_bytes: usize) -> Result<Value, FederationError> {
     let status = response.status();
     let path = response.url().path().to_owned();
-    let too_large = || FederationError::InvalidResponse(format!("response larger than {max_bytes} bytes"));
-    if response.content_length().is_some_and(|len| len > max_bytes as u64) {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| FederationError::Network(e.to_string()))? {
-        if bytes.len() + chunk.len() > max_bytes {
-            return Err(too_large());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let bytes = read_capped(&mut response, max_bytes).await.map_err(|err| match err {
+        CappedReadError::TooLarge(_) => FederationError::InvalidResponse(err.to_string()),
+        CappedReadError::Network(err) => FederationError::Network(err),
+    })?;
     tracing::debug!(%path, %status, bytes = bytes.len(), "federation response read");
     let parsed = serde_json::from_slice::<Value>(&bytes);
     if !status.is_success() {

@@ -256,6 +256,13 @@ impl Sender {
         Ok(())
     }
 
+    /// Whether the sender has dealt with `server` since start-up (sent it something, or
+    /// heard from it), or it is in backoff (kith dealt with it before).
+    pub fn knows(&self, server: &ServerName) -> bool {
+        self.destinations.lock().unwrap_or_else(|p| p.into_inner()).contains_key(server)
+            || self.health.retry(server).is_some()
+    }
+
     /// Queues a PDU received by `send_join`/`send_leave` for the room's other servers:
     /// the server it came from could not send it to them itself.
     pub async fn relay(self: &Arc<Self>, event: &StoredEvent, origin: &ServerName) -> ApiResult<()> {
