@@ -33,7 +33,8 @@ pub async fn build_services(mut config: Config, config_dir: &Path) -> anyhow::Re
 pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (services, store) = build_services(config.clone(), config_dir).await?;
-    let workers = Workers::start(services.workers());
+    let metrics = services.metrics.clone();
+    let workers = Workers::start(services.workers(), Arc::new(move |worker| metrics.count_worker_restart(worker)));
     let handle: Handle<SocketAddr> = Handle::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listeners {
