@@ -63,7 +63,8 @@ pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
         tracing::warn!("no listeners configured: nothing to serve");
     }
     // Only once the listeners are bound: a server contacted now may fetch our keys.
-    let workers = Workers::start(services.workers());
+    let metrics = services.metrics.clone();
+    let workers = Workers::start(services.workers(), Arc::new(move |worker| metrics.count_worker_restart(worker)));
     tokio::spawn(shutdown_on_signal(handle, services.sync.clone()));
     let mut listener_error = None;
     while let Some(result) = servers.join_next().await {

@@ -392,6 +392,7 @@ impl Services {
             self.device_list_sender.clone(),
             self.to_device.clone(),
             self.client_ips.clone(),
+            self.room_shutdown.clone(),
         ]
     }
 }

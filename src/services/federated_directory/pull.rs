@@ -40,13 +40,15 @@ impl Worker for PeerSync {
         "federated directory sync"
     }
 
-    fn run(self: Arc<Self>, stop: Shutdown) -> BoxFuture<'static, ()> {
+    fn run(self: Arc<Self>, mut stop: Shutdown) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             if let Err(err) = self.purge_former_peers().await {
                 tracing::error!(%err, "cannot purge former peers' users");
             }
             let peers = self.directory.peers().into_iter().map(|peer| self.follow_peer(peer, stop.clone()));
             futures_util::future::join_all(peers).await;
+            // Without peers there is nothing to follow, but a worker returns only when told.
+            stop.wait().await;
         })
     }
 }

@@ -103,6 +103,12 @@ pub struct Metrics {
     peer_sync_lag: Family<PeerLabels, Gauge<f64, AtomicU64>>,
     partial_state_rooms: Gauge,
     db_connections: Family<PoolLabels, Gauge>,
+    worker_restarts: Family<WorkerLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: String,
 }
 
 impl Metrics {
@@ -166,6 +172,12 @@ impl Metrics {
         );
         let db_connections = Family::<PoolLabels, Gauge>::default();
         registry.register("database_connections", "Database pool connections, by state", db_connections.clone());
+        let worker_restarts = Family::<WorkerLabels, Counter>::default();
+        registry.register(
+            "worker_restarts",
+            "Background workers started again after they stopped on their own or panicked",
+            worker_restarts.clone(),
+        );
         Self {
             store,
             registry,
@@ -183,7 +195,12 @@ impl Metrics {
             peer_sync_lag,
             partial_state_rooms,
             db_connections,
+            worker_restarts,
         }
+    }
+
+    pub fn count_worker_restart(&self, worker: &str) {
+        self.worker_restarts.get_or_create(&WorkerLabels { worker: worker.to_owned() }).inc();
     }
 
     pub fn observe_request(&self, labels: RequestLabels, elapsed: Duration) {
