@@ -64,11 +64,49 @@ pub struct DestinationQueue {
     pub retry_interval: Option<Duration>,
 }
 
-/// One destination: its worker's wake-up and its EDU queue.
+/// One destination: its worker's wake-up, its EDU queue, and how many PDUs and EDUs one
+/// transaction to it may hold.
 #[derive(Default)]
 struct Destination {
     wake: Notify,
     edus: StdMutex<EduQueue>,
+    batch: TransactionSize,
+}
+
+/// Items per transaction to a destination: the spec's most at first, halved each time
+/// the destination answers that a transaction is too large (413), doubled back after
+/// each one it takes.
+#[derive(Default)]
+struct TransactionSize {
+    /// How many halvings below the spec's most: 0 until a destination refuses one.
+    halvings: std::sync::atomic::AtomicU32,
+}
+
+impl TransactionSize {
+    fn pdus(&self) -> i64 {
+        (MAX_PDUS_PER_TRANSACTION >> self.halvings()).max(1)
+    }
+
+    fn edus(&self) -> usize {
+        (MAX_EDUS_PER_TRANSACTION >> self.halvings()).max(1)
+    }
+
+    fn halvings(&self) -> u32 {
+        self.halvings.load(Ordering::Relaxed)
+    }
+
+    /// Refused as too large: false if the transaction held one item and cannot shrink.
+    fn shrink(&self, items: usize) -> bool {
+        if items <= 1 {
+            return false;
+        }
+        let _ = self.halvings.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| Some((h + 1).min(7)));
+        true
+    }
+
+    fn grow(&self) {
+        let _ = self.halvings.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| Some(h.saturating_sub(1)));
+    }
 }
 
 impl Worker for Sender {
@@ -395,11 +433,11 @@ impl Sender {
     /// Sends one transaction if anything is owed and server health lets it; false when
     /// there was nothing to send.
     async fn send_once(&self, server: &ServerName, destination: &Destination) -> ApiResult<bool> {
-        let pdus = self.store.outbox_batch(server.as_str(), MAX_PDUS_PER_TRANSACTION).await?;
-        let edus = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).take(MAX_EDUS_PER_TRANSACTION);
+        let pdus = self.store.outbox_batch(server.as_str(), destination.batch.pdus()).await?;
+        let edus = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).take(destination.batch.edus());
         // Kept EDUs are read from the database, oldest first, as PDUs are: however many
         // wait, none depends on memory or on a restart to go.
-        let room = MAX_EDUS_PER_TRANSACTION.saturating_sub(edus.len());
+        let room = destination.batch.edus().saturating_sub(edus.len());
         let kept = match room {
             0 => Vec::new(),
             room => self.store.durable_edu_batch(server.as_str(), room as i64).await?,
@@ -429,10 +467,18 @@ impl Sender {
                 log_pdu_errors(server, &response);
                 self.store.outbox_remove(server.as_str(), &orderings).await?;
                 self.forget_durable(server, &kept).await?;
+                destination.batch.grow();
             }
-            Err(FederationError::Remote { status, body }) if status == StatusCode::BAD_REQUEST => {
+            Err(FederationError::Remote { status, .. })
+                if status == StatusCode::PAYLOAD_TOO_LARGE && destination.batch.shrink(pdus.len() + edu_count) =>
+            {
+                // The same items go again, fewer at a time.
+                destination.edus.lock().unwrap_or_else(|p| p.into_inner()).restore(edus);
+                tracing::info!(%server, pdus = destination.batch.pdus(), "transaction too large for the destination; sending smaller ones");
+            }
+            Err(FederationError::Remote { status, body }) if refused_for_good(status) => {
                 // The destination will never take this transaction; do not let it block the queue.
-                tracing::warn!(%server, %body, "destination refused a transaction; dropping it");
+                tracing::warn!(%server, %status, %body, "destination refused a transaction; dropping it");
                 self.store.outbox_remove(server.as_str(), &orderings).await?;
                 self.forget_durable(server, &kept).await?;
             }
@@ -460,6 +506,16 @@ fn queue_of<'a>(queues: &'a mut HashMap<String, DestinationQueue>, server: &Serv
     queues.entry(destination.clone()).or_insert_with(|| DestinationQueue { destination, ..Default::default() })
 }
 
+/// Answers to a transaction that retrying cannot change: a bad request, a refusal, no such
+/// endpoint, or a single item too large. (401 is left to the backoff: the destination
+/// may not have fetched our keys yet.)
+fn refused_for_good(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::PAYLOAD_TOO_LARGE
+    )
+}
+
 fn log_pdu_errors(server: &ServerName, response: &Value) {
     if let Some(results) = response["pdus"].as_object() {
         for (event_id, result) in results {
@@ -474,6 +530,22 @@ fn log_pdu_errors(server: &ServerName, response: &Value) {
 mod tests {
     use super::edu_queue::MAX_QUEUED_EDUS;
     use super::*;
+
+    #[test]
+    fn transactions_shrink_when_too_large_and_grow_back() {
+        let size = TransactionSize::default();
+        assert_eq!((size.pdus(), size.edus()), (50, 100));
+        assert!(size.shrink(150));
+        assert!(size.shrink(75));
+        assert_eq!((size.pdus(), size.edus()), (12, 25));
+        size.grow();
+        assert_eq!((size.pdus(), size.edus()), (25, 50));
+        for _ in 0..20 {
+            size.shrink(2);
+        }
+        assert_eq!((size.pdus(), size.edus()), (1, 1), "never below one item");
+        assert!(!size.shrink(1), "a single item too large cannot shrink: it is dropped");
+    }
 
     #[test]
     fn keyed_edus_coalesce_and_keep_their_order() {
