@@ -6,6 +6,7 @@ mod invite;
 mod join;
 mod leave;
 mod resident;
+pub use resident::SendJoinAnswer;
 pub mod resync;
 
 use std::sync::Arc;
