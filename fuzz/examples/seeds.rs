@@ -1,14 +1,18 @@
 //! Writes the seed corpora in `fuzz/seeds/`: real requests, events, tokens and configs of
 //! the kinds each target reads, those that carry signatures signed with the fixed key of
-//! `kith_fuzz`. Run from `fuzz/` with `cargo run --example seeds` after changing them.
+//! `kith_fuzz` (and checked to verify, so the fuzzer starts past the signature checks).
+//! Run from `fuzz/` with `cargo run --example seeds` after changing them.
 
 use std::path::Path;
 
-use axum::http::Request;
+use axum::http::{HeaderMap, HeaderValue, Request, header};
+use kith::services::federation::inbound::authenticate::{parse_authorization, verify_signature};
+use kith::services::federation::inbound::check_pdu::{parse_pdu, verify_pdu};
+use kith::services::server_keys::remote::{verify_key_response, verify_notary_response};
 use kith_fuzz::{LOCAL, NOTARY, ORIGIN, key_pair};
 use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
 use ruma::canonical_json::CanonicalJsonObject;
-use ruma::{OwnedServerName, RoomVersionId};
+use ruma::{OwnedServerName, RoomVersionId, ServerName};
 use serde_json::{Value, json};
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -53,7 +57,12 @@ fn pdu_seeds() -> Vec<Value> {
 }
 
 fn pdus() {
+    let versions = [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
     for (i, event) in pdu_seeds().iter().enumerate() {
+        let rules = versions[i / 2].rules().unwrap();
+        let parsed = parse_pdu(event, &rules).unwrap();
+        let keys = kith_fuzz::public_keys(&[ORIGIN]);
+        assert_eq!(verify_pdu(parsed, &keys, &rules).unwrap().json, *event, "a seed that verifies whole");
         // The first byte picks versions 10, 11, 12 in turn, as the events were made.
         let mut bytes = vec![(i / 2) as u8];
         bytes.extend(serde_json::to_vec(event).unwrap());
@@ -104,6 +113,11 @@ fn signed_request(method: &str, uri: &str, body: &[u8], destination: Option<&str
         header =
             header.replace(&format!("destination=\"{LOCAL}\","), "").replace(&format!(",destination=\"{LOCAL}\""), "");
     }
+    let headers: HeaderMap = [(header::AUTHORIZATION, HeaderValue::from_str(&header).unwrap())].into_iter().collect();
+    let local = <&ServerName>::try_from(LOCAL).unwrap();
+    let xmatrix = parse_authorization(&headers, local).unwrap();
+    let keys = kith_fuzz::public_keys(&[ORIGIN]);
+    verify_signature(&xmatrix, &keys, local, &method.parse().unwrap(), &uri.parse().unwrap(), body).unwrap();
     [format!("{method}\n{uri}\n{header}\n\n").as_bytes(), body].concat()
 }
 
@@ -129,8 +143,13 @@ fn key_responses() {
         "old_verify_keys": { "ed25519:old": { "key": "l8Hft5qXKn1vfHrg3p4+W8gELQVo8N13JkluMfmn2sQ", "expired_ts": 1_600_000_000_000_u64 } },
     }));
     ruma::signatures::sign_json(ORIGIN, key_pair(), &mut keys).unwrap();
+    let origin = <&ServerName>::try_from(ORIGIN).unwrap();
+    verify_key_response(origin, &serde_json::to_value(&keys).unwrap()).unwrap();
     write("server_keys", "self-signed", &serde_json::to_vec(&keys).unwrap());
     ruma::signatures::sign_json(NOTARY, key_pair(), &mut keys).unwrap();
+    let notary = <&ServerName>::try_from(NOTARY).unwrap();
+    verify_notary_response(origin, notary, &kith_fuzz::public_key_set(), &serde_json::to_value(&keys).unwrap())
+        .unwrap();
     write("server_keys", "notary", &serde_json::to_vec(&keys).unwrap());
 }
 
