@@ -155,7 +155,7 @@ impl Inbound {
         event_id: &str,
     ) -> ApiResult<Option<CheckedEvent>> {
         let path = format!("/_matrix/federation/v1/event/{}", encode(event_id));
-        let body = self.client.get(origin, &path).await.map_err(|e| e.to_client_error())?;
+        let body = self.client.get(origin, &path).await.map_err(|e| e.to_peer_error(origin, "an event"))?;
         let found = self.check_fetched(rules, room_id, &body["pdus"]).await;
         Ok(found.into_iter().find(|e| e.event_id == event_id))
     }

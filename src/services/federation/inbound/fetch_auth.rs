@@ -23,7 +23,7 @@ impl Inbound {
             return Ok(());
         }
         let path = format!("/_matrix/federation/v1/event_auth/{}/{}", encode(room_id), encode(&event.event_id));
-        let body = self.client.get(origin, &path).await.map_err(|e| e.to_client_error())?;
+        let body = self.client.get(origin, &path).await.map_err(|e| e.to_peer_error(origin, "the auth events"))?;
         let chain = self.check_fetched(rules, room_id, &body["auth_chain"]).await;
         self.rooms.persist_outliers(chain, rules).await
     }

@@ -40,7 +40,7 @@ impl Inbound {
         event_id: &str,
     ) -> ApiResult<StateMap> {
         let path = format!("/_matrix/federation/v1/state/{}?event_id={}", encode(room_id), encode(event_id));
-        let body = self.client.get(origin, &path).await.map_err(|e| e.to_client_error())?;
+        let body = self.client.get(origin, &path).await.map_err(|e| e.to_peer_error(origin, "the room's state"))?;
         let mut events = self.check_fetched(rules, room_id, &body["auth_chain"]).await;
         let state = self.check_fetched(rules, room_id, &body["pdus"]).await;
         let mut state_ids: Vec<String> = state.iter().map(|e| e.event_id.clone()).collect();

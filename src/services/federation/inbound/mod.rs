@@ -29,7 +29,6 @@ use ruma::{OwnedServerName, ServerName};
 
 use self::rate_limit::{FederationRateLimiter, Turn};
 use super::FederationClient;
-use super::sender::Sender;
 use crate::config::FederationRateLimit;
 use crate::error::MatrixError;
 use crate::services::ephemeral::Ephemeral;
@@ -37,6 +36,7 @@ use crate::services::federated_directory::FederatedDirectory;
 use crate::services::keys::Keys;
 use crate::services::remote_profiles::RemoteProfiles;
 use crate::services::rooms::Rooms;
+use crate::services::server_health::ServerHealth;
 use crate::services::server_keys::remote::RemoteKeys;
 use crate::services::to_device::ToDevice;
 use crate::store::Store;
@@ -50,7 +50,8 @@ pub struct Inbound {
     ephemeral: Arc<Ephemeral>,
     remote_profiles: Arc<RemoteProfiles>,
     federated_directory: Arc<FederatedDirectory>,
-    sender: Arc<Sender>,
+    /// Told that a server whose request passes authentication is up.
+    health: Arc<ServerHealth>,
     /// Device lists and to-device messages from other servers.
     device_keys: Arc<Keys>,
     to_device: Arc<ToDevice>,
@@ -69,7 +70,7 @@ impl Inbound {
         ephemeral: Arc<Ephemeral>,
         remote_profiles: Arc<RemoteProfiles>,
         federated_directory: Arc<FederatedDirectory>,
-        sender: Arc<Sender>,
+        health: Arc<ServerHealth>,
         device_keys: Arc<Keys>,
         to_device: Arc<ToDevice>,
         rate_limit: FederationRateLimit,
@@ -83,7 +84,7 @@ impl Inbound {
             ephemeral,
             remote_profiles,
             federated_directory,
-            sender,
+            health,
             device_keys,
             to_device,
             transactions: transaction::TransactionLog::default(),
