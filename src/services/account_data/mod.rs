@@ -154,16 +154,35 @@ impl AccountData {
     /// The filter of a `/sync`: given inline as JSON or by the id `POST /filter` returned.
     pub async fn sync_filter(&self, user_id: &UserId, filter: Option<&str>) -> ApiResult<Value> {
         let Some(filter) = filter else { return Ok(serde_json::json!({})) };
-        if filter.trim_start().starts_with('{') {
-            let filter: Value =
-                serde_json::from_str(filter).map_err(|err| MatrixError::bad_json(format!("Invalid filter: {err}")))?;
-            check_filter(&filter)?;
-            return Ok(filter);
+        match parse_sync_filter(filter)? {
+            SyncFilter::Inline(filter) => Ok(filter),
+            SyncFilter::Stored(id) => {
+                let filter = self.store.get_filter(user_id.as_str(), id).await?;
+                filter.ok_or_else(|| MatrixError::not_found("No such filter"))
+            }
         }
-        let id = filter.parse::<i64>().map_err(|_| MatrixError::invalid_param("Invalid filter ID"))?;
-        let filter = self.store.get_filter(user_id.as_str(), id).await?;
-        filter.ok_or_else(|| MatrixError::not_found("No such filter"))
     }
+}
+
+/// The `filter` parameter of a `/sync`.
+#[derive(Debug)]
+pub enum SyncFilter {
+    /// A filter definition given inline, checked.
+    Inline(Value),
+    /// The id of a filter `POST /filter` stored.
+    Stored(i64),
+}
+
+/// Reads a `/sync` filter parameter: inline JSON (checked as a stored one is) or an id.
+pub fn parse_sync_filter(filter: &str) -> ApiResult<SyncFilter> {
+    if filter.trim_start().starts_with('{') {
+        let filter: Value =
+            serde_json::from_str(filter).map_err(|err| MatrixError::bad_json(format!("Invalid filter: {err}")))?;
+        check_filter(&filter)?;
+        return Ok(SyncFilter::Inline(filter));
+    }
+    let id = filter.parse::<i64>().map_err(|_| MatrixError::invalid_param("Invalid filter ID"))?;
+    Ok(SyncFilter::Stored(id))
 }
 
 /// MSC4258's visibilities: `remote` (the default: found here and by peers), `local`

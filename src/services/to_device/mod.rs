@@ -159,15 +159,7 @@ impl ToDevice {
 
     /// An `m.direct_to_device` EDU: delivered to our users' devices once per message id.
     pub async fn receive_remote(&self, origin: &ServerName, content: &Value) -> Result<(), String> {
-        let sender = content["sender"].as_str().and_then(|s| <&UserId>::try_from(s).ok()).ok_or("no sender")?;
-        if sender.server_name() != origin {
-            return Err(format!("{origin} cannot speak for {sender}"));
-        }
-        let (Some(event_type), Some(message_id)) = (content["type"].as_str(), content["message_id"].as_str()) else {
-            return Err("no type or message_id".into());
-        };
-        let messages = content["messages"].as_object().ok_or("no messages")?;
-        let recipients = parse_recipients(messages).map_err(|e| e.message)?;
+        let RemoteMessages { sender, event_type, message_id, recipients } = parse_remote(origin, content)?;
         let mut deliveries = Vec::new();
         for (user, device, message) in recipients.iter().filter(|(user, _, _)| user.server_name() == self.server_name) {
             for device_id in self.devices_of(user, device).await.map_err(|e| e.message)? {
@@ -221,6 +213,29 @@ fn inbox_full(devices: &[(String, String)]) -> MatrixError {
         "M_LIMIT_EXCEEDED",
         format!("The inbox of device {device} of {user} holds too many undelivered messages (from you, or in all)"),
     )
+}
+
+/// An `m.direct_to_device` EDU's content, checked: a sender of the origin, the type,
+/// the message id and the recipients.
+pub struct RemoteMessages<'a> {
+    pub sender: &'a UserId,
+    pub event_type: &'a str,
+    pub message_id: &'a str,
+    pub recipients: Vec<Recipient>,
+}
+
+/// Checks the content of an `m.direct_to_device` EDU from `origin`.
+pub fn parse_remote<'a>(origin: &ServerName, content: &'a Value) -> Result<RemoteMessages<'a>, String> {
+    let sender = content["sender"].as_str().and_then(|s| <&UserId>::try_from(s).ok()).ok_or("no sender")?;
+    if sender.server_name() != origin {
+        return Err(format!("{origin} cannot speak for {sender}"));
+    }
+    let (Some(event_type), Some(message_id)) = (content["type"].as_str(), content["message_id"].as_str()) else {
+        return Err("no type or message_id".into());
+    };
+    let messages = content["messages"].as_object().ok_or("no messages")?;
+    let recipients = parse_recipients(messages).map_err(|e| e.message)?;
+    Ok(RemoteMessages { sender, event_type, message_id, recipients })
 }
 
 /// `{ user: { device or "*": content } }` flattened, checked and bounded.
