@@ -207,11 +207,14 @@ impl ToDevice {
 
 /// The refusal of a local sender whose messages some devices cannot take now.
 fn inbox_full(devices: &[(String, String)]) -> MatrixError {
-    let (user, device) = &devices[0];
+    let which = devices.first().map_or_else(
+        || "A recipient device".to_owned(),
+        |(user, device)| format!("The inbox of device {device} of {user}"),
+    );
     MatrixError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "M_LIMIT_EXCEEDED",
-        format!("The inbox of device {device} of {user} holds too many undelivered messages (from you, or in all)"),
+        format!("{which} holds too many undelivered messages (from you, or in all)"),
     )
 }
 
