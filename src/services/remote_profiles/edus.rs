@@ -74,9 +74,7 @@ impl ProfileEdus {
     /// the head of the profile-change stream.
     async fn start_position(&self) -> anyhow::Result<()> {
         let store = &self.remote.store;
-        if store.consumer_position(CONSUMER).await? == 0 {
-            store.set_consumer_position(CONSUMER, store.stream_head("profile_changes").await?).await?;
-        }
+        store.start_consumer_at(CONSUMER, store.stream_head("profile_changes").await?).await?;
         Ok(())
     }
 
