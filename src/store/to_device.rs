@@ -4,7 +4,8 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Store, now_ms, streams};
+use super::federation::keep_edu;
+use super::{KeptEdu, Store, now_ms, streams};
 
 pub const TO_DEVICE_STREAM: &str = "to_device";
 
@@ -17,15 +18,18 @@ pub struct ToDeviceMessage {
 }
 
 impl Store {
-    /// Delivers messages unless `(sender, message_id)` was handled before (a retry);
-    /// false if it was. Devices whose inbox holds `inbox_limit` messages get nothing.
+    /// Delivers messages to local devices and keeps `remote` (EDUs for other servers), in
+    /// one transaction, unless `(sender, message_id)` was handled before (a retry): then
+    /// `None`. Else the destinations whose outbox was full, so their EDU was not kept.
+    /// Devices whose inbox holds `inbox_limit` messages get nothing.
     pub async fn deliver_to_devices(
         &self,
         sender: &str,
         message_id: &str,
         messages: &[ToDeviceMessage],
         inbox_limit: i64,
-    ) -> Result<bool, sqlx::Error> {
+        remote: &[KeptEdu],
+    ) -> Result<Option<Vec<String>>, sqlx::Error> {
         let mut txn = self.begin_write().await?;
         let seen = sqlx::query(
             "INSERT INTO to_device_seen (sender, message_id, received_ts) VALUES ($1, $2, $3) \
@@ -37,7 +41,7 @@ impl Store {
         .execute(&mut *txn.tx)
         .await?;
         if seen.rows_affected() == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         for message in messages {
             let held: i64 = sqlx::query("SELECT COUNT(*) FROM to_device_inbox WHERE user_id = $1 AND device_id = $2")
@@ -61,8 +65,14 @@ impl Store {
             .execute(&mut *txn.tx)
             .await?;
         }
+        let mut full = Vec::new();
+        for row in remote {
+            if !keep_edu(&mut txn, row).await? {
+                full.push(row.destination.clone());
+            }
+        }
         txn.commit().await?;
-        Ok(true)
+        Ok(Some(full))
     }
 
     /// Deletes what a device acknowledged (up to `acknowledged`), then returns its next

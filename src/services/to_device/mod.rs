@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::federation::sender::Sender;
 use crate::services::workers::{Shutdown, Worker};
-use crate::store::{Store, ToDeviceMessage};
+use crate::store::{KeptEdu, Store, ToDeviceMessage};
 use futures_util::future::BoxFuture;
 
 /// Messages one device may hold unread; more are dropped (and logged).
@@ -67,12 +67,18 @@ impl ToDevice {
                 deliveries.push(ToDeviceMessage { user_id: user.to_string(), device_id, message: envelope(content) });
             }
         }
+        // The EDUs for other servers are kept in the transaction that marks the request
+        // as handled: a retry of a request that died half-way would find it handled.
+        let kept = self.remote_edus(sender, event_type, remote);
         let txn_key = format!("{device_id}/{txn_id}");
-        if !self.store.deliver_to_devices(sender.as_str(), &txn_key, &deliveries, INBOX_LIMIT).await? {
+        let delivered =
+            self.store.deliver_to_devices(sender.as_str(), &txn_key, &deliveries, INBOX_LIMIT, &kept).await?;
+        let Some(full) = delivered else {
             return Ok(()); // a retry: done the first time
-        }
+        };
         self.delivered.send_replace(self.stream_head().await?);
-        self.send_remote(sender, event_type, remote).await
+        self.sender.kept(&kept, &full);
+        Ok(())
     }
 
     /// The devices `device` names: all of the user's for `*`.
@@ -81,18 +87,20 @@ impl ToDevice {
         Ok(if device == "*" { devices.collect() } else { devices.filter(|d| d == device).collect() })
     }
 
-    async fn send_remote(
+    /// One `m.direct_to_device` EDU per server, to be kept until the server takes it.
+    fn remote_edus(
         &self,
         sender: &UserId,
         event_type: &str,
         remote: Vec<(ruma::OwnedUserId, String, Value)>,
-    ) -> ApiResult<()> {
+    ) -> Vec<KeptEdu> {
         let mut by_server: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
         for (user, device, content) in remote {
             let users = by_server.entry(user.server_name().to_owned()).or_default();
             let devices = users.entry(user.to_string()).or_insert_with(|| json!({}));
             devices[device] = content;
         }
+        let mut kept = Vec::new();
         for (server, messages) in by_server {
             let message_id = crate::services::accounts::random_string(24);
             let edu = json!({ "edu_type": "m.direct_to_device", "content": {
@@ -102,9 +110,9 @@ impl ToDevice {
             // millisecond, keeps them in the order they were sent.
             let sequence = KEPT_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let key = format!("{:020} {sequence:020} m.direct_to_device {message_id}", crate::store::now_ms());
-            self.sender.send_durable_edu_to(&[server], &key, &edu).await?;
+            kept.extend(self.sender.durable_edu_rows(&[server], &key, &edu));
         }
-        Ok(())
+        kept
     }
 
     /// An `m.direct_to_device` EDU: delivered to our users' devices once per message id.
@@ -127,10 +135,10 @@ impl ToDevice {
         }
         let delivered = self
             .store
-            .deliver_to_devices(origin.as_str(), message_id, &deliveries, INBOX_LIMIT)
+            .deliver_to_devices(origin.as_str(), message_id, &deliveries, INBOX_LIMIT, &[])
             .await
             .map_err(|e| e.to_string())?;
-        if delivered {
+        if delivered.is_some() {
             self.delivered.send_replace(self.stream_head().await.map_err(|e| e.message)?);
         }
         Ok(())

@@ -29,7 +29,7 @@ use crate::config::FederationConfig;
 use crate::error::ApiResult;
 use crate::services::rooms::Rooms;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
-use crate::store::{OutboxRow, Retry, Store, StoredEvent};
+use crate::store::{KeptEdu, OutboxRow, Retry, Store, StoredEvent};
 
 mod edu_queue;
 
@@ -252,6 +252,32 @@ impl Sender {
             }
         }
         Ok(())
+    }
+
+    /// The rows that keep `edu` for each of `servers` (never us) until they take it, for
+    /// a caller that writes them in the transaction of what the EDU belongs to, then
+    /// calls [`Self::kept`]. `key` must be unique to the EDU.
+    pub fn durable_edu_rows(&self, servers: &[OwnedServerName], key: &str, edu: &Value) -> Vec<KeptEdu> {
+        let key = format!("{DURABLE_PREFIX}{key}");
+        servers
+            .iter()
+            .filter(|s| **s != self.server_name && self.client.allowed(s))
+            .map(|server| KeptEdu { destination: server.to_string(), key: key.clone(), edu: edu.clone() })
+            .collect()
+    }
+
+    /// Once rows of [`Self::durable_edu_rows`] are committed: their destinations are
+    /// woken; those listed in `full` (whose row was not written) get the EDU in memory.
+    pub fn kept(self: &Arc<Self>, rows: &[KeptEdu], full: &[String]) {
+        for row in rows {
+            let Ok(server) = OwnedServerName::try_from(row.destination.as_str()) else { continue };
+            if full.contains(&row.destination) {
+                tracing::warn!(%server, "too many EDUs owed to this server; one more is only kept in memory");
+                self.send_edu_to(std::slice::from_ref(&server), &row.key, &row.edu);
+            } else {
+                self.wake(&server);
+            }
+        }
     }
 
     /// When the sender next tries `server`, if it is backing off from it (it failed and
