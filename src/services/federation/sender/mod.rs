@@ -141,11 +141,7 @@ impl Sender {
     /// A server that never ran the sender does not send its history: the fan-out starts
     /// at the head of the event stream.
     async fn start_position(&self) -> ApiResult<()> {
-        if self.store.consumer_position(CONSUMER).await? == 0 {
-            let head = self.store.max_event_ordering().await?;
-            self.store.set_consumer_position(CONSUMER, head).await?;
-        }
-        Ok(())
+        Ok(self.store.start_consumer_at(CONSUMER, self.store.max_event_ordering().await?).await?)
     }
 
     /// A destination's state, its worker started (with `retry` as its backoff) if new.
