@@ -21,8 +21,11 @@ use crate::common::matrix::{V3, encode};
 
 /// One-time keys per upload.
 const KEYS_PER_UPLOAD: usize = 5;
-/// Pause between one user's profile changes, so that a few settle and go out as EDUs.
-const PROFILE_PAUSE: Duration = Duration::from_millis(120);
+/// Pauses between one user's profile changes, in turn: bursts that settle into one EDU,
+/// and pauses longer than the coalescing window (500 ms), during which the EDU of the
+/// last change goes out.
+const PROFILE_PAUSES: [Duration; 3] =
+    [Duration::from_millis(80), Duration::from_millis(150), Duration::from_millis(700)];
 /// Pause between a peer's transactions.
 const PEER_PAUSE: Duration = Duration::from_millis(40);
 /// The longest a sync waits for news.
@@ -172,15 +175,16 @@ impl Round<'_> {
     }
 
     /// Sends requests made by `next` (given a counter) until one gets no answer or the
-    /// round stops; returns the one that got no answer.
-    async fn keep_sending(&self, pause: Duration, mut next: impl FnMut(usize) -> Request) -> Option<Request> {
+    /// round stops, pausing after each for the next of `pauses` in turn; returns the one
+    /// that got no answer.
+    async fn keep_sending(&self, pauses: &[Duration], mut next: impl FnMut(usize) -> Request) -> Option<Request> {
         let mut i = 0;
         while !self.stopped() {
             if let Err(pending) = self.run(next(i)).await {
                 return Some(pending);
             }
+            tokio::time::sleep(pauses[i % pauses.len()]).await;
             i += 1;
-            tokio::time::sleep(pause).await;
         }
         None
     }
@@ -188,7 +192,7 @@ impl Round<'_> {
     /// A user's messages into the room.
     pub async fn send_messages(&self, user: &Account) -> Option<Request> {
         let room = encode(&self.world.room);
-        self.keep_sending(Duration::ZERO, |i| {
+        self.keep_sending(&[Duration::ZERO], |i| {
             let text = format!("{} r{} m{i}", user.localpart, self.number);
             Request {
                 method: Method::PUT,
@@ -203,7 +207,7 @@ impl Round<'_> {
 
     /// A user's display name, changed again and again.
     pub async fn rename(&self, user: &Account) -> Option<Request> {
-        self.keep_sending(PROFILE_PAUSE, |i| {
+        self.keep_sending(&PROFILE_PAUSES, |i| {
             let name = format!("{} R{} P{i}", capitalised(&user.localpart), self.number);
             Request {
                 method: Method::PUT,
@@ -245,7 +249,7 @@ impl Round<'_> {
             return Some(pending);
         }
         let round = self.number;
-        self.keep_sending(Duration::ZERO, |i| {
+        self.keep_sending(&[Duration::ZERO], |i| {
             let keys: serde_json::Map<String, Value> = (0..KEYS_PER_UPLOAD)
                 .map(|j| (format!("signed_curve25519:r{round}k{i}x{j}"), json!({ "key": format!("otk{round}{i}{j}") })))
                 .collect();
@@ -265,7 +269,7 @@ impl Round<'_> {
         let world = self.world;
         let (alice, bob) = (&world.users[0], &world.users[1]);
         let remote_user = world.joined.user_id.clone();
-        self.keep_sending(Duration::ZERO, |i| {
+        self.keep_sending(&[Duration::ZERO], |i| {
             let n = format!("r{}d{i}", self.number);
             let (local, remote) = [(true, true), (true, false), (false, true)][i % 3];
             let mut messages = serde_json::Map::new();
