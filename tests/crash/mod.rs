@@ -146,7 +146,7 @@ impl Run {
     }
 
     fn round<'a>(&'a self, number: usize, violations: &'a Mutex<Vec<String>>, stop: &'a AtomicBool) -> Round<'a> {
-        Round { world: &self.world, number, ledger: &self.ledger, violations, stop }
+        Round { world: &self.world, number, ledger: &self.ledger, violations, reported: &self.reported, stop }
     }
 
     /// Work, a kill (maybe two), the restart, what got no answer sent again, the checks.

@@ -3,7 +3,7 @@
 //! whose request got no answer stops and, once kith is back, sends the same request
 //! again (same transaction id), as the spec expects a client to.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -119,6 +119,8 @@ pub struct Round<'a> {
     pub number: usize,
     pub ledger: &'a Mutex<Ledger>,
     pub violations: &'a Mutex<Vec<String>>,
+    /// Violations found at earlier kill points: nothing waits for what they lack again.
+    pub reported: &'a HashSet<String>,
     pub stop: &'a AtomicBool,
 }
 
