@@ -8,6 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::workload::{Reader, Round};
+use super::world;
 use crate::common::fake_server::event_id_of;
 use crate::common::matrix::{V3, encode};
 
@@ -274,17 +275,22 @@ async fn member_event_ids(round: &Round<'_>) -> Vec<String> {
 /// the database does.
 pub async fn directory(round: &Round<'_>) {
     let world = round.world;
-    let names = round.ledger.lock().unwrap().displaynames.clone();
-    for user in &world.users {
-        let Some(name) = names.get(&user.user_id) else { continue };
+    let mut names: Vec<(String, String, String)> = {
+        let answered = &round.ledger.lock().unwrap().displaynames;
+        let named = world.users.iter().filter_map(|u| Some((u, answered.get(&u.user_id)?)));
+        named.map(|(user, name)| (user.localpart.clone(), user.user_id.clone(), name.clone())).collect()
+    };
+    // The peer's user's name comes from its server, fetched in the background.
+    names.push(("rita".to_owned(), world.joined.user_id.clone(), world::REMOTE_NAME.to_owned()));
+    for (term, user_id, name) in &names {
         let shown = settle(|| async {
-            let found = search(round, &user.localpart).await;
-            let shown = found.iter().find(|(id, _)| *id == user.user_id).map(|(_, name)| name.clone());
+            let found = search(round, term).await;
+            let shown = found.iter().find(|(id, _)| id == user_id).map(|(_, name)| name.clone());
             (shown.as_deref() == Some(name.as_str())).then_some(()).ok_or(shown)
         })
         .await;
         if let Err(shown) = shown {
-            round.violation(format!("the directory shows {} as {shown:?}, not {name:?}", user.user_id));
+            round.violation(format!("the directory shows {user_id} as {shown:?}, not {name:?}"));
         }
     }
     let mut before = Vec::new();

@@ -31,6 +31,7 @@ pub mod workload;
 pub mod world;
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -72,6 +73,8 @@ pub struct KillPoint {
     pub violations: Vec<String>,
     /// The whole round: work, kill, restart and checks.
     pub took: Duration,
+    /// A copy of kith's log, kept when something was found.
+    pub log: Option<PathBuf>,
 }
 
 impl std::fmt::Display for KillPoint {
@@ -96,6 +99,9 @@ impl std::fmt::Display for KillPoint {
         for violation in &self.violations {
             write!(f, "\n  VIOLATION {violation}")?;
         }
+        if let Some(log) = &self.log {
+            write!(f, "\n  kith's log: {}", log.display())?;
+        }
         Ok(())
     }
 }
@@ -116,6 +122,7 @@ pub async fn run(db: Db, seed: u64, kill_points: usize, mut each: impl FnMut(&Ki
 
 /// One kith under test and what was answered so far.
 struct Run {
+    db: Db,
     world: World,
     ledger: Mutex<Ledger>,
     reader: Mutex<Reader>,
@@ -136,6 +143,7 @@ impl Run {
             pending: None,
         };
         Self {
+            db,
             world,
             ledger: Mutex::default(),
             reader: Mutex::default(),
@@ -189,9 +197,18 @@ impl Run {
                 .filter(|v| self.reported.insert(v.clone()))
                 .collect(),
             took: started.elapsed(),
+            log: None,
         };
         self.redelivered = redelivered;
-        point
+        KillPoint { log: (!point.violations.is_empty()).then(|| self.keep_log(number)), ..point }
+    }
+
+    /// Copies kith's log (every life of it) out of its directory, which goes with it.
+    fn keep_log(&self, number: usize) -> PathBuf {
+        let name = format!("kith-crash-{}-{:?}-kill-point-{number}.log", std::process::id(), self.db);
+        let path = std::env::temp_dir().join(name);
+        std::fs::copy(self.world.kith.log_path(), &path).expect("copy kith's log");
+        path
     }
 
     /// Reaps the killed kith and starts it again.

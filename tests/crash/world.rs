@@ -1,7 +1,6 @@
 //! The world a crash run works in: a federating kith, a scripted peer joined to a room
 //! with three local users, and the HTTP calls that may fail because kith died.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -9,12 +8,14 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::fake_server::{FakeServer, JoinedRoom};
-use crate::common::matrix::{V3, encode};
+use crate::common::matrix::{self, V3, encode};
 use crate::common::{Db, TestServer};
 
 /// Short backoffs, so a transaction that failed while kith was dying is not held back
 /// for long.
 const CONFIG: &str = "federation:\n  destination_min_retry_interval: 200ms\n  destination_max_retry_interval: 1s\n";
+/// The peer's user's public name, as its server answers profile queries.
+pub const REMOTE_NAME: &str = "Remote Rita";
 /// The one request that may take long is a sync's long poll.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,14 +47,14 @@ pub struct World {
     pub joined: JoinedRoom,
     pub remote_device: String,
     /// Requests (other than long polls) sent and not answered yet.
-    pub in_flight: Arc<AtomicUsize>,
+    pub in_flight: AtomicUsize,
 }
 
 impl World {
     pub async fn start(db: Db) -> Self {
         let kith = TestServer::start_federating_with(db, CONFIG).await;
         let peer = FakeServer::start().await;
-        peer.set_profile(&peer.user_id("remote"), json!({ "displayname": "Remote Rita" }));
+        peer.set_profile(&peer.user_id("remote"), json!({ "displayname": REMOTE_NAME }));
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .danger_accept_invalid_certs(true)
@@ -84,8 +85,23 @@ impl World {
             assert_eq!(status, StatusCode::OK, "{joined}");
         }
         let joined = peer.join(&kith, &room, "remote").await;
-        let in_flight = Arc::default();
-        Self { kith, peer, http, admin, users, room, joined, remote_device: "RDEV".to_owned(), in_flight }
+        let in_flight = AtomicUsize::default();
+        let world = Self { kith, peer, http, admin, users, room, joined, remote_device: "RDEV".to_owned(), in_flight };
+        world.wait_for_remote_profile().await;
+        world
+    }
+
+    /// The directory learns the peer's user's name in the background; until it has, a
+    /// search may change between two looks without any crash.
+    async fn wait_for_remote_profile(&self) {
+        let body = json!({ "search_term": "rita" });
+        let path = format!("{V3}/user_directory/search");
+        let shown = matrix::try_eventually(Duration::from_secs(30), || async {
+            let (_, found) = self.call(Method::POST, &path, &self.users[0].token, Some(&body)).await;
+            (found["results"][0]["user_id"] == self.joined.user_id).then_some(())
+        })
+        .await;
+        assert!(shown.is_some(), "the directory never showed the peer's user by name\n{}", self.kith.log());
     }
 
     /// A client request that may find kith dead.
