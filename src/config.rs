@@ -96,6 +96,9 @@ pub struct Config {
     pub rc_reports: RateLimit,
     #[serde(default = "rate_limits::media_create", deserialize_with = "rate_limits::parse::media_create")]
     pub rc_media_create: RateLimit,
+    /// Not a Synapse key: `PUT /sendToDevice` requests, per user.
+    #[serde(default = "rate_limits::to_device", deserialize_with = "rate_limits::parse::to_device")]
+    pub rc_to_device: RateLimit,
     /// Checks of a registration token's validity, per client address.
     #[serde(
         default = "rate_limits::registration_token_validity",
@@ -721,7 +724,7 @@ impl Config {
         Ok(())
     }
 
-    fn rate_limits(&self) -> [(&'static str, RateLimit); 17] {
+    fn rate_limits(&self) -> [(&'static str, RateLimit); 18] {
         [
             ("rc_message", self.rc_message),
             ("rc_registration", self.rc_registration),
@@ -739,6 +742,7 @@ impl Config {
             ("rc_profile", self.rc_profile),
             ("rc_reports", self.rc_reports),
             ("rc_media_create", self.rc_media_create),
+            ("rc_to_device", self.rc_to_device),
             ("rc_registration_token_validity", self.rc_registration_token_validity),
         ]
     }

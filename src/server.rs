@@ -33,7 +33,6 @@ pub async fn build_services(mut config: Config, config_dir: &Path) -> anyhow::Re
 pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (services, store) = build_services(config.clone(), config_dir).await?;
-    let workers = Workers::start(services.workers());
     let handle: Handle<SocketAddr> = Handle::new();
     let mut servers = tokio::task::JoinSet::new();
     for listener in &config.listeners {
@@ -63,6 +62,9 @@ pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     if servers.is_empty() {
         tracing::warn!("no listeners configured: nothing to serve");
     }
+    // Only once the listeners are bound: a server contacted now may fetch our keys.
+    let metrics = services.metrics.clone();
+    let workers = Workers::start(services.workers(), Arc::new(move |worker| metrics.count_worker_restart(worker)));
     tokio::spawn(shutdown_on_signal(handle, services.sync.clone()));
     let mut listener_error = None;
     while let Some(result) = servers.join_next().await {

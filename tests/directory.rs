@@ -254,7 +254,11 @@ async fn request_handling(db: Db) {
     let result = &body["results"];
     assert!(result.is_array());
     let (_, body) = server.post(&path, Some(&eve_t), json!({ "search_term": "sam0" })).await;
-    assert_eq!(body["results"][0], json!({ "user_id": "@sam0:kith.test", "display_name": "sam0", "avatar_url": null }));
+    assert_eq!(
+        body["results"][0],
+        json!({ "user_id": "@sam0:kith.test", "display_name": "sam0" }),
+        "absent fields left out"
+    );
 
     // The rate limit answers M_LIMIT_EXCEEDED with a wait.
     let mut limited = None;

@@ -272,7 +272,59 @@ async fn three_servers(db: Db) {
     }
 }
 
+/// Peers without live search: what is found was pulled into the directory.
+fn pulled_peers(names: &[&str]) -> String {
+    peers(names, "1h").replace("live_search: true", "live_search: false")
+}
+
+/// Waits until `server`'s admin API lists `destination` in backoff.
+async fn wait_until_backing_off(server: &TestServer, admin: &str, destination: &str) {
+    let list = "/_synapse/admin/v1/federation/destinations";
+    let backing_off = matrix::try_eventually(WAIT, || async {
+        let (_, listed) = server.get(list, Some(admin)).await;
+        let destinations = listed["destinations"].as_array().cloned().unwrap_or_default();
+        destinations.iter().any(|d| d["destination"] == destination && d["retry_interval"] != 0).then_some(())
+    });
+    assert!(backing_off.await.is_some(), "{} never backed off from {destination}:\n{}", server.name(), server.log());
+}
+
+/// Two peers restarted in the worst order (A up while B is down, then B up while A is
+/// down, then both up) find each other's users soon after: a configured peer is probed
+/// every few seconds while it is down, and the answer to one probe ends the backoff on
+/// both sides. The directory is pulled only hourly here, so the pull that finds the
+/// users is the one the recovery starts; what B's sender kept for A goes at once too.
+async fn peers_restarted_in_the_worst_order_find_each_other(db: Db) {
+    let mut a = TestServer::start_federating(db).await;
+    let mut b = TestServer::start_federating_with(db, &pulled_peers(&[a.name()])).await;
+    let (_, b_admin) = b.register_as("badmin", "pw", true).await;
+    let (bob, bob_t) = b.register("bob", "pw").await;
+    set_name(&b, &bob, &bob_t, "Bob Builder").await;
+    b.terminate();
+
+    a.reconfigure(&pulled_peers(&[b.name()])).await;
+    let (_, a_admin) = a.register_as("aadmin", "pw", true).await;
+    let (alice, alice_t) = a.register("alice", "pw").await;
+    set_name(&a, &alice, &alice_t, "Alice Anders").await;
+    wait_until_backing_off(&a, &a_admin, b.name()).await;
+    a.terminate();
+
+    b.start_again().await;
+    let note = json!({ "messages": { alice.clone(): { "*": { "note": "sent while A was down" } } } });
+    assert_eq!(b.put(&format!("{V3}/sendToDevice/m.test/t1"), Some(&bob_t), note).await.0, StatusCode::OK);
+    wait_until_backing_off(&b, &b_admin, a.name()).await;
+    a.start_again().await;
+
+    wait_for(&a, &alice_t, "builder", vec![(bob.clone(), Some("Bob Builder".into()))]).await;
+    wait_for(&b, &bob_t, "anders", vec![(alice.clone(), Some("Alice Anders".into()))]).await;
+    let delivered = matrix::try_eventually(WAIT, || async {
+        let (_, synced) = a.get(&format!("{V3}/sync?timeout=0"), Some(&alice_t)).await;
+        (synced["to_device"]["events"][0]["content"]["note"] == "sent while A was down").then_some(())
+    });
+    assert!(delivered.await.is_some(), "B's sender never sent what it kept for A:\n{}", b.log());
+}
+
 both_backends!(
+    peers_restarted_in_the_worst_order_find_each_other,
     three_servers,
     peers_find_each_other_and_follow_changes,
     only_peers_are_served_in_every_format,

@@ -21,6 +21,7 @@ both_backends!(
     profile_changes_are_streamed,
     bad_input_gets_matrix_errors,
     failed_logins_are_rate_limited,
+    wrong_passwords_do_not_use_up_an_accounts_logins,
     data_survives_restart,
 );
 
@@ -450,6 +451,23 @@ async fn failed_logins_are_rate_limited(db: Db) {
     // Even the right password waits until the bucket refills.
     let (status, _) = server.login("alice", "pw").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// `rc_login.account` counts successful logins only: wrong passwords from someone else
+/// do not lock the owner out (`rc_login.failed_attempts` is for those).
+async fn wrong_passwords_do_not_use_up_an_accounts_logins(db: Db) {
+    let limits = "rc_login:\n  address: {per_second: 1000, burst_count: 1000}\n  account: {per_second: 0.001, burst_count: 2}\n  failed_attempts: {per_second: 1000, burst_count: 1000}";
+    let server = TestServer::start_with(db, limits).await;
+    server.register("alice", "pw").await;
+    for _ in 0..5 {
+        assert_eq!(server.login("alice", "wrong").await.0, StatusCode::FORBIDDEN);
+    }
+    for _ in 0..2 {
+        let (status, body) = server.login("alice", "pw").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = server.login("alice", "pw").await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("M_LIMIT_EXCEEDED")), "{body}");
 }
 
 async fn data_survives_restart(db: Db) {

@@ -115,6 +115,25 @@ async fn invites_into_rooms_kith_is_in_are_checked(db: Db) {
     assert_eq!(status, StatusCode::OK, "the invite is in the room");
 }
 
+/// An invite naming auth events kith does not hold, which the peer then will not give:
+/// kith's own refusal, not the peer's error relayed as kith's.
+async fn unfetchable_auth_events_get_kiths_own_error(db: Db) {
+    let (kith, fake, _, room) = setup(db).await;
+    let (bob, _) = kith.register("bob", "pw").await;
+    let content = json!({ "membership": "invite" });
+    let prev = [room.join_event_id.clone()];
+    let mut event = fake.pdu(&room, &room.user_id, "m.room.member", Some(&bob), content, &prev, room.join_depth + 1);
+    event["auth_events"].as_array_mut().expect("auth events").push(json!("$unknown-auth-event"));
+    let (event_id, signed) = fake.sign_event(&room.rules, event);
+    let peer_error = json!({ "errcode": "M_NOT_FOUND", "error": "no" });
+    fake.answer("/_matrix/federation/v1/event_auth/*", StatusCode::NOT_FOUND, peer_error, Duration::ZERO);
+    let (status, body) = put_invite(&kith, &fake, &room.room_id, &event_id, &signed).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")), "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("auth events") && error.contains(&fake.name), "names what could not be checked: {body}");
+    assert!(body.get("event").is_none(), "nothing signed: {body}");
+}
+
 /// A PDU whose signature does not check out is answered with an error under its event
 /// id, and the good PDU of the same transaction is accepted.
 async fn every_pdu_of_a_transaction_gets_an_answer(db: Db) {
@@ -135,6 +154,30 @@ async fn every_pdu_of_a_transaction_gets_an_answer(db: Db) {
         bodies.contains(&"good".to_owned()).then_some(())
     })
     .await;
+}
+
+/// A transaction as large as the spec allows (50 PDUs near the 64 KiB event limit) is
+/// taken whole.
+async fn transactions_as_large_as_the_spec_allows_are_taken(db: Db) {
+    let (kith, fake, token, room) = setup(db).await;
+    let mut prev = room.join_event_id.clone();
+    let mut pdus = Vec::new();
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        let body = format!("{n} {}", "x".repeat(60_000));
+        let event = fake.message(&room, &room.user_id, &body, &[prev], room.join_depth + 1 + n);
+        let (event_id, signed) = fake.sign_event(&room.rules, event);
+        prev = event_id.clone();
+        ids.push(event_id);
+        pdus.push(signed);
+    }
+    let (status, answer) = fake.send_pdus(&kith, &pdus).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    for id in &ids {
+        assert_eq!(answer["pdus"][id], json!({}), "{answer}");
+    }
+    let path = format!("{V3}/rooms/{}/event/{}", encode(&room.room_id), encode(&ids[49]));
+    assert_eq!(kith.get(&path, Some(&token)).await.0, StatusCode::OK);
 }
 
 /// A peer whose answer never ends (and declares no length) gets a clear error, and kith
@@ -193,6 +236,8 @@ both_backends!(
     retried_invites_get_the_same_answer,
     retried_send_leave_gets_the_same_answer,
     invites_into_rooms_kith_is_in_are_checked,
+    unfetchable_auth_events_get_kiths_own_error,
     every_pdu_of_a_transaction_gets_an_answer,
+    transactions_as_large_as_the_spec_allows_are_taken,
     endless_answers_are_cut_off,
 );

@@ -3,7 +3,11 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::matrix::{self, V3, encode, eventually};
 use common::{Db, TestServer};
@@ -218,24 +222,181 @@ async fn notifications_reach_the_push_gateway(db: Db) {
     assert_eq!(pushers["pushers"][0]["pushkey"], "phone");
 }
 
-/// A gateway on a blacklisted address is never asked.
+/// A gateway on a blacklisted address is never asked, nor one at `0.0.0.0` (which
+/// reaches the host's own services whatever the blacklist says).
 async fn blacklisted_gateways_are_not_asked(db: Db) {
     let gateway = FakeGateway::start().await;
     let server = TestServer::start(db).await;
     let (_, alice_t) = server.register("alice", "pw").await;
     let (bob, bob_t) = server.register("bob", "pw").await;
-    let pusher = json!({ "app_id": "a", "pushkey": "k", "kind": "http", "app_display_name": "App",
-                         "device_display_name": "Phone", "lang": "en", "data": { "url": gateway.url } });
-    assert_eq!(server.post(&format!("{V3}/pushers/set"), Some(&alice_t), pusher).await.0, StatusCode::OK);
+    let unspecified = gateway.url.replace("127.0.0.1", "0.0.0.0");
+    for (pushkey, url) in [("k", &gateway.url), ("k0", &unspecified)] {
+        let pusher = json!({ "app_id": "a", "pushkey": pushkey, "kind": "http", "app_display_name": "App",
+                             "device_display_name": "Phone", "lang": "en", "data": { "url": url } });
+        assert_eq!(server.post(&format!("{V3}/pushers/set"), Some(&alice_t), pusher).await.0, StatusCode::OK);
+    }
     let room =
         matrix::create_room(&server, &alice_t, json!({ "preset": "trusted_private_chat", "invite": [bob] })).await;
     matrix::membership_action(&server, &bob_t, &room, "join", json!({})).await;
     matrix::send_text(&server, &bob_t, &room, "hello").await;
-    eventually("the refusal logged", WAIT, || async {
-        server.log().contains("push gateway not allowed").then_some(())
+    eventually("both refusals logged", WAIT, || async {
+        (server.log().matches("push gateway not allowed").count() == 2).then_some(())
     })
     .await;
     assert!(gateway.received().is_empty());
+}
+
+/// A gateway that never answers, counting the requests it holds open.
+struct SilentGateway {
+    url: String,
+    open: Arc<AtomicUsize>,
+    first_open: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A gateway that answers 200 with an endless body, counting the answers cut short.
+struct FloodingGateway {
+    url: String,
+    cut_short: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const FLOOD_BYTES: usize = 300 * 1024 * 1024;
+
+impl SilentGateway {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/_matrix/push/v1/notify", listener.local_addr().expect("address"));
+        let (open, first_open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let (held, first) = (open.clone(), first_open.clone());
+        let task = tokio::spawn(async move {
+            let mut accepted = 0;
+            while let Ok((mut stream, _)) = listener.accept().await {
+                accepted += 1;
+                let is_first = accepted == 1;
+                let (held, first) = (held.clone(), first.clone());
+                held.fetch_add(1, Ordering::SeqCst);
+                first.fetch_or(is_first, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    // Read (and ignore) until the client gives up on us.
+                    let mut sink = [0u8; 4096];
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                    held.fetch_sub(1, Ordering::SeqCst);
+                    if is_first {
+                        first.store(false, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        Self { url, open, first_open, task }
+    }
+}
+
+impl FloodingGateway {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/_matrix/push/v1/notify", listener.local_addr().expect("address"));
+        let cut_short = Arc::new(AtomicUsize::new(0));
+        let counted = cut_short.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    if flood(stream).await.is_err() {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        Self { url, cut_short, task }
+    }
+}
+
+/// Reads a request's head, then answers 200 with `FLOOD_BYTES` of JSON-looking noise
+/// and no length; an error means the client hung up first.
+async fn flood(mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[").await?;
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..FLOOD_BYTES / chunk.len() {
+        stream.write_all(&chunk).await?;
+    }
+    stream.write_all(b"]").await
+}
+
+impl Drop for SilentGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for FloodingGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn set_pusher(server: &TestServer, token: &str, pushkey: &str, url: &str) {
+    let pusher = json!({ "app_id": "a", "pushkey": pushkey, "kind": "http", "app_display_name": "App",
+                         "device_display_name": "Phone", "lang": "en", "data": { "url": url } });
+    let (status, body) = server.post(&format!("{V3}/pushers/set"), Some(token), pusher).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Alice's gateways are hostile: one never answers, one answers with an endless body.
+/// Neither holds up Bob's pushes, and the endless answer is not read.
+async fn hostile_gateways_delay_only_their_own_pushes(db: Db) {
+    let (silent, flooding, good) =
+        (SilentGateway::start().await, FloodingGateway::start().await, FakeGateway::start().await);
+    let server = TestServer::start_with(db, "ip_range_whitelist: ['127.0.0.1']").await;
+    let (alice, alice_t) = server.register("alice", "pw").await;
+    let (bob, bob_t) = server.register("bob", "pw").await;
+    let (_, carol_t) = server.register("carol", "pw").await;
+    set_pusher(&server, &alice_t, "silent", &silent.url).await;
+    set_pusher(&server, &alice_t, "flood", &flooding.url).await;
+    set_pusher(&server, &bob_t, "good", &good.url).await;
+    let room = matrix::create_room(&server, &carol_t, json!({ "preset": "public_chat" })).await;
+    for token in [&alice_t, &bob_t] {
+        matrix::membership_action(&server, token, &room, "join", json!({})).await;
+    }
+    let baseline_kib = server.peak_resident_kib().expect("peak memory");
+
+    let mention = |user: &str, text: &str| {
+        json!({ "msgtype": "m.text", "body": format!("{user}: {text}"),
+                                                  "m.mentions": { "user_ids": [user] } })
+    };
+    let send_path = |txn: &str| format!("{V3}/rooms/{}/send/m.room.message/{txn}", encode(&room));
+    assert_eq!(server.put(&send_path("t1"), Some(&carol_t), mention(&alice, "first")).await.0, StatusCode::OK);
+    eventually("the silent gateway holding alice's push", WAIT, || async {
+        silent.first_open.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    let (status, second) = server.put(&send_path("t2"), Some(&carol_t), mention(&bob, "second")).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let event_id = second["event_id"].clone();
+    eventually("bob's push", WAIT, || async {
+        good.received().iter().any(|push| push["notification"]["event_id"] == event_id).then_some(())
+    })
+    .await;
+    assert!(
+        silent.first_open.load(Ordering::SeqCst),
+        "bob's push went out while alice's first one was still held by her gateway ({} open)",
+        silent.open.load(Ordering::SeqCst)
+    );
+
+    eventually("the endless answer cut short", WAIT, || async {
+        (flooding.cut_short.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    let grown_kib = server.peak_resident_kib().expect("peak memory").saturating_sub(baseline_kib);
+    assert!(grown_kib < 64 * 1024, "a gateway's answer is not read whole: peak memory grew {grown_kib} KiB");
 }
 
 both_backends!(
@@ -244,4 +405,5 @@ both_backends!(
     pushers_are_stored_listed_and_removed,
     notifications_reach_the_push_gateway,
     blacklisted_gateways_are_not_asked,
+    hostile_gateways_delay_only_their_own_pushes,
 );

@@ -16,6 +16,7 @@ both_backends!(
     tokens_are_validated,
     registration_asks_for_a_token,
     limited_and_expired_tokens_are_refused,
+    a_session_registers_one_account,
     registration_without_tokens_is_unchanged
 );
 
@@ -284,6 +285,45 @@ async fn limited_and_expired_tokens_are_refused(db: Db) {
     assert!(token_names(&body).is_empty(), "{body}");
     let (_, body) = server.get(&format!("{TOKENS}?valid=false"), Some(&admin)).await;
     assert_eq!(token_names(&body), vec!["brief", "once"]);
+}
+
+/// A session that passed the token stage and then failed (an over-long device name)
+/// may go on, but registers one account however many requests race on it.
+async fn a_session_registers_one_account(db: Db) {
+    let server = TestServer::start_with(db, WITH_TOKENS).await;
+    let (_, admin) = server.register_as("root", "pw", true).await;
+    create_token(&server, &admin, json!({ "token": "single", "uses_allowed": 1 })).await;
+    let session = start_registration(&server, "racer0").await;
+    let auth = json!({ "type": TOKEN_STAGE, "token": "single", "session": session });
+    let long_name = "n".repeat(1000);
+    let request =
+        json!({ "username": "racer0", "password": "pw", "auth": auth, "initial_device_display_name": long_name });
+    let (status, body) = server.post(REGISTER, None, request).await;
+    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_TOO_LARGE"), "{body}");
+
+    let attempts = (1..=5).map(|n| {
+        let auth = json!({ "session": session });
+        server.post(REGISTER, None, json!({ "username": format!("racer{n}"), "password": "pw", "auth": auth }))
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let registered: Vec<&Value> =
+        answers.iter().filter(|(status, _)| *status == StatusCode::OK).map(|(_, body)| body).collect();
+    assert_eq!(registered.len(), 1, "one account per session: {answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != StatusCode::OK) {
+        assert!(status.is_client_error() && !errcode(body).is_empty(), "a Matrix error: {status} {body}");
+    }
+    let mut available = 0;
+    for n in 0..=5 {
+        let (status, _) = server.get(&format!("{REGISTER}/available?username=racer{n}"), None).await;
+        available += usize::from(status == StatusCode::OK);
+    }
+    assert_eq!(available, 5, "only one of the names was taken");
+    let counts = token(&server, &admin, "single").await;
+    assert_eq!((counts["pending"].clone(), counts["completed"].clone()), (json!(0), json!(1)));
+    let auth = json!({ "session": session });
+    let (status, body) =
+        server.post(REGISTER, None, json!({ "username": "racer9", "password": "pw", "auth": auth })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the session is used up: {body}");
 }
 
 async fn registration_without_tokens_is_unchanged(db: Db) {

@@ -9,8 +9,10 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use ruma::api::error::{DeserializationError, FromHttpRequestError};
-use ruma::api::{IncomingRequest, IncomingRequestExt};
+use ruma::api::{IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -106,6 +108,24 @@ impl<S: Send + Sync, T: IncomingRequest> FromRequest<S> for Ruma<T> {
         match parsed {
             Ok(parsed) => parsed.map(Self).map_err(request_error),
             Err(_) => Err(MatrixError::bad_json("The request does not fit this endpoint")),
+        }
+    }
+}
+
+/// An answer of ruma's type for its endpoint, serialized as ruma serializes it.
+pub struct RumaResponse<T>(pub T);
+
+impl<T> From<T> for RumaResponse<T> {
+    fn from(response: T) -> Self {
+        Self(response)
+    }
+}
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<BytesMut>() {
+            Ok(response) => response.map(|body| axum::body::Body::from(body.freeze())).into_response(),
+            Err(err) => MatrixError::internal("serializing a response", err).into_response(),
         }
     }
 }

@@ -69,7 +69,7 @@ impl FromRequest<AppState> for Signed {
     type Rejection = MatrixError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (origin, body) = authenticated(request, state).await?;
+        let (origin, body) = authenticated(request, state, super::MAX_JSON_BODY_BYTES).await?;
         let turn = state.inbound.admit(&origin).await?;
         Ok(Self { origin, body, _turn: Some(turn) })
     }
@@ -79,15 +79,23 @@ impl FromRequest<AppState> for SignedTransaction {
     type Rejection = MatrixError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (origin, body) = authenticated(request, state).await?;
+        let (origin, body) = authenticated(request, state, MAX_TRANSACTION_BYTES).await?;
         Ok(Self(Signed { origin, body, _turn: None }))
     }
 }
 
+/// A `/send` transaction may be this large: 50 PDUs of up to 64 KiB each, 100 EDUs
+/// (to-device messages can be large) and the envelope.
+const MAX_TRANSACTION_BYTES: usize = 16 * 1024 * 1024;
+
 /// The origin and body of a request whose `X-Matrix` signature checks out.
-async fn authenticated(request: Request, state: &AppState) -> Result<(OwnedServerName, Bytes), MatrixError> {
+async fn authenticated(
+    request: Request,
+    state: &AppState,
+    max_bytes: usize,
+) -> Result<(OwnedServerName, Bytes), MatrixError> {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, super::MAX_JSON_BODY_BYTES).await.map_err(|_| {
+    let body = axum::body::to_bytes(body, max_bytes).await.map_err(|_| {
         MatrixError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "Request body too large")
     })?;
     if !body.is_empty() {

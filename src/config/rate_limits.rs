@@ -63,6 +63,7 @@ sections! {
     profile: 1.0, 500.0;
     reports: 1.0, 5.0;
     media_create: 10.0, 50.0;
+    to_device: 10.0, 100.0;
     registration_token_validity: 0.1, 5.0;
 }
 

@@ -31,6 +31,7 @@ pub mod reports;
 pub mod room_directory;
 pub mod room_shutdown;
 pub mod rooms;
+pub mod server_health;
 pub mod server_keys;
 pub mod spaces;
 pub mod sync;
@@ -80,6 +81,7 @@ use reports::Reports;
 use room_directory::RoomDirectory;
 use room_shutdown::RoomShutdown;
 use rooms::Rooms;
+use server_health::ServerHealth;
 use server_keys::ServerKeys;
 use server_keys::remote::RemoteKeys;
 use spaces::Spaces;
@@ -92,6 +94,7 @@ use workers::Worker;
 pub struct Services {
     pub config: Config,
     pub server_keys: Arc<ServerKeys>,
+    pub health: Arc<ServerHealth>,
     pub remote_keys: Arc<RemoteKeys>,
     pub accounts: Arc<Accounts>,
     pub admin: Arc<Admin>,
@@ -158,6 +161,7 @@ pub struct Limits {
     pub profile: RateLimiter,
     pub reports: RateLimiter,
     pub media_create: RateLimiter,
+    pub to_device: RateLimiter,
     /// Registration token validity checks, per client address.
     pub registration_token_validity: RateLimiter,
 }
@@ -166,7 +170,8 @@ impl Services {
     pub async fn new(config: Config, store: Arc<Store>, server_keys: ServerKeys) -> anyhow::Result<Self> {
         let server_name = config.server_name.clone();
         let server_keys = Arc::new(server_keys);
-        let client = Arc::new(FederationClient::new(&config, server_keys.clone())?);
+        let health = Arc::new(ServerHealth::new(store.clone(), &config.federation).await?);
+        let client = Arc::new(FederationClient::new(&config, server_keys.clone(), health.clone())?);
         let remote_keys = Arc::new(RemoteKeys::new(&config, client.clone(), server_keys.clone()));
         let rooms =
             Arc::new(Rooms::new(store.clone(), server_keys.clone(), config.default_room_version.clone()).await?);
@@ -187,15 +192,11 @@ impl Services {
             client_ips.clone(),
             profiles.clone(),
             rooms.clone(),
+            health.clone(),
         ));
         let profile_propagation = Arc::new(ProfilePropagation::new(store.clone(), profiles.clone(), rooms.clone()));
-        let sender = Arc::new(Sender::new(
-            store.clone(),
-            server_name.clone(),
-            client.clone(),
-            rooms.clone(),
-            config.federation.clone(),
-        ));
+        let sender =
+            Arc::new(Sender::new(store.clone(), server_name.clone(), client.clone(), rooms.clone(), health.clone()));
         let media = Arc::new(Media::new(
             store.clone(),
             server_name.clone(),
@@ -211,6 +212,7 @@ impl Services {
             server_name.clone(),
             client.clone(),
             sender.clone(),
+            health.clone(),
             config.remote_profiles.clone(),
         ));
         let directory = Arc::new(Directory::new(
@@ -225,7 +227,7 @@ impl Services {
             store.clone(),
             server_name.clone(),
             client.clone(),
-            sender.clone(),
+            health.clone(),
             directory.clone(),
             config.federated_user_directory(),
         ));
@@ -269,7 +271,7 @@ impl Services {
             ephemeral.clone(),
             remote_profiles.clone(),
             federated_directory.clone(),
-            sender.clone(),
+            health.clone(),
             keys.clone(),
             to_device.clone(),
             config.rc_federation,
@@ -321,11 +323,13 @@ impl Services {
             profile: RateLimiter::new(config.rc_profile),
             reports: RateLimiter::new(config.rc_reports),
             media_create: RateLimiter::new(config.rc_media_create),
+            to_device: RateLimiter::new(config.rc_to_device),
             registration_token_validity: RateLimiter::new(config.rc_registration_token_validity),
         };
         Ok(Self {
             config,
             server_keys,
+            health,
             remote_keys,
             accounts,
             admin,
@@ -388,6 +392,7 @@ impl Services {
             self.device_list_sender.clone(),
             self.to_device.clone(),
             self.client_ips.clone(),
+            self.room_shutdown.clone(),
         ]
     }
 }

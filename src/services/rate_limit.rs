@@ -29,6 +29,13 @@ impl RateLimiter {
 
     /// Takes one token for `key`, or says how long to wait for one.
     pub fn check(&self, key: &str) -> Result<(), MatrixError> {
+        self.check_many(key, 1)
+    }
+
+    /// Takes `count` tokens for `key` at once, or none and says how long to wait for
+    /// them (a count above the burst never passes).
+    pub fn check_many(&self, key: &str, count: u32) -> Result<(), MatrixError> {
+        let cost = f64::from(count);
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
@@ -37,11 +44,11 @@ impl RateLimiter {
         let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: self.limit.burst_count, updated: now });
         bucket.tokens = self.refilled(bucket, now);
         bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= cost {
+            bucket.tokens -= cost;
             return Ok(());
         }
-        let missing = 1.0 - bucket.tokens;
+        let missing = cost - bucket.tokens;
         let retry_after_ms = if self.limit.per_second > 0.0 {
             (missing / self.limit.per_second * 1000.0).ceil() as u64
         } else {
@@ -85,6 +92,15 @@ mod tests {
         let wait = err.extra["retry_after_ms"].as_u64().unwrap();
         assert!(wait > 1000 && wait <= 2000, "{wait}");
         limiter.check("b").unwrap();
+    }
+
+    #[test]
+    fn several_tokens_are_taken_at_once_or_not_at_all() {
+        let limiter = RateLimiter::new(RateLimit { per_second: 0.001, burst_count: 10.0 });
+        limiter.check_many("a", 7).unwrap();
+        assert!(limiter.check_many("a", 4).is_err(), "three left");
+        limiter.check_many("a", 3).unwrap();
+        assert!(limiter.check("a").is_err());
     }
 
     #[test]

@@ -1,15 +1,19 @@
 //! One lifecycle for background work: every worker has a name and a `run` that returns
 //! once told to stop. `server.rs` starts them all from one list and, on SIGTERM, signals
-//! them and waits a bounded time.
+//! them and waits a bounded time. Workers are supervised: one that returns before it is
+//! told to stop, or panics, is logged, reported (a metric) and started again after a
+//! delay that grows while it keeps failing.
 //!
 //! Most workers follow a stream from a persisted position; [`follow`] is their loop:
 //! work while there is work, then sleep until woken (or a poll interval passes, since
 //! another process may write the stream too), and stop when asked.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, select_all};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -58,6 +62,16 @@ impl Shutdown {
     }
 }
 
+/// A failed worker is started again after this, doubling while it keeps failing...
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+/// ...up to this.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+/// A worker that ran this long before failing starts again after the first delay.
+const HEALTHY_RUN: Duration = Duration::from_secs(300);
+
+/// Told of every restart (the metrics count them).
+pub type OnRestart = Arc<dyn Fn(&'static str) + Send + Sync>;
+
 /// The running workers.
 pub struct Workers {
     stop: watch::Sender<bool>,
@@ -65,24 +79,15 @@ pub struct Workers {
 }
 
 impl Workers {
-    pub fn start(workers: Vec<Arc<dyn Worker>>) -> Self {
+    pub fn start(workers: Vec<Arc<dyn Worker>>, on_restart: OnRestart) -> Self {
         let stop = watch::channel(false).0;
         let mut tasks = JoinSet::new();
         for worker in workers {
             let name = worker.name();
-            let signal = Shutdown(Some(stop.subscribe()));
             tracing::debug!(worker = name, "starting");
-            tasks.spawn(async move {
-                worker.run(signal).await;
-                name
-            });
+            tasks.spawn(supervise(worker, Shutdown(Some(stop.subscribe())), on_restart.clone()));
         }
         Self { stop, tasks }
-    }
-
-    /// A signal for work started later that must stop with the workers.
-    pub fn shutdown_signal(&self) -> Shutdown {
-        Shutdown(Some(self.stop.subscribe()))
     }
 
     /// Signals every worker and waits up to `grace` for them; the rest are aborted.
@@ -105,6 +110,38 @@ impl Workers {
         }
         0
     }
+}
+
+/// Runs `worker` until told to stop, starting it again whenever it returns early or
+/// panics.
+async fn supervise(worker: Arc<dyn Worker>, mut stop: Shutdown, on_restart: OnRestart) -> &'static str {
+    let name = worker.name();
+    let mut delay = RESTART_DELAY;
+    loop {
+        let started = Instant::now();
+        let outcome = AssertUnwindSafe(worker.clone().run(stop.clone())).catch_unwind().await;
+        if stop.is_stopping() {
+            return name;
+        }
+        match outcome {
+            Ok(()) => tracing::error!(worker = name, "worker stopped on its own; starting it again"),
+            Err(panic) => {
+                tracing::error!(worker = name, panic = panic_message(&panic), "worker panicked; starting it again")
+            }
+        }
+        on_restart(name);
+        if started.elapsed() >= HEALTHY_RUN {
+            delay = RESTART_DELAY;
+        }
+        if stop.unless_stopped(tokio::time::sleep(delay)).await.is_none() {
+            return name;
+        }
+        delay = (delay * 2).min(MAX_RESTART_DELAY);
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
 }
 
 /// What wakes a stream follower: new stream rows announced in-process.
@@ -188,16 +225,58 @@ mod tests {
         }
     }
 
+    fn no_restarts() -> OnRestart {
+        Arc::new(|name| panic!("{name} restarted"))
+    }
+
     #[tokio::test]
     async fn followers_wake_on_notify_and_stop_when_told() {
         let count = Arc::new(AtomicUsize::new(0));
         let notify = Arc::new(Notify::new());
-        let workers = Workers::start(vec![Arc::new(Counting(count.clone(), notify.clone()))]);
+        let workers = Workers::start(vec![Arc::new(Counting(count.clone(), notify.clone()))], no_restarts());
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(count.load(Ordering::SeqCst), 1, "one pass at start");
         notify.notify_one();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(count.load(Ordering::SeqCst), 2, "one more pass per wake-up");
         assert_eq!(workers.stop(Duration::from_secs(60)).await, 0, "a sleeping follower stops by itself");
+    }
+}
+
+#[cfg(test)]
+mod supervision_tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Panics on its first run, returns early on its second, then works until stopped.
+    struct Flaky(AtomicUsize);
+
+    impl Worker for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn run(self: Arc<Self>, mut stop: Shutdown) -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                match self.0.fetch_add(1, Ordering::SeqCst) {
+                    0 => panic!("injected"),
+                    1 => {}
+                    _ => stop.wait().await,
+                }
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_workers_are_restarted_and_counted() {
+        let runs = Arc::new(Flaky(AtomicUsize::new(0)));
+        let restarts: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+        let counted = restarts.clone();
+        let workers = Workers::start(vec![runs.clone()], Arc::new(move |name| counted.lock().unwrap().push(name)));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(runs.0.load(Ordering::SeqCst), 3, "started again after a panic and after returning early");
+        assert_eq!(*restarts.lock().unwrap(), ["flaky", "flaky"]);
+        assert_eq!(workers.stop(Duration::from_secs(5)).await, 0);
+        assert_eq!(runs.0.load(Ordering::SeqCst), 3, "not started again once told to stop");
     }
 }

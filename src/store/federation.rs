@@ -1,30 +1,16 @@
-//! The federation sender's tables: the outbox of PDUs owed to each destination, and
-//! the backoff of destinations that failed.
+//! The federation sender's tables: the outbox of PDUs and the kept EDUs owed to each
+//! destination.
 
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Store, StoredEvent, WriteTxn};
+use super::{Store, StoredEvent, WriteTxn, now_ms};
 
 /// A destination keeps at most this many PDUs owed; past it the oldest go, and the
 /// destination catches up by asking for missing events when it comes back.
 const MAX_OUTBOX_PER_DESTINATION: i64 = 10_000;
 /// Kept EDUs one destination may be owed.
 const MAX_DURABLE_EDUS: i64 = 10_000;
-
-/// When a failing destination may be tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retry {
-    pub failures: i64,
-    pub retry_last_ts: i64,
-    pub retry_interval_ms: i64,
-}
-
-impl Retry {
-    pub fn next_try_ts(&self) -> i64 {
-        self.retry_last_ts.saturating_add(self.retry_interval_ms)
-    }
-}
 
 /// An EDU kept for a destination until it takes it.
 #[derive(Debug, Clone)]
@@ -161,6 +147,27 @@ impl Store {
         Ok(true)
     }
 
+    /// Drops the EDUs kept since before `cutoff` for destinations in backoff (which have
+    /// not taken them since); returns how many. EDUs kept before their time was recorded
+    /// count from now.
+    pub async fn expire_durable_edus(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query("UPDATE federation_edu_outbox SET queued_ts = $1 WHERE queued_ts = 0")
+            .bind(now_ms())
+            .execute(&mut *txn.tx)
+            .await?;
+        let expired = sqlx::query(
+            "DELETE FROM federation_edu_outbox WHERE queued_ts < $1 \
+             AND destination IN (SELECT destination FROM federation_destinations)",
+        )
+        .bind(cutoff)
+        .execute(&mut *txn.tx)
+        .await?
+        .rows_affected();
+        txn.commit().await?;
+        Ok(expired)
+    }
+
     pub async fn remove_durable_edus(&self, destination: &str, keys: &[&str]) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
         for key in keys {
@@ -206,51 +213,6 @@ impl Store {
         .await?;
         rows.iter().map(|row| row.try_get(0)).collect()
     }
-
-    /// Every destination in backoff.
-    pub async fn destination_retries(&self) -> Result<Vec<(String, Retry)>, sqlx::Error> {
-        let rows =
-            sqlx::query("SELECT destination, failures, retry_last_ts, retry_interval_ms FROM federation_destinations")
-                .fetch_all(self.pool())
-                .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get(0)?,
-                    Retry {
-                        failures: row.try_get(1)?,
-                        retry_last_ts: row.try_get(2)?,
-                        retry_interval_ms: row.try_get(3)?,
-                    },
-                ))
-            })
-            .collect()
-    }
-
-    pub async fn set_destination_retry(&self, destination: &str, retry: Retry) -> Result<(), sqlx::Error> {
-        let mut txn = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO federation_destinations (destination, failures, retry_last_ts, retry_interval_ms) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (destination) DO UPDATE SET failures = excluded.failures, \
-             retry_last_ts = excluded.retry_last_ts, retry_interval_ms = excluded.retry_interval_ms",
-        )
-        .bind(destination)
-        .bind(retry.failures)
-        .bind(retry.retry_last_ts)
-        .bind(retry.retry_interval_ms)
-        .execute(&mut *txn.tx)
-        .await?;
-        txn.commit().await
-    }
-
-    pub async fn clear_destination_retry(&self, destination: &str) -> Result<(), sqlx::Error> {
-        let mut txn = self.begin_write().await?;
-        sqlx::query("DELETE FROM federation_destinations WHERE destination = $1")
-            .bind(destination)
-            .execute(&mut *txn.tx)
-            .await?;
-        txn.commit().await
-    }
 }
 
 /// Keeps an EDU in the caller's transaction, so that it is owed exactly when what it
@@ -266,13 +228,38 @@ pub(super) async fn keep_edu(txn: &mut WriteTxn<'_>, row: &KeptEdu) -> Result<bo
         return Ok(false);
     }
     sqlx::query(
-        "INSERT INTO federation_edu_outbox (destination, edu_key, edu_json) VALUES ($1, $2, $3) \
+        "INSERT INTO federation_edu_outbox (destination, edu_key, edu_json, queued_ts) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (destination, edu_key) DO UPDATE SET edu_json = excluded.edu_json",
     )
     .bind(&row.destination)
     .bind(&row.key)
     .bind(row.edu.to_string())
+    .bind(now_ms())
     .execute(&mut *txn.tx)
     .await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseTarget;
+    use crate::store::Retry;
+
+    #[tokio::test]
+    async fn kept_edus_expire_only_for_destinations_in_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kith.db").display().to_string();
+        let store = Store::connect(&DatabaseTarget::Sqlite { path }).await.unwrap();
+        let edu = serde_json::json!({ "edu_type": "m.direct_to_device", "content": {} });
+        for destination in ["down.example", "up.example"] {
+            assert!(store.add_durable_edu(destination, "k1", &edu).await.unwrap());
+        }
+        let retry = Retry { failures: 3, retry_last_ts: now_ms(), retry_interval_ms: 600_000 };
+        store.set_destination_retry("down.example", retry).await.unwrap();
+        assert_eq!(store.expire_durable_edus(now_ms() - 1_000).await.unwrap(), 0, "not old enough yet");
+        assert_eq!(store.expire_durable_edus(now_ms() + 1_000).await.unwrap(), 1);
+        assert!(store.durable_edu_batch("down.example", 10).await.unwrap().is_empty());
+        assert_eq!(store.durable_edu_batch("up.example", 10).await.unwrap().len(), 1, "not in backoff: kept");
+    }
 }

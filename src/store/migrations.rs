@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("schema/0014_registration_tokens.sql")),
     (15, include_str!("schema/0015_blocked_rooms.sql")),
     (16, include_str!("schema/0016_client_ips.sql")),
+    (17, include_str!("schema/0017_to_device_limits.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may

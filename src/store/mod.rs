@@ -23,6 +23,7 @@ mod remote_profiles;
 mod reports;
 mod room_purge;
 mod rooms;
+mod server_health;
 mod streams;
 mod to_device;
 mod user_data;
@@ -32,7 +33,7 @@ pub use admin::{AdminRoomRow, AdminUserRow, UserOrder, UserQuery};
 pub use client_ips::{ClientIpRow, ConnectionRow, SeenDeviceRow};
 pub use directory::{JoinedMember, LocalAccount};
 pub use federated_directory::{DirectoryUser, PeerState, VISIBILITY_TYPES};
-pub use federation::{KeptEdu, OutboxRow, Retry};
+pub use federation::{KeptEdu, OutboxRow};
 #[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;
 pub use key_backup::{BackupKey, BackupKeyScope, BackupVersion, StoredBackupKey};
@@ -46,7 +47,8 @@ pub use relations::{RelationQuery, declared_relation};
 pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};
 pub use reports::{EventReportQuery, EventReportRow, NewReport, UserReportQuery, UserReportRow};
 pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
-pub use to_device::{TO_DEVICE_STREAM, ToDeviceMessage};
+pub use server_health::Retry;
+pub use to_device::{Delivery, InboxLimits, TO_DEVICE_STREAM, ToDeviceMessage};
 pub use user_data::Receipt;
 
 use std::time::Duration;

@@ -224,6 +224,21 @@ impl Store {
         txn.commit().await
     }
 
+    /// Makes the queued fetches of users of `server_name` due by `now` (the server came
+    /// back); returns how many moved.
+    pub async fn hasten_profile_fetches(&self, server_name: &str, now: i64) -> Result<u64, sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        let moved =
+            sqlx::query("UPDATE remote_profile_queue SET next_try_ts = $2 WHERE server_name = $1 AND next_try_ts > $2")
+                .bind(server_name)
+                .bind(now)
+                .execute(&mut *txn.tx)
+                .await?
+                .rows_affected();
+        txn.commit().await?;
+        Ok(moved)
+    }
+
     pub async fn remove_profile_fetch(&self, user_id: &str) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
         sqlx::query("DELETE FROM remote_profile_queue WHERE user_id = $1").bind(user_id).execute(&mut *txn.tx).await?;

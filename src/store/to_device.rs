@@ -1,11 +1,14 @@
 //! Messages sent straight to devices (`/sendToDevice`, `m.direct_to_device`): an inbox
 //! per device, emptied as the device acknowledges them by syncing past them.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use serde_json::Value;
 use sqlx::Row;
 
 use super::federation::keep_edu;
-use super::{KeptEdu, Store, now_ms, streams};
+use super::{KeptEdu, Store, WriteTxn, now_ms, streams};
 
 pub const TO_DEVICE_STREAM: &str = "to_device";
 
@@ -17,62 +20,110 @@ pub struct ToDeviceMessage {
     pub message: Value,
 }
 
+/// How much one device's inbox may hold: in all, and from one sender (a local user, or
+/// a remote server), so that no sender can fill another's inbox.
+#[derive(Debug, Clone, Copy)]
+pub struct InboxLimits {
+    pub per_device: i64,
+    pub per_sender: i64,
+}
+
+/// What became of a delivery.
+#[derive(Debug, PartialEq)]
+pub enum Delivery {
+    /// Handled before (a retry): nothing done.
+    Repeated,
+    /// Stored, but for the devices named, whose inbox was full (only when partial
+    /// delivery was asked for), and for the EDUs of the destinations named in `unkept`,
+    /// whose outbox was full.
+    Stored { refused: Vec<(String, String)>, unkept: Vec<String> },
+    /// Nothing stored: these devices' inboxes are full (all or nothing was asked for).
+    Refused(Vec<(String, String)>),
+}
+
 impl Store {
-    /// Delivers messages to local devices and keeps `remote` (EDUs for other servers), in
-    /// one transaction, unless `(sender, message_id)` was handled before (a retry): then
-    /// `None`. Else the destinations whose outbox was full, so their EDU was not kept.
-    /// Devices whose inbox holds `inbox_limit` messages get nothing.
+    /// Delivers messages from `sender` and keeps `remote` (its EDUs for other servers),
+    /// in one transaction, unless `dedup` (who, message or transaction id) was handled
+    /// before. A device whose inbox is full (see [`InboxLimits`]) gets nothing; with
+    /// `partial` the others still do, otherwise nothing is stored and the delivery may be
+    /// retried.
     pub async fn deliver_to_devices(
         &self,
         sender: &str,
-        message_id: &str,
+        dedup: (&str, &str),
         messages: &[ToDeviceMessage],
-        inbox_limit: i64,
+        limits: InboxLimits,
+        partial: bool,
         remote: &[KeptEdu],
-    ) -> Result<Option<Vec<String>>, sqlx::Error> {
+    ) -> Result<Delivery, sqlx::Error> {
         let mut txn = self.begin_write().await?;
         let seen = sqlx::query(
             "INSERT INTO to_device_seen (sender, message_id, received_ts) VALUES ($1, $2, $3) \
              ON CONFLICT (sender, message_id) DO NOTHING",
         )
-        .bind(sender)
-        .bind(message_id)
+        .bind(dedup.0)
+        .bind(dedup.1)
         .bind(now_ms())
         .execute(&mut *txn.tx)
         .await?;
         if seen.rows_affected() == 0 {
-            return Ok(None);
+            return Ok(Delivery::Repeated);
         }
+        let mut held: HashMap<(&str, &str), (i64, i64)> = HashMap::new();
+        let mut refused = Vec::new();
         for message in messages {
-            let held: i64 = sqlx::query("SELECT COUNT(*) FROM to_device_inbox WHERE user_id = $1 AND device_id = $2")
-                .bind(&message.user_id)
-                .bind(&message.device_id)
-                .fetch_one(&mut *txn.tx)
-                .await?
-                .try_get(0)?;
-            if held >= inbox_limit {
-                tracing::warn!(user_id = %message.user_id, device_id = %message.device_id, "to-device inbox full; message dropped");
+            let device = (message.user_id.as_str(), message.device_id.as_str());
+            let counts = match held.entry(device) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => entry.insert(inbox_counts(&mut txn, device, sender).await?),
+            };
+            if counts.0 >= limits.per_device || counts.1 >= limits.per_sender {
+                refused.push((message.user_id.clone(), message.device_id.clone()));
                 continue;
             }
+            *counts = (counts.0 + 1, counts.1 + 1);
             let position = streams::next_position(&mut txn, TO_DEVICE_STREAM).await?;
             sqlx::query(
-                "INSERT INTO to_device_inbox (stream_id, user_id, device_id, message_json) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO to_device_inbox (stream_id, user_id, device_id, message_json, sender) \
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(position)
             .bind(&message.user_id)
             .bind(&message.device_id)
             .bind(message.message.to_string())
+            .bind(sender)
             .execute(&mut *txn.tx)
             .await?;
         }
-        let mut full = Vec::new();
+        if !refused.is_empty() && !partial {
+            return Ok(Delivery::Refused(refused));
+        }
+        let mut unkept = Vec::new();
         for row in remote {
             if !keep_edu(&mut txn, row).await? {
-                full.push(row.destination.clone());
+                unkept.push(row.destination.clone());
             }
         }
         txn.commit().await?;
-        Ok(Some(full))
+        Ok(Delivery::Stored { refused, unkept })
+    }
+
+    /// Those of `user_ids` that are or were in a room this server knows of.
+    pub async fn users_seen_in_rooms(&self, user_ids: &[&str]) -> Result<Vec<String>, sqlx::Error> {
+        let mut seen = Vec::new();
+        for chunk in user_ids.chunks(200) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql =
+                format!("SELECT DISTINCT user_id FROM room_memberships WHERE user_id IN ({})", placeholders.join(", "));
+            let mut query = sqlx::query(&sql);
+            for user_id in chunk {
+                query = query.bind(*user_id);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                seen.push(row.try_get(0)?);
+            }
+        }
+        Ok(seen)
     }
 
     /// Deletes what a device acknowledged (up to `acknowledged`), then returns its next
@@ -133,4 +184,22 @@ impl Store {
         txn.commit().await?;
         Ok(done.rows_affected())
     }
+}
+
+/// A device's inbox: how many messages it holds, and how many of them from `sender`.
+async fn inbox_counts(
+    txn: &mut WriteTxn<'_>,
+    (user_id, device_id): (&str, &str),
+    sender: &str,
+) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN sender = $3 THEN 1 ELSE 0 END), 0) \
+         FROM to_device_inbox WHERE user_id = $1 AND device_id = $2",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(sender)
+    .fetch_one(&mut *txn.tx)
+    .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
 }

@@ -511,15 +511,20 @@ impl Drop for FakeServer {
 }
 
 /// The answer set for a path, or for the longest `…/*` prefix of it.
+/// The answer set for `path`, both compared percent-decoded (`!` and `:` may come
+/// escaped or not).
 fn canned_answer(answers: &Mutex<BTreeMap<String, CannedAnswer>>, path: &str) -> Option<CannedAnswer> {
+    let decoded = |text: &str| percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned();
+    let path = decoded(path);
     let answers = answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(answer) = answers.get(path) {
+    if let Some((_, answer)) = answers.iter().find(|(key, _)| decoded(key) == path) {
         return Some(answer.clone());
     }
     answers
         .iter()
         .filter_map(|(key, answer)| {
-            key.strip_suffix('*').filter(|prefix| path.starts_with(prefix)).map(|p| (p.len(), answer))
+            let prefix = decoded(key.strip_suffix('*')?);
+            path.starts_with(&prefix).then_some((prefix.len(), answer))
         })
         .max_by_key(|(length, _)| *length)
         .map(|(_, answer)| answer.clone())

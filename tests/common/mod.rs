@@ -81,6 +81,7 @@ rc_room_creation: {per_second: 1000, burst_count: 1000}
 rc_profile: {per_second: 1000, burst_count: 1000}
 rc_reports: {per_second: 1000, burst_count: 1000}
 rc_media_create: {per_second: 1000, burst_count: 1000}
+rc_to_device: {per_second: 1000, burst_count: 1000}
 rc_federation: {sleep_limit: 100000, reject_limit: 100000, concurrent: 1000}
 ";
 

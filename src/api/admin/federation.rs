@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::Value;
 
 use super::Params;
 use crate::api::extract::{AdminUser, AppState};
-use crate::error::{ApiResult, MatrixError};
+use crate::error::ApiResult;
+use crate::services::admin::Destinations;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -22,7 +22,7 @@ pub async fn destinations(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Destinations>> {
     let params = Params::new(params);
     let page = params.page()?;
     Ok(Json(state.admin.destinations(page, params.string("destination")).await?))
@@ -33,13 +33,12 @@ pub async fn reset_connection(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(destination): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     let server: ruma::OwnedServerName = crate::api::extract::parse_id(&destination, "server name")?;
-    match state.sender.reset_backoff(&server).await? {
-        Some(true) => Ok(Json(serde_json::json!({}))),
-        Some(false) => {
-            Err(MatrixError::invalid_param("The retry timing does not need to be reset for this destination"))
-        }
-        None => Err(MatrixError::not_found("Unknown destination")),
-    }
+    state.admin.reset_connection(&server).await?;
+    Ok(Json(Empty {}))
 }
+
+/// `{}`.
+#[derive(serde::Serialize)]
+pub struct Empty {}

@@ -88,6 +88,7 @@ pub async fn send_to_device(
     Path((event_type, txn_id)): Path<(String, String)>,
     MatrixJson(body): MatrixJson<Value>,
 ) -> ApiResult<Json<Value>> {
+    state.limits.to_device.check(owner.user_id.as_str())?;
     let messages = body.get("messages").ok_or_else(|| MatrixError::missing_param("messages is required"))?;
     state.to_device.send(&owner.user_id, &owner.device_id, &event_type, &txn_id, messages).await?;
     Ok(Json(json!({})))

@@ -69,8 +69,10 @@ pub async fn register(
     };
     let device_id = request.device_id.as_deref().map(|id| id.as_str());
     let device = (!request.inhibit_login).then_some((device_id, request.initial_device_display_name.as_deref()));
+    // One registration per session, however many race on it.
+    let claim = state.accounts.claim_uia(&session)?;
     let created = state.accounts.register(&user_id, request.password.as_deref(), false, None, None, device).await?;
-    state.accounts.finish_uia(&session);
+    claim.complete();
     if requires_token {
         state.registration_tokens.complete(&session).await?;
     }

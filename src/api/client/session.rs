@@ -60,7 +60,6 @@ pub async fn login(
     let password = request.password.ok_or_else(|| MatrixError::missing_param("password is required"))?;
     let invalid = || MatrixError::forbidden("Invalid username or password");
     let user_id = state.accounts.local_user_id(&username.to_lowercase()).map_err(|_| invalid())?;
-    state.limits.login_account.check(&user_id)?;
     if !state.limits.login_failed.would_allow(&user_id) {
         state.limits.login_failed.check(&user_id)?;
     }
@@ -73,6 +72,9 @@ pub async fn login(
             return Err(err);
         }
     };
+    // Counted once the password is right, as Synapse does: guesses by someone else
+    // must not use up the owner's logins.
+    state.limits.login_account.check(&user_id)?;
     let session = state
         .accounts
         .new_session(

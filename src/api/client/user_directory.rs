@@ -1,13 +1,13 @@
 //! `POST /user_directory/search`.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use ruma::api::client::user_directory::search_users;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use crate::api::extract::{AppState, MatrixJson, Requester};
+use crate::api::extract::{AppState, MatrixJson, Requester, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
+use crate::services::directory::search::SearchHit;
 
 /// Synapse clamps `limit` to this.
 const MAX_LIMIT: i64 = 50;
@@ -15,6 +15,7 @@ const MAX_LIMIT: i64 = 50;
 const BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 const DEFAULT_LIMIT: i64 = 10;
 
+/// Not ruma's request: Synapse takes a negative `limit` (as 0), which ruma refuses.
 #[derive(Deserialize)]
 pub struct SearchRequest {
     search_term: String,
@@ -26,7 +27,7 @@ pub async fn search(
     State(state): State<AppState>,
     Requester(owner): Requester,
     MatrixJson(request): MatrixJson<SearchRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<search_users::v3::Response>> {
     if owner.is_guest {
         return Err(MatrixError::new(StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guests cannot search users"));
     }
@@ -36,10 +37,16 @@ pub async fn search(
         tracing::warn!(user_id = %owner.user_id, "user directory still being built; searching what is indexed so far");
     }
     let found = state.federated_directory.search(&owner.user_id, &request.search_term, limit).await;
-    let results: Vec<Value> = found
-        .results
-        .iter()
-        .map(|hit| json!({ "user_id": hit.user_id, "display_name": hit.display_name, "avatar_url": hit.avatar_url }))
-        .collect();
-    Ok(Json(json!({ "limited": found.limited, "results": results })))
+    let results = found.results.into_iter().filter_map(search_user).collect();
+    Ok(search_users::v3::Response::new(results, found.limited).into())
+}
+
+/// A hit as ruma's type; the index holds only valid user IDs, but a hit whose ID does
+/// not parse is left out rather than failing the search.
+fn search_user(hit: SearchHit) -> Option<search_users::v3::User> {
+    let user_id = ruma::OwnedUserId::try_from(hit.user_id).ok()?;
+    let mut user = search_users::v3::User::new(user_id);
+    user.display_name = hit.display_name;
+    user.avatar_url = hit.avatar_url.map(Into::into);
+    Some(user)
 }

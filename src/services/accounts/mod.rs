@@ -102,6 +102,17 @@ impl Accounts {
         self.uia_sessions.take(session);
     }
 
+    /// Claims a live UIA session for the one request that will complete it: requests
+    /// racing on the same session find it gone, so a session registers one account.
+    /// The claim gives the session back when dropped without `complete`, so a request
+    /// that then fails (a taken username, say) can be retried on the same session.
+    pub fn claim_uia(&self, session: &str) -> ApiResult<UiaClaim<'_>> {
+        if !self.uia_sessions.take(session) {
+            return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "Unknown session ID"));
+        }
+        Ok(UiaClaim { sessions: &self.uia_sessions, session: Some(session.to_owned()) })
+    }
+
     /// Resolves an access token to its owner; a locked account's requests are refused.
     pub async fn authenticate(&self, token: &str) -> ApiResult<AuthenticatedUser> {
         let (owner, locked) = self.token_owner(token).await?;
@@ -391,6 +402,27 @@ pub fn validate_localpart(localpart: &str) -> ApiResult<()> {
         return Err(invalid_username("Invalid user ID"));
     }
     Ok(())
+}
+
+/// A UIA session held by the request completing it; see [`Accounts::claim_uia`].
+pub struct UiaClaim<'a> {
+    sessions: &'a ExpiringSet,
+    session: Option<String>,
+}
+
+impl UiaClaim<'_> {
+    /// The request succeeded: the session is used up.
+    pub fn complete(mut self) {
+        self.session = None;
+    }
+}
+
+impl Drop for UiaClaim<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.sessions.insert(session);
+        }
+    }
 }
 
 pub fn hash_token(token: &str) -> String {

@@ -2,9 +2,11 @@
 //! sessions, devices, deactivation), rooms (listing, details, members, state) and the
 //! federation destinations in backoff. Answers are in Synapse's shapes.
 
+mod federation;
 mod rooms;
 mod users;
 
+pub use federation::{Destination, Destinations};
 pub use rooms::{RoomOrder, RoomQuery};
 pub use users::UserChanges;
 
@@ -17,6 +19,7 @@ use super::client_ips::ClientIps;
 use super::devices::Devices;
 use super::profiles::Profiles;
 use super::rooms::Rooms;
+use super::server_health::ServerHealth;
 use crate::error::{ApiResult, MatrixError};
 use crate::store::Store;
 
@@ -28,6 +31,7 @@ pub struct Admin {
     client_ips: Arc<ClientIps>,
     profiles: Arc<Profiles>,
     rooms: Arc<Rooms>,
+    health: Arc<ServerHealth>,
 }
 
 /// One page of a list: an offset and a size, both already checked.
@@ -38,6 +42,7 @@ pub struct Page {
 }
 
 impl Admin {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
         server_name: OwnedServerName,
@@ -46,8 +51,9 @@ impl Admin {
         client_ips: Arc<ClientIps>,
         profiles: Arc<Profiles>,
         rooms: Arc<Rooms>,
+        health: Arc<ServerHealth>,
     ) -> Self {
-        Self { store, server_name, accounts, devices, client_ips, profiles, rooms }
+        Self { store, server_name, accounts, devices, client_ips, profiles, rooms, health }
     }
 
     fn require_local(&self, user_id: &UserId) -> ApiResult<()> {

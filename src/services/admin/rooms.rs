@@ -245,42 +245,4 @@ impl Admin {
             None => Err(room_not_found()),
         }
     }
-
-    /// `GET /_synapse/admin/v1/federation/destinations`: the destinations kith owes
-    /// events or is backing off from (destinations that answer are not recorded).
-    pub async fn destinations(&self, page: Page, filter: Option<&str>) -> ApiResult<Value> {
-        let mut destinations: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
-        for destination in self.store.outbox_destinations().await? {
-            destinations.insert(destination.clone(), destination_json(&destination, None));
-        }
-        for (destination, retry) in self.store.destination_retries().await? {
-            destinations.insert(destination.clone(), destination_json(&destination, Some(retry)));
-        }
-        let matching: Vec<Value> = destinations
-            .into_iter()
-            .filter(|(name, _)| filter.is_none_or(|filter| name.contains(filter)))
-            .map(|(_, value)| value)
-            .collect();
-        let total = matching.len() as i64;
-        let Page { from, limit } = page;
-        let listed: Vec<Value> = matching.into_iter().skip(from as usize).take(limit as usize).collect();
-        let mut answer = json!({ "destinations": listed, "total": total });
-        if from.saturating_add(limit) < total {
-            answer["next_token"] = json!((from + limit).to_string());
-        }
-        Ok(answer)
-    }
-}
-
-/// A destination in Synapse's shape. Kith keeps no record of when failures began, so
-/// `failure_ts` is the latest failed attempt.
-fn destination_json(destination: &str, retry: Option<crate::store::Retry>) -> Value {
-    let failing = retry.filter(|retry| retry.failures > 0);
-    json!({
-        "destination": destination,
-        "retry_last_ts": retry.map_or(0, |r| r.retry_last_ts),
-        "retry_interval": retry.map_or(0, |r| r.retry_interval_ms),
-        "failure_ts": failing.map(|r| r.retry_last_ts),
-        "last_successful_stream_ordering": null,
-    })
 }

@@ -1,8 +1,8 @@
 //! Live search across peers (MSC4258): a local search whose term has at least four
 //! characters also asks every peer, each within `live_search_timeout`, and the answers
 //! are merged with the local ones, de-duplicated and ranked with the same scoring.
-//! A peer that fails or times out is reported to the federation sender and skipped
-//! until its backoff ends; answers are kept a short while, so repeating a search (or
+//! A peer that fails or times out is reported to server health and skipped while it
+//! is down; answers are kept a short while, so repeating a search (or
 //! typing on past a term the peers had nothing for) stays local and fast.
 
 use std::sync::Mutex;
@@ -19,15 +19,13 @@ use crate::services::directory::index::{DirectoryIndex, UserProfile};
 use crate::services::directory::search::{SearchHit, SearchOptions, SearchResults};
 use crate::services::directory::tokenize::SearchTerm;
 use crate::services::federation::FederationError;
-use crate::store::now_ms;
+use crate::services::server_health::Contact;
 
 /// Peer answers are kept this long, and this many at most.
 const CACHE_FOR: Duration = Duration::from_secs(30);
 const CACHE_ENTRIES: usize = 1_000;
 /// A peer without the live-search endpoint (a BWI peer) is not asked again for this long.
 const WITHOUT_LIVE_SEARCH_FOR: Duration = Duration::from_secs(60 * 60);
-/// A peer the sender backs off from is asked again this long after that backoff ends.
-const SENDER_PROBES_FIRST_MS: i64 = 5_000;
 
 /// One peer's answer to a term.
 #[derive(Debug, Clone, Default)]
@@ -92,13 +90,10 @@ impl FederatedDirectory {
         if let Some(answer) = self.cache.get(&key) {
             return Some(answer);
         }
-        if self.sender.down_until(peer).is_some_and(|until| until + SENDER_PROBES_FIRST_MS > now_ms()) {
+        if self.cache.lacks_live_search(peer) || self.health.contact(peer) != Contact::Now {
             return None;
         }
         let body = json!({ "requester": searcher, "search_term": term, "limit": limit.min(MAX_SEARCH_LIMIT) });
-        if self.cache.lacks_live_search(peer) {
-            return None;
-        }
         let request = self.client.request(Method::POST, peer, MSC4258_PATH, Some(&body));
         let (answer, unreachable) = match tokio::time::timeout(self.config.live_search_timeout, request).await {
             Ok(Ok(body)) => (own_hits(peer, &body), false),
@@ -109,7 +104,7 @@ impl FederatedDirectory {
             }
             Ok(Err(err)) => {
                 tracing::info!(%peer, %err, "live directory search failed");
-                (None, matches!(err, FederationError::Network(_)))
+                (None, err.is_down())
             }
             Err(_) => {
                 tracing::info!(%peer, "live directory search timed out");
@@ -121,8 +116,8 @@ impl FederatedDirectory {
         }
         // A peer that does not answer is skipped for a while rather than waited on at
         // every keystroke.
-        if unreachable && let Err(err) = self.sender.report_unreachable(peer).await {
-            tracing::warn!(%err, "cannot record a backoff");
+        if unreachable {
+            self.health.failed(peer).await;
         }
         answer
     }

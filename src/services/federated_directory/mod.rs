@@ -20,9 +20,9 @@ use ruma::{OwnedServerName, ServerName};
 
 use super::directory::Directory;
 use super::federation::FederationClient;
-use super::federation::sender::Sender;
 use super::rate_limit::RateLimiter;
 use super::remote_profiles::edus::ProfileUpdate;
+use super::server_health::ServerHealth;
 use crate::config::{FederatedUserDirectoryConfig, RateLimit};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::Store;
@@ -34,7 +34,7 @@ pub struct FederatedDirectory {
     store: Arc<Store>,
     server_name: OwnedServerName,
     client: Arc<FederationClient>,
-    sender: Arc<Sender>,
+    health: Arc<ServerHealth>,
     directory: Arc<Directory>,
     config: FederatedUserDirectoryConfig,
     /// MSC4258 searches by origin.
@@ -47,20 +47,24 @@ impl FederatedDirectory {
         store: Arc<Store>,
         server_name: OwnedServerName,
         client: Arc<FederationClient>,
-        sender: Arc<Sender>,
+        health: Arc<ServerHealth>,
         directory: Arc<Directory>,
         config: FederatedUserDirectoryConfig,
     ) -> Self {
-        Self {
+        let directory = Self {
             store,
             server_name,
             client,
-            sender,
+            health,
             directory,
             config,
             searches: RateLimiter::new(PEER_SEARCHES),
             cache: live::AnswerCache::default(),
-        }
+        };
+        // Peers are probed while down, so the directory heals within a minute of both
+        // servers being up, whatever order they restarted in.
+        directory.health.watch(&directory.peers());
+        directory
     }
 
     /// The peers kith pulls from and serves, as far as the domain whitelist allows.

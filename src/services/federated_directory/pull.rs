@@ -4,12 +4,13 @@
 //! kept for it; a peer without kith's endpoint (404 `M_UNRECOGNIZED`) is read through
 //! BWI's full list, diffed against what is stored, so removals work there too. A page
 //! is checked whole before anything is stored: a malformed one changes nothing, and
-//! users of another server than the peer are dropped (and logged). A peer the
-//! federation sender is backing off from is skipped until that backoff ends; one that
-//! cannot be reached is reported to it.
+//! users of another server than the peer are dropped (and logged). A peer that cannot
+//! be reached is reported to server health; while it is down it is pulled only as a
+//! probe (every few seconds, growing to a minute), and at once when it comes back.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use futures_util::future::BoxFuture;
@@ -19,6 +20,7 @@ use serde_json::Value;
 use super::FederatedDirectory;
 use super::serve::{BWI_PATH, CHANGES_PATH, MAX_BWI_USERS, MAX_PAGE};
 use crate::services::federation::{FederationError, encode};
+use crate::services::server_health::Contact;
 use crate::services::workers::{Shutdown, Worker};
 use crate::store::{DirectoryUser, PeerState, now_ms};
 
@@ -26,8 +28,6 @@ use crate::store::{DirectoryUser, PeerState, now_ms};
 const MAX_PAGES_PER_ROUND: usize = 1_000;
 /// A BWI list may be this large (its users come all at once).
 const MAX_BWI_BYTES: usize = 64 * 1024 * 1024;
-/// A peer the sender backs off from is asked again this long after that backoff ends.
-const SENDER_PROBES_FIRST_MS: i64 = 5_000;
 const MAX_NAME_CHARS: usize = 256;
 const MAX_AVATAR_CHARS: usize = 1_000;
 
@@ -45,12 +45,10 @@ impl Worker for PeerSync {
             if let Err(err) = self.purge_former_peers().await {
                 tracing::error!(%err, "cannot purge former peers' users");
             }
-            while !stop.is_stopping() {
-                let rounds = self.directory.peers().into_iter().map(|peer| self.sync_peer(peer));
-                let _ = stop.unless_stopped(futures_util::future::join_all(rounds)).await;
-                let interval = self.directory.config.sync_interval;
-                let _ = stop.unless_stopped(tokio::time::sleep(interval)).await;
-            }
+            let peers = self.directory.peers().into_iter().map(|peer| self.follow_peer(peer, stop.clone()));
+            futures_util::future::join_all(peers).await;
+            // Without peers there is nothing to follow, but a worker returns only when told.
+            stop.wait().await;
         })
     }
 }
@@ -78,20 +76,48 @@ impl PeerSync {
         Ok(())
     }
 
-    async fn sync_peer(&self, peer: OwnedServerName) {
-        let sender = &self.directory.sender;
-        if sender.down_until(&peer).is_some_and(|until| until + SENDER_PROBES_FIRST_MS > now_ms()) {
-            return tracing::debug!(%peer, "peer is down; not pulling its directory");
+    /// Pulls one peer every `sync_interval`, at once when it comes back, and while it
+    /// is down whenever server health lets it be probed.
+    async fn follow_peer(&self, peer: OwnedServerName, mut stop: Shutdown) {
+        let health = &self.directory.health;
+        let mut recoveries = health.subscribe();
+        let interval = self.directory.config.sync_interval.as_millis() as i64;
+        let mut next_pull = 0;
+        while !stop.is_stopping() {
+            let now = now_ms();
+            let wait_until = match health.contact_or_probe(&peer) {
+                Contact::Now if now >= next_pull => None,
+                Contact::Now => Some(next_pull),
+                Contact::Probe => {
+                    tracing::debug!(%peer, "probing a peer that is down");
+                    None
+                }
+                Contact::NotBefore(until) => Some(until),
+            };
+            let Some(until) = wait_until else {
+                let _ = stop.unless_stopped(self.sync_peer(&peer)).await;
+                next_pull = now_ms().saturating_add(interval);
+                // Coming back while being pulled is what the pull found out itself.
+                recoveries.clear();
+                continue;
+            };
+            let wait = Duration::from_millis((until - now).max(0) as u64);
+            tokio::select! {
+                _ = stop.wait() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = recoveries.of(&peer) => next_pull = 0,
+            }
         }
+    }
+
+    async fn sync_peer(&self, peer: &ServerName) {
         let resumed =
             matches!(self.directory.store.peer_state(peer.as_str()).await, Ok(Some(state)) if state.token.is_some());
-        match self.pull_changes(&peer).await {
+        match self.pull_changes(peer).await {
             Ok(changed) => tracing::info!(%peer, changed, resumed, "pulled a peer's directory"),
             Err(Failure::Unreachable(err)) => {
-                tracing::info!(%peer, %err, "peer unreachable; backing off");
-                if let Err(err) = sender.report_unreachable(&peer).await {
-                    tracing::warn!(%err, "cannot record a backoff");
-                }
+                tracing::info!(%peer, %err, "peer unreachable");
+                self.directory.health.failed(peer).await;
             }
             Err(Failure::Refused(err)) => tracing::warn!(%peer, %err, "peer directory refused; nothing changed"),
         }
@@ -176,9 +202,9 @@ impl Failure {
 
 impl From<FederationError> for Failure {
     fn from(err: FederationError) -> Self {
-        match err {
-            FederationError::Network(_) => Self::Unreachable(err.to_string()),
-            other => Self::Refused(other.to_string()),
+        match err.is_down() {
+            true => Self::Unreachable(err.to_string()),
+            false => Self::Refused(err.to_string()),
         }
     }
 }

@@ -5,13 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use ruma::api::auth_scheme::AuthScheme;
+use ruma::api::error::FromHttpResponseError;
 use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
+use ruma::api::path_builder::PathBuilder;
+use ruma::api::{IncomingResponseExt, OutgoingRequest, OutgoingRequestExt};
 use ruma::{OwnedServerName, ServerName};
 use serde_json::Value;
 
-use super::discovery;
+use super::discovery::{self, CappedReadError, read_capped};
 use crate::config::Config;
 use crate::error::MatrixError;
+use crate::services::server_health::ServerHealth;
 use crate::services::server_keys::ServerKeys;
 
 /// Every outbound federation request gives up after this long.
@@ -26,6 +31,8 @@ pub struct FederationClient {
     server_keys: Arc<ServerKeys>,
     discovery: Arc<discovery::Discovery<discovery::NetLookups>>,
     domain_whitelist: Option<Vec<OwnedServerName>>,
+    /// Told of every answer: an answer is a sign of life.
+    health: Arc<ServerHealth>,
 }
 
 /// Why an outbound request failed.
@@ -42,6 +49,16 @@ pub enum FederationError {
 }
 
 impl FederationError {
+    /// Whether the server could not be reached, or answered "not now" (a 5xx, a 429, a
+    /// 401): what makes server health back off from it.
+    pub fn is_down(&self) -> bool {
+        match self {
+            Self::Network(_) => true,
+            Self::Remote { status, .. } => !is_sign_of_life(*status),
+            Self::NotAllowed(_) | Self::InvalidResponse(_) => false,
+        }
+    }
+
     /// The Matrix error to show a client whose request needed this one.
     pub fn to_client_error(&self) -> MatrixError {
         match self {
@@ -56,10 +73,23 @@ impl FederationError {
             _ => MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("Federation request failed: {self}")),
         }
     }
+
+    /// The Matrix error for another server's request that could not be handled because
+    /// `what` could not be fetched from `server`: kith's own words, never the body the
+    /// remote server answered with.
+    pub fn to_peer_error(&self, server: &ServerName, what: &str) -> MatrixError {
+        let cause = match self {
+            Self::Remote { status, .. } => format!("it answered {}", status.as_u16()),
+            Self::NotAllowed(_) => "federation with it is not allowed".to_owned(),
+            Self::Network(_) => "it could not be reached".to_owned(),
+            Self::InvalidResponse(_) => "its answer was invalid".to_owned(),
+        };
+        MatrixError::forbidden(format!("Could not fetch {what} from {server} to check the event ({cause})"))
+    }
 }
 
 impl FederationClient {
-    pub fn new(config: &Config, server_keys: Arc<ServerKeys>) -> anyhow::Result<Self> {
+    pub fn new(config: &Config, server_keys: Arc<ServerKeys>, health: Arc<ServerHealth>) -> anyhow::Result<Self> {
         let filter =
             Arc::new(discovery::IpFilter::new(config.ip_range_blacklist.clone(), config.ip_range_whitelist.clone()));
         let lookups = discovery::NetLookups::new(filter.clone(), config.federation_verify_certificates)?;
@@ -71,7 +101,7 @@ impl FederationClient {
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(discovery::PinnedResolver(discovery.clone())))
             .build()?;
-        Ok(Self { http, server_keys, discovery, domain_whitelist: config.federation_domain_whitelist.clone() })
+        Ok(Self { http, server_keys, discovery, domain_whitelist: config.federation_domain_whitelist.clone(), health })
     }
 
     pub fn server_name(&self) -> &ServerName {
@@ -81,6 +111,65 @@ impl FederationClient {
     /// Whether `federation_domain_whitelist` lets us talk to `server`.
     pub fn allowed(&self, server: &ServerName) -> bool {
         self.domain_whitelist.as_ref().is_none_or(|list| list.iter().any(|s| s == server))
+    }
+
+    /// A request of ruma's type for another server's federation endpoint: ruma builds its
+    /// path, query and body and signs it (X-Matrix); the answer, at most 10 MiB, is
+    /// decoded into the endpoint's response type.
+    pub async fn send<R>(&self, destination: &ServerName, request: R) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = XMatrixSigningInput<'a>>,
+        for<'a> R::PathBuilder: PathBuilder<Input<'a> = ()>,
+    {
+        self.send_with_limit(destination, request, MAX_RESPONSE_BYTES).await
+    }
+
+    /// [`Self::send`] with an answer of at most `max_bytes` (a big room's state).
+    pub async fn send_with_limit<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+        max_bytes: usize,
+    ) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = XMatrixSigningInput<'a>>,
+        for<'a> R::PathBuilder: PathBuilder<Input<'a> = ()>,
+    {
+        if !self.allowed(destination) {
+            return Err(FederationError::NotAllowed(destination.to_string()));
+        }
+        let base = self.resolve(destination).await?;
+        let signing = XMatrixSigningInput::new(
+            self.server_name().to_owned(),
+            destination.to_owned(),
+            self.server_keys.key_pair(),
+        );
+        let request = request
+            .try_into_http_request::<Vec<u8>>(&base.to_string(), signing, ())
+            .map_err(|e| FederationError::Network(format!("cannot build the request: {e}")))?;
+        let (parts, body) = request.into_parts();
+        let mut response = self
+            .http
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .header(reqwest::header::HOST, &base.host_header)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| FederationError::Network(e.to_string()))?;
+        let status = response.status();
+        self.answered(destination, status).await;
+        let bytes = read_capped(&mut response, max_bytes).await.map_err(capped_read_error)?;
+        let answer = axum::http::Response::builder()
+            .status(status)
+            .body(bytes.as_slice())
+            .map_err(|e| FederationError::InvalidResponse(e.to_string()))?;
+        R::IncomingResponse::try_from_http_response(answer).map_err(|err| match err {
+            FromHttpResponseError::Server(_) => FederationError::Remote { status, body: error_body(&bytes) },
+            err => FederationError::InvalidResponse(err.to_string()),
+        })
     }
 
     /// A signed `GET` to another server's federation API.
@@ -173,7 +262,16 @@ impl FederationClient {
         if body.is_some() {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body_bytes);
         }
-        request.send().await.map_err(|e| FederationError::Network(e.to_string()))
+        let response = request.send().await.map_err(|e| FederationError::Network(e.to_string()))?;
+        self.answered(destination, response.status()).await;
+        Ok(response)
+    }
+
+    /// Any answer but "not now" shows the server is up, to every caller at once.
+    async fn answered(&self, server: &ServerName, status: StatusCode) {
+        if is_sign_of_life(status) {
+            self.health.alive(server).await;
+        }
     }
 
     /// A request that is not signed: key requests (the keys are what signing needs).
@@ -189,6 +287,7 @@ impl FederationClient {
             .send()
             .await
             .map_err(|e| FederationError::Network(e.to_string()))?;
+        self.answered(server, response.status()).await;
         read_json(response, MAX_RESPONSE_BYTES).await
     }
 
@@ -200,26 +299,34 @@ impl FederationClient {
     }
 }
 
-/// Reads a JSON response, giving up as soon as it passes `max_bytes` whatever
-/// `Content-Length` says (or does not say), so a peer cannot make us buffer without end.
+/// A 4xx is a server saying no, not a server that is down, except 429 ("later") and
+/// 401: a server that cannot check our signature (most often because it cannot reach us
+/// yet, as when both restart) is not one we can talk to; as Synapse, keep backing off.
+fn is_sign_of_life(status: StatusCode) -> bool {
+    !status.is_server_error() && !matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::UNAUTHORIZED)
+}
+
+/// Reads a JSON response of at most `max_bytes`.
 async fn read_json(mut response: reqwest::Response, max_bytes: usize) -> Result<Value, FederationError> {
     let status = response.status();
     let path = response.url().path().to_owned();
-    let too_large = || FederationError::InvalidResponse(format!("response larger than {max_bytes} bytes"));
-    if response.content_length().is_some_and(|len| len > max_bytes as u64) {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| FederationError::Network(e.to_string()))? {
-        if bytes.len() + chunk.len() > max_bytes {
-            return Err(too_large());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let bytes = read_capped(&mut response, max_bytes).await.map_err(capped_read_error)?;
     tracing::debug!(%path, %status, bytes = bytes.len(), "federation response read");
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| FederationError::InvalidResponse(e.to_string()))?;
     if !status.is_success() {
-        return Err(FederationError::Remote { status, body });
+        return Err(FederationError::Remote { status, body: error_body(&bytes) });
     }
-    Ok(body)
+    serde_json::from_slice::<Value>(&bytes).map_err(|e| FederationError::InvalidResponse(e.to_string()))
+}
+
+fn capped_read_error(err: CappedReadError) -> FederationError {
+    match err {
+        CappedReadError::TooLarge(_) => FederationError::InvalidResponse(err.to_string()),
+        CappedReadError::Network(err) => FederationError::Network(err),
+    }
+}
+
+/// An error answer's body; a proxy's error page in front of a server that is down is
+/// not JSON, and counts as an empty one.
+fn error_body(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::Object(serde_json::Map::new()))
 }

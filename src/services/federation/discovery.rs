@@ -91,7 +91,8 @@ impl From<DiscoveryError> for super::FederationError {
 }
 
 /// `ip_range_blacklist` and `ip_range_whitelist`: an address is refused when it is in a
-/// blacklisted network and not in a whitelisted one. IPv4-mapped IPv6 addresses are
+/// blacklisted network and not in a whitelisted one, and the unspecified addresses
+/// always. IPv4-mapped IPv6 addresses are
 /// judged in both forms, so `::ffff:10.0.0.1` is no way around `10.0.0.0/8`.
 #[derive(Debug, Clone, Default)]
 pub struct IpFilter {
@@ -113,6 +114,11 @@ impl IpFilter {
                 IpAddr::V6(_) => ip,
             },
         ];
+        // `0.0.0.0` and `::` reach the host's own services, whatever the lists say (as
+        // in Synapse, which always adds them to the blacklist).
+        if forms.iter().any(IpAddr::is_unspecified) {
+            return false;
+        }
         let listed = |nets: &[IpNet]| forms.iter().any(|ip| nets.iter().any(|net| net.contains(ip)));
         listed(&self.whitelist) || !listed(&self.blacklist)
     }
@@ -477,16 +483,7 @@ impl NetLookups {
         let status = response.status().as_u16();
         let cache_control =
             response.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        if response.content_length().is_some_and(|len| len > WELL_KNOWN_MAX_BYTES as u64) {
-            return Err("response too large".into());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > WELL_KNOWN_MAX_BYTES {
-                return Err("response too large".into());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(&mut response, WELL_KNOWN_MAX_BYTES).await.map_err(|e| e.to_string())?;
         Ok(parse_well_known(status, cache_control.as_deref(), &body))
     }
 }
@@ -588,6 +585,32 @@ pub fn filtered_http_client(filter: Arc<IpFilter>, timeout: Duration) -> anyhow:
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(FilteringResolver { dns: system_resolver()?, filter }))
         .build()?)
+}
+
+/// Why a capped read stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CappedReadError {
+    #[error("response larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Network(String),
+}
+
+/// Reads a response's body, giving up as soon as it passes `max_bytes` whatever
+/// `Content-Length` says (or does not say), so the other end cannot make us buffer
+/// without end.
+pub async fn read_capped(response: &mut reqwest::Response, max_bytes: usize) -> Result<Vec<u8>, CappedReadError> {
+    if response.content_length().is_some_and(|len| len > max_bytes as u64) {
+        return Err(CappedReadError::TooLarge(max_bytes));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| CappedReadError::Network(e.to_string()))? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(CappedReadError::TooLarge(max_bytes));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The well-known client's resolver: DNS, then the blacklist.
@@ -945,6 +968,17 @@ mod tests {
         // A v6 blacklist entry for mapped addresses covers plain IPv4 too.
         let filter = IpFilter::new(vec!["::ffff:0:0/96".parse().unwrap()], Vec::new());
         assert!(!filter.allows("8.8.8.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn unspecified_addresses_are_refused_whatever_the_lists_say() {
+        let everything: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
+        for filter in [IpFilter::new(Vec::new(), Vec::new()), IpFilter::new(Vec::new(), everything)] {
+            for ip in ["0.0.0.0", "::", "::ffff:0.0.0.0"] {
+                assert!(!filter.allows(ip.parse().unwrap()), "{ip}");
+            }
+            assert!(filter.allows("1.1.1.1".parse().unwrap()));
+        }
     }
 
     #[test]

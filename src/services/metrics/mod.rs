@@ -103,6 +103,12 @@ pub struct Metrics {
     peer_sync_lag: Family<PeerLabels, Gauge<f64, AtomicU64>>,
     partial_state_rooms: Gauge,
     db_connections: Family<PoolLabels, Gauge>,
+    worker_restarts: Family<WorkerLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: String,
 }
 
 impl Metrics {
@@ -133,8 +139,11 @@ impl Metrics {
         let remote_profile_queue =
             gauge(&mut registry, "remote_profile_queue_length", "Remote profiles waiting to be fetched");
         let outbox_pdus = gauge(&mut registry, "federation_outbox_pdus", "PDUs waiting to be sent to other servers");
-        let destinations_backing_off =
-            gauge(&mut registry, "federation_destinations_backing_off", "Servers the sender is backing off from");
+        let destinations_backing_off = gauge(
+            &mut registry,
+            "federation_destinations_backing_off",
+            "Servers backed off from (server health: they failed and have not answered since)",
+        );
         let destination_queue = Family::<QueueLabels, Gauge>::default();
         registry.register(
             "federation_destination_queue",
@@ -144,13 +153,13 @@ impl Metrics {
         let destination_backing_off = Family::<DestinationLabels, Gauge>::default();
         registry.register(
             "federation_destination_backing_off",
-            "Whether the sender is backing off from a server (1) or not (0)",
+            "Whether a server is backed off from (1) or not (0)",
             destination_backing_off.clone(),
         );
         let destination_retry_interval = Family::<DestinationLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "federation_destination_retry_interval_seconds",
-            "How long the sender waits between attempts at a server it is backing off from",
+            "How long kith waits between attempts at a server it backs off from",
             destination_retry_interval.clone(),
         );
         let partial_state_rooms =
@@ -163,6 +172,12 @@ impl Metrics {
         );
         let db_connections = Family::<PoolLabels, Gauge>::default();
         registry.register("database_connections", "Database pool connections, by state", db_connections.clone());
+        let worker_restarts = Family::<WorkerLabels, Counter>::default();
+        registry.register(
+            "worker_restarts",
+            "Background workers started again after they stopped on their own or panicked",
+            worker_restarts.clone(),
+        );
         Self {
             store,
             registry,
@@ -180,7 +195,12 @@ impl Metrics {
             peer_sync_lag,
             partial_state_rooms,
             db_connections,
+            worker_restarts,
         }
+    }
+
+    pub fn count_worker_restart(&self, worker: &str) {
+        self.worker_restarts.get_or_create(&WorkerLabels { worker: worker.to_owned() }).inc();
     }
 
     pub fn observe_request(&self, labels: RequestLabels, elapsed: Duration) {

@@ -5,17 +5,23 @@
 //! rejects are removed; a gateway that fails is tried three times within about half a
 //! minute, then the notification is dropped for it (logged). Gateways are reached only
 //! at addresses `ip_range_blacklist` / `ip_range_whitelist` allow.
+//!
+//! A gateway is somebody else's server: its answer is read only up to a few kilobytes,
+//! and pushes go out on their own tasks, a bounded number at once overall and per
+//! pusher, so a slow or hostile gateway delays only its own pushes.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, join_all};
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
 use super::Push;
-use crate::services::federation::discovery::{IpFilter, filtered_http_client};
+use crate::services::federation::discovery::{IpFilter, filtered_http_client, read_capped};
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{PendingPush, StoredEvent};
 
@@ -29,13 +35,31 @@ const GATEWAY_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_WAITS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
 /// Rooms looked at for the unread count, at most.
 const MAX_UNREAD_ROOMS: i64 = 500;
+/// A gateway answers `{"rejected": [...]}`; more than this is not read.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// Pushes on their way at once, over all pushers; past it the worker waits for one to
+/// finish before reading more notifications.
+const MAX_IN_FLIGHT: usize = 256;
+/// Pushes on their way to one pusher; more are dropped (and logged) until its gateway
+/// catches up.
+const MAX_PER_PUSHER: usize = 16;
 
 pub struct PushGateway {
     push: Arc<Push>,
     client: reqwest::Client,
     filter: Arc<IpFilter>,
     notified: watch::Receiver<i64>,
+    in_flight: InFlight,
 }
+
+/// The pushes on their way, each on its own task.
+struct InFlight {
+    slots: Arc<Semaphore>,
+    per_pusher: Arc<Mutex<HashMap<PusherKey, usize>>>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+type PusherKey = (String, String, String);
 
 /// One push to one pusher.
 struct Delivery {
@@ -58,6 +82,7 @@ impl Worker for PushGateway {
             }
             let wakeups = Wakeups::default().on_position(self.notified.clone());
             follow(self.name(), wakeups, POLL_INTERVAL, stop, || self.send_pending()).await;
+            self.in_flight.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).abort_all();
         })
     }
 }
@@ -66,7 +91,12 @@ impl PushGateway {
     pub fn new(push: Arc<Push>, filter: Arc<IpFilter>) -> anyhow::Result<Self> {
         let client = filtered_http_client(filter.clone(), GATEWAY_TIMEOUT)?;
         let notified = push.subscribe_notifications();
-        Ok(Self { push, client, filter, notified })
+        let in_flight = InFlight {
+            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            per_pusher: Arc::default(),
+            tasks: Mutex::new(JoinSet::new()),
+        };
+        Ok(Self { push, client, filter, notified, in_flight })
     }
 
     /// A server that never pushed does not push its history.
@@ -77,7 +107,7 @@ impl PushGateway {
     }
 
     /// One batch of notifications; true if there may be more.
-    async fn send_pending(&self) -> anyhow::Result<bool> {
+    async fn send_pending(self: &Arc<Self>) -> anyhow::Result<bool> {
         let store = &self.push.store;
         let position = store.consumer_position(CONSUMER).await?;
         let pending = store.notifications_after(position, BATCH).await?;
@@ -86,7 +116,9 @@ impl PushGateway {
         for notification in &pending {
             deliveries.extend(self.deliveries(notification).await?);
         }
-        join_all(deliveries.iter().map(|delivery| self.deliver(delivery))).await;
+        for delivery in deliveries {
+            self.start_delivery(delivery).await;
+        }
         store.set_consumer_position(CONSUMER, last).await?;
         let events = pending.iter().map(|p| p.stream_ordering).collect::<std::collections::BTreeSet<_>>().len();
         Ok(events as i64 == BATCH)
@@ -143,6 +175,23 @@ impl PushGateway {
         })
     }
 
+    /// Sends one push on its own task once a slot is free, unless its pusher already
+    /// has `MAX_PER_PUSHER` on their way.
+    async fn start_delivery(self: &Arc<Self>, delivery: Delivery) {
+        let key = (delivery.user_id.clone(), delivery.app_id.clone(), delivery.pushkey.clone());
+        let Some(pusher_turn) = PusherTurn::take(&self.in_flight.per_pusher, key) else {
+            return tracing::warn!(user_id = %delivery.user_id, url = %delivery.url, "push dropped: its gateway is behind");
+        };
+        let Ok(slot) = self.in_flight.slots.clone().acquire_owned().await else { return };
+        let gateway = self.clone();
+        let mut tasks = self.in_flight.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            gateway.deliver(&delivery).await;
+            drop((pusher_turn, slot));
+        });
+    }
+
     /// Posts one push, up to three times; removes the pusher if the gateway rejects its
     /// push key.
     async fn deliver(&self, delivery: &Delivery) {
@@ -176,12 +225,15 @@ impl PushGateway {
 
     /// The push keys the gateway rejected.
     async fn post(&self, delivery: &Delivery) -> Result<Vec<String>, String> {
-        let response = self.client.post(&delivery.url).json(&delivery.body).send().await.map_err(|e| e.to_string())?;
+        let mut response =
+            self.client.post(&delivery.url).json(&delivery.body).send().await.map_err(|e| e.to_string())?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("the gateway answered {status}"));
         }
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        // An answer too large to be one is taken as accepting the push.
+        let answer = read_capped(&mut response, MAX_ANSWER_BYTES).await.unwrap_or_default();
+        let body: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
         let rejected = body["rejected"].as_array().into_iter().flatten();
         Ok(rejected.filter_map(|key| key.as_str().map(str::to_owned)).collect())
     }
@@ -194,6 +246,36 @@ impl PushGateway {
         match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
             Ok(ip) if !self.filter.allows(ip) => Err(format!("{ip} is a blacklisted address")),
             _ => Ok(()),
+        }
+    }
+}
+
+/// A pusher's share of the pushes on their way; given back when dropped.
+struct PusherTurn {
+    counts: Arc<Mutex<HashMap<PusherKey, usize>>>,
+    key: PusherKey,
+}
+
+impl PusherTurn {
+    fn take(counts: &Arc<Mutex<HashMap<PusherKey, usize>>>, key: PusherKey) -> Option<Self> {
+        let mut all = counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = all.entry(key.clone()).or_default();
+        if *count >= MAX_PER_PUSHER {
+            return None;
+        }
+        *count += 1;
+        Some(Self { counts: counts.clone(), key })
+    }
+}
+
+impl Drop for PusherTurn {
+    fn drop(&mut self) {
+        let mut all = self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = all.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                all.remove(&self.key);
+            }
         }
     }
 }

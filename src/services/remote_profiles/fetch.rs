@@ -12,9 +12,11 @@ use ruma::{OwnedServerName, OwnedUserId};
 use tokio::sync::Semaphore;
 
 use super::RemoteProfiles;
-use crate::services::federation::{FederationError, encode};
+use crate::services::federation::FederationError;
+use crate::services::server_health::Contact;
 use crate::services::workers::{Shutdown, Worker};
 use crate::store::{Profile, ProfileSource, QueuedFetch, now_ms};
+use ruma::api::federation::query::get_profile_information;
 
 /// Queued fetches looked at per round.
 const BATCH: i64 = 100;
@@ -55,6 +57,7 @@ impl Worker for ProfileFetcher {
 
     fn run(self: Arc<Self>, mut stop: Shutdown) -> BoxFuture<'static, ()> {
         Box::pin(async move {
+            let mut recoveries = self.profiles.health.subscribe();
             while !stop.is_stopping() {
                 let wait = match self.round().await {
                     Ok(wait) => wait,
@@ -67,6 +70,7 @@ impl Worker for ProfileFetcher {
                     _ = stop.wait() => {}
                     _ = self.profiles.queued.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
+                    back = recoveries.next() => self.hasten(back).await,
                 }
             }
         })
@@ -76,6 +80,17 @@ impl Worker for ProfileFetcher {
 impl ProfileFetcher {
     pub fn new(profiles: Arc<RemoteProfiles>, metrics: Arc<Metrics>) -> Self {
         Self { profiles, metrics }
+    }
+
+    /// A server came back: its users' fetches are due now (`None`: some recoveries were
+    /// missed; their fetches go when their time comes).
+    async fn hasten(&self, back: Option<OwnedServerName>) {
+        let Some(server) = back else { return };
+        match self.profiles.store.hasten_profile_fetches(server.as_str(), now_ms()).await {
+            Ok(0) => {}
+            Ok(moved) => tracing::debug!(%server, moved, "server is back; fetching its users' profiles now"),
+            Err(err) => tracing::warn!(%server, %err, "cannot hasten remote profile fetches"),
+        }
     }
 
     /// Fetches what is due; returns how long to wait before the next round.
@@ -140,18 +155,22 @@ impl ProfileFetcher {
             store.remove_profile_fetch(&queued.user_id).await?;
             return Ok(Fetched::Failed);
         };
-        if let Some(until) = self.profiles.down_until(&server) {
+        if let Contact::NotBefore(until) = self.profiles.health.contact(&server) {
             // Not an attempt: the server is known to be down until then.
             store.retry_profile_fetch(&queued.user_id, queued.attempts, until).await?;
             return Ok(Fetched::Deferred);
         }
-        let path = format!("/_matrix/federation/v1/query/profile?user_id={}", encode(user_id.as_str()));
-        let answer = self.profiles.client.get(&server, &path).await;
+        let request = get_profile_information::v1::Request::new(user_id.clone());
+        let answer = self.profiles.client.send(&server, request).await;
         let outcome = match answer {
-            Ok(body) => match serde_json::from_value::<Profile>(body) {
-                Ok(profile) => self.store(&user_id, &profile, Fetched::Profile).await?,
-                Err(err) => self.failed(queued, &format!("not a profile: {err}"), false).await?,
-            },
+            Ok(answer) => {
+                let profile: Profile =
+                    answer.data.iter().map(|(field, value)| (field.clone(), value.clone())).collect();
+                self.store(&user_id, &profile, Fetched::Profile).await?
+            }
+            Err(FederationError::InvalidResponse(err)) => {
+                self.failed(queued, &format!("not a profile: {err}"), false).await?
+            }
             Err(FederationError::Remote { status, .. }) if status == StatusCode::NOT_FOUND => {
                 self.store(&user_id, &Profile::new(), Fetched::NoProfile).await?
             }
@@ -159,15 +178,8 @@ impl ProfileFetcher {
                 store.remove_profile_fetch(&queued.user_id).await?;
                 Fetched::Failed
             }
-            Err(err @ (FederationError::Network(_) | FederationError::Remote { .. })) => {
-                let unreachable = matches!(err, FederationError::Network(_));
-                self.failed(queued, &err.to_string(), unreachable).await?
-            }
-            Err(err) => self.failed(queued, &err.to_string(), false).await?,
+            Err(err) => self.failed(queued, &err.to_string(), err.is_down()).await?,
         };
-        if matches!(outcome, Fetched::Profile | Fetched::NoProfile) {
-            self.profiles.sender.remote_is_up(&server);
-        }
         Ok(outcome)
     }
 
@@ -197,7 +209,7 @@ impl ProfileFetcher {
         let config = &self.profiles.config;
         let attempts = queued.attempts + 1;
         if unreachable && let Ok(server) = OwnedServerName::try_from(queued.server_name.as_str()) {
-            self.profiles.sender.report_unreachable(&server).await?;
+            self.profiles.health.failed(&server).await;
         }
         if attempts >= i64::from(config.max_attempts) {
             tracing::info!(user_id = %queued.user_id, attempts, reason, "giving up on a remote profile until the next hint");

@@ -5,8 +5,8 @@
 //!   user is first tracked (joined to a room with a local member) or a member event shows
 //!   a name or avatar the cache does not have. One queue entry per user.
 //! - [`fetch`]: a worker asks their servers (`/query/profile`), bounded overall and per
-//!   server, skipping servers the federation sender is backing off from, retrying with
-//!   backoff and giving up after a bounded number of attempts.
+//!   server, deferring users of servers that are down (server health) until they come
+//!   back, retrying with backoff and giving up after a bounded number of attempts.
 //! - [`edus`]: profile-update EDUs (MSC4259) both ways: our users' changes go to the
 //!   servers sharing a room with them; others' are applied for tracked users of the
 //!   server that sent them.
@@ -20,27 +20,26 @@ pub mod hints;
 
 use std::sync::Arc;
 
-use ruma::{OwnedServerName, ServerName, UserId};
+use ruma::{OwnedServerName, UserId};
 use tokio::sync::{Notify, watch};
 
 use super::federation::FederationClient;
 use super::federation::sender::Sender;
 use super::profiles::check_remote_profile;
+use super::server_health::ServerHealth;
 use crate::config::RemoteProfilesConfig;
 use crate::error::ApiResult;
 use crate::store::{Profile, ProfileSource, RemoteProfile, Store};
 
 /// A burst of hints delays a user's fetch at most this long after the first.
 const MAX_HINT_WAIT_MS: i64 = 30_000;
-/// How long after the sender's backoff ends the fetcher waits before asking a server
-/// that was down.
-const SENDER_PROBES_FIRST_MS: i64 = 5_000;
 
 pub struct RemoteProfiles {
     store: Arc<Store>,
     server_name: OwnedServerName,
     client: Arc<FederationClient>,
     sender: Arc<Sender>,
+    health: Arc<ServerHealth>,
     config: RemoteProfilesConfig,
     /// Wakes the fetcher when a fetch is queued.
     queued: Arc<Notify>,
@@ -54,9 +53,11 @@ impl RemoteProfiles {
         server_name: OwnedServerName,
         client: Arc<FederationClient>,
         sender: Arc<Sender>,
+        health: Arc<ServerHealth>,
         config: RemoteProfilesConfig,
     ) -> Self {
-        Self { store, server_name, client, sender, config, queued: Arc::default(), changed: watch::channel(0).0 }
+        let changed = watch::channel(0).0;
+        Self { store, server_name, client, sender, health, config, queued: Arc::default(), changed }
     }
 
     /// Wakes on every change of a cached profile.
@@ -103,13 +104,5 @@ impl RemoteProfiles {
             self.changed.send_modify(|serial| *serial += 1);
         }
         Ok(changed)
-    }
-
-    /// Until when `server` is known to be down: the federation sender's backoff, and a
-    /// moment more so that the sender's own retry, when it has something to send, is
-    /// the one request that finds out whether the server is back.
-    fn down_until(&self, server: &ServerName) -> Option<i64> {
-        let until = self.sender.down_until(server)? + SENDER_PROBES_FIRST_MS;
-        (until > crate::store::now_ms()).then_some(until)
     }
 }

@@ -2,7 +2,8 @@
 //! blocked, its local members leave (and may be moved to a new room that says why), its
 //! aliases move there or go, it leaves the public room list, and its history may be
 //! purged from the database. The synchronous version answers when done; the background
-//! one answers with a delete id whose progress [`tasks`] keeps.
+//! one answers with a delete id whose progress [`tasks`] keeps, and waits its turn in a
+//! bounded queue that the room deletions worker takes one at a time.
 
 mod tasks;
 
@@ -10,9 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use futures_util::future::BoxFuture;
 use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, UserId};
 use serde::Serialize;
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use super::directory::Directory;
 use super::federation::sender::Sender;
@@ -20,11 +23,14 @@ use super::joins::Joins;
 use super::profiles::{Profile, Profiles};
 use super::rooms::create::{CreateRoom, CreateRoomRequest};
 use super::rooms::{NewEvent, Rooms};
+use super::workers::{Shutdown, Worker};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::Store;
 use tasks::Deletions;
 pub use tasks::{Deletion, DeletionStatus};
 
+/// Background deletions waiting their turn, at most.
+const MAX_WAITING_DELETIONS: usize = 100;
 /// How long a purge waits for other servers to take the members' leave events.
 const DELIVERY_WAIT: Duration = Duration::from_secs(10);
 const DEFAULT_ROOM_NAME: &str = "Content Violation Notification";
@@ -64,6 +70,8 @@ pub struct RoomShutdown {
     sender: Arc<Sender>,
     directory: Arc<Directory>,
     deletions: Mutex<Deletions>,
+    queue: mpsc::Sender<(String, DeleteRoom)>,
+    waiting: tokio::sync::Mutex<mpsc::Receiver<(String, DeleteRoom)>>,
 }
 
 impl RoomShutdown {
@@ -77,7 +85,9 @@ impl RoomShutdown {
         directory: Arc<Directory>,
     ) -> Self {
         let deletions = Mutex::new(Deletions::default());
-        Self { store, server_name, rooms, joins, profiles, sender, directory, deletions }
+        let (queue, waiting) = mpsc::channel(MAX_WAITING_DELETIONS);
+        let waiting = tokio::sync::Mutex::new(waiting);
+        Self { store, server_name, rooms, joins, profiles, sender, directory, deletions, queue, waiting }
     }
 
     /// `PUT /rooms/{roomId}/block`: a room may be blocked before this server knows it.
@@ -98,19 +108,18 @@ impl RoomShutdown {
     pub async fn delete_now(&self, request: DeleteRoom) -> ApiResult<ShutdownReport> {
         self.check(&request)?;
         let delete_id = self.lock_deletions().begin(&request.room_id)?;
-        self.run(&delete_id, &request).await
+        self.carry_out(&delete_id, &request).await
     }
 
-    /// Version 2: starts the deletion in the background; returns its delete id.
-    pub async fn start(self: &Arc<Self>, request: DeleteRoom) -> ApiResult<String> {
+    /// Version 2: queues the deletion for the background worker; returns its delete id.
+    pub async fn start(&self, request: DeleteRoom) -> ApiResult<String> {
         self.check(&request)?;
+        let Ok(turn) = self.queue.try_reserve() else {
+            let message = format!("{MAX_WAITING_DELETIONS} deletions are already waiting; try again later");
+            return Err(MatrixError::new(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", message));
+        };
         let delete_id = self.lock_deletions().begin(&request.room_id)?;
-        let this = self.clone();
-        let id = delete_id.clone();
-        tokio::spawn(async move {
-            // The outcome is kept with the deletion's status; nobody waits on it here.
-            let _ = this.run(&id, &request).await;
-        });
+        turn.send((delete_id.clone(), request));
         Ok(delete_id)
     }
 
@@ -137,7 +146,7 @@ impl RoomShutdown {
     }
 
     /// Runs a deletion, recording its progress and outcome under `delete_id`.
-    async fn run(&self, delete_id: &str, request: &DeleteRoom) -> ApiResult<ShutdownReport> {
+    async fn carry_out(&self, delete_id: &str, request: &DeleteRoom) -> ApiResult<ShutdownReport> {
         self.lock_deletions().set_active(delete_id);
         let outcome = self.shut_down(delete_id, request).await;
         match &outcome {
@@ -262,5 +271,22 @@ impl RoomShutdown {
         self.rooms.purge(room_id).await?;
         self.directory.wake();
         Ok(())
+    }
+}
+
+/// Runs the background deletions, one at a time, in the order they were asked for.
+impl Worker for RoomShutdown {
+    fn name(&self) -> &'static str {
+        "room deletions"
+    }
+
+    fn run(self: Arc<Self>, mut stop: Shutdown) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut waiting = self.waiting.lock().await;
+            while let Some(Some((delete_id, request))) = stop.unless_stopped(waiting.recv()).await {
+                // The outcome is kept with the deletion's status.
+                let _ = self.carry_out(&delete_id, &request).await;
+            }
+        })
     }
 }

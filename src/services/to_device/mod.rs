@@ -1,22 +1,39 @@
 //! Messages sent straight to devices: `PUT /sendToDevice/{type}/{txnId}` (once per
 //! transaction id), `m.direct_to_device` EDUs both ways (once per message id), and
 //! each device's inbox, which `/sync` hands out and empties once acknowledged.
+//!
+//! Nothing is dropped silently. An inbox holds a bounded number of messages in all and
+//! from each sender (a local user, or a remote server), so no sender can fill another's
+//! inbox: a local sender is refused, a remote server's messages beyond its share are
+//! dropped with a warning naming it. Servers kith has never dealt with cost a budget
+//! per user, so one user cannot make kith keep messages for endless made-up servers;
+//! and messages kept for a server that has not taken them for a week are dropped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ruma::{OwnedServerName, ServerName, UserId};
+use axum::http::StatusCode;
+use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
+use crate::config::RateLimit;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::federation::sender::Sender;
+use crate::services::rate_limit::RateLimiter;
 use crate::services::workers::{Shutdown, Worker};
-use crate::store::{KeptEdu, Store, ToDeviceMessage};
+use crate::store::{Delivery, InboxLimits, KeptEdu, Store, ToDeviceMessage};
 use futures_util::future::BoxFuture;
 
-/// Messages one device may hold unread; more are dropped (and logged).
-const INBOX_LIMIT: i64 = 10_000;
+/// Messages one device may hold unread, in all and from one sender.
+const INBOX_LIMITS: InboxLimits = InboxLimits { per_device: 10_000, per_sender: 1_000 };
+/// Servers kith has never dealt with (no user of theirs in a room kith knows, nothing
+/// sent to or heard from them since start-up) that one request may name.
+const MAX_NEW_SERVERS_PER_REQUEST: usize = 10;
+/// And that one user may name over time: ten at once, one more every ten minutes.
+const NEW_SERVERS_PER_USER: RateLimit = RateLimit { per_second: 1.0 / 600.0, burst_count: 10.0 };
+/// Messages kept for a server in backoff are dropped once they are this old.
+const KEPT_FOR_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Recipient devices in one request, at most.
 const MAX_RECIPIENTS: usize = 10_000;
 /// Messages handed to one sync, at most.
@@ -32,11 +49,16 @@ pub struct ToDevice {
     server_name: OwnedServerName,
     sender: Arc<Sender>,
     delivered: watch::Sender<i64>,
+    new_servers: RateLimiter,
 }
+
+/// A message for the devices of one user: (user, device or `*`, content).
+type Recipient = (OwnedUserId, String, Value);
 
 impl ToDevice {
     pub fn new(store: Arc<Store>, server_name: OwnedServerName, sender: Arc<Sender>) -> Self {
-        Self { store, server_name, sender, delivered: watch::channel(0).0 }
+        let new_servers = RateLimiter::new(NEW_SERVERS_PER_USER);
+        Self { store, server_name, sender, delivered: watch::channel(0).0, new_servers }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<i64> {
@@ -60,6 +82,7 @@ impl ToDevice {
         let recipients = parse_recipients(messages)?;
         let (local, remote): (Vec<_>, Vec<_>) =
             recipients.into_iter().partition(|(user, _, _)| user.server_name() == self.server_name);
+        self.charge_new_servers(sender, &remote).await?;
         let envelope = |content: &Value| json!({ "sender": sender, "type": event_type, "content": content });
         let mut deliveries = Vec::new();
         for (user, device, content) in &local {
@@ -71,13 +94,45 @@ impl ToDevice {
         // as handled: a retry of a request that died half-way would find it handled.
         let kept = self.remote_edus(sender, event_type, remote);
         let txn_key = format!("{device_id}/{txn_id}");
-        let delivered =
-            self.store.deliver_to_devices(sender.as_str(), &txn_key, &deliveries, INBOX_LIMIT, &kept).await?;
-        let Some(full) = delivered else {
-            return Ok(()); // a retry: done the first time
+        let dedup = (sender.as_str(), txn_key.as_str());
+        let delivery =
+            self.store.deliver_to_devices(sender.as_str(), dedup, &deliveries, INBOX_LIMITS, false, &kept).await?;
+        let unkept = match delivery {
+            Delivery::Repeated => return Ok(()), // a retry: done the first time
+            Delivery::Refused(full) => return Err(inbox_full(&full)),
+            Delivery::Stored { unkept, .. } => unkept,
         };
         self.delivered.send_replace(self.stream_head().await?);
-        self.sender.kept(&kept, &full);
+        self.sender.kept(&kept, &unkept);
+        Ok(())
+    }
+
+    /// Servers kith has never dealt with cost the sender a token each (see
+    /// `NEW_SERVERS_PER_USER`); a server is known when the sender dealt with it since
+    /// start-up or a recipient of it is or was in a room kith knows.
+    async fn charge_new_servers(&self, sender: &UserId, remote: &[Recipient]) -> ApiResult<()> {
+        let unknown: BTreeSet<&ServerName> =
+            remote.iter().map(|(user, _, _)| user.server_name()).filter(|server| !self.sender.knows(server)).collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let users: BTreeSet<&str> = remote
+            .iter()
+            .filter(|(user, _, _)| unknown.contains(user.server_name()))
+            .map(|(u, _, _)| u.as_str())
+            .collect();
+        let seen = self.store.users_seen_in_rooms(&users.into_iter().collect::<Vec<_>>()).await?;
+        let seen_servers: BTreeSet<&str> =
+            seen.iter().filter_map(|user| user.split_once(':').map(|(_, s)| s)).collect();
+        let new = unknown.iter().filter(|server| !seen_servers.contains(server.as_str())).count();
+        if new > MAX_NEW_SERVERS_PER_REQUEST {
+            return Err(MatrixError::invalid_param(format!(
+                "At most {MAX_NEW_SERVERS_PER_REQUEST} servers this server has never dealt with in one request"
+            )));
+        }
+        if new > 0 {
+            self.new_servers.check_many(sender.as_str(), new as u32)?;
+        }
         Ok(())
     }
 
@@ -88,12 +143,7 @@ impl ToDevice {
     }
 
     /// One `m.direct_to_device` EDU per server, to be kept until the server takes it.
-    fn remote_edus(
-        &self,
-        sender: &UserId,
-        event_type: &str,
-        remote: Vec<(ruma::OwnedUserId, String, Value)>,
-    ) -> Vec<KeptEdu> {
+    fn remote_edus(&self, sender: &UserId, event_type: &str, remote: Vec<Recipient>) -> Vec<KeptEdu> {
         let mut by_server: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
         for (user, device, content) in remote {
             let users = by_server.entry(user.server_name().to_owned()).or_default();
@@ -133,14 +183,18 @@ impl ToDevice {
                 deliveries.push(ToDeviceMessage { user_id: user.to_string(), device_id, message });
             }
         }
-        let delivered = self
-            .store
-            .deliver_to_devices(origin.as_str(), message_id, &deliveries, INBOX_LIMIT, &[])
-            .await
-            .map_err(|e| e.to_string())?;
-        if delivered.is_some() {
-            self.delivered.send_replace(self.stream_head().await.map_err(|e| e.message)?);
+        // A server's share of each inbox is bounded: what is past it is dropped, loudly.
+        let dedup = (origin.as_str(), message_id);
+        let delivery =
+            self.store.deliver_to_devices(origin.as_str(), dedup, &deliveries, INBOX_LIMITS, true, &[]).await;
+        match delivery.map_err(|e| e.to_string())? {
+            Delivery::Repeated => return Ok(()),
+            Delivery::Stored { refused, .. } | Delivery::Refused(refused) if !refused.is_empty() => {
+                tracing::warn!(%origin, %sender, devices = refused.len(), "to-device messages dropped: the devices' inboxes are full or hold too many from this server");
+            }
+            _ => {}
         }
+        self.delivered.send_replace(self.stream_head().await.map_err(|e| e.message)?);
         Ok(())
     }
 
@@ -156,14 +210,30 @@ impl ToDevice {
         Ok(self.store.to_device_inbox(user.as_str(), device_id, (acknowledged, until), SYNC_BATCH).await?)
     }
 
-    /// Forgets old transaction and message ids.
+    /// Forgets old transaction and message ids, and drops the messages kept for servers
+    /// that have not taken them for `KEPT_FOR_MS`.
     pub async fn prune(&self) -> ApiResult<u64> {
-        Ok(self.store.prune_to_device_seen(crate::store::now_ms() - SEEN_FOR_MS).await?)
+        let now = crate::store::now_ms();
+        let expired = self.store.expire_durable_edus(now - KEPT_FOR_MS).await?;
+        if expired > 0 {
+            tracing::warn!(expired, "dropped EDUs that servers in backoff did not take within a week");
+        }
+        Ok(self.store.prune_to_device_seen(now - SEEN_FOR_MS).await?)
     }
 }
 
+/// The refusal of a local sender whose messages some devices cannot take now.
+fn inbox_full(devices: &[(String, String)]) -> MatrixError {
+    let (user, device) = &devices[0];
+    MatrixError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "M_LIMIT_EXCEEDED",
+        format!("The inbox of device {device} of {user} holds too many undelivered messages (from you, or in all)"),
+    )
+}
+
 /// `{ user: { device or "*": content } }` flattened, checked and bounded.
-fn parse_recipients(messages: &Map<String, Value>) -> ApiResult<Vec<(ruma::OwnedUserId, String, Value)>> {
+fn parse_recipients(messages: &Map<String, Value>) -> ApiResult<Vec<Recipient>> {
     let mut recipients = Vec::new();
     for (user, devices) in messages {
         let user = ruma::OwnedUserId::try_from(user.as_str())

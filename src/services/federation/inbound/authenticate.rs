@@ -11,8 +11,8 @@ use crate::error::MatrixError;
 use crate::services::server_keys::remote::RemoteKeys;
 
 impl Inbound {
-    /// The verified origin of a request. A signed request also proves its origin is up,
-    /// so the sender stops backing off from it.
+    /// The verified origin of a request. A signed request also proves its origin is up:
+    /// every backoff from it ends.
     pub async fn authenticate(
         &self,
         method: &Method,
@@ -21,7 +21,7 @@ impl Inbound {
         body: &[u8],
     ) -> Result<OwnedServerName, MatrixError> {
         let origin = verify_request(&self.keys, &self.server_name, method, uri, headers, body).await?;
-        self.sender.remote_is_up(&origin);
+        self.health.alive(&origin).await;
         Ok(origin)
     }
 }

@@ -8,20 +8,25 @@ use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
 
 use super::authenticate::verify_request;
-use crate::config::Config;
+use crate::config::{Config, DatabaseTarget};
 use crate::services::federation::FederationClient;
+use crate::services::server_health::ServerHealth;
 use crate::services::server_keys::ServerKeys;
 use crate::services::server_keys::remote::RemoteKeys;
+use crate::store::Store;
 
 const NAME: &str = "kith.test";
 
-fn federation() -> (RemoteKeys, Arc<ServerKeys>, tempfile::TempDir) {
+async fn federation() -> (RemoteKeys, Arc<ServerKeys>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("signing.key");
     ServerKeys::generate_file(&path).unwrap();
     let keys = Arc::new(ServerKeys::load(NAME.try_into().unwrap(), &path).unwrap());
     let config = Config::parse(&format!("server_name: {NAME}\ntrusted_key_servers: []\n")).unwrap();
-    let client = Arc::new(FederationClient::new(&config, keys.clone()).unwrap());
+    let path = dir.path().join("kith.db").display().to_string();
+    let store = Arc::new(Store::connect(&DatabaseTarget::Sqlite { path }).await.unwrap());
+    let health = Arc::new(ServerHealth::new(store, &config.federation).await.unwrap());
+    let client = Arc::new(FederationClient::new(&config, keys.clone(), health).unwrap());
     (RemoteKeys::new(&config, client, keys.clone()), keys, dir)
 }
 
@@ -56,7 +61,7 @@ async fn check(
 
 #[tokio::test]
 async fn a_signed_request_passes_and_tampering_fails() {
-    let (federation, keys, _dir) = federation();
+    let (federation, keys, _dir) = federation().await;
     let body = br#"{"pdus":[],"edus":[]}"#;
     let path = "/_matrix/federation/v1/send/1";
     let good = sign(&keys, &Method::PUT, path, body, NAME);
@@ -72,7 +77,7 @@ async fn a_signed_request_passes_and_tampering_fails() {
 
 #[tokio::test]
 async fn hostile_authorization_headers_are_refused() {
-    let (federation, keys, _dir) = federation();
+    let (federation, keys, _dir) = federation().await;
     let path = "/_matrix/federation/v1/version";
     let good = sign(&keys, &Method::GET, path, b"", NAME);
     let signature = good
@@ -108,7 +113,7 @@ async fn hostile_authorization_headers_are_refused() {
 
 #[tokio::test]
 async fn hostile_bodies_are_errors_not_panics() {
-    let (federation, keys, _dir) = federation();
+    let (federation, keys, _dir) = federation().await;
     let path = "/_matrix/federation/v1/send/9";
     // Whitespace and key order do not matter: the signature covers canonical JSON.
     let canonical = br#"{"a":1,"b":[true,null]}"#;

@@ -25,11 +25,12 @@ pub mod transaction;
 
 use std::sync::Arc;
 
+use crate::error::ApiResult;
+
 use ruma::{OwnedServerName, ServerName};
 
 use self::rate_limit::{FederationRateLimiter, Turn};
 use super::FederationClient;
-use super::sender::Sender;
 use crate::config::FederationRateLimit;
 use crate::error::MatrixError;
 use crate::services::ephemeral::Ephemeral;
@@ -37,6 +38,7 @@ use crate::services::federated_directory::FederatedDirectory;
 use crate::services::keys::Keys;
 use crate::services::remote_profiles::RemoteProfiles;
 use crate::services::rooms::Rooms;
+use crate::services::server_health::ServerHealth;
 use crate::services::server_keys::remote::RemoteKeys;
 use crate::services::to_device::ToDevice;
 use crate::store::Store;
@@ -50,7 +52,8 @@ pub struct Inbound {
     ephemeral: Arc<Ephemeral>,
     remote_profiles: Arc<RemoteProfiles>,
     federated_directory: Arc<FederatedDirectory>,
-    sender: Arc<Sender>,
+    /// Told that a server whose request passes authentication is up.
+    health: Arc<ServerHealth>,
     /// Device lists and to-device messages from other servers.
     device_keys: Arc<Keys>,
     to_device: Arc<ToDevice>,
@@ -69,7 +72,7 @@ impl Inbound {
         ephemeral: Arc<Ephemeral>,
         remote_profiles: Arc<RemoteProfiles>,
         federated_directory: Arc<FederatedDirectory>,
-        sender: Arc<Sender>,
+        health: Arc<ServerHealth>,
         device_keys: Arc<Keys>,
         to_device: Arc<ToDevice>,
         rate_limit: FederationRateLimit,
@@ -83,7 +86,7 @@ impl Inbound {
             ephemeral,
             remote_profiles,
             federated_directory,
-            sender,
+            health,
             device_keys,
             to_device,
             transactions: transaction::TransactionLog::default(),
@@ -96,4 +99,13 @@ impl Inbound {
     pub async fn admit(&self, origin: &ServerName) -> Result<Turn, MatrixError> {
         self.rate_limiter.admit(origin).await
     }
+}
+
+/// An ID kith read from a checked event or its own tables, as ruma's type.
+pub(crate) fn parse_id<T>(id: &str) -> ApiResult<T>
+where
+    T: TryFrom<String>,
+    T::Error: std::fmt::Display,
+{
+    T::try_from(id.to_owned()).map_err(|err| MatrixError::internal("an ID kith holds", err))
 }

@@ -6,10 +6,8 @@
 //! - One worker per destination keeps one transaction in flight, at most 50 PDUs and 100
 //!   EDUs each. EDUs with a key (typing per room and user, a receipt per room and user)
 //!   replace older ones with the same key, so only the newest is sent.
-//! - A destination that fails is retried after a backoff that grows from
-//!   `destination_min_retry_interval` by `destination_retry_multiplier` up to
-//!   `destination_max_retry_interval`, persisted so a restart neither hammers a dead
-//!   server nor forgets it; a signed request from that server ends the backoff at once.
+//! - A destination that fails is retried when server health says it may be (see
+//!   `services/server_health`); when it comes back, its worker is woken at once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,18 +16,17 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use futures_util::future::BoxFuture;
-use rand::Rng;
 use ruma::{OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::{FederationClient, FederationError};
-use crate::config::FederationConfig;
 use crate::error::ApiResult;
 use crate::services::rooms::Rooms;
+use crate::services::server_health::{Contact, Recoveries, ServerHealth};
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
-use crate::store::{KeptEdu, OutboxRow, Retry, Store, StoredEvent};
+use crate::store::{KeptEdu, OutboxRow, Store, StoredEvent};
 
 mod edu_queue;
 
@@ -49,7 +46,7 @@ pub struct Sender {
     server_name: OwnedServerName,
     client: Arc<FederationClient>,
     rooms: Arc<Rooms>,
-    backoff: FederationConfig,
+    health: Arc<ServerHealth>,
     destinations: StdMutex<HashMap<OwnedServerName, Arc<Destination>>>,
     txn_counter: AtomicU64,
     /// The destination workers, stopped with the sender.
@@ -67,12 +64,49 @@ pub struct DestinationQueue {
     pub retry_interval: Option<Duration>,
 }
 
-/// One destination: its worker's wake-up, its EDU queue and its backoff.
+/// One destination: its worker's wake-up, its EDU queue, and how many PDUs and EDUs one
+/// transaction to it may hold.
 #[derive(Default)]
 struct Destination {
     wake: Notify,
     edus: StdMutex<EduQueue>,
-    retry: StdMutex<Option<Retry>>,
+    batch: TransactionSize,
+}
+
+/// Items per transaction to a destination: the spec's most at first, halved each time
+/// the destination answers that a transaction is too large (413), doubled back after
+/// each one it takes.
+#[derive(Default)]
+struct TransactionSize {
+    /// How many halvings below the spec's most: 0 until a destination refuses one.
+    halvings: std::sync::atomic::AtomicU32,
+}
+
+impl TransactionSize {
+    fn pdus(&self) -> i64 {
+        (MAX_PDUS_PER_TRANSACTION >> self.halvings()).max(1)
+    }
+
+    fn edus(&self) -> usize {
+        (MAX_EDUS_PER_TRANSACTION >> self.halvings()).max(1)
+    }
+
+    fn halvings(&self) -> u32 {
+        self.halvings.load(Ordering::Relaxed)
+    }
+
+    /// Refused as too large: false if the transaction held one item and cannot shrink.
+    fn shrink(&self, items: usize) -> bool {
+        if items <= 1 {
+            return false;
+        }
+        let _ = self.halvings.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| Some((h + 1).min(7)));
+        true
+    }
+
+    fn grow(&self) {
+        let _ = self.halvings.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| Some(h.saturating_sub(1)));
+    }
 }
 
 impl Worker for Sender {
@@ -82,12 +116,16 @@ impl Worker for Sender {
 
     fn run(self: Arc<Self>, stop: Shutdown) -> BoxFuture<'static, ()> {
         Box::pin(async move {
+            let recoveries = self.health.subscribe();
             self.resume().await;
             if let Err(err) = self.start_position().await {
                 return tracing::error!(%err, "the federation sender cannot start");
             }
             let wakeups = Wakeups::default().on_position(self.rooms.subscribe());
-            follow("federation sender", wakeups, POLL_INTERVAL, stop, || self.fan_out_batch()).await;
+            tokio::select! {
+                _ = follow("federation sender", wakeups, POLL_INTERVAL, stop, || self.fan_out_batch()) => {}
+                _ = self.wake_recovered(recoveries) => {}
+            }
             self.stopping.send_replace(true);
             let mut workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
             while workers.join_next().await.is_some() {}
@@ -101,14 +139,14 @@ impl Sender {
         server_name: OwnedServerName,
         client: Arc<FederationClient>,
         rooms: Arc<Rooms>,
-        backoff: FederationConfig,
+        health: Arc<ServerHealth>,
     ) -> Self {
         Self {
             store,
             server_name,
             client,
             rooms,
-            backoff,
+            health,
             destinations: StdMutex::new(HashMap::new()),
             txn_counter: AtomicU64::new(0),
             workers: StdMutex::default(),
@@ -116,18 +154,8 @@ impl Sender {
         }
     }
 
-    /// At start-up: loads backoffs and wakes the destinations owed PDUs.
+    /// At start-up: wakes the destinations owed PDUs or kept EDUs.
     async fn resume(self: &Arc<Self>) {
-        match self.store.destination_retries().await {
-            Ok(retries) => {
-                for (server, retry) in retries {
-                    if let Ok(server) = OwnedServerName::try_from(server) {
-                        self.destination(&server, Some(retry));
-                    }
-                }
-            }
-            Err(err) => tracing::warn!(%err, "cannot load federation backoffs"),
-        }
         match self.store.outbox_destinations().await {
             Ok(servers) => {
                 for server in servers.iter().filter_map(|s| OwnedServerName::try_from(s.as_str()).ok()) {
@@ -144,13 +172,13 @@ impl Sender {
         Ok(self.store.start_consumer_at(CONSUMER, self.store.max_event_ordering().await?).await?)
     }
 
-    /// A destination's state, its worker started (with `retry` as its backoff) if new.
-    fn destination(self: &Arc<Self>, server: &ServerName, retry: Option<Retry>) -> Arc<Destination> {
+    /// A destination's state, its worker started if new.
+    fn destination(self: &Arc<Self>, server: &ServerName) -> Arc<Destination> {
         let mut destinations = self.destinations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(destination) = destinations.get(server) {
             return destination.clone();
         }
-        let destination = Arc::new(Destination { retry: StdMutex::new(retry), ..Destination::default() });
+        let destination = Arc::new(Destination::default());
         destinations.insert(server.to_owned(), destination.clone());
         let worker = self.clone().destination_worker(server.to_owned(), destination.clone());
         self.workers.lock().unwrap_or_else(|p| p.into_inner()).spawn(worker);
@@ -160,10 +188,7 @@ impl Sender {
     /// PDUs waiting for other servers, and how many servers are being backed off from.
     pub async fn queue_depth(&self) -> ApiResult<(i64, i64)> {
         let waiting = self.store.federation_outbox_len().await?;
-        let destinations = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
-        let backing_off =
-            destinations.values().filter(|d| d.retry.lock().unwrap_or_else(|p| p.into_inner()).is_some()).count();
-        Ok((waiting, backing_off as i64))
+        Ok((waiting, self.health.backing_off_count() as i64))
     }
 
     /// The destinations with something waiting or in backoff, the longest queues first
@@ -178,15 +203,13 @@ impl Sender {
         for (server, destination) in self.destinations.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let in_memory = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).len() as i64;
             let edus = in_memory + kept.get(server.as_str()).copied().unwrap_or(0);
-            let retry = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
-            if edus == 0 && retry.is_none() && !queues.contains_key(server.as_str()) {
-                continue;
+            if edus > 0 {
+                queue_of(&mut queues, server).edus = edus;
             }
-            let queue = queues
-                .entry(server.to_string())
-                .or_insert_with(|| DestinationQueue { destination: server.to_string(), ..DestinationQueue::default() });
-            queue.edus = edus;
-            queue.retry_interval = retry.map(|r| Duration::from_millis(r.retry_interval_ms.max(0) as u64));
+        }
+        for (server, retry) in self.health.backing_off() {
+            let interval = Duration::from_millis(retry.retry_interval_ms.max(0) as u64);
+            queue_of(&mut queues, &server).retry_interval = Some(interval);
         }
         let mut queues: Vec<DestinationQueue> = queues.into_values().collect();
         queues.sort_by(|a, b| {
@@ -205,14 +228,31 @@ impl Sender {
         if server == self.server_name {
             return;
         }
-        self.destination(server, None).wake.notify_one();
+        self.destination(server).wake.notify_one();
+    }
+
+    /// Wakes the worker of each destination that comes back, so what it is owed goes
+    /// at once (a destination without a worker is owed nothing).
+    async fn wake_recovered(&self, mut recoveries: Recoveries) {
+        loop {
+            let back = recoveries.next().await;
+            let destinations = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+            let woken: Vec<&Arc<Destination>> = match &back {
+                Some(server) => destinations.get(server).into_iter().collect(),
+                // Missed some: wake every worker, each looks for itself.
+                None => destinations.values().collect(),
+            };
+            for destination in woken {
+                destination.wake.notify_one();
+            }
+        }
     }
 
     /// Queues an EDU for the servers of a room's joined users (except us). A later EDU
     /// with the same key replaces this one if it has not gone yet.
     pub async fn send_edu_to_room(self: &Arc<Self>, room_id: &RoomId, key: String, edu: Value) -> ApiResult<()> {
         for server in self.room_servers(room_id.as_str()).await? {
-            let destination = self.destination(&server, None);
+            let destination = self.destination(&server);
             destination.edus.lock().unwrap_or_else(|p| p.into_inner()).push(key.clone(), edu.clone());
             destination.wake.notify_one();
         }
@@ -223,7 +263,7 @@ impl Sender {
     /// replaces it (merging profile fields) if it has not gone yet.
     pub fn send_edu_to(self: &Arc<Self>, servers: &[OwnedServerName], key: &str, edu: &Value) {
         for server in servers.iter().filter(|s| **s != self.server_name && self.client.allowed(s)) {
-            let destination = self.destination(server, None);
+            let destination = self.destination(server);
             destination.edus.lock().unwrap_or_else(|p| p.into_inner()).push(key.to_owned(), edu.clone());
             destination.wake.notify_one();
         }
@@ -263,11 +303,11 @@ impl Sender {
     }
 
     /// Once rows of [`Self::durable_edu_rows`] are committed: their destinations are
-    /// woken; those listed in `full` (whose row was not written) get the EDU in memory.
-    pub fn kept(self: &Arc<Self>, rows: &[KeptEdu], full: &[String]) {
+    /// woken; those listed in `unkept` (whose row was not written) get the EDU in memory.
+    pub fn kept(self: &Arc<Self>, rows: &[KeptEdu], unkept: &[String]) {
         for row in rows {
             let Ok(server) = OwnedServerName::try_from(row.destination.as_str()) else { continue };
-            if full.contains(&row.destination) {
+            if unkept.contains(&row.destination) {
                 tracing::warn!(%server, "too many EDUs owed to this server; one more is only kept in memory");
                 self.send_edu_to(std::slice::from_ref(&server), &row.key, &row.edu);
             } else {
@@ -276,55 +316,11 @@ impl Sender {
         }
     }
 
-    /// When the sender next tries `server`, if it is backing off from it (it failed and
-    /// has not answered since; the time may be past): one notion of "that server is down"
-    /// for everything that asks it.
-    pub fn down_until(&self, server: &ServerName) -> Option<i64> {
-        let destinations = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
-        let destination = destinations.get(server)?;
-        let retry = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
-        retry.map(|retry| retry.next_try_ts())
-    }
-
-    /// A signed request from `origin` proves it is up: end its backoff and send what it
-    /// is owed.
-    pub fn remote_is_up(self: &Arc<Self>, origin: &ServerName) {
-        let destination = {
-            let destinations = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
-            destinations.get(origin).cloned()
-        };
-        let Some(destination) = destination else { return };
-        let was_backing_off = destination.retry.lock().unwrap_or_else(|p| p.into_inner()).take().is_some();
-        if was_backing_off {
-            tracing::info!(%origin, "destination is up again");
-            let sender = self.clone();
-            let origin = origin.to_owned();
-            tokio::spawn(async move {
-                if let Err(err) = sender.store.clear_destination_retry(origin.as_str()).await {
-                    tracing::warn!(%err, "cannot clear a backoff");
-                }
-                sender.wake(&origin);
-            });
-        }
-    }
-
-    /// An admin's `reset_connection`: the backoff from `server` ends now and what it is
-    /// owed goes. `None` if the sender never had trouble with it, `Some(false)` if it is
-    /// not backing off.
-    pub async fn reset_backoff(self: &Arc<Self>, server: &ServerName) -> ApiResult<Option<bool>> {
-        let persisted = self.store.destination_retries().await?.into_iter().any(|(name, _)| name == server.as_str());
-        let destination = self.destinations.lock().unwrap_or_else(|p| p.into_inner()).get(server).cloned();
-        let Some(destination) = destination else {
-            return Ok(persisted.then_some(false));
-        };
-        let was_backing_off = destination.retry.lock().unwrap_or_else(|p| p.into_inner()).take().is_some();
-        if !was_backing_off && !persisted {
-            return Ok(Some(false));
-        }
-        self.store.clear_destination_retry(server.as_str()).await?;
-        tracing::info!(%server, "backoff reset by an admin");
-        self.wake(server);
-        Ok(Some(true))
+    /// Whether the sender has dealt with `server` since start-up (sent it something, or
+    /// heard from it), or it is in backoff (kith dealt with it before).
+    pub fn knows(&self, server: &ServerName) -> bool {
+        self.destinations.lock().unwrap_or_else(|p| p.into_inner()).contains_key(server)
+            || self.health.retry(server).is_some()
     }
 
     /// Queues a PDU received by `send_join`/`send_leave` for the room's other servers:
@@ -436,8 +432,7 @@ impl Sender {
     async fn destination_worker(self: Arc<Self>, server: OwnedServerName, destination: Arc<Destination>) {
         let mut stopping = self.stopping.subscribe();
         while !*stopping.borrow() {
-            let retry = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
-            let wait = retry.map_or(0, |retry| retry.next_try_ts() - crate::store::now_ms());
+            let wait = self.health.down_until(&server).map_or(0, |until| until - crate::store::now_ms());
             if wait > 0 {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
@@ -457,19 +452,26 @@ impl Sender {
         }
     }
 
-    /// Sends one transaction if anything is owed; false when there was nothing to send.
+    /// Sends one transaction if anything is owed and server health lets it; false when
+    /// there was nothing to send.
     async fn send_once(&self, server: &ServerName, destination: &Destination) -> ApiResult<bool> {
-        let pdus = self.store.outbox_batch(server.as_str(), MAX_PDUS_PER_TRANSACTION).await?;
-        let edus = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).take(MAX_EDUS_PER_TRANSACTION);
+        let pdus = self.store.outbox_batch(server.as_str(), destination.batch.pdus()).await?;
+        let edus = destination.edus.lock().unwrap_or_else(|p| p.into_inner()).take(destination.batch.edus());
         // Kept EDUs are read from the database, oldest first, as PDUs are: however many
         // wait, none depends on memory or on a restart to go.
-        let room = MAX_EDUS_PER_TRANSACTION.saturating_sub(edus.len());
+        let room = destination.batch.edus().saturating_sub(edus.len());
         let kept = match room {
             0 => Vec::new(),
             room => self.store.durable_edu_batch(server.as_str(), room as i64).await?,
         };
         if pdus.is_empty() && edus.is_empty() && kept.is_empty() {
             return Ok(false);
+        }
+        if self.health.contact(server) != Contact::Now {
+            // Another caller's attempt is finding out whether the destination is back;
+            // the worker waits for it.
+            destination.edus.lock().unwrap_or_else(|p| p.into_inner()).restore(edus);
+            return Ok(true);
         }
         let txn_id = format!("{}.{}", crate::store::now_ms(), self.txn_counter.fetch_add(1, Ordering::Relaxed));
         let body = json!({
@@ -487,21 +489,25 @@ impl Sender {
                 log_pdu_errors(server, &response);
                 self.store.outbox_remove(server.as_str(), &orderings).await?;
                 self.forget_durable(server, &kept).await?;
-                let recovered = destination.retry.lock().unwrap_or_else(|p| p.into_inner()).take().is_some();
-                if recovered {
-                    self.store.clear_destination_retry(server.as_str()).await?;
-                }
+                destination.batch.grow();
             }
-            Err(FederationError::Remote { status, body }) if status == StatusCode::BAD_REQUEST => {
+            Err(FederationError::Remote { status, .. })
+                if status == StatusCode::PAYLOAD_TOO_LARGE && destination.batch.shrink(pdus.len() + edu_count) =>
+            {
+                // The same items go again, fewer at a time.
+                destination.edus.lock().unwrap_or_else(|p| p.into_inner()).restore(edus);
+                tracing::info!(%server, pdus = destination.batch.pdus(), "transaction too large for the destination; sending smaller ones");
+            }
+            Err(FederationError::Remote { status, body }) if refused_for_good(status) => {
                 // The destination will never take this transaction; do not let it block the queue.
-                tracing::warn!(%server, %body, "destination refused a transaction; dropping it");
+                tracing::warn!(%server, %status, %body, "destination refused a transaction; dropping it");
                 self.store.outbox_remove(server.as_str(), &orderings).await?;
                 self.forget_durable(server, &kept).await?;
             }
             Err(err) => {
                 destination.edus.lock().unwrap_or_else(|p| p.into_inner()).restore(edus);
                 tracing::info!(%server, %err, "transaction failed");
-                self.back_off(server, destination).await?;
+                self.health.failed(server).await;
             }
         }
         Ok(true)
@@ -515,35 +521,21 @@ impl Sender {
         }
         Ok(())
     }
-
-    /// One more failure of `server`: its backoff grows, and is persisted.
-    async fn back_off(&self, server: &ServerName, destination: &Destination) -> ApiResult<()> {
-        let previous = *destination.retry.lock().unwrap_or_else(|p| p.into_inner());
-        let retry = next_retry(&self.backoff, previous, crate::store::now_ms());
-        tracing::info!(%server, failures = retry.failures, retry_in_ms = retry.retry_interval_ms, "backing off");
-        *destination.retry.lock().unwrap_or_else(|p| p.into_inner()) = Some(retry);
-        self.store.set_destination_retry(server.as_str(), retry).await?;
-        Ok(())
-    }
-
-    /// Another part of the server could not reach `server`: the sender backs off too.
-    pub async fn report_unreachable(self: &Arc<Self>, server: &ServerName) -> ApiResult<()> {
-        let destination = self.destination(server, None);
-        self.back_off(server, &destination).await
-    }
 }
 
-/// The backoff after one more failure.
-fn next_retry(backoff: &FederationConfig, previous: Option<Retry>, now: i64) -> Retry {
-    let min = backoff.destination_min_retry_interval.as_millis() as f64;
-    let max = backoff.destination_max_retry_interval.as_millis() as f64;
-    let base = match previous {
-        Some(retry) => retry.retry_interval_ms as f64 * backoff.destination_retry_multiplier,
-        None => min,
-    };
-    // Jitter only lengthens the wait, so servers that failed together spread out.
-    let interval = (base * rand::thread_rng().gen_range(1.0..1.2)).clamp(min, max);
-    Retry { failures: previous.map_or(1, |r| r.failures + 1), retry_last_ts: now, retry_interval_ms: interval as i64 }
+fn queue_of<'a>(queues: &'a mut HashMap<String, DestinationQueue>, server: &ServerName) -> &'a mut DestinationQueue {
+    let destination = server.to_string();
+    queues.entry(destination.clone()).or_insert_with(|| DestinationQueue { destination, ..Default::default() })
+}
+
+/// Answers to a transaction that retrying cannot change: a bad request, a refusal, no such
+/// endpoint, or a single item too large. (401 is left to the backoff: the destination
+/// may not have fetched our keys yet.)
+fn refused_for_good(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::PAYLOAD_TOO_LARGE
+    )
 }
 
 fn log_pdu_errors(server: &ServerName, response: &Value) {
@@ -560,6 +552,22 @@ fn log_pdu_errors(server: &ServerName, response: &Value) {
 mod tests {
     use super::edu_queue::MAX_QUEUED_EDUS;
     use super::*;
+
+    #[test]
+    fn transactions_shrink_when_too_large_and_grow_back() {
+        let size = TransactionSize::default();
+        assert_eq!((size.pdus(), size.edus()), (50, 100));
+        assert!(size.shrink(150));
+        assert!(size.shrink(75));
+        assert_eq!((size.pdus(), size.edus()), (12, 25));
+        size.grow();
+        assert_eq!((size.pdus(), size.edus()), (25, 50));
+        for _ in 0..20 {
+            size.shrink(2);
+        }
+        assert_eq!((size.pdus(), size.edus()), (1, 1), "never below one item");
+        assert!(!size.shrink(1), "a single item too large cannot shrink: it is dropped");
+    }
 
     #[test]
     fn keyed_edus_coalesce_and_keep_their_order() {
@@ -585,26 +593,5 @@ mod tests {
         let taken = queue.take(usize::MAX);
         assert_eq!(taken.len(), MAX_QUEUED_EDUS);
         assert_eq!(taken[0].2, json!(10), "the oldest went first");
-    }
-
-    #[test]
-    fn backoff_grows_from_the_minimum_to_the_maximum() {
-        let backoff = FederationConfig {
-            destination_min_retry_interval: Duration::from_secs(10),
-            destination_retry_multiplier: 2.0,
-            destination_max_retry_interval: Duration::from_secs(100),
-        };
-        let mut retry = None;
-        let mut intervals = Vec::new();
-        for _ in 0..8 {
-            let next = next_retry(&backoff, retry, 0);
-            intervals.push(next.retry_interval_ms);
-            retry = Some(next);
-        }
-        assert!(intervals[0] >= 10_000 && intervals[0] < 12_000, "{intervals:?}");
-        assert!(intervals.windows(2).all(|w| w[1] >= w[0]), "{intervals:?}");
-        assert!(intervals[1] >= 20_000, "{intervals:?}");
-        assert_eq!(*intervals.last().unwrap(), 100_000, "{intervals:?}");
-        assert_eq!(retry.unwrap().failures, 8);
     }
 }
