@@ -3,7 +3,7 @@
 //! requests and events as that server, honestly or not.
 //!
 //! It serves `GET /_matrix/key/v2/server` and accepts transactions kith sends it
-//! (`PUT /send/{txnId}`, answered with no per-PDU results; their EDUs are kept). Profile queries get the
+//! (`PUT /send/{txnId}`, answered with no per-PDU results; their PDUs and EDUs are kept). Profile queries get the
 //! profiles set with [`FakeServer::set_profile`] (404 for others), except for the user
 //! `endless`, whose answer never ends and has no `Content-Length`, as a hostile peer's;
 //! answers set with [`FakeServer::answer`] are given on their path; anything else kith
@@ -60,6 +60,8 @@ pub struct FakeServer {
     answers: Arc<Mutex<BTreeMap<String, CannedAnswer>>>,
     /// The EDUs of the transactions kith sent, oldest first.
     edus: Arc<Mutex<Vec<Value>>>,
+    /// The PDUs of the transactions kith sent, oldest first.
+    pdus: Arc<Mutex<Vec<Value>>>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
     client: reqwest::Client,
@@ -134,6 +136,8 @@ impl FakeServer {
         let canned = answers.clone();
         let edus: Arc<Mutex<Vec<Value>>> = Arc::default();
         let kept_edus = edus.clone();
+        let pdus: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let kept_pdus = pdus.clone();
         let app = Router::new()
             .route("/_matrix/key/v2/server", get(move || async move { Json(key_response) }))
             .route(
@@ -142,6 +146,8 @@ impl FakeServer {
                     let transaction: Value = serde_json::from_slice(&body).unwrap_or_default();
                     let mut kept = kept_edus.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                     kept.extend(transaction["edus"].as_array().into_iter().flatten().cloned());
+                    let mut kept = kept_pdus.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    kept.extend(transaction["pdus"].as_array().into_iter().flatten().cloned());
                     async { Json(json!({ "pdus": {} })) }
                 }),
             )
@@ -196,7 +202,7 @@ impl FakeServer {
             .danger_accept_invalid_certs(true)
             .build()
             .expect("client");
-        Self { name, keys, received, profiles, missing_events_delay, answers, edus, handle, task, client, dir }
+        Self { name, keys, received, profiles, missing_events_delay, answers, edus, pdus, handle, task, client, dir }
     }
 
     /// What this server answers to profile queries about `user_id`.
@@ -244,6 +250,11 @@ impl FakeServer {
     /// The EDUs kith sent this server, oldest first.
     pub fn received_edus(&self) -> Vec<Value> {
         self.edus.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// The PDUs kith sent this server, oldest first (a PDU sent again is here again).
+    pub fn received_pdus(&self) -> Vec<Value> {
+        self.pdus.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// `@<localpart>:<this server>`.
@@ -331,18 +342,43 @@ impl FakeServer {
         body: Vec<u8>,
         authorization: &str,
     ) -> (StatusCode, Value) {
+        let sent = self.try_request_with_authorization(kith, method.clone(), path, body, authorization).await;
+        sent.unwrap_or_else(|err| panic!("{method} {path} to kith: {err}"))
+    }
+
+    /// A request to kith, X-Matrix signed by this server, that may fail to get an answer
+    /// (kith is down, or dies while answering).
+    pub async fn try_request(
+        &self,
+        kith: &TestServer,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
+        let body = serde_json::to_vec(body).expect("serialize body");
+        let authorization = self.authorization(kith, &method, path, body.clone());
+        self.try_request_with_authorization(kith, method, path, body, &authorization).await
+    }
+
+    async fn try_request_with_authorization(
+        &self,
+        kith: &TestServer,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        authorization: &str,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
         let response = self
             .client
-            .request(method.clone(), format!("{}{path}", kith.base))
+            .request(method, format!("{}{path}", kith.base))
             .header("Authorization", authorization)
             .header("Content-Type", "application/json")
             .body(body)
             .send()
-            .await
-            .unwrap_or_else(|err| panic!("{method} {path} to kith: {err}"));
+            .await?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
     }
 
     /// `PUT /send/{txnId}` of `pdus` under a fresh transaction id.

@@ -22,7 +22,7 @@ use crate::error::{ApiResult, MatrixError};
 use crate::services::federation::sender::Sender;
 use crate::services::rate_limit::RateLimiter;
 use crate::services::workers::{Shutdown, Worker};
-use crate::store::{Delivery, InboxLimits, Store, ToDeviceMessage};
+use crate::store::{Delivery, InboxLimits, KeptEdu, Store, ToDeviceMessage};
 use futures_util::future::BoxFuture;
 
 /// Messages one device may hold unread, in all and from one sender.
@@ -90,15 +90,21 @@ impl ToDevice {
                 deliveries.push(ToDeviceMessage { user_id: user.to_string(), device_id, message: envelope(content) });
             }
         }
+        // The EDUs for other servers are kept in the transaction that marks the request
+        // as handled: a retry of a request that died half-way would find it handled.
+        let kept = self.remote_edus(sender, event_type, remote);
         let txn_key = format!("{device_id}/{txn_id}");
         let dedup = (sender.as_str(), txn_key.as_str());
-        match self.store.deliver_to_devices(sender.as_str(), dedup, &deliveries, INBOX_LIMITS, false).await? {
+        let delivery =
+            self.store.deliver_to_devices(sender.as_str(), dedup, &deliveries, INBOX_LIMITS, false, &kept).await?;
+        let unkept = match delivery {
             Delivery::Repeated => return Ok(()), // a retry: done the first time
             Delivery::Refused(full) => return Err(inbox_full(&full)),
-            Delivery::Stored { .. } => {}
-        }
+            Delivery::Stored { unkept, .. } => unkept,
+        };
         self.delivered.send_replace(self.stream_head().await?);
-        self.send_remote(sender, event_type, remote).await
+        self.sender.kept(&kept, &unkept);
+        Ok(())
     }
 
     /// Servers kith has never dealt with cost the sender a token each (see
@@ -136,13 +142,15 @@ impl ToDevice {
         Ok(if device == "*" { devices.collect() } else { devices.filter(|d| d == device).collect() })
     }
 
-    async fn send_remote(&self, sender: &UserId, event_type: &str, remote: Vec<Recipient>) -> ApiResult<()> {
+    /// One `m.direct_to_device` EDU per server, to be kept until the server takes it.
+    fn remote_edus(&self, sender: &UserId, event_type: &str, remote: Vec<Recipient>) -> Vec<KeptEdu> {
         let mut by_server: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
         for (user, device, content) in remote {
             let users = by_server.entry(user.server_name().to_owned()).or_default();
             let devices = users.entry(user.to_string()).or_insert_with(|| json!({}));
             devices[device] = content;
         }
+        let mut kept = Vec::new();
         for (server, messages) in by_server {
             let message_id = crate::services::accounts::random_string(24);
             let edu = json!({ "edu_type": "m.direct_to_device", "content": {
@@ -152,9 +160,9 @@ impl ToDevice {
             // millisecond, keeps them in the order they were sent.
             let sequence = KEPT_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let key = format!("{:020} {sequence:020} m.direct_to_device {message_id}", crate::store::now_ms());
-            self.sender.send_durable_edu_to(&[server], &key, &edu).await?;
+            kept.extend(self.sender.durable_edu_rows(&[server], &key, &edu));
         }
-        Ok(())
+        kept
     }
 
     /// An `m.direct_to_device` EDU: delivered to our users' devices once per message id.
@@ -169,10 +177,11 @@ impl ToDevice {
         }
         // A server's share of each inbox is bounded: what is past it is dropped, loudly.
         let dedup = (origin.as_str(), message_id);
-        let delivery = self.store.deliver_to_devices(origin.as_str(), dedup, &deliveries, INBOX_LIMITS, true).await;
+        let delivery =
+            self.store.deliver_to_devices(origin.as_str(), dedup, &deliveries, INBOX_LIMITS, true, &[]).await;
         match delivery.map_err(|e| e.to_string())? {
             Delivery::Repeated => return Ok(()),
-            Delivery::Stored { refused } | Delivery::Refused(refused) if !refused.is_empty() => {
+            Delivery::Stored { refused, .. } | Delivery::Refused(refused) if !refused.is_empty() => {
                 tracing::warn!(%origin, %sender, devices = refused.len(), "to-device messages dropped: the devices' inboxes are full or hold too many from this server");
             }
             _ => {}
