@@ -62,10 +62,21 @@ pub struct FakeServer {
     edus: Arc<Mutex<Vec<Value>>>,
     /// The PDUs of the transactions kith sent, oldest first.
     pdus: Arc<Mutex<Vec<Value>>>,
+    /// What `/send` refuses as too large, and how it is slowed.
+    send_limit: Arc<Mutex<SendLimit>>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
     client: reqwest::Client,
     dir: tempfile::TempDir,
+}
+
+/// `/send` transactions larger than `max_bytes` are refused with 413 (and counted); the
+/// first one taken is answered only after `first_delay`, so that what follows queues up.
+#[derive(Debug, Default)]
+struct SendLimit {
+    max_bytes: Option<usize>,
+    first_delay: Option<Duration>,
+    refused: usize,
 }
 
 /// A room the fake server joined one of its users to through kith.
@@ -138,17 +149,37 @@ impl FakeServer {
         let kept_edus = edus.clone();
         let pdus: Arc<Mutex<Vec<Value>>> = Arc::default();
         let kept_pdus = pdus.clone();
+        let send_limit: Arc<Mutex<SendLimit>> = Arc::default();
+        let limits = send_limit.clone();
         let app = Router::new()
             .route("/_matrix/key/v2/server", get(move || async move { Json(key_response) }))
             .route(
                 "/_matrix/federation/v1/send/{txn_id}",
                 put(move |body: axum::body::Bytes| {
-                    let transaction: Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let mut kept = kept_edus.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    kept.extend(transaction["edus"].as_array().into_iter().flatten().cloned());
-                    let mut kept = kept_pdus.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    kept.extend(transaction["pdus"].as_array().into_iter().flatten().cloned());
-                    async { Json(json!({ "pdus": {} })) }
+                    let delay = {
+                        let mut limit = limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        if limit.max_bytes.is_some_and(|max| body.len() > max) {
+                            limit.refused += 1;
+                            None
+                        } else {
+                            Some(limit.first_delay.take().unwrap_or_default())
+                        }
+                    };
+                    if let Some(delay) = delay {
+                        let transaction: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        let mut kept = kept_edus.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        kept.extend(transaction["edus"].as_array().into_iter().flatten().cloned());
+                        let mut kept = kept_pdus.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        kept.extend(transaction["pdus"].as_array().into_iter().flatten().cloned());
+                    }
+                    async move {
+                        let Some(delay) = delay else {
+                            let body = json!({ "errcode": "M_TOO_LARGE", "error": "Transaction too large" });
+                            return (StatusCode::PAYLOAD_TOO_LARGE, Json(body));
+                        };
+                        tokio::time::sleep(delay).await;
+                        (StatusCode::OK, Json(json!({ "pdus": {} })))
+                    }
                 }),
             )
             .route(
@@ -202,7 +233,21 @@ impl FakeServer {
             .danger_accept_invalid_certs(true)
             .build()
             .expect("client");
-        Self { name, keys, received, profiles, missing_events_delay, answers, edus, pdus, handle, task, client, dir }
+        Self {
+            name,
+            keys,
+            received,
+            profiles,
+            missing_events_delay,
+            answers,
+            edus,
+            pdus,
+            send_limit,
+            handle,
+            task,
+            client,
+            dir,
+        }
     }
 
     /// What this server answers to profile queries about `user_id`.
@@ -215,6 +260,18 @@ impl FakeServer {
     pub fn answer(&self, path: &str, status: StatusCode, body: Value, delay: Duration) {
         let mut answers = self.answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         answers.insert(path.to_owned(), (status, body, delay));
+    }
+
+    /// Makes `/send` refuse transactions over `max_bytes` (413), and answer the first one
+    /// it takes only after `first_delay`.
+    pub fn limit_transactions(&self, max_bytes: usize, first_delay: Duration) {
+        let mut limit = self.send_limit.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *limit = SendLimit { max_bytes: Some(max_bytes), first_delay: Some(first_delay), refused: 0 };
+    }
+
+    /// How many transactions `/send` refused as too large.
+    pub fn refused_transactions(&self) -> usize {
+        self.send_limit.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).refused
     }
 
     /// Makes `/get_missing_events` answer only after `delay`, as a slow server would.
