@@ -165,7 +165,7 @@ impl FakeServer {
                             Some(limit.first_delay.take().unwrap_or_default())
                         }
                     };
-                    if let Some(delay) = delay {
+                    if delay.is_some() {
                         let transaction: Value = serde_json::from_slice(&body).unwrap_or_default();
                         let mut kept = kept_edus.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                         kept.extend(transaction["edus"].as_array().into_iter().flatten().cloned());
