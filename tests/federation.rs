@@ -244,6 +244,14 @@ async fn two_kith_servers_share_a_room_and_serve_its_dag_only_to_members() {
     let (status, rooms) = b.get(&listed(&a), Some(&bob)).await;
     assert_eq!(status, StatusCode::OK, "{rooms}");
     assert_eq!(rooms["chunk"][0]["room_id"], room.as_str());
+    assert_eq!(rooms["chunk"][0]["canonical_alias"], format!("#hall:{}", a.base.trim_start_matches("https://")));
+    // A search term is passed on to A, which filters its list.
+    for (term, expected) in [("hal", 1), ("nothing like it", 0)] {
+        let search = json!({ "filter": { "generic_search_term": term } });
+        let (status, found) = b.post(&listed(&a), Some(&bob), search).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        assert_eq!(found["chunk"].as_array().map(Vec::len), Some(expected), "{term}: {found}");
+    }
     let (status, refused) = b.get(&listed(&c), Some(&bob)).await;
     assert_eq!((status, refused["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")), "{refused}");
     let first = matrix::send_text(&a, &alice, &room, "first").await;
@@ -398,6 +406,12 @@ async fn a_server_that_missed_events_fetches_them_and_the_state_across_a_gap() {
     matrix::send_text(&b, &bob, &room, "b is here").await;
     eventually("b's message on a", std::time::Duration::from_secs(30), || async {
         matrix::message_bodies(&a, &alice, &room).await.iter().any(|m| m == "b is here").then_some(())
+    })
+    .await;
+    // Bob's profile reaches A on its own (a profile EDU, some time after the join); once
+    // it has, B has nothing more to send A, so A hears nothing from B after its restart.
+    eventually("bob's profile EDU on a", std::time::Duration::from_secs(30), || async {
+        a.log().lines().any(|line| line.contains("profile EDU received") && line.contains("@bob:")).then_some(())
     })
     .await;
 

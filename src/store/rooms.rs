@@ -368,6 +368,29 @@ impl Store {
         rows.iter().map(|row| Ok(((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?))).collect()
     }
 
+    /// The room's current state events with an empty state key (name, topic, join rules…:
+    /// everything but per-user state), in one query.
+    pub async fn room_level_state(&self, room_id: &str) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN \
+             (SELECT event_id FROM current_state WHERE room_id = $1 AND state_key = '')"
+        ))
+        .bind(room_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// How many users are joined to the room now.
+    pub async fn joined_member_count(&self, room_id: &str) -> Result<u64, sqlx::Error> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM room_memberships WHERE room_id = $1 AND membership = 'join'")
+                .bind(room_id)
+                .fetch_one(self.pool())
+                .await?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
     pub async fn current_state_event(
         &self,
         room_id: &str,

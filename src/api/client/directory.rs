@@ -1,14 +1,17 @@
 //! Room aliases (`/directory/room/{alias}`) and the public room list.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
+use ruma::api::client::alias::{create_alias, delete_alias, get_alias};
+use ruma::api::client::directory::{
+    get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+};
+use ruma::api::client::room::Visibility;
 use ruma::{RoomAliasId, RoomId, ServerName};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use crate::api::extract::{AppState, MatrixJson, MaybeRequester, OptionalJson, Requester, parse_id};
+use crate::api::extract::{AppState, MatrixJson, MaybeRequester, OptionalJson, Requester, RumaResponse, parse_id};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::room_directory::PublicRoomsPage;
+use crate::services::room_directory::{PublicRoomList, PublicRoomsPage};
 
 #[derive(Deserialize)]
 pub struct PutAlias {
@@ -20,11 +23,11 @@ pub async fn put_alias(
     Requester(owner): Requester,
     Path(alias): Path<String>,
     MatrixJson(request): MatrixJson<PutAlias>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<create_alias::v3::Response>> {
     let alias: &RoomAliasId = parse_id(&alias, "room alias")?;
     let room_id: &RoomId = parse_id(&request.room_id, "room ID")?;
     state.room_directory.put_alias(alias, room_id, &owner).await?;
-    Ok(Json(json!({})))
+    Ok(create_alias::v3::Response::new().into())
 }
 
 /// A local alias from the store; another server's by asking it.
@@ -32,20 +35,20 @@ pub async fn get_alias(
     State(state): State<AppState>,
     _: MaybeRequester,
     Path(alias): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_alias::v3::Response>> {
     let alias: &RoomAliasId = parse_id(&alias, "room alias")?;
     let (room_id, servers) = state.room_directory.resolve_alias(alias).await?;
-    Ok(Json(json!({ "room_id": room_id, "servers": servers })))
+    Ok(get_alias::v3::Response::new(room_id, servers).into())
 }
 
 pub async fn delete_alias(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path(alias): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<delete_alias::v3::Response>> {
     let alias: &RoomAliasId = parse_id(&alias, "room alias")?;
     state.room_directory.delete_alias(alias, &owner).await?;
-    Ok(Json(json!({})))
+    Ok(delete_alias::v3::Response::new().into())
 }
 
 #[derive(Deserialize)]
@@ -81,11 +84,15 @@ pub async fn public_rooms(
     State(state): State<AppState>,
     _: MaybeRequester,
     Query(query): Query<PublicRoomsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_public_rooms::v3::Response>> {
     let limit = query.limit.as_deref().map(str::parse::<u32>).transpose();
     let limit = limit.map_err(|_| MatrixError::invalid_param("limit must be a non-negative integer"))?;
     let page = PublicRoomsPage { limit, since: query.since.as_deref(), search_term: None };
-    list_public_rooms(&state, query.server.as_deref(), page).await
+    let list = list_public_rooms(&state, query.server.as_deref(), page).await?;
+    let mut answer = get_public_rooms::v3::Response::new(list.chunk);
+    (answer.next_batch, answer.prev_batch) = (list.next_batch, list.prev_batch);
+    answer.total_room_count_estimate = list.total_room_count_estimate;
+    Ok(answer.into())
 }
 
 /// `POST /publicRooms[?server=…]`, which needs a token and takes its options as a body.
@@ -94,25 +101,32 @@ pub async fn search_public_rooms(
     _: Requester,
     Query(query): Query<PublicRoomsQuery>,
     OptionalJson(body): OptionalJson<PublicRoomsBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_public_rooms_filtered::v3::Response>> {
     let search_term = body.filter.as_ref().and_then(|f| f.generic_search_term.as_deref());
     let page = PublicRoomsPage { limit: body.limit, since: body.since.as_deref(), search_term };
-    list_public_rooms(&state, query.server.as_deref(), page).await
+    let list = list_public_rooms(&state, query.server.as_deref(), page).await?;
+    let mut answer = get_public_rooms_filtered::v3::Response::new();
+    (answer.chunk, answer.next_batch, answer.prev_batch) = (list.chunk, list.next_batch, list.prev_batch);
+    answer.total_room_count_estimate = list.total_room_count_estimate;
+    Ok(answer.into())
 }
 
 async fn list_public_rooms(
     state: &AppState,
     server: Option<&str>,
     page: PublicRoomsPage<'_>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<PublicRoomList> {
     let server: Option<&ServerName> = server.map(|s| parse_id(s, "server name")).transpose()?;
-    Ok(Json(state.room_directory.public_rooms(server, page).await?))
+    state.room_directory.public_rooms(server, page).await
 }
 
 /// `GET /directory/list/room/{roomId}` (no authentication needed, as in the spec).
-pub async fn room_visibility(State(state): State<AppState>, Path(room_id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn room_visibility(
+    State(state): State<AppState>,
+    Path(room_id): Path<String>,
+) -> ApiResult<RumaResponse<get_room_visibility::v3::Response>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    Ok(Json(json!({ "visibility": state.room_directory.visibility(room_id).await? })))
+    Ok(get_room_visibility::v3::Response::new(state.room_directory.visibility(room_id).await?).into())
 }
 
 #[derive(Deserialize, Default)]
@@ -126,9 +140,13 @@ pub async fn set_room_visibility(
     Requester(owner): Requester,
     Path(room_id): Path<String>,
     OptionalJson(request): OptionalJson<SetVisibility>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<set_room_visibility::v3::Response>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    let visibility = request.visibility.as_deref().unwrap_or("public");
+    let visibility = match request.visibility.as_deref() {
+        None | Some("public") => Visibility::Public,
+        Some("private") => Visibility::Private,
+        Some(_) => return Err(MatrixError::invalid_param("visibility must be public or private")),
+    };
     state.room_directory.set_visibility(room_id, &owner, visibility).await?;
-    Ok(Json(json!({})))
+    Ok(set_room_visibility::v3::Response::new().into())
 }

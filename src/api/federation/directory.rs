@@ -7,8 +7,11 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde_json::Value;
 
+use ruma::api::federation::directory::get_public_rooms;
+use ruma::api::federation::query::get_room_information;
+
 use super::Signed;
-use crate::api::extract::AppState;
+use crate::api::extract::{AppState, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::room_directory::PublicRoomsPage;
 
@@ -17,11 +20,11 @@ pub async fn query_alias(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
     _signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_room_information::v1::Response>> {
     let alias = query.get("room_alias").ok_or_else(|| MatrixError::missing_param("room_alias is required"))?;
     let alias =
         <&ruma::RoomAliasId>::try_from(alias.as_str()).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
-    Ok(Json(state.room_directory.serve_alias_query(alias).await?))
+    Ok(state.room_directory.serve_alias_query(alias).await?.into())
 }
 
 /// `GET/POST /v1/publicRooms`: the rooms published in this server's directory, a page at
@@ -30,7 +33,7 @@ pub async fn public_rooms(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_public_rooms::v1::Response>> {
     let body = if signed.body.is_empty() { Value::Null } else { signed.json()? };
     // GET carries its options in the query, POST in the body.
     let limit = body["limit"].as_u64().or_else(|| query.get("limit")?.parse().ok());
@@ -38,7 +41,11 @@ pub async fn public_rooms(
     let since = body["since"].as_str().or(query.get("since").map(String::as_str));
     let search_term = body["filter"]["generic_search_term"].as_str();
     let page = PublicRoomsPage { limit, since, search_term };
-    Ok(Json(state.room_directory.serve_public_rooms(page).await?))
+    let list = state.room_directory.serve_public_rooms(page).await?;
+    let mut answer = get_public_rooms::v1::Response::new();
+    (answer.chunk, answer.next_batch, answer.prev_batch) = (list.chunk, list.next_batch, list.prev_batch);
+    answer.total_room_count_estimate = list.total_room_count_estimate;
+    Ok(answer.into())
 }
 
 /// `GET …/io.kith.user_directory/changes?since=…&limit=…`: a peer follows this

@@ -1,23 +1,19 @@
 //! Other servers' users: their public profile, asked for with
 //! `GET /_matrix/federation/v1/query/profile`.
 
-use axum::http::StatusCode;
 use ruma::UserId;
+use ruma::api::federation::query::get_profile_information::v1 as profile_query;
+use ruma::profile::ProfileFieldName;
 
 use super::{Profile, Profiles};
-use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::encode;
+use crate::error::ApiResult;
 
 impl Profiles {
     /// Asks `user_id`'s server for their profile (or one field of it).
     pub(super) async fn fetch_remote(&self, user_id: &UserId, field: Option<&str>) -> ApiResult<Profile> {
-        let mut path = format!("/_matrix/federation/v1/query/profile?user_id={}", encode(user_id.as_str()));
-        if let Some(field) = field {
-            path.push_str(&format!("&field={}", encode(field)));
-        }
-        let profile = self.client.get(user_id.server_name(), &path).await.map_err(|e| e.to_client_error())?;
-        serde_json::from_value(profile).map_err(|_| {
-            MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", "Invalid profile from the remote server")
-        })
+        let mut request = profile_query::Request::new(user_id.to_owned());
+        request.field = field.map(ProfileFieldName::from);
+        let answer = self.client.send(user_id.server_name(), request).await.map_err(|e| e.to_client_error())?;
+        Ok(answer.data.into_iter().collect())
     }
 }

@@ -5,11 +5,13 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use ruma::api::client::room::Visibility;
+use ruma::api::federation::directory::{get_public_rooms, get_public_rooms_filtered};
 use ruma::api::federation::query::get_room_information;
-use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UserId};
-use serde_json::{Value, json};
+use ruma::directory::PublicRoomsChunk;
+use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UInt, UserId};
 
-use super::federation::{FederationClient, encode};
+use super::federation::FederationClient;
 use super::rooms::Rooms;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::accounts::AuthenticatedUser;
@@ -59,10 +61,10 @@ impl RoomDirectory {
     }
 
     /// `GET /directory/list/room/{roomId}`: whether the room is in our public list.
-    pub async fn visibility(&self, room_id: &RoomId) -> ApiResult<&'static str> {
+    pub async fn visibility(&self, room_id: &RoomId) -> ApiResult<Visibility> {
         match self.store.room_published(room_id.as_str()).await? {
-            Some(true) => Ok("public"),
-            Some(false) => Ok("private"),
+            Some(true) => Ok(Visibility::Public),
+            Some(false) => Ok(Visibility::Private),
             None => Err(MatrixError::not_found("Unknown room")),
         }
     }
@@ -73,11 +75,11 @@ impl RoomDirectory {
         &self,
         room_id: &RoomId,
         requester: &AuthenticatedUser,
-        visibility: &str,
+        visibility: Visibility,
     ) -> ApiResult<()> {
         let public = match visibility {
-            "public" => true,
-            "private" => false,
+            Visibility::Public => true,
+            Visibility::Private => false,
             _ => return Err(MatrixError::invalid_param("visibility must be public or private")),
         };
         self.visibility(room_id).await?;
@@ -163,7 +165,7 @@ impl RoomDirectory {
 
     /// `GET /query/directory` from another server: a local alias's room and the
     /// servers in it, ours first.
-    pub async fn serve_alias_query(&self, alias: &RoomAliasId) -> ApiResult<Value> {
+    pub async fn serve_alias_query(&self, alias: &RoomAliasId) -> ApiResult<get_room_information::v1::Response> {
         if alias.server_name() != self.server_name {
             return Err(MatrixError::not_found("The alias is not on this server"));
         }
@@ -172,81 +174,113 @@ impl RoomDirectory {
             .get_alias(alias.as_str())
             .await?
             .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
-        let mut servers = vec![self.server_name.to_string()];
+        let mut servers = vec![self.server_name.clone()];
         for user in self.store.joined_user_ids(&room_id).await? {
-            if let Ok(user) = <&UserId>::try_from(user.as_str()) {
-                let server = user.server_name().to_string();
-                if !servers.contains(&server) {
-                    servers.push(server);
-                }
+            if let Ok(user) = <&UserId>::try_from(user.as_str())
+                && !servers.iter().any(|server| server == user.server_name())
+            {
+                servers.push(user.server_name().to_owned());
             }
         }
-        Ok(json!({ "room_id": room_id, "servers": servers }))
+        let room_id = OwnedRoomId::try_from(room_id).map_err(|e| MatrixError::internal("a stored room ID", e))?;
+        Ok(get_room_information::v1::Response::new(room_id, servers))
     }
 
     /// The rooms published in this server's directory, biggest first, a page at a time:
     /// `since` is the `next_batch` of the page before; `search_term` keeps the rooms whose
     /// name, topic or alias holds it.
-    pub async fn local_public_rooms(&self, page: PublicRoomsPage<'_>) -> ApiResult<Value> {
+    pub async fn local_public_rooms(&self, page: PublicRoomsPage<'_>) -> ApiResult<PublicRoomList> {
         let mut rooms = Vec::new();
         for room_id in self.store.published_rooms().await? {
-            rooms.push(self.rooms.public_room_summary(&room_id).await?);
+            let Ok(room_id) = OwnedRoomId::try_from(room_id) else { continue };
+            rooms.push(PublicRoomsChunk::from(self.rooms.summary(&room_id).await?));
         }
         if let Some(term) = page.search_term.map(str::to_lowercase).filter(|t| !t.is_empty()) {
-            let matches = |room: &Value| {
-                ["name", "topic", "canonical_alias"]
-                    .iter()
-                    .any(|field| room[field].as_str().is_some_and(|text| text.to_lowercase().contains(&term)))
-            };
-            rooms.retain(matches);
+            rooms.retain(|room| {
+                let alias = room.canonical_alias.as_ref().map(|alias| alias.as_str());
+                [room.name.as_deref(), room.topic.as_deref(), alias]
+                    .into_iter()
+                    .flatten()
+                    .any(|text| text.to_lowercase().contains(&term))
+            });
         }
-        rooms.sort_by(|a, b| {
-            let members = |room: &Value| room["num_joined_members"].as_u64().unwrap_or(0);
-            members(b).cmp(&members(a)).then_with(|| a["room_id"].as_str().cmp(&b["room_id"].as_str()))
-        });
+        rooms.sort_by(|a, b| b.num_joined_members.cmp(&a.num_joined_members).then_with(|| a.room_id.cmp(&b.room_id)));
         let total = rooms.len();
         let start = match page.since {
             Some(token) => parse_offset(token)?.min(total),
             None => 0,
         };
         let end = page.limit.map_or(total, |limit| start.saturating_add(limit as usize).min(total));
-        let mut answer = json!({ "chunk": rooms[start..end], "total_room_count_estimate": total });
-        if end < total {
-            answer["next_batch"] = json!(format!("o{end}"));
-        }
-        if start > 0 {
-            let previous = start.saturating_sub(page.limit.map_or(start, |limit| limit as usize));
-            answer["prev_batch"] = json!(format!("o{previous}"));
-        }
-        Ok(answer)
+        let previous = start.saturating_sub(page.limit.map_or(start, |limit| limit as usize));
+        Ok(PublicRoomList {
+            next_batch: (end < total).then(|| format!("o{end}")),
+            prev_batch: (start > 0).then(|| format!("o{previous}")),
+            total_room_count_estimate: UInt::try_from(total).ok(),
+            chunk: rooms.drain(start..end).collect(),
+        })
     }
 
     /// `/publicRooms` for another server, when `allow_public_rooms_over_federation`
     /// lets it see them.
-    pub async fn serve_public_rooms(&self, page: PublicRoomsPage<'_>) -> ApiResult<Value> {
+    pub async fn serve_public_rooms(&self, page: PublicRoomsPage<'_>) -> ApiResult<PublicRoomList> {
         if !self.share_public_rooms {
             return Err(MatrixError::forbidden("This server does not share its public room list"));
         }
         self.local_public_rooms(page).await
     }
 
-    /// `/publicRooms?server=…`: ours, or another server's asked over federation.
-    pub async fn public_rooms(&self, server: Option<&ServerName>, page: PublicRoomsPage<'_>) -> ApiResult<Value> {
+    /// `/publicRooms?server=…`: ours, or another server's asked over federation (with
+    /// the search term when there is one).
+    pub async fn public_rooms(
+        &self,
+        server: Option<&ServerName>,
+        page: PublicRoomsPage<'_>,
+    ) -> ApiResult<PublicRoomList> {
         let Some(server) = server.filter(|s| *s != self.server_name) else {
             return self.local_public_rooms(page).await;
         };
-        let limit = page.limit.unwrap_or(100).min(MAX_REMOTE_ROOMS);
-        let mut path = format!("/_matrix/federation/v1/publicRooms?limit={limit}");
-        if let Some(since) = page.since {
-            path.push_str(&format!("&since={}", encode(since)));
-        }
-        let rooms = self.client.get(server, &path).await.map_err(|e| e.to_client_error())?;
-        let mut answer = json!({ "chunk": rooms["chunk"].as_array().cloned().unwrap_or_default() });
-        for key in ["next_batch", "prev_batch", "total_room_count_estimate"] {
-            if let Some(value) = rooms.get(key) {
-                answer[key] = value.clone();
+        let limit = Some(UInt::from(page.limit.unwrap_or(100).min(MAX_REMOTE_ROOMS)));
+        let since = page.since.map(str::to_owned);
+        let answer = match page.search_term {
+            Some(term) => {
+                let mut request = get_public_rooms_filtered::v1::Request::new();
+                (request.limit, request.since) = (limit, since);
+                request.filter.generic_search_term = Some(term.to_owned());
+                let answer = self.client.send(server, request).await;
+                answer.map(|a| {
+                    PublicRoomList::from_remote(a.chunk, a.next_batch, a.prev_batch, a.total_room_count_estimate)
+                })
             }
-        }
-        Ok(answer)
+            None => {
+                let mut request = get_public_rooms::v1::Request::new();
+                (request.limit, request.since) = (limit, since);
+                let answer = self.client.send(server, request).await;
+                answer.map(|a| {
+                    PublicRoomList::from_remote(a.chunk, a.next_batch, a.prev_batch, a.total_room_count_estimate)
+                })
+            }
+        };
+        answer.map_err(|e| e.to_client_error())
+    }
+}
+
+/// A page of a public room list, ours or another server's.
+#[derive(Debug, Default)]
+pub struct PublicRoomList {
+    pub chunk: Vec<PublicRoomsChunk>,
+    pub next_batch: Option<String>,
+    pub prev_batch: Option<String>,
+    pub total_room_count_estimate: Option<UInt>,
+}
+
+impl PublicRoomList {
+    fn from_remote(
+        mut chunk: Vec<PublicRoomsChunk>,
+        next_batch: Option<String>,
+        prev_batch: Option<String>,
+        total_room_count_estimate: Option<UInt>,
+    ) -> Self {
+        chunk.truncate(MAX_REMOTE_ROOMS as usize);
+        Self { chunk, next_batch, prev_batch, total_room_count_estimate }
     }
 }

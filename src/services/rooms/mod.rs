@@ -19,11 +19,11 @@ mod purge;
 mod redaction;
 pub mod remote;
 mod state;
+mod summary;
 pub mod timeline;
 mod upgrade;
 mod visibility;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -213,45 +213,5 @@ impl Rooms {
         state.retain(|(kind, key), _| format::STRIPPED_STATE_TYPES.contains(&kind.as_str()) && key.is_empty());
         let events = self.state_events(&state).await?;
         Ok(events.iter().map(format::stripped_event).collect())
-    }
-
-    /// A room's entry in the public room list.
-    pub async fn public_room_summary(&self, room_id: &str) -> ApiResult<Value> {
-        let mut state = self.store.current_state(room_id).await?;
-        state.retain(|(_, state_key), _| state_key.is_empty());
-        let mut contents = HashMap::new();
-        for event in self.state_events(&state).await? {
-            if let Some(event_type) = event.json["type"].as_str() {
-                contents.insert(event_type.to_owned(), event.json["content"].clone());
-            }
-        }
-        let content = |event_type: &str| contents.get(event_type).cloned();
-        let name = content("m.room.name");
-        let topic = content("m.room.topic");
-        let alias = content("m.room.canonical_alias");
-        let avatar = content("m.room.avatar");
-        let join_rules = content("m.room.join_rules");
-        let history = content("m.room.history_visibility");
-        let guest = content("m.room.guest_access");
-        let joined = self.store.room_members(room_id).await?.iter().filter(|m| m.membership == "join").count();
-        let field = |content: &Option<Value>, key: &str| content.as_ref().and_then(|c| c.get(key)).cloned();
-        let mut summary = serde_json::json!({
-            "room_id": room_id,
-            "num_joined_members": joined,
-            "world_readable": field(&history, "history_visibility").is_some_and(|v| v == "world_readable"),
-            "guest_can_join": field(&guest, "guest_access").is_some_and(|v| v == "can_join"),
-            "join_rule": field(&join_rules, "join_rule"),
-        });
-        for (key, value) in [
-            ("name", field(&name, "name")),
-            ("topic", field(&topic, "topic")),
-            ("canonical_alias", field(&alias, "alias")),
-            ("avatar_url", field(&avatar, "url")),
-        ] {
-            if let Some(value) = value {
-                summary[key] = value;
-            }
-        }
-        Ok(summary)
     }
 }

@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use ruma::api::client::space::SpaceHierarchyRoomsChunk;
 use ruma::events::space::child::HierarchySpaceChildEvent;
-use ruma::room::{JoinRuleSummary, RestrictedSummary, RoomSummary, RoomType};
 use ruma::serde::Raw;
-use ruma::{OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, RoomId, UInt, UserId};
+use ruma::{OwnedRoomId, RoomId, UserId};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -118,9 +117,7 @@ impl Spaces {
                     }
                 }
             }
-            let public = self.rooms.public_room_summary(room_id.as_str()).await?;
-            let room_type = self.room_type(&room_id).await?;
-            let summary = room_summary(room_id, &public, room_type);
+            let summary = self.rooms.summary(&room_id).await?;
             let children_state = children.into_iter().map(|child| child.stripped).collect();
             listed.push(SpaceHierarchyRoomsChunk::new(summary, children_state));
         }
@@ -150,13 +147,6 @@ impl Spaces {
     }
 
     /// The room's `type` from its create event (`m.space` for a space), if any.
-    async fn room_type(&self, room_id: &RoomId) -> ApiResult<Option<RoomType>> {
-        let create = self.store.current_state_event(room_id.as_str(), "m.room.create", "").await?;
-        Ok(create.and_then(|e| e.json["content"]["type"].as_str().map(RoomType::from)))
-    }
-
-    /// The room's valid `m.space.child` events (a `via` list, a room id for state key), in
-    /// the spec's order: by `order`, then by when they were sent, then by room id.
     async fn children(&self, room_id: &RoomId) -> ApiResult<Vec<Child>> {
         let state = self.store.current_state(room_id.as_str()).await?;
         let ids: Vec<String> =
@@ -197,30 +187,4 @@ fn child_of(event: &Value) -> Option<Child> {
         .ok()?
         .cast_unchecked(),
     })
-}
-
-/// The room's public summary (as the public room list has it) as ruma's type: what
-/// members set that does not fit (an alias that is no alias, a name that is no text) is
-/// left out rather than failing the walk, and a join rule clients do not know reads as
-/// invite only.
-fn room_summary(room_id: OwnedRoomId, public: &Value, room_type: Option<RoomType>) -> RoomSummary {
-    let text = |key: &str| public[key].as_str().map(str::to_owned);
-    let join_rule = match public["join_rule"].as_str() {
-        // No rule given reads as public, as the spec tells clients.
-        None | Some("public") => JoinRuleSummary::Public,
-        Some("knock") => JoinRuleSummary::Knock,
-        Some("private") => JoinRuleSummary::Private,
-        Some("restricted") => JoinRuleSummary::Restricted(RestrictedSummary::default()),
-        Some("knock_restricted") => JoinRuleSummary::KnockRestricted(RestrictedSummary::default()),
-        Some(_) => JoinRuleSummary::Invite,
-    };
-    let members = public["num_joined_members"].as_u64().and_then(|n| UInt::try_from(n).ok()).unwrap_or_default();
-    let flag = |key: &str| public[key].as_bool().unwrap_or(false);
-    let mut summary = RoomSummary::new(room_id, join_rule, flag("guest_can_join"), members, flag("world_readable"));
-    summary.name = text("name");
-    summary.topic = text("topic");
-    summary.canonical_alias = text("canonical_alias").and_then(|alias| OwnedRoomAliasId::try_from(alias).ok());
-    summary.avatar_url = text("avatar_url").map(OwnedMxcUri::from);
-    summary.room_type = room_type;
-    summary
 }
