@@ -1,11 +1,15 @@
 //! Push rules, pushers and notifications.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
+use ruma::api::client::push::{
+    delete_pushrule, get_notifications, get_pushers, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
+    get_pushrules_all, get_pushrules_global_scope, set_pusher, set_pushrule, set_pushrule_actions,
+    set_pushrule_enabled,
+};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::api::extract::{AppState, MatrixJson, Requester};
+use crate::api::extract::{AppState, MatrixJson, Requester, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::push::RuleUpdate;
 
@@ -18,8 +22,11 @@ fn global(scope: &str) -> ApiResult<()> {
 }
 
 /// `GET /pushrules/`.
-pub async fn all_rules(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "global": state.push.ruleset(&owner.user_id).await? })))
+pub async fn all_rules(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+) -> ApiResult<RumaResponse<get_pushrules_all::v3::Response>> {
+    Ok(get_pushrules_all::v3::Response::new(state.push.ruleset(&owner.user_id).await?).into())
 }
 
 /// `GET /pushrules/global/`.
@@ -27,18 +34,18 @@ pub async fn scope_rules(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path(scope): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_pushrules_global_scope::v3::Response>> {
     global(&scope)?;
-    Ok(Json(json!(state.push.ruleset(&owner.user_id).await?)))
+    Ok(get_pushrules_global_scope::v3::Response::new(state.push.ruleset(&owner.user_id).await?).into())
 }
 
 pub async fn get_rule(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path((scope, kind, rule_id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_pushrule::v3::Response>> {
     global(&scope)?;
-    Ok(Json(state.push.rule(&owner.user_id, &kind, &rule_id).await?))
+    Ok(get_pushrule::v3::Response::new(state.push.rule(&owner.user_id, &kind, &rule_id).await?).into())
 }
 
 #[derive(Deserialize)]
@@ -55,30 +62,30 @@ pub async fn put_rule(
     Path((scope, kind, rule_id)): Path<(String, String, String)>,
     Query(position): Query<Position>,
     MatrixJson(update): MatrixJson<RuleUpdate>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<set_pushrule::v3::Response>> {
     global(&scope)?;
     let at = (position.before.as_deref(), position.after.as_deref());
     state.push.put_rule(&owner.user_id, (&kind, &rule_id), update, at).await?;
-    Ok(Json(json!({})))
+    Ok(set_pushrule::v3::Response::new().into())
 }
 
 pub async fn delete_rule(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path((scope, kind, rule_id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<delete_pushrule::v3::Response>> {
     global(&scope)?;
     state.push.delete_rule(&owner.user_id, &kind, &rule_id).await?;
-    Ok(Json(json!({})))
+    Ok(delete_pushrule::v3::Response::new().into())
 }
 
 pub async fn get_enabled(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path((scope, kind, rule_id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_pushrule_enabled::v3::Response>> {
     global(&scope)?;
-    Ok(Json(state.push.rule_enabled(&owner.user_id, &kind, &rule_id).await?))
+    Ok(get_pushrule_enabled::v3::Response::new(state.push.rule_enabled(&owner.user_id, &kind, &rule_id).await?).into())
 }
 
 #[derive(Deserialize)]
@@ -91,19 +98,19 @@ pub async fn set_enabled(
     Requester(owner): Requester,
     Path((scope, kind, rule_id)): Path<(String, String, String)>,
     MatrixJson(body): MatrixJson<Enabled>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<set_pushrule_enabled::v3::Response>> {
     global(&scope)?;
     state.push.set_rule_enabled(&owner.user_id, &kind, &rule_id, body.enabled).await?;
-    Ok(Json(json!({})))
+    Ok(set_pushrule_enabled::v3::Response::new().into())
 }
 
 pub async fn get_actions(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path((scope, kind, rule_id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_pushrule_actions::v3::Response>> {
     global(&scope)?;
-    Ok(Json(state.push.rule_actions(&owner.user_id, &kind, &rule_id).await?))
+    Ok(get_pushrule_actions::v3::Response::new(state.push.rule_actions(&owner.user_id, &kind, &rule_id).await?).into())
 }
 
 #[derive(Deserialize)]
@@ -116,23 +123,26 @@ pub async fn set_actions(
     Requester(owner): Requester,
     Path((scope, kind, rule_id)): Path<(String, String, String)>,
     MatrixJson(body): MatrixJson<Actions>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<set_pushrule_actions::v3::Response>> {
     global(&scope)?;
     state.push.set_rule_actions(&owner.user_id, &kind, &rule_id, body.actions).await?;
-    Ok(Json(json!({})))
+    Ok(set_pushrule_actions::v3::Response::new().into())
 }
 
-pub async fn pushers(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
-    Ok(Json(state.push.pushers(&owner.user_id).await?))
+pub async fn pushers(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+) -> ApiResult<RumaResponse<get_pushers::v3::Response>> {
+    Ok(get_pushers::v3::Response::new(state.push.pushers(&owner.user_id).await?).into())
 }
 
 pub async fn set_pusher(
     State(state): State<AppState>,
     Requester(owner): Requester,
     MatrixJson(pusher): MatrixJson<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<set_pusher::v3::Response>> {
     state.push.set_pusher(&owner.user_id, Value::Object(pusher)).await?;
-    Ok(Json(json!({})))
+    Ok(set_pusher::v3::Response::new().into())
 }
 
 #[derive(Deserialize)]
@@ -149,9 +159,13 @@ pub async fn notifications(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Query(query): Query<NotificationsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_notifications::v3::Response>> {
     let limit = query.limit.as_deref().map(str::parse::<i64>).transpose();
     let limit = limit.map_err(|_| MatrixError::invalid_param("limit must be an integer"))?;
     let highlights = query.only.as_deref() == Some("highlight");
-    Ok(Json(state.push.notifications(&owner.user_id, query.from.as_deref(), limit, highlights).await?))
+    let (notifications, next_token) =
+        state.push.notifications(&owner.user_id, query.from.as_deref(), limit, highlights).await?;
+    let mut answer = get_notifications::v3::Response::new(notifications);
+    answer.next_token = next_token;
+    Ok(answer.into())
 }

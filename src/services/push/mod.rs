@@ -9,8 +9,11 @@ mod rules;
 
 use std::sync::Arc;
 
+use ruma::api::client::push::Pusher;
+use ruma::api::client::push::get_notifications::v3::Notification;
 use ruma::push::Ruleset;
-use ruma::{OwnedServerName, UserId};
+use ruma::serde::Raw;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, UInt, UserId};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -70,14 +73,15 @@ impl Push {
         Ok(())
     }
 
-    /// `GET /notifications`: newest first, from a `next_token` on.
+    /// `GET /notifications`: newest first, from a `next_token` on; the token of the
+    /// next page when this one is full.
     pub async fn notifications(
         &self,
         user_id: &UserId,
         from: Option<&str>,
         limit: Option<i64>,
         highlights_only: bool,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<(Vec<Notification>, Option<String>)> {
         let before = match from {
             Some(token) => token.parse::<i64>().map_err(|_| MatrixError::invalid_param("Invalid from token"))?,
             None => i64::MAX,
@@ -89,23 +93,19 @@ impl Push {
         let mut notifications = Vec::new();
         for notification in &found {
             let Some(event) = events.iter().find(|e| e.event_id == notification.event_id) else { continue };
+            let Ok(room_id) = OwnedRoomId::try_from(notification.room_id.as_str()) else { continue };
             let read =
                 self.store.read_up_to(user_id.as_str(), &notification.room_id).await? >= notification.stream_ordering;
-            notifications.push(json!({
-                "actions": notification.actions,
-                "event": crate::services::rooms::format::client_event(event),
-                "read": read,
-                "room_id": notification.room_id,
-                "ts": notification.ts,
-            }));
+            let actions = serde_json::from_value(notification.actions.clone()).unwrap_or_default();
+            let event = Raw::new(&crate::services::rooms::format::client_event(event))
+                .map_err(|e| MatrixError::internal("a notification's event", e))?
+                .cast_unchecked();
+            let ts = MilliSecondsSinceUnixEpoch(UInt::try_from(notification.ts).unwrap_or_default());
+            notifications.push(Notification::new(actions, event, read, room_id, ts));
         }
-        let mut answer = json!({ "notifications": notifications });
-        if found.len() as i64 == limit
-            && let Some(last) = found.last()
-        {
-            answer["next_token"] = json!(last.stream_ordering.to_string());
-        }
-        Ok(answer)
+        let full = found.len() as i64 == limit;
+        let next_token = found.last().filter(|_| full).map(|last| last.stream_ordering.to_string());
+        Ok((notifications, next_token))
     }
 
     /// `(notification_count, highlight_count)` of a room since the user last read it.
@@ -114,8 +114,10 @@ impl Push {
         Ok(self.store.notification_counts(user_id, room_id, read).await?)
     }
 
-    pub async fn pushers(&self, user_id: &UserId) -> ApiResult<Value> {
-        Ok(json!({ "pushers": self.store.pushers(user_id.as_str()).await? }))
+    /// The user's pushers; one stored in a shape clients cannot read is left out.
+    pub async fn pushers(&self, user_id: &UserId) -> ApiResult<Vec<Pusher>> {
+        let stored = self.store.pushers(user_id.as_str()).await?;
+        Ok(stored.into_iter().filter_map(|pusher| serde_json::from_value(pusher).ok()).collect())
     }
 
     /// `POST /pushers/set`: `kind: null` removes the pusher; otherwise it is stored. An
@@ -142,7 +144,9 @@ impl Push {
         for key in ["app_display_name", "device_display_name", "lang"] {
             text(key, 255)?;
         }
-        if self.store.pushers(user_id.as_str()).await?.len() >= MAX_PUSHERS {
+        let existing = self.store.pushers(user_id.as_str()).await?;
+        let replaces = existing.iter().any(|p| p["app_id"] == app_id.as_str() && p["pushkey"] == pushkey.as_str());
+        if existing.len() >= MAX_PUSHERS && !replaces {
             return Err(MatrixError::new(axum::http::StatusCode::BAD_REQUEST, "M_LIMIT_EXCEEDED", "Too many pushers"));
         }
         let append = pusher["append"].as_bool().unwrap_or(false);

@@ -1,11 +1,9 @@
 //! `/pushrules`: reading and changing a user's rules with ruma's `Ruleset`.
 
-use ruma::push::{
-    Action, AnyPushRuleRef, NewConditionalPushRule, NewPatternedPushRule, NewPushRule, NewSimplePushRule, PushCondition,
-};
+use ruma::api::client::push::PushRule;
+use ruma::push::{Action, NewConditionalPushRule, NewPatternedPushRule, NewPushRule, NewSimplePushRule, PushCondition};
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::Push;
 use crate::error::{ApiResult, MatrixError};
@@ -35,17 +33,9 @@ fn not_found() -> MatrixError {
 
 impl Push {
     /// `GET /pushrules/global/{kind}/{ruleId}`.
-    pub async fn rule(&self, user_id: &UserId, kind: &str, rule_id: &str) -> ApiResult<Value> {
+    pub async fn rule(&self, user_id: &UserId, kind: &str, rule_id: &str) -> ApiResult<PushRule> {
         let ruleset = self.ruleset(user_id).await?;
-        let rule = ruleset.get(kind_of(kind)?, rule_id).ok_or_else(not_found)?;
-        let json = match rule {
-            AnyPushRuleRef::Override(rule) | AnyPushRuleRef::Underride(rule) => serde_json::to_value(rule),
-            AnyPushRuleRef::Content(rule) => serde_json::to_value(rule),
-            AnyPushRuleRef::Room(rule) => serde_json::to_value(rule),
-            AnyPushRuleRef::Sender(rule) => serde_json::to_value(rule),
-            _ => return Err(not_found()),
-        };
-        json.map_err(|e| MatrixError::internal("push rule", e))
+        Ok(ruleset.get(kind_of(kind)?, rule_id).ok_or_else(not_found)?.into())
     }
 
     /// `PUT /pushrules/global/{kind}/{ruleId}?before=…&after=…`: a user rule (server
@@ -78,10 +68,9 @@ impl Push {
     }
 
     /// `GET …/enabled`.
-    pub async fn rule_enabled(&self, user_id: &UserId, kind: &str, rule_id: &str) -> ApiResult<Value> {
+    pub async fn rule_enabled(&self, user_id: &UserId, kind: &str, rule_id: &str) -> ApiResult<bool> {
         let ruleset = self.ruleset(user_id).await?;
-        let rule = ruleset.get(kind_of(kind)?, rule_id).ok_or_else(not_found)?;
-        Ok(json!({ "enabled": rule.enabled() }))
+        Ok(ruleset.get(kind_of(kind)?, rule_id).ok_or_else(not_found)?.enabled())
     }
 
     /// `PUT …/enabled`.
@@ -92,10 +81,9 @@ impl Push {
     }
 
     /// `GET …/actions`.
-    pub async fn rule_actions(&self, user_id: &UserId, kind: &str, rule_id: &str) -> ApiResult<Value> {
+    pub async fn rule_actions(&self, user_id: &UserId, kind: &str, rule_id: &str) -> ApiResult<Vec<Action>> {
         let ruleset = self.ruleset(user_id).await?;
-        let rule = ruleset.get(kind_of(kind)?, rule_id).ok_or_else(not_found)?;
-        Ok(json!({ "actions": rule.actions() }))
+        Ok(ruleset.get(kind_of(kind)?, rule_id).ok_or_else(not_found)?.actions().to_vec())
     }
 
     /// `PUT …/actions`.
