@@ -5,19 +5,20 @@
 //! registration and the server version needs an admin's access token.
 
 mod federation;
+mod query;
 mod registration_tokens;
 mod reports;
 mod room_deletion;
 mod rooms;
 mod users;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use ruma::OwnedServerName;
+use serde::{Deserialize, Serialize};
 
 use super::extract::{AdminUser, AppState, MatrixJson};
 use crate::error::{ApiResult, MatrixError};
@@ -43,9 +44,18 @@ pub fn routes() -> Router<AppState> {
         .merge(reports::routes())
 }
 
+/// `{}`, the answer of changes that have nothing to tell.
+#[derive(Serialize)]
+pub struct Empty {}
+
+#[derive(Serialize)]
+pub struct ServerVersion {
+    server_version: &'static str,
+}
+
 /// `GET /_synapse/admin/v1/server_version`, open to anyone as in Synapse.
-pub async fn server_version() -> Json<Value> {
-    Json(json!({ "server_version": env!("CARGO_PKG_VERSION") }))
+pub async fn server_version() -> Json<ServerVersion> {
+    Json(ServerVersion { server_version: env!("CARGO_PKG_VERSION") })
 }
 
 /// Query parameters, read the way Synapse reads them (`M_INVALID_PARAM` for values that
@@ -110,14 +120,26 @@ impl Params {
     }
 }
 
-/// Synapse's `background_updates/status`: kith migrates its schema at start-up, so no
-/// update ever runs in the background.
-pub async fn background_updates_status(AdminUser(_): AdminUser) -> Json<Value> {
-    Json(json!({ "enabled": true, "current_updates": {} }))
+/// Synapse's background updates: whether they run, and the one running per database.
+#[derive(Serialize)]
+pub struct BackgroundUpdatesStatus {
+    enabled: bool,
+    current_updates: BTreeMap<String, Empty>,
 }
 
-pub async fn registration_nonce(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "nonce": state.accounts.registration_nonce()? })))
+/// Synapse's `background_updates/status`: kith migrates its schema at start-up, so no
+/// update ever runs in the background.
+pub async fn background_updates_status(AdminUser(_): AdminUser) -> Json<BackgroundUpdatesStatus> {
+    Json(BackgroundUpdatesStatus { enabled: true, current_updates: BTreeMap::new() })
+}
+
+#[derive(Serialize)]
+pub struct RegistrationNonce {
+    nonce: String,
+}
+
+pub async fn registration_nonce(State(state): State<AppState>) -> ApiResult<Json<RegistrationNonce>> {
+    Ok(Json(RegistrationNonce { nonce: state.accounts.registration_nonce()? }))
 }
 
 #[derive(Deserialize)]
@@ -134,10 +156,19 @@ pub struct SharedSecretRequest {
     displayname: Option<String>,
 }
 
+/// The new account's session, as Synapse's `register_new_matrix_user` expects it.
+#[derive(Serialize)]
+pub struct SharedSecretRegistered {
+    access_token: String,
+    user_id: String,
+    home_server: OwnedServerName,
+    device_id: String,
+}
+
 pub async fn register(
     State(state): State<AppState>,
     MatrixJson(request): MatrixJson<SharedSecretRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SharedSecretRegistered>> {
     let session = state
         .accounts
         .register_with_shared_secret(SharedSecretRegistration {
@@ -150,12 +181,12 @@ pub async fn register(
             mac: &request.mac,
         })
         .await?;
-    Ok(Json(json!({
-        "access_token": session.access_token,
-        "user_id": session.user_id,
-        "home_server": state.config.server_name,
-        "device_id": session.device_id,
-    })))
+    Ok(Json(SharedSecretRegistered {
+        access_token: session.access_token,
+        user_id: session.user_id,
+        home_server: state.config.server_name.clone(),
+        device_id: session.device_id,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -168,11 +199,11 @@ pub async fn start_background_job(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     MatrixJson(request): MatrixJson<StartJob>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     match request.job_name.as_str() {
         "regenerate_directory" => {
             state.directory.request_rebuild();
-            Ok(Json(json!({})))
+            Ok(Json(Empty {}))
         }
         other => Err(MatrixError::invalid_param(format!("Invalid job_name: {other}"))),
     }

@@ -8,7 +8,10 @@ mod users;
 
 pub use federation::{Destination, Destinations};
 pub use rooms::{RoomOrder, RoomQuery};
-pub use users::UserChanges;
+pub use users::{
+    Account, AccountChange, Connection, ExternalId, JoinedRooms, ListedUser, Threepid, UserChanges, UserDevice,
+    UserDevices, UserList, Whois, WhoisDevice, WhoisSession,
+};
 
 use std::sync::Arc;
 
