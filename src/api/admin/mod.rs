@@ -104,11 +104,6 @@ impl Params {
         Ok(Page { from, limit })
     }
 
-    /// `dir`: true for `b` (backwards), false for `f` or absent.
-    pub fn backwards(&self) -> ApiResult<bool> {
-        self.backwards_or(false)
-    }
-
     /// `dir`, or `default` when absent (some lists are newest first unless asked).
     pub fn backwards_or(&self, default: bool) -> ApiResult<bool> {
         match self.string("dir") {
