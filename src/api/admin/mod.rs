@@ -12,7 +12,7 @@ mod room_deletion;
 mod rooms;
 mod users;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -23,12 +23,6 @@ use serde::{Deserialize, Serialize};
 use super::extract::{AdminUser, AppState, MatrixJson};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::accounts::SharedSecretRegistration;
-use crate::services::admin::Page;
-
-/// Lists answer at most this many entries a page.
-const MAX_PAGE: i64 = 1000;
-/// A page's size when the request names none, as in Synapse.
-const DEFAULT_PAGE: i64 = 100;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -56,63 +50,6 @@ pub struct ServerVersion {
 /// `GET /_synapse/admin/v1/server_version`, open to anyone as in Synapse.
 pub async fn server_version() -> Json<ServerVersion> {
     Json(ServerVersion { server_version: env!("CARGO_PKG_VERSION") })
-}
-
-/// Query parameters, read the way Synapse reads them (`M_INVALID_PARAM` for values that
-/// do not parse).
-pub struct Params(HashMap<String, String>);
-
-impl Params {
-    pub fn new(params: HashMap<String, String>) -> Self {
-        Self(params)
-    }
-
-    pub fn string(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    /// `true` or `false`, or absent.
-    pub fn boolean(&self, name: &str) -> ApiResult<Option<bool>> {
-        match self.string(name) {
-            None => Ok(None),
-            Some("true") => Ok(Some(true)),
-            Some("false") => Ok(Some(false)),
-            Some(_) => Err(MatrixError::invalid_param(format!(
-                "Boolean query parameter \"{name}\" must be one of ['true', 'false']"
-            ))),
-        }
-    }
-
-    /// A non-negative integer, or `default` when absent.
-    pub fn count(&self, name: &str, default: i64) -> ApiResult<i64> {
-        let Some(text) = self.string(name) else { return Ok(default) };
-        let value: i64 = text
-            .parse()
-            .map_err(|_| MatrixError::invalid_param(format!("Query parameter \"{name}\" must be an integer")))?;
-        if value < 0 {
-            return Err(MatrixError::invalid_param(format!(
-                "Query parameter {name} must be a string representing a positive integer."
-            )));
-        }
-        Ok(value)
-    }
-
-    /// `from` and `limit` (at most [`MAX_PAGE`]).
-    pub fn page(&self) -> ApiResult<Page> {
-        let from = self.count("from", 0)?;
-        let limit = self.count("limit", DEFAULT_PAGE)?.min(MAX_PAGE);
-        Ok(Page { from, limit })
-    }
-
-    /// `dir`, or `default` when absent (some lists are newest first unless asked).
-    pub fn backwards_or(&self, default: bool) -> ApiResult<bool> {
-        match self.string("dir") {
-            None => Ok(default),
-            Some("f") => Ok(false),
-            Some("b") => Ok(true),
-            Some(_) => Err(MatrixError::invalid_param("Query parameter \"dir\" must be one of ['b', 'f']")),
-        }
-    }
 }
 
 /// Synapse's background updates: whether they run, and the one running per database.
