@@ -15,8 +15,9 @@ pub fn decodes_to_text(encoded: &str, plus_is_space: bool) -> bool {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                // Two hex digits exactly: `from_str_radix` alone would take `%+1` as 0x01.
+                let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+                match hex.and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(byte) => decoded.push(byte),
                     None => return false,
                 }
@@ -61,7 +62,7 @@ mod tests {
         for good in ["", "abc", "%21room%3Aexample.org", "%C3%A9", "a+b", "%2F"] {
             assert!(decodes_to_text(good, true), "{good}");
         }
-        for bad in ["%ZZ", "%", "%2", "%00", "a%00b", "%FF%FE", "%C3"] {
+        for bad in ["%ZZ", "%", "%2", "%00", "a%00b", "%FF%FE", "%C3", "%+2", "%+0", "a%+Fb"] {
             assert!(!decodes_to_text(bad, true), "{bad}");
         }
     }

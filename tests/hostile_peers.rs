@@ -180,6 +180,25 @@ async fn transactions_as_large_as_the_spec_allows_are_taken(db: Db) {
     assert_eq!(kith.get(&path, Some(&token)).await.0, StatusCode::OK);
 }
 
+/// A peer that takes smaller transactions than kith sends answers 413: kith sends the
+/// same events again, fewer at a time, and every one arrives.
+async fn transactions_shrink_for_a_peer_that_takes_less(db: Db) {
+    let (kith, fake, token, room) = setup(db).await;
+    fake.limit_transactions(200 * 1024, Duration::from_secs(2));
+    let mut sent = Vec::new();
+    for n in 0..20 {
+        let body = format!("{n} {}", "y".repeat(30_000));
+        sent.push(matrix::send_text(&kith, &token, &room.room_id, &body).await);
+    }
+    eventually("every event at the peer", WAIT, || async {
+        let received: Vec<String> =
+            fake.received_pdus().iter().map(|pdu| common::fake_server::event_id_of(pdu, &room.rules)).collect();
+        sent.iter().all(|id| received.contains(id)).then_some(())
+    })
+    .await;
+    assert!(fake.refused_transactions() > 0, "some transactions were too large for the peer");
+}
+
 /// A peer whose answer never ends (and declares no length) gets a clear error, and kith
 /// reads no further than its cap: resident memory stays flat.
 async fn endless_answers_are_cut_off(db: Db) {
@@ -239,5 +258,6 @@ both_backends!(
     unfetchable_auth_events_get_kiths_own_error,
     every_pdu_of_a_transaction_gets_an_answer,
     transactions_as_large_as_the_spec_allows_are_taken,
+    transactions_shrink_for_a_peer_that_takes_less,
     endless_answers_are_cut_off,
 );

@@ -141,6 +141,12 @@ fn request_error(err: FromHttpRequestError) -> MatrixError {
             }
         }
         FromHttpRequestError::Deserialization(DeserializationError::Json(_)) => MatrixError::not_json(message),
+        // A required query parameter left out, as Synapse answers it.
+        FromHttpRequestError::Deserialization(DeserializationError::Query(query))
+            if query.to_string().starts_with("missing field") =>
+        {
+            MatrixError::missing_param(query.to_string())
+        }
         _ => MatrixError::invalid_param(message),
     }
 }

@@ -4,13 +4,21 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Store, StoredEvent, now_ms};
+use super::{Store, StoredEvent, WriteTxn, now_ms};
 
 /// A destination keeps at most this many PDUs owed; past it the oldest go, and the
 /// destination catches up by asking for missing events when it comes back.
 const MAX_OUTBOX_PER_DESTINATION: i64 = 10_000;
 /// Kept EDUs one destination may be owed.
 const MAX_DURABLE_EDUS: i64 = 10_000;
+
+/// An EDU kept for a destination until it takes it.
+#[derive(Debug, Clone)]
+pub struct KeptEdu {
+    pub destination: String,
+    pub key: String,
+    pub edu: Value,
+}
 
 /// One PDU owed to a destination.
 pub struct OutboxRow {
@@ -131,24 +139,10 @@ impl Store {
     /// owed [`MAX_DURABLE_EDUS`] gets no more (false).
     pub async fn add_durable_edu(&self, destination: &str, key: &str, edu: &Value) -> Result<bool, sqlx::Error> {
         let mut txn = self.begin_write().await?;
-        let held: i64 = sqlx::query("SELECT COUNT(*) FROM federation_edu_outbox WHERE destination = $1")
-            .bind(destination)
-            .fetch_one(&mut *txn.tx)
-            .await?
-            .try_get(0)?;
-        if held >= MAX_DURABLE_EDUS {
+        let row = KeptEdu { destination: destination.to_owned(), key: key.to_owned(), edu: edu.clone() };
+        if !keep_edu(&mut txn, &row).await? {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO federation_edu_outbox (destination, edu_key, edu_json, queued_ts) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (destination, edu_key) DO UPDATE SET edu_json = excluded.edu_json",
-        )
-        .bind(destination)
-        .bind(key)
-        .bind(edu.to_string())
-        .bind(now_ms())
-        .execute(&mut *txn.tx)
-        .await?;
         txn.commit().await?;
         Ok(true)
     }
@@ -219,6 +213,31 @@ impl Store {
         .await?;
         rows.iter().map(|row| row.try_get(0)).collect()
     }
+}
+
+/// Keeps an EDU in the caller's transaction, so that it is owed exactly when what it
+/// belongs to is written; false (nothing written) if its destination is owed
+/// [`MAX_DURABLE_EDUS`] already.
+pub(super) async fn keep_edu(txn: &mut WriteTxn<'_>, row: &KeptEdu) -> Result<bool, sqlx::Error> {
+    let held: i64 = sqlx::query("SELECT COUNT(*) FROM federation_edu_outbox WHERE destination = $1")
+        .bind(&row.destination)
+        .fetch_one(&mut *txn.tx)
+        .await?
+        .try_get(0)?;
+    if held >= MAX_DURABLE_EDUS {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO federation_edu_outbox (destination, edu_key, edu_json, queued_ts) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (destination, edu_key) DO UPDATE SET edu_json = excluded.edu_json",
+    )
+    .bind(&row.destination)
+    .bind(&row.key)
+    .bind(row.edu.to_string())
+    .bind(now_ms())
+    .execute(&mut *txn.tx)
+    .await?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub use admin::{AdminRoomRow, AdminUserRow, UserOrder, UserQuery};
 pub use client_ips::{ClientIpRow, ConnectionRow, SeenDeviceRow};
 pub use directory::{JoinedMember, LocalAccount};
 pub use federated_directory::{DirectoryUser, PeerState, VISIBILITY_TYPES};
-pub use federation::OutboxRow;
+pub use federation::{KeptEdu, OutboxRow};
 #[cfg(feature = "bench-fixtures")]
 pub use fixtures::FixtureUser;
 pub use key_backup::{BackupKey, BackupKeyScope, BackupVersion, StoredBackupKey};

@@ -402,6 +402,50 @@ impl Store {
         Ok(events)
     }
 
+    /// The JSON of the events of `event_ids` that are held, as stored, in stream order.
+    pub async fn event_json_by_id(&self, event_ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
+        let mut found: Vec<(i64, String)> = Vec::with_capacity(event_ids.len());
+        for chunk in event_ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql =
+                format!("SELECT stream_ordering, json FROM events WHERE event_id IN ({})", placeholders.join(", "));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                found.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        found.sort_unstable_by_key(|(ordering, _)| *ordering);
+        Ok(found.into_iter().map(|(_, json)| json).collect())
+    }
+
+    /// The `auth_events` of the events of `event_ids` that are held (only that field of
+    /// each event is parsed).
+    pub async fn auth_events_of(&self, event_ids: &[String]) -> Result<Vec<(String, Vec<String>)>, sqlx::Error> {
+        #[derive(serde::Deserialize)]
+        struct AuthEvents {
+            #[serde(default)]
+            auth_events: Vec<String>,
+        }
+        let mut found = Vec::with_capacity(event_ids.len());
+        for chunk in event_ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT event_id, json FROM events WHERE event_id IN ({})", placeholders.join(", "));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                let json: String = row.try_get(1)?;
+                let auth = serde_json::from_str::<AuthEvents>(&json).map(|a| a.auth_events).unwrap_or_default();
+                found.push((row.try_get(0)?, auth));
+            }
+        }
+        Ok(found)
+    }
+
     pub async fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<Membership>, sqlx::Error> {
         let row = sqlx::query(&format!(
             "SELECT {MEMBERSHIP_COLUMNS} FROM room_memberships WHERE room_id = $1 AND user_id = $2"

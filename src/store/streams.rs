@@ -24,6 +24,22 @@ impl super::Store {
         row.map_or(Ok(0), |row| row.try_get(0))
     }
 
+    /// Gives a consumer that never ran its first position; one that ran (even if it is
+    /// still at 0) keeps its own. A position of 0 cannot tell the two apart: a consumer
+    /// started on an empty stream and killed before it moved would be started again at
+    /// the head, skipping what came meanwhile.
+    pub async fn start_consumer_at(&self, consumer: &str, position: i64) -> Result<(), sqlx::Error> {
+        let mut txn = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO consumer_positions (consumer, position) VALUES ($1, $2) ON CONFLICT (consumer) DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(position)
+        .execute(&mut *txn.tx)
+        .await?;
+        txn.commit().await
+    }
+
     pub async fn set_consumer_position(&self, consumer: &str, position: i64) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
         save_consumer_position(&mut txn, consumer, position).await?;

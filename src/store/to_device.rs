@@ -7,7 +7,8 @@ use std::collections::hash_map::Entry;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Store, WriteTxn, now_ms, streams};
+use super::federation::keep_edu;
+use super::{KeptEdu, Store, WriteTxn, now_ms, streams};
 
 pub const TO_DEVICE_STREAM: &str = "to_device";
 
@@ -33,17 +34,19 @@ pub enum Delivery {
     /// Handled before (a retry): nothing done.
     Repeated,
     /// Stored, but for the devices named, whose inbox was full (only when partial
-    /// delivery was asked for).
-    Stored { refused: Vec<(String, String)> },
+    /// delivery was asked for), and for the EDUs of the destinations named in `unkept`,
+    /// whose outbox was full.
+    Stored { refused: Vec<(String, String)>, unkept: Vec<String> },
     /// Nothing stored: these devices' inboxes are full (all or nothing was asked for).
     Refused(Vec<(String, String)>),
 }
 
 impl Store {
-    /// Delivers messages from `sender` unless `dedup` (who, message or transaction id)
-    /// was handled before. A device whose inbox is full (see [`InboxLimits`]) gets
-    /// nothing; with `partial` the others still do, otherwise nothing is stored and the
-    /// delivery may be retried.
+    /// Delivers messages from `sender` and keeps `remote` (its EDUs for other servers),
+    /// in one transaction, unless `dedup` (who, message or transaction id) was handled
+    /// before. A device whose inbox is full (see [`InboxLimits`]) gets nothing; with
+    /// `partial` the others still do, otherwise nothing is stored and the delivery may be
+    /// retried.
     pub async fn deliver_to_devices(
         &self,
         sender: &str,
@@ -51,6 +54,7 @@ impl Store {
         messages: &[ToDeviceMessage],
         limits: InboxLimits,
         partial: bool,
+        remote: &[KeptEdu],
     ) -> Result<Delivery, sqlx::Error> {
         let mut txn = self.begin_write().await?;
         let seen = sqlx::query(
@@ -94,8 +98,14 @@ impl Store {
         if !refused.is_empty() && !partial {
             return Ok(Delivery::Refused(refused));
         }
+        let mut unkept = Vec::new();
+        for row in remote {
+            if !keep_edu(&mut txn, row).await? {
+                unkept.push(row.destination.clone());
+            }
+        }
         txn.commit().await?;
-        Ok(Delivery::Stored { refused })
+        Ok(Delivery::Stored { refused, unkept })
     }
 
     /// Those of `user_ids` that are or were in a room this server knows of.

@@ -3,7 +3,7 @@
 //! requests and events as that server, honestly or not.
 //!
 //! It serves `GET /_matrix/key/v2/server` and accepts transactions kith sends it
-//! (`PUT /send/{txnId}`, answered with no per-PDU results; their EDUs are kept). Profile queries get the
+//! (`PUT /send/{txnId}`, answered with no per-PDU results; their PDUs and EDUs are kept). Profile queries get the
 //! profiles set with [`FakeServer::set_profile`] (404 for others), except for the user
 //! `endless`, whose answer never ends and has no `Content-Length`, as a hostile peer's;
 //! answers set with [`FakeServer::answer`] are given on their path; anything else kith
@@ -60,10 +60,23 @@ pub struct FakeServer {
     answers: Arc<Mutex<BTreeMap<String, CannedAnswer>>>,
     /// The EDUs of the transactions kith sent, oldest first.
     edus: Arc<Mutex<Vec<Value>>>,
+    /// The PDUs of the transactions kith sent, oldest first.
+    pdus: Arc<Mutex<Vec<Value>>>,
+    /// What `/send` refuses as too large, and how it is slowed.
+    send_limit: Arc<Mutex<SendLimit>>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
     client: reqwest::Client,
     dir: tempfile::TempDir,
+}
+
+/// `/send` transactions larger than `max_bytes` are refused with 413 (and counted); the
+/// first one taken is answered only after `first_delay`, so that what follows queues up.
+#[derive(Debug, Default)]
+struct SendLimit {
+    max_bytes: Option<usize>,
+    first_delay: Option<Duration>,
+    refused: usize,
 }
 
 /// A room the fake server joined one of its users to through kith.
@@ -134,15 +147,39 @@ impl FakeServer {
         let canned = answers.clone();
         let edus: Arc<Mutex<Vec<Value>>> = Arc::default();
         let kept_edus = edus.clone();
+        let pdus: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let kept_pdus = pdus.clone();
+        let send_limit: Arc<Mutex<SendLimit>> = Arc::default();
+        let limits = send_limit.clone();
         let app = Router::new()
             .route("/_matrix/key/v2/server", get(move || async move { Json(key_response) }))
             .route(
                 "/_matrix/federation/v1/send/{txn_id}",
                 put(move |body: axum::body::Bytes| {
-                    let transaction: Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let mut kept = kept_edus.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    kept.extend(transaction["edus"].as_array().into_iter().flatten().cloned());
-                    async { Json(json!({ "pdus": {} })) }
+                    let delay = {
+                        let mut limit = limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        if limit.max_bytes.is_some_and(|max| body.len() > max) {
+                            limit.refused += 1;
+                            None
+                        } else {
+                            Some(limit.first_delay.take().unwrap_or_default())
+                        }
+                    };
+                    if delay.is_some() {
+                        let transaction: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        let mut kept = kept_edus.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        kept.extend(transaction["edus"].as_array().into_iter().flatten().cloned());
+                        let mut kept = kept_pdus.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        kept.extend(transaction["pdus"].as_array().into_iter().flatten().cloned());
+                    }
+                    async move {
+                        let Some(delay) = delay else {
+                            let body = json!({ "errcode": "M_TOO_LARGE", "error": "Transaction too large" });
+                            return (StatusCode::PAYLOAD_TOO_LARGE, Json(body));
+                        };
+                        tokio::time::sleep(delay).await;
+                        (StatusCode::OK, Json(json!({ "pdus": {} })))
+                    }
                 }),
             )
             .route(
@@ -196,7 +233,21 @@ impl FakeServer {
             .danger_accept_invalid_certs(true)
             .build()
             .expect("client");
-        Self { name, keys, received, profiles, missing_events_delay, answers, edus, handle, task, client, dir }
+        Self {
+            name,
+            keys,
+            received,
+            profiles,
+            missing_events_delay,
+            answers,
+            edus,
+            pdus,
+            send_limit,
+            handle,
+            task,
+            client,
+            dir,
+        }
     }
 
     /// What this server answers to profile queries about `user_id`.
@@ -209,6 +260,18 @@ impl FakeServer {
     pub fn answer(&self, path: &str, status: StatusCode, body: Value, delay: Duration) {
         let mut answers = self.answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         answers.insert(path.to_owned(), (status, body, delay));
+    }
+
+    /// Makes `/send` refuse transactions over `max_bytes` (413), and answer the first one
+    /// it takes only after `first_delay`.
+    pub fn limit_transactions(&self, max_bytes: usize, first_delay: Duration) {
+        let mut limit = self.send_limit.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *limit = SendLimit { max_bytes: Some(max_bytes), first_delay: Some(first_delay), refused: 0 };
+    }
+
+    /// How many transactions `/send` refused as too large.
+    pub fn refused_transactions(&self) -> usize {
+        self.send_limit.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).refused
     }
 
     /// Makes `/get_missing_events` answer only after `delay`, as a slow server would.
@@ -244,6 +307,11 @@ impl FakeServer {
     /// The EDUs kith sent this server, oldest first.
     pub fn received_edus(&self) -> Vec<Value> {
         self.edus.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// The PDUs kith sent this server, oldest first (a PDU sent again is here again).
+    pub fn received_pdus(&self) -> Vec<Value> {
+        self.pdus.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// `@<localpart>:<this server>`.
@@ -331,18 +399,43 @@ impl FakeServer {
         body: Vec<u8>,
         authorization: &str,
     ) -> (StatusCode, Value) {
+        let sent = self.try_request_with_authorization(kith, method.clone(), path, body, authorization).await;
+        sent.unwrap_or_else(|err| panic!("{method} {path} to kith: {err}"))
+    }
+
+    /// A request to kith, X-Matrix signed by this server, that may fail to get an answer
+    /// (kith is down, or dies while answering).
+    pub async fn try_request(
+        &self,
+        kith: &TestServer,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
+        let body = serde_json::to_vec(body).expect("serialize body");
+        let authorization = self.authorization(kith, &method, path, body.clone());
+        self.try_request_with_authorization(kith, method, path, body, &authorization).await
+    }
+
+    async fn try_request_with_authorization(
+        &self,
+        kith: &TestServer,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        authorization: &str,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
         let response = self
             .client
-            .request(method.clone(), format!("{}{path}", kith.base))
+            .request(method, format!("{}{path}", kith.base))
             .header("Authorization", authorization)
             .header("Content-Type", "application/json")
             .body(body)
             .send()
-            .await
-            .unwrap_or_else(|err| panic!("{method} {path} to kith: {err}"));
+            .await?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
     }
 
     /// `PUT /send/{txnId}` of `pdus` under a fresh transaction id.
@@ -475,15 +568,20 @@ impl Drop for FakeServer {
 }
 
 /// The answer set for a path, or for the longest `…/*` prefix of it.
+/// The answer set for `path`, both compared percent-decoded (`!` and `:` may come
+/// escaped or not).
 fn canned_answer(answers: &Mutex<BTreeMap<String, CannedAnswer>>, path: &str) -> Option<CannedAnswer> {
+    let decoded = |text: &str| percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned();
+    let path = decoded(path);
     let answers = answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(answer) = answers.get(path) {
+    if let Some((_, answer)) = answers.iter().find(|(key, _)| decoded(key) == path) {
         return Some(answer.clone());
     }
     answers
         .iter()
         .filter_map(|(key, answer)| {
-            key.strip_suffix('*').filter(|prefix| path.starts_with(prefix)).map(|p| (p.len(), answer))
+            let prefix = decoded(key.strip_suffix('*')?);
+            path.starts_with(&prefix).then_some((prefix.len(), answer))
         })
         .max_by_key(|(length, _)| *length)
         .map(|(_, answer)| answer.clone())

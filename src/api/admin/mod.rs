@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ruma::OwnedServerName;
+use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{AdminUser, AppState, MatrixJson};
@@ -92,9 +92,9 @@ pub struct SharedSecretRequest {
 #[derive(Serialize)]
 pub struct SharedSecretRegistered {
     access_token: String,
-    user_id: String,
+    user_id: OwnedUserId,
     home_server: OwnedServerName,
-    device_id: String,
+    device_id: OwnedDeviceId,
 }
 
 pub async fn register(

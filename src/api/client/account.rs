@@ -1,19 +1,19 @@
 //! The account: password change, deactivation (both behind password
 //! user-interactive auth), third-party identifiers.
 
-use axum::Json;
 use axum::extract::State;
+use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids};
+use ruma::api::client::uiaa::UserIdentifier;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::register::{MAX_PASSWORD_BYTES, uia_challenge};
-use ruma::api::client::uiaa::UserIdentifier;
-
 use super::session::identified_user;
-use crate::api::extract::{AppState, MatrixJson, Requester};
+use crate::api::extract::{AppState, MatrixJson, Requester, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::accounts::AuthenticatedUser;
 
+/// Not ruma's request: its `auth` is ruma's `AuthData`, which refuses the password
+/// auth clients still send (see [`PasswordAuth`]).
 #[derive(Deserialize)]
 pub struct DeactivateRequest {
     #[serde(default)]
@@ -22,8 +22,9 @@ pub struct DeactivateRequest {
     erase: bool,
 }
 
-/// Password auth as clients send it: ruma's `uiaa::Password` requires `identifier`, but
-/// clients still send the legacy `user`, which Synapse accepts.
+/// Password auth as clients send it: ruma's `uiaa::Password` requires `identifier` and
+/// `password`, but clients still send the legacy `user`, which Synapse accepts, and a
+/// stage without a password is a failed stage (401 with the flow), not a bad request.
 #[derive(Deserialize)]
 pub struct PasswordAuth {
     #[serde(rename = "type", default)]
@@ -44,12 +45,14 @@ pub async fn deactivate(
     State(state): State<AppState>,
     Requester(owner): Requester,
     MatrixJson(request): MatrixJson<DeactivateRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<deactivate::v3::Response>> {
     confirm_password(&state, &owner, request.auth).await?;
     state.accounts.deactivate(&owner.user_id, request.erase).await?;
-    Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
+    // No identity server was ever told of the account's third-party identifiers.
+    Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport).into())
 }
 
+/// Not ruma's request: the password auth of [`DeactivateRequest`].
 #[derive(Deserialize)]
 pub struct PasswordChange {
     #[serde(default)]
@@ -68,7 +71,7 @@ pub async fn change_password(
     State(state): State<AppState>,
     Requester(owner): Requester,
     MatrixJson(request): MatrixJson<PasswordChange>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<change_password::v3::Response>> {
     let new_password = request.new_password.ok_or_else(|| MatrixError::missing_param("new_password is required"))?;
     if new_password.is_empty() || new_password.len() > MAX_PASSWORD_BYTES {
         return Err(MatrixError::new(
@@ -79,12 +82,12 @@ pub async fn change_password(
     }
     confirm_password(&state, &owner, request.auth).await?;
     state.accounts.change_password(&owner, &new_password, !request.logout_devices).await?;
-    Ok(Json(json!({})))
+    Ok(change_password::v3::Response::new().into())
 }
 
 /// `GET /account/3pid`: kith binds no email addresses or phone numbers.
-pub async fn threepids(Requester(_): Requester) -> Json<Value> {
-    Json(json!({ "threepids": [] }))
+pub async fn threepids(Requester(_): Requester) -> RumaResponse<get_3pids::v3::Response> {
+    get_3pids::v3::Response::new(Vec::new()).into()
 }
 
 /// User-interactive auth with the account's password, for what needs the user's
@@ -110,11 +113,11 @@ pub async fn confirm_password(
     }
     let username = identified_user(auth.identifier.as_ref(), auth.user.as_deref())?;
     let user_id = state.accounts.local_user_id(&username.to_lowercase()).ok();
-    if user_id.as_deref() != Some(owner.user_id.as_str()) {
+    if user_id.as_ref() != Some(&owner.user_id) {
         return Err(MatrixError::forbidden("Requester is not the user being authenticated"));
     }
     let password = auth.password.unwrap_or_default();
-    if let Err(err) = state.accounts.check_password(owner.user_id.as_str(), &password).await {
+    if let Err(err) = state.accounts.check_password(&owner.user_id, &password).await {
         return Err(uia_challenge(&session, STAGE, Some(("M_FORBIDDEN", &err.message))));
     }
     state.accounts.finish_uia(&session);

@@ -1,42 +1,40 @@
 //! `/devices` and `/delete_devices`: list, rename and log out a user's devices.
 
-use axum::Json;
 use axum::extract::{Path, State};
+use ruma::OwnedDeviceId;
+use ruma::api::client::device::{delete_device, delete_devices, get_device, get_devices, update_device};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::account::{PasswordAuth, confirm_password};
-use crate::api::extract::{AppState, MatrixJson, OptionalJson, Requester};
+use crate::api::extract::{AppState, MatrixJson, OptionalJson, Requester, Ruma, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
 
-pub async fn list(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
-    Ok(Json(state.devices.list(&owner.user_id).await?))
+pub async fn list(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+) -> ApiResult<RumaResponse<get_devices::v3::Response>> {
+    Ok(get_devices::v3::Response::new(state.devices.list(&owner.user_id).await?).into())
 }
 
 pub async fn get(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(device_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(state.devices.get(&owner.user_id, &device_id).await?))
-}
-
-#[derive(Deserialize)]
-pub struct Rename {
-    #[serde(default)]
-    display_name: Option<String>,
+    Ruma(request): Ruma<get_device::v3::Request>,
+) -> ApiResult<RumaResponse<get_device::v3::Response>> {
+    Ok(get_device::v3::Response::new(state.devices.get(&owner.user_id, &request.device_id).await?).into())
 }
 
 pub async fn rename(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(device_id): Path<String>,
-    MatrixJson(request): MatrixJson<Rename>,
-) -> ApiResult<Json<Value>> {
-    state.devices.rename(&owner.user_id, &device_id, request.display_name.as_deref()).await?;
-    Ok(Json(json!({})))
+    Ruma(request): Ruma<update_device::v3::Request>,
+) -> ApiResult<RumaResponse<update_device::v3::Response>> {
+    state.devices.rename(&owner.user_id, &request.device_id, request.display_name.as_deref()).await?;
+    Ok(update_device::v3::Response::new().into())
 }
 
+/// Not ruma's request: the password auth of [`PasswordAuth`], which ruma's `AuthData`
+/// refuses.
 #[derive(Deserialize, Default)]
 pub struct Delete {
     #[serde(default)]
@@ -47,31 +45,32 @@ pub struct Delete {
 pub async fn delete(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(device_id): Path<String>,
+    Path(device_id): Path<OwnedDeviceId>,
     OptionalJson(request): OptionalJson<Delete>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<delete_device::v3::Response>> {
     if !state.devices.exists(&owner.user_id, &device_id).await? {
         return Err(MatrixError::not_found("Device not found"));
     }
     confirm_password(&state, &owner, request.auth).await?;
-    state.devices.delete(&owner.user_id, &[device_id]).await?;
-    Ok(Json(json!({})))
+    state.devices.delete_devices(&owner.user_id, &[device_id]).await?;
+    Ok(delete_device::v3::Response::new().into())
 }
 
+/// Not ruma's request: the password auth of [`PasswordAuth`].
 #[derive(Deserialize)]
 pub struct DeleteMany {
     #[serde(default)]
     auth: Option<PasswordAuth>,
-    devices: Option<Vec<String>>,
+    devices: Option<Vec<OwnedDeviceId>>,
 }
 
 pub async fn delete_many(
     State(state): State<AppState>,
     Requester(owner): Requester,
     MatrixJson(request): MatrixJson<DeleteMany>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<delete_devices::v3::Response>> {
     let devices = request.devices.ok_or_else(|| MatrixError::missing_param("devices is required"))?;
     confirm_password(&state, &owner, request.auth).await?;
-    state.devices.delete(&owner.user_id, &devices).await?;
-    Ok(Json(json!({})))
+    state.devices.delete_devices(&owner.user_id, &devices).await?;
+    Ok(delete_devices::v3::Response::new().into())
 }

@@ -76,10 +76,13 @@ fn v1_routes() -> Router<AppState> {
         .route(&format!("{V1}/register/m.login.registration_token/validity"), get(register::token_validity))
         .route(&format!("{V1}/rooms/{{room_id}}/hierarchy"), get(spaces::hierarchy))
         .route(&format!("{V1}/rooms/{{room_id}}/relations/{{event_id}}"), get(relations::relations))
-        .route(&format!("{V1}/rooms/{{room_id}}/relations/{{event_id}}/{{rel_type}}"), get(relations::relations))
+        .route(
+            &format!("{V1}/rooms/{{room_id}}/relations/{{event_id}}/{{rel_type}}"),
+            get(relations::relations_of_type),
+        )
         .route(
             &format!("{V1}/rooms/{{room_id}}/relations/{{event_id}}/{{rel_type}}/{{event_type}}"),
-            get(relations::relations),
+            get(relations::relations_of_type_and_event_type),
         )
         .route(&format!("{V1}/rooms/{{room_id}}/threads"), get(relations::threads))
 }

@@ -3,38 +3,35 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
-use ruma::UserId;
-use serde_json::{Value, json};
+use axum::extract::{Query, State};
+use ruma::api::client::account::request_openid_token;
+use ruma::api::federation::openid::get_openid_userinfo;
+use ruma::authentication::TokenType;
 
-use crate::api::extract::{AppState, OptionalJson, Requester, parse_id};
+use crate::api::extract::{AppState, Requester, Ruma, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::openid::TOKEN_LIFETIME_SECS;
 
 pub async fn request_token(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(user_id): Path<String>,
-    OptionalJson(_): OptionalJson<Value>,
-) -> ApiResult<Json<Value>> {
-    let user_id: &UserId = parse_id(&user_id, "user ID")?;
-    let token = state.openid.issue(&owner.user_id, user_id)?;
-    Ok(Json(json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "matrix_server_name": state.config.server_name,
-        "expires_in": TOKEN_LIFETIME_SECS,
-    })))
+    Ruma(request): Ruma<request_openid_token::v3::Request>,
+) -> ApiResult<RumaResponse<request_openid_token::v3::Response>> {
+    let token = state.openid.issue(&owner.user_id, &request.user_id)?;
+    let server_name = state.config.server_name.clone();
+    let answer =
+        request_openid_token::v3::Response::new(token.access_token, TokenType::Bearer, server_name, token.expires_in);
+    Ok(answer.into())
 }
 
-/// Not signed: the caller is a third party holding the token, not a homeserver.
+/// Not signed: the caller is a third party holding the token, not a homeserver. Not
+/// ruma's request: without a token Synapse answers 401 `M_MISSING_TOKEN`, where a missing
+/// query parameter in ruma's is a bad request.
 pub async fn userinfo(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let token = query.get("access_token").ok_or_else(|| {
+    Query(mut query): Query<HashMap<String, String>>,
+) -> ApiResult<RumaResponse<get_openid_userinfo::v1::Response>> {
+    let token = query.remove("access_token").ok_or_else(|| {
         MatrixError::new(axum::http::StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", "access_token is required")
     })?;
-    Ok(Json(json!({ "sub": state.openid.user_of(token)? })))
+    Ok(get_openid_userinfo::v1::Response::new(state.openid.user_of(&token)?).into())
 }

@@ -1,38 +1,30 @@
 //! `/presence/{userId}/status`.
 
-use axum::Json;
-use axum::extract::{Path, State};
-use ruma::UserId;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::extract::State;
+use ruma::api::client::presence::{get_presence, set_presence};
 
-use crate::api::extract::{AppState, MatrixJson, Requester, parse_id};
-use crate::error::{ApiResult, MatrixError};
+use crate::api::extract::{AppState, Requester, Ruma, RumaResponse};
+use crate::error::ApiResult;
 
 pub async fn get(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(user_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let user_id: &UserId = parse_id(&user_id, "user ID")?;
-    Ok(Json(state.presence.get(&owner.user_id, user_id).await?))
-}
-
-#[derive(Deserialize)]
-pub struct SetPresence {
-    presence: Option<String>,
-    #[serde(default)]
-    status_msg: Option<String>,
+    Ruma(request): Ruma<get_presence::v3::Request>,
+) -> ApiResult<RumaResponse<get_presence::v3::Response>> {
+    let status = state.presence.get(&owner.user_id, &request.user_id).await?;
+    let mut answer = get_presence::v3::Response::new(status.presence);
+    answer.status_msg = status.status_msg;
+    answer.last_active_ago = status.last_active_ago;
+    answer.currently_active = status.currently_active;
+    Ok(answer.into())
 }
 
 pub async fn set(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(user_id): Path<String>,
-    MatrixJson(request): MatrixJson<SetPresence>,
-) -> ApiResult<Json<Value>> {
-    let user_id: &UserId = parse_id(&user_id, "user ID")?;
-    let presence = request.presence.ok_or_else(|| MatrixError::missing_param("presence is required"))?;
-    state.presence.set(&owner.user_id, user_id, &presence, request.status_msg.as_deref())?;
-    Ok(Json(json!({})))
+    Ruma(request): Ruma<set_presence::v3::Request>,
+) -> ApiResult<RumaResponse<set_presence::v3::Response>> {
+    let status_msg = request.status_msg.as_deref();
+    state.presence.set(&owner.user_id, &request.user_id, &request.presence, status_msg)?;
+    Ok(set_presence::v3::Response::new().into())
 }

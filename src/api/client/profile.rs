@@ -1,57 +1,71 @@
 //! `GET /profile/{userId}` and `GET/PUT/DELETE /profile/{userId}/{keyName}`.
 
-use axum::Json;
 use axum::extract::{Path, State};
-use ruma::UserId;
-use serde_json::{Map, Value, json};
+use axum::http::StatusCode;
+use ruma::api::client::profile::{
+    ProfileFieldValue, delete_profile_field, get_profile, get_profile_field, set_profile_field,
+};
+use ruma::{OwnedUserId, UserId};
+use serde_json::{Map, Value};
 
-use crate::api::extract::{AppState, MatrixJson, Requester, parse_id};
+use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaResponse, parse_id};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::accounts::AuthenticatedUser;
 
-pub async fn get_profile(State(state): State<AppState>, Path(user_id): Path<String>) -> ApiResult<Json<Value>> {
-    let user_id: &UserId = parse_id(&user_id, "user ID")?;
-    Ok(Json(json!(state.profiles.lookup(user_id, None).await?)))
+pub async fn get_profile(
+    State(state): State<AppState>,
+    Ruma(request): Ruma<get_profile::v3::Request>,
+) -> ApiResult<RumaResponse<get_profile::v3::Response>> {
+    let mut answer = get_profile::v3::Response::new();
+    answer.data = state.profiles.lookup(&request.user_id, None).await?.into_iter().collect();
+    Ok(answer.into())
 }
 
 pub async fn get_field(
     State(state): State<AppState>,
-    Path((user_id, key)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let user_id: &UserId = parse_id(&user_id, "user ID")?;
-    let profile = state.profiles.lookup(user_id, Some(&key)).await?;
-    let value = profile.get(&key).ok_or_else(|| MatrixError::not_found(format!("The profile has no field {key}")))?;
-    Ok(Json(json!({ key: value })))
+    Ruma(request): Ruma<get_profile_field::v3::Request>,
+) -> ApiResult<RumaResponse<get_profile_field::v3::Response>> {
+    let key = request.field.as_str();
+    let mut profile = state.profiles.lookup(&request.user_id, Some(key)).await?;
+    let value = profile.remove(key).ok_or_else(|| MatrixError::not_found(format!("The profile has no field {key}")))?;
+    // Ours are checked when set; another server's may not fit the field's type.
+    let value = ProfileFieldValue::new(key, value).map_err(|_| {
+        MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", "Invalid profile from the remote server")
+    })?;
+    Ok(get_profile_field::v3::Response::new(value).into())
 }
 
+/// Not ruma's request: ruma's `ProfileFieldValue` refuses `{"displayname": null}`, which
+/// older clients send to clear their name and Synapse accepts; the body is the one field
+/// the path names.
 pub async fn set_field(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path((user_id, key)): Path<(String, String)>,
     MatrixJson(mut body): MatrixJson<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
-    let user_id = authorised_target(&state, &owner, &user_id).await?;
+) -> ApiResult<RumaResponse<set_profile_field::v3::Response>> {
+    let user_id: OwnedUserId = parse_id(user_id.as_str(), "user ID")?;
+    authorise_change(&state, &owner, &user_id).await?;
     state.limits.profile.check(owner.user_id.as_str())?;
     let value = body.remove(&key).ok_or_else(|| MatrixError::missing_param(format!("Missing key '{key}'")))?;
     // A null value clears the field, as older clients do for `displayname`.
     let value = (!value.is_null()).then_some(value);
-    state.profiles.set_field(user_id, &key, value).await?;
-    Ok(Json(json!({})))
+    state.profiles.set_field(&user_id, &key, value).await?;
+    Ok(set_profile_field::v3::Response::new().into())
 }
 
 pub async fn delete_field(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((user_id, key)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let user_id = authorised_target(&state, &owner, &user_id).await?;
-    state.profiles.set_field(user_id, &key, None).await?;
-    Ok(Json(json!({})))
+    Ruma(request): Ruma<delete_profile_field::v3::Request>,
+) -> ApiResult<RumaResponse<delete_profile_field::v3::Response>> {
+    authorise_change(&state, &owner, &request.user_id).await?;
+    state.profiles.set_field(&request.user_id, request.field.as_str(), None).await?;
+    Ok(delete_profile_field::v3::Response::new().into())
 }
 
 /// Users change their own profile; server admins may change any local one.
-async fn authorised_target<'a>(state: &AppState, owner: &AuthenticatedUser, user_id: &'a str) -> ApiResult<&'a UserId> {
-    let user_id: &UserId = parse_id(user_id, "user ID")?;
+async fn authorise_change(state: &AppState, owner: &AuthenticatedUser, user_id: &UserId) -> ApiResult<()> {
     if user_id != owner.user_id && !owner.admin {
         return Err(MatrixError::forbidden("You may only change your own profile"));
     }
@@ -59,5 +73,5 @@ async fn authorised_target<'a>(state: &AppState, owner: &AuthenticatedUser, user
         return Err(MatrixError::forbidden("Cannot change the profile of a user on another server"));
     }
     state.profiles.get(user_id).await?;
-    Ok(user_id)
+    Ok(())
 }

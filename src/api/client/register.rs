@@ -2,19 +2,18 @@
 //! `m.login.registration_token` when `registration_requires_token` is set),
 //! `GET /register/available` and the registration token validity check.
 
-use std::collections::HashMap;
-
-use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use rand::Rng;
-use serde_json::{Value, json};
-
+use ruma::OwnedUserId;
 use ruma::api::client::account::register::{self, RegistrationKind};
+use ruma::api::client::account::{check_registration_token_validity, get_username_availability};
 use ruma::api::client::uiaa::AuthData;
+use serde_json::json;
 
-use crate::api::extract::{AppState, ClientIp, Ruma};
+use crate::api::extract::{AppState, ClientIp, Ruma, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
+use crate::services::accounts::NewAccount;
 
 /// Synapse refuses passwords longer than this.
 pub const MAX_PASSWORD_BYTES: usize = 512;
@@ -36,7 +35,7 @@ pub async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Ruma(request): Ruma<register::v3::Request>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<RumaResponse<register::v3::Response>> {
     if request.kind == RegistrationKind::Guest {
         return Err(MatrixError::new(StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled"));
     }
@@ -67,25 +66,26 @@ pub async fn register(
         Some(user_id) => user_id,
         None => generated_user_id(&state).await?,
     };
-    let device_id = request.device_id.as_deref().map(|id| id.as_str());
-    let device = (!request.inhibit_login).then_some((device_id, request.initial_device_display_name.as_deref()));
+    let device_name = request.initial_device_display_name.as_deref();
+    let device = (!request.inhibit_login).then_some((request.device_id.as_deref(), device_name));
     // One registration per session, however many race on it.
     let claim = state.accounts.claim_uia(&session)?;
-    let created = state.accounts.register(&user_id, request.password.as_deref(), false, None, None, device).await?;
+    let password = request.password.as_deref();
+    let created = state.accounts.register_user(&user_id, password, NewAccount::default(), device).await?;
     claim.complete();
     if requires_token {
         state.registration_tokens.complete(&session).await?;
     }
-    let body = match created {
-        Some(session) => json!({
-            "user_id": session.user_id,
-            "access_token": session.access_token,
-            "device_id": session.device_id,
-            "home_server": state.config.server_name,
-        }),
-        None => json!({ "user_id": user_id, "home_server": state.config.server_name }),
+    let answer = match created {
+        Some(session) => {
+            let mut answer = register::v3::Response::new(session.user_id);
+            answer.access_token = Some(session.access_token);
+            answer.device_id = Some(session.device_id);
+            answer
+        }
+        None => register::v3::Response::new(user_id),
     };
-    Ok((StatusCode::OK, Json(body)))
+    Ok(answer.into())
 }
 
 /// The live UIA session `auth` names, or a new one when it names none.
@@ -150,7 +150,7 @@ fn registration_token(auth: &AuthData) -> Option<String> {
     }
 }
 
-async fn generated_user_id(state: &AppState) -> ApiResult<String> {
+async fn generated_user_id(state: &AppState) -> ApiResult<OwnedUserId> {
     for _ in 0..10 {
         let localpart: u64 = rand::thread_rng().gen_range(100_000_000..1_000_000_000_000);
         let user_id = state.accounts.local_user_id(&localpart.to_string())?;
@@ -163,14 +163,13 @@ async fn generated_user_id(state: &AppState) -> ApiResult<String> {
 
 pub async fn available(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let username = query.get("username").ok_or_else(|| MatrixError::missing_param("username is required"))?;
-    let user_id = state.accounts.local_user_id(&username.to_lowercase())?;
+    Ruma(request): Ruma<get_username_availability::v3::Request>,
+) -> ApiResult<RumaResponse<get_username_availability::v3::Response>> {
+    let user_id = state.accounts.local_user_id(&request.username.to_lowercase())?;
     if !state.accounts.is_available(&user_id).await? {
         return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_USER_IN_USE", "User ID already taken."));
     }
-    Ok(Json(json!({ "available": true })))
+    Ok(get_username_availability::v3::Response::new(true).into())
 }
 
 /// `GET /_matrix/client/v1/register/m.login.registration_token/validity`: whether a
@@ -178,13 +177,13 @@ pub async fn available(
 pub async fn token_validity(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+    Ruma(request): Ruma<check_registration_token_validity::v1::Request>,
+) -> ApiResult<RumaResponse<check_registration_token_validity::v1::Response>> {
     if !state.config.enable_registration {
         return Err(MatrixError::forbidden("Registration is disabled"));
     }
     // Guessing tokens one check at a time is slow (`rc_registration_token_validity`).
     state.limits.registration_token_validity.check(&ip.to_string())?;
-    let token = query.get("token").ok_or_else(|| MatrixError::missing_param("token is required"))?;
-    Ok(Json(json!({ "valid": state.registration_tokens.is_valid(token).await? })))
+    let valid = state.registration_tokens.is_valid(&request.token).await?;
+    Ok(check_registration_token_validity::v1::Response::new(valid).into())
 }

@@ -1,13 +1,14 @@
 //! Login, logout and whoami.
 
-use axum::Json;
 use axum::extract::State;
 use ruma::OwnedDeviceId;
+use ruma::api::client::account::whoami;
+use ruma::api::client::session::get_login_types::v3::{LoginType, PasswordLoginType};
+use ruma::api::client::session::{get_login_types, login, logout, logout_all};
 use ruma::api::client::uiaa::UserIdentifier;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use crate::api::extract::{AppState, ClientIp, MatrixJson, OptionalJson, Requester};
+use crate::api::extract::{AppState, ClientIp, MatrixJson, Requester, Ruma, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
 
 /// The user name of an `m.id.user` identifier (or the legacy `user` field).
@@ -43,15 +44,15 @@ pub struct LoginRequest {
     initial_device_display_name: Option<String>,
 }
 
-pub async fn login_flows() -> Json<Value> {
-    Json(json!({ "flows": [{ "type": "m.login.password" }] }))
+pub async fn login_flows() -> RumaResponse<get_login_types::v3::Response> {
+    get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::new())]).into()
 }
 
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     MatrixJson(request): MatrixJson<LoginRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<login::v3::Response>> {
     state.limits.login_address.check(&ip.to_string())?;
     if request.kind != "m.login.password" {
         return Err(MatrixError::new(axum::http::StatusCode::BAD_REQUEST, "M_UNKNOWN", "Unknown login type"));
@@ -60,51 +61,49 @@ pub async fn login(
     let password = request.password.ok_or_else(|| MatrixError::missing_param("password is required"))?;
     let invalid = || MatrixError::forbidden("Invalid username or password");
     let user_id = state.accounts.local_user_id(&username.to_lowercase()).map_err(|_| invalid())?;
-    if !state.limits.login_failed.would_allow(&user_id) {
-        state.limits.login_failed.check(&user_id)?;
+    let limit_key = user_id.as_str();
+    if !state.limits.login_failed.would_allow(limit_key) {
+        state.limits.login_failed.check(limit_key)?;
     }
-    let user = match state.accounts.check_password(&user_id, &password).await {
-        Ok(user) => user,
-        Err(err) => {
-            if err.errcode == "M_FORBIDDEN" {
-                state.limits.login_failed.check(&user_id)?;
-            }
-            return Err(err);
+    if let Err(err) = state.accounts.check_password(&user_id, &password).await {
+        if err.errcode == "M_FORBIDDEN" {
+            state.limits.login_failed.check(limit_key)?;
         }
-    };
+        return Err(err);
+    }
     // Counted once the password is right, as Synapse does: guesses by someone else
     // must not use up the owner's logins.
-    state.limits.login_account.check(&user_id)?;
-    let session = state
-        .accounts
-        .new_session(
-            &user.user_id,
-            request.device_id.as_deref().map(|id| id.as_str()),
-            request.initial_device_display_name.as_deref(),
-        )
-        .await?;
-    Ok(Json(json!({
-        "user_id": session.user_id,
-        "access_token": session.access_token,
-        "device_id": session.device_id,
-        "home_server": state.config.server_name,
-    })))
+    state.limits.login_account.check(limit_key)?;
+    let device_name = request.initial_device_display_name.as_deref();
+    let session = state.accounts.new_session(&user_id, request.device_id.as_deref(), device_name).await?;
+    let mut answer = login::v3::Response::new(session.user_id, session.access_token, session.device_id);
+    #[allow(deprecated)] // still read by older clients
+    {
+        answer.home_server = Some(state.config.server_name.clone());
+    }
+    Ok(answer.into())
 }
 
-pub async fn whoami(Requester(owner): Requester) -> Json<Value> {
-    Json(json!({ "user_id": owner.user_id, "device_id": owner.device_id, "is_guest": owner.is_guest }))
+pub async fn whoami(Requester(owner): Requester) -> RumaResponse<whoami::v3::Response> {
+    let mut answer = whoami::v3::Response::new(owner.user_id, owner.is_guest);
+    answer.device_id = Some(owner.device_id.into());
+    answer.into()
 }
 
-pub async fn logout(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
+/// No request type: logging out takes no body, whatever is sent.
+pub async fn logout(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+) -> ApiResult<RumaResponse<logout::v3::Response>> {
     state.accounts.logout(&owner).await?;
-    Ok(Json(json!({})))
+    Ok(logout::v3::Response::new().into())
 }
 
 pub async fn logout_all(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    OptionalJson(_): OptionalJson<serde_json::Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
+    Ruma(_): Ruma<logout_all::v3::Request>,
+) -> ApiResult<RumaResponse<logout_all::v3::Response>> {
     state.accounts.logout_all(&owner.user_id).await?;
-    Ok(Json(json!({})))
+    Ok(logout_all::v3::Response::new().into())
 }

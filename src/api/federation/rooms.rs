@@ -6,9 +6,14 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use ruma::api::federation::authorization::get_event_authorization;
+use ruma::api::federation::backfill::get_backfill;
+use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
+
 use super::{Signed, SignedTransaction};
-use crate::api::extract::AppState;
+use crate::api::extract::{AppState, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
+use crate::services::joins::SendJoinAnswer;
 
 /// `PUT /v1/send/{txnId}`.
 pub async fn send_transaction(
@@ -56,7 +61,7 @@ pub async fn send_join(
     Path((room_id, event_id)): Path<(String, String)>,
     Query(query): Query<SendJoinQuery>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SendJoinAnswer>> {
     let omit_members = match query.omit_members.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -75,9 +80,9 @@ pub async fn send_join_v1(
     state: State<AppState>,
     path: Path<(String, String)>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<(u16, SendJoinAnswer)>> {
     let Json(answer) = send_join(state, path, Query(SendJoinQuery::default()), signed).await?;
-    Ok(Json(json!([200, answer])))
+    Ok(Json((200, answer)))
 }
 
 pub async fn send_leave(
@@ -113,8 +118,8 @@ pub async fn event(
     State(state): State<AppState>,
     Path(event_id): Path<String>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(state.history.serve_event(&signed.origin, &event_id).await?))
+) -> ApiResult<RumaResponse<get_event::v1::Response>> {
+    Ok(state.history.serve_event(&signed.origin, &event_id).await?.into())
 }
 
 #[derive(serde::Deserialize)]
@@ -131,8 +136,8 @@ pub async fn room_state(
     Path(room_id): Path<String>,
     Query(query): Query<AtEvent>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(state.history.serve_state(&signed.origin, &room_id, required_event(&query)?).await?))
+) -> ApiResult<RumaResponse<get_room_state::v1::Response>> {
+    Ok(state.history.serve_state(&signed.origin, &room_id, required_event(&query)?).await?.into())
 }
 
 pub async fn room_state_ids(
@@ -140,27 +145,25 @@ pub async fn room_state_ids(
     Path(room_id): Path<String>,
     Query(query): Query<AtEvent>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
-    let (pdu_ids, auth_chain_ids) =
-        state.history.state_ids_at(&signed.origin, &room_id, required_event(&query)?).await?;
-    Ok(Json(json!({ "pdu_ids": pdu_ids, "auth_chain_ids": auth_chain_ids })))
+) -> ApiResult<RumaResponse<get_room_state_ids::v1::Response>> {
+    Ok(state.history.serve_state_ids(&signed.origin, &room_id, required_event(&query)?).await?.into())
 }
 
 pub async fn event_auth(
     State(state): State<AppState>,
     Path((room_id, event_id)): Path<(String, String)>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(state.history.serve_event_auth(&signed.origin, &room_id, &event_id).await?))
+) -> ApiResult<RumaResponse<get_event_authorization::v1::Response>> {
+    Ok(state.history.serve_event_auth(&signed.origin, &room_id, &event_id).await?.into())
 }
 
 pub async fn get_missing_events(
     State(state): State<AppState>,
     Path(room_id): Path<String>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_missing_events::v1::Response>> {
     let body = signed.json()?;
-    Ok(Json(state.history.serve_missing_events(&signed.origin, &room_id, &body).await?))
+    Ok(state.history.serve_missing_events(&signed.origin, &room_id, &body).await?.into())
 }
 
 /// `GET /v1/backfill/{roomId}?v=…&limit=…`.
@@ -169,12 +172,12 @@ pub async fn backfill(
     Path(room_id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_backfill::v1::Response>> {
     let from: Vec<String> = query.iter().filter(|(k, _)| k == "v").map(|(_, v)| v.clone()).collect();
     if from.is_empty() {
         return Err(MatrixError::missing_param("v is required"));
     }
     let limit = query.iter().find(|(k, _)| k == "limit").map(|(_, v)| v.as_str()).unwrap_or("10");
     let limit: usize = limit.parse().map_err(|_| MatrixError::invalid_param("limit must be a number"))?;
-    Ok(Json(state.history.serve_backfill(&signed.origin, &room_id, &from, limit).await?))
+    Ok(state.history.serve_backfill(&signed.origin, &room_id, &from, limit).await?.into())
 }

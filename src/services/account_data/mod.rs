@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use ruma::api::client::filter::FilterDefinition;
+use ruma::events::tag::{TagInfo, TagName, Tags};
 use ruma::{RoomId, UserId};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use super::locks::KeyedLocks;
@@ -86,40 +87,44 @@ impl AccountData {
         Ok(())
     }
 
-    /// A user's tags on a room (`m.tag` room account data), `{}` when none.
-    pub async fn tags(&self, user_id: &UserId, room_id: &RoomId) -> ApiResult<Value> {
-        let content = self.store.get_account_data(user_id.as_str(), room_id.as_str(), TAGS).await?;
-        Ok(content.and_then(|c| c.get("tags").cloned()).filter(Value::is_object).unwrap_or_else(|| json!({})))
+    /// A user's tags on a room (`m.tag` room account data). A tag whose content does not
+    /// fit (set as account data, say, with an `order` that is no number) is listed
+    /// without it.
+    pub async fn tags(&self, user_id: &UserId, room_id: &RoomId) -> ApiResult<Tags> {
+        let stored = self.stored_tags(user_id, room_id).await?;
+        let tag =
+            |(name, info): (String, Value)| (TagName::from(name), serde_json::from_value(info).unwrap_or_default());
+        Ok(stored.into_iter().map(tag).collect())
     }
 
-    /// Adds or replaces a tag (`content` may hold an `order` between 0 and 1), or with
-    /// `None` removes it.
-    pub async fn set_tag(
-        &self,
-        user_id: &UserId,
-        room_id: &RoomId,
-        tag: &str,
-        content: Option<Value>,
-    ) -> ApiResult<()> {
+    /// The `tags` of the stored `m.tag` content, as stored: rewriting one tag leaves the
+    /// others as they are.
+    async fn stored_tags(&self, user_id: &UserId, room_id: &RoomId) -> ApiResult<Map<String, Value>> {
+        let content = self.store.get_account_data(user_id.as_str(), room_id.as_str(), TAGS).await?;
+        match content.and_then(|mut content| content.get_mut("tags").map(Value::take)) {
+            Some(Value::Object(tags)) => Ok(tags),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    /// Adds or replaces a tag, or with `None` removes it.
+    pub async fn set_tag(&self, user_id: &UserId, room_id: &RoomId, tag: &str, info: Option<TagInfo>) -> ApiResult<()> {
         if tag.is_empty() || tag.len() > MAX_TYPE_BYTES {
             return Err(MatrixError::invalid_param(format!("A tag must be 1 to {MAX_TYPE_BYTES} bytes")));
         }
-        if let Some(order) = content.as_ref().and_then(|c| c.get("order"))
-            && !order.is_number()
-        {
-            return Err(MatrixError::bad_json("order must be a number"));
-        }
         let _one_writer = self.tag_locks.lock(&user_id.to_string()).await;
-        let mut tags = self.tags(user_id, room_id).await?;
-        match content {
-            Some(content) => tags[tag] = content,
+        let mut tags = self.stored_tags(user_id, room_id).await?;
+        match info {
+            Some(info) => {
+                let info = serde_json::to_value(info).map_err(|err| MatrixError::internal("a tag's content", err))?;
+                tags.insert(tag.to_owned(), info);
+            }
             None => {
-                if let Some(object) = tags.as_object_mut() {
-                    object.remove(tag);
-                }
+                tags.remove(tag);
             }
         }
-        self.put(user_id, Some(room_id), TAGS, &json!({ "tags": tags })).await
+        let content = Map::from_iter([("tags".to_owned(), Value::Object(tags))]);
+        self.put(user_id, Some(room_id), TAGS, &Value::Object(content)).await
     }
 
     pub async fn get(&self, user_id: &UserId, room_id: Option<&RoomId>, kind: &str) -> ApiResult<Value> {
@@ -154,16 +159,35 @@ impl AccountData {
     /// The filter of a `/sync`: given inline as JSON or by the id `POST /filter` returned.
     pub async fn sync_filter(&self, user_id: &UserId, filter: Option<&str>) -> ApiResult<Value> {
         let Some(filter) = filter else { return Ok(serde_json::json!({})) };
-        if filter.trim_start().starts_with('{') {
-            let filter: Value =
-                serde_json::from_str(filter).map_err(|err| MatrixError::bad_json(format!("Invalid filter: {err}")))?;
-            check_filter(&filter)?;
-            return Ok(filter);
+        match parse_sync_filter(filter)? {
+            SyncFilter::Inline(filter) => Ok(filter),
+            SyncFilter::Stored(id) => {
+                let filter = self.store.get_filter(user_id.as_str(), id).await?;
+                filter.ok_or_else(|| MatrixError::not_found("No such filter"))
+            }
         }
-        let id = filter.parse::<i64>().map_err(|_| MatrixError::invalid_param("Invalid filter ID"))?;
-        let filter = self.store.get_filter(user_id.as_str(), id).await?;
-        filter.ok_or_else(|| MatrixError::not_found("No such filter"))
     }
+}
+
+/// The `filter` parameter of a `/sync`.
+#[derive(Debug)]
+pub enum SyncFilter {
+    /// A filter definition given inline, checked.
+    Inline(Value),
+    /// The id of a filter `POST /filter` stored.
+    Stored(i64),
+}
+
+/// Reads a `/sync` filter parameter: inline JSON (checked as a stored one is) or an id.
+pub fn parse_sync_filter(filter: &str) -> ApiResult<SyncFilter> {
+    if filter.trim_start().starts_with('{') {
+        let filter: Value =
+            serde_json::from_str(filter).map_err(|err| MatrixError::bad_json(format!("Invalid filter: {err}")))?;
+        check_filter(&filter)?;
+        return Ok(SyncFilter::Inline(filter));
+    }
+    let id = filter.parse::<i64>().map_err(|_| MatrixError::invalid_param("Invalid filter ID"))?;
+    Ok(SyncFilter::Stored(id))
 }
 
 /// MSC4258's visibilities: `remote` (the default: found here and by peers), `local`

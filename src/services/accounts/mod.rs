@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use rand::distributions::Alphanumeric;
-use ruma::{OwnedServerName, OwnedUserId, UserId};
+use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
@@ -19,7 +19,7 @@ use super::devices::MAX_DISPLAY_NAME_CHARS;
 use super::rooms::Rooms;
 use super::rooms::membership::{Change, MembershipChange};
 use crate::error::{ApiResult, MatrixError};
-use crate::store::{NewUser, Store, TokenOwner, UserRow};
+use crate::store::{NewUser, Store, TokenOwner};
 use uia::ExpiringSet;
 
 /// A nonce for shared-secret registration is valid this long, as in Synapse.
@@ -50,9 +50,19 @@ pub struct AuthenticatedUser {
 /// A new session handed to a client.
 #[derive(Debug, Clone)]
 pub struct Session {
-    pub user_id: String,
-    pub device_id: String,
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
     pub access_token: String,
+}
+
+/// What a new account starts with besides its ID and password.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewAccount<'a> {
+    pub admin: bool,
+    /// Synapse's `user_type` (`support`, `bot`), none for ordinary users.
+    pub user_type: Option<&'a str>,
+    /// The localpart when none is given.
+    pub displayname: Option<&'a str>,
 }
 
 pub struct SharedSecretRegistration<'a> {
@@ -130,7 +140,7 @@ impl Accounts {
     async fn token_owner(&self, token: &str) -> ApiResult<(AuthenticatedUser, bool)> {
         let unknown = || {
             MatrixError::new(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN", "Invalid access token passed.")
-                .with("soft_logout", serde_json::json!(false))
+                .with("soft_logout", false.into())
         };
         let TokenOwner { user_id, device_id, admin, is_guest, locked } =
             self.store.token_owner(&hash_token(token)).await?.ok_or_else(unknown)?;
@@ -139,7 +149,7 @@ impl Accounts {
     }
 
     /// Turns `alice` or `@alice:server` into a local user id, checking Synapse's rules.
-    pub fn local_user_id(&self, username: &str) -> ApiResult<String> {
+    pub fn local_user_id(&self, username: &str) -> ApiResult<OwnedUserId> {
         let localpart = match username.strip_prefix('@') {
             Some(rest) => {
                 let (localpart, server) = rest.split_once(':').ok_or_else(|| invalid_username("Invalid user ID"))?;
@@ -155,14 +165,14 @@ impl Accounts {
         if user_id.len() > 255 {
             return Err(invalid_username("User ID may not be longer than 255 characters"));
         }
-        Ok(user_id)
+        OwnedUserId::try_from(user_id).map_err(|_| invalid_username("Invalid user ID"))
     }
 
-    pub async fn is_available(&self, user_id: &str) -> ApiResult<bool> {
-        Ok(self.store.get_user(user_id).await?.is_none())
+    pub async fn is_available(&self, user_id: &UserId) -> ApiResult<bool> {
+        Ok(self.store.get_user(user_id.as_str()).await?.is_none())
     }
 
-    /// Creates an account and, unless `inhibit_login`, a first session.
+    /// [`Self::register_user`] for a user ID given as text (the admin API's).
     pub async fn register(
         &self,
         user_id: &str,
@@ -172,6 +182,21 @@ impl Accounts {
         displayname: Option<&str>,
         device: Option<(Option<&str>, Option<&str>)>,
     ) -> ApiResult<Option<Session>> {
+        let user_id = UserId::parse(user_id).map_err(|_| invalid_username("Invalid user ID"))?;
+        let device = device.map(|(device_id, name)| (device_id.map(<&DeviceId>::from), name));
+        self.register_user(&user_id, password, NewAccount { admin, user_type, displayname }, device).await
+    }
+
+    /// Creates an account and, when `device` is given (no `inhibit_login`), a first
+    /// session on it: a device ID (random when `None`) and display name.
+    pub async fn register_user(
+        &self,
+        user_id: &UserId,
+        password: Option<&str>,
+        account: NewAccount<'_>,
+        device: Option<(Option<&DeviceId>, Option<&str>)>,
+    ) -> ApiResult<Option<Session>> {
+        let NewAccount { admin, user_type, displayname } = account;
         // Checked first, so a refused device creates no account.
         if let Some((device_id, display_name)) = device {
             check_device(device_id, display_name)?;
@@ -181,12 +206,11 @@ impl Accounts {
             None => None,
         };
         // Synapse gives every new account its localpart as display name.
-        let localpart = user_id.trim_start_matches('@').split(':').next().unwrap_or_default();
-        let displayname = displayname.unwrap_or(localpart);
+        let displayname = displayname.unwrap_or(user_id.localpart());
         let created = self
             .store
             .create_user(NewUser {
-                user_id,
+                user_id: user_id.as_str(),
                 password_hash: password_hash.as_deref(),
                 admin,
                 user_type,
@@ -205,21 +229,22 @@ impl Accounts {
 
     pub async fn new_session(
         &self,
-        user_id: &str,
-        device_id: Option<&str>,
+        user_id: &UserId,
+        device_id: Option<&DeviceId>,
         device_display_name: Option<&str>,
     ) -> ApiResult<Session> {
         check_device(device_id, device_display_name)?;
-        let device_id = device_id.map_or_else(random_device_id, str::to_owned);
+        let device_id = device_id.map_or_else(random_device_id, ToOwned::to_owned);
         let access_token = format!("kith_{}", random_string(40));
-        self.store.add_session(user_id, &device_id, device_display_name, &hash_token(&access_token)).await?;
+        let token_hash = hash_token(&access_token);
+        self.store.add_session(user_id.as_str(), device_id.as_str(), device_display_name, &token_hash).await?;
         Ok(Session { user_id: user_id.to_owned(), device_id, access_token })
     }
 
     /// Checks a password; wrong users and wrong passwords look alike to the caller.
-    pub async fn check_password(&self, user_id: &str, password: &str) -> ApiResult<UserRow> {
+    pub async fn check_password(&self, user_id: &UserId, password: &str) -> ApiResult<()> {
         let invalid = || MatrixError::forbidden("Invalid username or password");
-        let user = self.store.get_user(user_id).await?.ok_or_else(invalid)?;
+        let user = self.store.get_user(user_id.as_str()).await?.ok_or_else(invalid)?;
         if user.deactivated {
             return Err(MatrixError::new(
                 StatusCode::FORBIDDEN,
@@ -235,7 +260,7 @@ impl Accounts {
         if user.locked {
             return Err(user_locked());
         }
-        Ok(user)
+        Ok(())
     }
 
     /// Changes a password; unless `keep_devices`, every other device is logged out.
@@ -319,16 +344,9 @@ impl Accounts {
             return Err(MatrixError::invalid_param("Invalid user type"));
         }
         let user_id = self.local_user_id(&request.username.to_lowercase())?;
-        let session = self
-            .register(
-                &user_id,
-                Some(request.password),
-                request.admin,
-                request.user_type,
-                request.displayname,
-                Some((None, None)),
-            )
-            .await?;
+        let account =
+            NewAccount { admin: request.admin, user_type: request.user_type, displayname: request.displayname };
+        let session = self.register_user(&user_id, Some(request.password), account, Some((None, None))).await?;
         session.ok_or_else(|| MatrixError::internal("registration", "no session created"))
     }
 
@@ -339,8 +357,8 @@ impl Accounts {
     }
 }
 
-fn check_device(device_id: Option<&str>, display_name: Option<&str>) -> ApiResult<()> {
-    if device_id.is_some_and(|id| id.is_empty() || id.len() > 255) {
+fn check_device(device_id: Option<&DeviceId>, display_name: Option<&str>) -> ApiResult<()> {
+    if device_id.is_some_and(|id| id.as_str().is_empty() || id.as_str().len() > 255) {
         return Err(MatrixError::invalid_param("device_id must be 1 to 255 characters"));
     }
     if display_name.is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME_CHARS) {
@@ -379,7 +397,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Synapse's answer to a locked account: a soft logout, so clients keep their keys.
 fn user_locked() -> MatrixError {
     MatrixError::new(StatusCode::UNAUTHORIZED, "M_USER_LOCKED", "User account has been locked")
-        .with("soft_logout", serde_json::json!(true))
+        .with("soft_logout", true.into())
 }
 
 fn invalid_username(message: &str) -> MatrixError {
@@ -433,9 +451,10 @@ pub(crate) fn random_string(len: usize) -> String {
     rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
-fn random_device_id() -> String {
+fn random_device_id() -> OwnedDeviceId {
     let mut rng = rand::thread_rng();
-    (0..10).map(|_| char::from(rng.gen_range(b'A'..=b'Z'))).collect()
+    let id: String = (0..10).map(|_| char::from(rng.gen_range(b'A'..=b'Z'))).collect();
+    id.into()
 }
 
 /// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async workers.

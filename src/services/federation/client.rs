@@ -5,7 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use ruma::api::auth_scheme::AuthScheme;
+use ruma::api::error::FromHttpResponseError;
 use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
+use ruma::api::path_builder::PathBuilder;
+use ruma::api::{IncomingResponseExt, OutgoingRequest, OutgoingRequestExt};
 use ruma::{OwnedServerName, ServerName};
 use serde_json::Value;
 
@@ -107,6 +111,65 @@ impl FederationClient {
     /// Whether `federation_domain_whitelist` lets us talk to `server`.
     pub fn allowed(&self, server: &ServerName) -> bool {
         self.domain_whitelist.as_ref().is_none_or(|list| list.iter().any(|s| s == server))
+    }
+
+    /// A request of ruma's type for another server's federation endpoint: ruma builds its
+    /// path, query and body and signs it (X-Matrix); the answer, at most 10 MiB, is
+    /// decoded into the endpoint's response type.
+    pub async fn send<R>(&self, destination: &ServerName, request: R) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = XMatrixSigningInput<'a>>,
+        for<'a> R::PathBuilder: PathBuilder<Input<'a> = ()>,
+    {
+        self.send_with_limit(destination, request, MAX_RESPONSE_BYTES).await
+    }
+
+    /// [`Self::send`] with an answer of at most `max_bytes` (a big room's state).
+    pub async fn send_with_limit<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+        max_bytes: usize,
+    ) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = XMatrixSigningInput<'a>>,
+        for<'a> R::PathBuilder: PathBuilder<Input<'a> = ()>,
+    {
+        if !self.allowed(destination) {
+            return Err(FederationError::NotAllowed(destination.to_string()));
+        }
+        let base = self.resolve(destination).await?;
+        let signing = XMatrixSigningInput::new(
+            self.server_name().to_owned(),
+            destination.to_owned(),
+            self.server_keys.key_pair(),
+        );
+        let request = request
+            .try_into_http_request::<Vec<u8>>(&base.to_string(), signing, ())
+            .map_err(|e| FederationError::Network(format!("cannot build the request: {e}")))?;
+        let (parts, body) = request.into_parts();
+        let mut response = self
+            .http
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .header(reqwest::header::HOST, &base.host_header)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| FederationError::Network(e.to_string()))?;
+        let status = response.status();
+        self.answered(destination, status).await;
+        let bytes = read_capped(&mut response, max_bytes).await.map_err(capped_read_error)?;
+        let answer = axum::http::Response::builder()
+            .status(status)
+            .body(bytes.as_slice())
+            .map_err(|e| FederationError::InvalidResponse(e.to_string()))?;
+        R::IncomingResponse::try_from_http_response(answer).map_err(|err| match err {
+            FromHttpResponseError::Server(_) => FederationError::Remote { status, body: error_body(&bytes) },
+            err => FederationError::InvalidResponse(err.to_string()),
+        })
     }
 
     /// A signed `GET` to another server's federation API.
@@ -247,16 +310,23 @@ fn is_sign_of_life(status: StatusCode) -> bool {
 async fn read_json(mut response: reqwest::Response, max_bytes: usize) -> Result<Value, FederationError> {
     let status = response.status();
     let path = response.url().path().to_owned();
-    let bytes = read_capped(&mut response, max_bytes).await.map_err(|err| match err {
+    let bytes = read_capped(&mut response, max_bytes).await.map_err(capped_read_error)?;
+    tracing::debug!(%path, %status, bytes = bytes.len(), "federation response read");
+    if !status.is_success() {
+        return Err(FederationError::Remote { status, body: error_body(&bytes) });
+    }
+    serde_json::from_slice::<Value>(&bytes).map_err(|e| FederationError::InvalidResponse(e.to_string()))
+}
+
+fn capped_read_error(err: CappedReadError) -> FederationError {
+    match err {
         CappedReadError::TooLarge(_) => FederationError::InvalidResponse(err.to_string()),
         CappedReadError::Network(err) => FederationError::Network(err),
-    })?;
-    tracing::debug!(%path, %status, bytes = bytes.len(), "federation response read");
-    let parsed = serde_json::from_slice::<Value>(&bytes);
-    if !status.is_success() {
-        // A proxy's error page in front of a server that is down is not JSON.
-        let body = parsed.unwrap_or_else(|_| Value::Object(serde_json::Map::new()));
-        return Err(FederationError::Remote { status, body });
     }
-    parsed.map_err(|e| FederationError::InvalidResponse(e.to_string()))
+}
+
+/// An error answer's body; a proxy's error page in front of a server that is down is
+/// not JSON, and counts as an empty one.
+fn error_body(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::Object(serde_json::Map::new()))
 }

@@ -262,10 +262,10 @@ impl<L: Lookups> Discovery<L> {
     /// The checked addresses a connection to URL host `host` may use: those of the
     /// target it was pinned to by [`Self::resolve`], or else its own.
     pub async fn connect_addresses(&self, host: &str) -> Result<Vec<IpAddr>, DiscoveryError> {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = host.parse::<IpAddr>() {
+        if let Some(ip) = url_address(host) {
             return self.filter.check(host, &[ip]);
         }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
         let target = self.pins.get(&host.to_ascii_lowercase(), (self.clock)()).unwrap_or_else(|| host.to_owned());
         self.checked_addresses(&target).await
     }
@@ -344,7 +344,7 @@ impl<L: Lookups> Discovery<L> {
     /// A host's addresses (from the cache or DNS) that the blacklist allows.
     async fn checked_addresses(&self, host: &str) -> Result<Vec<IpAddr>, DiscoveryError> {
         let host = host.to_ascii_lowercase();
-        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        if let Some(ip) = url_address(&host) {
             return self.filter.check(&host, &[ip]);
         }
         let now = (self.clock)();
@@ -364,7 +364,7 @@ impl<L: Lookups> Discovery<L> {
 /// Steps 1 and 2 (and 3.1, 3.2 for a delegated name): an IP literal, or a host name with
 /// an explicit port, is used as it is, with `display` (the name as written) as `Host`.
 fn literal_or_explicit_port(host: &str, port: Option<u16>, display: &str) -> Option<Plan> {
-    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Some(ip) = url_address(host) {
         let url_host = match ip {
             IpAddr::V4(_) => ip.to_string(),
             IpAddr::V6(_) => format!("[{ip}]"),
@@ -384,6 +384,15 @@ fn literal_or_explicit_port(host: &str, port: Option<u16>, display: &str) -> Opt
         candidates: vec![(host, port)],
         ttl: WELL_KNOWN_FAILURE_TTL,
     })
+}
+
+/// The address a URL with this host names, as the HTTP client's URL parser reads it:
+/// an IP literal, or one of the other ways it writes IPv4 (`2130706433`, `0x7f.1`,
+/// `127.1`), which are valid server names too. The client connects to such an address
+/// without asking a resolver, so it must be checked as an address, never looked up.
+fn url_address(host: &str) -> Option<IpAddr> {
+    let url = reqwest::Url::parse(&format!("https://{host}/")).ok()?;
+    url.host_str()?.trim_start_matches('[').trim_end_matches(']').parse().ok()
 }
 
 /// SRV records in the order to try them (RFC 2782): lowest priority first; within a
@@ -792,6 +801,17 @@ mod tests {
         assert!(s.fake.calls.lock().unwrap().is_empty(), "no lookups for IP literals");
         assert_eq!(s.resolve("127.0.0.2:8448").await, Err(DiscoveryError::Blacklisted("127.0.0.2".into())));
         assert!(matches!(s.resolve("[::1]:8448").await, Err(DiscoveryError::Blacklisted(_))));
+    }
+
+    #[tokio::test]
+    async fn names_a_url_reads_as_ipv4_addresses_are_judged_as_those_addresses() {
+        let s = setup(Fake::default().ip("2130706433", &["93.184.216.34"]).ip("0x7f.1", &["93.184.216.34"]));
+        // Fetching `https://2130706433/.well-known/…` would connect to 127.0.0.1.
+        assert_eq!(s.resolve("2130706433").await, Err(DiscoveryError::Blacklisted("127.0.0.1".into())));
+        assert_eq!(s.resolve("0x7f.1:8448").await, Err(DiscoveryError::Blacklisted("127.0.0.1".into())));
+        assert!(s.discovery.connect_addresses("0x7f.1").await.is_err());
+        assert!(s.fake.calls.lock().unwrap().is_empty(), "no lookups for addresses");
+        assert_eq!(s.resolve("1249763106:99").await.unwrap(), dest("74.125.223.34", 99, "1249763106:99"));
     }
 
     #[tokio::test]

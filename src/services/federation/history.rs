@@ -4,8 +4,12 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use ruma::{OwnedServerName, ServerName, UserId};
-use serde_json::{Value, json};
+use ruma::api::federation::authorization::get_event_authorization;
+use ruma::api::federation::backfill::get_backfill;
+use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName, ServerName, UserId};
+use serde_json::Value;
+use serde_json::value::RawValue as RawJsonValue;
 
 use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::Rooms;
@@ -102,9 +106,11 @@ impl History {
     }
 
     /// `GET /event/{eventId}`.
-    pub async fn serve_event(&self, server: &ServerName, event_id: &str) -> ApiResult<Value> {
+    pub async fn serve_event(&self, server: &ServerName, event_id: &str) -> ApiResult<get_event::v1::Response> {
         let event = self.event_for_server(server, None, event_id).await?;
-        Ok(self.pdus_response(&[event]))
+        let pdu =
+            self.rooms.pdus(&[event.event_id]).await?.pop().ok_or_else(|| MatrixError::not_found("Event not found"))?;
+        Ok(get_event::v1::Response::new(self.server_name.clone(), MilliSecondsSinceUnixEpoch::now(), pdu))
     }
 
     /// The state before `event_id` and its auth chain, as `(state ids, auth chain ids)`.
@@ -123,19 +129,36 @@ impl History {
         Ok((state, chain.into_iter().collect()))
     }
 
-    /// `GET /state/{roomId}`: the state before an event and its auth chain, as PDUs.
-    pub async fn serve_state(&self, server: &ServerName, room_id: &str, event_id: &str) -> ApiResult<Value> {
+    /// `GET /state_ids/{roomId}`: the ids of the state before an event and of its auth
+    /// chain.
+    pub async fn serve_state_ids(
+        &self,
+        server: &ServerName,
+        room_id: &str,
+        event_id: &str,
+    ) -> ApiResult<get_room_state_ids::v1::Response> {
         let (state, chain) = self.state_ids_at(server, room_id, event_id).await?;
-        let state = self.store.events_by_id(&state).await?;
-        let chain = self.store.events_by_id(&chain).await?;
-        Ok(json!({
-            "pdus": state.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
-            "auth_chain": chain.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
-        }))
+        Ok(get_room_state_ids::v1::Response::new(event_ids(chain)?, event_ids(state)?))
+    }
+
+    /// `GET /state/{roomId}`: the state before an event and its auth chain, as PDUs.
+    pub async fn serve_state(
+        &self,
+        server: &ServerName,
+        room_id: &str,
+        event_id: &str,
+    ) -> ApiResult<get_room_state::v1::Response> {
+        let (state, chain) = self.state_ids_at(server, room_id, event_id).await?;
+        Ok(get_room_state::v1::Response::new(self.rooms.pdus(&chain).await?, self.rooms.pdus(&state).await?))
     }
 
     /// `GET /event_auth/{roomId}/{eventId}`: the event's auth chain.
-    pub async fn serve_event_auth(&self, server: &ServerName, room_id: &str, event_id: &str) -> ApiResult<Value> {
+    pub async fn serve_event_auth(
+        &self,
+        server: &ServerName,
+        room_id: &str,
+        event_id: &str,
+    ) -> ApiResult<get_event_authorization::v1::Response> {
         self.require_full_state(room_id).await?;
         let event = self.event_for_server(server, Some(room_id), event_id).await?;
         let roots = event.json["auth_events"]
@@ -143,13 +166,17 @@ impl History {
             .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
         let chain: Vec<String> = self.rooms.auth_chain_of(roots).await?.into_iter().collect();
-        let events = self.store.events_by_id(&chain).await?;
-        Ok(json!({ "auth_chain": events.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>() }))
+        Ok(get_event_authorization::v1::Response::new(self.rooms.pdus(&chain).await?))
     }
 
     /// `POST /get_missing_events/{roomId}`: events before `latest` back to (not
     /// including) `earliest`, oldest first.
-    pub async fn serve_missing_events(&self, server: &ServerName, room_id: &str, body: &Value) -> ApiResult<Value> {
+    pub async fn serve_missing_events(
+        &self,
+        server: &ServerName,
+        room_id: &str,
+        body: &Value,
+    ) -> ApiResult<get_missing_events::v1::Response> {
         let ids = |field: &str| -> ApiResult<Vec<String>> {
             let list =
                 body[field].as_array().ok_or_else(|| MatrixError::bad_json(format!("`{field}` must be a list")))?;
@@ -181,7 +208,8 @@ impl History {
             found.push(event);
         }
         found.sort_by_key(|e| (e.depth, e.stream_ordering));
-        Ok(json!({ "events": found.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>() }))
+        let events = found.iter().map(|e| raw_pdu(&e.json)).collect::<ApiResult<_>>()?;
+        Ok(get_missing_events::v1::Response::new(events))
     }
 
     /// `GET /backfill/{roomId}?v=…&limit=…`: the given events and those before them.
@@ -191,7 +219,7 @@ impl History {
         room_id: &str,
         from: &[String],
         limit: usize,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<get_backfill::v1::Response> {
         let limit = limit.clamp(1, MAX_EVENTS_PER_REQUEST);
         // The server must see where it starts from; on the way back, what it may not see
         // is skipped.
@@ -215,16 +243,21 @@ impl History {
             queue.extend(prev_ids(&event));
             found.push(event);
         }
-        Ok(self.pdus_response(&found))
+        let pdus = found.iter().map(|e| raw_pdu(&e.json)).collect::<ApiResult<_>>()?;
+        Ok(get_backfill::v1::Response::new(self.server_name.clone(), MilliSecondsSinceUnixEpoch::now(), pdus))
     }
+}
 
-    fn pdus_response(&self, events: &[StoredEvent]) -> Value {
-        json!({
-            "origin": self.server_name,
-            "origin_server_ts": crate::store::now_ms(),
-            "pdus": events.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
-        })
-    }
+/// An event already read, as other servers get it.
+fn raw_pdu(json: &Value) -> ApiResult<Box<RawJsonValue>> {
+    serde_json::value::to_raw_value(&pdu_json(json)).map_err(|err| MatrixError::internal("stored event", err))
+}
+
+/// Event ids kith holds, as ruma's type.
+fn event_ids(ids: Vec<String>) -> ApiResult<Vec<OwnedEventId>> {
+    ids.into_iter()
+        .map(|id| OwnedEventId::try_from(id).map_err(|err| MatrixError::internal("a stored event id", err)))
+        .collect()
 }
 
 fn prev_ids(event: &StoredEvent) -> Vec<String> {

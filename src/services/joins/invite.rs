@@ -1,14 +1,14 @@
 //! Invites across servers: ours to users of other servers (countersigned by their server
 //! before the invite enters the room), and other servers' to our users.
 
-use axum::http::Method;
+use ruma::api::federation::membership::{RawStrippedState, create_invite};
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::{OwnedUserId, RoomVersionId, ServerName, UserId};
 use serde_json::{Value, json};
 
-use super::{Joins, MAX_INVITE_STATE, supported_version};
+use super::{Joins, MAX_INVITE_STATE, raw, supported_version};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::encode;
+use crate::services::federation::inbound::parse_id;
 use crate::services::rooms::create::CreateRoom;
 use crate::services::rooms::remote::{CheckedEvent, Outcome};
 use crate::services::rooms::{NewEvent, Rooms};
@@ -47,7 +47,10 @@ impl Joins {
         is_direct: bool,
     ) -> ApiResult<()> {
         let version = self.rooms.room_version(room_id).await?;
-        let invite_state = self.rooms.stripped_state(room_id).await?;
+        // What kith holds of the room's state, as the invite carries it (parsed once).
+        let invite_state: Vec<RawStrippedState> =
+            serde_json::from_value(Value::Array(self.rooms.stripped_state(room_id).await?))
+                .map_err(|err| MatrixError::internal("the invite's stripped state", err))?;
         let mut content = json!({ "membership": "invite" });
         if let Some(reason) = reason {
             content["reason"] = json!(reason);
@@ -67,17 +70,19 @@ impl Joins {
         self.rooms
             .send_countersigned(event, async |json: Value| {
                 let event_id = self.reference_id(&json, &version)?;
-                let path = format!("/_matrix/federation/v2/invite/{}/{}", encode(room_id), encode(&event_id));
-                let body =
-                    json!({ "event": json, "room_version": version.as_str(), "invite_room_state": invite_state });
-                let response = self
-                    .client
-                    .request(Method::PUT, &server, &path, Some(&body))
-                    .await
-                    .map_err(|e| e.to_client_error())?;
+                let request = create_invite::v2::Request::new(
+                    parse_id(room_id)?,
+                    parse_id(&event_id)?,
+                    version.clone(),
+                    raw(&json)?,
+                    invite_state.clone(),
+                );
+                let answer = self.client.send(&server, request).await.map_err(|e| e.to_client_error())?;
+                let event: Value =
+                    serde_json::from_str(answer.event.get()).map_err(|e| MatrixError::bad_json(e.to_string()))?;
                 let rules = Rooms::version_rules(&version)?;
-                let signed = self.inbound.check_pdu(&response["event"], &rules).await.map_err(MatrixError::bad_json)?;
-                if !response["event"]["signatures"][server.as_str()].is_object() {
+                let signed = self.inbound.check_pdu(&event, &rules).await.map_err(MatrixError::bad_json)?;
+                if !event["signatures"][server.as_str()].is_object() {
                     return Err(MatrixError::forbidden("The invitee's server did not sign the invite"));
                 }
                 Ok(signed.json)
@@ -106,7 +111,7 @@ impl Joins {
         body: &Value,
     ) -> ApiResult<Value> {
         let version = body["room_version"].as_str().unwrap_or("1");
-        let (version, rules) = supported_version(&json!(version))?;
+        let (version, rules) = supported_version(Some(version))?;
         let event = self.inbound.check_pdu(&body["event"], &rules).await.map_err(MatrixError::bad_json)?;
         if event.event_id != event_id || event.pdu.room_id.as_str() != room_id {
             return Err(MatrixError::bad_json("The event does not match the request path"));

@@ -4,15 +4,17 @@
 
 use std::collections::HashSet;
 
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
+use ruma::api::federation::membership::create_join_event::{self, v2::RoomState};
+use ruma::api::federation::membership::{prepare_join_event, prepare_leave_event};
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::Value;
 
-use super::{Joins, check_template, supported_version};
+use super::{Joins, Template, check_template, raw, supported_version};
 use crate::config::JOINABLE_ROOM_VERSIONS;
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::encode;
+use crate::services::federation::inbound::parse_id;
 use crate::services::rooms::membership::{Change, MembershipChange};
 use crate::services::rooms::remote::{CheckedEvent, Outcome, PriorState};
 use crate::store::PartialStateRoom;
@@ -92,19 +94,18 @@ impl Joins {
             }
         }
         let (version, rules, event_id, signed) =
-            self.sign_remote_template(server, room_id, user_id, "join", content).await?;
-        let mut path = format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id), encode(&event_id));
-        if self.faster_joins {
-            path.push_str("?omit_members=true");
-        }
-        let response = self
+            self.sign_remote_template(server, room_id, user_id, Template::Join, content).await?;
+        let mut request = create_join_event::v2::Request::new(parse_id(room_id)?, parse_id(&event_id)?, raw(&signed)?);
+        request.omit_members = self.faster_joins;
+        let answer = self
             .client
-            .request_with_limit(Method::PUT, server, &path, Some(&signed), MAX_SEND_JOIN_BYTES)
+            .send_with_limit(server, request, MAX_SEND_JOIN_BYTES)
             .await
-            .map_err(|e| e.to_client_error())?;
+            .map_err(|e| e.to_client_error())?
+            .room_state;
         // The resident server may have added its signature (restricted rooms).
-        let joined = match &response["event"] {
-            Value::Object(_) => response["event"].clone(),
+        let joined = match answer.event.as_deref().map(|event| serde_json::from_str::<Value>(event.get())) {
+            Some(Ok(event)) if event.is_object() => event,
             _ => signed,
         };
         let join = self.inbound.check_pdu(&joined, &rules).await.map_err(MatrixError::bad_json)?;
@@ -113,11 +114,12 @@ impl Joins {
         }
         // Marked before the join is stored, so that nothing arriving after it is judged
         // against the partial state as if it were whole.
-        let partial = self.faster_joins && response["members_omitted"] == true;
+        let partial = self.faster_joins && answer.members_omitted;
         if partial {
-            self.mark_partial(server, room_id, &join.event_id, &response["servers_in_room"]).await?;
+            let servers = answer.servers_in_room.as_deref().unwrap_or_default();
+            self.mark_partial(server, room_id, &join.event_id, servers).await?;
         }
-        let joined = self.complete_join(version, &rules, join, &response).await;
+        let joined = self.complete_join(version, &rules, join, &answer).await;
         match (&joined, partial) {
             (Ok(()), true) => {
                 tracing::info!(%room_id, via = %server, "joined with a partial state; resyncing in the background");
@@ -135,16 +137,14 @@ impl Joins {
         via: &ServerName,
         room_id: &str,
         join_event_id: &str,
-        servers: &Value,
+        servers: &[String],
     ) -> ApiResult<()> {
-        let mut servers: Vec<String> = servers
-            .as_array()
-            .map(|list| {
-                let names = list.iter().filter_map(Value::as_str);
-                names.filter(|s| <&ServerName>::try_from(*s).is_ok()).map(str::to_owned).collect()
-            })
-            .unwrap_or_default();
-        servers.truncate(MAX_SERVERS_IN_ROOM);
+        let servers: Vec<String> = servers
+            .iter()
+            .filter(|s| <&ServerName>::try_from(s.as_str()).is_ok())
+            .take(MAX_SERVERS_IN_ROOM)
+            .cloned()
+            .collect();
         let room = PartialStateRoom {
             room_id: room_id.to_owned(),
             join_event_id: join_event_id.to_owned(),
@@ -161,11 +161,11 @@ impl Joins {
         version: RoomVersionId,
         rules: &RoomVersionRules,
         join: CheckedEvent,
-        response: &Value,
+        answer: &RoomState,
     ) -> ApiResult<()> {
         let room_id = join.pdu.room_id.to_string();
-        let mut events = self.inbound.check_fetched(rules, &room_id, &response["auth_chain"]).await;
-        let state = self.inbound.check_fetched(rules, &room_id, &response["state"]).await;
+        let mut events = self.inbound.check_fetched(rules, &room_id, &answer.auth_chain).await;
+        let state = self.inbound.check_fetched(rules, &room_id, &answer.state).await;
         let create = state.iter().find(|e| e.json["type"] == "m.room.create" && e.json["state_key"] == "");
         let creator = create.map(|e| e.pdu.sender.to_string()).ok_or_else(|| {
             MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The room state has no create event")
@@ -190,18 +190,26 @@ impl Joins {
         server: &ServerName,
         room_id: &str,
         user_id: &str,
-        membership: &str,
+        template: Template,
         content: serde_json::Map<String, Value>,
     ) -> ApiResult<(RoomVersionId, RoomVersionRules, String, Value)> {
-        let mut path = format!("/_matrix/federation/v1/make_{membership}/{}/{}", encode(room_id), encode(user_id));
-        if membership == "join" {
-            let versions: Vec<String> = JOINABLE_ROOM_VERSIONS.iter().map(|v| format!("ver={v}")).collect();
-            path = format!("{path}?{}", versions.join("&"));
-        }
-        let template = self.client.get(server, &path).await.map_err(|e| e.to_client_error())?;
-        let (version, rules) = supported_version(&template["room_version"])?;
-        let mut event = template["event"].clone();
-        check_template(&event, room_id, user_id, membership)?;
+        let (room, user) = (parse_id::<OwnedRoomId>(room_id)?, parse_id::<OwnedUserId>(user_id)?);
+        let (room_version, event) = match template {
+            Template::Join => {
+                let mut request = prepare_join_event::v1::Request::new(room, user);
+                request.ver = JOINABLE_ROOM_VERSIONS.iter().filter_map(|v| RoomVersionId::try_from(*v).ok()).collect();
+                let answer = self.client.send(server, request).await.map_err(|e| e.to_client_error())?;
+                (answer.room_version, answer.event)
+            }
+            Template::Leave => {
+                let request = prepare_leave_event::v1::Request::new(room, user);
+                let answer = self.client.send(server, request).await.map_err(|e| e.to_client_error())?;
+                (answer.room_version, answer.event)
+            }
+        };
+        let (version, rules) = supported_version(room_version.as_ref().map(RoomVersionId::as_str))?;
+        let mut event: Value = serde_json::from_str(event.get()).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        check_template(&event, room_id, user_id, template.membership())?;
         for (key, value) in content {
             event["content"][key] = value;
         }

@@ -1,13 +1,13 @@
 //! Leaving a room: locally when this server is in it, else (declining an invite to a
 //! room hosted elsewhere) with `make_leave`/`send_leave` through the inviting server.
 
-use axum::http::Method;
+use ruma::api::federation::membership::create_leave_event;
 use ruma::{RoomId, ServerName, UserId};
 use serde_json::json;
 
-use super::Joins;
+use super::{Joins, Template, raw};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::encode;
+use crate::services::federation::inbound::parse_id;
 use crate::services::rooms::membership::{Change, MembershipChange};
 
 impl Joins {
@@ -48,9 +48,9 @@ impl Joins {
             content.insert("reason".into(), json!(reason));
         }
         let (_, rules, event_id, signed) =
-            self.sign_remote_template(server, room_id, user_id, "leave", content).await?;
-        let path = format!("/_matrix/federation/v2/send_leave/{}/{}", encode(room_id), encode(&event_id));
-        self.client.request(Method::PUT, server, &path, Some(&signed)).await.map_err(|e| e.to_client_error())?;
+            self.sign_remote_template(server, room_id, user_id, Template::Leave, content).await?;
+        let request = create_leave_event::v2::Request::new(parse_id(room_id)?, parse_id(&event_id)?, raw(&signed)?);
+        self.client.send(server, request).await.map_err(|e| e.to_client_error())?;
         let leave = self.inbound.check_pdu(&signed, &rules).await.map_err(MatrixError::bad_json)?;
         self.rooms.persist_outside_membership(&leave, None).await
     }

@@ -6,6 +6,7 @@ mod invite;
 mod join;
 mod leave;
 mod resident;
+pub use resident::SendJoinAnswer;
 pub mod resync;
 
 use std::sync::Arc;
@@ -141,8 +142,30 @@ impl Joins {
 }
 
 /// The room version of a template or invite, if we support it.
-pub(super) fn supported_version(value: &Value) -> ApiResult<(RoomVersionId, RoomVersionRules)> {
-    let version = value.as_str().unwrap_or("1");
+/// The template a remote server is asked for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Template {
+    Join,
+    Leave,
+}
+
+impl Template {
+    fn membership(self) -> &'static str {
+        match self {
+            Self::Join => "join",
+            Self::Leave => "leave",
+        }
+    }
+}
+
+/// An event kith signed, as the raw JSON a typed request carries.
+pub(super) fn raw(event: &Value) -> ApiResult<Box<serde_json::value::RawValue>> {
+    serde_json::value::to_raw_value(event).map_err(|err| MatrixError::internal("an event to send", err))
+}
+
+/// A room version kith can join (absent means version 1, as the spec says).
+pub(super) fn supported_version(version: Option<&str>) -> ApiResult<(RoomVersionId, RoomVersionRules)> {
+    let version = version.unwrap_or("1");
     if !JOINABLE_ROOM_VERSIONS.contains(&version) {
         return Err(MatrixError::new(
             StatusCode::BAD_REQUEST,

@@ -4,18 +4,28 @@
 use std::collections::HashSet;
 
 use axum::http::StatusCode;
-use ruma::{ServerName, UserId};
+use ruma::api::federation::membership::create_join_event::v2::RoomState;
+use ruma::{OwnedServerName, ServerName, UserId};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Joins;
 use crate::error::{ApiResult, MatrixError};
-use crate::services::rooms::format::pdu_json;
 use crate::services::rooms::remote::{CheckedEvent, Outcome};
 use crate::services::rooms::{NewEvent, Rooms};
 use crate::store::StateMap;
 
 /// Members sent along with a partial state so the joiner can name an unnamed room.
 const MAX_HEROES: usize = 5;
+
+/// Not ruma's response: the spec's `send_join` answer also names the resident server
+/// (`origin`), which ruma's `RoomState` leaves out.
+#[derive(Debug, Serialize)]
+pub struct SendJoinAnswer {
+    pub origin: OwnedServerName,
+    #[serde(flatten)]
+    pub room_state: RoomState,
+}
 
 impl Joins {
     /// `make_join` / `make_leave`: a template for `user_id` of `origin`.
@@ -104,11 +114,12 @@ impl Joins {
         Ok(())
     }
 
-    /// The `send_join` answer: the state before the join and its auth chain. With
-    /// `omit_members` (MSC3706), member events are left out but for the joiner's and, in
-    /// a room without a name or canonical alias, a few heroes' (for the joiner to name
-    /// the room); the auth chain then leaves out what the state already carries.
-    pub async fn join_response(&self, event: &CheckedEvent, omit_members: bool) -> ApiResult<Value> {
+    /// The `send_join` answer: the state before the join and its auth chain, events as
+    /// raw JSON read in bulk. With `omit_members` (MSC3706), member events are left out
+    /// but for the joiner's and, in a room without a name or canonical alias, a few
+    /// heroes' (for the joiner to name the room); the auth chain then leaves out what the
+    /// state already carries.
+    pub async fn join_response(&self, event: &CheckedEvent, omit_members: bool) -> ApiResult<SendJoinAnswer> {
         let stored = self.rooms.require_event(&event.event_id).await?;
         let mut state = match stored.state_group_before {
             Some(group) => self.store.state_group(group).await?,
@@ -121,22 +132,22 @@ impl Joins {
             let heroes = self.heroes(room_id, &state, &joiner).await?;
             state.retain(|(kind, key), _| kind != "m.room.member" || *key == joiner || heroes.contains(key));
         }
-        let state_events = self.rooms.state_events(&state).await?;
-        let mut roots: Vec<String> = state.values().cloned().collect();
+        let state_ids: Vec<String> = state.into_values().collect();
+        let mut roots = state_ids.clone();
         roots.extend(event.pdu.auth_events.iter().map(ToString::to_string));
         let mut chain = self.rooms.auth_chain_of(roots).await?;
         if omit_members {
-            chain.retain(|id| !state.values().any(|sent| sent == id));
+            for sent in &state_ids {
+                chain.remove(sent);
+            }
         }
-        let chain_events = self.store.events_by_id(&chain.into_iter().collect::<Vec<_>>()).await?;
-        Ok(json!({
-            "origin": self.server_name,
-            "event": stored.json,
-            "state": state_events.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
-            "auth_chain": chain_events.iter().map(|e| pdu_json(&e.json)).collect::<Vec<_>>(),
-            "members_omitted": omit_members,
-            "servers_in_room": servers,
-        }))
+        let mut room_state = RoomState::new();
+        room_state.state = self.rooms.pdus(&state_ids).await?;
+        room_state.auth_chain = self.rooms.pdus(&chain.into_iter().collect::<Vec<_>>()).await?;
+        room_state.event = self.rooms.pdus(std::slice::from_ref(&stored.event_id)).await?.pop();
+        room_state.members_omitted = omit_members;
+        room_state.servers_in_room = Some(servers);
+        Ok(SendJoinAnswer { origin: self.server_name.clone(), room_state })
     }
 
     /// The servers of the room's joined members (from the membership mirror, so no

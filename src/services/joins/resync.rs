@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
+use ruma::api::federation::event::{get_room_state, get_room_state_ids};
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{OwnedServerName, ServerName};
-use serde_json::Value;
+use ruma::{OwnedEventId, OwnedServerName, ServerName};
 
 use super::Joins;
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::encode;
+use crate::services::federation::inbound::parse_id;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{PartialStateRoom, StateMap};
 
@@ -24,8 +24,10 @@ use crate::store::{PartialStateRoom, StateMap};
 const FETCH_ONE_BY_ONE: usize = 50;
 /// The whole state of a big room may be this large.
 const MAX_STATE_BYTES: usize = 512 * 1024 * 1024;
-/// Ids in a `/state_ids` answer, at most.
+/// Ids in a `/state_ids` answer, at most...
 const MAX_STATE_IDS: usize = 500_000;
+/// ...which take up to about this much JSON.
+const MAX_STATE_IDS_BYTES: usize = 64 * 1024 * 1024;
 /// A failed resync is tried again after this, doubling up to an hour.
 const FIRST_RETRY: Duration = Duration::from_secs(10);
 const MAX_RETRY: Duration = Duration::from_secs(3600);
@@ -130,11 +132,12 @@ impl Joins {
         room: &PartialStateRoom,
     ) -> ApiResult<StateMap> {
         let (room_id, join) = (room.room_id.as_str(), room.join_event_id.as_str());
-        let path = format!("/_matrix/federation/v1/state_ids/{}?event_id={}", encode(room_id), encode(join));
-        let answer = self.client.get(server, &path).await.map_err(|e| e.to_client_error())?;
-        let mut state_ids = id_list(&answer["pdu_ids"])?;
+        let request = get_room_state_ids::v1::Request::new(parse_id(join)?, parse_id(room_id)?);
+        let answer =
+            self.client.send_with_limit(server, request, MAX_STATE_IDS_BYTES).await.map_err(|e| e.to_client_error())?;
+        let mut state_ids = id_list(&answer.pdu_ids)?;
         state_ids.retain(|id| id != join);
-        let chain_ids = id_list(&answer["auth_chain_ids"])?;
+        let chain_ids = id_list(&answer.auth_chain_ids)?;
         let wanted: Vec<String> = state_ids.iter().chain(&chain_ids).cloned().collect();
         let held: HashSet<String> = self.store.events_by_id(&wanted).await?.into_iter().map(|e| e.event_id).collect();
         let missing: Vec<String> = wanted.into_iter().filter(|id| !held.contains(id)).collect();
@@ -166,22 +169,18 @@ impl Joins {
         room: &PartialStateRoom,
     ) -> ApiResult<()> {
         let (room_id, join) = (room.room_id.as_str(), room.join_event_id.as_str());
-        let path = format!("/_matrix/federation/v1/state/{}?event_id={}", encode(room_id), encode(join));
+        let request = get_room_state::v1::Request::new(parse_id(join)?, parse_id(room_id)?);
         let answer =
-            self.client.get_with_limit(server, &path, MAX_STATE_BYTES).await.map_err(|e| e.to_client_error())?;
-        let mut events = self.inbound.check_fetched(rules, room_id, &answer["auth_chain"]).await;
-        events.extend(self.inbound.check_fetched(rules, room_id, &answer["pdus"]).await);
+            self.client.send_with_limit(server, request, MAX_STATE_BYTES).await.map_err(|e| e.to_client_error())?;
+        let mut events = self.inbound.check_fetched(rules, room_id, &answer.auth_chain).await;
+        events.extend(self.inbound.check_fetched(rules, room_id, &answer.pdus).await);
         self.rooms.persist_outliers(events, rules).await
     }
 }
 
-fn id_list(value: &Value) -> ApiResult<Vec<String>> {
-    let bad = || MatrixError::new(axum::http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "Invalid /state_ids answer");
-    let list = value.as_array().ok_or_else(bad)?;
-    if list.len() > MAX_STATE_IDS {
-        return Err(bad());
+fn id_list(ids: &[OwnedEventId]) -> ApiResult<Vec<String>> {
+    if ids.len() > MAX_STATE_IDS || ids.iter().any(|id| id.as_str().len() > 255) {
+        return Err(MatrixError::new(axum::http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "Invalid /state_ids answer"));
     }
-    list.iter()
-        .map(|id| id.as_str().filter(|id| id.starts_with('$') && id.len() <= 255).map(str::to_owned).ok_or_else(bad))
-        .collect()
+    Ok(ids.iter().map(ToString::to_string).collect())
 }

@@ -22,7 +22,7 @@ use super::locks::KeyedLocks;
 use crate::config::{Config, ThumbnailMethod, ThumbnailSize};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{MediaRow, Store, StoredMedia, now_ms};
-pub use disposition::{content_disposition, served_content_type, upload_content_type};
+pub use disposition::{content_disposition, served_content_type, upload_content_type, upload_name_from_disposition};
 use files::{MediaFiles, valid_media_id};
 use thumbnails::ThumbnailError;
 

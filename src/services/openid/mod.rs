@@ -3,6 +3,7 @@
 //! server over federation (`/openid/userinfo`). Kept in memory, bounded, for an hour.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rand::Rng;
 use rand::distributions::Alphanumeric;
@@ -13,7 +14,7 @@ use crate::error::{ApiResult, MatrixError};
 use crate::store::now_ms;
 
 /// A token is good for this long (Synapse's default).
-pub const TOKEN_LIFETIME_SECS: i64 = 3600;
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// Outstanding tokens, at most (the oldest are forgotten first).
 const MAX_TOKENS: usize = 100_000;
 
@@ -27,16 +28,23 @@ impl Default for OpenId {
     }
 }
 
+/// A token handed to the user it proves, for a third party to check.
+#[derive(Debug, Clone)]
+pub struct OpenIdToken {
+    pub access_token: String,
+    pub expires_in: Duration,
+}
+
 impl OpenId {
     /// A new token for `user_id` (who must be the requester).
-    pub fn issue(&self, requester: &UserId, user_id: &UserId) -> ApiResult<String> {
+    pub fn issue(&self, requester: &UserId, user_id: &UserId) -> ApiResult<OpenIdToken> {
         if requester != user_id {
             return Err(MatrixError::forbidden("Cannot request tokens for other users."));
         }
         let token: String = rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
-        let expires = now_ms() + TOKEN_LIFETIME_SECS * 1000;
+        let expires = now_ms() + TOKEN_LIFETIME.as_millis() as i64;
         self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(token.clone(), (user_id.to_owned(), expires));
-        Ok(token)
+        Ok(OpenIdToken { access_token: token, expires_in: TOKEN_LIFETIME })
     }
 
     /// The user a live token was issued to.

@@ -6,9 +6,10 @@
 //! Not yet: presence in `/sync` and `m.presence` EDUs to and from other servers.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use ruma::UserId;
-use serde_json::{Value, json};
+use ruma::presence::PresenceState;
 
 use super::bounded::BoundedMap;
 use super::rooms::Rooms;
@@ -23,9 +24,25 @@ const MAX_STATUS_BYTES: usize = 1024;
 
 #[derive(Clone)]
 struct Status {
-    presence: String,
+    presence: PresenceState,
     status_msg: Option<String>,
     last_active_ts: i64,
+}
+
+/// A user's presence as others read it.
+#[derive(Debug, Clone)]
+pub struct UserPresence {
+    pub presence: PresenceState,
+    pub status_msg: Option<String>,
+    /// Since the user last set it; unknown for users who never did.
+    pub last_active_ago: Option<Duration>,
+    pub currently_active: Option<bool>,
+}
+
+impl UserPresence {
+    fn offline() -> Self {
+        Self { presence: PresenceState::Offline, status_msg: None, last_active_ago: None, currently_active: None }
+    }
 }
 
 pub struct Presence {
@@ -40,11 +57,17 @@ impl Presence {
     }
 
     /// `PUT`: only one's own presence, `online`, `unavailable` or `offline`.
-    pub fn set(&self, requester: &UserId, target: &UserId, presence: &str, status_msg: Option<&str>) -> ApiResult<()> {
+    pub fn set(
+        &self,
+        requester: &UserId,
+        target: &UserId,
+        presence: &PresenceState,
+        status_msg: Option<&str>,
+    ) -> ApiResult<()> {
         if requester != target {
             return Err(MatrixError::forbidden("Can only set your own presence state"));
         }
-        if !["online", "unavailable", "offline"].contains(&presence) {
+        if !matches!(presence, PresenceState::Online | PresenceState::Unavailable | PresenceState::Offline) {
             return Err(MatrixError::invalid_param("presence must be online, unavailable or offline"));
         }
         if status_msg.is_some_and(|msg| msg.len() > MAX_STATUS_BYTES) {
@@ -53,34 +76,29 @@ impl Presence {
         if !self.enabled {
             return Ok(());
         }
-        let status = Status {
-            presence: presence.to_owned(),
-            status_msg: status_msg.map(str::to_owned),
-            last_active_ts: now_ms(),
-        };
+        let status =
+            Status { presence: presence.clone(), status_msg: status_msg.map(str::to_owned), last_active_ts: now_ms() };
         self.states.lock().unwrap_or_else(|p| p.into_inner()).insert(target.to_string(), status);
         Ok(())
     }
 
     /// `GET`: one's own, or of someone sharing a room with the requester.
-    pub async fn get(&self, requester: &UserId, target: &UserId) -> ApiResult<Value> {
+    pub async fn get(&self, requester: &UserId, target: &UserId) -> ApiResult<UserPresence> {
         if !self.enabled {
-            return Ok(json!({ "presence": "offline" }));
+            return Ok(UserPresence::offline());
         }
         if requester != target && !self.share_a_room(requester, target).await? {
             return Err(MatrixError::forbidden("You are not allowed to see their presence"));
         }
         let status = self.states.lock().unwrap_or_else(|p| p.into_inner()).get(&target.to_string()).cloned();
-        let Some(status) = status else { return Ok(json!({ "presence": "offline" })) };
-        let mut answer = json!({
-            "presence": status.presence,
-            "last_active_ago": (now_ms() - status.last_active_ts).max(0),
-            "currently_active": status.presence == "online",
-        });
-        if let Some(message) = status.status_msg {
-            answer["status_msg"] = json!(message);
-        }
-        Ok(answer)
+        let Some(status) = status else { return Ok(UserPresence::offline()) };
+        let ago = u64::try_from(now_ms() - status.last_active_ts).unwrap_or_default();
+        Ok(UserPresence {
+            currently_active: Some(status.presence == PresenceState::Online),
+            presence: status.presence,
+            status_msg: status.status_msg,
+            last_active_ago: Some(Duration::from_millis(ago)),
+        })
     }
 
     async fn share_a_room(&self, a: &UserId, b: &UserId) -> ApiResult<bool> {

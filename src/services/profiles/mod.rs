@@ -104,7 +104,8 @@ pub fn check_remote_profile(profile: &Profile) -> Result<(), String> {
             validate_value(key, value).map_err(|e| e.message)?;
         }
     }
-    crate::validation::check_json_text(&serde_json::json!(profile)).map_err(|e| e.message)?;
+    let profile_json = serde_json::to_value(profile).map_err(|e| e.to_string())?;
+    crate::validation::check_json_text(&profile_json).map_err(|e| e.message)?;
     if profile_size(profile) > MAX_PROFILE_BYTES {
         return Err(format!("the profile exceeds {MAX_PROFILE_BYTES} bytes"));
     }

@@ -53,9 +53,7 @@ impl PushEvaluator {
     /// A server that never evaluated push rules does not notify its users of history.
     async fn start_position(&self) -> anyhow::Result<()> {
         let store = &self.push.store;
-        if store.consumer_position(CONSUMER).await? == 0 {
-            store.set_consumer_position(CONSUMER, store.max_event_ordering().await?).await?;
-        }
+        store.start_consumer_at(CONSUMER, store.max_event_ordering().await?).await?;
         Ok(())
     }
 

@@ -102,9 +102,7 @@ impl PushGateway {
     /// A server that never pushed does not push its history.
     async fn start_position(&self) -> anyhow::Result<()> {
         let store = &self.push.store;
-        if store.consumer_position(CONSUMER).await? == 0 {
-            store.set_consumer_position(CONSUMER, store.last_notification_ordering().await?).await?;
-        }
+        store.start_consumer_at(CONSUMER, store.last_notification_ordering().await?).await?;
         Ok(())
     }
 

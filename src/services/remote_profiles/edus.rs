@@ -4,7 +4,7 @@
 //! for `edu_coalesce_window` (so a burst is one EDU; at most four windows after the
 //! first change), queues `{"user_id", "fields"}` with
 //! the changed fields' current values (null when removed) for every server sharing a
-//! room with the user. An unsent EDU of the same user is merged into the newer one.
+//! room with the user, kept in the database until the server takes it.
 //!
 //! Receiving: the user must belong to the sending server and be tracked; the fields are
 //! checked like a fetched profile and merged into the cached one; nothing is forwarded.
@@ -74,9 +74,7 @@ impl ProfileEdus {
     /// the head of the profile-change stream.
     async fn start_position(&self) -> anyhow::Result<()> {
         let store = &self.remote.store;
-        if store.consumer_position(CONSUMER).await? == 0 {
-            store.set_consumer_position(CONSUMER, store.stream_head("profile_changes").await?).await?;
-        }
+        store.start_consumer_at(CONSUMER, store.stream_head("profile_changes").await?).await?;
         Ok(())
     }
 
@@ -97,13 +95,16 @@ impl ProfileEdus {
             tokio::time::sleep(Duration::from_millis(settle as u64)).await;
             changes = store.profile_changes_since(position, BATCH).await?;
         }
-        let mut by_user: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        // Per user: the changed fields, and the position of the newest change.
+        let mut by_user: BTreeMap<&str, (Vec<&str>, i64)> = BTreeMap::new();
         // A visibility change is no profile change for others.
         for change in changes.iter().filter(|c| c.kind != ProfileChangeKind::Visibility) {
-            by_user.entry(&change.user_id).or_default().extend(change.fields.iter().map(String::as_str));
+            let (fields, newest) = by_user.entry(&change.user_id).or_default();
+            fields.extend(change.fields.iter().map(String::as_str));
+            *newest = change.stream_id;
         }
-        for (user, fields) in by_user {
-            self.send_for_user(user, &fields).await?;
+        for (user, (fields, newest)) in by_user {
+            self.send_for_user(user, &fields, newest).await?;
         }
         if let Some(last) = changes.last() {
             store.set_consumer_position(CONSUMER, last.stream_id).await?;
@@ -111,8 +112,11 @@ impl ProfileEdus {
         Ok(changes.len() as i64 == BATCH)
     }
 
-    /// One EDU with the current values of `fields` to every server sharing a room.
-    async fn send_for_user(&self, user_id: &str, fields: &[&str]) -> anyhow::Result<()> {
+    /// One EDU with the current values of `fields` to every server sharing a room, kept
+    /// in the database until each takes it: the position moves on once it is queued, so
+    /// one held in memory would be lost to a restart. `newest` (the position of the
+    /// change) makes its key unique and orders it after the user's earlier ones.
+    async fn send_for_user(&self, user_id: &str, fields: &[&str], newest: i64) -> anyhow::Result<()> {
         let Ok(user) = OwnedUserId::try_from(user_id) else { return Ok(()) };
         // A deactivated or unknown user has no public profile left: every field is gone.
         let profile = self.profiles.get(&user).await.unwrap_or_default();
@@ -136,7 +140,8 @@ impl ProfileEdus {
             return Ok(());
         }
         let edu = json!({ "edu_type": UNSTABLE_EDU_TYPE, "content": { "user_id": user_id, "fields": values } });
-        self.remote.sender.send_edu_to(&servers, &format!("{UNSTABLE_EDU_TYPE} {user_id}"), &edu);
+        let key = format!("{newest:020} {UNSTABLE_EDU_TYPE} {user_id}");
+        self.remote.sender.send_durable_edu_to(&servers, &key, &edu).await?;
         tracing::info!(%user_id, servers = servers.len(), fields = values.len(), "profile EDU queued");
         Ok(())
     }

@@ -12,10 +12,11 @@ use ruma::{OwnedServerName, OwnedUserId};
 use tokio::sync::Semaphore;
 
 use super::RemoteProfiles;
-use crate::services::federation::{FederationError, encode};
+use crate::services::federation::FederationError;
 use crate::services::server_health::Contact;
 use crate::services::workers::{Shutdown, Worker};
 use crate::store::{Profile, ProfileSource, QueuedFetch, now_ms};
+use ruma::api::federation::query::get_profile_information;
 
 /// Queued fetches looked at per round.
 const BATCH: i64 = 100;
@@ -159,13 +160,17 @@ impl ProfileFetcher {
             store.retry_profile_fetch(&queued.user_id, queued.attempts, until).await?;
             return Ok(Fetched::Deferred);
         }
-        let path = format!("/_matrix/federation/v1/query/profile?user_id={}", encode(user_id.as_str()));
-        let answer = self.profiles.client.get(&server, &path).await;
+        let request = get_profile_information::v1::Request::new(user_id.clone());
+        let answer = self.profiles.client.send(&server, request).await;
         let outcome = match answer {
-            Ok(body) => match serde_json::from_value::<Profile>(body) {
-                Ok(profile) => self.store(&user_id, &profile, Fetched::Profile).await?,
-                Err(err) => self.failed(queued, &format!("not a profile: {err}"), false).await?,
-            },
+            Ok(answer) => {
+                let profile: Profile =
+                    answer.data.iter().map(|(field, value)| (field.clone(), value.clone())).collect();
+                self.store(&user_id, &profile, Fetched::Profile).await?
+            }
+            Err(FederationError::InvalidResponse(err)) => {
+                self.failed(queued, &format!("not a profile: {err}"), false).await?
+            }
             Err(FederationError::Remote { status, .. }) if status == StatusCode::NOT_FOUND => {
                 self.store(&user_id, &Profile::new(), Fetched::NoProfile).await?
             }

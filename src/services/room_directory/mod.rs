@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use ruma::api::federation::query::get_room_information;
 use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UserId};
 use serde_json::{Value, json};
 
@@ -100,19 +101,11 @@ impl RoomDirectory {
             let room_id = OwnedRoomId::try_from(room_id).map_err(|e| MatrixError::internal("stored room id", e))?;
             return Ok((room_id, vec![self.server_name.clone()]));
         }
-        let path = format!("/_matrix/federation/v1/query/directory?room_alias={}", encode(alias.as_str()));
-        let body = self.client.get(alias.server_name(), &path).await.map_err(|e| e.to_client_error())?;
-        let room_id = body["room_id"].as_str().and_then(|r| <&RoomId>::try_from(r).ok());
-        let room_id = room_id.ok_or_else(|| MatrixError::not_found("The alias's server gave no valid room"))?;
-        let mut servers: Vec<OwnedServerName> = body["servers"]
-            .as_array()
-            .map(|list| {
-                let names = list.iter().filter_map(|s| OwnedServerName::try_from(s.as_str()?).ok());
-                names.take(MAX_ALIAS_SERVERS).collect()
-            })
-            .unwrap_or_default();
+        let request = get_room_information::v1::Request::new(alias.to_owned());
+        let answer = self.client.send(alias.server_name(), request).await.map_err(|e| e.to_client_error())?;
+        let mut servers: Vec<OwnedServerName> = answer.servers.into_iter().take(MAX_ALIAS_SERVERS).collect();
         servers.insert(0, alias.server_name().to_owned());
-        Ok((room_id.to_owned(), servers))
+        Ok((answer.room_id, servers))
     }
 
     /// `#localpart:ourserver` for `room_alias_name` at `createRoom`, checked and free.

@@ -1,5 +1,8 @@
 //! Events as clients see them (the client-server "ClientEvent" format).
 
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::store::StoredEvent;
@@ -55,6 +58,17 @@ fn unsigned(pdu: &Value) -> Value {
     let mut unsigned = pdu.get("unsigned").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
     unsigned["age"] = json!(age);
     unsigned
+}
+
+/// A stored PDU's JSON text as other servers see it, without parsing more than its top
+/// level, and only when it holds local annotations (`unsigned`) to leave out.
+pub fn pdu_raw(json: String) -> serde_json::Result<Box<RawValue>> {
+    if !json.contains("\"unsigned\"") {
+        return RawValue::from_string(json);
+    }
+    let mut fields: BTreeMap<String, Box<RawValue>> = serde_json::from_str(&json)?;
+    fields.remove("unsigned");
+    serde_json::value::to_raw_value(&fields)
 }
 
 /// A stored PDU as other servers see it: local annotations (`unsigned`) stay here.

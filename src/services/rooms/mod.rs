@@ -5,6 +5,7 @@
 //! room nevertheless has several extremities (events from elsewhere), the state before
 //! the new event is their resolution with state resolution v2.
 
+pub mod auth_chains;
 mod build;
 pub mod create;
 pub mod filter;
@@ -48,6 +49,7 @@ pub struct Rooms {
     room_locks: KeyedLocks<String>,
     /// The newest event stream position; `/sync` long-polls wait on it.
     pub(crate) events_written: watch::Sender<i64>,
+    auth_chains: auth_chains::AuthChains,
 }
 
 /// What a client asks to send.
@@ -70,6 +72,7 @@ impl Rooms {
             default_version,
             room_locks: KeyedLocks::new(MAX_IDLE_ROOM_LOCKS),
             events_written: watch::channel(head).0,
+            auth_chains: auth_chains::AuthChains::default(),
         })
     }
 
@@ -183,6 +186,16 @@ impl Rooms {
 
     pub async fn require_event(&self, event_id: &str) -> ApiResult<StoredEvent> {
         self.store.get_event(event_id).await?.ok_or_else(|| MatrixError::not_found("Event not found"))
+    }
+
+    /// Events as other servers get them, raw JSON read in bulk, in stream order (for
+    /// answers of thousands of events: nothing is parsed but each one's top level).
+    pub async fn pdus(&self, event_ids: &[String]) -> ApiResult<Vec<Box<serde_json::value::RawValue>>> {
+        let stored = self.store.event_json_by_id(event_ids).await?;
+        stored
+            .into_iter()
+            .map(|json| format::pdu_raw(json).map_err(|err| MatrixError::internal("stored event", err)))
+            .collect()
     }
 
     pub async fn state_events(&self, state: &StateMap) -> ApiResult<Vec<StoredEvent>> {

@@ -1,7 +1,7 @@
 //! Room state: the state after events (one state group, or several resolved with state
 //! resolution v2), state maps from state events, and auth chains.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use ruma::OwnedEventId;
 use ruma::events::StateEventType;
@@ -12,9 +12,6 @@ use super::Rooms;
 use super::pdu::Pdu;
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{StateMap, StoredEvent};
-
-/// Auth chains are walked at most this deep, so a hostile DAG cannot make us loop.
-const MAX_AUTH_CHAIN_EVENTS: usize = 100_000;
 
 impl Rooms {
     /// The state after a set of events (the forward extremities a new event follows, or
@@ -203,33 +200,21 @@ fn conflicted_subgraph(
 impl Rooms {
     /// The auth chain of `ids`: every event reachable through `auth_events`.
     pub async fn auth_chain_of(&self, ids: Vec<String>) -> ApiResult<HashSet<String>> {
-        let mut events = HashMap::new();
-        auth_chain(self, ids.into_iter(), &mut events).await
+        self.auth_chains.walk(&self.store, ids, &HashMap::new()).await
     }
 }
 
-/// The auth chain of `ids`: every event reachable through `auth_events`.
+/// The auth chain of `ids`, whose events are added to `events` (which may hold events
+/// not stored yet) for state resolution to read.
 async fn auth_chain(
     rooms: &Rooms,
     ids: impl Iterator<Item = String>,
     events: &mut HashMap<String, Pdu>,
 ) -> ApiResult<HashSet<String>> {
-    let mut chain = HashSet::new();
-    let mut queue: VecDeque<String> = ids.collect();
-    while let Some(id) = queue.pop_front() {
-        if chain.len() >= MAX_AUTH_CHAIN_EVENTS {
-            return Err(MatrixError::internal("auth chain", "auth chain too long"));
-        }
-        if !events.contains_key(&id) {
-            events.extend(rooms.load_events(std::iter::once(id.clone())).await?);
-        }
-        let Some(pdu) = events.get(&id) else { continue };
-        for auth in &pdu.auth_events {
-            let auth = auth.to_string();
-            if chain.insert(auth.clone()) {
-                queue.push_back(auth);
-            }
-        }
+    let chain = rooms.auth_chains.walk(&rooms.store, ids, events).await?;
+    let missing: Vec<String> = chain.iter().filter(|id| !events.contains_key(*id)).cloned().collect();
+    if !missing.is_empty() {
+        events.extend(rooms.load_events(missing.into_iter()).await?);
     }
     Ok(chain)
 }

@@ -6,8 +6,13 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use ruma::{OwnedRoomId, RoomId, UserId};
-use serde_json::{Value, json};
+use ruma::api::client::space::SpaceHierarchyRoomsChunk;
+use ruma::events::space::child::HierarchySpaceChildEvent;
+use ruma::room::{JoinRuleSummary, RestrictedSummary, RoomSummary, RoomType};
+use ruma::serde::Raw;
+use ruma::{OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, RoomId, UInt, UserId};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::rooms::Rooms;
 use crate::error::{ApiResult, MatrixError};
@@ -36,13 +41,30 @@ pub struct Spaces {
     rooms: Arc<Rooms>,
 }
 
+/// One page of a hierarchy, and where the next starts.
+pub struct HierarchyPage {
+    pub rooms: Vec<SpaceHierarchyRoomsChunk>,
+    pub next_batch: Option<String>,
+}
+
 /// One valid `m.space.child` event of a room.
 struct Child {
     room_id: OwnedRoomId,
     order: Option<String>,
     suggested: bool,
     origin_server_ts: i64,
-    stripped: Value,
+    stripped: Raw<HierarchySpaceChildEvent>,
+}
+
+/// An `m.space.child` event as `children_state` lists it: its content as sent.
+#[derive(Serialize)]
+struct StrippedChild<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    state_key: &'a Value,
+    content: &'a Value,
+    sender: &'a Value,
+    origin_server_ts: &'a Value,
 }
 
 impl Spaces {
@@ -51,18 +73,21 @@ impl Spaces {
     }
 
     /// One page of the hierarchy under `root`, as the spec's `/hierarchy` answers.
-    pub async fn hierarchy(&self, requester: &UserId, root: &RoomId, query: &HierarchyQuery) -> ApiResult<Value> {
+    pub async fn hierarchy(
+        &self,
+        requester: &UserId,
+        root: &RoomId,
+        query: &HierarchyQuery,
+    ) -> ApiResult<HierarchyPage> {
         if !self.may_see(requester, root).await? {
             return Err(MatrixError::forbidden("You cannot view this room's hierarchy"));
         }
         let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_ROOMS);
         let walk = self.walk(requester, root, query, query.from.saturating_add(limit)).await?;
-        let page: Vec<Value> = walk.into_iter().skip(query.from).collect();
-        let mut answer = json!({ "rooms": page.iter().take(limit).collect::<Vec<_>>() });
-        if page.len() > limit {
-            answer["next_batch"] = json!((query.from + limit).to_string());
-        }
-        Ok(answer)
+        let mut rooms: Vec<SpaceHierarchyRoomsChunk> = walk.into_iter().skip(query.from).collect();
+        let next_batch = (rooms.len() > limit).then(|| (query.from + limit).to_string());
+        rooms.truncate(limit);
+        Ok(HierarchyPage { rooms, next_batch })
     }
 
     /// The visible rooms breadth first, up to `wanted` of them (and one more, to tell
@@ -73,7 +98,7 @@ impl Spaces {
         root: &RoomId,
         query: &HierarchyQuery,
         wanted: usize,
-    ) -> ApiResult<Vec<Value>> {
+    ) -> ApiResult<Vec<SpaceHierarchyRoomsChunk>> {
         let mut listed = Vec::new();
         let mut seen: HashSet<OwnedRoomId> = HashSet::from([root.to_owned()]);
         let mut queue: VecDeque<(OwnedRoomId, usize)> = VecDeque::from([(root.to_owned(), 0)]);
@@ -93,10 +118,11 @@ impl Spaces {
                     }
                 }
             }
-            let mut entry = self.rooms.public_room_summary(room_id.as_str()).await?;
-            entry["room_type"] = self.room_type(&room_id).await?;
-            entry["children_state"] = json!(children.iter().map(|c| &c.stripped).collect::<Vec<_>>());
-            listed.push(entry);
+            let public = self.rooms.public_room_summary(room_id.as_str()).await?;
+            let room_type = self.room_type(&room_id).await?;
+            let summary = room_summary(room_id, &public, room_type);
+            let children_state = children.into_iter().map(|child| child.stripped).collect();
+            listed.push(SpaceHierarchyRoomsChunk::new(summary, children_state));
         }
         Ok(listed)
     }
@@ -123,10 +149,10 @@ impl Spaces {
             || history["history_visibility"] == "world_readable")
     }
 
-    /// The room's `type` from its create event (`m.space` for a space), or null.
-    async fn room_type(&self, room_id: &RoomId) -> ApiResult<Value> {
+    /// The room's `type` from its create event (`m.space` for a space), if any.
+    async fn room_type(&self, room_id: &RoomId) -> ApiResult<Option<RoomType>> {
         let create = self.store.current_state_event(room_id.as_str(), "m.room.create", "").await?;
-        Ok(create.map(|e| e.json["content"]["type"].clone()).filter(|t| t.is_string()).unwrap_or(Value::Null))
+        Ok(create.and_then(|e| e.json["content"]["type"].as_str().map(RoomType::from)))
     }
 
     /// The room's valid `m.space.child` events (a `via` list, a room id for state key), in
@@ -161,9 +187,40 @@ fn child_of(event: &Value) -> Option<Child> {
         order,
         suggested: content["suggested"] == true,
         origin_server_ts: event["origin_server_ts"].as_i64().unwrap_or_default(),
-        stripped: json!({
-            "type": "m.space.child", "state_key": event["state_key"], "content": content,
-            "sender": event["sender"], "origin_server_ts": event["origin_server_ts"],
-        }),
+        stripped: Raw::new(&StrippedChild {
+            kind: "m.space.child",
+            state_key: &event["state_key"],
+            content,
+            sender: &event["sender"],
+            origin_server_ts: &event["origin_server_ts"],
+        })
+        .ok()?
+        .cast_unchecked(),
     })
+}
+
+/// The room's public summary (as the public room list has it) as ruma's type: what
+/// members set that does not fit (an alias that is no alias, a name that is no text) is
+/// left out rather than failing the walk, and a join rule clients do not know reads as
+/// invite only.
+fn room_summary(room_id: OwnedRoomId, public: &Value, room_type: Option<RoomType>) -> RoomSummary {
+    let text = |key: &str| public[key].as_str().map(str::to_owned);
+    let join_rule = match public["join_rule"].as_str() {
+        // No rule given reads as public, as the spec tells clients.
+        None | Some("public") => JoinRuleSummary::Public,
+        Some("knock") => JoinRuleSummary::Knock,
+        Some("private") => JoinRuleSummary::Private,
+        Some("restricted") => JoinRuleSummary::Restricted(RestrictedSummary::default()),
+        Some("knock_restricted") => JoinRuleSummary::KnockRestricted(RestrictedSummary::default()),
+        Some(_) => JoinRuleSummary::Invite,
+    };
+    let members = public["num_joined_members"].as_u64().and_then(|n| UInt::try_from(n).ok()).unwrap_or_default();
+    let flag = |key: &str| public[key].as_bool().unwrap_or(false);
+    let mut summary = RoomSummary::new(room_id, join_rule, flag("guest_can_join"), members, flag("world_readable"));
+    summary.name = text("name");
+    summary.topic = text("topic");
+    summary.canonical_alias = text("canonical_alias").and_then(|alias| OwnedRoomAliasId::try_from(alias).ok());
+    summary.avatar_url = text("avatar_url").map(OwnedMxcUri::from);
+    summary.room_type = room_type;
+    summary
 }

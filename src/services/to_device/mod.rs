@@ -22,7 +22,7 @@ use crate::error::{ApiResult, MatrixError};
 use crate::services::federation::sender::Sender;
 use crate::services::rate_limit::RateLimiter;
 use crate::services::workers::{Shutdown, Worker};
-use crate::store::{Delivery, InboxLimits, Store, ToDeviceMessage};
+use crate::store::{Delivery, InboxLimits, KeptEdu, Store, ToDeviceMessage};
 use futures_util::future::BoxFuture;
 
 /// Messages one device may hold unread, in all and from one sender.
@@ -90,15 +90,21 @@ impl ToDevice {
                 deliveries.push(ToDeviceMessage { user_id: user.to_string(), device_id, message: envelope(content) });
             }
         }
+        // The EDUs for other servers are kept in the transaction that marks the request
+        // as handled: a retry of a request that died half-way would find it handled.
+        let kept = self.remote_edus(sender, event_type, remote);
         let txn_key = format!("{device_id}/{txn_id}");
         let dedup = (sender.as_str(), txn_key.as_str());
-        match self.store.deliver_to_devices(sender.as_str(), dedup, &deliveries, INBOX_LIMITS, false).await? {
+        let delivery =
+            self.store.deliver_to_devices(sender.as_str(), dedup, &deliveries, INBOX_LIMITS, false, &kept).await?;
+        let unkept = match delivery {
             Delivery::Repeated => return Ok(()), // a retry: done the first time
             Delivery::Refused(full) => return Err(inbox_full(&full)),
-            Delivery::Stored { .. } => {}
-        }
+            Delivery::Stored { unkept, .. } => unkept,
+        };
         self.delivered.send_replace(self.stream_head().await?);
-        self.send_remote(sender, event_type, remote).await
+        self.sender.kept(&kept, &unkept);
+        Ok(())
     }
 
     /// Servers kith has never dealt with cost the sender a token each (see
@@ -136,13 +142,15 @@ impl ToDevice {
         Ok(if device == "*" { devices.collect() } else { devices.filter(|d| d == device).collect() })
     }
 
-    async fn send_remote(&self, sender: &UserId, event_type: &str, remote: Vec<Recipient>) -> ApiResult<()> {
+    /// One `m.direct_to_device` EDU per server, to be kept until the server takes it.
+    fn remote_edus(&self, sender: &UserId, event_type: &str, remote: Vec<Recipient>) -> Vec<KeptEdu> {
         let mut by_server: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
         for (user, device, content) in remote {
             let users = by_server.entry(user.server_name().to_owned()).or_default();
             let devices = users.entry(user.to_string()).or_insert_with(|| json!({}));
             devices[device] = content;
         }
+        let mut kept = Vec::new();
         for (server, messages) in by_server {
             let message_id = crate::services::accounts::random_string(24);
             let edu = json!({ "edu_type": "m.direct_to_device", "content": {
@@ -152,22 +160,14 @@ impl ToDevice {
             // millisecond, keeps them in the order they were sent.
             let sequence = KEPT_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let key = format!("{:020} {sequence:020} m.direct_to_device {message_id}", crate::store::now_ms());
-            self.sender.send_durable_edu_to(&[server], &key, &edu).await?;
+            kept.extend(self.sender.durable_edu_rows(&[server], &key, &edu));
         }
-        Ok(())
+        kept
     }
 
     /// An `m.direct_to_device` EDU: delivered to our users' devices once per message id.
     pub async fn receive_remote(&self, origin: &ServerName, content: &Value) -> Result<(), String> {
-        let sender = content["sender"].as_str().and_then(|s| <&UserId>::try_from(s).ok()).ok_or("no sender")?;
-        if sender.server_name() != origin {
-            return Err(format!("{origin} cannot speak for {sender}"));
-        }
-        let (Some(event_type), Some(message_id)) = (content["type"].as_str(), content["message_id"].as_str()) else {
-            return Err("no type or message_id".into());
-        };
-        let messages = content["messages"].as_object().ok_or("no messages")?;
-        let recipients = parse_recipients(messages).map_err(|e| e.message)?;
+        let RemoteMessages { sender, event_type, message_id, recipients } = parse_remote(origin, content)?;
         let mut deliveries = Vec::new();
         for (user, device, message) in recipients.iter().filter(|(user, _, _)| user.server_name() == self.server_name) {
             for device_id in self.devices_of(user, device).await.map_err(|e| e.message)? {
@@ -177,10 +177,11 @@ impl ToDevice {
         }
         // A server's share of each inbox is bounded: what is past it is dropped, loudly.
         let dedup = (origin.as_str(), message_id);
-        let delivery = self.store.deliver_to_devices(origin.as_str(), dedup, &deliveries, INBOX_LIMITS, true).await;
+        let delivery =
+            self.store.deliver_to_devices(origin.as_str(), dedup, &deliveries, INBOX_LIMITS, true, &[]).await;
         match delivery.map_err(|e| e.to_string())? {
             Delivery::Repeated => return Ok(()),
-            Delivery::Stored { refused } | Delivery::Refused(refused) if !refused.is_empty() => {
+            Delivery::Stored { refused, .. } | Delivery::Refused(refused) if !refused.is_empty() => {
                 tracing::warn!(%origin, %sender, devices = refused.len(), "to-device messages dropped: the devices' inboxes are full or hold too many from this server");
             }
             _ => {}
@@ -215,12 +216,38 @@ impl ToDevice {
 
 /// The refusal of a local sender whose messages some devices cannot take now.
 fn inbox_full(devices: &[(String, String)]) -> MatrixError {
-    let (user, device) = &devices[0];
+    let which = devices.first().map_or_else(
+        || "A recipient device".to_owned(),
+        |(user, device)| format!("The inbox of device {device} of {user}"),
+    );
     MatrixError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "M_LIMIT_EXCEEDED",
-        format!("The inbox of device {device} of {user} holds too many undelivered messages (from you, or in all)"),
+        format!("{which} holds too many undelivered messages (from you, or in all)"),
     )
+}
+
+/// An `m.direct_to_device` EDU's content, checked: a sender of the origin, the type,
+/// the message id and the recipients.
+pub struct RemoteMessages<'a> {
+    pub sender: &'a UserId,
+    pub event_type: &'a str,
+    pub message_id: &'a str,
+    pub recipients: Vec<Recipient>,
+}
+
+/// Checks the content of an `m.direct_to_device` EDU from `origin`.
+pub fn parse_remote<'a>(origin: &ServerName, content: &'a Value) -> Result<RemoteMessages<'a>, String> {
+    let sender = content["sender"].as_str().and_then(|s| <&UserId>::try_from(s).ok()).ok_or("no sender")?;
+    if sender.server_name() != origin {
+        return Err(format!("{origin} cannot speak for {sender}"));
+    }
+    let (Some(event_type), Some(message_id)) = (content["type"].as_str(), content["message_id"].as_str()) else {
+        return Err("no type or message_id".into());
+    };
+    let messages = content["messages"].as_object().ok_or("no messages")?;
+    let recipients = parse_recipients(messages).map_err(|e| e.message)?;
+    Ok(RemoteMessages { sender, event_type, message_id, recipients })
 }
 
 /// `{ user: { device or "*": content } }` flattened, checked and bounded.

@@ -6,13 +6,22 @@ use std::time::Duration;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde_json::{Value, json};
 use sha1::Sha1;
 
 use crate::config::Config;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::accounts::AuthenticatedUser;
 use crate::store::now_ms;
+
+/// Credentials for the configured TURN servers.
+#[derive(Debug, Clone)]
+pub struct TurnCredentials {
+    pub username: String,
+    pub password: String,
+    pub uris: Vec<String>,
+    /// How long the credentials are good for.
+    pub ttl: Duration,
+}
 
 pub struct Voip {
     uris: Vec<String>,
@@ -33,13 +42,13 @@ impl Voip {
         }
     }
 
-    /// Credentials for a user; `{}` when no TURN server is configured (as in Synapse).
-    pub fn turn_server(&self, requester: &AuthenticatedUser) -> ApiResult<Value> {
+    /// Credentials for a user; none when no TURN server is configured.
+    pub fn turn_server(&self, requester: &AuthenticatedUser) -> ApiResult<Option<TurnCredentials>> {
         if requester.is_guest && !self.allow_guests {
             return Err(MatrixError::forbidden("Guest access to TURN is disabled"));
         }
         if self.uris.is_empty() {
-            return Ok(json!({}));
+            return Ok(None);
         }
         let (username, password) = match (&self.shared_secret, &self.fixed) {
             (Some(secret), _) => {
@@ -51,8 +60,8 @@ impl Voip {
                 (username, base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
             }
             (None, Some((username, password))) => (username.clone(), password.clone()),
-            (None, None) => return Ok(json!({})),
+            (None, None) => return Ok(None),
         };
-        Ok(json!({ "username": username, "password": password, "ttl": self.lifetime.as_secs(), "uris": self.uris }))
+        Ok(Some(TurnCredentials { username, password, uris: self.uris.clone(), ttl: self.lifetime }))
     }
 }

@@ -35,12 +35,7 @@ pub async fn verify_request(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<OwnedServerName, MatrixError> {
-    let unauthorized = |message: String| MatrixError::new(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", message);
-    let xmatrix = XMatrix::extract_from_http_headers(headers)
-        .map_err(|e| unauthorized(format!("Missing or invalid X-Matrix authorization: {e}")))?;
-    if xmatrix.destination.as_deref().is_some_and(|d| d != server_name) {
-        return Err(unauthorized("The request is for another destination".into()));
-    }
+    let xmatrix = parse_authorization(headers, server_name)?;
     if !keys.allowed(&xmatrix.origin) {
         return Err(MatrixError::forbidden("Federation with this server is not allowed"));
     }
@@ -50,11 +45,39 @@ pub async fn verify_request(
         .map_err(|e| unauthorized(format!("Cannot get the keys of {}: {e}", xmatrix.origin)))?;
     let mut key_map = PublicKeyMap::new();
     key_map.insert(xmatrix.origin.to_string(), signing_keys.verify_keys);
+    verify_signature(&xmatrix, &key_map, server_name, method, uri, body)?;
+    Ok(xmatrix.origin)
+}
+
+fn unauthorized(message: String) -> MatrixError {
+    MatrixError::new(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", message)
+}
+
+/// The `X-Matrix` authorization of a request, which must be for `server_name` when it
+/// names a destination.
+pub fn parse_authorization(headers: &HeaderMap, server_name: &ServerName) -> Result<XMatrix, MatrixError> {
+    let xmatrix = XMatrix::extract_from_http_headers(headers)
+        .map_err(|e| unauthorized(format!("Missing or invalid X-Matrix authorization: {e}")))?;
+    if xmatrix.destination.as_deref().is_some_and(|d| d != server_name) {
+        return Err(unauthorized("The request is for another destination".into()));
+    }
+    Ok(xmatrix)
+}
+
+/// Checks the signature of an `X-Matrix` authorization over the request, with the
+/// origin's keys in `key_map`.
+pub fn verify_signature(
+    xmatrix: &XMatrix,
+    key_map: &PublicKeyMap,
+    server_name: &ServerName,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<(), MatrixError> {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     if let Some(content) = non_canonical_json(body) {
-        verify_lenient(&xmatrix, &key_map, server_name, method, path, content)
-            .map_err(|e| unauthorized(format!("Invalid signature: {e}")))?;
-        return Ok(xmatrix.origin);
+        return verify_lenient(xmatrix, key_map, server_name, method, path, content)
+            .map_err(|e| unauthorized(format!("Invalid signature: {e}")));
     }
     let request = axum::http::Request::builder()
         .method(method.clone())
@@ -62,9 +85,8 @@ pub async fn verify_request(
         .body(body)
         .map_err(|e| unauthorized(e.to_string()))?;
     xmatrix
-        .verify_http_request(&request, server_name, &key_map)
-        .map_err(|e| unauthorized(format!("Invalid signature: {e}")))?;
-    Ok(xmatrix.origin)
+        .verify_http_request(&request, server_name, key_map)
+        .map_err(|e| unauthorized(format!("Invalid signature: {e}")))
 }
 
 /// A JSON body canonical JSON cannot represent (a float, an integer past ±2^53): the

@@ -11,10 +11,11 @@ use serde_json::Value;
 use std::collections::HashSet;
 
 use ruma::ServerName;
+use ruma::api::federation::event::get_event;
+use serde_json::value::RawValue as RawJsonValue;
 
-use super::Inbound;
+use super::{Inbound, parse_id};
 use crate::error::ApiResult;
-use crate::services::federation::encode;
 use crate::services::rooms::MAX_PDU_BYTES;
 use crate::services::rooms::limits::check_type_and_state_key;
 use crate::services::rooms::pdu::Pdu;
@@ -128,12 +129,20 @@ impl Inbound {
 
     /// Checks a list of PDUs another server returned; drops (and logs) bad ones, those of
     /// another room, and everything past the size bound.
-    pub async fn check_fetched(&self, rules: &RoomVersionRules, room_id: &str, list: &Value) -> Vec<CheckedEvent> {
-        let Some(list) = list.as_array() else { return Vec::new() };
+    pub async fn check_fetched(
+        &self,
+        rules: &RoomVersionRules,
+        room_id: &str,
+        list: &[Box<RawJsonValue>],
+    ) -> Vec<CheckedEvent> {
         let mut checked = Vec::new();
         let mut seen = HashSet::new();
-        for value in list.iter().take(MAX_FETCHED_EVENTS) {
-            match self.check_pdu(value, rules).await {
+        for raw in list.iter().take(MAX_FETCHED_EVENTS) {
+            let checked_pdu = match serde_json::from_str::<Value>(raw.get()) {
+                Ok(value) => self.check_pdu(&value, rules).await,
+                Err(err) => Err(err.to_string()),
+            };
+            match checked_pdu {
                 Ok(event) if event.pdu.room_id.as_str() == room_id => {
                     if seen.insert(event.event_id.clone()) {
                         checked.push(event);
@@ -154,9 +163,9 @@ impl Inbound {
         room_id: &str,
         event_id: &str,
     ) -> ApiResult<Option<CheckedEvent>> {
-        let path = format!("/_matrix/federation/v1/event/{}", encode(event_id));
-        let body = self.client.get(origin, &path).await.map_err(|e| e.to_peer_error(origin, "an event"))?;
-        let found = self.check_fetched(rules, room_id, &body["pdus"]).await;
+        let request = get_event::v1::Request::new(parse_id(event_id)?);
+        let answer = self.client.send(origin, request).await.map_err(|e| e.to_peer_error(origin, "an event"))?;
+        let found = self.check_fetched(rules, room_id, std::slice::from_ref(&answer.pdu)).await;
         Ok(found.into_iter().find(|e| e.event_id == event_id))
     }
 }

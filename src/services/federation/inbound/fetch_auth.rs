@@ -3,9 +3,10 @@
 use ruma::ServerName;
 use ruma::room_version_rules::RoomVersionRules;
 
-use super::Inbound;
+use ruma::api::federation::authorization::get_event_authorization;
+
+use super::{Inbound, parse_id};
 use crate::error::ApiResult;
-use crate::services::federation::encode;
 use crate::services::rooms::remote::CheckedEvent;
 
 impl Inbound {
@@ -22,9 +23,9 @@ impl Inbound {
         if held.len() == wanted.len() {
             return Ok(());
         }
-        let path = format!("/_matrix/federation/v1/event_auth/{}/{}", encode(room_id), encode(&event.event_id));
-        let body = self.client.get(origin, &path).await.map_err(|e| e.to_peer_error(origin, "the auth events"))?;
-        let chain = self.check_fetched(rules, room_id, &body["auth_chain"]).await;
+        let request = get_event_authorization::v1::Request::new(parse_id(room_id)?, parse_id(&event.event_id)?);
+        let answer = self.client.send(origin, request).await.map_err(|e| e.to_peer_error(origin, "the auth events"))?;
+        let chain = self.check_fetched(rules, room_id, &answer.auth_chain).await;
         self.rooms.persist_outliers(chain, rules).await
     }
 }

@@ -1,17 +1,15 @@
 //! Step 5: prev events we lack, asked for with `/get_missing_events` and added oldest
 //! first.
 
-use axum::http::Method;
-use ruma::ServerName;
+use ruma::api::federation::event::get_missing_events;
 use ruma::room_version_rules::RoomVersionRules;
-use serde_json::json;
+use ruma::{OwnedEventId, ServerName};
 
-use super::Inbound;
-use crate::services::federation::encode;
+use super::{Inbound, parse_id};
 use crate::services::rooms::remote::CheckedEvent;
 
 /// How many missing events one `/get_missing_events` asks for.
-const MISSING_EVENTS_LIMIT: usize = 20;
+const MISSING_EVENTS_LIMIT: u32 = 20;
 
 impl Inbound {
     /// Asks `origin` for the events between our forward extremities and `event`, and
@@ -23,22 +21,18 @@ impl Inbound {
         room_id: &str,
         event: &CheckedEvent,
     ) {
-        let earliest: Vec<String> = match self.store.forward_extremities(room_id).await {
-            Ok(events) => events.into_iter().map(|e| e.event_id).collect(),
+        let earliest = match self.store.forward_extremities(room_id).await {
+            Ok(events) => events.into_iter().filter_map(|e| OwnedEventId::try_from(e.event_id).ok()).collect(),
             Err(err) => return tracing::warn!(%err, "cannot read forward extremities"),
         };
-        let request = json!({
-            "earliest_events": earliest,
-            "latest_events": [event.event_id],
-            "limit": MISSING_EVENTS_LIMIT,
-            "min_depth": 0,
-        });
-        let path = format!("/_matrix/federation/v1/get_missing_events/{}", encode(room_id));
-        let body = match self.client.request(Method::POST, origin, &path, Some(&request)).await {
-            Ok(body) => body,
+        let (Ok(room), Ok(latest)) = (parse_id(room_id), parse_id(&event.event_id)) else { return };
+        let mut request = get_missing_events::v1::Request::new(room, earliest, vec![latest]);
+        request.limit = MISSING_EVENTS_LIMIT.into();
+        let answer = match self.client.send(origin, request).await {
+            Ok(answer) => answer,
             Err(err) => return tracing::info!(%origin, %err, "get_missing_events failed"),
         };
-        let mut events = self.check_fetched(rules, room_id, &body["events"]).await;
+        let mut events = self.check_fetched(rules, room_id, &answer.events).await;
         events.sort_by_key(CheckedEvent::depth);
         for missing in events {
             let event_id = missing.event_id.clone();

@@ -4,9 +4,10 @@
 use ruma::ServerName;
 use ruma::room_version_rules::RoomVersionRules;
 
-use super::Inbound;
+use ruma::api::federation::event::get_room_state;
+
+use super::{Inbound, parse_id};
 use crate::error::ApiResult;
-use crate::services::federation::encode;
 use crate::store::StateMap;
 
 impl Inbound {
@@ -39,10 +40,11 @@ impl Inbound {
         room_id: &str,
         event_id: &str,
     ) -> ApiResult<StateMap> {
-        let path = format!("/_matrix/federation/v1/state/{}?event_id={}", encode(room_id), encode(event_id));
-        let body = self.client.get(origin, &path).await.map_err(|e| e.to_peer_error(origin, "the room's state"))?;
-        let mut events = self.check_fetched(rules, room_id, &body["auth_chain"]).await;
-        let state = self.check_fetched(rules, room_id, &body["pdus"]).await;
+        let request = get_room_state::v1::Request::new(parse_id(event_id)?, parse_id(room_id)?);
+        let answer =
+            self.client.send(origin, request).await.map_err(|e| e.to_peer_error(origin, "the room's state"))?;
+        let mut events = self.check_fetched(rules, room_id, &answer.auth_chain).await;
+        let state = self.check_fetched(rules, room_id, &answer.pdus).await;
         let mut state_ids: Vec<String> = state.iter().map(|e| e.event_id.clone()).collect();
         events.extend(state);
         if let Some(prev) = self.fetch_event(origin, rules, room_id, event_id).await? {

@@ -25,6 +25,8 @@ pub mod transaction;
 
 use std::sync::Arc;
 
+use crate::error::ApiResult;
+
 use ruma::{OwnedServerName, ServerName};
 
 use self::rate_limit::{FederationRateLimiter, Turn};
@@ -97,4 +99,13 @@ impl Inbound {
     pub async fn admit(&self, origin: &ServerName) -> Result<Turn, MatrixError> {
         self.rate_limiter.admit(origin).await
     }
+}
+
+/// An ID kith read from a checked event or its own tables, as ruma's type.
+pub(crate) fn parse_id<T>(id: &str) -> ApiResult<T>
+where
+    T: TryFrom<String>,
+    T::Error: std::fmt::Display,
+{
+    T::try_from(id.to_owned()).map_err(|err| MatrixError::internal("an ID kith holds", err))
 }

@@ -59,19 +59,25 @@ impl TransactionLog {
     }
 }
 
+/// The PDUs and EDUs of a `/send` body from `origin`, within the spec's limits.
+pub fn split_transaction(origin: &ServerName, body: &Value) -> ApiResult<(Vec<Value>, Vec<Value>)> {
+    let pdus = body.get("pdus").map(|p| p.as_array().ok_or_else(|| MatrixError::bad_json("`pdus` must be a list")));
+    let pdus = pdus.transpose()?.cloned().unwrap_or_default();
+    let edus = body.get("edus").map(|e| e.as_array().ok_or_else(|| MatrixError::bad_json("`edus` must be a list")));
+    let edus = edus.transpose()?.cloned().unwrap_or_default();
+    if pdus.len() > MAX_PDUS || edus.len() > MAX_EDUS {
+        return Err(MatrixError::bad_json(format!("At most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs per transaction")));
+    }
+    if body.get("origin").and_then(Value::as_str).is_some_and(|o| o != origin.as_str()) {
+        return Err(MatrixError::bad_json("The transaction's origin is not the signing server"));
+    }
+    Ok((pdus, edus))
+}
+
 impl Inbound {
     /// Handles `PUT /send/{txnId}` from `origin`; answers with a result per PDU.
     pub async fn receive_transaction(&self, origin: &ServerName, txn_id: &str, body: &Value) -> ApiResult<Value> {
-        let pdus = body.get("pdus").map(|p| p.as_array().ok_or_else(|| MatrixError::bad_json("`pdus` must be a list")));
-        let pdus = pdus.transpose()?.cloned().unwrap_or_default();
-        let edus = body.get("edus").map(|e| e.as_array().ok_or_else(|| MatrixError::bad_json("`edus` must be a list")));
-        let edus = edus.transpose()?.cloned().unwrap_or_default();
-        if pdus.len() > MAX_PDUS || edus.len() > MAX_EDUS {
-            return Err(MatrixError::bad_json(format!("At most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs per transaction")));
-        }
-        if body.get("origin").and_then(Value::as_str).is_some_and(|o| o != origin.as_str()) {
-            return Err(MatrixError::bad_json("The transaction's origin is not the signing server"));
-        }
+        let (pdus, edus) = split_transaction(origin, body)?;
         let key = (origin.to_string(), txn_id.to_owned());
         let _transaction = self.transactions.transactions.lock(&key).await;
         if let Some(answer) = self.transactions.answer(&key) {

@@ -26,7 +26,7 @@ use crate::error::ApiResult;
 use crate::services::rooms::Rooms;
 use crate::services::server_health::{Contact, Recoveries, ServerHealth};
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
-use crate::store::{OutboxRow, Store, StoredEvent};
+use crate::store::{KeptEdu, OutboxRow, Store, StoredEvent};
 
 mod edu_queue;
 
@@ -169,11 +169,7 @@ impl Sender {
     /// A server that never ran the sender does not send its history: the fan-out starts
     /// at the head of the event stream.
     async fn start_position(&self) -> ApiResult<()> {
-        if self.store.consumer_position(CONSUMER).await? == 0 {
-            let head = self.store.max_event_ordering().await?;
-            self.store.set_consumer_position(CONSUMER, head).await?;
-        }
-        Ok(())
+        Ok(self.store.start_consumer_at(CONSUMER, self.store.max_event_ordering().await?).await?)
     }
 
     /// A destination's state, its worker started if new.
@@ -292,6 +288,32 @@ impl Sender {
             }
         }
         Ok(())
+    }
+
+    /// The rows that keep `edu` for each of `servers` (never us) until they take it, for
+    /// a caller that writes them in the transaction of what the EDU belongs to, then
+    /// calls [`Self::kept`]. `key` must be unique to the EDU.
+    pub fn durable_edu_rows(&self, servers: &[OwnedServerName], key: &str, edu: &Value) -> Vec<KeptEdu> {
+        let key = format!("{DURABLE_PREFIX}{key}");
+        servers
+            .iter()
+            .filter(|s| **s != self.server_name && self.client.allowed(s))
+            .map(|server| KeptEdu { destination: server.to_string(), key: key.clone(), edu: edu.clone() })
+            .collect()
+    }
+
+    /// Once rows of [`Self::durable_edu_rows`] are committed: their destinations are
+    /// woken; those listed in `unkept` (whose row was not written) get the EDU in memory.
+    pub fn kept(self: &Arc<Self>, rows: &[KeptEdu], unkept: &[String]) {
+        for row in rows {
+            let Ok(server) = OwnedServerName::try_from(row.destination.as_str()) else { continue };
+            if unkept.contains(&row.destination) {
+                tracing::warn!(%server, "too many EDUs owed to this server; one more is only kept in memory");
+                self.send_edu_to(std::slice::from_ref(&server), &row.key, &row.edu);
+            } else {
+                self.wake(&server);
+            }
+        }
     }
 
     /// Whether the sender has dealt with `server` since start-up (sent it something, or
