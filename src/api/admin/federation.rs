@@ -1,12 +1,12 @@
 //! Federation: `/_synapse/admin/v1/federation/destinations`.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 
-use super::Params;
+use super::Empty;
+use super::query::{AdminQuery, count, page};
 use crate::api::extract::{AdminUser, AppState};
 use crate::error::ApiResult;
 use crate::services::admin::Destinations;
@@ -17,15 +17,24 @@ pub fn routes() -> Router<AppState> {
         .route("/_synapse/admin/v1/federation/destinations/{destination}/reset_connection", post(reset_connection))
 }
 
+#[derive(Deserialize)]
+pub struct DestinationsQuery {
+    #[serde(default, deserialize_with = "count")]
+    from: Option<i64>,
+    #[serde(default, deserialize_with = "count")]
+    limit: Option<i64>,
+    #[serde(default)]
+    destination: Option<String>,
+}
+
 /// Destinations by name; `destination` filters by substring, as in Synapse.
 pub async fn destinations(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    Query(params): Query<HashMap<String, String>>,
+    AdminQuery(query): AdminQuery<DestinationsQuery>,
 ) -> ApiResult<Json<Destinations>> {
-    let params = Params::new(params);
-    let page = params.page()?;
-    Ok(Json(state.admin.destinations(page, params.string("destination")).await?))
+    let page = page(query.from, query.limit);
+    Ok(Json(state.admin.destinations(page, query.destination.as_deref()).await?))
 }
 
 /// `POST …/destinations/{destination}/reset_connection`: try the server again now.
@@ -38,7 +47,3 @@ pub async fn reset_connection(
     state.admin.reset_connection(&server).await?;
     Ok(Json(Empty {}))
 }
-
-/// `{}`.
-#[derive(serde::Serialize)]
-pub struct Empty {}

@@ -5,29 +5,24 @@
 //! registration and the server version needs an admin's access token.
 
 mod federation;
+mod query;
 mod registration_tokens;
 mod reports;
 mod room_deletion;
 mod rooms;
 mod users;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId};
+use serde::{Deserialize, Serialize};
 
 use super::extract::{AdminUser, AppState, MatrixJson};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::accounts::SharedSecretRegistration;
-use crate::services::admin::Page;
-
-/// Lists answer at most this many entries a page.
-const MAX_PAGE: i64 = 1000;
-/// A page's size when the request names none, as in Synapse.
-const DEFAULT_PAGE: i64 = 100;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -43,81 +38,40 @@ pub fn routes() -> Router<AppState> {
         .merge(reports::routes())
 }
 
-/// `GET /_synapse/admin/v1/server_version`, open to anyone as in Synapse.
-pub async fn server_version() -> Json<Value> {
-    Json(json!({ "server_version": env!("CARGO_PKG_VERSION") }))
+/// `{}`, the answer of changes that have nothing to tell.
+#[derive(Serialize)]
+pub struct Empty {}
+
+#[derive(Serialize)]
+pub struct ServerVersion {
+    server_version: &'static str,
 }
 
-/// Query parameters, read the way Synapse reads them (`M_INVALID_PARAM` for values that
-/// do not parse).
-pub struct Params(HashMap<String, String>);
+/// `GET /_synapse/admin/v1/server_version`, open to anyone as in Synapse.
+pub async fn server_version() -> Json<ServerVersion> {
+    Json(ServerVersion { server_version: env!("CARGO_PKG_VERSION") })
+}
 
-impl Params {
-    pub fn new(params: HashMap<String, String>) -> Self {
-        Self(params)
-    }
-
-    pub fn string(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    /// `true` or `false`, or absent.
-    pub fn boolean(&self, name: &str) -> ApiResult<Option<bool>> {
-        match self.string(name) {
-            None => Ok(None),
-            Some("true") => Ok(Some(true)),
-            Some("false") => Ok(Some(false)),
-            Some(_) => Err(MatrixError::invalid_param(format!(
-                "Boolean query parameter \"{name}\" must be one of ['true', 'false']"
-            ))),
-        }
-    }
-
-    /// A non-negative integer, or `default` when absent.
-    pub fn count(&self, name: &str, default: i64) -> ApiResult<i64> {
-        let Some(text) = self.string(name) else { return Ok(default) };
-        let value: i64 = text
-            .parse()
-            .map_err(|_| MatrixError::invalid_param(format!("Query parameter \"{name}\" must be an integer")))?;
-        if value < 0 {
-            return Err(MatrixError::invalid_param(format!(
-                "Query parameter {name} must be a string representing a positive integer."
-            )));
-        }
-        Ok(value)
-    }
-
-    /// `from` and `limit` (at most [`MAX_PAGE`]).
-    pub fn page(&self) -> ApiResult<Page> {
-        let from = self.count("from", 0)?;
-        let limit = self.count("limit", DEFAULT_PAGE)?.min(MAX_PAGE);
-        Ok(Page { from, limit })
-    }
-
-    /// `dir`: true for `b` (backwards), false for `f` or absent.
-    pub fn backwards(&self) -> ApiResult<bool> {
-        self.backwards_or(false)
-    }
-
-    /// `dir`, or `default` when absent (some lists are newest first unless asked).
-    pub fn backwards_or(&self, default: bool) -> ApiResult<bool> {
-        match self.string("dir") {
-            None => Ok(default),
-            Some("f") => Ok(false),
-            Some("b") => Ok(true),
-            Some(_) => Err(MatrixError::invalid_param("Query parameter \"dir\" must be one of ['b', 'f']")),
-        }
-    }
+/// Synapse's background updates: whether they run, and the one running per database.
+#[derive(Serialize)]
+pub struct BackgroundUpdatesStatus {
+    enabled: bool,
+    current_updates: BTreeMap<String, Empty>,
 }
 
 /// Synapse's `background_updates/status`: kith migrates its schema at start-up, so no
 /// update ever runs in the background.
-pub async fn background_updates_status(AdminUser(_): AdminUser) -> Json<Value> {
-    Json(json!({ "enabled": true, "current_updates": {} }))
+pub async fn background_updates_status(AdminUser(_): AdminUser) -> Json<BackgroundUpdatesStatus> {
+    Json(BackgroundUpdatesStatus { enabled: true, current_updates: BTreeMap::new() })
 }
 
-pub async fn registration_nonce(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "nonce": state.accounts.registration_nonce()? })))
+#[derive(Serialize)]
+pub struct RegistrationNonce {
+    nonce: String,
+}
+
+pub async fn registration_nonce(State(state): State<AppState>) -> ApiResult<Json<RegistrationNonce>> {
+    Ok(Json(RegistrationNonce { nonce: state.accounts.registration_nonce()? }))
 }
 
 #[derive(Deserialize)]
@@ -134,10 +88,19 @@ pub struct SharedSecretRequest {
     displayname: Option<String>,
 }
 
+/// The new account's session, as Synapse's `register_new_matrix_user` expects it.
+#[derive(Serialize)]
+pub struct SharedSecretRegistered {
+    access_token: String,
+    user_id: OwnedUserId,
+    home_server: OwnedServerName,
+    device_id: OwnedDeviceId,
+}
+
 pub async fn register(
     State(state): State<AppState>,
     MatrixJson(request): MatrixJson<SharedSecretRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SharedSecretRegistered>> {
     let session = state
         .accounts
         .register_with_shared_secret(SharedSecretRegistration {
@@ -150,12 +113,12 @@ pub async fn register(
             mac: &request.mac,
         })
         .await?;
-    Ok(Json(json!({
-        "access_token": session.access_token,
-        "user_id": session.user_id,
-        "home_server": state.config.server_name,
-        "device_id": session.device_id,
-    })))
+    Ok(Json(SharedSecretRegistered {
+        access_token: session.access_token,
+        user_id: session.user_id,
+        home_server: state.config.server_name.clone(),
+        device_id: session.device_id,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -168,11 +131,11 @@ pub async fn start_background_job(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     MatrixJson(request): MatrixJson<StartJob>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     match request.job_name.as_str() {
         "regenerate_directory" => {
             state.directory.request_rebuild();
-            Ok(Json(json!({})))
+            Ok(Json(Empty {}))
         }
         other => Err(MatrixError::invalid_param(format!("Invalid job_name: {other}"))),
     }

@@ -1,13 +1,13 @@
 //! Registration tokens: `/_synapse/admin/v1/registration_tokens`.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Map, Value, json};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
-use super::Params;
+use super::Empty;
+use super::query::{AdminQuery, flag};
 use crate::api::extract::{AdminUser, AppState, MatrixJson};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::registration_tokens::NewToken;
@@ -20,45 +20,101 @@ pub fn routes() -> Router<AppState> {
         .route("/_synapse/admin/v1/registration_tokens/{token}", get(token).put(update).delete(delete))
 }
 
-fn token_json(token: &RegistrationTokenRow) -> Value {
-    json!({
-        "token": token.token,
-        "uses_allowed": token.uses_allowed,
-        "pending": token.pending,
-        "completed": token.completed,
-        "expiry_time": token.expiry_time,
-    })
+/// A token in Synapse's shape; a limit not set is null.
+#[derive(Serialize)]
+pub struct RegistrationToken {
+    token: String,
+    uses_allowed: Option<i64>,
+    pending: i64,
+    completed: i64,
+    expiry_time: Option<i64>,
 }
 
-/// A field that is absent (`None`), null (`Some(None)`) or an integer; anything else
-/// is `M_INVALID_PARAM` with `message`.
-fn nullable_integer(body: &Map<String, Value>, name: &str, message: &str) -> ApiResult<Option<Option<i64>>> {
-    match body.get(name) {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(value) => value.as_i64().map(|n| Some(Some(n))).ok_or_else(|| MatrixError::invalid_param(message)),
+impl From<RegistrationTokenRow> for RegistrationToken {
+    fn from(row: RegistrationTokenRow) -> Self {
+        let RegistrationTokenRow { token, uses_allowed, pending, completed, expiry_time } = row;
+        Self { token, uses_allowed, pending, completed, expiry_time }
+    }
+}
+
+#[derive(Serialize)]
+pub struct TokenList {
+    registration_tokens: Vec<RegistrationToken>,
+}
+
+/// A body field that is absent, null, of the type asked for, or not: Synapse answers
+/// the last with `M_INVALID_PARAM` and a message of its own, not `M_BAD_JSON`.
+#[derive(Default)]
+pub enum Field<T> {
+    #[default]
+    Absent,
+    Null,
+    Given(T),
+    Invalid,
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::Null => Self::Null,
+            value => serde_json::from_value(value).map_or(Self::Invalid, Self::Given),
+        })
+    }
+}
+
+impl<T> Field<T> {
+    /// `None` when absent, `Some(None)` when null; `message` when of another type.
+    fn nullable(self, message: &str) -> ApiResult<Option<Option<T>>> {
+        match self {
+            Self::Absent => Ok(None),
+            Self::Null => Ok(Some(None)),
+            Self::Given(value) => Ok(Some(Some(value))),
+            Self::Invalid => Err(MatrixError::invalid_param(message)),
+        }
+    }
+
+    /// Null and absent are alike.
+    fn optional(self, message: &str) -> ApiResult<Option<T>> {
+        Ok(self.nullable(message)?.flatten())
     }
 }
 
 const USES_ALLOWED: &str = "uses_allowed must be a non-negative integer or null";
 const EXPIRY_TIME: &str = "expiry_time must be an integer or null";
 
+#[derive(Deserialize)]
+pub struct TokenListQuery {
+    #[serde(default, deserialize_with = "flag")]
+    valid: Option<bool>,
+}
+
 pub async fn list(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let valid = Params::new(params).boolean("valid")?;
-    let tokens = state.registration_tokens.list(valid).await?;
-    Ok(Json(json!({ "registration_tokens": tokens.iter().map(token_json).collect::<Vec<_>>() })))
+    AdminQuery(query): AdminQuery<TokenListQuery>,
+) -> ApiResult<Json<TokenList>> {
+    let tokens = state.registration_tokens.list(query.valid).await?;
+    Ok(Json(TokenList { registration_tokens: tokens.into_iter().map(RegistrationToken::from).collect() }))
 }
 
 pub async fn token(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(token): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(token_json(&state.registration_tokens.get(&token).await?)))
+) -> ApiResult<Json<RegistrationToken>> {
+    Ok(Json(state.registration_tokens.get(&token).await?.into()))
+}
+
+#[derive(Deserialize)]
+pub struct NewTokenRequest {
+    #[serde(default)]
+    token: Field<String>,
+    #[serde(default)]
+    length: Field<i64>,
+    #[serde(default)]
+    uses_allowed: Field<i64>,
+    #[serde(default)]
+    expiry_time: Field<i64>,
 }
 
 /// `POST /_synapse/admin/v1/registration_tokens/new`: `token` (or `length` for a
@@ -66,21 +122,23 @@ pub async fn token(
 pub async fn create(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    MatrixJson(body): MatrixJson<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
-    let token = match body.get("token") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(token)) => Some(token.clone()),
-        Some(_) => return Err(MatrixError::invalid_param("token must be a string")),
-    };
-    let length = nullable_integer(&body, "length", "length must be an integer > 0 and <= 64")?.flatten();
+    MatrixJson(request): MatrixJson<NewTokenRequest>,
+) -> ApiResult<Json<RegistrationToken>> {
     let new = NewToken {
-        token,
-        length,
-        uses_allowed: nullable_integer(&body, "uses_allowed", USES_ALLOWED)?.flatten(),
-        expiry_time: nullable_integer(&body, "expiry_time", EXPIRY_TIME)?.flatten(),
+        token: request.token.optional("token must be a string")?,
+        length: request.length.optional("length must be an integer > 0 and <= 64")?,
+        uses_allowed: request.uses_allowed.optional(USES_ALLOWED)?,
+        expiry_time: request.expiry_time.optional(EXPIRY_TIME)?,
     };
-    Ok(Json(token_json(&state.registration_tokens.create(new).await?)))
+    Ok(Json(state.registration_tokens.create(new).await?.into()))
+}
+
+#[derive(Deserialize)]
+pub struct TokenUpdate {
+    #[serde(default)]
+    uses_allowed: Field<i64>,
+    #[serde(default)]
+    expiry_time: Field<i64>,
 }
 
 /// `PUT /_synapse/admin/v1/registration_tokens/{token}`: `uses_allowed` and
@@ -89,20 +147,20 @@ pub async fn update(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(token): Path<String>,
-    MatrixJson(body): MatrixJson<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
+    MatrixJson(request): MatrixJson<TokenUpdate>,
+) -> ApiResult<Json<RegistrationToken>> {
     let changes = TokenChanges {
-        uses_allowed: nullable_integer(&body, "uses_allowed", USES_ALLOWED)?,
-        expiry_time: nullable_integer(&body, "expiry_time", EXPIRY_TIME)?,
+        uses_allowed: request.uses_allowed.nullable(USES_ALLOWED)?,
+        expiry_time: request.expiry_time.nullable(EXPIRY_TIME)?,
     };
-    Ok(Json(token_json(&state.registration_tokens.update(&token, changes).await?)))
+    Ok(Json(state.registration_tokens.update(&token, changes).await?.into()))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(token): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     state.registration_tokens.delete(&token).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }

@@ -1,16 +1,16 @@
 //! Reports of events and of users: `/_synapse/admin/v1/event_reports` and
 //! `/_synapse/admin/v1/user_reports`, one report, and its deletion.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Deserialize;
 
-use super::Params;
+use super::Empty;
+use super::query::{AdminQuery, Direction, backwards, count, page};
 use crate::api::extract::{AdminUser, AppState};
 use crate::error::{ApiResult, MatrixError};
+use crate::services::reports::{EventReportDetails, EventReports, UserReport, UserReports};
 use crate::store::{EventReportQuery, UserReportQuery};
 
 pub fn routes() -> Router<AppState> {
@@ -21,21 +21,37 @@ pub fn routes() -> Router<AppState> {
         .route("/_synapse/admin/v1/user_reports/{report_id}", get(user_report).delete(delete_user_report))
 }
 
+#[derive(Deserialize)]
+pub struct EventReportListQuery {
+    #[serde(default, deserialize_with = "count")]
+    from: Option<i64>,
+    #[serde(default, deserialize_with = "count")]
+    limit: Option<i64>,
+    #[serde(default)]
+    dir: Option<Direction>,
+    /// Part of the reporter's user id.
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    room_id: Option<String>,
+    #[serde(default)]
+    event_sender_user_id: Option<String>,
+}
+
 /// Newest first unless `dir=f`, as in Synapse.
 pub async fn list_event_reports(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let params = Params::new(params);
-    let page = params.page()?;
+    AdminQuery(query): AdminQuery<EventReportListQuery>,
+) -> ApiResult<Json<EventReports>> {
+    let page = page(query.from, query.limit);
     let query = EventReportQuery {
         from: page.from,
         limit: page.limit,
-        backwards: params.backwards_or(true)?,
-        reporter: params.string("user_id").map(str::to_owned),
-        room_id: params.string("room_id").map(str::to_owned),
-        event_sender: params.string("event_sender_user_id").map(str::to_owned),
+        backwards: backwards(query.dir, true),
+        reporter: query.user_id,
+        room_id: query.room_id,
+        event_sender: query.event_sender_user_id,
     };
     Ok(Json(state.reports.event_reports(&query).await?))
 }
@@ -44,7 +60,7 @@ pub async fn event_report(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(report_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventReportDetails>> {
     Ok(Json(state.reports.event_report(parse_report_id(&report_id)?).await?))
 }
 
@@ -52,25 +68,39 @@ pub async fn delete_event_report(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(report_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     state.reports.delete_event_report(parse_report_id(&report_id)?).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
+}
+
+#[derive(Deserialize)]
+pub struct UserReportListQuery {
+    #[serde(default, deserialize_with = "count")]
+    from: Option<i64>,
+    #[serde(default, deserialize_with = "count")]
+    limit: Option<i64>,
+    #[serde(default)]
+    dir: Option<Direction>,
+    /// Part of the reporter's user id.
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    target_user_id: Option<String>,
 }
 
 /// Newest first unless `dir=f`, as in Synapse.
 pub async fn list_user_reports(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let params = Params::new(params);
-    let page = params.page()?;
+    AdminQuery(query): AdminQuery<UserReportListQuery>,
+) -> ApiResult<Json<UserReports>> {
+    let page = page(query.from, query.limit);
     let query = UserReportQuery {
         from: page.from,
         limit: page.limit,
-        backwards: params.backwards_or(true)?,
-        reporter: params.string("user_id").map(str::to_owned),
-        reported_user: params.string("target_user_id").map(str::to_owned),
+        backwards: backwards(query.dir, true),
+        reporter: query.user_id,
+        reported_user: query.target_user_id,
     };
     Ok(Json(state.reports.user_reports(&query).await?))
 }
@@ -79,7 +109,7 @@ pub async fn user_report(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(report_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UserReport>> {
     Ok(Json(state.reports.user_report(parse_report_id(&report_id)?).await?))
 }
 
@@ -87,9 +117,9 @@ pub async fn delete_user_report(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(report_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     state.reports.delete_user_report(parse_report_id(&report_id)?).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// Report ids are non-negative integers; anything else is `400 M_INVALID_PARAM`.

@@ -6,13 +6,12 @@ use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use ruma::{OwnedUserId, RoomId, UserId};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::rooms::room_id;
 use crate::api::extract::{AdminUser, AppState, MatrixJson, parse_id};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::room_shutdown::DeleteRoom;
+use crate::services::room_shutdown::{DeleteRoom, Deletion, ShutdownReport};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,25 +27,31 @@ pub struct BlockRequest {
     block: bool,
 }
 
+/// Whether a room is blocked, and by whom (only in the status, not after a change).
+#[derive(Serialize)]
+pub struct BlockStatus {
+    block: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+}
+
 pub async fn set_block(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
     Path(room): Path<String>,
     MatrixJson(request): MatrixJson<BlockRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BlockStatus>> {
     state.room_shutdown.set_blocked(&room_id(&room)?, request.block, &admin.user_id).await?;
-    Ok(Json(json!({ "block": request.block })))
+    Ok(Json(BlockStatus { block: request.block, user_id: None }))
 }
 
 pub async fn block_status(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(room): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(match state.room_shutdown.blocked_by(&room_id(&room)?).await? {
-        Some(user_id) => json!({ "block": true, "user_id": user_id }),
-        None => json!({ "block": false }),
-    }))
+) -> ApiResult<Json<BlockStatus>> {
+    let blocked_by = state.room_shutdown.blocked_by(&room_id(&room)?).await?;
+    Ok(Json(BlockStatus { block: blocked_by.is_some(), user_id: blocked_by }))
 }
 
 /// The body of both versions; the body must be a JSON object, `{}` at least.
@@ -99,9 +104,13 @@ pub async fn delete_room_now(
     AdminUser(admin): AdminUser,
     Path(room): Path<String>,
     MatrixJson(request): MatrixJson<DeleteRequest>,
-) -> ApiResult<Json<Value>> {
-    let report = state.room_shutdown.delete_now(request.into_request(&room, &admin.user_id)?).await?;
-    Ok(Json(json!(report)))
+) -> ApiResult<Json<ShutdownReport>> {
+    Ok(Json(state.room_shutdown.delete_now(request.into_request(&room, &admin.user_id)?).await?))
+}
+
+#[derive(Serialize)]
+pub struct DeletionStarted {
+    delete_id: String,
 }
 
 /// Version 2: starts the deletion and answers with its id.
@@ -110,29 +119,34 @@ pub async fn start_room_deletion(
     AdminUser(admin): AdminUser,
     Path(room): Path<String>,
     MatrixJson(request): MatrixJson<DeleteRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeletionStarted>> {
     let delete_id = state.room_shutdown.start(request.into_request(&room, &admin.user_id)?).await?;
-    Ok(Json(json!({ "delete_id": delete_id })))
+    Ok(Json(DeletionStarted { delete_id }))
+}
+
+#[derive(Serialize)]
+pub struct Deletions {
+    results: Vec<Deletion>,
 }
 
 pub async fn deletions_of_room(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(room): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let deletions = state.room_shutdown.deletions_of(&room_id(&room)?);
-    if deletions.is_empty() {
+) -> ApiResult<Json<Deletions>> {
+    let results = state.room_shutdown.deletions_of(&room_id(&room)?);
+    if results.is_empty() {
         return Err(MatrixError::not_found("No delete task for room_id found"));
     }
-    Ok(Json(json!({ "results": deletions })))
+    Ok(Json(Deletions { results }))
 }
 
 pub async fn deletion(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(delete_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Deletion>> {
     let deletion =
         state.room_shutdown.deletion(&delete_id).ok_or_else(|| MatrixError::not_found("delete id not found"))?;
-    Ok(Json(json!(deletion)))
+    Ok(Json(deletion))
 }

@@ -1,17 +1,15 @@
 //! Rooms: `/_synapse/admin/v1/rooms` and a room's details, members and state.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use ruma::OwnedRoomId;
-use serde_json::Value;
+use serde::Deserialize;
 
-use super::Params;
+use super::query::{AdminQuery, Direction, backwards, count, flag, order, page};
 use crate::api::extract::{AdminUser, AppState, parse_id};
-use crate::error::{ApiResult, MatrixError};
-use crate::services::admin::{RoomOrder, RoomQuery};
+use crate::error::ApiResult;
+use crate::services::admin::{RoomDetails, RoomList, RoomMembers, RoomOrder, RoomQuery, RoomState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -25,24 +23,40 @@ pub(super) fn room_id(value: &str) -> ApiResult<OwnedRoomId> {
     parse_id(value, "room ID")
 }
 
+#[derive(Deserialize)]
+pub struct RoomListQuery {
+    #[serde(default, deserialize_with = "count")]
+    from: Option<i64>,
+    #[serde(default, deserialize_with = "count")]
+    limit: Option<i64>,
+    #[serde(default, deserialize_with = "room_order")]
+    order_by: Option<RoomOrder>,
+    #[serde(default)]
+    dir: Option<Direction>,
+    #[serde(default)]
+    search_term: Option<String>,
+    #[serde(default, deserialize_with = "flag")]
+    public_rooms: Option<bool>,
+    #[serde(default, deserialize_with = "flag")]
+    empty_rooms: Option<bool>,
+}
+
+fn room_order<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<RoomOrder>, D::Error> {
+    order(deserializer, RoomOrder::parse)
+}
+
 pub async fn list_rooms(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let params = Params::new(params);
-    let order = match params.string("order_by") {
-        None => RoomOrder::Name,
-        Some(value) => RoomOrder::parse(value)
-            .ok_or_else(|| MatrixError::invalid_param(format!("Unknown value for order_by: {value}")))?,
-    };
+    AdminQuery(query): AdminQuery<RoomListQuery>,
+) -> ApiResult<Json<RoomList>> {
     let query = RoomQuery {
-        page: params.page()?,
-        order,
-        backwards: params.backwards()?,
-        search_term: params.string("search_term").map(str::to_owned),
-        public_rooms: params.boolean("public_rooms")?,
-        empty_rooms: params.boolean("empty_rooms")?,
+        page: page(query.from, query.limit),
+        order: query.order_by.unwrap_or(RoomOrder::Name),
+        backwards: backwards(query.dir, false),
+        search_term: query.search_term,
+        public_rooms: query.public_rooms,
+        empty_rooms: query.empty_rooms,
     };
     Ok(Json(state.admin.list_rooms(&query).await?))
 }
@@ -51,7 +65,7 @@ pub async fn room(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(room): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RoomDetails>> {
     Ok(Json(state.admin.room(&room_id(&room)?).await?))
 }
 
@@ -59,7 +73,7 @@ pub async fn members(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(room): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RoomMembers>> {
     Ok(Json(state.admin.room_members(&room_id(&room)?).await?))
 }
 
@@ -67,6 +81,6 @@ pub async fn state(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(room): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RoomState>> {
     Ok(Json(state.admin.room_state(&room_id(&room)?).await?))
 }

@@ -1,21 +1,21 @@
 //! Accounts: `/_synapse/admin/v2/users`, `/v3/users`, reset_password, whois,
 //! joined_rooms, devices and deactivate.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use ruma::OwnedUserId;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use ruma::api::client::account::ThirdPartyIdRemovalStatus;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 
-use super::Params;
+use super::Empty;
+use super::query::{AdminQuery, Direction, backwards, count, flag, order, page};
 use crate::api::client::register::MAX_PASSWORD_BYTES;
 use crate::api::extract::{AdminUser, AppState, MatrixJson, OptionalJson, parse_id};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::admin::UserChanges;
+use crate::services::admin::{Account, AccountChange, JoinedRooms, UserChanges, UserDevices, UserList, Whois};
 use crate::store::{UserOrder, UserQuery};
 
 pub fn routes() -> Router<AppState> {
@@ -35,37 +35,62 @@ fn user_id(value: &str) -> ApiResult<OwnedUserId> {
     parse_id(value, "user ID")
 }
 
-/// The filters both versions share; `deactivated` is left to each.
-fn user_query(params: &Params, deactivated: Option<bool>) -> ApiResult<UserQuery> {
-    let page = params.page()?;
-    let order = match params.string("order_by") {
-        None => UserOrder::Name,
-        Some(value) => UserOrder::parse(value)
-            .ok_or_else(|| MatrixError::invalid_param(format!("Unknown value for order_by: {value}")))?,
-    };
-    Ok(UserQuery {
-        from: page.from,
-        limit: page.limit,
-        include_guests: params.boolean("guests")?.unwrap_or(true),
-        deactivated,
-        admins: params.boolean("admins")?,
-        include_locked: params.boolean("locked")?.unwrap_or(false),
-        name: params.string("name").map(str::to_owned),
-        user_id: params.string("user_id").map(str::to_owned),
-        order,
-        forwards: !params.backwards()?,
-    })
+/// The account list's query (both versions; `deactivated` reads differently in each).
+#[derive(Deserialize)]
+pub struct UserListQuery {
+    #[serde(default, deserialize_with = "count")]
+    from: Option<i64>,
+    #[serde(default, deserialize_with = "count")]
+    limit: Option<i64>,
+    #[serde(default, deserialize_with = "flag")]
+    guests: Option<bool>,
+    #[serde(default, deserialize_with = "flag")]
+    deactivated: Option<bool>,
+    #[serde(default, deserialize_with = "flag")]
+    admins: Option<bool>,
+    #[serde(default, deserialize_with = "flag")]
+    locked: Option<bool>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default, deserialize_with = "user_order")]
+    order_by: Option<UserOrder>,
+    #[serde(default)]
+    dir: Option<Direction>,
+}
+
+fn user_order<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<UserOrder>, D::Error> {
+    order(deserializer, UserOrder::parse)
+}
+
+impl UserListQuery {
+    /// The store's query, with `deactivated` as the version reads it.
+    fn into_query(self, deactivated: Option<bool>) -> UserQuery {
+        let page = page(self.from, self.limit);
+        UserQuery {
+            from: page.from,
+            limit: page.limit,
+            include_guests: self.guests.unwrap_or(true),
+            deactivated,
+            admins: self.admins,
+            include_locked: self.locked.unwrap_or(false),
+            name: self.name,
+            user_id: self.user_id,
+            order: self.order_by.unwrap_or(UserOrder::Name),
+            forwards: !backwards(self.dir, false),
+        }
+    }
 }
 
 /// v2: deactivated accounts are left out unless `deactivated=true`.
 pub async fn list_users_v2(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let params = Params::new(params);
-    let include_deactivated = params.boolean("deactivated")?.unwrap_or(false);
-    let query = user_query(&params, (!include_deactivated).then_some(false))?;
+    AdminQuery(query): AdminQuery<UserListQuery>,
+) -> ApiResult<Json<UserList>> {
+    let include_deactivated = query.deactivated.unwrap_or(false);
+    let query = query.into_query((!include_deactivated).then_some(false));
     Ok(Json(state.admin.list_users(&query).await?))
 }
 
@@ -73,18 +98,17 @@ pub async fn list_users_v2(
 pub async fn list_users_v3(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
-    Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let params = Params::new(params);
-    let query = user_query(&params, params.boolean("deactivated")?)?;
-    Ok(Json(state.admin.list_users(&query).await?))
+    AdminQuery(query): AdminQuery<UserListQuery>,
+) -> ApiResult<Json<UserList>> {
+    let deactivated = query.deactivated;
+    Ok(Json(state.admin.list_users(&query.into_query(deactivated)).await?))
 }
 
 pub async fn user(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(target): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Account>> {
     Ok(Json(state.admin.user(&user_id(&target)?).await?))
 }
 
@@ -107,10 +131,11 @@ pub struct PutUser {
     /// Absent leaves the type alone; null clears it.
     #[serde(default, deserialize_with = "present")]
     user_type: Option<Option<String>>,
+    /// Only their number is read: kith keeps none.
     #[serde(default)]
-    threepids: Option<Vec<Value>>,
+    threepids: Option<Vec<IgnoredAny>>,
     #[serde(default)]
-    external_ids: Option<Vec<Value>>,
+    external_ids: Option<Vec<IgnoredAny>>,
 }
 
 fn yes() -> bool {
@@ -136,7 +161,7 @@ pub async fn put_user(
     AdminUser(admin): AdminUser,
     Path(target): Path<String>,
     MatrixJson(body): MatrixJson<PutUser>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Account>)> {
     let target = user_id(&target)?;
     if let Some(password) = &body.password {
         check_password(password)?;
@@ -155,8 +180,11 @@ pub async fn put_user(
         locked: body.locked,
         user_type: body.user_type,
     };
-    let (created, account) = state.admin.put_user(&admin.user_id, &admin.device_id, &target, changes).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let (change, account) = state.admin.put_user(&admin.user_id, &admin.device_id, &target, changes).await?;
+    let status = match change {
+        AccountChange::Created => StatusCode::CREATED,
+        AccountChange::Changed => StatusCode::OK,
+    };
     Ok((status, Json(account)))
 }
 
@@ -172,21 +200,21 @@ pub async fn reset_password(
     AdminUser(admin): AdminUser,
     Path(target): Path<String>,
     MatrixJson(body): MatrixJson<ResetPassword>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     let target = user_id(&target)?;
     check_password(&body.new_password)?;
     state
         .admin
         .reset_password(&admin.user_id, &admin.device_id, &target, &body.new_password, body.logout_devices)
         .await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 pub async fn whois(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(target): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Whois>> {
     Ok(Json(state.admin.whois(&user_id(&target)?).await?))
 }
 
@@ -194,7 +222,7 @@ pub async fn joined_rooms(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(target): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JoinedRooms>> {
     Ok(Json(state.admin.joined_rooms(&user_id(&target)?).await?))
 }
 
@@ -202,7 +230,7 @@ pub async fn devices(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path(target): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UserDevices>> {
     Ok(Json(state.admin.devices(&user_id(&target)?).await?))
 }
 
@@ -210,15 +238,22 @@ pub async fn delete_device(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
     Path((target, device_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     state.admin.delete_device(&user_id(&target)?, &device_id).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 #[derive(Deserialize, Default)]
 pub struct Deactivate {
     #[serde(default)]
     erase: bool,
+}
+
+/// Whether the account's third-party identifiers were unbound from identity servers;
+/// kith keeps none, so always `success`.
+#[derive(Serialize)]
+pub struct Deactivated {
+    id_server_unbind_result: ThirdPartyIdRemovalStatus,
 }
 
 /// `POST /_synapse/admin/v1/deactivate/{userId}`; an empty body is accepted, as in
@@ -228,6 +263,7 @@ pub async fn deactivate(
     AdminUser(_): AdminUser,
     Path(target): Path<String>,
     OptionalJson(body): OptionalJson<Deactivate>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(state.admin.deactivate(&user_id(&target)?, body.erase).await?))
+) -> ApiResult<Json<Deactivated>> {
+    state.admin.deactivate(&user_id(&target)?, body.erase).await?;
+    Ok(Json(Deactivated { id_server_unbind_result: ThirdPartyIdRemovalStatus::Success }))
 }

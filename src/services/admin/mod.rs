@@ -7,8 +7,11 @@ mod rooms;
 mod users;
 
 pub use federation::{Destination, Destinations};
-pub use rooms::{RoomOrder, RoomQuery};
-pub use users::UserChanges;
+pub use rooms::{ListedRoom, RoomDetails, RoomList, RoomMembers, RoomOrder, RoomQuery, RoomState};
+pub use users::{
+    Account, AccountChange, Connection, ExternalId, JoinedRooms, ListedUser, Threepid, UserChanges, UserDevice,
+    UserDevices, UserList, Whois, WhoisDevice, WhoisSession,
+};
 
 use std::sync::Arc;
 

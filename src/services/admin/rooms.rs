@@ -3,12 +3,15 @@
 use std::cmp::Ordering;
 
 use ruma::RoomId;
-use serde_json::{Value, json};
+use ruma::events::AnyStateEvent;
+use ruma::serde::Raw;
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{Admin, Page};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::format;
-use crate::store::AdminRoomRow;
+use crate::store::{AdminRoomRow, StoredEvent};
 
 /// The orders of `GET /_synapse/admin/v1/rooms` (Synapse's `order_by` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,63 @@ pub struct RoomQuery {
     pub empty_rooms: Option<bool>,
 }
 
+/// A room as the room list shows it, in Synapse's shape.
+#[derive(Debug, Serialize)]
+pub struct ListedRoom {
+    pub room_id: String,
+    pub name: Option<String>,
+    pub canonical_alias: Option<String>,
+    pub joined_members: i64,
+    pub joined_local_members: i64,
+    pub version: String,
+    pub creator: String,
+    pub encryption: Option<String>,
+    pub federatable: bool,
+    pub public: bool,
+    pub join_rules: Option<String>,
+    pub guest_access: Option<String>,
+    pub history_visibility: Option<String>,
+    pub state_events: i64,
+    pub room_type: Option<String>,
+}
+
+/// A page of the room list: `next_batch` while more remain, `prev_batch` after the
+/// first page (offsets).
+#[derive(Debug, Serialize)]
+pub struct RoomList {
+    pub rooms: Vec<ListedRoom>,
+    pub offset: i64,
+    pub total_rooms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_batch: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prev_batch: Option<i64>,
+}
+
+/// One room: its summary and a few more details.
+#[derive(Debug, Serialize)]
+pub struct RoomDetails {
+    #[serde(flatten)]
+    pub summary: ListedRoom,
+    pub topic: Option<String>,
+    pub avatar: Option<String>,
+    pub joined_local_devices: i64,
+    pub forgotten: bool,
+}
+
+/// A room's joined members.
+#[derive(Debug, Serialize)]
+pub struct RoomMembers {
+    pub members: Vec<String>,
+    pub total: usize,
+}
+
+/// A room's current state, as clients see events.
+#[derive(Debug, Serialize)]
+pub struct RoomState {
+    pub state: Vec<Raw<AnyStateEvent>>,
+}
+
 /// A room's summary, read from its current state.
 struct Summary {
     row: AdminRoomRow,
@@ -105,24 +165,25 @@ impl Summary {
         self.text("m.room.create", "creator").unwrap_or(&self.row.creator)
     }
 
-    fn json(&self) -> Value {
-        json!({
-            "room_id": self.row.room_id,
-            "name": self.name(),
-            "canonical_alias": self.canonical_alias(),
-            "joined_members": self.row.joined_members,
-            "joined_local_members": self.row.joined_local_members,
-            "version": self.row.version,
-            "creator": self.creator(),
-            "encryption": self.encryption(),
-            "federatable": self.federatable(),
-            "public": self.row.public,
-            "join_rules": self.text("m.room.join_rules", "join_rule"),
-            "guest_access": self.text("m.room.guest_access", "guest_access"),
-            "history_visibility": self.text("m.room.history_visibility", "history_visibility"),
-            "state_events": self.row.state_events,
-            "room_type": self.text("m.room.create", "type"),
-        })
+    fn listed(&self) -> ListedRoom {
+        let text = |event_type, key| self.text(event_type, key).map(str::to_owned);
+        ListedRoom {
+            room_id: self.row.room_id.clone(),
+            name: self.name().map(str::to_owned),
+            canonical_alias: self.canonical_alias().map(str::to_owned),
+            joined_members: self.row.joined_members,
+            joined_local_members: self.row.joined_local_members,
+            version: self.row.version.clone(),
+            creator: self.creator().to_owned(),
+            encryption: self.encryption().map(str::to_owned),
+            federatable: self.federatable(),
+            public: self.row.public,
+            join_rules: text("m.room.join_rules", "join_rule"),
+            guest_access: text("m.room.guest_access", "guest_access"),
+            history_visibility: text("m.room.history_visibility", "history_visibility"),
+            state_events: self.row.state_events,
+            room_type: text("m.room.create", "type"),
+        }
     }
 
     /// `term` as given matches the room id; lowercased, part of the name or alias.
@@ -168,13 +229,20 @@ impl Summary {
     }
 }
 
+/// A state event in the client format, passed through as its JSON.
+fn client_state_event(event: &StoredEvent) -> ApiResult<Raw<AnyStateEvent>> {
+    let json = serde_json::value::to_raw_value(&format::client_event(event))
+        .map_err(|err| MatrixError::internal("serializing a state event", err))?;
+    Ok(Raw::from_json(json))
+}
+
 fn room_not_found() -> MatrixError {
     MatrixError::not_found("Room not found")
 }
 
 impl Admin {
     /// `GET /_synapse/admin/v1/rooms`.
-    pub async fn list_rooms(&self, query: &RoomQuery) -> ApiResult<Value> {
+    pub async fn list_rooms(&self, query: &RoomQuery) -> ApiResult<RoomList> {
         let rows = self.store.admin_rooms(self.server_name.as_str(), None).await?;
         let term = query.search_term.as_deref().map(|term| (term, term.to_lowercase()));
         let mut rooms: Vec<Summary> = rows
@@ -192,32 +260,32 @@ impl Admin {
         });
         let total = rooms.len() as i64;
         let Page { from, limit } = query.page;
-        let page: Vec<Value> = rooms.iter().skip(from as usize).take(limit as usize).map(Summary::json).collect();
-        let mut answer = json!({ "rooms": page, "offset": from, "total_rooms": total });
-        if from.saturating_add(limit) < total {
-            answer["next_batch"] = json!(from + limit);
-        }
-        if from > 0 {
-            answer["prev_batch"] = json!((from - limit).max(0));
-        }
-        Ok(answer)
+        let page = rooms.iter().skip(from as usize).take(limit as usize).map(Summary::listed).collect();
+        Ok(RoomList {
+            rooms: page,
+            offset: from,
+            total_rooms: total,
+            next_batch: (from.saturating_add(limit) < total).then(|| from + limit),
+            prev_batch: (from > 0).then(|| (from - limit).max(0)),
+        })
     }
 
     /// `GET /_synapse/admin/v1/rooms/{roomId}`.
-    pub async fn room(&self, room_id: &RoomId) -> ApiResult<Value> {
+    pub async fn room(&self, room_id: &RoomId) -> ApiResult<RoomDetails> {
         let server_name = self.server_name.as_str();
         let row = self.store.admin_rooms(server_name, Some(room_id.as_str())).await?;
         let summary = Summary { row: row.into_iter().next().ok_or_else(room_not_found)? };
-        let mut answer = summary.json();
-        answer["topic"] = json!(summary.text("m.room.topic", "topic"));
-        answer["avatar"] = json!(summary.text("m.room.avatar", "url"));
-        answer["joined_local_devices"] = json!(self.store.joined_local_devices(room_id.as_str(), server_name).await?);
-        answer["forgotten"] = json!(false);
-        Ok(answer)
+        Ok(RoomDetails {
+            summary: summary.listed(),
+            topic: summary.text("m.room.topic", "topic").map(str::to_owned),
+            avatar: summary.text("m.room.avatar", "url").map(str::to_owned),
+            joined_local_devices: self.store.joined_local_devices(room_id.as_str(), server_name).await?,
+            forgotten: false,
+        })
     }
 
     /// `GET /_synapse/admin/v1/rooms/{roomId}/members`: the joined members.
-    pub async fn room_members(&self, room_id: &RoomId) -> ApiResult<Value> {
+    pub async fn room_members(&self, room_id: &RoomId) -> ApiResult<RoomMembers> {
         self.require_room(room_id).await?;
         let members: Vec<String> = self
             .store
@@ -227,16 +295,17 @@ impl Admin {
             .filter(|m| m.membership == "join")
             .map(|m| m.user_id)
             .collect();
-        Ok(json!({ "total": members.len(), "members": members }))
+        Ok(RoomMembers { total: members.len(), members })
     }
 
     /// `GET /_synapse/admin/v1/rooms/{roomId}/state`: the current state, as clients
     /// see events.
-    pub async fn room_state(&self, room_id: &RoomId) -> ApiResult<Value> {
+    pub async fn room_state(&self, room_id: &RoomId) -> ApiResult<RoomState> {
         self.require_room(room_id).await?;
         let state = self.store.current_state(room_id.as_str()).await?;
         let events = self.rooms.state_events(&state).await?;
-        Ok(json!({ "state": events.iter().map(format::client_event).collect::<Vec<_>>() }))
+        let state = events.iter().map(client_state_event).collect::<ApiResult<_>>()?;
+        Ok(RoomState { state })
     }
 
     async fn require_room(&self, room_id: &RoomId) -> ApiResult<()> {

@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
+use ruma::events::AnyTimelineEvent;
+use ruma::serde::Raw;
 use ruma::{RoomId, UserId};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::rooms::Rooms;
 use crate::error::{ApiResult, MatrixError};
@@ -82,19 +84,24 @@ impl Reports {
     }
 
     /// `GET /_synapse/admin/v1/event_reports`: `next_token` only while more remain.
-    pub async fn event_reports(&self, query: &EventReportQuery) -> ApiResult<Value> {
+    pub async fn event_reports(&self, query: &EventReportQuery) -> ApiResult<EventReports> {
         let (reports, total) = self.store.event_reports(query).await?;
-        let listed: Vec<Value> = reports.iter().map(report_json).collect();
-        Ok(page_answer("event_reports", listed, total, query.from, query.limit))
+        let next_token = next_token(reports.len(), total, query.from, query.limit);
+        Ok(EventReports { event_reports: reports.into_iter().map(EventReport::from).collect(), total, next_token })
     }
 
     /// `GET /_synapse/admin/v1/event_reports/{reportId}`: the report and the reported
     /// event as stored (null once its room was purged).
-    pub async fn event_report(&self, report_id: i64) -> ApiResult<Value> {
+    pub async fn event_report(&self, report_id: i64) -> ApiResult<EventReportDetails> {
         let (report, event) = self.store.event_report(report_id).await?.ok_or_else(report_not_found)?;
-        let mut answer = report_json(&report);
-        answer["event_json"] = event.unwrap_or(Value::Null);
-        Ok(answer)
+        let event_json = match event {
+            Some(event) => Some(Raw::from_json(
+                serde_json::value::to_raw_value(&event)
+                    .map_err(|err| MatrixError::internal("a reported event", err))?,
+            )),
+            None => None,
+        };
+        Ok(EventReportDetails { report: report.into(), event_json })
     }
 
     /// `DELETE /_synapse/admin/v1/event_reports/{reportId}`.
@@ -107,16 +114,16 @@ impl Reports {
     }
 
     /// `GET /_synapse/admin/v1/user_reports`: `next_token` only while more remain.
-    pub async fn user_reports(&self, query: &UserReportQuery) -> ApiResult<Value> {
+    pub async fn user_reports(&self, query: &UserReportQuery) -> ApiResult<UserReports> {
         let (reports, total) = self.store.user_reports(query).await?;
-        let listed: Vec<Value> = reports.iter().map(user_report_json).collect();
-        Ok(page_answer("user_reports", listed, total, query.from, query.limit))
+        let next_token = next_token(reports.len(), total, query.from, query.limit);
+        Ok(UserReports { user_reports: reports.into_iter().map(UserReport::from).collect(), total, next_token })
     }
 
     /// `GET /_synapse/admin/v1/user_reports/{reportId}`.
-    pub async fn user_report(&self, report_id: i64) -> ApiResult<Value> {
+    pub async fn user_report(&self, report_id: i64) -> ApiResult<UserReport> {
         let report = self.store.user_report(report_id).await?.ok_or_else(user_report_not_found)?;
-        Ok(user_report_json(&report))
+        Ok(report.into())
     }
 
     /// `DELETE /_synapse/admin/v1/user_reports/{reportId}`.
@@ -129,49 +136,99 @@ impl Reports {
     }
 }
 
-/// A page of a report list as Synapse answers: `next_token` only while more remain.
-fn page_answer(key: &str, listed: Vec<Value>, total: i64, from: i64, limit: i64) -> Value {
-    let next = from + listed.len() as i64;
-    let mut answer = json!({ key: listed, "total": total });
-    if from.saturating_add(limit) < total {
-        answer["next_token"] = json!(next);
-    }
-    answer
+/// The offset of the next page of a report list, only while more remain (a number,
+/// unlike the other admin lists' strings, as in Synapse).
+fn next_token(listed: usize, total: i64, from: i64, limit: i64) -> Option<i64> {
+    (from.saturating_add(limit) < total).then(|| from + listed as i64)
 }
 
 fn user_report_not_found() -> MatrixError {
     MatrixError::not_found("User report not found")
 }
 
-/// A user report in Synapse's shape: `user_id` is the reporter.
-fn user_report_json(report: &UserReportRow) -> Value {
-    json!({
-        "id": report.id,
-        "received_ts": report.received_ts,
-        "user_id": report.reporter,
-        "target_user_id": report.reported_user,
-        "reason": report.reason,
-    })
-}
-
 fn report_not_found() -> MatrixError {
     MatrixError::not_found("Event report not found")
 }
 
-/// A report in Synapse's shape: `user_id` is the reporter, `sender` the event's sender.
-fn report_json(report: &EventReportRow) -> Value {
-    json!({
-        "id": report.id,
-        "received_ts": report.received_ts,
-        "room_id": report.room_id,
-        "name": report.room_name,
-        "event_id": report.event_id,
-        "user_id": report.reporter,
-        "reason": report.reason,
-        "score": report.score,
-        "sender": report.sender,
-        "canonical_alias": report.canonical_alias,
-    })
+/// A page of event reports, in Synapse's shape.
+#[derive(Debug, Serialize)]
+pub struct EventReports {
+    pub event_reports: Vec<EventReport>,
+    pub total: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<i64>,
+}
+
+/// A report of an event in Synapse's shape: `user_id` is the reporter, `sender` the
+/// event's sender (null once the event is purged).
+#[derive(Debug, Serialize)]
+pub struct EventReport {
+    pub id: i64,
+    pub received_ts: i64,
+    pub room_id: Option<String>,
+    pub name: Option<String>,
+    pub event_id: String,
+    pub user_id: String,
+    pub reason: Option<String>,
+    pub score: Option<i64>,
+    pub sender: Option<String>,
+    pub canonical_alias: Option<String>,
+}
+
+impl From<EventReportRow> for EventReport {
+    fn from(row: EventReportRow) -> Self {
+        Self {
+            id: row.id,
+            received_ts: row.received_ts,
+            room_id: row.room_id,
+            name: row.room_name,
+            event_id: row.event_id,
+            user_id: row.reporter,
+            reason: row.reason,
+            score: row.score,
+            sender: row.sender,
+            canonical_alias: row.canonical_alias,
+        }
+    }
+}
+
+/// One event report with the reported event as stored (null once its room is purged).
+#[derive(Debug, Serialize)]
+pub struct EventReportDetails {
+    #[serde(flatten)]
+    pub report: EventReport,
+    pub event_json: Option<Raw<AnyTimelineEvent>>,
+}
+
+/// A page of user reports, in Synapse's shape.
+#[derive(Debug, Serialize)]
+pub struct UserReports {
+    pub user_reports: Vec<UserReport>,
+    pub total: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<i64>,
+}
+
+/// A report of a user in Synapse's shape: `user_id` is the reporter.
+#[derive(Debug, Serialize)]
+pub struct UserReport {
+    pub id: i64,
+    pub received_ts: i64,
+    pub user_id: String,
+    pub target_user_id: String,
+    pub reason: Option<String>,
+}
+
+impl From<UserReportRow> for UserReport {
+    fn from(row: UserReportRow) -> Self {
+        Self {
+            id: row.id,
+            received_ts: row.received_ts,
+            user_id: row.reporter,
+            target_user_id: row.reported_user,
+            reason: row.reason,
+        }
+    }
 }
 
 fn check_reason(reason: Option<&str>) -> ApiResult<()> {

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use futures_util::future::BoxFuture;
+use ruma::events::room::message::RoomMessageEventContent;
 use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, UserId};
 use serde::Serialize;
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::directory::Directory;
@@ -55,10 +55,10 @@ pub struct DeleteRoom {
 /// What shutting the room down did, in Synapse's shape.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ShutdownReport {
-    pub kicked_users: Vec<String>,
-    pub failed_to_kick_users: Vec<String>,
+    pub kicked_users: Vec<OwnedUserId>,
+    pub failed_to_kick_users: Vec<OwnedUserId>,
     pub local_aliases: Vec<String>,
-    pub new_room_id: Option<String>,
+    pub new_room_id: Option<OwnedRoomId>,
 }
 
 pub struct RoomShutdown {
@@ -173,7 +173,7 @@ impl RoomShutdown {
             Some(creator) => Some(self.create_notice_room(creator, request).await?),
             None => None,
         };
-        report.new_room_id = new_room.as_ref().map(|room| room.to_string());
+        report.new_room_id = new_room.clone();
         self.remove_local_members(room_id, new_room.as_deref(), &mut report).await?;
         report.local_aliases = match &new_room {
             Some(new_room) => self.store.move_aliases(room_id.as_str(), new_room.as_str()).await?,
@@ -192,7 +192,7 @@ impl RoomShutdown {
     async fn create_notice_room(&self, creator: &UserId, request: &DeleteRoom) -> ApiResult<OwnedRoomId> {
         let profile = self.profiles.get(creator).await.unwrap_or_else(|_| Profile::new());
         let mut power_levels = serde_json::Map::new();
-        power_levels.insert("users_default".into(), json!(-10));
+        power_levels.insert("users_default".into(), (-10).into());
         let create = CreateRoom {
             creator: creator.as_str(),
             creator_profile: &profile,
@@ -206,13 +206,15 @@ impl RoomShutdown {
         };
         let room_id = self.joins.create_room(create).await?;
         let message = request.message.clone().unwrap_or_else(|| DEFAULT_MESSAGE.into());
+        let content = serde_json::to_value(RoomMessageEventContent::text_plain(message))
+            .map_err(|err| MatrixError::internal("the notice room's message", err))?;
         self.rooms
             .send(NewEvent {
                 room_id: &room_id,
                 sender: creator.as_str(),
                 event_type: "m.room.message",
                 state_key: None,
-                content: json!({ "msgtype": "m.text", "body": message }),
+                content,
                 txn: None,
             })
             .await?;
@@ -241,7 +243,7 @@ impl RoomShutdown {
         for (user, _) in members {
             if let Err(err) = self.joins.leave_room(&user, room_id, None).await {
                 tracing::warn!(%room_id, %user, %err, "room deletion could not remove a member");
-                report.failed_to_kick_users.push(user.to_string());
+                report.failed_to_kick_users.push(user);
                 continue;
             }
             if let Err(err) = self.rooms.forget(room_id, &user).await {
@@ -252,7 +254,7 @@ impl RoomShutdown {
             {
                 tracing::warn!(%new_room, %user, %err, "room deletion could not move a member to the new room");
             }
-            report.kicked_users.push(user.to_string());
+            report.kicked_users.push(user);
         }
         Ok(())
     }

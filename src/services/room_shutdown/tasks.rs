@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
-use ruma::RoomId;
+use ruma::{OwnedRoomId, RoomId};
 use serde::Serialize;
 
 use super::ShutdownReport;
@@ -31,7 +31,7 @@ pub enum DeletionStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct Deletion {
     pub delete_id: String,
-    pub room_id: String,
+    pub room_id: OwnedRoomId,
     pub status: DeletionStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -51,7 +51,7 @@ impl Deletions {
     /// Records a new deletion of `room_id`; refused while another one of it runs.
     pub fn begin(&mut self, room_id: &RoomId) -> ApiResult<String> {
         self.forget_old();
-        let running = self.by_id.values().any(|d| d.room_id == room_id.as_str() && d.finished.is_none());
+        let running = self.by_id.values().any(|d| d.room_id == room_id && d.finished.is_none());
         if running {
             let message = format!("Purge already in progress for {room_id}");
             return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", message));
@@ -59,7 +59,7 @@ impl Deletions {
         let delete_id: String = rand::thread_rng().sample_iter(&Alphanumeric).take(16).map(char::from).collect();
         let deletion = Deletion {
             delete_id: delete_id.clone(),
-            room_id: room_id.to_string(),
+            room_id: room_id.to_owned(),
             status: DeletionStatus::Scheduled,
             error: None,
             shutdown_room: ShutdownReport::default(),
@@ -103,7 +103,7 @@ impl Deletions {
     /// A room's deletions, oldest first.
     pub fn of_room(&mut self, room_id: &RoomId) -> Vec<Deletion> {
         self.forget_old();
-        let mut found: Vec<Deletion> = self.by_id.values().filter(|d| d.room_id == room_id.as_str()).cloned().collect();
+        let mut found: Vec<Deletion> = self.by_id.values().filter(|d| d.room_id == room_id).cloned().collect();
         found.sort_by_key(|d| d.started);
         found
     }
