@@ -123,6 +123,20 @@ async fn pushers_are_stored_listed_and_removed(db: Db) {
     assert_eq!(server.post(&format!("{V3}/pushers/set"), Some(&token), remove).await.0, StatusCode::OK);
     let (_, listed) = server.get(&format!("{V3}/pushers"), Some(&token)).await;
     assert_eq!(listed, json!({ "pushers": [] }));
+
+    // At most 50 pushers; with 50, one of them may still be changed, but none added.
+    let url = "https://push.example/_matrix/push/v1/notify";
+    for n in 0..50 {
+        set_pusher(&server, &token, &format!("key{n}"), url).await;
+    }
+    set_pusher(&server, &token, "key7", "https://other.example/_matrix/push/v1/notify").await;
+    let pusher = json!({ "app_id": "a", "pushkey": "key50", "kind": "http", "app_display_name": "App",
+                         "device_display_name": "Phone", "lang": "en", "data": { "url": url } });
+    let (status, body) = server.post(&format!("{V3}/pushers/set"), Some(&token), pusher).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_LIMIT_EXCEEDED")), "{body}");
+    let (_, listed) = server.get(&format!("{V3}/pushers"), Some(&token)).await;
+    let changed = listed["pushers"].as_array().into_iter().flatten().find(|p| p["pushkey"] == "key7");
+    assert_eq!(changed.map(|p| p["data"]["url"].clone()), Some(json!("https://other.example/_matrix/push/v1/notify")));
 }
 
 /// A push gateway on loopback: it records what it is sent and rejects the push key
