@@ -1,12 +1,14 @@
 //! Membership endpoints: join, invite, leave, kick, ban, unban, forget.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
+use ruma::api::client::membership::{
+    ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias, kick_user, leave_room, unban_user,
+};
 use ruma::{OwnedRoomId, OwnedServerName, RoomId, UserId};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::api::extract::{AppState, OptionalJson, Requester, parse_id};
+use crate::api::extract::{AppState, OptionalJson, Requester, RumaResponse, parse_id};
 use crate::error::ApiResult;
 use crate::services::joins::{MembershipRequest as Request, servers_from_query};
 use crate::services::rooms::membership::Change;
@@ -45,12 +47,12 @@ pub async fn join_by_id_or_alias(
     Path(target): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
     OptionalJson(_): OptionalJson<JoinRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
     let (room_id, mut servers) = resolve_room(&state, &target).await?;
     servers.splice(0..0, servers_from_query(&query));
     check_join_limits(&state, &owner.user_id, &room_id).await?;
     state.joins.join_room(&owner.user_id, &room_id, &servers).await?;
-    Ok(Json(json!({ "room_id": room_id })))
+    Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
 }
 
 pub async fn join_room(
@@ -58,11 +60,11 @@ pub async fn join_room(
     Requester(owner): Requester,
     Path(room_id): Path<String>,
     OptionalJson(_): OptionalJson<JoinRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<join_room_by_id::v3::Response>> {
     let (room_id, servers) = resolve_room(&state, &room_id).await?;
     check_join_limits(&state, &owner.user_id, &room_id).await?;
     state.joins.join_room(&owner.user_id, &room_id, &servers).await?;
-    Ok(Json(json!({ "room_id": room_id })))
+    Ok(join_room_by_id::v3::Response::new(room_id).into())
 }
 
 /// `rc_joins.local` for rooms this server is in, `rc_joins.remote` for joins over
@@ -82,7 +84,7 @@ async fn change(
     room_id: &str,
     change: Change,
     request: MembershipRequest,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<()> {
     let room_id: &RoomId = parse_id(room_id, "room ID")?;
     let target: Option<&UserId> = request.user_id.as_deref().map(|user| parse_id(user, "user ID")).transpose()?;
     if let (Change::Invite, Some(invitee)) = (&change, target) {
@@ -91,45 +93,38 @@ async fn change(
         state.limits.invites_per_user.check(invitee.as_str())?;
     }
     let request = Request { room_id, sender, change, target, reason: request.reason.as_deref() };
-    state.joins.change_membership(request).await?;
-    Ok(Json(json!({})))
+    state.joins.change_membership(request).await
 }
 
+/// One handler per change, answering its endpoint's (empty) response. `POST /leave`
+/// commonly comes with an empty body; so may the others.
 macro_rules! membership_handler {
-    ($name:ident, $change:expr) => {
+    ($name:ident, $change:expr, $endpoint:ident) => {
         pub async fn $name(
             State(state): State<AppState>,
             Requester(owner): Requester,
             Path(room_id): Path<String>,
             OptionalJson(request): OptionalJson<MembershipRequest>,
-        ) -> ApiResult<Json<Value>> {
-            change(&state, &owner.user_id, &room_id, $change, request).await
+        ) -> ApiResult<RumaResponse<$endpoint::v3::Response>> {
+            change(&state, &owner.user_id, &room_id, $change, request).await?;
+            Ok($endpoint::v3::Response::new().into())
         }
     };
 }
 
-membership_handler!(invite, Change::Invite);
-membership_handler!(kick, Change::Kick);
-membership_handler!(ban, Change::Ban);
-membership_handler!(unban, Change::Unban);
-
-/// `POST /leave` commonly comes with an empty body.
-pub async fn leave(
-    State(state): State<AppState>,
-    Requester(owner): Requester,
-    Path(room_id): Path<String>,
-    OptionalJson(request): OptionalJson<MembershipRequest>,
-) -> ApiResult<Json<Value>> {
-    change(&state, &owner.user_id, &room_id, Change::Leave, request).await
-}
+membership_handler!(invite, Change::Invite, invite_user);
+membership_handler!(kick, Change::Kick, kick_user);
+membership_handler!(ban, Change::Ban, ban_user);
+membership_handler!(unban, Change::Unban, unban_user);
+membership_handler!(leave, Change::Leave, leave_room);
 
 pub async fn forget(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path(room_id): Path<String>,
     OptionalJson(_): OptionalJson<serde_json::Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<forget_room::v3::Response>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
     state.rooms.forget(room_id, &owner.user_id).await?;
-    Ok(Json(json!({})))
+    Ok(forget_room::v3::Response::new().into())
 }

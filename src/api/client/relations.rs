@@ -17,7 +17,8 @@ use super::rooms::parse_token;
 use crate::api::extract::{AppState, Requester, Ruma, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::accounts::AuthenticatedUser;
-use crate::services::relations::{RelationsPage, RelationsRequest, raw_client_event};
+use crate::services::relations::{RelationsPage, RelationsRequest};
+use crate::services::rooms::format::raw_client_event;
 
 /// `GET /rooms/{roomId}/context/{eventId}`.
 pub async fn context(

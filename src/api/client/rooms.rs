@@ -1,23 +1,27 @@
 //! Room endpoints: creation, sending, state, members, messages, events, redaction.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
-use ruma::RoomId;
+use ruma::api::client::membership::{get_member_events, joined_members, joined_rooms};
+use ruma::api::client::message::{get_message_events, send_message_event};
+use ruma::api::client::redact::redact_event;
+use ruma::api::client::room::{create_room, get_room_event, upgrade_room};
+use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
+use ruma::{OwnedRoomId, RoomId};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::api::extract::{AppState, MatrixJson, Requester, parse_id};
+use crate::api::extract::{AppState, MatrixJson, Requester, RumaResponse, parse_id};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::NewEvent;
 use crate::services::rooms::create::{CreateRoom, CreateRoomRequest};
 use crate::services::rooms::filter::EventFilter;
-use crate::services::rooms::format::client_event;
+use crate::services::rooms::format::raw_client_event;
 
 pub async fn create_room(
     State(state): State<AppState>,
     Requester(owner): Requester,
     MatrixJson(request): MatrixJson<CreateRoomRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<create_room::v3::Response>> {
     state.limits.room_creation.check(owner.user_id.as_str())?;
     let alias = match &request.room_alias_name {
         Some(localpart) => Some(state.room_directory.new_alias(localpart).await?),
@@ -26,7 +30,7 @@ pub async fn create_room(
     let profile = state.profiles.get(&owner.user_id).await?;
     let create = CreateRoom { creator: owner.user_id.as_str(), creator_profile: &profile, request, alias };
     let room_id = state.joins.create_room(create).await?;
-    Ok(Json(json!({ "room_id": room_id })))
+    Ok(create_room::v3::Response::new(stored_id(room_id)?).into())
 }
 
 pub async fn send_message(
@@ -34,7 +38,7 @@ pub async fn send_message(
     Requester(owner): Requester,
     Path((room_id, event_type, txn_id)): Path<(String, String, String)>,
     MatrixJson(content): MatrixJson<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<send_message_event::v3::Response>> {
     state.limits.message.check(owner.user_id.as_str())?;
     let event = NewEvent {
         room_id: &room_id,
@@ -45,7 +49,7 @@ pub async fn send_message(
         txn: Some((&owner.device_id, &txn_id)),
     };
     let event_id = state.rooms.send(event).await?;
-    Ok(Json(json!({ "event_id": event_id })))
+    Ok(send_message_event::v3::Response::new(stored_id(event_id)?).into())
 }
 
 pub async fn put_state(
@@ -53,7 +57,7 @@ pub async fn put_state(
     Requester(owner): Requester,
     Path((room_id, event_type, state_key)): Path<(String, String, String)>,
     MatrixJson(content): MatrixJson<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<send_state_event::v3::Response>> {
     send_state(&state, owner.user_id.as_str(), &room_id, &event_type, &state_key, content).await
 }
 
@@ -62,7 +66,7 @@ pub async fn put_state_empty_key(
     Requester(owner): Requester,
     Path((room_id, event_type)): Path<(String, String)>,
     MatrixJson(content): MatrixJson<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<send_state_event::v3::Response>> {
     send_state(&state, owner.user_id.as_str(), &room_id, &event_type, "", content).await
 }
 
@@ -73,7 +77,7 @@ async fn send_state(
     event_type: &str,
     state_key: &str,
     content: Map<String, Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<send_state_event::v3::Response>> {
     state.limits.message.check(sender)?;
     if event_type == "m.room.member" && <&ruma::UserId>::try_from(state_key).is_err() {
         return Err(MatrixError::invalid_param("The state key of a member event must be a user ID"));
@@ -87,24 +91,25 @@ async fn send_state(
         txn: None,
     };
     let event_id = state.rooms.send(event).await?;
-    Ok(Json(json!({ "event_id": event_id })))
+    Ok(send_state_event::v3::Response::new(stored_id(event_id)?).into())
 }
 
 pub async fn get_state(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path(room_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_state_events::v3::Response>> {
     let room_state = state.rooms.visible_state(&room_id, owner.user_id.as_str()).await?;
     let events = state.rooms.state_events(&room_state).await?;
-    Ok(Json(Value::Array(events.iter().map(client_event).collect())))
+    let events = events.iter().map(raw_client_event).collect::<ApiResult<_>>()?;
+    Ok(get_state_events::v3::Response::new(events).into())
 }
 
 pub async fn get_state_event(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path((room_id, event_type, state_key)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_state_event_for_key::v3::Response>> {
     state_event_content(&state, owner.user_id.as_str(), &room_id, &event_type, &state_key).await
 }
 
@@ -112,7 +117,7 @@ pub async fn get_state_event_empty_key(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path((room_id, event_type)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_state_event_for_key::v3::Response>> {
     state_event_content(&state, owner.user_id.as_str(), &room_id, &event_type, "").await
 }
 
@@ -122,13 +127,15 @@ async fn state_event_content(
     room_id: &str,
     event_type: &str,
     state_key: &str,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_state_event_for_key::v3::Response>> {
     let room_state = state.rooms.visible_state(room_id, user_id).await?;
     let event_id = room_state
         .get(&(event_type.to_owned(), state_key.to_owned()))
         .ok_or_else(|| MatrixError::not_found("Event not found."))?;
     let event = state.rooms.require_event(event_id).await?;
-    Ok(Json(event.json.get("content").cloned().unwrap_or_else(|| json!({}))))
+    let content = event.json.get("content").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    let content = serde_json::value::to_raw_value(&content).map_err(|e| MatrixError::internal("a state event", e))?;
+    Ok(get_state_event_for_key::v3::Response::new(content).into())
 }
 
 #[derive(Deserialize)]
@@ -150,7 +157,7 @@ pub async fn members(
     Requester(owner): Requester,
     Path(room_id): Path<String>,
     Query(query): Query<MembersQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_member_events::v3::Response>> {
     state.rooms.wait_for_full_state(&room_id, MEMBERS_WAIT).await?;
     let mut room_state = state.rooms.visible_state(&room_id, owner.user_id.as_str()).await?;
     if let Some(at) = &query.at {
@@ -160,41 +167,46 @@ pub async fn members(
     }
     room_state.retain(|(event_type, _), _| event_type == "m.room.member");
     let events = state.rooms.state_events(&room_state).await?;
-    let chunk: Vec<Value> = events
+    let chunk = events
         .iter()
         .filter(|event| {
             let membership = event.json["content"]["membership"].as_str().unwrap_or_default();
             query.membership.as_deref().is_none_or(|m| m == membership)
                 && query.not_membership.as_deref().is_none_or(|m| m != membership)
         })
-        .map(client_event)
-        .collect();
-    Ok(Json(json!({ "chunk": chunk })))
+        .map(raw_client_event)
+        .collect::<ApiResult<_>>()?;
+    Ok(get_member_events::v3::Response::new(chunk).into())
 }
 
 pub async fn joined_members(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path(room_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<joined_members::v3::Response>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
     state.rooms.wait_for_full_state(room_id.as_str(), MEMBERS_WAIT).await?;
     let joined = state.rooms.joined_members(room_id, &owner.user_id).await?;
-    Ok(Json(json!({ "joined": joined })))
+    Ok(joined_members::v3::Response::new(joined).into())
 }
 
-pub async fn joined_rooms(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "joined_rooms": state.rooms.joined_rooms(&owner.user_id).await? })))
+pub async fn joined_rooms(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+) -> ApiResult<RumaResponse<joined_rooms::v3::Response>> {
+    let rooms = state.rooms.joined_rooms(&owner.user_id).await?;
+    Ok(joined_rooms::v3::Response::new(rooms.into_iter().filter_map(|id| OwnedRoomId::try_from(id).ok()).collect())
+        .into())
 }
 
 pub async fn get_event(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Path((room_id, event_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_room_event::v3::Response>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
     let event = state.rooms.event_for_user(room_id, &owner.user_id, &event_id).await?;
-    Ok(Json(client_event(&event)))
+    Ok(get_room_event::v3::Response::new(raw_client_event(&event)?).into())
 }
 
 /// Pagination tokens are event stream positions: `t123` from `/messages` and
@@ -230,7 +242,7 @@ pub async fn messages(
     Requester(owner): Requester,
     Path(room_id): Path<String>,
     Query(query): Query<MessagesQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_message_events::v3::Response>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
     let until = state.rooms.visible_until(room_id.as_str(), owner.user_id.as_str()).await?;
     let forwards = match query.dir.as_deref() {
@@ -253,12 +265,11 @@ pub async fn messages(
     let (after, up_to) =
         if forwards { (from, to.unwrap_or(until).min(until)) } else { (to.unwrap_or(0), from.min(until)) };
     let page = state.rooms.timeline_page(room_id, &owner.user_id, (after, up_to), forwards, limit).await?;
-    let chunk: Vec<Value> = page.events.iter().filter(|e| filter.matches(e)).map(client_event).collect();
-    let mut body = json!({ "chunk": chunk, "start": format!("t{from}") });
-    if let Some(end) = page.end {
-        body["end"] = json!(format!("t{end}"));
-    }
-    Ok(Json(body))
+    let mut answer = get_message_events::v3::Response::new();
+    answer.chunk = page.events.iter().filter(|e| filter.matches(e)).map(raw_client_event).collect::<ApiResult<_>>()?;
+    answer.start = format!("t{from}");
+    answer.end = page.end.map(|end| format!("t{end}"));
+    Ok(answer.into())
 }
 
 #[derive(Deserialize)]
@@ -272,12 +283,12 @@ pub async fn redact(
     Requester(owner): Requester,
     Path((room_id, event_id, txn_id)): Path<(String, String, String)>,
     MatrixJson(request): MatrixJson<RedactRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<redact_event::v3::Response>> {
     let redaction_id = state
         .rooms
         .redact(&room_id, owner.user_id.as_str(), &owner.device_id, &event_id, &txn_id, request.reason.as_deref())
         .await?;
-    Ok(Json(json!({ "event_id": redaction_id })))
+    Ok(redact_event::v3::Response::new(stored_id(redaction_id)?).into())
 }
 
 #[derive(Deserialize)]
@@ -291,7 +302,7 @@ pub async fn upgrade(
     Requester(owner): Requester,
     Path(room_id): Path<String>,
     MatrixJson(request): MatrixJson<UpgradeRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<upgrade_room::v3::Response>> {
     let room_id: &RoomId = parse_id(&room_id, "room ID")?;
     let new_version = request.new_version.ok_or_else(|| MatrixError::missing_param("new_version is required"))?;
     if !crate::config::SUPPORTED_ROOM_VERSIONS.contains(&new_version.as_str()) {
@@ -305,5 +316,13 @@ pub async fn upgrade(
     let server_name = state.config.server_name.as_str();
     let user = owner.user_id.as_str();
     let new_room = state.rooms.upgrade(room_id.as_str(), user, &profile, &new_version, server_name).await?;
-    Ok(Json(json!({ "replacement_room": new_room })))
+    Ok(upgrade_room::v3::Response::new(stored_id(new_room)?).into())
+}
+
+/// An ID kith made itself (a room or event just created), as ruma's type.
+fn stored_id<T: TryFrom<String>>(id: String) -> ApiResult<T>
+where
+    T::Error: std::fmt::Display,
+{
+    T::try_from(id).map_err(|e| MatrixError::internal("a new ID", e))
 }

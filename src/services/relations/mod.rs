@@ -8,10 +8,9 @@ use ruma::events::relation::{BundledThread, RelationType};
 use ruma::events::{AnyMessageLikeEvent, AnyTimelineEvent, TimelineEventType};
 use ruma::serde::Raw;
 use ruma::{EventId, RoomId, UInt, UserId};
-use serde_json::Value;
 
 use super::rooms::Rooms;
-use super::rooms::format::client_event;
+use super::rooms::format::{client_event, raw_client_event, raw_event};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{RelationQuery, Store, StoredEvent};
 
@@ -136,14 +135,4 @@ impl Relations {
         event["unsigned"]["m.relations"]["m.thread"] = summary;
         raw_event(&event)
     }
-}
-
-/// A stored event as clients see it, as ruma's raw event of the kind the caller needs.
-pub fn raw_client_event<T>(event: &StoredEvent) -> ApiResult<Raw<T>> {
-    raw_event(&client_event(event))
-}
-
-fn raw_event<T>(event: &Value) -> ApiResult<Raw<T>> {
-    let json = serde_json::value::to_raw_value(event).map_err(|err| MatrixError::internal("an event", err))?;
-    Ok(Raw::from_json(json))
 }

@@ -2,9 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use ruma::serde::Raw;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use crate::error::{ApiResult, MatrixError};
 use crate::store::StoredEvent;
 
 pub fn client_event(event: &StoredEvent) -> Value {
@@ -58,6 +60,17 @@ fn unsigned(pdu: &Value) -> Value {
     let mut unsigned = pdu.get("unsigned").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
     unsigned["age"] = json!(age);
     unsigned
+}
+
+/// A stored event as clients see it, as ruma's raw event of the kind the caller needs.
+pub fn raw_client_event<T>(event: &StoredEvent) -> ApiResult<Raw<T>> {
+    raw_event(&client_event(event))
+}
+
+/// Event JSON as ruma's raw event of the kind the caller needs.
+pub fn raw_event<T>(event: &Value) -> ApiResult<Raw<T>> {
+    let json = serde_json::value::to_raw_value(event).map_err(|err| MatrixError::internal("an event", err))?;
+    Ok(Raw::from_json(json))
 }
 
 /// A stored PDU's JSON text as other servers see it, without parsing more than its top

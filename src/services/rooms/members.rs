@@ -1,7 +1,9 @@
 //! Who is in a room, which rooms a user is in, and forgetting a room.
 
-use ruma::{RoomId, UserId};
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+use ruma::api::client::membership::joined_members::v3::RoomMember;
+use ruma::{OwnedMxcUri, OwnedUserId, RoomId, UserId};
 
 use super::Rooms;
 use crate::error::{ApiResult, MatrixError};
@@ -31,7 +33,11 @@ impl Rooms {
 
     /// `GET /joined_members`: display names and avatars of the joined members, for a
     /// user joined to the room.
-    pub async fn joined_members(&self, room_id: &RoomId, user_id: &UserId) -> ApiResult<Map<String, Value>> {
+    pub async fn joined_members(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> ApiResult<BTreeMap<OwnedUserId, RoomMember>> {
         let mine = self.store.membership(room_id.as_str(), user_id.as_str()).await?;
         if mine.is_none_or(|m| m.membership != "join") {
             return Err(MatrixError::forbidden("You are not joined to this room"));
@@ -40,7 +46,12 @@ impl Rooms {
         Ok(members
             .into_iter()
             .filter(|m| m.membership == "join")
-            .map(|m| (m.user_id, json!({ "display_name": m.displayname, "avatar_url": m.avatar_url })))
+            .filter_map(|m| {
+                let mut member = RoomMember::new();
+                member.display_name = m.displayname;
+                member.avatar_url = m.avatar_url.map(OwnedMxcUri::from);
+                Some((OwnedUserId::try_from(m.user_id).ok()?, member))
+            })
             .collect())
     }
 
