@@ -2,15 +2,16 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::routing::{get, post, put};
+use ruma::api::federation::discovery::get_server_version;
+use ruma::api::federation::query::get_profile_information;
 use ruma::{OwnedServerName, UserId};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::extract::AppState;
+use super::extract::{AppState, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::federated_directory::serve;
 use crate::services::federation::inbound::rate_limit::Turn;
@@ -120,8 +121,12 @@ impl Signed {
     }
 }
 
-async fn version() -> Json<Value> {
-    Json(json!({ "server": { "name": "Kith", "version": env!("CARGO_PKG_VERSION") } }))
+async fn version() -> RumaResponse<get_server_version::v1::Response> {
+    let mut server = get_server_version::v1::Server::new();
+    (server.name, server.version) = (Some("Kith".to_owned()), Some(env!("CARGO_PKG_VERSION").to_owned()));
+    let mut answer = get_server_version::v1::Response::new();
+    answer.server = Some(server);
+    answer.into()
 }
 
 /// `GET /query/profile?user_id=…[&field=…]`: a local user's public profile.
@@ -129,7 +134,7 @@ async fn query_profile(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_profile_information::v1::Response>> {
     let user_id = query.get("user_id").ok_or_else(|| MatrixError::missing_param("user_id is required"))?;
     let user_id = <&UserId>::try_from(user_id.as_str()).map_err(|_| MatrixError::invalid_param("Invalid user_id"))?;
     if !state.profiles.is_local(user_id) {
@@ -141,5 +146,7 @@ async fn query_profile(
     if let Some(field) = field.filter(|_| profile.is_empty()) {
         return Err(MatrixError::not_found(format!("The profile has no field {field}")));
     }
-    Ok(Json(json!(profile)))
+    let mut answer = get_profile_information::v1::Response::new();
+    answer.data = profile.into_iter().collect();
+    Ok(answer.into())
 }

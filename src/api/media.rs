@@ -5,18 +5,18 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use ruma::OwnedServerName;
+use ruma::api::client::authenticated_media::get_media_config;
+use ruma::api::client::media::{create_content, create_mxc_uri};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, UInt};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::extract::{AppState, Requester, parse_id};
+use super::extract::{AppState, Requester, RumaResponse, parse_id};
 use crate::config::ThumbnailMethod;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::media::{MediaFile, content_disposition, served_content_type, upload_content_type};
@@ -52,14 +52,22 @@ pub fn routes() -> Router<AppState> {
     router
 }
 
-async fn config(State(state): State<AppState>, Requester(_): Requester) -> Json<Value> {
-    Json(json!({ "m.upload.size": state.media.max_upload_size() }))
+async fn config(
+    State(state): State<AppState>,
+    Requester(_): Requester,
+) -> RumaResponse<get_media_config::v1::Response> {
+    get_media_config::v1::Response::new(UInt::try_from(state.media.max_upload_size()).unwrap_or(UInt::MAX)).into()
 }
 
-async fn create(State(state): State<AppState>, Requester(owner): Requester) -> ApiResult<Json<Value>> {
+async fn create(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+) -> ApiResult<RumaResponse<create_mxc_uri::v1::Response>> {
     state.limits.media_create.check(owner.user_id.as_str())?;
     let (content_uri, expires) = state.media.create(&owner.user_id).await?;
-    Ok(Json(json!({ "content_uri": content_uri, "unused_expires_at": expires })))
+    let mut answer = create_mxc_uri::v1::Response::new(content_uri.into());
+    answer.unused_expires_at = UInt::try_from(expires).ok().map(MilliSecondsSinceUnixEpoch);
+    Ok(answer.into())
 }
 
 #[derive(Deserialize)]
@@ -73,11 +81,11 @@ async fn upload(
     Query(query): Query<UploadQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<create_content::v3::Response>> {
     let content_type = checked_upload(&state, &headers)?;
     let stream = body.into_data_stream();
     let uri = state.media.upload(&owner.user_id, None, &content_type, query.filename.as_deref(), stream).await?;
-    Ok(Json(json!({ "content_uri": uri })))
+    Ok(create_content::v3::Response::new(uri.into()).into())
 }
 
 async fn upload_to(
@@ -87,13 +95,14 @@ async fn upload_to(
     Query(query): Query<UploadQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::Json<serde_json::Map<String, serde_json::Value>>> {
     let server: OwnedServerName = parse_id(&server, "server name")?;
     let content_type = checked_upload(&state, &headers)?;
     let reserved = Some((server.as_ref(), media_id.as_str()));
     let stream = body.into_data_stream();
     state.media.upload(&owner.user_id, reserved, &content_type, query.filename.as_deref(), stream).await?;
-    Ok(Json(json!({})))
+    // Empty; ruma's response type for it cannot be built outside ruma.
+    Ok(axum::Json(serde_json::Map::new()))
 }
 
 /// Refuses an upload whose declared length is over the limit before reading it.

@@ -4,11 +4,13 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
 use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
+use ruma::api::federation::membership::{create_invite, create_leave_event, prepare_join_event, prepare_leave_event};
+use ruma::api::federation::transactions::send_transaction_message;
 
 use super::{Signed, SignedTransaction};
 use crate::api::extract::{AppState, RumaResponse};
@@ -20,9 +22,10 @@ pub async fn send_transaction(
     State(state): State<AppState>,
     Path(txn_id): Path<String>,
     SignedTransaction(signed): SignedTransaction,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<send_transaction_message::v1::Response>> {
     let body = signed.json()?;
-    Ok(Json(state.inbound.receive_transaction(&signed.origin, &txn_id, &body).await?))
+    let results = state.inbound.receive_transaction(&signed.origin, &txn_id, &body).await?;
+    Ok(send_transaction_message::v1::Response::new(results).into())
 }
 
 /// `GET /v1/make_join/{roomId}/{userId}?ver=…`: without `ver`, only version 1 is
@@ -32,20 +35,25 @@ pub async fn make_join(
     Path((room_id, user_id)): Path<(String, String)>,
     Query(query): Query<Vec<(String, String)>>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<prepare_join_event::v1::Response>> {
     let mut versions: Vec<String> = query.into_iter().filter(|(k, _)| k == "ver").map(|(_, v)| v).collect();
     if versions.is_empty() {
         versions.push("1".into());
     }
-    Ok(Json(state.joins.make_membership(&signed.origin, &room_id, &user_id, "join", &versions).await?))
+    let (version, template) =
+        state.joins.make_membership(&signed.origin, &room_id, &user_id, "join", &versions).await?;
+    let mut answer = prepare_join_event::v1::Response::new(template);
+    answer.room_version = Some(version);
+    Ok(answer.into())
 }
 
 pub async fn make_leave(
     State(state): State<AppState>,
     Path((room_id, user_id)): Path<(String, String)>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(state.joins.make_membership(&signed.origin, &room_id, &user_id, "leave", &[]).await?))
+) -> ApiResult<RumaResponse<prepare_leave_event::v1::Response>> {
+    let (version, template) = state.joins.make_membership(&signed.origin, &room_id, &user_id, "leave", &[]).await?;
+    Ok(prepare_leave_event::v1::Response::new(Some(version), template).into())
 }
 
 /// `PUT /v2/send_join/{roomId}/{eventId}`.
@@ -89,19 +97,25 @@ pub async fn send_leave(
     State(state): State<AppState>,
     Path((room_id, event_id)): Path<(String, String)>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
-    let body = signed.json()?;
-    state.joins.receive_membership(&signed.origin, &room_id, &event_id, "leave", &body).await?;
-    Ok(Json(json!({})))
+) -> ApiResult<RumaResponse<create_leave_event::v2::Response>> {
+    leave(&state, &room_id, &event_id, &signed).await?;
+    Ok(create_leave_event::v2::Response::new().into())
 }
 
+/// `PUT /v1/send_leave`: the v2 answer wrapped as `[200, {}]` (ruma has no type for it).
 pub async fn send_leave_v1(
-    state: State<AppState>,
-    path: Path<(String, String)>,
+    State(state): State<AppState>,
+    Path((room_id, event_id)): Path<(String, String)>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
-    let _ = send_leave(state, path, signed).await?;
-    Ok(Json(json!([200, {}])))
+) -> ApiResult<Json<(u16, Map<String, Value>)>> {
+    leave(&state, &room_id, &event_id, &signed).await?;
+    Ok(Json((200, Map::new())))
+}
+
+async fn leave(state: &AppState, room_id: &str, event_id: &str, signed: &Signed) -> ApiResult<()> {
+    let body = signed.json()?;
+    state.joins.receive_membership(&signed.origin, room_id, event_id, "leave", &body).await?;
+    Ok(())
 }
 
 /// `PUT /v2/invite/{roomId}/{eventId}`.
@@ -109,9 +123,10 @@ pub async fn invite(
     State(state): State<AppState>,
     Path((room_id, event_id)): Path<(String, String)>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<create_invite::v2::Response>> {
     let body = signed.json()?;
-    Ok(Json(state.joins.receive_invite(&signed.origin, &room_id, &event_id, &body).await?))
+    Ok(create_invite::v2::Response::new(state.joins.receive_invite(&signed.origin, &room_id, &event_id, &body).await?)
+        .into())
 }
 
 pub async fn event(

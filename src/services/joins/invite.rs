@@ -4,6 +4,7 @@
 use ruma::api::federation::membership::{RawStrippedState, create_invite};
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::{OwnedUserId, RoomVersionId, ServerName, UserId};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{Joins, MAX_INVITE_STATE, raw, supported_version};
@@ -109,7 +110,7 @@ impl Joins {
         room_id: &str,
         event_id: &str,
         body: &Value,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Box<RawValue>> {
         let version = body["room_version"].as_str().unwrap_or("1");
         let (version, rules) = supported_version(Some(version))?;
         let event = self.inbound.check_pdu(&body["event"], &rules).await.map_err(MatrixError::bad_json)?;
@@ -161,7 +162,7 @@ impl Joins {
             self.rooms.persist_outside_membership(&checked, Some(state)).await?;
         }
         tracing::info!(%origin, %room_id, invitee = %target, %version, "invite received");
-        Ok(json!({ "event": signed }))
+        serde_json::value::to_raw_value(&signed).map_err(|e| MatrixError::internal("an invite", e))
     }
 }
 

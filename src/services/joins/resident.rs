@@ -5,8 +5,9 @@ use std::collections::HashSet;
 
 use axum::http::StatusCode;
 use ruma::api::federation::membership::create_join_event::v2::RoomState;
-use ruma::{OwnedServerName, ServerName, UserId};
+use ruma::{OwnedServerName, RoomVersionId, ServerName, UserId};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::Joins;
@@ -36,7 +37,7 @@ impl Joins {
         user_id: &str,
         membership: &str,
         supported: &[String],
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<(RoomVersionId, Box<RawValue>)> {
         let user = <&UserId>::try_from(user_id).map_err(|_| MatrixError::invalid_param("Invalid user ID"))?;
         if user.server_name() != origin {
             return Err(MatrixError::forbidden("The user does not belong to the requesting server"));
@@ -61,7 +62,9 @@ impl Joins {
         };
         let (version, mut template) = self.rooms.template(event).await?;
         template["origin"] = json!(origin);
-        Ok(json!({ "room_version": version.as_str(), "event": template }))
+        let template =
+            serde_json::value::to_raw_value(&template).map_err(|e| MatrixError::internal("a template", e))?;
+        Ok((version, template))
     }
 
     /// `send_join` / `send_leave`: a signed member event from `origin`, authorised and

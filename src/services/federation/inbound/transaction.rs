@@ -2,12 +2,13 @@
 //! same answer); its PDUs are answered one by one, rooms side by side, and its EDUs
 //! dispatched by type.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex as StdMutex;
 
 use futures_util::StreamExt;
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{RoomVersionId, ServerName, UserId};
-use serde_json::{Value, json};
+use ruma::{OwnedEventId, RoomVersionId, ServerName, UserId};
+use serde_json::Value;
 
 use super::Inbound;
 use super::check_pdu::event_id_of;
@@ -30,11 +31,14 @@ type PduResult = (Option<String>, Result<(), String>);
 /// `(origin, txn id)` of a transaction.
 type TxnKey = (String, String);
 
+/// The answer to a transaction: what became of each PDU whose id is known.
+pub type PduResults = BTreeMap<OwnedEventId, Result<(), String>>;
+
 /// Transactions already answered, a lock per transaction (a retry that comes while the
 /// first attempt is being handled waits for its answer), and a lock per room (one room's
 /// events are handled in the order they came, whatever transaction brought them).
 pub struct TransactionLog {
-    answered: StdMutex<BoundedMap<TxnKey, Value>>,
+    answered: StdMutex<BoundedMap<TxnKey, PduResults>>,
     transactions: KeyedLocks<TxnKey>,
     rooms: KeyedLocks<String>,
 }
@@ -50,11 +54,11 @@ impl Default for TransactionLog {
 }
 
 impl TransactionLog {
-    fn answer(&self, key: &TxnKey) -> Option<Value> {
+    fn answer(&self, key: &TxnKey) -> Option<PduResults> {
         self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned()
     }
 
-    fn remember(&self, key: TxnKey, response: &Value) {
+    fn remember(&self, key: TxnKey, response: &PduResults) {
         self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, response.clone());
     }
 }
@@ -76,7 +80,7 @@ pub fn split_transaction(origin: &ServerName, body: &Value) -> ApiResult<(Vec<Va
 
 impl Inbound {
     /// Handles `PUT /send/{txnId}` from `origin`; answers with a result per PDU.
-    pub async fn receive_transaction(&self, origin: &ServerName, txn_id: &str, body: &Value) -> ApiResult<Value> {
+    pub async fn receive_transaction(&self, origin: &ServerName, txn_id: &str, body: &Value) -> ApiResult<PduResults> {
         let (pdus, edus) = split_transaction(origin, body)?;
         let key = (origin.to_string(), txn_id.to_owned());
         let _transaction = self.transactions.transactions.lock(&key).await;
@@ -89,14 +93,13 @@ impl Inbound {
         for edu in &edus {
             self.receive_edu(origin, edu).await;
         }
-        let answer = json!({ "pdus": results });
-        self.transactions.remember(key, &answer);
-        Ok(answer)
+        self.transactions.remember(key, &results);
+        Ok(results)
     }
 
     /// The PDUs of a transaction: rooms side by side (a slow room does not hold up the
     /// others), each room's PDUs in order. A result for every PDU whose id is known.
-    async fn receive_pdus(&self, origin: &ServerName, pdus: &[Value]) -> serde_json::Map<String, Value> {
+    async fn receive_pdus(&self, origin: &ServerName, pdus: &[Value]) -> PduResults {
         let mut by_room: Vec<(String, Vec<&Value>)> = Vec::new();
         for pdu in pdus {
             let room = pdu.get("room_id").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -107,14 +110,12 @@ impl Inbound {
         }
         let rooms: Vec<_> =
             by_room.into_iter().map(|(room, pdus)| self.receive_room_pdus(origin, room, pdus)).collect();
-        let mut results = serde_json::Map::new();
         let answered: Vec<_> = futures_util::stream::iter(rooms).buffer_unordered(ROOMS_AT_ONCE).collect().await;
-        for (event_id, result) in answered.into_iter().flatten() {
-            if let Some(event_id) = event_id {
-                results.insert(event_id, result.map_or_else(|error| json!({ "error": error }), |()| json!({})));
-            }
-        }
-        results
+        let known = answered
+            .into_iter()
+            .flatten()
+            .filter_map(|(event_id, result)| Some((OwnedEventId::try_from(event_id?).ok()?, result)));
+        known.collect()
     }
 
     /// One room's PDUs of a transaction, in order, after those of earlier transactions.
