@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use ruma::api::client::keys::{
     claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
 };
+use ruma::api::client::to_device::send_event_to_device;
 use ruma::encryption::{CrossSigningKey, DeviceKeys, OneTimeKey};
 use ruma::serde::Raw;
 use ruma::{OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId};
@@ -155,11 +156,10 @@ pub async fn upload_signatures(
 pub async fn send_to_device(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((event_type, txn_id)): Path<(String, String)>,
-    MatrixJson(body): MatrixJson<Value>,
-) -> ApiResult<Json<Value>> {
+    Ruma(request): Ruma<send_event_to_device::v3::Request>,
+) -> ApiResult<RumaResponse<send_event_to_device::v3::Response>> {
     state.limits.to_device.check(owner.user_id.as_str())?;
-    let messages = body.get("messages").ok_or_else(|| MatrixError::missing_param("messages is required"))?;
-    state.to_device.send(&owner.user_id, &owner.device_id, &event_type, &txn_id, messages).await?;
-    Ok(Json(serde_json::json!({})))
+    let (event_type, txn_id) = (request.event_type.to_string(), request.txn_id.as_str());
+    state.to_device.send(&owner.user_id, &owner.device_id, &event_type, txn_id, &request.messages).await?;
+    Ok(send_event_to_device::v3::Response::new().into())
 }
