@@ -1,7 +1,7 @@
 //! Keys across servers: other servers' users asked live (`/user/keys/query`,
-//! `/user/keys/claim`, a few servers at a time and each within the client's timeout,
-//! an unreachable one listed in `failures`), and the same requests served for ours, with
-//! `/user/devices/{userId}` for a server resyncing a user's device list.
+//! `/user/keys/claim`, a few servers at a time and all within the client's timeout, an
+//! unreachable or late one listed in `failures`), and the same requests served for
+//! ours, with `/user/devices/{userId}` for a server resyncing a user's device list.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use ruma::serde::Raw;
 use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UInt, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::{Keys, UserKeys, WantedDevices, WantedKeys, check_claim_size, check_user_count, to_raw};
 use crate::error::{ApiResult, MatrixError};
@@ -80,10 +81,11 @@ impl Keys {
                 None => to_ask.push((user, devices)),
             }
         }
+        let deadline = Instant::now() + timeout;
         let mut answers = futures_util::stream::iter(by_server(to_ask))
             .map(|(server, users)| async move {
                 let request = get_remote_keys::v1::Request::new(users.clone());
-                let result = self.ask(&server, request, timeout).await;
+                let result = self.ask(&server, request, deadline).await;
                 (server, users, result)
             })
             .buffer_unordered(CONCURRENT_SERVERS);
@@ -154,9 +156,10 @@ impl Keys {
         wanted: WantedKeys,
         timeout: Duration,
     ) {
+        let deadline = Instant::now() + timeout;
         let mut answers = futures_util::stream::iter(by_server(wanted))
             .map(|(server, users)| async move {
-                let result = self.ask(&server, claim_remote_keys::v1::Request::new(users), timeout).await;
+                let result = self.ask(&server, claim_remote_keys::v1::Request::new(users), deadline).await;
                 (server, result)
             })
             .buffer_unordered(CONCURRENT_SERVERS);
@@ -173,8 +176,9 @@ impl Keys {
         }
     }
 
-    /// One server asked, within `timeout`.
-    async fn ask<R>(&self, server: &ServerName, request: R, timeout: Duration) -> ApiResult<R::IncomingResponse>
+    /// One server asked, answering by `deadline`: the client's timeout bounds the whole
+    /// request, so servers still waiting for their turn when it passes are failures.
+    async fn ask<R>(&self, server: &ServerName, request: R, deadline: Instant) -> ApiResult<R::IncomingResponse>
     where
         R: ruma::api::OutgoingRequest,
         for<'a> R::Authentication: ruma::api::auth_scheme::AuthScheme<
@@ -182,7 +186,7 @@ impl Keys {
             >,
         for<'a> R::PathBuilder: ruma::api::path_builder::PathBuilder<Input<'a> = ()>,
     {
-        match tokio::time::timeout(timeout, self.client.send(server, request)).await {
+        match tokio::time::timeout_at(deadline, self.client.send(server, request)).await {
             Ok(Ok(found)) => Ok(found),
             Ok(Err(err)) => Err(FederationError::to_client_error(&err)),
             Err(_) => Err(MatrixError::new(axum::http::StatusCode::GATEWAY_TIMEOUT, "M_UNKNOWN", "Timed out")),
