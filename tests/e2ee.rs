@@ -262,7 +262,8 @@ async fn cross_signing(db: Db) {
     let signed_device = ssk.sign(user, device_keys(&alice));
     let signatures = json!({ user: { alice.device_id.clone(): signed_device } });
     let (status, answer) = a.post(&format!("{V3}/keys/signatures/upload"), Some(&alice.token), signatures).await;
-    assert_eq!((status, &answer["failures"]), (StatusCode::OK, &json!({})), "{answer}");
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer.get("failures").is_none_or(|f| f == &json!({})), "no failures: {answer}");
     let forged = json!({ user: { alice.device_id.clone(): SigningKey::new("ssk").sign(user, device_keys(&alice)) } });
     let (_, answer) = a.post(&format!("{V3}/keys/signatures/upload"), Some(&alice.token), forged).await;
     assert!(answer["failures"][user][&alice.device_id].is_object(), "a signature by another key fails: {answer}");

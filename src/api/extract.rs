@@ -130,7 +130,8 @@ impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
     }
 }
 
-fn request_error(err: FromHttpRequestError) -> MatrixError {
+/// A request that does not fit ruma's type, as the Matrix error Synapse answers.
+pub fn request_error(err: FromHttpRequestError) -> MatrixError {
     let message = err.to_string();
     match err {
         FromHttpRequestError::Deserialization(DeserializationError::Json(json)) if json.is_data() => {

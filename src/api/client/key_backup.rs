@@ -3,95 +3,101 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
-use ruma::RoomId;
+use axum::extract::{Query, State};
+use ruma::api::client::backup::{
+    BackupAlgorithm, KeyBackupData as RumaKeyBackupData, RoomKeyBackup, add_backup_keys, add_backup_keys_for_room,
+    add_backup_keys_for_session, create_backup_version, delete_backup_keys, delete_backup_keys_for_room,
+    delete_backup_keys_for_session, delete_backup_version, get_backup_info, get_backup_keys, get_backup_keys_for_room,
+    get_backup_keys_for_session, get_latest_backup_info, update_backup_version,
+};
+use ruma::serde::Raw;
+use ruma::{OwnedRoomId, RoomId};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::api::extract::{AppState, MatrixJson, Requester, parse_id};
+use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaResponse, parse_id, parse_json_object};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::key_backup::{KeyBackupData, KeyScope, KeysState, RoomKeyUpload, VersionInfo};
+use crate::services::key_backup::{KeyBackupData, KeyScope, RoomKeyUpload};
 
+/// What kith reads of ruma's `Raw<BackupAlgorithm>` (a version's whole body): the
+/// algorithm, its opaque `auth_data` (some older clients send a string), and the
+/// version an update may name.
 #[derive(Deserialize)]
-pub struct NewVersion {
-    algorithm: String,
-    auth_data: Value,
-}
-
-#[derive(Deserialize)]
-pub struct VersionUpdate {
+struct AlgorithmBody {
     algorithm: String,
     auth_data: Value,
     #[serde(default)]
     version: Option<String>,
 }
 
-/// The `version` query parameter every `/room_keys/keys` request names.
+fn algorithm_body(raw: &Raw<BackupAlgorithm>) -> ApiResult<AlgorithmBody> {
+    parse_json_object(raw.json().get().as_bytes())
+}
+
+/// A session key as the service checks it, with the errors of any other body.
+fn key_data(raw: &Raw<RumaKeyBackupData>) -> ApiResult<KeyBackupData> {
+    parse_json_object(raw.json().get().as_bytes())
+}
+
+pub async fn create_version(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Ruma(request): Ruma<create_backup_version::v3::Request>,
+) -> ApiResult<RumaResponse<create_backup_version::v3::Response>> {
+    let body = algorithm_body(&request.algorithm)?;
+    let version = state.key_backup.create_version(&owner.user_id, &body.algorithm, &body.auth_data).await?;
+    Ok(create_backup_version::v3::Response::new(version).into())
+}
+
+pub async fn current_version(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+) -> ApiResult<RumaResponse<get_latest_backup_info::v3::Response>> {
+    let info = state.key_backup.current_version(&owner.user_id).await?;
+    Ok(get_latest_backup_info::v3::Response::new(info.algorithm, info.count, info.etag, info.version).into())
+}
+
+pub async fn get_version(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Ruma(request): Ruma<get_backup_info::v3::Request>,
+) -> ApiResult<RumaResponse<get_backup_info::v3::Response>> {
+    let info = state.key_backup.version(&owner.user_id, &request.version).await?;
+    Ok(get_backup_info::v3::Response::new(info.algorithm, info.count, info.etag, info.version).into())
+}
+
+pub async fn update_version(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Ruma(request): Ruma<update_backup_version::v3::Request>,
+) -> ApiResult<RumaResponse<update_backup_version::v3::Response>> {
+    let body = algorithm_body(&request.algorithm)?;
+    let (version, body_version) = (&request.version, body.version.as_deref());
+    state.key_backup.update_version(&owner.user_id, version, body_version, &body.algorithm, &body.auth_data).await?;
+    Ok(update_backup_version::v3::Response::new().into())
+}
+
+pub async fn delete_version(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Ruma(request): Ruma<delete_backup_version::v3::Request>,
+) -> ApiResult<RumaResponse<delete_backup_version::v3::Response>> {
+    state.key_backup.delete_version(&owner.user_id, &request.version).await?;
+    Ok(delete_backup_version::v3::Response::new().into())
+}
+
+/// The `version` query parameter of [`AllRooms`].
 #[derive(Deserialize)]
 pub struct VersionQuery {
     #[serde(default)]
     version: Option<String>,
 }
 
-impl VersionQuery {
-    fn required(self) -> ApiResult<String> {
-        self.version.ok_or_else(|| MatrixError::missing_param("The version query parameter is required"))
-    }
-}
-
-#[derive(Deserialize)]
-pub struct RoomSessions {
-    sessions: BTreeMap<String, KeyBackupData>,
-}
-
+/// Not ruma's request: a room ID that does not parse is `M_INVALID_PARAM`, as in a
+/// path, where ruma's refuses the whole body as `M_BAD_JSON`.
 #[derive(Deserialize)]
 pub struct AllRooms {
-    rooms: BTreeMap<String, RoomSessions>,
-}
-
-pub async fn create_version(
-    State(state): State<AppState>,
-    Requester(owner): Requester,
-    MatrixJson(body): MatrixJson<NewVersion>,
-) -> ApiResult<Json<Value>> {
-    let version = state.key_backup.create_version(&owner.user_id, &body.algorithm, &body.auth_data).await?;
-    Ok(Json(json!({ "version": version })))
-}
-
-pub async fn current_version(
-    State(state): State<AppState>,
-    Requester(owner): Requester,
-) -> ApiResult<Json<VersionInfo>> {
-    Ok(Json(state.key_backup.current_version(&owner.user_id).await?))
-}
-
-pub async fn get_version(
-    State(state): State<AppState>,
-    Requester(owner): Requester,
-    Path(version): Path<String>,
-) -> ApiResult<Json<VersionInfo>> {
-    Ok(Json(state.key_backup.version(&owner.user_id, &version).await?))
-}
-
-pub async fn update_version(
-    State(state): State<AppState>,
-    Requester(owner): Requester,
-    Path(version): Path<String>,
-    MatrixJson(body): MatrixJson<VersionUpdate>,
-) -> ApiResult<Json<Value>> {
-    let body_version = body.version.as_deref();
-    state.key_backup.update_version(&owner.user_id, &version, body_version, &body.algorithm, &body.auth_data).await?;
-    Ok(Json(json!({})))
-}
-
-pub async fn delete_version(
-    State(state): State<AppState>,
-    Requester(owner): Requester,
-    Path(version): Path<String>,
-) -> ApiResult<Json<Value>> {
-    state.key_backup.delete_version(&owner.user_id, &version).await?;
-    Ok(Json(json!({})))
+    rooms: BTreeMap<String, RoomKeyBackup>,
 }
 
 pub async fn put_all_keys(
@@ -99,110 +105,102 @@ pub async fn put_all_keys(
     Requester(owner): Requester,
     Query(query): Query<VersionQuery>,
     MatrixJson(body): MatrixJson<AllRooms>,
-) -> ApiResult<Json<KeysState>> {
-    let version = query.required()?;
+) -> ApiResult<RumaResponse<add_backup_keys::v3::Response>> {
+    let version = query.version.ok_or_else(|| MatrixError::missing_param("The version query parameter is required"))?;
     let mut uploads = Vec::new();
     for (room_id, room) in body.rooms {
-        uploads.extend(room_uploads(&room_id, room)?);
+        let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+        uploads.extend(room_uploads(room_id.to_owned(), room.sessions)?);
     }
-    Ok(Json(state.key_backup.put_keys(&owner.user_id, &version, uploads).await?))
+    let done = state.key_backup.put_keys(&owner.user_id, &version, uploads).await?;
+    Ok(add_backup_keys::v3::Response::new(done.etag, done.count).into())
 }
 
 pub async fn put_room_keys(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(room_id): Path<String>,
-    Query(query): Query<VersionQuery>,
-    MatrixJson(body): MatrixJson<RoomSessions>,
-) -> ApiResult<Json<KeysState>> {
-    let version = query.required()?;
-    let uploads = room_uploads(&room_id, body)?;
-    Ok(Json(state.key_backup.put_keys(&owner.user_id, &version, uploads).await?))
+    Ruma(request): Ruma<add_backup_keys_for_room::v3::Request>,
+) -> ApiResult<RumaResponse<add_backup_keys_for_room::v3::Response>> {
+    let uploads = room_uploads(request.room_id, request.sessions)?;
+    let done = state.key_backup.put_keys(&owner.user_id, &request.version, uploads).await?;
+    Ok(add_backup_keys_for_room::v3::Response::new(done.etag, done.count).into())
 }
 
 pub async fn put_session_key(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((room_id, session_id)): Path<(String, String)>,
-    Query(query): Query<VersionQuery>,
-    MatrixJson(key): MatrixJson<KeyBackupData>,
-) -> ApiResult<Json<KeysState>> {
-    let version = query.required()?;
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    let upload = RoomKeyUpload { room_id: room_id.to_owned(), session_id, key };
-    Ok(Json(state.key_backup.put_keys(&owner.user_id, &version, vec![upload]).await?))
+    Ruma(request): Ruma<add_backup_keys_for_session::v3::Request>,
+) -> ApiResult<RumaResponse<add_backup_keys_for_session::v3::Response>> {
+    let key = key_data(&request.session_data)?;
+    let upload = RoomKeyUpload { room_id: request.room_id, session_id: request.session_id, key };
+    let done = state.key_backup.put_keys(&owner.user_id, &request.version, vec![upload]).await?;
+    Ok(add_backup_keys_for_session::v3::Response::new(done.etag, done.count).into())
 }
 
 pub async fn get_all_keys(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Query(query): Query<VersionQuery>,
-) -> ApiResult<Json<Value>> {
-    let version = query.required()?;
-    Ok(Json(state.key_backup.keys(&owner.user_id, &version, KeyScope::All).await?))
+    Ruma(request): Ruma<get_backup_keys::v3::Request>,
+) -> ApiResult<RumaResponse<get_backup_keys::v3::Response>> {
+    let rooms = state.key_backup.all_keys(&owner.user_id, &request.version).await?;
+    Ok(get_backup_keys::v3::Response::new(rooms).into())
 }
 
 pub async fn get_room_keys(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(room_id): Path<String>,
-    Query(query): Query<VersionQuery>,
-) -> ApiResult<Json<Value>> {
-    let version = query.required()?;
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    Ok(Json(state.key_backup.keys(&owner.user_id, &version, KeyScope::Room(room_id.as_str())).await?))
+    Ruma(request): Ruma<get_backup_keys_for_room::v3::Request>,
+) -> ApiResult<RumaResponse<get_backup_keys_for_room::v3::Response>> {
+    let sessions = state.key_backup.room_keys(&owner.user_id, &request.version, &request.room_id).await?;
+    Ok(get_backup_keys_for_room::v3::Response::new(sessions).into())
 }
 
 pub async fn get_session_key(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((room_id, session_id)): Path<(String, String)>,
-    Query(query): Query<VersionQuery>,
-) -> ApiResult<Json<Value>> {
-    let version = query.required()?;
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    let scope = KeyScope::Session(room_id.as_str(), &session_id);
-    Ok(Json(state.key_backup.keys(&owner.user_id, &version, scope).await?))
+    Ruma(request): Ruma<get_backup_keys_for_session::v3::Request>,
+) -> ApiResult<RumaResponse<get_backup_keys_for_session::v3::Response>> {
+    let (user_id, version) = (&owner.user_id, &request.version);
+    let key = state.key_backup.session_key(user_id, version, &request.room_id, &request.session_id).await?;
+    Ok(get_backup_keys_for_session::v3::Response::new(key).into())
 }
 
 pub async fn delete_all_keys(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Query(query): Query<VersionQuery>,
-) -> ApiResult<Json<KeysState>> {
-    let version = query.required()?;
-    Ok(Json(state.key_backup.delete_keys(&owner.user_id, &version, KeyScope::All).await?))
+    Ruma(request): Ruma<delete_backup_keys::v3::Request>,
+) -> ApiResult<RumaResponse<delete_backup_keys::v3::Response>> {
+    let done = state.key_backup.delete_keys(&owner.user_id, &request.version, KeyScope::All).await?;
+    Ok(delete_backup_keys::v3::Response::new(done.etag, done.count).into())
 }
 
 pub async fn delete_room_keys(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(room_id): Path<String>,
-    Query(query): Query<VersionQuery>,
-) -> ApiResult<Json<KeysState>> {
-    let version = query.required()?;
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    Ok(Json(state.key_backup.delete_keys(&owner.user_id, &version, KeyScope::Room(room_id.as_str())).await?))
+    Ruma(request): Ruma<delete_backup_keys_for_room::v3::Request>,
+) -> ApiResult<RumaResponse<delete_backup_keys_for_room::v3::Response>> {
+    let scope = KeyScope::Room(request.room_id.as_str());
+    let done = state.key_backup.delete_keys(&owner.user_id, &request.version, scope).await?;
+    Ok(delete_backup_keys_for_room::v3::Response::new(done.etag, done.count).into())
 }
 
 pub async fn delete_session_key(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((room_id, session_id)): Path<(String, String)>,
-    Query(query): Query<VersionQuery>,
-) -> ApiResult<Json<KeysState>> {
-    let version = query.required()?;
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    let scope = KeyScope::Session(room_id.as_str(), &session_id);
-    Ok(Json(state.key_backup.delete_keys(&owner.user_id, &version, scope).await?))
+    Ruma(request): Ruma<delete_backup_keys_for_session::v3::Request>,
+) -> ApiResult<RumaResponse<delete_backup_keys_for_session::v3::Response>> {
+    let scope = KeyScope::Session(request.room_id.as_str(), &request.session_id);
+    let done = state.key_backup.delete_keys(&owner.user_id, &request.version, scope).await?;
+    Ok(delete_backup_keys_for_session::v3::Response::new(done.etag, done.count).into())
 }
 
-/// A room's sessions as uploads, its ID parsed.
-fn room_uploads(room_id: &str, room: RoomSessions) -> ApiResult<Vec<RoomKeyUpload>> {
-    let room_id: &RoomId = parse_id(room_id, "room ID")?;
-    Ok(room
-        .sessions
+/// A room's sessions as uploads, each key read.
+fn room_uploads(
+    room_id: OwnedRoomId,
+    sessions: BTreeMap<String, Raw<RumaKeyBackupData>>,
+) -> ApiResult<Vec<RoomKeyUpload>> {
+    sessions
         .into_iter()
-        .map(|(session_id, key)| RoomKeyUpload { room_id: room_id.to_owned(), session_id, key })
-        .collect())
+        .map(|(session_id, key)| Ok(RoomKeyUpload { room_id: room_id.clone(), session_id, key: key_data(&key)? }))
+        .collect()
 }

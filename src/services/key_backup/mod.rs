@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use ruma::{OwnedRoomId, UserId};
+use ruma::api::client::backup::{BackupAlgorithm, KeyBackupData as RumaKeyBackupData, RoomKeyBackup};
+use ruma::serde::Raw;
+use ruma::{OwnedRoomId, RoomId, UInt, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::locks::KeyedLocks;
 use crate::error::{ApiResult, MatrixError};
@@ -41,21 +43,29 @@ pub struct RoomKeyUpload {
     pub key: KeyBackupData,
 }
 
-/// What `GET /room_keys/version[/{version}]` answers.
-#[derive(Debug, Serialize)]
+/// What `GET /room_keys/version[/{version}]` answers: the algorithm with its
+/// `auth_data`, the version, its etag and key count.
+#[derive(Debug)]
 pub struct VersionInfo {
-    pub algorithm: String,
-    pub auth_data: Value,
+    pub algorithm: Raw<BackupAlgorithm>,
     pub version: String,
     pub etag: String,
-    pub count: i64,
+    pub count: UInt,
 }
 
 /// A version's etag and key count after a change to its keys.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct KeysState {
     pub etag: String,
-    pub count: i64,
+    pub count: UInt,
+}
+
+/// A backup algorithm as stored: its name and opaque `auth_data` (an object in the
+/// spec, a string from some older clients).
+#[derive(Serialize)]
+struct StoredAlgorithm<'a> {
+    algorithm: &'a str,
+    auth_data: &'a Value,
 }
 
 pub struct KeyBackup {
@@ -82,11 +92,11 @@ impl KeyBackup {
 
     pub async fn current_version(&self, user_id: &UserId) -> ApiResult<VersionInfo> {
         let current = self.store.current_backup_version(user_id.as_str()).await?;
-        current.map(version_info).ok_or_else(|| MatrixError::not_found("No current backup version"))
+        version_info(current.ok_or_else(|| MatrixError::not_found("No current backup version"))?)
     }
 
     pub async fn version(&self, user_id: &UserId, version: &str) -> ApiResult<VersionInfo> {
-        self.existing_version(user_id, version).await.map(version_info)
+        version_info(self.existing_version(user_id, version).await?)
     }
 
     /// Replaces a version's `auth_data`; its algorithm cannot change, and a version
@@ -143,25 +153,43 @@ impl KeyBackup {
             // Only the current version takes keys; an old client learns which one that is.
             self.existing_version(user_id, version).await?;
             return Err(MatrixError::new(StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION", "Wrong backup version")
-                .with("current_version", json!(current.version.to_string())));
+                .with("current_version", current.version.to_string().into()));
         }
         let (etag, count) = self.store.put_backup_keys(user_id.as_str(), number, &keys, replaces).await?;
-        Ok(KeysState { etag: etag.to_string(), count })
+        Ok(keys_state(etag, count))
     }
 
-    /// A version's keys within `scope`, shaped as the request asked: `{rooms}` for all,
-    /// `{sessions}` for a room (empty if it has none), the key itself for one session.
-    pub async fn keys(&self, user_id: &UserId, version: &str, scope: KeyScope<'_>) -> ApiResult<Value> {
+    async fn keys(&self, user_id: &UserId, version: &str, scope: KeyScope<'_>) -> ApiResult<Vec<StoredBackupKey>> {
         let existing = self.existing_version(user_id, version).await?;
-        let keys = self.store.backup_keys(user_id.as_str(), existing.version, scope).await?;
-        match scope {
-            KeyScope::All => Ok(json!({ "rooms": by_room(keys) })),
-            KeyScope::Room(_) => Ok(json!({ "sessions": sessions(keys) })),
-            KeyScope::Session(..) => {
-                let key = keys.into_iter().next().ok_or_else(|| MatrixError::not_found("No room_keys found"))?;
-                Ok(json!(key.key))
-            }
-        }
+        Ok(self.store.backup_keys(user_id.as_str(), existing.version, scope).await?)
+    }
+
+    /// A version's keys, by room.
+    pub async fn all_keys(&self, user_id: &UserId, version: &str) -> ApiResult<BTreeMap<OwnedRoomId, RoomKeyBackup>> {
+        Ok(by_room(self.keys(user_id, version, KeyScope::All).await?))
+    }
+
+    /// A version's keys of one room, by session (none if it has none).
+    pub async fn room_keys(
+        &self,
+        user_id: &UserId,
+        version: &str,
+        room_id: &RoomId,
+    ) -> ApiResult<BTreeMap<String, Raw<RumaKeyBackupData>>> {
+        Ok(sessions(self.keys(user_id, version, KeyScope::Room(room_id.as_str())).await?))
+    }
+
+    /// A version's key of one session.
+    pub async fn session_key(
+        &self,
+        user_id: &UserId,
+        version: &str,
+        room_id: &RoomId,
+        session_id: &str,
+    ) -> ApiResult<Raw<RumaKeyBackupData>> {
+        let keys = self.keys(user_id, version, KeyScope::Session(room_id.as_str(), session_id)).await?;
+        let key = keys.into_iter().next().ok_or_else(|| MatrixError::not_found("No room_keys found"))?;
+        to_raw(&key.key)
     }
 
     /// Deletes a version's keys within `scope`.
@@ -169,7 +197,7 @@ impl KeyBackup {
         let _writer = self.writers.lock(&user_id.to_string()).await;
         let existing = self.existing_version(user_id, version).await?;
         let (etag, count) = self.store.delete_backup_keys(user_id.as_str(), existing.version, scope).await?;
-        Ok(KeysState { etag: etag.to_string(), count })
+        Ok(keys_state(etag, count))
     }
 
     async fn existing_version(&self, user_id: &UserId, version: &str) -> ApiResult<BackupVersion> {
@@ -197,14 +225,28 @@ fn unknown_version() -> MatrixError {
     MatrixError::not_found("Unknown backup version")
 }
 
-fn version_info(version: BackupVersion) -> VersionInfo {
-    VersionInfo {
-        algorithm: version.algorithm,
-        auth_data: version.auth_data,
+fn version_info(version: BackupVersion) -> ApiResult<VersionInfo> {
+    let algorithm = StoredAlgorithm { algorithm: &version.algorithm, auth_data: &version.auth_data };
+    Ok(VersionInfo {
+        algorithm: to_raw(&algorithm)?,
         version: version.version.to_string(),
         etag: version.etag.to_string(),
-        count: version.count,
-    }
+        count: count(version.count),
+    })
+}
+
+fn keys_state(etag: i64, keys: i64) -> KeysState {
+    KeysState { etag: etag.to_string(), count: count(keys) }
+}
+
+/// Counts are never negative; the store's integer as the spec's.
+fn count(count: i64) -> UInt {
+    UInt::try_from(count).unwrap_or_default()
+}
+
+fn to_raw<T: Serialize, U>(value: &T) -> ApiResult<Raw<U>> {
+    let json = serde_json::value::to_raw_value(value).map_err(|err| MatrixError::internal("a stored backup", err))?;
+    Ok(Raw::from_json(json))
 }
 
 fn check_algorithm(algorithm: &str) -> ApiResult<()> {
@@ -247,16 +289,19 @@ fn checked_upload(upload: RoomKeyUpload) -> ApiResult<StoredBackupKey> {
     })
 }
 
-fn by_room(keys: Vec<StoredBackupKey>) -> Map<String, Value> {
-    let mut rooms: BTreeMap<String, Vec<StoredBackupKey>> = BTreeMap::new();
+/// Keys by room; a stored room ID that does not parse (none should) is left out.
+fn by_room(keys: Vec<StoredBackupKey>) -> BTreeMap<OwnedRoomId, RoomKeyBackup> {
+    let mut rooms: BTreeMap<OwnedRoomId, Vec<StoredBackupKey>> = BTreeMap::new();
     for key in keys {
-        rooms.entry(key.room_id.clone()).or_default().push(key);
+        if let Ok(room_id) = OwnedRoomId::try_from(key.room_id.as_str()) {
+            rooms.entry(room_id).or_default().push(key);
+        }
     }
-    rooms.into_iter().map(|(room_id, keys)| (room_id, json!({ "sessions": sessions(keys) }))).collect()
+    rooms.into_iter().map(|(room_id, keys)| (room_id, RoomKeyBackup::new(sessions(keys)))).collect()
 }
 
-fn sessions(keys: Vec<StoredBackupKey>) -> Map<String, Value> {
-    keys.into_iter().map(|key| (key.session_id, json!(key.key))).collect()
+fn sessions(keys: Vec<StoredBackupKey>) -> BTreeMap<String, Raw<RumaKeyBackupData>> {
+    keys.into_iter().filter_map(|key| Some((key.session_id, to_raw(&key.key).ok()?))).collect()
 }
 
 #[cfg(test)]
@@ -264,7 +309,7 @@ mod tests {
     use super::*;
 
     fn key(is_verified: bool, first_message_index: i64, forwarded_count: i64) -> BackupKey {
-        BackupKey { first_message_index, forwarded_count, is_verified, session_data: json!({}) }
+        BackupKey { first_message_index, forwarded_count, is_verified, session_data: Value::Null }
     }
 
     #[test]

@@ -1,45 +1,74 @@
 //! Keys across servers: other servers' users asked live (`/user/keys/query`,
-//! `/user/keys/claim`, each server at once and within the client's timeout, an
-//! unreachable one listed in `failures`), and the same requests served for ours, with
-//! `/user/devices/{userId}` for a server resyncing a user's device list.
+//! `/user/keys/claim`, a few servers at a time and all within the client's timeout, an
+//! unreachable or late one listed in `failures`), and the same requests served for
+//! ours, with `/user/devices/{userId}` for a server resyncing a user's device list.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::future::join_all;
-use reqwest::Method;
-use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
-use serde_json::{Value, json};
+use futures_util::StreamExt;
+use ruma::api::client::keys::{claim_keys, get_keys};
+use ruma::api::federation::device::get_devices;
+use ruma::api::federation::keys::{claim_keys as claim_remote_keys, get_keys as get_remote_keys};
+use ruma::encryption::{CrossSigningKey, DeviceKeys};
+use ruma::serde::Raw;
+use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UInt, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
 
-use super::{CROSS_SIGNING_TYPES, Keys, parse_user, requested_algorithms, requested_devices};
+use super::{Keys, UserKeys, WantedDevices, WantedKeys, check_claim_size, check_user_count, to_raw};
 use crate::error::{ApiResult, MatrixError};
+use crate::services::federation::FederationError;
 use crate::store::DEVICE_LIST_STREAM;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+/// Servers asked at once for one query or claim: a request naming thousands of servers
+/// must not open thousands of connections.
+const CONCURRENT_SERVERS: usize = 10;
 
-/// The `timeout` of a query or claim (milliseconds), bounded.
-pub fn timeout_of(body: &Value) -> Duration {
-    body["timeout"].as_u64().map_or(DEFAULT_TIMEOUT, Duration::from_millis).min(MAX_TIMEOUT)
+/// The `timeout` of a query or claim, bounded.
+pub fn bounded(timeout: Option<Duration>) -> Duration {
+    timeout.unwrap_or(DEFAULT_TIMEOUT).min(MAX_TIMEOUT)
 }
 
 /// Requests grouped by the users' servers.
-fn by_server<T>(wanted: Vec<(OwnedUserId, T)>) -> BTreeMap<OwnedServerName, Vec<(OwnedUserId, T)>> {
-    let mut grouped: BTreeMap<OwnedServerName, Vec<(OwnedUserId, T)>> = BTreeMap::new();
+fn by_server<T>(
+    wanted: impl IntoIterator<Item = (OwnedUserId, T)>,
+) -> BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, T>> {
+    let mut grouped: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, T>> = BTreeMap::new();
     for (user, value) in wanted {
-        grouped.entry(user.server_name().to_owned()).or_default().push((user, value));
+        grouped.entry(user.server_name().to_owned()).or_default().insert(user, value);
     }
     grouped
 }
 
+/// A remote user's keys as cached (the stored JSON's shape).
+#[derive(Serialize, Deserialize)]
+struct CachedKeys {
+    device_keys: BTreeMap<OwnedDeviceId, Raw<DeviceKeys>>,
+    #[serde(default)]
+    master_key: Option<Raw<CrossSigningKey>>,
+    #[serde(default)]
+    self_signing_key: Option<Raw<CrossSigningKey>>,
+}
+
+/// Why a server's part of a query or claim is missing, as `failures` lists it.
+#[derive(Serialize)]
+struct Failure {
+    status: u16,
+    message: String,
+}
+
 impl Keys {
     /// Answers from the cache what it holds for users who still share a room with ours,
-    /// asks each server for the rest, side by side, and caches what comes back for
+    /// asks each server for the rest, a few at a time, and caches what comes back for
     /// users sharing a room (until their next device-list update).
     pub(super) async fn query_remote(
         &self,
-        answer: &mut Value,
-        wanted: Vec<(OwnedUserId, Vec<String>)>,
+        answer: &mut get_keys::v3::Response,
+        wanted: Vec<(OwnedUserId, Vec<OwnedDeviceId>)>,
         timeout: Duration,
     ) {
         // Where the device-list stream stood before asking: an update received while the
@@ -48,40 +77,39 @@ impl Keys {
         let mut to_ask = Vec::new();
         for (user, devices) in wanted {
             match self.cached_keys(&user).await {
-                Some(cached) => add_cached(answer, &user, &devices, &cached),
+                Some(cached) => cached_user_keys(cached, &devices).add_to(&user, answer),
                 None => to_ask.push((user, devices)),
             }
         }
-        let requests = by_server(to_ask).into_iter().map(|(server, users)| async move {
-            let body = json!({ "device_keys": users.iter().map(|(u, d)| (u.to_string(), json!(d))).collect::<serde_json::Map<_, _>>() });
-            let result = self.ask(&server, "/_matrix/federation/v1/user/keys/query", &body, timeout).await;
-            (server, users, result)
-        });
-        for (server, users, result) in join_all(requests).await {
+        let deadline = Instant::now() + timeout;
+        let mut answers = futures_util::stream::iter(by_server(to_ask))
+            .map(|(server, users)| async move {
+                let request = get_remote_keys::v1::Request::new(users.clone());
+                let result = self.ask(&server, request, deadline).await;
+                (server, users, result)
+            })
+            .buffer_unordered(CONCURRENT_SERVERS);
+        while let Some((server, users, result)) = answers.next().await {
             match result {
                 Ok(found) => {
-                    for field in ["device_keys", "master_keys", "self_signing_keys"] {
-                        for (user, keys) in found[field].as_object().into_iter().flatten() {
-                            if belongs_to(user, &server) {
-                                answer[field][user] = keys.clone();
-                            }
-                        }
-                    }
                     if let Some(asked_at) = asked_at {
                         self.cache_answer(&server, &users, &found, asked_at).await;
                     }
+                    add_remote_keys(answer, &server, found);
                 }
-                Err(err) => answer["failures"][server.as_str()] = failure(&err),
+                Err(err) => {
+                    answer.failures.insert(server.to_string(), failure(&err));
+                }
             }
         }
     }
 
     /// A user's cached keys, if they still share a room with a local user (else the entry
     /// goes).
-    async fn cached_keys(&self, user: &UserId) -> Option<Value> {
+    async fn cached_keys(&self, user: &UserId) -> Option<CachedKeys> {
         let cached = self.store.cached_remote_keys(user.as_str()).await.ok()??;
         if self.store.is_tracked_remote_user(user.as_str()).await.unwrap_or(false) {
-            return Some(cached);
+            return serde_json::from_value(cached).ok();
         }
         let _ = self.store.forget_remote_keys(user.as_str()).await;
         None
@@ -91,105 +119,123 @@ impl Keys {
     async fn cache_answer(
         &self,
         server: &ServerName,
-        asked: &[(OwnedUserId, Vec<String>)],
-        found: &Value,
+        asked: &WantedDevices,
+        found: &get_remote_keys::v1::Response,
         asked_at: i64,
     ) {
-        for (user, devices) in found["device_keys"].as_object().into_iter().flatten() {
-            let whole = asked.iter().any(|(asked, devices)| asked.as_str() == user && devices.is_empty());
-            if !whole || !belongs_to(user, server) || !self.store.is_tracked_remote_user(user).await.unwrap_or(false) {
+        for (user, devices) in &found.device_keys {
+            let whole = asked.get(user).is_some_and(Vec::is_empty);
+            if !whole || user.server_name() != server || !self.is_tracked(user).await {
                 continue;
             }
-            let entry = json!({
-                "device_keys": devices,
-                "master_key": found["master_keys"][user],
-                "self_signing_key": found["self_signing_keys"][user],
-            });
-            if let Err(err) = self.store.cache_remote_keys(user, &entry, asked_at).await {
+            let entry = CachedKeys {
+                device_keys: devices.clone(),
+                master_key: found.master_keys.get(user).cloned(),
+                self_signing_key: found.self_signing_keys.get(user).cloned(),
+            };
+            let stored = serde_json::to_value(&entry).map_err(|err| err.to_string());
+            let cached = match stored {
+                Ok(entry) => {
+                    self.store.cache_remote_keys(user.as_str(), &entry, asked_at).await.map_err(|e| e.to_string())
+                }
+                Err(err) => Err(err),
+            };
+            if let Err(err) = cached {
                 tracing::warn!(%user, %err, "could not cache a user's keys");
             }
         }
     }
 
+    async fn is_tracked(&self, user: &UserId) -> bool {
+        self.store.is_tracked_remote_user(user.as_str()).await.unwrap_or(false)
+    }
+
     pub(super) async fn claim_remote(
         &self,
-        answer: &mut Value,
-        wanted: Vec<(OwnedUserId, BTreeMap<String, String>)>,
+        answer: &mut claim_keys::v3::Response,
+        wanted: WantedKeys,
         timeout: Duration,
     ) {
-        let requests = by_server(wanted).into_iter().map(|(server, users)| async move {
-            let body = json!({ "one_time_keys": users.iter().map(|(u, d)| (u.to_string(), json!(d))).collect::<serde_json::Map<_, _>>() });
-            let result = self.ask(&server, "/_matrix/federation/v1/user/keys/claim", &body, timeout).await;
-            (server, result)
-        });
-        for (server, result) in join_all(requests).await {
+        let deadline = Instant::now() + timeout;
+        let mut answers = futures_util::stream::iter(by_server(wanted))
+            .map(|(server, users)| async move {
+                let result = self.ask(&server, claim_remote_keys::v1::Request::new(users), deadline).await;
+                (server, result)
+            })
+            .buffer_unordered(CONCURRENT_SERVERS);
+        while let Some((server, result)) = answers.next().await {
             match result {
                 Ok(found) => {
-                    for (user, keys) in found["one_time_keys"].as_object().into_iter().flatten() {
-                        if belongs_to(user, &server) {
-                            answer["one_time_keys"][user] = keys.clone();
-                        }
-                    }
+                    let theirs = found.one_time_keys.into_iter().filter(|(user, _)| user.server_name() == server);
+                    answer.one_time_keys.extend(theirs);
                 }
-                Err(err) => answer["failures"][server.as_str()] = failure(&err),
+                Err(err) => {
+                    answer.failures.insert(server.to_string(), failure(&err));
+                }
             }
         }
     }
 
-    async fn ask(&self, server: &ServerName, path: &str, body: &Value, timeout: Duration) -> ApiResult<Value> {
-        let request = self.client.request(Method::POST, server, path, Some(body));
-        match tokio::time::timeout(timeout, request).await {
+    /// One server asked, answering by `deadline`: the client's timeout bounds the whole
+    /// request, so servers still waiting for their turn when it passes are failures.
+    async fn ask<R>(&self, server: &ServerName, request: R, deadline: Instant) -> ApiResult<R::IncomingResponse>
+    where
+        R: ruma::api::OutgoingRequest,
+        for<'a> R::Authentication: ruma::api::auth_scheme::AuthScheme<
+                Input<'a> = ruma::api::federation::authentication::XMatrixSigningInput<'a>,
+            >,
+        for<'a> R::PathBuilder: ruma::api::path_builder::PathBuilder<Input<'a> = ()>,
+    {
+        match tokio::time::timeout_at(deadline, self.client.send(server, request)).await {
             Ok(Ok(found)) => Ok(found),
-            Ok(Err(err)) => Err(err.to_client_error()),
+            Ok(Err(err)) => Err(FederationError::to_client_error(&err)),
             Err(_) => Err(MatrixError::new(axum::http::StatusCode::GATEWAY_TIMEOUT, "M_UNKNOWN", "Timed out")),
         }
     }
 
     /// `POST /user/keys/query` from another server: our users' device and
     /// cross-signing keys (without device names or user-signing keys).
-    pub async fn serve_query(&self, body: &Value) -> ApiResult<Value> {
-        let wanted = requested_devices(&body["device_keys"])?;
-        let mut answer = json!({ "device_keys": {}, "master_keys": {}, "self_signing_keys": {} });
+    pub async fn serve_query(&self, wanted: WantedDevices) -> ApiResult<get_remote_keys::v1::Response> {
+        check_user_count(wanted.len())?;
+        let mut answer = get_remote_keys::v1::Response::default();
         for (user, devices) in wanted.iter().filter(|(user, _)| self.is_local(user)) {
-            self.add_local_keys(&mut answer, user, devices, None).await?;
-        }
-        if let Some(object) = answer.as_object_mut() {
-            object.remove("user_signing_keys");
+            let keys = self.local_keys(user, devices, None).await?;
+            answer.device_keys.insert(user.clone(), keys.devices);
+            if let Some(master) = keys.master {
+                answer.master_keys.insert(user.clone(), master);
+            }
+            if let Some(self_signing) = keys.self_signing {
+                answer.self_signing_keys.insert(user.clone(), self_signing);
+            }
         }
         Ok(answer)
     }
 
     /// `POST /user/keys/claim` from another server.
-    pub async fn serve_claim(&self, body: &Value) -> ApiResult<Value> {
-        let wanted = requested_algorithms(&body["one_time_keys"])?;
-        let local: Vec<_> = wanted.into_iter().filter(|(user, _)| self.is_local(user)).collect();
-        Ok(json!({ "one_time_keys": self.claim_local(&local).await? }))
+    pub async fn serve_claim(&self, wanted: WantedKeys) -> ApiResult<claim_remote_keys::v1::Response> {
+        check_claim_size(&wanted)?;
+        let local: WantedKeys = wanted.into_iter().filter(|(user, _)| self.is_local(user)).collect();
+        Ok(claim_remote_keys::v1::Response::new(self.claim_local(&local).await?))
     }
 
-    /// `GET /user/devices/{userId}`: a local user's devices and keys, with the
+    /// `GET /user/devices/{userId}`: a local user's devices with keys, with the
     /// device-list position a later `m.device_list_update` will name as `prev_id`.
-    pub async fn serve_user_devices(&self, user_id: &str) -> ApiResult<Value> {
-        let user = parse_user(user_id)?;
-        if !self.is_local(&user) {
+    pub async fn serve_user_devices(&self, user: &UserId) -> ApiResult<get_devices::v1::Response> {
+        if !self.is_local(user) {
             return Err(MatrixError::invalid_param("The user is not on this server"));
         }
-        let keys = self.store.device_keys(user_id, &[]).await?;
-        let mut devices: Vec<Value> = Vec::new();
-        for device in self.store.devices(user_id).await? {
-            let mut entry = json!({ "device_id": device.device_id });
-            if let Some(key) = keys.get(&device.device_id) {
-                entry["keys"] = key.clone();
-            }
-            devices.push(entry);
-        }
+        let user_id = user.as_str();
+        let mut keys = self.store.device_keys(user_id, &[]).await?;
         let stream_id = self.store.previous_device_list_change(user_id, i64::MAX).await?.unwrap_or(0);
-        let mut answer = json!({ "user_id": user_id, "stream_id": stream_id, "devices": devices });
-        let cross_signing = self.store.cross_signing_keys(user_id).await?;
-        for (field, key_type) in CROSS_SIGNING_TYPES.iter().take(2) {
-            if let Some(key) = cross_signing.get(*key_type) {
-                answer[*field] = key.clone();
-            }
+        let mut answer = get_devices::v1::Response::new(user.to_owned(), UInt::try_from(stream_id).unwrap_or_default());
+        for device in self.store.devices(user_id).await? {
+            // A device without keys is not one another server can encrypt for.
+            let Some(key) = keys.remove(&device.device_id).as_ref().and_then(to_raw) else { continue };
+            answer.devices.push(get_devices::v1::UserDevice::new(device.device_id.into(), key));
         }
+        let cross_signing = self.store.cross_signing_keys(user_id).await?;
+        answer.master_key = cross_signing.get("master").and_then(to_raw);
+        answer.self_signing_key = cross_signing.get("self_signing").and_then(to_raw);
         Ok(answer)
     }
 
@@ -216,26 +262,29 @@ impl Keys {
     }
 }
 
-/// A cached entry into a query answer (only the devices asked for, if any).
-fn add_cached(answer: &mut Value, user: &UserId, devices: &[String], cached: &Value) {
-    let mut device_keys = cached["device_keys"].clone();
-    if !devices.is_empty()
-        && let Some(all) = device_keys.as_object_mut()
-    {
-        all.retain(|device, _| devices.contains(device));
+/// A cached entry as a query answers it (only the devices asked for, if any).
+fn cached_user_keys(cached: CachedKeys, devices: &[OwnedDeviceId]) -> UserKeys {
+    let mut device_keys = cached.device_keys;
+    if !devices.is_empty() {
+        device_keys.retain(|device, _| devices.contains(device));
     }
-    answer["device_keys"][user.as_str()] = device_keys;
-    for (field, key) in [("master_keys", "master_key"), ("self_signing_keys", "self_signing_key")] {
-        if cached[key].is_object() {
-            answer[field][user.as_str()] = cached[key].clone();
-        }
+    UserKeys {
+        devices: device_keys,
+        master: cached.master_key,
+        self_signing: cached.self_signing_key,
+        user_signing: None,
     }
 }
 
-fn belongs_to(user: &str, server: &ServerName) -> bool {
-    <&UserId>::try_from(user).is_ok_and(|user| user.server_name() == server)
+/// A server's answer into a query answer: only its own users' keys.
+fn add_remote_keys(answer: &mut get_keys::v3::Response, server: &ServerName, found: get_remote_keys::v1::Response) {
+    let theirs = |user: &OwnedUserId| user.server_name() == server;
+    answer.device_keys.extend(found.device_keys.into_iter().filter(|(user, _)| theirs(user)));
+    answer.master_keys.extend(found.master_keys.into_iter().filter(|(user, _)| theirs(user)));
+    answer.self_signing_keys.extend(found.self_signing_keys.into_iter().filter(|(user, _)| theirs(user)));
 }
 
 fn failure(err: &MatrixError) -> Value {
-    json!({ "status": err.status.as_u16(), "message": err.message })
+    let failure = Failure { status: err.status.as_u16(), message: err.message.clone() };
+    serde_json::to_value(failure).unwrap_or_default()
 }

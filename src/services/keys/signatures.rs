@@ -5,10 +5,14 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use ruma::UserId;
+use std::collections::BTreeMap;
+
+use ruma::api::client::keys::upload_signatures::v3::{Failure, SignedKeys};
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::signatures::{SigningKeyAlgorithm, to_canonical_json_string_for_signing, verify_canonical_json_bytes};
-use serde_json::{Value, json};
+use ruma::{OwnedUserId, UserId};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::Keys;
 use crate::error::{ApiResult, MatrixError};
@@ -56,24 +60,29 @@ fn new_signatures(object: &Value, held: &Value, signer: &str) -> Vec<(String, St
 }
 
 impl Keys {
-    /// `POST /keys/signatures/upload`; what could not be checked goes in `failures`.
-    pub async fn upload_signatures(&self, signer: &UserId, body: &Value) -> ApiResult<Value> {
-        let users = body.as_object().ok_or_else(|| MatrixError::bad_json("The body must be an object"))?;
-        let mut failures = json!({});
-        for (user, objects) in users {
-            let Some(objects) = objects.as_object() else { continue };
+    /// `POST /keys/signatures/upload`; what could not be checked goes in the failures
+    /// answered, by user and key.
+    pub async fn upload_signatures(
+        &self,
+        signer: &UserId,
+        signed: &BTreeMap<OwnedUserId, SignedKeys>,
+    ) -> ApiResult<BTreeMap<OwnedUserId, BTreeMap<String, Failure>>> {
+        let mut failures: BTreeMap<OwnedUserId, BTreeMap<String, Failure>> = BTreeMap::new();
+        for (user, objects) in signed {
             for (key_id, object) in objects {
-                let result = if user == signer.as_str() {
-                    self.sign_own(signer, key_id, object).await
-                } else {
-                    self.sign_other(signer, user, key_id, object).await
+                let result = match serde_json::from_str::<Value>(object.get()) {
+                    Ok(object) if user == signer => self.sign_own(signer, key_id, &object).await,
+                    Ok(object) => self.sign_other(signer, user.as_str(), key_id, &object).await,
+                    Err(err) => Err(MatrixError::bad_json(err.to_string())),
                 };
-                if let Err(err) = result {
-                    failures[user.as_str()][key_id.as_str()] = json!({ "errcode": err.errcode, "error": err.message });
+                if let Err(err) = result
+                    && let Some(failure) = failure_of(&err)
+                {
+                    failures.entry(user.clone()).or_default().insert(key_id.to_owned(), failure);
                 }
             }
         }
-        Ok(json!({ "failures": failures }))
+        Ok(failures)
     }
 
     /// One of the signer's devices signed by their self-signing key, or their master
@@ -150,7 +159,7 @@ fn merge_checked(
         if !verify_signature(object, user, &key_id, &public) {
             return Err(bad_signature());
         }
-        merged["signatures"][user][&key_id] = json!(signature);
+        merged["signatures"][user][&key_id] = signature.into();
     }
     Ok(merged)
 }
@@ -161,4 +170,15 @@ fn invalid(message: &str) -> MatrixError {
 
 fn bad_signature() -> MatrixError {
     MatrixError::new(axum::http::StatusCode::BAD_REQUEST, "M_INVALID_SIGNATURE", "Invalid signature")
+}
+
+/// A failure as ruma's type, which has no constructor: built from its JSON form.
+fn failure_of(err: &MatrixError) -> Option<Failure> {
+    #[derive(Serialize)]
+    struct FailureJson<'a> {
+        errcode: &'a str,
+        error: &'a str,
+    }
+    let json = serde_json::to_string(&FailureJson { errcode: err.errcode, error: &err.message }).ok()?;
+    serde_json::from_str(&json).ok()
 }

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use ruma::api::client::to_device::send_event_to_device::v3::Messages;
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
@@ -76,10 +77,9 @@ impl ToDevice {
         device_id: &str,
         event_type: &str,
         txn_id: &str,
-        messages: &Value,
+        messages: &Messages,
     ) -> ApiResult<()> {
-        let messages = messages.as_object().ok_or_else(|| MatrixError::bad_json("messages must be an object"))?;
-        let recipients = parse_recipients(messages)?;
+        let recipients = recipients_of(messages)?;
         let (local, remote): (Vec<_>, Vec<_>) =
             recipients.into_iter().partition(|(user, _, _)| user.server_name() == self.server_name);
         self.charge_new_servers(sender, &remote).await?;
@@ -262,6 +262,24 @@ fn parse_recipients(messages: &Map<String, Value>) -> ApiResult<Vec<Recipient>> 
                 return Err(MatrixError::bad_json("Each message must be an object"));
             }
             recipients.push((user.clone(), device.clone(), content.clone()));
+            if recipients.len() > MAX_RECIPIENTS {
+                return Err(MatrixError::invalid_param(format!("At most {MAX_RECIPIENTS} devices at once")));
+            }
+        }
+    }
+    Ok(recipients)
+}
+
+/// A `/sendToDevice` request's messages flattened, checked and bounded.
+fn recipients_of(messages: &Messages) -> ApiResult<Vec<Recipient>> {
+    let mut recipients = Vec::new();
+    for (user, devices) in messages {
+        for (device, content) in devices {
+            let content: Value = content.deserialize_as().map_err(|e| MatrixError::bad_json(e.to_string()))?;
+            if !content.is_object() {
+                return Err(MatrixError::bad_json("Each message must be an object"));
+            }
+            recipients.push((user.clone(), device.to_string(), content));
             if recipients.len() > MAX_RECIPIENTS {
                 return Err(MatrixError::invalid_param(format!("At most {MAX_RECIPIENTS} devices at once")));
             }
