@@ -307,7 +307,37 @@ async fn extensions_carry_the_streams(db: Db) {
     assert_eq!(changed, json!([carol]));
 }
 
+/// matrix-rust-sdk, what Element X is built on, through its `SyncService` and
+/// `RoomListService` against two kith servers: login, Alice's DM in her room list,
+/// Bob's invite in his, Bob joins, encrypted messages both ways, and Bob's room list
+/// naming the DM after Alice (`tests/element_x`, built by scripts/test).
+async fn element_x_gets_through_a_first_day(db: Db) {
+    let program = common::element_x_program();
+    common::require_file(&program, "scripts/test builds tests/element_x (cargo build in that folder)");
+    let alice_server = TestServer::start_federating(db).await;
+    let bob_server = TestServer::start_federating(db).await;
+    alice_server.register("alice", "alice pw").await;
+    bob_server.register("bob", "bob pw").await;
+    let args = [&alice_server.base, "alice", "alice pw", &bob_server.base, "bob", "bob pw"].map(str::to_owned);
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(program).args(args).env("RUST_LOG", "warn").output()
+    })
+    .await
+    .unwrap()
+    .expect("the matrix-rust-sdk program runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.lines().any(|line| line == "OK"),
+        "matrix-rust-sdk failed:\n{stdout}\n{stderr}\n--- Alice's kith ---\n{}\n--- Bob's kith ---\n{}",
+        alice_server.log(),
+        bob_server.log()
+    );
+    print!("{stdout}");
+}
+
 both_backends!(
+    element_x_gets_through_a_first_day,
     lists_order_by_activity_and_send_only_changes,
     positions_repeat_and_expire,
     filters_select_rooms,
