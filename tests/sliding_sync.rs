@@ -4,12 +4,14 @@
 
 mod common;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::matrix::{self, V3, encode};
 use common::{Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const SLIDING: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
 const WAIT: Duration = Duration::from_secs(20);
@@ -309,31 +311,59 @@ async fn extensions_carry_the_streams(db: Db) {
 
 /// matrix-rust-sdk, what Element X is built on, through its `SyncService` and
 /// `RoomListService` against two kith servers: login, Alice's DM in her room list,
-/// Bob's invite in his, Bob joins, encrypted messages both ways, and Bob's room list
-/// naming the DM after Alice (`tests/element_x`, built by scripts/test).
+/// Bob's invite in his, Bob joins, encrypted messages both ways, Bob's room list
+/// naming the DM after Alice, and Alice's server restarting while Bob writes (her
+/// client starts over on `M_UNKNOWN_POS` and loses nothing). `tests/element_x`, built
+/// by scripts/test.
 async fn element_x_gets_through_a_first_day(db: Db) {
     let program = common::element_x_program();
     common::require_file(&program, "scripts/test builds tests/element_x (cargo build in that folder)");
-    let alice_server = TestServer::start_federating(db).await;
+    let mut alice_server = TestServer::start_federating(db).await;
     let bob_server = TestServer::start_federating(db).await;
     alice_server.register("alice", "alice pw").await;
     bob_server.register("bob", "bob pw").await;
     let args = [&alice_server.base, "alice", "alice pw", &bob_server.base, "bob", "bob pw"].map(str::to_owned);
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(program).args(args).env("RUST_LOG", "warn").output()
-    })
-    .await
-    .unwrap()
-    .expect("the matrix-rust-sdk program runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the matrix-rust-sdk program runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut printed = Vec::new();
+    let run = async {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            match line.as_str() {
+                "STOP alice" => drop(alice_server.terminate()),
+                "START alice" => alice_server.start_again().await,
+                _ => {}
+            }
+            if line.starts_with("STOP") || line.starts_with("START") {
+                stdin.write_all(b"done\n").await.unwrap();
+            }
+            printed.push(line);
+        }
+        child.wait().await
+    };
+    let status = tokio::time::timeout(Duration::from_secs(660), run).await;
+    let stdout = printed.join("\n");
+    let stderr = stderr.await.unwrap_or_default();
     assert!(
-        output.status.success() && stdout.lines().any(|line| line == "OK"),
-        "matrix-rust-sdk failed:\n{stdout}\n{stderr}\n--- Alice's kith ---\n{}\n--- Bob's kith ---\n{}",
+        matches!(status, Ok(Ok(status)) if status.success()) && printed.iter().any(|line| line == "OK"),
+        "matrix-rust-sdk failed ({status:?}):\n{stdout}\n{stderr}\n--- Alice's kith ---\n{}\n--- Bob's kith ---\n{}",
         alice_server.log(),
         bob_server.log()
     );
-    print!("{stdout}");
+    println!("{stdout}");
 }
 
 both_backends!(

@@ -4,6 +4,8 @@
 //!   element-x-first-day <server A> <alice> <password> <server B> <bob> <password>
 //!
 //! It prints one line per step and `OK` when all passed; any failure exits non-zero.
+//! It asks the harness to stop and start Alice's server by printing `STOP alice` and
+//! `START alice`, and reads a line on standard input once that is done.
 //! Every wait is bounded.
 
 #![recursion_limit = "256"]
@@ -97,6 +99,16 @@ async fn first_day(server_a: &str, alice: &str, alice_pw: &str, server_b: &str, 
     eventually("Bob's m.direct naming Alice", || async { is_dm_with(&bob.client, &dm_id, &alice_id).then_some(()) })
         .await?;
     step(8, "Bob's client knows the room as a DM with Alice");
+
+    // Alice's server restarts while Bob writes: her client finds its connections'
+    // positions unknown (M_UNKNOWN_POS), starts them again, and loses nothing.
+    ask_harness("STOP alice").await?;
+    bob_timeline.send(RoomMessageEventContent::text_plain("while you were away").into()).await?;
+    ask_harness("START alice").await?;
+    wait_decrypted(&alice_timeline, "while you were away").await?;
+    alice_timeline.send(RoomMessageEventContent::text_plain("I am back").into()).await?;
+    wait_decrypted(&bob_timeline, "I am back").await?;
+    step(9, "Alice's server restarts: her client starts over and loses no message");
     alice.sync.stop().await;
     bob.sync.stop().await;
     Ok(())
@@ -114,7 +126,8 @@ async fn log_in(server: &str, user: &str, password: &str, display_name: &str) ->
         .with_context(|| format!("{server} offers no sliding sync Element X can use"))?;
     client.matrix_auth().login_username(user, password).initial_device_display_name("Element X test").await?;
     client.account().set_display_name(Some(display_name)).await?;
-    let sync = SyncService::builder(client.clone()).build().await?;
+    // As Element X: sync goes offline while the server is unreachable and comes back.
+    let sync = SyncService::builder(client.clone()).with_offline_mode().build().await?;
     sync.start().await;
     let listed = Arc::new(Mutex::new(Vec::new()));
     follow_room_list(sync.room_list_service(), listed.clone());
@@ -183,6 +196,21 @@ where
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Asks the test that runs this program to do something (stop or start a server) and
+/// waits for its answer on standard input.
+async fn ask_harness(request: &str) -> Result<()> {
+    println!("{request}");
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    });
+    let answer = tokio::time::timeout(STEP, answer).await.with_context(|| format!("no answer to {request}"))???;
+    if answer.trim().is_empty() {
+        bail!("the harness did not do {request}");
+    }
+    Ok(())
 }
 
 fn step(number: u32, what: &str) {
