@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::matrix::{self, V3, encode};
+use common::synapse::Synapse;
 use common::{Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -312,17 +313,37 @@ async fn extensions_carry_the_streams(db: Db) {
 /// matrix-rust-sdk, what Element X is built on, through its `SyncService` and
 /// `RoomListService` against two kith servers: login, Alice's DM in her room list,
 /// Bob's invite in his, Bob joins, encrypted messages both ways, Bob's room list
-/// naming the DM after Alice, and Alice's server restarting while Bob writes (her
-/// client starts over on `M_UNKNOWN_POS` and loses nothing). `tests/element_x`, built
-/// by scripts/test.
+/// naming the DM after Alice, and Alice's server restarting (her client starts over
+/// on `M_UNKNOWN_POS` and gets the messages both ways). `tests/element_x`, built by
+/// scripts/test.
 async fn element_x_gets_through_a_first_day(db: Db) {
-    let program = common::element_x_program();
-    common::require_file(&program, "scripts/test builds tests/element_x (cargo build in that folder)");
     let mut alice_server = TestServer::start_federating(db).await;
     let bob_server = TestServer::start_federating(db).await;
     alice_server.register("alice", "alice pw").await;
     bob_server.register("bob", "bob pw").await;
-    let args = [&alice_server.base, "alice", "alice pw", &bob_server.base, "bob", "bob pw"].map(str::to_owned);
+    let bob_base = bob_server.base.clone();
+    run_element_x(&mut alice_server, &bob_base, true, || bob_server.log()).await;
+}
+
+/// The same with Bob on Synapse: Alice's kith and Bob's Synapse, each serving sliding
+/// sync to its user's client (no restart: Synapse backs off from a server that was down
+/// for minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn element_x_between_kith_and_synapse() {
+    let synapse = Synapse::start().await;
+    let mut alice_server = TestServer::start_federating(Db::Sqlite).await;
+    alice_server.register("alice", "alice pw").await;
+    synapse.register("bob", "bob pw").await;
+    run_element_x(&mut alice_server, &synapse.client_base, false, || synapse.log()).await;
+}
+
+/// Runs the matrix-rust-sdk program with Alice on `alice_server` and Bob on `bob_base`,
+/// stopping and starting Alice's server when it asks (if `restart`), and asserts it
+/// printed OK.
+async fn run_element_x(alice_server: &mut TestServer, bob_base: &str, restart: bool, bob_log: impl Fn() -> String) {
+    let program = common::element_x_program();
+    common::require_file(&program, "scripts/test builds tests/element_x (cargo build in that folder)");
+    let args = [&alice_server.base, "alice", "alice pw", bob_base, "bob", "bob pw"].map(str::to_owned);
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
@@ -342,14 +363,19 @@ async fn element_x_gets_through_a_first_day(db: Db) {
     let mut printed = Vec::new();
     let run = async {
         while let Ok(Some(line)) = stdout.next_line().await {
-            match line.as_str() {
-                "STOP alice" => drop(alice_server.terminate()),
-                "START alice" => alice_server.start_again().await,
-                _ => {}
-            }
-            if line.starts_with("STOP") || line.starts_with("START") {
-                stdin.write_all(b"done\n").await.unwrap();
-            }
+            let answer: &[u8] = match line.as_str() {
+                "STOP alice" if restart => {
+                    alice_server.terminate();
+                    b"done\n"
+                }
+                "START alice" if restart => {
+                    alice_server.start_again().await;
+                    b"done\n"
+                }
+                "STOP alice" | "START alice" => b"skip\n",
+                _ => b"",
+            };
+            stdin.write_all(answer).await.unwrap();
             printed.push(line);
         }
         child.wait().await
@@ -359,9 +385,9 @@ async fn element_x_gets_through_a_first_day(db: Db) {
     let stderr = stderr.await.unwrap_or_default();
     assert!(
         matches!(status, Ok(Ok(status)) if status.success()) && printed.iter().any(|line| line == "OK"),
-        "matrix-rust-sdk failed ({status:?}):\n{stdout}\n{stderr}\n--- Alice's kith ---\n{}\n--- Bob's kith ---\n{}",
+        "matrix-rust-sdk failed ({status:?}):\n{stdout}\n{stderr}\n--- Alice's kith ---\n{}\n--- Bob's server ---\n{}",
         alice_server.log(),
-        bob_server.log()
+        bob_log()
     );
     println!("{stdout}");
 }
