@@ -1,7 +1,7 @@
 //! The room lists: which rooms a user's lists hold, filtered, ordered as Synapse orders
 //! them (newest "bump" event first), and the windows (`ranges`) a request asks for.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::api::client::sync::sync_events::v5::request::{List, ListFilters};
 use ruma::directory::RoomTypeFilter;
@@ -62,6 +62,13 @@ impl SlidingSync {
         head: i64,
     ) -> ApiResult<Vec<ListedRoom>> {
         let direct = self.direct_rooms(user).await?;
+        // Joined rooms' bump stamps in one query; the others' up to their membership.
+        let joined_bumps: HashMap<String, i64> = self
+            .store
+            .newest_event_positions_of_joined(user.as_str(), BUMP_EVENT_TYPES, head)
+            .await?
+            .into_iter()
+            .collect();
         let mut rooms = Vec::new();
         for membership in self.rooms.memberships_of(user).await? {
             let shown = match membership.membership.as_str() {
@@ -75,8 +82,13 @@ impl SlidingSync {
             if !shown {
                 continue;
             }
-            let until = if membership.membership == "join" { head } else { membership.stream_ordering };
-            let bump = self.store.newest_event_position(room_id.as_str(), BUMP_EVENT_TYPES, until).await?;
+            let bump = match membership.membership.as_str() {
+                "join" => joined_bumps.get(room_id.as_str()).copied(),
+                _ => {
+                    let until = membership.stream_ordering;
+                    self.store.newest_event_position(room_id.as_str(), BUMP_EVENT_TYPES, until).await?
+                }
+            };
             let is_dm = direct.contains(room_id.as_str()) || self.invited_as_direct(&membership).await?;
             rooms.push(ListedRoom {
                 room_id,
