@@ -65,7 +65,7 @@ pub async fn run(config: Config, config_dir: &Path) -> anyhow::Result<()> {
     // Only once the listeners are bound: a server contacted now may fetch our keys.
     let metrics = services.metrics.clone();
     let workers = Workers::start(services.workers(), Arc::new(move |worker| metrics.count_worker_restart(worker)));
-    tokio::spawn(shutdown_on_signal(handle, services.sync.clone()));
+    tokio::spawn(shutdown_on_signal(handle, services.clone()));
     let mut listener_error = None;
     while let Some(result) = servers.join_next().await {
         if let Err(err) = result.context("listener task failed").and_then(|r| r.context("listener failed")) {
@@ -123,7 +123,7 @@ async fn load_tls(config: &Config) -> anyhow::Result<RustlsConfig> {
     })
 }
 
-async fn shutdown_on_signal(handle: Handle<SocketAddr>, sync: Arc<crate::services::sync::ClientSync>) {
+async fn shutdown_on_signal(handle: Handle<SocketAddr>, services: Arc<Services>) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
@@ -145,6 +145,7 @@ async fn shutdown_on_signal(handle: Handle<SocketAddr>, sync: Arc<crate::service
     }
     tracing::info!("shutting down");
     // Long-polling syncs answer now rather than hold the shutdown for their whole grace.
-    sync.stop_waiting();
+    services.sync.stop_waiting();
+    services.sliding_sync.stop_waiting();
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
 }

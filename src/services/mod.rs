@@ -33,6 +33,7 @@ pub mod room_shutdown;
 pub mod rooms;
 pub mod server_health;
 pub mod server_keys;
+pub mod sliding_sync;
 pub mod spaces;
 pub mod sync;
 pub mod to_device;
@@ -84,6 +85,7 @@ use rooms::Rooms;
 use server_health::ServerHealth;
 use server_keys::ServerKeys;
 use server_keys::remote::RemoteKeys;
+use sliding_sync::SlidingSync;
 use spaces::Spaces;
 use sync::ClientSync;
 use to_device::ToDevice;
@@ -120,6 +122,7 @@ pub struct Services {
     push_evaluator: Arc<PushEvaluator>,
     push_gateway: Arc<PushGateway>,
     pub sync: Arc<ClientSync>,
+    pub sliding_sync: Arc<SlidingSync>,
     pub directory: Arc<Directory>,
     pub federated_directory: Arc<FederatedDirectory>,
     peer_sync: Arc<PeerSync>,
@@ -262,6 +265,16 @@ impl Services {
             keys.clone(),
             to_device.clone(),
         ));
+        let sliding_sync = Arc::new(SlidingSync::new(
+            store.clone(),
+            rooms.clone(),
+            sync.clone(),
+            ephemeral.clone(),
+            account_data.clone(),
+            push.clone(),
+            keys.clone(),
+            to_device.clone(),
+        ));
         let inbound = Arc::new(Inbound::new(
             store.clone(),
             server_name.clone(),
@@ -355,6 +368,7 @@ impl Services {
             push_evaluator,
             push_gateway,
             sync,
+            sliding_sync,
             directory,
             federated_directory,
             peer_sync,

@@ -531,6 +531,55 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// The stream position of a room's newest accepted event at or before `up_to`, of
+    /// one of `types` when some are given.
+    pub async fn newest_event_position(
+        &self,
+        room_id: &str,
+        types: &[&str],
+        up_to: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let type_condition = if types.is_empty() {
+            String::new()
+        } else {
+            let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 3)).collect();
+            format!("AND event_type IN ({})", placeholders.join(", "))
+        };
+        let sql = format!(
+            "SELECT stream_ordering FROM events WHERE room_id = $1 AND stream_ordering <= $2 AND rejected = 0 \
+             AND outlier = 0 {type_condition} ORDER BY stream_ordering DESC LIMIT 1"
+        );
+        let mut query = sqlx::query(&sql).bind(room_id).bind(up_to);
+        for kind in types {
+            query = query.bind(*kind);
+        }
+        query.fetch_optional(self.pool()).await?.map(|row| row.try_get(0)).transpose()
+    }
+
+    /// For each room a user is joined to, the position of its newest accepted event of
+    /// one of `types` at or before `up_to`: one query for all the rooms.
+    pub async fn newest_event_positions_of_joined(
+        &self,
+        user_id: &str,
+        types: &[&str],
+        up_to: i64,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT e.room_id, MAX(e.stream_ordering) FROM events e \
+             JOIN room_memberships m ON m.room_id = e.room_id AND m.user_id = $1 AND m.membership = 'join' \
+             WHERE e.stream_ordering <= $2 AND e.rejected = 0 AND e.outlier = 0 AND e.event_type IN ({}) \
+             GROUP BY e.room_id",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(user_id).bind(up_to);
+        for kind in types {
+            query = query.bind(*kind);
+        }
+        let rows = query.fetch_all(self.pool()).await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
     pub async fn max_event_ordering(&self) -> Result<i64, sqlx::Error> {
         let row =
             sqlx::query("SELECT position FROM stream_positions WHERE stream = 'events'").fetch_one(self.pool()).await?;

@@ -437,6 +437,16 @@ pub fn nio_venv() -> PathBuf {
     home.join(".cache/kith/nio-venv")
 }
 
+/// The matrix-rust-sdk test program (`tests/element_x`, built by scripts/test into its
+/// own target directory, `KITH_ELEMENT_X_BIN`).
+pub fn element_x_program() -> PathBuf {
+    if let Some(path) = std::env::var_os("KITH_ELEMENT_X_BIN") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/kith/element-x-target/debug/kith-element-x-test")
+}
+
 pub fn require_file(path: &Path, hint: &str) {
     assert!(path.exists(), "{} is missing: {hint}", path.display());
 }

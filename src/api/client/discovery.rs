@@ -24,8 +24,13 @@ const SPEC_VERSIONS: &[&str] = &[
     "v1.13", "v1.14", "v1.15", "v1.16",
 ];
 
+/// Unstable features served: simplified sliding sync (MSC4186), which Element X needs.
+const UNSTABLE_FEATURES: &[&str] = &["org.matrix.simplified_msc3575"];
+
 pub async fn versions() -> RumaResponse<get_supported_versions::Response> {
-    get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect()).into()
+    let mut response = get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect());
+    response.unstable_features = UNSTABLE_FEATURES.iter().map(|f| ((*f).to_owned(), true)).collect();
+    response.into()
 }
 
 pub async fn capabilities(

@@ -16,6 +16,7 @@ pub mod relations;
 pub mod reports;
 pub mod rooms;
 pub mod session;
+pub mod sliding_sync;
 pub mod spaces;
 pub mod sync;
 pub mod tags;
@@ -67,6 +68,7 @@ pub fn routes() -> Router<AppState> {
         .nest("/_matrix/client/v3", versioned_routes())
         .nest("/_matrix/client/r0", versioned_routes())
         .merge(v1_routes())
+        .route("/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", axum::routing::post(sliding_sync::sync))
 }
 
 /// Endpoints the spec added under `/_matrix/client/v1`.

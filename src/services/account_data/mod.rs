@@ -133,6 +133,12 @@ impl AccountData {
         content.ok_or_else(|| MatrixError::not_found("Account data not found"))
     }
 
+    /// One entry, or None when the user has none of that type.
+    pub async fn find(&self, user_id: &UserId, room_id: Option<&RoomId>, kind: &str) -> ApiResult<Option<Value>> {
+        let room = room_id.map_or("", |r| r.as_str());
+        Ok(self.store.get_account_data(user_id.as_str(), room, kind).await?)
+    }
+
     /// Every entry changed after stream position `since`.
     pub async fn since(&self, user_id: &UserId, since: i64) -> ApiResult<Vec<AccountDataEntry>> {
         Ok(self.store.account_data_since(user_id.as_str(), since).await?)

@@ -158,7 +158,8 @@ impl ClientSync {
         }
     }
 
-    async fn sync_head(&self) -> ApiResult<SyncToken> {
+    /// The position reached on every stream.
+    pub(crate) async fn sync_head(&self) -> ApiResult<SyncToken> {
         Ok(SyncToken {
             events: self.store.max_event_ordering().await?,
             account_data: self.account_data.stream_head().await?,
@@ -386,28 +387,44 @@ impl ClientSync {
     async fn ephemeral(&self, room_id: &str, since: Option<(i64, u64)>) -> ApiResult<Vec<Value>> {
         let (receipts_since, typing_since) = since.unwrap_or((0, 0));
         let mut events = Vec::new();
-        let (typing, changed) = self.ephemeral.typing_in(room_id, typing_since);
-        if changed || (since.is_none() && !typing.is_empty()) {
-            events.push(json!({ "type": "m.typing", "content": { "user_ids": typing } }));
-        }
-        let receipts = self.ephemeral.receipts_since(room_id, receipts_since).await?;
-        if !receipts.is_empty() {
-            let mut content = json!({});
-            for receipt in receipts {
-                content[&receipt.event_id][&receipt.receipt_type][&receipt.user_id] = json!({ "ts": receipt.ts });
-            }
-            events.push(json!({ "type": "m.receipt", "content": content }));
-        }
+        events.extend(self.typing_event(room_id, typing_since, since.is_none()));
+        events.extend(self.receipt_event(room_id, receipts_since).await?);
         Ok(events)
     }
 
+    /// `m.typing` of a room when it changed after the typing serial `since` (or, for a
+    /// first look, when anyone types).
+    pub(crate) fn typing_event(&self, room_id: &str, since: u64, first: bool) -> Option<Value> {
+        let (typing, changed) = self.ephemeral.typing_in(room_id, since);
+        (changed || (first && !typing.is_empty()))
+            .then(|| json!({ "type": "m.typing", "content": { "user_ids": typing } }))
+    }
+
+    /// `m.receipt` of a room with the receipts stored after position `since`.
+    pub(crate) async fn receipt_event(&self, room_id: &str, since: i64) -> ApiResult<Option<Value>> {
+        let receipts = self.ephemeral.receipts_since(room_id, since).await?;
+        if receipts.is_empty() {
+            return Ok(None);
+        }
+        let mut content = json!({});
+        for receipt in receipts {
+            content[&receipt.event_id][&receipt.receipt_type][&receipt.user_id] = json!({ "ts": receipt.ts });
+        }
+        Ok(Some(json!({ "type": "m.receipt", "content": content })))
+    }
+
     async fn invited_room(&self, membership: &Membership) -> ApiResult<Value> {
+        Ok(json!({ "invite_state": { "events": self.invite_state(membership).await? } }))
+    }
+
+    /// The stripped state an invitee sees, the invite last.
+    pub(crate) async fn invite_state(&self, membership: &Membership) -> ApiResult<Vec<Value>> {
         let invite = self.rooms.require_event(&membership.event_id).await?;
         // An invite to a room this server is not in carries the state its sender chose to show.
         if let Some(stripped) = invite.json["unsigned"]["invite_room_state"].as_array() {
             let mut events = stripped.clone();
             events.push(stripped_event(&invite));
-            return Ok(json!({ "invite_state": { "events": events } }));
+            return Ok(events);
         }
         let mut state = match invite.state_group_before {
             Some(group) => self.store.state_group(group).await?,
@@ -419,7 +436,7 @@ impl ClientSync {
         });
         let mut events: Vec<Value> = self.rooms.state_events(&state).await?.iter().map(stripped_event).collect();
         events.push(stripped_event(&invite));
-        Ok(json!({ "invite_state": { "events": events } }))
+        Ok(events)
     }
 
     async fn left_room(&self, membership: &Membership, since: i64, filter: &RoomFilter) -> ApiResult<Value> {

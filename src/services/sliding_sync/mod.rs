@@ -1,0 +1,258 @@
+//! Simplified sliding sync (MSC4186, `org.matrix.simplified_msc3575`), as Synapse serves
+//! it and matrix-rust-sdk (Element X) speaks it: room lists ordered by activity,
+//! windows of them, room subscriptions, and the extensions, on connections that send
+//! each room's changes once (`docs/sliding-sync.md`).
+//!
+//! It reads the same streams as `/sync` (`SyncToken`) and reuses its pieces (stripped
+//! invite state, receipts, typing); what it adds is per-connection memory of what was
+//! sent (`connections`), the lists (`lists`), and rooms answered by difference (`room`).
+
+mod connections;
+mod extensions;
+mod lists;
+mod required_state;
+mod room;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ruma::api::client::sync::sync_events::v5;
+use ruma::{OwnedRoomId, UserId};
+use tokio::sync::watch;
+
+use self::connections::{ConnectionKey, Connections, Snapshot};
+use self::extensions::ExtensionSpan;
+use self::lists::ListWindow;
+use self::required_state::RequiredState;
+use self::room::{RoomRequest, Span, uint};
+use super::account_data::AccountData;
+use super::ephemeral::Ephemeral;
+use super::keys::Keys;
+use super::push::Push;
+use super::rooms::Rooms;
+use super::sync::{ClientSync, SyncToken};
+use super::to_device::ToDevice;
+use crate::error::ApiResult;
+use crate::store::Store;
+
+/// Long polls wait at most this long, whatever the client asks.
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct SlidingSync {
+    store: Arc<Store>,
+    rooms: Arc<Rooms>,
+    client_sync: Arc<ClientSync>,
+    ephemeral: Arc<Ephemeral>,
+    account_data: Arc<AccountData>,
+    push: Arc<Push>,
+    keys: Arc<Keys>,
+    to_device: Arc<ToDevice>,
+    connections: Connections,
+    /// Set at shutdown: long polls answer at once with what they have.
+    stopping: watch::Sender<bool>,
+}
+
+/// Everything an answer needs from the request, beside the connection.
+struct Asked<'a> {
+    user: &'a UserId,
+    device: &'a str,
+    request: &'a v5::Request,
+    previous: Option<&'a Snapshot>,
+}
+
+/// An answer and what it leaves the connection having been sent.
+struct Answer {
+    response: v5::Response,
+    snapshot: Snapshot,
+    /// Whether it carries anything the client has not seen (else a long poll waits).
+    news: bool,
+}
+
+impl SlidingSync {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<Store>,
+        rooms: Arc<Rooms>,
+        client_sync: Arc<ClientSync>,
+        ephemeral: Arc<Ephemeral>,
+        account_data: Arc<AccountData>,
+        push: Arc<Push>,
+        keys: Arc<Keys>,
+        to_device: Arc<ToDevice>,
+    ) -> Self {
+        Self {
+            store,
+            rooms,
+            client_sync,
+            ephemeral,
+            account_data,
+            push,
+            keys,
+            to_device,
+            connections: Connections::new(),
+            stopping: watch::channel(false).0,
+        }
+    }
+
+    /// Answers every long poll now and every later one at once (the server is stopping).
+    pub fn stop_waiting(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Answers at once for a new connection or when there is news since `pos`, else
+    /// waits for news up to the timeout.
+    pub async fn sync(&self, user: &UserId, device: &str, request: v5::Request) -> ApiResult<v5::Response> {
+        let key = ConnectionKey {
+            user: user.to_owned(),
+            device: device.to_owned(),
+            conn_id: request.conn_id.clone().unwrap_or_default(),
+        };
+        let resumed = request.pos.as_deref().map(|pos| self.connections.resume(&key, pos)).transpose()?;
+        let (from, previous) = resumed.map_or((None, None), |(n, snapshot)| (Some(n), Some(snapshot)));
+        let mut events_rx = self.rooms.subscribe();
+        let (mut typing_rx, mut receipts_rx) = self.ephemeral.subscribe();
+        let mut account_data_rx = self.account_data.subscribe();
+        let (mut keys_rx, mut to_device_rx) = (self.keys.subscribe(), self.to_device.subscribe());
+        let mut stopping = self.stopping.subscribe();
+        let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let asked = Asked { user, device, request: &request, previous: previous.as_deref() };
+        loop {
+            let head = self.client_sync.sync_head().await?;
+            let answer = self.answer(&asked, head).await?;
+            let done = answer.news || from.is_none() || tokio::time::Instant::now() >= deadline || *stopping.borrow();
+            if done {
+                let mut response = answer.response;
+                response.pos = self.connections.record(&key, from, answer.snapshot);
+                response.txn_id = request.txn_id.clone();
+                return Ok(response);
+            }
+            tokio::select! {
+                _ = stopping.changed() => {}
+                _ = events_rx.changed() => {}
+                _ = typing_rx.changed() => {}
+                _ = receipts_rx.changed() => {}
+                _ = account_data_rx.changed() => {}
+                _ = keys_rx.changed() => {}
+                _ = to_device_rx.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    async fn answer(&self, asked: &Asked<'_>, head: SyncToken) -> ApiResult<Answer> {
+        let request = asked.request;
+        let since = asked.previous.map(|p| p.token);
+        let listed = self.listed_rooms(asked.user, since.map(|s| s.events), head.events).await?;
+        let windows = self.windows(&request.lists, &listed).await?;
+        let subscriptions: Vec<OwnedRoomId> = request.room_subscriptions.keys().cloned().collect();
+        let wanted = room_requests(request, &windows);
+        let mut snapshot = Snapshot { token: head, ..Default::default() };
+        if let Some(previous) = asked.previous {
+            snapshot.rooms = previous.rooms.clone();
+        }
+        let mut response = v5::Response::new(String::new());
+        let span = Span { since: since.map(|s| s.events), head: head.events };
+        let resynced: HashSet<String> = match since {
+            Some(since) => self.store.rooms_resynced_after(since.events).await?.into_iter().collect(),
+            None => HashSet::new(),
+        };
+        let mut new_rooms = HashSet::new();
+        for room in listed.iter().filter(|room| wanted.contains_key(&room.room_id)) {
+            let sent = asked.previous.and_then(|p| p.rooms.get(&room.room_id));
+            let is_resynced = resynced.contains(room.room_id.as_str());
+            let answer = self.room_answer(asked.user, room, &wanted[&room.room_id], sent, span, is_resynced).await?;
+            if let Some(answer) = answer {
+                if answer.room.initial == Some(true) {
+                    new_rooms.insert(room.room_id.clone());
+                }
+                response.rooms.insert(room.room_id.clone(), answer.room);
+                snapshot.rooms.insert(room.room_id.clone(), answer.sent);
+            }
+        }
+        for (name, window) in &windows {
+            let mut list = v5::response::List::default();
+            list.count = uint(window.count as i64);
+            response.lists.insert(name.clone(), list);
+            snapshot.list_counts.insert(name.clone(), window.count);
+        }
+        let lists_changed = asked.previous.is_none_or(|p| p.list_counts != snapshot.list_counts);
+        let span =
+            ExtensionSpan { since, head, windows: &windows, subscriptions: &subscriptions, new_rooms: &new_rooms };
+        let extensions_news = self.add_extensions(asked, &mut response, &mut snapshot, &span).await?;
+        let news = !response.rooms.is_empty() || lists_changed || extensions_news;
+        Ok(Answer { response, snapshot, news })
+    }
+
+    /// Fills in the extensions asked for; whether they carry anything new.
+    async fn add_extensions(
+        &self,
+        asked: &Asked<'_>,
+        response: &mut v5::Response,
+        snapshot: &mut Snapshot,
+        span: &ExtensionSpan<'_>,
+    ) -> ApiResult<bool> {
+        let config = &asked.request.extensions;
+        let extensions = &mut response.extensions;
+        extensions.to_device =
+            self.to_device_extension(asked.user, asked.device, &config.to_device, span.head.to_device).await?;
+        let mut key_counts_changed = false;
+        if config.e2ee.enabled == Some(true) {
+            let (e2ee, counts) = self.e2ee_extension(asked.user, asked.device, span).await?;
+            key_counts_changed = asked.previous.is_some_and(|p| p.one_time_key_counts != counts);
+            snapshot.one_time_key_counts = counts;
+            extensions.e2ee = e2ee;
+        }
+        extensions.account_data = self.account_data_extension(asked.user, &config.account_data, span).await?;
+        extensions.receipts = self.receipts_extension(&config.receipts, span).await?;
+        extensions.typing = self.typing_extension(&config.typing, span)?;
+        Ok(extensions.to_device.as_ref().is_some_and(|t| !t.events.is_empty())
+            || !extensions.e2ee.device_lists.is_empty()
+            || key_counts_changed
+            || !extensions.account_data.is_empty()
+            || !extensions.receipts.is_empty()
+            || !extensions.typing.is_empty())
+    }
+
+    /// Connections held in memory now.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+}
+
+/// What each room in a window or subscription is asked for: the largest timeline limit
+/// and all the state any of them asks for.
+fn room_requests(request: &v5::Request, windows: &BTreeMap<String, ListWindow>) -> HashMap<OwnedRoomId, RoomRequest> {
+    let mut wanted: HashMap<OwnedRoomId, (u64, RequiredState)> = HashMap::new();
+    let mut add = |room_id: &OwnedRoomId, limit: u64, state: &[(ruma::events::StateEventType, String)]| {
+        let entry = wanted.entry(room_id.clone()).or_default();
+        entry.0 = entry.0.max(limit);
+        entry.1.merge(&RequiredState::new(state.iter().map(|(kind, key)| (kind.to_string(), key.clone()))));
+    };
+    for (name, list) in &request.lists {
+        let Some(window) = windows.get(name) else { continue };
+        for room_id in &window.room_ids {
+            add(room_id, list.room_details.timeline_limit.into(), &list.room_details.required_state);
+        }
+    }
+    for (room_id, subscription) in &request.room_subscriptions {
+        add(room_id, subscription.timeline_limit.into(), &subscription.required_state);
+    }
+    // Rooms asked for the same way share one copy of what they asked for.
+    let mut shared: Vec<Arc<RequiredState>> = Vec::new();
+    wanted
+        .into_iter()
+        .map(|(room_id, (timeline_limit, state))| {
+            let state = match shared.iter().find(|s| ***s == state) {
+                Some(existing) => existing.clone(),
+                None => {
+                    let state = Arc::new(state);
+                    shared.push(state.clone());
+                    state
+                }
+            };
+            (room_id, RoomRequest { timeline_limit, required_state: state })
+        })
+        .collect()
+}
