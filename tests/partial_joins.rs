@@ -115,8 +115,9 @@ async fn found_in_directory(server: &TestServer, token: &str, user: &str) -> boo
     found["results"].as_array().is_some_and(|r| r.iter().any(|hit| hit["user_id"] == user))
 }
 
-/// B joins A's room of 13 members with a partial state and, once resynced, lists them
-/// all and finds them in its directory.
+/// B joins A's room of 13 members with a partial state and, once resynced (from one
+/// `/state` answer, without `/state_ids` first), lists them all and finds them in its
+/// directory.
 async fn kith_joins_kith_and_resyncs(db: Db) {
     let a = TestServer::start_federating(db).await;
     let b = TestServer::start_federating(db).await;
@@ -129,6 +130,10 @@ async fn kith_joins_kith_and_resyncs(db: Db) {
     })
     .await;
     assert_eq!(joined_count(&b, &bob_t, &room).await, 14, "owner, 12 members and bob");
+    let asked =
+        |endpoint: &str| a.log().lines().any(|l| l.contains(&format!("path=/_matrix/federation/v1/{endpoint}/")));
+    assert!(asked("state"), "the state asked once: {}", a.log());
+    assert!(!asked("state_ids"), "not asked twice: {}", a.log());
     let member = format!("@member11:{}", a.name());
     matrix::eventually("the directory to find a member", WAIT, || async {
         found_in_directory(&b, &bob_t, &member).await.then_some(())

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Store, StoredEvent, WriteTxn, now_ms};
+use super::{StateMap, Store, StoredEvent, WriteTxn, now_ms};
 
 /// A destination keeps at most this many PDUs owed; past it the oldest go, and the
 /// destination catches up by asking for missing events when it comes back.
@@ -68,6 +68,50 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(|row| row.try_get(0)).collect()
+    }
+
+    /// What decides whether `server` may see a room's events now: the current history
+    /// visibility and the current member events of `server`'s users.
+    pub async fn current_visibility_state(&self, room_id: &str, server: &str) -> Result<StateMap, sqlx::Error> {
+        let suffix = format!(":{server}");
+        let rows = sqlx::query(
+            "SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1 AND \
+             ((event_type = 'm.room.history_visibility' AND state_key = '') \
+             OR (event_type = 'm.room.member' AND state_key LIKE $2))",
+        )
+        .bind(room_id)
+        .bind(format!("%{suffix}"))
+        .fetch_all(self.pool())
+        .await?;
+        let mut state = StateMap::new();
+        for row in rows {
+            let (event_type, state_key): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            // `LIKE` may match more (a `_` in the name); the end of the key decides.
+            if event_type != "m.room.member" || state_key.ends_with(&suffix) {
+                state.insert((event_type, state_key), row.try_get(2)?);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Whether a user of `server` is joined to the room now (from the membership mirror).
+    pub async fn server_joined(&self, room_id: &str, server: &str) -> Result<bool, sqlx::Error> {
+        let suffix = format!(":{server}");
+        let rows = sqlx::query(
+            "SELECT user_id FROM room_memberships WHERE room_id = $1 AND membership = 'join' AND user_id LIKE $2",
+        )
+        .bind(room_id)
+        .bind(format!("%{suffix}"))
+        .fetch_all(self.pool())
+        .await?;
+        // `LIKE` may match more (a `_` in the name); the server part decides.
+        for row in rows {
+            let user_id: String = row.try_get(0)?;
+            if user_id.split_once(':').is_some_and(|(_, name)| name == server) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Adds PDUs to destinations' outboxes and moves a consumer to its new position, in one

@@ -327,6 +327,15 @@ impl Store {
         load_state_group(&mut conn, group_id).await
     }
 
+    /// One group as stored: the group it is a delta on (None for a full snapshot) and
+    /// its own entries.
+    pub async fn state_group_delta(&self, group_id: i64) -> Result<(Option<i64>, StateMap), sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
+        let prev = previous_group(&mut conn, group_id).await?;
+        let entries = group_entries(&mut conn, group_id).await?;
+        Ok((prev, entries))
+    }
+
     /// Only some entries of a group's state: what `keys` map to.
     pub async fn state_group_entries(
         &self,
@@ -389,6 +398,30 @@ impl Store {
                 .fetch_one(self.pool())
                 .await?;
         Ok(u64::try_from(count).unwrap_or_default())
+    }
+
+    /// Only some entries of a room's current state: those of `keys` it has.
+    pub async fn current_state_entries(
+        &self,
+        room_id: &str,
+        keys: &[(String, String)],
+    ) -> Result<StateMap, sqlx::Error> {
+        let mut conn = self.pool().acquire().await?;
+        let mut found = StateMap::new();
+        for (event_type, state_key) in keys {
+            let row = sqlx::query(
+                "SELECT event_id FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3",
+            )
+            .bind(room_id)
+            .bind(event_type)
+            .bind(state_key)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(row) = row {
+                found.insert((event_type.clone(), state_key.clone()), row.try_get(0)?);
+            }
+        }
+        Ok(found)
     }
 
     pub async fn current_state_event(
@@ -785,15 +818,18 @@ async fn load_state_group(conn: &mut sqlx::AnyConnection, group_id: i64) -> Resu
     }
     let mut state = StateMap::new();
     for group in chain.into_iter().rev() {
-        let rows = sqlx::query("SELECT event_type, state_key, event_id FROM state_group_entries WHERE group_id = $1")
-            .bind(group)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in rows {
-            state.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
-        }
+        state.extend(group_entries(conn, group).await?);
     }
     Ok(state)
+}
+
+/// The entries stored with one group (all of it for a snapshot, its delta otherwise).
+async fn group_entries(conn: &mut sqlx::AnyConnection, group_id: i64) -> Result<StateMap, sqlx::Error> {
+    let rows = sqlx::query("SELECT event_type, state_key, event_id FROM state_group_entries WHERE group_id = $1")
+        .bind(group_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(|row| Ok(((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?))).collect()
 }
 
 async fn update_extremities(

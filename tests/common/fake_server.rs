@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 
 use super::TestServer;
 use super::matrix::encode;
+use super::synapse::Synapse;
 
 /// The longest any one request to kith may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,6 +78,25 @@ struct SendLimit {
     max_bytes: Option<usize>,
     first_delay: Option<Duration>,
     refused: usize,
+}
+
+/// A server the fake server sends signed requests to: where it listens, and its name.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// `https://127.0.0.1:<port>`.
+    pub base: String,
+    pub name: String,
+}
+
+impl Destination {
+    pub fn kith(kith: &TestServer) -> Self {
+        Self { base: kith.base.clone(), name: name_of(kith) }
+    }
+
+    /// A Synapse's federation listener.
+    pub fn synapse(synapse: &Synapse) -> Self {
+        Self { base: format!("https://127.0.0.1:{}", synapse.federation_port), name: synapse.server_name.clone() }
+    }
 }
 
 /// A room the fake server joined one of its users to through kith.
@@ -199,7 +219,9 @@ impl FakeServer {
                     async move { profile_answer(&served, query.get("user_id").map(String::as_str).unwrap_or_default()) }
                 }),
             )
-            .fallback(move |uri: axum::http::Uri| {
+            // The request body is read even though unused: a connection closed with
+            // unread input is reset, and a slow client (Synapse) then loses the answer.
+            .fallback(move |uri: axum::http::Uri, _body: axum::body::Bytes| {
                 let answer = canned_answer(&canned, uri.path());
                 async move {
                     let (status, body, delay) = answer.unwrap_or_else(|| {
@@ -304,6 +326,13 @@ impl FakeServer {
         self
     }
 
+    /// Requests that may take up to `timeout` (answers of very big rooms).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.client =
+            reqwest::Client::builder().timeout(timeout).danger_accept_invalid_certs(true).build().expect("client");
+        self
+    }
+
     /// The EDUs kith sent this server, oldest first.
     pub fn received_edus(&self) -> Vec<Value> {
         self.edus.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
@@ -362,11 +391,53 @@ impl FakeServer {
 
     /// The `Authorization` header of a request from this server to kith.
     pub fn authorization(&self, kith: &TestServer, method: &Method, path: &str, signed_body: Vec<u8>) -> String {
+        self.authorization_to(&name_of(kith), method, path, signed_body)
+    }
+
+    /// The `Authorization` header of a request from this server to the server `destination`.
+    pub fn authorization_to(&self, destination: &str, method: &Method, path: &str, signed_body: Vec<u8>) -> String {
         let request =
             axum::http::Request::builder().method(method.clone()).uri(path).body(signed_body).expect("request");
-        let input =
-            XMatrixSigningInput::new(server_name(&self.name), server_name(&name_of(kith)), self.keys.key_pair());
+        let input = XMatrixSigningInput::new(server_name(&self.name), server_name(destination), self.keys.key_pair());
         XMatrix::sign_http_request(&request, input).expect("sign the request").to_string()
+    }
+
+    /// A request to any federating server (kith, Synapse), X-Matrix signed by this
+    /// server, with a JSON body; the answer as sent, unparsed.
+    pub async fn request_bytes_to(
+        &self,
+        to: &Destination,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, bytes::Bytes) {
+        let body = body.map(|b| serde_json::to_vec(b).expect("serialize body")).unwrap_or_default();
+        let authorization = self.authorization_to(&to.name, &method, path, body.clone());
+        let response = self
+            .client
+            .request(method.clone(), format!("{}{path}", to.base))
+            .header("Authorization", authorization)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{method} {path} to {}: {err}", to.name));
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_else(|err| panic!("{method} {path} to {}: {err}", to.name));
+        (status, bytes)
+    }
+
+    /// Like [`Self::request_bytes_to`], the answer parsed (a string if it is not JSON).
+    pub async fn request_to(
+        &self,
+        to: &Destination,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let (status, bytes) = self.request_bytes_to(to, method, path, body).await;
+        let text = || Value::String(String::from_utf8_lossy(&bytes).into_owned());
+        (status, serde_json::from_slice(&bytes).unwrap_or_else(|_| text()))
     }
 
     /// The `Authorization` header of a request whose body is `content` (any JSON, floats

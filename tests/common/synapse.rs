@@ -43,7 +43,8 @@ impl Synapse {
              federation_verify_certificates: false\nip_range_whitelist: ['127.0.0.1']\nip_range_blacklist: ['10.0.0.0/8']\n\
              rc_message: {{per_second: 1000, burst_count: 1000}}\nrc_joins: {{local: {{per_second: 1000, burst_count: 1000}}, remote: {{per_second: 1000, burst_count: 1000}}}}\n\
              rc_joins_per_room: {{per_second: 1000, burst_count: 1000}}\nrc_registration: {{per_second: 1000, burst_count: 1000}}\n\
-             rc_login: {{address: {{per_second: 1000, burst_count: 1000}}, account: {{per_second: 1000, burst_count: 1000}}, failed_attempts: {{per_second: 1000, burst_count: 1000}}}}\n",
+             rc_login: {{address: {{per_second: 1000, burst_count: 1000}}, account: {{per_second: 1000, burst_count: 1000}}, failed_attempts: {{per_second: 1000, burst_count: 1000}}}}\n\
+             rc_federation: {{window_size: 1000, sleep_limit: 100000, reject_limit: 100000, concurrent: 1000}}\n",
             crt = path("tls.crt"),
             key = path("tls.key"),
             db = path("homeserver.db"),
@@ -107,8 +108,22 @@ impl Synapse {
         self.spawn().await;
     }
 
+    /// The Synapse process's id, while it runs (a child of the watchdog shell).
+    pub fn pid(&self) -> Option<u32> {
+        let watchdog = self.watchdog.as_ref()?.id();
+        let children = std::fs::read_to_string(format!("/proc/{watchdog}/task/{watchdog}/children")).ok()?;
+        children.split_whitespace().filter_map(|pid| pid.parse().ok()).find(|pid: &u32| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("synapse.app.homeserver")
+        })
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("synapse.log")
+    }
+
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("synapse.log")).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     pub fn version() -> String {

@@ -1,7 +1,7 @@
 //! What other servers may read of a room's DAG: single events, the state at an event,
 //! auth chains, missing events and backfill, each only for a server that could see it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use ruma::api::federation::authorization::get_event_authorization;
@@ -14,7 +14,7 @@ use serde_json::value::RawValue as RawJsonValue;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::Rooms;
 use crate::services::rooms::format::pdu_json;
-use crate::store::{StateMap, Store, StoredEvent};
+use crate::store::{Store, StoredEvent};
 
 /// `get_missing_events` and `backfill` return at most this many events.
 const MAX_EVENTS_PER_REQUEST: usize = 100;
@@ -34,46 +34,65 @@ impl History {
     /// `server` was joined (or, for `invited`/`shared` history, invited) then, or for
     /// `shared` history one is joined now.
     pub async fn server_can_see(&self, server: &ServerName, event: &StoredEvent) -> ApiResult<bool> {
+        self.can_see(server, event, &mut Sight::default()).await
+    }
+
+    /// [`Self::server_can_see`], keeping in `sight` what the next event of the same
+    /// request may need again. Only the entries that decide are read of the state at
+    /// the event: its history visibility and `server`'s members.
+    async fn can_see(&self, server: &ServerName, event: &StoredEvent, sight: &mut Sight) -> ApiResult<bool> {
         if event.rejected {
             return Ok(false);
         }
-        let state = match event.state_group_after.or(event.state_group_before) {
-            Some(group) => self.store.state_group(group).await?,
-            None => self.store.current_state(&event.room_id).await?,
+        let suffix = format!(":{server}");
+        let decides = |(kind, key): &(String, String)| {
+            (kind == "m.room.history_visibility" && key.is_empty())
+                || (kind == "m.room.member" && key.ends_with(&suffix))
         };
-        let visibility = self.state_content(&state, "m.room.history_visibility").await?;
-        let visibility = visibility["history_visibility"].as_str().unwrap_or("shared").to_owned();
+        let state = match event.state_group_after.or(event.state_group_before) {
+            Some(group) => self.rooms.state_group_select(group, decides).await?,
+            // An outlier (held without the state at it): the current state decides.
+            None => self.store.current_visibility_state(&event.room_id, server.as_str()).await?,
+        };
+        let visibility_id = state.get(&("m.room.history_visibility".to_owned(), String::new()));
+        let visibility =
+            self.content_fields(sight, visibility_id.into_iter().cloned().collect(), "history_visibility").await?;
+        let visibility = visibility.into_iter().flatten().next().unwrap_or_else(|| "shared".to_owned());
         if visibility == "world_readable" {
             return Ok(true);
         }
-        let memberships = self.server_memberships(server, &state).await?;
-        let allowed = |m: &str| m == "join" || (m == "invite" && visibility != "joined");
-        if memberships.iter().any(|m| allowed(m)) {
-            return Ok(true);
-        }
-        if visibility == "shared" {
-            let current = self.store.current_state(&event.room_id).await?;
-            return Ok(self.server_memberships(server, &current).await?.iter().any(|m| m == "join"));
-        }
-        Ok(false)
-    }
-
-    async fn state_content(&self, state: &StateMap, event_type: &str) -> ApiResult<Value> {
-        let Some(id) = state.get(&(event_type.to_owned(), String::new())) else { return Ok(Value::Null) };
-        Ok(self.store.get_event(id).await?.map(|e| e.json["content"].clone()).unwrap_or(Value::Null))
-    }
-
-    /// The memberships of `server`'s users in a state.
-    async fn server_memberships(&self, server: &ServerName, state: &StateMap) -> ApiResult<Vec<String>> {
-        let ids: Vec<String> = state
+        let member_ids: Vec<String> = state
             .iter()
             .filter(|((kind, key), _)| {
                 kind == "m.room.member" && <&UserId>::try_from(key.as_str()).is_ok_and(|u| u.server_name() == server)
             })
             .map(|(_, id)| id.clone())
             .collect();
-        let events = self.store.events_by_id(&ids).await?;
-        Ok(events.iter().filter_map(|e| e.json["content"]["membership"].as_str().map(str::to_owned)).collect())
+        let memberships = self.content_fields(sight, member_ids, "membership").await?;
+        let allowed = |m: &str| m == "join" || (m == "invite" && visibility != "joined");
+        if memberships.iter().flatten().any(|m| allowed(m)) {
+            return Ok(true);
+        }
+        if visibility == "shared" {
+            if sight.joined_now.is_none() {
+                sight.joined_now = Some(self.store.server_joined(&event.room_id, server.as_str()).await?);
+            }
+            return Ok(sight.joined_now == Some(true));
+        }
+        Ok(false)
+    }
+
+    /// One string field of the content of each held event of `ids`, read once per
+    /// request.
+    async fn content_fields(&self, sight: &mut Sight, ids: Vec<String>, field: &str) -> ApiResult<Vec<Option<String>>> {
+        let unread: Vec<String> = ids.iter().filter(|id| !sight.fields.contains_key(*id)).cloned().collect();
+        if !unread.is_empty() {
+            for event in self.store.events_by_id(&unread).await? {
+                let value = event.json["content"][field].as_str().map(str::to_owned);
+                sight.fields.insert(event.event_id, value);
+            }
+        }
+        Ok(ids.iter().filter_map(|id| sight.fields.get(id).cloned()).collect())
     }
 
     /// An event of `room_id` (any room when None) that `server` may see, else 404/403.
@@ -124,7 +143,7 @@ impl History {
         let event = self.event_for_server(server, Some(room_id), event_id).await?;
         let group =
             event.state_group_before.ok_or_else(|| MatrixError::not_found("The state at this event is not known"))?;
-        let state: Vec<String> = self.store.state_group(group).await?.into_values().collect();
+        let state: Vec<String> = self.rooms.state_group(group).await?.values().cloned().collect();
         let chain = self.rooms.auth_chain_of(state.clone()).await?;
         Ok((state, chain.into_iter().collect()))
     }
@@ -187,6 +206,7 @@ impl History {
         let limit = body["limit"].as_u64().unwrap_or(10).clamp(1, MAX_EVENTS_PER_REQUEST as u64) as usize;
         let min_depth = body["min_depth"].as_i64().unwrap_or(0);
         let mut found = Vec::new();
+        let mut sight = Sight::default();
         let mut seen: HashSet<String> = latest.iter().cloned().collect();
         let mut queue: VecDeque<String> = VecDeque::new();
         for id in &latest {
@@ -201,7 +221,7 @@ impl History {
                 continue;
             }
             let Some(event) = self.store.get_event(&id).await?.filter(|e| e.room_id == room_id) else { continue };
-            if event.depth < min_depth || !self.server_can_see(server, &event).await? {
+            if event.depth < min_depth || !self.can_see(server, &event, &mut sight).await? {
                 continue;
             }
             queue.extend(prev_ids(&event));
@@ -227,6 +247,7 @@ impl History {
             self.event_for_server(server, Some(room_id), id).await?;
         }
         let mut found = Vec::new();
+        let mut sight = Sight::default();
         let mut seen = HashSet::new();
         let mut queue: VecDeque<String> = from.iter().take(MAX_EVENTS_PER_REQUEST).cloned().collect();
         while let Some(id) = queue.pop_front() {
@@ -237,7 +258,7 @@ impl History {
                 continue;
             }
             let Some(event) = self.store.get_event(&id).await?.filter(|e| e.room_id == room_id) else { continue };
-            if !self.server_can_see(server, &event).await? {
+            if !self.can_see(server, &event, &mut sight).await? {
                 continue;
             }
             queue.extend(prev_ids(&event));
@@ -246,6 +267,15 @@ impl History {
         let pdus = found.iter().map(|e| raw_pdu(&e.json)).collect::<ApiResult<_>>()?;
         Ok(get_backfill::v1::Response::new(self.server_name.clone(), MilliSecondsSinceUnixEpoch::now(), pdus))
     }
+}
+
+/// What one request has read while deciding what a server may see, for its next event:
+/// whether the server is in the room now, and fields of event contents by event id
+/// (events never change but by redaction, which keeps these fields).
+#[derive(Default)]
+struct Sight {
+    joined_now: Option<bool>,
+    fields: HashMap<String, Option<String>>,
 }
 
 /// An event already read, as other servers get it.

@@ -124,18 +124,21 @@ impl Joins {
     /// state already carries.
     pub async fn join_response(&self, event: &CheckedEvent, omit_members: bool) -> ApiResult<SendJoinAnswer> {
         let stored = self.rooms.require_event(&event.event_id).await?;
-        let mut state = match stored.state_group_before {
-            Some(group) => self.store.state_group(group).await?,
+        let state = match stored.state_group_before {
+            Some(group) => self.rooms.state_group(group).await?,
             None => return Err(MatrixError::internal("send_join", "joined event without state")),
         };
         let room_id = stored.room_id.as_str();
         let servers = self.servers_in_room(room_id).await?;
-        if omit_members {
-            let joiner = event.pdu.state_key.as_deref().unwrap_or_default().to_owned();
-            let heroes = self.heroes(room_id, &state, &joiner).await?;
-            state.retain(|(kind, key), _| kind != "m.room.member" || *key == joiner || heroes.contains(key));
-        }
-        let state_ids: Vec<String> = state.into_values().collect();
+        let state_ids: Vec<String> = if omit_members {
+            let joiner = event.pdu.state_key.as_deref().unwrap_or_default();
+            let heroes = self.heroes(room_id, &state, joiner).await?;
+            let sent =
+                |(kind, key): &(String, String)| kind != "m.room.member" || key == joiner || heroes.contains(key);
+            state.iter().filter(|(key, _)| sent(key)).map(|(_, id)| id.clone()).collect()
+        } else {
+            state.values().cloned().collect()
+        };
         let mut roots = state_ids.clone();
         roots.extend(event.pdu.auth_events.iter().map(ToString::to_string));
         let mut chain = self.rooms.auth_chain_of(roots).await?;
@@ -156,15 +159,14 @@ impl Joins {
     /// The servers of the room's joined members (from the membership mirror, so no
     /// member event is read), this one included.
     async fn servers_in_room(&self, room_id: &str) -> ApiResult<Vec<String>> {
-        let members = self.store.room_members(room_id).await?;
-        let mut servers: HashSet<String> = members
+        let members = self.store.joined_user_ids(room_id).await?;
+        let mut servers: HashSet<&str> = members
             .iter()
-            .filter(|m| m.membership == "join")
-            .filter_map(|m| <&UserId>::try_from(m.user_id.as_str()).ok())
-            .map(|user| user.server_name().to_string())
+            .filter_map(|user| <&UserId>::try_from(user.as_str()).ok())
+            .map(|user| user.server_name().as_str())
             .collect();
-        servers.insert(self.server_name.to_string());
-        let mut servers: Vec<String> = servers.into_iter().collect();
+        servers.insert(self.server_name.as_str());
+        let mut servers: Vec<String> = servers.into_iter().map(str::to_owned).collect();
         servers.sort();
         Ok(servers)
     }

@@ -1,6 +1,7 @@
 //! The background resync of rooms joined with a partial state (MSC3902): the full state
 //! at the join is asked of the server joined through (then of the other servers in the
-//! room), what is missing is fetched and checked, and `Rooms` re-checks every event
+//! room), in one `/state` answer (or, from a server that does not give it, `/state_ids`
+//! and each missing event), checked and stored, and `Rooms` re-checks every event
 //! since the join against it. Resumes after a restart (the partial flag is persisted;
 //! the resync starts over, which is idempotent); a room the local users left is dropped.
 
@@ -15,13 +16,13 @@ use ruma::{OwnedEventId, OwnedServerName, ServerName};
 
 use super::Joins;
 use crate::error::{ApiResult, MatrixError};
+use crate::services::federation::client::FederationError;
 use crate::services::federation::inbound::parse_id;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{PartialStateRoom, StateMap};
 
-/// Missing events up to this many are fetched one by one (`/event`); more, with the
-/// whole state (`/state`).
-const FETCH_ONE_BY_ONE: usize = 50;
+/// Events asked of `/event` at the same time, when `/state` was not answered.
+const EVENT_FETCHES_AT_ONCE: usize = 8;
 /// The whole state of a big room may be this large.
 const MAX_STATE_BYTES: usize = 512 * 1024 * 1024;
 /// Ids in a `/state_ids` answer, at most...
@@ -123,8 +124,11 @@ impl Joins {
             .collect()
     }
 
-    /// The full state before the join, from `server`: ids first, then what this server
-    /// lacks, checked and stored.
+    /// The full state before the join, from `server`, fetched once. After a partial
+    /// join most of it is missing (the members), so `/state` is asked first: the state
+    /// and its auth chain in one answer. A resident that answers it with anything but
+    /// the state (a 404, an answer too big) is asked `/state_ids`, then each event this
+    /// server lacks on its own.
     async fn full_state_from(
         &self,
         server: &ServerName,
@@ -132,24 +136,15 @@ impl Joins {
         room: &PartialStateRoom,
     ) -> ApiResult<StateMap> {
         let (room_id, join) = (room.room_id.as_str(), room.join_event_id.as_str());
-        let request = get_room_state_ids::v1::Request::new(parse_id(join)?, parse_id(room_id)?);
-        let answer =
-            self.client.send_with_limit(server, request, MAX_STATE_IDS_BYTES).await.map_err(|e| e.to_client_error())?;
-        let mut state_ids = id_list(&answer.pdu_ids)?;
-        state_ids.retain(|id| id != join);
-        let chain_ids = id_list(&answer.auth_chain_ids)?;
-        let wanted: Vec<String> = state_ids.iter().chain(&chain_ids).cloned().collect();
-        let held: HashSet<String> = self.store.events_by_id(&wanted).await?.into_iter().map(|e| e.event_id).collect();
-        let missing: Vec<String> = wanted.into_iter().filter(|id| !held.contains(id)).collect();
-        if missing.len() > FETCH_ONE_BY_ONE {
-            self.fetch_whole_state(server, rules, room).await?;
-        } else {
-            let mut fetched = Vec::new();
-            for id in &missing {
-                fetched.extend(self.inbound.fetch_event(server, rules, room_id, id).await?);
+        let request = get_room_state::v1::Request::new(parse_id(join)?, parse_id(room_id)?);
+        let state_ids = match self.client.send_with_limit(server, request, MAX_STATE_BYTES).await {
+            Ok(answer) => self.store_whole_state(rules, room, answer).await?,
+            Err(err) if !err.is_down() && !matches!(err, FederationError::NotAllowed(_)) => {
+                tracing::info!(%room_id, %server, %err, "no state answer; asking state ids");
+                self.fetch_missing_state(server, rules, room).await?
             }
-            self.rooms.persist_outliers(fetched, rules).await?;
-        }
+            Err(err) => return Err(err.to_client_error()),
+        };
         let state = self.rooms.state_map_of(&state_ids).await?;
         if !state.contains_key(&("m.room.create".to_owned(), String::new())) {
             return Err(MatrixError::new(
@@ -161,20 +156,54 @@ impl Joins {
         Ok(state)
     }
 
-    /// `GET /state`: every state event before the join and their auth chain.
-    async fn fetch_whole_state(
+    /// The `/state` answer (every state event before the join and their auth chain),
+    /// checked and stored; the ids of the state events.
+    async fn store_whole_state(
+        &self,
+        rules: &RoomVersionRules,
+        room: &PartialStateRoom,
+        answer: get_room_state::v1::Response,
+    ) -> ApiResult<Vec<String>> {
+        let (room_id, join) = (room.room_id.as_str(), room.join_event_id.as_str());
+        let mut events = self.inbound.check_fetched(rules, room_id, &answer.auth_chain).await;
+        let state = self.inbound.check_fetched(rules, room_id, &answer.pdus).await;
+        let state_ids = state.iter().map(|e| e.event_id.clone()).filter(|id| id != join).collect();
+        events.extend(state);
+        self.rooms.persist_outliers(events, rules).await?;
+        Ok(state_ids)
+    }
+
+    /// `GET /state_ids`, then each event this server lacks from `/event`, a few at a
+    /// time; the ids of the state events.
+    async fn fetch_missing_state(
         &self,
         server: &ServerName,
         rules: &RoomVersionRules,
         room: &PartialStateRoom,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Vec<String>> {
         let (room_id, join) = (room.room_id.as_str(), room.join_event_id.as_str());
-        let request = get_room_state::v1::Request::new(parse_id(join)?, parse_id(room_id)?);
+        let request = get_room_state_ids::v1::Request::new(parse_id(join)?, parse_id(room_id)?);
         let answer =
-            self.client.send_with_limit(server, request, MAX_STATE_BYTES).await.map_err(|e| e.to_client_error())?;
-        let mut events = self.inbound.check_fetched(rules, room_id, &answer.auth_chain).await;
-        events.extend(self.inbound.check_fetched(rules, room_id, &answer.pdus).await);
-        self.rooms.persist_outliers(events, rules).await
+            self.client.send_with_limit(server, request, MAX_STATE_IDS_BYTES).await.map_err(|e| e.to_client_error())?;
+        let mut state_ids = id_list(&answer.pdu_ids)?;
+        state_ids.retain(|id| id != join);
+        let chain_ids = id_list(&answer.auth_chain_ids)?;
+        let wanted: Vec<String> = state_ids.iter().chain(&chain_ids).cloned().collect();
+        let held: HashSet<String> = self.store.events_by_id(&wanted).await?.into_iter().map(|e| e.event_id).collect();
+        let missing: Vec<String> = wanted.into_iter().filter(|id| !held.contains(id)).collect();
+        let mut fetched = Vec::with_capacity(missing.len());
+        for batch in missing.chunks(EVENT_FETCHES_AT_ONCE) {
+            // A loop, not a closure: the futures must stay `Send` for the worker.
+            let mut asks = Vec::with_capacity(batch.len());
+            for id in batch {
+                asks.push(self.inbound.fetch_event(server, rules, room_id, id));
+            }
+            for answer in futures_util::future::join_all(asks).await {
+                fetched.extend(answer?);
+            }
+        }
+        self.rooms.persist_outliers(fetched, rules).await?;
+        Ok(state_ids)
     }
 }
 

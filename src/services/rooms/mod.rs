@@ -19,6 +19,7 @@ mod purge;
 mod redaction;
 pub mod remote;
 mod state;
+mod state_groups;
 mod summary;
 pub mod timeline;
 mod upgrade;
@@ -50,6 +51,7 @@ pub struct Rooms {
     /// The newest event stream position; `/sync` long-polls wait on it.
     pub(crate) events_written: watch::Sender<i64>,
     auth_chains: auth_chains::AuthChains,
+    state_groups: state_groups::StateGroups,
 }
 
 /// What a client asks to send.
@@ -73,6 +75,7 @@ impl Rooms {
             room_locks: KeyedLocks::new(MAX_IDLE_ROOM_LOCKS),
             events_written: watch::channel(head).0,
             auth_chains: auth_chains::AuthChains::default(),
+            state_groups: state_groups::StateGroups::default(),
         })
     }
 
@@ -182,6 +185,20 @@ impl Rooms {
             Some(group) => Ok(self.store.state_group(group).await?),
             None => Ok(StateMap::new()),
         }
+    }
+
+    /// The full state a group stands for, shared (groups never change).
+    pub async fn state_group(&self, group: i64) -> ApiResult<Arc<StateMap>> {
+        self.state_groups.get(&self.store, group).await
+    }
+
+    /// The entries of a group's state whose key `wanted` accepts.
+    pub async fn state_group_select(
+        &self,
+        group: i64,
+        wanted: impl Fn(&(String, String)) -> bool,
+    ) -> ApiResult<StateMap> {
+        self.state_groups.select(&self.store, group, wanted).await
     }
 
     pub async fn require_event(&self, event_id: &str) -> ApiResult<StoredEvent> {

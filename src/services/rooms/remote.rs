@@ -170,10 +170,12 @@ impl Rooms {
             }
             return Ok(Outcome::Rejected(reason));
         }
-        let current = self.store.current_state(event.pdu.room_id.as_str()).await?;
         let soft_fail = match joined || partial {
             true => Ok(()),
-            false => self.check_against_state(rules, &event.pdu, &current).await?,
+            false => {
+                let current = self.current_auth_state(rules, &event.pdu).await?;
+                self.check_against_state(rules, &event.pdu, &current).await?
+            }
         };
         if let Err(reason) = soft_fail {
             tracing::info!(event_id = %event.event_id, %reason, "soft-failing event");
@@ -280,7 +282,7 @@ impl Rooms {
         let mut maps = vec![state_after];
         for other in others {
             if let Some(group) = other.state_group_after {
-                maps.push(self.store.state_group(group).await?);
+                maps.push(StateMap::clone(&*self.state_group(group).await?));
             }
         }
         self.resolve_with_pending(rules, maps, Some(&event.pdu)).await
@@ -353,6 +355,17 @@ impl Rooms {
     /// The auth rules against a room state (the state before the event, or the current
     /// state for soft-failing). The outer error is a storage failure, the inner one the
     /// reason the event is not allowed.
+    /// What the auth rules read of the room's current state for `pdu` (not the whole
+    /// state: a big room's is 100,000 entries).
+    async fn current_auth_state(&self, rules: &RoomVersionRules, pdu: &Pdu) -> ApiResult<StateMap> {
+        let types =
+            auth_types_for_event(&pdu.kind, &pdu.sender, pdu.state_key.as_deref(), &pdu.content, &rules.authorization)
+                .unwrap_or_default();
+        let mut keys: Vec<(String, String)> = types.into_iter().map(|(kind, key)| (kind.to_string(), key)).collect();
+        keys.push(("m.room.create".to_owned(), String::new()));
+        Ok(self.store.current_state_entries(pdu.room_id.as_str(), &keys).await?)
+    }
+
     pub(super) async fn check_against_state(
         &self,
         rules: &RoomVersionRules,

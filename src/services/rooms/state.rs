@@ -32,11 +32,11 @@ impl Rooms {
         groups.sort_unstable();
         groups.dedup();
         if let [single] = groups.as_slice() {
-            return Ok((self.store.state_group(*single).await?, Some(*single)));
+            return Ok((StateMap::clone(&*self.state_group(*single).await?), Some(*single)));
         }
         let mut maps = Vec::with_capacity(groups.len());
         for group in groups {
-            maps.push(self.store.state_group(group).await?);
+            maps.push(StateMap::clone(&*self.state_group(group).await?));
         }
         Ok((self.resolve(rules, maps).await?, None))
     }
@@ -46,7 +46,7 @@ impl Rooms {
         let mut maps = Vec::new();
         for event in self.store.events_by_id(event_ids).await? {
             if let Some(group) = event.state_group_after {
-                maps.push(self.store.state_group(group).await?);
+                maps.push(StateMap::clone(&*self.state_group(group).await?));
             }
         }
         Ok(maps)

@@ -98,8 +98,9 @@ pub fn verify_pdu(parsed: ParsedPdu, keys: &PublicKeyMap, rules: &RoomVersionRul
     Ok(CheckedEvent { event_id: parsed.event_id, json, pdu })
 }
 
-/// A fetched state or auth chain larger than this is refused.
-const MAX_FETCHED_EVENTS: usize = 50_000;
+/// A fetched state or auth chain is read no further than this many events (as many as
+/// a `/state_ids` answer may name; the answer's size is bounded too).
+const MAX_FETCHED_EVENTS: usize = 500_000;
 
 impl Inbound {
     /// Parses a PDU and checks its signatures with keys fetched from the servers that
