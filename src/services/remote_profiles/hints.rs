@@ -1,6 +1,7 @@
 //! The hint worker: follows the current-state deltas and queues profile fetches for
 //! remote users the cache does not know, or knows differently from a member event.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,8 +50,21 @@ impl ProfileHints {
         let store = &self.profiles.store;
         let position = store.consumer_position(CONSUMER).await?;
         let deltas = store.current_state_deltas_since(position, BATCH).await?;
+        // Whether a room has a local member, asked once per room and batch: a big room
+        // taken in at once brings thousands of joins, and the question walks its members.
+        let mut local_rooms: HashMap<String, bool> = HashMap::new();
         for delta in deltas.iter().filter(|d| d.event_type == "m.room.member") {
-            self.apply_membership(delta).await?;
+            let has_local = match local_rooms.get(&delta.room_id) {
+                Some(known) => *known,
+                None => {
+                    let has_local = store.has_local_member(&delta.room_id).await?;
+                    local_rooms.insert(delta.room_id.clone(), has_local);
+                    has_local
+                }
+            };
+            if has_local {
+                self.apply_membership(delta).await?;
+            }
         }
         if let Some(last) = deltas.last() {
             store.set_consumer_position(CONSUMER, last.stream_id).await?;
@@ -58,6 +72,7 @@ impl ProfileHints {
         Ok(deltas.len() as i64 == BATCH)
     }
 
+    /// A membership change in a room with a local member.
     async fn apply_membership(&self, delta: &StateDelta) -> anyhow::Result<()> {
         let store = &self.profiles.store;
         let Ok(user_id) = <&UserId>::try_from(delta.state_key.as_str()) else { return Ok(()) };
@@ -66,7 +81,7 @@ impl ProfileHints {
             None => None,
         };
         let content = event.map(|e| e.json["content"].clone()).unwrap_or(Value::Null);
-        if content["membership"] != "join" || !store.has_local_member(&delta.room_id).await? {
+        if content["membership"] != "join" {
             return Ok(());
         }
         if self.profiles.is_remote(user_id) {
