@@ -304,24 +304,30 @@ impl DirectoryIndex {
 
     /// How many positions of each field start with each short prefix: folded prefixes,
     /// and, for accented lexemes, the prefixes as typed.
-    fn short_counts(&self, doc: &[u32]) -> HashMap<(u128, usize), u32> {
-        let mut counts: HashMap<(u128, usize), u32> = HashMap::new();
+    fn short_counts(&self, doc: &[u32]) -> Vec<((u128, usize), u32)> {
+        let mut keys: Vec<(u128, usize)> = Vec::with_capacity(doc.len() * 3);
         for entry in doc {
             let (lexeme, field) = position(*entry);
             let folded = self.lexicon.text(self.lexicon.folded(lexeme));
-            for prefix in short_prefixes(folded) {
-                if let Some(key) = short_key(prefix, false) {
-                    *counts.entry((key, field as usize)).or_default() += 1;
-                }
-            }
+            keys.extend(
+                short_prefixes(folded).filter_map(|prefix| short_key(prefix, false)).map(|k| (k, field as usize)),
+            );
             if self.lexicon.folded(lexeme) != lexeme {
                 for prefix in short_prefixes(self.lexicon.text(lexeme)) {
                     if fold_accents(prefix) != prefix
                         && let Some(key) = short_key(prefix, true)
                     {
-                        *counts.entry((key, field as usize)).or_default() += 1;
+                        keys.push((key, field as usize));
                     }
                 }
+            }
+        }
+        keys.sort_unstable();
+        let mut counts: Vec<((u128, usize), u32)> = Vec::with_capacity(keys.len());
+        for key in keys {
+            match counts.last_mut() {
+                Some((last, count)) if *last == key => *count += 1,
+                _ => counts.push((key, 1)),
             }
         }
         counts
@@ -548,7 +554,7 @@ mod tests {
     }
 
     fn users_with_prefix(index: &DirectoryIndex, prefix: &str, field: Field) -> Vec<u32> {
-        index.lexicon.prefix_layers(prefix, field as usize, false)[0].iter().collect()
+        index.lexicon.prefix_layers(prefix, false)[field as usize][0].iter().collect()
     }
 
     #[test]
@@ -575,9 +581,9 @@ mod tests {
     fn positions_count_per_field_and_repeats_are_noted() {
         let mut index = DirectoryIndex::default();
         let id = index.upsert_user("@mary_martin:x", profile("Mary Martin"), true);
-        let [one, two, three] = index.lexicon.prefix_layers("mar", Field::DisplayName as usize, false);
+        let [one, two, three] = index.lexicon.prefix_layers("mar", false)[Field::DisplayName as usize].clone();
         assert!(one.contains(id) && two.contains(id) && !three.contains(id));
-        let [one, two, _] = index.lexicon.prefix_layers("mart", Field::Localpart as usize, false);
+        let [one, two, _] = index.lexicon.prefix_layers("mart", false)[Field::Localpart as usize].clone();
         assert!(one.contains(id) && !two.contains(id));
         assert!(!index.repeats.contains(id));
         let anna = index.upsert_user("@a:x", profile("Anna Anna"), true);
@@ -593,9 +599,9 @@ mod tests {
         assert!(index.lexicon.exact("gonzalez", name, false).contains(id));
         assert!(index.lexicon.exact("gonzalez", name, true).is_empty());
         assert!(index.lexicon.exact("gonzález", name, true).contains(id));
-        assert!(index.lexicon.prefix_layers("gonzá", name, true)[0].contains(id));
-        assert!(index.lexicon.prefix_layers("gon", name, false)[0].contains(id));
-        assert!(index.lexicon.prefix_layers("gonza", name, false)[0].contains(id));
+        assert!(index.lexicon.prefix_layers("gonzá", true)[name][0].contains(id));
+        assert!(index.lexicon.prefix_layers("gon", false)[name][0].contains(id));
+        assert!(index.lexicon.prefix_layers("gonza", false)[name][0].contains(id));
     }
 
     #[test]

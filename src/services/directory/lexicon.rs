@@ -195,7 +195,9 @@ impl Lexicon {
     /// Lexemes starting with `prefix`.
     pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = u32> + 'a {
         let start = self.sorted.partition_point(|id| self.text(*id) < prefix);
-        let sorted = self.sorted[start..].iter().take_while(move |id| self.text(**id).starts_with(prefix));
+        let (head, mask) = prefix_head(prefix);
+        let matches = move |id: &u32| self.heads[*id as usize] & mask == head && self.text(*id).starts_with(prefix);
+        let sorted = self.sorted[start..].iter().take_while(move |id| matches(id));
         let unsorted = self.unsorted.iter().filter(move |id| self.text(**id).starts_with(prefix));
         sorted.chain(unsorted).copied()
     }
@@ -222,20 +224,14 @@ impl Lexicon {
         }
     }
 
-    /// The sets of users one lexeme stands for in `field`: as typed (`accented`), or
-    /// every lexeme folding to it.
-    fn slots_of(&self, lexeme: u32, field: usize, accented: bool) -> [Option<Slot>; 2] {
-        let literal = Some(self.postings[lexeme as usize][field]);
-        let folded = if accented { None } else { self.fold_postings.get(&lexeme).map(|slots| slots[field]) };
-        [literal, folded]
-    }
-
     /// Users having `word` in `field` (as typed, or folding to it when typed without
     /// accents).
     pub fn exact(&self, word: &str, field: usize, accented: bool) -> RoaringBitmap {
         let Some(id) = self.id(word) else { return RoaringBitmap::new() };
+        let literal = Some(self.postings[id as usize][field]);
+        let folded = if accented { None } else { self.fold_postings.get(&id).map(|slots| slots[field]) };
         let mut users = RoaringBitmap::new();
-        for slot in self.slots_of(id, field, accented).into_iter().flatten() {
+        for slot in [literal, folded].into_iter().flatten() {
             if let Some(bitmap) = self.pool.bitmap(slot) {
                 users |= bitmap;
             } else if let Some(user) = self.pool.single(slot) {
@@ -245,24 +241,29 @@ impl Lexicon {
         users
     }
 
-    /// Users with one, two, three or more positions in `field` whose lexeme starts with
+    /// Per field, users with one, two, three or more positions whose lexeme starts with
     /// `prefix` (for lexemes repeated within a field, see `DirectoryIndex::repeats`).
-    pub fn prefix_layers(&self, prefix: &str, field: usize, accented: bool) -> [RoaringBitmap; 3] {
+    /// The range of lexemes is read once for the three fields.
+    pub fn prefix_layers(&self, prefix: &str, accented: bool) -> [[RoaringBitmap; 3]; 3] {
         if let Some(key) = short_key(prefix, accented) {
-            let layers = self.short.get(&key).map(|layers| layers.map(|layer| layer[field]));
-            return layers.map(|layers| layers.map(|slot| self.pool.to_bitmap(slot))).unwrap_or_default();
+            let Some(layers) = self.short.get(&key) else { return Default::default() };
+            return [0, 1, 2].map(|field| layers.map(|layer| self.pool.to_bitmap(layer[field])));
         }
-        let mut layers = Layers::default();
+        let mut layers: [Layers; 3] = Default::default();
         for lexeme in self.with_prefix(prefix) {
             // Without accents typed, an accented lexeme counts through its folded form.
             if !accented && self.folded(lexeme) != lexeme {
                 continue;
             }
-            for slot in self.slots_of(lexeme, field, accented).into_iter().flatten() {
-                layers.add(&self.pool, slot);
+            let folded = if accented { None } else { self.fold_postings.get(&lexeme) };
+            for (field, layer) in layers.iter_mut().enumerate() {
+                layer.add(&self.pool, self.postings[lexeme as usize][field]);
+                if let Some(slots) = folded {
+                    layer.add(&self.pool, slots[field]);
+                }
             }
         }
-        layers.finish()
+        layers.map(Layers::finish)
     }
 
     /// Whether lexeme `id` equals `word`'s id (as typed) or folds to it.

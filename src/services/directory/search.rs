@@ -101,7 +101,7 @@ struct ItemUsers {
 impl ItemUsers {
     fn new(index: &DirectoryIndex, item: &Item) -> Self {
         let exact = [0, 1, 2].map(|field| index.lexicon.exact(&item.text, field, item.accented));
-        let prefix = [0, 1, 2].map(|field| index.lexicon.prefix_layers(&item.text, field, item.accented));
+        let prefix = index.lexicon.prefix_layers(&item.text, item.accented);
         Self { exact, prefix }
     }
 
