@@ -99,6 +99,8 @@ pub struct Lexicon {
     postings: Vec<FieldSlots>,
     /// For a folded form: the users having an accented lexeme that folds to it.
     fold_postings: HashMap<u32, FieldSlots>,
+    /// The folded forms `fold_postings` has, checked before a map lookup.
+    fold_targets: RoaringBitmap,
     by_text: HashTable<u32>,
     hasher: RandomState,
     sorted: Vec<u32>,
@@ -196,7 +198,10 @@ impl Lexicon {
     pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = u32> + 'a {
         let start = self.sorted.partition_point(|id| self.text(*id) < prefix);
         let (head, mask) = prefix_head(prefix);
-        let matches = move |id: &u32| self.heads[*id as usize] & mask == head && self.text(*id).starts_with(prefix);
+        // Eight bytes or fewer: the heads alone decide, without reading the texts.
+        let matches = move |id: &u32| {
+            self.heads[*id as usize] & mask == head && (prefix.len() <= 8 || self.text(*id).starts_with(prefix))
+        };
         let sorted = self.sorted[start..].iter().take_while(move |id| matches(id));
         let unsorted = self.unsorted.iter().filter(move |id| self.text(**id).starts_with(prefix));
         sorted.chain(unsorted).copied()
@@ -208,6 +213,7 @@ impl Lexicon {
         if folded != lexeme {
             let slots = self.fold_postings.entry(folded).or_default();
             self.pool.insert(&mut slots[field], user);
+            self.fold_targets.insert(folded);
         }
     }
 
@@ -220,6 +226,7 @@ impl Lexicon {
             self.pool.remove(&mut slots[field], user);
             if slots.iter().all(|slot| slot.is_empty()) {
                 self.fold_postings.remove(&folded);
+                self.fold_targets.remove(folded);
             }
         }
     }
@@ -255,7 +262,8 @@ impl Lexicon {
             if !accented && self.folded(lexeme) != lexeme {
                 continue;
             }
-            let folded = if accented { None } else { self.fold_postings.get(&lexeme) };
+            let has_sources = !accented && self.fold_targets.contains(lexeme);
+            let folded = if has_sources { self.fold_postings.get(&lexeme) } else { None };
             for (field, layer) in layers.iter_mut().enumerate() {
                 layer.add(&self.pool, self.postings[lexeme as usize][field]);
                 if let Some(slots) = folded {
