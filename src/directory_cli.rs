@@ -30,9 +30,9 @@ pub async fn rebuild(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let index = build_index(&store, config.server_name.as_str(), &Bar(bar.clone())).await?;
     bar.finish_and_clear();
-    let terms: usize = index.fields.iter().map(|f| f.terms.len()).sum();
+    let terms = index.lexicon.count();
     println!(
-        "user directory: {} users, {} tracked rooms, {} terms, built in {:.2} s",
+        "user directory: {} users, {} tracked rooms, {} lexemes, built in {:.2} s",
         index.user_count(),
         index.tracked_room_count(),
         terms,

@@ -1,6 +1,7 @@
 //! The user directory over HTTP, against SQLite and PostgreSQL: Synapse's visibility
 //! rules, SyTest's `52user-directory` scenarios, Complement's display-name privacy test,
-//! Unicode matching, request handling, rebuilds and restarts.
+//! Unicode matching, Synapse's PostgreSQL ranking, request handling, rebuilds and
+//! restarts.
 
 mod common;
 
@@ -21,6 +22,10 @@ both_backends!(
     disabled_and_search_all_users,
     admin_rebuild_job,
     restart_mid_burst_equals_rebuild,
+    ranking_counts_every_matching_position,
+    ranking_divides_by_distinct_lexemes,
+    ranking_tokenises_dots_and_underscores,
+    ranking_ties_go_to_shared_rooms,
 );
 
 const V3: &str = "/_matrix/client/v3";
@@ -351,4 +356,98 @@ async fn restart_mid_burst_equals_rebuild(db: Db) {
         let after = ids(&search(&server, &admin_t, query).await);
         assert_eq!(after, expected, "{query}");
     }
+}
+
+/// A directory of local users, each with the display name and avatar given (`None`
+/// removes the name registration sets), searched by `eve` with `search_all_users`.
+async fn directory_of(server: &TestServer, users: &[(&str, Option<&str>, bool)]) -> (String, Vec<(String, String)>) {
+    let (_, eve_t) = server.register("eve", "pw").await;
+    let mut registered = Vec::new();
+    for (localpart, name, avatar) in users {
+        let (user, token) = server.register(localpart, "pw").await;
+        let path = format!("{V3}/profile/{user}/displayname");
+        match name {
+            Some(name) => set_name(server, &token, &user, name).await,
+            None => {
+                let (status, body) = server.request(reqwest::Method::DELETE, &path, Some(&token), None).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+        }
+        if *avatar {
+            let path = format!("{V3}/profile/{user}/avatar_url");
+            let (status, _) = server.put(&path, Some(&token), json!({ "avatar_url": "mxc://kith.test/a" })).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        registered.push((user, token));
+    }
+    (eve_t, registered)
+}
+
+const ALL_USERS: &str = "user_directory:\n  search_all_users: true";
+
+/// Every matching position counts. Expected order from Synapse's SQL on PostgreSQL 15
+/// (score 4.0 x 1.2 (name) x (3 x exact + prefix ts_rank_cd)): `@mary_martin`
+/// "Mary Martin" matches `mar` four times over three lexemes (6.08); `@bob` "Mar" once
+/// exactly (5.76); `@mark` "Mark Twain" twice (3.04); `@amar` "Maria" once (1.44).
+async fn ranking_counts_every_matching_position(db: Db) {
+    let server = TestServer::start_with(db, ALL_USERS).await;
+    let users = [
+        ("amar", Some("Maria"), false),
+        ("bob", Some("Mar"), false),
+        ("mark", Some("Mark Twain"), false),
+        ("mary_martin", Some("Mary Martin"), false),
+    ];
+    let (eve_t, _) = directory_of(&server, &users).await;
+    let expected = ["@mary_martin:kith.test", "@bob:kith.test", "@mark:kith.test", "@amar:kith.test"];
+    expect_search(&server, &eve_t, "mar", &expected).await;
+}
+
+/// Normalisation 8 divides by the distinct lexemes, so a user without a display name
+/// (two lexemes: `kim`, `kith.test`) outranks one whose name matches, even with an
+/// avatar. Synapse's SQL on PostgreSQL 15: `@kim` 8.0, `@lee` "Kim" with an avatar
+/// 6.912, `@kimberly` "Kimberly Long Name Here" 1.824.
+async fn ranking_divides_by_distinct_lexemes(db: Db) {
+    let server = TestServer::start_with(db, ALL_USERS).await;
+    let users =
+        [("kimberly", Some("Kimberly Long Name Here"), false), ("lee", Some("Kim"), true), ("kim", None, false)];
+    let (eve_t, _) = directory_of(&server, &users).await;
+    expect_search(&server, &eve_t, "kim", &["@kim:kith.test", "@lee:kith.test", "@kimberly:kith.test"]).await;
+}
+
+/// `.` inside a localpart keeps it one lexeme, found only by its own prefixes; `_` in
+/// a query word makes a phrase of adjacent words, in the localpart or the display name.
+/// Expected results from Synapse's SQL on PostgreSQL 15.
+async fn ranking_tokenises_dots_and_underscores(db: Db) {
+    let server = TestServer::start_with(db, ALL_USERS).await;
+    let users = [
+        ("aikaterini.karagiannis", Some("Aikaterini"), false),
+        ("karl", Some("Karl"), false),
+        ("helen.schmidt3", Some("H. S."), false),
+        ("helen", Some("Helen Schmidt"), false),
+        ("noah_williams", Some("Noah Williams"), false),
+        ("nw", Some("Noah Williams"), false),
+        ("noah", Some("Williams Noah"), false),
+        ("noahwilliams", Some("NW"), false),
+    ];
+    let (eve_t, _) = directory_of(&server, &users).await;
+    // The last user first: once it is found, every profile before it is indexed.
+    expect_search(&server, &eve_t, "noahwilliams", &["@noahwilliams:kith.test"]).await;
+    expect_search(&server, &eve_t, "kar", &["@karl:kith.test"]).await;
+    expect_search(&server, &eve_t, "aikaterini", &["@aikaterini.karagiannis:kith.test"]).await;
+    expect_search(&server, &eve_t, "aikaterini.kar", &["@aikaterini.karagiannis:kith.test"]).await;
+    expect_search(&server, &eve_t, "helen schmidt", &["@helen:kith.test"]).await;
+    // 12.16 (the phrase in the localpart and the name) and 4.32 (the name only).
+    expect_search(&server, &eve_t, "noah_williams", &["@noah_williams:kith.test", "@nw:kith.test"]).await;
+}
+
+/// Exact ties (Synapse scores `@sam1` and `@sam2` "Sam" alike, 7.36) go to the user
+/// sharing a room with the searcher, then to the smaller user ID.
+async fn ranking_ties_go_to_shared_rooms(db: Db) {
+    let server = TestServer::start_with(db, ALL_USERS).await;
+    let (eve_t, users) = directory_of(&server, &[("sam1", Some("Sam"), false), ("sam2", Some("Sam"), false)]).await;
+    expect_search(&server, &eve_t, "sam", &["@sam1:kith.test", "@sam2:kith.test"]).await;
+    let room = create(&server, &eve_t, json!({ "preset": "private_chat" })).await;
+    invite(&server, &eve_t, &room, &users[1].0).await;
+    join(&server, &users[1].1, &room).await;
+    expect_search(&server, &eve_t, "sam", &["@sam2:kith.test", "@sam1:kith.test"]).await;
 }

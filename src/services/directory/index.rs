@@ -1,18 +1,22 @@
-//! The in-memory directory index: dense user ids, per-field term postings as roaring
-//! bitmaps with a sorted term map for prefix lookup (plus precomputed postings for
-//! one- to three-character prefixes), and visibility as bitmaps: the users in public
-//! rooms, and each tracked room's members. A searcher's visible set is
+//! The in-memory directory index: dense user ids; each user's lexemes in position order
+//! (localpart, server name, display name, as Synapse's tsvector has them), interned in
+//! the lexicon, which maps them to users per field; and visibility as bitmaps: the
+//! users in public rooms, and each tracked room's members. A searcher's visible set is
 //! `public ∪ members(rooms the searcher is in)`, computed per search; there is no
-//! "who shares a room with whom" table.
+//! "who shares a room with whom" table. Texts live in arenas, not in one allocation
+//! each, to keep a million users within a few hundred bytes each.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Bound;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 
+use hashbrown::HashTable;
 use roaring::RoaringBitmap;
 
-use super::tokenize::{fold_accents, index_terms};
+use super::lexicon::{Arena, Lexicon, Span, head, short_key, short_prefixes};
+use super::tokenize::{fold_accents, lexemes};
 
-/// Indexed fields, in ranking order of importance.
+/// Indexed fields. Their lexemes are positioned in the order localpart, server name,
+/// display name (Synapse concatenates the vectors so).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     Localpart = 0,
@@ -21,9 +25,8 @@ pub enum Field {
 }
 
 pub const FIELDS: [Field; 3] = [Field::Localpart, Field::DisplayName, Field::Domain];
-
-/// Prefixes up to this many characters have precomputed postings.
-const SHORT_PREFIX_CHARS: usize = 3;
+/// The order of fields in a user's positions.
+pub const POSITION_ORDER: [Field; 3] = [Field::Localpart, Field::Domain, Field::DisplayName];
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserProfile {
@@ -31,194 +34,50 @@ pub struct UserProfile {
     pub avatar_url: Option<String>,
 }
 
-#[derive(Debug, Clone)]
-pub struct UserEntry {
-    pub user_id: Box<str>,
-    pub profile: UserProfile,
+/// A listed user, borrowed from the index.
+#[derive(Debug, Clone, Copy)]
+pub struct UserView<'a> {
+    pub user_id: &'a str,
+    pub display_name: Option<&'a str>,
+    pub avatar_url: Option<&'a str>,
     pub local: bool,
 }
 
-/// The users having one term. Most terms (unique localparts, rare names) belong to a
-/// single user, so that case is stored inline instead of as a bitmap.
-#[derive(Debug, Clone)]
-pub enum Postings {
-    One(u32),
-    Many(RoaringBitmap),
+const LIVE: u8 = 1;
+const LOCAL: u8 = 2;
+const NAME: u8 = 4;
+const AVATAR: u8 = 8;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct UserSlot {
+    user_id: Span,
+    display_name: Span,
+    avatar_url: Span,
+    doc_start: u32,
+    doc_len: u16,
+    /// Distinct lexemes: Synapse divides a user's rank by it.
+    lexemes: u16,
+    flags: u8,
 }
 
-impl Postings {
-    fn insert(&mut self, id: u32) {
-        match self {
-            Self::One(existing) if *existing == id => {}
-            Self::One(existing) => *self = Self::Many(RoaringBitmap::from_iter([*existing, id])),
-            Self::Many(bitmap) => {
-                bitmap.insert(id);
-            }
-        }
-    }
-
-    /// Removes `id`; true when no user is left.
-    fn remove(&mut self, id: u32) -> bool {
-        match self {
-            Self::One(existing) => *existing == id,
-            Self::Many(bitmap) => {
-                bitmap.remove(id);
-                if bitmap.len() == 1
-                    && let Some(last) = bitmap.min()
-                {
-                    *self = Self::One(last);
-                }
-                false
-            }
-        }
-    }
-
-    fn to_bitmap(&self) -> RoaringBitmap {
-        match self {
-            Self::One(id) => RoaringBitmap::from_iter([*id]),
-            Self::Many(bitmap) => bitmap.clone(),
-        }
-    }
+/// A user's position: lexeme id and field.
+pub fn position(entry: u32) -> (u32, Field) {
+    let field = match entry & 3 {
+        0 => Field::Localpart,
+        1 => Field::DisplayName,
+        _ => Field::Domain,
+    };
+    (entry >> 2, field)
 }
 
-type TermMap = BTreeMap<Box<str>, Postings>;
-type PrefixMap = HashMap<Box<str>, Postings>;
-
-/// Postings of one field: exact terms (and accent-folded terms) in sorted maps, and
-/// short prefixes precomputed.
-#[derive(Default)]
-pub struct TermIndex {
-    pub terms: TermMap,
-    pub folded: TermMap,
-    pub short_prefixes: PrefixMap,
-    pub short_folded_prefixes: PrefixMap,
-    /// Words with `-`, `.` or `_` inside (`user-a1`), looked up only by query words that
-    /// have one too; their parts are ordinary terms. Unique localparts live here, which
-    /// keeps them out of ordinary prefix scans.
-    pub glued: TermMap,
+/// Users ranked alike by Synapse for any one-word query, apart from what they match:
+/// same number of distinct lexemes, same display name and avatar presence.
+pub fn class_key(lexemes: u16, name: bool, avatar: bool) -> u32 {
+    (u32::from(lexemes) << 2) | (u32::from(name) << 1) | u32::from(avatar)
 }
 
-impl TermIndex {
-    fn update(&mut self, id: u32, old: &[String], new: &[String]) {
-        let (old_glued, old): (Vec<String>, Vec<String>) = old.iter().cloned().partition(|t| is_glued(t));
-        let (new_glued, new): (Vec<String>, Vec<String>) = new.iter().cloned().partition(|t| is_glued(t));
-        apply_diff(&mut self.glued, id, old_glued.into_iter().collect(), new_glued.into_iter().collect());
-        let (old, new) = (old.as_slice(), new.as_slice());
-        let old_folded = folded_terms(old);
-        let new_folded = folded_terms(new);
-        apply_diff(&mut self.terms, id, old.iter().cloned().collect(), new.iter().cloned().collect());
-        apply_diff(&mut self.short_prefixes, id, short_prefixes(old), short_prefixes(new));
-        let old_prefixes = short_prefixes(&old_folded.iter().cloned().collect::<Vec<_>>());
-        let new_prefixes = short_prefixes(&new_folded.iter().cloned().collect::<Vec<_>>());
-        apply_diff(&mut self.folded, id, old_folded, new_folded);
-        apply_diff(&mut self.short_folded_prefixes, id, old_prefixes, new_prefixes);
-    }
-
-    /// Users with a term equal to `word`, and users with a term starting with it.
-    pub fn lookup(&self, word: &str, folded: bool) -> (RoaringBitmap, RoaringBitmap) {
-        let (terms, prefixes) = match (is_glued(word), folded) {
-            (true, false) => (&self.glued, None),
-            (true, true) => return Default::default(),
-            (false, true) => (&self.folded, Some(&self.short_folded_prefixes)),
-            (false, false) => (&self.terms, Some(&self.short_prefixes)),
-        };
-        let exact = terms.get(word).map(Postings::to_bitmap).unwrap_or_default();
-        let short = prefixes.filter(|_| word.chars().count() <= SHORT_PREFIX_CHARS);
-        let prefix = if let Some(prefixes) = short {
-            prefixes.get(word).map(Postings::to_bitmap).unwrap_or_default()
-        } else {
-            // Single users are gathered and sorted once: far cheaper than thousands of
-            // one-element unions.
-            let mut union = RoaringBitmap::new();
-            let mut singles = Vec::new();
-            let range = terms.range::<str, _>((Bound::Included(word), Bound::Unbounded));
-            for (_, postings) in range.take_while(|(term, _)| term.starts_with(word)) {
-                match postings {
-                    Postings::One(id) => singles.push(*id),
-                    Postings::Many(bitmap) => union |= bitmap,
-                }
-            }
-            singles.sort_unstable();
-            singles.dedup();
-            union |= RoaringBitmap::from_sorted_iter(singles).unwrap_or_default();
-            union
-        };
-        (exact, prefix)
-    }
-}
-
-fn is_glued(term: &str) -> bool {
-    term.contains(['-', '.', '_'])
-}
-
-/// Folded forms that differ from the term itself.
-fn folded_terms(terms: &[String]) -> BTreeSet<String> {
-    terms.iter().map(|t| fold_accents(t)).filter(|f| !terms.contains(f)).collect()
-}
-
-fn short_prefixes(terms: &[String]) -> BTreeSet<String> {
-    let mut prefixes = BTreeSet::new();
-    for term in terms {
-        for (count, (end, c)) in term.char_indices().enumerate() {
-            if count >= SHORT_PREFIX_CHARS {
-                break;
-            }
-            prefixes.insert(term[..end + c.len_utf8()].to_owned());
-        }
-    }
-    prefixes
-}
-
-/// A map from term (or prefix) to postings; both kinds of map are updated alike.
-trait PostingsMap {
-    fn get_mut(&mut self, key: &str) -> Option<&mut Postings>;
-    fn remove(&mut self, key: &str);
-    fn insert_id(&mut self, key: &str, id: u32);
-}
-
-impl PostingsMap for TermMap {
-    fn get_mut(&mut self, key: &str) -> Option<&mut Postings> {
-        BTreeMap::get_mut(self, key)
-    }
-    fn remove(&mut self, key: &str) {
-        BTreeMap::remove(self, key);
-    }
-    fn insert_id(&mut self, key: &str, id: u32) {
-        match BTreeMap::get_mut(self, key) {
-            Some(postings) => postings.insert(id),
-            None => {
-                self.insert(key.into(), Postings::One(id));
-            }
-        }
-    }
-}
-
-impl PostingsMap for PrefixMap {
-    fn get_mut(&mut self, key: &str) -> Option<&mut Postings> {
-        HashMap::get_mut(self, key)
-    }
-    fn remove(&mut self, key: &str) {
-        HashMap::remove(self, key);
-    }
-    fn insert_id(&mut self, key: &str, id: u32) {
-        match HashMap::get_mut(self, key) {
-            Some(postings) => postings.insert(id),
-            None => {
-                self.insert(key.into(), Postings::One(id));
-            }
-        }
-    }
-}
-
-fn apply_diff(map: &mut impl PostingsMap, id: u32, old: BTreeSet<String>, new: BTreeSet<String>) {
-    for removed in old.difference(&new) {
-        if map.get_mut(removed).is_some_and(|postings| postings.remove(id)) {
-            map.remove(removed);
-        }
-    }
-    for added in new.difference(&old) {
-        map.insert_id(added, id);
-    }
+pub fn class_of(key: u32) -> (u16, bool, bool) {
+    ((key >> 2) as u16, key & 2 != 0, key & 1 != 0)
 }
 
 /// A tracked room: one with at least one local member joined.
@@ -231,16 +90,26 @@ pub struct RoomEntry {
 
 #[derive(Default)]
 pub struct DirectoryIndex {
-    pub users: Vec<Option<UserEntry>>,
-    pub ids: HashMap<Box<str>, u32>,
-    pub fields: [TermIndex; 3],
+    users: Vec<UserSlot>,
+    /// The first bytes of each user ID, to order ties without reading the IDs.
+    keys: Vec<u64>,
+    strings: Arena,
+    ids: HashTable<u32>,
+    hasher: RandomState,
+    pub lexicon: Lexicon,
+    /// Every user's positions (see `position`), each user's a contiguous run.
+    docs: Vec<u32>,
+    doc_garbage: usize,
     /// Every user in the directory (deactivated and excluded users are removed).
     pub listed: RoaringBitmap,
     pub locked: RoaringBitmap,
     pub local: RoaringBitmap,
-    /// Profile completeness, which ranking rewards.
     pub with_name: RoaringBitmap,
     pub with_avatar: RoaringBitmap,
+    /// Users with a lexeme twice in one field ("Anna Anna"): ranked one by one.
+    pub repeats: RoaringBitmap,
+    /// Users by `class_key`.
+    pub classes: HashMap<u32, RoaringBitmap>,
     /// Users joined to at least one public tracked room.
     pub public_users: RoaringBitmap,
     /// Users of trusted peer servers (the federated directory): found by everyone.
@@ -255,6 +124,23 @@ pub struct DirectoryIndex {
     free_room_keys: Vec<u32>,
 }
 
+/// A user's lexemes in position order, with their field.
+fn doc_lexemes(user_id: &str, profile: &UserProfile) -> Vec<(String, Field)> {
+    let (localpart, domain) = user_id.trim_start_matches('@').split_once(':').unwrap_or((user_id, ""));
+    let mut doc = Vec::new();
+    for field in POSITION_ORDER {
+        let text = match field {
+            Field::Localpart => localpart,
+            Field::Domain => domain,
+            Field::DisplayName => profile.display_name.as_deref().unwrap_or(""),
+        };
+        doc.extend(lexemes(text).into_iter().map(|lexeme| (lexeme, field)));
+    }
+    // Positions are 14 bits in PostgreSQL; a longer display name is cut there too.
+    doc.truncate(u16::MAX as usize);
+    doc
+}
+
 impl DirectoryIndex {
     pub fn user_count(&self) -> u64 {
         self.listed.len()
@@ -262,6 +148,256 @@ impl DirectoryIndex {
 
     pub fn tracked_room_count(&self) -> usize {
         self.room_keys.len()
+    }
+
+    /// Builds without keeping the lexicon sorted; `finish_bulk` sorts it once.
+    pub fn begin_bulk(&mut self) {
+        self.lexicon.begin_bulk();
+    }
+
+    pub fn finish_bulk(&mut self) {
+        self.lexicon.finish_bulk();
+        self.docs.shrink_to_fit();
+        self.strings.shrink();
+        self.users.shrink_to_fit();
+        self.keys.shrink_to_fit();
+        for bitmap in self.classes.values_mut() {
+            bitmap.optimize();
+        }
+    }
+
+    pub fn id_of(&self, user_id: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(user_id);
+        self.ids.find(hash, |id| self.strings.get(self.users[*id as usize].user_id) == user_id).copied()
+    }
+
+    fn slot(&self, id: u32) -> Option<&UserSlot> {
+        self.users.get(id as usize).filter(|slot| slot.flags & LIVE != 0)
+    }
+
+    pub fn entry(&self, id: u32) -> Option<UserView<'_>> {
+        let slot = self.slot(id)?;
+        let text = |flag: u8, span: Span| (slot.flags & flag != 0).then(|| self.strings.get(span));
+        Some(UserView {
+            user_id: self.strings.get(slot.user_id),
+            display_name: text(NAME, slot.display_name),
+            avatar_url: text(AVATAR, slot.avatar_url),
+            local: slot.flags & LOCAL != 0,
+        })
+    }
+
+    /// A user's positions (see `position`).
+    pub fn doc(&self, id: u32) -> &[u32] {
+        match self.slot(id) {
+            Some(slot) => &self.docs[slot.doc_start as usize..slot.doc_start as usize + slot.doc_len as usize],
+            None => &[],
+        }
+    }
+
+    /// A user's number of distinct lexemes.
+    pub fn lexeme_count(&self, id: u32) -> u16 {
+        self.slot(id).map_or(0, |slot| slot.lexemes)
+    }
+
+    /// The first bytes of a user's ID, which order users as their IDs do.
+    pub fn sort_key(&self, id: u32) -> u64 {
+        self.keys.get(id as usize).copied().unwrap_or(u64::MAX)
+    }
+
+    /// Adds or updates a user's profile; returns their dense id.
+    pub fn upsert_user(&mut self, user_id: &str, profile: UserProfile, local: bool) -> u32 {
+        let id = match self.id_of(user_id) {
+            Some(id) => {
+                self.unindex(id);
+                id
+            }
+            None => self.allocate_id(user_id),
+        };
+        let doc: Vec<u32> = doc_lexemes(user_id, &profile)
+            .iter()
+            .map(|(lexeme, field)| (self.lexicon.intern(lexeme) << 2) | *field as u32)
+            .collect();
+        let mut slot = self.users[id as usize];
+        slot.doc_start = self.docs.len() as u32;
+        slot.doc_len = doc.len() as u16;
+        let mut distinct: Vec<u32> = doc.iter().map(|entry| entry >> 2).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        slot.lexemes = distinct.len() as u16;
+        self.docs.extend_from_slice(&doc);
+        slot.flags = LIVE | if local { LOCAL } else { 0 };
+        if let Some(name) = &profile.display_name {
+            slot.display_name = self.strings.push(name);
+            slot.flags |= NAME;
+        }
+        if let Some(avatar) = &profile.avatar_url {
+            slot.avatar_url = self.strings.push(avatar);
+            slot.flags |= AVATAR;
+        }
+        self.users[id as usize] = slot;
+        self.index_doc(id, true);
+        self.compact_if_wasteful();
+        id
+    }
+
+    fn allocate_id(&mut self, user_id: &str) -> u32 {
+        let id = self.free_ids.pop().unwrap_or(self.users.len() as u32);
+        if id as usize == self.users.len() {
+            self.users.push(UserSlot::default());
+            self.keys.push(u64::MAX);
+        }
+        self.users[id as usize] = UserSlot { user_id: self.strings.push(user_id), ..UserSlot::default() };
+        self.keys[id as usize] = head(user_id);
+        let hash = self.hasher.hash_one(user_id);
+        let (users, strings, hasher) = (&self.users, &self.strings, &self.hasher);
+        self.ids.insert_unique(hash, id, |id| hasher.hash_one(strings.get(users[*id as usize].user_id)));
+        id
+    }
+
+    /// Adds (or removes) a user's postings, short prefixes, class and profile bits.
+    fn index_doc(&mut self, id: u32, add: bool) {
+        let Some(slot) = self.slot(id).copied() else { return };
+        let doc = self.doc(id).to_vec();
+        let mut pairs = doc.clone();
+        pairs.sort_unstable();
+        let repeated = pairs.windows(2).any(|w| w[0] == w[1]);
+        pairs.dedup();
+        for entry in &pairs {
+            let (lexeme, field) = position(*entry);
+            if add {
+                self.lexicon.add_user(lexeme, field as usize, id);
+            } else {
+                self.lexicon.remove_user(lexeme, field as usize, id);
+            }
+        }
+        for ((key, field), count) in self.short_counts(&doc) {
+            for layer in 0..count.min(3) as usize {
+                self.lexicon.update_short(key, layer, field, id, add);
+            }
+        }
+        let name = slot.flags & NAME != 0;
+        let avatar = slot.flags & AVATAR != 0;
+        let class = class_key(slot.lexemes, name, avatar);
+        let sets = [
+            (&mut self.listed, true),
+            (&mut self.local, slot.flags & LOCAL != 0),
+            (&mut self.with_name, name),
+            (&mut self.with_avatar, avatar),
+            (&mut self.repeats, repeated),
+        ];
+        for (set, member) in sets {
+            if add && member {
+                set.insert(id);
+            } else {
+                set.remove(id);
+            }
+        }
+        if add {
+            self.classes.entry(class).or_default().insert(id);
+        } else if let Some(users) = self.classes.get_mut(&class) {
+            users.remove(id);
+            if users.is_empty() {
+                self.classes.remove(&class);
+            }
+        }
+    }
+
+    /// How many positions of each field start with each short prefix: folded prefixes,
+    /// and, for accented lexemes, the prefixes as typed.
+    fn short_counts(&self, doc: &[u32]) -> Vec<((u128, usize), u32)> {
+        let mut keys: Vec<(u128, usize)> = Vec::with_capacity(doc.len() * 3);
+        for entry in doc {
+            let (lexeme, field) = position(*entry);
+            let folded = self.lexicon.text(self.lexicon.folded(lexeme));
+            keys.extend(
+                short_prefixes(folded).filter_map(|prefix| short_key(prefix, false)).map(|k| (k, field as usize)),
+            );
+            if self.lexicon.folded(lexeme) != lexeme {
+                for prefix in short_prefixes(self.lexicon.text(lexeme)) {
+                    if fold_accents(prefix) != prefix
+                        && let Some(key) = short_key(prefix, true)
+                    {
+                        keys.push((key, field as usize));
+                    }
+                }
+            }
+        }
+        keys.sort_unstable();
+        let mut counts: Vec<((u128, usize), u32)> = Vec::with_capacity(keys.len());
+        for key in keys {
+            match counts.last_mut() {
+                Some((last, count)) if *last == key => *count += 1,
+                _ => counts.push((key, 1)),
+            }
+        }
+        counts
+    }
+
+    /// Drops a user's postings and texts, keeping their id and user ID.
+    fn unindex(&mut self, id: u32) {
+        self.index_doc(id, false);
+        let Some(slot) = self.users.get_mut(id as usize) else { return };
+        self.doc_garbage += slot.doc_len as usize;
+        slot.doc_len = 0;
+        if slot.flags & NAME != 0 {
+            self.strings.release(slot.display_name);
+        }
+        if slot.flags & AVATAR != 0 {
+            self.strings.release(slot.avatar_url);
+        }
+        slot.flags &= LIVE | LOCAL;
+    }
+
+    /// Copies the live texts and positions anew once more than half is garbage.
+    fn compact_if_wasteful(&mut self) {
+        if self.doc_garbage > 1 << 16 && self.doc_garbage > self.docs.len() / 2 {
+            let mut docs = Vec::with_capacity(self.docs.len() - self.doc_garbage);
+            for slot in self.users.iter_mut() {
+                let start = slot.doc_start as usize;
+                let run = &self.docs[start..start + slot.doc_len as usize];
+                slot.doc_start = docs.len() as u32;
+                docs.extend_from_slice(run);
+            }
+            self.docs = docs;
+            self.doc_garbage = 0;
+        }
+        if self.strings.wasteful() {
+            let mut strings = Arena::default();
+            for slot in self.users.iter_mut().filter(|slot| slot.flags & LIVE != 0) {
+                slot.user_id = strings.push(self.strings.get(slot.user_id));
+                if slot.flags & NAME != 0 {
+                    slot.display_name = strings.push(self.strings.get(slot.display_name));
+                }
+                if slot.flags & AVATAR != 0 {
+                    slot.avatar_url = strings.push(self.strings.get(slot.avatar_url));
+                }
+            }
+            self.strings = strings;
+        }
+    }
+
+    /// Removes a user from the directory (and from every room).
+    pub fn remove_user(&mut self, user_id: &str) {
+        let Some(id) = self.id_of(user_id) else { return };
+        self.unindex(id);
+        let hash = self.hasher.hash_one(user_id);
+        if let Ok(entry) = self.ids.find_entry(hash, |other| *other == id) {
+            entry.remove();
+        }
+        if let Some(slot) = self.users.get_mut(id as usize) {
+            self.strings.release(slot.user_id);
+            *slot = UserSlot::default();
+        }
+        for key in self.user_rooms.remove(&id).unwrap_or_default() {
+            if let Some(room) = self.rooms.get_mut(key as usize).and_then(Option::as_mut) {
+                room.members.remove(id);
+            }
+        }
+        for set in [&mut self.locked, &mut self.public_users, &mut self.federated] {
+            set.remove(id);
+        }
+        self.free_ids.push(id);
+        self.compact_if_wasteful();
     }
 
     pub fn is_tracked(&self, room_id: &str) -> bool {
@@ -287,85 +423,6 @@ impl DirectoryIndex {
         self.rooms[key as usize] = Some(RoomEntry { room_id: room_id.into(), ..Default::default() });
         self.room_keys.insert(room_id.into(), key);
         key
-    }
-
-    pub fn id_of(&self, user_id: &str) -> Option<u32> {
-        self.ids.get(user_id).copied()
-    }
-
-    pub fn entry(&self, id: u32) -> Option<&UserEntry> {
-        self.users.get(id as usize).and_then(Option::as_ref)
-    }
-
-    /// Adds or updates a user's profile; returns their dense id.
-    pub fn upsert_user(&mut self, user_id: &str, profile: UserProfile, local: bool) -> u32 {
-        let id = match self.ids.get(user_id) {
-            Some(id) => *id,
-            None => {
-                let id = self.free_ids.pop().unwrap_or(self.users.len() as u32);
-                if id as usize == self.users.len() {
-                    self.users.push(None);
-                }
-                self.ids.insert(user_id.into(), id);
-                id
-            }
-        };
-        let old_terms = self.entry(id).map(|entry| field_terms(&entry.user_id, &entry.profile));
-        let new_terms = field_terms(user_id, &profile);
-        for field in FIELDS {
-            let old: &[String] = old_terms.as_ref().map_or(&[], |t| &t[field as usize]);
-            self.fields[field as usize].update(id, old, &new_terms[field as usize]);
-        }
-        self.users[id as usize] = Some(UserEntry { user_id: user_id.into(), profile, local });
-        self.listed.insert(id);
-        let entry = self.users[id as usize].as_ref().map(|e| &e.profile);
-        let (has_name, has_avatar) =
-            entry.map_or((false, false), |p| (p.display_name.is_some(), p.avatar_url.is_some()));
-        if has_name {
-            self.with_name.insert(id)
-        } else {
-            self.with_name.remove(id)
-        };
-        if has_avatar {
-            self.with_avatar.insert(id)
-        } else {
-            self.with_avatar.remove(id)
-        };
-        if local {
-            self.local.insert(id);
-        } else {
-            self.local.remove(id);
-        }
-        id
-    }
-
-    /// Removes a user from the directory (and from every room).
-    pub fn remove_user(&mut self, user_id: &str) {
-        let Some(id) = self.ids.remove(user_id) else { return };
-        if let Some(entry) = self.users.get_mut(id as usize).and_then(Option::take) {
-            let old = field_terms(&entry.user_id, &entry.profile);
-            for field in FIELDS {
-                self.fields[field as usize].update(id, &old[field as usize], &[]);
-            }
-        }
-        for key in self.user_rooms.remove(&id).unwrap_or_default() {
-            if let Some(room) = self.rooms.get_mut(key as usize).and_then(Option::as_mut) {
-                room.members.remove(id);
-            }
-        }
-        let sets = [
-            &mut self.listed,
-            &mut self.locked,
-            &mut self.local,
-            &mut self.public_users,
-            &mut self.federated,
-            &mut self.with_name,
-            &mut self.with_avatar,
-        ];
-        for set in sets {
-            set.remove(id);
-        }
-        self.free_ids.push(id);
     }
 
     pub fn set_locked(&mut self, id: u32, locked: bool) {
@@ -475,12 +532,17 @@ impl DirectoryIndex {
         }
         visible
     }
-}
 
-/// The terms of each field: localpart, display name, server name.
-fn field_terms(user_id: &str, profile: &UserProfile) -> [Vec<String>; 3] {
-    let (localpart, domain) = user_id.trim_start_matches('@').split_once(':').unwrap_or((user_id, ""));
-    [index_terms(localpart), profile.display_name.as_deref().map(index_terms).unwrap_or_default(), index_terms(domain)]
+    /// The members of the rooms `searcher` is in (themselves included).
+    pub fn shared_with(&self, searcher: Option<u32>) -> RoaringBitmap {
+        let mut shared = RoaringBitmap::new();
+        for key in searcher.and_then(|id| self.user_rooms.get(&id)).into_iter().flatten() {
+            if let Some(room) = self.room(*key) {
+                shared |= &room.members;
+            }
+        }
+        shared
+    }
 }
 
 #[cfg(test)]
@@ -491,31 +553,55 @@ mod tests {
         UserProfile { display_name: Some(name.to_owned()), avatar_url: None }
     }
 
-    #[test]
-    fn terms_follow_profile_changes() {
-        let mut index = DirectoryIndex::default();
-        let id = index.upsert_user("@alice:example.org", profile("Alice Cooper"), true);
-        let name = &index.fields[Field::DisplayName as usize];
-        assert!(name.lookup("cooper", false).0.contains(id));
-        assert!(name.lookup("co", false).1.contains(id));
-        assert!(name.lookup("coo", false).1.contains(id));
-        index.upsert_user("@alice:example.org", profile("Alice Smith"), true);
-        let name = &index.fields[Field::DisplayName as usize];
-        assert!(!name.lookup("cooper", false).0.contains(id));
-        assert!(!name.lookup("co", false).1.contains(id));
-        assert!(name.lookup("smi", false).1.contains(id));
-        index.remove_user("@alice:example.org");
-        assert!(index.fields.iter().all(|f| f.terms.is_empty() && f.short_prefixes.is_empty() && f.glued.is_empty()));
+    fn users_with_prefix(index: &DirectoryIndex, prefix: &str, field: Field) -> Vec<u32> {
+        index.lexicon.prefix_layers(prefix, false)[field as usize][0].iter().collect()
     }
 
     #[test]
-    fn accent_folded_terms_are_separate() {
+    fn postings_follow_profile_changes() {
+        let mut index = DirectoryIndex::default();
+        let id = index.upsert_user("@alice:example.org", profile("Alice Cooper"), true);
+        let name = Field::DisplayName as usize;
+        assert!(index.lexicon.exact("cooper", name, false).contains(id));
+        assert_eq!(users_with_prefix(&index, "co", Field::DisplayName), [id]);
+        assert_eq!(users_with_prefix(&index, "coop", Field::DisplayName), [id]);
+        assert_eq!(index.lexeme_count(id), 3, "alice, example.org, alice, cooper");
+        index.upsert_user("@alice:example.org", profile("Alice Smith"), true);
+        assert!(!index.lexicon.exact("cooper", name, false).contains(id));
+        assert!(users_with_prefix(&index, "co", Field::DisplayName).is_empty());
+        assert_eq!(users_with_prefix(&index, "smi", Field::DisplayName), [id]);
+        assert_eq!(index.entry(id).and_then(|e| e.display_name), Some("Alice Smith"));
+        index.remove_user("@alice:example.org");
+        assert!(index.lexicon.short.is_empty());
+        assert!(index.classes.is_empty() && index.listed.is_empty());
+        assert!(index.entry(id).is_none() && index.id_of("@alice:example.org").is_none());
+    }
+
+    #[test]
+    fn positions_count_per_field_and_repeats_are_noted() {
+        let mut index = DirectoryIndex::default();
+        let id = index.upsert_user("@mary_martin:x", profile("Mary Martin"), true);
+        let [one, two, three] = index.lexicon.prefix_layers("mar", false)[Field::DisplayName as usize].clone();
+        assert!(one.contains(id) && two.contains(id) && !three.contains(id));
+        let [one, two, _] = index.lexicon.prefix_layers("mart", false)[Field::Localpart as usize].clone();
+        assert!(one.contains(id) && !two.contains(id));
+        assert!(!index.repeats.contains(id));
+        let anna = index.upsert_user("@a:x", profile("Anna Anna"), true);
+        assert!(index.repeats.contains(anna));
+        assert_eq!(index.lexeme_count(anna), 3);
+    }
+
+    #[test]
+    fn accent_folded_lexemes_match_unaccented_words() {
         let mut index = DirectoryIndex::default();
         let id = index.upsert_user("@g:x", profile("González"), true);
-        let name = &index.fields[Field::DisplayName as usize];
-        assert!(name.lookup("gonzalez", true).0.contains(id));
-        assert!(!name.lookup("gonzalez", false).0.contains(id));
-        assert!(name.lookup("gonzález", false).0.contains(id));
+        let name = Field::DisplayName as usize;
+        assert!(index.lexicon.exact("gonzalez", name, false).contains(id));
+        assert!(index.lexicon.exact("gonzalez", name, true).is_empty());
+        assert!(index.lexicon.exact("gonzález", name, true).contains(id));
+        assert!(index.lexicon.prefix_layers("gonzá", true)[name][0].contains(id));
+        assert!(index.lexicon.prefix_layers("gon", false)[name][0].contains(id));
+        assert!(index.lexicon.prefix_layers("gonza", false)[name][0].contains(id));
     }
 
     #[test]

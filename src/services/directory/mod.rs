@@ -11,6 +11,9 @@
 //! alone when seen only in private rooms. A private room's member event never names them.
 
 pub mod index;
+pub mod lexicon;
+pub mod postings;
+pub mod rank;
 pub mod search;
 pub mod tokenize;
 
@@ -507,6 +510,7 @@ pub async fn build_index(
     progress: &dyn BuildProgress,
 ) -> anyhow::Result<DirectoryIndex> {
     let mut index = DirectoryIndex::default();
+    index.begin_bulk();
     let accounts = store.local_accounts().await?;
     let mut profiles: HashMap<String, UserProfile> = HashMap::new();
     for (user_id, field, value) in store.global_names().await? {
@@ -550,6 +554,7 @@ pub async fn build_index(
             }
         })
         .await?;
+    index.finish_bulk();
     Ok(index)
 }
 

@@ -1,30 +1,20 @@
-//! Answering a search: every query word must match a whole indexed word or a word
-//! prefix, within the users the searcher may see; ranked as Synapse ranks on
-//! PostgreSQL (exact 3x prefix; localpart 1.0, display name 0.9, server name 0.1;
-//! x1.2 for a display name, x1.2 for an avatar), with deterministic ties.
+//! Answering a search: every query word must prefix-match a lexeme, within the users the
+//! searcher may see, ranked as Synapse ranks on PostgreSQL (`rank.rs`); exact ties go to
+//! users with a display name, then with an avatar (Synapse's own last keys), then to
+//! users sharing a room with the searcher, then to local users when
+//! `prefer_local_users` is on, then to the smaller user ID.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use roaring::RoaringBitmap;
 
-use super::index::{DirectoryIndex, FIELDS, Field};
-use super::tokenize::{SearchTerm, fold_accents, normalize};
+use super::index::{DirectoryIndex, Field, POSITION_ORDER, class_of};
+use super::rank::{Item, Mode, Operand, Query, normalised, score, single_cover};
+use super::tokenize::{SearchTerm, normalize};
 
 /// Above this many candidates, a one-word search ranks by tiers instead of scoring each.
 const TIERED_ABOVE: u64 = 256;
-
-/// Field and strength classes in decreasing base score: exact localpart (3.0), exact
-/// display name (2.7), prefix localpart (1.0), prefix display name (0.9), exact server
-/// name (0.3), prefix server name (0.1).
-const TIER_ORDER: [(Field, bool); 6] = [
-    (Field::Localpart, true),
-    (Field::DisplayName, true),
-    (Field::Localpart, false),
-    (Field::DisplayName, false),
-    (Field::Domain, true),
-    (Field::Domain, false),
-];
 
 #[derive(Debug, Clone, Default)]
 pub struct SearchOptions {
@@ -49,77 +39,36 @@ pub struct SearchResults {
     pub results: Vec<SearchHit>,
 }
 
-fn weight(field: Field) -> f32 {
-    match field {
-        Field::Localpart => 1.0,
-        Field::DisplayName => 0.9,
-        Field::Domain => 0.1,
-    }
+/// What orders users beyond their score, computed once per search.
+struct TieBreaks {
+    shared: RoaringBitmap,
+    prefer_local: bool,
 }
 
-/// One query word's postings per field.
-struct WordMatch {
-    exact: [RoaringBitmap; 3],
-    prefix: [RoaringBitmap; 3],
-}
-
-impl WordMatch {
-    fn new(index: &DirectoryIndex, word: &str) -> Self {
-        // A word typed without accents also matches accented names; one typed with
-        // accents matches only those accents.
-        let accentless = fold_accents(word) == word;
-        let lookup = |field: Field| {
-            let terms = &index.fields[field as usize];
-            let (mut exact, mut prefix) = terms.lookup(word, false);
-            if accentless {
-                let (folded_exact, folded_prefix) = terms.lookup(word, true);
-                exact |= folded_exact;
-                prefix |= folded_prefix;
-            }
-            (exact, prefix)
-        };
-        let [(e0, p0), (e1, p1), (e2, p2)] = FIELDS.map(lookup);
-        Self { exact: [e0, e1, e2], prefix: [p0, p1, p2] }
-    }
-
-    fn candidates(&self) -> RoaringBitmap {
-        &(&self.prefix[0] | &self.prefix[1]) | &self.prefix[2]
-    }
-
-    fn score(&self, id: u32) -> f32 {
-        FIELDS
-            .iter()
-            .map(|field| {
-                let i = *field as usize;
-                let strength = if self.exact[i].contains(id) {
-                    3.0
-                } else if self.prefix[i].contains(id) {
-                    1.0
-                } else {
-                    0.0
-                };
-                strength * weight(*field)
-            })
-            .fold(0.0, f32::max)
-    }
-}
-
-/// Sort key: bigger is better; the user id breaks ties (smaller first).
+/// Sort key: bigger is better.
 #[derive(Debug)]
 struct Ranked<'a> {
-    exact_id: bool,
+    named: bool,
+    score: f64,
+    name: bool,
+    avatar: bool,
+    shared: bool,
     local: bool,
-    score: f32,
+    key: u64,
     user_id: &'a str,
     id: u32,
 }
 
 impl Ranked<'_> {
     fn cmp_rank(&self, other: &Self) -> Ordering {
-        self.exact_id
-            .cmp(&other.exact_id)
+        self.named
+            .cmp(&other.named)
             .then(self.score.total_cmp(&other.score))
+            .then(self.name.cmp(&other.name))
+            .then(self.avatar.cmp(&other.avatar))
+            .then(self.shared.cmp(&other.shared))
             .then(self.local.cmp(&other.local))
+            .then(other.key.cmp(&self.key))
             .then_with(|| other.user_id.cmp(self.user_id))
     }
 }
@@ -139,6 +88,49 @@ impl Ord for Ranked<'_> {
     // Reversed: the heap keeps the worst of the current top-k on top.
     fn cmp(&self, other: &Self) -> Ordering {
         other.cmp_rank(self)
+    }
+}
+
+/// One query lexeme's users per field: exact, and with 1, 2, 3+ prefix-matching
+/// positions.
+struct ItemUsers {
+    exact: [RoaringBitmap; 3],
+    prefix: [[RoaringBitmap; 3]; 3],
+}
+
+impl ItemUsers {
+    fn new(index: &DirectoryIndex, item: &Item) -> Self {
+        let exact = [0, 1, 2].map(|field| index.lexicon.exact(&item.text, field, item.accented));
+        let prefix = index.lexicon.prefix_layers(&item.text, item.accented);
+        Self { exact, prefix }
+    }
+
+    fn any_field(&self) -> RoaringBitmap {
+        &(&self.prefix[0][0] | &self.prefix[1][0]) | &self.prefix[2][0]
+    }
+}
+
+/// Users matching alike in every field: how many positions and whether one is exact,
+/// in position order (localpart, server name, display name).
+struct Leaf {
+    users: RoaringBitmap,
+    states: Vec<(Field, u8, bool)>,
+}
+
+impl Leaf {
+    /// The covers' sums for the exact and prefix queries, added in position order as
+    /// PostgreSQL adds them.
+    fn covers(&self) -> (f64, f64) {
+        let (mut exact, mut prefix) = (0.0, 0.0);
+        for (field, count, is_exact) in &self.states {
+            if *is_exact {
+                exact += single_cover(*field);
+            }
+            for _ in 0..*count {
+                prefix += single_cover(*field);
+            }
+        }
+        (exact, prefix)
     }
 }
 
@@ -176,38 +168,75 @@ impl DirectoryIndex {
     pub fn search_term(&self, term: &SearchTerm, options: &SearchOptions) -> SearchResults {
         let allowed = self.searchable(options);
         let named = self.named_user(&term.text).filter(|id| allowed.contains(*id));
-        let matches: Vec<WordMatch> = term.words.iter().map(|word| WordMatch::new(self, word)).collect();
-        let mut candidates = if matches.is_empty() { RoaringBitmap::new() } else { allowed };
-        for word in &matches {
-            candidates &= word.candidates();
+        let query = Query::new(term.operands.iter().map(|parts| Operand::new(self, parts)).collect());
+        let items: Vec<Vec<ItemUsers>> = query
+            .operands
+            .iter()
+            .map(|operand| operand.parts.iter().map(|item| ItemUsers::new(self, item)).collect())
+            .collect();
+        let mut candidates = if items.is_empty() { RoaringBitmap::new() } else { allowed };
+        for item in items.iter().flatten() {
+            candidates &= item.any_field();
         }
-        if let Some(id) = named {
-            candidates.insert(id);
-        }
-        let limited = candidates.len() > options.limit as u64;
-        let top = match matches.as_slice() {
-            [word] if candidates.len() > TIERED_ABOVE => self.top_by_tiers(word, &candidates, named, options),
-            _ => self.top_by_scoring(&candidates, named, &matches, options),
+        let ties = TieBreaks {
+            shared: self.shared_with(self.id_of(&options.searcher)),
+            prefer_local: options.prefer_local_users,
         };
-        let results = top.into_iter().filter_map(|id| self.hit(id)).collect();
-        SearchResults { limited, results }
+        match items.as_slice() {
+            [single] if single.len() == 1 && candidates.len() > TIERED_ABOVE => {
+                let limited = candidates.len() + u64::from(named.is_some_and(|id| !candidates.contains(id)))
+                    > options.limit as u64;
+                let top = self.top_by_tiers(&query, &single[0], &candidates, named, &ties, options.limit);
+                SearchResults { limited, results: top.into_iter().filter_map(|id| self.hit(id)).collect() }
+            }
+            _ => {
+                if let Some(id) = named {
+                    candidates.insert(id);
+                }
+                self.top_by_scoring(&query, &candidates, named, &ties, options.limit)
+            }
+        }
     }
 
-    /// Top-k by scoring every candidate.
+    fn ranked(&self, id: u32, score: f64, named: Option<u32>, ties: &TieBreaks) -> Ranked<'_> {
+        let user = self.entry(id);
+        Ranked {
+            named: named == Some(id),
+            score,
+            name: user.is_some_and(|u| u.display_name.is_some()),
+            avatar: user.is_some_and(|u| u.avatar_url.is_some()),
+            shared: ties.shared.contains(id),
+            local: ties.prefer_local && self.local.contains(id),
+            key: self.sort_key(id),
+            user_id: user.map_or("", |u| u.user_id),
+            id,
+        }
+    }
+
+    /// Top-k by scoring every candidate; users the query does not match (a phrase
+    /// whose words are not adjacent) are left out.
     fn top_by_scoring(
         &self,
+        query: &Query,
         candidates: &RoaringBitmap,
         named: Option<u32>,
-        matches: &[WordMatch],
-        options: &SearchOptions,
-    ) -> Vec<u32> {
-        let mut heap: BinaryHeap<Ranked<'_>> = BinaryHeap::with_capacity(options.limit + 1);
-        if options.limit == 0 {
-            return Vec::new();
-        }
+        ties: &TieBreaks,
+        limit: usize,
+    ) -> SearchResults {
+        let mut heap: BinaryHeap<Ranked<'_>> = BinaryHeap::with_capacity(limit + 1);
+        let mut found = 0usize;
         for id in candidates {
-            let ranked = self.rank(id, named, matches, options);
-            if heap.len() < options.limit {
+            let prefix = query.rank(self, id, Mode::Prefix);
+            if prefix <= 0.0 && named != Some(id) {
+                continue;
+            }
+            found += 1;
+            let exact = query.rank(self, id, Mode::Exact);
+            let user = self.entry(id);
+            let name = user.is_some_and(|u| u.display_name.is_some());
+            let avatar = user.is_some_and(|u| u.avatar_url.is_some());
+            let ranked = self.ranked(id, score(name, avatar, exact, prefix), named, ties);
+            if heap.len() < limit {
                 heap.push(ranked);
             } else if heap.peek().is_some_and(|worst| ranked.cmp_rank(worst) == Ordering::Greater) {
                 heap.pop();
@@ -216,100 +245,117 @@ impl DirectoryIndex {
         }
         let mut top = heap.into_vec();
         top.sort_by(|a, b| b.cmp_rank(a));
-        top.into_iter().map(|ranked| ranked.id).collect()
+        SearchResults { limited: found > limit, results: top.into_iter().filter_map(|r| self.hit(r.id)).collect() }
     }
 
-    /// Top-k for one query word over many candidates without scoring each one: with one
-    /// word, a user's score is fixed by the best field and strength they match and by
-    /// their profile completeness, so candidates fall into a few score tiers computed
-    /// with bitmap operations; only the tiers needed to fill `limit` are ordered.
+    /// Top-k for a one-lexeme query over many candidates without scoring each one. A
+    /// user's score then depends only on how many positions match in each field and
+    /// whether one is exact, on their number of distinct lexemes and on their profile:
+    /// candidates split into leaves by the first (bitmap operations), leaves into
+    /// classes by the others, and only the best few (leaf, class) groups are read.
+    /// Users whose counts the bitmaps cannot tell (three or more positions in a field,
+    /// a lexeme repeated in a field) are scored one by one.
     fn top_by_tiers(
         &self,
-        word: &WordMatch,
+        query: &Query,
+        item: &ItemUsers,
         candidates: &RoaringBitmap,
         named: Option<u32>,
-        options: &SearchOptions,
+        ties: &TieBreaks,
+        limit: usize,
     ) -> Vec<u32> {
-        let mut remaining = candidates.clone();
-        let mut top: Vec<u32> = Vec::with_capacity(options.limit);
+        let mut top: Vec<u32> = named.into_iter().collect();
+        let mut unusual = &self.repeats | &(&(&item.prefix[0][2] | &item.prefix[1][2]) | &item.prefix[2][2]);
+        unusual &= candidates;
+        let mut rest = candidates - &unusual;
         if let Some(id) = named {
-            remaining.remove(id);
-            top.push(id);
+            rest.remove(id);
+            unusual.remove(id);
         }
-        let both = &self.with_name & &self.with_avatar;
-        let either = &(&self.with_name | &self.with_avatar) - &both;
-        let mut tiers: Vec<(f32, RoaringBitmap)> = Vec::new();
-        for (field, exact) in TIER_ORDER {
-            let postings = if exact { &word.exact[field as usize] } else { &word.prefix[field as usize] };
-            let class = postings & &remaining;
-            remaining -= &class;
-            let base = weight(field) * if exact { 3.0 } else { 1.0 };
-            tiers.push((base * 1.44, &class & &both));
-            tiers.push((base * 1.2, &class & &either));
-            tiers.push((base, class - &both - &either));
+        let leaves = split_into_leaves(item, rest);
+        enum Group<'a> {
+            Combo(&'a RoaringBitmap, &'a RoaringBitmap),
+            One(u32),
         }
-        tiers.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut merged: Vec<(f32, RoaringBitmap)> = Vec::new();
-        for (score, set) in tiers {
-            match merged.last_mut() {
-                Some((last, union)) if (*last - score).abs() < 1e-4 => *union |= set,
-                _ => merged.push((score, set)),
+        let mut groups: Vec<(f64, Group<'_>)> = Vec::new();
+        for leaf in &leaves {
+            let (exact, prefix) = leaf.covers();
+            for (key, users) in &self.classes {
+                let (lexemes, name, avatar) = class_of(*key);
+                let value = score(name, avatar, normalised(exact, lexemes), normalised(prefix, lexemes));
+                groups.push((value, Group::Combo(&leaf.users, users)));
             }
         }
-        for (_, tier) in merged {
-            let groups =
-                if options.prefer_local_users { vec![&tier & &self.local, tier - &self.local] } else { vec![tier] };
-            for group in groups {
-                if top.len() >= options.limit {
-                    return top;
+        groups.extend(unusual.iter().map(|id| (query.score(self, id), Group::One(id))));
+        groups.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut at = 0;
+        while at < groups.len() && top.len() < limit {
+            let value = groups[at].0;
+            let mut tied = RoaringBitmap::new();
+            while at < groups.len() && groups[at].0 == value {
+                match groups[at].1 {
+                    Group::Combo(leaf, class) => tied |= leaf & class,
+                    Group::One(id) => {
+                        tied.insert(id);
+                    }
                 }
-                top.extend(self.smallest_user_ids(&group, options.limit - top.len()));
+                at += 1;
             }
+            let need = limit - top.len();
+            top.extend(self.order_ties(&tied, need, ties));
         }
-        top.truncate(options.limit);
+        top.truncate(limit);
         top
     }
 
-    /// The `count` users of `group` with the smallest user ids, in order.
-    fn smallest_user_ids(&self, group: &RoaringBitmap, count: usize) -> Vec<u32> {
-        let mut heap: BinaryHeap<(&str, u32)> = BinaryHeap::with_capacity(count + 1);
-        for id in group {
-            let Some(entry) = self.entry(id) else { continue };
-            if heap.len() < count {
-                heap.push((&entry.user_id, id));
-            } else if heap.peek().is_some_and(|(worst, _)| *entry.user_id < **worst) {
-                heap.pop();
-                heap.push((&entry.user_id, id));
+    /// The first `count` users of a group of equal scores, in tie-break order.
+    fn order_ties(&self, tied: &RoaringBitmap, count: usize, ties: &TieBreaks) -> Vec<u32> {
+        let mut parts = vec![tied.clone()];
+        let splits: [(&RoaringBitmap, bool); 4] = [
+            (&self.with_name, true),
+            (&self.with_avatar, true),
+            (&ties.shared, true),
+            (&self.local, ties.prefer_local),
+        ];
+        for (set, applies) in splits {
+            if applies {
+                parts =
+                    parts.into_iter().flat_map(|part| [&part & set, part - set]).filter(|p| !p.is_empty()).collect();
             }
         }
-        heap.into_sorted_vec().into_iter().map(|(_, id)| id).collect()
+        let mut ordered = Vec::with_capacity(count);
+        for part in parts {
+            if ordered.len() >= count {
+                break;
+            }
+            ordered.extend(self.smallest_user_ids(&part, count - ordered.len()));
+        }
+        ordered
     }
 
-    fn rank(&self, id: u32, named: Option<u32>, matches: &[WordMatch], options: &SearchOptions) -> Ranked<'_> {
-        let entry = self.entry(id);
-        let profile = entry.map(|e| &e.profile);
-        let mut score: f32 = matches.iter().map(|m| m.score(id)).sum();
-        if profile.is_some_and(|p| p.display_name.is_some()) {
-            score *= 1.2;
+    /// The `count` users of `group` with the smallest user IDs, in order.
+    fn smallest_user_ids(&self, group: &RoaringBitmap, count: usize) -> Vec<u32> {
+        let mut heap: BinaryHeap<(u64, &str, u32)> = BinaryHeap::with_capacity(count + 1);
+        for id in group {
+            let key = self.sort_key(id);
+            if heap.len() >= count && heap.peek().is_some_and(|(worst, _, _)| key > *worst) {
+                continue;
+            }
+            let Some(user) = self.entry(id) else { continue };
+            heap.push((key, user.user_id, id));
+            if heap.len() > count {
+                heap.pop();
+            }
         }
-        if profile.is_some_and(|p| p.avatar_url.is_some()) {
-            score *= 1.2;
-        }
-        Ranked {
-            exact_id: named == Some(id),
-            local: options.prefer_local_users && self.local.contains(id),
-            score,
-            user_id: entry.map_or("", |e| &e.user_id),
-            id,
-        }
+        heap.into_sorted_vec().into_iter().map(|(_, _, id)| id).collect()
     }
 
     fn hit(&self, id: u32) -> Option<SearchHit> {
-        let entry = self.entry(id)?;
+        let user = self.entry(id)?;
         Some(SearchHit {
-            user_id: entry.user_id.to_string(),
-            display_name: entry.profile.display_name.clone(),
-            avatar_url: entry.profile.avatar_url.clone(),
+            user_id: user.user_id.to_owned(),
+            display_name: user.display_name.map(str::to_owned),
+            avatar_url: user.avatar_url.map(str::to_owned),
         })
     }
 
@@ -321,25 +367,48 @@ impl DirectoryIndex {
         let needle = normalize(term);
         let mut results = Vec::new();
         let mut found = 0usize;
-        for (id, entry) in self.users.iter().enumerate() {
-            let Some(entry) = entry else { continue };
-            if !allowed.contains(id as u32) {
-                continue;
-            }
-            let name = entry.profile.display_name.as_deref().map(normalize).unwrap_or_default();
-            if normalize(&entry.user_id).contains(&needle) || name.contains(&needle) {
+        for id in &allowed {
+            let Some(user) = self.entry(id) else { continue };
+            let name = user.display_name.map(normalize).unwrap_or_default();
+            if normalize(user.user_id).contains(&needle) || name.contains(&needle) {
                 found += 1;
                 if results.len() < options.limit {
-                    results.push(SearchHit {
-                        user_id: entry.user_id.to_string(),
-                        display_name: entry.profile.display_name.clone(),
-                        avatar_url: entry.profile.avatar_url.clone(),
-                    });
+                    results.extend(self.hit(id));
                 }
             }
         }
         SearchResults { limited: found > options.limit, results }
     }
+}
+
+/// Splits users by how many positions match in each field (one or two; three or more
+/// are left to scoring) and whether one matches exactly.
+fn split_into_leaves(item: &ItemUsers, users: RoaringBitmap) -> Vec<Leaf> {
+    let mut leaves = vec![Leaf { users, states: Vec::new() }];
+    for field in POSITION_ORDER {
+        let f = field as usize;
+        let (one, two, exact) = (&item.prefix[f][0], &item.prefix[f][1], &item.exact[f]);
+        let mut next = Vec::new();
+        for leaf in leaves {
+            let twice = &leaf.users & two;
+            let once = (&leaf.users & one) - two;
+            let none = leaf.users - one;
+            for (users, count) in [(twice, 2u8), (once, 1), (none, 0)] {
+                let split = if count == 0 {
+                    vec![(users, false)]
+                } else {
+                    vec![(&users & exact, true), (users - exact, false)]
+                };
+                for (users, is_exact) in split.into_iter().filter(|(users, _)| !users.is_empty()) {
+                    let mut states = leaf.states.clone();
+                    states.push((field, count, is_exact));
+                    next.push(Leaf { users, states });
+                }
+            }
+        }
+        leaves = next;
+    }
+    leaves
 }
 
 #[cfg(test)]
@@ -366,6 +435,9 @@ mod tests {
         results.results.iter().map(|hit| hit.user_id.as_str()).collect()
     }
 
+    /// Synapse-PG, by hand: `@john:x` "J" has 3 lexemes and an exact localpart match,
+    /// 4.8 x (3 x 1/3 + 1/3) = 6.4; `@someone:x` "John" an exact display name match,
+    /// 4.8 x (3 x 0.3 + 0.3) = 5.76; `@johnny:x` a prefix only, 4.8 x 1/3 = 1.6.
     #[test]
     fn exact_beats_prefix_and_localpart_beats_name() {
         let index = index_with(&[
@@ -413,39 +485,8 @@ mod tests {
         assert_eq!(ids(&index.search("lee", &show_locked)), vec!["@lee:remote", "@lee:x"]);
     }
 
-    /// The tiered top-k gives exactly what scoring every candidate gives.
-    #[test]
-    fn tiers_agree_with_full_scoring() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let names = ["Anna Smith", "Andrew", "Maria", "Marek Novak", "Amélie", "Иван", "An"];
-        let mut index = DirectoryIndex::default();
-        for i in 0..3000 {
-            let local = rng.gen_bool(0.7);
-            let server = if local { "x" } else { "remote.example" };
-            let localpart = ["an", "anna", "mar", "user", "amy"][rng.gen_range(0..5)];
-            let profile = UserProfile {
-                display_name: rng.gen_bool(0.8).then(|| names[rng.gen_range(0..names.len())].to_owned()),
-                avatar_url: rng.gen_bool(0.5).then(|| "mxc://a/b".to_owned()),
-            };
-            let id = index.upsert_user(&format!("@{localpart}{i}:{server}"), profile, local);
-            index.set_member("!public:x", id, true);
-        }
-        index.set_room_public("!public:x", true);
-        for prefer_local_users in [false, true] {
-            let options = SearchOptions { prefer_local_users, ..options(10) };
-            for term in ["a", "an", "anna", "mar", "x", "remote", "u", "ив", "amelie"] {
-                let matches: Vec<WordMatch> =
-                    SearchTerm::parse(term).words.iter().map(|w| WordMatch::new(&index, w)).collect();
-                let mut candidates = index.searchable(&options);
-                candidates &= matches[0].candidates();
-                let tiers = index.top_by_tiers(&matches[0], &candidates, None, &options);
-                let scored = index.top_by_scoring(&candidates, None, &matches, &options);
-                assert_eq!(tiers, scored, "{term} (prefer local: {prefer_local_users})");
-            }
-        }
-    }
-
+    /// Synapse-PG, by hand: `@anna:remote` and `@anna:x` "Anna" score alike
+    /// (4.8 x 4 x 1.9 / 2), `@annabel:x` 4.0 x 1/2.
     #[test]
     fn local_users_rank_first_among_equals_when_preferred() {
         let index = index_with(&[
@@ -460,5 +501,70 @@ mod tests {
             vec!["@anna:x", "@anna:remote", "@annabel:x"],
             "local first among equals only"
         );
+    }
+
+    #[test]
+    fn users_sharing_a_room_win_ties() {
+        let mut index = index_with(&[("@kim:a", Some("Kim"), true), ("@kim:b", Some("Kim"), true)]);
+        let searcher = index.upsert_user("@searcher:x", UserProfile::default(), true);
+        let kim_b = index.id_of("@kim:b").unwrap();
+        assert_eq!(ids(&index.search("kim", &options(10))), vec!["@kim:a", "@kim:b"]);
+        index.set_member("!dm:x", searcher, true);
+        index.set_member("!dm:x", kim_b, true);
+        assert_eq!(ids(&index.search("kim", &options(10))), vec!["@kim:b", "@kim:a"]);
+    }
+
+    /// Scores every candidate and ranks by tiers, for one term.
+    fn both_ways(index: &DirectoryIndex, term: &str, options: &SearchOptions) -> (Vec<u32>, Vec<u32>) {
+        let term = SearchTerm::parse(term);
+        let query = Query::new(term.operands.iter().map(|parts| Operand::new(index, parts)).collect());
+        let item = ItemUsers::new(index, &query.operands[0].parts[0]);
+        let candidates = &index.searchable(options) & &item.any_field();
+        let ties = TieBreaks { shared: RoaringBitmap::new(), prefer_local: options.prefer_local_users };
+        let tiers = index.top_by_tiers(&query, &item, &candidates, None, &ties, options.limit);
+        let scored = index.top_by_scoring(&query, &candidates, None, &ties, options.limit);
+        let scored = scored.results.iter().filter_map(|hit| index.id_of(&hit.user_id)).collect();
+        (tiers, scored)
+    }
+
+    /// The tiered top-k gives exactly what scoring every candidate gives.
+    #[test]
+    fn tiers_agree_with_full_scoring() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let names = [
+            "Anna Smith",
+            "Andrew",
+            "Maria",
+            "Marek Novak",
+            "Amélie",
+            "Иван",
+            "An",
+            "Mary Martin",
+            "Anna Anna",
+            "Ann An Anya",
+            "Mar-Ann Marsh",
+        ];
+        let mut index = DirectoryIndex::default();
+        for i in 0..3000 {
+            let local = rng.gen_bool(0.7);
+            let server = if local { "x" } else { ["remote.example", "mars.example"][rng.gen_range(0..2)] };
+            let localpart =
+                ["an", "anna", "mar", "user", "amy", "mary_martin", "anna.smith", "an_an"][rng.gen_range(0..8)];
+            let profile = UserProfile {
+                display_name: rng.gen_bool(0.8).then(|| names[rng.gen_range(0..names.len())].to_owned()),
+                avatar_url: rng.gen_bool(0.5).then(|| "mxc://a/b".to_owned()),
+            };
+            let id = index.upsert_user(&format!("@{localpart}{i}:{server}"), profile, local);
+            index.set_member("!public:x", id, true);
+        }
+        index.set_room_public("!public:x", true);
+        for prefer_local_users in [false, true] {
+            let options = SearchOptions { prefer_local_users, ..options(10) };
+            for term in ["a", "an", "anna", "mar", "x", "remote", "u", "ив", "amelie", "ma", "mars", "anna.s"] {
+                let (tiers, scored) = both_ways(&index, term, &options);
+                assert_eq!(tiers, scored, "{term} (prefer local: {prefer_local_users})");
+            }
+        }
     }
 }

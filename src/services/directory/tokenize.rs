@@ -1,7 +1,11 @@
-//! Turning names and queries into words, as Synapse's user directory does: NFKC and
-//! lower case, ICU word segmentation, split on `@` and `:`, and `-`, `.`, `_` kept
-//! inside words (`user-1` is one word). Kith also indexes the parts of such a word and
-//! an accent-folded form of every word (see `fold_accents`).
+//! Turning names and queries into words and lexemes, as Synapse does on PostgreSQL.
+//!
+//! Synapse splits a query into words with ICU (NFKC, lower case, split on `@` and `:`,
+//! `-`, `.` and `_` kept inside words: `user-1` is one word), and PostgreSQL's default
+//! parser turns each word, and each indexed localpart, server name and display name,
+//! into lexemes (`lexemes`). Kith segments display names with ICU too, so a CJK name
+//! written without spaces is found by the same string, and also matches accent-folded
+//! forms (see `fold_accents`).
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -34,6 +38,9 @@ pub struct SearchTerm {
     pub text: String,
     /// Its first `MAX_TERM_WORDS` distinct words.
     pub words: Vec<String>,
+    /// Each word's lexemes: one, or several that must be adjacent (a phrase: Synapse
+    /// turns `noah_williams` into `noah <-> williams`). Words without any are left out.
+    pub operands: Vec<Vec<String>>,
 }
 
 impl SearchTerm {
@@ -42,12 +49,30 @@ impl SearchTerm {
         let text = text.trim().to_owned();
         let mut words = words(&text);
         words.truncate(MAX_TERM_WORDS);
-        Self { text, words }
+        let operands = words
+            .iter()
+            .map(|word| {
+                let mut parts = Vec::new();
+                word_lexemes(word, &mut parts);
+                parts
+            })
+            .filter(|parts| !parts.is_empty())
+            .collect();
+        Self { text, words, operands }
     }
 }
 
 /// The words of `text`, normalised, in order, without duplicates.
 pub fn words(text: &str) -> Vec<String> {
+    let mut unique = Words::default();
+    for word in runs(text) {
+        unique.push(&word);
+    }
+    unique.words
+}
+
+/// The words of `text`, normalised, in order, repeats included.
+fn runs(text: &str) -> Vec<String> {
     let text = normalize(text);
     let mut pieces: Vec<(&str, bool)> = Vec::new();
     let mut start = 0;
@@ -79,7 +104,7 @@ fn is_glue(piece: &str) -> bool {
 
 /// Joins `word (- . _) word` runs into one word, drops other punctuation and spaces.
 fn glue(pieces: &[(&str, bool)]) -> Vec<String> {
-    let mut out = Words::default();
+    let mut out = Vec::new();
     let mut current = String::new();
     let mut pending_glue: Option<&str> = None;
     for &(piece, word_like) in pieces {
@@ -109,7 +134,7 @@ fn glue(pieces: &[(&str, bool)]) -> Vec<String> {
         }
     }
     flush(&mut out, &mut current);
-    out.words
+    out
 }
 
 /// Words in order without duplicates, de-duplicated in linear time.
@@ -128,26 +153,66 @@ impl Words {
     }
 }
 
-fn flush(out: &mut Words, current: &mut String) {
+fn flush(out: &mut Vec<String>, current: &mut String) {
     if !current.is_empty() {
-        out.push(current);
-        current.clear();
+        out.push(std::mem::take(current));
     }
 }
 
-/// The words to index for `text`: its words, the parts of glued words
-/// (`user-a1` also gives `user` and `a1`), without duplicates.
-pub fn index_terms(text: &str) -> Vec<String> {
-    let mut terms = Words::default();
-    for word in words(text) {
-        if word.contains(['-', '.', '_']) {
-            for part in word.split(['-', '.', '_']).filter(|p| !p.is_empty()) {
-                terms.push(part);
+/// The lexemes of `text` in position order, repeats included: what
+/// `to_tsvector('simple', text)` gives for the shapes user IDs and names take.
+pub fn lexemes(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for word in runs(text) {
+        word_lexemes(&word, &mut out);
+    }
+    out
+}
+
+/// The lexemes PostgreSQL's default parser makes of one glued word:
+/// - `_` separates words (`mary_martin` is `mary`, `martin`);
+/// - ASCII words joined by `.` are one lexeme, as a host name is (`alice.johnson`,
+///   `smith.5`); with other letters `.` separates them (`josé.pérez`);
+/// - a hyphenated word is itself and its parts (`user-a1`, `user`, `a1`), except a
+///   number after the hyphen, which is a signed number (`user-71`: `user`, `-71`).
+///
+/// Rarer shapes the parser treats otherwise (file paths such as `a.b_c`) are split as
+/// above.
+pub fn word_lexemes(word: &str, out: &mut Vec<String>) {
+    for chunk in word.split('_').filter(|c| !c.is_empty()) {
+        if !chunk.contains('.') {
+            hyphenated(chunk, out);
+        } else if is_host_like(chunk) {
+            out.push(chunk.trim_matches(['.', '-']).to_owned());
+        } else {
+            for piece in chunk.split('.').filter(|p| !p.is_empty()) {
+                hyphenated(piece, out);
             }
         }
-        terms.push(&word);
     }
-    terms.words
+}
+
+fn is_host_like(chunk: &str) -> bool {
+    let chunk = chunk.trim_matches(['.', '-']);
+    chunk.contains('.')
+        && chunk.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && chunk.split('.').all(|label| !label.is_empty())
+}
+
+fn hyphenated(piece: &str, out: &mut Vec<String>) {
+    let parts: Vec<&str> = piece.split('-').filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        [] => {}
+        [one] => out.push((*one).to_owned()),
+        [first, number] if number.bytes().all(|b| b.is_ascii_digit()) => {
+            out.push((*first).to_owned());
+            out.push(format!("-{number}"));
+        }
+        _ => {
+            out.push(parts.join("-"));
+            out.extend(parts.iter().map(|part| (*part).to_owned()));
+        }
+    }
 }
 
 /// `González` -> `gonzalez`: canonical decomposition without combining marks. Queries
@@ -177,7 +242,7 @@ mod tests {
     fn many_distinct_words_are_deduplicated_in_linear_time() {
         let many: String = (0..50_000).map(|i| format!("w{i} w{i} ")).collect();
         assert_eq!(words(&many).len(), 50_000);
-        assert_eq!(index_terms(&many).len(), 50_000);
+        assert_eq!(lexemes(&many).len(), 100_000);
     }
 
     #[test]
@@ -209,8 +274,29 @@ mod tests {
         assert_eq!(words("陈晓明"), name, "deterministic");
     }
 
+    /// Each expected list is what PostgreSQL 15's `to_tsvector('simple', …)` gives, in
+    /// position order.
     #[test]
-    fn glued_words_index_their_parts() {
-        assert_eq!(index_terms("user-a1"), vec!["user", "a1", "user-a1"]);
+    fn lexemes_follow_postgres_default_parser() {
+        let cases: &[(&str, &[&str])] = &[
+            ("alice.johnson", &["alice.johnson"]),
+            ("helen.schmidt3", &["helen.schmidt3"]),
+            ("mary_martin", &["mary", "martin"]),
+            ("anna_smith.5", &["anna", "smith.5"]),
+            ("user-a1", &["user-a1", "user", "a1"]),
+            ("user-71", &["user", "-71"]),
+            ("ab-cd-ef", &["ab-cd-ef", "ab", "cd", "ef"]),
+            ("user80", &["user80"]),
+            ("bench.local", &["bench.local"]),
+            ("josé.pérez", &["josé", "pérez"]),
+            ("иван.петров", &["иван", "петров"]),
+            ("noah_williams", &["noah", "williams"]),
+            ("john.", &["john"]),
+            ("Anna Anna", &["anna", "anna"]),
+            ("Φωτεινή Παπανικολάου", &["φωτεινή", "παπανικολάου"]),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(lexemes(text), *expected, "{text}");
+        }
     }
 }
