@@ -146,6 +146,5 @@ async fn shutdown_on_signal(handle: Handle<SocketAddr>, services: Arc<Services>)
     tracing::info!("shutting down");
     // Long-polling syncs answer now rather than hold the shutdown for their whole grace.
     services.sync.stop_waiting();
-    services.sliding_sync.stop_waiting();
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
 }

@@ -269,7 +269,6 @@ impl Services {
             store.clone(),
             rooms.clone(),
             sync.clone(),
-            ephemeral.clone(),
             account_data.clone(),
             push.clone(),
             keys.clone(),

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use ruma::api::client::sync::sync_events::v5;
 use ruma::{OwnedRoomId, UserId};
-use tokio::sync::watch;
 
 use self::connections::{ConnectionKey, Connections, Snapshot};
 use self::extensions::ExtensionSpan;
@@ -27,7 +26,6 @@ use self::lists::ListWindow;
 use self::required_state::RequiredState;
 use self::room::{RoomRequest, Span, uint};
 use super::account_data::AccountData;
-use super::ephemeral::Ephemeral;
 use super::keys::Keys;
 use super::push::Push;
 use super::rooms::Rooms;
@@ -43,14 +41,11 @@ pub struct SlidingSync {
     store: Arc<Store>,
     rooms: Arc<Rooms>,
     client_sync: Arc<ClientSync>,
-    ephemeral: Arc<Ephemeral>,
     account_data: Arc<AccountData>,
     push: Arc<Push>,
     keys: Arc<Keys>,
     to_device: Arc<ToDevice>,
     connections: Connections,
-    /// Set at shutdown: long polls answer at once with what they have.
-    stopping: watch::Sender<bool>,
 }
 
 /// Everything an answer needs from the request, beside the connection.
@@ -75,29 +70,12 @@ impl SlidingSync {
         store: Arc<Store>,
         rooms: Arc<Rooms>,
         client_sync: Arc<ClientSync>,
-        ephemeral: Arc<Ephemeral>,
         account_data: Arc<AccountData>,
         push: Arc<Push>,
         keys: Arc<Keys>,
         to_device: Arc<ToDevice>,
     ) -> Self {
-        Self {
-            store,
-            rooms,
-            client_sync,
-            ephemeral,
-            account_data,
-            push,
-            keys,
-            to_device,
-            connections: Connections::new(),
-            stopping: watch::channel(false).0,
-        }
-    }
-
-    /// Answers every long poll now and every later one at once (the server is stopping).
-    pub fn stop_waiting(&self) {
-        self.stopping.send_replace(true);
+        Self { store, rooms, client_sync, account_data, push, keys, to_device, connections: Connections::new() }
     }
 
     /// Answers at once for a new connection or when there is news since `pos`, else
@@ -110,34 +88,21 @@ impl SlidingSync {
         };
         let resumed = request.pos.as_deref().map(|pos| self.connections.resume(&key, pos)).transpose()?;
         let (from, previous) = resumed.map_or((None, None), |(n, snapshot)| (Some(n), Some(snapshot)));
-        let mut events_rx = self.rooms.subscribe();
-        let (mut typing_rx, mut receipts_rx) = self.ephemeral.subscribe();
-        let mut account_data_rx = self.account_data.subscribe();
-        let (mut keys_rx, mut to_device_rx) = (self.keys.subscribe(), self.to_device.subscribe());
-        let mut stopping = self.stopping.subscribe();
+        let mut wakers = self.client_sync.wakers();
         let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
         let deadline = tokio::time::Instant::now() + timeout;
         let asked = Asked { user, device, request: &request, previous: previous.as_deref() };
         loop {
             let head = self.client_sync.sync_head().await?;
             let answer = self.answer(&asked, head).await?;
-            let done = answer.news || from.is_none() || tokio::time::Instant::now() >= deadline || *stopping.borrow();
+            let done = answer.news || from.is_none() || tokio::time::Instant::now() >= deadline || wakers.stopping();
             if done {
                 let mut response = answer.response;
                 response.pos = self.connections.record(&key, from, answer.snapshot);
                 response.txn_id = request.txn_id.clone();
                 return Ok(response);
             }
-            tokio::select! {
-                _ = stopping.changed() => {}
-                _ = events_rx.changed() => {}
-                _ = typing_rx.changed() => {}
-                _ = receipts_rx.changed() => {}
-                _ = account_data_rx.changed() => {}
-                _ = keys_rx.changed() => {}
-                _ = to_device_rx.changed() => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-            }
+            wakers.wait(deadline).await;
         }
     }
 

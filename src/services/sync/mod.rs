@@ -106,6 +106,39 @@ pub struct ClientSync {
     stopping: watch::Sender<bool>,
 }
 
+/// What a long poll (`/sync`, sliding sync) waits on: the streams whose moves may be
+/// news for a client, and the server stopping.
+pub(crate) struct Wakers {
+    events: watch::Receiver<i64>,
+    typing: watch::Receiver<u64>,
+    receipts: watch::Receiver<u64>,
+    account_data: watch::Receiver<u64>,
+    keys: watch::Receiver<i64>,
+    to_device: watch::Receiver<i64>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Wakers {
+    /// Whether the server is stopping (long polls then answer at once).
+    pub(crate) fn stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Waits until a stream moves, the server starts stopping, or `deadline`.
+    pub(crate) async fn wait(&mut self, deadline: tokio::time::Instant) {
+        tokio::select! {
+            _ = self.stopping.changed() => {}
+            _ = self.events.changed() => {}
+            _ = self.typing.changed() => {}
+            _ = self.receipts.changed() => {}
+            _ = self.account_data.changed() => {}
+            _ = self.keys.changed() => {}
+            _ = self.to_device.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
 impl ClientSync {
     pub fn new(
         store: Arc<Store>,
@@ -127,11 +160,7 @@ impl ClientSync {
     /// Answers at once when there is something new (or this is an initial sync), else
     /// waits for something to happen, up to the timeout.
     pub async fn sync(&self, user_id: &UserId, params: SyncParams) -> ApiResult<Value> {
-        let mut events_rx = self.rooms.subscribe();
-        let (mut typing_rx, mut receipts_rx) = self.ephemeral.subscribe();
-        let mut account_data_rx = self.account_data.subscribe();
-        let (mut keys_rx, mut to_device_rx) = (self.keys.subscribe(), self.to_device.subscribe());
-        let mut stopping = self.stopping.subscribe();
+        let mut wakers = self.wakers();
         let deadline = tokio::time::Instant::now() + params.timeout.min(MAX_TIMEOUT);
         let mut first = true;
         loop {
@@ -142,19 +171,24 @@ impl ClientSync {
             first = false;
             let response = self.sync_once(user_id, &params, head).await?;
             let waiting = params.since.is_some() && !params.full_state && is_empty(&response);
-            if !waiting || tokio::time::Instant::now() >= deadline || *stopping.borrow() {
+            if !waiting || tokio::time::Instant::now() >= deadline || wakers.stopping() {
                 return Ok(response);
             }
-            tokio::select! {
-                _ = stopping.changed() => {}
-                _ = events_rx.changed() => {}
-                _ = typing_rx.changed() => {}
-                _ = receipts_rx.changed() => {}
-                _ = account_data_rx.changed() => {}
-                _ = keys_rx.changed() => {}
-                _ = to_device_rx.changed() => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-            }
+            wakers.wait(deadline).await;
+        }
+    }
+
+    /// What a long poll waits on, from now on.
+    pub(crate) fn wakers(&self) -> Wakers {
+        let (typing, receipts) = self.ephemeral.subscribe();
+        Wakers {
+            events: self.rooms.subscribe(),
+            typing,
+            receipts,
+            account_data: self.account_data.subscribe(),
+            keys: self.keys.subscribe(),
+            to_device: self.to_device.subscribe(),
+            stopping: self.stopping.subscribe(),
         }
     }
 
