@@ -12,8 +12,8 @@
 //!
 //! Each is timed by the client (until the last byte) and by the server's own log: kith's
 //! access log (`ms=`) and Synapse's `Processed request:` (processing and sending). Last,
-//! kith's resident memory is read before and after opening many more connections, for
-//! the memory one connection holds.
+//! kith's resident memory is read before and after opening more connections (up to the
+//! bound it keeps per user), for the memory one connection holds.
 //!
 //! `cargo bench --bench sliding_sync`; `KITH_BENCH_SLIDING_SYNC_ROOMS` (default 1000) and
 //! `KITH_BENCH_SLIDING_SYNC_RUNS` (default 50) change the rooms and the repetitions. Needs
@@ -36,8 +36,9 @@ const DEFAULT_ROOMS: usize = 1_000;
 const DEFAULT_RUNS: usize = 50;
 /// Rooms created at once on each server.
 const CREATE_CONCURRENCY: usize = 4;
-/// Connections opened for the memory figure.
-const MEMORY_CONNECTIONS: usize = 40;
+/// Connections kith keeps per user (`MAX_CONNECTIONS_PER_USER`): the memory figure
+/// opens connections up to it, so that none is forgotten while measuring.
+const CONNECTIONS_PER_USER: usize = 50;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a server may take to log a request it answered.
 const LOG_WAIT: Duration = Duration::from_secs(5);
@@ -97,19 +98,23 @@ async fn run() {
         }
     }
     print_table(&targets, &figures, rooms, runs);
-    connection_memory(&mut targets[1], kith.pid().expect("kith runs"), rooms).await;
+    // The warm-up and every run opened one connection each.
+    let more = CONNECTIONS_PER_USER.saturating_sub(runs + 1);
+    if more > 0 {
+        connection_memory(&mut targets[1], kith.pid().expect("kith runs"), rooms, more).await;
+    }
 }
 
 /// Resident memory of kith before and after opening more connections of the user.
-async fn connection_memory(kith: &mut Target, pid: u32, rooms: usize) {
+async fn connection_memory(kith: &mut Target, pid: u32, rooms: usize, connections: usize) {
     let before = resident_kib(pid);
-    for i in 0..MEMORY_CONNECTIONS {
+    for i in 0..connections {
         kith.first_answer(&format!("memory-{i}")).await;
     }
     let after = resident_kib(pid);
-    let per = after.saturating_sub(before) as f64 / MEMORY_CONNECTIONS as f64;
+    let per = after.saturating_sub(before) as f64 / connections as f64;
     println!(
-        "sliding_sync: kith resident {before} KiB, then {after} KiB after {MEMORY_CONNECTIONS} more connections \
+        "sliding_sync: kith resident {before} KiB, then {after} KiB after {connections} more connections \
          ({per:.0} KiB each, a user in {rooms} rooms, 20 rooms sent each)"
     );
 }
