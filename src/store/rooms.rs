@@ -589,6 +589,32 @@ impl Store {
         query.fetch_optional(self.pool()).await?.map(|row| row.try_get(0)).transpose()
     }
 
+    /// For each of `room_ids` with accepted events, the position of its newest one at or
+    /// before `up_to` (as [`Self::newest_event_position`] of any type, in one query).
+    pub async fn newest_event_positions(
+        &self,
+        room_ids: &[&str],
+        up_to: i64,
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let mut newest = Vec::with_capacity(room_ids.len());
+        for chunk in room_ids.chunks(200) {
+            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT room_id, MAX(stream_ordering) FROM events WHERE room_id IN ({}) AND stream_ordering <= $1 \
+                 AND rejected = 0 AND outlier = 0 GROUP BY room_id",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(up_to);
+            for room_id in chunk {
+                query = query.bind(*room_id);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                newest.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(newest)
+    }
+
     /// For each room a user is joined to, the position of its newest accepted event of
     /// one of `types` at or before `up_to`: one query for all the rooms.
     pub async fn newest_event_positions_of_joined(

@@ -42,7 +42,7 @@ impl Synapse {
              registration_shared_secret: '{SECRET}'\nbcrypt_rounds: 4\nallow_public_rooms_over_federation: true\nroom_list_publication_rules: [{{action: allow}}]\ntrusted_key_servers: []\nsuppress_key_server_warning: true\n\
              federation_verify_certificates: false\nip_range_whitelist: ['127.0.0.1']\nip_range_blacklist: ['10.0.0.0/8']\n\
              rc_message: {{per_second: 1000, burst_count: 1000}}\nrc_joins: {{local: {{per_second: 1000, burst_count: 1000}}, remote: {{per_second: 1000, burst_count: 1000}}}}\n\
-             rc_joins_per_room: {{per_second: 1000, burst_count: 1000}}\nrc_registration: {{per_second: 1000, burst_count: 1000}}\n\
+             rc_joins_per_room: {{per_second: 1000, burst_count: 1000}}\nrc_room_creation: {{per_second: 1000, burst_count: 1000}}\nrc_invites: {{per_room: {{per_second: 1000, burst_count: 1000}}, per_user: {{per_second: 1000, burst_count: 1000}}, per_issuer: {{per_second: 1000, burst_count: 1000}}}}\nrc_registration: {{per_second: 1000, burst_count: 1000}}\n\
              rc_login: {{address: {{per_second: 1000, burst_count: 1000}}, account: {{per_second: 1000, burst_count: 1000}}, failed_attempts: {{per_second: 1000, burst_count: 1000}}}}\n\
              rc_federation: {{window_size: 1000, sleep_limit: 100000, reject_limit: 100000, concurrent: 1000}}\n",
             crt = path("tls.crt"),

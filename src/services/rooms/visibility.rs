@@ -32,21 +32,16 @@ impl Rooms {
     async fn visible_at(&self, user_id: &str, group: i64) -> ApiResult<bool> {
         let keys = [("m.room.history_visibility", ""), ("m.room.member", user_id)];
         let ids = self.store.state_group_entries(group, &keys).await?;
+        // Both events in one read.
+        let wanted: Vec<String> = ids.iter().flatten().cloned().collect();
+        let events = if wanted.is_empty() { Vec::new() } else { self.store.events_by_id(&wanted).await? };
         let content_of = |id: &Option<String>| {
-            let id = id.clone();
-            async move {
-                match id {
-                    Some(id) => {
-                        Ok::<_, sqlx::Error>(self.store.get_event(&id).await?.map(|e| e.json["content"].clone()))
-                    }
-                    None => Ok(None),
-                }
-            }
+            let event = id.as_ref().and_then(|id| events.iter().find(|e| &e.event_id == id));
+            event.map(|e| &e.json["content"])
         };
-        let visibility = content_of(&ids[0]).await?;
-        let membership = content_of(&ids[1]).await?;
-        let visibility = visibility.as_ref().and_then(|c| c["history_visibility"].as_str()).unwrap_or("shared");
-        let membership = membership.as_ref().and_then(|c| c["membership"].as_str()).unwrap_or("leave");
+        let (visibility, membership) = (content_of(&ids[0]), content_of(&ids[1]));
+        let visibility = visibility.and_then(|c| c["history_visibility"].as_str()).unwrap_or("shared");
+        let membership = membership.and_then(|c| c["membership"].as_str()).unwrap_or("leave");
         // The caller has already limited reads to members (and to the moment they left),
         // so `shared` and `world_readable` history is visible to them.
         Ok(match visibility {

@@ -17,14 +17,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::{StreamExt, TryFutureExt, TryStreamExt};
 use ruma::api::client::sync::sync_events::v5;
 use ruma::{OwnedRoomId, UserId};
 
 use self::connections::{ConnectionKey, Connections, Snapshot};
 use self::extensions::ExtensionSpan;
-use self::lists::ListWindow;
+use self::lists::{ListWindow, ListedRoom};
 use self::required_state::RequiredState;
-use self::room::{RoomRequest, Span, uint};
+use self::room::{Known, RoomRequest, Span, uint};
 use super::account_data::AccountData;
 use super::keys::Keys;
 use super::push::Push;
@@ -34,6 +35,8 @@ use super::to_device::ToDevice;
 use crate::error::ApiResult;
 use crate::store::Store;
 
+/// Rooms of one answer computed at once (each holds a database connection at a time).
+const ROOMS_AT_ONCE: usize = 4;
 /// Long polls wait at most this long, whatever the client asks.
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -124,10 +127,24 @@ impl SlidingSync {
             None => HashSet::new(),
         };
         let mut new_rooms = HashSet::new();
-        for room in listed.iter().filter(|room| wanted.contains_key(&room.room_id)) {
-            let sent = asked.previous.and_then(|p| p.rooms.get(&room.room_id));
-            let is_resynced = resynced.contains(room.room_id.as_str());
-            let answer = self.room_answer(asked.user, room, &wanted[&room.room_id], sent, span, is_resynced).await?;
+        let asked_rooms: Vec<&ListedRoom> = listed.iter().filter(|room| wanted.contains_key(&room.room_id)).collect();
+        let newest = self.newest_events_of_sent(asked.previous, &asked_rooms, head.events).await?;
+        // Rooms are answered a few at a time: each waits mostly on the database.
+        // (The futures are made first: a stream mapping borrowed rooms is not `Send`.)
+        let pending: Vec<_> = asked_rooms
+            .into_iter()
+            .map(|room| {
+                let known = Known {
+                    sent: asked.previous.and_then(|p| p.rooms.get(&room.room_id)),
+                    resynced: resynced.contains(room.room_id.as_str()),
+                    newest_event: newest.get(room.room_id.as_str()).copied(),
+                };
+                self.room_answer(asked.user, room, &wanted[&room.room_id], known, span)
+                    .map_ok(move |answer| (room, answer))
+            })
+            .collect();
+        let answers: Vec<_> = futures_util::stream::iter(pending).buffered(ROOMS_AT_ONCE).try_collect().await?;
+        for (room, answer) in answers {
             if let Some(answer) = answer {
                 if answer.room.initial == Some(true) {
                     new_rooms.insert(room.room_id.clone());
@@ -148,6 +165,26 @@ impl SlidingSync {
         let extensions_news = self.add_extensions(asked, &mut response, &mut snapshot, &span).await?;
         let news = !response.rooms.is_empty() || lists_changed || extensions_news;
         Ok(Answer { response, snapshot, news })
+    }
+
+    /// The newest event of each joined room sent before, in one read: most of them have
+    /// nothing new and are left out of the answer on that alone.
+    async fn newest_events_of_sent(
+        &self,
+        previous: Option<&Snapshot>,
+        rooms: &[&ListedRoom],
+        head: i64,
+    ) -> ApiResult<HashMap<String, i64>> {
+        let Some(previous) = previous else { return Ok(HashMap::new()) };
+        let sent: Vec<&str> = rooms
+            .iter()
+            .filter(|room| room.is_joined() && previous.rooms.contains_key(&room.room_id))
+            .map(|room| room.room_id.as_str())
+            .collect();
+        if sent.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(self.store.newest_event_positions(&sent, head).await?.into_iter().collect())
     }
 
     /// Fills in the extensions asked for; whether they carry anything new.

@@ -29,6 +29,17 @@ pub struct RoomRequest {
     pub required_state: Arc<RequiredState>,
 }
 
+/// What the connection knows of a room already.
+#[derive(Clone, Copy)]
+pub struct Known<'a> {
+    /// How it was last sent.
+    pub sent: Option<&'a SentRoom>,
+    /// Whether its state was resynced (after a partial join) since.
+    pub resynced: bool,
+    /// Its newest event at the head, when read for many rooms at once (joined rooms).
+    pub newest_event: Option<i64>,
+}
+
 /// What an answer sends of a room, and what it records as sent.
 pub struct RoomAnswer {
     pub room: Room,
@@ -50,10 +61,10 @@ impl SlidingSync {
         user: &UserId,
         listed: &ListedRoom,
         request: &RoomRequest,
-        sent: Option<&SentRoom>,
+        known: Known<'_>,
         span: Span,
-        resynced: bool,
     ) -> ApiResult<Option<RoomAnswer>> {
+        let Known { sent, resynced, newest_event } = known;
         let membership = listed.membership.membership.clone();
         if membership == "invite" || membership == "knock" {
             return self.invited_answer(listed, request, sent).await;
@@ -64,7 +75,10 @@ impl SlidingSync {
         let grew = resynced || sent.is_some_and(|s| request.required_state.grew_from(&s.required_state));
         let sent_now = SentRoom { up_to: until, membership, required_state: request.required_state.clone() };
         if let Some(from) = from {
-            let newest = self.store.newest_event_position(listed.room_id.as_str(), &[], until).await?;
+            let newest = match newest_event {
+                Some(newest) if listed.is_joined() => Some(newest),
+                _ => self.store.newest_event_position(listed.room_id.as_str(), &[], until).await?,
+            };
             if newest.is_none_or(|newest| newest <= from) && !grew {
                 return Ok(None);
             }
@@ -176,44 +190,31 @@ impl SlidingSync {
                 }
             }
         }
-        let events = self.rooms.state_events(&wanted).await?;
-        room.required_state = events.iter().map(|e| raw(&client_event(e))).collect::<ApiResult<_>>()?;
         let first = from.is_none();
-        self.add_name_and_avatar(room, &current, &changed, first).await?;
+        // The name and avatar come in the same read as the asked-for state.
+        let mut fetched = wanted.clone();
+        let name_and_avatar = [name_key("m.room.name"), name_key("m.room.avatar")].map(|key| {
+            let id = (first || changed.contains_key(&key)).then(|| current.get(&key)).flatten().cloned();
+            if let Some(id) = &id {
+                fetched.insert(key, id.clone());
+            }
+            id
+        });
+        let events = self.rooms.state_events(&fetched).await?;
+        let asked: HashSet<&String> = wanted.values().collect();
+        room.required_state = events
+            .iter()
+            .filter(|e| asked.contains(&e.event_id))
+            .map(|e| raw(&client_event(e)))
+            .collect::<ApiResult<_>>()?;
+        let [name, avatar] = name_and_avatar.map(|id| {
+            let event = id.and_then(|id| events.iter().find(|e| e.event_id == id));
+            event.map(|e| &e.json["content"])
+        });
+        add_name_and_avatar(room, name, avatar);
         let members_changed = first || changed.keys().any(|(kind, _)| kind == "m.room.member");
         if members_changed {
             self.add_members(room, user, listed, &current).await?;
-        }
-        Ok(())
-    }
-
-    async fn add_name_and_avatar(
-        &self,
-        room: &mut Room,
-        current: &StateMap,
-        changed: &StateMap,
-        first: bool,
-    ) -> ApiResult<()> {
-        let content = |kind: &str| {
-            let key = (kind.to_owned(), String::new());
-            let id = (first || changed.contains_key(&key)).then(|| current.get(&key)).flatten().cloned();
-            async move {
-                match id {
-                    Some(id) => {
-                        Ok::<_, MatrixError>(Some(self.rooms.require_event(&id).await?.json["content"].clone()))
-                    }
-                    None => Ok(None),
-                }
-            }
-        };
-        if let Some(name) = content("m.room.name").await? {
-            room.name = name["name"].as_str().filter(|n| !n.is_empty()).map(str::to_owned);
-        }
-        if let Some(avatar) = content("m.room.avatar").await? {
-            room.avatar = match avatar["url"].as_str().filter(|u| !u.is_empty()) {
-                Some(url) => JsOption::Some(OwnedMxcUri::from(url)),
-                None => JsOption::Null,
-            };
         }
         Ok(())
     }
@@ -244,6 +245,23 @@ impl SlidingSync {
         });
         room.heroes = Some(heroes.collect());
         Ok(())
+    }
+}
+
+fn name_key(kind: &str) -> (String, String) {
+    (kind.to_owned(), String::new())
+}
+
+/// The name and avatar from their events' content, when sent (first or changed).
+fn add_name_and_avatar(room: &mut Room, name: Option<&Value>, avatar: Option<&Value>) {
+    if let Some(name) = name {
+        room.name = name["name"].as_str().filter(|n| !n.is_empty()).map(str::to_owned);
+    }
+    if let Some(avatar) = avatar {
+        room.avatar = match avatar["url"].as_str().filter(|u| !u.is_empty()) {
+            Some(url) => JsOption::Some(OwnedMxcUri::from(url)),
+            None => JsOption::Null,
+        };
     }
 }
 
