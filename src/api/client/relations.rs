@@ -80,20 +80,28 @@ async fn relations_page(
     state.relations.relations(page.room_id, &owner.user_id, request).await
 }
 
+/// The page asked for by any of the three `/relations` requests (ruma has a type per
+/// route, with the same paging fields).
+macro_rules! page_request {
+    ($request:expr) => {
+        PageRequest {
+            room_id: &$request.room_id,
+            parent: &$request.event_id,
+            from: $request.from.as_deref(),
+            to: $request.to.as_deref(),
+            dir: $request.dir,
+            limit: $request.limit,
+        }
+    };
+}
+
 /// `GET /rooms/{roomId}/relations/{eventId}` (v1 of the API).
 pub async fn relations(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Ruma(request): Ruma<get_relating_events::v1::Request>,
 ) -> ApiResult<RumaResponse<get_relating_events::v1::Response>> {
-    let page = PageRequest {
-        room_id: &request.room_id,
-        parent: &request.event_id,
-        from: request.from.as_deref(),
-        to: request.to.as_deref(),
-        dir: request.dir,
-        limit: request.limit,
-    };
+    let page = page_request!(request);
     let page = relations_page(&state, &owner, page, None, None).await?;
     let mut answer = get_relating_events::v1::Response::new(page.chunk);
     (answer.next_batch, answer.prev_batch) = (page.next_batch, page.prev_batch);
@@ -106,14 +114,7 @@ pub async fn relations_of_type(
     Requester(owner): Requester,
     Ruma(request): Ruma<get_relating_events_with_rel_type::v1::Request>,
 ) -> ApiResult<RumaResponse<get_relating_events_with_rel_type::v1::Response>> {
-    let page = PageRequest {
-        room_id: &request.room_id,
-        parent: &request.event_id,
-        from: request.from.as_deref(),
-        to: request.to.as_deref(),
-        dir: request.dir,
-        limit: request.limit,
-    };
+    let page = page_request!(request);
     let page = relations_page(&state, &owner, page, Some(&request.rel_type), None).await?;
     let mut answer = get_relating_events_with_rel_type::v1::Response::new(page.chunk);
     (answer.next_batch, answer.prev_batch) = (page.next_batch, page.prev_batch);
@@ -126,14 +127,7 @@ pub async fn relations_of_type_and_event_type(
     Requester(owner): Requester,
     Ruma(request): Ruma<get_relating_events_with_rel_type_and_event_type::v1::Request>,
 ) -> ApiResult<RumaResponse<get_relating_events_with_rel_type_and_event_type::v1::Response>> {
-    let page = PageRequest {
-        room_id: &request.room_id,
-        parent: &request.event_id,
-        from: request.from.as_deref(),
-        to: request.to.as_deref(),
-        dir: request.dir,
-        limit: request.limit,
-    };
+    let page = page_request!(request);
     let page = relations_page(&state, &owner, page, Some(&request.rel_type), Some(&request.event_type)).await?;
     let mut answer = get_relating_events_with_rel_type_and_event_type::v1::Response::new(page.chunk);
     (answer.next_batch, answer.prev_batch) = (page.next_batch, page.prev_batch);
