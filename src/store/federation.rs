@@ -96,22 +96,27 @@ impl Store {
 
     /// Whether a user of `server` is joined to the room now (from the membership mirror).
     pub async fn server_joined(&self, room_id: &str, server: &str) -> Result<bool, sqlx::Error> {
-        let suffix = format!(":{server}");
-        let rows = sqlx::query(
-            "SELECT user_id FROM room_memberships WHERE room_id = $1 AND membership = 'join' AND user_id LIKE $2",
+        let row = sqlx::query(
+            "SELECT 1 FROM room_memberships WHERE room_id = $1 AND membership = 'join' AND server_name = $2 LIMIT 1",
         )
         .bind(room_id)
-        .bind(format!("%{suffix}"))
+        .bind(server)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// The servers with a user joined to the room now, sorted (read from an index, not
+    /// from every member's row).
+    pub async fn joined_servers(&self, room_id: &str) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT server_name FROM room_memberships WHERE room_id = $1 AND membership = 'join' \
+             ORDER BY server_name",
+        )
+        .bind(room_id)
         .fetch_all(self.pool())
         .await?;
-        // `LIKE` may match more (a `_` in the name); the server part decides.
-        for row in rows {
-            let user_id: String = row.try_get(0)?;
-            if user_id.split_once(':').is_some_and(|(_, name)| name == server) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        rows.iter().map(|row| row.try_get(0)).collect()
     }
 
     /// Adds PDUs to destinations' outboxes and moves a consumer to its new position, in one

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{Store, now_ms};
+use super::{Store, now_ms, rooms};
 
 pub struct FixtureUser<'a> {
     pub user_id: &'a str,
@@ -70,7 +70,7 @@ impl Store {
         for (i, member) in members.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO room_memberships (room_id, user_id, membership, event_id, sender, displayname, avatar_url, \
-                 stream_ordering) VALUES ($1, $2, 'join', $3, $2, $4, $5, $6)",
+                 stream_ordering, server_name) VALUES ($1, $2, 'join', $3, $2, $4, $5, $6, $7)",
             )
             .bind(room_id)
             .bind(member.user_id)
@@ -78,6 +78,7 @@ impl Store {
             .bind(member.display_name)
             .bind(member.avatar_url)
             .bind(first_ordering + i as i64)
+            .bind(rooms::server_of(member.user_id))
             .execute(&mut *txn.tx)
             .await?;
         }

@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("schema/0015_blocked_rooms.sql")),
     (16, include_str!("schema/0016_client_ips.sql")),
     (17, include_str!("schema/0017_to_device_limits.sql")),
+    (18, include_str!("schema/0018_member_servers.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may
@@ -55,6 +56,10 @@ pub(super) async fn run(store: &Store) -> anyhow::Result<()> {
         if *version == 8 {
             let recorded = super::relations::backfill(&mut txn).await?;
             tracing::info!(recorded, "indexed the relations of stored events");
+        }
+        if *version == 18 {
+            let filled = super::rooms::backfill_member_servers(&mut txn).await?;
+            tracing::info!(filled, "recorded the server of each room member");
         }
         sqlx::query("INSERT INTO schema_version (version, applied_ts) VALUES ($1, $2)")
             .bind(*version)

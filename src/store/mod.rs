@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod client_ips;
+mod current_states;
 mod directory;
 mod federated_directory;
 mod federation;
@@ -72,6 +73,7 @@ pub struct Store {
     /// SQLite allows one writer; serialising write transactions here avoids `SQLITE_BUSY`
     /// lock-upgrade failures that a busy timeout cannot resolve.
     sqlite_writer: Mutex<()>,
+    current_states: current_states::CurrentStates,
 }
 
 /// A write transaction; on SQLite it also holds the single-writer lock.
@@ -108,7 +110,7 @@ impl Store {
             .connect(&url)
             .await
             .with_context(|| format!("database: cannot connect ({})", redact_password(&url)))?;
-        let store = Self { pool, backend, sqlite_writer: Mutex::new(()) };
+        let store = Self { pool, backend, sqlite_writer: Mutex::new(()), current_states: Default::default() };
         migrations::run(&store).await.context("database: schema migration failed")?;
         Ok(store)
     }

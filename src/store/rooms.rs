@@ -9,11 +9,13 @@
 //! a long room history does not store the full state once per state event.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::current_states::{self, CurrentStates};
 use super::{Store, WriteTxn, now_ms, relations, streams};
 
 /// `(event type, state key) -> event id`.
@@ -252,9 +254,10 @@ impl Store {
         if !event.rejected && !event.outlier {
             update_extremities(&mut txn, event.room_id, event.event_id, event.prev_events).await?;
         }
-        if let Some(state) = event.new_current_state {
-            update_current_state(&mut txn, event.room_id, state).await?;
-        }
+        let kept_state = match event.new_current_state {
+            Some(state) => update_current_state(&mut txn, &self.current_states, event.room_id, state).await?,
+            None => None,
+        };
         if event.mirror_membership
             && event.event_type == "m.room.member"
             && let Some(state_key) = event.state_key
@@ -275,6 +278,9 @@ impl Store {
             .await?;
         }
         txn.commit().await?;
+        if let (Some(position), Some(state)) = (kept_state, event.new_current_state) {
+            self.current_states.put(event.room_id, position, Arc::new(state.clone()));
+        }
         Ok(ordering)
     }
 
@@ -458,23 +464,25 @@ impl Store {
         Ok(events)
     }
 
-    /// The JSON of the events of `event_ids` that are held, as stored, in stream order.
-    pub async fn event_json_by_id(&self, event_ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
-        let mut found: Vec<(i64, String)> = Vec::with_capacity(event_ids.len());
+    /// `(event id, stream ordering, JSON as stored)` of the events of `event_ids` that are
+    /// held.
+    pub async fn event_json_by_id(&self, event_ids: &[String]) -> Result<Vec<(String, i64, String)>, sqlx::Error> {
+        let mut found = Vec::with_capacity(event_ids.len());
         for chunk in event_ids.chunks(500) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql =
-                format!("SELECT stream_ordering, json FROM events WHERE event_id IN ({})", placeholders.join(", "));
+            let sql = format!(
+                "SELECT event_id, stream_ordering, json FROM events WHERE event_id IN ({})",
+                placeholders.join(", ")
+            );
             let mut query = sqlx::query(&sql);
             for id in chunk {
                 query = query.bind(id);
             }
             for row in query.fetch_all(self.pool()).await? {
-                found.push((row.try_get(0)?, row.try_get(1)?));
+                found.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
             }
         }
-        found.sort_unstable_by_key(|(ordering, _)| *ordering);
-        Ok(found.into_iter().map(|(_, json)| json).collect())
+        Ok(found)
     }
 
     /// The `auth_events` of the events of `event_ids` that are held (only that field of
@@ -520,6 +528,20 @@ impl Store {
 
     pub async fn room_members(&self, room_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
         self.memberships_where("room_id = $1 ORDER BY user_id", room_id).await
+    }
+
+    /// Up to `limit` joined or invited members other than `except`, longest-standing first.
+    pub async fn oldest_members(&self, room_id: &str, except: &str, limit: usize) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT user_id FROM room_memberships WHERE room_id = $1 AND membership IN ('join', 'invite') \
+             AND user_id <> $2 ORDER BY stream_ordering, user_id LIMIT $3",
+        )
+        .bind(room_id)
+        .bind(except)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
     }
 
     async fn memberships_where(&self, condition: &str, key: &str) -> Result<Vec<Membership>, sqlx::Error> {
@@ -808,18 +830,30 @@ pub(super) async fn new_state_group(
         .bind(chain_length)
         .execute(&mut *txn.tx)
         .await?;
-    for ((event_type, state_key), event_id) in &entries {
-        sqlx::query(
-            "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(group)
-        .bind(event_type)
-        .bind(state_key)
-        .bind(event_id)
-        .execute(&mut *txn.tx)
-        .await?;
-    }
+    insert_group_entries(txn, group, &entries).await?;
     Ok(group)
+}
+
+/// Rows written per statement when storing a group (a snapshot of a big room is tens of
+/// thousands of rows; one statement each would be as many round trips).
+const ENTRIES_PER_INSERT: usize = 250;
+
+async fn insert_group_entries(txn: &mut WriteTxn<'_>, group: i64, entries: &StateMap) -> Result<(), sqlx::Error> {
+    let entries: Vec<_> = entries.iter().collect();
+    for chunk in entries.chunks(ENTRIES_PER_INSERT) {
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4)).collect();
+        let sql = format!(
+            "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(group);
+        for ((event_type, state_key), event_id) in chunk {
+            query = query.bind(event_type.as_str()).bind(state_key.as_str()).bind(event_id.as_str());
+        }
+        query.execute(&mut *txn.tx).await?;
+    }
+    Ok(())
 }
 
 /// The group a state group is a delta on, if any.
@@ -879,35 +913,29 @@ async fn update_extremities(
     Ok(())
 }
 
-/// Writes the difference between the stored current state and `state`: current_state
-/// rows, one delta-stream row per change, and the membership mirror.
 /// `(key, new event, previous event)` of one change of current state.
 type StateChange<'a> = (&'a (String, String), Option<&'a String>, Option<&'a String>);
 
+/// Writes the difference between the stored current state and `state`: current_state
+/// rows, one delta-stream row per change, and the membership mirror. The stored state is
+/// the kept copy when it is still the room's (see `current_states`). Returns the
+/// position of the room's last delta when `state` should be kept as the room's copy.
 pub(super) async fn update_current_state(
     txn: &mut WriteTxn<'_>,
+    kept: &CurrentStates,
     room_id: &str,
     state: &StateMap,
-) -> Result<(), sqlx::Error> {
-    let rows = sqlx::query("SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1")
-        .bind(room_id)
-        .fetch_all(&mut *txn.tx)
-        .await?;
-    let mut old = StateMap::new();
-    for row in rows {
-        old.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
-    }
-    let mut changes: Vec<StateChange<'_>> = Vec::new();
-    for (key, event_id) in state {
-        let previous = old.get(key);
-        if previous != Some(event_id) {
-            changes.push((key, Some(event_id), previous));
-        }
-    }
-    for (key, event_id) in &old {
-        if !state.contains_key(key) {
-            changes.push((key, None, Some(event_id)));
-        }
+) -> Result<Option<i64>, sqlx::Error> {
+    let mut last = current_states::last_delta(txn, room_id).await?;
+    let cached = last.and_then(|at| kept.get(room_id, at));
+    let was_kept = cached.is_some();
+    let old = match cached {
+        Some(old) => old,
+        None => Arc::new(read_current_state(txn, room_id).await?),
+    };
+    let changes = state_changes(&old, state);
+    if changes.is_empty() {
+        return Ok(if was_kept { None } else { last });
     }
     for ((event_type, state_key), new, previous) in changes {
         match new {
@@ -948,8 +976,45 @@ pub(super) async fn update_current_state(
         if event_type == "m.room.member" {
             update_membership(txn, room_id, state_key, new).await?;
         }
+        last = Some(position);
     }
-    Ok(())
+    Ok(last)
+}
+
+async fn read_current_state(txn: &mut WriteTxn<'_>, room_id: &str) -> Result<StateMap, sqlx::Error> {
+    let rows = sqlx::query("SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1")
+        .bind(room_id)
+        .fetch_all(&mut *txn.tx)
+        .await?;
+    rows.iter().map(|row| Ok(((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?))).collect()
+}
+
+/// What differs between two states, walking both in key order.
+fn state_changes<'a>(old: &'a StateMap, new: &'a StateMap) -> Vec<StateChange<'a>> {
+    use std::cmp::Ordering;
+    let mut changes = Vec::new();
+    let (mut old_entries, mut new_entries) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        let order = match (old_entries.peek(), new_entries.peek()) {
+            (None, None) => return changes,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((old_key, _)), Some((new_key, _))) => old_key.cmp(new_key),
+        };
+        let (old_entry, new_entry) = match order {
+            Ordering::Less => (old_entries.next(), None),
+            Ordering::Greater => (None, new_entries.next()),
+            Ordering::Equal => (old_entries.next(), new_entries.next()),
+        };
+        match (old_entry, new_entry) {
+            (Some((key, old_id)), Some((_, new_id))) if old_id != new_id => {
+                changes.push((key, Some(new_id), Some(old_id)));
+            }
+            (Some((key, old_id)), None) => changes.push((key, None, Some(old_id))),
+            (None, Some((key, new_id))) => changes.push((key, Some(new_id), None)),
+            _ => {}
+        }
+    }
 }
 
 async fn update_membership(
@@ -978,7 +1043,7 @@ async fn update_membership(
     let membership = content["membership"].as_str().unwrap_or("leave");
     sqlx::query(
         "INSERT INTO room_memberships (room_id, user_id, membership, event_id, sender, displayname, avatar_url, \
-         stream_ordering, forgotten) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0) \
+         stream_ordering, forgotten, server_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9) \
          ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, \
          event_id = excluded.event_id, sender = excluded.sender, displayname = excluded.displayname, \
          avatar_url = excluded.avatar_url, stream_ordering = excluded.stream_ordering, forgotten = 0",
@@ -992,7 +1057,59 @@ async fn update_membership(
     .bind(content["displayname"].as_str().map(|name| name.replace('\0', "\u{FFFD}")))
     .bind(content["avatar_url"].as_str().map(|url| url.replace('\0', "\u{FFFD}")))
     .bind(ordering)
+    .bind(server_of(user_id))
     .execute(&mut *txn.tx)
     .await?;
     Ok(())
+}
+
+/// The server part of a user ID (everything after the first `:`; empty if none).
+pub(super) fn server_of(user_id: &str) -> &str {
+    user_id.split_once(':').map_or("", |(_, server)| server)
+}
+
+/// Fills `room_memberships.server_name` for rows written before it existed.
+pub(super) async fn backfill_member_servers(txn: &mut WriteTxn<'_>) -> Result<u64, sqlx::Error> {
+    let rows = sqlx::query("SELECT room_id, user_id FROM room_memberships WHERE server_name = ''")
+        .fetch_all(&mut *txn.tx)
+        .await?;
+    let mut filled = 0;
+    for row in rows {
+        let (room_id, user_id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        sqlx::query("UPDATE room_memberships SET server_name = $1 WHERE room_id = $2 AND user_id = $3")
+            .bind(server_of(&user_id))
+            .bind(&room_id)
+            .bind(&user_id)
+            .execute(&mut *txn.tx)
+            .await?;
+        filled += 1;
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(entries: &[(&str, &str, &str)]) -> StateMap {
+        entries.iter().map(|(kind, key, id)| (((*kind).to_owned(), (*key).to_owned()), (*id).to_owned())).collect()
+    }
+
+    #[test]
+    fn state_changes_lists_added_replaced_and_removed_keys_in_order() {
+        let old =
+            state(&[("m.room.create", "", "$c"), ("m.room.member", "@a:x", "$a1"), ("m.room.member", "@b:x", "$b")]);
+        let new = state(&[("m.room.create", "", "$c"), ("m.room.member", "@a:x", "$a2"), ("m.room.name", "", "$n")]);
+        let changes: Vec<(String, Option<String>, Option<String>)> = state_changes(&old, &new)
+            .into_iter()
+            .map(|((_, key), new, old)| (key.clone(), new.cloned(), old.cloned()))
+            .collect();
+        let expected = vec![
+            ("@a:x".to_owned(), Some("$a2".to_owned()), Some("$a1".to_owned())),
+            ("@b:x".to_owned(), None, Some("$b".to_owned())),
+            (String::new(), Some("$n".to_owned()), None),
+        ];
+        assert_eq!(changes, expected);
+        assert!(state_changes(&new, &new).is_empty());
+    }
 }

@@ -44,12 +44,32 @@ impl History {
         if event.rejected {
             return Ok(false);
         }
+        let group = event.state_group_after.or(event.state_group_before);
+        if let Some(seen) = group.and_then(|group| sight.by_group.get(&group)) {
+            return Ok(*seen);
+        }
+        let visible = self.decide_sight(server, event, group, sight).await?;
+        if let Some(group) = group {
+            sight.by_group.insert(group, visible);
+        }
+        Ok(visible)
+    }
+
+    /// [`Self::can_see`] for an event whose state group (if any) was not decided yet in
+    /// this request.
+    async fn decide_sight(
+        &self,
+        server: &ServerName,
+        event: &StoredEvent,
+        group: Option<i64>,
+        sight: &mut Sight,
+    ) -> ApiResult<bool> {
         let suffix = format!(":{server}");
         let decides = |(kind, key): &(String, String)| {
             (kind == "m.room.history_visibility" && key.is_empty())
                 || (kind == "m.room.member" && key.ends_with(&suffix))
         };
-        let state = match event.state_group_after.or(event.state_group_before) {
+        let state = match group {
             Some(group) => self.rooms.state_group_select(group, decides).await?,
             // An outlier (held without the state at it): the current state decides.
             None => self.store.current_visibility_state(&event.room_id, server.as_str()).await?,
@@ -270,11 +290,13 @@ impl History {
 }
 
 /// What one request has read while deciding what a server may see, for its next event:
-/// whether the server is in the room now, and fields of event contents by event id
+/// whether the server is in the room now, what was decided at each state group (events
+/// sharing a state group are seen alike), and fields of event contents by event id
 /// (events never change but by redaction, which keeps these fields).
 #[derive(Default)]
 struct Sight {
     joined_now: Option<bool>,
+    by_group: HashMap<i64, bool>,
     fields: HashMap<String, Option<String>>,
 }
 

@@ -159,15 +159,10 @@ impl Joins {
     /// The servers of the room's joined members (from the membership mirror, so no
     /// member event is read), this one included.
     async fn servers_in_room(&self, room_id: &str) -> ApiResult<Vec<String>> {
-        let members = self.store.joined_user_ids(room_id).await?;
-        let mut servers: HashSet<&str> = members
-            .iter()
-            .filter_map(|user| <&UserId>::try_from(user.as_str()).ok())
-            .map(|user| user.server_name().as_str())
-            .collect();
-        servers.insert(self.server_name.as_str());
-        let mut servers: Vec<String> = servers.into_iter().map(str::to_owned).collect();
-        servers.sort();
+        let mut servers = self.store.joined_servers(room_id).await?;
+        if let Err(at) = servers.binary_search_by(|server| server.as_str().cmp(self.server_name.as_str())) {
+            servers.insert(at, self.server_name.to_string());
+        }
         Ok(servers)
     }
 
@@ -178,9 +173,6 @@ impl Joins {
         if named("m.room.name") || named("m.room.canonical_alias") {
             return Ok(HashSet::new());
         }
-        let mut members = self.store.room_members(room_id).await?;
-        members.retain(|m| (m.membership == "join" || m.membership == "invite") && m.user_id != joiner);
-        members.sort_by_key(|m| m.stream_ordering);
-        Ok(members.into_iter().take(MAX_HEROES).map(|m| m.user_id).collect())
+        Ok(self.store.oldest_members(room_id, joiner, MAX_HEROES).await?.into_iter().collect())
     }
 }

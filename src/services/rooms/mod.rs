@@ -15,6 +15,7 @@ mod members;
 pub mod membership;
 mod partial_state;
 pub mod pdu;
+mod pdu_cache;
 mod purge;
 mod redaction;
 pub mod remote;
@@ -52,6 +53,7 @@ pub struct Rooms {
     pub(crate) events_written: watch::Sender<i64>,
     auth_chains: auth_chains::AuthChains,
     state_groups: state_groups::StateGroups,
+    pdu_cache: pdu_cache::PduCache,
 }
 
 /// What a client asks to send.
@@ -76,6 +78,7 @@ impl Rooms {
             events_written: watch::channel(head).0,
             auth_chains: auth_chains::AuthChains::default(),
             state_groups: state_groups::StateGroups::default(),
+            pdu_cache: pdu_cache::PduCache::default(),
         })
     }
 
@@ -208,11 +211,15 @@ impl Rooms {
     /// Events as other servers get them, raw JSON read in bulk, in stream order (for
     /// answers of thousands of events: nothing is parsed but each one's top level).
     pub async fn pdus(&self, event_ids: &[String]) -> ApiResult<Vec<Box<serde_json::value::RawValue>>> {
-        let stored = self.store.event_json_by_id(event_ids).await?;
-        stored
-            .into_iter()
-            .map(|json| format::pdu_raw(json).map_err(|err| MatrixError::internal("stored event", err)))
-            .collect()
+        let mark = self.pdu_cache.mark();
+        let (mut found, missing) = self.pdu_cache.get_many(event_ids);
+        for (event_id, ordering, json) in self.store.event_json_by_id(&missing).await? {
+            let pdu = format::pdu_raw(json).map_err(|err| MatrixError::internal("stored event", err))?;
+            self.pdu_cache.put(mark, &event_id, ordering, &pdu);
+            found.push((ordering, pdu));
+        }
+        found.sort_unstable_by_key(|(ordering, _)| *ordering);
+        Ok(found.into_iter().map(|(_, pdu)| pdu).collect())
     }
 
     pub async fn state_events(&self, state: &StateMap) -> ApiResult<Vec<StoredEvent>> {

@@ -83,6 +83,7 @@ impl Rooms {
         }
         redacted["unsigned"] = json!({ "redacted_because": because });
         self.store.redact_event(target_id, &redacted, redaction_id).await?;
+        self.pdu_cache.forget(target_id);
         Ok(())
     }
 }

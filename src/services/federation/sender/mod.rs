@@ -361,11 +361,11 @@ impl Sender {
     /// The servers of a room's joined users, without us.
     async fn room_servers(&self, room_id: &str) -> ApiResult<Vec<OwnedServerName>> {
         let mut servers: HashSet<OwnedServerName> = HashSet::new();
-        for user in self.store.joined_user_ids(room_id).await? {
-            if let Ok(user) = <&UserId>::try_from(user.as_str())
-                && user.server_name() != self.server_name
+        for server in self.store.joined_servers(room_id).await? {
+            if let Ok(server) = OwnedServerName::try_from(server)
+                && server != self.server_name
             {
-                servers.insert(user.server_name().to_owned());
+                servers.insert(server);
             }
         }
         // A room joined with a partial state does not know all its members yet.
