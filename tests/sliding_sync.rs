@@ -184,6 +184,14 @@ async fn filters_select_rooms(db: Db) {
     let path = format!("{V3}/user/{}/account_data/m.direct", encode(&alice));
     assert_eq!(server.put(&path, Some(&token), json!({ bob: [plain] })).await.0, StatusCode::OK);
     assert_eq!(rooms_with(json!({ "is_dm": true, "is_invite": false })).await, [plain.as_str()]);
+    // A room's kind, once read, is kept: asked again, and after the plain room turns on
+    // encryption, the lists follow.
+    assert_eq!(rooms_with(json!({ "room_types": ["m.space"] })).await, [space.as_str()]);
+    let path = format!("{V3}/rooms/{}/state/m.room.encryption/", encode(&plain));
+    let content = json!({ "algorithm": "m.megolm.v1.aes-sha2" });
+    assert_eq!(server.put(&path, Some(&token), content).await.0, StatusCode::OK);
+    assert_eq!(rooms_with(json!({ "is_encrypted": true })).await, sorted(vec![&encrypted, &plain]));
+    assert_eq!(rooms_with(json!({ "is_encrypted": false, "is_invite": false })).await, [space.as_str()]);
 }
 
 /// An invite is sent once with its stripped state; joining sends the room afresh, with

@@ -47,7 +47,7 @@ pub use registration_tokens::{RegistrationTokenRow, TokenChanges};
 pub use relations::{RelationQuery, declared_relation};
 pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};
 pub use reports::{EventReportQuery, EventReportRow, NewReport, UserReportQuery, UserReportRow};
-pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
+pub use rooms::{BUMP_EVENT_TYPES, Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
 pub use server_health::Retry;
 pub use to_device::{Delivery, InboxLimits, TO_DEVICE_STREAM, ToDeviceMessage};
 pub use user_data::Receipt;

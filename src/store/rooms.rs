@@ -18,6 +18,19 @@ use sqlx::any::AnyRow;
 use super::current_states::{self, CurrentStates};
 use super::{Store, WriteTxn, now_ms, relations, streams};
 
+/// The events that move a room up a room list (Synapse's defaults for sliding sync): what
+/// people say, not state changes or reactions. The newest one's position is kept per
+/// room (`rooms.bump_stamp`, the list of types repeated in migration 18's backfill).
+pub const BUMP_EVENT_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.message",
+    "m.room.encrypted",
+    "m.sticker",
+    "m.call.invite",
+    "m.poll.start",
+    "m.beacon_info",
+];
+
 /// `(event type, state key) -> event id`.
 pub type StateMap = BTreeMap<(String, String), String>;
 
@@ -637,27 +650,16 @@ impl Store {
         Ok(newest)
     }
 
-    /// For each room a user is joined to, the position of its newest accepted event of
-    /// one of `types` at or before `up_to`: one query for all the rooms.
-    pub async fn newest_event_positions_of_joined(
-        &self,
-        user_id: &str,
-        types: &[&str],
-        up_to: i64,
-    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 3)).collect();
-        let sql = format!(
-            "SELECT e.room_id, MAX(e.stream_ordering) FROM events e \
-             JOIN room_memberships m ON m.room_id = e.room_id AND m.user_id = $1 AND m.membership = 'join' \
-             WHERE e.stream_ordering <= $2 AND e.rejected = 0 AND e.outlier = 0 AND e.event_type IN ({}) \
-             GROUP BY e.room_id",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(user_id).bind(up_to);
-        for kind in types {
-            query = query.bind(*kind);
-        }
-        let rows = query.fetch_all(self.pool()).await?;
+    /// The bump stamp (see [`BUMP_EVENT_TYPES`]) of each room a user is joined to that has
+    /// one: one indexed read per room, whatever the length of its history.
+    pub async fn joined_bump_stamps(&self, user_id: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT m.room_id, r.bump_stamp FROM room_memberships m JOIN rooms r ON r.room_id = m.room_id \
+             WHERE m.user_id = $1 AND m.membership = 'join' AND r.bump_stamp IS NOT NULL",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
@@ -777,6 +779,13 @@ async fn insert_event(txn: &mut WriteTxn<'_>, event: &PersistEvent<'_>) -> Resul
     .bind(i64::from(event.outlier))
     .execute(&mut *txn.tx)
     .await?;
+    if !event.outlier && !event.rejected && BUMP_EVENT_TYPES.contains(&event.event_type) {
+        sqlx::query("UPDATE rooms SET bump_stamp = $1 WHERE room_id = $2 AND (bump_stamp IS NULL OR bump_stamp < $1)")
+            .bind(ordering)
+            .bind(event.room_id)
+            .execute(&mut *txn.tx)
+            .await?;
+    }
     if !event.outlier && !event.rejected {
         let indexed = relations::StoredEventRef {
             event_id: event.event_id,

@@ -10,19 +10,7 @@ use serde_json::Value;
 
 use super::SlidingSync;
 use crate::error::ApiResult;
-use crate::store::Membership;
-
-/// The events that move a room up a list (Synapse's defaults): what people say, not
-/// state changes or reactions.
-const BUMP_EVENT_TYPES: &[&str] = &[
-    "m.room.create",
-    "m.room.message",
-    "m.room.encrypted",
-    "m.sticker",
-    "m.call.invite",
-    "m.poll.start",
-    "m.beacon_info",
-];
+use crate::store::{BUMP_EVENT_TYPES, Membership};
 
 /// A room lists may show the user.
 pub struct ListedRoom {
@@ -62,13 +50,10 @@ impl SlidingSync {
         head: i64,
     ) -> ApiResult<Vec<ListedRoom>> {
         let direct = self.direct_rooms(user).await?;
-        // Joined rooms' bump stamps in one query; the others' up to their membership.
-        let joined_bumps: HashMap<String, i64> = self
-            .store
-            .newest_event_positions_of_joined(user.as_str(), BUMP_EVENT_TYPES, head)
-            .await?
-            .into_iter()
-            .collect();
+        // Joined rooms' bump stamps as kept per room, in one query; the others' up to
+        // their membership.
+        let joined_bumps: HashMap<String, i64> =
+            self.store.joined_bump_stamps(user.as_str()).await?.into_iter().collect();
         let mut rooms = Vec::new();
         for membership in self.rooms.memberships_of(user).await? {
             let shown = match membership.membership.as_str() {
@@ -83,7 +68,8 @@ impl SlidingSync {
                 continue;
             }
             let bump = match membership.membership.as_str() {
-                "join" => joined_bumps.get(room_id.as_str()).copied(),
+                // One written since `head` was read shows from the next answer.
+                "join" => joined_bumps.get(room_id.as_str()).map(|bump| (*bump).min(head)),
                 _ => {
                     let until = membership.stream_ordering;
                     self.store.newest_event_position(room_id.as_str(), BUMP_EVENT_TYPES, until).await?
@@ -152,18 +138,45 @@ impl SlidingSync {
             return Ok(false);
         }
         if let Some(encrypted) = filters.is_encrypted
-            && encrypted != self.room_state_content(room, "m.room.encryption").await?.is_some()
+            && encrypted != self.is_encrypted(room).await?
         {
             return Ok(false);
         }
         if filters.room_types.is_empty() && filters.not_room_types.is_empty() {
             return Ok(true);
         }
-        let create = self.room_state_content(room, "m.room.create").await?.unwrap_or(Value::Null);
-        let room_type = create["type"].as_str();
-        let is = |filter: &RoomTypeFilter| filter.as_str() == room_type;
+        let room_type = self.room_type(room).await?;
+        let is = |filter: &RoomTypeFilter| filter.as_str() == room_type.as_deref();
         Ok((filters.room_types.is_empty() || filters.room_types.iter().any(is))
             && !filters.not_room_types.iter().any(is))
+    }
+
+    /// Whether the room is encrypted; once seen encrypted (not through an invite's
+    /// stripped state), it stays so.
+    async fn is_encrypted(&self, room: &ListedRoom) -> ApiResult<bool> {
+        let invited = room.membership.membership == "invite";
+        if !invited && self.room_kinds.known_encrypted(room.room_id.as_str()) {
+            return Ok(true);
+        }
+        let encrypted = self.room_state_content(room, "m.room.encryption").await?.is_some();
+        if encrypted && !invited {
+            self.room_kinds.set_encrypted(room.room_id.as_str());
+        }
+        Ok(encrypted)
+    }
+
+    /// The room's type from its create event (read once for a room the user is in).
+    async fn room_type(&self, room: &ListedRoom) -> ApiResult<Option<String>> {
+        let invited = room.membership.membership == "invite";
+        if !invited && let Some(known) = self.room_kinds.room_type(room.room_id.as_str()) {
+            return Ok(known);
+        }
+        let Some(create) = self.room_state_content(room, "m.room.create").await? else { return Ok(None) };
+        let room_type = create["type"].as_str().map(str::to_owned);
+        if !invited {
+            self.room_kinds.set_room_type(room.room_id.as_str(), room_type.clone());
+        }
+        Ok(room_type)
     }
 
     /// The content of a state event with an empty state key, as the user may know it:

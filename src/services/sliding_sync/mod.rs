@@ -12,6 +12,7 @@ mod extensions;
 mod lists;
 mod required_state;
 mod room;
+mod room_kinds;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub struct SlidingSync {
     keys: Arc<Keys>,
     to_device: Arc<ToDevice>,
     connections: Connections,
+    room_kinds: room_kinds::RoomKinds,
 }
 
 /// Everything an answer needs from the request, beside the connection.
@@ -78,7 +80,17 @@ impl SlidingSync {
         keys: Arc<Keys>,
         to_device: Arc<ToDevice>,
     ) -> Self {
-        Self { store, rooms, client_sync, account_data, push, keys, to_device, connections: Connections::new() }
+        Self {
+            store,
+            rooms,
+            client_sync,
+            account_data,
+            push,
+            keys,
+            to_device,
+            connections: Connections::new(),
+            room_kinds: Default::default(),
+        }
     }
 
     /// Answers at once for a new connection or when there is news since `pos`, else
