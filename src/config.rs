@@ -153,6 +153,10 @@ pub struct Config {
     pub turn_allow_guests: bool,
     #[serde(default)]
     pub pid_file: Option<PathBuf>,
+    /// Registration files of application services (bridges, bots), in Synapse's format;
+    /// read and checked at start-up.
+    #[serde(default)]
+    pub app_service_config_files: Vec<PathBuf>,
 }
 
 /// One of the sizes thumbnails are made in (Synapse's `thumbnail_sizes`).

@@ -6,6 +6,7 @@
 pub mod account_data;
 pub mod accounts;
 pub mod admin;
+pub mod appservices;
 pub mod bounded;
 pub mod client_ips;
 pub mod devices;
@@ -47,6 +48,8 @@ use crate::store::Store;
 use account_data::AccountData;
 use accounts::Accounts;
 use admin::Admin;
+use appservices::AppServices;
+use appservices::transactions::AppServicePusher;
 use client_ips::ClientIps;
 use devices::Devices;
 use directory::Directory;
@@ -100,6 +103,8 @@ pub struct Services {
     pub remote_keys: Arc<RemoteKeys>,
     pub accounts: Arc<Accounts>,
     pub admin: Arc<Admin>,
+    pub appservices: Arc<AppServices>,
+    appservice_pusher: Arc<AppServicePusher>,
     pub client_ips: Arc<ClientIps>,
     pub devices: Arc<Devices>,
     pub media: Arc<Media>,
@@ -184,6 +189,8 @@ impl Services {
             server_name.clone(),
             config.registration_shared_secret.clone(),
         ));
+        let appservices = Arc::new(AppServices::new(&config, store.clone(), accounts.clone())?);
+        appservices.create_senders().await?;
         let client_ips = Arc::new(ClientIps::new(store.clone()));
         let devices = Arc::new(Devices::new(store.clone(), client_ips.clone()));
         let profiles = Arc::new(Profiles::new(store.clone(), server_name.clone(), client.clone()));
@@ -237,6 +244,8 @@ impl Services {
         let peer_sync = Arc::new(PeerSync::new(federated_directory.clone()));
         let profile_hints = Arc::new(ProfileHints::new(remote_profiles.clone(), rooms.subscribe()));
         let metrics = Arc::new(Metrics::new(store.clone()));
+        let appservice_pusher =
+            Arc::new(AppServicePusher::new(appservices.clone(), store.clone(), rooms.clone(), metrics.clone()));
         let profile_fetcher = Arc::new(ProfileFetcher::new(remote_profiles.clone(), metrics.clone()));
         let profile_edus =
             Arc::new(ProfileEdus::new(remote_profiles.clone(), profiles.clone(), federated_directory.peers()));
@@ -345,6 +354,8 @@ impl Services {
             remote_keys,
             accounts,
             admin,
+            appservices,
+            appservice_pusher,
             client_ips,
             devices,
             media,
@@ -406,6 +417,7 @@ impl Services {
             self.to_device.clone(),
             self.client_ips.clone(),
             self.room_shutdown.clone(),
+            self.appservice_pusher.clone(),
         ]
     }
 }

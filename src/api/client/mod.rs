@@ -1,6 +1,7 @@
 //! The client-server API (`/_matrix/client/…`).
 
 pub mod account;
+pub mod appservice;
 pub mod devices;
 pub mod directory;
 pub mod discovery;
@@ -87,6 +88,7 @@ fn v1_routes() -> Router<AppState> {
             get(relations::relations_of_type_and_event_type),
         )
         .route(&format!("{V1}/rooms/{{room_id}}/threads"), get(relations::threads))
+        .route(&format!("{V1}/appservice/{{appservice_id}}/ping"), axum::routing::post(appservice::ping))
 }
 
 fn key_backup_routes() -> Router<AppState> {

@@ -1,0 +1,16 @@
+-- Transactions for application services, in order of txn_id per service. A row is
+-- written in the same database transaction that moves the service's position on the
+-- event stream (consumer `appservice:<id>`), and removed once the service took it, so
+-- a restart sends what it finds here again with the same transaction id.
+CREATE TABLE appservice_transactions (
+    appservice_id TEXT NOT NULL,
+    txn_id BIGINT NOT NULL,
+    events_json TEXT NOT NULL,
+    created_ts BIGINT NOT NULL,
+    PRIMARY KEY (appservice_id, txn_id)
+);
+-- Each service's last transaction id: ids are never reused, even once sent.
+CREATE TABLE appservice_state (
+    appservice_id TEXT PRIMARY KEY,
+    last_txn_id BIGINT NOT NULL
+);
