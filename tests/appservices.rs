@@ -1,0 +1,286 @@
+//! Application services against the real server, with a bridge written with
+//! mautrix-python's `AppService` (`tests/python/mautrix_bridge.py`, from its own
+//! virtualenv, installed by `scripts/test`): registration files, the `as_token` and
+//! masquerading, registration in and reservation of namespaces, pings, and
+//! transactions pushed in order, retried under the same id, across a restart.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Db, SERVER_NAME, TestServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+const AS_ID: &str = "slackbridge";
+const AS_TOKEN: &str = "as-token-of-the-slack-bridge";
+const HS_TOKEN: &str = "hs-token-of-the-slack-bridge";
+const SENDER: &str = "slackbot";
+/// The longest one bridge command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn registration_yaml(as_port: u16) -> String {
+    format!(
+        "id: {AS_ID}\nurl: http://127.0.0.1:{as_port}\nas_token: {AS_TOKEN}\nhs_token: {HS_TOKEN}\n\
+         sender_localpart: {SENDER}\nrate_limited: false\n\
+         namespaces:\n  users:\n    - exclusive: true\n      regex: '@slack_.*:kith\\.test'\n\
+         \x20 aliases:\n    - exclusive: true\n      regex: '#slack_.*:kith\\.test'\n  rooms: []\n"
+    )
+}
+
+/// Kith with the bridge's registration file (in the directory returned, kept for
+/// restarts), and the bridge running.
+async fn start(db: Db) -> (TestServer, Bridge, tempfile::TempDir) {
+    let as_port = common::free_port();
+    let files = tempfile::tempdir().unwrap();
+    let registration = files.path().join("slack-registration.yaml");
+    std::fs::write(&registration, registration_yaml(as_port)).unwrap();
+    let server = TestServer::start_with(
+        db,
+        &format!(
+            "app_service_config_files: ['{}']\nenable_registration: true\n\
+             enable_registration_without_verification: true\n",
+            registration.display()
+        ),
+    )
+    .await;
+    let bridge = Bridge::start(&server.base, as_port).await;
+    (server, bridge, files)
+}
+
+struct Bridge {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Bridge {
+    async fn start(homeserver: &str, port: u16) -> Self {
+        let python = common::mautrix_venv().join("bin/python");
+        common::require_file(&python, "scripts/test installs mautrix into a virtualenv");
+        let mut child = tokio::process::Command::new(python)
+            .arg(repository("tests/python/mautrix_bridge.py"))
+            .args([homeserver, SERVER_NAME, &port.to_string(), AS_TOKEN, HS_TOKEN, SENDER, AS_ID])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the bridge starts");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut bridge = Self { child, stdin, lines };
+        assert_eq!(bridge.read().await["ready"], true);
+        bridge
+    }
+
+    async fn read(&mut self) -> Value {
+        let line = tokio::time::timeout(COMMAND_TIMEOUT, self.lines.next_line())
+            .await
+            .expect("the bridge answers in time")
+            .unwrap()
+            .expect("the bridge is running");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    async fn ask(&mut self, command: Value) -> Value {
+        self.stdin.write_all(format!("{command}\n").as_bytes()).await.unwrap();
+        self.read().await
+    }
+
+    async fn stop(mut self) {
+        self.ask(json!({"cmd": "stop"})).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+fn repository(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A room made by the bridge's bot with `user` invited and joined, and the bridged
+/// user `slack_alice` in it.
+async fn bridged_room(server: &TestServer, bridge: &mut Bridge, user: &str, token: &str) -> String {
+    let registered = bridge.ask(json!({"cmd": "register", "localpart": "slack_alice"})).await;
+    assert_eq!(registered["user_id"], "@slack_alice:kith.test", "{registered}");
+    let room = bridge.ask(json!({"cmd": "create_room", "invite": [user]})).await;
+    let room_id = room["room_id"].as_str().expect("a room").to_owned();
+    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room_id}/join"), Some(token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    room_id
+}
+
+async fn send_text(server: &TestServer, token: &str, room_id: &str, text: &str) {
+    let txn = format!("t{}", rand_suffix());
+    let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}");
+    let (status, body) = server.put(&path, Some(token), json!({"msgtype": "m.text", "body": text})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// The bridge's bot is its sender (whoami with the `as_token`), it registers a bridged
+/// user in its namespace and no other, its namespaces are refused to everyone else
+/// (`M_EXCLUSIVE`), a bridged user writes through the `as_token` (`user_id=`), a
+/// message of a local user is pushed to the bridge, and a ping goes both ways.
+async fn a_bridge_registers_its_users_writes_as_them_and_is_pushed_messages(db: Db) {
+    let (server, mut bridge, _files) = start(db).await;
+    let whoami = bridge.ask(json!({"cmd": "whoami"})).await;
+    assert_eq!(whoami["user_id"], "@slackbot:kith.test", "{whoami}");
+    let (user, token) = server.register("alice", "alice pw").await;
+
+    let outside = bridge.ask(json!({"cmd": "register", "localpart": "carol"})).await;
+    assert_eq!(outside["errcode"], "M_EXCLUSIVE", "{outside}");
+    let path = format!("/_matrix/client/v3/account/whoami?user_id={user}");
+    let (status, body) = server.get(&path, Some(AS_TOKEN)).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")), "{body}");
+    let (status, body) = server.get("/_matrix/client/v3/register/available?username=slack_bob", None).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_EXCLUSIVE")), "{body}");
+    let ordinary = json!({"username": "slack_bob", "password": "pw", "auth": {"type": "m.login.dummy"}});
+    let (status, body) = server.post("/_matrix/client/v3/register", None, ordinary).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_EXCLUSIVE")), "{body}");
+
+    let room_id = bridged_room(&server, &mut bridge, &user, &token).await;
+    let alias = json!({"room_id": room_id});
+    let (status, body) =
+        server.put("/_matrix/client/v3/directory/room/%23slack_general:kith.test", Some(&token), alias).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_EXCLUSIVE")), "{body}");
+
+    let sent = bridge
+        .ask(json!({"cmd": "puppet_send", "localpart": "slack_alice", "room_id": room_id, "text": "hi from slack"}))
+        .await;
+    assert_eq!(sent["sender"], "@slack_alice:kith.test", "{sent}");
+    let (status, messages) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5"), Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    let bridged = messages["chunk"].as_array().unwrap().iter().find(|e| e["content"]["body"] == "hi from slack");
+    assert_eq!(bridged.expect("the bridged message")["sender"], "@slack_alice:kith.test");
+
+    send_text(&server, &token, &room_id, "hello bridge").await;
+    let pushed = bridge.ask(json!({"cmd": "wait_message", "body": "hello bridge", "timeout": 30})).await;
+    assert_eq!(pushed["handled"], 1, "{pushed}");
+
+    let ping = bridge.ask(json!({"cmd": "ping", "txn_id": "ping-1"})).await;
+    assert!(ping["duration_ms"].as_u64().is_some(), "{ping}");
+    let (status, body) = server.post("/_matrix/client/v1/appservice/otherbridge/ping", Some(AS_TOKEN), json!({})).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")), "{body}");
+    let (status, body) =
+        server.post(&format!("/_matrix/client/v1/appservice/{AS_ID}/ping"), Some(&token), json!({})).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")), "{body}");
+    bridge.stop().await;
+}
+
+/// A bridge that answers a transaction with a 500 gets the same transaction again,
+/// under the same id, and processes its message once.
+async fn a_refused_transaction_is_sent_again_under_its_id(db: Db) {
+    let (server, mut bridge, _files) = start(db).await;
+    let (user, token) = server.register("alice", "alice pw").await;
+    let room_id = bridged_room(&server, &mut bridge, &user, &token).await;
+    send_text(&server, &token, &room_id, "settle").await;
+    bridge.ask(json!({"cmd": "wait_message", "body": "settle", "timeout": 30})).await;
+
+    bridge.ask(json!({"cmd": "refuse", "count": 1})).await;
+    send_text(&server, &token, &room_id, "retry me").await;
+    let pushed = bridge.ask(json!({"cmd": "wait_message", "body": "retry me", "timeout": 60})).await;
+    assert_eq!(pushed["handled"], 1, "{pushed}");
+    let carrying = pushed["transactions"].as_array().unwrap();
+    let statuses: Vec<u64> = carrying.iter().map(|t| t["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [500, 200], "{pushed}");
+    assert_eq!(carrying[0]["txn_id"], carrying[1]["txn_id"], "{pushed}");
+    bridge.stop().await;
+}
+
+/// A transaction still refused when kith stops is sent again under the same id once it
+/// is back; what was sent meanwhile follows in a later transaction.
+async fn a_waiting_transaction_survives_a_restart(db: Db) {
+    let (mut server, mut bridge, _files) = start(db).await;
+    let (user, token) = server.register("alice", "alice pw").await;
+    let room_id = bridged_room(&server, &mut bridge, &user, &token).await;
+    send_text(&server, &token, &room_id, "settle").await;
+    bridge.ask(json!({"cmd": "wait_message", "body": "settle", "timeout": 30})).await;
+
+    bridge.ask(json!({"cmd": "refuse", "count": 1000})).await;
+    send_text(&server, &token, &room_id, "across the restart").await;
+    let refused = bridge.ask(json!({"cmd": "wait_message", "body": "across the restart", "timeout": 3})).await;
+    assert_eq!(refused["handled"], 0, "{refused}");
+    assert!(!refused["transactions"].as_array().unwrap().is_empty(), "sent and refused before the restart: {refused}");
+    server.terminate();
+    bridge.ask(json!({"cmd": "refuse", "count": 0})).await;
+    server.start_again().await;
+    send_text(&server, &token, &room_id, "after the restart").await;
+
+    let pushed = bridge.ask(json!({"cmd": "wait_message", "body": "across the restart", "timeout": 60})).await;
+    assert_eq!(pushed["handled"], 1, "{pushed}");
+    let carrying = pushed["transactions"].as_array().unwrap();
+    let first_id = &carrying[0]["txn_id"];
+    assert!(carrying.iter().all(|t| &t["txn_id"] == first_id), "one transaction id throughout: {pushed}");
+    assert_eq!(carrying.last().unwrap()["status"], 200, "{pushed}");
+    let after = bridge.ask(json!({"cmd": "wait_message", "body": "after the restart", "timeout": 30})).await;
+    assert_eq!(after["handled"], 1, "{after}");
+    let after_id: u64 = after["transactions"][0]["txn_id"].as_str().unwrap().parse().unwrap();
+    let first_id: u64 = first_id.as_str().unwrap().parse().unwrap();
+    assert!(after_id > first_id, "order kept: {first_id} then {after_id}");
+    bridge.stop().await;
+}
+
+both_backends!(
+    a_bridge_registers_its_users_writes_as_them_and_is_pushed_messages,
+    a_refused_transaction_is_sent_again_under_its_id,
+    a_waiting_transaction_survives_a_restart
+);
+
+/// A broken registration file stops start-up naming the file and the key; two files
+/// with the same `as_token` refuse to start.
+#[test]
+fn invalid_registration_files_stop_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = registration_yaml(9);
+    let cases = [
+        (good.replace("'@slack_.*:kith\\.test'", "'@slack_(:kith'"), "namespaces.users[0].regex"),
+        (good.replace("url: http://127.0.0.1:9\n", ""), "url"),
+        (good.replace("rate_limited: false", "rate_limited: sometimes"), "rate_limited"),
+    ];
+    for (i, (yaml, key)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("bad-{i}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        let stderr = start_failing(dir.path(), &[&file]);
+        assert!(stderr.contains(&file.display().to_string()) && stderr.contains(key), "{key}: {stderr}");
+    }
+    let first = dir.path().join("first.yaml");
+    let second = dir.path().join("second.yaml");
+    std::fs::write(&first, &good).unwrap();
+    std::fs::write(&second, good.replace("id: slackbridge", "id: other")).unwrap();
+    let stderr = start_failing(dir.path(), &[&first, &second]);
+    assert!(stderr.contains("as_token is used by both"), "{stderr}");
+}
+
+/// Runs kith on a config listing `files`; it must exit at once. Returns its stderr.
+fn start_failing(dir: &Path, files: &[&Path]) -> String {
+    let list: Vec<String> = files.iter().map(|f| format!("'{}'", f.display())).collect();
+    let config = dir.join("homeserver.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server_name: kith.test\nlisteners:\n  - port: {}\n    bind_addresses: ['127.0.0.1']\n\
+             database:\n  name: sqlite3\n  args:\n    database: {}\napp_service_config_files: [{}]\n",
+            common::free_port(),
+            dir.join("homeserver.db").display(),
+            list.join(", ")
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kith"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--generate-missing")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "kith should refuse to start");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

@@ -1,0 +1,127 @@
+"""A bridge written with mautrix-python's AppService, driven by the test over stdin.
+
+Usage: mautrix_bridge.py <homeserver url> <server name> <as port> <as_token> <hs_token>
+       <sender localpart> <appservice id>
+
+Each stdin line is a JSON command; each answer is one JSON line on stdout. Commands:
+whoami, ping, register {localpart}, create_room {invite}, puppet_send {localpart,
+room_id, text}, refuse {count}, wait_message {body, timeout}, stop.
+The bridge records every transaction it is sent (id, status answered, message bodies)
+and every message event its handler processed, so the test can check retries and
+that each event is processed once.
+"""
+
+import asyncio
+import json
+import logging
+import sys
+
+from aiohttp import web
+from mautrix.appservice import AppService
+from mautrix.errors import MatrixRequestError
+from mautrix.types import EventType
+
+logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+
+
+def answer(value):
+    print(json.dumps(value), flush=True)
+
+
+async def main():
+    server, domain, port, as_token, hs_token, sender, as_id = sys.argv[1:8]
+    appservice = AppService(
+        server=server,
+        domain=domain,
+        as_token=as_token,
+        hs_token=hs_token,
+        bot_localpart=sender,
+        id=as_id,
+        state_store=None,
+    )
+    transactions = []  # {"txn_id", "status", "bodies"}
+    handled = []  # (event_id, body)
+    refusals = {"left": 0}
+
+    @web.middleware
+    async def record(request, handler):
+        if request.method != "PUT" or "/transactions/" not in request.path:
+            return await handler(request)
+        body = await request.json()
+        bodies = [e.get("content", {}).get("body") for e in body.get("events", [])]
+        txn_id = request.match_info.get("transaction_id") or request.path.rsplit("/", 1)[-1]
+        if refusals["left"] > 0:
+            refusals["left"] -= 1
+            transactions.append({"txn_id": txn_id, "status": 500, "bodies": bodies})
+            return web.json_response({"errcode": "M_UNKNOWN", "error": "refused by the test"}, status=500)
+        response = await handler(request)
+        transactions.append({"txn_id": txn_id, "status": response.status, "bodies": bodies})
+        return response
+
+    appservice.app.middlewares.append(record)
+
+    @appservice.matrix_event_handler
+    async def on_event(event):
+        if event.type == EventType.ROOM_MESSAGE:
+            handled.append((event.event_id, event.content.body))
+
+    await appservice.start(host="127.0.0.1", port=int(port))
+    answer({"ready": True})
+    bot = appservice.intent
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        command = json.loads(line)
+        try:
+            result = await run(command, appservice, bot, transactions, handled, refusals)
+        except MatrixRequestError as err:
+            result = {"errcode": err.errcode, "error": err.message, "status": err.http_status}
+        answer(result)
+        if command["cmd"] == "stop":
+            break
+    await appservice.stop()
+
+
+async def run(command, appservice, bot, transactions, handled, refusals):
+    cmd = command["cmd"]
+    if cmd == "whoami":
+        whoami = await bot.whoami()
+        return {"user_id": whoami.user_id}
+    if cmd == "ping":
+        return {"duration_ms": await appservice.ping_self(command.get("txn_id"))}
+    if cmd == "register":
+        puppet = bot.user(f"@{command['localpart']}:{appservice.domain}")
+        await puppet._register()
+        return {"user_id": puppet.mxid}
+    if cmd == "create_room":
+        room_id = await bot.create_room(invitees=command.get("invite", []))
+        return {"room_id": room_id}
+    if cmd == "puppet_send":
+        puppet = bot.user(f"@{command['localpart']}:{appservice.domain}")
+        await puppet.ensure_joined(command["room_id"])
+        event_id = await puppet.send_text(command["room_id"], command["text"])
+        whoami = await puppet.whoami()
+        return {"event_id": event_id, "sender": whoami.user_id}
+    if cmd == "refuse":
+        refusals["left"] = command["count"]
+        return {"ok": True}
+    if cmd == "wait_message":
+        deadline = asyncio.get_running_loop().time() + command.get("timeout", 30)
+        while asyncio.get_running_loop().time() < deadline:
+            if any(body == command["body"] for _, body in handled):
+                break
+            await asyncio.sleep(0.05)
+        carrying = [t for t in transactions if command["body"] in t["bodies"]]
+        times = sum(1 for _, body in handled if body == command["body"])
+        return {"handled": times, "transactions": carrying}
+    if cmd == "stop":
+        return {"ok": True}
+    return {"error": f"unknown command {cmd}"}
+
+
+asyncio.run(main())
