@@ -162,6 +162,12 @@ async fn a_bridge_registers_its_users_writes_as_them_and_is_pushed_messages(db: 
     let bridged = messages["chunk"].as_array().unwrap().iter().find(|e| e["content"]["body"] == "hi from slack");
     assert_eq!(bridged.expect("the bridged message")["sender"], "@slack_alice:kith.test");
 
+    let (_, admin) = server.register_as("root", "root pw", true).await;
+    let (_, puppet) = server.get("/_synapse/admin/v2/users/@slack_alice:kith.test", Some(&admin)).await;
+    assert_eq!(puppet["appservice_id"], AS_ID, "{puppet}");
+    let (_, local) = server.get(&format!("/_synapse/admin/v2/users/{user}"), Some(&admin)).await;
+    assert_eq!(local["appservice_id"], Value::Null, "{local}");
+
     send_text(&server, &token, &room_id, "hello bridge").await;
     let pushed = bridge.ask(json!({"cmd": "wait_message", "body": "hello bridge", "timeout": 30})).await;
     assert_eq!(pushed["handled"], 1, "{pushed}");

@@ -203,6 +203,7 @@ impl Services {
             profiles.clone(),
             rooms.clone(),
             health.clone(),
+            appservices.clone(),
         ));
         let profile_propagation = Arc::new(ProfilePropagation::new(store.clone(), profiles.clone(), rooms.clone()));
         let sender =

@@ -92,7 +92,8 @@ impl AppServicePusher {
                     retry = FIRST_RETRY;
                     tokio::select! {
                         _ = stop.wait() => {}
-                        _ = wake.changed() => {}
+                        // Gone only while the server stops: the poll interval does.
+                        Ok(()) = wake.changed() => {}
                         _ = tokio::time::sleep(POLL_INTERVAL) => {}
                     }
                     continue;
