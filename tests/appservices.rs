@@ -235,8 +235,51 @@ async fn a_waiting_transaction_survives_a_restart(db: Db) {
     bridge.stop().await;
 }
 
+/// Unknown users and aliases in the bridge's namespaces are asked about first: an invite
+/// or a profile lookup of a ghost the bridge creates on demand, and a lookup or a join
+/// of a channel alias it creates then, go on; others are still unknown, and names
+/// outside its namespaces are not asked about.
+async fn a_bridge_is_asked_for_users_and_aliases_it_can_create(db: Db) {
+    let (server, mut bridge, _files) = start(db).await;
+    let (_, token) = server.register("alice", "alice pw").await;
+    let (status, body) = server.get("/_matrix/client/v3/profile/@slack_ghost_bob:kith.test", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = server.get("/_matrix/client/v3/profile/@slack_nobody:kith.test", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server.get("/_matrix/client/v3/profile/@carol:kith.test", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = server.post("/_matrix/client/v3/createRoom", Some(&token), json!({})).await;
+    let room_id = body["room_id"].as_str().unwrap_or_else(|| panic!("{status} {body}"));
+    let invite = json!({"user_id": "@slack_ghost_carol:kith.test"});
+    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room_id}/invite"), Some(&token), invite).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = server.get("/_matrix/client/v3/directory/room/%23slack_channel_general:kith.test", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) =
+        server.post("/_matrix/client/v3/join/%23slack_channel_random:kith.test", Some(&token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = server.get("/_matrix/client/v3/directory/room/%23slack_nothing:kith.test", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server.get("/_matrix/client/v3/directory/room/%23elsewhere:kith.test", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let asked = bridge.ask(json!({"cmd": "queries"})).await;
+    let expected = json!([
+        ["user", "@slack_ghost_bob:kith.test"],
+        ["user", "@slack_nobody:kith.test"],
+        ["user", "@slack_ghost_carol:kith.test"],
+        ["alias", "#slack_channel_general:kith.test"],
+        ["alias", "#slack_channel_random:kith.test"],
+        ["alias", "#slack_nothing:kith.test"],
+    ]);
+    assert_eq!(asked["queries"], expected);
+    bridge.stop().await;
+}
+
 both_backends!(
     a_bridge_registers_its_users_writes_as_them_and_is_pushed_messages,
+    a_bridge_is_asked_for_users_and_aliases_it_can_create,
     a_refused_transaction_is_sent_again_under_its_id,
     a_waiting_transaction_survives_a_restart
 );

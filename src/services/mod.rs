@@ -193,7 +193,7 @@ impl Services {
         appservices.create_senders().await?;
         let client_ips = Arc::new(ClientIps::new(store.clone()));
         let devices = Arc::new(Devices::new(store.clone(), client_ips.clone()));
-        let profiles = Arc::new(Profiles::new(store.clone(), server_name.clone(), client.clone()));
+        let profiles = Arc::new(Profiles::new(store.clone(), server_name.clone(), client.clone(), appservices.clone()));
         let admin = Arc::new(Admin::new(
             store.clone(),
             server_name.clone(),
@@ -304,6 +304,7 @@ impl Services {
             server_name.clone(),
             client.clone(),
             rooms.clone(),
+            appservices.clone(),
             (config.allow_public_rooms_over_federation, config.require_membership_for_aliases),
         ));
         let joins = Arc::new(Joins::new(

@@ -5,10 +5,11 @@ Usage: mautrix_bridge.py <homeserver url> <server name> <as port> <as_token> <hs
 
 Each stdin line is a JSON command; each answer is one JSON line on stdout. Commands:
 whoami, ping, register {localpart}, create_room {invite}, puppet_send {localpart,
-room_id, text}, refuse {count}, wait_message {body, timeout}, stop.
+room_id, text}, refuse {count}, wait_message {body, timeout}, queries, stop.
 The bridge records every transaction it is sent (id, status answered, message bodies)
 and every message event its handler processed, so the test can check retries and
-that each event is processed once.
+that each event is processed once, and the user and alias queries it was asked, answering
+for the users @slack_ghost… and the aliases #slack_channel… by creating them.
 """
 
 import asyncio
@@ -20,7 +21,7 @@ from aiohttp import web
 from mautrix.api import Method, Path
 from mautrix.appservice import AppService
 from mautrix.errors import MatrixRequestError
-from mautrix.types import EventType
+from mautrix.types import EventType, RoomCreatePreset
 
 logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
 
@@ -31,7 +32,28 @@ def answer(value):
 
 async def main():
     server, domain, port, as_token, hs_token, sender, as_id = sys.argv[1:8]
+    queries = []  # ["user" or "alias", the ID asked about]
+
+    async def query_user(user_id):
+        # Ghosts are created on demand, as bridges do for people of the remote network.
+        queries.append(["user", user_id])
+        if not user_id.startswith("@slack_ghost"):
+            return None
+        await appservice.intent.user(user_id)._register()
+        return {"created": True}  # mautrix answers 404 for anything falsy, {} included
+
+    async def query_alias(alias):
+        # A channel's room is created the first time someone asks for its alias.
+        queries.append(["alias", alias])
+        localpart = alias[1:].split(":", 1)[0]
+        if not localpart.startswith("slack_channel"):
+            return None
+        await appservice.intent.create_room(alias_localpart=localpart, preset=RoomCreatePreset.PUBLIC)
+        return {"created": True}
+
     appservice = AppService(
+        query_user=query_user,
+        query_alias=query_alias,
         server=server,
         domain=domain,
         as_token=as_token,
@@ -79,7 +101,7 @@ async def main():
             break
         command = json.loads(line)
         try:
-            result = await run(command, appservice, bot, transactions, handled, refusals)
+            result = await run(command, appservice, bot, transactions, handled, refusals, queries)
         except MatrixRequestError as err:
             result = {"errcode": err.errcode, "error": err.message, "status": err.http_status}
         answer(result)
@@ -88,7 +110,7 @@ async def main():
     await appservice.stop()
 
 
-async def run(command, appservice, bot, transactions, handled, refusals):
+async def run(command, appservice, bot, transactions, handled, refusals, queries):
     cmd = command["cmd"]
     if cmd == "whoami":
         whoami = await bot.whoami()
@@ -122,6 +144,8 @@ async def run(command, appservice, bot, transactions, handled, refusals):
         carrying = [t for t in transactions if command["body"] in t["bodies"]]
         times = sum(1 for _, body in handled if body == command["body"])
         return {"handled": times, "transactions": carrying}
+    if cmd == "queries":
+        return {"queries": queries}
     if cmd == "stop":
         return {"ok": True}
     return {"error": f"unknown command {cmd}"}

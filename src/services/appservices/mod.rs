@@ -5,6 +5,7 @@
 //! `docs/appservices.md` says what differs from Synapse.
 
 pub mod outgoing;
+mod queries;
 pub mod registration;
 pub mod transactions;
 
