@@ -320,6 +320,10 @@ pub struct UserDirectoryConfig {
     pub exclude_remote_users: bool,
     #[serde(default)]
     pub show_locked_users: bool,
+    /// Users in application services' exclusive namespaces (and their bots) are left
+    /// out, as in Synapse; `true` lists them (bridged colleagues found by name).
+    #[serde(default)]
+    pub include_appservice_users: bool,
 }
 
 impl Default for UserDirectoryConfig {
@@ -330,6 +334,7 @@ impl Default for UserDirectoryConfig {
             prefer_local_users: false,
             exclude_remote_users: false,
             show_locked_users: false,
+            include_appservice_users: false,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Application services against the real server, with a bridge written with
 //! mautrix-python's `AppService` (`tests/python/mautrix_bridge.py`, from its own
 //! virtualenv, installed by `scripts/test`): registration files, the `as_token` and
-//! masquerading, registration in and reservation of namespaces, pings, and
-//! transactions pushed in order, retried under the same id, across a restart.
+//! masquerading, registration in and reservation of namespaces, pings, queries,
+//! third-party lookups, transactions pushed in order, retried under the same id,
+//! across a restart, and typing and receipts pushed to a bridge that asks for them.
 
 mod common;
 
@@ -10,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::matrix::{self, Homeserver, eventually};
+use common::synapse::Synapse;
 use common::{Db, SERVER_NAME, TestServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -26,7 +29,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 fn registration_yaml(as_port: u16) -> String {
     format!(
         "id: {AS_ID}\nurl: http://127.0.0.1:{as_port}\nas_token: {AS_TOKEN}\nhs_token: {HS_TOKEN}\n\
-         sender_localpart: {SENDER}\nrate_limited: false\n\
+         sender_localpart: {SENDER}\nrate_limited: false\nprotocols: [slack]\nreceive_ephemeral: true\n\
          namespaces:\n  users:\n    - exclusive: true\n      regex: '@slack_.*:kith\\.test'\n\
          \x20 aliases:\n    - exclusive: true\n      regex: '#slack_.*:kith\\.test'\n  rooms: []\n"
     )
@@ -48,7 +51,20 @@ async fn start(db: Db) -> (TestServer, Bridge, tempfile::TempDir) {
         ),
     )
     .await;
-    let bridge = Bridge::start(&server.base, as_port).await;
+    let bridge = Bridge::start(&server.base, SERVER_NAME, as_port).await;
+    (server, bridge, files)
+}
+
+/// Kith named after its address, federating, with the bridge (whose namespaces match
+/// any server, so that the registration need not name kith's).
+async fn start_federating(db: Db) -> (TestServer, Bridge, tempfile::TempDir) {
+    let as_port = common::free_port();
+    let files = tempfile::tempdir().unwrap();
+    let registration = files.path().join("slack-registration.yaml");
+    std::fs::write(&registration, registration_yaml(as_port).replace(":kith\\.test", "")).unwrap();
+    let config = format!("app_service_config_files: ['{}']\n", registration.display());
+    let server = TestServer::start_federating_with(db, &config).await;
+    let bridge = Bridge::start(&server.base, server.name(), as_port).await;
     (server, bridge, files)
 }
 
@@ -59,12 +75,12 @@ struct Bridge {
 }
 
 impl Bridge {
-    async fn start(homeserver: &str, port: u16) -> Self {
+    async fn start(homeserver: &str, domain: &str, port: u16) -> Self {
         let python = common::mautrix_venv().join("bin/python");
         common::require_file(&python, "scripts/test installs mautrix into a virtualenv");
         let mut child = tokio::process::Command::new(python)
             .arg(repository("tests/python/mautrix_bridge.py"))
-            .args([homeserver, SERVER_NAME, &port.to_string(), AS_TOKEN, HS_TOKEN, SENDER, AS_ID])
+            .args([homeserver, domain, &port.to_string(), AS_TOKEN, HS_TOKEN, SENDER, AS_ID])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -277,8 +293,141 @@ async fn a_bridge_is_asked_for_users_and_aliases_it_can_create(db: Db) {
     bridge.stop().await;
 }
 
+/// The bridge's network is listed among the third-party protocols, with its instance
+/// named after the bridge, and users and locations are looked up through it.
+async fn third_party_lookups_reach_the_bridge(db: Db) {
+    let (server, bridge, _files) = start(db).await;
+    let (_, token) = server.register("alice", "alice pw").await;
+    let (status, body) = server.get("/_matrix/client/v3/thirdparty/protocols", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = &body["slack"]["instances"][0];
+    assert_eq!(
+        (instance["network_id"].as_str(), instance["instance_id"].as_str()),
+        (Some("example"), Some("slackbridge|example")),
+        "{body}"
+    );
+    let (status, body) = server.get("/_matrix/client/v3/thirdparty/protocol/slack", Some(&token)).await;
+    assert_eq!((status, body["user_fields"].clone()), (StatusCode::OK, json!(["name"])), "{body}");
+    let (status, body) = server.get("/_matrix/client/v3/thirdparty/protocol/irc", Some(&token)).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_NOT_FOUND")), "{body}");
+    let (status, body) = server.get("/_matrix/client/v3/thirdparty/user/slack?name=bob", Some(&token)).await;
+    assert_eq!((status, body[0]["userid"].as_str()), (StatusCode::OK, Some("@slack_bob:kith.test")), "{body}");
+    let (status, body) = server.get("/_matrix/client/v3/thirdparty/location/slack?channel=random", Some(&token)).await;
+    let alias = body[0]["alias"].as_str();
+    assert_eq!((status, alias), (StatusCode::OK, Some("#slack_channel_random:kith.test")), "{body}");
+    let (status, body) = server.get("/_matrix/client/v3/thirdparty/location/irc?channel=random", Some(&token)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
+    bridge.stop().await;
+}
+
+/// The bridge asked for ephemeral data: a local user's typing and read receipt in a
+/// room it shares with them are pushed to it, a private receipt is not.
+async fn typing_and_receipts_reach_the_bridge(db: Db) {
+    let (server, mut bridge, _files) = start(db).await;
+    let (user, token) = server.register("alice", "alice pw").await;
+    let room_id = bridged_room(&server, &mut bridge, &user, &token).await;
+    let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/read-me");
+    let (status, sent) = server.put(&path, Some(&token), json!({"msgtype": "m.text", "body": "read me"})).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let event_id = sent["event_id"].as_str().unwrap();
+
+    let typing = json!({"typing": true, "timeout": 30000});
+    let (status, body) =
+        server.put(&format!("/_matrix/client/v3/rooms/{room_id}/typing/{user}"), Some(&token), typing).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = bridge.ask(json!({"cmd": "wait_ephemeral", "type": "m.typing", "room_id": room_id, "has": user})).await;
+    assert_eq!(seen["events"][0]["content"]["user_ids"], json!([user]), "{seen}");
+
+    let private = format!("/_matrix/client/v3/rooms/{room_id}/receipt/m.read.private/{event_id}");
+    let (status, body) = server.post(&private, Some(&token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let public = format!("/_matrix/client/v3/rooms/{room_id}/receipt/m.read/{event_id}");
+    let (status, body) = server.post(&public, Some(&token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = bridge.ask(json!({"cmd": "wait_ephemeral", "type": "m.receipt", "room_id": room_id, "has": user})).await;
+    let receipts = seen["events"].as_array().unwrap();
+    assert_eq!(receipts.len(), 1, "the private receipt stays private: {seen}");
+    assert!(receipts[0]["content"][event_id]["m.read"][&user]["ts"].is_u64(), "{seen}");
+    bridge.stop().await;
+}
+
+/// Users of the bridge's exclusive namespace and its bot are left out of the user
+/// directory, even for a room-mate, as in Synapse; an ordinary user in a public room is
+/// found (which also shows the directory has caught up with the bridged room).
+async fn bridged_users_stay_out_of_the_directory(db: Db) {
+    let (server, mut bridge, _files) = start(db).await;
+    let (user, token) = server.register("alice", "alice pw").await;
+    bridged_room(&server, &mut bridge, &user, &token).await;
+    let (_, carol) = server.register("carol", "carol pw").await;
+    let (status, body) =
+        server.post("/_matrix/client/v3/createRoom", Some(&carol), json!({"preset": "public_chat"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let search = |term: &'static str| {
+        server.post("/_matrix/client/v3/user_directory/search", Some(&token), json!({"search_term": term}))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while search("carol").await.1["results"].as_array().is_none_or(Vec::is_empty) {
+        assert!(std::time::Instant::now() < deadline, "carol is never found");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for term in ["slack", "slackbot"] {
+        let (status, found) = search(term).await;
+        assert_eq!((status, &found["results"]), (StatusCode::OK, &json!([])), "{term}: {found}");
+    }
+    bridge.stop().await;
+}
+
+/// A message the bridge writes as one of its users reaches a user of another server
+/// in the bridge's room, and that user's answer is pushed to the bridge.
+async fn bridge_to_another_server(kith: &TestServer, bridge: &mut Bridge, peer: &impl Homeserver, peer_token: &str) {
+    let (status, who) =
+        peer.call(reqwest::Method::GET, "/_matrix/client/v3/account/whoami", Some(peer_token), None).await;
+    assert_eq!(status, StatusCode::OK, "{who}");
+    let registered = bridge.ask(json!({"cmd": "register", "localpart": "slack_alice"})).await;
+    assert!(registered["user_id"].is_string(), "{registered}");
+    let room = bridge.ask(json!({"cmd": "create_room", "invite": [who["user_id"]]})).await;
+    let room_id = room["room_id"].as_str().expect("a room").to_owned();
+    let joined = eventually("the peer's user joins the bridged room", Duration::from_secs(60), || async {
+        let (status, _) = matrix::join(peer, peer_token, &room_id, kith.name()).await;
+        status.is_success().then_some(())
+    });
+    joined.await;
+    let text = "hello from slack";
+    let sent =
+        bridge.ask(json!({"cmd": "puppet_send", "localpart": "slack_alice", "room_id": room_id, "text": text})).await;
+    assert!(sent["event_id"].is_string(), "{sent}");
+    eventually("the bridged message on the other server", Duration::from_secs(60), || async {
+        matrix::message_bodies(peer, peer_token, &room_id).await.iter().any(|b| b == text).then_some(())
+    })
+    .await;
+    matrix::send_text(peer, peer_token, &room_id, "hello from afar").await;
+    let pushed = bridge.ask(json!({"cmd": "wait_message", "body": "hello from afar", "timeout": 60})).await;
+    assert_eq!(pushed["handled"], 1, "{pushed}");
+}
+
+async fn a_bridge_reaches_another_kith(db: Db) {
+    let (kith, mut bridge, _files) = start_federating(db).await;
+    let peer = TestServer::start_federating(Db::Sqlite).await;
+    let (_, token) = peer.register("bob", "bob pw").await;
+    bridge_to_another_server(&kith, &mut bridge, &peer, &token).await;
+    bridge.stop().await;
+}
+
+async fn a_bridge_reaches_synapse(db: Db) {
+    let (kith, mut bridge, _files) = start_federating(db).await;
+    let synapse = Synapse::start().await;
+    let (_, token) = synapse.register("bob", "bob pw").await;
+    bridge_to_another_server(&kith, &mut bridge, &synapse, &token).await;
+    bridge.stop().await;
+}
+
 both_backends!(
     a_bridge_registers_its_users_writes_as_them_and_is_pushed_messages,
+    third_party_lookups_reach_the_bridge,
+    typing_and_receipts_reach_the_bridge,
+    bridged_users_stay_out_of_the_directory,
+    a_bridge_reaches_another_kith,
+    a_bridge_reaches_synapse,
     a_bridge_is_asked_for_users_and_aliases_it_can_create,
     a_refused_transaction_is_sent_again_under_its_id,
     a_waiting_transaction_survives_a_restart

@@ -230,6 +230,7 @@ impl Services {
             store.clone(),
             server_name.to_string(),
             config.user_directory.clone(),
+            directory::Unlisted::new(&config.user_directory, appservices.all()),
             rooms.subscribe(),
             profiles.subscribe(),
             remote_profiles.subscribe(),
@@ -245,8 +246,6 @@ impl Services {
         let peer_sync = Arc::new(PeerSync::new(federated_directory.clone()));
         let profile_hints = Arc::new(ProfileHints::new(remote_profiles.clone(), rooms.subscribe()));
         let metrics = Arc::new(Metrics::new(store.clone()));
-        let appservice_pusher =
-            Arc::new(AppServicePusher::new(appservices.clone(), store.clone(), rooms.clone(), metrics.clone()));
         let profile_fetcher = Arc::new(ProfileFetcher::new(remote_profiles.clone(), metrics.clone()));
         let profile_edus =
             Arc::new(ProfileEdus::new(remote_profiles.clone(), profiles.clone(), federated_directory.peers()));
@@ -259,6 +258,13 @@ impl Services {
         let key_backup = Arc::new(KeyBackup::new(store.clone()));
         let account_data = Arc::new(AccountData::new(store.clone(), rooms.clone()));
         let ephemeral = Arc::new(Ephemeral::new(store.clone(), sender.clone(), account_data.clone()));
+        let appservice_pusher = Arc::new(AppServicePusher::new(
+            appservices.clone(),
+            store.clone(),
+            rooms.clone(),
+            ephemeral.clone(),
+            metrics.clone(),
+        ));
         let push = Arc::new(Push::new(store.clone(), server_name.clone(), account_data.clone()));
         let push_evaluator = Arc::new(PushEvaluator::new(push.clone(), rooms.clone()));
         let ip_filter = Arc::new(federation::discovery::IpFilter::new(

@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::Store;
 use super::streams::save_consumer_position;
+use super::{Store, WriteTxn};
 
 /// The oldest transaction a service has not taken yet.
 #[derive(Debug, Clone)]
@@ -11,6 +11,8 @@ pub struct PendingTransaction {
     pub txn_id: i64,
     /// A JSON array of events in the client format.
     pub events_json: String,
+    /// A JSON array of receipts and typing notifications, for services that asked.
+    pub ephemeral_json: Option<String>,
     pub created_ts: i64,
 }
 
@@ -20,7 +22,7 @@ impl Store {
         appservice_id: &str,
     ) -> Result<Option<PendingTransaction>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT txn_id, events_json, created_ts FROM appservice_transactions \
+            "SELECT txn_id, events_json, created_ts, ephemeral_json FROM appservice_transactions \
              WHERE appservice_id = $1 ORDER BY txn_id LIMIT 1",
         )
         .bind(appservice_id)
@@ -31,51 +33,42 @@ impl Store {
                 txn_id: row.try_get(0)?,
                 events_json: row.try_get(1)?,
                 created_ts: row.try_get(2)?,
+                ephemeral_json: row.try_get(3)?,
             })
         })
         .transpose()
     }
 
-    /// Moves `consumer` to `position` and, when there are events for the service,
-    /// queues them as its next transaction, atomically; returns the new transaction id.
+    /// Moves the service's consumers to their new positions and, when there is anything
+    /// for the service, queues it as its next transaction, atomically; returns the new
+    /// transaction id.
     pub async fn queue_appservice_transaction(
         &self,
         appservice_id: &str,
-        consumer: &str,
-        position: i64,
+        positions: &[(&str, i64)],
         events_json: Option<&str>,
+        ephemeral_json: Option<&str>,
     ) -> Result<Option<i64>, sqlx::Error> {
         let mut txn = self.begin_write().await?;
         let mut txn_id = None;
-        if let Some(events_json) = events_json {
+        if events_json.is_some() || ephemeral_json.is_some() {
+            let id = next_txn_id(&mut txn, appservice_id).await?;
             sqlx::query(
-                "INSERT INTO appservice_state (appservice_id, last_txn_id) VALUES ($1, 0) \
-                 ON CONFLICT (appservice_id) DO NOTHING",
-            )
-            .bind(appservice_id)
-            .execute(&mut *txn.tx)
-            .await?;
-            let row = sqlx::query(
-                "UPDATE appservice_state SET last_txn_id = last_txn_id + 1 WHERE appservice_id = $1 \
-                 RETURNING last_txn_id",
-            )
-            .bind(appservice_id)
-            .fetch_one(&mut *txn.tx)
-            .await?;
-            let id: i64 = row.try_get(0)?;
-            sqlx::query(
-                "INSERT INTO appservice_transactions (appservice_id, txn_id, events_json, created_ts) \
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO appservice_transactions (appservice_id, txn_id, events_json, ephemeral_json, created_ts) \
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(appservice_id)
             .bind(id)
-            .bind(events_json)
+            .bind(events_json.unwrap_or("[]"))
+            .bind(ephemeral_json)
             .bind(super::now_ms())
             .execute(&mut *txn.tx)
             .await?;
             txn_id = Some(id);
         }
-        save_consumer_position(&mut txn, consumer, position).await?;
+        for (consumer, position) in positions {
+            save_consumer_position(&mut txn, consumer, *position).await?;
+        }
         txn.commit().await?;
         Ok(txn_id)
     }
@@ -107,4 +100,22 @@ impl Store {
             .await?;
         rows.iter().map(|row| row.try_get(0)).collect()
     }
+}
+
+/// Transaction ids are never reused, even once sent.
+async fn next_txn_id(txn: &mut WriteTxn<'_>, appservice_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO appservice_state (appservice_id, last_txn_id) VALUES ($1, 0) \
+         ON CONFLICT (appservice_id) DO NOTHING",
+    )
+    .bind(appservice_id)
+    .execute(&mut *txn.tx)
+    .await?;
+    let row = sqlx::query(
+        "UPDATE appservice_state SET last_txn_id = last_txn_id + 1 WHERE appservice_id = $1 RETURNING last_txn_id",
+    )
+    .bind(appservice_id)
+    .fetch_one(&mut *txn.tx)
+    .await?;
+    row.try_get(0)
 }

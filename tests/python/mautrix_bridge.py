@@ -5,11 +5,13 @@ Usage: mautrix_bridge.py <homeserver url> <server name> <as port> <as_token> <hs
 
 Each stdin line is a JSON command; each answer is one JSON line on stdout. Commands:
 whoami, ping, register {localpart}, create_room {invite}, puppet_send {localpart,
-room_id, text}, refuse {count}, wait_message {body, timeout}, queries, stop.
+room_id, text}, refuse {count}, wait_message {body, timeout}, wait_ephemeral {type,
+room_id, has, timeout}, queries, stop.
 The bridge records every transaction it is sent (id, status answered, message bodies)
 and every message event its handler processed, so the test can check retries and
 that each event is processed once, and the user and alias queries it was asked, answering
-for the users @slack_ghost… and the aliases #slack_channel… by creating them.
+for the users @slack_ghost… and the aliases #slack_channel… by creating them. It
+describes one third-party protocol, `slack`.
 """
 
 import asyncio
@@ -61,9 +63,12 @@ async def main():
         bot_localpart=sender,
         id=as_id,
         state_store=None,
+        ephemeral_events=True,
+        verify_ssl=False,  # a federating test server has a self-signed certificate
     )
     transactions = []  # {"txn_id", "status", "bodies"}
     handled = []  # (event_id, body)
+    ephemeral = []  # typing and receipts as mautrix parsed them
     refusals = {"left": 0}
 
     @web.middleware
@@ -82,11 +87,14 @@ async def main():
         return response
 
     appservice.app.middlewares.append(record)
+    add_thirdparty_routes(appservice.app, domain, hs_token)
 
     @appservice.matrix_event_handler
     async def on_event(event):
         if event.type == EventType.ROOM_MESSAGE:
             handled.append((event.event_id, event.content.body))
+        elif event.type in (EventType.TYPING, EventType.RECEIPT):
+            ephemeral.append({"type": event.type.t, "room_id": event.room_id, "content": event.serialize()["content"]})
 
     await appservice.start(host="127.0.0.1", port=int(port))
     answer({"ready": True})
@@ -101,7 +109,7 @@ async def main():
             break
         command = json.loads(line)
         try:
-            result = await run(command, appservice, bot, transactions, handled, refusals, queries)
+            result = await run(command, appservice, bot, transactions, handled, refusals, queries, ephemeral)
         except MatrixRequestError as err:
             result = {"errcode": err.errcode, "error": err.message, "status": err.http_status}
         answer(result)
@@ -110,7 +118,46 @@ async def main():
     await appservice.stop()
 
 
-async def run(command, appservice, bot, transactions, handled, refusals, queries):
+def add_thirdparty_routes(app, domain, hs_token):
+    """The Slack network as a bridge describes it (mautrix leaves these to the bridge)."""
+
+    def authorised(request):
+        return request.headers.get("Authorization") == f"Bearer {hs_token}"
+
+    async def protocol(request):
+        if not authorised(request) or request.match_info["protocol"] != "slack":
+            return web.json_response({"errcode": "M_NOT_FOUND"}, status=404)
+        return web.json_response({
+            "user_fields": ["name"],
+            "location_fields": ["channel"],
+            "icon": "mxc://kith.test/slack",
+            "field_types": {
+                "name": {"regexp": "[a-z]+", "placeholder": "bob"},
+                "channel": {"regexp": "[a-z]+", "placeholder": "general"},
+            },
+            "instances": [{"desc": "Example workspace", "fields": {}, "network_id": "example"}],
+        })
+
+    async def users(request):
+        if not authorised(request):
+            return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
+        name = request.query.get("name")
+        found = [{"userid": f"@slack_{name}:{domain}", "protocol": "slack", "fields": {"name": name}}]
+        return web.json_response(found if name else [])
+
+    async def locations(request):
+        if not authorised(request):
+            return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
+        channel = request.query.get("channel")
+        found = [{"alias": f"#slack_channel_{channel}:{domain}", "protocol": "slack", "fields": {"channel": channel}}]
+        return web.json_response(found if channel else [])
+
+    app.router.add_route("GET", "/_matrix/app/v1/thirdparty/protocol/{protocol}", protocol)
+    app.router.add_route("GET", "/_matrix/app/v1/thirdparty/user/{protocol}", users)
+    app.router.add_route("GET", "/_matrix/app/v1/thirdparty/location/{protocol}", locations)
+
+
+async def run(command, appservice, bot, transactions, handled, refusals, queries, ephemeral):
     cmd = command["cmd"]
     if cmd == "whoami":
         whoami = await bot.whoami()
@@ -144,6 +191,15 @@ async def run(command, appservice, bot, transactions, handled, refusals, queries
         carrying = [t for t in transactions if command["body"] in t["bodies"]]
         times = sum(1 for _, body in handled if body == command["body"])
         return {"handled": times, "transactions": carrying}
+    if cmd == "wait_ephemeral":
+        # Those of a type in a room whose content names `has`, once there is one.
+        def matching():
+            return [e for e in ephemeral if e["type"] == command["type"] and e["room_id"] == command["room_id"]
+                    and command["has"] in json.dumps(e["content"])]
+        deadline = asyncio.get_running_loop().time() + command.get("timeout", 30)
+        while not matching() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return {"events": matching()}
     if cmd == "queries":
         return {"queries": queries}
     if cmd == "stop":

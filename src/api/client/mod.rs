@@ -21,6 +21,7 @@ pub mod sliding_sync;
 pub mod spaces;
 pub mod sync;
 pub mod tags;
+pub mod thirdparty;
 pub mod user_directory;
 
 use axum::Router;
@@ -44,7 +45,10 @@ pub fn versioned_routes() -> Router<AppState> {
         .route("/register", post(register::register))
         .route("/register/available", get(register::available))
         .route("/capabilities", get(discovery::capabilities))
-        .route("/thirdparty/protocols", get(discovery::thirdparty_protocols))
+        .route("/thirdparty/protocols", get(thirdparty::protocols))
+        .route("/thirdparty/protocol/{protocol}", get(thirdparty::protocol))
+        .route("/thirdparty/user/{protocol}", get(thirdparty::users))
+        .route("/thirdparty/location/{protocol}", get(thirdparty::locations))
         .route("/voip/turnServer", get(discovery::turn_server))
         .route("/presence/{user_id}/status", get(presence::get).put(presence::set))
         .route("/user/{user_id}/openid/request_token", post(openid::request_token))

@@ -4,9 +4,12 @@
 //! queries, and the transactions pushing events to each service (`transactions.rs`).
 //! `docs/appservices.md` says what differs from Synapse.
 
+mod ephemeral;
+mod interest;
 pub mod outgoing;
 mod queries;
 pub mod registration;
+mod thirdparty;
 pub mod transactions;
 
 use std::collections::HashMap;

@@ -40,7 +40,7 @@ impl AppServices {
         false
     }
 
-    fn with_url(&self) -> impl Iterator<Item = &AppService> {
+    pub(super) fn with_url(&self) -> impl Iterator<Item = &AppService> {
         self.services.iter().filter(|s| s.registration.url.is_some()).map(|s| s.as_ref())
     }
 }

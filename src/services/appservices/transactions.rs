@@ -6,24 +6,26 @@
 //! then is the next one built. So order is kept, nothing is skipped, and a restart
 //! sends the waiting transaction again under its id.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, join_all};
+use ruma::OwnedTransactionId;
 use ruma::api::appservice::event::push_events;
 use ruma::events::AnyTimelineEvent;
 use ruma::serde::Raw;
-use ruma::{OwnedTransactionId, UserId};
 use serde_json::value::RawValue;
 
+use super::ephemeral::{self, EphemeralBatch};
+use super::interest::Interest;
 use super::outgoing::{self, AppServiceError};
 use super::{AppService, AppServices};
+use crate::services::ephemeral::Ephemeral;
 use crate::services::metrics::Metrics;
 use crate::services::rooms::Rooms;
 use crate::services::rooms::format::client_event;
 use crate::services::workers::{Shutdown, Worker};
-use crate::store::{Store, StoredEvent};
+use crate::store::{PendingTransaction, Store};
 
 /// Events read from the stream at a time; a transaction holds at most this many.
 const BATCH: i64 = 100;
@@ -40,6 +42,7 @@ pub struct AppServicePusher {
     appservices: Arc<AppServices>,
     store: Arc<Store>,
     rooms: Arc<Rooms>,
+    ephemeral: Arc<Ephemeral>,
     metrics: Arc<Metrics>,
 }
 
@@ -65,25 +68,27 @@ impl Worker for AppServicePusher {
 }
 
 impl AppServicePusher {
-    pub fn new(appservices: Arc<AppServices>, store: Arc<Store>, rooms: Arc<Rooms>, metrics: Arc<Metrics>) -> Self {
-        Self { appservices, store, rooms, metrics }
-    }
-
-    fn consumer(service: &AppService) -> String {
-        format!("appservice:{}", service.id())
+    pub fn new(
+        appservices: Arc<AppServices>,
+        store: Arc<Store>,
+        rooms: Arc<Rooms>,
+        ephemeral: Arc<Ephemeral>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { appservices, store, rooms, ephemeral, metrics }
     }
 
     async fn serve(self: Arc<Self>, service: Arc<AppService>, mut stop: Shutdown) {
-        let consumer = Self::consumer(&service);
-        // A service registered now is owed what happens from now on, not the history.
-        let started = async { self.store.start_consumer_at(&consumer, self.store.max_event_ordering().await?).await };
-        if let Err(err) = started.await {
+        let mut cursor = Cursor::new(&service, self.ephemeral.typing_serial());
+        if let Err(err) = self.start(&cursor).await {
             return tracing::error!(id = service.id(), %err, "cannot start pushing to the application service");
         }
         let mut wake = self.rooms.subscribe();
+        let (mut typing, mut receipts) = self.ephemeral.subscribe();
+        let ephemeral = service.receive_ephemeral;
         let mut retry = FIRST_RETRY;
         while !stop.is_stopping() {
-            let wait = match self.step(&service, &consumer).await {
+            let wait = match self.step(&service, &mut cursor).await {
                 Ok(Progress::More) => {
                     retry = FIRST_RETRY;
                     continue;
@@ -94,6 +99,8 @@ impl AppServicePusher {
                         _ = stop.wait() => {}
                         // Gone only while the server stops: the poll interval does.
                         Ok(()) = wake.changed() => {}
+                        Ok(()) = typing.changed(), if ephemeral => {}
+                        Ok(()) = receipts.changed(), if ephemeral => {}
                         _ = tokio::time::sleep(POLL_INTERVAL) => {}
                     }
                     continue;
@@ -109,65 +116,88 @@ impl AppServicePusher {
         }
     }
 
-    /// Sends the waiting transaction, or else queues the next one from the stream.
-    async fn step(&self, service: &AppService, consumer: &str) -> anyhow::Result<Progress> {
+    /// A service registered now is owed what happens from now on, not the history.
+    async fn start(&self, cursor: &Cursor) -> anyhow::Result<()> {
+        self.store.start_consumer_at(&cursor.events, self.store.max_event_ordering().await?).await?;
+        self.store.start_consumer_at(&cursor.receipts, self.store.stream_head("receipts").await?).await?;
+        Ok(())
+    }
+
+    /// Sends the waiting transaction, or else queues the next one from the streams.
+    async fn step(&self, service: &AppService, cursor: &mut Cursor) -> anyhow::Result<Progress> {
         if let Some(pending) = self.store.next_appservice_transaction(service.id()).await? {
-            self.send(service, pending.txn_id, &pending.events_json).await?;
+            self.send(service, &pending).await?;
             self.store.appservice_transaction_sent(service.id(), pending.txn_id).await?;
             self.metrics.appservice_success(service.id());
             return Ok(Progress::More);
         }
-        let position = self.store.consumer_position(consumer).await?;
+        let mut interest = Interest::new(&self.store, service);
+        let position = self.store.consumer_position(&cursor.events).await?;
         let events = self.store.events_after(position, BATCH).await?;
-        let Some(last) = events.last().map(|e| e.stream_ordering) else { return Ok(Progress::Idle) };
-        let mut members: HashMap<String, Vec<String>> = HashMap::new();
         let mut wanted = Vec::new();
         for event in events.iter().filter(|e| !e.outlier && !e.rejected) {
-            if self.is_interested(service, event, &mut members).await? {
+            if interest.in_event(event).await? {
                 wanted.push(client_event(event));
             }
         }
+        let ephemeral = match service.receive_ephemeral {
+            true => {
+                let receipts_after = self.store.consumer_position(&cursor.receipts).await?;
+                ephemeral::gather(&self.store, &self.ephemeral, &mut interest, receipts_after, cursor.typing).await?
+            }
+            false => EphemeralBatch::default(),
+        };
+        let last_event = events.last().map(|e| (cursor.events.as_str(), e.stream_ordering));
+        if last_event.is_none() && ephemeral.is_idle() {
+            return Ok(Progress::Idle);
+        }
+        let receipts = ephemeral.receipts_position.map(|p| (cursor.receipts.as_str(), p));
+        let positions: Vec<(&str, i64)> = last_event.into_iter().chain(receipts).collect();
         let events_json = (!wanted.is_empty()).then(|| serde_json::to_string(&wanted)).transpose()?;
-        self.store.queue_appservice_transaction(service.id(), consumer, last, events_json.as_deref()).await?;
+        let ephemeral_json =
+            (!ephemeral.data.is_empty()).then(|| serde_json::to_string(&ephemeral.data)).transpose()?;
+        let queued = self.store.queue_appservice_transaction(
+            service.id(),
+            &positions,
+            events_json.as_deref(),
+            ephemeral_json.as_deref(),
+        );
+        queued.await?;
+        cursor.typing = ephemeral.typing_serial.unwrap_or(cursor.typing);
         Ok(Progress::More)
     }
 
-    async fn send(&self, service: &AppService, txn_id: i64, events_json: &str) -> Result<(), AppServiceError> {
-        let events: Vec<Box<RawValue>> = serde_json::from_str(events_json)
-            .map_err(|err| AppServiceError::InvalidResponse(format!("stored transaction {txn_id}: {err}")))?;
+    async fn send(&self, service: &AppService, pending: &PendingTransaction) -> Result<(), AppServiceError> {
+        let txn_id = pending.txn_id;
+        let stored =
+            |err: serde_json::Error| AppServiceError::InvalidResponse(format!("stored transaction {txn_id}: {err}"));
+        let events: Vec<Box<RawValue>> = serde_json::from_str(&pending.events_json).map_err(stored)?;
+        let ephemeral: Vec<Box<RawValue>> = match &pending.ephemeral_json {
+            Some(json) => serde_json::from_str(json).map_err(stored)?,
+            None => Vec::new(),
+        };
         let events: Vec<Raw<AnyTimelineEvent>> = events.into_iter().map(Raw::from_json).collect();
         let txn_id: OwnedTransactionId = txn_id.to_string().into();
-        let request = push_events::v1::Request::new(txn_id, events);
+        let mut request = push_events::v1::Request::new(txn_id, events);
+        request.ephemeral = ephemeral.into_iter().map(Raw::from_json).collect();
         outgoing::send(self.appservices.http(), service, request, SEND_TIMEOUT).await.map(|_| ())
     }
+}
 
-    /// Synapse's rules: the sender, a member event's subject, the room, an alias of the
-    /// room, or a local member of the room is in the service's namespaces.
-    async fn is_interested(
-        &self,
-        service: &AppService,
-        event: &StoredEvent,
-        members: &mut HashMap<String, Vec<String>>,
-    ) -> anyhow::Result<bool> {
-        let in_namespace = |user: &str| UserId::parse(user).is_ok_and(|user| service.is_interested_in_user(&user));
-        let sender = event.json["sender"].as_str().unwrap_or_default();
-        if in_namespace(sender) || service.is_interested_in_room(&event.room_id) {
-            return Ok(true);
+/// Where one service's loop is: its consumers on the event and receipt streams, and
+/// the typing serial it has pushed up to (in memory, as typing is).
+struct Cursor {
+    events: String,
+    receipts: String,
+    typing: u64,
+}
+
+impl Cursor {
+    fn new(service: &AppService, typing: u64) -> Self {
+        Self {
+            events: format!("appservice:{}", service.id()),
+            receipts: format!("appservice-receipts:{}", service.id()),
+            typing,
         }
-        if event.json["type"] == "m.room.member" && event.json["state_key"].as_str().is_some_and(in_namespace) {
-            return Ok(true);
-        }
-        if !service.registration.namespaces.aliases.is_empty() {
-            let aliases = self.store.aliases_of_room(&event.room_id).await?;
-            if aliases.iter().any(|alias| service.is_interested_in_alias(alias)) {
-                return Ok(true);
-            }
-        }
-        if !members.contains_key(&event.room_id) {
-            let server = format!(":{}", service.sender.server_name());
-            let joined = self.store.joined_user_ids(&event.room_id).await?;
-            members.insert(event.room_id.clone(), joined.into_iter().filter(|u| u.ends_with(&server)).collect());
-        }
-        Ok(members[&event.room_id].iter().any(|user| in_namespace(user)))
     }
 }

@@ -6,6 +6,8 @@ CREATE TABLE appservice_transactions (
     appservice_id TEXT NOT NULL,
     txn_id BIGINT NOT NULL,
     events_json TEXT NOT NULL,
+    -- Receipts and typing for services that receive ephemeral data (a JSON array).
+    ephemeral_json TEXT,
     created_ts BIGINT NOT NULL,
     PRIMARY KEY (appservice_id, txn_id)
 );
@@ -14,3 +16,5 @@ CREATE TABLE appservice_state (
     appservice_id TEXT PRIMARY KEY,
     last_txn_id BIGINT NOT NULL
 );
+-- Services receiving ephemeral data follow the receipts of every room by position.
+CREATE INDEX receipts_stream ON receipts (stream_id);
