@@ -416,6 +416,10 @@ pub struct ExperimentalFeatures {
     /// Milliseconds.
     #[serde(default)]
     pub bwi_federated_user_dir_federation_search_timeout: Option<u64>,
+    /// To-device messages for their users pushed to application services that receive
+    /// ephemeral data (MSC2409), as Synapse does with this flag.
+    #[serde(default)]
+    pub msc2409_to_device_messages_enabled: bool,
 }
 
 impl Default for ExperimentalFeatures {
@@ -425,6 +429,7 @@ impl Default for ExperimentalFeatures {
             bwi_federated_user_dir_enabled: false,
             bwi_federated_user_dir_sync_interval: None,
             bwi_federated_user_dir_federation_search_timeout: None,
+            msc2409_to_device_messages_enabled: false,
         }
     }
 }

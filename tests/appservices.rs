@@ -46,7 +46,8 @@ async fn start(db: Db) -> (TestServer, Bridge, tempfile::TempDir) {
         db,
         &format!(
             "app_service_config_files: ['{}']\nenable_registration: true\n\
-             enable_registration_without_verification: true\n",
+             enable_registration_without_verification: true\n\
+             experimental_features: {{msc2409_to_device_messages_enabled: true}}\n",
             registration.display()
         ),
     )
@@ -321,7 +322,8 @@ async fn third_party_lookups_reach_the_bridge(db: Db) {
 }
 
 /// The bridge asked for ephemeral data: a local user's typing and read receipt in a
-/// room it shares with them are pushed to it, a private receipt is not.
+/// room it shares with them are pushed to it, a private receipt is not; with MSC2409's
+/// to-device part on, a to-device message for a device of one of its users is too.
 async fn typing_and_receipts_reach_the_bridge(db: Db) {
     let (server, mut bridge, _files) = start(db).await;
     let (user, token) = server.register("alice", "alice pw").await;
@@ -348,6 +350,20 @@ async fn typing_and_receipts_reach_the_bridge(db: Db) {
     let receipts = seen["events"].as_array().unwrap();
     assert_eq!(receipts.len(), 1, "the private receipt stays private: {seen}");
     assert!(receipts[0]["content"][event_id]["m.read"][&user]["ts"].is_u64(), "{seen}");
+
+    let device =
+        bridge.ask(json!({"cmd": "register_device", "localpart": "slack_dev", "device_id": "BRIDGEDEV"})).await;
+    assert_eq!(device["device_id"], "BRIDGEDEV", "{device}");
+    let messages = json!({"messages": {"@slack_dev:kith.test": {"BRIDGEDEV": {"secret": "for the bridge"}}}});
+    let (status, body) =
+        server.put("/_matrix/client/v3/sendToDevice/org.example.test/td1", Some(&token), messages).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = bridge.ask(json!({"cmd": "wait_to_device"})).await;
+    let expected = json!([{
+        "type": "org.example.test", "sender": user, "content": {"secret": "for the bridge"},
+        "to_user_id": "@slack_dev:kith.test", "to_device_id": "BRIDGEDEV",
+    }]);
+    assert_eq!(seen["messages"], expected, "{seen}");
     bridge.stop().await;
 }
 

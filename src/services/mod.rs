@@ -263,6 +263,7 @@ impl Services {
             store.clone(),
             rooms.clone(),
             ephemeral.clone(),
+            to_device.subscribe(),
             metrics.clone(),
         ));
         let push = Arc::new(Push::new(store.clone(), server_name.clone(), account_data.clone()));

@@ -13,7 +13,23 @@ pub struct PendingTransaction {
     pub events_json: String,
     /// A JSON array of receipts and typing notifications, for services that asked.
     pub ephemeral_json: Option<String>,
+    /// A JSON array of to-device messages for the service's users.
+    pub to_device_json: Option<String>,
     pub created_ts: i64,
+}
+
+/// What a new transaction carries, each a JSON array; `None` when empty.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TransactionContents<'a> {
+    pub events_json: Option<&'a str>,
+    pub ephemeral_json: Option<&'a str>,
+    pub to_device_json: Option<&'a str>,
+}
+
+impl TransactionContents<'_> {
+    fn is_empty(&self) -> bool {
+        self.events_json.is_none() && self.ephemeral_json.is_none() && self.to_device_json.is_none()
+    }
 }
 
 impl Store {
@@ -22,7 +38,7 @@ impl Store {
         appservice_id: &str,
     ) -> Result<Option<PendingTransaction>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT txn_id, events_json, created_ts, ephemeral_json FROM appservice_transactions \
+            "SELECT txn_id, events_json, created_ts, ephemeral_json, to_device_json FROM appservice_transactions \
              WHERE appservice_id = $1 ORDER BY txn_id LIMIT 1",
         )
         .bind(appservice_id)
@@ -34,6 +50,7 @@ impl Store {
                 events_json: row.try_get(1)?,
                 created_ts: row.try_get(2)?,
                 ephemeral_json: row.try_get(3)?,
+                to_device_json: row.try_get(4)?,
             })
         })
         .transpose()
@@ -46,21 +63,22 @@ impl Store {
         &self,
         appservice_id: &str,
         positions: &[(&str, i64)],
-        events_json: Option<&str>,
-        ephemeral_json: Option<&str>,
+        contents: TransactionContents<'_>,
     ) -> Result<Option<i64>, sqlx::Error> {
         let mut txn = self.begin_write().await?;
         let mut txn_id = None;
-        if events_json.is_some() || ephemeral_json.is_some() {
+        if !contents.is_empty() {
             let id = next_txn_id(&mut txn, appservice_id).await?;
             sqlx::query(
-                "INSERT INTO appservice_transactions (appservice_id, txn_id, events_json, ephemeral_json, created_ts) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO appservice_transactions \
+                 (appservice_id, txn_id, events_json, ephemeral_json, to_device_json, created_ts) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(appservice_id)
             .bind(id)
-            .bind(events_json.unwrap_or("[]"))
-            .bind(ephemeral_json)
+            .bind(contents.events_json.unwrap_or("[]"))
+            .bind(contents.ephemeral_json)
+            .bind(contents.to_device_json)
             .bind(super::now_ms())
             .execute(&mut *txn.tx)
             .await?;

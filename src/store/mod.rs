@@ -31,7 +31,7 @@ mod user_data;
 
 pub use accounts::{DeviceRow, NewUser, TokenOwner, UserRow};
 pub use admin::{AdminRoomRow, AdminUserRow, UserOrder, UserQuery};
-pub use appservices::PendingTransaction;
+pub use appservices::{PendingTransaction, TransactionContents};
 pub use client_ips::{ClientIpRow, ConnectionRow, SeenDeviceRow};
 pub use directory::{JoinedMember, LocalAccount};
 pub use federated_directory::{DirectoryUser, PeerState, VISIBILITY_TYPES};

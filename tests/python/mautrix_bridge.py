@@ -6,7 +6,8 @@ Usage: mautrix_bridge.py <homeserver url> <server name> <as port> <as_token> <hs
 Each stdin line is a JSON command; each answer is one JSON line on stdout. Commands:
 whoami, ping, register {localpart}, create_room {invite}, puppet_send {localpart,
 room_id, text}, refuse {count}, wait_message {body, timeout}, wait_ephemeral {type,
-room_id, has, timeout}, queries, stop.
+room_id, has, timeout}, register_device {localpart, device_id}, wait_to_device
+{timeout}, queries, stop.
 The bridge records every transaction it is sent (id, status answered, message bodies)
 and every message event its handler processed, so the test can check retries and
 that each event is processed once, and the user and alias queries it was asked, answering
@@ -64,11 +65,13 @@ async def main():
         id=as_id,
         state_store=None,
         ephemeral_events=True,
+        encryption_events=True,  # to-device messages (MSC2409)
         verify_ssl=False,  # a federating test server has a self-signed certificate
     )
     transactions = []  # {"txn_id", "status", "bodies"}
     handled = []  # (event_id, body)
     ephemeral = []  # typing and receipts as mautrix parsed them
+    to_device = []  # to-device messages for the bridge's users, as mautrix parsed them
     refusals = {"left": 0}
 
     @web.middleware
@@ -96,6 +99,10 @@ async def main():
         elif event.type in (EventType.TYPING, EventType.RECEIPT):
             ephemeral.append({"type": event.type.t, "room_id": event.room_id, "content": event.serialize()["content"]})
 
+    async def on_to_device(event):
+        to_device.append(event.serialize())
+
+    appservice.to_device_handler = on_to_device
     await appservice.start(host="127.0.0.1", port=int(port))
     answer({"ready": True})
     bot = appservice.intent
@@ -109,7 +116,7 @@ async def main():
             break
         command = json.loads(line)
         try:
-            result = await run(command, appservice, bot, transactions, handled, refusals, queries, ephemeral)
+            result = await run(command, appservice, bot, transactions, handled, refusals, queries, ephemeral, to_device)
         except MatrixRequestError as err:
             result = {"errcode": err.errcode, "error": err.message, "status": err.http_status}
         answer(result)
@@ -157,7 +164,7 @@ def add_thirdparty_routes(app, domain, hs_token):
     app.router.add_route("GET", "/_matrix/app/v1/thirdparty/location/{protocol}", locations)
 
 
-async def run(command, appservice, bot, transactions, handled, refusals, queries, ephemeral):
+async def run(command, appservice, bot, transactions, handled, refusals, queries, ephemeral, to_device):
     cmd = command["cmd"]
     if cmd == "whoami":
         whoami = await bot.whoami()
@@ -200,6 +207,16 @@ async def run(command, appservice, bot, transactions, handled, refusals, queries
         while not matching() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         return {"events": matching()}
+    if cmd == "register_device":
+        # A bridged user with a device, as encrypted bridges have.
+        content = {"type": "m.login.application_service", "username": command["localpart"],
+                   "device_id": command["device_id"]}
+        return await bot.api.request(Method.POST, Path.v3.register, content=content)
+    if cmd == "wait_to_device":
+        deadline = asyncio.get_running_loop().time() + command.get("timeout", 30)
+        while not to_device and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return {"messages": to_device}
     if cmd == "queries":
         return {"queries": queries}
     if cmd == "stop":

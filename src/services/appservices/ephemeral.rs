@@ -1,22 +1,34 @@
 //! Ephemeral data for services that ask for it (`receive_ephemeral`, MSC2409): the
 //! public read receipts (from the receipts stream, so none is lost across a restart)
 //! and typing notifications (in memory, as they are everywhere) of the rooms the
-//! service is interested in, carried by the transactions with the events.
+//! service is interested in, and with MSC2409's to-device part on, the to-device
+//! messages of its users (from their inboxes' stream), carried by the transactions
+//! with the events.
 
 use std::collections::BTreeMap;
 
-use ruma::api::appservice::event::push_events::v1::EphemeralData;
+use ruma::api::appservice::event::push_events::v1::{AnyAppserviceToDeviceEvent, EphemeralData};
 use ruma::events::receipt::{Receipt, ReceiptEvent, ReceiptEventContent, ReceiptType, Receipts};
 use ruma::events::typing::{TypingEvent, TypingEventContent};
 use ruma::serde::Raw;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, UInt};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::interest::Interest;
 use crate::services::ephemeral::Ephemeral;
 use crate::store::Store;
 
-/// Receipts read at a time, as events are.
-const RECEIPT_BATCH: i64 = 100;
+/// Receipts, and to-device messages, read at a time, as events are.
+const BATCH: i64 = 100;
+
+/// Where a service's loop is on the streams besides events.
+pub(super) struct Positions {
+    pub receipts: i64,
+    pub typing: u64,
+    /// `None`: to-device messages are not pushed.
+    pub to_device: Option<i64>,
+}
 
 /// What the next transaction carries besides events.
 #[derive(Default)]
@@ -25,13 +37,16 @@ pub(super) struct EphemeralBatch {
     pub receipts_position: Option<i64>,
     /// The typing serial this batch is as of, if typing changed.
     pub typing_serial: Option<u64>,
+    /// Where the to-device messages read end, if any were read.
+    pub to_device_position: Option<i64>,
     pub data: Vec<Raw<EphemeralData>>,
+    pub to_device: Vec<Raw<AnyAppserviceToDeviceEvent>>,
 }
 
 impl EphemeralBatch {
     /// Nothing read: the positions need not move.
     pub fn is_idle(&self) -> bool {
-        self.receipts_position.is_none() && self.typing_serial.is_none()
+        self.receipts_position.is_none() && self.typing_serial.is_none() && self.to_device_position.is_none()
     }
 }
 
@@ -39,11 +54,10 @@ pub(super) async fn gather(
     store: &Store,
     ephemeral: &Ephemeral,
     interest: &mut Interest<'_>,
-    receipts_after: i64,
-    typing_since: u64,
+    from: &Positions,
 ) -> anyhow::Result<EphemeralBatch> {
     let mut batch = EphemeralBatch::default();
-    let receipts = store.public_receipts_after(receipts_after, RECEIPT_BATCH).await?;
+    let receipts = store.public_receipts_after(from.receipts, BATCH).await?;
     batch.receipts_position = receipts.last().map(|(position, _, _)| *position);
     let mut by_room: BTreeMap<String, ReceiptEventContent> = BTreeMap::new();
     for (_, room_id, receipt) in receipts {
@@ -55,8 +69,8 @@ pub(super) async fn gather(
         let Ok(room_id) = OwnedRoomId::try_from(room_id) else { continue };
         batch.data.push(Raw::new(&EphemeralData::Receipt(ReceiptEvent::new(room_id, content)))?);
     }
-    let (serial, typing) = ephemeral.typing_changed_since(typing_since);
-    batch.typing_serial = (serial > typing_since).then_some(serial);
+    let (serial, typing) = ephemeral.typing_changed_since(from.typing);
+    batch.typing_serial = (serial > from.typing).then_some(serial);
     for (room_id, users) in typing {
         if interest.in_room(&room_id).await? {
             let Ok(room_id) = OwnedRoomId::try_from(room_id) else { continue };
@@ -65,7 +79,50 @@ pub(super) async fn gather(
             batch.data.push(Raw::new(&EphemeralData::Typing(event))?);
         }
     }
+    if let Some(after) = from.to_device {
+        gather_to_device(store, interest, after, &mut batch).await?;
+    }
     Ok(batch)
+}
+
+/// A to-device message as stored, and as pushed (MSC2409): with its recipient.
+#[derive(Deserialize)]
+struct Stored {
+    sender: String,
+    #[serde(rename = "type")]
+    kind: String,
+    content: Box<RawValue>,
+}
+
+#[derive(Serialize)]
+struct Pushed {
+    sender: String,
+    #[serde(rename = "type")]
+    kind: String,
+    content: Box<RawValue>,
+    to_user_id: String,
+    to_device_id: String,
+}
+
+/// The messages for devices of the service's users (Synapse: users it is interested in).
+async fn gather_to_device(
+    store: &Store,
+    interest: &Interest<'_>,
+    after: i64,
+    batch: &mut EphemeralBatch,
+) -> anyhow::Result<()> {
+    let messages = store.to_device_after(after, BATCH).await?;
+    batch.to_device_position = messages.last().map(|(position, ..)| *position);
+    for (_, to_user_id, to_device_id, message) in messages {
+        if !interest.in_user(&to_user_id) {
+            continue;
+        }
+        // Stored by kith itself; one that does not parse is left out.
+        let Ok(Stored { sender, kind, content }) = serde_json::from_str(&message) else { continue };
+        let pushed = Pushed { sender, kind, content, to_user_id, to_device_id };
+        batch.to_device.push(Raw::from_json(serde_json::value::to_raw_value(&pushed)?));
+    }
+    Ok(())
 }
 
 /// Rows of the store were checked on the way in; one that does not parse is left out.

@@ -58,7 +58,7 @@ impl<'a> Interest<'a> {
         Ok(joined.iter().any(|user| user.ends_with(&server) && self.in_user(user)))
     }
 
-    fn in_user(&self, user: &str) -> bool {
+    pub(super) fn in_user(&self, user: &str) -> bool {
         UserId::parse(user).is_ok_and(|user| self.service.is_interested_in_user(&user))
     }
 }

@@ -36,6 +36,8 @@ pub struct AppServices {
     services: Vec<Arc<AppService>>,
     by_token: HashMap<String, Arc<AppService>>,
     http: reqwest::Client,
+    /// MSC2409's to-device part (Synapse's experimental flag of the same name).
+    pub(super) push_to_device: bool,
 }
 
 impl AppServices {
@@ -44,7 +46,8 @@ impl AppServices {
         let services = registration::load_all(&config.app_service_config_files, &config.server_name)?;
         let services: Vec<Arc<AppService>> = services.into_iter().map(Arc::new).collect();
         let by_token = services.iter().map(|s| (s.registration.as_token.clone(), s.clone())).collect();
-        Ok(Self { store, accounts, services, by_token, http: outgoing::http_client()? })
+        let push_to_device = config.experimental_features.msc2409_to_device_messages_enabled;
+        Ok(Self { store, accounts, services, by_token, http: outgoing::http_client()?, push_to_device })
     }
 
     /// Transactions waiting per service (every service listed, 0 when none).

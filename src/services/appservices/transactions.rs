@@ -9,14 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use futures_util::future::{BoxFuture, join_all};
 use ruma::OwnedTransactionId;
 use ruma::api::appservice::event::push_events;
-use ruma::events::AnyTimelineEvent;
 use ruma::serde::Raw;
 use serde_json::value::RawValue;
 
-use super::ephemeral::{self, EphemeralBatch};
+use super::ephemeral::{self, EphemeralBatch, Positions};
 use super::interest::Interest;
 use super::outgoing::{self, AppServiceError};
 use super::{AppService, AppServices};
@@ -25,7 +26,7 @@ use crate::services::metrics::Metrics;
 use crate::services::rooms::Rooms;
 use crate::services::rooms::format::client_event;
 use crate::services::workers::{Shutdown, Worker};
-use crate::store::{PendingTransaction, Store};
+use crate::store::{PendingTransaction, Store, TO_DEVICE_STREAM, TransactionContents};
 
 /// Events read from the stream at a time; a transaction holds at most this many.
 const BATCH: i64 = 100;
@@ -43,6 +44,8 @@ pub struct AppServicePusher {
     store: Arc<Store>,
     rooms: Arc<Rooms>,
     ephemeral: Arc<Ephemeral>,
+    /// Moves when a to-device message is stored.
+    to_device_delivered: watch::Receiver<i64>,
     metrics: Arc<Metrics>,
 }
 
@@ -73,9 +76,10 @@ impl AppServicePusher {
         store: Arc<Store>,
         rooms: Arc<Rooms>,
         ephemeral: Arc<Ephemeral>,
+        to_device_delivered: watch::Receiver<i64>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { appservices, store, rooms, ephemeral, metrics }
+        Self { appservices, store, rooms, ephemeral, to_device_delivered, metrics }
     }
 
     async fn serve(self: Arc<Self>, service: Arc<AppService>, mut stop: Shutdown) {
@@ -85,6 +89,7 @@ impl AppServicePusher {
         }
         let mut wake = self.rooms.subscribe();
         let (mut typing, mut receipts) = self.ephemeral.subscribe();
+        let mut to_device = self.to_device_delivered.clone();
         let ephemeral = service.receive_ephemeral;
         let mut retry = FIRST_RETRY;
         while !stop.is_stopping() {
@@ -101,6 +106,7 @@ impl AppServicePusher {
                         Ok(()) = wake.changed() => {}
                         Ok(()) = typing.changed(), if ephemeral => {}
                         Ok(()) = receipts.changed(), if ephemeral => {}
+                        Ok(()) = to_device.changed(), if ephemeral && self.appservices.push_to_device => {}
                         _ = tokio::time::sleep(POLL_INTERVAL) => {}
                     }
                     continue;
@@ -120,6 +126,7 @@ impl AppServicePusher {
     async fn start(&self, cursor: &Cursor) -> anyhow::Result<()> {
         self.store.start_consumer_at(&cursor.events, self.store.max_event_ordering().await?).await?;
         self.store.start_consumer_at(&cursor.receipts, self.store.stream_head("receipts").await?).await?;
+        self.store.start_consumer_at(&cursor.to_device, self.store.stream_head(TO_DEVICE_STREAM).await?).await?;
         Ok(())
     }
 
@@ -131,9 +138,14 @@ impl AppServicePusher {
             self.metrics.appservice_success(service.id());
             return Ok(Progress::More);
         }
+        self.queue_next(service, cursor).await
+    }
+
+    /// Reads the streams from the service's positions, and queues what interests it as
+    /// its next transaction while moving the positions past what was read.
+    async fn queue_next(&self, service: &AppService, cursor: &mut Cursor) -> anyhow::Result<Progress> {
         let mut interest = Interest::new(&self.store, service);
-        let position = self.store.consumer_position(&cursor.events).await?;
-        let events = self.store.events_after(position, BATCH).await?;
+        let events = self.store.events_after(self.store.consumer_position(&cursor.events).await?, BATCH).await?;
         let mut wanted = Vec::new();
         for event in events.iter().filter(|e| !e.outlier && !e.rejected) {
             if interest.in_event(event).await? {
@@ -142,8 +154,7 @@ impl AppServicePusher {
         }
         let ephemeral = match service.receive_ephemeral {
             true => {
-                let receipts_after = self.store.consumer_position(&cursor.receipts).await?;
-                ephemeral::gather(&self.store, &self.ephemeral, &mut interest, receipts_after, cursor.typing).await?
+                ephemeral::gather(&self.store, &self.ephemeral, &mut interest, &self.positions(cursor).await?).await?
             }
             false => EphemeralBatch::default(),
         };
@@ -152,43 +163,59 @@ impl AppServicePusher {
             return Ok(Progress::Idle);
         }
         let receipts = ephemeral.receipts_position.map(|p| (cursor.receipts.as_str(), p));
-        let positions: Vec<(&str, i64)> = last_event.into_iter().chain(receipts).collect();
-        let events_json = (!wanted.is_empty()).then(|| serde_json::to_string(&wanted)).transpose()?;
-        let ephemeral_json =
-            (!ephemeral.data.is_empty()).then(|| serde_json::to_string(&ephemeral.data)).transpose()?;
-        let queued = self.store.queue_appservice_transaction(
-            service.id(),
-            &positions,
-            events_json.as_deref(),
-            ephemeral_json.as_deref(),
-        );
-        queued.await?;
+        let to_device = ephemeral.to_device_position.map(|p| (cursor.to_device.as_str(), p));
+        let positions: Vec<(&str, i64)> = last_event.into_iter().chain(receipts).chain(to_device).collect();
+        let events_json = json_unless_empty(&wanted)?;
+        let ephemeral_json = json_unless_empty(&ephemeral.data)?;
+        let to_device_json = json_unless_empty(&ephemeral.to_device)?;
+        let contents = TransactionContents {
+            events_json: events_json.as_deref(),
+            ephemeral_json: ephemeral_json.as_deref(),
+            to_device_json: to_device_json.as_deref(),
+        };
+        self.store.queue_appservice_transaction(service.id(), &positions, contents).await?;
         cursor.typing = ephemeral.typing_serial.unwrap_or(cursor.typing);
         Ok(Progress::More)
+    }
+
+    async fn positions(&self, cursor: &Cursor) -> anyhow::Result<Positions> {
+        let to_device = match self.appservices.push_to_device {
+            true => Some(self.store.consumer_position(&cursor.to_device).await?),
+            false => None,
+        };
+        Ok(Positions {
+            receipts: self.store.consumer_position(&cursor.receipts).await?,
+            typing: cursor.typing,
+            to_device,
+        })
     }
 
     async fn send(&self, service: &AppService, pending: &PendingTransaction) -> Result<(), AppServiceError> {
         let txn_id = pending.txn_id;
         let stored =
             |err: serde_json::Error| AppServiceError::InvalidResponse(format!("stored transaction {txn_id}: {err}"));
-        let events: Vec<Box<RawValue>> = serde_json::from_str(&pending.events_json).map_err(stored)?;
-        let ephemeral: Vec<Box<RawValue>> = match &pending.ephemeral_json {
-            Some(json) => serde_json::from_str(json).map_err(stored)?,
-            None => Vec::new(),
+        let parse = |json: Option<&str>| -> Result<Vec<Box<RawValue>>, AppServiceError> {
+            json.map_or(Ok(Vec::new()), |json| serde_json::from_str(json).map_err(stored))
         };
-        let events: Vec<Raw<AnyTimelineEvent>> = events.into_iter().map(Raw::from_json).collect();
+        let events = parse(Some(&pending.events_json))?.into_iter().map(Raw::from_json).collect();
         let txn_id: OwnedTransactionId = txn_id.to_string().into();
         let mut request = push_events::v1::Request::new(txn_id, events);
-        request.ephemeral = ephemeral.into_iter().map(Raw::from_json).collect();
+        request.ephemeral = parse(pending.ephemeral_json.as_deref())?.into_iter().map(Raw::from_json).collect();
+        request.to_device = parse(pending.to_device_json.as_deref())?.into_iter().map(Raw::from_json).collect();
         outgoing::send(self.appservices.http(), service, request, SEND_TIMEOUT).await.map(|_| ())
     }
 }
 
-/// Where one service's loop is: its consumers on the event and receipt streams, and
-/// the typing serial it has pushed up to (in memory, as typing is).
+fn json_unless_empty<T: serde::Serialize>(items: &[T]) -> serde_json::Result<Option<String>> {
+    (!items.is_empty()).then(|| serde_json::to_string(items)).transpose()
+}
+
+/// Where one service's loop is: its consumers on the event, receipt and to-device
+/// streams, and the typing serial it has pushed up to (in memory, as typing is).
 struct Cursor {
     events: String,
     receipts: String,
+    to_device: String,
     typing: u64,
 }
 
@@ -197,6 +224,7 @@ impl Cursor {
         Self {
             events: format!("appservice:{}", service.id()),
             receipts: format!("appservice-receipts:{}", service.id()),
+            to_device: format!("appservice-to-device:{}", service.id()),
             typing,
         }
     }

@@ -8,6 +8,8 @@ CREATE TABLE appservice_transactions (
     events_json TEXT NOT NULL,
     -- Receipts and typing for services that receive ephemeral data (a JSON array).
     ephemeral_json TEXT,
+    -- To-device messages for the service's users, with MSC2409's to-device part on.
+    to_device_json TEXT,
     created_ts BIGINT NOT NULL,
     PRIMARY KEY (appservice_id, txn_id)
 );
