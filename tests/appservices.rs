@@ -38,6 +38,11 @@ fn registration_yaml(as_port: u16) -> String {
 /// Kith with the bridge's registration file (in the directory returned, kept for
 /// restarts), and the bridge running.
 async fn start(db: Db) -> (TestServer, Bridge, tempfile::TempDir) {
+    start_with(db, "").await
+}
+
+/// [`start`] with `extra_yaml` added to kith's config (later keys win).
+async fn start_with(db: Db, extra_yaml: &str) -> (TestServer, Bridge, tempfile::TempDir) {
     let as_port = common::free_port();
     let files = tempfile::tempdir().unwrap();
     let registration = files.path().join("slack-registration.yaml");
@@ -47,7 +52,7 @@ async fn start(db: Db) -> (TestServer, Bridge, tempfile::TempDir) {
         &format!(
             "app_service_config_files: ['{}']\nenable_registration: true\n\
              enable_registration_without_verification: true\n\
-             experimental_features: {{msc2409_to_device_messages_enabled: true}}\n",
+             experimental_features: {{msc2409_to_device_messages_enabled: true}}\n{extra_yaml}",
             registration.display()
         ),
     )
@@ -437,7 +442,32 @@ async fn a_bridge_reaches_synapse(db: Db) {
     bridge.stop().await;
 }
 
+/// With `rate_limited: false`, the bridge's users write past the message limit that
+/// stops an ordinary user.
+async fn a_bridge_is_not_rate_limited(db: Db) {
+    let (server, mut bridge, _files) = start_with(db, "\nrc_message: {per_second: 0.1, burst_count: 2}\n").await;
+    let (user, token) = server.register("alice", "alice pw").await;
+    let room_id = bridged_room(&server, &mut bridge, &user, &token).await;
+    let joined =
+        bridge.ask(json!({"cmd": "puppet_send", "localpart": "slack_alice", "room_id": room_id, "text": "in"})).await;
+    assert!(joined["event_id"].is_string(), "{joined}");
+    for i in 0..5 {
+        let path =
+            format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/b{i}?user_id=@slack_alice:kith.test");
+        let (status, body) = server.put(&path, Some(AS_TOKEN), json!({"msgtype": "m.text", "body": "bridged"})).await;
+        assert_eq!(status, StatusCode::OK, "bridged message {i}: {body}");
+    }
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/a{i}");
+        statuses.push(server.put(&path, Some(&token), json!({"msgtype": "m.text", "body": "local"})).await.0);
+    }
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "the ordinary user is limited: {statuses:?}");
+    bridge.stop().await;
+}
+
 both_backends!(
+    a_bridge_is_not_rate_limited,
     a_bridge_registers_its_users_writes_as_them_and_is_pushed_messages,
     third_party_lookups_reach_the_bridge,
     typing_and_receipts_reach_the_bridge,
