@@ -479,6 +479,49 @@ both_backends!(
     a_waiting_transaction_survives_a_restart
 );
 
+/// `/metrics` counts each service's transactions taken and refused, when it last took
+/// one, and how many wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_are_counted_in_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics_port, as_port) = (common::free_port(), common::free_port(), common::free_port());
+    let registration = dir.path().join("slack-registration.yaml");
+    std::fs::write(&registration, registration_yaml(as_port)).unwrap();
+    let config = format!(
+        "server_name: {SERVER_NAME}\nenable_metrics: true\n\
+         listeners:\n  - port: {port}\n    bind_addresses: ['127.0.0.1']\n    resources: [{{names: [client]}}]\n\
+         \x20 - port: {metrics_port}\n    type: metrics\n    bind_addresses: ['127.0.0.1']\n\
+         database: {{name: sqlite3, args: {{database: {db}}}}}\nregistration_shared_secret: {secret}\n\
+         trusted_key_servers: []\napp_service_config_files: ['{registration}']\n",
+        db = dir.path().join("homeserver.db").display(),
+        secret = common::SHARED_SECRET,
+        registration = registration.display(),
+    );
+    let config_path = dir.path().join("homeserver.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let server = TestServer::start_from_config_file(dir, config_path, port).await;
+    let mut bridge = Bridge::start(&server.base, SERVER_NAME, as_port).await;
+    let (user, token) = server.register("alice", "alice pw").await;
+    let room_id = bridged_room(&server, &mut bridge, &user, &token).await;
+    bridge.ask(json!({"cmd": "refuse", "count": 1})).await;
+    send_text(&server, &token, &room_id, "counted").await;
+    let pushed = bridge.ask(json!({"cmd": "wait_message", "body": "counted", "timeout": 60})).await;
+    assert_eq!(pushed["handled"], 1, "{pushed}");
+
+    let url = format!("http://127.0.0.1:{metrics_port}/_synapse/metrics");
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let value = |family: &str| -> f64 {
+        let prefix = format!("kith_{family}{{appservice=\"{AS_ID}\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{prefix}: {text}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert!(value("appservice_transactions_sent_total") >= 1.0, "{text}");
+    assert!(value("appservice_transaction_failures_total") >= 1.0, "{text}");
+    assert!(value("appservice_last_success_timestamp_seconds") > 1.7e9, "{text}");
+    assert_eq!(value("appservice_transactions_waiting"), 0.0, "{text}");
+    bridge.stop().await;
+}
+
 /// A broken registration file stops start-up naming the file and the key; two files
 /// with the same `as_token` refuse to start.
 #[test]
