@@ -328,7 +328,8 @@ async fn third_party_lookups_reach_the_bridge(db: Db) {
 
 /// The bridge asked for ephemeral data: a local user's typing and read receipt in a
 /// room it shares with them are pushed to it, a private receipt is not; with MSC2409's
-/// to-device part on, a to-device message for a device of one of its users is too.
+/// to-device part on, a to-device message for a device of one of its users is too, and
+/// the bridge acts as that device with `device_id=`.
 async fn typing_and_receipts_reach_the_bridge(db: Db) {
     let (server, mut bridge, _files) = start(db).await;
     let (user, token) = server.register("alice", "alice pw").await;
@@ -359,6 +360,11 @@ async fn typing_and_receipts_reach_the_bridge(db: Db) {
     let device =
         bridge.ask(json!({"cmd": "register_device", "localpart": "slack_dev", "device_id": "BRIDGEDEV"})).await;
     assert_eq!(device["device_id"], "BRIDGEDEV", "{device}");
+    let as_device = "/_matrix/client/v3/account/whoami?user_id=@slack_dev:kith.test&device_id=";
+    let (status, body) = server.get(&format!("{as_device}BRIDGEDEV"), Some(AS_TOKEN)).await;
+    assert_eq!((status, body["device_id"].as_str()), (StatusCode::OK, Some("BRIDGEDEV")), "{body}");
+    let (status, body) = server.get(&format!("{as_device}NOSUCHDEVICE"), Some(AS_TOKEN)).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_UNKNOWN_DEVICE")), "{body}");
     let messages = json!({"messages": {"@slack_dev:kith.test": {"BRIDGEDEV": {"secret": "for the bridge"}}}});
     let (status, body) =
         server.put("/_matrix/client/v3/sendToDevice/org.example.test/td1", Some(&token), messages).await;

@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::error::MatrixError;
 use crate::services::Services;
 use crate::services::accounts::AuthenticatedUser;
+use crate::services::appservices::Masquerade;
 
 pub type AppState = Arc<Services>;
 
@@ -160,7 +161,7 @@ impl FromRequestParts<AppState> for Requester {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = access_token(parts).await?.ok_or_else(|| missing_token("Missing access token."))?;
-        if let Some(owner) = state.appservices.authenticate(&token, masqueraded_user(parts).as_deref()).await? {
+        if let Some(owner) = state.appservices.authenticate(&token, &masquerade(parts)).await? {
             return Ok(Self(owner));
         }
         // A locked account may still log out, as in Synapse.
@@ -207,7 +208,7 @@ impl FromRequestParts<AppState> for MaybeRequester {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match access_token(parts).await? {
             Some(token) => {
-                if let Some(owner) = state.appservices.authenticate(&token, masqueraded_user(parts).as_deref()).await? {
+                if let Some(owner) = state.appservices.authenticate(&token, &masquerade(parts)).await? {
                     return Ok(Self(Some(owner)));
                 }
                 let owner = state.accounts.authenticate(&token).await?;
@@ -235,10 +236,13 @@ fn missing_token(message: &str) -> MatrixError {
     MatrixError::new(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", message)
 }
 
-/// The user an application service acts as (`?user_id=`, the spec's identity assertion).
-fn masqueraded_user(parts: &Parts) -> Option<String> {
-    let Query(mut query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri).ok()?;
-    query.remove("user_id")
+/// The user and device an application service acts as (`?user_id=`, the spec's
+/// identity assertion, and `?device_id=`, MSC3202's, as Synapse reads them).
+fn masquerade(parts: &Parts) -> Masquerade {
+    let Ok(Query(mut query)) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri) else {
+        return Masquerade::default();
+    };
+    Masquerade { user_id: query.remove("user_id"), device_id: query.remove("device_id") }
 }
 
 /// The access token of a request, from the `Authorization` header or the legacy

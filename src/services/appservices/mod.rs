@@ -27,6 +27,13 @@ use crate::store::Store;
 use outgoing::AppServiceError;
 pub use registration::AppService;
 
+/// Who a request with an `as_token` says it acts for (`?user_id=`, `?device_id=`).
+#[derive(Debug, Default)]
+pub struct Masquerade {
+    pub user_id: Option<String>,
+    pub device_id: Option<String>,
+}
+
 /// A ping waits this long for the service's answer.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -84,22 +91,39 @@ impl AppServices {
     }
 
     /// The request's user when `token` is a service's `as_token`: its sender, or the
-    /// user named by `?user_id=` if that user is in its namespaces and exists. `None`
-    /// for any other token.
-    pub async fn authenticate(&self, token: &str, user_id: Option<&str>) -> ApiResult<Option<AuthenticatedUser>> {
+    /// user named by `?user_id=` if that user is in its namespaces and exists; and the
+    /// device named by `?device_id=` if that user has it (`400 M_UNKNOWN_DEVICE`
+    /// otherwise, as in Synapse). `None` for any other token.
+    pub async fn authenticate(&self, token: &str, asserted: &Masquerade) -> ApiResult<Option<AuthenticatedUser>> {
         let Some(service) = self.by_token(token) else { return Ok(None) };
-        let user_id = match user_id {
+        let user_id = match &asserted.user_id {
             None => service.sender.clone(),
             Some(user_id) => self.masqueraded(service, user_id).await?,
         };
+        let device_id = match &asserted.device_id {
+            None => String::new(),
+            Some(device_id) => self.masqueraded_device(&user_id, device_id).await?,
+        };
         Ok(Some(AuthenticatedUser {
             user_id,
-            device_id: String::new(),
+            device_id,
             admin: false,
             is_guest: false,
             appservice_id: Some(service.id().to_owned()),
             rate_limited: service.rate_limited(),
         }))
+    }
+
+    async fn masqueraded_device(&self, user_id: &UserId, device_id: &str) -> ApiResult<String> {
+        let devices = self.store.devices(user_id.as_str()).await?;
+        if !devices.iter().any(|d| d.device_id == device_id) {
+            return Err(MatrixError::new(
+                StatusCode::BAD_REQUEST,
+                "M_UNKNOWN_DEVICE",
+                format!("Application service trying to use a device that doesn't exist ('{device_id}' for {user_id})"),
+            ));
+        }
+        Ok(device_id.to_owned())
     }
 
     async fn masqueraded(&self, service: &AppService, user_id: &str) -> ApiResult<OwnedUserId> {
