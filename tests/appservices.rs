@@ -326,11 +326,11 @@ async fn third_party_lookups_reach_the_bridge(db: Db) {
     bridge.stop().await;
 }
 
-/// The bridge asked for ephemeral data: a local user's typing and read receipt in a
-/// room it shares with them are pushed to it, a private receipt is not; with MSC2409's
+/// The bridge asked for ephemeral data: a local user's typing, presence and read
+/// receipt in a room it shares with them are pushed to it, a private receipt is not; with MSC2409's
 /// to-device part on, a to-device message for a device of one of its users is too, and
 /// the bridge acts as that device with `device_id=`.
-async fn typing_and_receipts_reach_the_bridge(db: Db) {
+async fn ephemeral_data_reaches_the_bridge(db: Db) {
     let (server, mut bridge, _files) = start(db).await;
     let (user, token) = server.register("alice", "alice pw").await;
     let room_id = bridged_room(&server, &mut bridge, &user, &token).await;
@@ -345,6 +345,15 @@ async fn typing_and_receipts_reach_the_bridge(db: Db) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let seen = bridge.ask(json!({"cmd": "wait_ephemeral", "type": "m.typing", "room_id": room_id, "has": user})).await;
     assert_eq!(seen["events"][0]["content"]["user_ids"], json!([user]), "{seen}");
+
+    let presence = json!({"presence": "online", "status_msg": "bridging"});
+    let (status, body) =
+        server.put(&format!("/_matrix/client/v3/presence/{user}/status"), Some(&token), presence).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen =
+        bridge.ask(json!({"cmd": "wait_ephemeral", "type": "m.presence", "room_id": null, "has": "bridging"})).await;
+    let content = &seen["events"][0]["content"];
+    assert_eq!((&content["presence"], &content["status_msg"]), (&json!("online"), &json!("bridging")), "{seen}");
 
     let private = format!("/_matrix/client/v3/rooms/{room_id}/receipt/m.read.private/{event_id}");
     let (status, body) = server.post(&private, Some(&token), json!({})).await;
@@ -476,7 +485,7 @@ both_backends!(
     a_bridge_is_not_rate_limited,
     a_bridge_registers_its_users_writes_as_them_and_is_pushed_messages,
     third_party_lookups_reach_the_bridge,
-    typing_and_receipts_reach_the_bridge,
+    ephemeral_data_reaches_the_bridge,
     bridged_users_stay_out_of_the_directory,
     a_bridge_reaches_another_kith,
     a_bridge_reaches_synapse,

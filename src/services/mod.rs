@@ -262,7 +262,7 @@ impl Services {
             appservices.clone(),
             store.clone(),
             rooms.clone(),
-            ephemeral.clone(),
+            (ephemeral.clone(), presence.clone()),
             to_device.subscribe(),
             metrics.clone(),
         ));

@@ -70,7 +70,7 @@ async def main():
     )
     transactions = []  # {"txn_id", "status", "bodies"}
     handled = []  # (event_id, body)
-    ephemeral = []  # typing and receipts as mautrix parsed them
+    ephemeral = []  # typing, receipts and presence as mautrix parsed them
     to_device = []  # to-device messages for the bridge's users, as mautrix parsed them
     refusals = {"left": 0}
 
@@ -96,8 +96,9 @@ async def main():
     async def on_event(event):
         if event.type == EventType.ROOM_MESSAGE:
             handled.append((event.event_id, event.content.body))
-        elif event.type in (EventType.TYPING, EventType.RECEIPT):
-            ephemeral.append({"type": event.type.t, "room_id": event.room_id, "content": event.serialize()["content"]})
+        elif event.type in (EventType.TYPING, EventType.RECEIPT, EventType.PRESENCE):
+            room_id = getattr(event, "room_id", None)  # presence has none
+            ephemeral.append({"type": event.type.t, "room_id": room_id, "content": event.serialize()["content"]})
 
     async def on_to_device(event):
         to_device.append(event.serialize())

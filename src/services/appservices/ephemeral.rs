@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use ruma::api::appservice::event::push_events::v1::{AnyAppserviceToDeviceEvent, EphemeralData};
+use ruma::events::presence::{PresenceEvent, PresenceEventContent};
 use ruma::events::receipt::{Receipt, ReceiptEvent, ReceiptEventContent, ReceiptType, Receipts};
 use ruma::events::typing::{TypingEvent, TypingEventContent};
 use ruma::serde::Raw;
@@ -17,6 +18,7 @@ use serde_json::value::RawValue;
 
 use super::interest::Interest;
 use crate::services::ephemeral::Ephemeral;
+use crate::services::presence::Presence;
 use crate::store::Store;
 
 /// Receipts, and to-device messages, read at a time, as events are.
@@ -26,6 +28,7 @@ const BATCH: i64 = 100;
 pub(super) struct Positions {
     pub receipts: i64,
     pub typing: u64,
+    pub presence: u64,
     /// `None`: to-device messages are not pushed.
     pub to_device: Option<i64>,
 }
@@ -37,6 +40,8 @@ pub(super) struct EphemeralBatch {
     pub receipts_position: Option<i64>,
     /// The typing serial this batch is as of, if typing changed.
     pub typing_serial: Option<u64>,
+    /// The presence serial this batch is as of, if presence changed.
+    pub presence_serial: Option<u64>,
     /// Where the to-device messages read end, if any were read.
     pub to_device_position: Option<i64>,
     pub data: Vec<Raw<EphemeralData>>,
@@ -46,13 +51,16 @@ pub(super) struct EphemeralBatch {
 impl EphemeralBatch {
     /// Nothing read: the positions need not move.
     pub fn is_idle(&self) -> bool {
-        self.receipts_position.is_none() && self.typing_serial.is_none() && self.to_device_position.is_none()
+        self.receipts_position.is_none()
+            && self.typing_serial.is_none()
+            && self.presence_serial.is_none()
+            && self.to_device_position.is_none()
     }
 }
 
 pub(super) async fn gather(
     store: &Store,
-    ephemeral: &Ephemeral,
+    (ephemeral, presence): (&Ephemeral, &Presence),
     interest: &mut Interest<'_>,
     from: &Positions,
 ) -> anyhow::Result<EphemeralBatch> {
@@ -79,10 +87,35 @@ pub(super) async fn gather(
             batch.data.push(Raw::new(&EphemeralData::Typing(event))?);
         }
     }
+    gather_presence(presence, interest, from.presence, &mut batch).await?;
     if let Some(after) = from.to_device {
         gather_to_device(store, interest, after, &mut batch).await?;
     }
     Ok(batch)
+}
+
+/// The presence of users sharing a room the service is interested in (Synapse: whose
+/// presence one of its users sees), as it is now.
+async fn gather_presence(
+    presence: &Presence,
+    interest: &mut Interest<'_>,
+    since: u64,
+    batch: &mut EphemeralBatch,
+) -> anyhow::Result<()> {
+    let (serial, changed) = presence.changed_since(since);
+    batch.presence_serial = (serial > since).then_some(serial);
+    for (user, seen) in changed {
+        if !interest.shares_a_room(&user).await? {
+            continue;
+        }
+        let Ok(sender) = OwnedUserId::try_from(user) else { continue };
+        let mut content = PresenceEventContent::new(seen.presence);
+        content.status_msg = seen.status_msg;
+        content.currently_active = seen.currently_active;
+        content.last_active_ago = seen.last_active_ago.and_then(|ago| UInt::try_from(ago.as_millis()).ok());
+        batch.data.push(Raw::new(&EphemeralData::Presence(PresenceEvent { content, sender }))?);
+    }
+    Ok(())
 }
 
 /// A to-device message as stored, and as pushed (MSC2409): with its recipient.

@@ -58,6 +58,17 @@ impl<'a> Interest<'a> {
         Ok(joined.iter().any(|user| user.ends_with(&server) && self.in_user(user)))
     }
 
+    /// Whether `user` is joined to a room the service is interested in: whose presence
+    /// its users see.
+    pub(super) async fn shares_a_room(&mut self, user: &str) -> anyhow::Result<bool> {
+        for membership in self.store.memberships_of_user(user).await? {
+            if membership.membership == "join" && self.in_room(&membership.room_id).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub(super) fn in_user(&self, user: &str) -> bool {
         UserId::parse(user).is_ok_and(|user| self.service.is_interested_in_user(&user))
     }

@@ -23,6 +23,7 @@ use super::outgoing::{self, AppServiceError};
 use super::{AppService, AppServices};
 use crate::services::ephemeral::Ephemeral;
 use crate::services::metrics::Metrics;
+use crate::services::presence::Presence;
 use crate::services::rooms::Rooms;
 use crate::services::rooms::format::client_event;
 use crate::services::workers::{Shutdown, Worker};
@@ -44,6 +45,7 @@ pub struct AppServicePusher {
     store: Arc<Store>,
     rooms: Arc<Rooms>,
     ephemeral: Arc<Ephemeral>,
+    presence: Arc<Presence>,
     /// Moves when a to-device message is stored.
     to_device_delivered: watch::Receiver<i64>,
     metrics: Arc<Metrics>,
@@ -75,21 +77,22 @@ impl AppServicePusher {
         appservices: Arc<AppServices>,
         store: Arc<Store>,
         rooms: Arc<Rooms>,
-        ephemeral: Arc<Ephemeral>,
+        (ephemeral, presence): (Arc<Ephemeral>, Arc<Presence>),
         to_device_delivered: watch::Receiver<i64>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { appservices, store, rooms, ephemeral, to_device_delivered, metrics }
+        Self { appservices, store, rooms, ephemeral, presence, to_device_delivered, metrics }
     }
 
     async fn serve(self: Arc<Self>, service: Arc<AppService>, mut stop: Shutdown) {
-        let mut cursor = Cursor::new(&service, self.ephemeral.typing_serial());
+        let mut cursor = Cursor::new(&service, self.ephemeral.typing_serial(), self.presence.serial());
         if let Err(err) = self.start(&cursor).await {
             return tracing::error!(id = service.id(), %err, "cannot start pushing to the application service");
         }
         let mut wake = self.rooms.subscribe();
         let (mut typing, mut receipts) = self.ephemeral.subscribe();
         let mut to_device = self.to_device_delivered.clone();
+        let mut presence = self.presence.subscribe();
         let ephemeral = service.receive_ephemeral;
         let mut retry = FIRST_RETRY;
         while !stop.is_stopping() {
@@ -106,6 +109,7 @@ impl AppServicePusher {
                         Ok(()) = wake.changed() => {}
                         Ok(()) = typing.changed(), if ephemeral => {}
                         Ok(()) = receipts.changed(), if ephemeral => {}
+                        Ok(()) = presence.changed(), if ephemeral => {}
                         Ok(()) = to_device.changed(), if ephemeral && self.appservices.push_to_device => {}
                         _ = tokio::time::sleep(POLL_INTERVAL) => {}
                     }
@@ -154,7 +158,8 @@ impl AppServicePusher {
         }
         let ephemeral = match service.receive_ephemeral {
             true => {
-                ephemeral::gather(&self.store, &self.ephemeral, &mut interest, &self.positions(cursor).await?).await?
+                let sources = (self.ephemeral.as_ref(), self.presence.as_ref());
+                ephemeral::gather(&self.store, sources, &mut interest, &self.positions(cursor).await?).await?
             }
             false => EphemeralBatch::default(),
         };
@@ -175,6 +180,7 @@ impl AppServicePusher {
         };
         self.store.queue_appservice_transaction(service.id(), &positions, contents).await?;
         cursor.typing = ephemeral.typing_serial.unwrap_or(cursor.typing);
+        cursor.presence = ephemeral.presence_serial.unwrap_or(cursor.presence);
         Ok(Progress::More)
     }
 
@@ -183,11 +189,8 @@ impl AppServicePusher {
             true => Some(self.store.consumer_position(&cursor.to_device).await?),
             false => None,
         };
-        Ok(Positions {
-            receipts: self.store.consumer_position(&cursor.receipts).await?,
-            typing: cursor.typing,
-            to_device,
-        })
+        let receipts = self.store.consumer_position(&cursor.receipts).await?;
+        Ok(Positions { receipts, typing: cursor.typing, presence: cursor.presence, to_device })
     }
 
     async fn send(&self, service: &AppService, pending: &PendingTransaction) -> Result<(), AppServiceError> {
@@ -217,15 +220,17 @@ struct Cursor {
     receipts: String,
     to_device: String,
     typing: u64,
+    presence: u64,
 }
 
 impl Cursor {
-    fn new(service: &AppService, typing: u64) -> Self {
+    fn new(service: &AppService, typing: u64, presence: u64) -> Self {
         Self {
             events: format!("appservice:{}", service.id()),
             receipts: format!("appservice-receipts:{}", service.id()),
             to_device: format!("appservice-to-device:{}", service.id()),
             typing,
+            presence,
         }
     }
 }
