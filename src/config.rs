@@ -153,6 +153,10 @@ pub struct Config {
     pub turn_allow_guests: bool,
     #[serde(default)]
     pub pid_file: Option<PathBuf>,
+    /// Registration files of application services (bridges, bots), in Synapse's format;
+    /// read and checked at start-up.
+    #[serde(default)]
+    pub app_service_config_files: Vec<PathBuf>,
 }
 
 /// One of the sizes thumbnails are made in (Synapse's `thumbnail_sizes`).
@@ -316,6 +320,10 @@ pub struct UserDirectoryConfig {
     pub exclude_remote_users: bool,
     #[serde(default)]
     pub show_locked_users: bool,
+    /// Users in application services' exclusive namespaces (and their bots) are left
+    /// out, as in Synapse; `true` lists them (bridged colleagues found by name).
+    #[serde(default)]
+    pub include_appservice_users: bool,
 }
 
 impl Default for UserDirectoryConfig {
@@ -326,6 +334,7 @@ impl Default for UserDirectoryConfig {
             prefer_local_users: false,
             exclude_remote_users: false,
             show_locked_users: false,
+            include_appservice_users: false,
         }
     }
 }
@@ -407,6 +416,10 @@ pub struct ExperimentalFeatures {
     /// Milliseconds.
     #[serde(default)]
     pub bwi_federated_user_dir_federation_search_timeout: Option<u64>,
+    /// To-device messages for their users pushed to application services that receive
+    /// ephemeral data (MSC2409), as Synapse does with this flag.
+    #[serde(default)]
+    pub msc2409_to_device_messages_enabled: bool,
 }
 
 impl Default for ExperimentalFeatures {
@@ -416,6 +429,7 @@ impl Default for ExperimentalFeatures {
             bwi_federated_user_dir_enabled: false,
             bwi_federated_user_dir_sync_interval: None,
             bwi_federated_user_dir_federation_search_timeout: None,
+            msc2409_to_device_messages_enabled: false,
         }
     }
 }

@@ -1,12 +1,14 @@
 //! `kith directory rebuild`: builds the index from the database with a progress bar,
 //! reports its size, and asks a running server to rebuild its own.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::services::directory::{BuildProgress, build_index, request_rebuild_in_database};
+use crate::services::appservices::registration;
+use crate::services::directory::{BuildProgress, Unlisted, build_index, request_rebuild_in_database};
 use crate::store::Store;
 
 struct Bar(ProgressBar);
@@ -28,7 +30,9 @@ pub async fn rebuild(config: Config) -> anyhow::Result<()> {
     let style = ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len} ({elapsed})")?.progress_chars("=> ");
     bar.set_style(style);
     let started = Instant::now();
-    let index = build_index(&store, config.server_name.as_str(), &Bar(bar.clone())).await?;
+    let services = registration::load_all(&config.app_service_config_files, &config.server_name)?;
+    let unlisted = Unlisted::new(&config.user_directory, &services.into_iter().map(Arc::new).collect::<Vec<_>>());
+    let index = build_index(&store, config.server_name.as_str(), &unlisted, &Bar(bar.clone())).await?;
     bar.finish_and_clear();
     let terms = index.lexicon.count();
     println!(

@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::error::MatrixError;
 use crate::services::Services;
 use crate::services::accounts::AuthenticatedUser;
+use crate::services::appservices::Masquerade;
 
 pub type AppState = Arc<Services>;
 
@@ -160,6 +161,9 @@ impl FromRequestParts<AppState> for Requester {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = access_token(parts).await?.ok_or_else(|| missing_token("Missing access token."))?;
+        if let Some(owner) = state.appservices.authenticate(&token, &masquerade(parts)).await? {
+            return Ok(Self(owner));
+        }
         // A locked account may still log out, as in Synapse.
         let path = parts.uri.path();
         let owner = if path.ends_with("/logout") || path.ends_with("/logout/all") {
@@ -204,6 +208,9 @@ impl FromRequestParts<AppState> for MaybeRequester {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match access_token(parts).await? {
             Some(token) => {
+                if let Some(owner) = state.appservices.authenticate(&token, &masquerade(parts)).await? {
+                    return Ok(Self(Some(owner)));
+                }
                 let owner = state.accounts.authenticate(&token).await?;
                 record_connection(parts, state, &owner, &token);
                 Ok(Self(Some(owner)))
@@ -213,8 +220,29 @@ impl FromRequestParts<AppState> for MaybeRequester {
     }
 }
 
+/// The request's access token, if it carries one (for endpoints that read it
+/// themselves, like application-service registration).
+pub struct BearerToken(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
+    type Rejection = MatrixError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(access_token(parts).await?))
+    }
+}
+
 fn missing_token(message: &str) -> MatrixError {
     MatrixError::new(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", message)
+}
+
+/// The user and device an application service acts as (`?user_id=`, the spec's
+/// identity assertion, and `?device_id=`, MSC3202's, as Synapse reads them).
+fn masquerade(parts: &Parts) -> Masquerade {
+    let Ok(Query(mut query)) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri) else {
+        return Masquerade::default();
+    };
+    Masquerade { user_id: query.remove("user_id"), device_id: query.remove("device_id") }
 }
 
 /// The access token of a request, from the `Authorization` header or the legacy

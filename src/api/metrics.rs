@@ -35,6 +35,7 @@ async fn render(State(state): State<AppState>) -> ApiResult<Response> {
         destination_queues: state.sender.destination_queues(MAX_LABELLED_DESTINATIONS).await?,
         peer_sync_lag: state.federated_directory.sync_lag().await?,
         partial_state_rooms: state.rooms.partial_state_room_count().await?,
+        appservice_waiting: state.appservices.transactions_waiting().await?,
     };
     Ok(([(CONTENT_TYPE, CONTENT)], state.metrics.render(&snapshot)).into_response())
 }

@@ -20,6 +20,10 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         self.entries.get(key)
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries.iter()
+    }
+
     pub fn insert(&mut self, key: K, value: V) {
         if self.entries.insert(key.clone(), value).is_none() {
             self.order.push_back(key);

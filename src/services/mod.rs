@@ -6,6 +6,7 @@
 pub mod account_data;
 pub mod accounts;
 pub mod admin;
+pub mod appservices;
 pub mod bounded;
 pub mod client_ips;
 pub mod devices;
@@ -47,6 +48,8 @@ use crate::store::Store;
 use account_data::AccountData;
 use accounts::Accounts;
 use admin::Admin;
+use appservices::AppServices;
+use appservices::transactions::AppServicePusher;
 use client_ips::ClientIps;
 use devices::Devices;
 use directory::Directory;
@@ -100,6 +103,8 @@ pub struct Services {
     pub remote_keys: Arc<RemoteKeys>,
     pub accounts: Arc<Accounts>,
     pub admin: Arc<Admin>,
+    pub appservices: Arc<AppServices>,
+    appservice_pusher: Arc<AppServicePusher>,
     pub client_ips: Arc<ClientIps>,
     pub devices: Arc<Devices>,
     pub media: Arc<Media>,
@@ -184,9 +189,11 @@ impl Services {
             server_name.clone(),
             config.registration_shared_secret.clone(),
         ));
+        let appservices = Arc::new(AppServices::new(&config, store.clone(), accounts.clone())?);
+        appservices.create_senders().await?;
         let client_ips = Arc::new(ClientIps::new(store.clone()));
         let devices = Arc::new(Devices::new(store.clone(), client_ips.clone()));
-        let profiles = Arc::new(Profiles::new(store.clone(), server_name.clone(), client.clone()));
+        let profiles = Arc::new(Profiles::new(store.clone(), server_name.clone(), client.clone(), appservices.clone()));
         let admin = Arc::new(Admin::new(
             store.clone(),
             server_name.clone(),
@@ -196,6 +203,7 @@ impl Services {
             profiles.clone(),
             rooms.clone(),
             health.clone(),
+            appservices.clone(),
         ));
         let profile_propagation = Arc::new(ProfilePropagation::new(store.clone(), profiles.clone(), rooms.clone()));
         let sender =
@@ -222,6 +230,7 @@ impl Services {
             store.clone(),
             server_name.to_string(),
             config.user_directory.clone(),
+            directory::Unlisted::new(&config.user_directory, appservices.all()),
             rooms.subscribe(),
             profiles.subscribe(),
             remote_profiles.subscribe(),
@@ -249,6 +258,14 @@ impl Services {
         let key_backup = Arc::new(KeyBackup::new(store.clone()));
         let account_data = Arc::new(AccountData::new(store.clone(), rooms.clone()));
         let ephemeral = Arc::new(Ephemeral::new(store.clone(), sender.clone(), account_data.clone()));
+        let appservice_pusher = Arc::new(AppServicePusher::new(
+            appservices.clone(),
+            store.clone(),
+            rooms.clone(),
+            (ephemeral.clone(), presence.clone()),
+            to_device.subscribe(),
+            metrics.clone(),
+        ));
         let push = Arc::new(Push::new(store.clone(), server_name.clone(), account_data.clone()));
         let push_evaluator = Arc::new(PushEvaluator::new(push.clone(), rooms.clone()));
         let ip_filter = Arc::new(federation::discovery::IpFilter::new(
@@ -294,6 +311,7 @@ impl Services {
             server_name.clone(),
             client.clone(),
             rooms.clone(),
+            appservices.clone(),
             (config.allow_public_rooms_over_federation, config.require_membership_for_aliases),
         ));
         let joins = Arc::new(Joins::new(
@@ -345,6 +363,8 @@ impl Services {
             remote_keys,
             accounts,
             admin,
+            appservices,
+            appservice_pusher,
             client_ips,
             devices,
             media,
@@ -406,6 +426,7 @@ impl Services {
             self.to_device.clone(),
             self.client_ips.clone(),
             self.room_shutdown.clone(),
+            self.appservice_pusher.clone(),
         ]
     }
 }

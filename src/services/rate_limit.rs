@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::config::RateLimit;
 use crate::error::MatrixError;
+use crate::services::accounts::AuthenticatedUser;
 
 /// Buckets kept at most; beyond this, the fullest (idle) buckets are dropped first.
 const MAX_BUCKETS: usize = 100_000;
@@ -30,6 +31,15 @@ impl RateLimiter {
     /// Takes one token for `key`, or says how long to wait for one.
     pub fn check(&self, key: &str) -> Result<(), MatrixError> {
         self.check_many(key, 1)
+    }
+
+    /// [`Self::check`] keyed by the requester; an application service registered with
+    /// `rate_limited: false` always passes.
+    pub fn check_requester(&self, requester: &AuthenticatedUser) -> Result<(), MatrixError> {
+        if !requester.rate_limited {
+            return Ok(());
+        }
+        self.check(requester.user_id.as_str())
     }
 
     /// Takes `count` tokens for `key` at once, or none and says how long to wait for

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("schema/0016_client_ips.sql")),
     (17, include_str!("schema/0017_to_device_limits.sql")),
     (18, include_str!("schema/0018_member_servers.sql")),
+    (20, include_str!("schema/0020_appservices.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod appservices;
 mod client_ips;
 mod current_states;
 mod directory;
@@ -31,6 +32,7 @@ mod user_data;
 
 pub use accounts::{DeviceRow, NewUser, TokenOwner, UserRow};
 pub use admin::{AdminRoomRow, AdminUserRow, UserOrder, UserQuery};
+pub use appservices::{PendingTransaction, TransactionContents};
 pub use client_ips::{ClientIpRow, ConnectionRow, SeenDeviceRow};
 pub use directory::{JoinedMember, LocalAccount};
 pub use federated_directory::{DirectoryUser, PeerState, VISIBILITY_TYPES};

@@ -175,6 +175,25 @@ impl Store {
     }
 
     /// Forgets handled message ids older than `before_ms` (retries come within minutes).
+    /// Messages of every local inbox stored after position `after`, oldest first: what
+    /// application services are pushed for their users. Rows are (position, user,
+    /// device, message).
+    pub async fn to_device_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, String, String)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT stream_id, user_id, device_id, message_json FROM to_device_inbox WHERE stream_id > $1 \
+             ORDER BY stream_id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?))).collect()
+    }
+
     pub async fn prune_to_device_seen(&self, before_ms: i64) -> Result<u64, sqlx::Error> {
         let mut txn = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM to_device_seen WHERE received_ts < $1")

@@ -135,6 +135,34 @@ impl Store {
             .collect()
     }
 
+    /// Public read receipts of every room stored after position `after`, oldest first,
+    /// with their positions and rooms: what application services are pushed.
+    pub async fn public_receipts_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Receipt)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT stream_id, room_id, user_id, receipt_type, event_id, ts FROM receipts \
+             WHERE stream_id > $1 AND receipt_type = 'm.read' ORDER BY stream_id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let receipt = Receipt {
+                    user_id: row.try_get(2)?,
+                    receipt_type: row.try_get(3)?,
+                    event_id: row.try_get(4)?,
+                    ts: row.try_get(5)?,
+                };
+                Ok((row.try_get(0)?, row.try_get(1)?, receipt))
+            })
+            .collect()
+    }
+
     /// The head of a stream.
     pub async fn stream_head(&self, stream: &str) -> Result<i64, sqlx::Error> {
         let row = sqlx::query("SELECT position FROM stream_positions WHERE stream = $1")

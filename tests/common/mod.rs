@@ -437,6 +437,15 @@ pub fn nio_venv() -> PathBuf {
     home.join(".cache/kith/nio-venv")
 }
 
+/// The virtualenv holding mautrix-python (`KITH_MAUTRIX_VENV`, set by `scripts/test`).
+pub fn mautrix_venv() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KITH_MAUTRIX_VENV") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/kith/mautrix-venv")
+}
+
 /// The matrix-rust-sdk test program (`tests/element_x`, built by scripts/test into its
 /// own target directory, `KITH_ELEMENT_X_BIN`).
 pub fn element_x_program() -> PathBuf {

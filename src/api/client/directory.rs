@@ -26,6 +26,7 @@ pub async fn put_alias(
 ) -> ApiResult<RumaResponse<create_alias::v3::Response>> {
     let alias: &RoomAliasId = parse_id(&alias, "room alias")?;
     let room_id: &RoomId = parse_id(&request.room_id, "room ID")?;
+    state.appservices.check_alias_not_reserved(alias.as_str(), &owner)?;
     state.room_directory.put_alias(alias, room_id, &owner).await?;
     Ok(create_alias::v3::Response::new().into())
 }

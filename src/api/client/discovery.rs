@@ -9,7 +9,6 @@ use ruma::api::client::discovery::get_capabilities::v3::{
     Capabilities, ProfileFieldsCapability, RoomVersionStability, RoomVersionsCapability, ThirdPartyIdChangesCapability,
 };
 use ruma::api::client::discovery::{discover_homeserver, get_capabilities, get_supported_versions};
-use ruma::api::client::thirdparty::get_protocols;
 use ruma::api::client::voip::get_turn_server_info;
 use ruma::api::federation::discovery::discover_homeserver as discover_server;
 use ruma::{OwnedServerName, RoomVersionId};
@@ -51,11 +50,6 @@ pub async fn capabilities(
     capabilities.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(false);
     capabilities.profile_fields = Some(ProfileFieldsCapability::new(true));
     Ok(get_capabilities::v3::Response::new(capabilities).into())
-}
-
-/// `GET /thirdparty/protocols`: kith bridges to no third-party networks.
-pub async fn thirdparty_protocols(Requester(_): Requester) -> RumaResponse<get_protocols::v3::Response> {
-    get_protocols::v3::Response::new(BTreeMap::new()).into()
 }
 
 /// Not ruma's response: with no TURN server configured Synapse answers `{}`, which

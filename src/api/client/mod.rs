@@ -1,6 +1,7 @@
 //! The client-server API (`/_matrix/client/…`).
 
 pub mod account;
+pub mod appservice;
 pub mod devices;
 pub mod directory;
 pub mod discovery;
@@ -20,6 +21,7 @@ pub mod sliding_sync;
 pub mod spaces;
 pub mod sync;
 pub mod tags;
+pub mod thirdparty;
 pub mod user_directory;
 
 use axum::Router;
@@ -43,7 +45,10 @@ pub fn versioned_routes() -> Router<AppState> {
         .route("/register", post(register::register))
         .route("/register/available", get(register::available))
         .route("/capabilities", get(discovery::capabilities))
-        .route("/thirdparty/protocols", get(discovery::thirdparty_protocols))
+        .route("/thirdparty/protocols", get(thirdparty::protocols))
+        .route("/thirdparty/protocol/{protocol}", get(thirdparty::protocol))
+        .route("/thirdparty/user/{protocol}", get(thirdparty::users))
+        .route("/thirdparty/location/{protocol}", get(thirdparty::locations))
         .route("/voip/turnServer", get(discovery::turn_server))
         .route("/presence/{user_id}/status", get(presence::get).put(presence::set))
         .route("/user/{user_id}/openid/request_token", post(openid::request_token))
@@ -87,6 +92,7 @@ fn v1_routes() -> Router<AppState> {
             get(relations::relations_of_type_and_event_type),
         )
         .route(&format!("{V1}/rooms/{{room_id}}/threads"), get(relations::threads))
+        .route(&format!("{V1}/appservice/{{appservice_id}}/ping"), axum::routing::post(appservice::ping))
 }
 
 fn key_backup_routes() -> Router<AppState> {

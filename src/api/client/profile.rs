@@ -46,7 +46,7 @@ pub async fn set_field(
 ) -> ApiResult<RumaResponse<set_profile_field::v3::Response>> {
     let user_id: OwnedUserId = parse_id(user_id.as_str(), "user ID")?;
     authorise_change(&state, &owner, &user_id).await?;
-    state.limits.profile.check(owner.user_id.as_str())?;
+    state.limits.profile.check_requester(&owner)?;
     let value = body.remove(&key).ok_or_else(|| MatrixError::missing_param(format!("Missing key '{key}'")))?;
     // A null value clears the field, as older clients do for `displayname`.
     let value = (!value.is_null()).then_some(value);

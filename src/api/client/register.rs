@@ -6,12 +6,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use rand::Rng;
 use ruma::OwnedUserId;
-use ruma::api::client::account::register::{self, RegistrationKind};
+use ruma::api::client::account::register::{self, LoginType, RegistrationKind};
 use ruma::api::client::account::{check_registration_token_validity, get_username_availability};
 use ruma::api::client::uiaa::AuthData;
 use serde_json::json;
 
-use crate::api::extract::{AppState, ClientIp, Ruma, RumaResponse};
+use crate::api::extract::{AppState, BearerToken, ClientIp, Ruma, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::accounts::NewAccount;
 
@@ -34,8 +34,13 @@ pub fn uia_challenge(session: &str, stage: &str, failure: Option<(&'static str, 
 pub async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    BearerToken(token): BearerToken,
     Ruma(request): Ruma<register::v3::Request>,
 ) -> ApiResult<RumaResponse<register::v3::Response>> {
+    // Application services register their users whatever the registration settings.
+    if request.login_type == Some(LoginType::ApplicationService) {
+        return register_for_appservice(&state, token, request).await.map(Into::into);
+    }
     if request.kind == RegistrationKind::Guest {
         return Err(MatrixError::new(StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled"));
     }
@@ -52,6 +57,7 @@ pub async fn register(
             if !state.accounts.is_available(&user_id).await? {
                 return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_USER_IN_USE", "User ID already taken."));
             }
+            state.appservices.check_user_not_reserved(&user_id, None)?;
             Some(user_id)
         }
         None => None,
@@ -86,6 +92,27 @@ pub async fn register(
         None => register::v3::Response::new(user_id),
     };
     Ok(answer.into())
+}
+
+/// `type: m.login.application_service`: a user of the namespaces of the service whose
+/// `as_token` the request carries.
+async fn register_for_appservice(
+    state: &AppState,
+    token: Option<String>,
+    request: register::v3::Request,
+) -> ApiResult<register::v3::Response> {
+    let token =
+        token.ok_or_else(|| MatrixError::new(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", "Missing access token."))?;
+    let username = request.username.as_deref().ok_or_else(|| MatrixError::missing_param("Missing username"))?;
+    let device_name = request.initial_device_display_name.as_deref();
+    let device = (!request.inhibit_login).then_some((request.device_id.as_deref(), device_name));
+    let (user_id, session) = state.appservices.register_user(&token, username, device).await?;
+    let mut answer = register::v3::Response::new(user_id);
+    if let Some(session) = session {
+        answer.access_token = Some(session.access_token);
+        answer.device_id = Some(session.device_id);
+    }
+    Ok(answer)
 }
 
 /// The live UIA session `auth` names, or a new one when it names none.
@@ -169,6 +196,7 @@ pub async fn available(
     if !state.accounts.is_available(&user_id).await? {
         return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_USER_IN_USE", "User ID already taken."));
     }
+    state.appservices.check_user_not_reserved(&user_id, None)?;
     Ok(get_username_availability::v3::Response::new(true).into())
 }
 

@@ -22,9 +22,13 @@ pub async fn create_room(
     Requester(owner): Requester,
     MatrixJson(request): MatrixJson<CreateRoomRequest>,
 ) -> ApiResult<RumaResponse<create_room::v3::Response>> {
-    state.limits.room_creation.check(owner.user_id.as_str())?;
+    state.limits.room_creation.check_requester(&owner)?;
     let alias = match &request.room_alias_name {
-        Some(localpart) => Some(state.room_directory.new_alias(localpart).await?),
+        Some(localpart) => {
+            let alias = state.room_directory.new_alias(localpart).await?;
+            state.appservices.check_alias_not_reserved(alias.as_str(), &owner)?;
+            Some(alias)
+        }
         None => None,
     };
     let profile = state.profiles.get(&owner.user_id).await?;
@@ -39,7 +43,7 @@ pub async fn send_message(
     Path((room_id, event_type, txn_id)): Path<(String, String, String)>,
     MatrixJson(content): MatrixJson<Map<String, Value>>,
 ) -> ApiResult<RumaResponse<send_message_event::v3::Response>> {
-    state.limits.message.check(owner.user_id.as_str())?;
+    state.limits.message.check_requester(&owner)?;
     let event = NewEvent {
         room_id: &room_id,
         sender: owner.user_id.as_str(),

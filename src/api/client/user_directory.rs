@@ -31,7 +31,7 @@ pub async fn search(
     if owner.is_guest {
         return Err(MatrixError::new(StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guests cannot search users"));
     }
-    state.limits.user_directory.check(owner.user_id.as_str())?;
+    state.limits.user_directory.check_requester(&owner)?;
     let limit = request.limit.unwrap_or(DEFAULT_LIMIT).clamp(0, MAX_LIMIT) as usize;
     if !state.directory.wait_until_built(BUILD_WAIT).await {
         tracing::warn!(user_id = %owner.user_id, "user directory still being built; searching what is indexed so far");

@@ -45,6 +45,11 @@ pub struct AuthenticatedUser {
     pub device_id: String,
     pub admin: bool,
     pub is_guest: bool,
+    /// The application service whose `as_token` the request carried.
+    pub appservice_id: Option<String>,
+    /// Whether the `rc_*` limits apply (not to an application service that says
+    /// `rate_limited: false`).
+    pub rate_limited: bool,
 }
 
 /// A new session handed to a client.
@@ -145,7 +150,7 @@ impl Accounts {
         let TokenOwner { user_id, device_id, admin, is_guest, locked } =
             self.store.token_owner(&hash_token(token)).await?.ok_or_else(unknown)?;
         let user_id = OwnedUserId::try_from(user_id).map_err(|e| MatrixError::internal("stored user id", e))?;
-        Ok((AuthenticatedUser { user_id, device_id, admin, is_guest }, locked))
+        Ok((AuthenticatedUser { user_id, device_id, admin, is_guest, appservice_id: None, rate_limited: true }, locked))
     }
 
     /// Turns `alice` or `@alice:server` into a local user id, checking Synapse's rules.

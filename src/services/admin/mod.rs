@@ -18,6 +18,7 @@ use std::sync::Arc;
 use ruma::{OwnedServerName, UserId};
 
 use super::accounts::Accounts;
+use super::appservices::AppServices;
 use super::client_ips::ClientIps;
 use super::devices::Devices;
 use super::profiles::Profiles;
@@ -35,6 +36,7 @@ pub struct Admin {
     profiles: Arc<Profiles>,
     rooms: Arc<Rooms>,
     health: Arc<ServerHealth>,
+    appservices: Arc<AppServices>,
 }
 
 /// One page of a list: an offset and a size, both already checked.
@@ -55,8 +57,9 @@ impl Admin {
         profiles: Arc<Profiles>,
         rooms: Arc<Rooms>,
         health: Arc<ServerHealth>,
+        appservices: Arc<AppServices>,
     ) -> Self {
-        Self { store, server_name, accounts, devices, client_ips, profiles, rooms, health }
+        Self { store, server_name, accounts, devices, client_ips, profiles, rooms, health, appservices }
     }
 
     fn require_local(&self, user_id: &UserId) -> ApiResult<()> {
@@ -70,5 +73,13 @@ impl Admin {
     async fn require_account(&self, user_id: &UserId) -> ApiResult<crate::store::AdminUserRow> {
         self.require_local(user_id)?;
         self.store.admin_user(user_id.as_str()).await?.ok_or_else(|| MatrixError::not_found("User not found"))
+    }
+
+    /// A local account as the admin API shows it, with the application service whose
+    /// exclusive namespace holds it.
+    async fn account(&self, user_id: &UserId) -> ApiResult<users::Account> {
+        let mut account: users::Account = self.require_account(user_id).await?.into();
+        account.appservice_id = self.appservices.exclusive_owner_of_user(user_id).map(|s| s.id().to_owned());
+        Ok(account)
     }
 }

@@ -215,7 +215,7 @@ impl Admin {
 
     pub async fn user(&self, user_id: &UserId) -> ApiResult<Account> {
         self.client_ips.flush_user(user_id.as_str()).await?;
-        Ok(self.require_account(user_id).await?.into())
+        self.account(user_id).await
     }
 
     /// Creates the account if it does not exist or changes it.
@@ -270,7 +270,7 @@ impl Admin {
             self.profiles.set_field(user_id, "avatar_url", value).await?;
         }
         let change = if created { AccountChange::Created } else { AccountChange::Changed };
-        Ok((change, self.require_account(user_id).await?.into()))
+        Ok((change, self.account(user_id).await?))
     }
 
     async fn change_user(

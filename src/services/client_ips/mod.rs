@@ -205,7 +205,14 @@ mod tests {
 
     fn user() -> AuthenticatedUser {
         let user_id = ruma::OwnedUserId::try_from("@alice:kith.test").unwrap();
-        AuthenticatedUser { user_id, device_id: "DEVICE".into(), admin: false, is_guest: false }
+        AuthenticatedUser {
+            user_id,
+            device_id: "DEVICE".into(),
+            admin: false,
+            is_guest: false,
+            appservice_id: None,
+            rate_limited: true,
+        }
     }
 
     async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<Store> {

@@ -22,9 +22,11 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
+use ruma::UserId;
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
+use super::appservices::AppService;
 use super::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::config::UserDirectoryConfig;
 use crate::store::{JoinedMember, LocalAccount, RemoteProfile, Store};
@@ -45,6 +47,7 @@ pub struct Directory {
     store: Arc<Store>,
     server_name: String,
     config: UserDirectoryConfig,
+    unlisted: Unlisted,
     index: RwLock<DirectoryIndex>,
     /// What wakes the updater: new events, profile changes, rebuild requests.
     events: watch::Receiver<i64>,
@@ -55,6 +58,22 @@ pub struct Directory {
     /// Whether the first build since start-up is done (the updater does it, so the
     /// server answers before a big directory is built).
     built: watch::Sender<bool>,
+}
+
+/// Local users never listed because an application service holds them exclusively
+/// (bridged ghosts and bots are not usually reachable, so Synapse leaves them out),
+/// unless `user_directory.include_appservice_users` lists them.
+#[derive(Clone, Default)]
+pub struct Unlisted(Vec<Arc<AppService>>);
+
+impl Unlisted {
+    pub fn new(config: &UserDirectoryConfig, services: &[Arc<AppService>]) -> Self {
+        if config.include_appservice_users { Self::default() } else { Self(services.to_vec()) }
+    }
+
+    fn contains(&self, user_id: &str) -> bool {
+        !self.0.is_empty() && UserId::parse(user_id).is_ok_and(|user| self.0.iter().any(|s| s.is_exclusive_user(&user)))
+    }
 }
 
 /// Progress of a build, for logs and the CLI's progress bar.
@@ -80,6 +99,7 @@ impl Directory {
         store: Arc<Store>,
         server_name: String,
         config: UserDirectoryConfig,
+        unlisted: Unlisted,
         events: watch::Receiver<i64>,
         profile_changes: watch::Receiver<i64>,
         remote_profile_changes: watch::Receiver<i64>,
@@ -88,6 +108,7 @@ impl Directory {
             store,
             server_name,
             config,
+            unlisted,
             index: RwLock::new(DirectoryIndex::default()),
             events,
             profile_changes,
@@ -190,7 +211,7 @@ impl Directory {
         let started = Instant::now();
         let (deltas_head, profiles_head, remote_head) = self.store.stream_heads_for_directory().await?;
         let federated_head = self.store.stream_head("federated_user_changes").await?;
-        let index = build_index(&self.store, &self.server_name, progress).await?;
+        let index = build_index(&self.store, &self.server_name, &self.unlisted, progress).await?;
         let users = index.user_count();
         *self.index.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = index;
         self.store.set_consumer_position(DELTAS_CONSUMER, deltas_head).await?;
@@ -419,7 +440,8 @@ impl Directory {
             display_name: profile.get("displayname").and_then(Value::as_str).map(str::to_owned),
             avatar_url: profile.get("avatar_url").and_then(Value::as_str).map(str::to_owned),
         };
-        let hidden = self.store.directory_visibility(user_id).await?.as_deref() == Some("hidden");
+        let hidden = self.store.directory_visibility(user_id).await?.as_deref() == Some("hidden")
+            || self.unlisted.contains(user_id);
         self.with_index(|index| apply_account(index, &account, profile, hidden));
         Ok(())
     }
@@ -493,7 +515,7 @@ fn add_member(
 }
 
 /// Lists or hides a local account: deactivated and support users, and users who chose
-/// to be hidden, are never listed.
+/// to be hidden or are held by an application service (`hidden`), are never listed.
 fn apply_account(index: &mut DirectoryIndex, account: &LocalAccount, profile: UserProfile, hidden: bool) {
     if account.deactivated || account.user_type.as_deref() == Some("support") || hidden {
         index.remove_user(&account.user_id);
@@ -507,6 +529,7 @@ fn apply_account(index: &mut DirectoryIndex, account: &LocalAccount, profile: Us
 pub async fn build_index(
     store: &Store,
     server_name: &str,
+    unlisted: &Unlisted,
     progress: &dyn BuildProgress,
 ) -> anyhow::Result<DirectoryIndex> {
     let mut index = DirectoryIndex::default();
@@ -522,7 +545,8 @@ pub async fn build_index(
     progress.phase("local users", accounts.len() as u64);
     for (done, account) in accounts.iter().enumerate() {
         let profile = profiles.remove(&account.user_id).unwrap_or_default();
-        apply_account(&mut index, account, profile, hidden.contains(&account.user_id));
+        let hidden = hidden.contains(&account.user_id) || unlisted.contains(&account.user_id);
+        apply_account(&mut index, account, profile, hidden);
         if done % 10_000 == 0 {
             progress.advance(done as u64);
         }

@@ -56,6 +56,12 @@ impl Ephemeral {
         self.typing.typing_in(room_id, since)
     }
 
+    /// The rooms whose typing changed after serial `since`, who types there, and the
+    /// serial this is as of.
+    pub fn typing_changed_since(&self, since: u64) -> (u64, Vec<(String, Vec<String>)>) {
+        self.typing.changed_since(since)
+    }
+
     pub(super) async fn require_joined(&self, room_id: &RoomId, user_id: &UserId) -> ApiResult<()> {
         match self.store.membership(room_id.as_str(), user_id.as_str()).await? {
             Some(m) if m.membership == "join" => Ok(()),

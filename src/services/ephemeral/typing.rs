@@ -80,6 +80,19 @@ impl Typing {
         let changed = state.changed_at.get(room_id).is_some_and(|at| *at > since) || since > state.serial;
         (users, changed)
     }
+
+    /// The rooms whose typing changed after serial `since`, with who types there now,
+    /// and the serial this answer is as of.
+    pub fn changed_since(&self, since: u64) -> (u64, Vec<(String, Vec<String>)>) {
+        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let rooms = state.changed_at.iter().filter(|(_, at)| **at > since).map(|(room_id, _)| {
+            let mut users: Vec<String> =
+                state.rooms.get(room_id).map(|u| u.keys().cloned().collect()).unwrap_or_default();
+            users.sort();
+            (room_id.clone(), users)
+        });
+        (state.serial, rooms.collect())
+    }
 }
 
 fn bump(state: &mut TypingState, room_id: &str, serial: &watch::Sender<u64>) {
@@ -108,6 +121,8 @@ mod tests {
         assert!(!typing.typing_in("!r:x", serial).1);
         typing.set("!r:x", "@a:x", false, Duration::ZERO);
         assert_eq!(typing.typing_in("!r:x", serial), (vec![], true));
+        assert_eq!(typing.changed_since(serial), (typing.serial(), vec![("!r:x".to_owned(), vec![])]));
+        assert!(typing.changed_since(typing.serial()).1.is_empty());
         typing.set("!r:x", "@b:x", true, Duration::ZERO);
         typing.expire();
         assert!(typing.typing_in("!r:x", 0).0.is_empty());

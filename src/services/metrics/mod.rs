@@ -84,6 +84,8 @@ pub struct Snapshot {
     /// Seconds since each peer's directory was last pulled.
     pub peer_sync_lag: Vec<(String, f64)>,
     pub partial_state_rooms: i64,
+    /// Transactions waiting, per application service.
+    pub appservice_waiting: Vec<(String, i64)>,
 }
 
 pub struct Metrics {
@@ -104,11 +106,20 @@ pub struct Metrics {
     partial_state_rooms: Gauge,
     db_connections: Family<PoolLabels, Gauge>,
     worker_restarts: Family<WorkerLabels, Counter>,
+    appservice_sent: Family<AppServiceLabels, Counter>,
+    appservice_failures: Family<AppServiceLabels, Counter>,
+    appservice_last_success: Family<AppServiceLabels, Gauge>,
+    appservice_waiting: Family<AppServiceLabels, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WorkerLabels {
     worker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppServiceLabels {
+    appservice: String,
 }
 
 impl Metrics {
@@ -178,6 +189,30 @@ impl Metrics {
             "Background workers started again after they stopped on their own or panicked",
             worker_restarts.clone(),
         );
+        let appservice_sent = Family::<AppServiceLabels, Counter>::default();
+        registry.register(
+            "appservice_transactions_sent",
+            "Transactions an application service took",
+            appservice_sent.clone(),
+        );
+        let appservice_failures = Family::<AppServiceLabels, Counter>::default();
+        registry.register(
+            "appservice_transaction_failures",
+            "Attempts to send a transaction that the application service refused or did not answer",
+            appservice_failures.clone(),
+        );
+        let appservice_last_success = Family::<AppServiceLabels, Gauge>::default();
+        registry.register(
+            "appservice_last_success_timestamp_seconds",
+            "When an application service last took a transaction (Unix time)",
+            appservice_last_success.clone(),
+        );
+        let appservice_waiting = Family::<AppServiceLabels, Gauge>::default();
+        registry.register(
+            "appservice_transactions_waiting",
+            "Transactions waiting to be taken by an application service",
+            appservice_waiting.clone(),
+        );
         Self {
             store,
             registry,
@@ -196,7 +231,24 @@ impl Metrics {
             partial_state_rooms,
             db_connections,
             worker_restarts,
+            appservice_sent,
+            appservice_failures,
+            appservice_last_success,
+            appservice_waiting,
         }
+    }
+
+    /// An application service took a transaction.
+    pub fn appservice_success(&self, appservice: &str) {
+        let labels = AppServiceLabels { appservice: appservice.to_owned() };
+        self.appservice_sent.get_or_create(&labels).inc();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.appservice_last_success.get_or_create(&labels).set(now.as_secs() as i64);
+    }
+
+    /// An application service refused a transaction or did not answer.
+    pub fn appservice_failure(&self, appservice: &str) {
+        self.appservice_failures.get_or_create(&AppServiceLabels { appservice: appservice.to_owned() }).inc();
     }
 
     pub fn count_worker_restart(&self, worker: &str) {
@@ -226,6 +278,10 @@ impl Metrics {
         self.destinations_backing_off.set(snapshot.destinations_backing_off);
         self.partial_state_rooms.set(snapshot.partial_state_rooms);
         self.set_destination_queues(&snapshot.destination_queues);
+        self.appservice_waiting.clear();
+        for (appservice, waiting) in &snapshot.appservice_waiting {
+            self.appservice_waiting.get_or_create(&AppServiceLabels { appservice: appservice.clone() }).set(*waiting);
+        }
         self.peer_sync_lag.clear();
         for (peer, lag) in &snapshot.peer_sync_lag {
             self.peer_sync_lag.get_or_create(&PeerLabels { peer: peer.clone() }).set(*lag);

@@ -3,6 +3,8 @@
 //! ephemeral by nature), bounded. With `presence.enabled: false` every user reads as
 //! offline and updates are accepted and dropped, as in Synapse.
 //!
+//! Changes are numbered, for application services that receive them.
+//!
 //! Not yet: presence in `/sync` and `m.presence` EDUs to and from other servers.
 
 use std::sync::Mutex;
@@ -16,6 +18,7 @@ use super::rooms::Rooms;
 use crate::error::{ApiResult, MatrixError};
 use crate::store::now_ms;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Users whose presence is remembered, at most (the oldest settings are forgotten).
 const MAX_TRACKED_USERS: usize = 100_000;
@@ -27,6 +30,20 @@ struct Status {
     presence: PresenceState,
     status_msg: Option<String>,
     last_active_ts: i64,
+    /// When it was set, on the serial application services follow.
+    serial: u64,
+}
+
+impl Status {
+    fn as_seen(&self) -> UserPresence {
+        let ago = u64::try_from(now_ms() - self.last_active_ts).unwrap_or_default();
+        UserPresence {
+            currently_active: Some(self.presence == PresenceState::Online),
+            presence: self.presence.clone(),
+            status_msg: self.status_msg.clone(),
+            last_active_ago: Some(Duration::from_millis(ago)),
+        }
+    }
 }
 
 /// A user's presence as others read it.
@@ -49,11 +66,14 @@ pub struct Presence {
     rooms: Arc<Rooms>,
     enabled: bool,
     states: Mutex<BoundedMap<String, Status>>,
+    /// Bumped on every change, under the `states` lock.
+    serial: watch::Sender<u64>,
 }
 
 impl Presence {
     pub fn new(rooms: Arc<Rooms>, enabled: bool) -> Self {
-        Self { rooms, enabled, states: Mutex::new(BoundedMap::new(MAX_TRACKED_USERS)) }
+        let states = Mutex::new(BoundedMap::new(MAX_TRACKED_USERS));
+        Self { rooms, enabled, states, serial: watch::channel(0).0 }
     }
 
     /// `PUT`: only one's own presence, `online`, `unavailable` or `offline`.
@@ -76,9 +96,12 @@ impl Presence {
         if !self.enabled {
             return Ok(());
         }
-        let status =
-            Status { presence: presence.clone(), status_msg: status_msg.map(str::to_owned), last_active_ts: now_ms() };
-        self.states.lock().unwrap_or_else(|p| p.into_inner()).insert(target.to_string(), status);
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let serial = *self.serial.borrow() + 1;
+        let status_msg = status_msg.map(str::to_owned);
+        let status = Status { presence: presence.clone(), status_msg, last_active_ts: now_ms(), serial };
+        states.insert(target.to_string(), status);
+        self.serial.send_replace(serial);
         Ok(())
     }
 
@@ -91,14 +114,25 @@ impl Presence {
             return Err(MatrixError::forbidden("You are not allowed to see their presence"));
         }
         let status = self.states.lock().unwrap_or_else(|p| p.into_inner()).get(&target.to_string()).cloned();
-        let Some(status) = status else { return Ok(UserPresence::offline()) };
-        let ago = u64::try_from(now_ms() - status.last_active_ts).unwrap_or_default();
-        Ok(UserPresence {
-            currently_active: Some(status.presence == PresenceState::Online),
-            presence: status.presence,
-            status_msg: status.status_msg,
-            last_active_ago: Some(Duration::from_millis(ago)),
-        })
+        Ok(status.map_or_else(UserPresence::offline, |status| status.as_seen()))
+    }
+
+    /// Wakes when someone's presence changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.serial.subscribe()
+    }
+
+    pub fn serial(&self) -> u64 {
+        *self.serial.borrow()
+    }
+
+    /// Whose presence changed after serial `since`, as it is now, and the serial this
+    /// is as of: what application services are pushed.
+    pub fn changed_since(&self, since: u64) -> (u64, Vec<(String, UserPresence)>) {
+        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = states.iter().filter(|(_, status)| status.serial > since);
+        let changed = changed.map(|(user, status)| (user.clone(), status.as_seen())).collect();
+        (*self.serial.borrow(), changed)
     }
 
     async fn share_a_room(&self, a: &UserId, b: &UserId) -> ApiResult<bool> {

@@ -14,6 +14,7 @@ use ruma::{OwnedServerName, UserId};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use super::appservices::AppServices;
 use super::federation::FederationClient;
 use crate::error::{ApiResult, MatrixError};
 use crate::store::Store;
@@ -32,13 +33,20 @@ pub struct Profiles {
     store: Arc<Store>,
     server_name: OwnedServerName,
     client: Arc<FederationClient>,
+    /// Asked about unknown local users in their namespaces.
+    appservices: Arc<AppServices>,
     /// Bumped after each change, to wake the followers of the profile-change stream.
     changed: watch::Sender<i64>,
 }
 
 impl Profiles {
-    pub fn new(store: Arc<Store>, server_name: OwnedServerName, client: Arc<FederationClient>) -> Self {
-        Self { store, server_name, client, changed: watch::channel(0).0 }
+    pub fn new(
+        store: Arc<Store>,
+        server_name: OwnedServerName,
+        client: Arc<FederationClient>,
+        appservices: Arc<AppServices>,
+    ) -> Self {
+        Self { store, server_name, client, appservices, changed: watch::channel(0).0 }
     }
 
     /// Wakes on every local profile change.
@@ -52,7 +60,11 @@ impl Profiles {
 
     /// A local user's profile; `M_NOT_FOUND` for unknown or deactivated users.
     pub async fn get(&self, user_id: &UserId) -> ApiResult<Profile> {
-        match self.store.get_user(user_id.as_str()).await? {
+        let mut user = self.store.get_user(user_id.as_str()).await?;
+        if user.is_none() && self.appservices.query_user(user_id).await {
+            user = self.store.get_user(user_id.as_str()).await?;
+        }
+        match user {
             Some(user) if !user.deactivated => Ok(self.store.get_profile(user_id.as_str()).await?),
             _ => Err(MatrixError::not_found("Profile was not found")),
         }

@@ -11,6 +11,7 @@ use ruma::api::federation::query::get_room_information;
 use ruma::directory::PublicRoomsChunk;
 use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UInt, UserId};
 
+use super::appservices::AppServices;
 use super::federation::FederationClient;
 use super::rooms::Rooms;
 use crate::error::{ApiResult, MatrixError};
@@ -43,6 +44,8 @@ pub struct RoomDirectory {
     server_name: OwnedServerName,
     client: Arc<FederationClient>,
     rooms: Arc<Rooms>,
+    /// Asked about unknown local aliases in their namespaces.
+    appservices: Arc<AppServices>,
     /// `allow_public_rooms_over_federation`.
     share_public_rooms: bool,
     /// `require_membership_for_aliases`.
@@ -55,9 +58,10 @@ impl RoomDirectory {
         server_name: OwnedServerName,
         client: Arc<FederationClient>,
         rooms: Arc<Rooms>,
+        appservices: Arc<AppServices>,
         (share_public_rooms, members_only_aliases): (bool, bool),
     ) -> Self {
-        Self { store, server_name, client, rooms, share_public_rooms, members_only_aliases }
+        Self { store, server_name, client, rooms, appservices, share_public_rooms, members_only_aliases }
     }
 
     /// `GET /directory/list/room/{roomId}`: whether the room is in our public list.
@@ -95,11 +99,7 @@ impl RoomDirectory {
     /// from their server (`/query/directory`).
     pub async fn resolve_alias(&self, alias: &RoomAliasId) -> ApiResult<(OwnedRoomId, Vec<OwnedServerName>)> {
         if alias.server_name() == self.server_name {
-            let (room_id, _) = self
-                .store
-                .get_alias(alias.as_str())
-                .await?
-                .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+            let room_id = self.local_alias(alias).await?;
             let room_id = OwnedRoomId::try_from(room_id).map_err(|e| MatrixError::internal("stored room id", e))?;
             return Ok((room_id, vec![self.server_name.clone()]));
         }
@@ -108,6 +108,17 @@ impl RoomDirectory {
         let mut servers: Vec<OwnedServerName> = answer.servers.into_iter().take(MAX_ALIAS_SERVERS).collect();
         servers.insert(0, alias.server_name().to_owned());
         Ok((answer.room_id, servers))
+    }
+
+    /// The room of one of our aliases; an application service whose namespace holds it
+    /// is asked first if it is unknown, and may create it.
+    async fn local_alias(&self, alias: &RoomAliasId) -> ApiResult<String> {
+        let mut found = self.store.get_alias(alias.as_str()).await?;
+        if found.is_none() && self.appservices.query_alias(alias).await {
+            found = self.store.get_alias(alias.as_str()).await?;
+        }
+        let (room_id, _) = found.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+        Ok(room_id)
     }
 
     /// `#localpart:ourserver` for `room_alias_name` at `createRoom`, checked and free.
@@ -169,11 +180,7 @@ impl RoomDirectory {
         if alias.server_name() != self.server_name {
             return Err(MatrixError::not_found("The alias is not on this server"));
         }
-        let (room_id, _) = self
-            .store
-            .get_alias(alias.as_str())
-            .await?
-            .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+        let room_id = self.local_alias(alias).await?;
         let mut servers = vec![self.server_name.clone()];
         for user in self.store.joined_user_ids(&room_id).await? {
             if let Ok(user) = <&UserId>::try_from(user.as_str())
