@@ -10,8 +10,7 @@
 //! Tokens are `f<position>:<last user>` (snapshot) and `s<position>` (changes).
 
 use ruma::{OwnedUserId, ServerName};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::FederatedDirectory;
 use crate::error::{ApiResult, MatrixError};
@@ -68,6 +67,56 @@ pub struct PeerSearch {
     pub limit: Option<u64>,
 }
 
+/// A page of kith's endpoint.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangesPage {
+    pub users: Vec<ChangedUser>,
+    pub next_batch: String,
+    pub limited: bool,
+}
+
+/// An upsert `{user_id, displayname, avatar_url}` or a tombstone `{user_id, deleted: true}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangedUser {
+    pub user_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub displayname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// BWI's full list.
+#[derive(Debug, Serialize)]
+pub struct BwiList {
+    pub results: Vec<BwiUser>,
+}
+
+/// BWI's entry: kith's upsert with its name field named `display_name`.
+#[derive(Debug, Serialize)]
+pub struct BwiUser {
+    pub user_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+}
+
+/// MSC4258's answer; a hit's absent name or avatar is `null`.
+#[derive(Debug, Default, Serialize)]
+pub struct PeerSearchAnswer {
+    pub limited: bool,
+    pub results: Vec<PeerSearchHit>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PeerSearchHit {
+    pub user_id: String,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
 impl FederatedDirectory {
     /// Kith's incremental endpoint.
     pub async fn serve_changes(
@@ -75,7 +124,7 @@ impl FederatedDirectory {
         origin: &ServerName,
         since: Option<&str>,
         limit: Option<usize>,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<ChangesPage> {
         self.require_peer(origin)?;
         let limit = limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
         let head = self.store.stream_head("profile_changes").await?;
@@ -90,7 +139,7 @@ impl FederatedDirectory {
             PeerToken::Snapshot { position, after } => self.snapshot_page(position, &after, limit).await?,
             PeerToken::Changes { position } => self.changes_page(position, limit).await?,
         };
-        Ok(json!({ "users": users, "next_batch": next.format(), "limited": limited }))
+        Ok(ChangesPage { users, next_batch: next.format(), limited })
     }
 
     async fn snapshot_page(
@@ -98,7 +147,7 @@ impl FederatedDirectory {
         position: i64,
         after: &str,
         limit: usize,
-    ) -> ApiResult<(Vec<Value>, PeerToken, bool)> {
+    ) -> ApiResult<(Vec<ChangedUser>, PeerToken, bool)> {
         let mut users = self.store.exported_users(after, limit as i64 + 1).await?;
         let limited = users.len() > limit;
         users.truncate(limit);
@@ -109,7 +158,7 @@ impl FederatedDirectory {
         Ok((users.iter().map(upsert).collect(), next, limited))
     }
 
-    async fn changes_page(&self, position: i64, limit: usize) -> ApiResult<(Vec<Value>, PeerToken, bool)> {
+    async fn changes_page(&self, position: i64, limit: usize) -> ApiResult<(Vec<ChangedUser>, PeerToken, bool)> {
         let changes = self.store.profile_changes_since(position, limit as i64 + 1).await?;
         let limited = changes.len() > limit;
         let changes = &changes[..changes.len().min(limit)];
@@ -118,7 +167,9 @@ impl FederatedDirectory {
         for change in changes.iter().filter(|c| seen.insert(c.user_id.clone())) {
             users.push(match self.store.exported_user(&change.user_id).await? {
                 Some(user) => upsert(&user),
-                None => json!({ "user_id": change.user_id, "deleted": true }),
+                None => {
+                    ChangedUser { user_id: change.user_id.clone(), displayname: None, avatar_url: None, deleted: true }
+                }
             });
         }
         let next = PeerToken::Changes { position: changes.last().map_or(position, |c| c.stream_id) };
@@ -126,7 +177,7 @@ impl FederatedDirectory {
     }
 
     /// BWI's endpoint: every exported user at once (capped), as Synapse+BWI serves it.
-    pub async fn serve_bwi_list(&self, origin: &ServerName) -> ApiResult<Value> {
+    pub async fn serve_bwi_list(&self, origin: &ServerName) -> ApiResult<BwiList> {
         self.require_peer(origin)?;
         let mut results = Vec::new();
         let mut after = String::new();
@@ -137,11 +188,11 @@ impl FederatedDirectory {
             results.extend(page.iter().map(bwi_entry));
         }
         results.truncate(MAX_BWI_USERS);
-        Ok(json!({ "results": results }))
+        Ok(BwiList { results })
     }
 
     /// MSC4258's live search, answered from exported users only.
-    pub async fn serve_search(&self, origin: &ServerName, search: PeerSearch) -> ApiResult<Value> {
+    pub async fn serve_search(&self, origin: &ServerName, search: PeerSearch) -> ApiResult<PeerSearchAnswer> {
         self.require_peer(origin)?;
         if search.requester.server_name() != origin {
             return Err(MatrixError::forbidden("The requester is not a user of the requesting server"));
@@ -150,7 +201,7 @@ impl FederatedDirectory {
         let limit = search.limit.unwrap_or(10).min(MAX_SEARCH_LIMIT as u64) as usize;
         let term = SearchTerm::parse(&search.search_term);
         if term.text.chars().count() < MIN_TERM_CHARS || limit == 0 {
-            return Ok(json!({ "limited": false, "results": [] }));
+            return Ok(PeerSearchAnswer::default());
         }
         if !self.directory.wait_until_built(BUILD_WAIT).await {
             tracing::warn!(%origin, "user directory still being built; a peer's search sees what is indexed so far");
@@ -162,35 +213,24 @@ impl FederatedDirectory {
                 break;
             }
             if let Some(user) = self.store.exported_user(&hit.user_id).await? {
-                results.push(
-                    json!({ "user_id": user.user_id, "display_name": user.displayname, "avatar_url": user.avatar_url }),
-                );
+                let DirectoryUser { user_id, displayname, avatar_url } = user;
+                results.push(PeerSearchHit { user_id, display_name: displayname, avatar_url });
             }
         }
         let limited = found.limited || results.len() == limit;
-        Ok(json!({ "limited": limited, "results": results }))
+        Ok(PeerSearchAnswer { limited, results })
     }
 }
 
 /// An upsert of kith's endpoint; absent fields are left out.
-fn upsert(user: &DirectoryUser) -> Value {
-    entry(user, "displayname")
+fn upsert(user: &DirectoryUser) -> ChangedUser {
+    let DirectoryUser { user_id, displayname, avatar_url } = user.clone();
+    ChangedUser { user_id, displayname, avatar_url, deleted: false }
 }
 
-/// BWI's entry: the same, its name field named `display_name`.
-fn bwi_entry(user: &DirectoryUser) -> Value {
-    entry(user, "display_name")
-}
-
-fn entry(user: &DirectoryUser, name_field: &str) -> Value {
-    let mut entry = json!({ "user_id": user.user_id });
-    if let Some(name) = &user.displayname {
-        entry[name_field] = json!(name);
-    }
-    if let Some(avatar) = &user.avatar_url {
-        entry["avatar_url"] = json!(avatar);
-    }
-    entry
+fn bwi_entry(user: &DirectoryUser) -> BwiUser {
+    let DirectoryUser { user_id, displayname, avatar_url } = user.clone();
+    BwiUser { user_id, display_name: displayname, avatar_url }
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::http::Method;
+use ruma::api::federation::discovery::ServerSigningKeys as KeyResponse;
 use ruma::canonical_json::CanonicalJsonObject;
-use ruma::serde::Base64;
+use ruma::serde::{Base64, Raw};
 use ruma::signatures::{PublicKeyMap, PublicKeySet};
 use ruma::{OwnedServerName, ServerName};
 use serde_json::{Value, json};
@@ -160,7 +161,7 @@ impl RemoteKeys {
         server: &ServerName,
         key_ids: &[&str],
         minimum_valid_until_ts: Option<u64>,
-    ) -> Vec<Value> {
+    ) -> Vec<Raw<KeyResponse>> {
         let response = if server == self.server_name() {
             match self.own.server_key_response() {
                 Ok(response) => response,
@@ -197,10 +198,10 @@ impl RemoteKeys {
         }
     }
 
-    fn counter_sign(&self, response: Value) -> anyhow::Result<Value> {
+    fn counter_sign(&self, response: Value) -> anyhow::Result<Raw<KeyResponse>> {
         let mut object: CanonicalJsonObject = serde_json::from_value(response)?;
         self.own.sign(&mut object)?;
-        Ok(serde_json::to_value(object)?)
+        Ok(Raw::from_json(serde_json::value::to_raw_value(&object)?))
     }
 
     fn own_keys(&self) -> ServerSigningKeys {
