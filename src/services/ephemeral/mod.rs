@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use ruma::api::federation::transactions::edu::TypingContent;
+use ruma::api::federation::transactions::edu::{Edu, TypingContent};
 use ruma::{RoomId, ServerName, UserId};
-use serde_json::json;
 use tokio::sync::watch;
 
 use super::account_data::AccountData;
@@ -75,11 +74,8 @@ impl Ephemeral {
     ) -> ApiResult<()> {
         self.require_joined(room_id, user_id).await?;
         self.typing.set(room_id.as_str(), user_id.as_str(), typing, timeout);
-        let edu = json!({
-            "edu_type": "m.typing",
-            "content": { "room_id": room_id, "user_id": user_id, "typing": typing },
-        });
-        self.sender.send_edu_to_room(room_id, format!("m.typing {room_id} {user_id}"), edu).await
+        let edu = Edu::Typing(TypingContent::new(room_id.to_owned(), user_id.to_owned(), typing));
+        self.sender.send_edu_to_room(room_id, format!("m.typing {room_id} {user_id}"), edu.into()).await
     }
 
     /// `m.typing` from another server.

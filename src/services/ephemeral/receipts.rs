@@ -1,9 +1,12 @@
 //! Read receipts and read markers: set by local users (`m.read` goes to the room's
 //! servers as an EDU), received from other servers for their users.
 
-use ruma::api::federation::transactions::edu::ReceiptContent;
-use ruma::{EventId, RoomId, ServerName, UserId};
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use ruma::api::federation::transactions::edu::{Edu, ReceiptContent, ReceiptData, ReceiptMap};
+use ruma::events::fully_read::FullyReadEventContent;
+use ruma::events::receipt::Receipt as EventReceipt;
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName, UserId};
 
 use super::Ephemeral;
 use crate::error::{ApiResult, MatrixError};
@@ -55,9 +58,11 @@ impl Ephemeral {
         self.store.put_receipt(room_id.as_str(), user_id.as_str(), kind, event_id).await?;
         self.receipts_changed.send_modify(|serial| *serial += 1);
         if kind == "m.read" {
-            let receipt = json!({ "event_ids": [event_id], "data": { "ts": crate::store::now_ms() } });
-            let edu = json!({ "edu_type": "m.receipt", "content": { room_id: { "m.read": { user_id: receipt } } } });
-            self.sender.send_edu_to_room(room_id, format!("m.receipt {room_id} {user_id}"), edu).await?;
+            let event_id = parse_event_id(event_id)?;
+            let receipt = ReceiptData::new(EventReceipt::new(MilliSecondsSinceUnixEpoch::now()), vec![event_id]);
+            let read = ReceiptMap::new(BTreeMap::from([(user_id.to_owned(), receipt)]));
+            let edu = Edu::Receipt(ReceiptContent::new(BTreeMap::from([(room_id.to_owned(), read)])));
+            self.sender.send_edu_to_room(room_id, format!("m.receipt {room_id} {user_id}"), edu.into()).await?;
         }
         Ok(())
     }
@@ -65,7 +70,8 @@ impl Ephemeral {
     async fn set_fully_read(&self, room_id: &RoomId, user_id: &UserId, event_id: &str) -> ApiResult<()> {
         self.require_joined(room_id, user_id).await?;
         self.require_event_of(room_id, event_id).await?;
-        let content = json!({ "event_id": event_id });
+        let content = FullyReadEventContent::new(parse_event_id(event_id)?);
+        let content = serde_json::to_value(content).map_err(|e| MatrixError::internal("a fully read marker", e))?;
         self.account_data.put(user_id, Some(room_id), "m.fully_read", &content).await
     }
 
@@ -134,4 +140,8 @@ impl Ephemeral {
         }
         Err(format!("{user_id} is not joined to {room_id}"))
     }
+}
+
+fn parse_event_id(event_id: &str) -> ApiResult<OwnedEventId> {
+    event_id.try_into().map_err(|_| MatrixError::invalid_param(format!("Invalid event ID: {event_id}")))
 }

@@ -9,17 +9,17 @@
 //! "limited": more follow}`.
 //! Tokens are `f<position>:<last user>` (snapshot) and `s<position>` (changes).
 
+use ruma::serde::Raw;
 use ruma::{OwnedUserId, ServerName};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::FederatedDirectory;
+use crate::endpoints::federated_directory::get_bwi_list::{self, BwiUser};
+use crate::endpoints::federated_directory::get_changes::{self, ChangedUser};
+use crate::endpoints::federated_directory::search::{self as live_search, SearchHit};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::directory::tokenize::SearchTerm;
 use crate::store::DirectoryUser;
-
-pub const CHANGES_PATH: &str = "/_matrix/federation/unstable/io.kith.user_directory/changes";
-pub const BWI_PATH: &str = "/_matrix/federation/unstable/de.bwi.federated_user_dir/user_directory/search";
-pub const MSC4258_PATH: &str = "/_matrix/federation/unstable/org.matrix.msc4258/user_directory/search";
 
 /// Users per page of kith's endpoint, at most (and by default).
 pub const MAX_PAGE: usize = 1_000;
@@ -67,56 +67,6 @@ pub struct PeerSearch {
     pub limit: Option<u64>,
 }
 
-/// A page of kith's endpoint.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChangesPage {
-    pub users: Vec<ChangedUser>,
-    pub next_batch: String,
-    pub limited: bool,
-}
-
-/// An upsert `{user_id, displayname, avatar_url}` or a tombstone `{user_id, deleted: true}`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChangedUser {
-    pub user_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub displayname: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub avatar_url: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub deleted: bool,
-}
-
-/// BWI's full list.
-#[derive(Debug, Serialize)]
-pub struct BwiList {
-    pub results: Vec<BwiUser>,
-}
-
-/// BWI's entry: kith's upsert with its name field named `display_name`.
-#[derive(Debug, Serialize)]
-pub struct BwiUser {
-    pub user_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub avatar_url: Option<String>,
-}
-
-/// MSC4258's answer; a hit's absent name or avatar is `null`.
-#[derive(Debug, Default, Serialize)]
-pub struct PeerSearchAnswer {
-    pub limited: bool,
-    pub results: Vec<PeerSearchHit>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PeerSearchHit {
-    pub user_id: String,
-    pub display_name: Option<String>,
-    pub avatar_url: Option<String>,
-}
-
 impl FederatedDirectory {
     /// Kith's incremental endpoint.
     pub async fn serve_changes(
@@ -124,7 +74,7 @@ impl FederatedDirectory {
         origin: &ServerName,
         since: Option<&str>,
         limit: Option<usize>,
-    ) -> ApiResult<ChangesPage> {
+    ) -> ApiResult<get_changes::Response> {
         self.require_peer(origin)?;
         let limit = limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
         let head = self.store.stream_head("profile_changes").await?;
@@ -139,7 +89,7 @@ impl FederatedDirectory {
             PeerToken::Snapshot { position, after } => self.snapshot_page(position, &after, limit).await?,
             PeerToken::Changes { position } => self.changes_page(position, limit).await?,
         };
-        Ok(ChangesPage { users, next_batch: next.format(), limited })
+        Ok(get_changes::Response { users, next_batch: next.format(), limited })
     }
 
     async fn snapshot_page(
@@ -177,7 +127,7 @@ impl FederatedDirectory {
     }
 
     /// BWI's endpoint: every exported user at once (capped), as Synapse+BWI serves it.
-    pub async fn serve_bwi_list(&self, origin: &ServerName) -> ApiResult<BwiList> {
+    pub async fn serve_bwi_list(&self, origin: &ServerName) -> ApiResult<get_bwi_list::Response> {
         self.require_peer(origin)?;
         let mut results = Vec::new();
         let mut after = String::new();
@@ -188,11 +138,11 @@ impl FederatedDirectory {
             results.extend(page.iter().map(bwi_entry));
         }
         results.truncate(MAX_BWI_USERS);
-        Ok(BwiList { results })
+        Ok(get_bwi_list::Response { results })
     }
 
     /// MSC4258's live search, answered from exported users only.
-    pub async fn serve_search(&self, origin: &ServerName, search: PeerSearch) -> ApiResult<PeerSearchAnswer> {
+    pub async fn serve_search(&self, origin: &ServerName, search: PeerSearch) -> ApiResult<live_search::Response> {
         self.require_peer(origin)?;
         if search.requester.server_name() != origin {
             return Err(MatrixError::forbidden("The requester is not a user of the requesting server"));
@@ -201,7 +151,7 @@ impl FederatedDirectory {
         let limit = search.limit.unwrap_or(10).min(MAX_SEARCH_LIMIT as u64) as usize;
         let term = SearchTerm::parse(&search.search_term);
         if term.text.chars().count() < MIN_TERM_CHARS || limit == 0 {
-            return Ok(PeerSearchAnswer::default());
+            return Ok(live_search::Response::default());
         }
         if !self.directory.wait_until_built(BUILD_WAIT).await {
             tracing::warn!(%origin, "user directory still being built; a peer's search sees what is indexed so far");
@@ -214,11 +164,12 @@ impl FederatedDirectory {
             }
             if let Some(user) = self.store.exported_user(&hit.user_id).await? {
                 let DirectoryUser { user_id, displayname, avatar_url } = user;
-                results.push(PeerSearchHit { user_id, display_name: displayname, avatar_url });
+                let hit = Raw::new(&SearchHit { user_id, display_name: displayname, avatar_url });
+                results.push(hit.map_err(|err| MatrixError::internal("serializing a search hit", err))?);
             }
         }
         let limited = found.limited || results.len() == limit;
-        Ok(PeerSearchAnswer { limited, results })
+        Ok(live_search::Response { limited, results })
     }
 }
 

@@ -16,17 +16,15 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use ruma::{OwnedServerName, OwnedUserId, ServerName};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::RemoteProfiles;
+use crate::endpoints::profile_edu::ProfileEdu;
 use crate::services::profiles::Profiles;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{ProfileChangeKind, ProfileSource, now_ms};
 
-/// The unstable type kith sends; the stable `m.profile` is accepted too.
-pub const UNSTABLE_EDU_TYPE: &str = "uk.tcpip.msc4259.profile";
-pub const EDU_TYPES: &[&str] = &[UNSTABLE_EDU_TYPE, "m.profile"];
+pub use crate::endpoints::profile_edu::{EDU_TYPES, ProfileUpdate, UNSTABLE_EDU_TYPE};
 
 const CONSUMER: &str = "profile_edus";
 const BATCH: i64 = 200;
@@ -34,13 +32,6 @@ const BATCH: i64 = 200;
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Fields one EDU may carry, at most.
 const MAX_EDU_FIELDS: usize = 100;
-
-/// The content of a profile EDU.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProfileUpdate {
-    pub user_id: OwnedUserId,
-    pub fields: BTreeMap<String, Value>,
-}
 
 pub struct ProfileEdus {
     remote: Arc<RemoteProfiles>,
@@ -120,7 +111,7 @@ impl ProfileEdus {
         let Ok(user) = OwnedUserId::try_from(user_id) else { return Ok(()) };
         // A deactivated or unknown user has no public profile left: every field is gone.
         let profile = self.profiles.get(&user).await.unwrap_or_default();
-        let values: serde_json::Map<String, Value> = fields
+        let values: BTreeMap<String, Value> = fields
             .iter()
             .map(|field| ((*field).to_owned(), profile.get(*field).cloned().unwrap_or(Value::Null)))
             .collect();
@@ -139,10 +130,11 @@ impl ProfileEdus {
         if servers.is_empty() || values.is_empty() {
             return Ok(());
         }
-        let edu = json!({ "edu_type": UNSTABLE_EDU_TYPE, "content": { "user_id": user_id, "fields": values } });
+        let fields = values.len();
+        let edu = ProfileEdu::new(ProfileUpdate { user_id: user.clone(), fields: values }).into();
         let key = format!("{newest:020} {UNSTABLE_EDU_TYPE} {user_id}");
         self.remote.sender.send_durable_edu_to(&servers, &key, &edu).await?;
-        tracing::info!(%user_id, servers = servers.len(), fields = values.len(), "profile EDU queued");
+        tracing::info!(%user_id, servers = servers.len(), fields, "profile EDU queued");
         Ok(())
     }
 }

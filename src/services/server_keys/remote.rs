@@ -11,13 +11,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use axum::http::Method;
 use ruma::api::federation::discovery::ServerSigningKeys as KeyResponse;
+use ruma::api::federation::discovery::{get_remote_server_keys_batch, get_server_keys};
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::serde::{Base64, Raw};
 use ruma::signatures::{PublicKeyMap, PublicKeySet};
 use ruma::{OwnedServerName, ServerName};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ServerKeys;
 use crate::config::{Config, TrustedKeyServer};
@@ -148,7 +148,9 @@ impl RemoteKeys {
 
     /// A server's own, verified `/_matrix/key/v2/server` response.
     pub async fn fetch_key_response(&self, server: &ServerName) -> Result<Value, FederationError> {
-        let body = self.client.get_unsigned(server, "/_matrix/key/v2/server").await?;
+        let request = get_server_keys::v2::Request::new();
+        let answer = self.client.send_key_request(server, request, false).await?;
+        let body = raw_to_value(&answer.server_key)?;
         verify_key_response(server, &body).map_err(FederationError::InvalidResponse)?;
         Ok(body)
     }
@@ -294,12 +296,10 @@ impl RemoteKeys {
     /// signed by `server` and by the notary.
     async fn query_notary(&self, notary: &TrustedKeyServer, server: &ServerName) -> Result<Value, FederationError> {
         let notary_keys = self.notary_keys(notary).await?;
-        let body = json!({ "server_keys": { server.as_str(): {} } });
-        let answer =
-            self.client.request(Method::POST, &notary.server_name, "/_matrix/key/v2/query", Some(&body)).await?;
-        let responses = answer["server_keys"]
-            .as_array()
-            .ok_or_else(|| FederationError::InvalidResponse("server_keys is not a list".into()))?;
+        let query = BTreeMap::from([(server.to_owned(), BTreeMap::new())]);
+        let request = get_remote_server_keys_batch::v2::Request::new(query);
+        let answer = self.client.send_key_request(&notary.server_name, request, true).await?;
+        let responses = answer.server_keys.iter().map(raw_to_value).collect::<Result<Vec<_>, _>>()?;
         let mut best: Option<(u64, &Value)> = None;
         let mut last_error = format!("{} has no keys of {server}", notary.server_name);
         for response in responses.iter().filter(|r| r["server_name"].as_str() == Some(server.as_str())) {
@@ -344,6 +344,11 @@ impl RemoteKeys {
         let response = self.fetch_key_response(server).await?;
         Ok(self.store(server, response)?.keys.verify_keys)
     }
+}
+
+/// A key response as JSON, for the checks of its signatures.
+fn raw_to_value(raw: &Raw<KeyResponse>) -> Result<Value, FederationError> {
+    raw.deserialize_as().map_err(|e| FederationError::InvalidResponse(e.to_string()))
 }
 
 /// Verifies a `/_matrix/key/v2/server` response: for `server`, self-signed by the keys
@@ -417,6 +422,7 @@ fn verify_signatures_of(entity: &ServerName, keys: &PublicKeySet, body: &Value) 
 mod tests {
     use super::*;
     use crate::services::server_keys::ServerKeys;
+    use serde_json::json;
 
     fn keys(name: &str, file: &str, dir: &tempfile::TempDir) -> ServerKeys {
         let path = dir.path().join(file);

@@ -14,13 +14,18 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use ruma::api::client::to_device::send_event_to_device::v3::Messages;
+use ruma::api::federation::transactions::edu::{DirectDeviceContent, DirectDeviceMessages, Edu};
+use ruma::serde::Raw;
+use ruma::to_device::DeviceIdOrAllDevices;
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::value::to_raw_value;
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::config::RateLimit;
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::sender::Sender;
+use crate::services::federation::sender::{OutgoingEdu, Sender};
 use crate::services::rate_limit::RateLimiter;
 use crate::services::workers::{Shutdown, Worker};
 use crate::store::{Delivery, InboxLimits, KeptEdu, Store, ToDeviceMessage};
@@ -83,16 +88,17 @@ impl ToDevice {
         let (local, remote): (Vec<_>, Vec<_>) =
             recipients.into_iter().partition(|(user, _, _)| user.server_name() == self.server_name);
         self.charge_new_servers(sender, &remote).await?;
-        let envelope = |content: &Value| json!({ "sender": sender, "type": event_type, "content": content });
         let mut deliveries = Vec::new();
         for (user, device, content) in &local {
             for device_id in self.devices_of(user, device).await? {
-                deliveries.push(ToDeviceMessage { user_id: user.to_string(), device_id, message: envelope(content) });
+                let message = envelope(sender, event_type, content)
+                    .map_err(|e| MatrixError::internal("a to-device message", e))?;
+                deliveries.push(ToDeviceMessage { user_id: user.to_string(), device_id, message });
             }
         }
         // The EDUs for other servers are kept in the transaction that marks the request
         // as handled: a retry of a request that died half-way would find it handled.
-        let kept = self.remote_edus(sender, event_type, remote);
+        let kept = self.remote_edus(sender, event_type, remote)?;
         let txn_key = format!("{device_id}/{txn_id}");
         let dedup = (sender.as_str(), txn_key.as_str());
         let delivery =
@@ -143,26 +149,29 @@ impl ToDevice {
     }
 
     /// One `m.direct_to_device` EDU per server, to be kept until the server takes it.
-    fn remote_edus(&self, sender: &UserId, event_type: &str, remote: Vec<Recipient>) -> Vec<KeptEdu> {
-        let mut by_server: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
+    fn remote_edus(&self, sender: &UserId, event_type: &str, remote: Vec<Recipient>) -> ApiResult<Vec<KeptEdu>> {
+        let mut by_server: BTreeMap<OwnedServerName, DirectDeviceMessages> = BTreeMap::new();
         for (user, device, content) in remote {
+            let device = DeviceIdOrAllDevices::try_from(device.as_str())
+                .map_err(|_| MatrixError::invalid_param(format!("Invalid device ID: {device}")))?;
+            let content = to_raw_value(&content).map_err(|e| MatrixError::internal("a to-device message", e))?;
             let users = by_server.entry(user.server_name().to_owned()).or_default();
-            let devices = users.entry(user.to_string()).or_insert_with(|| json!({}));
-            devices[device] = content;
+            users.entry(user).or_default().insert(device, Raw::from_json(content));
         }
         let mut kept = Vec::new();
         for (server, messages) in by_server {
             let message_id = crate::services::accounts::random_string(24);
-            let edu = json!({ "edu_type": "m.direct_to_device", "content": {
-                "sender": sender, "type": event_type, "message_id": message_id, "messages": messages,
-            }});
+            let mut content =
+                DirectDeviceContent::new(sender.to_owned(), event_type.into(), message_id.as_str().into());
+            content.messages = messages;
+            let edu = OutgoingEdu::from(Edu::DirectToDevice(content));
             // Kept EDUs go out in key order: the time, then a counter for those of one
             // millisecond, keeps them in the order they were sent.
             let sequence = KEPT_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let key = format!("{:020} {sequence:020} m.direct_to_device {message_id}", crate::store::now_ms());
-            kept.extend(self.sender.durable_edu_rows(&[server], &key, &edu));
+            kept.extend(self.sender.durable_edu_rows(&[server], &key, &edu)?);
         }
-        kept
+        Ok(kept)
     }
 
     /// An `m.direct_to_device` EDU: delivered to our users' devices once per message id.
@@ -171,7 +180,7 @@ impl ToDevice {
         let mut deliveries = Vec::new();
         for (user, device, message) in recipients.iter().filter(|(user, _, _)| user.server_name() == self.server_name) {
             for device_id in self.devices_of(user, device).await.map_err(|e| e.message)? {
-                let message = json!({ "sender": sender, "type": event_type, "content": message });
+                let message = envelope(sender, event_type, message).map_err(|e| e.to_string())?;
                 deliveries.push(ToDeviceMessage { user_id: user.to_string(), device_id, message });
             }
         }
@@ -268,6 +277,19 @@ fn parse_recipients(messages: &Map<String, Value>) -> ApiResult<Vec<Recipient>> 
         }
     }
     Ok(recipients)
+}
+
+/// A to-device event as a device's inbox keeps it.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    sender: &'a UserId,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    content: &'a Value,
+}
+
+fn envelope(sender: &UserId, event_type: &str, content: &Value) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(Envelope { sender, event_type, content })
 }
 
 /// A `/sendToDevice` request's messages flattened, checked and bounded.

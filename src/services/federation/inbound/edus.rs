@@ -63,9 +63,13 @@ impl Inbound {
         let result = match edu {
             InboundEdu::Known(Edu::Typing(typing)) => self.ephemeral.receive_remote_typing(origin, typing).await,
             InboundEdu::Known(Edu::Receipt(receipts)) => self.ephemeral.receive_remote_receipts(origin, receipts).await,
+            // Checked once, by the profile cache; the directory follows what it accepts.
             InboundEdu::Profile(update) => {
-                self.federated_directory.receive_profile_edu(origin, &update).await;
-                self.remote_profiles.receive_edu(origin, update).await
+                let accepted = self.remote_profiles.receive_edu(origin, update.clone()).await;
+                if accepted.is_ok() {
+                    self.federated_directory.receive_profile_edu(origin, &update).await;
+                }
+                accepted
             }
             InboundEdu::Known(Edu::DeviceListUpdate(update)) => {
                 self.device_keys.receive_remote_change(origin, &update.user_id, Some(update.device_id.as_str())).await
