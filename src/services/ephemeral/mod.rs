@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use ruma::api::federation::transactions::edu::{Edu, TypingContent};
+use ruma::api::federation::transactions::edu::{Edu, ReceiptContent, TypingContent};
 use ruma::{RoomId, ServerName, UserId};
 use tokio::sync::watch;
 
@@ -19,6 +19,7 @@ use super::account_data::AccountData;
 use super::federation::sender::Sender;
 use super::workers::{Shutdown, Worker};
 use crate::error::{ApiResult, MatrixError};
+use crate::services::federation::inbound::edus::{EduHandlers, EduResult};
 use crate::store::Store;
 use typing::Typing;
 
@@ -78,8 +79,22 @@ impl Ephemeral {
         self.sender.send_edu_to_room(room_id, format!("m.typing {room_id} {user_id}"), edu.into()).await
     }
 
+    /// Registers the handlers of `m.typing` and `m.receipt`.
+    pub fn register_edus(self: &Arc<Self>, edus: &mut EduHandlers) {
+        let ephemeral = self.clone();
+        edus.register("m.typing", move |origin, typing: TypingContent| {
+            let ephemeral = ephemeral.clone();
+            async move { ephemeral.receive_remote_typing(&origin, typing).await }
+        });
+        let ephemeral = self.clone();
+        edus.register("m.receipt", move |origin, receipts: ReceiptContent| {
+            let ephemeral = ephemeral.clone();
+            async move { ephemeral.receive_remote_receipts(&origin, receipts).await }
+        });
+    }
+
     /// `m.typing` from another server.
-    pub async fn receive_remote_typing(&self, origin: &ServerName, typing: TypingContent) -> Result<(), String> {
+    pub async fn receive_remote_typing(&self, origin: &ServerName, typing: TypingContent) -> EduResult {
         self.require_remote_member(origin, &typing.room_id, &typing.user_id).await?;
         self.typing.set(typing.room_id.as_str(), typing.user_id.as_str(), typing.typing, REMOTE_TYPING_TIMEOUT);
         Ok(())

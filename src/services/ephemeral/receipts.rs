@@ -10,6 +10,7 @@ use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName
 
 use super::Ephemeral;
 use crate::error::{ApiResult, MatrixError};
+use crate::services::federation::inbound::edus::{EduRefused, EduResult};
 use crate::store::Receipt;
 
 /// Receipt types a client may set; only `m.read` goes to other servers.
@@ -93,14 +94,14 @@ impl Ephemeral {
 
     /// `m.receipt` from another server: read receipts of its users in rooms they are in,
     /// for events this server has.
-    pub async fn receive_remote_receipts(&self, origin: &ServerName, content: ReceiptContent) -> Result<(), String> {
+    pub async fn receive_remote_receipts(&self, origin: &ServerName, content: ReceiptContent) -> EduResult {
         for (room_id, receipts) in &content.receipts {
             for (user_id, receipt) in &receipts.read {
                 if self.require_remote_member(origin, room_id, user_id).await.is_err() {
                     continue;
                 }
                 let Some(event_id) = receipt.event_ids.first() else { continue };
-                self.store_remote_receipt(room_id, user_id, event_id).await.map_err(|e| e.to_string())?;
+                self.store_remote_receipt(room_id, user_id, event_id).await?;
             }
         }
         Ok(())
@@ -122,23 +123,21 @@ impl Ephemeral {
         origin: &ServerName,
         room_id: &RoomId,
         user_id: &UserId,
-    ) -> Result<(), String> {
-        if user_id.server_name() != origin {
-            return Err(format!("{origin} cannot speak for {user_id}"));
-        }
-        let membership = self.store.membership(room_id.as_str(), user_id.as_str()).await.map_err(|e| e.to_string())?;
+    ) -> EduResult {
+        EduRefused::unless_own_user(origin, user_id)?;
+        let membership = self.store.membership(room_id.as_str(), user_id.as_str()).await?;
         if membership.is_some_and(|m| m.membership == "join") {
             return Ok(());
         }
         // While a room's state is partial its members are unknown; as Synapse does, the
         // servers in the room stand in for them, so nothing is lost during the resync.
-        let partial = self.store.partial_state_room(room_id.as_str()).await.map_err(|e| e.to_string())?;
+        let partial = self.store.partial_state_room(room_id.as_str()).await?;
         if partial
             .is_some_and(|room| room.joined_via == origin.as_str() || room.servers.iter().any(|s| s == origin.as_str()))
         {
             return Ok(());
         }
-        Err(format!("{user_id} is not joined to {room_id}"))
+        Err(EduRefused::NotJoined { user_id: user_id.to_owned(), room_id: room_id.to_owned() })
     }
 }
 

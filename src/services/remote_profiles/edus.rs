@@ -20,6 +20,8 @@ use serde_json::Value;
 
 use super::RemoteProfiles;
 use crate::endpoints::profile_edu::ProfileEdu;
+use crate::services::federated_directory::FederatedDirectory;
+use crate::services::federation::inbound::edus::{EduHandlers, EduRefused, EduResult};
 use crate::services::profiles::Profiles;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{ProfileChangeKind, ProfileSource, now_ms};
@@ -139,17 +141,31 @@ impl ProfileEdus {
     }
 }
 
+/// Registers the one handler of profile EDUs (both types): the profile cache checks and
+/// keeps the update, and only an update it accepts reaches the federated directory.
+pub fn register_edus(edus: &mut EduHandlers, remote: Arc<RemoteProfiles>, directory: Arc<FederatedDirectory>) {
+    let handler = move |origin: OwnedServerName, update: ProfileUpdate| {
+        let (remote, directory) = (remote.clone(), directory.clone());
+        async move {
+            remote.receive_edu(&origin, update.clone()).await?;
+            directory.receive_profile_edu(&origin, &update).await;
+            Ok(())
+        }
+    };
+    for edu_type in EDU_TYPES {
+        edus.register(edu_type, handler.clone());
+    }
+}
+
 impl RemoteProfiles {
     /// A profile EDU from `origin`.
-    pub async fn receive_edu(&self, origin: &ServerName, update: ProfileUpdate) -> Result<(), String> {
+    pub async fn receive_edu(&self, origin: &ServerName, update: ProfileUpdate) -> EduResult {
         let user_id = &update.user_id;
-        if user_id.server_name() != origin {
-            return Err(format!("{origin} cannot speak for {user_id}"));
-        }
+        EduRefused::unless_own_user(origin, user_id)?;
         if update.fields.len() > MAX_EDU_FIELDS {
-            return Err(format!("more than {MAX_EDU_FIELDS} fields"));
+            return Err(EduRefused::Invalid(format!("more than {MAX_EDU_FIELDS} fields")));
         }
-        let cached = self.store.remote_profile(user_id.as_str()).await.map_err(|e| e.to_string())?;
+        let cached = self.store.remote_profile(user_id.as_str()).await?;
         let known = cached.is_some();
         let mut profile = cached.map(|c| c.profile).unwrap_or_default();
         for (field, value) in update.fields {
@@ -158,14 +174,14 @@ impl RemoteProfiles {
                 value => profile.insert(field, value),
             };
         }
-        let changed = self.store_profile(user_id, &profile, ProfileSource::Edu).await?;
+        let changed = self.store_profile(user_id, &profile, ProfileSource::Edu).await.map_err(EduRefused::Invalid)?;
         tracing::info!(%origin, %user_id, changed, "profile EDU received");
         if known {
             // Fresher than any fetch still queued.
-            self.store.remove_profile_fetch(user_id.as_str()).await.map_err(|e| e.to_string())?;
+            self.store.remove_profile_fetch(user_id.as_str()).await?;
         } else {
             // Only the changed fields are known: ask for the rest.
-            self.hint(user_id).await.map_err(|e| e.to_string())?;
+            self.hint(user_id).await?;
         }
         Ok(())
     }

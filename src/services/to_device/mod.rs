@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::config::RateLimit;
 use crate::error::{ApiResult, MatrixError};
+use crate::services::federation::inbound::edus::{EduHandlers, EduRefused, EduResult};
 use crate::services::federation::sender::{OutgoingEdu, Sender};
 use crate::services::rate_limit::RateLimiter;
 use crate::services::workers::{Shutdown, Worker};
@@ -174,13 +175,23 @@ impl ToDevice {
         Ok(kept)
     }
 
+    /// Registers the handler of `m.direct_to_device`.
+    pub fn register_edus(self: &Arc<Self>, edus: &mut EduHandlers) {
+        let to_device = self.clone();
+        edus.register("m.direct_to_device", move |origin, content: Value| {
+            let to_device = to_device.clone();
+            async move { to_device.receive_remote(&origin, &content).await }
+        });
+    }
+
     /// An `m.direct_to_device` EDU: delivered to our users' devices once per message id.
-    pub async fn receive_remote(&self, origin: &ServerName, content: &Value) -> Result<(), String> {
+    pub async fn receive_remote(&self, origin: &ServerName, content: &Value) -> EduResult {
         let RemoteMessages { sender, event_type, message_id, recipients } = parse_remote(origin, content)?;
         let mut deliveries = Vec::new();
         for (user, device, message) in recipients.iter().filter(|(user, _, _)| user.server_name() == self.server_name) {
-            for device_id in self.devices_of(user, device).await.map_err(|e| e.message)? {
-                let message = envelope(sender, event_type, message).map_err(|e| e.to_string())?;
+            for device_id in self.devices_of(user, device).await? {
+                let message = envelope(sender, event_type, message)
+                    .map_err(|e| MatrixError::internal("a to-device message", e))?;
                 deliveries.push(ToDeviceMessage { user_id: user.to_string(), device_id, message });
             }
         }
@@ -188,14 +199,14 @@ impl ToDevice {
         let dedup = (origin.as_str(), message_id);
         let delivery =
             self.store.deliver_to_devices(origin.as_str(), dedup, &deliveries, INBOX_LIMITS, true, &[]).await;
-        match delivery.map_err(|e| e.to_string())? {
+        match delivery? {
             Delivery::Repeated => return Ok(()),
             Delivery::Stored { refused, .. } | Delivery::Refused(refused) if !refused.is_empty() => {
                 tracing::warn!(%origin, %sender, devices = refused.len(), "to-device messages dropped: the devices' inboxes are full or hold too many from this server");
             }
             _ => {}
         }
-        self.delivered.send_replace(self.stream_head().await.map_err(|e| e.message)?);
+        self.delivered.send_replace(self.stream_head().await?);
         Ok(())
     }
 
@@ -246,16 +257,15 @@ pub struct RemoteMessages<'a> {
 }
 
 /// Checks the content of an `m.direct_to_device` EDU from `origin`.
-pub fn parse_remote<'a>(origin: &ServerName, content: &'a Value) -> Result<RemoteMessages<'a>, String> {
-    let sender = content["sender"].as_str().and_then(|s| <&UserId>::try_from(s).ok()).ok_or("no sender")?;
-    if sender.server_name() != origin {
-        return Err(format!("{origin} cannot speak for {sender}"));
-    }
+pub fn parse_remote<'a>(origin: &ServerName, content: &'a Value) -> Result<RemoteMessages<'a>, EduRefused> {
+    let invalid = |what: &str| EduRefused::Invalid(what.to_owned());
+    let sender = content["sender"].as_str().and_then(|s| <&UserId>::try_from(s).ok()).ok_or(invalid("no sender"))?;
+    EduRefused::unless_own_user(origin, sender)?;
     let (Some(event_type), Some(message_id)) = (content["type"].as_str(), content["message_id"].as_str()) else {
-        return Err("no type or message_id".into());
+        return Err(invalid("no type or message_id"));
     };
-    let messages = content["messages"].as_object().ok_or("no messages")?;
-    let recipients = parse_recipients(messages).map_err(|e| e.message)?;
+    let messages = content["messages"].as_object().ok_or(invalid("no messages"))?;
+    let recipients = parse_recipients(messages).map_err(|e| EduRefused::Invalid(e.message))?;
     Ok(RemoteMessages { sender, event_type, message_id, recipients })
 }
 
