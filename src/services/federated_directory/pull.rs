@@ -143,7 +143,7 @@ impl PeerSync {
                 }
                 Err(err) => return Err(Failure::from(err)),
             };
-            let page = check_page(peer, body).map_err(Failure::Refused)?;
+            let page = check_page(peer, body).map_err(Failure::refused)?;
             let state = PeerState { token: Some(page.next.clone()), mode: "kith".into(), synced_ts: now_ms() };
             changed += self.store_page(peer, &page.upserts, &page.removals, &state).await?;
             token = Some(page.next);
@@ -159,7 +159,7 @@ impl PeerSync {
     async fn pull_bwi(&self, peer: &ServerName) -> Result<usize, Failure> {
         let request = get_bwi_list::Request {};
         let body = self.directory.client.send_with_limit(peer, request, MAX_BWI_BYTES).await;
-        let listed = check_bwi_list(peer, body.map_err(Failure::from)?).map_err(Failure::Refused)?;
+        let listed = check_bwi_list(peer, body.map_err(Failure::from)?).map_err(Failure::refused)?;
         let stored = self.directory.store.federated_users_of(peer.as_str()).await.map_err(Failure::refused)?;
         let names: HashSet<&str> = listed.iter().map(|u| u.user_id.as_str()).collect();
         let removals: Vec<String> = match listed.is_empty() {
@@ -212,12 +212,25 @@ fn is_unrecognized(status: StatusCode, body: &Value) -> bool {
     matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) && body["errcode"] == "M_UNRECOGNIZED"
 }
 
+/// Why a peer's page or list is refused whole.
+#[derive(Debug, thiserror::Error)]
+enum BadDirectory {
+    #[error("{0} users in one answer, more than kith takes")]
+    TooManyUsers(usize),
+    #[error("bad `next_batch`")]
+    BadNextBatch,
+    #[error("invalid user id {0}")]
+    InvalidUserId(String),
+    #[error("{what} of {user_id} is not a string of at most {max} characters")]
+    BadText { what: &'static str, user_id: String, max: usize },
+}
+
 /// Checks a page of kith's endpoint whole.
-fn check_page(peer: &ServerName, body: get_changes::Response) -> Result<Page, String> {
+fn check_page(peer: &ServerName, body: get_changes::Response) -> Result<Page, BadDirectory> {
     if body.users.len() > MAX_PAGE * 2 {
-        return Err(format!("{} users in one page", body.users.len()));
+        return Err(BadDirectory::TooManyUsers(body.users.len()));
     }
-    let next = Some(body.next_batch).filter(|t| !t.is_empty() && t.len() <= 1024).ok_or("bad `next_batch`")?;
+    let next = Some(body.next_batch).filter(|t| !t.is_empty() && t.len() <= 1024).ok_or(BadDirectory::BadNextBatch)?;
     let mut page = Page { upserts: Vec::new(), removals: Vec::new(), next, limited: body.limited };
     for entry in body.users {
         let Some(user_id) = own_user(peer, &entry.user_id)? else { continue };
@@ -231,9 +244,9 @@ fn check_page(peer: &ServerName, body: get_changes::Response) -> Result<Page, St
 }
 
 /// Checks a BWI list whole.
-fn check_bwi_list(peer: &ServerName, body: get_bwi_list::Response) -> Result<Vec<DirectoryUser>, String> {
+fn check_bwi_list(peer: &ServerName, body: get_bwi_list::Response) -> Result<Vec<DirectoryUser>, BadDirectory> {
     if body.results.len() > MAX_BWI_USERS {
-        return Err(format!("{} users, more than kith takes", body.results.len()));
+        return Err(BadDirectory::TooManyUsers(body.results.len()));
     }
     let mut users = Vec::with_capacity(body.results.len());
     for entry in body.results {
@@ -245,8 +258,8 @@ fn check_bwi_list(peer: &ServerName, body: get_bwi_list::Response) -> Result<Vec
 }
 
 /// The user id of an entry, if it is one of the peer's own users (others are dropped).
-fn own_user(peer: &ServerName, user_id: &str) -> Result<Option<String>, String> {
-    let user_id = OwnedUserId::try_from(user_id).map_err(|_| format!("invalid user id {user_id}"))?;
+fn own_user(peer: &ServerName, user_id: &str) -> Result<Option<String>, BadDirectory> {
+    let user_id = OwnedUserId::try_from(user_id).map_err(|_| BadDirectory::InvalidUserId(user_id.to_owned()))?;
     if user_id.server_name() != peer {
         tracing::info!(%peer, %user_id, "dropping a user of another server from a peer's directory");
         return Ok(None);
@@ -254,14 +267,12 @@ fn own_user(peer: &ServerName, user_id: &str) -> Result<Option<String>, String> 
     Ok(Some(user_id.to_string()))
 }
 
-fn checked_user(user_id: String, name: Option<String>, avatar: Option<String>) -> Result<DirectoryUser, String> {
-    let text = |value: Option<String>, max: usize, what: &str| -> Result<Option<String>, String> {
-        match value {
-            Some(text) if text.chars().count() > max || text.contains('\0') => {
-                Err(format!("{what} of {user_id} is not a string of at most {max} characters"))
-            }
-            value => Ok(value),
+fn checked_user(user_id: String, name: Option<String>, avatar: Option<String>) -> Result<DirectoryUser, BadDirectory> {
+    let text = |value: Option<String>, max: usize, what: &'static str| match value {
+        Some(text) if text.chars().count() > max || text.contains('\0') => {
+            Err(BadDirectory::BadText { what, user_id: user_id.clone(), max })
         }
+        value => Ok(value),
     };
     Ok(DirectoryUser {
         displayname: text(name, MAX_NAME_CHARS, "the display name")?,
@@ -277,10 +288,10 @@ mod tests {
     use serde_json::json;
 
     /// A page as the federation client would decode it, then checked.
-    fn check(peer: &ServerName, body: &Value) -> Result<Page, String> {
+    fn check(peer: &ServerName, body: &Value) -> Result<Page, Box<dyn std::error::Error>> {
         let bytes = serde_json::to_vec(body).unwrap();
         let answer = axum::http::Response::new(bytes.as_slice());
-        check_page(peer, get_changes::Response::try_from_http_response(answer).map_err(|e| e.to_string())?)
+        Ok(check_page(peer, get_changes::Response::try_from_http_response(answer)?)?)
     }
 
     #[test]

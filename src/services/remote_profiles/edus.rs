@@ -174,7 +174,7 @@ impl RemoteProfiles {
                 value => profile.insert(field, value),
             };
         }
-        let changed = self.store_profile(user_id, &profile, ProfileSource::Edu).await.map_err(EduRefused::Invalid)?;
+        let changed = self.store_profile(user_id, &profile, ProfileSource::Edu).await?;
         tracing::info!(%origin, %user_id, changed, "profile EDU received");
         if known {
             // Fresher than any fetch still queued.
