@@ -99,9 +99,7 @@ async fn authenticated(
     max_bytes: usize,
 ) -> Result<(OwnedServerName, Bytes), MatrixError> {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, max_bytes).await.map_err(|_| {
-        MatrixError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "Request body too large")
-    })?;
+    let body = axum::body::to_bytes(body, max_bytes).await.map_err(|_| MatrixError::body_too_large())?;
     if !body.is_empty() {
         // A body that is not JSON cannot be verified (one canonical JSON cannot
         // represent is verified as a lenient signer signs it).
