@@ -4,11 +4,17 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use ruma::api::client::config::{
+    get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data,
+};
+use ruma::api::client::receipt::create_receipt;
+use ruma::serde::Raw;
 use ruma::{RoomId, UserId};
 use serde::Deserialize;
+use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Map, Value, json};
 
-use crate::api::extract::{AppState, MatrixJson, OptionalJson, Requester, parse_id};
+use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaResponse, parse_id};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::ephemeral::ReadMarkers;
 use crate::services::sync::{SyncParams, SyncToken};
@@ -84,43 +90,56 @@ pub async fn get_filter(
 pub async fn put_account_data(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((user_id, data_type)): Path<(String, String)>,
-    MatrixJson(content): MatrixJson<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
-    let user_id = own_user(&owner.user_id, &user_id)?;
-    state.account_data.put_from_client(user_id, None, &data_type, &Value::Object(content)).await?;
-    Ok(Json(json!({})))
+    Ruma(request): Ruma<set_global_account_data::v3::Request>,
+) -> ApiResult<RumaResponse<set_global_account_data::v3::Response>> {
+    let user_id = own_user(&owner.user_id, request.user_id.as_str())?;
+    let content = raw_content(request.data.json())?;
+    state.account_data.put_from_client(user_id, None, &request.event_type.to_string(), &content).await?;
+    Ok(set_global_account_data::v3::Response::new().into())
 }
 
 pub async fn get_account_data(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((user_id, data_type)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let user_id = own_user(&owner.user_id, &user_id)?;
-    Ok(Json(state.account_data.get(user_id, None, &data_type).await?))
+    Ruma(request): Ruma<get_global_account_data::v3::Request>,
+) -> ApiResult<RumaResponse<get_global_account_data::v3::Response>> {
+    let user_id = own_user(&owner.user_id, request.user_id.as_str())?;
+    let content = state.account_data.get(user_id, None, &request.event_type.to_string()).await?;
+    Ok(get_global_account_data::v3::Response::new(raw_answer(&content)?).into())
 }
 
 pub async fn put_room_account_data(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((user_id, room_id, data_type)): Path<(String, String, String)>,
-    MatrixJson(content): MatrixJson<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
-    let user_id = own_user(&owner.user_id, &user_id)?;
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    state.account_data.put_from_client(user_id, Some(room_id), &data_type, &Value::Object(content)).await?;
-    Ok(Json(json!({})))
+    Ruma(request): Ruma<set_room_account_data::v3::Request>,
+) -> ApiResult<RumaResponse<set_room_account_data::v3::Response>> {
+    let user_id = own_user(&owner.user_id, request.user_id.as_str())?;
+    let content = raw_content(request.data.json())?;
+    let kind = request.event_type.to_string();
+    state.account_data.put_from_client(user_id, Some(&request.room_id), &kind, &content).await?;
+    Ok(set_room_account_data::v3::Response::new().into())
 }
 
 pub async fn get_room_account_data(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((user_id, room_id, data_type)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    let user_id = own_user(&owner.user_id, &user_id)?;
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    Ok(Json(state.account_data.get(user_id, Some(room_id), &data_type).await?))
+    Ruma(request): Ruma<get_room_account_data::v3::Request>,
+) -> ApiResult<RumaResponse<get_room_account_data::v3::Response>> {
+    let user_id = own_user(&owner.user_id, request.user_id.as_str())?;
+    let kind = request.event_type.to_string();
+    let content = state.account_data.get(user_id, Some(&request.room_id), &kind).await?;
+    Ok(get_room_account_data::v3::Response::new(raw_answer(&content)?).into())
+}
+
+/// Account data content as the client sent it (the extractor checked it is an object).
+fn raw_content(json: &RawValue) -> ApiResult<Value> {
+    serde_json::from_str(json.get()).map_err(|err| MatrixError::bad_json(err.to_string()))
+}
+
+/// Stored content as ruma's raw content of any account data type, serialized as stored.
+fn raw_answer<T>(content: &Value) -> ApiResult<Raw<T>> {
+    let json = to_raw_value(content).map_err(|err| MatrixError::internal("account data content", err))?;
+    Ok(Raw::from_json(json))
 }
 
 #[derive(Deserialize)]
@@ -146,12 +165,11 @@ pub async fn typing(
 pub async fn receipt(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((room_id, receipt_type, event_id)): Path<(String, String, String)>,
-    OptionalJson(_): OptionalJson<Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    state.ephemeral.set_receipt(room_id, &owner.user_id, &receipt_type, &event_id).await?;
-    Ok(Json(json!({})))
+    Ruma(request): Ruma<create_receipt::v3::Request>,
+) -> ApiResult<RumaResponse<create_receipt::v3::Response>> {
+    let kind = request.receipt_type.to_string();
+    state.ephemeral.set_receipt(&request.room_id, &owner.user_id, &kind, request.event_id.as_str()).await?;
+    Ok(create_receipt::v3::Response::new().into())
 }
 
 pub async fn read_markers(
