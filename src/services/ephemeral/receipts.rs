@@ -17,13 +17,10 @@ use crate::store::Receipt;
 const RECEIPT_TYPES: &[&str] = &["m.read", "m.read.private"];
 
 /// The read markers a client sets at once (`/read_markers`).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default)]
 pub struct ReadMarkers {
-    #[serde(rename = "m.fully_read", default)]
     pub fully_read: Option<String>,
-    #[serde(rename = "m.read", default)]
     pub read: Option<String>,
-    #[serde(rename = "m.read.private", default)]
     pub read_private: Option<String>,
 }
 

@@ -1,0 +1,143 @@
+//! Client endpoints whose ruma type refuses or rewrites what Synapse accepts and gives
+//! back; each keeps ruma's path and answer and differs only where its comment says.
+
+/// `POST /user/{userId}/filter`. ruma's `FilterDefinition` drops the fields it does not
+/// know (unstable MSC fields clients send); Synapse stores and gives back the filter as
+/// sent, so the body is kept as a JSON object (checked against ruma's type by the service).
+pub mod create_filter {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::{OwnedUserId, serde::JsonObject};
+
+    metadata! {
+        method: POST,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/user/{user_id}/filter",
+            1.1 => "/_matrix/client/v3/user/{user_id}/filter",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub user_id: OwnedUserId,
+
+        #[ruma_api(body)]
+        pub filter: JsonObject,
+    }
+
+    #[response]
+    pub struct Response {
+        pub filter_id: String,
+    }
+}
+
+/// `GET /user/{userId}/filter/{filterId}`: the filter as it was stored (see
+/// [`create_filter`]).
+pub mod get_filter {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::{OwnedUserId, serde::JsonObject};
+
+    metadata! {
+        method: GET,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/user/{user_id}/filter/{filter_id}",
+            1.1 => "/_matrix/client/v3/user/{user_id}/filter/{filter_id}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub user_id: OwnedUserId,
+
+        #[ruma_api(path)]
+        pub filter_id: String,
+    }
+
+    #[response]
+    pub struct Response {
+        #[ruma_api(body)]
+        pub filter: JsonObject,
+    }
+}
+
+/// `PUT /rooms/{roomId}/typing/{userId}`. ruma's type requires `timeout` with
+/// `typing: true`; Synapse defaults it to 30 seconds, and clients leave it out.
+pub mod create_typing_event {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::{OwnedRoomId, OwnedUserId};
+
+    metadata! {
+        method: PUT,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/rooms/{room_id}/typing/{user_id}",
+            1.1 => "/_matrix/client/v3/rooms/{room_id}/typing/{user_id}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id: OwnedRoomId,
+
+        #[ruma_api(path)]
+        pub user_id: OwnedUserId,
+
+        pub typing: bool,
+
+        /// Milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub timeout: Option<u64>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `POST /rooms/{roomId}/read_markers`. ruma's type parses the event IDs, so an ID that
+/// is not one would be `M_BAD_JSON`; kith answers `M_INVALID_PARAM` for it and
+/// `M_NOT_FOUND` for an ID of no event of the room, checked by the service.
+pub mod set_read_marker {
+    use ruma::OwnedRoomId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: POST,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/rooms/{room_id}/read_markers",
+            1.1 => "/_matrix/client/v3/rooms/{room_id}/read_markers",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id: OwnedRoomId,
+
+        #[serde(rename = "m.fully_read", default, skip_serializing_if = "Option::is_none")]
+        pub fully_read: Option<String>,
+
+        #[serde(rename = "m.read", default, skip_serializing_if = "Option::is_none")]
+        pub read_receipt: Option<String>,
+
+        #[serde(rename = "m.read.private", default, skip_serializing_if = "Option::is_none")]
+        pub private_read_receipt: Option<String>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
