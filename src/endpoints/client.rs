@@ -141,3 +141,65 @@ pub mod set_read_marker {
     #[derive(Default)]
     pub struct Response {}
 }
+
+/// `PUT /directory/room/{roomAlias}`. ruma's type parses the room ID of the body, so one
+/// that is not would be `M_BAD_JSON`; Synapse answers `M_INVALID_PARAM`.
+pub mod create_alias {
+    use ruma::OwnedRoomAliasId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: PUT,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/directory/room/{room_alias}",
+            1.1 => "/_matrix/client/v3/directory/room/{room_alias}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_alias: OwnedRoomAliasId,
+
+        pub room_id: String,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `PUT /directory/list/room/{roomId}`. ruma's type requires `visibility`; Synapse
+/// takes a body without it (or no body) as `public`.
+pub mod set_room_visibility {
+    use ruma::OwnedRoomId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::client::room::Visibility;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: PUT,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/directory/list/room/{room_id}",
+            1.1 => "/_matrix/client/v3/directory/list/room/{room_id}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id: OwnedRoomId,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub visibility: Option<Visibility>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
