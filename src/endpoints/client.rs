@@ -203,3 +203,38 @@ pub mod set_room_visibility {
     #[derive(Default)]
     pub struct Response {}
 }
+
+/// `PUT /profile/{userId}/{keyName}`. ruma's `ProfileFieldValue` refuses
+/// `{"displayname": null}`, which older clients send to clear their name and Synapse
+/// accepts; the body is kept as an object holding the one field the path names.
+pub mod set_profile_field {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::{OwnedUserId, serde::JsonObject};
+
+    metadata! {
+        method: PUT,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/profile/{user_id}/{field}",
+            1.1 => "/_matrix/client/v3/profile/{user_id}/{field}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub user_id: OwnedUserId,
+
+        #[ruma_api(path)]
+        pub field: String,
+
+        #[ruma_api(body)]
+        pub body: JsonObject,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
