@@ -138,16 +138,6 @@ async fn state_event_content(
     Ok(get_state_event_for_key::v3::Response::new(content).into())
 }
 
-#[derive(Deserialize)]
-pub struct MembersQuery {
-    #[serde(default)]
-    at: Option<String>,
-    #[serde(default)]
-    membership: Option<String>,
-    #[serde(default)]
-    not_membership: Option<String>,
-}
-
 /// A member list of a room joined with a partial state waits this long for the resync
 /// (then answers with what is known).
 const MEMBERS_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
@@ -155,24 +145,23 @@ const MEMBERS_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
 pub async fn members(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(room_id): Path<String>,
-    Query(query): Query<MembersQuery>,
+    Ruma(request): Ruma<get_member_events::v3::Request>,
 ) -> ApiResult<RumaResponse<get_member_events::v3::Response>> {
-    state.rooms.wait_for_full_state(&room_id, MEMBERS_WAIT).await?;
-    let mut room_state = state.rooms.visible_state(&room_id, owner.user_id.as_str()).await?;
-    if let Some(at) = &query.at {
-        let until = state.rooms.visible_until(&room_id, owner.user_id.as_str()).await?;
-        let position = parse_token(at)?.min(until);
-        room_state = state.rooms.state_at(&room_id, position).await?;
+    let (room_id, user_id) = (request.room_id.as_str(), owner.user_id.as_str());
+    state.rooms.wait_for_full_state(room_id, MEMBERS_WAIT).await?;
+    let mut room_state = state.rooms.visible_state(room_id, user_id).await?;
+    if let Some(at) = &request.at {
+        let until = state.rooms.visible_until(room_id, user_id).await?;
+        room_state = state.rooms.state_at(room_id, parse_token(at)?.min(until)).await?;
     }
     room_state.retain(|(event_type, _), _| event_type == "m.room.member");
     let events = state.rooms.state_events(&room_state).await?;
+    let (only, not) = (request.membership.as_ref(), request.not_membership.as_ref());
     let chunk = events
         .iter()
         .filter(|event| {
             let membership = event.json["content"]["membership"].as_str().unwrap_or_default();
-            query.membership.as_deref().is_none_or(|m| m == membership)
-                && query.not_membership.as_deref().is_none_or(|m| m != membership)
+            only.is_none_or(|m| m.as_str() == membership) && not.is_none_or(|m| m.as_str() != membership)
         })
         .map(raw_client_event)
         .collect::<ApiResult<_>>()?;
