@@ -50,6 +50,22 @@ impl MatrixError {
         Self::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", message)
     }
 
+    /// `M_TOO_LARGE` for a body, an upload or an event past its limit (413).
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", message)
+    }
+
+    /// A request body past the listener's or the endpoint's limit.
+    pub fn body_too_large() -> Self {
+        Self::too_large("Request body too large")
+    }
+
+    /// `M_TOO_LARGE` for one field of an otherwise readable request: 400, as Synapse
+    /// answers for long device names, filters and key backup uploads.
+    pub fn field_too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "M_TOO_LARGE", message)
+    }
+
     pub fn unrecognized(status: StatusCode) -> Self {
         Self::new(status, "M_UNRECOGNIZED", "Unrecognized request")
     }

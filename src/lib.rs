@@ -3,6 +3,7 @@
 pub mod api;
 pub mod config;
 pub mod directory_cli;
+pub mod endpoints;
 pub mod error;
 pub mod generate;
 pub mod server;

@@ -55,7 +55,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, MatrixError> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            MatrixError::new(StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "Request body too large")
+            MatrixError::body_too_large()
         } else {
             MatrixError::not_json(format!("Could not read the request body: {rejection}"))
         }

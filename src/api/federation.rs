@@ -6,16 +6,17 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::routing::{get, post, put};
-use ruma::api::IncomingRequest;
 use ruma::api::error::FromHttpRequestError;
 use ruma::api::federation::discovery::get_server_version;
 use ruma::api::federation::query::get_profile_information;
+use ruma::api::path_builder::SinglePath;
+use ruma::api::{IncomingRequest, Metadata};
 use ruma::{OwnedServerName, UserId};
 use serde_json::Value;
 
 use super::extract::{AppState, RumaResponse};
+use crate::endpoints::federated_directory::{get_bwi_list, get_changes, search};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federated_directory::serve;
 use crate::services::federation::inbound::rate_limit::Turn;
 
 mod devices;
@@ -34,9 +35,9 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{V1}/user/devices/{{user_id}}"), get(devices::user_devices))
         .route(&format!("{V1}/query/directory"), get(directory::query_alias))
         .route(&format!("{V1}/publicRooms"), get(directory::public_rooms).post(directory::public_rooms))
-        .route(serve::CHANGES_PATH, get(directory::user_directory_changes))
-        .route(serve::BWI_PATH, get(directory::user_directory_list))
-        .route(serve::MSC4258_PATH, post(directory::user_directory_search))
+        .route(path_of::<get_changes::Request>(), get(directory::user_directory_changes))
+        .route(path_of::<get_bwi_list::Request>(), get(directory::user_directory_list))
+        .route(path_of::<search::Request>(), post(directory::user_directory_search))
         .route(&format!("{V1}/media/download/{{media_id}}"), get(media::download))
         .route(&format!("{V1}/media/thumbnail/{{media_id}}"), get(media::thumbnail))
         .route(&format!("{V1}/openid/userinfo"), get(super::client::openid::userinfo))
@@ -98,9 +99,7 @@ async fn authenticated(
     max_bytes: usize,
 ) -> Result<(OwnedServerName, Bytes), MatrixError> {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, max_bytes).await.map_err(|_| {
-        MatrixError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "Request body too large")
-    })?;
+    let body = axum::body::to_bytes(body, max_bytes).await.map_err(|_| MatrixError::body_too_large())?;
     if !body.is_empty() {
         // A body that is not JSON cannot be verified (one canonical JSON cannot
         // represent is verified as a lenient signer signs it).
@@ -160,4 +159,9 @@ async fn query_profile(
     let mut answer = get_profile_information::v1::Response::new();
     answer.data = profile.into_iter().collect();
     Ok(answer.into())
+}
+
+/// The path of an endpoint defined with ruma's macros, for the router.
+fn path_of<R: Metadata<PathBuilder = SinglePath>>() -> &'static str {
+    R::PATH_BUILDER.path()
 }

@@ -3,15 +3,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use futures_util::StreamExt;
+use ruma::api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys};
 use ruma::{OwnedServerName, ServerName};
-use serde_json::{Value, json};
+use serde::Deserialize;
 
-use super::extract::{AppState, MatrixJson};
+use super::extract::{AppState, MatrixJson, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
 
 /// Servers one `POST /_matrix/key/v2/query` may ask about.
@@ -28,10 +28,10 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/key/v2/query/{server_name}/{key_id}", get(query_keys_by_id))
 }
 
-async fn server_keys(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+async fn server_keys(State(state): State<AppState>) -> ApiResult<RumaResponse<get_server_keys::v2::Response>> {
     let body =
-        state.server_keys.server_key_response().map_err(|err| MatrixError::internal("signing key response", err))?;
-    Ok(Json(body))
+        state.server_keys.signed_key_response().map_err(|err| MatrixError::internal("signing key response", err))?;
+    Ok(get_server_keys::v2::Response::new(body).into())
 }
 
 /// What one server is asked about: key ids (none means all) and the latest
@@ -42,13 +42,22 @@ struct Criteria {
     minimum_valid_until_ts: Option<u64>,
 }
 
+/// Not ruma's request: ruma's takes only well-formed key ids (`algorithm:version`), and
+/// Synapse answers a query about any key id; server names are checked one by one so a
+/// bad one is `M_INVALID_PARAM`.
+#[derive(Debug, Deserialize)]
+struct BatchQuery {
+    server_keys: BTreeMap<String, BTreeMap<String, KeyCriteria>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyCriteria {
+    minimum_valid_until_ts: Option<u64>,
+}
+
 /// `POST /query` body: `{"server_keys": {server: {key_id: {"minimum_valid_until_ts": n}}}}`.
-fn parse_batch(body: &Value) -> Result<BTreeMap<OwnedServerName, Criteria>, MatrixError> {
-    let servers = body
-        .get("server_keys")
-        .ok_or_else(|| MatrixError::missing_param("server_keys is required"))?
-        .as_object()
-        .ok_or_else(|| MatrixError::bad_json("server_keys must be an object"))?;
+fn parse_batch(body: BatchQuery) -> Result<BTreeMap<OwnedServerName, Criteria>, MatrixError> {
+    let servers = body.server_keys;
     if servers.len() > MAX_NOTARY_QUERY_SERVERS {
         return Err(MatrixError::invalid_param(format!("At most {MAX_NOTARY_QUERY_SERVERS} servers per query")));
     }
@@ -56,22 +65,12 @@ fn parse_batch(body: &Value) -> Result<BTreeMap<OwnedServerName, Criteria>, Matr
     for (server, keys) in servers {
         let server = OwnedServerName::try_from(server.as_str())
             .map_err(|_| MatrixError::invalid_param(format!("Invalid server name: {server}")))?;
-        let keys =
-            keys.as_object().ok_or_else(|| MatrixError::bad_json(format!("server_keys.{server} must be an object")))?;
         let mut criteria = Criteria::default();
         for (key_id, key_criteria) in keys {
-            let key_criteria = key_criteria
-                .as_object()
-                .ok_or_else(|| MatrixError::bad_json(format!("server_keys.{server}.{key_id} must be an object")))?;
-            if let Some(minimum) = key_criteria.get("minimum_valid_until_ts") {
-                let minimum = minimum.as_u64().ok_or_else(|| {
-                    MatrixError::bad_json(format!(
-                        "server_keys.{server}.{key_id}.minimum_valid_until_ts must be a non-negative integer"
-                    ))
-                })?;
+            if let Some(minimum) = key_criteria.minimum_valid_until_ts {
                 criteria.minimum_valid_until_ts = Some(criteria.minimum_valid_until_ts.unwrap_or(0).max(minimum));
             }
-            criteria.key_ids.push(key_id.clone());
+            criteria.key_ids.push(key_id);
         }
         parsed.insert(server, criteria);
     }
@@ -81,11 +80,11 @@ fn parse_batch(body: &Value) -> Result<BTreeMap<OwnedServerName, Criteria>, Matr
 /// `POST /_matrix/key/v2/query`: several servers' keys at once.
 async fn query_keys_batch(
     State(state): State<AppState>,
-    MatrixJson(body): MatrixJson<Value>,
-) -> ApiResult<Json<Value>> {
-    let servers = parse_batch(&body)?;
+    MatrixJson(body): MatrixJson<BatchQuery>,
+) -> ApiResult<RumaResponse<get_remote_server_keys_batch::v2::Response>> {
+    let servers = parse_batch(body)?;
     let federation = &state.remote_keys;
-    let responses: Vec<Vec<Value>> = futures_util::stream::iter(servers)
+    let responses: Vec<Vec<_>> = futures_util::stream::iter(servers)
         .map(|(server, criteria)| async move {
             let key_ids: Vec<&str> = criteria.key_ids.iter().map(String::as_str).collect();
             federation.notary_query(&server, &key_ids, criteria.minimum_valid_until_ts).await
@@ -93,14 +92,14 @@ async fn query_keys_batch(
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    Ok(Json(json!({ "server_keys": responses.into_iter().flatten().collect::<Vec<_>>() })))
+    Ok(get_remote_server_keys_batch::v2::Response::new(responses.into_iter().flatten().collect()).into())
 }
 
 async fn query_keys_by_id(
     State(state): State<AppState>,
     Path((server_name, key_id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_remote_server_keys::v2::Response>> {
     notary_answer(&state, &server_name, &[key_id.as_str()], &query).await
 }
 
@@ -110,16 +109,18 @@ async fn query_keys(
     State(state): State<AppState>,
     Path(server_name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_remote_server_keys::v2::Response>> {
     notary_answer(&state, &server_name, &[], &query).await
 }
 
+/// Not ruma's request: ruma's has no `{key_id}` form (deprecated, still served) and
+/// reads a `minimum_valid_until_ts` that does not parse as `M_BAD_JSON`.
 async fn notary_answer(
     state: &AppState,
     server_name: &str,
     key_ids: &[&str],
     query: &HashMap<String, String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_remote_server_keys::v2::Response>> {
     let server = <&ServerName>::try_from(server_name)
         .map_err(|_| MatrixError::invalid_param(format!("Invalid server name: {server_name}")))?;
     let minimum = match query.get("minimum_valid_until_ts") {
@@ -131,16 +132,22 @@ async fn notary_answer(
         None => None,
     };
     let responses = state.remote_keys.notary_query(server, key_ids, minimum).await;
-    Ok(Json(json!({ "server_keys": responses })))
+    Ok(get_remote_server_keys::v2::Response::new(responses).into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    fn parse(body: Value) -> Result<BTreeMap<OwnedServerName, Criteria>, MatrixError> {
+        let body = serde_json::to_vec(&body).unwrap();
+        parse_batch(crate::api::extract::parse_json_object(&body)?)
+    }
 
     #[test]
     fn batch_queries_are_parsed_and_bounded() {
-        let parsed = parse_batch(&json!({ "server_keys": {
+        let parsed = parse(json!({ "server_keys": {
             "a.org": {},
             "b.org:8448": { "ed25519:1": {}, "ed25519:2": { "minimum_valid_until_ts": 5 } },
         }}))
@@ -149,7 +156,7 @@ mod tests {
         let b = &parsed[<&ServerName>::try_from("b.org:8448").unwrap()];
         assert_eq!((b.key_ids.len(), b.minimum_valid_until_ts), (2, Some(5)));
 
-        let errcode = |body: Value| parse_batch(&body).unwrap_err().errcode;
+        let errcode = |body: Value| parse(body).unwrap_err().errcode;
         assert_eq!(errcode(json!({})), "M_MISSING_PARAM");
         assert_eq!(errcode(json!({ "server_keys": [] })), "M_BAD_JSON");
         assert_eq!(errcode(json!({ "server_keys": { "not a server": {} } })), "M_INVALID_PARAM");

@@ -110,11 +110,10 @@ fn checked_upload(state: &AppState, headers: &HeaderMap) -> ApiResult<String> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > state.media.max_upload_size()) {
-        return Err(MatrixError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "M_TOO_LARGE",
-            format!("Media is larger than this server's limit of {} bytes", state.media.max_upload_size()),
-        ));
+        return Err(MatrixError::too_large(format!(
+            "Media is larger than this server's limit of {} bytes",
+            state.media.max_upload_size()
+        )));
     }
     Ok(upload_content_type(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())))
 }

@@ -89,7 +89,7 @@ async fn matrix_errors_only(response: axum::response::Response) -> axum::respons
     }
     let error = match status {
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => MatrixError::unrecognized(status),
-        StatusCode::PAYLOAD_TOO_LARGE => MatrixError::new(status, "M_TOO_LARGE", "Request body too large"),
+        StatusCode::PAYLOAD_TOO_LARGE => MatrixError::body_too_large(),
         status if status.is_client_error() => MatrixError::new(status, "M_INVALID_PARAM", "Invalid request parameters"),
         status => MatrixError::new(status, "M_UNKNOWN", "Internal server error"),
     };

@@ -59,6 +59,7 @@ use federated_directory::pull::PeerSync;
 use federation::FederationClient;
 use federation::history::History;
 use federation::inbound::Inbound;
+use federation::inbound::edus::EduHandlers;
 use federation::sender::Sender;
 use joins::Joins;
 use joins::resync::PartialStateResync;
@@ -291,18 +292,19 @@ impl Services {
             keys.clone(),
             to_device.clone(),
         ));
+        let mut edu_handlers = EduHandlers::default();
+        ephemeral.register_edus(&mut edu_handlers);
+        keys.register_edus(&mut edu_handlers);
+        to_device.register_edus(&mut edu_handlers);
+        remote_profiles::edus::register_edus(&mut edu_handlers, remote_profiles.clone(), federated_directory.clone());
         let inbound = Arc::new(Inbound::new(
             store.clone(),
             server_name.clone(),
             client.clone(),
             remote_keys.clone(),
             rooms.clone(),
-            ephemeral.clone(),
-            remote_profiles.clone(),
-            federated_directory.clone(),
             health.clone(),
-            keys.clone(),
-            to_device.clone(),
+            edu_handlers,
             config.rc_federation,
         ));
         let history = Arc::new(History::new(store.clone(), server_name.clone(), rooms.clone()));

@@ -1,14 +1,12 @@
 //! `GET /profile/{userId}` and `GET/PUT/DELETE /profile/{userId}/{keyName}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use ruma::api::client::profile::{
-    ProfileFieldValue, delete_profile_field, get_profile, get_profile_field, set_profile_field,
-};
-use ruma::{OwnedUserId, UserId};
-use serde_json::{Map, Value};
+use ruma::UserId;
+use ruma::api::client::profile::{ProfileFieldValue, delete_profile_field, get_profile, get_profile_field};
 
-use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaResponse, parse_id};
+use crate::api::extract::{AppState, Requester, Ruma, RumaResponse};
+use crate::endpoints::client::set_profile_field;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::accounts::AuthenticatedUser;
 
@@ -35,23 +33,19 @@ pub async fn get_field(
     Ok(get_profile_field::v3::Response::new(value).into())
 }
 
-/// Not ruma's request: ruma's `ProfileFieldValue` refuses `{"displayname": null}`, which
-/// older clients send to clear their name and Synapse accepts; the body is the one field
-/// the path names.
 pub async fn set_field(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((user_id, key)): Path<(String, String)>,
-    MatrixJson(mut body): MatrixJson<Map<String, Value>>,
-) -> ApiResult<RumaResponse<set_profile_field::v3::Response>> {
-    let user_id: OwnedUserId = parse_id(user_id.as_str(), "user ID")?;
-    authorise_change(&state, &owner, &user_id).await?;
+    Ruma(mut request): Ruma<set_profile_field::Request>,
+) -> ApiResult<RumaResponse<set_profile_field::Response>> {
+    authorise_change(&state, &owner, &request.user_id).await?;
     state.limits.profile.check_requester(&owner)?;
-    let value = body.remove(&key).ok_or_else(|| MatrixError::missing_param(format!("Missing key '{key}'")))?;
+    let key = request.field;
+    let value = request.body.remove(&key).ok_or_else(|| MatrixError::missing_param(format!("Missing key '{key}'")))?;
     // A null value clears the field, as older clients do for `displayname`.
     let value = (!value.is_null()).then_some(value);
-    state.profiles.set_field(&user_id, &key, value).await?;
-    Ok(set_profile_field::v3::Response::new().into())
+    state.profiles.set_field(&request.user_id, &key, value).await?;
+    Ok(set_profile_field::Response {}.into())
 }
 
 pub async fn delete_field(

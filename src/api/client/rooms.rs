@@ -10,7 +10,7 @@ use ruma::{OwnedRoomId, RoomId};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::api::extract::{AppState, MatrixJson, Requester, RumaResponse, parse_id};
+use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaResponse, parse_id};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::NewEvent;
 use crate::services::rooms::create::{CreateRoom, CreateRoomRequest};
@@ -101,9 +101,9 @@ async fn send_state(
 pub async fn get_state(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(room_id): Path<String>,
+    Ruma(request): Ruma<get_state_events::v3::Request>,
 ) -> ApiResult<RumaResponse<get_state_events::v3::Response>> {
-    let room_state = state.rooms.visible_state(&room_id, owner.user_id.as_str()).await?;
+    let room_state = state.rooms.visible_state(request.room_id.as_str(), owner.user_id.as_str()).await?;
     let events = state.rooms.state_events(&room_state).await?;
     let events = events.iter().map(raw_client_event).collect::<ApiResult<_>>()?;
     Ok(get_state_events::v3::Response::new(events).into())
@@ -142,16 +142,6 @@ async fn state_event_content(
     Ok(get_state_event_for_key::v3::Response::new(content).into())
 }
 
-#[derive(Deserialize)]
-pub struct MembersQuery {
-    #[serde(default)]
-    at: Option<String>,
-    #[serde(default)]
-    membership: Option<String>,
-    #[serde(default)]
-    not_membership: Option<String>,
-}
-
 /// A member list of a room joined with a partial state waits this long for the resync
 /// (then answers with what is known).
 const MEMBERS_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
@@ -159,24 +149,23 @@ const MEMBERS_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
 pub async fn members(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(room_id): Path<String>,
-    Query(query): Query<MembersQuery>,
+    Ruma(request): Ruma<get_member_events::v3::Request>,
 ) -> ApiResult<RumaResponse<get_member_events::v3::Response>> {
-    state.rooms.wait_for_full_state(&room_id, MEMBERS_WAIT).await?;
-    let mut room_state = state.rooms.visible_state(&room_id, owner.user_id.as_str()).await?;
-    if let Some(at) = &query.at {
-        let until = state.rooms.visible_until(&room_id, owner.user_id.as_str()).await?;
-        let position = parse_token(at)?.min(until);
-        room_state = state.rooms.state_at(&room_id, position).await?;
+    let (room_id, user_id) = (request.room_id.as_str(), owner.user_id.as_str());
+    state.rooms.wait_for_full_state(room_id, MEMBERS_WAIT).await?;
+    let mut room_state = state.rooms.visible_state(room_id, user_id).await?;
+    if let Some(at) = &request.at {
+        let until = state.rooms.visible_until(room_id, user_id).await?;
+        room_state = state.rooms.state_at(room_id, parse_token(at)?.min(until)).await?;
     }
     room_state.retain(|(event_type, _), _| event_type == "m.room.member");
     let events = state.rooms.state_events(&room_state).await?;
+    let (only, not) = (request.membership.as_ref(), request.not_membership.as_ref());
     let chunk = events
         .iter()
         .filter(|event| {
             let membership = event.json["content"]["membership"].as_str().unwrap_or_default();
-            query.membership.as_deref().is_none_or(|m| m == membership)
-                && query.not_membership.as_deref().is_none_or(|m| m != membership)
+            only.is_none_or(|m| m.as_str() == membership) && not.is_none_or(|m| m.as_str() != membership)
         })
         .map(raw_client_event)
         .collect::<ApiResult<_>>()?;
@@ -186,17 +175,17 @@ pub async fn members(
 pub async fn joined_members(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(room_id): Path<String>,
+    Ruma(request): Ruma<joined_members::v3::Request>,
 ) -> ApiResult<RumaResponse<joined_members::v3::Response>> {
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    state.rooms.wait_for_full_state(room_id.as_str(), MEMBERS_WAIT).await?;
-    let joined = state.rooms.joined_members(room_id, &owner.user_id).await?;
+    state.rooms.wait_for_full_state(request.room_id.as_str(), MEMBERS_WAIT).await?;
+    let joined = state.rooms.joined_members(&request.room_id, &owner.user_id).await?;
     Ok(joined_members::v3::Response::new(joined).into())
 }
 
 pub async fn joined_rooms(
     State(state): State<AppState>,
     Requester(owner): Requester,
+    Ruma(_): Ruma<joined_rooms::v3::Request>,
 ) -> ApiResult<RumaResponse<joined_rooms::v3::Response>> {
     let rooms = state.rooms.joined_rooms(&owner.user_id).await?;
     Ok(joined_rooms::v3::Response::new(rooms.into_iter().filter_map(|id| OwnedRoomId::try_from(id).ok()).collect())
@@ -295,20 +284,13 @@ pub async fn redact(
     Ok(redact_event::v3::Response::new(stored_id(redaction_id)?).into())
 }
 
-#[derive(Deserialize)]
-pub struct UpgradeRequest {
-    new_version: Option<String>,
-}
-
 /// `POST /rooms/{roomId}/upgrade`.
 pub async fn upgrade(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(room_id): Path<String>,
-    MatrixJson(request): MatrixJson<UpgradeRequest>,
+    Ruma(request): Ruma<upgrade_room::v3::Request>,
 ) -> ApiResult<RumaResponse<upgrade_room::v3::Response>> {
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    let new_version = request.new_version.ok_or_else(|| MatrixError::missing_param("new_version is required"))?;
+    let (room_id, new_version) = (request.room_id, request.new_version.to_string());
     if !crate::config::SUPPORTED_ROOM_VERSIONS.contains(&new_version.as_str()) {
         return Err(MatrixError::new(
             axum::http::StatusCode::BAD_REQUEST,

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::extract::{Query, State};
 use serde_json::Value;
 
@@ -12,6 +11,7 @@ use ruma::api::federation::query::get_room_information;
 
 use super::Signed;
 use crate::api::extract::{AppState, RumaResponse};
+use crate::endpoints::federated_directory::{get_bwi_list, get_changes, search};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::room_directory::PublicRoomsPage;
 
@@ -54,20 +54,26 @@ pub async fn user_directory_changes(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<get_changes::Response>> {
     let limit = query.get("limit").map(|l| l.parse::<usize>()).transpose();
     let limit = limit.map_err(|_| MatrixError::invalid_param("limit must be a non-negative integer"))?;
     let since = query.get("since").map(String::as_str);
-    Ok(Json(state.federated_directory.serve_changes(&signed.origin, since, limit).await?))
+    Ok(state.federated_directory.serve_changes(&signed.origin, since, limit).await?.into())
 }
 
 /// `GET …/de.bwi.federated_user_dir/user_directory/search`: BWI's full list.
-pub async fn user_directory_list(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
-    Ok(Json(state.federated_directory.serve_bwi_list(&signed.origin).await?))
+pub async fn user_directory_list(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<RumaResponse<get_bwi_list::Response>> {
+    Ok(state.federated_directory.serve_bwi_list(&signed.origin).await?.into())
 }
 
 /// `POST …/org.matrix.msc4258/user_directory/search`: a peer's live search.
-pub async fn user_directory_search(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+pub async fn user_directory_search(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<RumaResponse<search::Response>> {
     let search = serde_json::from_value(signed.json()?).map_err(|e| MatrixError::bad_json(e.to_string()))?;
-    Ok(Json(state.federated_directory.serve_search(&signed.origin, search).await?))
+    Ok(state.federated_directory.serve_search(&signed.origin, search).await?.into())
 }

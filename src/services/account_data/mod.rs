@@ -209,7 +209,7 @@ fn check_visibility(content: &Value) -> ApiResult<()> {
 /// timeline filter kith can apply, and of a bounded size.
 pub fn check_filter(filter: &Value) -> ApiResult<()> {
     if filter.to_string().len() > MAX_FILTER_BYTES {
-        return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_TOO_LARGE", "The filter is too large"));
+        return Err(MatrixError::field_too_large("The filter is too large"));
     }
     crate::validation::check_json_text(filter)?;
     serde_json::from_value::<FilterDefinition>(filter.clone())

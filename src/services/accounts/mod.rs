@@ -367,11 +367,9 @@ fn check_device(device_id: Option<&DeviceId>, display_name: Option<&str>) -> Api
         return Err(MatrixError::invalid_param("device_id must be 1 to 255 characters"));
     }
     if display_name.is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME_CHARS) {
-        return Err(MatrixError::new(
-            StatusCode::BAD_REQUEST,
-            "M_TOO_LARGE",
-            format!("The device display name is longer than {MAX_DISPLAY_NAME_CHARS} characters"),
-        ));
+        return Err(MatrixError::field_too_large(format!(
+            "The device display name is longer than {MAX_DISPLAY_NAME_CHARS} characters"
+        )));
     }
     Ok(())
 }

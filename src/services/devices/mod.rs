@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use ruma::api::client::device::Device;
 use ruma::{DeviceId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, UInt, UserId};
 
@@ -43,11 +42,9 @@ impl Devices {
     /// `PUT /devices/{id}`: only the display name can change; null clears it.
     pub async fn rename(&self, user_id: &UserId, device_id: &DeviceId, name: Option<&str>) -> ApiResult<()> {
         if name.is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME_CHARS) {
-            return Err(MatrixError::new(
-                StatusCode::BAD_REQUEST,
-                "M_TOO_LARGE",
-                format!("The device display name is longer than {MAX_DISPLAY_NAME_CHARS} characters"),
-            ));
+            return Err(MatrixError::field_too_large(format!(
+                "The device display name is longer than {MAX_DISPLAY_NAME_CHARS} characters"
+            )));
         }
         if !self.store.rename_device(user_id.as_str(), device_id.as_str(), name).await? {
             return Err(not_found());

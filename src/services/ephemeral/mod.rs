@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use ruma::api::federation::transactions::edu::TypingContent;
+use ruma::api::federation::transactions::edu::{Edu, ReceiptContent, TypingContent};
 use ruma::{RoomId, ServerName, UserId};
-use serde_json::json;
 use tokio::sync::watch;
 
 use super::account_data::AccountData;
 use super::federation::sender::Sender;
 use super::workers::{Shutdown, Worker};
 use crate::error::{ApiResult, MatrixError};
+use crate::services::federation::inbound::edus::{EduHandlers, EduResult};
 use crate::store::Store;
 use typing::Typing;
 
@@ -81,15 +81,26 @@ impl Ephemeral {
     ) -> ApiResult<()> {
         self.require_joined(room_id, user_id).await?;
         self.typing.set(room_id.as_str(), user_id.as_str(), typing, timeout);
-        let edu = json!({
-            "edu_type": "m.typing",
-            "content": { "room_id": room_id, "user_id": user_id, "typing": typing },
+        let edu = Edu::Typing(TypingContent::new(room_id.to_owned(), user_id.to_owned(), typing));
+        self.sender.send_edu_to_room(room_id, format!("m.typing {room_id} {user_id}"), edu.into()).await
+    }
+
+    /// Registers the handlers of `m.typing` and `m.receipt`.
+    pub fn register_edus(self: &Arc<Self>, edus: &mut EduHandlers) {
+        let ephemeral = self.clone();
+        edus.register("m.typing", move |origin, typing: TypingContent| {
+            let ephemeral = ephemeral.clone();
+            async move { ephemeral.receive_remote_typing(&origin, typing).await }
         });
-        self.sender.send_edu_to_room(room_id, format!("m.typing {room_id} {user_id}"), edu).await
+        let ephemeral = self.clone();
+        edus.register("m.receipt", move |origin, receipts: ReceiptContent| {
+            let ephemeral = ephemeral.clone();
+            async move { ephemeral.receive_remote_receipts(&origin, receipts).await }
+        });
     }
 
     /// `m.typing` from another server.
-    pub async fn receive_remote_typing(&self, origin: &ServerName, typing: TypingContent) -> Result<(), String> {
+    pub async fn receive_remote_typing(&self, origin: &ServerName, typing: TypingContent) -> EduResult {
         self.require_remote_member(origin, &typing.room_id, &typing.user_id).await?;
         self.typing.set(typing.room_id.as_str(), typing.user_id.as_str(), typing.typing, REMOTE_TYPING_TIMEOUT);
         Ok(())

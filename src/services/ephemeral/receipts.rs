@@ -1,25 +1,26 @@
 //! Read receipts and read markers: set by local users (`m.read` goes to the room's
 //! servers as an EDU), received from other servers for their users.
 
-use ruma::api::federation::transactions::edu::ReceiptContent;
-use ruma::{EventId, RoomId, ServerName, UserId};
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use ruma::api::federation::transactions::edu::{Edu, ReceiptContent, ReceiptData, ReceiptMap};
+use ruma::events::fully_read::FullyReadEventContent;
+use ruma::events::receipt::Receipt as EventReceipt;
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName, UserId};
 
 use super::Ephemeral;
 use crate::error::{ApiResult, MatrixError};
+use crate::services::federation::inbound::edus::{EduRefused, EduResult};
 use crate::store::Receipt;
 
 /// Receipt types a client may set; only `m.read` goes to other servers.
 const RECEIPT_TYPES: &[&str] = &["m.read", "m.read.private"];
 
 /// The read markers a client sets at once (`/read_markers`).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default)]
 pub struct ReadMarkers {
-    #[serde(rename = "m.fully_read", default)]
     pub fully_read: Option<String>,
-    #[serde(rename = "m.read", default)]
     pub read: Option<String>,
-    #[serde(rename = "m.read.private", default)]
     pub read_private: Option<String>,
 }
 
@@ -55,9 +56,11 @@ impl Ephemeral {
         self.store.put_receipt(room_id.as_str(), user_id.as_str(), kind, event_id).await?;
         self.receipts_changed.send_modify(|serial| *serial += 1);
         if kind == "m.read" {
-            let receipt = json!({ "event_ids": [event_id], "data": { "ts": crate::store::now_ms() } });
-            let edu = json!({ "edu_type": "m.receipt", "content": { room_id: { "m.read": { user_id: receipt } } } });
-            self.sender.send_edu_to_room(room_id, format!("m.receipt {room_id} {user_id}"), edu).await?;
+            let event_id = parse_event_id(event_id)?;
+            let receipt = ReceiptData::new(EventReceipt::new(MilliSecondsSinceUnixEpoch::now()), vec![event_id]);
+            let read = ReceiptMap::new(BTreeMap::from([(user_id.to_owned(), receipt)]));
+            let edu = Edu::Receipt(ReceiptContent::new(BTreeMap::from([(room_id.to_owned(), read)])));
+            self.sender.send_edu_to_room(room_id, format!("m.receipt {room_id} {user_id}"), edu.into()).await?;
         }
         Ok(())
     }
@@ -65,7 +68,8 @@ impl Ephemeral {
     async fn set_fully_read(&self, room_id: &RoomId, user_id: &UserId, event_id: &str) -> ApiResult<()> {
         self.require_joined(room_id, user_id).await?;
         self.require_event_of(room_id, event_id).await?;
-        let content = json!({ "event_id": event_id });
+        let content = FullyReadEventContent::new(parse_event_id(event_id)?);
+        let content = serde_json::to_value(content).map_err(|e| MatrixError::internal("a fully read marker", e))?;
         self.account_data.put(user_id, Some(room_id), "m.fully_read", &content).await
     }
 
@@ -87,14 +91,14 @@ impl Ephemeral {
 
     /// `m.receipt` from another server: read receipts of its users in rooms they are in,
     /// for events this server has.
-    pub async fn receive_remote_receipts(&self, origin: &ServerName, content: ReceiptContent) -> Result<(), String> {
+    pub async fn receive_remote_receipts(&self, origin: &ServerName, content: ReceiptContent) -> EduResult {
         for (room_id, receipts) in &content.receipts {
             for (user_id, receipt) in &receipts.read {
                 if self.require_remote_member(origin, room_id, user_id).await.is_err() {
                     continue;
                 }
                 let Some(event_id) = receipt.event_ids.first() else { continue };
-                self.store_remote_receipt(room_id, user_id, event_id).await.map_err(|e| e.to_string())?;
+                self.store_remote_receipt(room_id, user_id, event_id).await?;
             }
         }
         Ok(())
@@ -116,22 +120,24 @@ impl Ephemeral {
         origin: &ServerName,
         room_id: &RoomId,
         user_id: &UserId,
-    ) -> Result<(), String> {
-        if user_id.server_name() != origin {
-            return Err(format!("{origin} cannot speak for {user_id}"));
-        }
-        let membership = self.store.membership(room_id.as_str(), user_id.as_str()).await.map_err(|e| e.to_string())?;
+    ) -> EduResult {
+        EduRefused::unless_own_user(origin, user_id)?;
+        let membership = self.store.membership(room_id.as_str(), user_id.as_str()).await?;
         if membership.is_some_and(|m| m.membership == "join") {
             return Ok(());
         }
         // While a room's state is partial its members are unknown; as Synapse does, the
         // servers in the room stand in for them, so nothing is lost during the resync.
-        let partial = self.store.partial_state_room(room_id.as_str()).await.map_err(|e| e.to_string())?;
+        let partial = self.store.partial_state_room(room_id.as_str()).await?;
         if partial
             .is_some_and(|room| room.joined_via == origin.as_str() || room.servers.iter().any(|s| s == origin.as_str()))
         {
             return Ok(());
         }
-        Err(format!("{user_id} is not joined to {room_id}"))
+        Err(EduRefused::NotJoined { user_id: user_id.to_owned(), room_id: room_id.to_owned() })
     }
+}
+
+fn parse_event_id(event_id: &str) -> ApiResult<OwnedEventId> {
+    event_id.try_into().map_err(|_| MatrixError::invalid_param(format!("Invalid event ID: {event_id}")))
 }

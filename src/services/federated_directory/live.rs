@@ -8,12 +8,11 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::Method;
 use ruma::{OwnedServerName, ServerName, UserId};
-use serde_json::{Value, json};
 
 use super::FederatedDirectory;
-use super::serve::{MAX_SEARCH_LIMIT, MIN_TERM_CHARS, MSC4258_PATH};
+use super::serve::{MAX_SEARCH_LIMIT, MIN_TERM_CHARS};
+use crate::endpoints::federated_directory::search;
 use crate::services::bounded::BoundedMap;
 use crate::services::directory::index::{DirectoryIndex, UserProfile};
 use crate::services::directory::search::{SearchHit, SearchOptions, SearchResults};
@@ -93,10 +92,11 @@ impl FederatedDirectory {
         if self.cache.lacks_live_search(peer) || self.health.contact(peer) != Contact::Now {
             return None;
         }
-        let body = json!({ "requester": searcher, "search_term": term, "limit": limit.min(MAX_SEARCH_LIMIT) });
-        let request = self.client.request(Method::POST, peer, MSC4258_PATH, Some(&body));
+        let limit = Some(limit.min(MAX_SEARCH_LIMIT) as u64);
+        let request = search::Request { requester: searcher.to_owned(), search_term: term.to_owned(), limit };
+        let request = self.client.send(peer, request);
         let (answer, unreachable) = match tokio::time::timeout(self.config.live_search_timeout, request).await {
-            Ok(Ok(body)) => (own_hits(peer, &body), false),
+            Ok(Ok(body)) => (Some(own_hits(peer, body)), false),
             Ok(Err(FederationError::Remote { status, body })) if body["errcode"] == "M_UNRECOGNIZED" => {
                 tracing::info!(%peer, %status, "peer has no live directory search");
                 self.cache.mark_without_live_search(peer);
@@ -123,22 +123,23 @@ impl FederatedDirectory {
     }
 }
 
-/// A peer's answer, keeping only its own users with string names.
-fn own_hits(peer: &ServerName, body: &Value) -> Option<PeerAnswer> {
-    let results = body["results"].as_array()?;
-    let hits = results
+/// A peer's answer, keeping only its own users (a hit that does not parse is left out).
+fn own_hits(peer: &ServerName, body: search::Response) -> PeerAnswer {
+    let hits = body
+        .results
         .iter()
         .take(MAX_SEARCH_LIMIT)
         .filter_map(|hit| {
-            let user_id = <&UserId>::try_from(hit["user_id"].as_str()?).ok()?;
+            let hit = hit.deserialize().ok()?;
+            let user_id = <&UserId>::try_from(hit.user_id.as_str()).ok()?;
             (user_id.server_name() == peer).then(|| SearchHit {
                 user_id: user_id.to_string(),
-                display_name: hit["display_name"].as_str().map(|n| n.chars().take(256).collect()),
-                avatar_url: hit["avatar_url"].as_str().map(|a| a.chars().take(1000).collect()),
+                display_name: hit.display_name.map(|n| n.chars().take(256).collect()),
+                avatar_url: hit.avatar_url.map(|a| a.chars().take(1000).collect()),
             })
         })
         .collect();
-    Some(PeerAnswer { limited: body["limited"].as_bool().unwrap_or(false), hits })
+    PeerAnswer { limited: body.limited, hits }
 }
 
 /// Local and peer hits in one ranking: indexed together in a small index and searched

@@ -21,9 +21,9 @@ use ruma::{OwnedServerName, ServerName};
 use super::directory::Directory;
 use super::federation::FederationClient;
 use super::rate_limit::RateLimiter;
-use super::remote_profiles::edus::ProfileUpdate;
 use super::server_health::ServerHealth;
 use crate::config::{FederatedUserDirectoryConfig, RateLimit};
+use crate::endpoints::profile_edu::ProfileUpdate;
 use crate::error::{ApiResult, MatrixError};
 use crate::store::Store;
 

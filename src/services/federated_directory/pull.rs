@@ -18,8 +18,9 @@ use ruma::{OwnedServerName, OwnedUserId, ServerName};
 use serde_json::Value;
 
 use super::FederatedDirectory;
-use super::serve::{BWI_PATH, CHANGES_PATH, MAX_BWI_USERS, MAX_PAGE};
-use crate::services::federation::{FederationError, encode};
+use super::serve::{MAX_BWI_USERS, MAX_PAGE};
+use crate::endpoints::federated_directory::{get_bwi_list, get_changes};
+use crate::services::federation::FederationError;
 use crate::services::server_health::Contact;
 use crate::services::workers::{Shutdown, Worker};
 use crate::store::{DirectoryUser, PeerState, now_ms};
@@ -129,11 +130,8 @@ impl PeerSync {
         let mut token = store.peer_state(peer.as_str()).await.map_err(Failure::refused)?.and_then(|s| s.token);
         let mut changed = 0;
         for _ in 0..MAX_PAGES_PER_ROUND {
-            let mut path = format!("{CHANGES_PATH}?limit={MAX_PAGE}");
-            if let Some(token) = &token {
-                path.push_str(&format!("&since={}", encode(token)));
-            }
-            let body = match self.directory.client.get(peer, &path).await {
+            let request = get_changes::Request { since: token.clone(), limit: Some(MAX_PAGE) };
+            let body = match self.directory.client.send(peer, request).await {
                 Ok(body) => body,
                 Err(FederationError::Remote { status, body }) if is_unrecognized(status, &body) => {
                     return self.pull_bwi(peer).await;
@@ -145,7 +143,7 @@ impl PeerSync {
                 }
                 Err(err) => return Err(Failure::from(err)),
             };
-            let page = check_page(peer, &body).map_err(Failure::Refused)?;
+            let page = check_page(peer, body).map_err(Failure::refused)?;
             let state = PeerState { token: Some(page.next.clone()), mode: "kith".into(), synced_ts: now_ms() };
             changed += self.store_page(peer, &page.upserts, &page.removals, &state).await?;
             token = Some(page.next);
@@ -159,8 +157,9 @@ impl PeerSync {
     /// A Synapse+BWI peer: its whole list, diffed against what is stored. An empty list
     /// removes nobody (BWI's own rule: it may be a failure).
     async fn pull_bwi(&self, peer: &ServerName) -> Result<usize, Failure> {
-        let body = self.directory.client.get_with_limit(peer, BWI_PATH, MAX_BWI_BYTES).await.map_err(Failure::from)?;
-        let listed = check_bwi_list(peer, &body).map_err(Failure::Refused)?;
+        let request = get_bwi_list::Request {};
+        let body = self.directory.client.send_with_limit(peer, request, MAX_BWI_BYTES).await;
+        let listed = check_bwi_list(peer, body.map_err(Failure::from)?).map_err(Failure::refused)?;
         let stored = self.directory.store.federated_users_of(peer.as_str()).await.map_err(Failure::refused)?;
         let names: HashSet<&str> = listed.iter().map(|u| u.user_id.as_str()).collect();
         let removals: Vec<String> = match listed.is_empty() {
@@ -213,45 +212,54 @@ fn is_unrecognized(status: StatusCode, body: &Value) -> bool {
     matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) && body["errcode"] == "M_UNRECOGNIZED"
 }
 
+/// Why a peer's page or list is refused whole.
+#[derive(Debug, thiserror::Error)]
+enum BadDirectory {
+    #[error("{0} users in one answer, more than kith takes")]
+    TooManyUsers(usize),
+    #[error("bad `next_batch`")]
+    BadNextBatch,
+    #[error("invalid user id {0}")]
+    InvalidUserId(String),
+    #[error("{what} of {user_id} is not a string of at most {max} characters")]
+    BadText { what: &'static str, user_id: String, max: usize },
+}
+
 /// Checks a page of kith's endpoint whole.
-fn check_page(peer: &ServerName, body: &Value) -> Result<Page, String> {
-    let users = body["users"].as_array().ok_or("`users` is not a list")?;
-    if users.len() > MAX_PAGE * 2 {
-        return Err(format!("{} users in one page", users.len()));
+fn check_page(peer: &ServerName, body: get_changes::Response) -> Result<Page, BadDirectory> {
+    if body.users.len() > MAX_PAGE * 2 {
+        return Err(BadDirectory::TooManyUsers(body.users.len()));
     }
-    let next = body["next_batch"].as_str().filter(|t| !t.is_empty() && t.len() <= 1024).ok_or("bad `next_batch`")?;
-    let limited = body["limited"].as_bool().ok_or("`limited` is not a boolean")?;
-    let mut page = Page { upserts: Vec::new(), removals: Vec::new(), next: next.to_owned(), limited };
-    for entry in users {
-        let Some(user_id) = own_user(peer, entry)? else { continue };
-        if entry["deleted"] == true {
+    let next = Some(body.next_batch).filter(|t| !t.is_empty() && t.len() <= 1024).ok_or(BadDirectory::BadNextBatch)?;
+    let mut page = Page { upserts: Vec::new(), removals: Vec::new(), next, limited: body.limited };
+    for entry in body.users {
+        let Some(user_id) = own_user(peer, &entry.user_id)? else { continue };
+        if entry.deleted {
             page.removals.push(user_id);
         } else {
-            page.upserts.push(checked_user(user_id, &entry["displayname"], &entry["avatar_url"])?);
+            page.upserts.push(checked_user(user_id, entry.displayname, entry.avatar_url)?);
         }
     }
     Ok(page)
 }
 
 /// Checks a BWI list whole.
-fn check_bwi_list(peer: &ServerName, body: &Value) -> Result<Vec<DirectoryUser>, String> {
-    let results = body["results"].as_array().ok_or("`results` is not a list")?;
-    if results.len() > MAX_BWI_USERS {
-        return Err(format!("{} users, more than kith takes", results.len()));
+fn check_bwi_list(peer: &ServerName, body: get_bwi_list::Response) -> Result<Vec<DirectoryUser>, BadDirectory> {
+    if body.results.len() > MAX_BWI_USERS {
+        return Err(BadDirectory::TooManyUsers(body.results.len()));
     }
-    let mut users = Vec::with_capacity(results.len());
-    for entry in results {
-        if let Some(user_id) = own_user(peer, entry)? {
-            users.push(checked_user(user_id, &entry["display_name"], &entry["avatar_url"])?);
+    let mut users = Vec::with_capacity(body.results.len());
+    for entry in body.results {
+        if let Some(user_id) = own_user(peer, &entry.user_id)? {
+            users.push(checked_user(user_id, entry.display_name, entry.avatar_url)?);
         }
     }
     Ok(users)
 }
 
 /// The user id of an entry, if it is one of the peer's own users (others are dropped).
-fn own_user(peer: &ServerName, entry: &Value) -> Result<Option<String>, String> {
-    let user_id = entry["user_id"].as_str().ok_or("an entry without a user_id")?;
-    let user_id = OwnedUserId::try_from(user_id).map_err(|_| format!("invalid user id {user_id}"))?;
+fn own_user(peer: &ServerName, user_id: &str) -> Result<Option<String>, BadDirectory> {
+    let user_id = OwnedUserId::try_from(user_id).map_err(|_| BadDirectory::InvalidUserId(user_id.to_owned()))?;
     if user_id.server_name() != peer {
         tracing::info!(%peer, %user_id, "dropping a user of another server from a peer's directory");
         return Ok(None);
@@ -259,13 +267,12 @@ fn own_user(peer: &ServerName, entry: &Value) -> Result<Option<String>, String> 
     Ok(Some(user_id.to_string()))
 }
 
-fn checked_user(user_id: String, name: &Value, avatar: &Value) -> Result<DirectoryUser, String> {
-    let text = |value: &Value, max: usize, what: &str| -> Result<Option<String>, String> {
-        match value {
-            Value::Null => Ok(None),
-            Value::String(text) if text.chars().count() <= max && !text.contains('\0') => Ok(Some(text.clone())),
-            _ => Err(format!("{what} of {user_id} is not a string of at most {max} characters")),
+fn checked_user(user_id: String, name: Option<String>, avatar: Option<String>) -> Result<DirectoryUser, BadDirectory> {
+    let text = |value: Option<String>, max: usize, what: &'static str| match value {
+        Some(text) if text.chars().count() > max || text.contains('\0') => {
+            Err(BadDirectory::BadText { what, user_id: user_id.clone(), max })
         }
+        value => Ok(value),
     };
     Ok(DirectoryUser {
         displayname: text(name, MAX_NAME_CHARS, "the display name")?,
@@ -277,7 +284,15 @@ fn checked_user(user_id: String, name: &Value, avatar: &Value) -> Result<Directo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ruma::api::IncomingResponseExt;
     use serde_json::json;
+
+    /// A page as the federation client would decode it, then checked.
+    fn check(peer: &ServerName, body: &Value) -> Result<Page, Box<dyn std::error::Error>> {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let answer = axum::http::Response::new(bytes.as_slice());
+        Ok(check_page(peer, get_changes::Response::try_from_http_response(answer)?)?)
+    }
 
     #[test]
     fn pages_are_checked_whole_and_foreign_users_dropped() {
@@ -287,7 +302,7 @@ mod tests {
             { "user_id": "@b:peer.example", "deleted": true },
             { "user_id": "@c:elsewhere.example", "displayname": "Spoof" },
         ], "next_batch": "s5", "limited": false });
-        let checked = check_page(&peer, &page).unwrap();
+        let checked = check(&peer, &page).unwrap();
         assert_eq!(checked.upserts.len(), 1);
         assert_eq!(checked.removals, vec!["@b:peer.example".to_owned()]);
         for bad in [
@@ -296,7 +311,7 @@ mod tests {
             json!({ "users": [{ "user_id": "@a:peer.example", "displayname": 5 }], "next_batch": "s1", "limited": false }),
             json!({ "users": [{ "user_id": "not an id" }], "next_batch": "s1", "limited": false }),
         ] {
-            assert!(check_page(&peer, &bad).is_err(), "{bad}");
+            assert!(check(&peer, &bad).is_err(), "{bad}");
         }
     }
 }

@@ -9,18 +9,17 @@
 //! "limited": more follow}`.
 //! Tokens are `f<position>:<last user>` (snapshot) and `s<position>` (changes).
 
+use ruma::serde::Raw;
 use ruma::{OwnedUserId, ServerName};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::FederatedDirectory;
+use crate::endpoints::federated_directory::get_bwi_list::{self, BwiUser};
+use crate::endpoints::federated_directory::get_changes::{self, ChangedUser};
+use crate::endpoints::federated_directory::search::{self as live_search, SearchHit};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::directory::tokenize::SearchTerm;
 use crate::store::DirectoryUser;
-
-pub const CHANGES_PATH: &str = "/_matrix/federation/unstable/io.kith.user_directory/changes";
-pub const BWI_PATH: &str = "/_matrix/federation/unstable/de.bwi.federated_user_dir/user_directory/search";
-pub const MSC4258_PATH: &str = "/_matrix/federation/unstable/org.matrix.msc4258/user_directory/search";
 
 /// Users per page of kith's endpoint, at most (and by default).
 pub const MAX_PAGE: usize = 1_000;
@@ -75,7 +74,7 @@ impl FederatedDirectory {
         origin: &ServerName,
         since: Option<&str>,
         limit: Option<usize>,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<get_changes::Response> {
         self.require_peer(origin)?;
         let limit = limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
         let head = self.store.stream_head("profile_changes").await?;
@@ -90,7 +89,7 @@ impl FederatedDirectory {
             PeerToken::Snapshot { position, after } => self.snapshot_page(position, &after, limit).await?,
             PeerToken::Changes { position } => self.changes_page(position, limit).await?,
         };
-        Ok(json!({ "users": users, "next_batch": next.format(), "limited": limited }))
+        Ok(get_changes::Response { users, next_batch: next.format(), limited })
     }
 
     async fn snapshot_page(
@@ -98,7 +97,7 @@ impl FederatedDirectory {
         position: i64,
         after: &str,
         limit: usize,
-    ) -> ApiResult<(Vec<Value>, PeerToken, bool)> {
+    ) -> ApiResult<(Vec<ChangedUser>, PeerToken, bool)> {
         let mut users = self.store.exported_users(after, limit as i64 + 1).await?;
         let limited = users.len() > limit;
         users.truncate(limit);
@@ -109,7 +108,7 @@ impl FederatedDirectory {
         Ok((users.iter().map(upsert).collect(), next, limited))
     }
 
-    async fn changes_page(&self, position: i64, limit: usize) -> ApiResult<(Vec<Value>, PeerToken, bool)> {
+    async fn changes_page(&self, position: i64, limit: usize) -> ApiResult<(Vec<ChangedUser>, PeerToken, bool)> {
         let changes = self.store.profile_changes_since(position, limit as i64 + 1).await?;
         let limited = changes.len() > limit;
         let changes = &changes[..changes.len().min(limit)];
@@ -118,7 +117,9 @@ impl FederatedDirectory {
         for change in changes.iter().filter(|c| seen.insert(c.user_id.clone())) {
             users.push(match self.store.exported_user(&change.user_id).await? {
                 Some(user) => upsert(&user),
-                None => json!({ "user_id": change.user_id, "deleted": true }),
+                None => {
+                    ChangedUser { user_id: change.user_id.clone(), displayname: None, avatar_url: None, deleted: true }
+                }
             });
         }
         let next = PeerToken::Changes { position: changes.last().map_or(position, |c| c.stream_id) };
@@ -126,7 +127,7 @@ impl FederatedDirectory {
     }
 
     /// BWI's endpoint: every exported user at once (capped), as Synapse+BWI serves it.
-    pub async fn serve_bwi_list(&self, origin: &ServerName) -> ApiResult<Value> {
+    pub async fn serve_bwi_list(&self, origin: &ServerName) -> ApiResult<get_bwi_list::Response> {
         self.require_peer(origin)?;
         let mut results = Vec::new();
         let mut after = String::new();
@@ -137,11 +138,11 @@ impl FederatedDirectory {
             results.extend(page.iter().map(bwi_entry));
         }
         results.truncate(MAX_BWI_USERS);
-        Ok(json!({ "results": results }))
+        Ok(get_bwi_list::Response { results })
     }
 
     /// MSC4258's live search, answered from exported users only.
-    pub async fn serve_search(&self, origin: &ServerName, search: PeerSearch) -> ApiResult<Value> {
+    pub async fn serve_search(&self, origin: &ServerName, search: PeerSearch) -> ApiResult<live_search::Response> {
         self.require_peer(origin)?;
         if search.requester.server_name() != origin {
             return Err(MatrixError::forbidden("The requester is not a user of the requesting server"));
@@ -150,7 +151,7 @@ impl FederatedDirectory {
         let limit = search.limit.unwrap_or(10).min(MAX_SEARCH_LIMIT as u64) as usize;
         let term = SearchTerm::parse(&search.search_term);
         if term.text.chars().count() < MIN_TERM_CHARS || limit == 0 {
-            return Ok(json!({ "limited": false, "results": [] }));
+            return Ok(live_search::Response::default());
         }
         if !self.directory.wait_until_built(BUILD_WAIT).await {
             tracing::warn!(%origin, "user directory still being built; a peer's search sees what is indexed so far");
@@ -162,35 +163,25 @@ impl FederatedDirectory {
                 break;
             }
             if let Some(user) = self.store.exported_user(&hit.user_id).await? {
-                results.push(
-                    json!({ "user_id": user.user_id, "display_name": user.displayname, "avatar_url": user.avatar_url }),
-                );
+                let DirectoryUser { user_id, displayname, avatar_url } = user;
+                let hit = Raw::new(&SearchHit { user_id, display_name: displayname, avatar_url });
+                results.push(hit.map_err(|err| MatrixError::internal("serializing a search hit", err))?);
             }
         }
         let limited = found.limited || results.len() == limit;
-        Ok(json!({ "limited": limited, "results": results }))
+        Ok(live_search::Response { limited, results })
     }
 }
 
 /// An upsert of kith's endpoint; absent fields are left out.
-fn upsert(user: &DirectoryUser) -> Value {
-    entry(user, "displayname")
+fn upsert(user: &DirectoryUser) -> ChangedUser {
+    let DirectoryUser { user_id, displayname, avatar_url } = user.clone();
+    ChangedUser { user_id, displayname, avatar_url, deleted: false }
 }
 
-/// BWI's entry: the same, its name field named `display_name`.
-fn bwi_entry(user: &DirectoryUser) -> Value {
-    entry(user, "display_name")
-}
-
-fn entry(user: &DirectoryUser, name_field: &str) -> Value {
-    let mut entry = json!({ "user_id": user.user_id });
-    if let Some(name) = &user.displayname {
-        entry[name_field] = json!(name);
-    }
-    if let Some(avatar) = &user.avatar_url {
-        entry["avatar_url"] = json!(avatar);
-    }
-    entry
+fn bwi_entry(user: &DirectoryUser) -> BwiUser {
+    let DirectoryUser { user_id, displayname, avatar_url } = user.clone();
+    BwiUser { user_id, display_name: displayname, avatar_url }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use ruma::api::auth_scheme::AuthScheme;
 use ruma::api::error::FromHttpResponseError;
 use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
@@ -137,20 +137,96 @@ impl FederationClient {
         for<'a> R::Authentication: AuthScheme<Input<'a> = XMatrixSigningInput<'a>>,
         for<'a> R::PathBuilder: PathBuilder<Input<'a> = ()>,
     {
-        if !self.allowed(destination) {
-            return Err(FederationError::NotAllowed(destination.to_string()));
+        let response = self.dispatch_signed(destination, request).await?;
+        decode::<R>(response, max_bytes).await
+    }
+
+    /// [`Self::send`] for an answer read leniently by the caller: the body of a success,
+    /// at most 10 MiB.
+    pub async fn send_for_body<R>(&self, destination: &ServerName, request: R) -> Result<Vec<u8>, FederationError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = XMatrixSigningInput<'a>>,
+        for<'a> R::PathBuilder: PathBuilder<Input<'a> = ()>,
+    {
+        let response = success(self.dispatch_signed(destination, request).await?).await?;
+        read_body(response, MAX_RESPONSE_BYTES).await
+    }
+
+    /// [`Self::send`] for an answer that is not JSON (media): the successful response,
+    /// to be read by the caller within its own bounds.
+    pub async fn send_streamed<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+    ) -> Result<reqwest::Response, FederationError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = XMatrixSigningInput<'a>>,
+        for<'a> R::PathBuilder: PathBuilder<Input<'a> = ()>,
+    {
+        success(self.dispatch_signed(destination, request).await?).await
+    }
+
+    /// A key request (ruma's key endpoints take no authentication: the keys are what
+    /// checking a signature needs). `signed` adds X-Matrix anyway, as Synapse does when
+    /// it asks a notary.
+    pub async fn send_key_request<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+        signed: bool,
+    ) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = ()>,
+        for<'a> R::PathBuilder: PathBuilder<Input<'a> = ()>,
+    {
+        let base = self.resolve_allowed(destination).await?;
+        let mut http_request =
+            request.try_into_http_request::<Vec<u8>>(&base.to_string(), (), ()).map_err(build_error)?;
+        if signed {
+            let authorization = XMatrix::sign_http_request(&http_request, self.signing_input(destination))
+                .map_err(|e| FederationError::Network(format!("cannot sign request: {e}")))?;
+            let value = reqwest::header::HeaderValue::from_str(&authorization.to_string())
+                .map_err(|e| FederationError::Network(format!("cannot sign request: {e}")))?;
+            http_request.headers_mut().insert(reqwest::header::AUTHORIZATION, value);
         }
-        let base = self.resolve(destination).await?;
-        let signing = XMatrixSigningInput::new(
-            self.server_name().to_owned(),
-            destination.to_owned(),
-            self.server_keys.key_pair(),
-        );
-        let request = request
-            .try_into_http_request::<Vec<u8>>(&base.to_string(), signing, ())
-            .map_err(|e| FederationError::Network(format!("cannot build the request: {e}")))?;
+        let response = self.dispatch(destination, &base, http_request).await?;
+        decode::<R>(response, MAX_RESPONSE_BYTES).await
+    }
+
+    async fn dispatch_signed<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+    ) -> Result<reqwest::Response, FederationError>
+    where
+        R: OutgoingRequest,
+        for<'a> R::Authentication: AuthScheme<Input<'a> = XMatrixSigningInput<'a>>,
+        for<'a> R::PathBuilder: PathBuilder<Input<'a> = ()>,
+    {
+        let base = self.resolve_allowed(destination).await?;
+        let signing = self.signing_input(destination);
+        let http_request =
+            request.try_into_http_request::<Vec<u8>>(&base.to_string(), signing, ()).map_err(build_error)?;
+        self.dispatch(destination, &base, http_request).await
+    }
+
+    fn signing_input(&self, destination: &ServerName) -> XMatrixSigningInput<'_> {
+        XMatrixSigningInput::new(self.server_name().to_owned(), destination.to_owned(), self.server_keys.key_pair())
+    }
+
+    /// Sends a request ruma built; every answer but "not now" tells server health the
+    /// destination is up.
+    async fn dispatch(
+        &self,
+        destination: &ServerName,
+        base: &discovery::Destination,
+        request: axum::http::Request<Vec<u8>>,
+    ) -> Result<reqwest::Response, FederationError> {
         let (parts, body) = request.into_parts();
-        let mut response = self
+        let response = self
             .http
             .request(parts.method, parts.uri.to_string())
             .headers(parts.headers)
@@ -159,110 +235,6 @@ impl FederationClient {
             .send()
             .await
             .map_err(|e| FederationError::Network(e.to_string()))?;
-        let status = response.status();
-        self.answered(destination, status).await;
-        let bytes = read_capped(&mut response, max_bytes).await.map_err(capped_read_error)?;
-        let answer = axum::http::Response::builder()
-            .status(status)
-            .body(bytes.as_slice())
-            .map_err(|e| FederationError::InvalidResponse(e.to_string()))?;
-        R::IncomingResponse::try_from_http_response(answer).map_err(|err| match err {
-            FromHttpResponseError::Server(_) => FederationError::Remote { status, body: error_body(&bytes) },
-            err => FederationError::InvalidResponse(err.to_string()),
-        })
-    }
-
-    /// A signed `GET` to another server's federation API.
-    pub async fn get(&self, destination: &ServerName, path_and_query: &str) -> Result<Value, FederationError> {
-        self.request(Method::GET, destination, path_and_query, None).await
-    }
-
-    /// A signed `GET` whose answer may be up to `max_bytes` (a peer's whole user list).
-    pub async fn get_with_limit(
-        &self,
-        destination: &ServerName,
-        path_and_query: &str,
-        max_bytes: usize,
-    ) -> Result<Value, FederationError> {
-        self.request_with_limit(Method::GET, destination, path_and_query, None, max_bytes).await
-    }
-
-    pub async fn request(
-        &self,
-        method: Method,
-        destination: &ServerName,
-        path_and_query: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, FederationError> {
-        self.request_with_limit(method, destination, path_and_query, body, MAX_RESPONSE_BYTES).await
-    }
-
-    /// A signed request whose answer may be up to `max_bytes` (a big room's state).
-    pub async fn request_with_limit(
-        &self,
-        method: Method,
-        destination: &ServerName,
-        path_and_query: &str,
-        body: Option<&Value>,
-        max_bytes: usize,
-    ) -> Result<Value, FederationError> {
-        let response = self.signed(method, destination, path_and_query, body).await?;
-        read_json(response, max_bytes).await
-    }
-
-    /// A signed `GET` whose answer is not JSON (media): the response, to be read by the
-    /// caller within its own bounds. Error answers are read as JSON errors.
-    pub async fn get_raw(
-        &self,
-        destination: &ServerName,
-        path_and_query: &str,
-    ) -> Result<reqwest::Response, FederationError> {
-        let response = self.signed(Method::GET, destination, path_and_query, None).await?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let status = response.status();
-        match read_json(response, MAX_RESPONSE_BYTES).await {
-            Err(FederationError::InvalidResponse(_)) | Ok(_) => {
-                Err(FederationError::Remote { status, body: serde_json::json!({}) })
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    async fn signed(
-        &self,
-        method: Method,
-        destination: &ServerName,
-        path_and_query: &str,
-        body: Option<&Value>,
-    ) -> Result<reqwest::Response, FederationError> {
-        if !self.allowed(destination) {
-            return Err(FederationError::NotAllowed(destination.to_string()));
-        }
-        let base = self.resolve(destination).await?;
-        let body_bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let signed = axum::http::Request::builder()
-            .method(method.clone())
-            .uri(path_and_query)
-            .body(body_bytes.clone())
-            .map_err(|e| FederationError::Network(e.to_string()))?;
-        let input = XMatrixSigningInput::new(
-            self.server_name().to_owned(),
-            destination.to_owned(),
-            self.server_keys.key_pair(),
-        );
-        let authorization = XMatrix::sign_http_request(&signed, input)
-            .map_err(|e| FederationError::Network(format!("cannot sign request: {e}")))?;
-        let mut request = self
-            .http
-            .request(method, format!("{base}{path_and_query}"))
-            .header(reqwest::header::HOST, &base.host_header)
-            .header(reqwest::header::AUTHORIZATION, authorization.to_string());
-        if body.is_some() {
-            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body_bytes);
-        }
-        let response = request.send().await.map_err(|e| FederationError::Network(e.to_string()))?;
         self.answered(destination, response.status()).await;
         Ok(response)
     }
@@ -274,21 +246,11 @@ impl FederationClient {
         }
     }
 
-    /// A request that is not signed: key requests (the keys are what signing needs).
-    pub async fn get_unsigned(&self, server: &ServerName, path: &str) -> Result<Value, FederationError> {
+    async fn resolve_allowed(&self, server: &ServerName) -> Result<discovery::Destination, FederationError> {
         if !self.allowed(server) {
             return Err(FederationError::NotAllowed(server.to_string()));
         }
-        let destination = self.resolve(server).await?;
-        let response = self
-            .http
-            .get(format!("{destination}{path}"))
-            .header(reqwest::header::HOST, &destination.host_header)
-            .send()
-            .await
-            .map_err(|e| FederationError::Network(e.to_string()))?;
-        self.answered(server, response.status()).await;
-        read_json(response, MAX_RESPONSE_BYTES).await
+        self.resolve(server).await
     }
 
     /// Where requests for a server go (its `Display` is the `https://host:port` base of
@@ -306,16 +268,42 @@ fn is_sign_of_life(status: StatusCode) -> bool {
     !status.is_server_error() && !matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::UNAUTHORIZED)
 }
 
-/// Reads a JSON response of at most `max_bytes`.
-async fn read_json(mut response: reqwest::Response, max_bytes: usize) -> Result<Value, FederationError> {
+/// Reads an answer of at most `max_bytes` into the endpoint's response type; an error
+/// answer is [`FederationError::Remote`] with its body.
+async fn decode<R: OutgoingRequest>(
+    response: reqwest::Response,
+    max_bytes: usize,
+) -> Result<R::IncomingResponse, FederationError> {
     let status = response.status();
-    let path = response.url().path().to_owned();
-    let bytes = read_capped(&mut response, max_bytes).await.map_err(capped_read_error)?;
-    tracing::debug!(%path, %status, bytes = bytes.len(), "federation response read");
-    if !status.is_success() {
-        return Err(FederationError::Remote { status, body: error_body(&bytes) });
+    let bytes = read_body(response, max_bytes).await?;
+    let answer = axum::http::Response::builder()
+        .status(status)
+        .body(bytes.as_slice())
+        .map_err(|e| FederationError::InvalidResponse(e.to_string()))?;
+    R::IncomingResponse::try_from_http_response(answer).map_err(|err| match err {
+        FromHttpResponseError::Server(_) => FederationError::Remote { status, body: error_body(&bytes) },
+        err => FederationError::InvalidResponse(err.to_string()),
+    })
+}
+
+/// The response if it is a success, else [`FederationError::Remote`] with its body.
+async fn success(response: reqwest::Response) -> Result<reqwest::Response, FederationError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
     }
-    serde_json::from_slice::<Value>(&bytes).map_err(|e| FederationError::InvalidResponse(e.to_string()))
+    let bytes = read_body(response, MAX_RESPONSE_BYTES).await?;
+    Err(FederationError::Remote { status, body: error_body(&bytes) })
+}
+
+async fn read_body(mut response: reqwest::Response, max_bytes: usize) -> Result<Vec<u8>, FederationError> {
+    let bytes = read_capped(&mut response, max_bytes).await.map_err(capped_read_error)?;
+    tracing::debug!(path = %response.url().path(), status = %response.status(), bytes = bytes.len(), "federation response read");
+    Ok(bytes)
+}
+
+fn build_error(err: impl std::fmt::Display) -> FederationError {
+    FederationError::Network(format!("cannot build the request: {err}"))
 }
 
 fn capped_read_error(err: CappedReadError) -> FederationError {

@@ -139,11 +139,7 @@ impl KeyBackup {
     /// unless the new one is better (see [`replaces`]).
     pub async fn put_keys(&self, user_id: &UserId, version: &str, uploads: Vec<RoomKeyUpload>) -> ApiResult<KeysState> {
         if uploads.len() > MAX_SESSIONS_PER_UPLOAD {
-            return Err(MatrixError::new(
-                StatusCode::BAD_REQUEST,
-                "M_TOO_LARGE",
-                format!("At most {MAX_SESSIONS_PER_UPLOAD} sessions per upload"),
-            ));
+            return Err(MatrixError::field_too_large(format!("At most {MAX_SESSIONS_PER_UPLOAD} sessions per upload")));
         }
         let keys = uploads.into_iter().map(checked_upload).collect::<ApiResult<Vec<_>>>()?;
         let number = parse_version(version)?;

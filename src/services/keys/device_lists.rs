@@ -9,11 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use ruma::{OwnedServerName, UserId};
-use serde_json::{Value, json};
+use ruma::api::federation::transactions::edu::{DeviceListUpdateContent, Edu, SigningKeyUpdateContent};
+use ruma::serde::Raw;
+use ruma::{OwnedServerName, OwnedUserId, UInt, UserId};
+use serde_json::Value;
+use serde_json::value::to_raw_value;
 
 use super::Keys;
-use crate::services::federation::sender::Sender;
+use crate::services::federation::sender::{OutgoingEdu, Sender};
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::DeviceListChange;
 
@@ -89,33 +92,31 @@ impl DeviceListSender {
         Ok(servers)
     }
 
-    async fn edu_for(&self, change: &DeviceListChange) -> anyhow::Result<(String, Value)> {
+    async fn edu_for(&self, change: &DeviceListChange) -> anyhow::Result<(String, OutgoingEdu)> {
         let store = &self.keys.store;
         let user_id = change.user_id.as_str();
+        let user = OwnedUserId::try_from(user_id)?;
         let Some(device_id) = &change.device_id else {
             let keys = store.cross_signing_keys(user_id).await?;
-            let mut content = json!({ "user_id": user_id });
-            for (field, key_type) in [("master_key", "master"), ("self_signing_key", "self_signing")] {
-                if let Some(key) = keys.get(key_type) {
-                    content[field] = key.clone();
-                }
-            }
-            let edu = json!({ "edu_type": "m.signing_key_update", "content": content });
+            let mut content = SigningKeyUpdateContent::new(user);
+            content.master_key = keys.get("master").map(raw).transpose()?;
+            content.self_signing_key = keys.get("self_signing").map(raw).transpose()?;
+            let edu = Edu::SigningKeyUpdate(content).into();
             return Ok((format!("{:020} m.signing_key_update {user_id}", change.stream_id), edu));
         };
         let keys = store.device_keys(user_id, std::slice::from_ref(device_id)).await?;
         let previous = store.previous_device_list_change(user_id, change.stream_id).await?;
-        let mut content = json!({
-            "user_id": user_id,
-            "device_id": device_id,
-            "stream_id": change.stream_id,
-            "prev_id": previous.into_iter().collect::<Vec<_>>(),
-            "deleted": !store.devices(user_id).await?.iter().any(|d| d.device_id == *device_id),
-        });
-        if let Some(device_keys) = keys.get(device_id) {
-            content["keys"] = device_keys.clone();
-        }
-        let edu = json!({ "edu_type": "m.device_list_update", "content": content });
+        let mut content =
+            DeviceListUpdateContent::new(user, device_id.as_str().into(), UInt::try_from(change.stream_id)?);
+        content.prev_id = previous.into_iter().map(UInt::try_from).collect::<Result<_, _>>()?;
+        content.deleted = Some(!store.devices(user_id).await?.iter().any(|d| d.device_id == *device_id));
+        content.keys = keys.get(device_id).map(raw).transpose()?;
+        let edu = Edu::DeviceListUpdate(content).into();
         Ok((format!("{:020} m.device_list_update {user_id}", change.stream_id), edu))
     }
+}
+
+/// Keys as stored, passed on as they are.
+fn raw<T>(value: &Value) -> serde_json::Result<Raw<T>> {
+    Ok(Raw::from_json(to_raw_value(value)?))
 }

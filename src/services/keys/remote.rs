@@ -4,12 +4,14 @@
 //! ours, with `/user/devices/{userId}` for a server resyncing a user's device list.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use ruma::api::client::keys::{claim_keys, get_keys};
 use ruma::api::federation::device::get_devices;
 use ruma::api::federation::keys::{claim_keys as claim_remote_keys, get_keys as get_remote_keys};
+use ruma::api::federation::transactions::edu::{DeviceListUpdateContent, SigningKeyUpdateContent};
 use ruma::encryption::{CrossSigningKey, DeviceKeys};
 use ruma::serde::Raw;
 use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UInt, UserId};
@@ -20,6 +22,7 @@ use tokio::time::Instant;
 use super::{Keys, UserKeys, WantedDevices, WantedKeys, check_claim_size, check_user_count, to_raw};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::federation::FederationError;
+use crate::services::federation::inbound::edus::{EduHandlers, EduRefused, EduResult};
 use crate::store::DEVICE_LIST_STREAM;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -239,6 +242,20 @@ impl Keys {
         Ok(answer)
     }
 
+    /// Registers the handlers of `m.device_list_update` and `m.signing_key_update`.
+    pub fn register_edus(self: &Arc<Self>, edus: &mut EduHandlers) {
+        let keys = self.clone();
+        edus.register("m.device_list_update", move |origin, update: DeviceListUpdateContent| {
+            let keys = keys.clone();
+            async move { keys.receive_remote_change(&origin, &update.user_id, Some(update.device_id.as_str())).await }
+        });
+        let keys = self.clone();
+        edus.register("m.signing_key_update", move |origin, update: SigningKeyUpdateContent| {
+            let keys = keys.clone();
+            async move { keys.receive_remote_change(&origin, &update.user_id, None).await }
+        });
+    }
+
     /// An `m.device_list_update` or `m.signing_key_update` from `origin`: local users
     /// sharing a room with that user see it in `device_lists.changed` and ask again.
     pub async fn receive_remote_change(
@@ -246,17 +263,14 @@ impl Keys {
         origin: &ServerName,
         user_id: &UserId,
         device_id: Option<&str>,
-    ) -> Result<(), String> {
-        if user_id.server_name() != origin {
-            return Err(format!("{origin} cannot speak for {user_id}"));
-        }
+    ) -> EduResult {
+        EduRefused::unless_own_user(origin, user_id)?;
         // Only users someone here shares a room with matter (as in Synapse); this also
         // keeps a server from filling the stream with users it makes up.
-        if !self.store.is_tracked_remote_user(user_id.as_str()).await.map_err(|e| e.to_string())? {
+        if !self.store.is_tracked_remote_user(user_id.as_str()).await? {
             return Ok(());
         }
-        let position =
-            self.store.note_device_list_change(user_id.as_str(), device_id).await.map_err(|e| e.to_string())?;
+        let position = self.store.note_device_list_change(user_id.as_str(), device_id).await?;
         self.notify(position);
         Ok(())
     }

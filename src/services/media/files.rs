@@ -81,11 +81,7 @@ where
 }
 
 pub fn too_large(max_bytes: u64) -> MatrixError {
-    MatrixError::new(
-        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-        "M_TOO_LARGE",
-        format!("Media is larger than this server's limit of {max_bytes} bytes"),
-    )
+    MatrixError::too_large(format!("Media is larger than this server's limit of {max_bytes} bytes"))
 }
 
 /// Media ids are opaque but, as the spec says, made of `[A-Za-z0-9_-]`.

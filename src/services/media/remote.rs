@@ -4,6 +4,7 @@
 
 use futures_util::StreamExt;
 use ruma::ServerName;
+use ruma::api::federation::authenticated_media::get_content;
 
 use super::files::MediaFiles;
 use crate::error::{ApiResult, MatrixError};
@@ -24,8 +25,9 @@ pub async fn fetch(
     media_id: &str,
     max_bytes: u64,
 ) -> ApiResult<Fetched> {
-    let path = format!("/_matrix/federation/v1/media/download/{media_id}");
-    let response = client.get_raw(origin, &path).await.map_err(|err| remote_error(origin, &err))?;
+    let request = get_content::v1::Request::new(media_id.to_owned());
+    // Streamed, not ruma's response: that would hold the whole file in memory.
+    let response = client.send_streamed(origin, request).await.map_err(|err| remote_error(origin, &err))?;
     let header = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let boundary = header
         .parse::<mime::Mime>()

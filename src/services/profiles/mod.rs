@@ -109,17 +109,17 @@ impl Profiles {
 /// Whether another server's account of a profile (an answer or an EDU) is one kith keeps:
 /// field names and the whole within the local limits, the historic fields strings of
 /// bounded length, no U+0000.
-pub fn check_remote_profile(profile: &Profile) -> Result<(), String> {
+pub fn check_remote_profile(profile: &Profile) -> ApiResult<()> {
     for (key, value) in profile {
-        validate_key(key).map_err(|e| e.message)?;
+        validate_key(key)?;
         if matches!(key.as_str(), "displayname" | "avatar_url") {
-            validate_value(key, value).map_err(|e| e.message)?;
+            validate_value(key, value)?;
         }
     }
-    let profile_json = serde_json::to_value(profile).map_err(|e| e.to_string())?;
-    crate::validation::check_json_text(&profile_json).map_err(|e| e.message)?;
+    let profile_json = serde_json::to_value(profile).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+    crate::validation::check_json_text(&profile_json)?;
     if profile_size(profile) > MAX_PROFILE_BYTES {
-        return Err(format!("the profile exceeds {MAX_PROFILE_BYTES} bytes"));
+        return Err(MatrixError::bad_json(format!("the profile exceeds {MAX_PROFILE_BYTES} bytes")));
     }
     Ok(())
 }

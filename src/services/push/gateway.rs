@@ -224,12 +224,11 @@ impl PushGateway {
     }
 
     /// The push keys the gateway rejected.
-    async fn post(&self, delivery: &Delivery) -> Result<Vec<String>, String> {
-        let mut response =
-            self.client.post(&delivery.url).json(&delivery.body).send().await.map_err(|e| e.to_string())?;
+    async fn post(&self, delivery: &Delivery) -> Result<Vec<String>, PushFailed> {
+        let mut response = self.client.post(&delivery.url).json(&delivery.body).send().await?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("the gateway answered {status}"));
+            return Err(PushFailed::Refused(status));
         }
         // An answer too large to be one is taken as accepting the push.
         let answer = read_capped(&mut response, MAX_ANSWER_BYTES).await.unwrap_or_default();
@@ -240,14 +239,34 @@ impl PushGateway {
 
     /// A gateway named by an IP address must be allowed by the IP filters (host names
     /// are checked as they resolve).
-    fn check_address(&self, url: &str) -> Result<(), String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
-        let host = parsed.host_str().ok_or("no host")?;
+    fn check_address(&self, url: &str) -> Result<(), BadAddress> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| BadAddress::NotAUrl(e.to_string()))?;
+        let host = parsed.host_str().ok_or(BadAddress::NoHost)?;
         match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-            Ok(ip) if !self.filter.allows(ip) => Err(format!("{ip} is a blacklisted address")),
+            Ok(ip) if !self.filter.allows(ip) => Err(BadAddress::Blacklisted(ip)),
             _ => Ok(()),
         }
     }
+}
+
+/// Why a push did not reach the gateway, or was not taken.
+#[derive(Debug, thiserror::Error)]
+enum PushFailed {
+    #[error(transparent)]
+    Unreachable(#[from] reqwest::Error),
+    #[error("the gateway answered {0}")]
+    Refused(reqwest::StatusCode),
+}
+
+/// Why a gateway's address is not one pushes go to.
+#[derive(Debug, thiserror::Error)]
+enum BadAddress {
+    #[error("not a URL: {0}")]
+    NotAUrl(String),
+    #[error("no host")]
+    NoHost,
+    #[error("{0} is a blacklisted address")]
+    Blacklisted(IpAddr),
 }
 
 /// A pusher's share of the pushes on their way; given back when dropped.

@@ -16,17 +16,17 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use ruma::{OwnedServerName, OwnedUserId, ServerName};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::RemoteProfiles;
+use crate::endpoints::profile_edu::ProfileEdu;
+use crate::services::federated_directory::FederatedDirectory;
+use crate::services::federation::inbound::edus::{EduHandlers, EduRefused, EduResult};
 use crate::services::profiles::Profiles;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{ProfileChangeKind, ProfileSource, now_ms};
 
-/// The unstable type kith sends; the stable `m.profile` is accepted too.
-pub const UNSTABLE_EDU_TYPE: &str = "uk.tcpip.msc4259.profile";
-pub const EDU_TYPES: &[&str] = &[UNSTABLE_EDU_TYPE, "m.profile"];
+pub use crate::endpoints::profile_edu::{EDU_TYPES, ProfileUpdate, UNSTABLE_EDU_TYPE};
 
 const CONSUMER: &str = "profile_edus";
 const BATCH: i64 = 200;
@@ -34,13 +34,6 @@ const BATCH: i64 = 200;
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Fields one EDU may carry, at most.
 const MAX_EDU_FIELDS: usize = 100;
-
-/// The content of a profile EDU.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProfileUpdate {
-    pub user_id: OwnedUserId,
-    pub fields: BTreeMap<String, Value>,
-}
 
 pub struct ProfileEdus {
     remote: Arc<RemoteProfiles>,
@@ -120,7 +113,7 @@ impl ProfileEdus {
         let Ok(user) = OwnedUserId::try_from(user_id) else { return Ok(()) };
         // A deactivated or unknown user has no public profile left: every field is gone.
         let profile = self.profiles.get(&user).await.unwrap_or_default();
-        let values: serde_json::Map<String, Value> = fields
+        let values: BTreeMap<String, Value> = fields
             .iter()
             .map(|field| ((*field).to_owned(), profile.get(*field).cloned().unwrap_or(Value::Null)))
             .collect();
@@ -139,25 +132,40 @@ impl ProfileEdus {
         if servers.is_empty() || values.is_empty() {
             return Ok(());
         }
-        let edu = json!({ "edu_type": UNSTABLE_EDU_TYPE, "content": { "user_id": user_id, "fields": values } });
+        let fields = values.len();
+        let edu = ProfileEdu::new(ProfileUpdate { user_id: user.clone(), fields: values }).into();
         let key = format!("{newest:020} {UNSTABLE_EDU_TYPE} {user_id}");
         self.remote.sender.send_durable_edu_to(&servers, &key, &edu).await?;
-        tracing::info!(%user_id, servers = servers.len(), fields = values.len(), "profile EDU queued");
+        tracing::info!(%user_id, servers = servers.len(), fields, "profile EDU queued");
         Ok(())
+    }
+}
+
+/// Registers the one handler of profile EDUs (both types): the profile cache checks and
+/// keeps the update, and only an update it accepts reaches the federated directory.
+pub fn register_edus(edus: &mut EduHandlers, remote: Arc<RemoteProfiles>, directory: Arc<FederatedDirectory>) {
+    let handler = move |origin: OwnedServerName, update: ProfileUpdate| {
+        let (remote, directory) = (remote.clone(), directory.clone());
+        async move {
+            remote.receive_edu(&origin, update.clone()).await?;
+            directory.receive_profile_edu(&origin, &update).await;
+            Ok(())
+        }
+    };
+    for edu_type in EDU_TYPES {
+        edus.register(edu_type, handler.clone());
     }
 }
 
 impl RemoteProfiles {
     /// A profile EDU from `origin`.
-    pub async fn receive_edu(&self, origin: &ServerName, update: ProfileUpdate) -> Result<(), String> {
+    pub async fn receive_edu(&self, origin: &ServerName, update: ProfileUpdate) -> EduResult {
         let user_id = &update.user_id;
-        if user_id.server_name() != origin {
-            return Err(format!("{origin} cannot speak for {user_id}"));
-        }
+        EduRefused::unless_own_user(origin, user_id)?;
         if update.fields.len() > MAX_EDU_FIELDS {
-            return Err(format!("more than {MAX_EDU_FIELDS} fields"));
+            return Err(EduRefused::Invalid(format!("more than {MAX_EDU_FIELDS} fields")));
         }
-        let cached = self.store.remote_profile(user_id.as_str()).await.map_err(|e| e.to_string())?;
+        let cached = self.store.remote_profile(user_id.as_str()).await?;
         let known = cached.is_some();
         let mut profile = cached.map(|c| c.profile).unwrap_or_default();
         for (field, value) in update.fields {
@@ -170,10 +178,10 @@ impl RemoteProfiles {
         tracing::info!(%origin, %user_id, changed, "profile EDU received");
         if known {
             // Fresher than any fetch still queued.
-            self.store.remove_profile_fetch(user_id.as_str()).await.map_err(|e| e.to_string())?;
+            self.store.remove_profile_fetch(user_id.as_str()).await?;
         } else {
             // Only the changed fields are known: ask for the rest.
-            self.hint(user_id).await.map_err(|e| e.to_string())?;
+            self.hint(user_id).await?;
         }
         Ok(())
     }

@@ -95,11 +95,10 @@ impl RemoteProfiles {
 
     /// Stores a profile of a tracked remote user (checked first); wakes the directory
     /// when it changed.
-    async fn store_profile(&self, user_id: &UserId, profile: &Profile, source: ProfileSource) -> Result<bool, String> {
+    async fn store_profile(&self, user_id: &UserId, profile: &Profile, source: ProfileSource) -> ApiResult<bool> {
         check_remote_profile(profile)?;
         let server = user_id.server_name().as_str();
-        let changed = self.store.put_remote_profile(user_id.as_str(), server, profile, source).await;
-        let changed = changed.map_err(|e| e.to_string())?;
+        let changed = self.store.put_remote_profile(user_id.as_str(), server, profile, source).await?;
         if changed {
             self.changed.send_modify(|serial| *serial += 1);
         }

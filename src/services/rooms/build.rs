@@ -149,7 +149,7 @@ fn raw(content: &Value) -> ApiResult<Box<RawValue>> {
 
 fn pdu_error(message: &str) -> MatrixError {
     if message.contains("too large") || message.contains("larger than maximum") {
-        MatrixError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", "Event too large")
+        MatrixError::too_large("Event too large")
     } else {
         MatrixError::bad_json(message.to_owned())
     }

@@ -12,10 +12,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
-use ruma::canonical_json::CanonicalJsonObject;
+use ruma::api::federation::discovery::{ServerSigningKeys as KeyResponse, VerifyKey};
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::serde::{Base64, Raw};
 use ruma::signatures::{Ed25519KeyPair, sign_json};
-use ruma::{OwnedServerName, ServerName};
-use serde_json::{Value, json};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedServerSigningKeyId, ServerName, UInt};
+use serde_json::Value;
 
 /// The ed25519 algorithm identifier (RFC 8410), needed to build a key pair from a raw seed.
 const ED25519_OID: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.101.112");
@@ -93,18 +95,22 @@ impl ServerKeys {
     }
 
     /// The signed body of `GET /_matrix/key/v2/server`.
-    pub fn server_key_response(&self) -> anyhow::Result<Value> {
+    pub fn signed_key_response(&self) -> anyhow::Result<Raw<KeyResponse>> {
         let valid_until = SystemTime::now() + KEY_VALIDITY;
         let valid_until_ts = valid_until.duration_since(UNIX_EPOCH)?.as_millis() as u64;
-        let body = json!({
-            "server_name": self.server_name,
-            "valid_until_ts": valid_until_ts,
-            "verify_keys": { self.key_id(): { "key": self.public_key_base64() } },
-            "old_verify_keys": {},
-        });
-        let mut object: CanonicalJsonObject = serde_json::from_value(body)?;
-        self.sign(&mut object)?;
-        Ok(serde_json::to_value(object)?)
+        let valid_until_ts = MilliSecondsSinceUnixEpoch(UInt::try_from(valid_until_ts)?);
+        let mut keys = KeyResponse::new(self.server_name.clone(), valid_until_ts);
+        let key = VerifyKey::new(Base64::new(self.key_pair.public_key().to_vec()));
+        keys.verify_keys.insert(OwnedServerSigningKeyId::try_from(self.key_id())?, key);
+        let mut object = ruma::canonical_json::to_canonical_value(&keys)?;
+        let CanonicalJsonValue::Object(object) = &mut object else { bail!("a key response is an object") };
+        self.sign(object)?;
+        Ok(Raw::from_json(serde_json::value::to_raw_value(object)?))
+    }
+
+    /// [`Self::signed_key_response`] as JSON, for the checks that read it as such.
+    pub fn server_key_response(&self) -> anyhow::Result<Value> {
+        Ok(self.signed_key_response()?.deserialize_as()?)
     }
 }
 

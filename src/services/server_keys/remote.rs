@@ -11,12 +11,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use axum::http::Method;
+use ruma::api::federation::discovery::ServerSigningKeys as KeyResponse;
+use ruma::api::federation::discovery::{get_remote_server_keys_batch, get_server_keys};
 use ruma::canonical_json::CanonicalJsonObject;
-use ruma::serde::Base64;
+use ruma::serde::{Base64, Raw};
 use ruma::signatures::{PublicKeyMap, PublicKeySet};
 use ruma::{OwnedServerName, ServerName};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ServerKeys;
 use crate::config::{Config, TrustedKeyServer};
@@ -147,8 +148,10 @@ impl RemoteKeys {
 
     /// A server's own, verified `/_matrix/key/v2/server` response.
     pub async fn fetch_key_response(&self, server: &ServerName) -> Result<Value, FederationError> {
-        let body = self.client.get_unsigned(server, "/_matrix/key/v2/server").await?;
-        verify_key_response(server, &body).map_err(FederationError::InvalidResponse)?;
+        let request = get_server_keys::v2::Request::new();
+        let answer = self.client.send_key_request(server, request, false).await?;
+        let body = raw_to_value(&answer.server_key)?;
+        verify_key_response(server, &body)?;
         Ok(body)
     }
 
@@ -160,7 +163,7 @@ impl RemoteKeys {
         server: &ServerName,
         key_ids: &[&str],
         minimum_valid_until_ts: Option<u64>,
-    ) -> Vec<Value> {
+    ) -> Vec<Raw<KeyResponse>> {
         let response = if server == self.server_name() {
             match self.own.server_key_response() {
                 Ok(response) => response,
@@ -197,10 +200,10 @@ impl RemoteKeys {
         }
     }
 
-    fn counter_sign(&self, response: Value) -> anyhow::Result<Value> {
+    fn counter_sign(&self, response: Value) -> anyhow::Result<Raw<KeyResponse>> {
         let mut object: CanonicalJsonObject = serde_json::from_value(response)?;
         self.own.sign(&mut object)?;
-        Ok(serde_json::to_value(object)?)
+        Ok(Raw::from_json(serde_json::value::to_raw_value(&object)?))
     }
 
     fn own_keys(&self) -> ServerSigningKeys {
@@ -273,7 +276,7 @@ impl RemoteKeys {
 
     /// Caches a verified response, keeping the keys it no longer lists as old keys.
     fn store(&self, server: &ServerName, response: Value) -> Result<CachedKeys, FederationError> {
-        let mut keys = parse_key_response(server, &response).map_err(FederationError::InvalidResponse)?;
+        let mut keys = parse_key_response(server, &response)?;
         let now = now_ms();
         keys.valid_until_ts = keys.valid_until_ts.min(now + MAX_KEY_VALIDITY_MS);
         let mut servers = self.lock_cache();
@@ -293,12 +296,10 @@ impl RemoteKeys {
     /// signed by `server` and by the notary.
     async fn query_notary(&self, notary: &TrustedKeyServer, server: &ServerName) -> Result<Value, FederationError> {
         let notary_keys = self.notary_keys(notary).await?;
-        let body = json!({ "server_keys": { server.as_str(): {} } });
-        let answer =
-            self.client.request(Method::POST, &notary.server_name, "/_matrix/key/v2/query", Some(&body)).await?;
-        let responses = answer["server_keys"]
-            .as_array()
-            .ok_or_else(|| FederationError::InvalidResponse("server_keys is not a list".into()))?;
+        let query = BTreeMap::from([(server.to_owned(), BTreeMap::new())]);
+        let request = get_remote_server_keys_batch::v2::Request::new(query);
+        let answer = self.client.send_key_request(&notary.server_name, request, true).await?;
+        let responses = answer.server_keys.iter().map(raw_to_value).collect::<Result<Vec<_>, _>>()?;
         let mut best: Option<(u64, &Value)> = None;
         let mut last_error = format!("{} has no keys of {server}", notary.server_name);
         for response in responses.iter().filter(|r| r["server_name"].as_str() == Some(server.as_str())) {
@@ -345,10 +346,53 @@ impl RemoteKeys {
     }
 }
 
+/// A key response as JSON, for the checks of its signatures.
+fn raw_to_value(raw: &Raw<KeyResponse>) -> Result<Value, FederationError> {
+    raw.deserialize_as().map_err(|e| FederationError::InvalidResponse(e.to_string()))
+}
+
+/// Why a key response is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BadKeyResponse {
+    #[error("the response is for another server")]
+    OtherServer,
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("the keys have expired")]
+    Expired,
+    #[error("a verify key is not base64: {0}")]
+    NotBase64(String),
+    #[error("no verify keys")]
+    NoVerifyKeys,
+    #[error("bad self-signature: {0}")]
+    SelfSignature(BadSignature),
+    #[error("bad notary signature: {0}")]
+    NotarySignature(BadSignature),
+}
+
+/// Why an entity's signature on a key response does not check out.
+#[derive(Debug, thiserror::Error)]
+pub enum BadSignature {
+    #[error("no signatures")]
+    NoSignatures,
+    #[error("not signed by {0}")]
+    NotSignedBy(OwnedServerName),
+    #[error("not canonical JSON: {0}")]
+    NotCanonical(serde_json::Error),
+    #[error(transparent)]
+    Invalid(#[from] ruma::signatures::VerificationError),
+}
+
+impl From<BadKeyResponse> for FederationError {
+    fn from(err: BadKeyResponse) -> Self {
+        Self::InvalidResponse(err.to_string())
+    }
+}
+
 /// Verifies a `/_matrix/key/v2/server` response: for `server`, self-signed by the keys
 /// it lists (every signature by a listed key must check out, and there must be one),
 /// not expired. Returns the keys and until when they may be cached.
-pub fn verify_key_response(server: &ServerName, body: &Value) -> Result<(PublicKeySet, u64), String> {
+pub fn verify_key_response(server: &ServerName, body: &Value) -> Result<(PublicKeySet, u64), BadKeyResponse> {
     let keys = parse_key_response(server, body)?;
     Ok((keys.verify_keys, keys.valid_until_ts))
 }
@@ -360,29 +404,29 @@ pub fn verify_notary_response(
     notary: &ServerName,
     notary_keys: &PublicKeySet,
     body: &Value,
-) -> Result<ServerSigningKeys, String> {
+) -> Result<ServerSigningKeys, BadKeyResponse> {
     let keys = parse_key_response(server, body)?;
     if notary != server {
-        verify_signatures_of(notary, notary_keys, body).map_err(|e| format!("bad notary signature: {e}"))?;
+        verify_signatures_of(notary, notary_keys, body).map_err(BadKeyResponse::NotarySignature)?;
     }
     Ok(keys)
 }
 
-fn parse_key_response(server: &ServerName, body: &Value) -> Result<ServerSigningKeys, String> {
+fn parse_key_response(server: &ServerName, body: &Value) -> Result<ServerSigningKeys, BadKeyResponse> {
     if body["server_name"].as_str() != Some(server.as_str()) {
-        return Err("the response is for another server".into());
+        return Err(BadKeyResponse::OtherServer);
     }
-    let valid_until_ts = body["valid_until_ts"].as_u64().ok_or("missing valid_until_ts")?;
+    let valid_until_ts = body["valid_until_ts"].as_u64().ok_or(BadKeyResponse::Missing("valid_until_ts"))?;
     if valid_until_ts <= now_ms() {
-        return Err("the keys have expired".into());
+        return Err(BadKeyResponse::Expired);
     }
     let mut verify_keys = PublicKeySet::new();
-    for (key_id, key) in body["verify_keys"].as_object().ok_or("missing verify_keys")? {
-        let key = key["key"].as_str().ok_or("a verify key has no `key`")?;
-        verify_keys.insert(key_id.clone(), Base64::parse(key).map_err(|e| e.to_string())?);
+    for (key_id, key) in body["verify_keys"].as_object().ok_or(BadKeyResponse::Missing("verify_keys"))? {
+        let key = key["key"].as_str().ok_or(BadKeyResponse::Missing("the `key` of a verify key"))?;
+        verify_keys.insert(key_id.clone(), Base64::parse(key).map_err(|e| BadKeyResponse::NotBase64(e.to_string()))?);
     }
     if verify_keys.is_empty() {
-        return Err("no verify keys".into());
+        return Err(BadKeyResponse::NoVerifyKeys);
     }
     let mut old_verify_keys = BTreeMap::new();
     if let Some(old) = body.get("old_verify_keys").and_then(Value::as_object) {
@@ -395,27 +439,28 @@ fn parse_key_response(server: &ServerName, body: &Value) -> Result<ServerSigning
             }
         }
     }
-    verify_signatures_of(server, &verify_keys, body).map_err(|e| format!("bad self-signature: {e}"))?;
+    verify_signatures_of(server, &verify_keys, body).map_err(BadKeyResponse::SelfSignature)?;
     Ok(ServerSigningKeys { verify_keys, valid_until_ts, old_verify_keys })
 }
 
 /// Checks `entity`'s signatures on `body` (other entities' signatures are left aside).
-fn verify_signatures_of(entity: &ServerName, keys: &PublicKeySet, body: &Value) -> Result<(), String> {
+fn verify_signatures_of(entity: &ServerName, keys: &PublicKeySet, body: &Value) -> Result<(), BadSignature> {
     let mut body = body.clone();
-    let signatures = body.get_mut("signatures").and_then(Value::as_object_mut).ok_or("no signatures")?;
-    let own = signatures.remove(entity.as_str()).ok_or_else(|| format!("not signed by {entity}"))?;
+    let signatures = body.get_mut("signatures").and_then(Value::as_object_mut).ok_or(BadSignature::NoSignatures)?;
+    let own = signatures.remove(entity.as_str()).ok_or_else(|| BadSignature::NotSignedBy(entity.to_owned()))?;
     signatures.clear();
     signatures.insert(entity.to_string(), own);
-    let object: CanonicalJsonObject = serde_json::from_value(body).map_err(|e| e.to_string())?;
+    let object: CanonicalJsonObject = serde_json::from_value(body).map_err(BadSignature::NotCanonical)?;
     let mut key_map = PublicKeyMap::new();
     key_map.insert(entity.to_string(), keys.clone());
-    ruma::signatures::verify_json(&key_map, &object).map_err(|e| e.to_string())
+    Ok(ruma::signatures::verify_json(&key_map, &object)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::services::server_keys::ServerKeys;
+    use serde_json::json;
 
     fn keys(name: &str, file: &str, dir: &tempfile::TempDir) -> ServerKeys {
         let path = dir.path().join(file);
@@ -474,7 +519,7 @@ mod tests {
         let response = w.origin.server_key_response().unwrap();
         let err =
             verify_notary_response(name("origin.org"), name("notary.org"), &key_set(&w.notary), &response).unwrap_err();
-        assert!(err.contains("notary"), "{err}");
+        assert!(matches!(err, BadKeyResponse::NotarySignature(_)), "{err}");
     }
 
     #[test]
@@ -484,7 +529,7 @@ mod tests {
         let response = sign(&w.other, w.origin.server_key_response().unwrap());
         let err =
             verify_notary_response(name("origin.org"), name("notary.org"), &key_set(&w.notary), &response).unwrap_err();
-        assert!(err.contains("notary"), "{err}");
+        assert!(matches!(err, BadKeyResponse::NotarySignature(_)), "{err}");
         // A forged signature under the trusted key id is refused too.
         let mut forged = response.clone();
         let trusted_id = w.notary.key_id();
@@ -502,7 +547,7 @@ mod tests {
         let response = sign(&w.notary, sign(&w.origin, body));
         let err =
             verify_notary_response(name("origin.org"), name("notary.org"), &key_set(&w.notary), &response).unwrap_err();
-        assert!(err.contains("expired"), "{err}");
+        assert!(matches!(err, BadKeyResponse::Expired), "{err}");
     }
 
     #[test]
@@ -514,7 +559,7 @@ mod tests {
         let response = sign(&w.notary, body.clone());
         let err =
             verify_notary_response(name("origin.org"), name("notary.org"), &key_set(&w.notary), &response).unwrap_err();
-        assert!(err.contains("self-signature"), "{err}");
+        assert!(matches!(err, BadKeyResponse::SelfSignature(_)), "{err}");
         // Signed under the server's name by a key it does not list.
         let impostor = keys("origin.org", "impostor.key", &w._dir);
         let response = sign(&w.notary, sign(&impostor, body.clone()));

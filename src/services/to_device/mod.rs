@@ -14,13 +14,19 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use ruma::api::client::to_device::send_event_to_device::v3::Messages;
+use ruma::api::federation::transactions::edu::{DirectDeviceContent, DirectDeviceMessages, Edu};
+use ruma::serde::Raw;
+use ruma::to_device::DeviceIdOrAllDevices;
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::value::to_raw_value;
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::config::RateLimit;
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::sender::Sender;
+use crate::services::federation::inbound::edus::{EduHandlers, EduRefused, EduResult};
+use crate::services::federation::sender::{OutgoingEdu, Sender};
 use crate::services::rate_limit::RateLimiter;
 use crate::services::workers::{Shutdown, Worker};
 use crate::store::{Delivery, InboxLimits, KeptEdu, Store, ToDeviceMessage};
@@ -83,16 +89,17 @@ impl ToDevice {
         let (local, remote): (Vec<_>, Vec<_>) =
             recipients.into_iter().partition(|(user, _, _)| user.server_name() == self.server_name);
         self.charge_new_servers(sender, &remote).await?;
-        let envelope = |content: &Value| json!({ "sender": sender, "type": event_type, "content": content });
         let mut deliveries = Vec::new();
         for (user, device, content) in &local {
             for device_id in self.devices_of(user, device).await? {
-                deliveries.push(ToDeviceMessage { user_id: user.to_string(), device_id, message: envelope(content) });
+                let message = envelope(sender, event_type, content)
+                    .map_err(|e| MatrixError::internal("a to-device message", e))?;
+                deliveries.push(ToDeviceMessage { user_id: user.to_string(), device_id, message });
             }
         }
         // The EDUs for other servers are kept in the transaction that marks the request
         // as handled: a retry of a request that died half-way would find it handled.
-        let kept = self.remote_edus(sender, event_type, remote);
+        let kept = self.remote_edus(sender, event_type, remote)?;
         let txn_key = format!("{device_id}/{txn_id}");
         let dedup = (sender.as_str(), txn_key.as_str());
         let delivery =
@@ -143,35 +150,48 @@ impl ToDevice {
     }
 
     /// One `m.direct_to_device` EDU per server, to be kept until the server takes it.
-    fn remote_edus(&self, sender: &UserId, event_type: &str, remote: Vec<Recipient>) -> Vec<KeptEdu> {
-        let mut by_server: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
+    fn remote_edus(&self, sender: &UserId, event_type: &str, remote: Vec<Recipient>) -> ApiResult<Vec<KeptEdu>> {
+        let mut by_server: BTreeMap<OwnedServerName, DirectDeviceMessages> = BTreeMap::new();
         for (user, device, content) in remote {
+            let device = DeviceIdOrAllDevices::try_from(device.as_str())
+                .map_err(|_| MatrixError::invalid_param(format!("Invalid device ID: {device}")))?;
+            let content = to_raw_value(&content).map_err(|e| MatrixError::internal("a to-device message", e))?;
             let users = by_server.entry(user.server_name().to_owned()).or_default();
-            let devices = users.entry(user.to_string()).or_insert_with(|| json!({}));
-            devices[device] = content;
+            users.entry(user).or_default().insert(device, Raw::from_json(content));
         }
         let mut kept = Vec::new();
         for (server, messages) in by_server {
             let message_id = crate::services::accounts::random_string(24);
-            let edu = json!({ "edu_type": "m.direct_to_device", "content": {
-                "sender": sender, "type": event_type, "message_id": message_id, "messages": messages,
-            }});
+            let mut content =
+                DirectDeviceContent::new(sender.to_owned(), event_type.into(), message_id.as_str().into());
+            content.messages = messages;
+            let edu = OutgoingEdu::from(Edu::DirectToDevice(content));
             // Kept EDUs go out in key order: the time, then a counter for those of one
             // millisecond, keeps them in the order they were sent.
             let sequence = KEPT_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let key = format!("{:020} {sequence:020} m.direct_to_device {message_id}", crate::store::now_ms());
-            kept.extend(self.sender.durable_edu_rows(&[server], &key, &edu));
+            kept.extend(self.sender.durable_edu_rows(&[server], &key, &edu)?);
         }
-        kept
+        Ok(kept)
+    }
+
+    /// Registers the handler of `m.direct_to_device`.
+    pub fn register_edus(self: &Arc<Self>, edus: &mut EduHandlers) {
+        let to_device = self.clone();
+        edus.register("m.direct_to_device", move |origin, content: Value| {
+            let to_device = to_device.clone();
+            async move { to_device.receive_remote(&origin, &content).await }
+        });
     }
 
     /// An `m.direct_to_device` EDU: delivered to our users' devices once per message id.
-    pub async fn receive_remote(&self, origin: &ServerName, content: &Value) -> Result<(), String> {
+    pub async fn receive_remote(&self, origin: &ServerName, content: &Value) -> EduResult {
         let RemoteMessages { sender, event_type, message_id, recipients } = parse_remote(origin, content)?;
         let mut deliveries = Vec::new();
         for (user, device, message) in recipients.iter().filter(|(user, _, _)| user.server_name() == self.server_name) {
-            for device_id in self.devices_of(user, device).await.map_err(|e| e.message)? {
-                let message = json!({ "sender": sender, "type": event_type, "content": message });
+            for device_id in self.devices_of(user, device).await? {
+                let message = envelope(sender, event_type, message)
+                    .map_err(|e| MatrixError::internal("a to-device message", e))?;
                 deliveries.push(ToDeviceMessage { user_id: user.to_string(), device_id, message });
             }
         }
@@ -179,14 +199,14 @@ impl ToDevice {
         let dedup = (origin.as_str(), message_id);
         let delivery =
             self.store.deliver_to_devices(origin.as_str(), dedup, &deliveries, INBOX_LIMITS, true, &[]).await;
-        match delivery.map_err(|e| e.to_string())? {
+        match delivery? {
             Delivery::Repeated => return Ok(()),
             Delivery::Stored { refused, .. } | Delivery::Refused(refused) if !refused.is_empty() => {
                 tracing::warn!(%origin, %sender, devices = refused.len(), "to-device messages dropped: the devices' inboxes are full or hold too many from this server");
             }
             _ => {}
         }
-        self.delivered.send_replace(self.stream_head().await.map_err(|e| e.message)?);
+        self.delivered.send_replace(self.stream_head().await?);
         Ok(())
     }
 
@@ -237,16 +257,15 @@ pub struct RemoteMessages<'a> {
 }
 
 /// Checks the content of an `m.direct_to_device` EDU from `origin`.
-pub fn parse_remote<'a>(origin: &ServerName, content: &'a Value) -> Result<RemoteMessages<'a>, String> {
-    let sender = content["sender"].as_str().and_then(|s| <&UserId>::try_from(s).ok()).ok_or("no sender")?;
-    if sender.server_name() != origin {
-        return Err(format!("{origin} cannot speak for {sender}"));
-    }
+pub fn parse_remote<'a>(origin: &ServerName, content: &'a Value) -> Result<RemoteMessages<'a>, EduRefused> {
+    let invalid = |what: &str| EduRefused::Invalid(what.to_owned());
+    let sender = content["sender"].as_str().and_then(|s| <&UserId>::try_from(s).ok()).ok_or(invalid("no sender"))?;
+    EduRefused::unless_own_user(origin, sender)?;
     let (Some(event_type), Some(message_id)) = (content["type"].as_str(), content["message_id"].as_str()) else {
-        return Err("no type or message_id".into());
+        return Err(invalid("no type or message_id"));
     };
-    let messages = content["messages"].as_object().ok_or("no messages")?;
-    let recipients = parse_recipients(messages).map_err(|e| e.message)?;
+    let messages = content["messages"].as_object().ok_or(invalid("no messages"))?;
+    let recipients = parse_recipients(messages).map_err(|e| EduRefused::Invalid(e.message))?;
     Ok(RemoteMessages { sender, event_type, message_id, recipients })
 }
 
@@ -268,6 +287,19 @@ fn parse_recipients(messages: &Map<String, Value>) -> ApiResult<Vec<Recipient>> 
         }
     }
     Ok(recipients)
+}
+
+/// A to-device event as a device's inbox keeps it.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    sender: &'a UserId,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    content: &'a Value,
+}
+
+fn envelope(sender: &UserId, event_type: &str, content: &Value) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(Envelope { sender, event_type, content })
 }
 
 /// A `/sendToDevice` request's messages flattened, checked and bounded.

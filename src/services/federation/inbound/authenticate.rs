@@ -76,8 +76,7 @@ pub fn verify_signature(
 ) -> Result<(), MatrixError> {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     if let Some(content) = non_canonical_json(body) {
-        return verify_lenient(xmatrix, key_map, server_name, method, path, content)
-            .map_err(|e| unauthorized(format!("Invalid signature: {e}")));
+        return verify_lenient(xmatrix, key_map, server_name, method, path, content);
     }
     let request = axum::http::Request::builder()
         .method(method.clone())
@@ -111,7 +110,8 @@ fn verify_lenient(
     method: &Method,
     path: &str,
     content: serde_json::Value,
-) -> Result<(), String> {
+) -> Result<(), MatrixError> {
+    let invalid = |reason: String| unauthorized(format!("Invalid signature: {reason}"));
     let signed = serde_json::json!({
         "content": content,
         "destination": server_name.as_str(),
@@ -119,16 +119,16 @@ fn verify_lenient(
         "origin": xmatrix.origin.as_str(),
         "uri": path,
     });
-    let bytes = serde_json::to_vec(&signed).map_err(|e| e.to_string())?;
+    let bytes = serde_json::to_vec(&signed).map_err(|e| invalid(e.to_string()))?;
     let key = keys
         .get(xmatrix.origin.as_str())
         .and_then(|set| set.get(xmatrix.key.as_str()))
-        .ok_or_else(|| format!("no key {} of {}", xmatrix.key, xmatrix.origin))?;
+        .ok_or_else(|| invalid(format!("no key {} of {}", xmatrix.key, xmatrix.origin)))?;
     ruma::signatures::verify_canonical_json_bytes(
         &ruma::SigningKeyAlgorithm::Ed25519,
         key.as_bytes(),
         xmatrix.sig.as_bytes(),
         &bytes,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| invalid(e.to_string()))
 }

@@ -1,84 +1,117 @@
-//! EDUs of a transaction, parsed into ruma's types (or kith's, for the profile EDUs of
-//! MSC4259, which ruma does not have) and dispatched by type. Typing and read receipts go
-//! to the ephemeral service, profile updates to the remote-profile cache, device-list and
-//! signing-key updates to the keys service, to-device messages to the devices' inboxes;
-//! presence and unknown types are accepted and ignored. A malformed EDU is dropped on
-//! its own.
+//! EDUs of a transaction, dispatched by type through one registry: each service that
+//! handles an EDU type registers exactly one handler for it at startup (typing and read
+//! receipts: the ephemeral service; profile updates: the remote-profile cache;
+//! device-list and signing-key updates: the keys service; to-device messages: the
+//! devices' inboxes). The registry parses the content into the handler's type, so a
+//! malformed EDU is dropped on its own; presence and unknown types are ignored.
 
-use ruma::ServerName;
-use ruma::api::federation::transactions::edu::Edu;
+use std::collections::HashMap;
+use std::future::Future;
+
+use futures_util::future::BoxFuture;
+use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, ServerName};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::Inbound;
-use crate::services::remote_profiles::edus::{EDU_TYPES as PROFILE_EDU_TYPES, ProfileUpdate};
+use crate::error::MatrixError;
+
+/// Why an EDU was dropped. EDUs get no answer: this is only logged.
+#[derive(Debug, thiserror::Error)]
+pub enum EduRefused {
+    #[error("not an EDU: {0}")]
+    Malformed(serde_json::Error),
+    #[error("invalid {edu_type} content: {error}")]
+    InvalidContent { edu_type: String, error: serde_json::Error },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{origin} cannot speak for {user_id}")]
+    NotItsUser { origin: OwnedServerName, user_id: OwnedUserId },
+    #[error("{user_id} is not joined to {room_id}")]
+    NotJoined { user_id: OwnedUserId, room_id: OwnedRoomId },
+    #[error(transparent)]
+    Failed(#[from] MatrixError),
+}
+
+impl From<sqlx::Error> for EduRefused {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Failed(err.into())
+    }
+}
+
+impl EduRefused {
+    /// Unless `user_id` belongs to `origin`: a server speaks only for its own users.
+    pub fn unless_own_user(origin: &ServerName, user_id: &ruma::UserId) -> Result<(), Self> {
+        if user_id.server_name() == origin {
+            return Ok(());
+        }
+        Err(Self::NotItsUser { origin: origin.to_owned(), user_id: user_id.to_owned() })
+    }
+}
+
+pub type EduResult = Result<(), EduRefused>;
+
+type Handler =
+    Box<dyn Fn(OwnedServerName, &RawValue) -> Result<BoxFuture<'static, EduResult>, EduRefused> + Send + Sync>;
 
 /// What an EDU is, before its content is trusted to fit its type.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     edu_type: &'a str,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
 }
 
-/// An EDU as this server understands it.
-#[derive(Debug)]
-pub enum InboundEdu {
-    Known(Edu),
-    Profile(ProfileUpdate),
-    /// A type kith does not handle; kept by name for the log.
-    Unknown(String),
+/// The handlers of incoming EDUs, one per type.
+#[derive(Default)]
+pub struct EduHandlers {
+    handlers: HashMap<&'static str, Handler>,
 }
 
-impl InboundEdu {
-    /// Parses one EDU; an error names what was wrong with it.
-    pub fn parse(value: &Value) -> Result<Self, String> {
-        let raw = serde_json::value::to_raw_value(value).map_err(|e| e.to_string())?;
-        let envelope: Envelope<'_> = serde_json::from_str(raw.get()).map_err(|e| format!("not an EDU: {e}"))?;
-        match envelope.edu_type {
-            "m.typing"
-            | "m.receipt"
-            | "m.presence"
-            | "m.device_list_update"
-            | "m.direct_to_device"
-            | "m.signing_key_update" => parse_known(&raw).map(Self::Known),
-            kind if PROFILE_EDU_TYPES.contains(&kind) => {
-                let update = serde_json::from_value(value["content"].clone());
-                update.map(Self::Profile).map_err(|e| format!("invalid profile EDU: {e}"))
-            }
-            other => Ok(Self::Unknown(other.to_owned())),
-        }
+impl EduHandlers {
+    /// Registers the one handler of `edu_type`, which takes the EDU's content as `C`.
+    /// Two handlers for one type are a wiring mistake, caught when the server starts.
+    pub fn register<C, F, Fut>(&mut self, edu_type: &'static str, handler: F)
+    where
+        C: DeserializeOwned,
+        F: Fn(OwnedServerName, C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = EduResult> + Send + 'static,
+    {
+        let parse_and_handle = move |origin: OwnedServerName, content: &RawValue| {
+            let content = serde_json::from_str::<C>(content.get())
+                .map_err(|error| EduRefused::InvalidContent { edu_type: edu_type.to_owned(), error })?;
+            Ok(Box::pin(handler(origin, content)) as BoxFuture<'static, EduResult>)
+        };
+        let previous = self.handlers.insert(edu_type, Box::new(parse_and_handle));
+        assert!(previous.is_none(), "two handlers registered for {edu_type}");
+    }
+
+    /// The handler's work for one EDU (none for a type nothing handles), or why it is
+    /// refused before any.
+    pub fn handle(
+        &self,
+        origin: &ServerName,
+        edu: &Value,
+    ) -> Result<Option<BoxFuture<'static, EduResult>>, EduRefused> {
+        let raw = serde_json::value::to_raw_value(edu).map_err(EduRefused::Malformed)?;
+        let envelope: Envelope<'_> = serde_json::from_str(raw.get()).map_err(EduRefused::Malformed)?;
+        let Some(handler) = self.handlers.get(envelope.edu_type) else {
+            tracing::trace!(%origin, edu_type = envelope.edu_type, "ignoring EDU of a type nothing handles");
+            return Ok(None);
+        };
+        let empty = RawValue::from_string("{}".to_owned()).map_err(EduRefused::Malformed)?;
+        handler(origin.to_owned(), envelope.content.unwrap_or(&empty)).map(Some)
     }
 }
 
-fn parse_known(raw: &RawValue) -> Result<Edu, String> {
-    serde_json::from_str(raw.get()).map_err(|e| format!("invalid EDU content: {e}"))
-}
-
 impl Inbound {
-    pub(super) async fn receive_edu(&self, origin: &ServerName, value: &Value) {
-        let edu = match InboundEdu::parse(value) {
-            Ok(edu) => edu,
-            Err(err) => return tracing::debug!(%origin, %err, "ignoring EDU"),
-        };
-        let result = match edu {
-            InboundEdu::Known(Edu::Typing(typing)) => self.ephemeral.receive_remote_typing(origin, typing).await,
-            InboundEdu::Known(Edu::Receipt(receipts)) => self.ephemeral.receive_remote_receipts(origin, receipts).await,
-            InboundEdu::Profile(update) => {
-                self.federated_directory.receive_profile_edu(origin, &update).await;
-                self.remote_profiles.receive_edu(origin, update).await
-            }
-            InboundEdu::Known(Edu::DeviceListUpdate(update)) => {
-                self.device_keys.receive_remote_change(origin, &update.user_id, Some(update.device_id.as_str())).await
-            }
-            InboundEdu::Known(Edu::SigningKeyUpdate(update)) => {
-                self.device_keys.receive_remote_change(origin, &update.user_id, None).await
-            }
-            InboundEdu::Known(Edu::DirectToDevice(_)) => self.to_device.receive_remote(origin, &value["content"]).await,
-            InboundEdu::Known(_) => Ok(()),
-            InboundEdu::Unknown(edu_type) => {
-                tracing::trace!(%origin, edu_type, "ignoring EDU of an unknown type");
-                Ok(())
-            }
+    pub(super) async fn receive_edu(&self, origin: &ServerName, edu: &Value) {
+        let result = match self.edu_handlers.handle(origin, edu) {
+            Ok(Some(work)) => work.await,
+            Ok(None) => Ok(()),
+            Err(err) => Err(err),
         };
         if let Err(err) = result {
             tracing::debug!(%origin, %err, "ignoring EDU");
@@ -88,22 +121,40 @@ impl Inbound {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+    use ruma::api::federation::transactions::edu::TypingContent;
     use serde_json::json;
 
-    #[test]
-    fn edus_parse_into_types_and_unknown_ones_are_named() {
+    #[tokio::test]
+    async fn each_type_reaches_its_handler_typed_and_bad_content_is_refused() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut handlers = EduHandlers::default();
+        let record = seen.clone();
+        handlers.register("m.typing", move |origin, typing: TypingContent| {
+            record.lock().unwrap().push((origin.to_string(), typing.typing));
+            async { Ok(()) }
+        });
+        let origin: OwnedServerName = "x".try_into().unwrap();
         let typing =
             json!({ "edu_type": "m.typing", "content": { "room_id": "!r:x", "user_id": "@a:x", "typing": true } });
-        assert!(matches!(InboundEdu::parse(&typing), Ok(InboundEdu::Known(Edu::Typing(t))) if t.typing));
+        handlers.handle(&origin, &typing).unwrap().unwrap().await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), vec![("x".to_owned(), true)]);
+
         let custom = json!({ "edu_type": "org.example.thing", "content": {} });
-        assert!(matches!(InboundEdu::parse(&custom), Ok(InboundEdu::Unknown(t)) if t == "org.example.thing"));
-        let profile = json!({ "edu_type": "uk.tcpip.msc4259.profile", "content": { "user_id": "@a:x", "fields": { "displayname": "A" } } });
-        assert!(matches!(InboundEdu::parse(&profile), Ok(InboundEdu::Profile(p)) if p.fields["displayname"] == "A"));
-        let hostile = json!({ "edu_type": "m.profile", "content": { "user_id": "@a:x", "fields": [1] } });
-        assert!(InboundEdu::parse(&hostile).is_err());
+        assert!(handlers.handle(&origin, &custom).unwrap().is_none());
         let bad = json!({ "edu_type": "m.typing", "content": { "room_id": 5 } });
-        assert!(InboundEdu::parse(&bad).is_err());
-        assert!(InboundEdu::parse(&json!([1])).is_err());
+        assert!(matches!(handlers.handle(&origin, &bad), Err(EduRefused::InvalidContent { .. })));
+        assert!(matches!(handlers.handle(&origin, &json!([1])), Err(EduRefused::Malformed(_))));
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "two handlers")]
+    fn a_type_has_one_handler() {
+        let mut handlers = EduHandlers::default();
+        handlers.register("m.typing", |_, _: Value| async { Ok(()) });
+        handlers.register("m.typing", |_, _: Value| async { Ok(()) });
     }
 }

@@ -29,18 +29,14 @@ use crate::error::ApiResult;
 
 use ruma::{OwnedServerName, ServerName};
 
+use self::edus::EduHandlers;
 use self::rate_limit::{FederationRateLimiter, Turn};
 use super::FederationClient;
 use crate::config::FederationRateLimit;
 use crate::error::MatrixError;
-use crate::services::ephemeral::Ephemeral;
-use crate::services::federated_directory::FederatedDirectory;
-use crate::services::keys::Keys;
-use crate::services::remote_profiles::RemoteProfiles;
 use crate::services::rooms::Rooms;
 use crate::services::server_health::ServerHealth;
 use crate::services::server_keys::remote::RemoteKeys;
-use crate::services::to_device::ToDevice;
 use crate::store::Store;
 
 pub struct Inbound {
@@ -49,14 +45,10 @@ pub struct Inbound {
     client: Arc<FederationClient>,
     keys: Arc<RemoteKeys>,
     rooms: Arc<Rooms>,
-    ephemeral: Arc<Ephemeral>,
-    remote_profiles: Arc<RemoteProfiles>,
-    federated_directory: Arc<FederatedDirectory>,
     /// Told that a server whose request passes authentication is up.
     health: Arc<ServerHealth>,
-    /// Device lists and to-device messages from other servers.
-    device_keys: Arc<Keys>,
-    to_device: Arc<ToDevice>,
+    /// Where each type of EDU goes, registered by the services that handle them.
+    edu_handlers: EduHandlers,
     transactions: transaction::TransactionLog,
     rate_limiter: FederationRateLimiter,
 }
@@ -69,12 +61,8 @@ impl Inbound {
         client: Arc<FederationClient>,
         keys: Arc<RemoteKeys>,
         rooms: Arc<Rooms>,
-        ephemeral: Arc<Ephemeral>,
-        remote_profiles: Arc<RemoteProfiles>,
-        federated_directory: Arc<FederatedDirectory>,
         health: Arc<ServerHealth>,
-        device_keys: Arc<Keys>,
-        to_device: Arc<ToDevice>,
+        edu_handlers: EduHandlers,
         rate_limit: FederationRateLimit,
     ) -> Self {
         Self {
@@ -83,12 +71,8 @@ impl Inbound {
             client,
             keys,
             rooms,
-            ephemeral,
-            remote_profiles,
-            federated_directory,
             health,
-            device_keys,
-            to_device,
+            edu_handlers,
             transactions: transaction::TransactionLog::default(),
             rate_limiter: FederationRateLimiter::new(rate_limit),
         }

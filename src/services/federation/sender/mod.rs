@@ -14,23 +14,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use axum::http::{Method, StatusCode};
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
 use futures_util::future::BoxFuture;
-use ruma::{OwnedServerName, RoomId, ServerName, UserId};
-use serde_json::{Value, json};
+use ruma::api::federation::transactions::send_transaction_message;
+use ruma::serde::Raw;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId, ServerName, UserId};
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::to_raw_value;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::{FederationClient, FederationError};
-use crate::error::ApiResult;
+use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::Rooms;
 use crate::services::server_health::{Contact, Recoveries, ServerHealth};
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{KeptEdu, OutboxRow, Store, StoredEvent};
 
 mod edu_queue;
+mod outgoing;
 
 use edu_queue::EduQueue;
+pub use outgoing::OutgoingEdu;
 
 /// Keys of EDUs kept in the database until sent.
 const DURABLE_PREFIX: &str = "durable ";
@@ -250,7 +258,8 @@ impl Sender {
 
     /// Queues an EDU for the servers of a room's joined users (except us). A later EDU
     /// with the same key replaces this one if it has not gone yet.
-    pub async fn send_edu_to_room(self: &Arc<Self>, room_id: &RoomId, key: String, edu: Value) -> ApiResult<()> {
+    pub async fn send_edu_to_room(self: &Arc<Self>, room_id: &RoomId, key: String, edu: OutgoingEdu) -> ApiResult<()> {
+        let edu = edu.to_json()?;
         for server in self.room_servers(room_id.as_str()).await? {
             let destination = self.destination(&server);
             destination.edus.lock().unwrap_or_else(|p| p.into_inner()).push(key.clone(), edu.clone());
@@ -261,7 +270,7 @@ impl Sender {
 
     /// Queues an EDU for each of `servers` (never us); a later EDU with the same key
     /// replaces it (merging profile fields) if it has not gone yet.
-    pub fn send_edu_to(self: &Arc<Self>, servers: &[OwnedServerName], key: &str, edu: &Value) {
+    fn send_edu_to(self: &Arc<Self>, servers: &[OwnedServerName], key: &str, edu: &Value) {
         for server in servers.iter().filter(|s| **s != self.server_name && self.client.allowed(s)) {
             let destination = self.destination(server);
             destination.edus.lock().unwrap_or_else(|p| p.into_inner()).push(key.to_owned(), edu.clone());
@@ -276,9 +285,10 @@ impl Sender {
         self: &Arc<Self>,
         servers: &[OwnedServerName],
         key: &str,
-        edu: &Value,
+        edu: &OutgoingEdu,
     ) -> ApiResult<()> {
         let key = format!("{DURABLE_PREFIX}{key}");
+        let edu = &edu.to_json()?;
         for server in servers.iter().filter(|s| **s != self.server_name && self.client.allowed(s)) {
             if self.store.add_durable_edu(server.as_str(), &key, edu).await? {
                 self.wake(server);
@@ -293,13 +303,19 @@ impl Sender {
     /// The rows that keep `edu` for each of `servers` (never us) until they take it, for
     /// a caller that writes them in the transaction of what the EDU belongs to, then
     /// calls [`Self::kept`]. `key` must be unique to the EDU.
-    pub fn durable_edu_rows(&self, servers: &[OwnedServerName], key: &str, edu: &Value) -> Vec<KeptEdu> {
+    pub fn durable_edu_rows(
+        &self,
+        servers: &[OwnedServerName],
+        key: &str,
+        edu: &OutgoingEdu,
+    ) -> ApiResult<Vec<KeptEdu>> {
         let key = format!("{DURABLE_PREFIX}{key}");
-        servers
+        let edu = edu.to_json()?;
+        Ok(servers
             .iter()
             .filter(|s| **s != self.server_name && self.client.allowed(s))
             .map(|server| KeptEdu { destination: server.to_string(), key: key.clone(), edu: edu.clone() })
-            .collect()
+            .collect())
     }
 
     /// Once rows of [`Self::durable_edu_rows`] are committed: their destinations are
@@ -474,19 +490,15 @@ impl Sender {
             return Ok(true);
         }
         let txn_id = format!("{}.{}", crate::store::now_ms(), self.txn_counter.fetch_add(1, Ordering::Relaxed));
-        let body = json!({
-            "origin": self.server_name,
-            "origin_server_ts": crate::store::now_ms(),
-            "pdus": pdus.iter().map(|(_, pdu)| crate::services::rooms::format::pdu_json(pdu)).collect::<Vec<_>>(),
-            "edus": edus.iter().map(|(_, _, edu)| edu).chain(kept.iter().map(|(_, edu)| edu)).collect::<Vec<_>>(),
-        });
-        let path = format!("/_matrix/federation/v1/send/{txn_id}");
+        let pdus_json = pdus.iter().map(|(_, pdu)| crate::services::rooms::format::pdu_json(pdu));
+        let edus_json = edus.iter().map(|(_, _, edu)| edu).chain(kept.iter().map(|(_, edu)| edu));
+        let request = transaction(&self.server_name, &txn_id, pdus_json, edus_json)?;
         let orderings: Vec<i64> = pdus.iter().map(|(ordering, _)| *ordering).collect();
         let edu_count = edus.len() + kept.len();
         tracing::debug!(%server, pdus = pdus.len(), edus = edu_count, %txn_id, "sending transaction");
-        match self.client.request(Method::PUT, server, &path, Some(&body)).await {
-            Ok(response) => {
-                log_pdu_errors(server, &response);
+        match self.client.send_for_body(server, request).await {
+            Ok(answer) => {
+                log_pdu_errors(server, &answer);
                 self.store.outbox_remove(server.as_str(), &orderings).await?;
                 self.forget_durable(server, &kept).await?;
                 destination.batch.grow();
@@ -538,12 +550,42 @@ fn refused_for_good(status: StatusCode) -> bool {
     )
 }
 
-fn log_pdu_errors(server: &ServerName, response: &Value) {
-    if let Some(results) = response["pdus"].as_object() {
-        for (event_id, result) in results {
-            if let Some(error) = result.get("error") {
-                tracing::info!(%server, %event_id, %error, "destination did not accept a PDU");
-            }
+/// A transaction of ruma's type; PDUs and EDUs go as they are stored.
+fn transaction<'a>(
+    origin: &ServerName,
+    txn_id: &str,
+    pdus: impl Iterator<Item = Value>,
+    edus: impl Iterator<Item = &'a Value>,
+) -> ApiResult<send_transaction_message::v1::Request> {
+    let internal = |err: serde_json::Error| MatrixError::internal("serializing a transaction", err);
+    let mut request =
+        send_transaction_message::v1::Request::new(txn_id.into(), origin.to_owned(), MilliSecondsSinceUnixEpoch::now());
+    request.pdus = pdus.map(|pdu| to_raw_value(&pdu)).collect::<Result<_, _>>().map_err(internal)?;
+    request.edus = edus.map(|edu| to_raw_value(edu).map(Raw::from_json)).collect::<Result<_, _>>().map_err(internal)?;
+    Ok(request)
+}
+
+/// Not ruma's response: ruma's refuses an answer without `pdus` or with a key that is
+/// not an event id, which Synapse takes as a success; the answer is only logged.
+#[derive(Deserialize)]
+struct TransactionAnswer {
+    #[serde(default)]
+    pdus: BTreeMap<String, PduAnswer>,
+}
+
+#[derive(Deserialize)]
+struct PduAnswer {
+    error: Option<Value>,
+}
+
+fn log_pdu_errors(server: &ServerName, answer: &[u8]) {
+    let Ok(answer) = serde_json::from_slice::<TransactionAnswer>(answer) else {
+        tracing::debug!(%server, "a transaction's answer is not the usual object; ignored");
+        return;
+    };
+    for (event_id, result) in answer.pdus {
+        if let Some(error) = result.error {
+            tracing::info!(%server, %event_id, %error, "destination did not accept a PDU");
         }
     }
 }
@@ -552,6 +594,7 @@ fn log_pdu_errors(server: &ServerName, response: &Value) {
 mod tests {
     use super::edu_queue::MAX_QUEUED_EDUS;
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn transactions_shrink_when_too_large_and_grow_back() {

@@ -1,0 +1,240 @@
+//! Client endpoints whose ruma type refuses or rewrites what Synapse accepts and gives
+//! back; each keeps ruma's path and answer and differs only where its comment says.
+
+/// `POST /user/{userId}/filter`. ruma's `FilterDefinition` drops the fields it does not
+/// know (unstable MSC fields clients send); Synapse stores and gives back the filter as
+/// sent, so the body is kept as a JSON object (checked against ruma's type by the service).
+pub mod create_filter {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::{OwnedUserId, serde::JsonObject};
+
+    metadata! {
+        method: POST,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/user/{user_id}/filter",
+            1.1 => "/_matrix/client/v3/user/{user_id}/filter",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub user_id: OwnedUserId,
+
+        #[ruma_api(body)]
+        pub filter: JsonObject,
+    }
+
+    #[response]
+    pub struct Response {
+        pub filter_id: String,
+    }
+}
+
+/// `GET /user/{userId}/filter/{filterId}`: the filter as it was stored (see
+/// [`create_filter`]).
+pub mod get_filter {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::{OwnedUserId, serde::JsonObject};
+
+    metadata! {
+        method: GET,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/user/{user_id}/filter/{filter_id}",
+            1.1 => "/_matrix/client/v3/user/{user_id}/filter/{filter_id}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub user_id: OwnedUserId,
+
+        #[ruma_api(path)]
+        pub filter_id: String,
+    }
+
+    #[response]
+    pub struct Response {
+        #[ruma_api(body)]
+        pub filter: JsonObject,
+    }
+}
+
+/// `PUT /rooms/{roomId}/typing/{userId}`. ruma's type requires `timeout` with
+/// `typing: true`; Synapse defaults it to 30 seconds, and clients leave it out.
+pub mod create_typing_event {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::{OwnedRoomId, OwnedUserId};
+
+    metadata! {
+        method: PUT,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/rooms/{room_id}/typing/{user_id}",
+            1.1 => "/_matrix/client/v3/rooms/{room_id}/typing/{user_id}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id: OwnedRoomId,
+
+        #[ruma_api(path)]
+        pub user_id: OwnedUserId,
+
+        pub typing: bool,
+
+        /// Milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub timeout: Option<u64>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `POST /rooms/{roomId}/read_markers`. ruma's type parses the event IDs, so an ID that
+/// is not one would be `M_BAD_JSON`; kith answers `M_INVALID_PARAM` for it and
+/// `M_NOT_FOUND` for an ID of no event of the room, checked by the service.
+pub mod set_read_marker {
+    use ruma::OwnedRoomId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: POST,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/rooms/{room_id}/read_markers",
+            1.1 => "/_matrix/client/v3/rooms/{room_id}/read_markers",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id: OwnedRoomId,
+
+        #[serde(rename = "m.fully_read", default, skip_serializing_if = "Option::is_none")]
+        pub fully_read: Option<String>,
+
+        #[serde(rename = "m.read", default, skip_serializing_if = "Option::is_none")]
+        pub read_receipt: Option<String>,
+
+        #[serde(rename = "m.read.private", default, skip_serializing_if = "Option::is_none")]
+        pub private_read_receipt: Option<String>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `PUT /directory/room/{roomAlias}`. ruma's type parses the room ID of the body, so one
+/// that is not would be `M_BAD_JSON`; Synapse answers `M_INVALID_PARAM`.
+pub mod create_alias {
+    use ruma::OwnedRoomAliasId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: PUT,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/directory/room/{room_alias}",
+            1.1 => "/_matrix/client/v3/directory/room/{room_alias}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_alias: OwnedRoomAliasId,
+
+        pub room_id: String,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `PUT /directory/list/room/{roomId}`. ruma's type requires `visibility`; Synapse
+/// takes a body without it (or no body) as `public`.
+pub mod set_room_visibility {
+    use ruma::OwnedRoomId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::client::room::Visibility;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: PUT,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/directory/list/room/{room_id}",
+            1.1 => "/_matrix/client/v3/directory/list/room/{room_id}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id: OwnedRoomId,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub visibility: Option<Visibility>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `PUT /profile/{userId}/{keyName}`. ruma's `ProfileFieldValue` refuses
+/// `{"displayname": null}`, which older clients send to clear their name and Synapse
+/// accepts; the body is kept as an object holding the one field the path names.
+pub mod set_profile_field {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::{OwnedUserId, serde::JsonObject};
+
+    metadata! {
+        method: PUT,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/profile/{user_id}/{field}",
+            1.1 => "/_matrix/client/v3/profile/{user_id}/{field}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub user_id: OwnedUserId,
+
+        #[ruma_api(path)]
+        pub field: String,
+
+        #[ruma_api(body)]
+        pub body: JsonObject,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
