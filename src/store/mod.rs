@@ -48,6 +48,7 @@ pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};
 pub use reports::{EventReportQuery, EventReportRow, NewReport, UserReportQuery, UserReportRow};
 pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
 pub use server_health::Retry;
+pub use streams::SyncHeads;
 pub use to_device::{Delivery, InboxLimits, TO_DEVICE_STREAM, ToDeviceMessage};
 pub use user_data::Receipt;
 

@@ -64,3 +64,60 @@ pub(super) async fn save_consumer_position(
     .await?;
     Ok(())
 }
+
+/// The streams `/sync` follows, read together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncHeads {
+    pub events: i64,
+    pub account_data: i64,
+    pub receipts: i64,
+    pub to_device: i64,
+    pub device_lists: i64,
+}
+
+impl super::Store {
+    /// The heads of the streams `/sync` follows, in one statement.
+    pub async fn sync_heads(&self) -> Result<SyncHeads, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT stream, position FROM stream_positions WHERE stream IN ('events', 'account_data', 'receipts', $1, $2)",
+        )
+        .bind(super::TO_DEVICE_STREAM)
+        .bind(super::DEVICE_LIST_STREAM)
+        .fetch_all(self.pool())
+        .await?;
+        let mut heads = SyncHeads::default();
+        for row in &rows {
+            let (stream, position): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+            let slot = match stream.as_str() {
+                "events" => &mut heads.events,
+                "account_data" => &mut heads.account_data,
+                "receipts" => &mut heads.receipts,
+                super::TO_DEVICE_STREAM => &mut heads.to_device,
+                _ => &mut heads.device_lists,
+            };
+            *slot = position;
+        }
+        Ok(heads)
+    }
+
+    /// The rooms with an event in the stream range `(after, up_to]`.
+    pub async fn rooms_with_events_between(&self, after: i64, up_to: i64) -> Result<Vec<String>, sqlx::Error> {
+        let rows =
+            sqlx::query("SELECT DISTINCT room_id FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2")
+                .bind(after)
+                .bind(up_to)
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
+    }
+
+    /// The rooms with a receipt stored in the stream range `(after, up_to]`.
+    pub async fn rooms_with_receipts_between(&self, after: i64, up_to: i64) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query("SELECT DISTINCT room_id FROM receipts WHERE stream_id > $1 AND stream_id <= $2")
+            .bind(after)
+            .bind(up_to)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
+    }
+}

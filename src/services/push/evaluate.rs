@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use ruma::power_levels::NotificationPowerLevels;
-use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
+use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx};
 use ruma::room_version_rules::RoomPowerLevelsRules;
 use ruma::serde::Raw;
 use ruma::{Int, OwnedRoomId, OwnedUserId, RoomVersionId, UInt, UserId};
@@ -23,6 +23,11 @@ use crate::store::{Membership, StoredEvent};
 const CONSUMER: &str = "push_notifications";
 const BATCH: i64 = 200;
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+struct RoomContext {
+    members: Vec<Membership>,
+    power_levels: Option<PushConditionPowerLevelsCtx>,
+}
 
 pub struct PushEvaluator {
     push: Arc<Push>,
@@ -63,10 +68,13 @@ impl PushEvaluator {
         let position = store.consumer_position(CONSUMER).await?;
         let events = store.events_after(position, BATCH).await?;
         let Some(last) = events.last().map(|e| e.stream_ordering) else { return Ok(false) };
-        let mut rulesets: HashMap<OwnedUserId, Ruleset> = HashMap::new();
+        let mut rooms: HashMap<String, RoomContext> = HashMap::new();
         let mut found: Vec<(String, StoredEvent, bool, Value)> = Vec::new();
         for event in events.iter().filter(|e| !e.outlier && !e.rejected) {
-            for (user, highlight, actions) in self.notified_by(event, &mut rulesets).await? {
+            if !rooms.contains_key(&event.room_id) {
+                rooms.insert(event.room_id.clone(), self.room_context(&event.room_id).await?);
+            }
+            for (user, highlight, actions) in self.notified_by(event, &rooms[&event.room_id]).await? {
                 found.push((user, event.clone(), highlight, actions));
             }
         }
@@ -91,15 +99,15 @@ impl PushEvaluator {
         Ok(events.len() as i64 == BATCH)
     }
 
+    /// What evaluating a room's events reads once per batch: its members and power levels.
+    async fn room_context(&self, room_id: &str) -> anyhow::Result<RoomContext> {
+        let members = self.push.store.room_members(room_id).await?;
+        Ok(RoomContext { members, power_levels: self.power_levels(room_id).await? })
+    }
+
     /// The local members an event notifies: `(user, highlight, actions)`.
-    async fn notified_by(
-        &self,
-        event: &StoredEvent,
-        rulesets: &mut HashMap<OwnedUserId, Ruleset>,
-    ) -> anyhow::Result<Vec<(String, bool, Value)>> {
-        let store = &self.push.store;
-        let members = store.room_members(&event.room_id).await?;
-        let joined: Vec<&Membership> = members.iter().filter(|m| m.membership == "join").collect();
+    async fn notified_by(&self, event: &StoredEvent, room: &RoomContext) -> anyhow::Result<Vec<(String, bool, Value)>> {
+        let joined: Vec<&Membership> = room.members.iter().filter(|m| m.membership == "join").collect();
         let sender = event.json["sender"].as_str().unwrap_or_default();
         let local: Vec<&Membership> = joined
             .iter()
@@ -115,20 +123,18 @@ impl PushEvaluator {
             return Ok(Vec::new());
         };
         let raw: Raw<ruma::events::AnySyncTimelineEvent> = Raw::from_json(raw);
-        let power_levels = self.power_levels(&event.room_id).await?;
+        let power_levels = &room.power_levels;
         let count = UInt::try_from(joined.len() as u64).unwrap_or_default();
         let mut notified = Vec::new();
         for member in local {
             let Ok(user) = OwnedUserId::try_from(member.user_id.as_str()) else { continue };
-            if !rulesets.contains_key(&user) {
-                rulesets.insert(user.clone(), self.push.ruleset(&user).await?);
-            }
+            let ruleset = self.push.kept_ruleset(&user).await?;
             let name = member.displayname.clone().unwrap_or_else(|| user.localpart().to_owned());
             let mut context = PushConditionRoomCtx::new(room_id.clone(), count, user.clone(), name);
             if let Some(levels) = &power_levels {
                 context = context.with_power_levels(levels.clone());
             }
-            let actions = rulesets[&user].get_actions(&raw, &context).await;
+            let actions = ruleset.get_actions(&raw, &context).await;
             if actions.iter().any(Action::should_notify) {
                 let highlight = actions.iter().any(Action::is_highlight);
                 notified.push((member.user_id.clone(), highlight, serde_json::to_value(actions).unwrap_or_default()));
