@@ -100,15 +100,18 @@ impl super::Store {
         Ok(heads)
     }
 
-    /// The rooms with an event in the stream range `(after, up_to]`.
-    pub async fn rooms_with_events_between(&self, after: i64, up_to: i64) -> Result<Vec<String>, sqlx::Error> {
-        let rows =
-            sqlx::query("SELECT DISTINCT room_id FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2")
-                .bind(after)
-                .bind(up_to)
-                .fetch_all(self.pool())
-                .await?;
-        rows.iter().map(|row| row.try_get(0)).collect()
+    /// The rooms with an event in the stream range `(after, up_to]`, each with whether
+    /// one of those events is a membership event.
+    pub async fn rooms_with_events_between(&self, after: i64, up_to: i64) -> Result<Vec<(String, bool)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT room_id, CAST(MAX(CASE WHEN event_type = 'm.room.member' THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2 GROUP BY room_id",
+        )
+        .bind(after)
+        .bind(up_to)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get::<i64, _>(1)? != 0))).collect()
     }
 
     /// The rooms with a receipt stored in the stream range `(after, up_to]`.

@@ -104,6 +104,8 @@ struct Changes {
     rooms_with_events: Option<HashSet<String>>,
     rooms_with_receipts: Option<HashSet<String>>,
     typing_since: Option<u64>,
+    /// Whether a membership event is among the new events (or may be).
+    memberships_moved: bool,
 }
 
 impl Changes {
@@ -227,12 +229,14 @@ impl ClientSync {
 
     /// The rooms with news between `since` and `head`, in at most two statements.
     async fn changes(&self, since: SyncToken, head: SyncToken) -> ApiResult<Changes> {
-        let rooms_with_events = match head.events - since.events {
-            ..=0 => Some(HashSet::new()),
+        let (rooms_with_events, memberships_moved) = match head.events - since.events {
+            ..=0 => (Some(HashSet::new()), false),
             1..=MOVED_ROOMS_WINDOW => {
-                Some(self.store.rooms_with_events_between(since.events, head.events).await?.into_iter().collect())
+                let rooms = self.store.rooms_with_events_between(since.events, head.events).await?;
+                let memberships_moved = rooms.iter().any(|(_, membership)| *membership);
+                (Some(rooms.into_iter().map(|(room, _)| room).collect()), memberships_moved)
             }
-            _ => None,
+            _ => (None, true),
         };
         let rooms_with_receipts = match head.receipts - since.receipts {
             ..=0 => Some(HashSet::new()),
@@ -243,7 +247,7 @@ impl ClientSync {
         };
         // The typing serial restarts with the process: any difference may be news.
         let typing_since = (since.typing != head.typing).then_some(since.typing);
-        Ok(Changes { rooms_with_events, rooms_with_receipts, typing_since })
+        Ok(Changes { rooms_with_events, rooms_with_receipts, typing_since, memberships_moved })
     }
 
     /// Whether an incremental sync must read a joined room: it was joined (or resynced)
@@ -329,7 +333,10 @@ impl ClientSync {
             "account_data": { "events": global },
             "presence": { "events": [] },
         });
-        self.add_encryption(&mut response, user, params, &mut head).await?;
+        // Sharing a room starts or ends only with a membership change or a resync.
+        let memberships_moved =
+            changes.as_ref().is_none_or(|changes| changes.memberships_moved) || !filter.resynced.is_empty();
+        self.add_encryption(&mut response, user, params, &mut head, memberships_moved).await?;
         response["next_batch"] = json!(head.format());
         Ok(response)
     }
@@ -343,6 +350,7 @@ impl ClientSync {
         user: &UserId,
         params: &SyncParams,
         head: &mut SyncToken,
+        memberships_moved: bool,
     ) -> ApiResult<()> {
         let since = params.since.unwrap_or_default();
         let messages = self.to_device.inbox(user, &params.device_id, since.to_device, head.to_device).await?;
@@ -356,8 +364,7 @@ impl ClientSync {
             if since.device_lists < head.device_lists {
                 changed = self.keys.changes(user, since.device_lists, head.device_lists).await?;
             }
-            // Only a membership change can start or end sharing a room.
-            if since.events < head.events {
+            if since.events < head.events && memberships_moved {
                 changed.extend(self.keys.joined_since(user, since.events).await?);
                 changed.sort_unstable();
                 changed.dedup();
