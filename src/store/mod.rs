@@ -60,6 +60,10 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::config::DatabaseTarget;
+use crate::services::bounded::BoundedMap;
+
+/// Consumer positions kept in memory, at most (there are a few dozen consumers).
+const KEPT_CONSUMER_POSITIONS: usize = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -73,17 +77,27 @@ pub struct Store {
     /// SQLite allows one writer; serialising write transactions here avoids `SQLITE_BUSY`
     /// lock-upgrade failures that a busy timeout cannot resolve.
     sqlite_writer: Mutex<()>,
+    /// Background consumers' positions as last read or committed: every worker asks
+    /// for its own each time it wakes, which is on every event.
+    consumer_positions: std::sync::Mutex<BoundedMap<String, i64>>,
 }
 
 /// A write transaction; on SQLite it also holds the single-writer lock.
 pub struct WriteTxn<'a> {
     pub(crate) tx: Transaction<'static, Any>,
     _writer: Option<MutexGuard<'a, ()>>,
+    store: &'a Store,
+    /// Consumer positions this transaction saves, kept in memory once it commits.
+    moved_consumers: Vec<(String, i64)>,
 }
 
 impl WriteTxn<'_> {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        for (consumer, position) in self.moved_consumers {
+            self.store.remember_consumer_position(consumer, position, true);
+        }
+        Ok(())
     }
 }
 
@@ -109,7 +123,12 @@ impl Store {
             .connect(&url)
             .await
             .with_context(|| format!("database: cannot connect ({})", redact_password(&url)))?;
-        let store = Self { pool, backend, sqlite_writer: Mutex::new(()) };
+        let store = Self {
+            pool,
+            backend,
+            sqlite_writer: Mutex::new(()),
+            consumer_positions: std::sync::Mutex::new(BoundedMap::new(KEPT_CONSUMER_POSITIONS)),
+        };
         migrations::run(&store).await.context("database: schema migration failed")?;
         Ok(store)
     }
@@ -133,7 +152,7 @@ impl Store {
             Backend::Postgres => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTxn { tx, _writer: writer })
+        Ok(WriteTxn { tx, _writer: writer, store: self, moved_consumers: Vec::new() })
     }
 
     pub async fn close(&self) {

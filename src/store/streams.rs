@@ -1,5 +1,7 @@
 //! Stream position allocation, shared by every stream table.
 
+use std::sync::PoisonError;
+
 use sqlx::Row;
 
 use super::WriteTxn;
@@ -15,13 +17,37 @@ pub(super) async fn next_position(txn: &mut WriteTxn<'_>, stream: &str) -> Resul
 }
 
 impl super::Store {
-    /// Where a background consumer stopped (0 if it never ran).
+    /// Where a background consumer stopped (0 if it never ran), from memory once read:
+    /// this process is the only one that moves consumers.
     pub async fn consumer_position(&self, consumer: &str) -> Result<i64, sqlx::Error> {
+        let kept =
+            self.consumer_positions.lock().unwrap_or_else(PoisonError::into_inner).get(&consumer.to_owned()).copied();
+        if let Some(position) = kept {
+            return Ok(position);
+        }
+        let position = self.stored_consumer_position(consumer).await?;
+        // A position committed while this one was read is newer: it stays.
+        self.remember_consumer_position(consumer.to_owned(), position, false);
+        Ok(position)
+    }
+
+    /// A position as the database holds it, for one another process may write
+    /// (`kith directory rebuild` leaves its request so).
+    pub async fn stored_consumer_position(&self, consumer: &str) -> Result<i64, sqlx::Error> {
         let row = sqlx::query("SELECT position FROM consumer_positions WHERE consumer = $1")
             .bind(consumer)
             .fetch_optional(self.pool())
             .await?;
         row.map_or(Ok(0), |row| row.try_get(0))
+    }
+
+    /// Keeps a consumer's position: a committed one replaces what is kept, one read
+    /// only fills a gap.
+    pub(super) fn remember_consumer_position(&self, consumer: String, position: i64, committed: bool) {
+        let mut kept = self.consumer_positions.lock().unwrap_or_else(PoisonError::into_inner);
+        if committed || kept.get(&consumer).is_none() {
+            kept.insert(consumer, position);
+        }
     }
 
     /// Gives a consumer that never ran its first position; one that ran (even if it is
@@ -62,6 +88,7 @@ pub(super) async fn save_consumer_position(
     .bind(position)
     .execute(&mut *txn.tx)
     .await?;
+    txn.moved_consumers.push((consumer.to_owned(), position));
     Ok(())
 }
 

@@ -175,7 +175,7 @@ impl Directory {
     /// `kith directory rebuild` runs in another process; it leaves a request in the
     /// database, which the running server picks up here.
     async fn take_external_rebuild_request(&self) -> anyhow::Result<bool> {
-        let requested = self.store.consumer_position(REBUILD_REQUEST).await?;
+        let requested = self.store.stored_consumer_position(REBUILD_REQUEST).await?;
         let handled = self.store.consumer_position(REBUILD_HANDLED).await?;
         if requested > handled {
             self.store.set_consumer_position(REBUILD_HANDLED, requested).await?;
