@@ -91,8 +91,7 @@ impl PushEvaluator {
                 )
             })
             .collect();
-        store.add_notifications(&rows).await?;
-        store.set_consumer_position(CONSUMER, last).await?;
+        store.add_notifications(&rows, (CONSUMER, last)).await?;
         if !rows.is_empty() {
             self.push.announce_notifications(last);
         }
