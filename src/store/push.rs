@@ -135,10 +135,15 @@ impl Store {
     /// The stream position up to which a user has read a room: their newest read
     /// receipt (public or private) or their own newest event there.
     pub async fn read_up_to(&self, user_id: &str, room_id: &str) -> Result<i64, sqlx::Error> {
+        // Two indexed lookups: an `OR` of both made SQLite read every event of the room.
         let row = sqlx::query(
-            "SELECT COALESCE(MAX(e.stream_ordering), 0) FROM events e WHERE e.room_id = $2 AND \
-             (e.event_id IN (SELECT r.event_id FROM receipts r WHERE r.user_id = $1 AND r.room_id = $2) \
-              OR (e.sender = $1 AND e.outlier = 0))",
+            "SELECT COALESCE(MAX(position), 0) FROM ( \
+               SELECT MAX(e.stream_ordering) AS position FROM receipts r JOIN events e ON e.event_id = r.event_id \
+               WHERE r.room_id = $2 AND r.user_id = $1 AND e.room_id = $2 \
+               UNION ALL \
+               SELECT (SELECT stream_ordering FROM events WHERE room_id = $2 AND sender = $1 AND outlier = 0 \
+                 ORDER BY stream_ordering DESC LIMIT 1) \
+             ) positions",
         )
         .bind(user_id)
         .bind(room_id)
