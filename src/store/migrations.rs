@@ -25,7 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("schema/0015_blocked_rooms.sql")),
     (16, include_str!("schema/0016_client_ips.sql")),
     (17, include_str!("schema/0017_to_device_limits.sql")),
-    (18, include_str!("schema/0018_sync_indexes.sql")),
+    (19, include_str!("schema/0019_sync_indexes.sql")),
 ];
 
 /// Splits a migration into statements; `--` comment lines are dropped first so they may
