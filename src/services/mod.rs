@@ -43,7 +43,7 @@ pub mod workers;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{STATE_DELTA_STREAM, Store};
 use account_data::AccountData;
 use accounts::Accounts;
 use admin::Admin;
@@ -222,7 +222,7 @@ impl Services {
             store.clone(),
             server_name.to_string(),
             config.user_directory.clone(),
-            rooms.subscribe(),
+            store.watch_stream(STATE_DELTA_STREAM),
             profiles.subscribe(),
             remote_profiles.subscribe(),
         ));
@@ -235,7 +235,8 @@ impl Services {
             config.federated_user_directory(),
         ));
         let peer_sync = Arc::new(PeerSync::new(federated_directory.clone()));
-        let profile_hints = Arc::new(ProfileHints::new(remote_profiles.clone(), rooms.subscribe()));
+        let profile_hints =
+            Arc::new(ProfileHints::new(remote_profiles.clone(), store.watch_stream(STATE_DELTA_STREAM)));
         let metrics = Arc::new(Metrics::new(store.clone()));
         let profile_fetcher = Arc::new(ProfileFetcher::new(remote_profiles.clone(), metrics.clone()));
         let profile_edus =

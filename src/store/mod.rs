@@ -46,18 +46,19 @@ pub use registration_tokens::{RegistrationTokenRow, TokenChanges};
 pub use relations::{RelationQuery, declared_relation};
 pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};
 pub use reports::{EventReportQuery, EventReportRow, NewReport, UserReportQuery, UserReportRow};
-pub use rooms::{Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
+pub use rooms::{Membership, PersistEvent, STATE_DELTA_STREAM, StateBefore, StateDelta, StateMap, StoredEvent};
 pub use server_health::Retry;
 pub use streams::SyncHeads;
 pub use to_device::{Delivery, InboxLimits, TO_DEVICE_STREAM, ToDeviceMessage};
 pub use user_data::Receipt;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Executor, Transaction};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::config::DatabaseTarget;
 use crate::services::bounded::BoundedMap;
@@ -80,6 +81,9 @@ pub struct Store {
     /// Background consumers' positions as last read or committed: every worker asks
     /// for its own each time it wakes, which is on every event.
     consumer_positions: std::sync::Mutex<BoundedMap<String, i64>>,
+    /// What wakes each stream's followers in this process: one entry per stream name
+    /// followed (a fixed set in the code), moved by the transactions that advance it.
+    stream_watches: std::sync::Mutex<HashMap<String, watch::Sender<i64>>>,
 }
 
 /// A write transaction; on SQLite it also holds the single-writer lock.
@@ -89,6 +93,8 @@ pub struct WriteTxn<'a> {
     store: &'a Store,
     /// Consumer positions this transaction saves, kept in memory once it commits.
     moved_consumers: Vec<(String, i64)>,
+    /// Stream positions this transaction takes, announced once it commits.
+    moved_streams: Vec<(String, i64)>,
 }
 
 impl WriteTxn<'_> {
@@ -96,6 +102,9 @@ impl WriteTxn<'_> {
         self.tx.commit().await?;
         for (consumer, position) in self.moved_consumers {
             self.store.remember_consumer_position(consumer, position, true);
+        }
+        for (stream, position) in self.moved_streams {
+            self.store.announce_stream(&stream, position);
         }
         Ok(())
     }
@@ -131,6 +140,7 @@ impl Store {
             backend,
             sqlite_writer: Mutex::new(()),
             consumer_positions: std::sync::Mutex::new(BoundedMap::new(KEPT_CONSUMER_POSITIONS)),
+            stream_watches: std::sync::Mutex::new(HashMap::new()),
         };
         migrations::run(&store).await.context("database: schema migration failed")?;
         Ok(store)
@@ -155,7 +165,7 @@ impl Store {
             Backend::Postgres => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTxn { tx, _writer: writer, store: self, moved_consumers: Vec::new() })
+        Ok(WriteTxn { tx, _writer: writer, store: self, moved_consumers: Vec::new(), moved_streams: Vec::new() })
     }
 
     pub async fn close(&self) {

@@ -3,6 +3,7 @@
 use std::sync::PoisonError;
 
 use sqlx::Row;
+use tokio::sync::watch;
 
 use super::WriteTxn;
 
@@ -13,10 +14,27 @@ pub(super) async fn next_position(txn: &mut WriteTxn<'_>, stream: &str) -> Resul
         .bind(stream)
         .fetch_one(&mut *txn.tx)
         .await?;
-    row.try_get(0)
+    let position = row.try_get(0)?;
+    txn.moved_streams.push((stream.to_owned(), position));
+    Ok(position)
 }
 
 impl super::Store {
+    /// Moves when a transaction of this process that advances `stream` commits: its
+    /// followers wake on the streams they follow, not on every write. Another process's
+    /// writes are seen by their polling.
+    pub fn watch_stream(&self, stream: &str) -> watch::Receiver<i64> {
+        let mut watches = self.stream_watches.lock().unwrap_or_else(PoisonError::into_inner);
+        watches.entry(stream.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    pub(super) fn announce_stream(&self, stream: &str, position: i64) {
+        let watches = self.stream_watches.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(watch) = watches.get(stream) {
+            watch.send_replace(position);
+        }
+    }
+
     /// Where a background consumer stopped (0 if it never ran), from memory once read:
     /// this process is the only one that moves consumers.
     pub async fn consumer_position(&self, consumer: &str) -> Result<i64, sqlx::Error> {

@@ -46,8 +46,8 @@ pub struct Directory {
     server_name: String,
     config: UserDirectoryConfig,
     index: RwLock<DirectoryIndex>,
-    /// What wakes the updater: new events, profile changes, rebuild requests.
-    events: watch::Receiver<i64>,
+    /// What wakes the updater: current-state changes, profile changes, rebuild requests.
+    state_deltas: watch::Receiver<i64>,
     profile_changes: watch::Receiver<i64>,
     remote_profile_changes: watch::Receiver<i64>,
     wake: Arc<Notify>,
@@ -74,13 +74,13 @@ impl BuildProgress for LogProgress {
 }
 
 impl Directory {
-    /// `events`, `profile_changes` and `remote_profile_changes` announce new rows on the
+    /// `state_deltas`, `profile_changes` and `remote_profile_changes` announce new rows on the
     /// streams the index follows.
     pub fn new(
         store: Arc<Store>,
         server_name: String,
         config: UserDirectoryConfig,
-        events: watch::Receiver<i64>,
+        state_deltas: watch::Receiver<i64>,
         profile_changes: watch::Receiver<i64>,
         remote_profile_changes: watch::Receiver<i64>,
     ) -> Self {
@@ -89,7 +89,7 @@ impl Directory {
             server_name,
             config,
             index: RwLock::new(DirectoryIndex::default()),
-            events,
+            state_deltas,
             profile_changes,
             remote_profile_changes,
             wake: Arc::default(),
@@ -442,7 +442,7 @@ impl Worker for Directory {
                 }
             }
             let wakeups = Wakeups::default()
-                .on_position(self.events.clone())
+                .on_position(self.state_deltas.clone())
                 .on_position(self.profile_changes.clone())
                 .on_position(self.remote_profile_changes.clone())
                 .on_notify(self.wake.clone());
