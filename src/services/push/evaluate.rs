@@ -4,7 +4,7 @@
 //! they say `notify`. `/sync`'s unread counts and `/notifications` read those rows.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -16,6 +16,7 @@ use ruma::{Int, OwnedRoomId, OwnedUserId, RoomVersionId, UInt, UserId};
 use serde_json::Value;
 
 use super::Push;
+use crate::services::bounded::BoundedMap;
 use crate::services::rooms::Rooms;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{Membership, StoredEvent};
@@ -23,6 +24,8 @@ use crate::store::{Membership, StoredEvent};
 const CONSUMER: &str = "push_notifications";
 const BATCH: i64 = 200;
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Rooms whose members and power levels are kept between batches, at most.
+const KEPT_ROOM_CONTEXTS: usize = 256;
 
 struct RoomContext {
     members: Vec<Membership>,
@@ -32,6 +35,10 @@ struct RoomContext {
 pub struct PushEvaluator {
     push: Arc<Push>,
     rooms: Arc<Rooms>,
+    /// Each room's context with the state group it was read for: the messages that
+    /// follow one another in a room share the state before them, and a membership or
+    /// power-level change starts a new group.
+    contexts: Mutex<BoundedMap<String, (i64, Arc<RoomContext>)>>,
 }
 
 impl Worker for PushEvaluator {
@@ -52,7 +59,7 @@ impl Worker for PushEvaluator {
 
 impl PushEvaluator {
     pub fn new(push: Arc<Push>, rooms: Arc<Rooms>) -> Self {
-        Self { push, rooms }
+        Self { push, rooms, contexts: Mutex::new(BoundedMap::new(KEPT_ROOM_CONTEXTS)) }
     }
 
     /// A server that never evaluated push rules does not notify its users of history.
@@ -68,13 +75,15 @@ impl PushEvaluator {
         let position = store.consumer_position(CONSUMER).await?;
         let events = store.events_after(position, BATCH).await?;
         let Some(last) = events.last().map(|e| e.stream_ordering) else { return Ok(false) };
-        let mut rooms: HashMap<String, RoomContext> = HashMap::new();
+        // Each event is evaluated with its room as the state before it stands.
+        let mut rooms: HashMap<(String, Option<i64>), Arc<RoomContext>> = HashMap::new();
         let mut found: Vec<(String, StoredEvent, bool, Value)> = Vec::new();
         for event in events.iter().filter(|e| !e.outlier && !e.rejected) {
-            if !rooms.contains_key(&event.room_id) {
-                rooms.insert(event.room_id.clone(), self.room_context(&event.room_id).await?);
+            let key = (event.room_id.clone(), event.state_group_before);
+            if !rooms.contains_key(&key) {
+                rooms.insert(key.clone(), self.room_context(event).await?);
             }
-            for (user, highlight, actions) in self.notified_by(event, &rooms[&event.room_id]).await? {
+            for (user, highlight, actions) in self.notified_by(event, &rooms[&key]).await? {
                 found.push((user, event.clone(), highlight, actions));
             }
         }
@@ -98,10 +107,24 @@ impl PushEvaluator {
         Ok(events.len() as i64 == BATCH)
     }
 
-    /// What evaluating a room's events reads once per batch: its members and power levels.
-    async fn room_context(&self, room_id: &str) -> anyhow::Result<RoomContext> {
+    /// What evaluating a room's events reads: its members and power levels, once per
+    /// batch, or not at all while the state before its events stays the same.
+    async fn room_context(&self, event: &StoredEvent) -> anyhow::Result<Arc<RoomContext>> {
+        let room_id = &event.room_id;
+        let group = event.state_group_before;
+        let kept = self.contexts.lock().unwrap_or_else(PoisonError::into_inner).get(room_id).cloned();
+        if let (Some(group), Some((kept_group, context))) = (group, kept)
+            && group == kept_group
+        {
+            return Ok(context);
+        }
         let members = self.push.store.room_members(room_id).await?;
-        Ok(RoomContext { members, power_levels: self.power_levels(room_id).await? })
+        let context = Arc::new(RoomContext { members, power_levels: self.power_levels(room_id).await? });
+        if let Some(group) = group {
+            let mut contexts = self.contexts.lock().unwrap_or_else(PoisonError::into_inner);
+            contexts.insert(room_id.clone(), (group, context.clone()));
+        }
+        Ok(context)
     }
 
     /// The local members an event notifies: `(user, highlight, actions)`.
