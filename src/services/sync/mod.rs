@@ -373,9 +373,9 @@ impl ClientSync {
         }
         response["to_device"] = json!({ "events": messages.into_iter().map(|(_, m)| m).collect::<Vec<_>>() });
         response["device_lists"] = json!({ "changed": changed, "left": left });
-        response["device_one_time_keys_count"] = json!(self.keys.one_time_key_counts(user, &params.device_id).await?);
-        response["device_unused_fallback_key_types"] =
-            json!(self.keys.unused_fallback_key_types(user, &params.device_id).await?);
+        let (counts, fallback) = self.keys.key_counts(user, &params.device_id).await?;
+        response["device_one_time_keys_count"] = json!(counts);
+        response["device_unused_fallback_key_types"] = json!(fallback);
         Ok(())
     }
 
