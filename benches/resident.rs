@@ -30,6 +30,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,6 +43,7 @@ use common::synapse::Synapse;
 use common::{Db, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use support::{cpu_ticks, ms, seconds};
 
 const DEFAULT_SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 const DEFAULT_RUNS: usize = 5;
@@ -517,16 +519,6 @@ async fn settle(pids: &[u32], limit: Duration) {
     }
 }
 
-/// User and system CPU time of a process, in clock ticks (`/proc/<pid>/stat`).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let field = |n: usize| fields.get(n).and_then(|f| f.parse::<u64>().ok()).unwrap_or_default();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    field(11) + field(12)
-}
-
 /// One row per request and size: both servers' times, their ratio, and how kith's time
 /// grew from the first size.
 fn print_table(table: &[(usize, Figures)]) {
@@ -548,10 +540,6 @@ fn print_table(table: &[(usize, Figures)]) {
             println!("| {request} | {size} | {synapse} | {} | {ratio} | {growth} |", describe(kith));
         }
     }
-}
-
-fn seconds(duration: Duration) -> f64 {
-    duration.as_secs_f64().max(1e-6)
 }
 
 /// The median server time when the server logged every run, else the joiner's.
@@ -576,9 +564,4 @@ fn median(values: &[Duration]) -> Duration {
 
 fn best(values: &[Duration]) -> Duration {
     values.iter().min().copied().unwrap_or_default()
-}
-
-fn ms(duration: Duration) -> String {
-    let ms = duration.as_secs_f64() * 1e3;
-    if ms < 10.0 { format!("{ms:.1} ms") } else { format!("{ms:.0} ms") }
 }

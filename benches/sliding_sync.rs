@@ -21,6 +21,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use common::{Db, TestServer};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::{env_number, ms, percentile, resident_kib, seconds};
 
 const DEFAULT_ROOMS: usize = 1_000;
 const DEFAULT_RUNS: usize = 50;
@@ -60,10 +62,6 @@ fn main() {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(run());
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|n| n.replace('_', "").parse().ok()).unwrap_or(default)
 }
 
 async fn run() {
@@ -117,12 +115,6 @@ async fn connection_memory(kith: &mut Target, pid: u32, rooms: usize, connection
         "sliding_sync: kith resident {before} KiB, then {after} KiB after {connections} more connections \
          ({per:.0} KiB each, a user in {rooms} rooms, 20 rooms sent each)"
     );
-}
-
-fn resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
-    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or_default()
 }
 
 struct Target {
@@ -291,24 +283,12 @@ fn truncated(answer: &Value) -> String {
     answer.to_string().chars().take(500).collect()
 }
 
-/// `... kith::access: request method=POST path=/_matrix/... status=200 ms=12.3`
 fn kith_time(line: &str) -> Option<Duration> {
-    if !line.contains("kith::access") || !line.contains(&format!("path={SLIDING_SYNC} ")) {
-        return None;
-    }
-    let ms: f64 = line.split("ms=").nth(1)?.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_secs_f64(ms / 1e3))
+    support::kith_time(line, "POST", SLIDING_SYNC)
 }
 
-/// `... Processed request: 0.058sec/0.001sec (...) 1234B 200 "POST /_matrix/... HTTP/1.1"`
 fn synapse_time(line: &str) -> Option<Duration> {
-    if !line.contains(&format!("\"POST {SLIDING_SYNC}")) {
-        return None;
-    }
-    let times = line.split("Processed request: ").nth(1)?.split_whitespace().next()?;
-    let (processing, sending) = times.split_once('/')?;
-    let seconds = |text: &str| text.trim_end_matches("sec").parse::<f64>().ok();
-    Some(Duration::from_secs_f64(seconds(processing)? + seconds(sending)?))
+    support::synapse_time(line, "POST", SLIDING_SYNC)
 }
 
 fn print_table(targets: &[Target; 2], figures: &[[Timings; 2]], rooms: usize, runs: usize) {
@@ -321,10 +301,6 @@ fn print_table(targets: &[Target; 2], figures: &[[Timings; 2]], rooms: usize, ru
         let ratio = seconds(preferred(&timings[0])) / seconds(preferred(&timings[1]));
         println!("| {name} | {} | {} | {ratio:.1} |", describe(&timings[0]), describe(&timings[1]));
     }
-}
-
-fn seconds(duration: Duration) -> f64 {
-    duration.as_secs_f64().max(1e-6)
 }
 
 /// The median server time when the server logged every run, else the client's.
@@ -340,16 +316,4 @@ fn describe(timings: &Timings) -> String {
     } else {
         client
     }
-}
-
-fn percentile(values: &[Duration], percent: usize) -> Duration {
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    let index = (sorted.len() * percent).div_ceil(100).saturating_sub(1);
-    sorted.get(index.min(sorted.len().saturating_sub(1))).copied().unwrap_or_default()
-}
-
-fn ms(duration: Duration) -> String {
-    let ms = duration.as_secs_f64() * 1e3;
-    if ms < 10.0 { format!("{ms:.1} ms") } else { format!("{ms:.0} ms") }
 }

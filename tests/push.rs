@@ -106,6 +106,27 @@ async fn messages_notify_and_receipts_clear(db: Db) {
     assert_eq!(listed["notifications"][0]["read"], true, "{listed}");
 }
 
+/// The evaluator keeps a room's members while the state before its messages stays the
+/// same: a member who joins between two messages is notified of the second.
+async fn members_who_join_are_notified_of_the_next_message(db: Db) {
+    let server = TestServer::start(db).await;
+    let (_, alice_t) = server.register("alice", "pw").await;
+    let (_, bob_t) = server.register("bob", "pw").await;
+    let (_, carol_t) = server.register("carol", "pw").await;
+    let room = matrix::create_room(&server, &alice_t, json!({ "preset": "public_chat" })).await;
+    assert_eq!(matrix::join(&server, &bob_t, &room, "kith.test").await.0, StatusCode::OK);
+    matrix::send_text(&server, &bob_t, &room, "before carol").await;
+    eventually("alice notified", WAIT, || async { (unread(&server, &alice_t, &room).await == (1, 0)).then_some(()) })
+        .await;
+    assert_eq!(matrix::join(&server, &carol_t, &room, "kith.test").await.0, StatusCode::OK);
+    matrix::send_text(&server, &bob_t, &room, "after carol").await;
+    eventually("carol notified of the message after her join", WAIT, || async {
+        (unread(&server, &carol_t, &room).await == (1, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(unread(&server, &alice_t, &room).await, (2, 0));
+}
+
 async fn pushers_are_stored_listed_and_removed(db: Db) {
     let server = TestServer::start(db).await;
     let (_, token) = server.register("alice", "pw").await;
@@ -416,6 +437,7 @@ async fn hostile_gateways_delay_only_their_own_pushes(db: Db) {
 both_backends!(
     push_rules_read_and_change,
     messages_notify_and_receipts_clear,
+    members_who_join_are_notified_of_the_next_message,
     pushers_are_stored_listed_and_removed,
     notifications_reach_the_push_gateway,
     blacklisted_gateways_are_not_asked,

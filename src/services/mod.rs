@@ -44,7 +44,7 @@ pub mod workers;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{STATE_DELTA_STREAM, Store};
 use account_data::AccountData;
 use accounts::Accounts;
 use admin::Admin;
@@ -232,7 +232,7 @@ impl Services {
             server_name.to_string(),
             config.user_directory.clone(),
             directory::Unlisted::new(&config.user_directory, appservices.all()),
-            rooms.subscribe(),
+            store.watch_stream(STATE_DELTA_STREAM),
             profiles.subscribe(),
             remote_profiles.subscribe(),
         ));
@@ -245,7 +245,8 @@ impl Services {
             config.federated_user_directory(),
         ));
         let peer_sync = Arc::new(PeerSync::new(federated_directory.clone()));
-        let profile_hints = Arc::new(ProfileHints::new(remote_profiles.clone(), rooms.subscribe()));
+        let profile_hints =
+            Arc::new(ProfileHints::new(remote_profiles.clone(), store.watch_stream(STATE_DELTA_STREAM)));
         let metrics = Arc::new(Metrics::new(store.clone()));
         let profile_fetcher = Arc::new(ProfileFetcher::new(remote_profiles.clone(), metrics.clone()));
         let profile_edus =

@@ -117,16 +117,33 @@ impl Store {
         rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
-    /// The algorithms of a device's fallback keys not handed out yet.
-    pub async fn unused_fallback_key_types(&self, user_id: &str, device_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    /// A device's one-time key counts by algorithm and the algorithms of its unused
+    /// fallback keys (sorted), in one statement: every `/sync` asks for both.
+    pub async fn device_key_counts(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<(BTreeMap<String, i64>, Vec<String>), sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0 ORDER BY algorithm",
+            "SELECT CAST(0 AS BIGINT), algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 \
+             GROUP BY algorithm \
+             UNION ALL SELECT CAST(1 AS BIGINT), algorithm, CAST(0 AS BIGINT) FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0",
         )
         .bind(user_id)
         .bind(device_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(|row| row.try_get(0)).collect()
+        let (mut counts, mut fallback) = (BTreeMap::new(), Vec::new());
+        for row in &rows {
+            let algorithm: String = row.try_get(1)?;
+            if row.try_get::<i64, _>(0)? == 1 {
+                fallback.push(algorithm);
+            } else {
+                counts.insert(algorithm, row.try_get::<i64, _>(2)?);
+            }
+        }
+        fallback.sort_unstable();
+        Ok((counts, fallback))
     }
 
     /// Takes one one-time key of `algorithm` from a device, or else its fallback key

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("schema/0016_client_ips.sql")),
     (17, include_str!("schema/0017_to_device_limits.sql")),
     (18, include_str!("schema/0018_member_servers.sql")),
+    (19, include_str!("schema/0019_sync_indexes.sql")),
     (20, include_str!("schema/0020_appservices.sql")),
 ];
 

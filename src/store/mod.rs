@@ -49,19 +49,27 @@ pub use registration_tokens::{RegistrationTokenRow, TokenChanges};
 pub use relations::{RelationQuery, declared_relation};
 pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};
 pub use reports::{EventReportQuery, EventReportRow, NewReport, UserReportQuery, UserReportRow};
-pub use rooms::{BUMP_EVENT_TYPES, Membership, PersistEvent, StateBefore, StateDelta, StateMap, StoredEvent};
+pub use rooms::{
+    BUMP_EVENT_TYPES, Membership, PersistEvent, STATE_DELTA_STREAM, StateBefore, StateDelta, StateMap, StoredEvent,
+};
 pub use server_health::Retry;
+pub use streams::SyncHeads;
 pub use to_device::{Delivery, InboxLimits, TO_DEVICE_STREAM, ToDeviceMessage};
 pub use user_data::Receipt;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Executor, Transaction};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::config::DatabaseTarget;
+use crate::services::bounded::BoundedMap;
+
+/// Consumer positions kept in memory, at most (there are a few dozen consumers).
+const KEPT_CONSUMER_POSITIONS: usize = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -76,17 +84,35 @@ pub struct Store {
     /// lock-upgrade failures that a busy timeout cannot resolve.
     sqlite_writer: Mutex<()>,
     current_states: current_states::CurrentStates,
+    /// Background consumers' positions as last read or committed: every worker asks
+    /// for its own each time it wakes, which is on every event.
+    consumer_positions: std::sync::Mutex<BoundedMap<String, i64>>,
+    /// What wakes each stream's followers in this process: one entry per stream name
+    /// followed (a fixed set in the code), moved by the transactions that advance it.
+    stream_watches: std::sync::Mutex<HashMap<String, watch::Sender<i64>>>,
 }
 
 /// A write transaction; on SQLite it also holds the single-writer lock.
 pub struct WriteTxn<'a> {
     pub(crate) tx: Transaction<'static, Any>,
     _writer: Option<MutexGuard<'a, ()>>,
+    store: &'a Store,
+    /// Consumer positions this transaction saves, kept in memory once it commits.
+    moved_consumers: Vec<(String, i64)>,
+    /// Stream positions this transaction takes, announced once it commits.
+    moved_streams: Vec<(String, i64)>,
 }
 
 impl WriteTxn<'_> {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        for (consumer, position) in self.moved_consumers {
+            self.store.remember_consumer_position(consumer, position, true);
+        }
+        for (stream, position) in self.moved_streams {
+            self.store.announce_stream(&stream, position);
+        }
+        Ok(())
     }
 }
 
@@ -100,6 +126,9 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
+            // Checking an idle SQLite connection costs a round trip to its thread on every
+            // query, and a local file does not drop connections as a network does.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -112,7 +141,14 @@ impl Store {
             .connect(&url)
             .await
             .with_context(|| format!("database: cannot connect ({})", redact_password(&url)))?;
-        let store = Self { pool, backend, sqlite_writer: Mutex::new(()), current_states: Default::default() };
+        let store = Self {
+            pool,
+            backend,
+            sqlite_writer: Mutex::new(()),
+            current_states: Default::default(),
+            consumer_positions: std::sync::Mutex::new(BoundedMap::new(KEPT_CONSUMER_POSITIONS)),
+            stream_watches: std::sync::Mutex::new(HashMap::new()),
+        };
         migrations::run(&store).await.context("database: schema migration failed")?;
         Ok(store)
     }
@@ -136,7 +172,7 @@ impl Store {
             Backend::Postgres => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTxn { tx, _writer: writer })
+        Ok(WriteTxn { tx, _writer: writer, store: self, moved_consumers: Vec::new(), moved_streams: Vec::new() })
     }
 
     pub async fn close(&self) {

@@ -1,5 +1,7 @@
 //! Notifications (what push rules decided per user and event) and pushers.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 use sqlx::Row;
 
@@ -26,31 +28,54 @@ pub struct PendingPush {
     pub actions: Value,
 }
 
+/// Notifications written by one statement, at most: 7 parameters each, far below
+/// both backends' limits on parameters.
+const NOTIFICATION_ROWS: usize = 100;
+
+/// Users whose pushers one statement reads, at most.
+const PUSHER_USERS: usize = 500;
+
 /// Notifications to write: (user, event, room, stream ordering, highlight, actions).
 pub type NewNotification<'a> = (&'a str, &'a str, &'a str, i64, bool, &'a Value);
 
 impl Store {
-    /// Records notifications (a batch, one transaction); duplicates are ignored.
-    pub async fn add_notifications(&self, notifications: &[NewNotification<'_>]) -> Result<(), sqlx::Error> {
-        if notifications.is_empty() {
-            return Ok(());
-        }
+    /// Records a batch of notifications (duplicates are ignored) and moves the
+    /// evaluator's position past the batch, in one transaction and a statement per
+    /// `NOTIFICATION_ROWS` notifications.
+    pub async fn add_notifications(
+        &self,
+        notifications: &[NewNotification<'_>],
+        (consumer, position): (&str, i64),
+    ) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
-        for (user_id, event_id, room_id, ordering, highlight, actions) in notifications {
-            sqlx::query(
+        let ts = now_ms();
+        for chunk in notifications.chunks(NOTIFICATION_ROWS) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|row| {
+                    let first = row * 7 + 1;
+                    let params: Vec<String> = (first..first + 7).map(|n| format!("${n}")).collect();
+                    format!("({})", params.join(", "))
+                })
+                .collect();
+            let sql = format!(
                 "INSERT INTO notifications (user_id, event_id, room_id, stream_ordering, highlight, actions, ts) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            )
-            .bind(*user_id)
-            .bind(*event_id)
-            .bind(*room_id)
-            .bind(*ordering)
-            .bind(i64::from(*highlight))
-            .bind(actions.to_string())
-            .bind(now_ms())
-            .execute(&mut *txn.tx)
-            .await?;
+                 VALUES {} ON CONFLICT DO NOTHING",
+                values.join(", ")
+            );
+            let mut insert = sqlx::query(&sql);
+            for (user_id, event_id, room_id, ordering, highlight, actions) in chunk {
+                insert = insert
+                    .bind(*user_id)
+                    .bind(*event_id)
+                    .bind(*room_id)
+                    .bind(*ordering)
+                    .bind(i64::from(*highlight))
+                    .bind(actions.to_string())
+                    .bind(ts);
+            }
+            insert.execute(&mut *txn.tx).await?;
         }
+        super::streams::save_consumer_position(&mut txn, consumer, position).await?;
         txn.commit().await
     }
 
@@ -110,10 +135,15 @@ impl Store {
     /// The stream position up to which a user has read a room: their newest read
     /// receipt (public or private) or their own newest event there.
     pub async fn read_up_to(&self, user_id: &str, room_id: &str) -> Result<i64, sqlx::Error> {
+        // Two indexed lookups: an `OR` of both made SQLite read every event of the room.
         let row = sqlx::query(
-            "SELECT COALESCE(MAX(e.stream_ordering), 0) FROM events e WHERE e.room_id = $2 AND \
-             (e.event_id IN (SELECT r.event_id FROM receipts r WHERE r.user_id = $1 AND r.room_id = $2) \
-              OR (e.sender = $1 AND e.outlier = 0))",
+            "SELECT COALESCE(MAX(position), 0) FROM ( \
+               SELECT MAX(e.stream_ordering) AS position FROM receipts r JOIN events e ON e.event_id = r.event_id \
+               WHERE r.room_id = $2 AND r.user_id = $1 AND e.room_id = $2 \
+               UNION ALL \
+               SELECT (SELECT stream_ordering FROM events WHERE room_id = $2 AND sender = $1 AND outlier = 0 \
+                 ORDER BY stream_ordering DESC LIMIT 1) \
+             ) positions",
         )
         .bind(user_id)
         .bind(room_id)
@@ -174,6 +204,33 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(|row| Ok(serde_json::from_str(&row.try_get::<String, _>(0)?).unwrap_or(Value::Null))).collect()
+    }
+
+    /// The `http` pushers (with a URL) of those of `users` who have one, read in a
+    /// statement per `PUSHER_USERS` users: most users have none.
+    pub async fn http_pushers_of(&self, users: &[&str]) -> Result<HashMap<String, Vec<Value>>, sqlx::Error> {
+        let mut users = users.to_vec();
+        users.sort_unstable();
+        users.dedup();
+        let mut pushers: HashMap<String, Vec<Value>> = HashMap::new();
+        for chunk in users.chunks(PUSHER_USERS) {
+            let params: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT user_id, pusher FROM pushers WHERE user_id IN ({}) ORDER BY user_id, app_id, pushkey",
+                params.join(", ")
+            );
+            let mut select = sqlx::query(&sql);
+            for user in chunk {
+                select = select.bind(*user);
+            }
+            for row in select.fetch_all(self.pool()).await? {
+                let pusher: Value = serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or(Value::Null);
+                if pusher["kind"] == "http" && pusher["data"]["url"].is_string() {
+                    pushers.entry(row.try_get(0)?).or_default().push(pusher);
+                }
+            }
+        }
+        Ok(pushers)
     }
 
     /// Adds or replaces a pusher; unless `append`, the same push key of other apps goes.

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Store, WriteTxn, now_ms, streams};
+use super::{STATE_DELTA_STREAM, Store, WriteTxn, now_ms, streams};
 
 /// Rows keyed by the room itself, removed by a purge. Per-room account data goes too:
 /// a room tag for a room that no longer exists means nothing.
@@ -138,7 +138,7 @@ impl Store {
 }
 
 async fn record_member_gone(txn: &mut WriteTxn<'_>, room_id: &str, user_id: &str) -> Result<(), sqlx::Error> {
-    let position = streams::next_position(txn, "current_state_deltas").await?;
+    let position = streams::next_position(txn, STATE_DELTA_STREAM).await?;
     sqlx::query(
         "INSERT INTO current_state_deltas (stream_id, room_id, event_type, state_key, event_id, prev_event_id) \
          VALUES ($1, $2, 'm.room.member', $3, NULL, NULL)",

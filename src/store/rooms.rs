@@ -31,6 +31,9 @@ pub const BUMP_EVENT_TYPES: &[&str] = &[
     "m.beacon_info",
 ];
 
+/// The stream of changes to rooms' current state.
+pub const STATE_DELTA_STREAM: &str = "current_state_deltas";
+
 /// `(event type, state key) -> event id`.
 pub type StateMap = BTreeMap<(String, String), String>;
 
@@ -969,7 +972,7 @@ pub(super) async fn update_current_state(
                     .await?;
             }
         }
-        let position = streams::next_position(txn, "current_state_deltas").await?;
+        let position = streams::next_position(txn, STATE_DELTA_STREAM).await?;
         sqlx::query(
             "INSERT INTO current_state_deltas (stream_id, room_id, event_type, state_key, event_id, prev_event_id) \
              VALUES ($1, $2, $3, $4, $5, $6)",

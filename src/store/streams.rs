@@ -1,6 +1,9 @@
 //! Stream position allocation, shared by every stream table.
 
+use std::sync::PoisonError;
+
 use sqlx::Row;
+use tokio::sync::watch;
 
 use super::WriteTxn;
 
@@ -11,17 +14,58 @@ pub(super) async fn next_position(txn: &mut WriteTxn<'_>, stream: &str) -> Resul
         .bind(stream)
         .fetch_one(&mut *txn.tx)
         .await?;
-    row.try_get(0)
+    let position = row.try_get(0)?;
+    txn.moved_streams.push((stream.to_owned(), position));
+    Ok(position)
 }
 
 impl super::Store {
-    /// Where a background consumer stopped (0 if it never ran).
+    /// Moves when a transaction of this process that advances `stream` commits: its
+    /// followers wake on the streams they follow, not on every write. Another process's
+    /// writes are seen by their polling.
+    pub fn watch_stream(&self, stream: &str) -> watch::Receiver<i64> {
+        let mut watches = self.stream_watches.lock().unwrap_or_else(PoisonError::into_inner);
+        watches.entry(stream.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    pub(super) fn announce_stream(&self, stream: &str, position: i64) {
+        let watches = self.stream_watches.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(watch) = watches.get(stream) {
+            watch.send_replace(position);
+        }
+    }
+
+    /// Where a background consumer stopped (0 if it never ran), from memory once read:
+    /// this process is the only one that moves consumers.
     pub async fn consumer_position(&self, consumer: &str) -> Result<i64, sqlx::Error> {
+        let kept =
+            self.consumer_positions.lock().unwrap_or_else(PoisonError::into_inner).get(&consumer.to_owned()).copied();
+        if let Some(position) = kept {
+            return Ok(position);
+        }
+        let position = self.stored_consumer_position(consumer).await?;
+        // A position committed while this one was read is newer: it stays.
+        self.remember_consumer_position(consumer.to_owned(), position, false);
+        Ok(position)
+    }
+
+    /// A position as the database holds it, for one another process may write
+    /// (`kith directory rebuild` leaves its request so).
+    pub async fn stored_consumer_position(&self, consumer: &str) -> Result<i64, sqlx::Error> {
         let row = sqlx::query("SELECT position FROM consumer_positions WHERE consumer = $1")
             .bind(consumer)
             .fetch_optional(self.pool())
             .await?;
         row.map_or(Ok(0), |row| row.try_get(0))
+    }
+
+    /// Keeps a consumer's position: a committed one replaces what is kept, one read
+    /// only fills a gap.
+    pub(super) fn remember_consumer_position(&self, consumer: String, position: i64, committed: bool) {
+        let mut kept = self.consumer_positions.lock().unwrap_or_else(PoisonError::into_inner);
+        if committed || kept.get(&consumer).is_none() {
+            kept.insert(consumer, position);
+        }
     }
 
     /// Gives a consumer that never ran its first position; one that ran (even if it is
@@ -62,5 +106,66 @@ pub(super) async fn save_consumer_position(
     .bind(position)
     .execute(&mut *txn.tx)
     .await?;
+    txn.moved_consumers.push((consumer.to_owned(), position));
     Ok(())
+}
+
+/// The streams `/sync` follows, read together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncHeads {
+    pub events: i64,
+    pub account_data: i64,
+    pub receipts: i64,
+    pub to_device: i64,
+    pub device_lists: i64,
+}
+
+impl super::Store {
+    /// The heads of the streams `/sync` follows, in one statement.
+    pub async fn sync_heads(&self) -> Result<SyncHeads, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT stream, position FROM stream_positions WHERE stream IN ('events', 'account_data', 'receipts', $1, $2)",
+        )
+        .bind(super::TO_DEVICE_STREAM)
+        .bind(super::DEVICE_LIST_STREAM)
+        .fetch_all(self.pool())
+        .await?;
+        let mut heads = SyncHeads::default();
+        for row in &rows {
+            let (stream, position): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+            let slot = match stream.as_str() {
+                "events" => &mut heads.events,
+                "account_data" => &mut heads.account_data,
+                "receipts" => &mut heads.receipts,
+                super::TO_DEVICE_STREAM => &mut heads.to_device,
+                _ => &mut heads.device_lists,
+            };
+            *slot = position;
+        }
+        Ok(heads)
+    }
+
+    /// The rooms with an event in the stream range `(after, up_to]`, each with whether
+    /// one of those events is a membership event.
+    pub async fn rooms_with_events_between(&self, after: i64, up_to: i64) -> Result<Vec<(String, bool)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT room_id, CAST(MAX(CASE WHEN event_type = 'm.room.member' THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2 GROUP BY room_id",
+        )
+        .bind(after)
+        .bind(up_to)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get::<i64, _>(1)? != 0))).collect()
+    }
+
+    /// The rooms with a receipt stored in the stream range `(after, up_to]`.
+    pub async fn rooms_with_receipts_between(&self, after: i64, up_to: i64) -> Result<Vec<String>, sqlx::Error> {
+        let rows = sqlx::query("SELECT DISTINCT room_id FROM receipts WHERE stream_id > $1 AND stream_id <= $2")
+            .bind(after)
+            .bind(up_to)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
+    }
 }

@@ -49,8 +49,8 @@ pub struct Directory {
     config: UserDirectoryConfig,
     unlisted: Unlisted,
     index: RwLock<DirectoryIndex>,
-    /// What wakes the updater: new events, profile changes, rebuild requests.
-    events: watch::Receiver<i64>,
+    /// What wakes the updater: current-state changes, profile changes, rebuild requests.
+    state_deltas: watch::Receiver<i64>,
     profile_changes: watch::Receiver<i64>,
     remote_profile_changes: watch::Receiver<i64>,
     wake: Arc<Notify>,
@@ -93,14 +93,14 @@ impl BuildProgress for LogProgress {
 }
 
 impl Directory {
-    /// `events`, `profile_changes` and `remote_profile_changes` announce new rows on the
+    /// `state_deltas`, `profile_changes` and `remote_profile_changes` announce new rows on the
     /// streams the index follows.
     pub fn new(
         store: Arc<Store>,
         server_name: String,
         config: UserDirectoryConfig,
         unlisted: Unlisted,
-        events: watch::Receiver<i64>,
+        state_deltas: watch::Receiver<i64>,
         profile_changes: watch::Receiver<i64>,
         remote_profile_changes: watch::Receiver<i64>,
     ) -> Self {
@@ -110,7 +110,7 @@ impl Directory {
             config,
             unlisted,
             index: RwLock::new(DirectoryIndex::default()),
-            events,
+            state_deltas,
             profile_changes,
             remote_profile_changes,
             wake: Arc::default(),
@@ -196,7 +196,7 @@ impl Directory {
     /// `kith directory rebuild` runs in another process; it leaves a request in the
     /// database, which the running server picks up here.
     async fn take_external_rebuild_request(&self) -> anyhow::Result<bool> {
-        let requested = self.store.consumer_position(REBUILD_REQUEST).await?;
+        let requested = self.store.stored_consumer_position(REBUILD_REQUEST).await?;
         let handled = self.store.consumer_position(REBUILD_HANDLED).await?;
         if requested > handled {
             self.store.set_consumer_position(REBUILD_HANDLED, requested).await?;
@@ -464,7 +464,7 @@ impl Worker for Directory {
                 }
             }
             let wakeups = Wakeups::default()
-                .on_position(self.events.clone())
+                .on_position(self.state_deltas.clone())
                 .on_position(self.profile_changes.clone())
                 .on_position(self.remote_profile_changes.clone())
                 .on_notify(self.wake.clone());

@@ -157,8 +157,16 @@ impl Keys {
         Ok(counts)
     }
 
-    pub async fn unused_fallback_key_types(&self, user_id: &UserId, device_id: &str) -> ApiResult<Vec<String>> {
-        Ok(self.store.unused_fallback_key_types(user_id.as_str(), device_id).await?)
+    /// [`Self::one_time_key_counts`] and the algorithms of the device's unused fallback keys,
+    /// in one read: every sync asks for both.
+    pub async fn key_counts(
+        &self,
+        user_id: &UserId,
+        device_id: &str,
+    ) -> ApiResult<(BTreeMap<String, i64>, Vec<String>)> {
+        let (mut counts, fallback) = self.store.device_key_counts(user_id.as_str(), device_id).await?;
+        counts.entry("signed_curve25519".to_owned()).or_insert(0);
+        Ok((counts, fallback))
     }
 
     async fn upload_device_keys(&self, user_id: &UserId, device_id: &str, mut keys: Value) -> ApiResult<()> {

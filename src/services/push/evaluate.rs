@@ -4,18 +4,19 @@
 //! they say `notify`. `/sync`'s unread counts and `/notifications` read those rows.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use ruma::power_levels::NotificationPowerLevels;
-use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
+use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx};
 use ruma::room_version_rules::RoomPowerLevelsRules;
 use ruma::serde::Raw;
 use ruma::{Int, OwnedRoomId, OwnedUserId, RoomVersionId, UInt, UserId};
 use serde_json::Value;
 
 use super::Push;
+use crate::services::bounded::BoundedMap;
 use crate::services::rooms::Rooms;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{Membership, StoredEvent};
@@ -23,10 +24,21 @@ use crate::store::{Membership, StoredEvent};
 const CONSUMER: &str = "push_notifications";
 const BATCH: i64 = 200;
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Rooms whose members and power levels are kept between batches, at most.
+const KEPT_ROOM_CONTEXTS: usize = 256;
+
+struct RoomContext {
+    members: Vec<Membership>,
+    power_levels: Option<PushConditionPowerLevelsCtx>,
+}
 
 pub struct PushEvaluator {
     push: Arc<Push>,
     rooms: Arc<Rooms>,
+    /// Each room's context with the state group it was read for: the messages that
+    /// follow one another in a room share the state before them, and a membership or
+    /// power-level change starts a new group.
+    contexts: Mutex<BoundedMap<String, (i64, Arc<RoomContext>)>>,
 }
 
 impl Worker for PushEvaluator {
@@ -47,7 +59,7 @@ impl Worker for PushEvaluator {
 
 impl PushEvaluator {
     pub fn new(push: Arc<Push>, rooms: Arc<Rooms>) -> Self {
-        Self { push, rooms }
+        Self { push, rooms, contexts: Mutex::new(BoundedMap::new(KEPT_ROOM_CONTEXTS)) }
     }
 
     /// A server that never evaluated push rules does not notify its users of history.
@@ -63,10 +75,15 @@ impl PushEvaluator {
         let position = store.consumer_position(CONSUMER).await?;
         let events = store.events_after(position, BATCH).await?;
         let Some(last) = events.last().map(|e| e.stream_ordering) else { return Ok(false) };
-        let mut rulesets: HashMap<OwnedUserId, Ruleset> = HashMap::new();
+        // Each event is evaluated with its room as the state before it stands.
+        let mut rooms: HashMap<(String, Option<i64>), Arc<RoomContext>> = HashMap::new();
         let mut found: Vec<(String, StoredEvent, bool, Value)> = Vec::new();
         for event in events.iter().filter(|e| !e.outlier && !e.rejected) {
-            for (user, highlight, actions) in self.notified_by(event, &mut rulesets).await? {
+            let key = (event.room_id.clone(), event.state_group_before);
+            if !rooms.contains_key(&key) {
+                rooms.insert(key.clone(), self.room_context(event).await?);
+            }
+            for (user, highlight, actions) in self.notified_by(event, &rooms[&key]).await? {
                 found.push((user, event.clone(), highlight, actions));
             }
         }
@@ -83,23 +100,36 @@ impl PushEvaluator {
                 )
             })
             .collect();
-        store.add_notifications(&rows).await?;
-        store.set_consumer_position(CONSUMER, last).await?;
+        store.add_notifications(&rows, (CONSUMER, last)).await?;
         if !rows.is_empty() {
             self.push.announce_notifications(last);
         }
         Ok(events.len() as i64 == BATCH)
     }
 
+    /// What evaluating a room's events reads: its members and power levels, once per
+    /// batch, or not at all while the state before its events stays the same.
+    async fn room_context(&self, event: &StoredEvent) -> anyhow::Result<Arc<RoomContext>> {
+        let room_id = &event.room_id;
+        let group = event.state_group_before;
+        let kept = self.contexts.lock().unwrap_or_else(PoisonError::into_inner).get(room_id).cloned();
+        if let (Some(group), Some((kept_group, context))) = (group, kept)
+            && group == kept_group
+        {
+            return Ok(context);
+        }
+        let members = self.push.store.room_members(room_id).await?;
+        let context = Arc::new(RoomContext { members, power_levels: self.power_levels(room_id).await? });
+        if let Some(group) = group {
+            let mut contexts = self.contexts.lock().unwrap_or_else(PoisonError::into_inner);
+            contexts.insert(room_id.clone(), (group, context.clone()));
+        }
+        Ok(context)
+    }
+
     /// The local members an event notifies: `(user, highlight, actions)`.
-    async fn notified_by(
-        &self,
-        event: &StoredEvent,
-        rulesets: &mut HashMap<OwnedUserId, Ruleset>,
-    ) -> anyhow::Result<Vec<(String, bool, Value)>> {
-        let store = &self.push.store;
-        let members = store.room_members(&event.room_id).await?;
-        let joined: Vec<&Membership> = members.iter().filter(|m| m.membership == "join").collect();
+    async fn notified_by(&self, event: &StoredEvent, room: &RoomContext) -> anyhow::Result<Vec<(String, bool, Value)>> {
+        let joined: Vec<&Membership> = room.members.iter().filter(|m| m.membership == "join").collect();
         let sender = event.json["sender"].as_str().unwrap_or_default();
         let local: Vec<&Membership> = joined
             .iter()
@@ -115,20 +145,18 @@ impl PushEvaluator {
             return Ok(Vec::new());
         };
         let raw: Raw<ruma::events::AnySyncTimelineEvent> = Raw::from_json(raw);
-        let power_levels = self.power_levels(&event.room_id).await?;
+        let power_levels = &room.power_levels;
         let count = UInt::try_from(joined.len() as u64).unwrap_or_default();
         let mut notified = Vec::new();
         for member in local {
             let Ok(user) = OwnedUserId::try_from(member.user_id.as_str()) else { continue };
-            if !rulesets.contains_key(&user) {
-                rulesets.insert(user.clone(), self.push.ruleset(&user).await?);
-            }
+            let ruleset = self.push.kept_ruleset(&user).await?;
             let name = member.displayname.clone().unwrap_or_else(|| user.localpart().to_owned());
             let mut context = PushConditionRoomCtx::new(room_id.clone(), count, user.clone(), name);
             if let Some(levels) = &power_levels {
                 context = context.with_power_levels(levels.clone());
             }
-            let actions = rulesets[&user].get_actions(&raw, &context).await;
+            let actions = ruleset.get_actions(&raw, &context).await;
             if actions.iter().any(Action::should_notify) {
                 let highlight = actions.iter().any(Action::is_highlight);
                 notified.push((member.user_id.clone(), highlight, serde_json::to_value(actions).unwrap_or_default()));

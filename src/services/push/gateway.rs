@@ -112,9 +112,13 @@ impl PushGateway {
         let position = store.consumer_position(CONSUMER).await?;
         let pending = store.notifications_after(position, BATCH).await?;
         let Some(last) = pending.last().map(|p| p.stream_ordering) else { return Ok(false) };
+        let users: Vec<&str> = pending.iter().map(|p| p.user_id.as_str()).collect();
+        let pushers = store.http_pushers_of(&users).await?;
         let mut deliveries = Vec::new();
         for notification in &pending {
-            deliveries.extend(self.deliveries(notification).await?);
+            if let Some(pushers) = pushers.get(&notification.user_id) {
+                deliveries.extend(self.deliveries(notification, pushers).await?);
+            }
         }
         for delivery in deliveries {
             self.start_delivery(delivery).await;
@@ -125,17 +129,8 @@ impl PushGateway {
     }
 
     /// The pushes one notification makes: one per `http` pusher of its user.
-    async fn deliveries(&self, notification: &PendingPush) -> anyhow::Result<Vec<Delivery>> {
+    async fn deliveries(&self, notification: &PendingPush, pushers: &[Value]) -> anyhow::Result<Vec<Delivery>> {
         let store = &self.push.store;
-        let pushers: Vec<Value> = store
-            .pushers(&notification.user_id)
-            .await?
-            .into_iter()
-            .filter(|p| p["kind"] == "http" && p["data"]["url"].is_string())
-            .collect();
-        if pushers.is_empty() {
-            return Ok(Vec::new());
-        }
         let Some(event) = store.get_event(&notification.event_id).await? else { return Ok(Vec::new()) };
         let unread = self.unread_rooms(&notification.user_id).await?;
         let names = self.names(&event).await?;

@@ -7,7 +7,8 @@ pub mod evaluate;
 pub mod gateway;
 mod rules;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ruma::api::client::push::Pusher;
 use ruma::api::client::push::get_notifications::v3::Notification;
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 
 use super::account_data::AccountData;
 use crate::error::{ApiResult, MatrixError};
+use crate::services::bounded::BoundedMap;
 use crate::store::Store;
 
 pub use rules::{RuleKind, RuleUpdate};
@@ -29,6 +31,8 @@ const PUSH_RULES: &str = "m.push_rules";
 const MAX_PUSHERS: usize = 50;
 /// `/notifications` pages hold at most this many.
 const MAX_NOTIFICATIONS: i64 = 100;
+/// Users whose parsed push rules the evaluator keeps.
+const KEPT_RULESETS: usize = 10_000;
 
 pub struct Push {
     store: Arc<Store>,
@@ -36,11 +40,22 @@ pub struct Push {
     account_data: Arc<AccountData>,
     /// The stream position of the newest notifications recorded; the gateway sender waits on it.
     notified: watch::Sender<i64>,
+    /// Parsed rulesets for the evaluator, each with the generation it was read at.
+    rulesets: Mutex<BoundedMap<String, (u64, Arc<Ruleset>)>>,
+    /// Bumped after every change of anyone's push rules: older kept rulesets are read again.
+    rules_generation: AtomicU64,
 }
 
 impl Push {
     pub fn new(store: Arc<Store>, server_name: OwnedServerName, account_data: Arc<AccountData>) -> Self {
-        Self { store, server_name, account_data, notified: watch::channel(0).0 }
+        Self {
+            store,
+            server_name,
+            account_data,
+            notified: watch::channel(0).0,
+            rulesets: Mutex::new(BoundedMap::new(KEPT_RULESETS)),
+            rules_generation: AtomicU64::new(0),
+        }
     }
 
     pub fn subscribe_notifications(&self) -> watch::Receiver<i64> {
@@ -59,9 +74,29 @@ impl Push {
         Ok(stored.unwrap_or_else(|| Ruleset::server_default(user_id)))
     }
 
+    /// [`Self::ruleset`], parsed once and kept until someone's rules change: the
+    /// evaluator runs every local member's rules for every message.
+    pub(crate) async fn kept_ruleset(&self, user_id: &UserId) -> ApiResult<Arc<Ruleset>> {
+        let generation = self.rules_generation.load(Ordering::Acquire);
+        let kept = self.rulesets.lock().unwrap_or_else(PoisonError::into_inner).get(&user_id.to_string()).cloned();
+        if let Some((read_at, ruleset)) = kept
+            && read_at == generation
+        {
+            return Ok(ruleset);
+        }
+        let ruleset = Arc::new(self.ruleset(user_id).await?);
+        let mut kept = self.rulesets.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.insert(user_id.to_string(), (generation, ruleset.clone()));
+        Ok(ruleset)
+    }
+
     async fn save(&self, user_id: &UserId, ruleset: &Ruleset) -> ApiResult<()> {
         let content = json!({ "global": ruleset });
-        self.account_data.put(user_id, None, PUSH_RULES, &content).await
+        let saved = self.account_data.put(user_id, None, PUSH_RULES, &content).await;
+        // After the write: a ruleset read before it, kept at the older generation, is
+        // read again.
+        self.rules_generation.fetch_add(1, Ordering::AcqRel);
+        saved
     }
 
     /// Makes sure a new account's `/sync` carries its push rules (clients read them

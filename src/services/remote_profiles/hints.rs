@@ -23,7 +23,7 @@ const EDU_TRUSTED_FOR_MS: i64 = 10 * 60 * 1000;
 
 pub struct ProfileHints {
     profiles: Arc<RemoteProfiles>,
-    events: tokio::sync::watch::Receiver<i64>,
+    state_deltas: tokio::sync::watch::Receiver<i64>,
 }
 
 impl Worker for ProfileHints {
@@ -33,16 +33,16 @@ impl Worker for ProfileHints {
 
     fn run(self: Arc<Self>, stop: Shutdown) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            let wakeups = Wakeups::default().on_position(self.events.clone());
+            let wakeups = Wakeups::default().on_position(self.state_deltas.clone());
             follow(self.name(), wakeups, POLL_INTERVAL, stop, || self.apply_pending()).await;
         })
     }
 }
 
 impl ProfileHints {
-    /// `events` announces new events (and so new deltas).
-    pub fn new(profiles: Arc<RemoteProfiles>, events: tokio::sync::watch::Receiver<i64>) -> Self {
-        Self { profiles, events }
+    /// `state_deltas` announces new deltas.
+    pub fn new(profiles: Arc<RemoteProfiles>, state_deltas: tokio::sync::watch::Receiver<i64>) -> Self {
+        Self { profiles, state_deltas }
     }
 
     /// One batch of deltas; true if there may be more.

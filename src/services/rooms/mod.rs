@@ -35,12 +35,15 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::error::{ApiResult, MatrixError};
+use crate::services::bounded::BoundedMap;
 use crate::services::locks::KeyedLocks;
 use crate::services::server_keys::ServerKeys;
 use crate::store::{StateMap, Store, StoredEvent};
 
 /// Locks kept for rooms with no sender at the moment are dropped beyond this many.
 const MAX_IDLE_ROOM_LOCKS: usize = 10_000;
+/// Room versions kept in memory.
+const KEPT_ROOM_VERSIONS: usize = 100_000;
 /// A PDU may not exceed this (spec: 65536 bytes).
 pub const MAX_PDU_BYTES: usize = 65_536;
 
@@ -54,6 +57,9 @@ pub struct Rooms {
     auth_chains: auth_chains::AuthChains,
     state_groups: state_groups::StateGroups,
     pdu_cache: pdu_cache::PduCache,
+    verdicts: visibility::Verdicts,
+    /// Room versions, kept: a room's version never changes, and every send reads it.
+    versions: std::sync::Mutex<BoundedMap<String, RoomVersionId>>,
 }
 
 /// What a client asks to send.
@@ -79,6 +85,8 @@ impl Rooms {
             auth_chains: auth_chains::AuthChains::default(),
             state_groups: state_groups::StateGroups::default(),
             pdu_cache: pdu_cache::PduCache::default(),
+            verdicts: visibility::Verdicts::default(),
+            versions: std::sync::Mutex::new(BoundedMap::new(KEPT_ROOM_VERSIONS)),
         })
     }
 
@@ -144,8 +152,15 @@ impl Rooms {
     }
 
     pub async fn room_version(&self, room_id: &str) -> ApiResult<RoomVersionId> {
+        let versions = || self.versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(version) = versions().get(&room_id.to_owned()) {
+            return Ok(version.clone());
+        }
         let version = self.store.room_version(room_id).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
-        RoomVersionId::try_from(version.as_str()).map_err(|err| MatrixError::internal("stored room version", err))
+        let version = RoomVersionId::try_from(version.as_str())
+            .map_err(|err| MatrixError::internal("stored room version", err))?;
+        versions().insert(room_id.to_owned(), version.clone());
+        Ok(version)
     }
 
     pub fn version_rules(version: &RoomVersionId) -> ApiResult<RoomVersionRules> {

@@ -2,10 +2,37 @@
 //! `m.room.history_visibility` and the user's membership at each event.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use super::Rooms;
 use crate::error::ApiResult;
+use crate::services::bounded::BoundedMap;
 use crate::store::StoredEvent;
+
+/// Verdicts kept: a state group never changes, so neither does what a user may see at it.
+const KEPT_VERDICTS: usize = 100_000;
+
+/// Whether a user may see events at a state group, remembered: every `/sync` of a room's
+/// members asks it again for the same few groups.
+pub(super) struct Verdicts(Mutex<BoundedMap<(i64, String), bool>>);
+
+impl Default for Verdicts {
+    fn default() -> Self {
+        Self(Mutex::new(BoundedMap::new(KEPT_VERDICTS)))
+    }
+}
+
+impl Verdicts {
+    fn get(&self, group: i64, user_id: &str) -> Option<bool> {
+        let kept = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.get(&(group, user_id.to_owned())).copied()
+    }
+
+    fn keep(&self, group: i64, user_id: &str, allowed: bool) {
+        let mut kept = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.insert((group, user_id.to_owned()), allowed);
+    }
+}
 
 impl Rooms {
     /// Keeps the events `user_id` may see. Events sharing a state group are judged once.
@@ -30,6 +57,15 @@ impl Rooms {
     }
 
     async fn visible_at(&self, user_id: &str, group: i64) -> ApiResult<bool> {
+        if let Some(allowed) = self.verdicts.get(group, user_id) {
+            return Ok(allowed);
+        }
+        let allowed = self.read_visible_at(user_id, group).await?;
+        self.verdicts.keep(group, user_id, allowed);
+        Ok(allowed)
+    }
+
+    async fn read_visible_at(&self, user_id: &str, group: i64) -> ApiResult<bool> {
         let keys = [("m.room.history_visibility", ""), ("m.room.member", user_id)];
         let ids = self.store.state_group_entries(group, &keys).await?;
         // Both events in one read.

@@ -81,10 +81,9 @@ impl SlidingSync {
             lists.left = user_ids(left);
             answer.device_lists = lists;
         }
-        let counts = self.keys.one_time_key_counts(user, device).await?;
+        let (counts, fallback) = self.keys.key_counts(user, device).await?;
         answer.device_one_time_keys_count =
             counts.iter().map(|(algorithm, n)| (OneTimeKeyAlgorithm::from(algorithm.as_str()), uint(*n))).collect();
-        let fallback = self.keys.unused_fallback_key_types(user, device).await?;
         answer.device_unused_fallback_key_types =
             Some(fallback.iter().map(|algorithm| OneTimeKeyAlgorithm::from(algorithm.as_str())).collect());
         Ok((answer, counts))

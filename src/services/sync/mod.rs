@@ -26,6 +26,10 @@ use crate::store::{Membership, StateMap, Store, StoredEvent};
 /// Long polls wait at most this long, whatever the client asks.
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_TIMELINE_LIMIT: i64 = 10;
+/// An incremental sync first asks which rooms moved when its token is at most this many
+/// positions behind on a stream; further behind, it reads every room as an initial
+/// sync would (a range that long costs more to scan than the rooms).
+const MOVED_ROOMS_WINDOW: i64 = 10_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncToken {
@@ -74,9 +78,9 @@ struct RoomFilter {
     timeline_limit: i64,
     timeline: EventFilter,
     lazy_load_members: bool,
-    /// Rooms whose state is partial, and rooms whose resync completed since the token:
-    /// read once per sync rather than once per room.
-    partial_state: HashSet<String>,
+    /// Rooms whose state is partial (read once per sync, and only when a joined room is
+    /// looked at), and rooms whose resync completed since the token.
+    partial_state: Option<HashSet<String>>,
     resynced: HashSet<String>,
 }
 
@@ -87,9 +91,27 @@ impl RoomFilter {
             timeline_limit: room["timeline"]["limit"].as_i64().unwrap_or(DEFAULT_TIMELINE_LIMIT).clamp(0, 100),
             timeline: serde_json::from_value(room["timeline"].clone()).unwrap_or_default(),
             lazy_load_members: room["state"]["lazy_load_members"].as_bool().unwrap_or(false),
-            partial_state: HashSet::new(),
+            partial_state: None,
             resynced: HashSet::new(),
         }
+    }
+}
+
+/// What moved on the streams between an incremental sync's token and the heads: the
+/// rooms of the user that nothing touched are not read at all.
+struct Changes {
+    /// Rooms with events since the token; `None` when the token is too far behind to ask.
+    rooms_with_events: Option<HashSet<String>>,
+    rooms_with_receipts: Option<HashSet<String>>,
+    typing_since: Option<u64>,
+    /// Whether a membership event is among the new events (or may be).
+    memberships_moved: bool,
+}
+
+impl Changes {
+    fn nothing(&self) -> bool {
+        let empty = |rooms: &Option<HashSet<String>>| rooms.as_ref().is_some_and(HashSet::is_empty);
+        empty(&self.rooms_with_events) && empty(&self.rooms_with_receipts) && self.typing_since.is_none()
     }
 }
 
@@ -192,28 +214,76 @@ impl ClientSync {
         }
     }
 
-    /// The position reached on every stream.
+    /// The position reached on every stream (one statement; typing is in memory).
     pub(crate) async fn sync_head(&self) -> ApiResult<SyncToken> {
+        let heads = self.store.sync_heads().await?;
         Ok(SyncToken {
-            events: self.store.max_event_ordering().await?,
-            account_data: self.account_data.stream_head().await?,
-            receipts: self.store.stream_head("receipts").await?,
+            events: heads.events,
+            account_data: heads.account_data,
+            receipts: heads.receipts,
             typing: self.ephemeral.typing_serial(),
-            to_device: self.to_device.stream_head().await?,
-            device_lists: self.keys.stream_head().await?,
+            to_device: heads.to_device,
+            device_lists: heads.device_lists,
         })
+    }
+
+    /// The rooms with news between `since` and `head`, in at most two statements.
+    async fn changes(&self, since: SyncToken, head: SyncToken) -> ApiResult<Changes> {
+        let (rooms_with_events, memberships_moved) = match head.events - since.events {
+            ..=0 => (Some(HashSet::new()), false),
+            1..=MOVED_ROOMS_WINDOW => {
+                let rooms = self.store.rooms_with_events_between(since.events, head.events).await?;
+                let memberships_moved = rooms.iter().any(|(_, membership)| *membership);
+                (Some(rooms.into_iter().map(|(room, _)| room).collect()), memberships_moved)
+            }
+            _ => (None, true),
+        };
+        let rooms_with_receipts = match head.receipts - since.receipts {
+            ..=0 => Some(HashSet::new()),
+            1..=MOVED_ROOMS_WINDOW => {
+                Some(self.store.rooms_with_receipts_between(since.receipts, head.receipts).await?.into_iter().collect())
+            }
+            _ => None,
+        };
+        // The typing serial restarts with the process: any difference may be news.
+        let typing_since = (since.typing != head.typing).then_some(since.typing);
+        Ok(Changes { rooms_with_events, rooms_with_receipts, typing_since, memberships_moved })
+    }
+
+    /// Whether an incremental sync must read a joined room: it was joined (or resynced)
+    /// since the token, or something moved in it.
+    fn has_news(&self, membership: &Membership, since: i64, filter: &RoomFilter, changes: &Changes) -> bool {
+        let room_id = &membership.room_id;
+        let moved = |rooms: &Option<HashSet<String>>| rooms.as_ref().is_none_or(|rooms| rooms.contains(room_id));
+        membership.stream_ordering > since
+            || filter.resynced.contains(room_id)
+            || moved(&changes.rooms_with_events)
+            || moved(&changes.rooms_with_receipts)
+            || changes.typing_since.is_some_and(|typing| self.ephemeral.typing_in(room_id, typing).1)
     }
 
     async fn sync_once(&self, user: &UserId, params: &SyncParams, mut head: SyncToken) -> ApiResult<Value> {
         let user_id = user.as_str();
         let since = params.since.unwrap_or_default();
         let mut filter = RoomFilter::from(&params.filter);
-        filter.partial_state = self.store.partial_state_rooms().await?.into_iter().map(|r| r.room_id).collect();
-        filter.resynced = self.store.rooms_resynced_after(since.events).await?.into_iter().collect();
-        let account_data =
-            self.account_data.since(user, if params.since.is_some() { since.account_data } else { 0 }).await?;
+        // An incremental sync reads only the streams that moved, and only the rooms they
+        // moved in; one with nothing new reads no room at all.
+        let changes = match params.since {
+            Some(since) if !params.full_state => Some(self.changes(since, head).await?),
+            _ => None,
+        };
+        if params.since.is_some() && since.events < head.events {
+            filter.resynced = self.store.rooms_resynced_after(since.events).await?.into_iter().collect();
+        }
+        let account_data = match params.since {
+            Some(since) if since.account_data >= head.account_data => Vec::new(),
+            Some(since) => self.account_data.since(user, since.account_data).await?,
+            None => self.account_data.since(user, 0).await?,
+        };
+        let quiet = changes.as_ref().is_some_and(Changes::nothing) && account_data.is_empty();
+        let memberships = if quiet { Vec::new() } else { self.store.memberships_of_user(user_id).await? };
         let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
-        for membership in self.store.memberships_of_user(user_id).await? {
+        for membership in memberships {
             let room_id = membership.room_id.clone();
             let room_account_data: Vec<Value> = account_data
                 .iter()
@@ -222,6 +292,16 @@ impl ClientSync {
                 .collect();
             match membership.membership.as_str() {
                 "join" => {
+                    if let Some(changes) = &changes
+                        && room_account_data.is_empty()
+                        && !self.has_news(&membership, since.events, &filter, changes)
+                    {
+                        continue;
+                    }
+                    if filter.partial_state.is_none() {
+                        let rooms = self.store.partial_state_rooms().await?;
+                        filter.partial_state = Some(rooms.into_iter().map(|r| r.room_id).collect());
+                    }
                     let room = self.joined_room(user_id, &membership, params, &filter, head, room_account_data).await?;
                     if let Some(room) = room {
                         join.insert(room_id, room);
@@ -253,7 +333,10 @@ impl ClientSync {
             "account_data": { "events": global },
             "presence": { "events": [] },
         });
-        self.add_encryption(&mut response, user, params, &mut head).await?;
+        // Sharing a room starts or ends only with a membership change or a resync.
+        let memberships_moved =
+            changes.as_ref().is_none_or(|changes| changes.memberships_moved) || !filter.resynced.is_empty();
+        self.add_encryption(&mut response, user, params, &mut head, memberships_moved).await?;
         response["next_batch"] = json!(head.format());
         Ok(response)
     }
@@ -267,6 +350,7 @@ impl ClientSync {
         user: &UserId,
         params: &SyncParams,
         head: &mut SyncToken,
+        memberships_moved: bool,
     ) -> ApiResult<()> {
         let since = params.since.unwrap_or_default();
         let messages = self.to_device.inbox(user, &params.device_id, since.to_device, head.to_device).await?;
@@ -277,9 +361,10 @@ impl ClientSync {
         }
         let (mut changed, mut left) = (Vec::new(), Vec::new());
         if let Some(since) = params.since {
-            changed = self.keys.changes(user, since.device_lists, head.device_lists).await?;
-            // Only a membership change can start or end sharing a room.
-            if since.events < head.events {
+            if since.device_lists < head.device_lists {
+                changed = self.keys.changes(user, since.device_lists, head.device_lists).await?;
+            }
+            if since.events < head.events && memberships_moved {
                 changed.extend(self.keys.joined_since(user, since.events).await?);
                 changed.sort_unstable();
                 changed.dedup();
@@ -288,9 +373,9 @@ impl ClientSync {
         }
         response["to_device"] = json!({ "events": messages.into_iter().map(|(_, m)| m).collect::<Vec<_>>() });
         response["device_lists"] = json!({ "changed": changed, "left": left });
-        response["device_one_time_keys_count"] = json!(self.keys.one_time_key_counts(user, &params.device_id).await?);
-        response["device_unused_fallback_key_types"] =
-            json!(self.keys.unused_fallback_key_types(user, &params.device_id).await?);
+        let (counts, fallback) = self.keys.key_counts(user, &params.device_id).await?;
+        response["device_one_time_keys_count"] = json!(counts);
+        response["device_unused_fallback_key_types"] = json!(fallback);
         Ok(())
     }
 
@@ -307,7 +392,7 @@ impl ClientSync {
         let since = params.since.unwrap_or_default();
         // A room joined with a partial state shows in lazy-loading syncs at once, in
         // eager ones once its resync completes, as if joined then.
-        if !filter.lazy_load_members && filter.partial_state.contains(room_id) {
+        if !filter.lazy_load_members && filter.partial_state.as_ref().is_some_and(|rooms| rooms.contains(room_id)) {
             return Ok(None);
         }
         let resynced = filter.resynced.contains(room_id);

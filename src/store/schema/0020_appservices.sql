@@ -18,5 +18,5 @@ CREATE TABLE appservice_state (
     appservice_id TEXT PRIMARY KEY,
     last_txn_id BIGINT NOT NULL
 );
--- Services receiving ephemeral data follow the receipts of every room by position.
-CREATE INDEX receipts_stream ON receipts (stream_id);
+-- Services receiving ephemeral data follow the receipts of every room by position, with
+-- migration 19's index on receipts (stream_id).
