@@ -1080,23 +1080,18 @@ pub(super) fn server_of(user_id: &str) -> &str {
     user_id.split_once(':').map_or("", |(_, server)| server)
 }
 
-/// Fills `room_memberships.server_name` for rows written before it existed.
+/// Fills `room_memberships.server_name` for rows written before it existed, in one
+/// statement (the two backends name "position of a character" differently).
 pub(super) async fn backfill_member_servers(txn: &mut WriteTxn<'_>) -> Result<u64, sqlx::Error> {
-    let rows = sqlx::query("SELECT room_id, user_id FROM room_memberships WHERE server_name = ''")
-        .fetch_all(&mut *txn.tx)
-        .await?;
-    let mut filled = 0;
-    for row in rows {
-        let (room_id, user_id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        sqlx::query("UPDATE room_memberships SET server_name = $1 WHERE room_id = $2 AND user_id = $3")
-            .bind(server_of(&user_id))
-            .bind(&room_id)
-            .bind(&user_id)
-            .execute(&mut *txn.tx)
-            .await?;
-        filled += 1;
-    }
-    Ok(filled)
+    let position = match txn.store.backend() {
+        super::Backend::Sqlite => "instr(user_id, ':')",
+        super::Backend::Postgres => "strpos(user_id, ':')",
+    };
+    let sql = format!(
+        "UPDATE room_memberships SET server_name = substr(user_id, {position} + 1) \
+         WHERE server_name = '' AND {position} > 0"
+    );
+    Ok(sqlx::query(&sql).execute(&mut *txn.tx).await?.rows_affected())
 }
 
 #[cfg(test)]
@@ -1105,6 +1100,29 @@ mod tests {
 
     fn state(entries: &[(&str, &str, &str)]) -> StateMap {
         entries.iter().map(|(kind, key, id)| (((*kind).to_owned(), (*key).to_owned()), (*id).to_owned())).collect()
+    }
+
+    /// Rows written before the column existed get the server after the user ID's first
+    /// `:` (a port included).
+    #[tokio::test]
+    async fn member_servers_are_filled_for_older_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kith.db").display().to_string();
+        let store = Store::connect(&crate::config::DatabaseTarget::Sqlite { path }).await.unwrap();
+        for user in ["@a:one.example", "@b:two.example:8448"] {
+            sqlx::query(
+                "INSERT INTO room_memberships (room_id, user_id, membership, event_id, sender, stream_ordering, \
+                 forgotten) VALUES ('!r:x', $1, 'join', $1, $1, 1, 0)",
+            )
+            .bind(user)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        let mut txn = store.begin_write().await.unwrap();
+        assert_eq!(backfill_member_servers(&mut txn).await.unwrap(), 2);
+        txn.commit().await.unwrap();
+        assert_eq!(store.joined_servers("!r:x").await.unwrap(), ["one.example", "two.example:8448"]);
     }
 
     #[test]
