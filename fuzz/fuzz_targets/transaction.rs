@@ -5,14 +5,14 @@
 
 #![no_main]
 
+use kith::endpoints::profile_edu::{EDU_TYPES as PROFILE_EDU_TYPES, ProfileUpdate};
 use kith::services::federation::inbound::check_pdu::event_id_of;
-use kith::services::federation::inbound::edus::InboundEdu;
 use kith::services::federation::inbound::transaction::split_transaction;
 use kith::services::profiles::check_remote_profile;
 use kith::services::to_device::parse_remote;
 use kith_fuzz::ORIGIN;
 use libfuzzer_sys::fuzz_target;
-use ruma::api::federation::transactions::edu::Edu;
+use ruma::api::federation::transactions::edu::{ReceiptContent, TypingContent};
 use ruma::{RoomVersionId, ServerName, UserId};
 use serde_json::Value;
 
@@ -31,28 +31,37 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for edu in &edus {
-        let Ok(parsed) = InboundEdu::parse(edu) else { continue };
-        match parsed {
-            InboundEdu::Known(Edu::DirectToDevice(_)) => {
-                if let Ok(messages) = parse_remote(origin, &edu["content"]) {
-                    assert_eq!(messages.sender.server_name(), origin);
-                }
-            }
-            InboundEdu::Known(Edu::Receipt(receipts)) => {
-                for receipts in receipts.receipts.values() {
-                    for (user_id, receipt) in &receipts.read {
-                        let _ = (user_id.server_name() == origin, receipt.event_ids.first());
-                    }
-                }
-            }
-            InboundEdu::Known(Edu::Typing(typing)) => {
-                let _ = typing.user_id.server_name() == origin;
-            }
-            InboundEdu::Profile(update) => {
-                let fields = update.fields.into_iter().filter(|(_, value)| !value.is_null()).collect();
-                let _ = check_remote_profile(&fields);
-            }
-            InboundEdu::Known(_) | InboundEdu::Unknown(_) => {}
-        }
+        check_edu(origin, edu);
     }
 });
+
+/// An EDU's content parsed into the type its handler registers for it, and the checks
+/// that handler makes before any lookup.
+fn check_edu(origin: &ServerName, edu: &Value) {
+    let (Some(edu_type), content) = (edu["edu_type"].as_str(), &edu["content"]) else { return };
+    match edu_type {
+        "m.direct_to_device" => {
+            if let Ok(messages) = parse_remote(origin, content) {
+                assert_eq!(messages.sender.server_name(), origin);
+            }
+        }
+        "m.receipt" => {
+            let Ok(receipts) = serde_json::from_value::<ReceiptContent>(content.clone()) else { return };
+            for receipts in receipts.receipts.values() {
+                for (user_id, receipt) in &receipts.read {
+                    let _ = (user_id.server_name() == origin, receipt.event_ids.first());
+                }
+            }
+        }
+        "m.typing" => {
+            let Ok(typing) = serde_json::from_value::<TypingContent>(content.clone()) else { return };
+            let _ = typing.user_id.server_name() == origin;
+        }
+        kind if PROFILE_EDU_TYPES.contains(&kind) => {
+            let Ok(update) = serde_json::from_value::<ProfileUpdate>(content.clone()) else { return };
+            let fields = update.fields.into_iter().filter(|(_, value)| !value.is_null()).collect();
+            let _ = check_remote_profile(&fields);
+        }
+        _ => {}
+    }
+}
