@@ -364,8 +364,8 @@ impl Target {
             let log = std::fs::read(&self.log_path).unwrap_or_default();
             let fresh = String::from_utf8_lossy(log.get(self.log_read..).unwrap_or_default()).into_owned();
             let found = fresh.lines().find_map(|line| match self.kind {
-                Kind::Kith => kith_time(line, path),
-                Kind::Synapse => synapse_time(line, method, path),
+                Kind::Kith => support::kith_time(line, method.as_str(), path),
+                Kind::Synapse => support::synapse_time(line, method.as_str(), path),
             });
             if found.is_some() || Instant::now() > deadline {
                 self.log_read = log.len();
@@ -374,27 +374,6 @@ impl Target {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// `... kith::access: request method=GET path=/_matrix/... status=200 ms=12.3`
-fn kith_time(line: &str, path: &str) -> Option<Duration> {
-    if !line.contains("kith::access") || !line.contains(&format!("path={path} ")) {
-        return None;
-    }
-    let ms: f64 = line.split("ms=").nth(1)?.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_secs_f64(ms / 1e3))
-}
-
-/// `... Processed request: 0.058sec/0.001sec (...) 1234B 200 "GET /_matrix/... HTTP/1.1"`:
-/// processing, then sending (Synapse encodes big JSON answers while sending them).
-fn synapse_time(line: &str, method: &Method, path: &str) -> Option<Duration> {
-    if !line.contains(&format!("\"{method} {path}")) {
-        return None;
-    }
-    let times = line.split("Processed request: ").nth(1)?.split_whitespace().next()?;
-    let (processing, sending) = times.split_once('/')?;
-    let seconds = |text: &str| text.trim_end_matches("sec").parse::<f64>().ok();
-    Some(Duration::from_secs_f64(seconds(processing)? + seconds(sending)?))
 }
 
 /// One round of requests by the joiner against one server.
