@@ -59,17 +59,7 @@ struct Sizes {
 }
 
 fn main() {
-    if !common::synapse_venv().join("bin/python").exists() {
-        println!("messaging: skipped, no matrix-synapse virtualenv (run `bash scripts/test` once)");
-        return;
-    }
-    if std::env::var_os("KITH_TEST_LOG").is_none() {
-        // kith logs at Synapse's level, access log included.
-        // SAFETY: no other thread runs yet.
-        unsafe { std::env::set_var("KITH_TEST_LOG", "kith=info,warn") };
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    runtime.block_on(run());
+    support::run_beside_synapse("messaging", &common::synapse_venv(), run);
 }
 
 async fn run() {

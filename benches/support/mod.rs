@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each benchmark uses part of it.
 
+use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`CLK_TCK`, 100 on Linux).
@@ -74,4 +76,20 @@ pub fn seconds(duration: Duration) -> f64 {
 
 pub fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|n| n.replace('_', "").parse().ok()).unwrap_or(default)
+}
+
+/// Runs a benchmark that needs Synapse, or says why it is skipped: kith logs at
+/// Synapse's level (the tests' default is debug), access log included, unless
+/// `KITH_TEST_LOG` says otherwise.
+pub fn run_beside_synapse<F: Future<Output = ()>>(name: &str, synapse_venv: &Path, run: impl FnOnce() -> F) {
+    if !synapse_venv.join("bin/python").exists() {
+        println!("{name}: skipped, no matrix-synapse virtualenv (run `bash scripts/test` once)");
+        return;
+    }
+    if std::env::var_os("KITH_TEST_LOG").is_none() {
+        // SAFETY: no other thread runs yet.
+        unsafe { std::env::set_var("KITH_TEST_LOG", "kith=info,warn") };
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(run());
 }
