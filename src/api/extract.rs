@@ -81,9 +81,14 @@ pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MatrixE
 
 /// A request parsed into ruma's type for its endpoint (path, query and body), with the
 /// same Matrix errors as [`MatrixJson`] for bodies that are not JSON or do not fit.
-pub struct Ruma<T>(pub T);
+/// An empty body reads as `{}` (ruma's rule), unless `JSON_BODY`: see [`RumaJson`].
+pub struct Ruma<T, const JSON_BODY: bool = false>(pub T);
 
-impl<S: Send + Sync, T: IncomingRequest> FromRequest<S> for Ruma<T> {
+/// [`Ruma`] for endpoints whose body Synapse requires to be a JSON object, so that an
+/// empty body is `M_NOT_JSON` as there (ruma would read it as `{}`).
+pub type RumaJson<T> = Ruma<T, true>;
+
+impl<S: Send + Sync, T: IncomingRequest, const JSON_BODY: bool> FromRequest<S> for Ruma<T, JSON_BODY> {
     type Rejection = MatrixError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -93,7 +98,7 @@ impl<S: Send + Sync, T: IncomingRequest> FromRequest<S> for Ruma<T> {
             Err(_) => return Err(MatrixError::invalid_param("Invalid path parameters")),
         };
         let bytes = read_body(Request::from_parts(parts.clone(), body), state).await?;
-        if !bytes.iter().all(u8::is_ascii_whitespace) {
+        if JSON_BODY || !bytes.iter().all(u8::is_ascii_whitespace) {
             let value: Value = serde_json::from_slice(&bytes)
                 .map_err(|err| MatrixError::not_json(format!("Content not JSON: {err}")))?;
             if !value.is_object() {

@@ -238,3 +238,145 @@ pub mod set_profile_field {
     #[derive(Default)]
     pub struct Response {}
 }
+
+/// `GET /rooms/{roomId}/messages`. ruma's type requires `dir` and refuses a negative
+/// `limit`; kith reads a request without `dir` as backwards and a negative limit as an
+/// empty page, as it always has. The filter stays text, read by the rooms' event filter
+/// with its own errors. The answer is ruma's.
+pub mod get_message_events {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{Direction, metadata, request, response};
+    use ruma::events::{AnyStateEvent, AnyTimelineEvent};
+    use ruma::{OwnedRoomId, serde::Raw};
+
+    metadata! {
+        method: GET,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/rooms/{room_id}/messages",
+            1.1 => "/_matrix/client/v3/rooms/{room_id}/messages",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id: OwnedRoomId,
+
+        #[ruma_api(query)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub from: Option<String>,
+
+        #[ruma_api(query)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub to: Option<String>,
+
+        #[ruma_api(query)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub dir: Option<Direction>,
+
+        #[ruma_api(query)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub limit: Option<i64>,
+
+        #[ruma_api(query)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub filter: Option<String>,
+    }
+
+    /// ruma's answer, field for field (its type is only an answer on the client side).
+    #[response]
+    #[derive(Default)]
+    pub struct Response {
+        pub start: String,
+
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub end: Option<String>,
+
+        #[serde(default)]
+        pub chunk: Vec<Raw<AnyTimelineEvent>>,
+
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub state: Vec<Raw<AnyStateEvent>>,
+    }
+}
+
+/// `PUT /pushrules/global/{kind}/{ruleId}`. ruma's type requires `conditions` on
+/// override and underride rules and reads the body before the rule ID; kith takes a rule
+/// without conditions (it matches every event) and refuses a reserved or unknown rule
+/// ID or kind first, with `M_INVALID_PARAM`. The body is the service's rule update.
+pub mod set_pushrule {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::push::{Action, PushCondition};
+
+    metadata! {
+        method: PUT,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/pushrules/global/{kind}/{rule_id}",
+            1.1 => "/_matrix/client/v3/pushrules/global/{kind}/{rule_id}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub kind: String,
+
+        #[ruma_api(path)]
+        pub rule_id: String,
+
+        #[ruma_api(query)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub before: Option<String>,
+
+        #[ruma_api(query)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub after: Option<String>,
+
+        pub actions: Vec<Action>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub conditions: Option<Vec<PushCondition>>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pattern: Option<String>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `POST /pushers/set`. ruma's type reads the pusher into its own shape (dropping
+/// what it does not know of `data`, with its own errors); the service checks the fields
+/// as Synapse does (lengths, `M_MISSING_PARAM` for what is required) and keeps the
+/// pusher as it was sent, so the body stays a JSON object.
+pub mod set_pusher {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::serde::JsonObject;
+
+    metadata! {
+        method: POST,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/pushers/set",
+            1.1 => "/_matrix/client/v3/pushers/set",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(body)]
+        pub pusher: JsonObject,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}

@@ -117,15 +117,23 @@ fn key_backup_routes() -> Router<AppState> {
 }
 
 fn push_routes() -> Router<AppState> {
-    const RULE: &str = "/pushrules/{scope}/{kind}/{rule_id}";
+    const RULE: &str = "/pushrules/global/{kind}/{rule_id}";
+    // The same paths under any other scope, which does not exist.
+    const OTHER: &str = "/pushrules/{scope}/{kind}/{rule_id}";
+    let other = || get(push::other_scope).put(push::other_scope);
     Router::new()
         .route("/pushrules/", get(push::all_rules))
         .route("/pushrules", get(push::all_rules))
-        .route("/pushrules/{scope}/", get(push::scope_rules))
-        .route("/pushrules/{scope}", get(push::scope_rules))
+        .route("/pushrules/global/", get(push::scope_rules))
+        .route("/pushrules/global", get(push::scope_rules))
+        .route("/pushrules/{scope}/", get(push::other_scope))
+        .route("/pushrules/{scope}", get(push::other_scope))
         .route(RULE, get(push::get_rule).put(push::put_rule).delete(push::delete_rule))
+        .route(OTHER, other().delete(push::other_scope))
         .route(&format!("{RULE}/enabled"), get(push::get_enabled).put(push::set_enabled))
+        .route(&format!("{OTHER}/enabled"), other())
         .route(&format!("{RULE}/actions"), get(push::get_actions).put(push::set_actions))
+        .route(&format!("{OTHER}/actions"), other())
         .route("/pushers", get(push::pushers))
         .route("/pushers/set", post(push::set_pusher))
         .route("/notifications", get(push::notifications))
@@ -145,16 +153,10 @@ fn room_routes() -> Router<AppState> {
         .route("/rooms/{room_id}/forget", post(membership::forget))
         .route("/rooms/{room_id}/send/{event_type}/{txn_id}", put(rooms::send_message))
         .route("/rooms/{room_id}/state", get(rooms::get_state))
-        .route(
-            "/rooms/{room_id}/state/{event_type}",
-            get(rooms::get_state_event_empty_key).put(rooms::put_state_empty_key),
-        )
+        .route("/rooms/{room_id}/state/{event_type}", get(rooms::get_state_event).put(rooms::put_state))
         .route("/rooms/{room_id}/state/{event_type}/{state_key}", get(rooms::get_state_event).put(rooms::put_state))
         // An empty state key may come as a trailing slash.
-        .route(
-            "/rooms/{room_id}/state/{event_type}/",
-            get(rooms::get_state_event_empty_key).put(rooms::put_state_empty_key),
-        )
+        .route("/rooms/{room_id}/state/{event_type}/", get(rooms::get_state_event).put(rooms::put_state))
         .route("/rooms/{room_id}/members", get(rooms::members))
         .route("/rooms/{room_id}/joined_members", get(rooms::joined_members))
         .route("/rooms/{room_id}/messages", get(rooms::messages))

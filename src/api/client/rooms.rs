@@ -1,16 +1,17 @@
 //! Room endpoints: creation, sending, state, members, messages, events, redaction.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+use ruma::api::Direction;
 use ruma::api::client::membership::{get_member_events, joined_members, joined_rooms};
-use ruma::api::client::message::{get_message_events, send_message_event};
+use ruma::api::client::message::send_message_event;
 use ruma::api::client::redact::redact_event;
 use ruma::api::client::room::{create_room, get_room_event, upgrade_room};
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
 use ruma::{OwnedRoomId, RoomId};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaResponse, parse_id};
+use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaJson, RumaResponse};
+use crate::endpoints::client::get_message_events;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::NewEvent;
 use crate::services::rooms::create::{CreateRoom, CreateRoomRequest};
@@ -40,62 +41,50 @@ pub async fn create_room(
 pub async fn send_message(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((room_id, event_type, txn_id)): Path<(String, String, String)>,
-    MatrixJson(content): MatrixJson<Map<String, Value>>,
+    Ruma(request): RumaJson<send_message_event::v3::Request>,
 ) -> ApiResult<RumaResponse<send_message_event::v3::Response>> {
     state.limits.message.check_requester(&owner)?;
+    let event_type = request.event_type.to_string();
     let event = NewEvent {
-        room_id: &room_id,
+        room_id: request.room_id.as_str(),
         sender: owner.user_id.as_str(),
         event_type: &event_type,
         state_key: None,
-        content: Value::Object(content),
-        txn: Some((&owner.device_id, &txn_id)),
+        content: raw_content(request.body.json())?,
+        txn: Some((&owner.device_id, request.txn_id.as_str())),
     };
     let event_id = state.rooms.send(event).await?;
     Ok(send_message_event::v3::Response::new(stored_id(event_id)?).into())
 }
 
+/// `PUT /rooms/{roomId}/state/{eventType}/{stateKey}`, the state key being empty when
+/// the path leaves it out.
 pub async fn put_state(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((room_id, event_type, state_key)): Path<(String, String, String)>,
-    MatrixJson(content): MatrixJson<Map<String, Value>>,
+    Ruma(request): RumaJson<send_state_event::v3::Request>,
 ) -> ApiResult<RumaResponse<send_state_event::v3::Response>> {
-    send_state(&state, owner.user_id.as_str(), &room_id, &event_type, &state_key, content).await
-}
-
-pub async fn put_state_empty_key(
-    State(state): State<AppState>,
-    Requester(owner): Requester,
-    Path((room_id, event_type)): Path<(String, String)>,
-    MatrixJson(content): MatrixJson<Map<String, Value>>,
-) -> ApiResult<RumaResponse<send_state_event::v3::Response>> {
-    send_state(&state, owner.user_id.as_str(), &room_id, &event_type, "", content).await
-}
-
-async fn send_state(
-    state: &AppState,
-    sender: &str,
-    room_id: &str,
-    event_type: &str,
-    state_key: &str,
-    content: Map<String, Value>,
-) -> ApiResult<RumaResponse<send_state_event::v3::Response>> {
+    let sender = owner.user_id.as_str();
     state.limits.message.check(sender)?;
+    let (event_type, state_key) = (request.event_type.to_string(), request.state_key.as_str());
     if event_type == "m.room.member" && <&ruma::UserId>::try_from(state_key).is_err() {
         return Err(MatrixError::invalid_param("The state key of a member event must be a user ID"));
     }
     let event = NewEvent {
-        room_id,
+        room_id: request.room_id.as_str(),
         sender,
-        event_type,
+        event_type: &event_type,
         state_key: Some(state_key),
-        content: Value::Object(content),
+        content: raw_content(request.body.json())?,
         txn: None,
     };
     let event_id = state.rooms.send(event).await?;
     Ok(send_state_event::v3::Response::new(stored_id(event_id)?).into())
+}
+
+/// Event content as the extractor checked it (a JSON object), as a value to build on.
+fn raw_content(content: &serde_json::value::RawValue) -> ApiResult<Value> {
+    serde_json::from_str(content.get()).map_err(|err| MatrixError::bad_json(err.to_string()))
 }
 
 pub async fn get_state(
@@ -109,20 +98,17 @@ pub async fn get_state(
     Ok(get_state_events::v3::Response::new(events).into())
 }
 
+/// `GET /rooms/{roomId}/state/{eventType}/{stateKey}`: the content (whatever `format`
+/// asks, as kith has always answered), the state key being empty when the path leaves it
+/// out.
 pub async fn get_state_event(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((room_id, event_type, state_key)): Path<(String, String, String)>,
+    Ruma(request): Ruma<get_state_event_for_key::v3::Request>,
 ) -> ApiResult<RumaResponse<get_state_event_for_key::v3::Response>> {
-    state_event_content(&state, owner.user_id.as_str(), &room_id, &event_type, &state_key).await
-}
-
-pub async fn get_state_event_empty_key(
-    State(state): State<AppState>,
-    Requester(owner): Requester,
-    Path((room_id, event_type)): Path<(String, String)>,
-) -> ApiResult<RumaResponse<get_state_event_for_key::v3::Response>> {
-    state_event_content(&state, owner.user_id.as_str(), &room_id, &event_type, "").await
+    let event_type = request.event_type.to_string();
+    let user_id = owner.user_id.as_str();
+    state_event_content(&state, user_id, request.room_id.as_str(), &event_type, &request.state_key).await
 }
 
 async fn state_event_content(
@@ -195,10 +181,9 @@ pub async fn joined_rooms(
 pub async fn get_event(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((room_id, event_id)): Path<(String, String)>,
+    Ruma(request): Ruma<get_room_event::v3::Request>,
 ) -> ApiResult<RumaResponse<get_room_event::v3::Response>> {
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    let event = state.rooms.event_for_user(room_id, &owner.user_id, &event_id).await?;
+    let event = state.rooms.event_for_user(&request.room_id, &owner.user_id, request.event_id.as_str()).await?;
     Ok(get_room_event::v3::Response::new(raw_client_event(&event)?).into())
 }
 
@@ -215,39 +200,16 @@ pub fn parse_token(token: &str) -> ApiResult<i64> {
         .ok_or_else(|| MatrixError::invalid_param(format!("Invalid pagination token: {token}")))
 }
 
-#[derive(Deserialize)]
-pub struct MessagesQuery {
-    #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    to: Option<String>,
-    #[serde(default)]
-    dir: Option<String>,
-    #[serde(default)]
-    limit: Option<String>,
-    #[serde(default)]
-    filter: Option<String>,
-}
-
 /// `GET /rooms/{id}/messages`: a page of the timeline in either direction.
 pub async fn messages(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(room_id): Path<String>,
-    Query(query): Query<MessagesQuery>,
-) -> ApiResult<RumaResponse<get_message_events::v3::Response>> {
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+    Ruma(query): Ruma<get_message_events::Request>,
+) -> ApiResult<RumaResponse<get_message_events::Response>> {
+    let room_id: &RoomId = &query.room_id;
     let until = state.rooms.visible_until(room_id.as_str(), owner.user_id.as_str()).await?;
-    let forwards = match query.dir.as_deref() {
-        Some("f") => true,
-        Some("b") | None => false,
-        Some(_) => return Err(MatrixError::invalid_param("dir must be 'f' or 'b'")),
-    };
-    let limit = match &query.limit {
-        Some(limit) => limit.parse::<i64>().map_err(|_| MatrixError::invalid_param("limit must be an integer"))?,
-        None => 10,
-    }
-    .clamp(0, 1000);
+    let forwards = query.dir == Some(Direction::Forward);
+    let limit = query.limit.unwrap_or(10).clamp(0, 1000);
     let filter = EventFilter::parse(query.filter.as_deref())?;
     let from = match &query.from {
         Some(token) => parse_token(token)?,
@@ -258,29 +220,20 @@ pub async fn messages(
     let (after, up_to) =
         if forwards { (from, to.unwrap_or(until).min(until)) } else { (to.unwrap_or(0), from.min(until)) };
     let page = state.rooms.timeline_page(room_id, &owner.user_id, (after, up_to), forwards, limit).await?;
-    let mut answer = get_message_events::v3::Response::new();
-    answer.chunk = page.events.iter().filter(|e| filter.matches(e)).map(raw_client_event).collect::<ApiResult<_>>()?;
-    answer.start = format!("t{from}");
-    answer.end = page.end.map(|end| format!("t{end}"));
-    Ok(answer.into())
-}
-
-#[derive(Deserialize)]
-pub struct RedactRequest {
-    #[serde(default)]
-    reason: Option<String>,
+    let chunk = page.events.iter().filter(|e| filter.matches(e)).map(raw_client_event).collect::<ApiResult<_>>()?;
+    let (start, end) = (format!("t{from}"), page.end.map(|end| format!("t{end}")));
+    Ok(get_message_events::Response { start, end, chunk, state: Vec::new() }.into())
 }
 
 pub async fn redact(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((room_id, event_id, txn_id)): Path<(String, String, String)>,
-    MatrixJson(request): MatrixJson<RedactRequest>,
+    Ruma(request): RumaJson<redact_event::v3::Request>,
 ) -> ApiResult<RumaResponse<redact_event::v3::Response>> {
-    let redaction_id = state
-        .rooms
-        .redact(&room_id, owner.user_id.as_str(), &owner.device_id, &event_id, &txn_id, request.reason.as_deref())
-        .await?;
+    let (room_id, event_id, txn_id) = (request.room_id.as_str(), request.event_id.as_str(), request.txn_id.as_str());
+    let user_id = owner.user_id.as_str();
+    let reason = request.reason.as_deref();
+    let redaction_id = state.rooms.redact(room_id, user_id, &owner.device_id, event_id, txn_id, reason).await?;
     Ok(redact_event::v3::Response::new(stored_id(redaction_id)?).into())
 }
 
