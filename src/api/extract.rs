@@ -107,14 +107,22 @@ impl<S: Send + Sync, T: IncomingRequest, const JSON_BODY: bool> FromRequest<S> f
             crate::validation::check_json_text(&value)?;
         }
         let request = axum::http::Request::from_parts(parts, bytes.as_ref());
-        let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-        // A deserializer that panics on odd input must not turn a bad request into a 500.
-        let parsed =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::try_from_http_request(request, &path_args)));
-        match parsed {
-            Ok(parsed) => parsed.map(Self).map_err(request_error),
-            Err(_) => Err(MatrixError::bad_json("The request does not fit this endpoint")),
-        }
+        parse_ruma(request, &path_args).map(Self)
+    }
+}
+
+/// The request as ruma's type for its endpoint, or the Matrix error for what does not fit.
+pub fn parse_ruma<T: IncomingRequest>(
+    request: axum::http::Request<&[u8]>,
+    path_args: &[String],
+) -> Result<T, MatrixError> {
+    let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+    // A deserializer that panics on odd input must not turn a bad request into a 500.
+    let parsed =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::try_from_http_request(request, &path_args)));
+    match parsed {
+        Ok(parsed) => parsed.map_err(request_error),
+        Err(_) => Err(MatrixError::bad_json("The request does not fit this endpoint")),
     }
 }
 

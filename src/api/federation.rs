@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request, State};
 use axum::routing::{get, post, put};
 use ruma::api::error::FromHttpRequestError;
 use ruma::api::federation::discovery::get_server_version;
@@ -108,6 +108,36 @@ async fn authenticated(
     }
     let origin = state.inbound.authenticate(&parts.method, &parts.uri, &parts.headers, &body).await?;
     Ok((origin, body))
+}
+
+/// A signed request parsed into ruma's type for its endpoint (path, query and body),
+/// after its signature checked out and in its turn, as [`Signed`]. A body, when there is
+/// one (always with `JSON_BODY`), must be a JSON object, as [`Signed::json`] requires.
+pub struct SignedRuma<T, const JSON_BODY: bool = false> {
+    pub signed: Signed,
+    pub request: T,
+}
+
+/// [`SignedRuma`] for endpoints whose body is required (ruma would read none as `{}`).
+pub type SignedRumaJson<T> = SignedRuma<T, true>;
+
+impl<T: IncomingRequest, const JSON_BODY: bool> FromRequest<AppState> for SignedRuma<T, JSON_BODY> {
+    type Rejection = MatrixError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
+            Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
+            Err(_) => return Err(MatrixError::invalid_param("Invalid path parameters")),
+        };
+        let signed = Signed::from_request(Request::from_parts(parts.clone(), body), state).await?;
+        if JSON_BODY || !signed.body.is_empty() {
+            signed.json()?;
+        }
+        let http = axum::http::Request::from_parts(parts, signed.body.as_ref());
+        let request = super::extract::parse_ruma(http, &path_args)?;
+        Ok(Self { signed, request })
+    }
 }
 
 impl Signed {

@@ -2,17 +2,19 @@
 //! reading events, state, auth chains, missing events and backfill.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use serde::Deserialize;
+use axum::extract::{Path, State};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
 use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
-use ruma::api::federation::membership::{create_invite, create_leave_event, prepare_join_event, prepare_leave_event};
+use ruma::api::federation::membership::{
+    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+};
 use ruma::api::federation::transactions::send_transaction_message;
 
-use super::{Signed, SignedTransaction};
+use super::{Signed, SignedRuma, SignedRumaJson, SignedTransaction};
 use crate::api::extract::{AppState, RumaResponse};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::joins::SendJoinAnswer;
@@ -29,19 +31,14 @@ pub async fn send_transaction(
 }
 
 /// `GET /v1/make_join/{roomId}/{userId}?ver=…`: without `ver`, only version 1 is
-/// supported, as the spec says.
+/// supported, as the spec says (ruma's default).
 pub async fn make_join(
     State(state): State<AppState>,
-    Path((room_id, user_id)): Path<(String, String)>,
-    Query(query): Query<Vec<(String, String)>>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRuma<prepare_join_event::v1::Request>,
 ) -> ApiResult<RumaResponse<prepare_join_event::v1::Response>> {
-    let mut versions: Vec<String> = query.into_iter().filter(|(k, _)| k == "ver").map(|(_, v)| v).collect();
-    if versions.is_empty() {
-        versions.push("1".into());
-    }
-    let (version, template) =
-        state.joins.make_membership(&signed.origin, &room_id, &user_id, "join", &versions).await?;
+    let versions: Vec<String> = request.ver.iter().map(ToString::to_string).collect();
+    let (room_id, user_id) = (request.room_id.as_str(), request.user_id.as_str());
+    let (version, template) = state.joins.make_membership(&signed.origin, room_id, user_id, "join", &versions).await?;
     let mut answer = prepare_join_event::v1::Response::new(template);
     answer.room_version = Some(version);
     Ok(answer.into())
@@ -49,72 +46,69 @@ pub async fn make_join(
 
 pub async fn make_leave(
     State(state): State<AppState>,
-    Path((room_id, user_id)): Path<(String, String)>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRuma<prepare_leave_event::v1::Request>,
 ) -> ApiResult<RumaResponse<prepare_leave_event::v1::Response>> {
-    let (version, template) = state.joins.make_membership(&signed.origin, &room_id, &user_id, "leave", &[]).await?;
+    let (room_id, user_id) = (request.room_id.as_str(), request.user_id.as_str());
+    let (version, template) = state.joins.make_membership(&signed.origin, room_id, user_id, "leave", &[]).await?;
     Ok(prepare_leave_event::v1::Response::new(Some(version), template).into())
 }
 
-/// `PUT /v2/send_join/{roomId}/{eventId}`.
-#[derive(Deserialize, Default)]
-pub struct SendJoinQuery {
-    #[serde(default)]
-    omit_members: Option<String>,
-}
-
-/// `PUT /v2/send_join`; with `omit_members=true` (MSC3706) a partial state.
+/// `PUT /v2/send_join/{roomId}/{eventId}`; with `omit_members=true` (MSC3706) a partial
+/// state.
 pub async fn send_join(
     State(state): State<AppState>,
-    Path((room_id, event_id)): Path<(String, String)>,
-    Query(query): Query<SendJoinQuery>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRumaJson<create_join_event::v2::Request>,
 ) -> ApiResult<Json<SendJoinAnswer>> {
-    let omit_members = match query.omit_members.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(MatrixError::invalid_param("omit_members must be true or false")),
-    };
-    let body = signed.json()?;
-    let event = state.joins.receive_membership(&signed.origin, &room_id, &event_id, "join", &body).await?;
-    if omit_members {
-        tracing::info!(%room_id, origin = %signed.origin, "answering send_join with a partial state");
-    }
-    Ok(Json(state.joins.join_response(&event, omit_members).await?))
+    Ok(Json(join(&state, &signed, request).await?))
 }
 
-/// `PUT /v1/send_join`: the v2 answer wrapped as `[200, answer]`.
+/// `PUT /v1/send_join`: the v2 answer wrapped as `[200, answer]`. ruma has no type for
+/// v1 but v2's reads it (the same path and body); v1 has no `omit_members`.
 pub async fn send_join_v1(
-    state: State<AppState>,
-    path: Path<(String, String)>,
-    signed: Signed,
+    State(state): State<AppState>,
+    SignedRuma { signed, mut request }: SignedRumaJson<create_join_event::v2::Request>,
 ) -> ApiResult<Json<(u16, SendJoinAnswer)>> {
-    let Json(answer) = send_join(state, path, Query(SendJoinQuery::default()), signed).await?;
-    Ok(Json((200, answer)))
+    request.omit_members = false;
+    Ok(Json((200, join(&state, &signed, request).await?)))
+}
+
+async fn join(state: &AppState, signed: &Signed, request: create_join_event::v2::Request) -> ApiResult<SendJoinAnswer> {
+    let (room_id, event_id) = (request.room_id.as_str(), request.event_id.as_str());
+    let event =
+        state.joins.receive_membership(&signed.origin, room_id, event_id, "join", &pdu_value(&request.pdu)?).await?;
+    if request.omit_members {
+        tracing::info!(%room_id, origin = %signed.origin, "answering send_join with a partial state");
+    }
+    state.joins.join_response(&event, request.omit_members).await
+}
+
+/// A PDU of a request body (a JSON object, as the extractor checked), as a value.
+fn pdu_value(pdu: &RawValue) -> ApiResult<Value> {
+    serde_json::from_str(pdu.get()).map_err(|err| MatrixError::bad_json(err.to_string()))
 }
 
 pub async fn send_leave(
     State(state): State<AppState>,
-    Path((room_id, event_id)): Path<(String, String)>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRumaJson<create_leave_event::v2::Request>,
 ) -> ApiResult<RumaResponse<create_leave_event::v2::Response>> {
-    leave(&state, &room_id, &event_id, &signed).await?;
+    leave(&state, &signed, request).await?;
     Ok(create_leave_event::v2::Response::new().into())
 }
 
-/// `PUT /v1/send_leave`: the v2 answer wrapped as `[200, {}]` (ruma has no type for it).
+/// `PUT /v1/send_leave`: the v2 answer wrapped as `[200, {}]` (ruma has no type for v1;
+/// v2's reads its request, the same path and body).
 pub async fn send_leave_v1(
     State(state): State<AppState>,
-    Path((room_id, event_id)): Path<(String, String)>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRumaJson<create_leave_event::v2::Request>,
 ) -> ApiResult<Json<(u16, Map<String, Value>)>> {
-    leave(&state, &room_id, &event_id, &signed).await?;
+    leave(&state, &signed, request).await?;
     Ok(Json((200, Map::new())))
 }
 
-async fn leave(state: &AppState, room_id: &str, event_id: &str, signed: &Signed) -> ApiResult<()> {
-    let body = signed.json()?;
-    state.joins.receive_membership(&signed.origin, room_id, event_id, "leave", &body).await?;
+async fn leave(state: &AppState, signed: &Signed, request: create_leave_event::v2::Request) -> ApiResult<()> {
+    let (room_id, event_id) = (request.room_id.as_str(), request.event_id.as_str());
+    let pdu = pdu_value(&request.pdu)?;
+    state.joins.receive_membership(&signed.origin, room_id, event_id, "leave", &pdu).await?;
     Ok(())
 }
 
@@ -131,45 +125,33 @@ pub async fn invite(
 
 pub async fn event(
     State(state): State<AppState>,
-    Path(event_id): Path<String>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRuma<get_event::v1::Request>,
 ) -> ApiResult<RumaResponse<get_event::v1::Response>> {
-    Ok(state.history.serve_event(&signed.origin, &event_id).await?.into())
-}
-
-#[derive(serde::Deserialize)]
-pub struct AtEvent {
-    event_id: Option<String>,
-}
-
-fn required_event(query: &AtEvent) -> ApiResult<&str> {
-    query.event_id.as_deref().ok_or_else(|| MatrixError::missing_param("event_id is required"))
+    Ok(state.history.serve_event(&signed.origin, request.event_id.as_str()).await?.into())
 }
 
 pub async fn room_state(
     State(state): State<AppState>,
-    Path(room_id): Path<String>,
-    Query(query): Query<AtEvent>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRuma<get_room_state::v1::Request>,
 ) -> ApiResult<RumaResponse<get_room_state::v1::Response>> {
-    Ok(state.history.serve_state(&signed.origin, &room_id, required_event(&query)?).await?.into())
+    let (room_id, event_id) = (request.room_id.as_str(), request.event_id.as_str());
+    Ok(state.history.serve_state(&signed.origin, room_id, event_id).await?.into())
 }
 
 pub async fn room_state_ids(
     State(state): State<AppState>,
-    Path(room_id): Path<String>,
-    Query(query): Query<AtEvent>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRuma<get_room_state_ids::v1::Request>,
 ) -> ApiResult<RumaResponse<get_room_state_ids::v1::Response>> {
-    Ok(state.history.serve_state_ids(&signed.origin, &room_id, required_event(&query)?).await?.into())
+    let (room_id, event_id) = (request.room_id.as_str(), request.event_id.as_str());
+    Ok(state.history.serve_state_ids(&signed.origin, room_id, event_id).await?.into())
 }
 
 pub async fn event_auth(
     State(state): State<AppState>,
-    Path((room_id, event_id)): Path<(String, String)>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRuma<get_event_authorization::v1::Request>,
 ) -> ApiResult<RumaResponse<get_event_authorization::v1::Response>> {
-    Ok(state.history.serve_event_auth(&signed.origin, &room_id, &event_id).await?.into())
+    let (room_id, event_id) = (request.room_id.as_str(), request.event_id.as_str());
+    Ok(state.history.serve_event_auth(&signed.origin, room_id, event_id).await?.into())
 }
 
 pub async fn get_missing_events(
@@ -181,18 +163,16 @@ pub async fn get_missing_events(
     Ok(state.history.serve_missing_events(&signed.origin, &room_id, &body).await?.into())
 }
 
-/// `GET /v1/backfill/{roomId}?v=…&limit=…`.
+/// `GET /v1/backfill/{roomId}?v=…&limit=…`; `v` and `limit` are required (ruma's type),
+/// as Synapse requires them.
 pub async fn backfill(
     State(state): State<AppState>,
-    Path(room_id): Path<String>,
-    Query(query): Query<Vec<(String, String)>>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRuma<get_backfill::v1::Request>,
 ) -> ApiResult<RumaResponse<get_backfill::v1::Response>> {
-    let from: Vec<String> = query.iter().filter(|(k, _)| k == "v").map(|(_, v)| v.clone()).collect();
-    if from.is_empty() {
+    if request.v.is_empty() {
         return Err(MatrixError::missing_param("v is required"));
     }
-    let limit = query.iter().find(|(k, _)| k == "limit").map(|(_, v)| v.as_str()).unwrap_or("10");
-    let limit: usize = limit.parse().map_err(|_| MatrixError::invalid_param("limit must be a number"))?;
-    Ok(state.history.serve_backfill(&signed.origin, &room_id, &from, limit).await?.into())
+    let from: Vec<String> = request.v.iter().map(ToString::to_string).collect();
+    let limit = usize::try_from(u64::from(request.limit)).unwrap_or(usize::MAX);
+    Ok(state.history.serve_backfill(&signed.origin, request.room_id.as_str(), &from, limit).await?.into())
 }
