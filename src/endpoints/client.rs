@@ -380,3 +380,39 @@ pub mod set_pusher {
     #[derive(Default)]
     pub struct Response {}
 }
+
+/// `POST /rooms/{roomId}/invite`. ruma's type reads the invitee as one of two shapes
+/// (a user, or a third-party identifier), so a missing or malformed `user_id` would be
+/// `M_BAD_JSON`; kith answers `M_MISSING_PARAM` and `M_INVALID_PARAM` for them, as
+/// Synapse does, and has no third-party invites.
+pub mod invite_user {
+    use ruma::OwnedRoomId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: POST,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/rooms/{room_id}/invite",
+            1.1 => "/_matrix/client/v3/rooms/{room_id}/invite",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id: OwnedRoomId,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub user_id: Option<String>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reason: Option<String>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}

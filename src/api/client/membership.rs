@@ -2,24 +2,16 @@
 
 use axum::extract::{Path, Query, State};
 use ruma::api::client::membership::{
-    ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias, kick_user, leave_room, unban_user,
+    ban_user, forget_room, join_room_by_id, join_room_by_id_or_alias, kick_user, leave_room, unban_user,
 };
 use ruma::{OwnedRoomId, OwnedServerName, RoomId, UserId};
 use serde::Deserialize;
-use serde_json::Value;
 
-use crate::api::extract::{AppState, OptionalJson, Requester, RumaResponse, parse_id};
+use crate::api::extract::{AppState, OptionalJson, Requester, Ruma, RumaResponse, parse_id};
+use crate::endpoints::client::invite_user;
 use crate::error::ApiResult;
 use crate::services::joins::{MembershipRequest as Request, servers_from_query};
 use crate::services::rooms::membership::Change;
-
-#[derive(Deserialize, Default)]
-pub struct MembershipRequest {
-    #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
-}
 
 /// The body of a join: its shape is checked; kith keeps no `reason` for joins.
 #[derive(Deserialize, Default)]
@@ -81,50 +73,66 @@ async fn check_join_limits(state: &AppState, user_id: &UserId, room_id: &RoomId)
 async fn change(
     state: &AppState,
     sender: &UserId,
-    room_id: &str,
+    room_id: &RoomId,
     change: Change,
-    request: MembershipRequest,
+    (target, reason): (Option<&UserId>, Option<&str>),
 ) -> ApiResult<()> {
-    let room_id: &RoomId = parse_id(room_id, "room ID")?;
-    let target: Option<&UserId> = request.user_id.as_deref().map(|user| parse_id(user, "user ID")).transpose()?;
     if let (Change::Invite, Some(invitee)) = (&change, target) {
         state.limits.invites_per_room.check(room_id.as_str())?;
         state.limits.invites_per_issuer.check(sender.as_str())?;
         state.limits.invites_per_user.check(invitee.as_str())?;
     }
-    let request = Request { room_id, sender, change, target, reason: request.reason.as_deref() };
+    let request = Request { room_id, sender, change, target, reason };
     state.joins.change_membership(request).await
 }
 
-/// One handler per change, answering its endpoint's (empty) response. `POST /leave`
-/// commonly comes with an empty body; so may the others.
+/// `POST /rooms/{roomId}/invite`.
+pub async fn invite(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Ruma(request): Ruma<invite_user::Request>,
+) -> ApiResult<RumaResponse<invite_user::Response>> {
+    let target: Option<&UserId> = request.user_id.as_deref().map(|user| parse_id(user, "user ID")).transpose()?;
+    let reason = request.reason.as_deref();
+    change(&state, &owner.user_id, &request.room_id, Change::Invite, (target, reason)).await?;
+    Ok(invite_user::Response {}.into())
+}
+
+/// One handler per change of another member, answering its endpoint's (empty) response.
 macro_rules! membership_handler {
     ($name:ident, $change:expr, $endpoint:ident) => {
         pub async fn $name(
             State(state): State<AppState>,
             Requester(owner): Requester,
-            Path(room_id): Path<String>,
-            OptionalJson(request): OptionalJson<MembershipRequest>,
+            Ruma(request): Ruma<$endpoint::v3::Request>,
         ) -> ApiResult<RumaResponse<$endpoint::v3::Response>> {
-            change(&state, &owner.user_id, &room_id, $change, request).await?;
+            let (target, reason) = (Some(&*request.user_id), request.reason.as_deref());
+            change(&state, &owner.user_id, &request.room_id, $change, (target, reason)).await?;
             Ok($endpoint::v3::Response::new().into())
         }
     };
 }
 
-membership_handler!(invite, Change::Invite, invite_user);
 membership_handler!(kick, Change::Kick, kick_user);
 membership_handler!(ban, Change::Ban, ban_user);
 membership_handler!(unban, Change::Unban, unban_user);
-membership_handler!(leave, Change::Leave, leave_room);
+
+/// `POST /rooms/{roomId}/leave`, commonly with an empty body.
+pub async fn leave(
+    State(state): State<AppState>,
+    Requester(owner): Requester,
+    Ruma(request): Ruma<leave_room::v3::Request>,
+) -> ApiResult<RumaResponse<leave_room::v3::Response>> {
+    let reason = request.reason.as_deref();
+    change(&state, &owner.user_id, &request.room_id, Change::Leave, (None, reason)).await?;
+    Ok(leave_room::v3::Response::new().into())
+}
 
 pub async fn forget(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(room_id): Path<String>,
-    OptionalJson(_): OptionalJson<serde_json::Map<String, Value>>,
+    Ruma(request): Ruma<forget_room::v3::Request>,
 ) -> ApiResult<RumaResponse<forget_room::v3::Response>> {
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
-    state.rooms.forget(room_id, &owner.user_id).await?;
+    state.rooms.forget(&request.room_id, &owner.user_id).await?;
     Ok(forget_room::v3::Response::new().into())
 }
