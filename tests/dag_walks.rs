@@ -164,6 +164,11 @@ async fn walks_follow_the_dag(db: Db) {
     let hidden = local_message(&kith, &fake, &owner, &room, "hidden").await;
     let late = FakeServer::start().await;
     let yves = late.join(&kith, &room, "yves").await;
+    // The servers in the room, each once, sorted (read one server at a time).
+    let servers = yves.send_join_response["servers_in_room"].as_array().expect("servers_in_room").clone();
+    let mut expected = [common::fake_server::name_of(&kith), fake.name.clone(), late.name.clone()];
+    expected.sort();
+    assert_eq!(servers, expected.iter().map(|name| json!(name)).collect::<Vec<_>>());
     let o4 = local_message(&kith, &fake, &owner, &room, "o4").await;
     let o5 = local_message(&kith, &fake, &owner, &room, "o5").await;
     assert_eq!(event_as(&late, &kith, &hidden.0).await.err(), Some(StatusCode::FORBIDDEN));
