@@ -16,6 +16,9 @@ use crate::services::rooms::Rooms;
 use crate::services::rooms::format::pdu_json;
 use crate::store::{Store, StoredEvent};
 
+mod read_ahead;
+use read_ahead::ReadAhead;
+
 /// `get_missing_events` and `backfill` return at most this many events.
 const MAX_EVENTS_PER_REQUEST: usize = 100;
 
@@ -44,19 +47,20 @@ impl History {
         if event.rejected {
             return Ok(false);
         }
+        // Outliers (no group) are all decided against the current state.
         let group = event.state_group_after.or(event.state_group_before);
-        if let Some(seen) = group.and_then(|group| sight.by_group.get(&group)) {
+        if let Some(seen) = sight.by_group.get(&group) {
             return Ok(*seen);
         }
         let visible = self.decide_sight(server, event, group, sight).await?;
-        if let Some(group) = group {
-            sight.by_group.insert(group, visible);
-        }
+        sight.by_group.insert(group, visible);
         Ok(visible)
     }
 
     /// [`Self::can_see`] for an event whose state group (if any) was not decided yet in
-    /// this request.
+    /// this request. The history visibility is read first, and then only what it leaves
+    /// open: under `shared`, a server joined now sees it all, whatever its members were
+    /// at the event, so their entries are not read.
     async fn decide_sight(
         &self,
         server: &ServerName,
@@ -64,23 +68,38 @@ impl History {
         group: Option<i64>,
         sight: &mut Sight,
     ) -> ApiResult<bool> {
-        let suffix = format!(":{server}");
-        let decides = |(kind, key): &(String, String)| {
-            (kind == "m.room.history_visibility" && key.is_empty())
-                || (kind == "m.room.member" && key.ends_with(&suffix))
-        };
-        let state = match group {
-            Some(group) => self.rooms.state_group_select(group, decides).await?,
+        let visibility_key = ("m.room.history_visibility".to_owned(), String::new());
+        let visibility_id = match group {
+            Some(group) => {
+                self.rooms.state_group_select(group, |key| *key == visibility_key).await?.remove(&visibility_key)
+            }
             // An outlier (held without the state at it): the current state decides.
-            None => self.store.current_visibility_state(&event.room_id, server.as_str()).await?,
+            None => {
+                let current = self.store.current_state_event(&event.room_id, &visibility_key.0, "").await?;
+                current.map(|current| {
+                    let field = current.json["content"]["history_visibility"].as_str().map(str::to_owned);
+                    sight.fields.insert(current.event_id.clone(), field);
+                    current.event_id
+                })
+            }
         };
-        let visibility_id = state.get(&("m.room.history_visibility".to_owned(), String::new()));
-        let visibility =
-            self.content_fields(sight, visibility_id.into_iter().cloned().collect(), "history_visibility").await?;
+        let visibility = self.content_fields(sight, visibility_id.into_iter().collect(), "history_visibility").await?;
         let visibility = visibility.into_iter().flatten().next().unwrap_or_else(|| "shared".to_owned());
         if visibility == "world_readable" {
             return Ok(true);
         }
+        if visibility == "shared" && self.joined_now(server, &event.room_id, sight).await? {
+            return Ok(true);
+        }
+        let suffix = format!(":{server}");
+        let state = match group {
+            Some(group) => {
+                self.rooms
+                    .state_group_select(group, |(kind, key)| kind == "m.room.member" && key.ends_with(&suffix))
+                    .await?
+            }
+            None => self.store.current_visibility_state(&event.room_id, server.as_str()).await?,
+        };
         let member_ids: Vec<String> = state
             .iter()
             .filter(|((kind, key), _)| {
@@ -97,13 +116,18 @@ impl History {
                 return Ok(true);
             }
         }
-        if visibility == "shared" {
-            if sight.joined_now.is_none() {
-                sight.joined_now = Some(self.store.server_joined(&event.room_id, server.as_str()).await?);
-            }
-            return Ok(sight.joined_now == Some(true));
-        }
+        // Under `shared`, the server is not joined now (asked above).
         Ok(false)
+    }
+
+    /// Whether a user of `server` is joined to the room now, asked once per request.
+    async fn joined_now(&self, server: &ServerName, room_id: &str, sight: &mut Sight) -> ApiResult<bool> {
+        if let Some(joined) = sight.joined_now {
+            return Ok(joined);
+        }
+        let joined = self.store.server_joined(room_id, server.as_str()).await?;
+        sight.joined_now = Some(joined);
+        Ok(joined)
     }
 
     /// One string field of the content of each held event of `ids`, read once per
@@ -213,7 +237,9 @@ impl History {
     }
 
     /// `POST /get_missing_events/{roomId}`: events before `latest` back to (not
-    /// including) `earliest`, oldest first.
+    /// including) `earliest`, oldest first. The walk is breadth first from `latest`, and
+    /// takes the first `limit` events it may show (in the room, at `min_depth` or deeper,
+    /// seen by the server); what it does not take, it does not walk past.
     pub async fn serve_missing_events(
         &self,
         server: &ServerName,
@@ -225,18 +251,21 @@ impl History {
                 body[field].as_array().ok_or_else(|| MatrixError::bad_json(format!("`{field}` must be a list")))?;
             Ok(list.iter().filter_map(|id| id.as_str().map(str::to_owned)).take(MAX_EVENTS_PER_REQUEST).collect())
         };
-        let earliest: HashSet<String> = ids("earliest_events")?.into_iter().collect();
+        let earliest_ids = ids("earliest_events")?;
+        let earliest: HashSet<String> = earliest_ids.iter().cloned().collect();
         let latest = ids("latest_events")?;
         let limit = body["limit"].as_u64().unwrap_or(10).clamp(1, MAX_EVENTS_PER_REQUEST as u64) as usize;
         let min_depth = body["min_depth"].as_i64().unwrap_or(0);
-        let mut found = Vec::new();
+        let mut ahead = ReadAhead::new(&self.store, earliest_ids, limit);
+        ahead.read(&latest).await?;
         let mut sight = Sight::default();
-        let mut seen: HashSet<String> = latest.iter().cloned().collect();
         let mut queue: VecDeque<String> = VecDeque::new();
         for id in &latest {
-            let event = self.event_for_server(server, Some(room_id), id).await?;
+            let event = self.start_of_walk(server, room_id, id, &mut ahead, &mut sight).await?;
             queue.extend(prev_ids(&event));
         }
+        let mut found = Vec::new();
+        let mut seen: HashSet<String> = latest.iter().cloned().collect();
         while let Some(id) = queue.pop_front() {
             if found.len() >= limit {
                 break;
@@ -244,7 +273,8 @@ impl History {
             if earliest.contains(&id) || !seen.insert(id.clone()) {
                 continue;
             }
-            let Some(event) = self.store.get_event(&id).await?.filter(|e| e.room_id == room_id) else { continue };
+            let event = ahead.event(&id, queue.iter()).await?;
+            let Some(event) = event.filter(|e| e.room_id == room_id) else { continue };
             if event.depth < min_depth || !self.can_see(server, &event, &mut sight).await? {
                 continue;
             }
@@ -256,7 +286,9 @@ impl History {
         Ok(get_missing_events::v1::Response::new(events))
     }
 
-    /// `GET /backfill/{roomId}?v=…&limit=…`: the given events and those before them.
+    /// `GET /backfill/{roomId}?v=…&limit=…`: the given events and those before them,
+    /// breadth first, the first `limit` the server may see; what it may not see is not
+    /// walked past.
     pub async fn serve_backfill(
         &self,
         server: &ServerName,
@@ -265,15 +297,17 @@ impl History {
         limit: usize,
     ) -> ApiResult<get_backfill::v1::Response> {
         let limit = limit.clamp(1, MAX_EVENTS_PER_REQUEST);
-        // The server must see where it starts from; on the way back, what it may not see
-        // is skipped.
-        for id in from.iter().take(MAX_EVENTS_PER_REQUEST) {
-            self.event_for_server(server, Some(room_id), id).await?;
+        let from = &from[..from.len().min(MAX_EVENTS_PER_REQUEST)];
+        let mut ahead = ReadAhead::new(&self.store, Vec::new(), limit);
+        ahead.read(from).await?;
+        let mut sight = Sight::default();
+        // The server must see where it starts from.
+        for id in from {
+            self.start_of_walk(server, room_id, id, &mut ahead, &mut sight).await?;
         }
         let mut found = Vec::new();
-        let mut sight = Sight::default();
         let mut seen = HashSet::new();
-        let mut queue: VecDeque<String> = from.iter().take(MAX_EVENTS_PER_REQUEST).cloned().collect();
+        let mut queue: VecDeque<String> = from.iter().cloned().collect();
         while let Some(id) = queue.pop_front() {
             if found.len() >= limit {
                 break;
@@ -281,7 +315,8 @@ impl History {
             if !seen.insert(id.clone()) {
                 continue;
             }
-            let Some(event) = self.store.get_event(&id).await?.filter(|e| e.room_id == room_id) else { continue };
+            let event = ahead.event(&id, queue.iter()).await?;
+            let Some(event) = event.filter(|e| e.room_id == room_id) else { continue };
             if !self.can_see(server, &event, &mut sight).await? {
                 continue;
             }
@@ -290,6 +325,24 @@ impl History {
         }
         let pdus = found.iter().map(|e| raw_pdu(&e.json)).collect::<ApiResult<_>>()?;
         Ok(get_backfill::v1::Response::new(self.server_name.clone(), MilliSecondsSinceUnixEpoch::now(), pdus))
+    }
+
+    /// An event a walk starts from, as [`Self::event_for_server`] answers: 404 unless
+    /// held in `room_id`, 403 unless `server` may see it.
+    async fn start_of_walk(
+        &self,
+        server: &ServerName,
+        room_id: &str,
+        event_id: &str,
+        ahead: &mut ReadAhead<'_>,
+        sight: &mut Sight,
+    ) -> ApiResult<StoredEvent> {
+        let event = ahead.event(event_id, std::iter::empty()).await?.filter(|e| e.room_id == room_id);
+        let event = event.ok_or_else(|| MatrixError::not_found("Event not found"))?;
+        if !self.can_see(server, &event, sight).await? {
+            return Err(MatrixError::forbidden("Your server may not see this event"));
+        }
+        Ok(event)
     }
 }
 
@@ -303,7 +356,7 @@ const MEMBERS_PER_READ: usize = 64;
 #[derive(Default)]
 struct Sight {
     joined_now: Option<bool>,
-    by_group: HashMap<i64, bool>,
+    by_group: HashMap<Option<i64>, bool>,
     fields: HashMap<String, Option<String>>,
 }
 
