@@ -15,6 +15,8 @@
 //!
 //! `cargo bench --bench messaging`. Sizes: `KITH_BENCH_MESSAGING_MEMBERS` (20),
 //! `_SENDERS` (4), `_RECEIVERS` (4), `_MESSAGES` (250 per sender), `_ROOMS` (200),
+//! or `KITH_BENCH_MESSAGING_ROOM=large` for 200 members, 50 receivers and 100
+//! messages per sender (each still overridable),
 //! `_RUNS` (20 incremental and 3 initial syncs at most), `_ROUNDS` (1: each round runs
 //! both servers, alternating which goes first); `KITH_BENCH_MESSAGING_BACKEND=postgres`
 //! runs kith on PostgreSQL (Synapse stays on SQLite); `KITH_BENCH_MESSAGING_ONLY=kith`
@@ -65,13 +67,16 @@ fn main() {
 async fn run() {
     let prefix = "KITH_BENCH_MESSAGING_";
     let number = |name: &str, default| env_number(&format!("{prefix}{name}"), default);
+    // The large room: 200 members, 50 of them long-polling, fewer messages each.
+    let large = std::env::var("KITH_BENCH_MESSAGING_ROOM").as_deref() == Ok("large");
+    let (members, receivers, messages) = if large { (200, 50, 100) } else { (20, 4, 250) };
     let senders = number("SENDERS", 4).max(1);
-    let receivers = number("RECEIVERS", 4).max(1);
+    let receivers = number("RECEIVERS", receivers).max(1);
     let sizes = Sizes {
-        members: number("MEMBERS", 20).max(senders + receivers),
+        members: number("MEMBERS", members).max(senders + receivers),
         senders,
         receivers,
-        messages: number("MESSAGES", 250).max(1),
+        messages: number("MESSAGES", messages).max(1),
         rooms: number("ROOMS", 200),
         runs: number("RUNS", 20).max(1),
     };

@@ -24,6 +24,11 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         self.entries.iter()
     }
 
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
     pub fn insert(&mut self, key: K, value: V) {
         if self.entries.insert(key.clone(), value).is_none() {
             self.order.push_back(key);

@@ -105,6 +105,7 @@ impl Store {
         .execute(&mut *txn.tx)
         .await?;
         // Logging in again with an existing device id replaces that device's tokens.
+        txn.forgets.tokens = true;
         sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
             .bind(user_id)
             .bind(device_id)
@@ -120,7 +121,7 @@ impl Store {
         txn.commit().await
     }
 
-    pub async fn token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>, sqlx::Error> {
+    pub(super) async fn read_token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>, sqlx::Error> {
         let row = sqlx::query(
             "SELECT t.user_id, t.device_id, u.admin, u.is_guest, u.locked FROM access_tokens t \
              JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1 AND u.deactivated = 0",
@@ -176,6 +177,7 @@ impl Store {
 }
 
 async fn remove_all_devices_in(txn: &mut super::WriteTxn<'_>, user_id: &str) -> Result<(), sqlx::Error> {
+    txn.forgets.tokens = true;
     let devices = device_ids_in(txn, user_id, None).await?;
     remove_devices_in(txn, user_id, &devices).await?;
     for sql in ["DELETE FROM access_tokens WHERE user_id = $1", "DELETE FROM client_ips WHERE user_id = $1"] {
@@ -204,6 +206,7 @@ async fn remove_devices_in(
     user_id: &str,
     device_ids: &[String],
 ) -> Result<(), sqlx::Error> {
+    txn.forgets.tokens = true;
     for device_id in device_ids {
         for sql in [
             "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2",

@@ -283,6 +283,7 @@ impl Store {
 
     async fn set_user_flag(&self, sql: &str, user_id: &str, value: bool) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.tokens = true;
         sqlx::query(sql).bind(user_id).bind(i64::from(value)).execute(&mut *txn.tx).await?;
         txn.commit().await
     }
@@ -298,6 +299,7 @@ impl Store {
         field: &str,
     ) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.tokens = true;
         let mut query = sqlx::query(sql).bind(user_id);
         if let Some(value) = value {
             query = query.bind(value);

@@ -48,6 +48,7 @@ impl Store {
         first_ordering: i64,
     ) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.memberships = true;
         let rule_event = format!("$rules{first_ordering}");
         let join_rule = if public { "public" } else { "invite" };
         let json = json!({ "type": "m.room.join_rules", "content": { "join_rule": join_rule } }).to_string();

@@ -71,6 +71,7 @@ impl Store {
         fallback: &[(String, String, Value)],
     ) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.keys = true;
         for (algorithm, key_id, key) in one_time {
             sqlx::query(
                 "INSERT INTO e2e_one_time_keys (user_id, device_id, algorithm, key_id, key_json) \
@@ -118,8 +119,8 @@ impl Store {
     }
 
     /// A device's one-time key counts by algorithm and the algorithms of its unused
-    /// fallback keys (sorted), in one statement: every `/sync` asks for both.
-    pub async fn device_key_counts(
+    /// fallback keys (sorted), in one statement.
+    pub(super) async fn read_device_key_counts(
         &self,
         user_id: &str,
         device_id: &str,
@@ -155,6 +156,7 @@ impl Store {
         algorithm: &str,
     ) -> Result<Option<ClaimedKey>, sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.keys = true;
         let row = sqlx::query(
             "SELECT key_id, key_json FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 \
              ORDER BY key_id LIMIT 1",
@@ -455,6 +457,7 @@ pub(super) async fn remove_device_keys(
     user_id: &str,
     device_id: &str,
 ) -> Result<(), sqlx::Error> {
+    txn.forgets.keys = true;
     for sql in [
         "DELETE FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2",
         "DELETE FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2",

@@ -12,6 +12,7 @@ mod federated_directory;
 mod federation;
 #[cfg(feature = "bench-fixtures")]
 mod fixtures;
+mod kept;
 mod key_backup;
 mod keys;
 mod media;
@@ -90,6 +91,10 @@ pub struct Store {
     /// What wakes each stream's followers in this process: one entry per stream name
     /// followed (a fixed set in the code), moved by the transactions that advance it.
     stream_watches: std::sync::Mutex<HashMap<String, watch::Sender<i64>>>,
+    /// When each consumer's position was last written by `pass_consumer_position`.
+    consumers_saved_at: std::sync::Mutex<BoundedMap<String, std::time::Instant>>,
+    /// Reads every request or long poll repeats (see `kept`).
+    kept: std::sync::Mutex<kept::Kept>,
 }
 
 /// A write transaction; on SQLite it also holds the single-writer lock.
@@ -101,11 +106,14 @@ pub struct WriteTxn<'a> {
     moved_consumers: Vec<(String, i64)>,
     /// Stream positions this transaction takes, announced once it commits.
     moved_streams: Vec<(String, i64)>,
+    /// What this transaction changes among the reads kept in memory.
+    pub(crate) forgets: kept::Forget,
 }
 
 impl WriteTxn<'_> {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await?;
+        self.store.forget_kept(self.forgets);
         for (consumer, position) in self.moved_consumers {
             self.store.remember_consumer_position(consumer, position, true);
         }
@@ -132,7 +140,9 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                        // Pages are read through a mapping, not copied by a system call
+                        // each time a write elsewhere emptied the connection's cache.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456;")
                             .await?;
                     }
                     Ok(())
@@ -148,6 +158,8 @@ impl Store {
             current_states: Default::default(),
             consumer_positions: std::sync::Mutex::new(BoundedMap::new(KEPT_CONSUMER_POSITIONS)),
             stream_watches: std::sync::Mutex::new(HashMap::new()),
+            consumers_saved_at: std::sync::Mutex::new(BoundedMap::new(KEPT_CONSUMER_POSITIONS)),
+            kept: Default::default(),
         };
         migrations::run(&store).await.context("database: schema migration failed")?;
         Ok(store)
@@ -172,7 +184,14 @@ impl Store {
             Backend::Postgres => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTxn { tx, _writer: writer, store: self, moved_consumers: Vec::new(), moved_streams: Vec::new() })
+        Ok(WriteTxn {
+            tx,
+            _writer: writer,
+            store: self,
+            moved_consumers: Vec::new(),
+            moved_streams: Vec::new(),
+            forgets: Default::default(),
+        })
     }
 
     pub async fn close(&self) {

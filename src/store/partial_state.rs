@@ -19,6 +19,7 @@ pub struct PartialStateRoom {
 impl Store {
     pub async fn mark_partial_state(&self, room: &PartialStateRoom) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.partial_state = true;
         sqlx::query(
             "INSERT INTO partial_state_rooms (room_id, join_event_id, joined_via, servers, joined_ts) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id) DO UPDATE SET join_event_id = excluded.join_event_id, \
@@ -44,7 +45,7 @@ impl Store {
         row.map(|row| partial_from_row(&row)).transpose()
     }
 
-    pub async fn partial_state_rooms(&self) -> Result<Vec<PartialStateRoom>, sqlx::Error> {
+    pub(super) async fn read_partial_state_rooms(&self) -> Result<Vec<PartialStateRoom>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT room_id, join_event_id, joined_via, servers FROM partial_state_rooms ORDER BY joined_ts",
         )
@@ -61,6 +62,7 @@ impl Store {
         }
         room.servers.push(server.to_owned());
         let mut txn = self.begin_write().await?;
+        txn.forgets.partial_state = true;
         sqlx::query("UPDATE partial_state_rooms SET servers = $2 WHERE room_id = $1")
             .bind(room_id)
             .bind(serde_json::to_string(&room.servers).unwrap_or_default())
@@ -72,6 +74,7 @@ impl Store {
     /// Forgets a room's partial state (the local users left before the resync ended).
     pub async fn clear_partial_state(&self, room_id: &str) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.partial_state = true;
         sqlx::query("DELETE FROM partial_state_rooms WHERE room_id = $1").bind(room_id).execute(&mut *txn.tx).await?;
         txn.commit().await
     }
@@ -118,6 +121,7 @@ impl Store {
     /// in one transaction.
     pub async fn finish_partial_state(&self, room_id: &str, current: &StateMap) -> Result<i64, sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.partial_state = true;
         let cleared = sqlx::query("DELETE FROM partial_state_rooms WHERE room_id = $1")
             .bind(room_id)
             .execute(&mut *txn.tx)
@@ -143,9 +147,14 @@ impl Store {
         Ok(position)
     }
 
-    /// Where on the event stream a room's last resync completed, if it had one.
+    /// The event-stream position of the newest resync (0: none).
+    pub(super) async fn read_newest_resync(&self) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT MAX(position) FROM room_resyncs").fetch_one(self.pool()).await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?.unwrap_or_default())
+    }
+
     /// Rooms whose resync completed after the event-stream position `since`.
-    pub async fn rooms_resynced_after(&self, since: i64) -> Result<Vec<String>, sqlx::Error> {
+    pub(super) async fn read_rooms_resynced_after(&self, since: i64) -> Result<Vec<String>, sqlx::Error> {
         let rows = sqlx::query("SELECT room_id FROM room_resyncs WHERE position > $1")
             .bind(since)
             .fetch_all(self.pool())

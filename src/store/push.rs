@@ -79,20 +79,16 @@ impl Store {
         txn.commit().await
     }
 
-    /// `(notifications, highlights)` of a user in a room after stream position `after`.
-    pub async fn notification_counts(
-        &self,
-        user_id: &str,
-        room_id: &str,
-        after: i64,
-    ) -> Result<(i64, i64), sqlx::Error> {
-        let row = sqlx::query(
+    /// `(notification count, highlight count)` of a room after the position a user
+    /// read it up to ([`Self::read_up_to`]), in one statement: every `/sync` that
+    /// reads the room asks.
+    pub async fn unread_counts(&self, user_id: &str, room_id: &str) -> Result<(i64, i64), sqlx::Error> {
+        let row = sqlx::query(&format!(
             "SELECT COUNT(*), CAST(COALESCE(SUM(highlight), 0) AS BIGINT) FROM notifications \
-             WHERE user_id = $1 AND room_id = $2 AND stream_ordering > $3",
-        )
+             WHERE user_id = $1 AND room_id = $2 AND stream_ordering > ({READ_UP_TO})"
+        ))
         .bind(user_id)
         .bind(room_id)
-        .bind(after)
         .fetch_one(self.pool())
         .await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
@@ -135,20 +131,7 @@ impl Store {
     /// The stream position up to which a user has read a room: their newest read
     /// receipt (public or private) or their own newest event there.
     pub async fn read_up_to(&self, user_id: &str, room_id: &str) -> Result<i64, sqlx::Error> {
-        // Two indexed lookups: an `OR` of both made SQLite read every event of the room.
-        let row = sqlx::query(
-            "SELECT COALESCE(MAX(position), 0) FROM ( \
-               SELECT MAX(e.stream_ordering) AS position FROM receipts r JOIN events e ON e.event_id = r.event_id \
-               WHERE r.room_id = $2 AND r.user_id = $1 AND e.room_id = $2 \
-               UNION ALL \
-               SELECT (SELECT stream_ordering FROM events WHERE room_id = $2 AND sender = $1 AND outlier = 0 \
-                 ORDER BY stream_ordering DESC LIMIT 1) \
-             ) positions",
-        )
-        .bind(user_id)
-        .bind(room_id)
-        .fetch_one(self.pool())
-        .await?;
+        let row = sqlx::query(READ_UP_TO).bind(user_id).bind(room_id).fetch_one(self.pool()).await?;
         row.try_get(0)
     }
 
@@ -233,11 +216,17 @@ impl Store {
         Ok(pushers)
     }
 
+    /// Whether any user has a pusher.
+    pub(super) async fn read_any_pusher(&self) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query("SELECT 1 FROM pushers LIMIT 1").fetch_optional(self.pool()).await?.is_some())
+    }
+
     /// Adds or replaces a pusher; unless `append`, the same push key of other apps goes.
     pub async fn set_pusher(&self, user_id: &str, pusher: &Value, append: bool) -> Result<(), sqlx::Error> {
         let app_id = pusher["app_id"].as_str().unwrap_or_default();
         let pushkey = pusher["pushkey"].as_str().unwrap_or_default();
         let mut txn = self.begin_write().await?;
+        txn.forgets.pushers = true;
         if !append {
             sqlx::query("DELETE FROM pushers WHERE user_id = $1 AND pushkey = $2 AND app_id <> $3")
                 .bind(user_id)
@@ -270,3 +259,14 @@ impl Store {
         txn.commit().await
     }
 }
+
+/// The position a user (`$1`) read a room (`$2`) up to: their newest receipt's event
+/// or their own newest event. Two indexed lookups: an `OR` of both made SQLite read
+/// every event of the room.
+const READ_UP_TO: &str = "SELECT COALESCE(MAX(position), 0) FROM ( \
+     SELECT MAX(e.stream_ordering) AS position FROM receipts r JOIN events e ON e.event_id = r.event_id \
+     WHERE r.room_id = $2 AND r.user_id = $1 AND e.room_id = $2 \
+     UNION ALL \
+     SELECT (SELECT stream_ordering FROM events WHERE room_id = $2 AND sender = $1 AND outlier = 0 \
+       ORDER BY stream_ordering DESC LIMIT 1) \
+   ) positions";

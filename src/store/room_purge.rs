@@ -108,6 +108,8 @@ impl Store {
     /// per member naming no event, which is all of the room the stream keeps.
     pub async fn purge_room(&self, room_id: &str) -> Result<u64, sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.memberships = true;
+        txn.forgets.partial_state = true;
         let members: Vec<String> = sqlx::query("SELECT user_id FROM room_memberships WHERE room_id = $1")
             .bind(room_id)
             .fetch_all(&mut *txn.tx)

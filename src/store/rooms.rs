@@ -537,15 +537,6 @@ impl Store {
         row.as_ref().map(membership_from_row).transpose()
     }
 
-    /// Every room a user has a membership in (any state), newest change last.
-    pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
-        self.memberships_where("user_id = $1 ORDER BY stream_ordering", user_id).await
-    }
-
-    pub async fn room_members(&self, room_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
-        self.memberships_where("room_id = $1 ORDER BY user_id", room_id).await
-    }
-
     /// Up to `limit` joined or invited members other than `except`, longest-standing first.
     pub async fn oldest_members(&self, room_id: &str, except: &str, limit: usize) -> Result<Vec<String>, sqlx::Error> {
         let rows = sqlx::query(
@@ -560,7 +551,7 @@ impl Store {
         rows.iter().map(|row| row.try_get(0)).collect()
     }
 
-    async fn memberships_where(&self, condition: &str, key: &str) -> Result<Vec<Membership>, sqlx::Error> {
+    pub(super) async fn memberships_where(&self, condition: &str, key: &str) -> Result<Vec<Membership>, sqlx::Error> {
         let rows = sqlx::query(&format!("SELECT {MEMBERSHIP_COLUMNS} FROM room_memberships WHERE {condition}"))
             .bind(key)
             .fetch_all(self.pool())
@@ -570,6 +561,7 @@ impl Store {
 
     pub async fn forget_room(&self, room_id: &str, user_id: &str) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.memberships = true;
         sqlx::query("UPDATE room_memberships SET forgotten = 1 WHERE room_id = $1 AND user_id = $2")
             .bind(room_id)
             .bind(user_id)
@@ -1035,6 +1027,7 @@ async fn update_membership(
     user_id: &str,
     event_id: Option<&String>,
 ) -> Result<(), sqlx::Error> {
+    txn.forgets.memberships = true;
     let Some(event_id) = event_id else {
         sqlx::query("DELETE FROM room_memberships WHERE room_id = $1 AND user_id = $2")
             .bind(room_id)

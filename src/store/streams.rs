@@ -1,11 +1,16 @@
 //! Stream position allocation, shared by every stream table.
 
 use std::sync::PoisonError;
+use std::time::{Duration, Instant};
 
 use sqlx::Row;
 use tokio::sync::watch;
 
 use super::WriteTxn;
+
+/// How often a consumer's position passed over idle events is written (see
+/// `Store::pass_consumer_position`).
+const PASSED_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Takes the next position of `stream` inside the caller's transaction. The row update
 /// holds a lock until commit, so positions become visible in order.
@@ -82,6 +87,26 @@ impl super::Store {
         .execute(&mut *txn.tx)
         .await?;
         txn.commit().await
+    }
+
+    /// Moves a consumer past events it had nothing to do for: in memory at once, in the
+    /// database at most once per `PASSED_SAVE_INTERVAL`. After a restart it may go over
+    /// up to that much again, and find nothing to do again; each message sent no longer
+    /// costs every such consumer a write transaction.
+    pub async fn pass_consumer_position(&self, consumer: &str, position: i64) -> Result<(), sqlx::Error> {
+        let due = {
+            let mut saved = self.consumers_saved_at.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = saved.get(&consumer.to_owned()).is_none_or(|at| at.elapsed() >= PASSED_SAVE_INTERVAL);
+            if due {
+                saved.insert(consumer.to_owned(), Instant::now());
+            }
+            due
+        };
+        if due {
+            return self.set_consumer_position(consumer, position).await;
+        }
+        self.remember_consumer_position(consumer.to_owned(), position, true);
+        Ok(())
     }
 
     pub async fn set_consumer_position(&self, consumer: &str, position: i64) -> Result<(), sqlx::Error> {

@@ -57,6 +57,7 @@ impl Store {
         remote: &[KeptEdu],
     ) -> Result<Delivery, sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.inboxes = true;
         let seen = sqlx::query(
             "INSERT INTO to_device_seen (sender, message_id, received_ts) VALUES ($1, $2, $3) \
              ON CONFLICT (sender, message_id) DO NOTHING",
@@ -136,6 +137,11 @@ impl Store {
         (acknowledged, until): (i64, i64),
         limit: i64,
     ) -> Result<Vec<(i64, Value)>, sqlx::Error> {
+        // Most syncs find the inbox empty, as it was the last time.
+        if self.inbox_known_empty(user_id, device_id) {
+            return Ok(Vec::new());
+        }
+        let generation = self.kept_generation();
         let oldest: Option<i64> =
             sqlx::query("SELECT MIN(stream_id) FROM to_device_inbox WHERE user_id = $1 AND device_id = $2")
                 .bind(user_id)
@@ -143,7 +149,10 @@ impl Store {
                 .fetch_one(self.pool())
                 .await?
                 .try_get(0)?;
-        let Some(oldest) = oldest else { return Ok(Vec::new()) };
+        let Some(oldest) = oldest else {
+            self.note_inbox_empty(user_id, device_id, generation);
+            return Ok(Vec::new());
+        };
         if oldest <= acknowledged {
             let mut txn = self.begin_write().await?;
             sqlx::query("DELETE FROM to_device_inbox WHERE user_id = $1 AND device_id = $2 AND stream_id <= $3")

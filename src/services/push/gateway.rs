@@ -110,6 +110,14 @@ impl PushGateway {
     async fn send_pending(self: &Arc<Self>) -> anyhow::Result<bool> {
         let store = &self.push.store;
         let position = store.consumer_position(CONSUMER).await?;
+        // With no pusher on the server, what the evaluator recorded is nobody's to push.
+        if !store.any_pusher().await? {
+            let recorded = *self.notified.borrow();
+            if recorded > position {
+                store.pass_consumer_position(CONSUMER, recorded).await?;
+            }
+            return Ok(false);
+        }
         let pending = store.notifications_after(position, BATCH).await?;
         let Some(last) = pending.last().map(|p| p.stream_ordering) else { return Ok(false) };
         let users: Vec<&str> = pending.iter().map(|p| p.user_id.as_str()).collect();

@@ -145,8 +145,7 @@ impl Push {
 
     /// `(notification_count, highlight_count)` of a room since the user last read it.
     pub async fn unread_counts(&self, user_id: &str, room_id: &str) -> ApiResult<(i64, i64)> {
-        let read = self.store.read_up_to(user_id, room_id).await?;
-        Ok(self.store.notification_counts(user_id, room_id, read).await?)
+        Ok(self.store.unread_counts(user_id, room_id).await?)
     }
 
     /// The user's pushers; one stored in a shape clients cannot read is left out.

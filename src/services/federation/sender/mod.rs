@@ -376,16 +376,16 @@ impl Sender {
 
     /// The servers of a room's joined users, without us.
     async fn room_servers(&self, room_id: &str) -> ApiResult<Vec<OwnedServerName>> {
-        let mut servers: HashSet<OwnedServerName> = HashSet::new();
-        for server in self.store.joined_servers(room_id).await? {
-            if let Ok(server) = OwnedServerName::try_from(server)
-                && server != self.server_name
-            {
-                servers.insert(server);
-            }
-        }
+        // The members and partial-state rooms are kept in memory by the store.
+        let members = self.store.room_members(room_id).await?;
+        let joined = members.iter().filter(|m| m.membership == "join");
+        let mut servers: HashSet<OwnedServerName> = joined
+            .filter_map(|m| m.user_id.split_once(':').and_then(|(_, server)| OwnedServerName::try_from(server).ok()))
+            .filter(|server| *server != self.server_name)
+            .collect();
         // A room joined with a partial state does not know all its members yet.
-        if let Some(partial) = self.store.partial_state_room(room_id).await? {
+        let partial_rooms = self.store.partial_state_rooms().await?;
+        if let Some(partial) = partial_rooms.iter().find(|room| room.room_id == room_id) {
             servers.extend(partial.servers.iter().filter_map(|s| OwnedServerName::try_from(s.as_str()).ok()));
             servers.remove(&self.server_name);
         }
@@ -415,6 +415,11 @@ impl Sender {
                 stream_ordering: event.stream_ordering,
                 event_id: event.event_id.clone(),
             }));
+        }
+        if rows.is_empty() {
+            // Nothing for other servers (a room of local users): no transaction to write.
+            self.store.pass_consumer_position(CONSUMER, last).await?;
+            return Ok(true);
         }
         self.store.enqueue_outbox(&rows, Some((CONSUMER, last))).await?;
         let woken: HashSet<&str> = rows.iter().map(|r| r.destination.as_str()).collect();
