@@ -168,7 +168,7 @@ async fn to_device_across_servers(a: &TestServer, b: &TestServer, alice: &Device
     assert_eq!(events[0]["content"]["secret"], "for alice");
     let next = arrived["next_batch"].as_str().unwrap();
     let after = sync(a, &alice.token, Some(next)).await;
-    assert_eq!(after["to_device"]["events"], json!([]), "acknowledged: {after}");
+    assert!(after["to_device"]["events"].as_array().is_none_or(Vec::is_empty), "acknowledged: {after}");
 
     // Locally, `*` reaches every device of the user.
     let second = device(a, "alice").await;

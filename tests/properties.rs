@@ -5,8 +5,8 @@
 use kith::api::extract::parse_json_object;
 use kith::config::percent_encode;
 use kith::services::account_data::check_filter;
-use kith::services::federation::inbound::check_pdu::parse_pdu;
-use kith::services::federation::inbound::edus::EduHandlers;
+use kith::services::federation::edus::EduHandlers;
+use kith::services::inbound::check_pdu::parse_pdu;
 use kith::services::rooms::limits::check_type_and_state_key;
 use kith::services::sync::SyncToken;
 use kith::validation::{check_json_text, decodes_to_text};

@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use axum::http::{HeaderMap, HeaderValue, Request, header};
-use kith::services::federation::inbound::authenticate::{parse_authorization, verify_signature};
-use kith::services::federation::inbound::check_pdu::{parse_pdu, verify_pdu};
-use kith::services::server_keys::remote::{verify_key_response, verify_notary_response};
+use kith::services::inbound::authenticate::{parse_authorization, verify_signature};
+use kith::services::inbound::check_pdu::{parse_pdu, verify_pdu};
+use kith::services::remote_keys::{verify_key_response, verify_notary_response};
 use kith_fuzz::{LOCAL, NOTARY, ORIGIN, key_pair};
 use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
 use ruma::canonical_json::CanonicalJsonObject;

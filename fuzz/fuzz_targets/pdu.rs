@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use kith::services::federation::inbound::check_pdu::{event_id_of, parse_pdu, verify_pdu};
+use kith::services::inbound::check_pdu::{event_id_of, parse_pdu, verify_pdu};
 use kith_fuzz::public_keys;
 use libfuzzer_sys::fuzz_target;
 use ruma::RoomVersionId;

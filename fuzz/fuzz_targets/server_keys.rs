@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use kith::services::server_keys::remote::{verify_key_response, verify_notary_response};
+use kith::services::remote_keys::{verify_key_response, verify_notary_response};
 use kith_fuzz::{NOTARY, ORIGIN, public_key_set};
 use libfuzzer_sys::fuzz_target;
 use ruma::ServerName;

@@ -6,8 +6,8 @@
 #![no_main]
 
 use kith::endpoints::profile_edu::{EDU_TYPES as PROFILE_EDU_TYPES, ProfileUpdate};
-use kith::services::federation::inbound::check_pdu::event_id_of;
-use kith::services::federation::inbound::transaction::split_transaction;
+use kith::services::inbound::check_pdu::event_id_of;
+use kith::services::inbound::transaction::split_transaction;
 use kith::services::profiles::check_remote_profile;
 use kith::services::to_device::parse_remote;
 use kith_fuzz::ORIGIN;

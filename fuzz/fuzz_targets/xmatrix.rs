@@ -7,7 +7,7 @@
 #![no_main]
 
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
-use kith::services::federation::inbound::authenticate::{parse_authorization, verify_signature};
+use kith::services::inbound::authenticate::{parse_authorization, verify_signature};
 use kith_fuzz::{LOCAL, first_line, public_key_set};
 use libfuzzer_sys::fuzz_target;
 use ruma::ServerName;

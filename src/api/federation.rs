@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::extract::{AppState, RumaResponse};
 use crate::endpoints::federated_directory::{get_bwi_list, get_changes, search};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::inbound::rate_limit::Turn;
+use crate::services::inbound::rate_limit::Turn;
 
 mod devices;
 mod directory;

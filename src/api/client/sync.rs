@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{Query, State};
 use ruma::UserId;
 use ruma::api::client::config::{
     get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data,
 };
 use ruma::api::client::receipt::create_receipt;
+use ruma::api::client::sync::sync_events;
 use ruma::serde::Raw;
 use serde::Deserialize;
 use serde_json::Value;
@@ -36,7 +36,7 @@ pub async fn sync(
     State(state): State<AppState>,
     Requester(owner): Requester,
     Query(query): Query<SyncQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<RumaResponse<sync_events::v3::Response>> {
     let since = query.since.as_deref().map(SyncToken::parse).transpose()?;
     let timeout = match &query.timeout {
         Some(ms) => {
@@ -57,7 +57,7 @@ pub async fn sync(
         timeout: Duration::from_millis(timeout),
         filter,
     };
-    Ok(Json(state.sync.sync(&owner.user_id, params).await?))
+    Ok(state.sync.sync(&owner.user_id, params).await?.into())
 }
 
 /// Users read and write their own data only.

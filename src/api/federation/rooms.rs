@@ -27,6 +27,8 @@ pub async fn send_transaction(
 ) -> ApiResult<RumaResponse<send_transaction_message::v1::Response>> {
     let body = signed.json()?;
     let results = state.inbound.receive_transaction(&signed.origin, &txn_id, &body).await?;
+    // ruma's answer carries each refusal as its message.
+    let results = results.into_iter().map(|(id, result)| (id, result.map_err(|e| e.to_string()))).collect();
     Ok(send_transaction_message::v1::Response::new(results).into())
 }
 

@@ -164,7 +164,7 @@ impl AccountData {
 impl AccountData {
     /// The filter of a `/sync`: given inline as JSON or by the id `POST /filter` returned.
     pub async fn sync_filter(&self, user_id: &UserId, filter: Option<&str>) -> ApiResult<Value> {
-        let Some(filter) = filter else { return Ok(serde_json::json!({})) };
+        let Some(filter) = filter else { return Ok(Value::Object(serde_json::Map::new())) };
         match parse_sync_filter(filter)? {
             SyncFilter::Inline(filter) => Ok(filter),
             SyncFilter::Stored(id) => {

@@ -15,11 +15,13 @@ use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use super::devices::MAX_DISPLAY_NAME_CHARS;
 use super::rooms::Rooms;
 use super::rooms::membership::{Change, MembershipChange};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{NewUser, Store, TokenOwner};
+
+/// Synapse's limit on a device's display name (set at login, changed through `Devices`).
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
 use uia::ExpiringSet;
 
 /// A nonce for shared-secret registration is valid this long, as in Synapse.

@@ -8,10 +8,9 @@ use ruma::{DeviceId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, UInt, UserId};
 
 use super::client_ips::ClientIps;
 use crate::error::{ApiResult, MatrixError};
+pub use crate::services::accounts::MAX_DISPLAY_NAME_CHARS;
 use crate::store::{SeenDeviceRow, Store};
 
-/// Synapse's limit on a device's display name.
-pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
 /// At most this many devices go in one `delete_devices` call.
 const MAX_DEVICES_PER_DELETE: usize = 1000;
 

@@ -16,10 +16,10 @@ use ruma::{RoomId, ServerName, UserId};
 use tokio::sync::watch;
 
 use super::account_data::AccountData;
-use super::federation::sender::Sender;
+use super::sender::Sender;
 use super::workers::{Shutdown, Worker};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::inbound::edus::{EduHandlers, EduResult};
+use crate::services::federation::edus::{EduHandlers, EduResult};
 use crate::store::Store;
 use typing::Typing;
 

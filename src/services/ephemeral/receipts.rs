@@ -10,7 +10,7 @@ use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName
 
 use super::Ephemeral;
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::inbound::edus::{EduRefused, EduResult};
+use crate::services::federation::edus::{EduRefused, EduResult};
 use crate::store::Receipt;
 
 /// Receipt types a client may set; only `m.read` goes to other servers.

@@ -78,14 +78,43 @@ pub enum DiscoveryError {
     #[error("{0} (blacklisted address)")]
     Blacklisted(String),
     #[error("{0}")]
-    Lookup(String),
+    Lookup(LookupError),
+}
+
+/// Why a DNS lookup found no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("cannot resolve {0}: timed out")]
+    Timeout(String),
+    /// hickory's error, as its message (its error type is not `Clone`).
+    #[error("cannot resolve {host}: {message}")]
+    Resolve { host: String, message: String },
+    #[error("SRV lookup of {0} timed out")]
+    SrvTimeout(String),
+    #[error("{0}")]
+    Srv(String),
+    #[error("no such host {0}")]
+    NoSuchHost(String),
+    #[error("{0} has no addresses")]
+    NoAddresses(String),
+    #[error("{0}: no SRV target")]
+    NoSrvTarget(String),
+}
+
+/// Why `.well-known/matrix/server` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WellKnownError {
+    #[error("{0}")]
+    Request(#[from] reqwest::Error),
+    #[error("{0}")]
+    Body(CappedReadError),
 }
 
 impl From<DiscoveryError> for super::FederationError {
     fn from(err: DiscoveryError) -> Self {
         match err {
             DiscoveryError::Blacklisted(_) => Self::NotAllowed(err.to_string()),
-            DiscoveryError::Lookup(message) => Self::Network(message),
+            DiscoveryError::Lookup(lookup) => Self::Network(lookup.to_string()),
         }
     }
 }
@@ -128,7 +157,7 @@ impl IpFilter {
         let allowed: Vec<IpAddr> = addresses.iter().copied().filter(|ip| self.allows(*ip)).collect();
         if allowed.is_empty() {
             return Err(if addresses.is_empty() {
-                DiscoveryError::Lookup(format!("{host} has no addresses"))
+                DiscoveryError::Lookup(LookupError::NoAddresses(host.to_owned()))
             } else {
                 DiscoveryError::Blacklisted(host.to_owned())
             });
@@ -171,10 +200,10 @@ impl WellKnown {
 /// The network lookups discovery needs; [`NetLookups`] does them for real.
 pub trait Lookups: Send + Sync + 'static {
     /// A and AAAA records (or the hosts file).
-    fn ips(&self, host: &str) -> impl Future<Output = Result<Answer<Vec<IpAddr>>, String>> + Send;
+    fn ips(&self, host: &str) -> impl Future<Output = Result<Answer<Vec<IpAddr>>, LookupError>> + Send;
     /// SRV records of a full name such as `_matrix-fed._tcp.example.org`; none is `Ok`
     /// with an empty list.
-    fn srv(&self, name: &str) -> impl Future<Output = Result<Answer<Vec<SrvRecord>>, String>> + Send;
+    fn srv(&self, name: &str) -> impl Future<Output = Result<Answer<Vec<SrvRecord>>, LookupError>> + Send;
     /// `GET https://host/.well-known/matrix/server`.
     fn well_known(&self, host: &str) -> impl Future<Output = WellKnown> + Send;
 }
@@ -241,7 +270,7 @@ impl<L: Lookups> Discovery<L> {
                 Ok(Destination { host, port, host_header })
             }
             Plan::Named { name, host_header, candidates, ttl } => {
-                let mut last_error = DiscoveryError::Lookup(format!("{name}: no SRV target"));
+                let mut last_error = DiscoveryError::Lookup(LookupError::NoSrvTarget(name.clone()));
                 for (target, port) in candidates {
                     match self.checked_addresses(&target).await {
                         Ok(_) => {
@@ -478,21 +507,16 @@ impl NetLookups {
         Ok(Self { dns, http, well_known_port: None })
     }
 
-    async fn fetch_well_known(&self, host: &str) -> Result<WellKnown, String> {
+    async fn fetch_well_known(&self, host: &str) -> Result<WellKnown, WellKnownError> {
         let authority = match self.well_known_port {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
         };
-        let mut response = self
-            .http
-            .get(format!("https://{authority}/.well-known/matrix/server"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut response = self.http.get(format!("https://{authority}/.well-known/matrix/server")).send().await?;
         let status = response.status().as_u16();
         let cache_control =
             response.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = read_capped(&mut response, WELL_KNOWN_MAX_BYTES).await.map_err(|e| e.to_string())?;
+        let body = read_capped(&mut response, WELL_KNOWN_MAX_BYTES).await.map_err(WellKnownError::Body)?;
         Ok(parse_well_known(status, cache_control.as_deref(), &body))
     }
 }
@@ -515,18 +539,18 @@ fn remaining(valid_until: Instant) -> Duration {
 }
 
 impl Lookups for NetLookups {
-    async fn ips(&self, host: &str) -> Result<Answer<Vec<IpAddr>>, String> {
+    async fn ips(&self, host: &str) -> Result<Answer<Vec<IpAddr>>, LookupError> {
         let lookup = tokio::time::timeout(DNS_TIMEOUT, self.dns.lookup_ip(host))
             .await
-            .map_err(|_| format!("cannot resolve {host}: timed out"))?
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+            .map_err(|_| LookupError::Timeout(host.to_owned()))?
+            .map_err(|e| LookupError::Resolve { host: host.to_owned(), message: e.to_string() })?;
         Ok(Answer { value: lookup.iter().collect(), ttl: remaining(lookup.valid_until()) })
     }
 
-    async fn srv(&self, name: &str) -> Result<Answer<Vec<SrvRecord>>, String> {
+    async fn srv(&self, name: &str) -> Result<Answer<Vec<SrvRecord>>, LookupError> {
         let fqdn = format!("{name}.");
         let lookup = match tokio::time::timeout(DNS_TIMEOUT, self.dns.srv_lookup(fqdn.as_str())).await {
-            Err(_) => return Err(format!("SRV lookup of {name} timed out")),
+            Err(_) => return Err(LookupError::SrvTimeout(name.to_owned())),
             Ok(Err(err)) if err.is_no_records_found() => {
                 let ttl = match &err {
                     hickory_resolver::net::NetError::Dns(hickory_resolver::net::DnsError::NoRecordsFound(none)) => {
@@ -536,7 +560,7 @@ impl Lookups for NetLookups {
                 };
                 return Ok(Answer { value: Vec::new(), ttl: ttl.unwrap_or(DNS_NEGATIVE_TTL) });
             }
-            Ok(Err(err)) => return Err(err.to_string()),
+            Ok(Err(err)) => return Err(LookupError::Srv(err.to_string())),
             Ok(Ok(lookup)) => lookup,
         };
         let records = lookup
@@ -636,8 +660,10 @@ impl reqwest::dns::Resolve for FilteringResolver {
             let host = name.as_str();
             let lookup = tokio::time::timeout(DNS_TIMEOUT, dns.lookup_ip(host))
                 .await
-                .map_err(|_| DiscoveryError::Lookup(format!("cannot resolve {host}: timed out")))?
-                .map_err(|e| DiscoveryError::Lookup(format!("cannot resolve {host}: {e}")))?;
+                .map_err(|_| DiscoveryError::Lookup(LookupError::Timeout(host.to_owned())))?
+                .map_err(|e| {
+                    DiscoveryError::Lookup(LookupError::Resolve { host: host.to_owned(), message: e.to_string() })
+                })?;
             let ips = filter.check(host, &lookup.iter().collect::<Vec<_>>())?;
             Ok(to_addrs(ips))
         })
@@ -737,12 +763,13 @@ mod tests {
     }
 
     impl Lookups for Arc<Fake> {
-        async fn ips(&self, host: &str) -> Result<Answer<Vec<IpAddr>>, String> {
+        async fn ips(&self, host: &str) -> Result<Answer<Vec<IpAddr>>, LookupError> {
             self.calls.lock().unwrap().push(format!("ips {host}"));
-            let ips = self.ips.lock().unwrap().get(host).cloned().ok_or_else(|| format!("no such host {host}"))?;
+            let ips =
+                self.ips.lock().unwrap().get(host).cloned().ok_or_else(|| LookupError::NoSuchHost(host.to_owned()))?;
             Ok(Answer { value: ips, ttl: Duration::from_secs(60) })
         }
-        async fn srv(&self, name: &str) -> Result<Answer<Vec<SrvRecord>>, String> {
+        async fn srv(&self, name: &str) -> Result<Answer<Vec<SrvRecord>>, LookupError> {
             self.calls.lock().unwrap().push(format!("srv {name}"));
             Ok(Answer { value: self.srv.get(name).cloned().unwrap_or_default(), ttl: Duration::from_secs(120) })
         }

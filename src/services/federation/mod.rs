@@ -1,6 +1,6 @@
-//! Federation: outbound requests ([`client`]), the inbound pipeline for what other
-//! servers send ([`inbound`]), what they may read of a room's DAG ([`history`]) and the
-//! sender that gets our events and EDUs to them ([`sender`]).
+//! Federation's bottom layer: outbound requests ([`client`]) and server discovery. It
+//! depends on nothing above it (this server's key, server health); what other servers
+//! send is `services::inbound`, what we send them `services::sender`.
 //!
 //! Server discovery ([`discovery`]) follows the spec: IP literals and explicit ports,
 //! `/.well-known/matrix/server`, SRV records, port 8448. Outbound connections go only to
@@ -8,9 +8,7 @@
 
 pub mod client;
 pub mod discovery;
-pub mod history;
-pub mod inbound;
-pub mod sender;
+pub mod edus;
 
 pub use client::{FederationClient, FederationError};
 

@@ -3,13 +3,14 @@
 
 use ruma::api::federation::membership::{RawStrippedState, create_invite};
 use ruma::canonical_json::CanonicalJsonObject;
+use ruma::events::room::member::{MembershipState, RoomMemberEventContent};
 use ruma::{OwnedUserId, RoomVersionId, ServerName, UserId};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use super::{Joins, MAX_INVITE_STATE, raw, supported_version};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::inbound::parse_id;
+use crate::services::inbound::parse_id;
 use crate::services::rooms::create::CreateRoom;
 use crate::services::rooms::remote::{CheckedEvent, Outcome};
 use crate::services::rooms::{NewEvent, Rooms};
@@ -52,13 +53,10 @@ impl Joins {
         let invite_state: Vec<RawStrippedState> =
             serde_json::from_value(Value::Array(self.rooms.stripped_state(room_id).await?))
                 .map_err(|err| MatrixError::internal("the invite's stripped state", err))?;
-        let mut content = json!({ "membership": "invite" });
-        if let Some(reason) = reason {
-            content["reason"] = json!(reason);
-        }
-        if is_direct {
-            content["is_direct"] = json!(true);
-        }
+        let mut member = RoomMemberEventContent::new(MembershipState::Invite);
+        member.reason = reason.map(str::to_owned);
+        member.is_direct = is_direct.then_some(true);
+        let content = serde_json::to_value(member).map_err(|err| MatrixError::internal("an invite", err))?;
         let event = NewEvent {
             room_id,
             sender,
@@ -82,7 +80,8 @@ impl Joins {
                 let event: Value =
                     serde_json::from_str(answer.event.get()).map_err(|e| MatrixError::bad_json(e.to_string()))?;
                 let rules = Rooms::version_rules(&version)?;
-                let signed = self.inbound.check_pdu(&event, &rules).await.map_err(MatrixError::bad_json)?;
+                let signed =
+                    self.inbound.check_pdu(&event, &rules).await.map_err(|e| MatrixError::bad_json(e.to_string()))?;
                 if !event["signatures"][server.as_str()].is_object() {
                     return Err(MatrixError::forbidden("The invitee's server did not sign the invite"));
                 }
@@ -113,7 +112,8 @@ impl Joins {
     ) -> ApiResult<Box<RawValue>> {
         let version = body["room_version"].as_str().unwrap_or("1");
         let (version, rules) = supported_version(Some(version))?;
-        let event = self.inbound.check_pdu(&body["event"], &rules).await.map_err(MatrixError::bad_json)?;
+        let event =
+            self.inbound.check_pdu(&body["event"], &rules).await.map_err(|e| MatrixError::bad_json(e.to_string()))?;
         if event.event_id != event_id || event.pdu.room_id.as_str() != room_id {
             return Err(MatrixError::bad_json("The event does not match the request path"));
         }
@@ -155,7 +155,7 @@ impl Joins {
                 Outcome::SoftFailed => {
                     return Err(MatrixError::forbidden("The room's current state forbids the invite"));
                 }
-                Outcome::Rejected(reason) => return Err(MatrixError::forbidden(reason)),
+                Outcome::Rejected(reason) => return Err(MatrixError::forbidden(reason.to_string())),
             }
         } else {
             let state = invite_state(&body["invite_room_state"]);
@@ -169,11 +169,15 @@ impl Joins {
 /// Up to `MAX_INVITE_STATE` stripped events, each with the keys clients need.
 fn invite_state(value: &Value) -> Value {
     let events = value.as_array().map(Vec::as_slice).unwrap_or_default();
-    let kept: Vec<Value> = events
+    let kept = events
         .iter()
-        .filter(|e| e["type"].is_string() && e["state_key"].is_string() && e["sender"].is_string() && e["content"].is_object())
+        .filter(|e| {
+            e["type"].is_string() && e["state_key"].is_string() && e["sender"].is_string() && e["content"].is_object()
+        })
         .take(MAX_INVITE_STATE)
-        .map(|e| json!({ "type": e["type"], "state_key": e["state_key"], "sender": e["sender"], "content": e["content"] }))
-        .collect();
-    json!(kept)
+        .map(|e| {
+            let keys = ["type", "state_key", "sender", "content"];
+            Value::Object(keys.into_iter().map(|key| (key.to_owned(), e[key].clone())).collect())
+        });
+    Value::Array(kept.collect())
 }

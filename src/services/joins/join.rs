@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::{Joins, Template, check_template, raw, supported_version};
 use crate::config::JOINABLE_ROOM_VERSIONS;
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::inbound::parse_id;
+use crate::services::inbound::parse_id;
 use crate::services::rooms::membership::{Change, MembershipChange};
 use crate::services::rooms::remote::{CheckedEvent, Outcome, PriorState};
 use crate::store::PartialStateRoom;
@@ -108,7 +108,7 @@ impl Joins {
             Some(Ok(event)) if event.is_object() => event,
             _ => signed,
         };
-        let join = self.inbound.check_pdu(&joined, &rules).await.map_err(MatrixError::bad_json)?;
+        let join = self.inbound.check_pdu(&joined, &rules).await.map_err(|e| MatrixError::bad_json(e.to_string()))?;
         if join.event_id != event_id {
             return Err(MatrixError::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The resident server changed the join"));
         }

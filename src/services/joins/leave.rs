@@ -3,11 +3,10 @@
 
 use ruma::api::federation::membership::create_leave_event;
 use ruma::{RoomId, ServerName, UserId};
-use serde_json::json;
 
 use super::{Joins, Template, raw};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::inbound::parse_id;
+use crate::services::inbound::parse_id;
 use crate::services::rooms::membership::{Change, MembershipChange};
 
 impl Joins {
@@ -45,13 +44,13 @@ impl Joins {
     ) -> ApiResult<()> {
         let mut content = serde_json::Map::new();
         if let Some(reason) = reason {
-            content.insert("reason".into(), json!(reason));
+            content.insert("reason".into(), reason.into());
         }
         let (_, rules, event_id, signed) =
             self.sign_remote_template(server, room_id, user_id, Template::Leave, content).await?;
         let request = create_leave_event::v2::Request::new(parse_id(room_id)?, parse_id(&event_id)?, raw(&signed)?);
         self.client.send(server, request).await.map_err(|e| e.to_client_error())?;
-        let leave = self.inbound.check_pdu(&signed, &rules).await.map_err(MatrixError::bad_json)?;
+        let leave = self.inbound.check_pdu(&signed, &rules).await.map_err(|e| MatrixError::bad_json(e.to_string()))?;
         self.rooms.persist_outside_membership(&leave, None).await
     }
 }

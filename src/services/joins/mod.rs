@@ -15,14 +15,14 @@ use axum::http::StatusCode;
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedServerName, RoomId, RoomVersionId, UserId};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::federation::FederationClient;
-use super::federation::inbound::Inbound;
-use super::federation::sender::Sender;
+use super::inbound::Inbound;
 use super::profiles::Profiles;
 use super::rooms::Rooms;
 use super::rooms::membership::{Change, MembershipChange};
+use super::sender::Sender;
 use super::server_keys::ServerKeys;
 use crate::config::JOINABLE_ROOM_VERSIONS;
 use crate::error::{ApiResult, MatrixError};
@@ -127,8 +127,8 @@ impl Joins {
         for key in ["hashes", "signatures", "unsigned", "event_id"] {
             fields.remove(key);
         }
-        fields.insert("origin".into(), json!(self.server_name));
-        fields.insert("origin_server_ts".into(), json!(crate::store::now_ms()));
+        fields.insert("origin".into(), self.server_name.as_str().into());
+        fields.insert("origin_server_ts".into(), crate::store::now_ms().into());
         let mut object: CanonicalJsonObject =
             serde_json::from_value(event).map_err(|e| MatrixError::bad_json(format!("Invalid event template: {e}")))?;
         self.server_keys
@@ -172,7 +172,7 @@ pub(super) fn supported_version(version: Option<&str>) -> ApiResult<(RoomVersion
             "M_INCOMPATIBLE_ROOM_VERSION",
             format!("Room version {version} is not supported"),
         )
-        .with("room_version", json!(version)));
+        .with("room_version", version.into()));
     }
     let id = RoomVersionId::try_from(version).map_err(|_| MatrixError::bad_json("Invalid room version"))?;
     let rules = Rooms::version_rules(&id)?;

@@ -5,10 +5,11 @@ use std::collections::HashSet;
 
 use axum::http::StatusCode;
 use ruma::api::federation::membership::create_join_event::v2::RoomState;
+use ruma::events::room::member::{MembershipState, RoomMemberEventContent};
 use ruma::{OwnedServerName, RoomVersionId, ServerName, UserId};
 use serde::Serialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use super::Joins;
 use crate::error::{ApiResult, MatrixError};
@@ -50,18 +51,18 @@ impl Joins {
                 "M_INCOMPATIBLE_ROOM_VERSION",
                 format!("Your server does not support room version {version}"),
             )
-            .with("room_version", json!(version.as_str())));
+            .with("room_version", version.as_str().into()));
         }
         let event = NewEvent {
             room_id,
             sender: user_id,
             event_type: "m.room.member",
             state_key: Some(user_id),
-            content: json!({ "membership": membership }),
+            content: member_content(membership)?,
             txn: None,
         };
         let (version, mut template) = self.rooms.template(event).await?;
-        template["origin"] = json!(origin);
+        template["origin"] = origin.as_str().into();
         let template =
             serde_json::value::to_raw_value(&template).map_err(|e| MatrixError::internal("a template", e))?;
         Ok((version, template))
@@ -80,7 +81,7 @@ impl Joins {
         self.require_full_residency(room_id, membership).await?;
         let version = self.rooms.room_version(room_id).await?;
         let rules = Rooms::version_rules(&version)?;
-        let event = self.inbound.check_pdu(body, &rules).await.map_err(MatrixError::bad_json)?;
+        let event = self.inbound.check_pdu(body, &rules).await.map_err(|e| MatrixError::bad_json(e.to_string()))?;
         if event.event_id != event_id {
             return Err(MatrixError::bad_json("The event id does not match the event"));
         }
@@ -96,7 +97,7 @@ impl Joins {
         match self.inbound.accept(origin, &rules, event.clone(), true).await? {
             Outcome::Accepted | Outcome::AlreadyKnown => {}
             Outcome::SoftFailed => return Err(MatrixError::forbidden("Not allowed by the room's current state")),
-            Outcome::Rejected(reason) => return Err(MatrixError::forbidden(reason)),
+            Outcome::Rejected(reason) => return Err(MatrixError::forbidden(reason.to_string())),
         }
         if let Some(stored) = self.store.get_event(event_id).await? {
             self.sender.relay(&stored, origin).await?;
@@ -175,4 +176,10 @@ impl Joins {
         }
         Ok(self.store.oldest_members(room_id, joiner, MAX_HEROES).await?.into_iter().collect())
     }
+}
+
+/// A member event's content with only its membership (a join or leave template).
+fn member_content(membership: &str) -> ApiResult<Value> {
+    let content = RoomMemberEventContent::new(MembershipState::from(membership));
+    serde_json::to_value(content).map_err(|err| MatrixError::internal("a member event", err))
 }

@@ -17,7 +17,7 @@ use ruma::{OwnedEventId, OwnedServerName, ServerName};
 use super::Joins;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::federation::client::FederationError;
-use crate::services::federation::inbound::parse_id;
+use crate::services::inbound::parse_id;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{PartialStateRoom, StateMap};
 

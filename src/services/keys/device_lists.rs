@@ -16,7 +16,7 @@ use serde_json::Value;
 use serde_json::value::to_raw_value;
 
 use super::Keys;
-use crate::services::federation::sender::{OutgoingEdu, Sender};
+use crate::services::sender::{OutgoingEdu, Sender};
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::DeviceListChange;
 

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::{Keys, UserKeys, WantedDevices, WantedKeys, check_claim_size, check_user_count, to_raw};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::federation::FederationError;
-use crate::services::federation::inbound::edus::{EduHandlers, EduRefused, EduResult};
+use crate::services::federation::edus::{EduHandlers, EduRefused, EduResult};
 use crate::store::DEVICE_LIST_STREAM;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::services::federation::sender::DestinationQueue;
+use crate::services::sender::DestinationQueue;
 use crate::store::Store;
 
 /// Destinations labelled at most, the longest queues first.

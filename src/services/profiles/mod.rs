@@ -27,7 +27,7 @@ pub const MAX_KEY_BYTES: usize = 255;
 const MAX_DISPLAYNAME_CHARS: usize = 256;
 const MAX_AVATAR_URL_CHARS: usize = 1000;
 
-pub type Profile = std::collections::BTreeMap<String, Value>;
+pub use crate::services::rooms::membership::Profile;
 
 pub struct Profiles {
     store: Arc<Store>,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Profiles;
 use crate::error::ApiResult;
@@ -89,7 +89,7 @@ impl ProfilePropagation {
                     }
                 }
             }
-            content["membership"] = json!("join");
+            content["membership"] = "join".into();
             let event = NewEvent {
                 room_id: &membership.room_id,
                 sender: user_id,

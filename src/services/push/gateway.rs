@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -67,7 +68,7 @@ struct Delivery {
     app_id: String,
     pushkey: String,
     url: String,
-    body: Value,
+    body: NotifyRequest,
 }
 
 impl Worker for PushGateway {
@@ -235,9 +236,8 @@ impl PushGateway {
         }
         // An answer too large to be one is taken as accepting the push.
         let answer = read_capped(&mut response, MAX_ANSWER_BYTES).await.unwrap_or_default();
-        let body: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
-        let rejected = body["rejected"].as_array().into_iter().flatten();
-        Ok(rejected.filter_map(|key| key.as_str().map(str::to_owned)).collect())
+        let answer: NotifyAnswer = serde_json::from_slice(&answer).unwrap_or_default();
+        Ok(answer.rejected)
     }
 
     /// A gateway named by an IP address must be allowed by the IP filters (host names
@@ -308,6 +308,56 @@ struct EventNames {
     room_name: Option<String>,
 }
 
+/// The body of `POST /_matrix/push/v1/notify`. Local rather than ruma's
+/// `push_gateway::send_event_notification::v1` types, which cannot carry `membership`
+/// (Synapse sends it with member events; gateways may read it) nor a pusher's `data`
+/// as the client stored it.
+#[derive(Debug, Serialize)]
+struct NotifyRequest {
+    notification: Notification,
+}
+
+#[derive(Debug, Serialize)]
+struct Notification {
+    event_id: String,
+    room_id: String,
+    prio: &'static str,
+    counts: Counts,
+    devices: Vec<Device>,
+    /// The event itself, left out for `format: event_id_only`.
+    #[serde(flatten)]
+    event: Option<NotifiedEvent>,
+}
+
+#[derive(Debug, Serialize)]
+struct Counts {
+    unread: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct Device {
+    app_id: Value,
+    pushkey: Value,
+    data: Value,
+    tweaks: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct NotifiedEvent {
+    #[serde(rename = "type")]
+    kind: Value,
+    sender: Value,
+    content: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sender_display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    membership: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_is_target: Option<bool>,
+}
+
 /// The Push Gateway API's `notification` for one pusher.
 fn notification_body(
     event: &StoredEvent,
@@ -315,7 +365,7 @@ fn notification_body(
     pusher: &Value,
     unread: i64,
     names: &EventNames,
-) -> Value {
+) -> NotifyRequest {
     let json = &event.json;
     let kind = json["type"].as_str().unwrap_or_default();
     let is_invite = kind == "m.room.member" && json["content"]["membership"] == "invite";
@@ -324,52 +374,61 @@ fn notification_body(
     if let Some(data) = data.as_object_mut() {
         data.remove("url");
     }
-    let device = json!({
-        "app_id": pusher["app_id"], "pushkey": pusher["pushkey"], "data": data, "tweaks": tweaks(&notification.actions),
+    let device = Device {
+        app_id: pusher["app_id"].clone(),
+        pushkey: pusher["pushkey"].clone(),
+        data,
+        tweaks: tweaks(&notification.actions),
+    };
+    let member = kind == "m.room.member";
+    let event_fields = (pusher["data"]["format"] != "event_id_only").then(|| NotifiedEvent {
+        kind: json["type"].clone(),
+        sender: json["sender"].clone(),
+        content: json["content"].clone(),
+        sender_display_name: names.sender_display_name.clone(),
+        room_name: names.room_name.clone(),
+        membership: member.then(|| json["content"]["membership"].clone()),
+        user_is_target: member.then(|| json["state_key"] == notification.user_id.as_str()),
     });
-    let user_is_target = json["state_key"] == notification.user_id.as_str();
-    let mut notification = json!({
-        "event_id": event.event_id, "room_id": event.room_id, "prio": if high { "high" } else { "low" },
-        "counts": { "unread": unread }, "devices": [device],
-    });
-    if pusher["data"]["format"] == "event_id_only" {
-        return json!({ "notification": notification });
+    NotifyRequest {
+        notification: Notification {
+            event_id: event.event_id.clone(),
+            room_id: event.room_id.clone(),
+            prio: if high { "high" } else { "low" },
+            counts: Counts { unread },
+            devices: vec![device],
+            event: event_fields,
+        },
     }
-    notification["type"] = json["type"].clone();
-    notification["sender"] = json["sender"].clone();
-    notification["content"] = json["content"].clone();
-    if let Some(name) = &names.sender_display_name {
-        notification["sender_display_name"] = json!(name);
-    }
-    if let Some(name) = &names.room_name {
-        notification["room_name"] = json!(name);
-    }
-    if kind == "m.room.member" {
-        notification["membership"] = json["content"]["membership"].clone();
-        notification["user_is_target"] = json!(user_is_target);
-    }
-    json!({ "notification": notification })
 }
 
 /// The `set_tweak` actions as the gateway's `tweaks` (a tweak without a value is true).
-fn tweaks(actions: &Value) -> Value {
+fn tweaks(actions: &Value) -> serde_json::Map<String, Value> {
     let mut tweaks = serde_json::Map::new();
     for action in actions.as_array().into_iter().flatten() {
         if let Some(name) = action["set_tweak"].as_str() {
-            tweaks.insert(name.to_owned(), action.get("value").cloned().unwrap_or(json!(true)));
+            tweaks.insert(name.to_owned(), action.get("value").cloned().unwrap_or(Value::Bool(true)));
         }
     }
-    Value::Object(tweaks)
+    tweaks
+}
+
+/// A gateway's answer: the push keys it rejected.
+#[derive(Debug, Default, Deserialize)]
+struct NotifyAnswer {
+    #[serde(default)]
+    rejected: Vec<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn tweaks_come_from_set_tweak_actions() {
         let actions = json!(["notify", { "set_tweak": "sound", "value": "default" }, { "set_tweak": "highlight" }]);
-        assert_eq!(tweaks(&actions), json!({ "sound": "default", "highlight": true }));
-        assert_eq!(tweaks(&json!(["notify"])), json!({}));
+        assert_eq!(Value::Object(tweaks(&actions)), json!({ "sound": "default", "highlight": true }));
+        assert!(tweaks(&json!(["notify"])).is_empty());
     }
 }

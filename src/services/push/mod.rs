@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use ruma::api::client::push::Pusher;
 use ruma::api::client::push::get_notifications::v3::Notification;
+use ruma::events::push_rules::PushRulesEventContent;
 use ruma::push::Ruleset;
 use ruma::serde::Raw;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, UInt, UserId};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::watch;
 
 use super::account_data::AccountData;
@@ -91,7 +92,8 @@ impl Push {
     }
 
     async fn save(&self, user_id: &UserId, ruleset: &Ruleset) -> ApiResult<()> {
-        let content = json!({ "global": ruleset });
+        let content = serde_json::to_value(PushRulesEventContent::new(ruleset.clone()))
+            .map_err(|err| MatrixError::internal("push rules", err))?;
         let saved = self.account_data.put(user_id, None, PUSH_RULES, &content).await;
         // After the write: a ruleset read before it, kept at the older generation, is
         // read again.

@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::RemoteProfiles;
 use crate::endpoints::profile_edu::ProfileEdu;
 use crate::services::federated_directory::FederatedDirectory;
-use crate::services::federation::inbound::edus::{EduHandlers, EduRefused, EduResult};
+use crate::services::federation::edus::{EduHandlers, EduRefused, EduResult};
 use crate::services::profiles::Profiles;
 use crate::services::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::store::{ProfileChangeKind, ProfileSource, now_ms};

@@ -24,8 +24,8 @@ use ruma::{OwnedServerName, UserId};
 use tokio::sync::{Notify, watch};
 
 use super::federation::FederationClient;
-use super::federation::sender::Sender;
 use super::profiles::check_remote_profile;
+use super::sender::Sender;
 use super::server_health::ServerHealth;
 use crate::config::RemoteProfilesConfig;
 use crate::error::ApiResult;

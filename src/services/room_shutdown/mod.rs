@@ -18,11 +18,11 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::directory::Directory;
-use super::federation::sender::Sender;
 use super::joins::Joins;
 use super::profiles::{Profile, Profiles};
 use super::rooms::create::{CreateRoom, CreateRoomRequest};
 use super::rooms::{NewEvent, Rooms};
+use super::sender::Sender;
 use super::workers::{Shutdown, Worker};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::Store;

@@ -8,8 +8,9 @@ use ruma::canonical_json::CanonicalJsonObject;
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::{auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules};
+use serde::Serialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use super::pdu::Pdu;
 use super::{MAX_PDU_BYTES, NewEvent, Rooms, limits};
@@ -42,8 +43,9 @@ pub(crate) struct Draft {
 
 /// Chooses prev and auth events and lays out the PDU in the room version's format.
 pub(super) async fn draft(rooms: &Rooms, version: &RoomVersionId, event: &NewEvent<'_>) -> ApiResult<Draft> {
-    limits::check_type_and_state_key(event.event_type, event.state_key).map_err(MatrixError::invalid_param)?;
-    limits::check_local_content(event.event_type, &event.content).map_err(MatrixError::bad_json)?;
+    limits::check_type_and_state_key(event.event_type, event.state_key)
+        .map_err(|e| MatrixError::invalid_param(e.to_string()))?;
+    limits::check_local_content(event.event_type, &event.content).map_err(|e| MatrixError::bad_json(e.to_string()))?;
     let rules = Rooms::version_rules(version)?;
     let is_create = event.event_type == "m.room.create";
     let extremities = rooms.store.forward_extremities(event.room_id).await?;
@@ -78,7 +80,8 @@ impl Draft {
         let reference =
             ruma::signatures::reference_hash(&self.object, &rules).map_err(|err| pdu_error(&err.to_string()))?;
         let json = serde_json::to_value(&self.object).map_err(|err| MatrixError::internal("pdu", err))?;
-        let pdu = Pdu::from_json(&format!("${reference}"), &json, false).map_err(MatrixError::bad_json)?;
+        let pdu =
+            Pdu::from_json(&format!("${reference}"), &json, false).map_err(|e| MatrixError::bad_json(e.to_string()))?;
         authorise(&rules, &pdu, &self.auth_events, &self.state_before)
     }
 }
@@ -95,7 +98,7 @@ pub(super) async fn build(rooms: &Rooms, version: &RoomVersionId, event: &NewEve
     if json.to_string().len() > MAX_PDU_BYTES {
         return Err(pdu_error("event too large"));
     }
-    let pdu = Pdu::from_json(&event_id, &json, false).map_err(MatrixError::bad_json)?;
+    let pdu = Pdu::from_json(&event_id, &json, false).map_err(|e| MatrixError::bad_json(e.to_string()))?;
     authorise(&rules, &pdu, &auth_events, &state_before)?;
     Ok(Built { event_id, json, prev_events, depth, state_before, before_group })
 }
@@ -166,26 +169,22 @@ fn pdu_object(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default();
-    let mut pdu = json!({
-        "room_id": event.room_id,
-        "sender": event.sender,
-        "type": event.event_type,
-        "content": event.content,
-        "prev_events": prev_events,
-        "auth_events": auth_events,
-        "depth": depth,
-        "origin_server_ts": now,
-    });
-    if let Some(state_key) = event.state_key {
-        pdu["state_key"] = json!(state_key);
-    }
     // Before v11, `redacts` is a top-level key; from v11 it lives in the content, and
     // Synapse sends both for compatibility.
-    if event.event_type == "m.room.redaction"
-        && let Some(redacts) = event.content.get("redacts")
-    {
-        pdu["redacts"] = redacts.clone();
-    }
+    let redacts = (event.event_type == "m.room.redaction").then(|| event.content.get("redacts")).flatten();
+    let pdu = UnsignedPdu {
+        room_id: event.room_id,
+        sender: event.sender,
+        kind: event.event_type,
+        content: &event.content,
+        prev_events,
+        auth_events,
+        depth,
+        origin_server_ts: now,
+        state_key: event.state_key,
+        redacts,
+    };
+    let pdu = serde_json::to_value(pdu).map_err(|err| MatrixError::internal("an event", err))?;
     serde_json::from_value(pdu).map_err(|err| MatrixError::bad_json(format!("event is not canonical JSON: {err}")))
 }
 
@@ -204,4 +203,22 @@ fn authorise(
         auth_events.get(id).cloned()
     })
     .map_err(MatrixError::forbidden)
+}
+
+/// A local event before hashes and signatures: the fields every room version has.
+#[derive(Serialize)]
+struct UnsignedPdu<'a> {
+    room_id: &'a str,
+    sender: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    content: &'a Value,
+    prev_events: &'a [String],
+    auth_events: &'a [String],
+    depth: i64,
+    origin_server_ts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacts: Option<&'a Value>,
 }

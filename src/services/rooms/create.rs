@@ -5,14 +5,21 @@ use axum::http::StatusCode;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 use ruma::RoomVersionId;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use ruma::events::room::canonical_alias::RoomCanonicalAliasEventContent;
+use ruma::events::room::guest_access::{GuestAccess, RoomGuestAccessEventContent};
+use ruma::events::room::history_visibility::{HistoryVisibility, RoomHistoryVisibilityEventContent};
+use ruma::events::room::join_rules::{JoinRule, RoomJoinRulesEventContent};
+use ruma::events::room::name::RoomNameEventContent;
+use ruma::events::room::topic::{RoomTopicEventContent, TopicContentBlock};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
+use super::membership::Profile;
 use super::membership::{Change, MembershipChange};
 use super::{NewEvent, Rooms};
 use crate::config::SUPPORTED_ROOM_VERSIONS;
 use crate::error::{ApiResult, MatrixError};
-use crate::services::profiles::Profile;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct CreateRoomRequest {
@@ -89,7 +96,7 @@ impl Rooms {
         self.store.create_room_record(&room_id, &version, create.creator).await?;
         let room_version =
             RoomVersionId::try_from(version.as_str()).map_err(|e| MatrixError::internal("version", e))?;
-        for (event_type, state_key, content) in initial_events(&create, preset, &room_version) {
+        for (event_type, state_key, content) in initial_events(&create, preset, &room_version)? {
             let new = NewEvent {
                 room_id: &room_id,
                 sender: create.creator,
@@ -112,9 +119,9 @@ impl Rooms {
         }
         // Users of other servers are invited through their server by the caller.
         for user in request.invite.iter().filter(|user| user.ends_with(&format!(":{server_name}"))) {
-            let extra = request.is_direct.then(|| json!({ "is_direct": true }));
+            let is_direct = request.is_direct;
             let invite =
-                MembershipChange { extra, ..MembershipChange::new(&room_id, create.creator, user, Change::Invite) };
+                MembershipChange { is_direct, ..MembershipChange::new(&room_id, create.creator, user, Change::Invite) };
             self.change_membership(invite).await?;
         }
         if request.visibility.as_deref() == Some("public") {
@@ -125,75 +132,101 @@ impl Rooms {
 }
 
 /// The state events after the create event and the creator's join, in spec order.
-fn initial_events(create: &CreateRoom<'_>, preset: &str, version: &RoomVersionId) -> Vec<(String, String, Value)> {
+type InitialEvent = (String, String, Value);
+
+fn initial_events(create: &CreateRoom<'_>, preset: &str, version: &RoomVersionId) -> ApiResult<Vec<InitialEvent>> {
     let request = &create.request;
-    let mut create_content = request.creation_content.clone().map(Value::Object).unwrap_or_else(|| json!({}));
-    create_content["room_version"] = json!(version.as_str());
+    let mut create_content = request.creation_content.clone().unwrap_or_default();
+    create_content.insert("room_version".into(), version.as_str().into());
     if *version == RoomVersionId::V10 {
-        create_content["creator"] = json!(create.creator);
+        create_content.insert("creator".into(), create.creator.into());
     }
     let state = |event_type: &str, content: Value| (event_type.to_owned(), String::new(), content);
-    let mut events = vec![state("m.room.create", create_content)];
-    events.push(state("m.room.power_levels", power_levels(create, preset)));
+    let mut events = vec![state("m.room.create", Value::Object(create_content))];
+    events.push(state("m.room.power_levels", power_levels(create, preset)?));
     if let Some(alias) = &create.alias {
-        events.push(state("m.room.canonical_alias", json!({ "alias": alias })));
+        let mut content = RoomCanonicalAliasEventContent::new();
+        content.alias = Some(alias.as_str().try_into().map_err(|_| MatrixError::invalid_param("Invalid alias"))?);
+        events.push(state("m.room.canonical_alias", to_content(content)?));
     }
-    let join_rule = if preset == "public_chat" { "public" } else { "invite" };
-    events.push(state("m.room.join_rules", json!({ "join_rule": join_rule })));
-    events.push(state("m.room.history_visibility", json!({ "history_visibility": "shared" })));
+    let join_rule = if preset == "public_chat" { JoinRule::Public } else { JoinRule::Invite };
+    events.push(state("m.room.join_rules", to_content(RoomJoinRulesEventContent::new(join_rule))?));
+    let shared = RoomHistoryVisibilityEventContent::new(HistoryVisibility::Shared);
+    events.push(state("m.room.history_visibility", to_content(shared)?));
     if preset != "public_chat" {
-        events.push(state("m.room.guest_access", json!({ "guest_access": "can_join" })));
+        let guests = RoomGuestAccessEventContent::new(GuestAccess::CanJoin);
+        events.push(state("m.room.guest_access", to_content(guests)?));
     }
     // initial_state overrides the preset's events, but never the create event or power levels.
     for initial in &request.initial_state {
         if initial.event_type == "m.room.create" || initial.event_type == "m.room.power_levels" {
             continue;
         }
-        events.retain(|(t, k, _)| !(*t == initial.event_type && *k == initial.state_key));
+        events.retain(|(kind, key, _)| !(*kind == initial.event_type && *key == initial.state_key));
         events.push((initial.event_type.clone(), initial.state_key.clone(), initial.content.clone()));
     }
     if let Some(name) = &request.name {
-        events.push(state("m.room.name", json!({ "name": name })));
+        events.push(state("m.room.name", to_content(RoomNameEventContent::new(name.clone()))?));
     }
     if let Some(topic) = &request.topic {
-        events.push(state("m.room.topic", json!({ "topic": topic })));
+        let mut content = RoomTopicEventContent::new(topic.clone());
+        // The topic alone, as before MSC3765's `m.topic` block.
+        content.topic_block = TopicContentBlock::default();
+        events.push(state("m.room.topic", to_content(content)?));
     }
-    events
+    Ok(events)
 }
 
-fn power_levels(create: &CreateRoom<'_>, preset: &str) -> Value {
-    let mut users = json!({ create.creator: 100 });
+fn to_content(content: impl Serialize) -> ApiResult<Value> {
+    serde_json::to_value(content).map_err(|err| MatrixError::internal("event content", err))
+}
+
+/// The power levels a new room starts with, every level written out as Synapse writes
+/// them (ruma's `RoomPowerLevelsEventContent` leaves out those at their defaults).
+#[derive(Serialize)]
+struct InitialPowerLevels {
+    users: BTreeMap<String, i64>,
+    users_default: i64,
+    events: BTreeMap<&'static str, i64>,
+    events_default: i64,
+    state_default: i64,
+    ban: i64,
+    kick: i64,
+    redact: i64,
+    invite: i64,
+}
+
+fn power_levels(create: &CreateRoom<'_>, preset: &str) -> ApiResult<Value> {
+    let mut users = BTreeMap::from([(create.creator.to_owned(), 100)]);
     if preset == "trusted_private_chat" {
-        for invitee in &create.request.invite {
-            users[invitee] = json!(100);
-        }
+        users.extend(create.request.invite.iter().map(|invitee| (invitee.clone(), 100)));
     }
-    let mut content = json!({
-        "users": users,
-        "users_default": 0,
-        "events": {
-            "m.room.name": 50,
-            "m.room.power_levels": 100,
-            "m.room.history_visibility": 100,
-            "m.room.canonical_alias": 50,
-            "m.room.avatar": 50,
-            "m.room.tombstone": 100,
-            "m.room.server_acl": 100,
-            "m.room.encryption": 100,
-        },
-        "events_default": 0,
-        "state_default": 50,
-        "ban": 50,
-        "kick": 50,
-        "redact": 50,
-        "invite": if preset == "public_chat" { 50 } else { 0 },
-    });
-    if let Some(overrides) = &create.request.power_level_content_override {
-        for (key, value) in overrides {
-            content[key] = value.clone();
-        }
+    let events = BTreeMap::from([
+        ("m.room.name", 50),
+        ("m.room.power_levels", 100),
+        ("m.room.history_visibility", 100),
+        ("m.room.canonical_alias", 50),
+        ("m.room.avatar", 50),
+        ("m.room.tombstone", 100),
+        ("m.room.server_acl", 100),
+        ("m.room.encryption", 100),
+    ]);
+    let levels = InitialPowerLevels {
+        users,
+        users_default: 0,
+        events,
+        events_default: 0,
+        state_default: 50,
+        ban: 50,
+        kick: 50,
+        redact: 50,
+        invite: if preset == "public_chat" { 50 } else { 0 },
+    };
+    let mut content = to_content(levels)?;
+    if let (Some(overrides), Some(content)) = (&create.request.power_level_content_override, content.as_object_mut()) {
+        content.extend(overrides.clone());
     }
-    content
+    Ok(content)
 }
 
 fn random_localpart() -> String {

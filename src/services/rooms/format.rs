@@ -3,30 +3,83 @@
 use std::collections::BTreeMap;
 
 use ruma::serde::Raw;
+use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use crate::error::{ApiResult, MatrixError};
 use crate::store::StoredEvent;
 
+/// A stored event as clients see it (the spec's ClientEvent), borrowed from the stored
+/// JSON and serialised from there: nothing is copied into an intermediate `Value`.
+#[derive(Serialize)]
+pub struct ClientEvent<'a> {
+    event_id: &'a str,
+    room_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a Value,
+    sender: &'a Value,
+    content: &'a Value,
+    origin_server_ts: &'a Value,
+    unsigned: Unsigned<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_key: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacts: Option<&'a Value>,
+}
+
+static EMPTY_OBJECT: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| Value::Object(Map::new()));
+
+impl<'a> ClientEvent<'a> {
+    pub fn of(event: &'a StoredEvent) -> Self {
+        let pdu = &event.json;
+        Self {
+            event_id: &event.event_id,
+            room_id: &event.room_id,
+            kind: &pdu["type"],
+            sender: &pdu["sender"],
+            content: pdu.get("content").unwrap_or(&EMPTY_OBJECT),
+            origin_server_ts: &pdu["origin_server_ts"],
+            unsigned: Unsigned::of(pdu),
+            state_key: pdu.get("state_key"),
+            redacts: pdu.get("redacts"),
+        }
+    }
+}
+
+/// The stored `unsigned` with the event's age as of now.
+struct Unsigned<'a> {
+    stored: Option<&'a Map<String, Value>>,
+    age: i64,
+}
+
+impl<'a> Unsigned<'a> {
+    fn of(pdu: &'a Value) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let age = pdu["origin_server_ts"].as_i64().map(|ts| now.saturating_sub(ts).max(0)).unwrap_or_default();
+        Self { stored: pdu.get("unsigned").and_then(Value::as_object), age }
+    }
+}
+
+impl Serialize for Unsigned<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let stored = self.stored.into_iter().flatten().filter(|(key, _)| *key != "age");
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in stored {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("age", &self.age)?;
+        map.end()
+    }
+}
+
+/// A stored event as clients see it, as JSON to amend (bundled relations, redactions).
 pub fn client_event(event: &StoredEvent) -> Value {
-    let pdu = &event.json;
-    let mut out = json!({
-        "event_id": event.event_id,
-        "room_id": event.room_id,
-        "type": pdu["type"],
-        "sender": pdu["sender"],
-        "content": pdu.get("content").cloned().unwrap_or_else(|| json!({})),
-        "origin_server_ts": pdu["origin_server_ts"],
-        "unsigned": unsigned(pdu),
-    });
-    if let Some(state_key) = pdu.get("state_key") {
-        out["state_key"] = state_key.clone();
-    }
-    if let Some(redacts) = pdu.get("redacts") {
-        out["redacts"] = redacts.clone();
-    }
-    out
+    serde_json::to_value(ClientEvent::of(event)).unwrap_or_default()
 }
 
 /// The state an invitee sees of a room before joining (with the inviter's membership).
@@ -41,34 +94,34 @@ pub const STRIPPED_STATE_TYPES: &[&str] = &[
 ];
 
 /// Stripped state for invites: only type, state key, sender and content.
-pub fn stripped_event(event: &StoredEvent) -> Value {
-    let pdu = &event.json;
-    json!({
-        "type": pdu["type"],
-        "state_key": pdu["state_key"],
-        "sender": pdu["sender"],
-        "content": pdu["content"],
-    })
+#[derive(Serialize)]
+pub struct StrippedEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a Value,
+    state_key: &'a Value,
+    sender: &'a Value,
+    content: &'a Value,
 }
 
-fn unsigned(pdu: &Value) -> Value {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
-    let age = pdu["origin_server_ts"].as_i64().map(|ts| now.saturating_sub(ts).max(0)).unwrap_or_default();
-    let mut unsigned = pdu.get("unsigned").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
-    unsigned["age"] = json!(age);
-    unsigned
+impl<'a> StrippedEvent<'a> {
+    pub fn of(event: &'a StoredEvent) -> Self {
+        let pdu = &event.json;
+        Self { kind: &pdu["type"], state_key: &pdu["state_key"], sender: &pdu["sender"], content: &pdu["content"] }
+    }
+}
+
+/// Stripped state for invites, as JSON (kept with the invite, compared by type).
+pub fn stripped_event(event: &StoredEvent) -> Value {
+    serde_json::to_value(StrippedEvent::of(event)).unwrap_or_default()
 }
 
 /// A stored event as clients see it, as ruma's raw event of the kind the caller needs.
 pub fn raw_client_event<T>(event: &StoredEvent) -> ApiResult<Raw<T>> {
-    raw_event(&client_event(event))
+    raw_event(&ClientEvent::of(event))
 }
 
 /// Event JSON as ruma's raw event of the kind the caller needs.
-pub fn raw_event<T>(event: &Value) -> ApiResult<Raw<T>> {
+pub fn raw_event<T>(event: &impl serde::Serialize) -> ApiResult<Raw<T>> {
     let json = serde_json::value::to_raw_value(event).map_err(|err| MatrixError::internal("an event", err))?;
     Ok(Raw::from_json(json))
 }

@@ -8,30 +8,51 @@ use serde_json::Value;
 /// The spec's limit on an event's `type` and `state_key`.
 pub const MAX_ID_BYTES: usize = 255;
 
+/// Why an event's type or state key does not fit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error("The event type may not be empty")]
+    EmptyType,
+    #[error("The event type is longer than {MAX_ID_BYTES} bytes")]
+    TypeTooLong,
+    #[error("The state key is longer than {MAX_ID_BYTES} bytes")]
+    StateKeyTooLong,
+    #[error("The event type and state key may not contain U+0000")]
+    Nul,
+}
+
+/// A well-known state event whose field has the wrong type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{event_type}: `{field}` must be a string")]
+pub struct ContentError {
+    pub event_type: String,
+    pub field: &'static str,
+}
+
 /// Checks an event's type and state key; the reason when they do not fit.
-pub fn check_type_and_state_key(event_type: &str, state_key: Option<&str>) -> Result<(), String> {
+pub fn check_type_and_state_key(event_type: &str, state_key: Option<&str>) -> Result<(), ShapeError> {
     if event_type.is_empty() {
-        return Err("The event type may not be empty".into());
+        return Err(ShapeError::EmptyType);
     }
     if event_type.len() > MAX_ID_BYTES {
-        return Err(format!("The event type is longer than {MAX_ID_BYTES} bytes"));
+        return Err(ShapeError::TypeTooLong);
     }
     if let Some(state_key) = state_key
         && state_key.len() > MAX_ID_BYTES
     {
-        return Err(format!("The state key is longer than {MAX_ID_BYTES} bytes"));
+        return Err(ShapeError::StateKeyTooLong);
     }
     if event_type.contains('\0') || state_key.is_some_and(|k| k.contains('\0')) {
-        return Err("The event type and state key may not contain U+0000".into());
+        return Err(ShapeError::Nul);
     }
     Ok(())
 }
 
 /// The content checks of well-known state events a local client sends.
-pub fn check_local_content(event_type: &str, content: &Value) -> Result<(), String> {
-    let must_be_string = |field: &str| match content.get(field) {
+pub fn check_local_content(event_type: &str, content: &Value) -> Result<(), ContentError> {
+    let must_be_string = |field: &'static str| match content.get(field) {
         None | Some(Value::String(_)) => Ok(()),
-        Some(_) => Err(format!("{event_type}: `{field}` must be a string")),
+        Some(_) => Err(ContentError { event_type: event_type.to_owned(), field }),
     };
     match event_type {
         "m.room.name" => must_be_string("name"),

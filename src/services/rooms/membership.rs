@@ -1,11 +1,16 @@
 //! Membership changes: join, invite, leave, kick, ban, unban. The auth rules decide what
 //! is allowed; this module builds the member events.
 
-use serde_json::{Value, json};
+use ruma::events::room::member::{MembershipState, RoomMemberEventContent};
+use serde_json::Value;
 
 use super::{NewEvent, Rooms};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::profiles::Profile;
+
+/// A user's global profile (`displayname`, `avatar_url`, custom fields), which member
+/// events copy. Defined here, below `services::profiles` (which owns profiles), since
+/// rooms only carries it.
+pub type Profile = std::collections::BTreeMap<String, Value>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -26,13 +31,13 @@ pub struct MembershipChange<'a> {
     pub reason: Option<&'a str>,
     /// The target's global profile, copied into joins and invites.
     pub target_profile: Option<&'a Profile>,
-    /// Extra content keys (`is_direct`).
-    pub extra: Option<Value>,
+    /// An invite to a direct chat.
+    pub is_direct: bool,
 }
 
 impl<'a> MembershipChange<'a> {
     pub fn new(room_id: &'a str, sender: &'a str, target: &'a str, change: Change) -> Self {
-        Self { room_id, sender, target, change, reason: None, target_profile: None, extra: None }
+        Self { room_id, sender, target, change, reason: None, target_profile: None, is_direct: false }
     }
 }
 
@@ -40,7 +45,7 @@ impl Rooms {
     /// Sends a member event for `target` with `sender`'s authority. Joins and invites
     /// carry the target's global display name and avatar, as the spec asks.
     pub async fn change_membership(&self, request: MembershipChange<'_>) -> ApiResult<String> {
-        let MembershipChange { room_id, sender, target, change, reason, target_profile, extra } = request;
+        let MembershipChange { room_id, sender, target, change, reason, target_profile, is_direct } = request;
         let current = self.store.membership(room_id, target).await?;
         let current = current.as_ref().map(|m| m.membership.as_str());
         let membership = match change {
@@ -69,24 +74,16 @@ impl Rooms {
             }
             _ => {}
         }
-        let mut content = json!({ "membership": membership });
+        let mut member = RoomMemberEventContent::new(MembershipState::from(membership));
         if matches!(change, Change::Join | Change::Invite)
             && let Some(profile) = target_profile
         {
-            for key in ["displayname", "avatar_url"] {
-                if let Some(value) = profile.get(key) {
-                    content[key] = value.clone();
-                }
-            }
+            member.displayname = profile.get("displayname").and_then(Value::as_str).map(str::to_owned);
+            member.avatar_url = profile.get("avatar_url").and_then(Value::as_str).map(Into::into);
         }
-        if let Some(reason) = reason {
-            content["reason"] = json!(reason);
-        }
-        if let Some(Value::Object(extra)) = extra {
-            for (key, value) in extra {
-                content[key] = value;
-            }
-        }
+        member.reason = reason.map(str::to_owned);
+        member.is_direct = is_direct.then_some(true);
+        let content = serde_json::to_value(member).map_err(|err| MatrixError::internal("a member event", err))?;
         self.send(NewEvent {
             room_id,
             sender,

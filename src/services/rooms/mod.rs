@@ -10,6 +10,7 @@ mod build;
 pub mod create;
 pub mod filter;
 pub mod format;
+pub mod history;
 pub mod limits;
 mod members;
 pub mod membership;

@@ -25,20 +25,38 @@ pub struct Pdu {
     pub rejected: bool,
 }
 
+/// Why stored or incoming JSON is not a PDU the auth rules can read.
+#[derive(Debug, thiserror::Error)]
+pub enum PduFormatError {
+    #[error("missing or invalid `{0}`")]
+    Field(&'static str),
+    #[error("bad id in `{0}`")]
+    BadId(&'static str),
+    #[error("invalid `{0}`")]
+    Invalid(&'static str),
+    #[error("missing `{0}`")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Id(#[from] ruma::IdParseError),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
 impl Pdu {
-    pub fn from_json(event_id: &str, json: &Value, rejected: bool) -> Result<Self, String> {
-        let text = |field: &str| json[field].as_str().ok_or_else(|| format!("missing or invalid `{field}`"));
-        let ids = |field: &str| -> Result<Vec<OwnedEventId>, String> {
+    pub fn from_json(event_id: &str, json: &Value, rejected: bool) -> Result<Self, PduFormatError> {
+        let text = |field: &'static str| json[field].as_str().ok_or(PduFormatError::Field(field));
+        let ids = |field: &'static str| -> Result<Vec<OwnedEventId>, PduFormatError> {
             json[field]
                 .as_array()
-                .ok_or_else(|| format!("missing or invalid `{field}`"))?
+                .ok_or(PduFormatError::Field(field))?
                 .iter()
                 .map(|id| {
-                    id.as_str().and_then(|id| OwnedEventId::try_from(id).ok()).ok_or(format!("bad id in `{field}`"))
+                    id.as_str().and_then(|id| OwnedEventId::try_from(id).ok()).ok_or(PduFormatError::BadId(field))
                 })
                 .collect()
         };
-        let ts = json["origin_server_ts"].as_u64().and_then(UInt::new).ok_or("invalid `origin_server_ts`")?;
+        let ts =
+            json["origin_server_ts"].as_u64().and_then(UInt::new).ok_or(PduFormatError::Invalid("origin_server_ts"))?;
         let redacts = json["redacts"].as_str().or_else(|| json["content"]["redacts"].as_str());
         let room_id_in_event = json.get("room_id").is_some();
         let room_id = match json.get("room_id") {
@@ -46,17 +64,16 @@ impl Pdu {
             _ => text("room_id")?.to_owned(),
         };
         Ok(Self {
-            event_id: OwnedEventId::try_from(event_id).map_err(|e| e.to_string())?,
-            room_id: OwnedRoomId::try_from(room_id).map_err(|e| e.to_string())?,
+            event_id: OwnedEventId::try_from(event_id)?,
+            room_id: OwnedRoomId::try_from(room_id)?,
             room_id_in_event,
-            sender: OwnedUserId::try_from(text("sender")?).map_err(|e| e.to_string())?,
+            sender: OwnedUserId::try_from(text("sender")?)?,
             origin_server_ts: MilliSecondsSinceUnixEpoch(ts),
             kind: TimelineEventType::from(text("type")?),
-            content: RawValue::from_string(json.get("content").ok_or("missing `content`")?.to_string())
-                .map_err(|e| e.to_string())?,
+            content: RawValue::from_string(json.get("content").ok_or(PduFormatError::Missing("content"))?.to_string())?,
             state_key: json
                 .get("state_key")
-                .map(|k| k.as_str().map(str::to_owned).ok_or("invalid `state_key`"))
+                .map(|k| k.as_str().map(str::to_owned).ok_or(PduFormatError::Invalid("state_key")))
                 .transpose()?,
             prev_events: ids("prev_events")?,
             auth_events: ids("auth_events")?,

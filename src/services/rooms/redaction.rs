@@ -1,10 +1,20 @@
 //! Redactions: who may redact, and stripping the redacted event as its room version says.
 
 use ruma::canonical_json::CanonicalJsonObject;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::{NewEvent, Rooms, format};
 use crate::error::{ApiResult, MatrixError};
+
+/// An `m.room.redaction`'s content. Local: ruma's `RoomRedactionEventContent` takes the
+/// target as a parsed event id, which this path holds as text.
+#[derive(Serialize)]
+struct RedactionContent<'a> {
+    redacts: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
 
 impl Rooms {
     /// Sends an `m.room.redaction` for `target_id` and strips the target's content.
@@ -30,10 +40,8 @@ impl Rooms {
                 return Err(MatrixError::forbidden("You don't have permission to redact this event"));
             }
         }
-        let mut content = json!({ "redacts": target_id });
-        if let Some(reason) = reason {
-            content["reason"] = json!(reason);
-        }
+        let content = RedactionContent { redacts: target_id, reason };
+        let content = serde_json::to_value(content).map_err(|err| MatrixError::internal("redaction", err))?;
         let redaction_id = self
             .send(NewEvent {
                 room_id,
@@ -81,7 +89,7 @@ impl Rooms {
         if let Some(object) = because.as_object_mut() {
             object.remove("unsigned");
         }
-        redacted["unsigned"] = json!({ "redacted_because": because });
+        redacted["unsigned"] = Value::Object(Map::from_iter([("redacted_because".to_owned(), because)]));
         self.store.redact_event(target_id, &redacted, redaction_id).await?;
         self.pdu_cache.forget(target_id);
         Ok(())

@@ -9,10 +9,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use ruma::OwnedEventId;
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::{auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Rooms;
 use super::pdu::Pdu;
@@ -63,8 +64,22 @@ pub enum Outcome {
     Accepted,
     /// Allowed by the state before it but not by the room's current state.
     SoftFailed,
-    Rejected(String),
+    Rejected(AuthFailure),
     AlreadyKnown,
+}
+
+/// Why the auth rules refuse an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("auth event {0} is missing")]
+    MissingAuthEvent(OwnedEventId),
+    #[error("auth event {0} was rejected")]
+    RejectedAuthEvent(OwnedEventId),
+    #[error("the event was rejected before")]
+    RejectedBefore,
+    /// ruma's auth rules say why only in words.
+    #[error("{0}")]
+    Rules(String),
 }
 
 /// The state before an event, as the caller knows it.
@@ -130,7 +145,7 @@ impl Rooms {
         match &existing {
             Some(known) if !known.outlier => return Ok(Outcome::AlreadyKnown),
             // A retry gets the answer the first attempt got.
-            Some(known) if known.rejected => return Ok(Outcome::Rejected("the event was rejected before".into())),
+            Some(known) if known.rejected => return Ok(Outcome::Rejected(AuthFailure::RejectedBefore)),
             // Held as an outlier (an auth event, a join's state, soft-failed): checked again.
             _ => {}
         }
@@ -226,7 +241,7 @@ impl Rooms {
         }
         let mut json = event.json.clone();
         if let Some(state) = invite_state {
-            json["unsigned"] = json!({ "invite_room_state": state });
+            json["unsigned"] = Value::Object(serde_json::Map::from_iter([("invite_room_state".to_owned(), state)]));
         }
         let prevs: Vec<String> = event.pdu.prev_events.iter().map(ToString::to_string).collect();
         let ordering = self
@@ -326,16 +341,16 @@ fn auth_order(events: Vec<CheckedEvent>) -> Vec<CheckedEvent> {
 }
 
 /// The auth rules that need only the event and its own auth events.
-fn check_own_auth_events(rules: &RoomVersionRules, pdu: &Pdu, known: &HashMap<String, Pdu>) -> Result<(), String> {
+fn check_own_auth_events(rules: &RoomVersionRules, pdu: &Pdu, known: &HashMap<String, Pdu>) -> Result<(), AuthFailure> {
     for auth in &pdu.auth_events {
         match known.get(auth.as_str()) {
-            None => return Err(format!("auth event {auth} is missing")),
-            Some(event) if event.rejected => return Err(format!("auth event {auth} was rejected")),
+            None => return Err(AuthFailure::MissingAuthEvent(auth.clone())),
+            Some(event) if event.rejected => return Err(AuthFailure::RejectedAuthEvent(auth.clone())),
             Some(_) => {}
         }
     }
     check_state_independent_auth_rules(&rules.authorization, pdu, |id| known.get(id.as_str()).cloned())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| AuthFailure::Rules(e.to_string()))?;
     // Against the auth events as the state: each must be the one of its kind it claims.
     let by_key: HashMap<(String, String), &Pdu> = pdu
         .auth_events
@@ -348,7 +363,7 @@ fn check_own_auth_events(rules: &RoomVersionRules, pdu: &Pdu, known: &HashMap<St
     check_state_dependent_auth_rules(&rules.authorization, pdu, |event_type, state_key| {
         by_key.get(&(event_type.to_string(), state_key.to_owned())).map(|p| (*p).clone())
     })
-    .map_err(|e| e.to_string())
+    .map_err(|e| AuthFailure::Rules(e.to_string()))
 }
 
 impl Rooms {
@@ -371,7 +386,7 @@ impl Rooms {
         rules: &RoomVersionRules,
         pdu: &Pdu,
         state: &StateMap,
-    ) -> ApiResult<Result<(), String>> {
+    ) -> ApiResult<Result<(), AuthFailure>> {
         let types = match auth_types_for_event(
             &pdu.kind,
             &pdu.sender,
@@ -380,7 +395,7 @@ impl Rooms {
             &rules.authorization,
         ) {
             Ok(types) => types,
-            Err(err) => return Ok(Err(err.to_string())),
+            Err(err) => return Ok(Err(AuthFailure::Rules(err.to_string()))),
         };
         let key = |(event_type, state_key): &(StateEventType, String)| (event_type.to_string(), state_key.clone());
         let create = state.get(&("m.room.create".to_owned(), String::new())).cloned();
@@ -389,6 +404,6 @@ impl Rooms {
         Ok(check_state_dependent_auth_rules(&rules.authorization, pdu, |event_type, state_key| {
             state.get(&(event_type.to_string(), state_key.to_owned())).and_then(|id| events.get(id)).cloned()
         })
-        .map_err(|e| e.to_string()))
+        .map_err(|e| AuthFailure::Rules(e.to_string())))
     }
 }

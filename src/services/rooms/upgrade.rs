@@ -3,12 +3,23 @@
 //! old room's settings; then a tombstone in the old room, which is made read-only for
 //! ordinary members; aliases and the public-list entry move to the new room.
 
-use serde_json::{Map, Value, json};
+use ruma::events::room::tombstone::RoomTombstoneEventContent;
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::create::{CreateRoom, CreateRoomRequest, InitialState};
+use super::membership::Profile;
 use super::{NewEvent, Rooms};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::profiles::Profile;
+
+/// The new room's `predecessor` (its create event's content): the old room and its last
+/// event, as Synapse writes it, `null` when none (ruma's `PreviousRoom` marks `event_id`
+/// deprecated and leaves it out when absent).
+#[derive(Serialize)]
+struct Predecessor<'a> {
+    room_id: &'a str,
+    event_id: Option<String>,
+}
 
 /// State the new room inherits (power levels go through the power-level override).
 const INHERITED_STATE: &[&str] = &[
@@ -45,7 +56,7 @@ impl Rooms {
             sender: upgrader,
             event_type: "m.room.tombstone",
             state_key: Some(""),
-            content: json!({ "body": "This room has been replaced", "replacement_room": new_room }),
+            content: tombstone_content(&new_room)?,
             txn: None,
         };
         self.send(tombstone).await?;
@@ -78,7 +89,9 @@ impl Rooms {
         }
         let last_event = self.store.forward_extremities(room_id).await?.into_iter().next().map(|e| e.event_id);
         let mut creation_content = Map::new();
-        creation_content.insert("predecessor".to_owned(), json!({ "room_id": room_id, "event_id": last_event }));
+        let predecessor = Predecessor { room_id, event_id: last_event };
+        let predecessor = serde_json::to_value(predecessor).map_err(|err| MatrixError::internal("predecessor", err))?;
+        creation_content.insert("predecessor".to_owned(), predecessor);
         if let Some(id) = state_event("m.room.create") {
             let create = self.require_event(&id).await?;
             for key in ["m.federate", "type"] {
@@ -92,9 +105,9 @@ impl Rooms {
             None => Map::new(),
         };
         // The upgrader sends the new room's first events, so needs the power to.
-        let users = power_levels.entry("users").or_insert_with(|| json!({}));
+        let users = power_levels.entry("users").or_insert_with(|| Value::Object(Map::new()));
         let current = users[upgrader].as_i64().unwrap_or_default();
-        users[upgrader] = json!(current.max(100));
+        users[upgrader] = Value::from(current.max(100));
         Ok(CreateRoomRequest {
             preset: Some("private_chat".to_owned()),
             room_version: Some(new_version.to_owned()),
@@ -134,4 +147,11 @@ impl Rooms {
             tracing::info!(%room_id, %err, "could not restrict the upgraded room");
         }
     }
+}
+
+/// The old room's `m.room.tombstone`, naming its successor.
+fn tombstone_content(new_room: &str) -> ApiResult<Value> {
+    let new_room = ruma::OwnedRoomId::try_from(new_room).map_err(|err| MatrixError::internal("new room id", err))?;
+    let content = RoomTombstoneEventContent::new("This room has been replaced".to_owned(), new_room);
+    serde_json::to_value(content).map_err(|err| MatrixError::internal("tombstone", err))
 }

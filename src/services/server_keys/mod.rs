@@ -1,8 +1,6 @@
 //! Server keys: this server's ed25519 signing key, in Synapse's key file format
 //! (`ed25519 <version> <unpadded base64 seed>`, one key a line) so existing keys load,
-//! and other servers' keys ([`remote`]).
-
-pub mod remote;
+//! (other servers' keys are `services::remote_keys`).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, HashSet};
 use ruma::api::client::sync::sync_events::DeviceLists;
 use ruma::api::client::sync::sync_events::v5::request::{self, ExtensionRoomConfig};
 use ruma::api::client::sync::sync_events::v5::response;
+use ruma::events::push_rules::PushRulesEventContent;
 use ruma::{OneTimeKeyAlgorithm, OwnedRoomId, OwnedUserId, UserId};
-use serde_json::json;
 
 use super::SlidingSync;
 use super::lists::ListWindow;
 use super::room::{raw, uint};
 use crate::error::{ApiResult, MatrixError};
-use crate::services::sync::SyncToken;
+use crate::services::sync::{SyncToken, raw_type_and_content};
 use crate::services::to_device::SYNC_BATCH;
 
 /// Where an answer's extensions start from and end.
@@ -111,28 +111,26 @@ impl SlidingSync {
         } else {
             Vec::new()
         };
-        let mut global = Vec::new();
+        let mut has_push_rules = false;
         for (room, kind, content) in &changed {
-            let event = json!({ "type": kind, "content": content });
             if room.is_empty() {
-                global.push(event);
+                has_push_rules |= kind == "m.push_rules";
+                answer.global.push(raw_type_and_content(kind, content)?);
             } else if let Some(room_id) = rooms.iter().find(|r| r.as_str() == room)
                 && (since == 0 || !span.new_rooms.contains(room_id))
             {
-                answer.rooms.entry(room_id.clone()).or_default().push(raw(&event)?);
+                answer.rooms.entry(room_id.clone()).or_default().push(raw_type_and_content(kind, content)?);
             }
         }
         for (room, kind, content) in &everything {
             if let Some(room_id) = rooms.iter().find(|r| r.as_str() == room && span.new_rooms.contains(*r)) {
-                let event = json!({ "type": kind, "content": content });
-                answer.rooms.entry(room_id.clone()).or_default().push(raw(&event)?);
+                answer.rooms.entry(room_id.clone()).or_default().push(raw_type_and_content(kind, content)?);
             }
         }
-        if span.since.is_none() && !global.iter().any(|entry| entry["type"] == "m.push_rules") {
-            let rules = self.push.ruleset(user).await?;
-            global.push(json!({ "type": "m.push_rules", "content": { "global": rules } }));
+        if span.since.is_none() && !has_push_rules {
+            let rules = PushRulesEventContent::new(self.push.ruleset(user).await?);
+            answer.global.push(raw_type_and_content("m.push_rules", rules)?);
         }
-        answer.global = global.iter().map(raw).collect::<ApiResult<_>>()?;
         Ok(answer)
     }
 
@@ -150,7 +148,7 @@ impl SlidingSync {
         for room_id in relevant_rooms(config.lists.as_deref(), config.rooms.as_deref(), span) {
             let since = if span.new_rooms.contains(&room_id) { 0 } else { span.since.map_or(0, |s| s.receipts) };
             if let Some(event) = self.client_sync.receipt_event(room_id.as_str(), since).await? {
-                answer.rooms.insert(room_id, raw(&event)?);
+                answer.rooms.insert(room_id, event);
             }
         }
         Ok(answer)
@@ -170,8 +168,8 @@ impl SlidingSync {
         for room_id in relevant_rooms(config.lists.as_deref(), config.rooms.as_deref(), span) {
             let first = span.since.is_none() || span.new_rooms.contains(&room_id);
             let since = if first { 0 } else { span.since.map_or(0, |s| s.typing) };
-            if let Some(event) = self.client_sync.typing_event(room_id.as_str(), since, first) {
-                answer.rooms.insert(room_id, raw(&event)?);
+            if let Some(event) = self.client_sync.typing_event(room_id.as_str(), since, first)? {
+                answer.rooms.insert(room_id, event);
             }
         }
         Ok(answer)

@@ -14,7 +14,7 @@ use super::connections::SentRoom;
 use super::lists::ListedRoom;
 use super::required_state::RequiredState;
 use crate::error::{ApiResult, MatrixError};
-use crate::services::rooms::format::client_event;
+use crate::services::rooms::format::raw_client_event;
 use crate::store::{StateMap, StoredEvent};
 
 /// Heroes a room without a name is named after.
@@ -93,7 +93,7 @@ impl SlidingSync {
         let live = timeline.events.iter().filter(|e| span.since.is_some_and(|since| e.stream_ordering > since));
         room.num_live = Some(uint(live.count() as i64));
         self.add_state(&mut room, user, listed, request, from.filter(|_| !grew), &timeline.events, until).await?;
-        room.timeline = timeline.events.iter().map(|e| raw(&client_event(e))).collect::<ApiResult<_>>()?;
+        room.timeline = timeline.events.iter().map(raw_client_event).collect::<ApiResult<_>>()?;
         let (notifications, highlights) = self.push.unread_counts(user.as_str(), listed.room_id.as_str()).await?;
         room.unread_notifications.notification_count = Some(uint(notifications));
         room.unread_notifications.highlight_count = Some(uint(highlights));
@@ -202,11 +202,8 @@ impl SlidingSync {
         });
         let events = self.rooms.state_events(&fetched).await?;
         let asked: HashSet<&String> = wanted.values().collect();
-        room.required_state = events
-            .iter()
-            .filter(|e| asked.contains(&e.event_id))
-            .map(|e| raw(&client_event(e)))
-            .collect::<ApiResult<_>>()?;
+        room.required_state =
+            events.iter().filter(|e| asked.contains(&e.event_id)).map(raw_client_event).collect::<ApiResult<_>>()?;
         let [name, avatar] = name_and_avatar.map(|id| {
             let event = id.and_then(|id| events.iter().find(|e| e.event_id == id));
             event.map(|e| &e.json["content"])

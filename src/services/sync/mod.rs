@@ -4,12 +4,22 @@
 //! A sync token is `s{events}_{account_data}_{receipts}_{typing}_{to_device}_{device_lists}`:
 //! the position reached on each stream (missing parts of older tokens are 0).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ruma::UserId;
-use serde_json::{Map, Value, json};
+use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
+use ruma::api::client::sync::sync_events::v3::{
+    self, InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response, RoomAccountData, RoomSummary, State, StateEvents,
+    Timeline,
+};
+use ruma::events::push_rules::PushRulesEventContent;
+use ruma::events::receipt::{Receipt, ReceiptEventContent, ReceiptType};
+use ruma::events::typing::TypingEventContent;
+use ruma::serde::Raw;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, UInt, UserId};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::watch;
 
 use super::account_data::AccountData;
@@ -18,7 +28,7 @@ use super::keys::Keys;
 use super::push::Push;
 use super::rooms::Rooms;
 use super::rooms::filter::EventFilter;
-use super::rooms::format::{STRIPPED_STATE_TYPES, client_event, stripped_event};
+use super::rooms::format::{STRIPPED_STATE_TYPES, raw_client_event, raw_event, stripped_event};
 use super::to_device::{SYNC_BATCH, ToDevice};
 use crate::error::{ApiResult, MatrixError};
 use crate::store::{Membership, StateMap, Store, StoredEvent};
@@ -62,6 +72,28 @@ impl SyncToken {
         let Self { events, account_data, receipts, typing, to_device, device_lists } = self;
         format!("s{events}_{account_data}_{receipts}_{typing}_{to_device}_{device_lists}")
     }
+}
+
+/// An event of any type as `{type, content}`: account data (of any type, stored as the
+/// client sent it) and ephemeral events, serialised straight into ruma's raw events.
+#[derive(Serialize)]
+struct TypeAndContent<'a, C> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    content: C,
+}
+
+pub(crate) fn raw_type_and_content<T, C: Serialize>(kind: &str, content: C) -> ApiResult<Raw<T>> {
+    raw_event(&TypeAndContent { kind, content })
+}
+
+fn count(n: impl TryInto<UInt>) -> UInt {
+    n.try_into().unwrap_or_default()
+}
+
+/// IDs read from the store, those that parse (the store holds only valid ones).
+fn parse_ids<'a, T: TryFrom<&'a str>>(ids: impl IntoIterator<Item = &'a String>) -> Vec<T> {
+    ids.into_iter().filter_map(|id| T::try_from(id.as_str()).ok()).collect()
 }
 
 /// What the client asked for, with its filter resolved.
@@ -181,7 +213,7 @@ impl ClientSync {
 
     /// Answers at once when there is something new (or this is an initial sync), else
     /// waits for something to happen, up to the timeout.
-    pub async fn sync(&self, user_id: &UserId, params: SyncParams) -> ApiResult<Value> {
+    pub async fn sync(&self, user_id: &UserId, params: SyncParams) -> ApiResult<Response> {
         let mut wakers = self.wakers();
         let deadline = tokio::time::Instant::now() + params.timeout.min(MAX_TIMEOUT);
         let mut first = true;
@@ -262,7 +294,7 @@ impl ClientSync {
             || changes.typing_since.is_some_and(|typing| self.ephemeral.typing_in(room_id, typing).1)
     }
 
-    async fn sync_once(&self, user: &UserId, params: &SyncParams, mut head: SyncToken) -> ApiResult<Value> {
+    async fn sync_once(&self, user: &UserId, params: &SyncParams, mut head: SyncToken) -> ApiResult<Response> {
         let user_id = user.as_str();
         let since = params.since.unwrap_or_default();
         let mut filter = RoomFilter::from(&params.filter);
@@ -282,14 +314,15 @@ impl ClientSync {
         };
         let quiet = changes.as_ref().is_some_and(Changes::nothing) && account_data.is_empty();
         let memberships = if quiet { Vec::new() } else { self.store.memberships_of_user(user_id).await? };
-        let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
+        let mut response = Response::new(String::new());
         for membership in memberships {
-            let room_id = membership.room_id.clone();
-            let room_account_data: Vec<Value> = account_data
+            let Ok(room_id) = OwnedRoomId::try_from(membership.room_id.as_str()) else { continue };
+            let room_account_data: Vec<_> = account_data
                 .iter()
-                .filter(|(room, _, _)| *room == room_id)
-                .map(|(_, kind, content)| json!({ "type": kind, "content": content }))
-                .collect();
+                .filter(|(room, _, _)| *room == membership.room_id)
+                .map(|(_, kind, content)| raw_type_and_content(kind, content))
+                .collect::<ApiResult<_>>()?;
+            let rooms = &mut response.rooms;
             match membership.membership.as_str() {
                 "join" => {
                     if let Some(changes) = &changes
@@ -304,40 +337,33 @@ impl ClientSync {
                     }
                     let room = self.joined_room(user_id, &membership, params, &filter, head, room_account_data).await?;
                     if let Some(room) = room {
-                        join.insert(room_id, room);
+                        rooms.join.insert(room_id, room);
                     }
                 }
                 "invite" if params.since.is_none() || membership.stream_ordering > since.events => {
-                    invite.insert(room_id, self.invited_room(&membership).await?);
+                    rooms.invite.insert(room_id, self.invited_room(&membership).await?);
                 }
                 "leave" | "ban"
                     if params.since.is_some() && membership.stream_ordering > since.events && !membership.forgotten =>
                 {
-                    leave.insert(room_id, self.left_room(&membership, since.events, &filter).await?);
+                    rooms.leave.insert(room_id, self.left_room(&membership, since.events, &filter).await?);
                 }
                 _ => {}
             }
         }
-        let mut global: Vec<Value> = account_data
-            .iter()
-            .filter(|(room, _, _)| room.is_empty())
-            .map(|(_, kind, content)| json!({ "type": kind, "content": content }))
-            .collect();
+        let global = account_data.iter().filter(|(room, _, _)| room.is_empty());
+        response.account_data.events =
+            global.clone().map(|(_, kind, content)| raw_type_and_content(kind, content)).collect::<ApiResult<_>>()?;
         // A first sync carries the push rules, defaults included, as Synapse's does.
-        if params.since.is_none() && !global.iter().any(|entry| entry["type"] == "m.push_rules") {
-            let rules = self.push.ruleset(user).await?;
-            global.push(json!({ "type": "m.push_rules", "content": { "global": rules } }));
+        if params.since.is_none() && !global.clone().any(|(_, kind, _)| kind == "m.push_rules") {
+            let rules = PushRulesEventContent::new(self.push.ruleset(user).await?);
+            response.account_data.events.push(raw_type_and_content("m.push_rules", rules)?);
         }
-        let mut response = json!({
-            "rooms": { "join": join, "invite": invite, "leave": leave, "knock": {} },
-            "account_data": { "events": global },
-            "presence": { "events": [] },
-        });
         // Sharing a room starts or ends only with a membership change or a resync.
         let memberships_moved =
             changes.as_ref().is_none_or(|changes| changes.memberships_moved) || !filter.resynced.is_empty();
         self.add_encryption(&mut response, user, params, &mut head, memberships_moved).await?;
-        response["next_batch"] = json!(head.format());
+        response.next_batch = head.format();
         Ok(response)
     }
 
@@ -346,7 +372,7 @@ impl ClientSync {
     /// given when more wait.
     async fn add_encryption(
         &self,
-        response: &mut Value,
+        response: &mut Response,
         user: &UserId,
         params: &SyncParams,
         head: &mut SyncToken,
@@ -371,11 +397,13 @@ impl ClientSync {
                 left = self.keys.left_since(user, since.events).await?;
             }
         }
-        response["to_device"] = json!({ "events": messages.into_iter().map(|(_, m)| m).collect::<Vec<_>>() });
-        response["device_lists"] = json!({ "changed": changed, "left": left });
+        response.to_device.events = messages.iter().map(|(_, m)| raw_event(m)).collect::<ApiResult<_>>()?;
+        response.device_lists.changed = parse_ids(&changed);
+        response.device_lists.left = parse_ids(&left);
         let (counts, fallback) = self.keys.key_counts(user, &params.device_id).await?;
-        response["device_one_time_keys_count"] = json!(counts);
-        response["device_unused_fallback_key_types"] = json!(fallback);
+        response.device_one_time_keys_count =
+            counts.into_iter().map(|(algorithm, n)| (algorithm.as_str().into(), count(n))).collect();
+        response.device_unused_fallback_key_types = Some(fallback.iter().map(|a| a.as_str().into()).collect());
         Ok(())
     }
 
@@ -386,8 +414,8 @@ impl ClientSync {
         params: &SyncParams,
         filter: &RoomFilter,
         head: SyncToken,
-        account_data: Vec<Value>,
-    ) -> ApiResult<Option<Value>> {
+        account_data: Vec<Raw<ruma::events::AnyRoomAccountDataEvent>>,
+    ) -> ApiResult<Option<JoinedRoom>> {
         let room_id = &membership.room_id;
         let since = params.since.unwrap_or_default();
         // A room joined with a partial state shows in lazy-loading syncs at once, in
@@ -416,35 +444,39 @@ impl ClientSync {
         };
         let prev_batch = page.first().map_or(head.events, |first| first.stream_ordering - 1);
         let page = self.rooms.visible_events(user_id, page).await?;
-        let timeline: Vec<Value> = page.iter().filter(|e| filter.timeline.matches(e)).map(client_event).collect();
+        let timeline = page.iter().filter(|e| filter.timeline.matches(e));
         let (notifications, highlights) = self.push.unread_counts(user_id, room_id).await?;
-        Ok(Some(json!({
-            "timeline": { "events": timeline, "limited": limited, "prev_batch": format!("t{prev_batch}") },
-            "state": { "events": state },
-            "ephemeral": { "events": ephemeral },
-            "account_data": { "events": account_data },
-            "unread_notifications": { "highlight_count": highlights, "notification_count": notifications },
-            "summary": self.summary(room_id, user_id).await?,
-        })))
+        let mut room = JoinedRoom::new();
+        room.timeline = timeline_of(timeline, limited, prev_batch)?;
+        room.state = State::Before(StateEvents::from(state));
+        room.ephemeral = v3::Ephemeral::new();
+        room.ephemeral.events = ephemeral;
+        room.account_data = RoomAccountData::new();
+        room.account_data.events = account_data;
+        room.unread_notifications = UnreadNotificationsCount::new();
+        room.unread_notifications.highlight_count = Some(count(highlights));
+        room.unread_notifications.notification_count = Some(count(notifications));
+        room.summary = self.summary(room_id, user_id).await?;
+        Ok(Some(room))
     }
 
     /// The room summary clients name rooms by: member counts and, for rooms without a
     /// name, up to five other members ("heroes").
-    async fn summary(&self, room_id: &str, user_id: &str) -> ApiResult<Value> {
+    async fn summary(&self, room_id: &str, user_id: &str) -> ApiResult<RoomSummary> {
         let members = self.store.room_members(room_id).await?;
-        let count = |membership: &str| members.iter().filter(|m| m.membership == membership).count();
-        let mut heroes: Vec<&str> = members
+        let with = |membership: &str| count(members.iter().filter(|m| m.membership == membership).count());
+        let mut heroes: Vec<&String> = members
             .iter()
             .filter(|m| (m.membership == "join" || m.membership == "invite") && m.user_id != user_id)
-            .map(|m| m.user_id.as_str())
+            .map(|m| &m.user_id)
             .collect();
         heroes.sort_unstable();
         heroes.truncate(5);
-        Ok(json!({
-            "m.heroes": heroes,
-            "m.joined_member_count": count("join"),
-            "m.invited_member_count": count("invite"),
-        }))
+        let mut summary = RoomSummary::new();
+        summary.heroes = parse_ids(heroes);
+        summary.joined_member_count = Some(with("join"));
+        summary.invited_member_count = Some(with("invite"));
+        Ok(summary)
     }
 
     /// The room state at the start of the timeline, without events the timeline repeats;
@@ -456,7 +488,7 @@ impl ClientSync {
         head: i64,
         user_id: &str,
         filter: &RoomFilter,
-    ) -> ApiResult<Vec<Value>> {
+    ) -> ApiResult<Vec<Raw<ruma::events::AnySyncStateEvent>>> {
         let mut state: StateMap = match timeline.first().and_then(|e| e.state_group_before) {
             Some(group) => self.store.state_group(group).await?,
             None => self.rooms.state_at(room_id, head).await?,
@@ -470,7 +502,7 @@ impl ClientSync {
         }
         let in_timeline: HashSet<&str> = timeline.iter().map(|e| e.event_id.as_str()).collect();
         state.retain(|_, id| !in_timeline.contains(id.as_str()));
-        Ok(self.rooms.state_events(&state).await?.iter().map(client_event).collect())
+        self.rooms.state_events(&state).await?.iter().map(raw_client_event).collect()
     }
 
     /// Senders whose membership the state lacks (a room joined with a partial state)
@@ -503,37 +535,54 @@ impl ClientSync {
         Ok(())
     }
 
-    async fn ephemeral(&self, room_id: &str, since: Option<(i64, u64)>) -> ApiResult<Vec<Value>> {
+    async fn ephemeral(
+        &self,
+        room_id: &str,
+        since: Option<(i64, u64)>,
+    ) -> ApiResult<Vec<Raw<ruma::events::AnySyncEphemeralRoomEvent>>> {
         let (receipts_since, typing_since) = since.unwrap_or((0, 0));
         let mut events = Vec::new();
-        events.extend(self.typing_event(room_id, typing_since, since.is_none()));
+        events.extend(self.typing_event(room_id, typing_since, since.is_none())?);
         events.extend(self.receipt_event(room_id, receipts_since).await?);
         Ok(events)
     }
 
     /// `m.typing` of a room when it changed after the typing serial `since` (or, for a
     /// first look, when anyone types).
-    pub(crate) fn typing_event(&self, room_id: &str, since: u64, first: bool) -> Option<Value> {
+    pub(crate) fn typing_event<T>(&self, room_id: &str, since: u64, first: bool) -> ApiResult<Option<Raw<T>>> {
         let (typing, changed) = self.ephemeral.typing_in(room_id, since);
-        (changed || (first && !typing.is_empty()))
-            .then(|| json!({ "type": "m.typing", "content": { "user_ids": typing } }))
+        if !(changed || (first && !typing.is_empty())) {
+            return Ok(None);
+        }
+        let content = TypingEventContent::new(parse_ids(&typing));
+        raw_type_and_content("m.typing", content).map(Some)
     }
 
     /// `m.receipt` of a room with the receipts stored after position `since`.
-    pub(crate) async fn receipt_event(&self, room_id: &str, since: i64) -> ApiResult<Option<Value>> {
+    pub(crate) async fn receipt_event<T>(&self, room_id: &str, since: i64) -> ApiResult<Option<Raw<T>>> {
         let receipts = self.ephemeral.receipts_since(room_id, since).await?;
         if receipts.is_empty() {
             return Ok(None);
         }
-        let mut content = json!({});
+        let mut content = BTreeMap::new();
         for receipt in receipts {
-            content[&receipt.event_id][&receipt.receipt_type][&receipt.user_id] = json!({ "ts": receipt.ts });
+            let (Ok(event_id), Ok(user_id)) =
+                (OwnedEventId::try_from(receipt.event_id), OwnedUserId::try_from(receipt.user_id))
+            else {
+                continue;
+            };
+            let ts = MilliSecondsSinceUnixEpoch(count(receipt.ts));
+            let by_type: &mut BTreeMap<_, BTreeMap<_, _>> = content.entry(event_id).or_default();
+            let by_user = by_type.entry(ReceiptType::from(receipt.receipt_type.as_str())).or_default();
+            by_user.insert(user_id, Receipt::new(ts));
         }
-        Ok(Some(json!({ "type": "m.receipt", "content": content })))
+        raw_type_and_content("m.receipt", ReceiptEventContent(content)).map(Some)
     }
 
-    async fn invited_room(&self, membership: &Membership) -> ApiResult<Value> {
-        Ok(json!({ "invite_state": { "events": self.invite_state(membership).await? } }))
+    async fn invited_room(&self, membership: &Membership) -> ApiResult<InvitedRoom> {
+        let stripped = self.invite_state(membership).await?;
+        let events = stripped.iter().map(raw_event).collect::<ApiResult<Vec<_>>>()?;
+        Ok(InvitedRoom::from(InviteState::from(events)))
     }
 
     /// The stripped state an invitee sees, the invite last.
@@ -558,7 +607,7 @@ impl ClientSync {
         Ok(events)
     }
 
-    async fn left_room(&self, membership: &Membership, since: i64, filter: &RoomFilter) -> ApiResult<Value> {
+    async fn left_room(&self, membership: &Membership, since: i64, filter: &RoomFilter) -> ApiResult<LeftRoom> {
         let room_id = &membership.room_id;
         let mut page = self
             .store
@@ -569,12 +618,24 @@ impl ClientSync {
         page.reverse();
         let prev_batch = page.first().map_or(membership.stream_ordering, |first| first.stream_ordering - 1);
         let page = self.rooms.visible_events(&membership.user_id, page).await?;
-        Ok(json!({
-            "timeline": { "events": page.iter().map(client_event).collect::<Vec<_>>(), "limited": limited, "prev_batch": format!("t{prev_batch}") },
-            "state": { "events": [] },
-            "account_data": { "events": [] },
-        }))
+        let mut room = LeftRoom::new();
+        room.timeline = timeline_of(page.iter(), limited, prev_batch)?;
+        Ok(room)
     }
+}
+
+/// A room's timeline section: its events as clients see them, whether earlier ones were
+/// left out, and where to page back from.
+fn timeline_of<'a>(
+    events: impl Iterator<Item = &'a StoredEvent>,
+    limited: bool,
+    prev_batch: i64,
+) -> ApiResult<Timeline> {
+    let mut timeline = Timeline::new();
+    timeline.events = events.map(raw_client_event).collect::<ApiResult<_>>()?;
+    timeline.limited = limited;
+    timeline.prev_batch = Some(format!("t{prev_batch}"));
+    Ok(timeline)
 }
 
 /// A token can only come from this server's streams: one past their heads is forged or
@@ -591,13 +652,14 @@ fn check_not_ahead(since: SyncToken, head: SyncToken) -> ApiResult<()> {
     Ok(())
 }
 
-fn is_empty(response: &Value) -> bool {
-    let rooms = &response["rooms"];
-    ["join", "invite", "leave"].iter().all(|section| rooms[section].as_object().is_none_or(Map::is_empty))
-        && response["account_data"]["events"].as_array().is_none_or(Vec::is_empty)
-        && response["to_device"]["events"].as_array().is_none_or(Vec::is_empty)
-        && response["device_lists"]["changed"].as_array().is_none_or(Vec::is_empty)
-        && response["device_lists"]["left"].as_array().is_none_or(Vec::is_empty)
+fn is_empty(response: &Response) -> bool {
+    let rooms = &response.rooms;
+    rooms.join.is_empty()
+        && rooms.invite.is_empty()
+        && rooms.leave.is_empty()
+        && response.account_data.is_empty()
+        && response.to_device.is_empty()
+        && response.device_lists.is_empty()
 }
 
 #[cfg(test)]

@@ -25,9 +25,9 @@ use tokio::sync::watch;
 
 use crate::config::RateLimit;
 use crate::error::{ApiResult, MatrixError};
-use crate::services::federation::inbound::edus::{EduHandlers, EduRefused, EduResult};
-use crate::services::federation::sender::{OutgoingEdu, Sender};
+use crate::services::federation::edus::{EduHandlers, EduRefused, EduResult};
 use crate::services::rate_limit::RateLimiter;
+use crate::services::sender::{OutgoingEdu, Sender};
 use crate::services::workers::{Shutdown, Worker};
 use crate::store::{Delivery, InboxLimits, KeptEdu, Store, ToDeviceMessage};
 use futures_util::future::BoxFuture;

@@ -19,7 +19,7 @@ use ruma::signatures::{PublicKeyMap, PublicKeySet};
 use ruma::{OwnedServerName, ServerName};
 use serde_json::Value;
 
-use super::ServerKeys;
+use super::server_keys::ServerKeys;
 use crate::config::{Config, TrustedKeyServer};
 use crate::services::federation::{FederationClient, FederationError};
 

@@ -8,7 +8,7 @@ use ruma::{OwnedServerName, ServerName};
 
 use super::Inbound;
 use crate::error::MatrixError;
-use crate::services::server_keys::remote::RemoteKeys;
+use crate::services::remote_keys::RemoteKeys;
 
 impl Inbound {
     /// The verified origin of a request. A signed request also proves its origin is up:
@@ -99,6 +99,16 @@ fn non_canonical_json(body: &[u8]) -> Option<serde_json::Value> {
     (!canonical).then_some(value)
 }
 
+/// What an X-Matrix signature covers, its keys in canonical (sorted) order.
+#[derive(serde::Serialize)]
+struct SignedRequest<'a> {
+    content: serde_json::Value,
+    destination: &'a str,
+    method: &'a str,
+    origin: &'a str,
+    uri: &'a str,
+}
+
 /// Verifies the signature over the request's JSON as a lenient signer encodes it: keys
 /// sorted, no whitespace, numbers as written. Such a body cannot have been signed as
 /// canonical JSON, yet one bad number in one PDU must not cost the rest of a transaction
@@ -112,13 +122,13 @@ fn verify_lenient(
     content: serde_json::Value,
 ) -> Result<(), MatrixError> {
     let invalid = |reason: String| unauthorized(format!("Invalid signature: {reason}"));
-    let signed = serde_json::json!({
-        "content": content,
-        "destination": server_name.as_str(),
-        "method": method.as_str(),
-        "origin": xmatrix.origin.as_str(),
-        "uri": path,
-    });
+    let signed = SignedRequest {
+        content,
+        destination: server_name.as_str(),
+        method: method.as_str(),
+        origin: xmatrix.origin.as_str(),
+        uri: path,
+    };
     let bytes = serde_json::to_vec(&signed).map_err(|e| invalid(e.to_string()))?;
     let key = keys
         .get(xmatrix.origin.as_str())

@@ -16,7 +16,6 @@ pub mod authenticate;
 #[cfg(test)]
 mod authenticate_tests;
 pub mod check_pdu;
-pub mod edus;
 pub mod fetch_auth;
 pub mod fetch_prev;
 pub mod fetch_state;
@@ -29,14 +28,14 @@ use crate::error::ApiResult;
 
 use ruma::{OwnedServerName, ServerName};
 
-use self::edus::EduHandlers;
 use self::rate_limit::{FederationRateLimiter, Turn};
-use super::FederationClient;
+use super::federation::FederationClient;
+use super::federation::edus::EduHandlers;
 use crate::config::FederationRateLimit;
 use crate::error::MatrixError;
+use crate::services::remote_keys::RemoteKeys;
 use crate::services::rooms::Rooms;
 use crate::services::server_health::ServerHealth;
-use crate::services::server_keys::remote::RemoteKeys;
 use crate::store::Store;
 
 pub struct Inbound {

@@ -167,7 +167,7 @@ impl History {
                 "M_UNABLE_DUE_TO_PARTIAL_STATE",
                 "This server does not know the room's full state yet",
             )
-            .with("org.matrix.msc3895.errcode", serde_json::json!("ORG.MATRIX.MSC3895_UNABLE_DUE_TO_PARTIAL_STATE")));
+            .with("org.matrix.msc3895.errcode", "ORG.MATRIX.MSC3895_UNABLE_DUE_TO_PARTIAL_STATE".into()));
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ use serde_json::value::to_raw_value;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use super::{FederationClient, FederationError};
+use super::federation::{FederationClient, FederationError};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::Rooms;
 use crate::services::server_health::{Contact, Recoveries, ServerHealth};

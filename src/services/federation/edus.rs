@@ -1,4 +1,5 @@
-//! EDUs of a transaction, dispatched by type through one registry: each service that
+//! EDUs of a transaction (`services::inbound` receives them), dispatched by type through
+//! one registry: each service that
 //! handles an EDU type registers exactly one handler for it at startup (typing and read
 //! receipts: the ephemeral service; profile updates: the remote-profile cache;
 //! device-list and signing-key updates: the keys service; to-device messages: the
@@ -15,7 +16,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::Inbound;
 use crate::error::MatrixError;
 
 /// Why an EDU was dropped. EDUs get no answer: this is only logged.
@@ -103,19 +103,6 @@ impl EduHandlers {
         };
         let empty = RawValue::from_string("{}".to_owned()).map_err(EduRefused::Malformed)?;
         handler(origin.to_owned(), envelope.content.unwrap_or(&empty)).map(Some)
-    }
-}
-
-impl Inbound {
-    pub(super) async fn receive_edu(&self, origin: &ServerName, edu: &Value) {
-        let result = match self.edu_handlers.handle(origin, edu) {
-            Ok(Some(work)) => work.await,
-            Ok(None) => Ok(()),
-            Err(err) => Err(err),
-        };
-        if let Err(err) = result {
-            tracing::debug!(%origin, %err, "ignoring EDU");
-        }
     }
 }
 

@@ -5,17 +5,25 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, Method, Uri};
+use ruma::api::Metadata;
 use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
+use ruma::api::federation::discovery::get_server_version;
+use ruma::api::federation::transactions::send_transaction_message;
 
 use super::authenticate::verify_request;
 use crate::config::{Config, DatabaseTarget};
 use crate::services::federation::FederationClient;
+use crate::services::remote_keys::RemoteKeys;
 use crate::services::server_health::ServerHealth;
 use crate::services::server_keys::ServerKeys;
-use crate::services::server_keys::remote::RemoteKeys;
 use crate::store::Store;
 
 const NAME: &str = "kith.test";
+
+/// `/send/{txnId}`'s path, from ruma's metadata.
+fn send_path(txn: u32) -> String {
+    send_transaction_message::v1::Request::make_endpoint_url((), "", &[&txn], "").unwrap()
+}
 
 async fn federation() -> (RemoteKeys, Arc<ServerKeys>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -63,12 +71,12 @@ async fn check(
 async fn a_signed_request_passes_and_tampering_fails() {
     let (federation, keys, _dir) = federation().await;
     let body = br#"{"pdus":[],"edus":[]}"#;
-    let path = "/_matrix/federation/v1/send/1";
+    let path = &send_path(1);
     let good = sign(&keys, &Method::PUT, path, body, NAME);
     assert_eq!(check(&federation, Method::PUT, path, &good, body).await, Ok(()));
     // The same header on another method, path or body.
     assert_eq!(check(&federation, Method::POST, path, &good, body).await, Err(401));
-    assert_eq!(check(&federation, Method::PUT, "/_matrix/federation/v1/send/2", &good, body).await, Err(401));
+    assert_eq!(check(&federation, Method::PUT, &send_path(2), &good, body).await, Err(401));
     assert_eq!(check(&federation, Method::PUT, path, &good, br#"{"pdus":[1],"edus":[]}"#).await, Err(401));
     // Signed for another destination.
     let elsewhere = sign(&keys, &Method::PUT, path, body, "other.test");
@@ -78,7 +86,7 @@ async fn a_signed_request_passes_and_tampering_fails() {
 #[tokio::test]
 async fn hostile_authorization_headers_are_refused() {
     let (federation, keys, _dir) = federation().await;
-    let path = "/_matrix/federation/v1/version";
+    let path = get_server_version::v1::Request::PATH_BUILDER.path();
     let good = sign(&keys, &Method::GET, path, b"", NAME);
     let signature = good
         .split(',')
@@ -114,7 +122,7 @@ async fn hostile_authorization_headers_are_refused() {
 #[tokio::test]
 async fn hostile_bodies_are_errors_not_panics() {
     let (federation, keys, _dir) = federation().await;
-    let path = "/_matrix/federation/v1/send/9";
+    let path = &send_path(9);
     // Whitespace and key order do not matter: the signature covers canonical JSON.
     let canonical = br#"{"a":1,"b":[true,null]}"#;
     let header = sign(&keys, &Method::PUT, path, canonical, NAME);

@@ -3,7 +3,7 @@
 //! dispatched by type.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex as StdMutex;
+use std::sync::{Arc, Mutex as StdMutex};
 
 use futures_util::StreamExt;
 use ruma::room_version_rules::RoomVersionRules;
@@ -11,11 +11,11 @@ use ruma::{OwnedEventId, RoomVersionId, ServerName, UserId};
 use serde_json::Value;
 
 use super::Inbound;
-use super::check_pdu::event_id_of;
+use super::check_pdu::{PduCheckError, event_id_of};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::bounded::BoundedMap;
 use crate::services::locks::KeyedLocks;
-use crate::services::rooms::remote::Outcome;
+use crate::services::rooms::remote::{AuthFailure, Outcome};
 
 /// The spec's limits per transaction.
 pub const MAX_PDUS: usize = 50;
@@ -26,13 +26,33 @@ const REMEMBERED_TXNS: usize = 10_000;
 const ROOMS_AT_ONCE: usize = 8;
 
 /// What became of one PDU: its event id (when it has one) and an error if it was refused.
-type PduResult = (Option<String>, Result<(), String>);
+type PduResult = (Option<String>, Result<(), PduRefusal>);
+
+/// Why a PDU of a transaction was refused: the `error` of its entry in the answer.
+/// Shared (`Arc`) where the cause is not `Clone`: answers are remembered for retries.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PduRefusal {
+    #[error("the PDU has no room_id")]
+    NoRoomId,
+    #[error("this server is not in {0}")]
+    NotInRoom(String),
+    #[error("unsupported room version")]
+    UnsupportedRoomVersion,
+    #[error("{0}")]
+    Storage(Arc<sqlx::Error>),
+    #[error(transparent)]
+    Invalid(Arc<PduCheckError>),
+    #[error(transparent)]
+    Rejected(AuthFailure),
+    #[error("{}", .0.message)]
+    Failed(MatrixError),
+}
 
 /// `(origin, txn id)` of a transaction.
 type TxnKey = (String, String);
 
 /// The answer to a transaction: what became of each PDU whose id is known.
-pub type PduResults = BTreeMap<OwnedEventId, Result<(), String>>;
+pub type PduResults = BTreeMap<OwnedEventId, Result<(), PduRefusal>>;
 
 /// Transactions already answered, a lock per transaction (a retry that comes while the
 /// first attempt is being handled waits for its answer), and a lock per room (one room's
@@ -131,28 +151,28 @@ impl Inbound {
     /// One PDU of a transaction: its event id (when it has one) and what became of it.
     async fn receive_pdu(&self, origin: &ServerName, value: &Value) -> PduResult {
         let Some(room_id) = value.get("room_id").and_then(Value::as_str) else {
-            return (None, Err("the PDU has no room_id".into()));
+            return (None, Err(PduRefusal::NoRoomId));
         };
         let rules = match self.known_room_rules(room_id).await {
             Ok(rules) => rules,
             Err(err) => return (None, Err(err)),
         };
         if !self.wants_events_of(room_id, value).await {
-            return (event_id_of(value, &rules), Err(format!("this server is not in {room_id}")));
+            return (event_id_of(value, &rules), Err(PduRefusal::NotInRoom(room_id.to_owned())));
         }
         let event = match self.check_pdu(value, &rules).await {
             Ok(event) => event,
             Err(err) => {
                 tracing::info!(%origin, %err, "dropping PDU");
-                return (event_id_of(value, &rules), Err(err));
+                return (event_id_of(value, &rules), Err(PduRefusal::Invalid(Arc::new(err))));
             }
         };
         let event_id = event.event_id.clone();
         let outcome = self.accept(origin, &rules, event, true).await;
         let result = match outcome {
             Ok(Outcome::Accepted | Outcome::AlreadyKnown | Outcome::SoftFailed) => Ok(()),
-            Ok(Outcome::Rejected(reason)) => Err(reason),
-            Err(err) => Err(err.message),
+            Ok(Outcome::Rejected(reason)) => Err(PduRefusal::Rejected(reason)),
+            Err(err) => Err(PduRefusal::Failed(err)),
         };
         (Some(event_id), result)
     }
@@ -168,12 +188,23 @@ impl Inbound {
     }
 
     /// The room version rules of a room this server knows.
-    async fn known_room_rules(&self, room_id: &str) -> Result<RoomVersionRules, String> {
-        let version = self.store.room_version(room_id).await.map_err(|e| e.to_string())?;
-        let version = version.ok_or_else(|| format!("this server is not in {room_id}"))?;
-        RoomVersionId::try_from(version.as_str())
-            .ok()
-            .and_then(|v| v.rules())
-            .ok_or_else(|| "unsupported room version".to_owned())
+    async fn known_room_rules(&self, room_id: &str) -> Result<RoomVersionRules, PduRefusal> {
+        let version = self.store.room_version(room_id).await.map_err(|e| PduRefusal::Storage(Arc::new(e)))?;
+        let version = version.ok_or_else(|| PduRefusal::NotInRoom(room_id.to_owned()))?;
+        RoomVersionId::try_from(version.as_str()).ok().and_then(|v| v.rules()).ok_or(PduRefusal::UnsupportedRoomVersion)
+    }
+}
+
+impl Inbound {
+    /// One EDU of a transaction, to the handler registered for its type.
+    async fn receive_edu(&self, origin: &ServerName, edu: &Value) {
+        let result = match self.edu_handlers.handle(origin, edu) {
+            Ok(Some(work)) => work.await,
+            Ok(None) => Ok(()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = result {
+            tracing::debug!(%origin, %err, "ignoring EDU");
+        }
     }
 }

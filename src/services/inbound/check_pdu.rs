@@ -10,15 +10,16 @@ use serde_json::Value;
 
 use std::collections::HashSet;
 
-use ruma::ServerName;
 use ruma::api::federation::event::get_event;
+use ruma::{OwnedServerName, ServerName};
 use serde_json::value::RawValue as RawJsonValue;
 
 use super::{Inbound, parse_id};
 use crate::error::ApiResult;
+use crate::services::federation::FederationError;
 use crate::services::rooms::MAX_PDU_BYTES;
-use crate::services::rooms::limits::check_type_and_state_key;
-use crate::services::rooms::pdu::Pdu;
+use crate::services::rooms::limits::{ShapeError, check_type_and_state_key};
+use crate::services::rooms::pdu::{Pdu, PduFormatError};
 use crate::services::rooms::remote::CheckedEvent;
 
 /// A PDU names at most this many parents and auth events (the spec's limits).
@@ -32,6 +33,39 @@ pub struct ParsedPdu {
     pub pdu: Pdu,
 }
 
+/// Why a PDU from another server is refused before the auth rules look at it.
+#[derive(Debug, thiserror::Error)]
+pub enum PduCheckError {
+    #[error("a PDU must be a JSON object")]
+    NotAnObject,
+    #[error("not canonical JSON: {0}")]
+    NotCanonical(serde_json::Error),
+    #[error("the PDU is larger than 65536 bytes")]
+    TooLarge,
+    #[error("missing or invalid `{0}`")]
+    Field(&'static str),
+    #[error("cannot compute the event id: {0}")]
+    EventId(ruma::signatures::JsonError),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Format(#[from] PduFormatError),
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    #[error("more than {MAX_PREV_EVENTS} prev_events")]
+    TooManyPrevEvents,
+    #[error("more than {MAX_AUTH_EVENTS} auth_events")]
+    TooManyAuthEvents,
+    #[error("{0}")]
+    RequiredSignatures(ruma::signatures::VerificationError),
+    #[error("bad signature: {0}")]
+    Signature(ruma::signatures::VerificationError),
+    #[error("cannot redact: {0}")]
+    Redaction(ruma::canonical_json::CanonicalJsonFieldError),
+    #[error("cannot get the keys of {server}: {error}")]
+    Keys { server: OwnedServerName, error: FederationError },
+}
+
 /// The event id a PDU would have, when it is canonical JSON at all: what a per-PDU
 /// error in a `/send` answer is filed under.
 pub fn event_id_of(value: &Value, rules: &RoomVersionRules) -> Option<String> {
@@ -42,16 +76,15 @@ pub fn event_id_of(value: &Value, rules: &RoomVersionRules) -> Option<String> {
 
 /// Parses a PDU as received: canonical JSON (no floats, integers within ±2^53), the
 /// fields the auth rules need with their types, the size limit, and the event id.
-pub fn parse_pdu(value: &Value, rules: &RoomVersionRules) -> Result<ParsedPdu, String> {
+pub fn parse_pdu(value: &Value, rules: &RoomVersionRules) -> Result<ParsedPdu, PduCheckError> {
     if !value.is_object() {
-        return Err("a PDU must be a JSON object".into());
+        return Err(PduCheckError::NotAnObject);
     }
-    let mut object: CanonicalJsonObject =
-        serde_json::from_value(value.clone()).map_err(|err| format!("not canonical JSON: {err}"))?;
+    let mut object: CanonicalJsonObject = serde_json::from_value(value.clone()).map_err(PduCheckError::NotCanonical)?;
     // What a sender puts in `unsigned` is not covered by its signature; keep none of it.
     object.remove("unsigned");
     if CanonicalJsonValue::Object(object.clone()).to_string().len() > MAX_PDU_BYTES {
-        return Err("the PDU is larger than 65536 bytes".into());
+        return Err(PduCheckError::TooLarge);
     }
     for (field, is_valid) in [
         ("hashes", object.get("hashes").is_some_and(|v| matches!(v, CanonicalJsonValue::Object(_)))),
@@ -63,37 +96,38 @@ pub fn parse_pdu(value: &Value, rules: &RoomVersionRules) -> Result<ParsedPdu, S
         ("type", object.get("type").is_some_and(|v| matches!(v, CanonicalJsonValue::String(_)))),
     ] {
         if !is_valid {
-            return Err(format!("missing or invalid `{field}`"));
+            return Err(PduCheckError::Field(field));
         }
     }
-    let reference = ruma::signatures::reference_hash(&object, rules)
-        .map_err(|err| format!("cannot compute the event id: {err}"))?;
+    let reference = ruma::signatures::reference_hash(&object, rules).map_err(PduCheckError::EventId)?;
     let event_id = format!("${reference}");
-    let json = serde_json::to_value(&object).map_err(|err| err.to_string())?;
+    let json = serde_json::to_value(&object)?;
     let pdu = Pdu::from_json(&event_id, &json, false)?;
     check_type_and_state_key(&pdu.kind.to_string(), pdu.state_key.as_deref())?;
     if pdu.prev_events.len() > MAX_PREV_EVENTS {
-        return Err(format!("more than {MAX_PREV_EVENTS} prev_events"));
+        return Err(PduCheckError::TooManyPrevEvents);
     }
     if pdu.auth_events.len() > MAX_AUTH_EVENTS {
-        return Err(format!("more than {MAX_AUTH_EVENTS} auth_events"));
+        return Err(PduCheckError::TooManyAuthEvents);
     }
     Ok(ParsedPdu { event_id, object, pdu })
 }
 
 /// Verifies a parsed PDU's signatures with the given keys; a hash mismatch redacts it.
-pub fn verify_pdu(parsed: ParsedPdu, keys: &PublicKeyMap, rules: &RoomVersionRules) -> Result<CheckedEvent, String> {
-    let verified =
-        ruma::signatures::verify_event(keys, &parsed.object, rules).map_err(|err| format!("bad signature: {err}"))?;
+pub fn verify_pdu(
+    parsed: ParsedPdu,
+    keys: &PublicKeyMap,
+    rules: &RoomVersionRules,
+) -> Result<CheckedEvent, PduCheckError> {
+    let verified = ruma::signatures::verify_event(keys, &parsed.object, rules).map_err(PduCheckError::Signature)?;
     let object = match verified {
         Verified::All => parsed.object,
         Verified::Signatures => {
             tracing::warn!(event_id = %parsed.event_id, "content hash mismatch: redacting the event");
-            ruma::canonical_json::redact(parsed.object, &rules.redaction, None)
-                .map_err(|err| format!("cannot redact: {err}"))?
+            ruma::canonical_json::redact(parsed.object, &rules.redaction, None).map_err(PduCheckError::Redaction)?
         }
     };
-    let json = serde_json::to_value(&object).map_err(|err| err.to_string())?;
+    let json = serde_json::to_value(&object)?;
     let pdu = Pdu::from_json(&parsed.event_id, &json, false)?;
     Ok(CheckedEvent { event_id: parsed.event_id, json, pdu })
 }
@@ -105,10 +139,10 @@ const MAX_FETCHED_EVENTS: usize = 500_000;
 impl Inbound {
     /// Parses a PDU and checks its signatures with keys fetched from the servers that
     /// must have signed it.
-    pub async fn check_pdu(&self, value: &Value, rules: &RoomVersionRules) -> Result<CheckedEvent, String> {
+    pub async fn check_pdu(&self, value: &Value, rules: &RoomVersionRules) -> Result<CheckedEvent, PduCheckError> {
         let parsed = parse_pdu(value, rules)?;
         let servers = ruma::signatures::required_server_signatures_to_verify_event(&parsed.object, &rules.signatures)
-            .map_err(|err| err.to_string())?;
+            .map_err(PduCheckError::RequiredSignatures)?;
         let ts = match parsed.object.get("origin_server_ts") {
             Some(CanonicalJsonValue::Integer(ts)) => u64::try_from(i64::from(*ts)).unwrap_or(0),
             _ => 0,
@@ -122,7 +156,7 @@ impl Inbound {
                 .keys
                 .signing_keys(&server, &key_ids)
                 .await
-                .map_err(|err| format!("cannot get the keys of {server}: {err}"))?;
+                .map_err(|error| PduCheckError::Keys { server: server.clone(), error })?;
             keys.insert(server.to_string(), set.valid_at(ts));
         }
         verify_pdu(parsed, &keys, rules)
@@ -141,7 +175,7 @@ impl Inbound {
         for raw in list.iter().take(MAX_FETCHED_EVENTS) {
             let checked_pdu = match serde_json::from_str::<Value>(raw.get()) {
                 Ok(value) => self.check_pdu(&value, rules).await,
-                Err(err) => Err(err.to_string()),
+                Err(err) => Err(PduCheckError::Json(err)),
             };
             match checked_pdu {
                 Ok(event) if event.pdu.room_id.as_str() == room_id => {
