@@ -13,6 +13,7 @@ use hashbrown::HashTable;
 use roaring::RoaringBitmap;
 
 use super::lexicon::{Arena, Lexicon, Span, head, short_key, short_prefixes};
+use super::memberships::UserRooms;
 use super::tokenize::{fold_accents, lexemes};
 
 /// Indexed fields. Their lexemes are positioned in the order localpart, server name,
@@ -118,7 +119,7 @@ pub struct DirectoryIndex {
     rooms: Vec<Option<RoomEntry>>,
     room_keys: HashMap<Box<str>, u32>,
     /// Each user's tracked rooms, as sorted room keys.
-    user_rooms: HashMap<u32, Vec<u32>>,
+    user_rooms: UserRooms,
     /// Dense ids of removed users and rooms, reused by new ones.
     free_ids: Vec<u32>,
     free_room_keys: Vec<u32>,
@@ -161,6 +162,7 @@ impl DirectoryIndex {
         self.strings.shrink();
         self.users.shrink_to_fit();
         self.keys.shrink_to_fit();
+        self.user_rooms.shrink();
         for bitmap in self.classes.values_mut() {
             bitmap.optimize();
         }
@@ -388,7 +390,7 @@ impl DirectoryIndex {
             self.strings.release(slot.user_id);
             *slot = UserSlot::default();
         }
-        for key in self.user_rooms.remove(&id).unwrap_or_default() {
+        for key in self.user_rooms.take(id) {
             if let Some(room) = self.rooms.get_mut(key as usize).and_then(Option::as_mut) {
                 room.members.remove(id);
             }
@@ -437,17 +439,10 @@ impl DirectoryIndex {
         let key = self.room_key(room_id);
         let Some(room) = self.rooms[key as usize].as_mut() else { return };
         let public = room.public;
-        let rooms = self.user_rooms.entry(id).or_default();
-        let position = rooms.binary_search(&key);
-        match (joined, position) {
-            (true, Err(at)) => rooms.insert(at, key),
-            (false, Ok(at)) => {
-                rooms.remove(at);
-            }
-            _ => {}
-        }
-        if rooms.is_empty() {
-            self.user_rooms.remove(&id);
+        if joined {
+            self.user_rooms.insert(id, key);
+        } else {
+            self.user_rooms.remove(id, key);
         }
         if joined {
             room.members.insert(id)
@@ -479,19 +474,14 @@ impl DirectoryIndex {
         let Some(room) = self.rooms.get_mut(key as usize).and_then(Option::take) else { return RoaringBitmap::new() };
         self.free_room_keys.push(key);
         for id in &room.members {
-            if let Some(rooms) = self.user_rooms.get_mut(&id) {
-                rooms.retain(|k| *k != key);
-                if rooms.is_empty() {
-                    self.user_rooms.remove(&id);
-                }
-            }
+            self.user_rooms.remove(id, key);
             self.refresh_public(id);
         }
         room.members
     }
 
     pub fn room_count(&self, id: u32) -> usize {
-        self.user_rooms.get(&id).map_or(0, Vec::len)
+        self.user_rooms.get(id).len()
     }
 
     pub fn set_federated(&mut self, id: u32, federated: bool) {
@@ -508,10 +498,7 @@ impl DirectoryIndex {
     }
 
     fn refresh_public(&mut self, id: u32) {
-        let public = self
-            .user_rooms
-            .get(&id)
-            .is_some_and(|keys| keys.iter().any(|key| self.room(*key).is_some_and(|room| room.public)));
+        let public = self.user_rooms.get(id).iter().any(|key| self.room(*key).is_some_and(|room| room.public));
         if public {
             self.public_users.insert(id)
         } else {
@@ -523,11 +510,9 @@ impl DirectoryIndex {
     /// peer server, and everyone sharing a room with them.
     pub fn visible_to(&self, searcher: Option<u32>) -> RoaringBitmap {
         let mut visible = &self.public_users | &self.federated;
-        if let Some(keys) = searcher.and_then(|id| self.user_rooms.get(&id)) {
-            for key in keys {
-                if let Some(room) = self.room(*key) {
-                    visible |= &room.members;
-                }
+        for key in searcher.map_or(&[][..], |id| self.user_rooms.get(id)) {
+            if let Some(room) = self.room(*key) {
+                visible |= &room.members;
             }
         }
         visible
@@ -536,7 +521,7 @@ impl DirectoryIndex {
     /// The members of the rooms `searcher` is in (themselves included).
     pub fn shared_with(&self, searcher: Option<u32>) -> RoaringBitmap {
         let mut shared = RoaringBitmap::new();
-        for key in searcher.and_then(|id| self.user_rooms.get(&id)).into_iter().flatten() {
+        for key in searcher.map_or(&[][..], |id| self.user_rooms.get(id)) {
             if let Some(room) = self.room(*key) {
                 shared |= &room.members;
             }

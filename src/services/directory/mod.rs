@@ -12,6 +12,7 @@
 
 pub mod index;
 pub mod lexicon;
+pub mod memberships;
 pub mod postings;
 pub mod rank;
 pub mod search;

@@ -14,6 +14,8 @@
 //! query every matching position is its own cover, so a user scores the sum of the
 //! weights of their matching positions over their distinct lexemes.
 
+use std::collections::HashMap;
+
 use super::index::{DirectoryIndex, Field, position};
 use super::lexicon::prefix_head;
 use super::tokenize::fold_accents;
@@ -138,6 +140,33 @@ impl Query {
         normalised(self.covers(&hits), index.lexeme_count(id))
     }
 
+    /// The exact and prefix hits of `positions` in one pass: a lexeme equal to an item
+    /// also starts with it, so only prefix matches are checked for equality.
+    fn hits_both(&self, index: &DirectoryIndex, positions: &[u32], exact: &mut Vec<Hit>, prefix: &mut Vec<Hit>) {
+        let lexicon = &index.lexicon;
+        exact.clear();
+        prefix.clear();
+        for (at, entry) in positions.iter().enumerate() {
+            let (lexeme, field) = position(*entry);
+            let (mut exact_items, mut prefix_items) = (0u64, 0u64);
+            for (bit, item) in self.items() {
+                if lexicon.starts_with(lexeme, &item.text, item.head, item.mask, item.accented) {
+                    prefix_items |= 1 << bit;
+                    if lexicon.is(lexeme, item.id, item.accented) {
+                        exact_items |= 1 << bit;
+                    }
+                }
+            }
+            let pos = at as u32 + 1;
+            if prefix_items != 0 {
+                prefix.push(Hit { pos, field, items: prefix_items });
+            }
+            if exact_items != 0 {
+                exact.push(Hit { pos, field, items: exact_items });
+            }
+        }
+    }
+
     fn hits(&self, index: &DirectoryIndex, id: u32, mode: Mode) -> Vec<Hit> {
         let lexicon = &index.lexicon;
         let mut hits = Vec::new();
@@ -203,5 +232,55 @@ impl Query {
         let exact = self.rank(index, id, Mode::Exact);
         let prefix = self.rank(index, id, Mode::Prefix);
         score(user.display_name.is_some(), user.avatar_url.is_some(), exact, prefix)
+    }
+}
+
+/// At most this many distinct display names are remembered per search.
+const NAME_MEMO_MAX: usize = 4096;
+
+/// Scores the candidates of one search, reusing its buffers. A user matching no query
+/// item in their localpart or server name scores by their display name alone (covers
+/// depend only on the distances between matching positions), so each distinct name is
+/// scored once: 10,000 users named "张敏" are one computation and a lookup each.
+pub struct Scorer<'a> {
+    index: &'a DirectoryIndex,
+    query: &'a Query,
+    exact: Vec<Hit>,
+    prefix: Vec<Hit>,
+    names: HashMap<&'a [u32], (f64, f64)>,
+}
+
+impl<'a> Scorer<'a> {
+    pub fn new(index: &'a DirectoryIndex, query: &'a Query) -> Self {
+        Self { index, query, exact: Vec::new(), prefix: Vec::new(), names: HashMap::new() }
+    }
+
+    /// User `id`'s `ts_rank_cd` for the exact and the prefix query (normalised).
+    /// `name_only`: the caller knows no localpart or server name lexeme matches.
+    pub fn ranks(&mut self, id: u32, name_only: bool) -> (f32, f32) {
+        let doc = self.index.doc(id);
+        let (exact, prefix) = if name_only {
+            let start = doc.iter().position(|entry| position(*entry).1 == Field::DisplayName).unwrap_or(doc.len());
+            let name = &doc[start..];
+            match self.names.get(name) {
+                Some(covers) => *covers,
+                None => {
+                    let covers = self.covers(name);
+                    if self.names.len() < NAME_MEMO_MAX {
+                        self.names.insert(name, covers);
+                    }
+                    covers
+                }
+            }
+        } else {
+            self.covers(doc)
+        };
+        let lexemes = self.index.lexeme_count(id);
+        (normalised(exact, lexemes), normalised(prefix, lexemes))
+    }
+
+    fn covers(&mut self, positions: &[u32]) -> (f64, f64) {
+        self.query.hits_both(self.index, positions, &mut self.exact, &mut self.prefix);
+        (self.query.covers(&self.exact), self.query.covers(&self.prefix))
     }
 }

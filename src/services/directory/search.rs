@@ -10,7 +10,7 @@ use std::collections::BinaryHeap;
 use roaring::RoaringBitmap;
 
 use super::index::{DirectoryIndex, Field, POSITION_ORDER, class_of};
-use super::rank::{Item, Mode, Operand, Query, normalised, score, single_cover};
+use super::rank::{Item, Operand, Query, Scorer, normalised, score, single_cover};
 use super::tokenize::{SearchTerm, normalize};
 
 /// Above this many candidates, a one-word search ranks by tiers instead of scoring each.
@@ -108,6 +108,11 @@ impl ItemUsers {
     fn any_field(&self) -> RoaringBitmap {
         &(&self.prefix[0][0] | &self.prefix[1][0]) | &self.prefix[2][0]
     }
+
+    /// The users it matches in their localpart or server name.
+    fn outside_name(&self) -> RoaringBitmap {
+        &self.prefix[Field::Localpart as usize][0] | &self.prefix[Field::Domain as usize][0]
+    }
 }
 
 /// Users matching alike in every field: how many positions and whether one is exact,
@@ -175,8 +180,10 @@ impl DirectoryIndex {
             .map(|operand| operand.parts.iter().map(|item| ItemUsers::new(self, item)).collect())
             .collect();
         let mut candidates = if items.is_empty() { RoaringBitmap::new() } else { allowed };
+        let mut outside_name = RoaringBitmap::new();
         for item in items.iter().flatten() {
             candidates &= item.any_field();
+            outside_name |= item.outside_name();
         }
         let ties = TieBreaks {
             shared: self.shared_with(self.id_of(&options.searcher)),
@@ -193,7 +200,7 @@ impl DirectoryIndex {
                 if let Some(id) = named {
                     candidates.insert(id);
                 }
-                self.top_by_scoring(&query, &candidates, named, &ties, options.limit)
+                self.top_by_scoring(&query, &candidates, &outside_name, named, &ties, options.limit)
             }
         }
     }
@@ -214,28 +221,39 @@ impl DirectoryIndex {
     }
 
     /// Top-k by scoring every candidate; users the query does not match (a phrase
-    /// whose words are not adjacent) are left out.
+    /// whose words are not adjacent) are left out. `outside_name`: the users some query
+    /// item matches in their localpart or server name; the others are scored by their
+    /// display name alone (see `Scorer`).
     fn top_by_scoring(
         &self,
         query: &Query,
         candidates: &RoaringBitmap,
+        outside_name: &RoaringBitmap,
         named: Option<u32>,
         ties: &TieBreaks,
         limit: usize,
     ) -> SearchResults {
         let mut heap: BinaryHeap<Ranked<'_>> = BinaryHeap::with_capacity(limit + 1);
         let mut found = 0usize;
-        for id in candidates {
-            let prefix = query.rank(self, id, Mode::Prefix);
+        let mut scorer = Scorer::new(self, query);
+        let name_only = candidates - outside_name;
+        let elsewhere = candidates & outside_name;
+        for (id, name_only) in name_only.iter().map(|id| (id, true)).chain(elsewhere.iter().map(|id| (id, false))) {
+            let (exact, prefix) = scorer.ranks(id, name_only);
             if prefix <= 0.0 && named != Some(id) {
                 continue;
             }
             found += 1;
-            let exact = query.rank(self, id, Mode::Exact);
             let user = self.entry(id);
             let name = user.is_some_and(|u| u.display_name.is_some());
             let avatar = user.is_some_and(|u| u.avatar_url.is_some());
-            let ranked = self.ranked(id, score(name, avatar, exact, prefix), named, ties);
+            let value = score(name, avatar, exact, prefix);
+            // Worse than the page's last already: skip the tie-break keys.
+            let full = heap.len() >= limit;
+            if full && named != Some(id) && heap.peek().is_some_and(|worst| worst.named || value < worst.score) {
+                continue;
+            }
+            let ranked = self.ranked(id, value, named, ties);
             if heap.len() < limit {
                 heap.push(ranked);
             } else if heap.peek().is_some_and(|worst| ranked.cmp_rank(worst) == Ordering::Greater) {
@@ -415,6 +433,7 @@ fn split_into_leaves(item: &ItemUsers, users: RoaringBitmap) -> Vec<Leaf> {
 mod tests {
     use super::*;
     use crate::services::directory::index::UserProfile;
+    use crate::services::directory::rank::Mode;
 
     fn index_with(users: &[(&str, Option<&str>, bool)]) -> DirectoryIndex {
         let mut index = DirectoryIndex::default();
@@ -522,7 +541,7 @@ mod tests {
         let candidates = &index.searchable(options) & &item.any_field();
         let ties = TieBreaks { shared: RoaringBitmap::new(), prefer_local: options.prefer_local_users };
         let tiers = index.top_by_tiers(&query, &item, &candidates, None, &ties, options.limit);
-        let scored = index.top_by_scoring(&query, &candidates, None, &ties, options.limit);
+        let scored = index.top_by_scoring(&query, &candidates, &item.outside_name(), None, &ties, options.limit);
         let scored = scored.results.iter().filter_map(|hit| index.id_of(&hit.user_id)).collect();
         (tiers, scored)
     }
@@ -565,6 +584,50 @@ mod tests {
                 let (tiers, scored) = both_ways(&index, term, &options);
                 assert_eq!(tiers, scored, "{term} (prefer local: {prefer_local_users})");
             }
+        }
+    }
+
+    /// Several-word searches (scored with the display-name shortcut) give what scoring
+    /// every visible user in full and sorting gives.
+    #[test]
+    fn scoring_by_name_agrees_with_full_scoring() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let names =
+            ["张敏", "张 敏", "Noah Williams", "Williams Noah", "Anna Smith", "Mary Ann Martin", "Ann Ann", "Zoë"];
+        let localparts = ["user", "noah_williams", "anna", "mary_martin", "ann.smith", "zoe"];
+        let mut index = DirectoryIndex::default();
+        for i in 0..2000 {
+            let local = rng.gen_bool(0.7);
+            let server = if local { "x" } else { "anna.example" };
+            let localpart = localparts[rng.gen_range(0..localparts.len())];
+            let profile = UserProfile {
+                display_name: rng.gen_bool(0.8).then(|| names[rng.gen_range(0..names.len())].to_owned()),
+                avatar_url: rng.gen_bool(0.5).then(|| "mxc://a/b".to_owned()),
+            };
+            let id = index.upsert_user(&format!("@{localpart}{i}:{server}"), profile, local);
+            index.set_member("!public:x", id, true);
+        }
+        index.set_room_public("!public:x", true);
+        let options = options(10);
+        let ties = TieBreaks { shared: RoaringBitmap::new(), prefer_local: false };
+        let terms =
+            ["张敏", "noah williams", "noah_williams", "williams noah", "ann smith", "mar an", "ann martin", "zoe an"];
+        for text in terms {
+            let term = SearchTerm::parse(text);
+            let query = Query::new(term.operands.iter().map(|parts| Operand::new(&index, parts)).collect());
+            assert!(query.operands.len() > 1 || query.operands[0].parts.len() > 1, "{text} is scored");
+            let mut all: Vec<Ranked<'_>> = index
+                .searchable(&options)
+                .iter()
+                .filter(|id| query.rank(&index, *id, Mode::Prefix) > 0.0)
+                .map(|id| index.ranked(id, query.score(&index, id), None, &ties))
+                .collect();
+            all.sort_by(|a, b| b.cmp_rank(a));
+            let expected: Vec<&str> = all.iter().take(10).map(|r| r.user_id).collect();
+            let results = index.search_term(&term, &options);
+            assert_eq!(ids(&results), expected, "{text}");
+            assert_eq!(results.limited, all.len() > 10, "{text}");
         }
     }
 }
