@@ -537,6 +537,20 @@ impl Store {
         row.as_ref().map(membership_from_row).transpose()
     }
 
+    /// The members of one server joined to the room, by user id (from the index on
+    /// servers, not every member's row).
+    pub async fn joined_members_of_server(&self, room_id: &str, server: &str) -> Result<Vec<Membership>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MEMBERSHIP_COLUMNS} FROM room_memberships \
+             WHERE room_id = $1 AND membership = 'join' AND server_name = $2 ORDER BY user_id"
+        ))
+        .bind(room_id)
+        .bind(server)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(membership_from_row).collect()
+    }
+
     /// Up to `limit` joined or invited members other than `except`, longest-standing first.
     pub async fn oldest_members(&self, room_id: &str, except: &str, limit: usize) -> Result<Vec<String>, sqlx::Error> {
         let rows = sqlx::query(

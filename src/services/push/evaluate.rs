@@ -28,7 +28,10 @@ const POLL_INTERVAL: Duration = Duration::from_secs(5);
 const KEPT_ROOM_CONTEXTS: usize = 256;
 
 struct RoomContext {
-    members: Vec<Membership>,
+    /// This server's joined members: only they are notified.
+    local_members: Vec<Membership>,
+    /// Every joined member, for the member-count condition.
+    joined_count: u64,
     power_levels: Option<PushConditionPowerLevelsCtx>,
 }
 
@@ -107,8 +110,10 @@ impl PushEvaluator {
         Ok(events.len() as i64 == BATCH)
     }
 
-    /// What evaluating a room's events reads: its members and power levels, once per
-    /// batch, or not at all while the state before its events stays the same.
+    /// What evaluating a room's events reads: its local members, how many are joined,
+    /// and its power levels, once per batch, or not at all while the state before its
+    /// events stays the same. Each is an indexed read: a big room's other members (a
+    /// new state each time one joins) are not read.
     async fn room_context(&self, event: &StoredEvent) -> anyhow::Result<Arc<RoomContext>> {
         let room_id = &event.room_id;
         let group = event.state_group_before;
@@ -118,8 +123,11 @@ impl PushEvaluator {
         {
             return Ok(context);
         }
-        let members = self.push.store.room_members(room_id).await?;
-        let context = Arc::new(RoomContext { members, power_levels: self.power_levels(room_id).await? });
+        let store = &self.push.store;
+        let local_members = store.joined_members_of_server(room_id, self.push.server_name.as_str()).await?;
+        let joined_count = store.joined_member_count(room_id).await?;
+        let power_levels = self.power_levels(room_id).await?;
+        let context = Arc::new(RoomContext { local_members, joined_count, power_levels });
         if let Some(group) = group {
             let mut contexts = self.contexts.lock().unwrap_or_else(PoisonError::into_inner);
             contexts.insert(room_id.clone(), (group, context.clone()));
@@ -129,11 +137,10 @@ impl PushEvaluator {
 
     /// The local members an event notifies: `(user, highlight, actions)`.
     async fn notified_by(&self, event: &StoredEvent, room: &RoomContext) -> anyhow::Result<Vec<(String, bool, Value)>> {
-        let joined: Vec<&Membership> = room.members.iter().filter(|m| m.membership == "join").collect();
         let sender = event.json["sender"].as_str().unwrap_or_default();
-        let local: Vec<&Membership> = joined
+        let local: Vec<&Membership> = room
+            .local_members
             .iter()
-            .copied()
             .filter(|m| m.user_id != sender && is_local(&m.user_id, &self.push.server_name))
             .collect();
         if local.is_empty() {
@@ -146,7 +153,7 @@ impl PushEvaluator {
         };
         let raw: Raw<ruma::events::AnySyncTimelineEvent> = Raw::from_json(raw);
         let power_levels = &room.power_levels;
-        let count = UInt::try_from(joined.len() as u64).unwrap_or_default();
+        let count = UInt::try_from(room.joined_count).unwrap_or_default();
         let mut notified = Vec::new();
         for member in local {
             let Ok(user) = OwnedUserId::try_from(member.user_id.as_str()) else { continue };
@@ -168,9 +175,9 @@ impl PushEvaluator {
     /// The room's power levels as push conditions read them.
     async fn power_levels(&self, room_id: &str) -> anyhow::Result<Option<PushConditionPowerLevelsCtx>> {
         let store = &self.push.store;
-        let state = store.current_state(room_id).await?;
-        let Some(id) = state.get(&("m.room.power_levels".to_owned(), String::new())) else { return Ok(None) };
-        let Some(event) = store.get_event(id).await? else { return Ok(None) };
+        let Some(event) = store.current_state_event(room_id, "m.room.power_levels", "").await? else {
+            return Ok(None);
+        };
         let content = &event.json["content"];
         let users: BTreeMap<OwnedUserId, Int> = serde_json::from_value(content["users"].clone()).unwrap_or_default();
         let users_default: Int = serde_json::from_value(content["users_default"].clone()).unwrap_or_default();
@@ -178,15 +185,16 @@ impl PushEvaluator {
             serde_json::from_value(content["notifications"].clone()).unwrap_or_default();
         let version = store.room_version(room_id).await?.and_then(|v| RoomVersionId::try_from(v).ok());
         let Some(rules) = version.and_then(|v| v.rules()) else { return Ok(None) };
-        let creators = self.creators(&state).await?;
+        let creators = self.creators(room_id).await?;
         let levels = RoomPowerLevelsRules::new(&rules.authorization, creators);
         Ok(Some(PushConditionPowerLevelsCtx::new(users, users_default, notifications, levels)))
     }
 
     /// The room's creators (the create event's sender and `additional_creators`).
-    async fn creators(&self, state: &crate::store::StateMap) -> anyhow::Result<Vec<OwnedUserId>> {
-        let Some(id) = state.get(&("m.room.create".to_owned(), String::new())) else { return Ok(Vec::new()) };
-        let Some(create) = self.push.store.get_event(id).await? else { return Ok(Vec::new()) };
+    async fn creators(&self, room_id: &str) -> anyhow::Result<Vec<OwnedUserId>> {
+        let Some(create) = self.push.store.current_state_event(room_id, "m.room.create", "").await? else {
+            return Ok(Vec::new());
+        };
         let mut creators: Vec<OwnedUserId> =
             create.json["sender"].as_str().and_then(|s| s.try_into().ok()).into_iter().collect();
         if let Some(more) = create.json["content"]["additional_creators"].as_array() {
