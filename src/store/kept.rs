@@ -18,6 +18,9 @@ const TOKEN_OWNERS: usize = 10_000;
 const USERS: usize = 2_000;
 /// Rooms whose members are kept, at most.
 const ROOMS: usize = 512;
+/// A user's memberships or a room's members beyond this many rows are read each time,
+/// so what is kept stays within tens of megabytes whatever the rooms' sizes.
+const MEMBERSHIPS: usize = 5_000;
 /// Partial-state rooms beyond this many are read each time.
 const PARTIAL_STATE_ROOMS: usize = 1_000;
 /// Devices whose key counts, and whose inboxes' emptiness, are kept, at most.
@@ -163,7 +166,11 @@ impl Store {
             .through(
                 |kept| kept.user_memberships.get(&key).cloned(),
                 read,
-                |kept, found| kept.user_memberships.insert(key.clone(), found),
+                |kept, found| {
+                    if found.len() <= MEMBERSHIPS {
+                        kept.user_memberships.insert(key.clone(), found);
+                    }
+                },
             )
             .await?;
         Ok(found.as_ref().clone())
@@ -177,7 +184,11 @@ impl Store {
             .through(
                 |kept| kept.room_members.get(&key).cloned(),
                 read,
-                |kept, found| kept.room_members.insert(key.clone(), found),
+                |kept, found| {
+                    if found.len() <= MEMBERSHIPS {
+                        kept.room_members.insert(key.clone(), found);
+                    }
+                },
             )
             .await?;
         Ok(found.as_ref().clone())

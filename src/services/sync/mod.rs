@@ -432,7 +432,7 @@ impl ClientSync {
         let limited = page.len() as i64 > filter.timeline_limit;
         page.truncate(filter.timeline_limit as usize);
         page.reverse();
-        let ephemeral = self.ephemeral(room_id, params.since.map(|s| (s.receipts, s.typing))).await?;
+        let ephemeral = self.ephemeral(room_id, params.since.map(|s| (s.receipts, s.typing)), head.receipts).await?;
         let quiet = page.is_empty() && ephemeral.is_empty() && account_data.is_empty();
         if params.since.is_some() && !params.full_state && !newly_joined && quiet {
             return Ok(None);
@@ -539,11 +539,15 @@ impl ClientSync {
         &self,
         room_id: &str,
         since: Option<(i64, u64)>,
+        receipts_head: i64,
     ) -> ApiResult<Vec<Raw<ruma::events::AnySyncEphemeralRoomEvent>>> {
         let (receipts_since, typing_since) = since.unwrap_or((0, 0));
         let mut events = Vec::new();
         events.extend(self.typing_event(room_id, typing_since, since.is_none())?);
-        events.extend(self.receipt_event(room_id, receipts_since).await?);
+        // No receipt stored since the token: nothing to read (most wake-ups are messages).
+        if since.is_none() || receipts_since < receipts_head {
+            events.extend(self.receipt_event(room_id, receipts_since).await?);
+        }
         Ok(events)
     }
 
