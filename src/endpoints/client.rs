@@ -518,3 +518,47 @@ pub mod report_user {
     #[derive(Default)]
     pub struct Response {}
 }
+
+/// `POST /keys/upload`. Older clients send their fallback keys as
+/// `org.matrix.msc2732.fallback_keys`, which Synapse still takes and ruma's type does
+/// not. The answer is ruma's, field for field (its type is only an answer on the client
+/// side).
+pub mod upload_keys {
+    use std::collections::BTreeMap;
+
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::encryption::{DeviceKeys, OneTimeKey};
+    use ruma::serde::Raw;
+    use ruma::{OneTimeKeyAlgorithm, OwnedOneTimeKeyId, UInt};
+
+    metadata! {
+        method: POST,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/keys/upload",
+            1.1 => "/_matrix/client/v3/keys/upload",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub device_keys: Option<Raw<DeviceKeys>>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub one_time_keys: Option<BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub fallback_keys: Option<BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>>,
+
+        #[serde(default, rename = "org.matrix.msc2732.fallback_keys", skip_serializing_if = "Option::is_none")]
+        pub unstable_fallback_keys: Option<BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>>,
+    }
+
+    #[response]
+    pub struct Response {
+        pub one_time_key_counts: BTreeMap<OneTimeKeyAlgorithm, UInt>,
+    }
+}
