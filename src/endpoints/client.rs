@@ -562,3 +562,42 @@ pub mod upload_keys {
         pub one_time_key_counts: BTreeMap<OneTimeKeyAlgorithm, UInt>,
     }
 }
+
+/// `PUT /room_keys/keys?version=…`. A room ID that does not parse is `M_INVALID_PARAM`,
+/// as in a path, where ruma's type refuses the whole body as `M_BAD_JSON`; a missing
+/// `version` is `M_MISSING_PARAM` once the body was read, as before. The answer is
+/// ruma's, field for field (its type is only an answer on the client side).
+pub mod add_backup_keys {
+    use std::collections::BTreeMap;
+
+    use ruma::UInt;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::client::backup::RoomKeyBackup;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: PUT,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            unstable => "/_matrix/client/unstable/room_keys/keys",
+            1.1 => "/_matrix/client/v3/room_keys/keys",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(query)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub version: Option<String>,
+
+        pub rooms: BTreeMap<String, RoomKeyBackup>,
+    }
+
+    #[response]
+    pub struct Response {
+        pub etag: String,
+
+        pub count: UInt,
+    }
+}
