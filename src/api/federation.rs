@@ -6,7 +6,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request, State};
 use axum::routing::{get, post, put};
-use ruma::api::error::FromHttpRequestError;
 use ruma::api::federation::discovery::get_server_version;
 use ruma::api::federation::query::get_profile_information;
 use ruma::api::path_builder::SinglePath;
@@ -149,15 +148,6 @@ impl Signed {
             return Err(MatrixError::bad_json("The body must be a JSON object"));
         }
         Ok(value)
-    }
-
-    /// The request as ruma's type for its endpoint, read from the body (a JSON object)
-    /// and `path_args`, with the client API's Matrix errors for what does not fit.
-    pub fn ruma<T: IncomingRequest>(&self, path_args: &[&str]) -> ApiResult<T> {
-        self.json()?;
-        let request = axum::http::Request::new(self.body.as_ref());
-        T::try_from_http_request_inner(request, path_args)
-            .map_err(|err| super::extract::request_error(FromHttpRequestError::Deserialization(err)))
     }
 }
 

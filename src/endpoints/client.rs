@@ -416,3 +416,188 @@ pub mod invite_user {
     #[derive(Default)]
     pub struct Response {}
 }
+
+/// `POST /user_directory/search`. ruma's type refuses a negative `limit`; Synapse takes
+/// it (as 0). The answer is ruma's, field for field (its type is only an answer on the
+/// client side).
+pub mod search_users {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::client::user_directory::search_users::v3::User;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: POST,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/user_directory/search",
+            1.1 => "/_matrix/client/v3/user_directory/search",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        pub search_term: String,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub limit: Option<i64>,
+    }
+
+    #[response]
+    pub struct Response {
+        pub results: Vec<User>,
+
+        pub limited: bool,
+    }
+}
+
+/// `POST /rooms/{roomId}/report/{eventId}`. An event's report may carry a `score` (-100
+/// to 0), which the spec dropped and ruma's type leaves out but Synapse still takes and
+/// keeps; the event ID is looked up as sent (one that is no event is `M_NOT_FOUND`).
+pub mod report_content {
+    use ruma::OwnedRoomId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: POST,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/rooms/{room_id}/report/{event_id}",
+            1.1 => "/_matrix/client/v3/rooms/{room_id}/report/{event_id}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id: OwnedRoomId,
+
+        #[ruma_api(path)]
+        pub event_id: String,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reason: Option<String>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub score: Option<i64>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `POST /users/{userId}/report`. ruma's type requires a `reason`; Synapse takes a
+/// report without one.
+pub mod report_user {
+    use ruma::OwnedUserId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: POST,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.14 => "/_matrix/client/v3/users/{user_id}/report",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub user_id: OwnedUserId,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reason: Option<String>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `POST /keys/upload`. Older clients send their fallback keys as
+/// `org.matrix.msc2732.fallback_keys`, which Synapse still takes and ruma's type does
+/// not. The answer is ruma's, field for field (its type is only an answer on the client
+/// side).
+pub mod upload_keys {
+    use std::collections::BTreeMap;
+
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::encryption::{DeviceKeys, OneTimeKey};
+    use ruma::serde::Raw;
+    use ruma::{OneTimeKeyAlgorithm, OwnedOneTimeKeyId, UInt};
+
+    metadata! {
+        method: POST,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/keys/upload",
+            1.1 => "/_matrix/client/v3/keys/upload",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub device_keys: Option<Raw<DeviceKeys>>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub one_time_keys: Option<BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub fallback_keys: Option<BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>>,
+
+        #[serde(default, rename = "org.matrix.msc2732.fallback_keys", skip_serializing_if = "Option::is_none")]
+        pub unstable_fallback_keys: Option<BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>>,
+    }
+
+    #[response]
+    pub struct Response {
+        pub one_time_key_counts: BTreeMap<OneTimeKeyAlgorithm, UInt>,
+    }
+}
+
+/// `PUT /room_keys/keys?version=…`. A room ID that does not parse is `M_INVALID_PARAM`,
+/// as in a path, where ruma's type refuses the whole body as `M_BAD_JSON`; a missing
+/// `version` is `M_MISSING_PARAM` once the body was read, as before. The answer is
+/// ruma's, field for field (its type is only an answer on the client side).
+pub mod add_backup_keys {
+    use std::collections::BTreeMap;
+
+    use ruma::UInt;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::client::backup::RoomKeyBackup;
+    use ruma::api::{metadata, request, response};
+
+    metadata! {
+        method: PUT,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            unstable => "/_matrix/client/unstable/room_keys/keys",
+            1.1 => "/_matrix/client/v3/room_keys/keys",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(query)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub version: Option<String>,
+
+        pub rooms: BTreeMap<String, RoomKeyBackup>,
+    }
+
+    #[response]
+    pub struct Response {
+        pub etag: String,
+
+        pub count: UInt,
+    }
+}

@@ -3,19 +3,20 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use ruma::api::client::backup::{
-    BackupAlgorithm, KeyBackupData as RumaKeyBackupData, RoomKeyBackup, add_backup_keys, add_backup_keys_for_room,
-    add_backup_keys_for_session, create_backup_version, delete_backup_keys, delete_backup_keys_for_room,
-    delete_backup_keys_for_session, delete_backup_version, get_backup_info, get_backup_keys, get_backup_keys_for_room,
-    get_backup_keys_for_session, get_latest_backup_info, update_backup_version,
+    BackupAlgorithm, KeyBackupData as RumaKeyBackupData, add_backup_keys_for_room, add_backup_keys_for_session,
+    create_backup_version, delete_backup_keys, delete_backup_keys_for_room, delete_backup_keys_for_session,
+    delete_backup_version, get_backup_info, get_backup_keys, get_backup_keys_for_room, get_backup_keys_for_session,
+    get_latest_backup_info, update_backup_version,
 };
 use ruma::serde::Raw;
 use ruma::{OwnedRoomId, RoomId};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaResponse, parse_id, parse_json_object};
+use crate::api::extract::{AppState, Requester, Ruma, RumaJson, RumaResponse, parse_id, parse_json_object};
+use crate::endpoints::client::add_backup_keys;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::key_backup::{KeyBackupData, KeyScope, RoomKeyUpload};
 
@@ -86,34 +87,20 @@ pub async fn delete_version(
     Ok(delete_backup_version::v3::Response::new().into())
 }
 
-/// The `version` query parameter of [`AllRooms`].
-#[derive(Deserialize)]
-pub struct VersionQuery {
-    #[serde(default)]
-    version: Option<String>,
-}
-
-/// Not ruma's request: a room ID that does not parse is `M_INVALID_PARAM`, as in a
-/// path, where ruma's refuses the whole body as `M_BAD_JSON`.
-#[derive(Deserialize)]
-pub struct AllRooms {
-    rooms: BTreeMap<String, RoomKeyBackup>,
-}
-
 pub async fn put_all_keys(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Query(query): Query<VersionQuery>,
-    MatrixJson(body): MatrixJson<AllRooms>,
-) -> ApiResult<RumaResponse<add_backup_keys::v3::Response>> {
-    let version = query.version.ok_or_else(|| MatrixError::missing_param("The version query parameter is required"))?;
+    Ruma(request): RumaJson<add_backup_keys::Request>,
+) -> ApiResult<RumaResponse<add_backup_keys::Response>> {
+    let version =
+        request.version.ok_or_else(|| MatrixError::missing_param("The version query parameter is required"))?;
     let mut uploads = Vec::new();
-    for (room_id, room) in body.rooms {
+    for (room_id, room) in request.rooms {
         let room_id: &RoomId = parse_id(&room_id, "room ID")?;
         uploads.extend(room_uploads(room_id.to_owned(), room.sessions)?);
     }
     let done = state.key_backup.put_keys(&owner.user_id, &version, uploads).await?;
-    Ok(add_backup_keys::v3::Response::new(done.etag, done.count).into())
+    Ok(add_backup_keys::Response { etag: done.etag, count: done.count }.into())
 }
 
 pub async fn put_room_keys(

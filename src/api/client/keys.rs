@@ -5,41 +5,26 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use ruma::api::client::keys::{
-    claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
-};
+use ruma::api::client::keys::{claim_keys, get_key_changes, get_keys, upload_signatures, upload_signing_keys};
 use ruma::api::client::to_device::send_event_to_device;
-use ruma::encryption::{CrossSigningKey, DeviceKeys, OneTimeKey};
+use ruma::encryption::{CrossSigningKey, DeviceKeys};
 use ruma::serde::Raw;
-use ruma::{OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId};
+use ruma::{OwnedDeviceId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::account::{PasswordAuth, confirm_password};
-use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaResponse};
+use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaJson, RumaResponse};
+use crate::endpoints::client::upload_keys;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::keys::{CrossSigningUpload, KeysUpload};
 use crate::services::sync::SyncToken;
 
-/// Not ruma's request: older clients send their fallback keys as
-/// `org.matrix.msc2732.fallback_keys`, which Synapse still takes and ruma does not.
-#[derive(Deserialize)]
-pub struct UploadKeysRequest {
-    #[serde(default)]
-    device_keys: Option<Raw<DeviceKeys>>,
-    #[serde(default)]
-    one_time_keys: Option<BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>>,
-    #[serde(default)]
-    fallback_keys: Option<BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>>,
-    #[serde(default, rename = "org.matrix.msc2732.fallback_keys")]
-    unstable_fallback_keys: Option<BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>>,
-}
-
 pub async fn upload(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    MatrixJson(request): MatrixJson<UploadKeysRequest>,
-) -> ApiResult<RumaResponse<upload_keys::v3::Response>> {
+    Ruma(request): RumaJson<upload_keys::Request>,
+) -> ApiResult<RumaResponse<upload_keys::Response>> {
     let device_id: OwnedDeviceId = owner.device_id.as_str().into();
     let upload = KeysUpload {
         device_keys: request.device_keys,
@@ -47,7 +32,7 @@ pub async fn upload(
         fallback_keys: request.fallback_keys.or(request.unstable_fallback_keys).unwrap_or_default(),
     };
     let counts = state.keys.upload(&owner.user_id, &device_id, upload).await?;
-    Ok(upload_keys::v3::Response::new(counts).into())
+    Ok(upload_keys::Response { one_time_key_counts: counts }.into())
 }
 
 /// Not ruma's response: ruma leaves out an empty `device_keys`, which matrix-nio

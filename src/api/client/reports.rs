@@ -1,36 +1,21 @@
 //! Reporting events, rooms and users to the server's admins.
 
-use axum::extract::{Path, State};
-use ruma::api::client::reporting::report_user;
-use ruma::api::client::room::{report_content, report_room};
-use ruma::{RoomId, UserId};
-use serde::Deserialize;
+use axum::extract::State;
+use ruma::api::client::room::report_room;
 
-use crate::api::extract::{AppState, OptionalJson, Requester, Ruma, RumaResponse, parse_id};
+use crate::api::extract::{AppState, Requester, Ruma, RumaResponse};
+use crate::endpoints::client::{report_content, report_user};
 use crate::error::ApiResult;
-
-/// Not ruma's request: an event's report may carry a `score` (-100 to 0), which the
-/// spec dropped and ruma's leaves out but Synapse still takes and keeps; a user's may
-/// come without a `reason`, which ruma's requires.
-#[derive(Deserialize, Default)]
-pub struct Report {
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default)]
-    score: Option<i64>,
-}
 
 pub async fn report_event(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path((room_id, event_id)): Path<(String, String)>,
-    OptionalJson(report): OptionalJson<Report>,
-) -> ApiResult<RumaResponse<report_content::v3::Response>> {
-    let room_id: &RoomId = parse_id(&room_id, "room ID")?;
+    Ruma(request): Ruma<report_content::Request>,
+) -> ApiResult<RumaResponse<report_content::Response>> {
     state.limits.reports.check(owner.user_id.as_str())?;
-    let reason = report.reason.as_deref();
-    state.reports.report_room(&owner.user_id, room_id, Some(&event_id), reason, report.score).await?;
-    Ok(report_content::v3::Response::new().into())
+    let (event_id, reason) = (Some(request.event_id.as_str()), request.reason.as_deref());
+    state.reports.report_room(&owner.user_id, &request.room_id, event_id, reason, request.score).await?;
+    Ok(report_content::Response {}.into())
 }
 
 pub async fn report_room(
@@ -48,11 +33,9 @@ pub async fn report_room(
 pub async fn report_user(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(user_id): Path<String>,
-    OptionalJson(report): OptionalJson<Report>,
-) -> ApiResult<RumaResponse<report_user::v3::Response>> {
-    let user_id: &UserId = parse_id(&user_id, "user ID")?;
+    Ruma(request): Ruma<report_user::Request>,
+) -> ApiResult<RumaResponse<report_user::Response>> {
     state.limits.reports.check(owner.user_id.as_str())?;
-    state.reports.report_user(&owner.user_id, user_id, report.reason.as_deref()).await?;
-    Ok(report_user::v3::Response::new().into())
+    state.reports.report_user(&owner.user_id, &request.user_id, request.reason.as_deref()).await?;
+    Ok(report_user::Response {}.into())
 }

@@ -2,10 +2,10 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use ruma::api::client::user_directory::search_users;
-use serde::Deserialize;
+use ruma::api::client::user_directory::search_users::v3::User;
 
-use crate::api::extract::{AppState, MatrixJson, Requester, RumaResponse};
+use crate::api::extract::{AppState, Requester, Ruma, RumaJson, RumaResponse};
+use crate::endpoints::client::search_users;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::directory::search::SearchHit;
 
@@ -15,19 +15,11 @@ const MAX_LIMIT: i64 = 50;
 const BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 const DEFAULT_LIMIT: i64 = 10;
 
-/// Not ruma's request: Synapse takes a negative `limit` (as 0), which ruma refuses.
-#[derive(Deserialize)]
-pub struct SearchRequest {
-    search_term: String,
-    #[serde(default)]
-    limit: Option<i64>,
-}
-
 pub async fn search(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    MatrixJson(request): MatrixJson<SearchRequest>,
-) -> ApiResult<RumaResponse<search_users::v3::Response>> {
+    Ruma(request): RumaJson<search_users::Request>,
+) -> ApiResult<RumaResponse<search_users::Response>> {
     if owner.is_guest {
         return Err(MatrixError::new(StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guests cannot search users"));
     }
@@ -38,14 +30,14 @@ pub async fn search(
     }
     let found = state.federated_directory.search(&owner.user_id, &request.search_term, limit).await;
     let results = found.results.into_iter().filter_map(search_user).collect();
-    Ok(search_users::v3::Response::new(results, found.limited).into())
+    Ok(search_users::Response { results, limited: found.limited }.into())
 }
 
 /// A hit as ruma's type; the index holds only valid user IDs, but a hit whose ID does
 /// not parse is left out rather than failing the search.
-fn search_user(hit: SearchHit) -> Option<search_users::v3::User> {
+fn search_user(hit: SearchHit) -> Option<User> {
     let user_id = ruma::OwnedUserId::try_from(hit.user_id).ok()?;
-    let mut user = search_users::v3::User::new(user_id);
+    let mut user = User::new(user_id);
     user.display_name = hit.display_name;
     user.avatar_url = hit.avatar_url.map(Into::into);
     Some(user)
