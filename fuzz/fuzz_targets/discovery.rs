@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use kith::config::default_ip_range_blacklist;
 use kith::services::federation::discovery::{
-    Answer, Discovery, IpFilter, Lookups, SrvRecord, WellKnown, parse_well_known,
+    Answer, Discovery, IpFilter, LookupError, Lookups, SrvRecord, WellKnown, parse_well_known,
 };
 use libfuzzer_sys::fuzz_target;
 use ruma::ServerName;
@@ -32,11 +32,11 @@ struct Recorded {
 }
 
 impl Lookups for Recorded {
-    async fn ips(&self, _host: &str) -> Result<Answer<Vec<IpAddr>>, String> {
+    async fn ips(&self, _host: &str) -> Result<Answer<Vec<IpAddr>>, LookupError> {
         Ok(Answer { value: self.ips.clone(), ttl: Duration::from_secs(60) })
     }
 
-    async fn srv(&self, _name: &str) -> Result<Answer<Vec<SrvRecord>>, String> {
+    async fn srv(&self, _name: &str) -> Result<Answer<Vec<SrvRecord>>, LookupError> {
         Ok(Answer { value: self.srv.clone(), ttl: Duration::from_secs(60) })
     }
 
