@@ -547,6 +547,31 @@ mod tests {
     }
 
     /// The tiered top-k gives exactly what scoring every candidate gives.
+    /// `count` users in one public room, 70% local (on `x`), 80% with a display name
+    /// and half with an avatar, names and localparts drawn from the lists given.
+    fn random_public_directory(
+        rng: &mut impl rand::Rng,
+        count: usize,
+        names: &[&str],
+        localparts: &[&str],
+        remote_servers: &[&str],
+    ) -> DirectoryIndex {
+        let mut index = DirectoryIndex::default();
+        for i in 0..count {
+            let local = rng.gen_bool(0.7);
+            let server = if local { "x" } else { remote_servers[rng.gen_range(0..remote_servers.len())] };
+            let localpart = localparts[rng.gen_range(0..localparts.len())];
+            let profile = UserProfile {
+                display_name: rng.gen_bool(0.8).then(|| names[rng.gen_range(0..names.len())].to_owned()),
+                avatar_url: rng.gen_bool(0.5).then(|| "mxc://a/b".to_owned()),
+            };
+            let id = index.upsert_user(&format!("@{localpart}{i}:{server}"), profile, local);
+            index.set_member("!public:x", id, true);
+        }
+        index.set_room_public("!public:x", true);
+        index
+    }
+
     #[test]
     fn tiers_agree_with_full_scoring() {
         use rand::{Rng, SeedableRng};
@@ -564,20 +589,8 @@ mod tests {
             "Ann An Anya",
             "Mar-Ann Marsh",
         ];
-        let mut index = DirectoryIndex::default();
-        for i in 0..3000 {
-            let local = rng.gen_bool(0.7);
-            let server = if local { "x" } else { ["remote.example", "mars.example"][rng.gen_range(0..2)] };
-            let localpart =
-                ["an", "anna", "mar", "user", "amy", "mary_martin", "anna.smith", "an_an"][rng.gen_range(0..8)];
-            let profile = UserProfile {
-                display_name: rng.gen_bool(0.8).then(|| names[rng.gen_range(0..names.len())].to_owned()),
-                avatar_url: rng.gen_bool(0.5).then(|| "mxc://a/b".to_owned()),
-            };
-            let id = index.upsert_user(&format!("@{localpart}{i}:{server}"), profile, local);
-            index.set_member("!public:x", id, true);
-        }
-        index.set_room_public("!public:x", true);
+        let localparts = ["an", "anna", "mar", "user", "amy", "mary_martin", "anna.smith", "an_an"];
+        let index = random_public_directory(&mut rng, 3000, &names, &localparts, &["remote.example", "mars.example"]);
         for prefer_local_users in [false, true] {
             let options = SearchOptions { prefer_local_users, ..options(10) };
             for term in ["a", "an", "anna", "mar", "x", "remote", "u", "ив", "amelie", "ma", "mars", "anna.s"] {
@@ -596,19 +609,7 @@ mod tests {
         let names =
             ["张敏", "张 敏", "Noah Williams", "Williams Noah", "Anna Smith", "Mary Ann Martin", "Ann Ann", "Zoë"];
         let localparts = ["user", "noah_williams", "anna", "mary_martin", "ann.smith", "zoe"];
-        let mut index = DirectoryIndex::default();
-        for i in 0..2000 {
-            let local = rng.gen_bool(0.7);
-            let server = if local { "x" } else { "anna.example" };
-            let localpart = localparts[rng.gen_range(0..localparts.len())];
-            let profile = UserProfile {
-                display_name: rng.gen_bool(0.8).then(|| names[rng.gen_range(0..names.len())].to_owned()),
-                avatar_url: rng.gen_bool(0.5).then(|| "mxc://a/b".to_owned()),
-            };
-            let id = index.upsert_user(&format!("@{localpart}{i}:{server}"), profile, local);
-            index.set_member("!public:x", id, true);
-        }
-        index.set_room_public("!public:x", true);
+        let index = random_public_directory(&mut rng, 2000, &names, &localparts, &["anna.example"]);
         let options = options(10);
         let ties = TieBreaks { shared: RoaringBitmap::new(), prefer_local: false };
         let terms =
