@@ -574,7 +574,7 @@ mod tests {
 
     #[test]
     fn tiers_agree_with_full_scoring() {
-        use rand::{Rng, SeedableRng};
+        use rand::SeedableRng;
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let names = [
             "Anna Smith",
@@ -604,7 +604,7 @@ mod tests {
     /// every visible user in full and sorting gives.
     #[test]
     fn scoring_by_name_agrees_with_full_scoring() {
-        use rand::{Rng, SeedableRng};
+        use rand::SeedableRng;
         let mut rng = rand::rngs::StdRng::seed_from_u64(2);
         let names =
             ["张敏", "张 敏", "Noah Williams", "Williams Noah", "Anna Smith", "Mary Ann Martin", "Ann Ann", "Zoë"];
