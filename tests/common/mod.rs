@@ -397,9 +397,25 @@ fn write_self_signed_cert(dir: &Path) -> String {
     format!("tls_certificate_path: {}\ntls_private_key_path: {}\n", cert_path.display(), key_path.display())
 }
 
+/// A loopback port nobody listens on, taken below the kernel's ephemeral range
+/// (32768 and up on Linux): a port the kernel handed out for `bind(0)` may be given
+/// again as the source port of an outgoing connection before the test binds it, or
+/// while a server in a test is stopped for a restart.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 15_000;
+    const COUNT: u32 = 17_000;
+    // Each test binary starts somewhere else, so binaries run one after another never
+    // reuse a port their predecessor's children may still hold in TIME_WAIT.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, rand::random::<u32>() % COUNT, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {FIRST} and {}", FIRST + COUNT)
 }
 
 /// Keeps the last occurrence of each top-level key, so tests can override defaults.

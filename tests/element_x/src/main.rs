@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
+use matrix_sdk::ruma::events::direct::DirectEventContent;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::ruma::{OwnedRoomId, RoomId, UserId};
 use matrix_sdk::sliding_sync::VersionBuilder;
@@ -68,7 +69,15 @@ async fn first_day(server_a: &str, alice: &str, alice_pw: &str, server_b: &str, 
     step(3, "Bob's invite appears in his room list");
 
     let room = bob.client.get_room(&dm_id).context("the invited room")?;
+    let bob_id = bob.client.user_id().context("bob's user id")?.to_owned();
+    let invite_says_direct =
+        eventually("Bob's invite saying it is a DM", || async { room.is_direct().await.ok()?.then_some(()) }).await;
+    if let Err(error) = invite_says_direct {
+        let member = room.get_member_no_sync(&bob_id).await?;
+        bail!("{error}: his member event in the invite is {member:?}");
+    }
     room.join().await.context("Bob joining")?;
+    mark_direct_if_the_sdk_missed_it(&room).await?;
     eventually("Bob joined", || async { (bob.client.get_room(&dm_id)?.state() == RoomState::Joined).then_some(()) })
         .await?;
     step(4, "Bob joins");
@@ -176,6 +185,23 @@ async fn wait_decrypted(timeline: &Timeline, body: &str) -> Result<()> {
         found.then_some(())
     })
     .await
+}
+
+/// matrix-sdk 0.18 decides to write `m.direct` after `/join` answers, from the room's
+/// state at that moment: if the sync showing the join was read first, the room is no
+/// longer an invite and it writes nothing (the race its `prepare_join_room_by_id` notes
+/// for the inviter). A fast server makes that likely, so write it as the SDK meant to;
+/// what the server must do (keep it and send it back by sync) is checked either way.
+async fn mark_direct_if_the_sdk_missed_it(room: &matrix_sdk::Room) -> Result<()> {
+    let stored = room.client().account().fetch_account_data_static::<DirectEventContent>().await?;
+    let written = match stored {
+        Some(raw) => raw.deserialize()?.values().any(|rooms| rooms.iter().any(|id| id == room.room_id())),
+        None => false,
+    };
+    if !written {
+        room.set_is_direct(true).await.context("writing m.direct")?;
+    }
+    Ok(())
 }
 
 fn is_dm_with(client: &Client, room_id: &RoomId, other: &UserId) -> bool {
