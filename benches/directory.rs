@@ -2,8 +2,11 @@
 //! query mix, the index against a linear scan, in process and over HTTP.
 //!
 //! Run: `cargo bench --bench directory` (options after `--`: `--sizes 10000,100000`,
-//! `--no-http`, `--rounds N`). Prints figures; asserts nothing about time.
+//! `--no-http`, `--rounds N`, `--database DIR`: keep each size's SQLite database in DIR
+//! and reuse it on the next run, since loading 1M users takes minutes). Prints figures;
+//! asserts nothing about time.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -228,12 +231,13 @@ fn main() {
         .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
     let rounds: usize = value("--rounds").and_then(|r| r.parse().ok()).unwrap_or(20);
     let http = !args.iter().any(|a| a == "--no-http");
+    let kept_databases = value("--database").map(PathBuf::from);
     for size in sizes {
-        bench_size(size, rounds, http);
+        bench_size(size, rounds, http, kept_databases.as_deref());
     }
 }
 
-fn bench_size(size: usize, rounds: usize, http: bool) {
+fn bench_size(size: usize, rounds: usize, http: bool, kept_databases: Option<&Path>) {
     println!("\n== {size} users ==");
     let dataset = generate(size);
     let queries = query_mix(&dataset);
@@ -271,7 +275,7 @@ fn bench_size(size: usize, rounds: usize, http: bool) {
     drop(index);
     if http {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(bench_http(&dataset, &queries, rounds));
+        runtime.block_on(bench_http(&dataset, &queries, rounds, kept_databases));
     }
 }
 
@@ -299,9 +303,25 @@ fn fixture(user: &SynthUser) -> kith::store::FixtureUser<'_> {
 
 /// Loads the dataset into a SQLite database, starts the real server on it, and searches
 /// over HTTP on loopback with one and two concurrent clients.
-async fn bench_http(dataset: &Dataset, queries: &[String], rounds: usize) {
+async fn bench_http(dataset: &Dataset, queries: &[String], rounds: usize, kept_databases: Option<&Path>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db_path = dir.path().join("bench.db");
+    let db_path = match kept_databases {
+        Some(kept) => {
+            std::fs::create_dir_all(kept).expect("database folder");
+            kept.join(format!("directory-{}.db", dataset.users.len()))
+        }
+        None => dir.path().join("bench.db"),
+    };
+    // The dataset is generated from a fixed seed, so a kept database holds the same users.
+    if !db_path.exists() {
+        load_database(dataset, &db_path).await;
+    }
+    run_server_and_search(queries, rounds, dir.path(), &db_path).await;
+}
+
+const TOKEN: &str = "bench_token";
+
+async fn load_database(dataset: &Dataset, db_path: &Path) {
     let target = kith::config::DatabaseTarget::Sqlite { path: db_path.display().to_string() };
     let store = kith::store::Store::connect(&target).await.expect("database");
     let load_started = Instant::now();
@@ -314,12 +334,14 @@ async fn bench_http(dataset: &Dataset, queries: &[String], rounds: usize) {
         ordering += members.len() as i64 + 1;
     }
     let searcher = &dataset.users[dataset.searcher].user_id;
-    let token = "bench_token";
-    let hash = kith::services::accounts::hash_token(token);
+    let hash = kith::services::accounts::hash_token(TOKEN);
     store.add_session(searcher, "BENCH", None, &hash).await.expect("session");
     store.close().await;
     println!("database loaded in {:.1} s", load_started.elapsed().as_secs_f64());
+}
 
+async fn run_server_and_search(queries: &[String], rounds: usize, dir: &Path, db_path: &Path) {
+    let token = TOKEN;
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let config = format!(
         "server_name: {LOCAL_SERVER}\nlisteners:\n  - port: {port}\n    bind_addresses: ['127.0.0.1']\n    resources: [{{names: [client]}}]\n\
@@ -327,9 +349,9 @@ async fn bench_http(dataset: &Dataset, queries: &[String], rounds: usize) {
          trusted_key_servers: []\nlog_level: 'warn,kith::services::directory=info'\n",
         db_path.display()
     );
-    let config_path = dir.path().join("homeserver.yaml");
+    let config_path = dir.join("homeserver.yaml");
     std::fs::write(&config_path, config).expect("config");
-    let log_path = dir.path().join("kith.log");
+    let log_path = dir.join("kith.log");
     let log = std::fs::File::create(&log_path).expect("log file");
     let started = Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kith"))

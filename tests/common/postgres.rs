@@ -19,23 +19,38 @@ struct Cluster {
 static CLUSTER: OnceCell<Cluster> = OnceCell::const_new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 
+/// A new, empty database on the shared cluster.
+pub struct FreshDatabase {
+    pub socket_dir: PathBuf,
+    pub user: String,
+    pub name: String,
+}
+
+impl FreshDatabase {
+    pub async fn create() -> Self {
+        let cluster = CLUSTER
+            .get_or_init(|| async { tokio::task::spawn_blocking(start_cluster).await.expect("start postgres") })
+            .await;
+        let name = format!("kith_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
+        let status = Command::new("psql")
+            .args(["-h", &cluster.socket_dir.display().to_string(), "-U", &cluster.user, "-d", "postgres", "-qc"])
+            .arg(format!("CREATE DATABASE {name}"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("psql");
+        assert!(status.success(), "CREATE DATABASE {name} failed");
+        Self { socket_dir: cluster.socket_dir.clone(), user: cluster.user.clone(), name }
+    }
+}
+
 /// The `database:` section for a new, empty database on the shared cluster.
 pub async fn fresh_database_yaml() -> String {
-    let cluster = CLUSTER
-        .get_or_init(|| async { tokio::task::spawn_blocking(start_cluster).await.expect("start postgres") })
-        .await;
-    let name = format!("kith_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
-    let status = Command::new("psql")
-        .args(["-h", &cluster.socket_dir.display().to_string(), "-U", &cluster.user, "-d", "postgres", "-qc"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .stdout(Stdio::null())
-        .status()
-        .expect("psql");
-    assert!(status.success(), "CREATE DATABASE {name} failed");
+    let database = FreshDatabase::create().await;
     format!(
-        "database:\n  name: psycopg2\n  args:\n    user: {}\n    host: {}\n    dbname: {name}\n    cp_max: 5\n",
-        cluster.user,
-        cluster.socket_dir.display()
+        "database:\n  name: psycopg2\n  args:\n    user: {}\n    host: {}\n    dbname: {}\n    cp_max: 5\n",
+        database.user,
+        database.socket_dir.display(),
+        database.name
     )
 }
 

@@ -171,8 +171,10 @@ pub fn lexemes(text: &str) -> Vec<String> {
 
 /// The lexemes PostgreSQL's default parser makes of one glued word:
 /// - `_` separates words (`mary_martin` is `mary`, `martin`);
-/// - ASCII words joined by `.` are one lexeme, as a host name is (`alice.johnson`,
-///   `smith.5`); with other letters `.` separates them (`josé.pérez`);
+/// - ASCII words joined by `.`: the longest host name at the start is one lexeme and
+///   the rest is read again (`mary.martin.14` is `mary.martin`, `14`); without a host
+///   name the whole is one file-name lexeme (`smith.5`, `a.b.5`); with other letters
+///   `.` separates them (`josé.pérez`);
 /// - a hyphenated word is itself and its parts (`user-a1`, `user`, `a1`), except a
 ///   number after the hyphen, which is a signed number (`user-71`: `user`, `-71`).
 ///
@@ -182,8 +184,8 @@ pub fn word_lexemes(word: &str, out: &mut Vec<String>) {
     for chunk in word.split('_').filter(|c| !c.is_empty()) {
         if !chunk.contains('.') {
             hyphenated(chunk, out);
-        } else if is_host_like(chunk) {
-            out.push(chunk.trim_matches(['.', '-']).to_owned());
+        } else if is_dotted_ascii(chunk) {
+            dotted_ascii(chunk.trim_matches(['.', '-']), out);
         } else {
             for piece in chunk.split('.').filter(|p| !p.is_empty()) {
                 hyphenated(piece, out);
@@ -192,11 +194,45 @@ pub fn word_lexemes(word: &str, out: &mut Vec<String>) {
     }
 }
 
-fn is_host_like(chunk: &str) -> bool {
+fn is_dotted_ascii(chunk: &str) -> bool {
     let chunk = chunk.trim_matches(['.', '-']);
     chunk.contains('.')
         && chunk.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
         && chunk.split('.').all(|label| !label.is_empty())
+}
+
+/// A host name at the start of `chunk` and what follows it read again, or the whole
+/// chunk as one lexeme when it starts with no host name.
+fn dotted_ascii(chunk: &str, out: &mut Vec<String>) {
+    match host_name_len(chunk) {
+        Some(len) if len < chunk.len() => {
+            out.push(chunk[..len].to_owned());
+            // The `.` or `-` after the host name separates; what follows is a new word.
+            let rest = chunk[len + 1..].trim_matches(['.', '-']);
+            if rest.contains('.') {
+                dotted_ascii(rest, out);
+            } else {
+                hyphenated(rest, out);
+            }
+        }
+        _ => out.push(chunk.to_owned()),
+    }
+}
+
+/// The length of the longest host name `chunk` starts with: two or more labels joined
+/// by `.`, the last made of two or more letters, ending before a `.`, a `-` or the end.
+fn host_name_len(chunk: &str) -> Option<usize> {
+    let ends = chunk.match_indices(['.', '-']).map(|(at, _)| at).chain([chunk.len()]);
+    ends.rev().find(|&end| is_host_name(&chunk[..end]))
+}
+
+fn is_host_name(text: &str) -> bool {
+    let mut labels = text.split('.');
+    let last = labels.next_back().unwrap_or_default();
+    text.contains('.')
+        && last.len() >= 2
+        && last.bytes().all(|b| b.is_ascii_alphabetic())
+        && labels.all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'))
 }
 
 fn hyphenated(piece: &str, out: &mut Vec<String>) {
@@ -280,6 +316,16 @@ mod tests {
     fn lexemes_follow_postgres_default_parser() {
         let cases: &[(&str, &[&str])] = &[
             ("alice.johnson", &["alice.johnson"]),
+            ("mary.martin.14", &["mary.martin", "14"]),
+            ("ab.cd.ef.gh.1", &["ab.cd.ef.gh", "1"]),
+            ("abc.de.f.5", &["abc.de", "f.5"]),
+            ("ab.cd-e.5", &["ab.cd", "e.5"]),
+            ("ab.cd-ef.gh", &["ab.cd-ef.gh"]),
+            ("x.yz.123abc", &["x.yz", "123abc"]),
+            ("ab.cd.12.34", &["ab.cd", "12.34"]),
+            ("a.b.5", &["a.b.5"]),
+            ("user.1", &["user.1"]),
+            ("a.b-c.d", &["a.b-c.d"]),
             ("helen.schmidt3", &["helen.schmidt3"]),
             ("mary_martin", &["mary", "martin"]),
             ("anna_smith.5", &["anna", "smith.5"]),
