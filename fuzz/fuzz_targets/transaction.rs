@@ -5,6 +5,7 @@
 
 #![no_main]
 
+use kith::endpoints::federation::send_transaction_message::Transaction;
 use kith::endpoints::profile_edu::{EDU_TYPES as PROFILE_EDU_TYPES, ProfileUpdate};
 use kith::services::inbound::check_pdu::event_id_of;
 use kith::services::inbound::transaction::split_transaction;
@@ -22,15 +23,16 @@ fuzz_target!(|data: &[u8]| {
     }
     let Ok(body @ Value::Object(_)) = serde_json::from_slice::<Value>(data) else { return };
     let Ok(origin) = <&ServerName>::try_from(ORIGIN) else { return };
+    let Ok(body) = serde_json::from_value::<Transaction>(body) else { return };
     let Ok((pdus, edus)) = split_transaction(origin, &body) else { return };
     let rules = RoomVersionId::V11.rules().expect("version 11 has rules");
-    for pdu in &pdus {
+    for pdu in pdus {
         if pdu.get("room_id").and_then(Value::as_str).is_some() {
             let _ = event_id_of(pdu, &rules);
             let _ = pdu["state_key"].as_str().and_then(|k| <&UserId>::try_from(k).ok());
         }
     }
-    for edu in &edus {
+    for edu in edus {
         check_edu(origin, edu);
     }
 });

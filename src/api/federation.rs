@@ -1,20 +1,20 @@
 //! The server-server API (`/_matrix/federation/…`); the key API is in `keys.rs`.
 
-use std::collections::HashMap;
-
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request, State};
+use axum::http::request::Parts;
 use axum::routing::{get, post, put};
+use ruma::OwnedServerName;
 use ruma::api::federation::discovery::get_server_version;
 use ruma::api::federation::query::get_profile_information;
 use ruma::api::path_builder::SinglePath;
 use ruma::api::{IncomingRequest, Metadata};
-use ruma::{OwnedServerName, UserId};
 use serde_json::Value;
 
 use super::extract::{AppState, RumaResponse};
 use crate::endpoints::federated_directory::{get_bwi_list, get_changes, search};
+use crate::endpoints::federation::{create_invite, get_missing_events, send_transaction_message};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::inbound::rate_limit::Turn;
 
@@ -40,19 +40,19 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{V1}/media/download/{{media_id}}"), get(media::download))
         .route(&format!("{V1}/media/thumbnail/{{media_id}}"), get(media::thumbnail))
         .route(&format!("{V1}/openid/userinfo"), get(super::client::openid::userinfo))
-        .route(&format!("{V1}/send/{{txn_id}}"), put(rooms::send_transaction))
+        .route(path_of::<send_transaction_message::Request>(), put(rooms::send_transaction))
         .route(&format!("{V1}/make_join/{{room_id}}/{{user_id}}"), get(rooms::make_join))
         .route(&format!("{V1}/send_join/{{room_id}}/{{event_id}}"), put(rooms::send_join_v1))
         .route(&format!("{V2}/send_join/{{room_id}}/{{event_id}}"), put(rooms::send_join))
         .route(&format!("{V1}/make_leave/{{room_id}}/{{user_id}}"), get(rooms::make_leave))
         .route(&format!("{V1}/send_leave/{{room_id}}/{{event_id}}"), put(rooms::send_leave_v1))
         .route(&format!("{V2}/send_leave/{{room_id}}/{{event_id}}"), put(rooms::send_leave))
-        .route(&format!("{V2}/invite/{{room_id}}/{{event_id}}"), put(rooms::invite))
+        .route(path_of::<create_invite::Request>(), put(rooms::invite))
         .route(&format!("{V1}/event/{{event_id}}"), get(rooms::event))
         .route(&format!("{V1}/state/{{room_id}}"), get(rooms::room_state))
         .route(&format!("{V1}/state_ids/{{room_id}}"), get(rooms::room_state_ids))
         .route(&format!("{V1}/event_auth/{{room_id}}/{{event_id}}"), get(rooms::event_auth))
-        .route(&format!("{V1}/get_missing_events/{{room_id}}"), post(rooms::get_missing_events))
+        .route(path_of::<get_missing_events::Request>(), post(rooms::get_missing_events))
         .route(&format!("{V1}/backfill/{{room_id}}"), get(rooms::backfill))
 }
 
@@ -66,7 +66,10 @@ pub struct Signed {
 
 /// A signed `/send` transaction: it takes its turn itself, once it knows it is not a
 /// retry of one being handled (as Synapse, so waiting retries do not fill the queue).
-pub struct SignedTransaction(pub Signed);
+pub struct SignedTransaction {
+    pub signed: Signed,
+    pub request: send_transaction_message::Request,
+}
 
 impl FromRequest<AppState> for Signed {
     type Rejection = MatrixError;
@@ -82,8 +85,23 @@ impl FromRequest<AppState> for SignedTransaction {
     type Rejection = MatrixError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let path_args = path_args(&mut parts, state).await?;
+        let request = Request::from_parts(parts.clone(), body);
         let (origin, body) = authenticated(request, state, MAX_TRANSACTION_BYTES).await?;
-        Ok(Self(Signed { origin, body, _turn: None }))
+        let signed = Signed { origin, body, _turn: None };
+        signed.json()?;
+        let http = axum::http::Request::from_parts(parts, signed.body.as_ref());
+        let request = super::extract::parse_ruma(http, &path_args)?;
+        Ok(Self { signed, request })
+    }
+}
+
+/// The raw values of a request's path parameters, in order, as ruma parses them.
+async fn path_args(parts: &mut Parts, state: &AppState) -> Result<Vec<String>, MatrixError> {
+    match RawPathParams::from_request_parts(parts, state).await {
+        Ok(params) => Ok(params.iter().map(|(_, value)| value.to_owned()).collect()),
+        Err(_) => Err(MatrixError::invalid_param("Invalid path parameters")),
     }
 }
 
@@ -125,10 +143,7 @@ impl<T: IncomingRequest, const JSON_BODY: bool> FromRequest<AppState> for Signed
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
-        let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
-            Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
-            Err(_) => return Err(MatrixError::invalid_param("Invalid path parameters")),
-        };
+        let path_args = path_args(&mut parts, state).await?;
         let signed = Signed::from_request(Request::from_parts(parts.clone(), body), state).await?;
         if JSON_BODY || !signed.body.is_empty() {
             signed.json()?;
@@ -162,16 +177,14 @@ async fn version() -> RumaResponse<get_server_version::v1::Response> {
 /// `GET /query/profile?user_id=…[&field=…]`: a local user's public profile.
 async fn query_profile(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRuma<get_profile_information::v1::Request>,
 ) -> ApiResult<RumaResponse<get_profile_information::v1::Response>> {
-    let user_id = query.get("user_id").ok_or_else(|| MatrixError::missing_param("user_id is required"))?;
-    let user_id = <&UserId>::try_from(user_id.as_str()).map_err(|_| MatrixError::invalid_param("Invalid user_id"))?;
+    let user_id = &request.user_id;
     if !state.profiles.is_local(user_id) {
         return Err(MatrixError::invalid_param("The user is not on this server"));
     }
     tracing::debug!(origin = %signed.origin, %user_id, "profile query");
-    let field = query.get("field").map(String::as_str);
+    let field = request.field.as_ref().map(|field| field.as_str());
     let profile = state.profiles.lookup(user_id, field).await?;
     if let Some(field) = field.filter(|_| profile.is_empty()) {
         return Err(MatrixError::not_found(format!("The profile has no field {field}")));
@@ -182,6 +195,6 @@ async fn query_profile(
 }
 
 /// The path of an endpoint defined with ruma's macros, for the router.
-fn path_of<R: Metadata<PathBuilder = SinglePath>>() -> &'static str {
+pub(crate) fn path_of<R: Metadata<PathBuilder = SinglePath>>() -> &'static str {
     R::PATH_BUILDER.path()
 }

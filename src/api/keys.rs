@@ -1,17 +1,19 @@
 //! The key API (`/_matrix/key/v2/…`): this server's keys, and other servers' keys as a
 //! notary (each response counter-signed by this server).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use futures_util::StreamExt;
-use ruma::api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys};
+use ruma::api::federation::discovery::get_server_keys;
 use ruma::{OwnedServerName, ServerName};
-use serde::Deserialize;
 
-use super::extract::{AppState, MatrixJson, RumaResponse};
+use super::extract::{AppState, Ruma, RumaJson, RumaResponse};
+use super::federation::path_of;
+use crate::endpoints::federation::get_remote_server_keys_batch::{self, BatchQuery};
+use crate::endpoints::federation::{get_remote_server_key, get_remote_server_keys};
 use crate::error::{ApiResult, MatrixError};
 
 /// Servers one `POST /_matrix/key/v2/query` may ask about.
@@ -23,9 +25,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_matrix/key/v2/server", get(server_keys))
         .route("/_matrix/key/v2/server/{key_id}", get(server_keys))
-        .route("/_matrix/key/v2/query", axum::routing::post(query_keys_batch))
-        .route("/_matrix/key/v2/query/{server_name}", get(query_keys))
-        .route("/_matrix/key/v2/query/{server_name}/{key_id}", get(query_keys_by_id))
+        .route(path_of::<get_remote_server_keys_batch::Request>(), axum::routing::post(query_keys_batch))
+        .route(path_of::<get_remote_server_keys::Request>(), get(query_keys))
+        .route(path_of::<get_remote_server_key::Request>(), get(query_keys_by_id))
 }
 
 async fn server_keys(State(state): State<AppState>) -> ApiResult<RumaResponse<get_server_keys::v2::Response>> {
@@ -39,19 +41,6 @@ async fn server_keys(State(state): State<AppState>) -> ApiResult<RumaResponse<ge
 #[derive(Debug, Default, PartialEq)]
 struct Criteria {
     key_ids: Vec<String>,
-    minimum_valid_until_ts: Option<u64>,
-}
-
-/// Not ruma's request: ruma's takes only well-formed key ids (`algorithm:version`), and
-/// Synapse answers a query about any key id; server names are checked one by one so a
-/// bad one is `M_INVALID_PARAM`.
-#[derive(Debug, Deserialize)]
-struct BatchQuery {
-    server_keys: BTreeMap<String, BTreeMap<String, KeyCriteria>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct KeyCriteria {
     minimum_valid_until_ts: Option<u64>,
 }
 
@@ -77,12 +66,13 @@ fn parse_batch(body: BatchQuery) -> Result<BTreeMap<OwnedServerName, Criteria>, 
     Ok(parsed)
 }
 
-/// `POST /_matrix/key/v2/query`: several servers' keys at once.
+/// `POST /_matrix/key/v2/query`: several servers' keys at once (the local type's
+/// comment says why not ruma's request).
 async fn query_keys_batch(
     State(state): State<AppState>,
-    MatrixJson(body): MatrixJson<BatchQuery>,
-) -> ApiResult<RumaResponse<get_remote_server_keys_batch::v2::Response>> {
-    let servers = parse_batch(body)?;
+    Ruma(request): RumaJson<get_remote_server_keys_batch::Request>,
+) -> ApiResult<RumaResponse<get_remote_server_keys_batch::Response>> {
+    let servers = parse_batch(request.body)?;
     let federation = &state.remote_keys;
     let responses: Vec<Vec<_>> = futures_util::stream::iter(servers)
         .map(|(server, criteria)| async move {
@@ -92,38 +82,38 @@ async fn query_keys_batch(
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    Ok(get_remote_server_keys_batch::v2::Response::new(responses.into_iter().flatten().collect()).into())
+    Ok(get_remote_server_keys_batch::Response::new(responses.into_iter().flatten().collect()).into())
 }
 
+/// `GET /query/{server}/{keyId}` (deprecated, still served).
 async fn query_keys_by_id(
     State(state): State<AppState>,
-    Path((server_name, key_id)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<RumaResponse<get_remote_server_keys::v2::Response>> {
-    notary_answer(&state, &server_name, &[key_id.as_str()], &query).await
+    Ruma(request): Ruma<get_remote_server_key::Request>,
+) -> ApiResult<RumaResponse<get_remote_server_keys::Response>> {
+    let minimum = request.minimum_valid_until_ts.as_deref();
+    notary_answer(&state, &request.server_name, &[request.key_id.as_str()], minimum).await
 }
 
 /// `GET /query/{server}`: our own keys, or another server's as it published them
 /// (verified before they are passed on).
 async fn query_keys(
     State(state): State<AppState>,
-    Path(server_name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<RumaResponse<get_remote_server_keys::v2::Response>> {
-    notary_answer(&state, &server_name, &[], &query).await
+    Ruma(request): Ruma<get_remote_server_keys::Request>,
+) -> ApiResult<RumaResponse<get_remote_server_keys::Response>> {
+    notary_answer(&state, &request.server_name, &[], request.minimum_valid_until_ts.as_deref()).await
 }
 
-/// Not ruma's request: ruma's has no `{key_id}` form (deprecated, still served) and
-/// reads a `minimum_valid_until_ts` that does not parse as `M_BAD_JSON`.
+/// A server's keys as a notary answers them; the server name and the minimum validity
+/// are checked here, so that either one malformed is `M_INVALID_PARAM`.
 async fn notary_answer(
     state: &AppState,
     server_name: &str,
     key_ids: &[&str],
-    query: &HashMap<String, String>,
-) -> ApiResult<RumaResponse<get_remote_server_keys::v2::Response>> {
+    minimum_valid_until_ts: Option<&str>,
+) -> ApiResult<RumaResponse<get_remote_server_keys::Response>> {
     let server = <&ServerName>::try_from(server_name)
         .map_err(|_| MatrixError::invalid_param(format!("Invalid server name: {server_name}")))?;
-    let minimum = match query.get("minimum_valid_until_ts") {
+    let minimum = match minimum_valid_until_ts {
         Some(value) => Some(
             value
                 .parse::<u64>()
@@ -132,7 +122,7 @@ async fn notary_answer(
         None => None,
     };
     let responses = state.remote_keys.notary_query(server, key_ids, minimum).await;
-    Ok(get_remote_server_keys::v2::Response::new(responses).into())
+    Ok(get_remote_server_keys::Response::new(responses).into())
 }
 
 #[cfg(test)]

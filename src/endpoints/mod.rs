@@ -5,4 +5,5 @@
 
 pub mod client;
 pub mod federated_directory;
+pub mod federation;
 pub mod profile_edu;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use ruma::api::federation::directory::get_public_rooms;
 use ruma::api::federation::query::get_room_information;
 
-use super::Signed;
+use super::{Signed, SignedRuma};
 use crate::api::extract::{AppState, RumaResponse};
 use crate::endpoints::federated_directory::{get_bwi_list, get_changes, search};
 use crate::error::{ApiResult, MatrixError};
@@ -18,13 +18,9 @@ use crate::services::room_directory::PublicRoomsPage;
 /// `GET /v1/query/directory?room_alias=…`: a local alias's room and the servers in it.
 pub async fn query_alias(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-    _signed: Signed,
+    SignedRuma { request, .. }: SignedRuma<get_room_information::v1::Request>,
 ) -> ApiResult<RumaResponse<get_room_information::v1::Response>> {
-    let alias = query.get("room_alias").ok_or_else(|| MatrixError::missing_param("room_alias is required"))?;
-    let alias =
-        <&ruma::RoomAliasId>::try_from(alias.as_str()).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
-    Ok(state.room_directory.serve_alias_query(alias).await?.into())
+    Ok(state.room_directory.serve_alias_query(&request.room_alias).await?.into())
 }
 
 /// `GET/POST /v1/publicRooms`: the rooms published in this server's directory, a page at
@@ -50,15 +46,13 @@ pub async fn public_rooms(
 
 /// `GET …/io.kith.user_directory/changes?since=…&limit=…`: a peer follows this
 /// server's directory.
+/// A `limit` that is not a non-negative integer is `M_INVALID_PARAM`.
 pub async fn user_directory_changes(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRuma<get_changes::Request>,
 ) -> ApiResult<RumaResponse<get_changes::Response>> {
-    let limit = query.get("limit").map(|l| l.parse::<usize>()).transpose();
-    let limit = limit.map_err(|_| MatrixError::invalid_param("limit must be a non-negative integer"))?;
-    let since = query.get("since").map(String::as_str);
-    Ok(state.federated_directory.serve_changes(&signed.origin, since, limit).await?.into())
+    let since = request.since.as_deref();
+    Ok(state.federated_directory.serve_changes(&signed.origin, since, request.limit).await?.into())
 }
 
 /// `GET …/de.bwi.federated_user_dir/user_directory/search`: BWI's full list.

@@ -2,14 +2,16 @@
 //! uploads only, as `multipart/mixed` of an (empty) JSON part and the bytes.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use serde::Deserialize;
+use ruma::UInt;
+use ruma::api::federation::authenticated_media::{get_content, get_content_thumbnail};
+use ruma::media::Method;
 use tokio::io::AsyncReadExt;
 
-use super::Signed;
+use super::SignedRuma;
 use crate::api::extract::AppState;
 use crate::api::media::{WHOLE_FILE_BYTES, file_body};
 use crate::config::ThumbnailMethod;
@@ -18,38 +20,33 @@ use crate::services::media::{MediaFile, content_disposition};
 
 pub async fn download(
     State(state): State<AppState>,
-    Path(media_id): Path<String>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRuma<get_content::v1::Request>,
 ) -> ApiResult<Response> {
+    let media_id = request.media_id.as_str();
     tracing::debug!(origin = %signed.origin, media_id, "federation media download");
-    multipart(state.media.for_federation(&media_id).await?).await
+    multipart(state.media.for_federation(media_id).await?).await
 }
 
-#[derive(Deserialize)]
-pub struct ThumbnailQuery {
-    width: Option<u32>,
-    height: Option<u32>,
-    method: Option<String>,
-}
-
+/// `GET /v1/media/thumbnail/{mediaId}?width=…&height=…[&method=…]`: a width or height
+/// that is not a whole number is `M_INVALID_PARAM` (ruma's type), as Synapse answers it.
 pub async fn thumbnail(
     State(state): State<AppState>,
-    Path(media_id): Path<String>,
-    Query(query): Query<ThumbnailQuery>,
-    signed: Signed,
+    SignedRuma { signed, request }: SignedRuma<get_content_thumbnail::v1::Request>,
 ) -> ApiResult<Response> {
+    let media_id = request.media_id.as_str();
     tracing::debug!(origin = %signed.origin, media_id, "federation media thumbnail");
-    let (Some(width), Some(height)) = (query.width, query.height) else {
-        return Err(MatrixError::missing_param("width and height are required"));
+    let dimension = |value: UInt, name: &str| {
+        u32::try_from(u64::from(value)).map_err(|_| MatrixError::invalid_param(format!("{name} is too large")))
     };
-    let method = match query.method.as_deref() {
-        Some("crop") => ThumbnailMethod::Crop,
-        None | Some("scale") => ThumbnailMethod::Scale,
+    let (width, height) = (dimension(request.width, "width")?, dimension(request.height, "height")?);
+    let method = match request.method {
+        Some(Method::Crop) => ThumbnailMethod::Crop,
+        None | Some(Method::Scale) => ThumbnailMethod::Scale,
         Some(_) => return Err(MatrixError::invalid_param("method must be crop or scale")),
     };
     let server_name = state.config.server_name.clone();
     let file =
-        state.media.thumbnail(&server_name, &media_id, (width, height, method), false, Default::default()).await?;
+        state.media.thumbnail(&server_name, media_id, (width, height, method), false, Default::default()).await?;
     multipart(file).await
 }
 

@@ -2,34 +2,33 @@
 //! reading events, state, auth chains, missing events and backfill.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
-use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
+use ruma::api::federation::event::{get_event, get_room_state, get_room_state_ids};
 use ruma::api::federation::membership::{
-    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+    create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
 };
-use ruma::api::federation::transactions::send_transaction_message;
 
 use super::{Signed, SignedRuma, SignedRumaJson, SignedTransaction};
 use crate::api::extract::{AppState, RumaResponse};
+use crate::endpoints::federation::{create_invite, get_missing_events, send_transaction_message};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::joins::SendJoinAnswer;
 
-/// `PUT /v1/send/{txnId}`.
+/// `PUT /v1/send/{txnId}`, read as the local type's comment says.
 pub async fn send_transaction(
     State(state): State<AppState>,
-    Path(txn_id): Path<String>,
-    SignedTransaction(signed): SignedTransaction,
-) -> ApiResult<RumaResponse<send_transaction_message::v1::Response>> {
-    let body = signed.json()?;
-    let results = state.inbound.receive_transaction(&signed.origin, &txn_id, &body).await?;
+    SignedTransaction { signed, request }: SignedTransaction,
+) -> ApiResult<RumaResponse<send_transaction_message::Response>> {
+    let txn_id = request.transaction_id.as_str();
+    let results = state.inbound.receive_transaction(&signed.origin, txn_id, &request.transaction).await?;
     // ruma's answer carries each refusal as its message.
     let results = results.into_iter().map(|(id, result)| (id, result.map_err(|e| e.to_string()))).collect();
-    Ok(send_transaction_message::v1::Response::new(results).into())
+    Ok(send_transaction_message::Response::new(results).into())
 }
 
 /// `GET /v1/make_join/{roomId}/{userId}?ver=…`: without `ver`, only version 1 is
@@ -114,15 +113,12 @@ async fn leave(state: &AppState, signed: &Signed, request: create_leave_event::v
     Ok(())
 }
 
-/// `PUT /v2/invite/{roomId}/{eventId}`.
+/// `PUT /v2/invite/{roomId}/{eventId}`, read as the local type's comment says.
 pub async fn invite(
     State(state): State<AppState>,
-    Path((room_id, event_id)): Path<(String, String)>,
-    signed: Signed,
-) -> ApiResult<RumaResponse<create_invite::v2::Response>> {
-    let body = signed.json()?;
-    Ok(create_invite::v2::Response::new(state.joins.receive_invite(&signed.origin, &room_id, &event_id, &body).await?)
-        .into())
+    SignedRuma { signed, request }: SignedRumaJson<create_invite::Request>,
+) -> ApiResult<RumaResponse<create_invite::Response>> {
+    Ok(create_invite::Response::new(state.joins.receive_invite(&signed.origin, &request).await?).into())
 }
 
 pub async fn event(
@@ -156,13 +152,13 @@ pub async fn event_auth(
     Ok(state.history.serve_event_auth(&signed.origin, room_id, event_id).await?.into())
 }
 
+/// `POST /v1/get_missing_events/{roomId}`, read as Synapse reads it (the local type's
+/// comment says where that differs from ruma's).
 pub async fn get_missing_events(
     State(state): State<AppState>,
-    Path(room_id): Path<String>,
-    signed: Signed,
-) -> ApiResult<RumaResponse<get_missing_events::v1::Response>> {
-    let body = signed.json()?;
-    Ok(state.history.serve_missing_events(&signed.origin, &room_id, &body).await?.into())
+    SignedRuma { signed, request }: SignedRumaJson<get_missing_events::Request>,
+) -> ApiResult<RumaResponse<get_missing_events::Response>> {
+    Ok(state.history.serve_missing_events(&signed.origin, &request).await?.into())
 }
 
 /// `GET /v1/backfill/{roomId}?v=…&limit=…`; `v` and `limit` are required (ruma's type),

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::Inbound;
 use super::check_pdu::{PduCheckError, event_id_of};
+use crate::endpoints::federation::send_transaction_message::Transaction;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::bounded::BoundedMap;
 use crate::services::locks::KeyedLocks;
@@ -84,23 +85,24 @@ impl TransactionLog {
 }
 
 /// The PDUs and EDUs of a `/send` body from `origin`, within the spec's limits.
-pub fn split_transaction(origin: &ServerName, body: &Value) -> ApiResult<(Vec<Value>, Vec<Value>)> {
-    let pdus = body.get("pdus").map(|p| p.as_array().ok_or_else(|| MatrixError::bad_json("`pdus` must be a list")));
-    let pdus = pdus.transpose()?.cloned().unwrap_or_default();
-    let edus = body.get("edus").map(|e| e.as_array().ok_or_else(|| MatrixError::bad_json("`edus` must be a list")));
-    let edus = edus.transpose()?.cloned().unwrap_or_default();
-    if pdus.len() > MAX_PDUS || edus.len() > MAX_EDUS {
+pub fn split_transaction<'t>(origin: &ServerName, body: &'t Transaction) -> ApiResult<(&'t [Value], &'t [Value])> {
+    if body.pdus.len() > MAX_PDUS || body.edus.len() > MAX_EDUS {
         return Err(MatrixError::bad_json(format!("At most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs per transaction")));
     }
-    if body.get("origin").and_then(Value::as_str).is_some_and(|o| o != origin.as_str()) {
+    if body.origin.as_deref().is_some_and(|o| o != origin.as_str()) {
         return Err(MatrixError::bad_json("The transaction's origin is not the signing server"));
     }
-    Ok((pdus, edus))
+    Ok((&body.pdus, &body.edus))
 }
 
 impl Inbound {
     /// Handles `PUT /send/{txnId}` from `origin`; answers with a result per PDU.
-    pub async fn receive_transaction(&self, origin: &ServerName, txn_id: &str, body: &Value) -> ApiResult<PduResults> {
+    pub async fn receive_transaction(
+        &self,
+        origin: &ServerName,
+        txn_id: &str,
+        body: &Transaction,
+    ) -> ApiResult<PduResults> {
         let (pdus, edus) = split_transaction(origin, body)?;
         let key = (origin.to_string(), txn_id.to_owned());
         let _transaction = self.transactions.transactions.lock(&key).await;
@@ -109,8 +111,8 @@ impl Inbound {
         }
         // A retry waiting above takes no turn from its origin; the rate limit applies here.
         let _turn = self.admit(origin).await?;
-        let results = self.receive_pdus(origin, &pdus).await;
-        for edu in &edus {
+        let results = self.receive_pdus(origin, pdus).await;
+        for edu in edus {
             self.receive_edu(origin, edu).await;
         }
         self.transactions.remember(key, &results);

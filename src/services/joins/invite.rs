@@ -9,6 +9,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{Joins, MAX_INVITE_STATE, raw, supported_version};
+use crate::endpoints::federation::create_invite as invite_endpoint;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::inbound::parse_id;
 use crate::services::rooms::create::CreateRoom;
@@ -106,14 +107,15 @@ impl Joins {
     pub async fn receive_invite(
         &self,
         origin: &ServerName,
-        room_id: &str,
-        event_id: &str,
-        body: &Value,
+        request: &invite_endpoint::Request,
     ) -> ApiResult<Box<RawValue>> {
-        let version = body["room_version"].as_str().unwrap_or("1");
-        let (version, rules) = supported_version(Some(version))?;
-        let event =
-            self.inbound.check_pdu(&body["event"], &rules).await.map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        let (room_id, event_id) = (request.room_id.as_str(), request.event_id.as_str());
+        let (version, rules) = supported_version(Some(request.room_version.as_deref().unwrap_or("1")))?;
+        let pdu = match &request.event {
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| MatrixError::bad_json(e.to_string()))?,
+            None => Value::Null,
+        };
+        let event = self.inbound.check_pdu(&pdu, &rules).await.map_err(|e| MatrixError::bad_json(e.to_string()))?;
         if event.event_id != event_id || event.pdu.room_id.as_str() != room_id {
             return Err(MatrixError::bad_json("The event does not match the request path"));
         }
@@ -158,7 +160,7 @@ impl Joins {
                 Outcome::Rejected(reason) => return Err(MatrixError::forbidden(reason.to_string())),
             }
         } else {
-            let state = invite_state(&body["invite_room_state"]);
+            let state = invite_state(&request.invite_room_state);
             self.rooms.persist_outside_membership(&checked, Some(state)).await?;
         }
         tracing::info!(%origin, %room_id, invitee = %target, %version, "invite received");
@@ -167,8 +169,7 @@ impl Joins {
 }
 
 /// Up to `MAX_INVITE_STATE` stripped events, each with the keys clients need.
-fn invite_state(value: &Value) -> Value {
-    let events = value.as_array().map(Vec::as_slice).unwrap_or_default();
+fn invite_state(events: &[Value]) -> Value {
     let kept = events
         .iter()
         .filter(|e| {

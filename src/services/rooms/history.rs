@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use ruma::api::federation::authorization::get_event_authorization;
 use ruma::api::federation::backfill::get_backfill;
-use ruma::api::federation::event::{get_event, get_missing_events, get_room_state, get_room_state_ids};
+use ruma::api::federation::event::{get_event, get_room_state, get_room_state_ids};
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName, ServerName, UserId};
 use serde_json::Value;
 use serde_json::value::RawValue as RawJsonValue;
 
+use crate::endpoints::federation::get_missing_events;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::Rooms;
 use crate::services::rooms::format::pdu_json;
@@ -243,19 +244,17 @@ impl History {
     pub async fn serve_missing_events(
         &self,
         server: &ServerName,
-        room_id: &str,
-        body: &Value,
-    ) -> ApiResult<get_missing_events::v1::Response> {
-        let ids = |field: &str| -> ApiResult<Vec<String>> {
-            let list =
-                body[field].as_array().ok_or_else(|| MatrixError::bad_json(format!("`{field}` must be a list")))?;
-            Ok(list.iter().filter_map(|id| id.as_str().map(str::to_owned)).take(MAX_EVENTS_PER_REQUEST).collect())
+        request: &get_missing_events::Request,
+    ) -> ApiResult<get_missing_events::Response> {
+        let room_id = request.room_id.as_str();
+        let ids = |list: &[OwnedEventId]| -> Vec<String> {
+            list.iter().take(MAX_EVENTS_PER_REQUEST).map(ToString::to_string).collect()
         };
-        let earliest_ids = ids("earliest_events")?;
+        let earliest_ids = ids(&request.earliest_events);
         let earliest: HashSet<String> = earliest_ids.iter().cloned().collect();
-        let latest = ids("latest_events")?;
-        let limit = body["limit"].as_u64().unwrap_or(10).clamp(1, MAX_EVENTS_PER_REQUEST as u64) as usize;
-        let min_depth = body["min_depth"].as_i64().unwrap_or(0);
+        let latest = ids(&request.latest_events);
+        let limit = request.limit.clamp(1, MAX_EVENTS_PER_REQUEST as u64) as usize;
+        let min_depth = request.min_depth;
         let mut ahead = ReadAhead::new(&self.store, earliest_ids, limit);
         ahead.read(&latest).await?;
         let mut sight = Sight::default();
@@ -283,7 +282,7 @@ impl History {
         }
         found.sort_by_key(|e| (e.depth, e.stream_ordering));
         let events = found.iter().map(|e| raw_pdu(&e.json)).collect::<ApiResult<_>>()?;
-        Ok(get_missing_events::v1::Response::new(events))
+        Ok(get_missing_events::Response::new(events))
     }
 
     /// `GET /backfill/{roomId}?v=…&limit=…`: the given events and those before them,
