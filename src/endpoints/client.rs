@@ -601,3 +601,394 @@ pub mod add_backup_keys {
         pub count: UInt,
     }
 }
+
+/// `POST /join/{roomIdOrAlias}?via=…&server_name=…`. ruma's type refuses a server name
+/// that does not parse and reads `server_name` only without `via`; kith tries the
+/// servers of both in the order given and skips a name that does not parse (clients
+/// send an empty `server_name`). The answer is ruma's, field for field.
+pub mod join_room_by_id_or_alias {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::{OwnedRoomId, OwnedRoomOrAliasId};
+
+    metadata! {
+        method: POST,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/join/{room_id_or_alias}",
+            1.1 => "/_matrix/client/v3/join/{room_id_or_alias}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id_or_alias: OwnedRoomOrAliasId,
+
+        /// The whole query, in order (the service reads `via` and `server_name`).
+        #[ruma_api(query_all)]
+        pub query: Vec<(String, String)>,
+
+        /// Checked for its shape; kith keeps no reason for joins.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reason: Option<String>,
+    }
+
+    #[response]
+    pub struct Response {
+        pub room_id: OwnedRoomId,
+    }
+}
+
+/// `POST /rooms/{roomId}/join`. ruma's type takes only a room ID in the path; kith also
+/// takes an alias there (resolved as `/join/{roomIdOrAlias}` resolves it), as it always
+/// has. The answer is ruma's, field for field.
+pub mod join_room_by_id {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::{OwnedRoomId, OwnedRoomOrAliasId};
+
+    metadata! {
+        method: POST,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/rooms/{room_id}/join",
+            1.1 => "/_matrix/client/v3/rooms/{room_id}/join",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub room_id: OwnedRoomOrAliasId,
+
+        /// Checked for its shape; kith keeps no reason for joins.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reason: Option<String>,
+    }
+
+    #[response]
+    pub struct Response {
+        pub room_id: OwnedRoomId,
+    }
+}
+
+/// User-interactive auth with the account's password, as clients send it.
+pub mod uiaa {
+    use ruma::api::client::uiaa::UserIdentifier;
+    use serde::{Deserialize, Serialize};
+
+    /// ruma's `uiaa::Password` requires `identifier` and `password`, but clients still
+    /// send the legacy `user`, which Synapse accepts, and a stage without a password is
+    /// a failed stage (401 with the flow), not a bad request.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct PasswordAuth {
+        #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+        pub kind: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub session: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub identifier: Option<UserIdentifier>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub user: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub password: Option<String>,
+    }
+}
+
+/// `DELETE /devices/{deviceId}`. ruma's type reads `auth` as its `AuthData`, which
+/// refuses the password auth clients send ([`uiaa::PasswordAuth`]). The answer is
+/// ruma's (empty).
+pub mod delete_device {
+    use ruma::OwnedDeviceId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+
+    use super::uiaa::PasswordAuth;
+
+    metadata! {
+        method: DELETE,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/devices/{device_id}",
+            1.1 => "/_matrix/client/v3/devices/{device_id}",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(path)]
+        pub device_id: OwnedDeviceId,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub auth: Option<PasswordAuth>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `POST /delete_devices`: the password auth of [`delete_device`]; a missing `devices`
+/// is `M_MISSING_PARAM` once the body is read, as Synapse answers it.
+pub mod delete_devices {
+    use ruma::OwnedDeviceId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+
+    use super::uiaa::PasswordAuth;
+
+    metadata! {
+        method: POST,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/delete_devices",
+            1.1 => "/_matrix/client/v3/delete_devices",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub auth: Option<PasswordAuth>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub devices: Option<Vec<OwnedDeviceId>>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `POST /account/deactivate`: the password auth of [`delete_device`]. The answer is
+/// ruma's, field for field.
+pub mod deactivate {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::client::account::ThirdPartyIdRemovalStatus;
+    use ruma::api::{metadata, request, response};
+
+    use super::uiaa::PasswordAuth;
+
+    metadata! {
+        method: POST,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/account/deactivate",
+            1.1 => "/_matrix/client/v3/account/deactivate",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub auth: Option<PasswordAuth>,
+
+        #[serde(default, skip_serializing_if = "ruma::serde::is_default")]
+        pub erase: bool,
+    }
+
+    #[response]
+    pub struct Response {
+        pub id_server_unbind_result: ThirdPartyIdRemovalStatus,
+    }
+}
+
+/// `POST /account/password`: the password auth of [`delete_device`]; a missing
+/// `new_password` is `M_MISSING_PARAM` once the body is read, as Synapse answers it.
+pub mod change_password {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+
+    use super::uiaa::PasswordAuth;
+
+    metadata! {
+        method: POST,
+        rate_limited: true,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/account/password",
+            1.1 => "/_matrix/client/v3/account/password",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub auth: Option<PasswordAuth>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub new_password: Option<String>,
+
+        #[serde(default = "ruma::serde::default_true", skip_serializing_if = "ruma::serde::is_true")]
+        pub logout_devices: bool,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `POST /keys/device_signing/upload`. ruma's type reads `auth` as its `AuthData`, which
+/// refuses the password auth clients send ([`uiaa::PasswordAuth`]); `auth` is read only
+/// when replacing a master key needs it. The answer is ruma's (empty).
+pub mod upload_signing_keys {
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use ruma::encryption::CrossSigningKey;
+    use ruma::serde::Raw;
+
+    use super::uiaa::PasswordAuth;
+
+    metadata! {
+        method: POST,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            unstable => "/_matrix/client/unstable/keys/device_signing/upload",
+            1.1 => "/_matrix/client/v3/keys/device_signing/upload",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub auth: Option<Raw<PasswordAuth>>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub master_key: Option<Raw<CrossSigningKey>>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub self_signing_key: Option<Raw<CrossSigningKey>>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub user_signing_key: Option<Raw<CrossSigningKey>>,
+    }
+
+    #[response]
+    #[derive(Default)]
+    pub struct Response {}
+}
+
+/// `POST /login`. ruma's `LoginInfo` deserializer panics on a body without `type` (it
+/// indexes the map), and a login must answer hostile bodies with `M_MISSING_PARAM` /
+/// `M_BAD_JSON`; only password logins are read. The answer is ruma's.
+pub mod login {
+    use ruma::api::client::uiaa::UserIdentifier;
+    use ruma::api::{auth_scheme::NoAuthentication, metadata, request, response};
+    use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId};
+
+    metadata! {
+        method: POST,
+        rate_limited: true,
+        authentication: NoAuthentication,
+        history: {
+            1.0 => "/_matrix/client/r0/login",
+            1.1 => "/_matrix/client/v3/login",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[serde(rename = "type")]
+        pub kind: String,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub identifier: Option<UserIdentifier>,
+
+        /// Deprecated top-level user name, still sent by older clients.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub user: Option<String>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub password: Option<String>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub device_id: Option<OwnedDeviceId>,
+
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub initial_device_display_name: Option<String>,
+    }
+
+    #[response]
+    pub struct Response {
+        pub user_id: OwnedUserId,
+        pub access_token: String,
+        pub device_id: OwnedDeviceId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub home_server: Option<OwnedServerName>,
+    }
+}
+
+/// `POST /createRoom`. ruma's type parses `preset`, `visibility`, `invite` and each
+/// `initial_state` event into its own types, so an odd value would be `M_BAD_JSON`;
+/// the rooms service checks them itself, with the answers kith has always given (an
+/// unknown preset is `M_INVALID_PARAM`). The answer is ruma's.
+pub mod create_room {
+    use ruma::OwnedRoomId;
+    use ruma::api::auth_scheme::AccessToken;
+    use ruma::api::{metadata, request, response};
+    use serde::{Deserialize, Serialize};
+    use serde_json::{Map, Value};
+
+    metadata! {
+        method: POST,
+        rate_limited: false,
+        authentication: AccessToken,
+        history: {
+            1.0 => "/_matrix/client/r0/createRoom",
+            1.1 => "/_matrix/client/v3/createRoom",
+        }
+    }
+
+    #[request]
+    pub struct Request {
+        #[ruma_api(body)]
+        pub room: CreateRoomRequest,
+    }
+
+    #[response]
+    pub struct Response {
+        pub room_id: OwnedRoomId,
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct CreateRoomRequest {
+        #[serde(default)]
+        pub preset: Option<String>,
+        #[serde(default)]
+        pub visibility: Option<String>,
+        #[serde(default)]
+        pub name: Option<String>,
+        #[serde(default)]
+        pub topic: Option<String>,
+        #[serde(default)]
+        pub invite: Vec<String>,
+        #[serde(default)]
+        pub initial_state: Vec<InitialState>,
+        #[serde(default)]
+        pub power_level_content_override: Option<Map<String, Value>>,
+        #[serde(default)]
+        pub room_version: Option<String>,
+        #[serde(default)]
+        pub is_direct: bool,
+        #[serde(default)]
+        pub room_alias_name: Option<String>,
+        #[serde(default)]
+        pub creation_content: Option<Map<String, Value>>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct InitialState {
+        #[serde(rename = "type")]
+        pub event_type: String,
+        #[serde(default)]
+        pub state_key: String,
+        pub content: Value,
+    }
+}

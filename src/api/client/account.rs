@@ -2,76 +2,38 @@
 //! user-interactive auth), third-party identifiers.
 
 use axum::extract::State;
-use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate, get_3pids};
-use ruma::api::client::uiaa::UserIdentifier;
-use serde::Deserialize;
+use ruma::api::client::account::change_password as ruma_change_password;
+use ruma::api::client::account::deactivate as ruma_deactivate;
+use ruma::api::client::account::{ThirdPartyIdRemovalStatus, get_3pids};
 
 use super::register::{MAX_PASSWORD_BYTES, uia_challenge};
 use super::session::identified_user;
-use crate::api::extract::{AppState, MatrixJson, Requester, RumaResponse};
+use crate::api::extract::{AppState, Requester, Ruma, RumaJson, RumaResponse};
+use crate::endpoints::client::uiaa::PasswordAuth;
+use crate::endpoints::client::{change_password, deactivate};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::accounts::AuthenticatedUser;
 
-/// Not ruma's request: its `auth` is ruma's `AuthData`, which refuses the password
-/// auth clients still send (see [`PasswordAuth`]).
-#[derive(Deserialize)]
-pub struct DeactivateRequest {
-    #[serde(default)]
-    auth: Option<PasswordAuth>,
-    #[serde(default)]
-    erase: bool,
-}
-
-/// Password auth as clients send it: ruma's `uiaa::Password` requires `identifier` and
-/// `password`, but clients still send the legacy `user`, which Synapse accepts, and a
-/// stage without a password is a failed stage (401 with the flow), not a bad request.
-#[derive(Deserialize)]
-pub struct PasswordAuth {
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-    #[serde(default)]
-    session: Option<String>,
-    #[serde(default)]
-    identifier: Option<UserIdentifier>,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-}
-
 const STAGE: &str = "m.login.password";
 
+/// `POST /account/deactivate` (the local type's comment says why not ruma's request).
 pub async fn deactivate(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    MatrixJson(request): MatrixJson<DeactivateRequest>,
-) -> ApiResult<RumaResponse<deactivate::v3::Response>> {
+    Ruma(request): RumaJson<deactivate::Request>,
+) -> ApiResult<RumaResponse<ruma_deactivate::v3::Response>> {
     confirm_password(&state, &owner, request.auth).await?;
     state.accounts.deactivate(&owner.user_id, request.erase).await?;
     // No identity server was ever told of the account's third-party identifiers.
-    Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport).into())
-}
-
-/// Not ruma's request: the password auth of [`DeactivateRequest`].
-#[derive(Deserialize)]
-pub struct PasswordChange {
-    #[serde(default)]
-    auth: Option<PasswordAuth>,
-    new_password: Option<String>,
-    #[serde(default = "logout_devices_by_default")]
-    logout_devices: bool,
-}
-
-fn logout_devices_by_default() -> bool {
-    true
+    Ok(ruma_deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport).into())
 }
 
 /// `POST /account/password`: the current password confirms the new one.
 pub async fn change_password(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    MatrixJson(request): MatrixJson<PasswordChange>,
-) -> ApiResult<RumaResponse<change_password::v3::Response>> {
+    Ruma(request): RumaJson<change_password::Request>,
+) -> ApiResult<RumaResponse<ruma_change_password::v3::Response>> {
     let new_password = request.new_password.ok_or_else(|| MatrixError::missing_param("new_password is required"))?;
     if new_password.is_empty() || new_password.len() > MAX_PASSWORD_BYTES {
         return Err(MatrixError::new(
@@ -82,7 +44,7 @@ pub async fn change_password(
     }
     confirm_password(&state, &owner, request.auth).await?;
     state.accounts.change_password(&owner, &new_password, !request.logout_devices).await?;
-    Ok(change_password::v3::Response::new().into())
+    Ok(ruma_change_password::v3::Response::new().into())
 }
 
 /// `GET /account/3pid`: kith binds no email addresses or phone numbers.

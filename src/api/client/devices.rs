@@ -1,12 +1,11 @@
 //! `/devices` and `/delete_devices`: list, rename and log out a user's devices.
 
-use axum::extract::{Path, State};
-use ruma::OwnedDeviceId;
+use axum::extract::State;
 use ruma::api::client::device::{delete_device, delete_devices, get_device, get_devices, update_device};
-use serde::Deserialize;
 
-use super::account::{PasswordAuth, confirm_password};
-use crate::api::extract::{AppState, MatrixJson, OptionalJson, Requester, Ruma, RumaResponse};
+use super::account::confirm_password;
+use crate::api::extract::{AppState, Requester, Ruma, RumaJson, RumaResponse};
+use crate::endpoints::client::{delete_device as local_delete_device, delete_devices as local_delete_devices};
 use crate::error::{ApiResult, MatrixError};
 
 pub async fn list(
@@ -33,41 +32,26 @@ pub async fn rename(
     Ok(update_device::v3::Response::new().into())
 }
 
-/// Not ruma's request: the password auth of [`PasswordAuth`], which ruma's `AuthData`
-/// refuses.
-#[derive(Deserialize, Default)]
-pub struct Delete {
-    #[serde(default)]
-    auth: Option<PasswordAuth>,
-}
-
-/// `DELETE /devices/{id}`: the password confirms it (user-interactive auth).
+/// `DELETE /devices/{id}`: the password confirms it (user-interactive auth; the local
+/// type's comment says why not ruma's request).
 pub async fn delete(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(device_id): Path<OwnedDeviceId>,
-    OptionalJson(request): OptionalJson<Delete>,
+    Ruma(request): Ruma<local_delete_device::Request>,
 ) -> ApiResult<RumaResponse<delete_device::v3::Response>> {
-    if !state.devices.exists(&owner.user_id, &device_id).await? {
+    if !state.devices.exists(&owner.user_id, &request.device_id).await? {
         return Err(MatrixError::not_found("Device not found"));
     }
     confirm_password(&state, &owner, request.auth).await?;
-    state.devices.delete_devices(&owner.user_id, &[device_id]).await?;
+    state.devices.delete_devices(&owner.user_id, &[request.device_id]).await?;
     Ok(delete_device::v3::Response::new().into())
 }
 
-/// Not ruma's request: the password auth of [`PasswordAuth`].
-#[derive(Deserialize)]
-pub struct DeleteMany {
-    #[serde(default)]
-    auth: Option<PasswordAuth>,
-    devices: Option<Vec<OwnedDeviceId>>,
-}
-
+/// `POST /delete_devices`, confirmed as [`delete`] is.
 pub async fn delete_many(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    MatrixJson(request): MatrixJson<DeleteMany>,
+    Ruma(request): RumaJson<local_delete_devices::Request>,
 ) -> ApiResult<RumaResponse<delete_devices::v3::Response>> {
     let devices = request.devices.ok_or_else(|| MatrixError::missing_param("devices is required"))?;
     confirm_password(&state, &owner, request.auth).await?;

@@ -10,12 +10,12 @@ use ruma::api::client::to_device::send_event_to_device;
 use ruma::encryption::{CrossSigningKey, DeviceKeys};
 use ruma::serde::Raw;
 use ruma::{OwnedDeviceId, OwnedUserId};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-use super::account::{PasswordAuth, confirm_password};
-use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaJson, RumaResponse};
-use crate::endpoints::client::upload_keys;
+use super::account::confirm_password;
+use crate::api::extract::{AppState, Requester, Ruma, RumaJson, RumaResponse};
+use crate::endpoints::client::{upload_keys, upload_signing_keys as local_upload_signing_keys};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::keys::{CrossSigningUpload, KeysUpload};
 use crate::services::sync::SyncToken;
@@ -90,26 +90,13 @@ pub async fn changes(
     Ok(get_key_changes::v3::Response::new(changed, left).into())
 }
 
-/// Not ruma's request: its `auth` is ruma's `AuthData`, which refuses the password auth
-/// clients still send (see [`PasswordAuth`]); it is read only when a password is needed.
-#[derive(Deserialize)]
-pub struct CrossSigningRequest {
-    #[serde(default)]
-    auth: Option<Raw<PasswordAuth>>,
-    #[serde(default)]
-    master_key: Option<Raw<CrossSigningKey>>,
-    #[serde(default)]
-    self_signing_key: Option<Raw<CrossSigningKey>>,
-    #[serde(default)]
-    user_signing_key: Option<Raw<CrossSigningKey>>,
-}
-
 /// `POST /keys/device_signing/upload`: the first upload needs no password; replacing a
-/// master key does (user-interactive auth).
+/// master key does (user-interactive auth; the local type's comment says why not
+/// ruma's request).
 pub async fn upload_cross_signing(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    MatrixJson(request): MatrixJson<CrossSigningRequest>,
+    Ruma(request): RumaJson<local_upload_signing_keys::Request>,
 ) -> ApiResult<RumaResponse<upload_signing_keys::v3::Response>> {
     let upload = CrossSigningUpload {
         master_key: request.master_key,

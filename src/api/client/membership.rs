@@ -1,62 +1,51 @@
 //! Membership endpoints: join, invite, leave, kick, ban, unban, forget.
 
-use axum::extract::{Path, Query, State};
-use ruma::api::client::membership::{
-    ban_user, forget_room, join_room_by_id, join_room_by_id_or_alias, kick_user, leave_room, unban_user,
-};
-use ruma::{OwnedRoomId, OwnedServerName, RoomId, UserId};
-use serde::Deserialize;
+use axum::extract::State;
+use ruma::api::client::membership::{ban_user, forget_room, kick_user, leave_room, unban_user};
+use ruma::{OwnedRoomId, OwnedRoomOrAliasId, OwnedServerName, RoomId, UserId};
 
-use crate::api::extract::{AppState, OptionalJson, Requester, Ruma, RumaResponse, parse_id};
-use crate::endpoints::client::invite_user;
+use crate::api::extract::{AppState, Requester, Ruma, RumaResponse, parse_id};
+use crate::endpoints::client::{invite_user, join_room_by_id, join_room_by_id_or_alias};
 use crate::error::ApiResult;
 use crate::services::joins::{MembershipRequest as Request, servers_from_query};
 use crate::services::rooms::membership::Change;
 
-/// The body of a join: its shape is checked; kith keeps no `reason` for joins.
-#[derive(Deserialize, Default)]
-pub struct JoinRequest {
-    #[serde(default)]
-    #[allow(dead_code)]
-    reason: Option<String>,
-}
-
 /// Resolves a room id or an alias (asking the alias's server when it is not ours) to a
 /// room id and servers to join it through.
-async fn resolve_room(state: &AppState, room_id_or_alias: &str) -> ApiResult<(OwnedRoomId, Vec<OwnedServerName>)> {
-    if room_id_or_alias.starts_with('#') {
-        let alias = parse_id(room_id_or_alias, "room alias")?;
-        return state.room_directory.resolve_alias(alias).await;
+async fn resolve_room(
+    state: &AppState,
+    room_id_or_alias: OwnedRoomOrAliasId,
+) -> ApiResult<(OwnedRoomId, Vec<OwnedServerName>)> {
+    match OwnedRoomId::try_from(room_id_or_alias) {
+        Ok(room_id) => Ok((room_id, Vec::new())),
+        Err(alias) => state.room_directory.resolve_alias(&alias).await,
     }
-    let room_id: &RoomId = parse_id(room_id_or_alias, "room ID or alias")?;
-    Ok((room_id.to_owned(), Vec::new()))
 }
 
-/// `POST /join/{roomIdOrAlias}?server_name=…&via=…`.
+/// `POST /join/{roomIdOrAlias}?server_name=…&via=…`: the servers named are tried
+/// before those the alias resolves to.
 pub async fn join_by_id_or_alias(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(target): Path<String>,
-    Query(query): Query<Vec<(String, String)>>,
-    OptionalJson(_): OptionalJson<JoinRequest>,
-) -> ApiResult<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
-    let (room_id, mut servers) = resolve_room(&state, &target).await?;
-    servers.splice(0..0, servers_from_query(&query));
+    Ruma(request): Ruma<join_room_by_id_or_alias::Request>,
+) -> ApiResult<RumaResponse<join_room_by_id_or_alias::Response>> {
+    let (room_id, mut servers) = resolve_room(&state, request.room_id_or_alias).await?;
+    servers.splice(0..0, servers_from_query(&request.query));
     check_join_limits(&state, &owner.user_id, &room_id).await?;
     state.joins.join_room(&owner.user_id, &room_id, &servers).await?;
-    Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
+    Ok(join_room_by_id_or_alias::Response { room_id }.into())
 }
 
+/// `POST /rooms/{roomId}/join` (an alias is taken too: see the local type).
 pub async fn join_room(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    Path(room_id): Path<String>,
-    OptionalJson(_): OptionalJson<JoinRequest>,
-) -> ApiResult<RumaResponse<join_room_by_id::v3::Response>> {
-    let (room_id, servers) = resolve_room(&state, &room_id).await?;
+    Ruma(request): Ruma<join_room_by_id::Request>,
+) -> ApiResult<RumaResponse<join_room_by_id::Response>> {
+    let (room_id, servers) = resolve_room(&state, request.room_id).await?;
     check_join_limits(&state, &owner.user_id, &room_id).await?;
     state.joins.join_room(&owner.user_id, &room_id, &servers).await?;
-    Ok(join_room_by_id::v3::Response::new(room_id).into())
+    Ok(join_room_by_id::Response { room_id }.into())
 }
 
 /// `rc_joins.local` for rooms this server is in, `rc_joins.remote` for joins over

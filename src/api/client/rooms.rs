@@ -10,19 +10,21 @@ use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_s
 use ruma::{OwnedRoomId, RoomId};
 use serde_json::{Map, Value};
 
-use crate::api::extract::{AppState, MatrixJson, Requester, Ruma, RumaJson, RumaResponse};
-use crate::endpoints::client::get_message_events;
+use crate::api::extract::{AppState, Requester, Ruma, RumaJson, RumaResponse};
+use crate::endpoints::client::{create_room as local_create_room, get_message_events};
 use crate::error::{ApiResult, MatrixError};
 use crate::services::rooms::NewEvent;
-use crate::services::rooms::create::{CreateRoom, CreateRoomRequest};
+use crate::services::rooms::create::CreateRoom;
 use crate::services::rooms::filter::EventFilter;
 use crate::services::rooms::format::raw_client_event;
 
+/// `POST /createRoom` (the local type's comment says why not ruma's request).
 pub async fn create_room(
     State(state): State<AppState>,
     Requester(owner): Requester,
-    MatrixJson(request): MatrixJson<CreateRoomRequest>,
+    Ruma(request): RumaJson<local_create_room::Request>,
 ) -> ApiResult<RumaResponse<create_room::v3::Response>> {
+    let request = request.room;
     state.limits.room_creation.check_requester(&owner)?;
     let alias = match &request.room_alias_name {
         Some(localpart) => {

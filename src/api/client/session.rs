@@ -1,14 +1,13 @@
 //! Login, logout and whoami.
 
 use axum::extract::State;
-use ruma::OwnedDeviceId;
 use ruma::api::client::account::whoami;
 use ruma::api::client::session::get_login_types::v3::{LoginType, PasswordLoginType};
 use ruma::api::client::session::{get_login_types, login, logout, logout_all};
 use ruma::api::client::uiaa::UserIdentifier;
-use serde::Deserialize;
 
-use crate::api::extract::{AppState, ClientIp, MatrixJson, Requester, Ruma, RumaResponse};
+use crate::api::extract::{AppState, ClientIp, Requester, Ruma, RumaJson, RumaResponse};
+use crate::endpoints::client::login as local_login;
 use crate::error::{ApiResult, MatrixError};
 
 /// The user name of an `m.id.user` identifier (or the legacy `user` field).
@@ -24,34 +23,15 @@ pub fn identified_user(identifier: Option<&UserIdentifier>, legacy_user: Option<
     }
 }
 
-/// `POST /login`. Not ruma's `login::v3::Request`: its `LoginInfo` deserializer panics
-/// on a body without `type` (it indexes the map), and a login must answer hostile bodies
-/// with `M_MISSING_PARAM`/`M_BAD_JSON`.
-#[derive(Deserialize)]
-pub struct LoginRequest {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    identifier: Option<UserIdentifier>,
-    /// Deprecated top-level user name, still sent by older clients.
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    device_id: Option<OwnedDeviceId>,
-    #[serde(default)]
-    initial_device_display_name: Option<String>,
-}
-
 pub async fn login_flows() -> RumaResponse<get_login_types::v3::Response> {
     get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::new())]).into()
 }
 
+/// `POST /login` with a password (the local type's comment says why not ruma's request).
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    MatrixJson(request): MatrixJson<LoginRequest>,
+    Ruma(request): RumaJson<local_login::Request>,
 ) -> ApiResult<RumaResponse<login::v3::Response>> {
     state.limits.login_address.check(&ip.to_string())?;
     if request.kind != "m.login.password" {

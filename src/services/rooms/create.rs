@@ -11,8 +11,8 @@ use ruma::events::room::history_visibility::{HistoryVisibility, RoomHistoryVisib
 use ruma::events::room::join_rules::{JoinRule, RoomJoinRulesEventContent};
 use ruma::events::room::name::RoomNameEventContent;
 use ruma::events::room::topic::{RoomTopicEventContent, TopicContentBlock};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 use super::membership::Profile;
@@ -21,40 +21,7 @@ use super::{NewEvent, Rooms};
 use crate::config::SUPPORTED_ROOM_VERSIONS;
 use crate::error::{ApiResult, MatrixError};
 
-#[derive(Debug, Default, Deserialize)]
-pub struct CreateRoomRequest {
-    #[serde(default)]
-    pub preset: Option<String>,
-    #[serde(default)]
-    pub visibility: Option<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub topic: Option<String>,
-    #[serde(default)]
-    pub invite: Vec<String>,
-    #[serde(default)]
-    pub initial_state: Vec<InitialState>,
-    #[serde(default)]
-    pub power_level_content_override: Option<Map<String, Value>>,
-    #[serde(default)]
-    pub room_version: Option<String>,
-    #[serde(default)]
-    pub is_direct: bool,
-    #[serde(default)]
-    pub room_alias_name: Option<String>,
-    #[serde(default)]
-    pub creation_content: Option<Map<String, Value>>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct InitialState {
-    #[serde(rename = "type")]
-    pub event_type: String,
-    #[serde(default)]
-    pub state_key: String,
-    pub content: Value,
-}
+pub use crate::endpoints::client::create_room::{CreateRoomRequest, InitialState};
 
 /// Who created the room and what they asked for.
 pub struct CreateRoom<'a> {
