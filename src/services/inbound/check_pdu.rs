@@ -220,8 +220,10 @@ fn signing_key_ids(object: &CanonicalJsonObject, server: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use ruma::RoomVersionId;
+    use ruma::events::room::message::RoomMessageEventContent;
     use ruma::signatures::Ed25519KeyPair;
-    use serde_json::json;
+
+    use crate::services::rooms::pdu::fixture::{PduFixture, json_text};
 
     fn rules() -> RoomVersionRules {
         RoomVersionId::V10.rules().unwrap()
@@ -241,12 +243,17 @@ mod tests {
     }
 
     fn signed_message(pair: &Ed25519KeyPair, body: &str) -> Value {
-        let mut object: CanonicalJsonObject = serde_json::from_value(json!({
-            "room_id": "!room:remote.test", "sender": "@m:remote.test", "type": "m.room.message",
-            "content": { "body": body, "msgtype": "m.text" }, "origin_server_ts": 5, "depth": 3,
-            "prev_events": ["$prev"], "auth_events": ["$create"],
-        }))
-        .unwrap();
+        let fields = PduFixture {
+            room_id: "!room:remote.test",
+            sender: "@m:remote.test",
+            content: serde_json::to_value(RoomMessageEventContent::text_plain(body)).unwrap(),
+            origin_server_ts: 5,
+            depth: Some(3),
+            prev_events: vec!["$prev"],
+            auth_events: vec!["$create"],
+            ..PduFixture::message()
+        };
+        let mut object: CanonicalJsonObject = serde_json::from_value(fields.to_value()).unwrap();
         ruma::signatures::hash_and_sign_event("remote.test", pair, &mut object, &rules().redaction).unwrap();
         serde_json::to_value(object).unwrap()
     }
@@ -259,10 +266,10 @@ mod tests {
         assert_eq!(checked.unwrap().json["content"]["body"], "hello");
 
         let mut tampered = event.clone();
-        tampered["content"]["body"] = json!("forged");
+        tampered["content"]["body"] = "forged".into();
         let checked =
             verify_pdu(parse_pdu(&tampered, &rules()).unwrap(), &keys_of("remote.test", &pair), &rules()).unwrap();
-        assert_eq!(checked.json["content"], json!({}), "a hash mismatch must redact");
+        assert_eq!(checked.json["content"], json_text("{}"), "a hash mismatch must redact");
     }
 
     #[test]
@@ -273,12 +280,12 @@ mod tests {
         assert!(verify_pdu(parse_pdu(&event, &rules()).unwrap(), &keys_of("remote.test", &other), &rules()).is_err());
         assert!(verify_pdu(parse_pdu(&event, &rules()).unwrap(), &keys_of("elsewhere.test", &pair), &rules()).is_err());
         let mut unsigned = event.clone();
-        unsigned["signatures"] = json!({});
+        unsigned["signatures"] = json_text("{}");
         assert!(verify_pdu(parse_pdu(&unsigned, &rules()).unwrap(), &keys_of("remote.test", &pair), &rules()).is_err());
         // Changing a signed field other than the content changes the event id, so the
         // signature no longer matches.
         let mut moved = event.clone();
-        moved["depth"] = json!(4);
+        moved["depth"] = 4.into();
         assert!(verify_pdu(parse_pdu(&moved, &rules()).unwrap(), &keys_of("remote.test", &pair), &rules()).is_err());
     }
 
@@ -288,27 +295,27 @@ mod tests {
         let good = signed_message(&pair, "hi");
         assert!(parse_pdu(&good, &rules()).is_ok());
         let mut huge = good.clone();
-        huge["content"]["body"] = json!("x".repeat(70_000));
-        let mut cases: Vec<Value> = vec![json!(null), json!([]), json!("event"), json!(5), json!({}), huge];
+        huge["content"]["body"] = "x".repeat(70_000).into();
+        let mut cases: Vec<Value> = vec![Value::Null, json_text("[]"), "event".into(), 5.into(), json_text("{}"), huge];
         for (field, value) in [
-            ("depth", json!(-1)),
-            ("depth", json!(1.5)),
-            ("depth", json!(9_007_199_254_740_993_u64)),
-            ("depth", json!("3")),
-            ("origin_server_ts", json!(1e300)),
-            ("origin_server_ts", json!(u64::MAX)),
-            ("sender", json!(["@m:remote.test"])),
-            ("sender", json!("not a user")),
-            ("room_id", json!(7)),
-            ("type", json!(null)),
-            ("hashes", json!("sha256")),
-            ("signatures", json!([])),
-            ("prev_events", json!({"$a": {}})),
-            ("prev_events", json!((0..21).map(|i| format!("$e{i}")).collect::<Vec<_>>())),
-            ("auth_events", json!((0..11).map(|i| format!("$e{i}")).collect::<Vec<_>>())),
-            ("auth_events", json!([null])),
-            ("state_key", json!(false)),
-            ("content", json!({ "n": 1.25 })),
+            ("depth", Value::from(-1)),
+            ("depth", Value::from(1.5)),
+            ("depth", Value::from(9_007_199_254_740_993_u64)),
+            ("depth", Value::from("3")),
+            ("origin_server_ts", Value::from(1e300)),
+            ("origin_server_ts", Value::from(u64::MAX)),
+            ("sender", Value::from(vec!["@m:remote.test"])),
+            ("sender", Value::from("not a user")),
+            ("room_id", Value::from(7)),
+            ("type", Value::Null),
+            ("hashes", Value::from("sha256")),
+            ("signatures", json_text("[]")),
+            ("prev_events", json_text(r#"{"$a": {}}"#)),
+            ("prev_events", Value::from((0..21).map(|i| format!("$e{i}")).collect::<Vec<_>>())),
+            ("auth_events", Value::from((0..11).map(|i| format!("$e{i}")).collect::<Vec<_>>())),
+            ("auth_events", json_text("[null]")),
+            ("state_key", Value::from(false)),
+            ("content", json_text(r#"{ "n": 1.25 }"#)),
         ] {
             let mut bad = good.clone();
             bad[field] = value;

@@ -132,31 +132,78 @@ impl ruma::state_res::Event for Pdu {
     }
 }
 
+/// PDUs for unit tests, built from typed fields rather than JSON literals.
+#[cfg(test)]
+pub mod fixture {
+    use serde::Serialize;
+    use serde_json::{Map, Value};
+
+    /// A PDU's fields; `to_value` gives its JSON as a server would send it.
+    #[derive(Serialize)]
+    pub struct PduFixture<'a> {
+        pub room_id: &'a str,
+        pub sender: &'a str,
+        #[serde(rename = "type")]
+        pub kind: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub state_key: Option<&'a str>,
+        pub content: Value,
+        pub origin_server_ts: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub depth: Option<u64>,
+        pub prev_events: Vec<&'a str>,
+        pub auth_events: Vec<&'a str>,
+    }
+
+    impl PduFixture<'_> {
+        /// An `m.room.message` in `!r:x` by `@a:x` with empty content and no parents.
+        pub fn message() -> Self {
+            Self {
+                room_id: "!r:x",
+                sender: "@a:x",
+                kind: "m.room.message",
+                state_key: None,
+                content: Value::Object(Map::new()),
+                origin_server_ts: 1,
+                depth: None,
+                prev_events: Vec::new(),
+                auth_events: Vec::new(),
+            }
+        }
+
+        pub fn to_value(&self) -> Value {
+            serde_json::to_value(self).expect("a fixture serializes")
+        }
+    }
+
+    /// A JSON value written as JSON text (for shapes no type has: hostile input).
+    pub fn json_text(text: &str) -> Value {
+        serde_json::from_str(text).expect("fixture JSON parses")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixture::{PduFixture, json_text};
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn hostile_pdus_are_errors_not_panics() {
-        let good = json!({
-            "room_id": "!r:x", "sender": "@a:x", "type": "m.room.message", "content": {},
-            "origin_server_ts": 1, "prev_events": [], "auth_events": [],
-        });
+        let good = PduFixture::message().to_value();
         assert!(Pdu::from_json("$e", &good, false).is_ok());
         for (field, value) in [
-            ("sender", json!(5)),
-            ("origin_server_ts", json!(-1)),
-            ("origin_server_ts", json!(1e300)),
-            ("prev_events", json!("x")),
-            ("auth_events", json!([1])),
-            ("state_key", json!({})),
-            ("room_id", json!("not a room")),
+            ("sender", Value::from(5)),
+            ("origin_server_ts", Value::from(-1)),
+            ("origin_server_ts", Value::from(1e300)),
+            ("prev_events", Value::from("x")),
+            ("auth_events", json_text("[1]")),
+            ("state_key", json_text("{}")),
+            ("room_id", Value::from("not a room")),
         ] {
             let mut bad = good.clone();
             bad[field] = value;
             assert!(Pdu::from_json("$e", &bad, false).is_err(), "{field}");
         }
-        assert!(Pdu::from_json("$e", &json!(null), false).is_err());
+        assert!(Pdu::from_json("$e", &Value::Null, false).is_err());
     }
 }

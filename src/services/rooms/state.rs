@@ -222,14 +222,16 @@ async fn auth_chain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::services::rooms::pdu::fixture::PduFixture;
 
     fn pdu(id: &str, auth: &[&str]) -> (OwnedEventId, Pdu) {
-        let json = json!({
-            "room_id": "!r:x", "sender": "@a:x", "type": "m.room.member", "state_key": "@a:x",
-            "content": {}, "origin_server_ts": 1, "prev_events": [], "auth_events": auth,
-        });
-        let pdu = Pdu::from_json(id, &json, false).unwrap();
+        let fields = PduFixture {
+            kind: "m.room.member",
+            state_key: Some("@a:x"),
+            auth_events: auth.to_vec(),
+            ..PduFixture::message()
+        };
+        let pdu = Pdu::from_json(id, &fields.to_value(), false).unwrap();
         (pdu.event_id.clone(), pdu)
     }
 

@@ -74,23 +74,34 @@ fn merge_fields(older: &Value, mut newer: Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use ruma::api::federation::transactions::edu::{Edu, TypingContent};
+    use ruma::{owned_room_id, owned_user_id};
+
     use super::*;
-    use serde_json::json;
+    use crate::endpoints::profile_edu::{ProfileEdu, ProfileUpdate};
+
+    fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, Value> {
+        pairs.iter().map(|(field, value)| ((*field).to_owned(), Value::from(*value))).collect()
+    }
 
     #[test]
     fn profile_edus_of_one_user_merge_their_fields() {
         let mut queue = EduQueue::default();
-        let edu = |fields: Value| json!({ "edu_type": "uk.tcpip.msc4259.profile", "content": { "user_id": "@a:x", "fields": fields } });
-        queue.push("p @a:x".into(), edu(json!({ "displayname": "A", "avatar_url": "mxc://x/1" })));
-        queue.push("p @a:x".into(), edu(json!({ "displayname": "B" })));
+        let edu = |fields: BTreeMap<String, Value>| {
+            let update = ProfileUpdate { user_id: owned_user_id!("@a:x"), fields };
+            serde_json::to_value(ProfileEdu::new(update)).unwrap()
+        };
+        queue.push("p @a:x".into(), edu(fields(&[("displayname", "A"), ("avatar_url", "mxc://x/1")])));
+        queue.push("p @a:x".into(), edu(fields(&[("displayname", "B")])));
         let taken = queue.take(10);
         assert_eq!(taken.len(), 1);
-        assert_eq!(taken[0].2["content"]["fields"], json!({ "displayname": "B", "avatar_url": "mxc://x/1" }));
-        queue.push("t".into(), json!({ "edu_type": "m.typing", "content": { "typing": true } }));
-        assert_eq!(
-            queue.take(10)[0].2,
-            json!({ "edu_type": "m.typing", "content": { "typing": true } }),
-            "others unchanged"
-        );
+        let merged = serde_json::to_value(fields(&[("displayname", "B"), ("avatar_url", "mxc://x/1")])).unwrap();
+        assert_eq!(taken[0].2["content"]["fields"], merged);
+        let typing = Edu::Typing(TypingContent::new(owned_room_id!("!r:x"), owned_user_id!("@a:x"), true));
+        let typing = serde_json::to_value(typing).unwrap();
+        queue.push("t".into(), typing.clone());
+        assert_eq!(queue.take(10)[0].2, typing, "others unchanged");
     }
 }

@@ -599,7 +599,6 @@ fn log_pdu_errors(server: &ServerName, answer: &[u8]) {
 mod tests {
     use super::edu_queue::MAX_QUEUED_EDUS;
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn transactions_shrink_when_too_large_and_grow_back() {
@@ -620,26 +619,26 @@ mod tests {
     #[test]
     fn keyed_edus_coalesce_and_keep_their_order() {
         let mut queue = EduQueue::default();
-        queue.push("typing:!r:@a".into(), json!(1));
-        queue.push("typing:!r:@b".into(), json!(2));
-        queue.push("typing:!r:@a".into(), json!(3));
+        queue.push("typing:!r:@a".into(), Value::from(1));
+        queue.push("typing:!r:@b".into(), Value::from(2));
+        queue.push("typing:!r:@a".into(), Value::from(3));
         let taken = queue.take(10);
         let values: Vec<&Value> = taken.iter().map(|(_, _, edu)| edu).collect();
-        assert_eq!(values, vec![&json!(2), &json!(3)], "only the newest per key, oldest first");
-        queue.push("typing:!r:@a".into(), json!(4));
+        assert_eq!(values, vec![&Value::from(2), &Value::from(3)], "only the newest per key, oldest first");
+        queue.push("typing:!r:@a".into(), Value::from(4));
         queue.restore(taken);
         let values: Vec<Value> = queue.take(10).into_iter().map(|(_, _, edu)| edu).collect();
-        assert_eq!(values, vec![json!(2), json!(4)], "a failed send does not bring back what was replaced");
+        assert_eq!(values, vec![Value::from(2), Value::from(4)], "a failed send does not bring back what was replaced");
     }
 
     #[test]
     fn edu_queues_are_bounded() {
         let mut queue = EduQueue::default();
         for i in 0..(MAX_QUEUED_EDUS + 10) {
-            queue.push(format!("k{i}"), json!(i));
+            queue.push(format!("k{i}"), Value::from(i));
         }
         let taken = queue.take(usize::MAX);
         assert_eq!(taken.len(), MAX_QUEUED_EDUS);
-        assert_eq!(taken[0].2, json!(10), "the oldest went first");
+        assert_eq!(taken[0].2, Value::from(10), "the oldest went first");
     }
 }
