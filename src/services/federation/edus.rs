@@ -111,8 +111,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use ruma::api::federation::transactions::edu::TypingContent;
-    use serde_json::json;
+    use ruma::api::federation::transactions::edu::{Edu, TypingContent};
+    use ruma::{owned_room_id, owned_user_id};
 
     #[tokio::test]
     async fn each_type_reaches_its_handler_typed_and_bad_content_is_refused() {
@@ -124,16 +124,18 @@ mod tests {
             async { Ok(()) }
         });
         let origin: OwnedServerName = "x".try_into().unwrap();
-        let typing =
-            json!({ "edu_type": "m.typing", "content": { "room_id": "!r:x", "user_id": "@a:x", "typing": true } });
+        let typing = Edu::Typing(TypingContent::new(owned_room_id!("!r:x"), owned_user_id!("@a:x"), true));
+        let typing = serde_json::to_value(typing).unwrap();
         handlers.handle(&origin, &typing).unwrap().unwrap().await.unwrap();
         assert_eq!(*seen.lock().unwrap(), vec![("x".to_owned(), true)]);
 
-        let custom = json!({ "edu_type": "org.example.thing", "content": {} });
+        // Shapes no type has, as JSON text.
+        let parse = |text: &str| -> Value { serde_json::from_str(text).unwrap() };
+        let custom = parse(r#"{ "edu_type": "org.example.thing", "content": {} }"#);
         assert!(handlers.handle(&origin, &custom).unwrap().is_none());
-        let bad = json!({ "edu_type": "m.typing", "content": { "room_id": 5 } });
+        let bad = parse(r#"{ "edu_type": "m.typing", "content": { "room_id": 5 } }"#);
         assert!(matches!(handlers.handle(&origin, &bad), Err(EduRefused::InvalidContent { .. })));
-        assert!(matches!(handlers.handle(&origin, &json!([1])), Err(EduRefused::Malformed(_))));
+        assert!(matches!(handlers.handle(&origin, &parse("[1]")), Err(EduRefused::Malformed(_))));
         assert_eq!(seen.lock().unwrap().len(), 1);
     }
 

@@ -422,13 +422,20 @@ struct NotifyAnswer {
 
 #[cfg(test)]
 mod tests {
+    use ruma::push::{Action, HighlightTweakValue, SoundTweakValue, Tweak};
+
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn tweaks_come_from_set_tweak_actions() {
-        let actions = json!(["notify", { "set_tweak": "sound", "value": "default" }, { "set_tweak": "highlight" }]);
-        assert_eq!(Value::Object(tweaks(&actions)), json!({ "sound": "default", "highlight": true }));
-        assert!(tweaks(&json!(["notify"])).is_empty());
+        let actions = [
+            Action::Notify,
+            Action::SetTweak(Tweak::Sound(SoundTweakValue::Default)),
+            Action::SetTweak(Tweak::Highlight(HighlightTweakValue::Yes)),
+        ];
+        let expected = [("sound", Value::from("default")), ("highlight", Value::from(true))];
+        let expected: serde_json::Map<String, Value> = expected.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        assert_eq!(tweaks(&serde_json::to_value(actions).unwrap()), expected);
+        assert!(tweaks(&serde_json::to_value([Action::Notify]).unwrap()).is_empty());
     }
 }
