@@ -175,6 +175,7 @@ async fn filters_select_rooms(db: Db) {
         rooms_with(json!({ "not_room_types": ["m.space"], "is_invite": false })).await,
         sorted(vec![&encrypted, &plain])
     );
+    spaces_filter_rooms(&server, &token, &bob_token, [&space, &encrypted, &plain]).await;
     let answer = sliding_ok(&server, &token, None, room_list(json!([[0, 9]]), 0, json!({ "is_invite": true }))).await;
     let invite = &answer["rooms"][&dm];
     assert_eq!(invite["is_dm"], true);
@@ -192,6 +193,34 @@ async fn filters_select_rooms(db: Db) {
     assert_eq!(server.put(&path, Some(&token), content).await.0, StatusCode::OK);
     assert_eq!(rooms_with(json!({ "is_encrypted": true })).await, sorted(vec![&encrypted, &plain]));
     assert_eq!(rooms_with(json!({ "is_encrypted": false, "is_invite": false })).await, [space.as_str()]);
+}
+
+/// `spaces` holds the children (`m.space.child` with a `via`) of the spaces the user is
+/// joined to; a space they are not in counts for nothing.
+async fn spaces_filter_rooms(server: &TestServer, token: &str, bob_token: &str, [space, child, other]: [&String; 3]) {
+    let set_child = |space: String, child: String, token: String, content: Value| async move {
+        let path = format!("{V3}/rooms/{}/state/m.space.child/{}", encode(&space), encode(&child));
+        assert_eq!(server.put(&path, Some(&token), content).await.0, StatusCode::OK);
+    };
+    set_child(space.clone(), child.clone(), token.to_owned(), json!({ "via": ["localhost"] })).await;
+    // No `via`: not a child.
+    set_child(space.clone(), other.clone(), token.to_owned(), json!({})).await;
+    let bobs_space = matrix::create_room(server, bob_token, json!({ "creation_content": { "type": "m.space" } })).await;
+    set_child(bobs_space.clone(), other.clone(), bob_token.to_owned(), json!({ "via": ["localhost"] })).await;
+    let rooms_in = |spaces: Value| async move {
+        let answer = sliding_ok(server, token, None, room_list(json!([[0, 9]]), 0, json!({ "spaces": spaces }))).await;
+        let mut rooms: Vec<String> =
+            answer["rooms"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+        rooms.sort();
+        (rooms, answer["lists"]["all"]["count"].clone())
+    };
+    assert_eq!(rooms_in(json!([space])).await, (vec![child.clone()], json!(1)));
+    assert_eq!(rooms_in(json!([space, bobs_space])).await, (vec![child.clone()], json!(1)));
+    assert_eq!(rooms_in(json!([bobs_space])).await, (vec![], json!(0)), "alice is not in Bob's space");
+    // Removing the child (an empty content) takes it out of the list.
+    set_child(space.clone(), child.clone(), token.to_owned(), json!({})).await;
+    assert_eq!(rooms_in(json!([space])).await, (vec![], json!(0)));
+    set_child(space.clone(), child.clone(), token.to_owned(), json!({ "via": ["localhost"] })).await;
 }
 
 /// An invite is sent once with its stripped state; joining sends the room afresh, with

@@ -92,23 +92,47 @@ impl<S: Send + Sync, T: IncomingRequest, const JSON_BODY: bool> FromRequest<S> f
     type Rejection = MatrixError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (mut parts, body) = req.into_parts();
-        let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
-            Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
-            Err(_) => return Err(MatrixError::invalid_param("Invalid path parameters")),
-        };
-        let bytes = read_body(Request::from_parts(parts.clone(), body), state).await?;
-        if JSON_BODY || !bytes.iter().all(u8::is_ascii_whitespace) {
-            let value: Value = serde_json::from_slice(&bytes)
-                .map_err(|err| MatrixError::not_json(format!("Content not JSON: {err}")))?;
-            if !value.is_object() {
-                return Err(MatrixError::bad_json("Content must be a JSON object."));
-            }
-            crate::validation::check_json_text(&value)?;
-        }
-        let request = axum::http::Request::from_parts(parts, bytes.as_ref());
-        parse_ruma(request, &path_args).map(Self)
+        ruma_and_body::<S, T>(req, state, JSON_BODY).await.map(|(request, _)| Self(request))
     }
+}
+
+/// [`Ruma`] and, read from the same body, what ruma's type for the endpoint lacks
+/// (`E`, any serde type; an empty body reads as `{}`).
+pub struct RumaWith<T, E>(pub T, pub E);
+
+impl<S: Send + Sync, T: IncomingRequest, E: DeserializeOwned> FromRequest<S> for RumaWith<T, E> {
+    type Rejection = MatrixError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (request, bytes) = ruma_and_body::<S, T>(req, state, false).await?;
+        let body = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { bytes.as_ref() };
+        let extra = serde_json::from_slice(body).map_err(|err| MatrixError::bad_json(err.to_string()))?;
+        Ok(Self(request, extra))
+    }
+}
+
+/// The request as ruma's type, and its body.
+async fn ruma_and_body<S: Send + Sync, T: IncomingRequest>(
+    req: Request,
+    state: &S,
+    json_body: bool,
+) -> Result<(T, Bytes), MatrixError> {
+    let (mut parts, body) = req.into_parts();
+    let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
+        Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
+        Err(_) => return Err(MatrixError::invalid_param("Invalid path parameters")),
+    };
+    let bytes = read_body(Request::from_parts(parts.clone(), body), state).await?;
+    if json_body || !bytes.iter().all(u8::is_ascii_whitespace) {
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|err| MatrixError::not_json(format!("Content not JSON: {err}")))?;
+        if !value.is_object() {
+            return Err(MatrixError::bad_json("Content must be a JSON object."));
+        }
+        crate::validation::check_json_text(&value)?;
+    }
+    let request = axum::http::Request::from_parts(parts, bytes.as_ref());
+    Ok((parse_ruma(request, &path_args)?, bytes))
 }
 
 /// The request as ruma's type for its endpoint, or the Matrix error for what does not fit.

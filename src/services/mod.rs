@@ -287,9 +287,11 @@ impl Services {
             keys.clone(),
             to_device.clone(),
         ));
+        let spaces = Arc::new(Spaces::new(store.clone(), rooms.clone()));
         let sliding_sync = Arc::new(SlidingSync::new(
             store.clone(),
             rooms.clone(),
+            spaces.clone(),
             sync.clone(),
             account_data.clone(),
             push.clone(),
@@ -332,7 +334,6 @@ impl Services {
             config.experimental_features.faster_joins,
         ));
         let resync = Arc::new(PartialStateResync::new(joins.clone()));
-        let spaces = Arc::new(Spaces::new(store.clone(), rooms.clone()));
         let room_shutdown = Arc::new(RoomShutdown::new(
             store.clone(),
             server_name.clone(),

@@ -159,6 +159,11 @@ impl Store {
 
     /// Every room a user has a membership in (any state), newest change last.
     pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
+        Ok(self.shared_memberships_of_user(user_id).await?.as_ref().clone())
+    }
+
+    /// [`Self::memberships_of_user`] without a copy: the same `Arc` while nothing changed.
+    pub async fn shared_memberships_of_user(&self, user_id: &str) -> Result<Arc<Vec<Membership>>, sqlx::Error> {
         let key = user_id.to_owned();
         let read =
             async { Ok(Arc::new(self.memberships_where("user_id = $1 ORDER BY stream_ordering", user_id).await?)) };
@@ -173,7 +178,7 @@ impl Store {
                 },
             )
             .await?;
-        Ok(found.as_ref().clone())
+        Ok(found)
     }
 
     /// A room's memberships (any state), by user id.

@@ -55,7 +55,7 @@ pub struct StoredEvent {
 }
 
 /// One row of `room_memberships`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
     pub room_id: String,
     pub user_id: String,
@@ -657,6 +657,23 @@ impl Store {
             }
         }
         Ok(newest)
+    }
+
+    /// The newest bump event (see [`BUMP_EVENT_TYPES`]) of each room that had one in the
+    /// stream range `(after, up_to]`: what moved rooms up lists since `after`.
+    pub async fn bump_stamps_between(&self, after: i64, up_to: i64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let types: Vec<String> = (0..BUMP_EVENT_TYPES.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT room_id, MAX(stream_ordering) FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2 \
+             AND rejected = 0 AND outlier = 0 AND event_type IN ({}) GROUP BY room_id",
+            types.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(after).bind(up_to);
+        for event_type in BUMP_EVENT_TYPES {
+            query = query.bind(*event_type);
+        }
+        let rows = query.fetch_all(self.pool()).await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
     /// The bump stamp (see [`BUMP_EVENT_TYPES`]) of each room a user is joined to that has

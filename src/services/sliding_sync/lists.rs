@@ -2,20 +2,25 @@
 //! them (newest "bump" event first), and the windows (`ranges`) a request asks for.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use ruma::api::client::sync::sync_events::v5::request::{List, ListFilters};
 use ruma::directory::RoomTypeFilter;
 use ruma::{OwnedRoomId, UserId};
 use serde_json::Value;
 
-use super::SlidingSync;
+use super::user_rooms::{MAX_CATCH_UP, UserRooms, sort};
+use super::{ListSpaces, SlidingSync};
 use crate::error::ApiResult;
+use crate::services::sync::SyncToken;
 use crate::store::{BUMP_EVENT_TYPES, Membership};
 
 /// A room lists may show the user.
+#[derive(Clone)]
 pub struct ListedRoom {
     pub room_id: OwnedRoomId,
-    pub membership: Membership,
+    /// Shared with the kept list's copies.
+    pub membership: Arc<Membership>,
     /// The position of its newest bump event the user may see.
     pub bump_stamp: i64,
     pub is_dm: bool,
@@ -31,6 +36,28 @@ impl ListedRoom {
     pub fn visible_until(&self, head: i64) -> i64 {
         if self.is_joined() { head } else { self.membership.stream_ordering }
     }
+
+    /// Whether an answer continuing from `since` shows it: a room the user left
+    /// themselves only when they left after `since`.
+    fn shown_since(&self, user: &UserId, since: Option<i64>) -> bool {
+        let membership = &self.membership;
+        !matches!(membership.membership.as_str(), "leave" | "ban")
+            || membership.sender != user.as_str()
+            || since.is_some_and(|since| membership.stream_ordering > since)
+    }
+}
+
+/// The rooms the lists of one answer may show, newest bump first.
+pub struct Listed {
+    kept: Arc<UserRooms>,
+    since: Option<i64>,
+    user: ruma::OwnedUserId,
+}
+
+impl Listed {
+    pub fn iter(&self) -> impl Iterator<Item = &ListedRoom> {
+        self.kept.rooms.iter().filter(|room| room.shown_since(&self.user, self.since))
+    }
 }
 
 /// The rooms of one list: how many match its filters and which are in its windows.
@@ -42,49 +69,96 @@ pub struct ListWindow {
 impl SlidingSync {
     /// Joined, invited and knocked rooms; rooms the user was kicked or banned from until
     /// forgotten; rooms they left themselves only when they left after `since`; newest
-    /// bump first.
-    pub(super) async fn listed_rooms(
+    /// bump first. From the user's kept list, brought up to `head`.
+    pub(super) async fn listed_rooms(&self, user: &UserId, since: Option<i64>, head: SyncToken) -> ApiResult<Listed> {
+        let memberships = self.store.shared_memberships_of_user(user.as_str()).await?;
+        let kept = match self.kept_lists.get(user) {
+            Some(kept) if kept.made_from(&memberships) && head.events - kept.events <= MAX_CATCH_UP => {
+                self.caught_up(user, kept, head).await?
+            }
+            _ => None,
+        };
+        let kept = match kept {
+            Some(kept) => kept,
+            None => {
+                let fresh = Arc::new(self.read_user_rooms(user, memberships, head).await?);
+                self.kept_lists.put(user, fresh.clone());
+                fresh
+            }
+        };
+        Ok(Listed { kept, since, user: user.to_owned() })
+    }
+
+    /// A kept list brought up to `head` (kept again when it moved), or None when it
+    /// must be read afresh (`m.direct` changed).
+    async fn caught_up(
         &self,
         user: &UserId,
-        since: Option<i64>,
-        head: i64,
-    ) -> ApiResult<Vec<ListedRoom>> {
+        kept: Arc<UserRooms>,
+        head: SyncToken,
+    ) -> ApiResult<Option<Arc<UserRooms>>> {
+        let mut moved: Option<UserRooms> = None;
+        if head.account_data > kept.account_data {
+            if self.direct_rooms(user).await? != kept.direct {
+                return Ok(None);
+            }
+            moved.get_or_insert_with(|| kept.as_ref().clone()).account_data = head.account_data;
+        }
+        if head.events > kept.events {
+            let bumps = self.store.bump_stamps_between(kept.events, head.events).await?;
+            moved.get_or_insert_with(|| kept.as_ref().clone()).bump(&bumps, head.events);
+        }
+        Ok(Some(match moved {
+            Some(moved) => {
+                let moved = Arc::new(moved);
+                self.kept_lists.put(user, moved.clone());
+                moved
+            }
+            None => kept,
+        }))
+    }
+
+    /// The user's list read from their memberships and the rooms' bump stamps.
+    async fn read_user_rooms(
+        &self,
+        user: &UserId,
+        memberships: Arc<Vec<Membership>>,
+        head: SyncToken,
+    ) -> ApiResult<UserRooms> {
         let direct = self.direct_rooms(user).await?;
         // Joined rooms' bump stamps as kept per room, in one query; the others' up to
         // their membership.
         let joined_bumps: HashMap<String, i64> =
             self.store.joined_bump_stamps(user.as_str()).await?.into_iter().collect();
         let mut rooms = Vec::new();
-        for membership in self.rooms.memberships_of(user).await? {
-            let shown = match membership.membership.as_str() {
+        for membership in memberships.iter() {
+            let kept = match membership.membership.as_str() {
                 "join" | "invite" | "knock" => true,
-                "leave" | "ban" if !membership.forgotten => {
-                    membership.sender != user.as_str() || since.is_some_and(|since| membership.stream_ordering > since)
-                }
+                "leave" | "ban" => !membership.forgotten,
                 _ => false,
             };
             let Ok(room_id) = OwnedRoomId::try_from(membership.room_id.as_str()) else { continue };
-            if !shown {
+            if !kept {
                 continue;
             }
             let bump = match membership.membership.as_str() {
                 // One written since `head` was read shows from the next answer.
-                "join" => joined_bumps.get(room_id.as_str()).map(|bump| (*bump).min(head)),
+                "join" => joined_bumps.get(room_id.as_str()).map(|bump| (*bump).min(head.events)),
                 _ => {
                     let until = membership.stream_ordering;
                     self.store.newest_event_position(room_id.as_str(), BUMP_EVENT_TYPES, until).await?
                 }
             };
-            let is_dm = direct.contains(room_id.as_str()) || self.invited_as_direct(&membership).await?;
+            let is_dm = direct.contains(room_id.as_str()) || self.invited_as_direct(membership).await?;
             rooms.push(ListedRoom {
                 room_id,
                 bump_stamp: bump.unwrap_or(membership.stream_ordering),
-                membership,
+                membership: Arc::new(membership.clone()),
                 is_dm,
             });
         }
-        rooms.sort_by(|a, b| b.bump_stamp.cmp(&a.bump_stamp).then_with(|| a.room_id.cmp(&b.room_id)));
-        Ok(rooms)
+        sort(&mut rooms);
+        Ok(UserRooms { events: head.events, account_data: head.account_data, memberships, direct, rooms })
     }
 
     /// The rooms `m.direct` names.
@@ -102,26 +176,55 @@ impl SlidingSync {
         Ok(invite.json["content"]["is_direct"].as_bool() == Some(true))
     }
 
+    /// The rooms each list that filters by space may hold: the children the spaces
+    /// name (`m.space.child`), of the spaces the user is joined to, not their subspaces'
+    /// (MSC4186; Synapse 1.163 does not implement this filter and answers 500).
+    pub(super) async fn rooms_in_spaces(
+        &self,
+        spaces: &ListSpaces,
+        rooms: &Listed,
+    ) -> ApiResult<HashMap<String, HashSet<OwnedRoomId>>> {
+        let joined: HashSet<&OwnedRoomId> = rooms.iter().filter(|r| r.is_joined()).map(|r| &r.room_id).collect();
+        let mut children_of: HashMap<&OwnedRoomId, Vec<OwnedRoomId>> = HashMap::new();
+        let mut in_spaces = HashMap::new();
+        for (list, list_spaces) in spaces {
+            let mut allowed = HashSet::new();
+            for space in list_spaces.iter().filter(|space| joined.contains(space)) {
+                if !children_of.contains_key(space) {
+                    children_of.insert(space, self.spaces.child_room_ids(space).await?);
+                }
+                allowed.extend(children_of[space].iter().cloned());
+            }
+            in_spaces.insert(list.clone(), allowed);
+        }
+        Ok(in_spaces)
+    }
+
     /// Each list's count and the rooms in its ranges.
     pub(super) async fn windows(
         &self,
         lists: &BTreeMap<String, List>,
-        rooms: &[ListedRoom],
+        rooms: &Listed,
+        in_spaces: &HashMap<String, HashSet<OwnedRoomId>>,
     ) -> ApiResult<BTreeMap<String, ListWindow>> {
         let mut windows = BTreeMap::new();
         for (name, list) in lists {
             let mut matching = Vec::new();
-            for room in rooms {
+            let space_rooms = in_spaces.get(name);
+            for room in rooms.iter() {
+                if space_rooms.is_some_and(|allowed| !allowed.contains(&room.room_id)) {
+                    continue;
+                }
                 if self.matches(list.filters.as_ref(), room).await? {
-                    matching.push(room.room_id.clone());
+                    matching.push(&room.room_id);
                 }
             }
             let mut in_ranges = Vec::new();
             for (start, end) in &list.ranges {
                 let (start, end) = (u64::from(*start) as usize, u64::from(*end) as usize);
                 for room_id in matching.iter().skip(start).take(end.saturating_sub(start).saturating_add(1)) {
-                    if !in_ranges.contains(room_id) {
-                        in_ranges.push(room_id.clone());
+                    if !in_ranges.contains(*room_id) {
+                        in_ranges.push((*room_id).clone());
                     }
                 }
             }

@@ -13,6 +13,7 @@ mod lists;
 mod required_state;
 mod room;
 mod room_kinds;
+mod user_rooms;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use super::account_data::AccountData;
 use super::keys::Keys;
 use super::push::Push;
 use super::rooms::Rooms;
+use super::spaces::Spaces;
 use super::sync::{ClientSync, SyncToken};
 use super::to_device::ToDevice;
 use crate::error::ApiResult;
@@ -44,6 +46,7 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct SlidingSync {
     store: Arc<Store>,
     rooms: Arc<Rooms>,
+    spaces: Arc<Spaces>,
     client_sync: Arc<ClientSync>,
     account_data: Arc<AccountData>,
     push: Arc<Push>,
@@ -51,13 +54,19 @@ pub struct SlidingSync {
     to_device: Arc<ToDevice>,
     connections: Connections,
     room_kinds: room_kinds::RoomKinds,
+    kept_lists: user_rooms::KeptLists,
 }
+
+/// The spaces each list that filters by space names (`filters.spaces`, which ruma's
+/// request lacks), by list name.
+pub type ListSpaces = BTreeMap<String, Vec<OwnedRoomId>>;
 
 /// Everything an answer needs from the request, beside the connection.
 struct Asked<'a> {
     user: &'a UserId,
     device: &'a str,
     request: &'a v5::Request,
+    spaces: &'a ListSpaces,
     previous: Option<&'a Snapshot>,
 }
 
@@ -74,6 +83,7 @@ impl SlidingSync {
     pub fn new(
         store: Arc<Store>,
         rooms: Arc<Rooms>,
+        spaces: Arc<Spaces>,
         client_sync: Arc<ClientSync>,
         account_data: Arc<AccountData>,
         push: Arc<Push>,
@@ -83,6 +93,7 @@ impl SlidingSync {
         Self {
             store,
             rooms,
+            spaces,
             client_sync,
             account_data,
             push,
@@ -90,12 +101,19 @@ impl SlidingSync {
             to_device,
             connections: Connections::new(),
             room_kinds: Default::default(),
+            kept_lists: Default::default(),
         }
     }
 
     /// Answers at once for a new connection or when there is news since `pos`, else
     /// waits for news up to the timeout.
-    pub async fn sync(&self, user: &UserId, device: &str, request: v5::Request) -> ApiResult<v5::Response> {
+    pub async fn sync(
+        &self,
+        user: &UserId,
+        device: &str,
+        request: v5::Request,
+        spaces: &ListSpaces,
+    ) -> ApiResult<v5::Response> {
         let key = ConnectionKey {
             user: user.to_owned(),
             device: device.to_owned(),
@@ -106,7 +124,7 @@ impl SlidingSync {
         let mut wakers = self.client_sync.wakers();
         let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
         let deadline = tokio::time::Instant::now() + timeout;
-        let asked = Asked { user, device, request: &request, previous: previous.as_deref() };
+        let asked = Asked { user, device, request: &request, spaces, previous: previous.as_deref() };
         loop {
             let head = self.client_sync.sync_head().await?;
             let answer = self.answer(&asked, head).await?;
@@ -124,8 +142,9 @@ impl SlidingSync {
     async fn answer(&self, asked: &Asked<'_>, head: SyncToken) -> ApiResult<Answer> {
         let request = asked.request;
         let since = asked.previous.map(|p| p.token);
-        let listed = self.listed_rooms(asked.user, since.map(|s| s.events), head.events).await?;
-        let windows = self.windows(&request.lists, &listed).await?;
+        let listed = self.listed_rooms(asked.user, since.map(|s| s.events), head).await?;
+        let in_spaces = self.rooms_in_spaces(asked.spaces, &listed).await?;
+        let windows = self.windows(&request.lists, &listed, &in_spaces).await?;
         let subscriptions: Vec<OwnedRoomId> = request.room_subscriptions.keys().cloned().collect();
         let wanted = room_requests(request, &windows);
         let mut snapshot = Snapshot { token: head, ..Default::default() };

@@ -146,7 +146,12 @@ impl Spaces {
             || history["history_visibility"] == "world_readable")
     }
 
-    /// The room's `type` from its create event (`m.space` for a space), if any.
+    /// The rooms a space names as its children now (valid `m.space.child` events).
+    pub async fn child_room_ids(&self, space: &RoomId) -> ApiResult<Vec<OwnedRoomId>> {
+        Ok(self.children(space).await?.into_iter().map(|child| child.room_id).collect())
+    }
+
+    /// The room's valid `m.space.child` events, in the spec's order.
     async fn children(&self, room_id: &RoomId) -> ApiResult<Vec<Child>> {
         let state = self.store.current_state(room_id.as_str()).await?;
         let ids: Vec<String> =
