@@ -26,10 +26,12 @@ pub(super) struct CurrentStates {
 }
 
 impl CurrentStates {
-    /// The kept state of `room_id` if it reflects the delta at `position`.
-    pub(super) fn get(&self, room_id: &str, position: i64) -> Option<Arc<StateMap>> {
-        let kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        kept.iter().find(|(room, at, _)| room == room_id && *at == position).map(|(_, _, state)| state.clone())
+    /// Takes out the kept state of `room_id` if it reflects the delta at `position`, for
+    /// a writer to change in place (and put back once committed).
+    pub(super) fn take(&self, room_id: &str, position: i64) -> Option<Arc<StateMap>> {
+        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = kept.iter().position(|(room, at, _)| room == room_id && *at == position)?;
+        kept.remove(at).map(|(_, _, state)| state)
     }
 
     /// Keeps `state` as the room's current state at the delta at `position`.

@@ -51,7 +51,8 @@ pub use relations::{RelationQuery, declared_relation};
 pub use remote_profiles::{ProfileSource, QueuedFetch, RemoteProfile};
 pub use reports::{EventReportQuery, EventReportRow, NewReport, UserReportQuery, UserReportRow};
 pub use rooms::{
-    BUMP_EVENT_TYPES, Membership, PersistEvent, STATE_DELTA_STREAM, StateBefore, StateDelta, StateMap, StoredEvent,
+    BUMP_EVENT_TYPES, Membership, NewCurrentState, PersistEvent, STATE_DELTA_STREAM, StateBefore, StateDelta, StateMap,
+    StoredEvent,
 };
 pub use server_health::Retry;
 pub use streams::SyncHeads;

@@ -131,7 +131,9 @@ impl Store {
         if cleared == 0 {
             return Err(sqlx::Error::RowNotFound);
         }
-        let kept_state = rooms::update_current_state(&mut txn, &self.current_states, room_id, current).await?;
+        let kept_state =
+            rooms::update_current_state(&mut txn, &self.current_states, room_id, rooms::NewCurrentState::full(current))
+                .await?;
         let position = streams::next_position(&mut txn, "events").await?;
         sqlx::query(
             "INSERT INTO room_resyncs (room_id, position) VALUES ($1, $2)              ON CONFLICT (room_id) DO UPDATE SET position = excluded.position",
@@ -141,8 +143,8 @@ impl Store {
         .execute(&mut *txn.tx)
         .await?;
         txn.commit().await?;
-        if let Some(at) = kept_state {
-            self.current_states.put(room_id, at, std::sync::Arc::new(current.clone()));
+        if let Some((at, state)) = kept_state {
+            self.current_states.put(room_id, at, state);
         }
         Ok(position)
     }

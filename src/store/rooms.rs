@@ -97,13 +97,35 @@ pub struct PersistEvent<'a> {
     /// The state before the event: an existing group, a new full snapshot, or unknown.
     pub state_before: StateBefore<'a>,
     /// The room's current state after this event, when it changed.
-    pub new_current_state: Option<&'a StateMap>,
+    pub new_current_state: Option<NewCurrentState<'a>>,
     /// `(user, device, txn id)` of a client send, for idempotency.
     pub client_txn: Option<(&'a str, &'a str, &'a str)>,
     /// Mirror this member event into `room_memberships` although the room's current
     /// state does not hold it: an invite to, or a rejected invite of, a room this server
     /// is not in.
     pub mirror_membership: bool,
+}
+
+/// A room's new current state: a state map, with one event's own entry on top of it (a
+/// state event following every forward extremity: its state before, plus itself). The
+/// entry is given apart so that the map can be a kept group's, shared rather than copied.
+#[derive(Clone, Copy)]
+pub struct NewCurrentState<'a> {
+    pub state: &'a StateMap,
+    pub with: Option<(&'a (String, String), &'a String)>,
+}
+
+impl<'a> NewCurrentState<'a> {
+    pub fn full(state: &'a StateMap) -> Self {
+        NewCurrentState { state, with: None }
+    }
+
+    fn get(&self, key: &(String, String)) -> Option<&'a String> {
+        match self.with {
+            Some((own, id)) if own == key => Some(id),
+            _ => self.state.get(key),
+        }
+    }
 }
 
 pub enum StateBefore<'a> {
@@ -294,8 +316,8 @@ impl Store {
             .await?;
         }
         txn.commit().await?;
-        if let (Some(position), Some(state)) = (kept_state, event.new_current_state) {
-            self.current_states.put(event.room_id, position, Arc::new(state.clone()));
+        if let Some((position, state)) = kept_state {
+            self.current_states.put(event.room_id, position, state);
         }
         Ok(ordering)
     }
@@ -949,52 +971,27 @@ async fn update_extremities(
 }
 
 /// `(key, new event, previous event)` of one change of current state.
-type StateChange<'a> = (&'a (String, String), Option<&'a String>, Option<&'a String>);
+type StateChange = ((String, String), Option<String>, Option<String>);
 
 /// Writes the difference between the stored current state and `state`: current_state
 /// rows, one delta-stream row per change, and the membership mirror. The stored state is
-/// the kept copy when it is still the room's (see `current_states`). Returns the
-/// position of the room's last delta when `state` should be kept as the room's copy.
+/// the kept copy when it is still the room's (see `current_states`), taken out and
+/// changed in place rather than copied. Returns what to keep as the room's copy once
+/// committed, with the position of the room's last delta.
 pub(super) async fn update_current_state(
     txn: &mut WriteTxn<'_>,
     kept: &CurrentStates,
     room_id: &str,
-    state: &StateMap,
-) -> Result<Option<i64>, sqlx::Error> {
+    state: NewCurrentState<'_>,
+) -> Result<Option<(i64, Arc<StateMap>)>, sqlx::Error> {
     let mut last = current_states::last_delta(txn, room_id).await?;
-    let cached = last.and_then(|at| kept.get(room_id, at));
-    let was_kept = cached.is_some();
-    let old = match cached {
+    let old = match last.and_then(|at| kept.take(room_id, at)) {
         Some(old) => old,
         None => Arc::new(read_current_state(txn, room_id).await?),
     };
     let changes = state_changes(&old, state);
-    if changes.is_empty() {
-        return Ok(if was_kept { None } else { last });
-    }
-    for ((event_type, state_key), new, previous) in changes {
-        match new {
-            Some(event_id) => {
-                sqlx::query(
-                    "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
-                )
-                .bind(room_id)
-                .bind(event_type)
-                .bind(state_key)
-                .bind(event_id)
-                .execute(&mut *txn.tx)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3")
-                    .bind(room_id)
-                    .bind(event_type)
-                    .bind(state_key)
-                    .execute(&mut *txn.tx)
-                    .await?;
-            }
-        }
+    for ((event_type, state_key), new, previous) in &changes {
+        write_state_change(txn, room_id, (event_type, state_key), new.as_ref()).await?;
         let position = streams::next_position(txn, STATE_DELTA_STREAM).await?;
         sqlx::query(
             "INSERT INTO current_state_deltas (stream_id, room_id, event_type, state_key, event_id, prev_event_id) \
@@ -1009,11 +1006,45 @@ pub(super) async fn update_current_state(
         .execute(&mut *txn.tx)
         .await?;
         if event_type == "m.room.member" {
-            update_membership(txn, room_id, state_key, new).await?;
+            update_membership(txn, room_id, state_key, new.as_ref()).await?;
         }
         last = Some(position);
     }
-    Ok(last)
+    let Some(last) = last else { return Ok(None) };
+    // Nobody else holds the copy taken out, so this changes it without copying it.
+    let mut current = Arc::unwrap_or_clone(old);
+    for (key, new, _) in changes {
+        match new {
+            Some(event_id) => current.insert(key, event_id),
+            None => current.remove(&key),
+        };
+    }
+    Ok(Some((last, Arc::new(current))))
+}
+
+/// One current_state row written or removed.
+async fn write_state_change(
+    txn: &mut WriteTxn<'_>,
+    room_id: &str,
+    (event_type, state_key): (&str, &str),
+    new: Option<&String>,
+) -> Result<(), sqlx::Error> {
+    let query = match new {
+        Some(event_id) => sqlx::query(
+            "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
+        )
+        .bind(room_id)
+        .bind(event_type)
+        .bind(state_key)
+        .bind(event_id),
+        None => sqlx::query("DELETE FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3")
+            .bind(room_id)
+            .bind(event_type)
+            .bind(state_key),
+    };
+    query.execute(&mut *txn.tx).await?;
+    Ok(())
 }
 
 async fn read_current_state(txn: &mut WriteTxn<'_>, room_id: &str) -> Result<StateMap, sqlx::Error> {
@@ -1024,8 +1055,24 @@ async fn read_current_state(txn: &mut WriteTxn<'_>, room_id: &str) -> Result<Sta
     rows.iter().map(|row| Ok(((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?))).collect()
 }
 
-/// What differs between two states, walking both in key order.
-fn state_changes<'a>(old: &'a StateMap, new: &'a StateMap) -> Vec<StateChange<'a>> {
+/// What differs between two states, in key order: the maps walked side by side, then
+/// the new state's own entry (if any) put in its place.
+fn state_changes(old: &StateMap, new: NewCurrentState<'_>) -> Vec<StateChange> {
+    let mut changes = map_changes(old, new.state);
+    if let Some((key, _)) = new.with {
+        let at = changes.partition_point(|(changed, _, _)| changed < key);
+        if changes.get(at).is_some_and(|(changed, _, _)| changed == key) {
+            changes.remove(at);
+        }
+        let (now, before) = (new.get(key), old.get(key));
+        if now != before {
+            changes.insert(at, (key.clone(), now.cloned(), before.cloned()));
+        }
+    }
+    changes
+}
+
+fn map_changes(old: &StateMap, new: &StateMap) -> Vec<StateChange> {
     use std::cmp::Ordering;
     let mut changes = Vec::new();
     let (mut old_entries, mut new_entries) = (old.iter().peekable(), new.iter().peekable());
@@ -1043,10 +1090,10 @@ fn state_changes<'a>(old: &'a StateMap, new: &'a StateMap) -> Vec<StateChange<'a
         };
         match (old_entry, new_entry) {
             (Some((key, old_id)), Some((_, new_id))) if old_id != new_id => {
-                changes.push((key, Some(new_id), Some(old_id)));
+                changes.push((key.clone(), Some(new_id.clone()), Some(old_id.clone())));
             }
-            (Some((key, old_id)), None) => changes.push((key, None, Some(old_id))),
-            (None, Some((key, new_id))) => changes.push((key, Some(new_id), None)),
+            (Some((key, old_id)), None) => changes.push((key.clone(), None, Some(old_id.clone()))),
+            (None, Some((key, new_id))) => changes.push((key.clone(), Some(new_id.clone()), None)),
             _ => {}
         }
     }
@@ -1154,9 +1201,9 @@ mod tests {
         let old =
             state(&[("m.room.create", "", "$c"), ("m.room.member", "@a:x", "$a1"), ("m.room.member", "@b:x", "$b")]);
         let new = state(&[("m.room.create", "", "$c"), ("m.room.member", "@a:x", "$a2"), ("m.room.name", "", "$n")]);
-        let changes: Vec<(String, Option<String>, Option<String>)> = state_changes(&old, &new)
+        let changes: Vec<(String, Option<String>, Option<String>)> = state_changes(&old, NewCurrentState::full(&new))
             .into_iter()
-            .map(|((_, key), new, old)| (key.clone(), new.cloned(), old.cloned()))
+            .map(|((_, key), new, old)| (key, new, old))
             .collect();
         let expected = vec![
             ("@a:x".to_owned(), Some("$a2".to_owned()), Some("$a1".to_owned())),
@@ -1164,6 +1211,20 @@ mod tests {
             (String::new(), Some("$n".to_owned()), None),
         ];
         assert_eq!(changes, expected);
-        assert!(state_changes(&new, &new).is_empty());
+        assert!(state_changes(&new, NewCurrentState::full(&new)).is_empty());
+    }
+
+    #[test]
+    fn an_own_entry_on_top_of_a_shared_state_is_one_change_in_its_place() {
+        let old = state(&[("m.room.create", "", "$c"), ("m.room.member", "@a:x", "$a1")]);
+        let key = ("m.room.member".to_owned(), "@a:x".to_owned());
+        let (joined, again) = ("$a2".to_owned(), "$a1".to_owned());
+        let on_top = |id| NewCurrentState { state: &old, with: Some((&key, id)) };
+        let changes = state_changes(&old, on_top(&joined));
+        assert_eq!(changes, vec![(key.clone(), Some(joined.clone()), Some(again.clone()))]);
+        assert!(state_changes(&old, on_top(&again)).is_empty());
+        let added = ("m.room.member".to_owned(), "@b:x".to_owned());
+        let with_b = NewCurrentState { state: &old, with: Some((&added, &joined)) };
+        assert_eq!(state_changes(&old, with_b), vec![(added.clone(), Some(joined.clone()), None)]);
     }
 }

@@ -2,6 +2,7 @@
 //! then the auth rules, then persistence.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ruma::RoomVersionId;
 use ruma::canonical_json::CanonicalJsonObject;
@@ -15,7 +16,7 @@ use serde_json::value::RawValue;
 use super::pdu::Pdu;
 use super::{MAX_PDU_BYTES, NewEvent, Rooms, limits};
 use crate::error::{ApiResult, MatrixError};
-use crate::store::{PersistEvent, StateBefore, StateMap};
+use crate::store::{NewCurrentState, PersistEvent, StateBefore, StateMap};
 
 /// At most this many forward extremities become one event's `prev_events`.
 const MAX_PREV_EVENTS: usize = 10;
@@ -26,7 +27,7 @@ pub(crate) struct Built {
     pub json: Value,
     prev_events: Vec<String>,
     depth: i64,
-    state_before: StateMap,
+    state_before: Arc<StateMap>,
     before_group: Option<i64>,
 }
 
@@ -36,7 +37,7 @@ pub(crate) struct Draft {
     pub object: CanonicalJsonObject,
     prev_events: Vec<String>,
     depth: i64,
-    state_before: StateMap,
+    state_before: Arc<StateMap>,
     before_group: Option<i64>,
     auth_events: HashMap<String, Pdu>,
 }
@@ -106,13 +107,11 @@ pub(super) async fn build(rooms: &Rooms, version: &RoomVersionId, event: &NewEve
 /// Persists a built event (whose JSON may since carry more signatures).
 pub(super) async fn persist(rooms: &Rooms, built: &Built, event: &NewEvent<'_>) -> ApiResult<i64> {
     // A state event changes the current state; so does resolving several extremities.
-    let state_after = match event.state_key {
-        Some(state_key) => {
-            let mut state = built.state_before.clone();
-            state.insert((event.event_type.to_owned(), state_key.to_owned()), built.event_id.clone());
-            Some(state)
-        }
-        None if built.before_group.is_none() => Some(built.state_before.clone()),
+    // The state before is shared with its kept group: the event's entry goes on top.
+    let own = event.state_key.map(|state_key| (event.event_type.to_owned(), state_key.to_owned()));
+    let state_after = match &own {
+        Some(key) => Some(NewCurrentState { state: &built.state_before, with: Some((key, &built.event_id)) }),
+        None if built.before_group.is_none() => Some(NewCurrentState::full(&built.state_before)),
         None => None,
     };
     let client_txn = event.txn.map(|(device, txn_id)| (event.sender, device, txn_id));
@@ -134,7 +133,7 @@ pub(super) async fn persist(rooms: &Rooms, built: &Built, event: &NewEvent<'_>) 
                 Some(group) => StateBefore::Group(group),
                 None => StateBefore::Snapshot(&built.state_before),
             },
-            new_current_state: state_after.as_ref(),
+            new_current_state: state_after,
             client_txn,
             mirror_membership: false,
         })

@@ -18,7 +18,9 @@ use crate::services::rooms::format::pdu_json;
 use crate::store::{Store, StoredEvent};
 
 mod read_ahead;
+mod verdicts;
 use read_ahead::ReadAhead;
+use verdicts::Verdicts;
 
 /// `get_missing_events` and `backfill` return at most this many events.
 const MAX_EVENTS_PER_REQUEST: usize = 100;
@@ -27,11 +29,12 @@ pub struct History {
     store: Arc<Store>,
     server_name: OwnedServerName,
     rooms: Arc<Rooms>,
+    verdicts: Verdicts,
 }
 
 impl History {
     pub fn new(store: Arc<Store>, server_name: OwnedServerName, rooms: Arc<Rooms>) -> Self {
-        Self { store, server_name, rooms }
+        Self { store, server_name, rooms, verdicts: Verdicts::default() }
     }
 
     /// Whether `server` may see `event`: the room is world-readable at it, or a user of
@@ -61,7 +64,8 @@ impl History {
     /// [`Self::can_see`] for an event whose state group (if any) was not decided yet in
     /// this request. The history visibility is read first, and then only what it leaves
     /// open: under `shared`, a server joined now sees it all, whatever its members were
-    /// at the event, so their entries are not read.
+    /// at the event, so their entries are not read. What a group decides is kept across
+    /// requests (see `verdicts`).
     async fn decide_sight(
         &self,
         server: &ServerName,
@@ -69,12 +73,35 @@ impl History {
         group: Option<i64>,
         sight: &mut Sight,
     ) -> ApiResult<bool> {
+        let visibility = self.visibility_at(event, group, sight).await?;
+        if &*visibility == "world_readable" {
+            return Ok(true);
+        }
+        if &*visibility == "shared" && self.joined_now(server, &event.room_id, sight).await? {
+            return Ok(true);
+        }
+        let Some(group) = group else {
+            return self.members_could_see(server, event, None, &visibility, sight).await;
+        };
+        if let Some(seen) = self.verdicts.members(group, server.as_str()) {
+            return Ok(seen);
+        }
+        let seen = self.members_could_see(server, event, Some(group), &visibility, sight).await?;
+        self.verdicts.keep_members(group, server.as_str(), seen);
+        Ok(seen)
+    }
+
+    /// The history visibility at `group` (the current one for an outlier, held without
+    /// the state at it); `shared` when the state has none.
+    async fn visibility_at(&self, event: &StoredEvent, group: Option<i64>, sight: &mut Sight) -> ApiResult<Arc<str>> {
+        if let Some(kept) = group.and_then(|group| self.verdicts.visibility(group)) {
+            return Ok(kept);
+        }
         let visibility_key = ("m.room.history_visibility".to_owned(), String::new());
         let visibility_id = match group {
             Some(group) => {
                 self.rooms.state_group_select(group, |key| *key == visibility_key).await?.remove(&visibility_key)
             }
-            // An outlier (held without the state at it): the current state decides.
             None => {
                 let current = self.store.current_state_event(&event.room_id, &visibility_key.0, "").await?;
                 current.map(|current| {
@@ -85,13 +112,24 @@ impl History {
             }
         };
         let visibility = self.content_fields(sight, visibility_id.into_iter().collect(), "history_visibility").await?;
-        let visibility = visibility.into_iter().flatten().next().unwrap_or_else(|| "shared".to_owned());
-        if visibility == "world_readable" {
-            return Ok(true);
+        let visibility: Arc<str> =
+            visibility.into_iter().flatten().next().unwrap_or_else(|| "shared".to_owned()).into();
+        if let Some(group) = group {
+            self.verdicts.keep_visibility(group, visibility.clone());
         }
-        if visibility == "shared" && self.joined_now(server, &event.room_id, sight).await? {
-            return Ok(true);
-        }
+        Ok(visibility)
+    }
+
+    /// Whether a member of `server` was joined at the event (or invited, unless the
+    /// visibility is `joined`), from the state at `group` or else the current state.
+    async fn members_could_see(
+        &self,
+        server: &ServerName,
+        event: &StoredEvent,
+        group: Option<i64>,
+        visibility: &str,
+        sight: &mut Sight,
+    ) -> ApiResult<bool> {
         let suffix = format!(":{server}");
         let state = match group {
             Some(group) => {
@@ -117,7 +155,6 @@ impl History {
                 return Ok(true);
             }
         }
-        // Under `shared`, the server is not joined now (asked above).
         Ok(false)
     }
 

@@ -5,6 +5,7 @@
 //! on is checked again in order against it, its state rewritten, and the room's
 //! current state replaced, which the directory and `/sync` follow.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ruma::room_version_rules::RoomVersionRules;
@@ -72,7 +73,7 @@ impl Rooms {
         let mut last_group = None;
         for event in &events {
             let (state_before, group) = if event.event_id == join.event_id {
-                (full_state.clone(), None)
+                (Arc::new(full_state.clone()), None)
             } else {
                 self.restated_state_before(rules, event, last_group).await?
             };
@@ -105,7 +106,7 @@ impl Rooms {
         rules: &RoomVersionRules,
         event: &StoredEvent,
         previous_group: Option<i64>,
-    ) -> ApiResult<(StateMap, Option<i64>)> {
+    ) -> ApiResult<(Arc<StateMap>, Option<i64>)> {
         let prevs: Vec<String> = event.json["prev_events"]
             .as_array()
             .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
@@ -116,6 +117,6 @@ impl Rooms {
             return self.state_after_all(rules, &held).await;
         }
         let group = previous_group.ok_or_else(|| MatrixError::internal("resync", "no state before the event"))?;
-        Ok((self.store.state_group(group).await?, Some(group)))
+        Ok((self.state_group(group).await?, Some(group)))
     }
 }

@@ -8,6 +8,7 @@
 //! from clients and from the forward extremities).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use ruma::OwnedEventId;
 use ruma::events::StateEventType;
@@ -18,7 +19,7 @@ use serde_json::Value;
 use super::Rooms;
 use super::pdu::Pdu;
 use crate::error::{ApiResult, MatrixError};
-use crate::store::{PersistEvent, StateBefore, StateMap};
+use crate::store::{NewCurrentState, PersistEvent, StateBefore, StateMap};
 
 /// An event whose signatures checked out (and which was redacted if its hash did not).
 #[derive(Debug, Clone)]
@@ -155,7 +156,7 @@ impl Rooms {
         let prevs = event.prev_ids();
         let joined = matches!(prior, PriorState::Joined(_));
         let (state_before, before_group) = match prior {
-            PriorState::Given(state) | PriorState::Joined(state) => (state, None),
+            PriorState::Given(state) | PriorState::Joined(state) => (Arc::new(state), None),
             PriorState::FromPrevEvents => self.state_from_prev_events(rules, &prevs).await?,
         };
         // While the room's state is partial, the event's own auth events stand in for
@@ -169,13 +170,9 @@ impl Rooms {
             Ok(()) => self.check_against_state(rules, &event.pdu, &state_before).await?,
             Err(reason) => Err(reason),
         };
-        let state_snapshot;
         let state_ref = match before_group {
             Some(group) => StateBefore::Group(group),
-            None => {
-                state_snapshot = state_before.clone();
-                StateBefore::Snapshot(&state_snapshot)
-            }
+            None => StateBefore::Snapshot(&state_before),
         };
         if let Err(reason) = verdict {
             tracing::info!(event_id = %event.event_id, %reason, "rejecting event");
@@ -203,8 +200,13 @@ impl Rooms {
         if joined {
             self.store.clear_forward_extremities(event.pdu.room_id.as_str()).await?;
         }
-        let new_current = self.current_state_with(rules, event, &state_before, &prevs).await?;
-        let row = PersistEvent { new_current_state: Some(&new_current), ..event.persist(&prevs, state_ref) };
+        let own = event.pdu.state_key.as_ref().map(|key| ((event.pdu.kind.to_string(), key.clone()), &event.event_id));
+        let resolved = self.resolved_current_state(rules, event, &state_before, &prevs).await?;
+        let new_current = match &resolved {
+            Some(state) => NewCurrentState::full(state),
+            None => NewCurrentState { state: &state_before, with: own.as_ref().map(|(key, id)| (key, *id)) },
+        };
+        let row = PersistEvent { new_current_state: Some(new_current), ..event.persist(&prevs, state_ref) };
         let ordering = self.store.persist_event(row).await?;
         if partial && event.pdu.kind.to_string() == "m.room.member" && event.json["content"]["membership"] == "join" {
             let server = event.pdu.sender.server_name().to_string();
@@ -223,7 +225,7 @@ impl Rooms {
         &self,
         rules: &RoomVersionRules,
         prevs: &[String],
-    ) -> ApiResult<(StateMap, Option<i64>)> {
+    ) -> ApiResult<(Arc<StateMap>, Option<i64>)> {
         let events = self.store.events_by_id(prevs).await?;
         if let Some(missing) = prevs.iter().find(|id| !events.iter().any(|e| &e.event_id == *id)) {
             return Err(MatrixError::internal("remote event", format!("no state known at {missing}")));
@@ -276,23 +278,25 @@ impl Rooms {
         Ok(prevs.iter().filter(|id| !known.contains(id.as_str())).cloned().collect())
     }
 
-    /// The room's current state once `event` is a forward extremity: its own state after
-    /// when it follows every current extremity, else resolved with theirs.
-    async fn current_state_with(
+    /// The room's current state once `event` is a forward extremity, when other
+    /// extremities remain: its state after resolved with theirs. `None` when it follows
+    /// every current extremity: the current state is then its own state after, which the
+    /// caller passes on as the state before plus the event, without copying the state.
+    async fn resolved_current_state(
         &self,
         rules: &RoomVersionRules,
         event: &CheckedEvent,
         state_before: &StateMap,
         prevs: &[String],
-    ) -> ApiResult<StateMap> {
-        let mut state_after = state_before.clone();
-        if let Some(state_key) = &event.pdu.state_key {
-            state_after.insert((event.pdu.kind.to_string(), state_key.clone()), event.event_id.clone());
-        }
+    ) -> ApiResult<Option<StateMap>> {
         let extremities = self.store.forward_extremities(event.pdu.room_id.as_str()).await?;
         let others: Vec<_> = extremities.iter().filter(|e| !prevs.contains(&e.event_id)).collect();
         if others.is_empty() {
-            return Ok(state_after);
+            return Ok(None);
+        }
+        let mut state_after = state_before.clone();
+        if let Some(state_key) = &event.pdu.state_key {
+            state_after.insert((event.pdu.kind.to_string(), state_key.clone()), event.event_id.clone());
         }
         let mut maps = vec![state_after];
         for other in others {
@@ -300,7 +304,7 @@ impl Rooms {
                 maps.push(StateMap::clone(&*self.state_group(group).await?));
             }
         }
-        self.resolve_with_pending(rules, maps, Some(&event.pdu)).await
+        Ok(Some(self.resolve_with_pending(rules, maps, Some(&event.pdu)).await?))
     }
 }
 

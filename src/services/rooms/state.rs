@@ -2,6 +2,7 @@
 //! resolution v2), state maps from state events, and auth chains.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use ruma::OwnedEventId;
 use ruma::events::StateEventType;
@@ -21,7 +22,7 @@ impl Rooms {
         &self,
         rules: &RoomVersionRules,
         events: &[StoredEvent],
-    ) -> ApiResult<(StateMap, Option<i64>)> {
+    ) -> ApiResult<(Arc<StateMap>, Option<i64>)> {
         let mut groups = Vec::with_capacity(events.len());
         for event in events {
             let group = event
@@ -32,13 +33,14 @@ impl Rooms {
         groups.sort_unstable();
         groups.dedup();
         if let [single] = groups.as_slice() {
-            return Ok((StateMap::clone(&*self.state_group(*single).await?), Some(*single)));
+            // Shared with the kept group, not copied: a big room's state is 100,000 entries.
+            return Ok((self.state_group(*single).await?, Some(*single)));
         }
         let mut maps = Vec::with_capacity(groups.len());
         for group in groups {
             maps.push(StateMap::clone(&*self.state_group(group).await?));
         }
-        Ok((self.resolve(rules, maps).await?, None))
+        Ok((Arc::new(self.resolve(rules, maps).await?), None))
     }
 
     /// The states after those of `event_ids` that are held with state.
