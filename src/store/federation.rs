@@ -50,6 +50,9 @@ impl Store {
 
     /// Events on the event stream after `after`, oldest first, outliers included.
     pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        if let Some(events) = self.kept_events_after(after, limit) {
+            return Ok(events);
+        }
         let rows = sqlx::query(&format!(
             "SELECT {} FROM events WHERE stream_ordering > $1 ORDER BY stream_ordering LIMIT $2",
             super::rooms::EVENT_COLUMNS

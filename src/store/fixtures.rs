@@ -49,6 +49,7 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
         txn.forgets.memberships = true;
+        txn.forgets.events = true;
         let rule_event = format!("$rules{first_ordering}");
         let join_rule = if public { "public" } else { "invite" };
         let json = json!({ "type": "m.room.join_rules", "content": { "join_rule": join_rule } }).to_string();

@@ -46,9 +46,23 @@ pub(crate) struct Forget {
     pub inboxes: bool,
     /// Pushers added.
     pub pushers: bool,
+    /// Stored events changed in place or removed (see `recent_events`).
+    pub events: bool,
 }
 
 impl Forget {
+    pub(super) fn everything() -> Self {
+        Self {
+            tokens: true,
+            memberships: true,
+            partial_state: true,
+            keys: true,
+            inboxes: true,
+            pushers: true,
+            events: true,
+        }
+    }
+
     fn any(self) -> bool {
         self.tokens || self.memberships || self.partial_state || self.keys || self.inboxes || self.pushers
     }
@@ -183,20 +197,24 @@ impl Store {
 
     /// A room's memberships (any state), by user id.
     pub async fn room_members(&self, room_id: &str) -> Result<Vec<Membership>, sqlx::Error> {
+        Ok(self.shared_room_members(room_id).await?.as_ref().clone())
+    }
+
+    /// As `room_members`, shared with what is kept: every woken long poll of a big room
+    /// counts its members, and copying them each time cost more than the counting.
+    pub async fn shared_room_members(&self, room_id: &str) -> Result<Arc<Vec<Membership>>, sqlx::Error> {
         let key = room_id.to_owned();
         let read = async { Ok(Arc::new(self.memberships_where("room_id = $1 ORDER BY user_id", room_id).await?)) };
-        let found = self
-            .through(
-                |kept| kept.room_members.get(&key).cloned(),
-                read,
-                |kept, found| {
-                    if found.len() <= MEMBERSHIPS {
-                        kept.room_members.insert(key.clone(), found);
-                    }
-                },
-            )
-            .await?;
-        Ok(found.as_ref().clone())
+        self.through(
+            |kept| kept.room_members.get(&key).cloned(),
+            read,
+            |kept, found| {
+                if found.len() <= MEMBERSHIPS {
+                    kept.room_members.insert(key.clone(), found);
+                }
+            },
+        )
+        .await
     }
 
     /// Rooms whose state is still partial, oldest join first.

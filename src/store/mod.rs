@@ -20,6 +20,7 @@ mod migrations;
 mod partial_state;
 mod profiles;
 mod push;
+mod recent_events;
 mod registration_tokens;
 mod relations;
 mod remote_profiles;
@@ -96,6 +97,10 @@ pub struct Store {
     consumers_saved_at: std::sync::Mutex<BoundedMap<String, std::time::Instant>>,
     /// Reads every request or long poll repeats (see `kept`).
     kept: std::sync::Mutex<kept::Kept>,
+    /// The newest positions of the event stream (see `recent_events`).
+    recent_events: std::sync::Mutex<recent_events::RecentEvents>,
+    /// Streams' heads as committed by this process, once read (see `sync_heads`).
+    stream_heads: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 /// A write transaction; on SQLite it also holds the single-writer lock.
@@ -109,19 +114,50 @@ pub struct WriteTxn<'a> {
     moved_streams: Vec<(String, i64)>,
     /// What this transaction changes among the reads kept in memory.
     pub(crate) forgets: kept::Forget,
+    /// Events this transaction writes, kept in memory once it commits.
+    written_events: Vec<StoredEvent>,
+    /// Outliers whose rows this transaction replaces by their timeline copies.
+    replaced_outliers: Vec<String>,
 }
 
 impl WriteTxn<'_> {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
+        // Dropped before its end (the caller's future cancelled while committing), it
+        // cannot tell whether the commit happened: what memory keeps is dropped.
+        let mut unsure = UnsureCommit(Some(self.store));
         self.tx.commit().await?;
-        self.store.forget_kept(self.forgets);
+        unsure.0 = None;
+        let store = self.store;
+        store.forget_kept(self.forgets);
+        if self.forgets.events {
+            store.forget_recent_events();
+        }
+        let events: Vec<i64> =
+            self.moved_streams.iter().filter(|(stream, _)| stream == "events").map(|(_, position)| *position).collect();
+        if !events.is_empty() {
+            store.keep_recent_events(&events, self.written_events, &self.replaced_outliers);
+        }
+        store.keep_stream_heads(&self.moved_streams);
         for (consumer, position) in self.moved_consumers {
-            self.store.remember_consumer_position(consumer, position, true);
+            store.remember_consumer_position(consumer, position, true);
         }
         for (stream, position) in self.moved_streams {
-            self.store.announce_stream(&stream, position);
+            store.announce_stream(&stream, position);
         }
         Ok(())
+    }
+}
+
+/// See `WriteTxn::commit`.
+struct UnsureCommit<'a>(Option<&'a Store>);
+
+impl Drop for UnsureCommit<'_> {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.take() {
+            store.forget_kept(kept::Forget::everything());
+            store.forget_recent_events();
+            store.stream_heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        }
     }
 }
 
@@ -161,6 +197,8 @@ impl Store {
             stream_watches: std::sync::Mutex::new(HashMap::new()),
             consumers_saved_at: std::sync::Mutex::new(BoundedMap::new(KEPT_CONSUMER_POSITIONS)),
             kept: Default::default(),
+            recent_events: Default::default(),
+            stream_heads: Default::default(),
         };
         migrations::run(&store).await.context("database: schema migration failed")?;
         Ok(store)
@@ -192,6 +230,8 @@ impl Store {
             moved_consumers: Vec::new(),
             moved_streams: Vec::new(),
             forgets: Default::default(),
+            written_events: Vec::new(),
+            replaced_outliers: Vec::new(),
         })
     }
 

@@ -88,6 +88,7 @@ impl Store {
         rejected: bool,
     ) -> Result<(i64, i64), sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.events = true;
         let before = match state_before {
             StateBefore::Group(group) => group,
             StateBefore::Snapshot(state) => new_state_group(&mut txn, &event.room_id, None, state).await?,

@@ -110,6 +110,7 @@ impl Store {
         let mut txn = self.begin_write().await?;
         txn.forgets.memberships = true;
         txn.forgets.partial_state = true;
+        txn.forgets.events = true;
         let members: Vec<String> = sqlx::query("SELECT user_id FROM room_memberships WHERE room_id = $1")
             .bind(room_id)
             .fetch_all(&mut *txn.tx)

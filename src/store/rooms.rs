@@ -616,6 +616,9 @@ impl Store {
         forwards: bool,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        if let Some(events) = self.kept_room_events(room_id, after, up_to, forwards, limit) {
+            return Ok(events);
+        }
         let order = if forwards { "ASC" } else { "DESC" };
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND stream_ordering > $2 \
@@ -739,6 +742,7 @@ impl Store {
     /// Replaces an event's stored JSON with its redacted form.
     pub async fn redact_event(&self, event_id: &str, redacted: &Value, redacted_by: &str) -> Result<(), sqlx::Error> {
         let mut txn = self.begin_write().await?;
+        txn.forgets.events = true;
         sqlx::query("UPDATE events SET json = $1, redacted_by = $2 WHERE event_id = $3")
             .bind(redacted.to_string())
             .bind(redacted_by)
@@ -802,10 +806,14 @@ async fn insert_event(txn: &mut WriteTxn<'_>, event: &PersistEvent<'_>) -> Resul
     if !event.outlier {
         // An event held as an outlier (an auth event, a join's state, a soft-failed event)
         // becomes part of the timeline: its new row replaces the old one.
-        sqlx::query("DELETE FROM events WHERE event_id = $1 AND outlier = 1")
+        let replaced = sqlx::query("DELETE FROM events WHERE event_id = $1 AND outlier = 1")
             .bind(event.event_id)
             .execute(&mut *txn.tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if replaced > 0 {
+            txn.replaced_outliers.push(event.event_id.to_owned());
+        }
     }
     sqlx::query(
         "INSERT INTO events (event_id, room_id, stream_ordering, depth, event_type, state_key, sender, \
@@ -852,6 +860,17 @@ async fn insert_event(txn: &mut WriteTxn<'_>, event: &PersistEvent<'_>) -> Resul
             .execute(&mut *txn.tx)
             .await?;
     }
+    txn.written_events.push(StoredEvent {
+        event_id: event.event_id.to_owned(),
+        room_id: event.room_id.to_owned(),
+        stream_ordering: ordering,
+        depth: event.depth,
+        json: event.json.clone(),
+        rejected: event.rejected,
+        state_group_before: group_before,
+        state_group_after: group_after,
+        outlier: event.outlier,
+    });
     Ok(ordering)
 }
 

@@ -146,18 +146,43 @@ pub struct SyncHeads {
 }
 
 impl super::Store {
-    /// The heads of the streams `/sync` follows, in one statement.
+    /// The heads of the streams `/sync` follows: from memory once read, kept current by
+    /// this process's commits (the only writer); else in one statement.
     pub async fn sync_heads(&self) -> Result<SyncHeads, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT stream, position FROM stream_positions WHERE stream IN ('events', 'account_data', 'receipts', $1, $2)",
-        )
-        .bind(super::TO_DEVICE_STREAM)
-        .bind(super::DEVICE_LIST_STREAM)
-        .fetch_all(self.pool())
-        .await?;
-        let mut heads = SyncHeads::default();
+        const STREAMS: [&str; 5] =
+            ["events", "account_data", "receipts", super::TO_DEVICE_STREAM, super::DEVICE_LIST_STREAM];
+        let kept: Vec<i64> = {
+            let heads = self.stream_heads.lock().unwrap_or_else(PoisonError::into_inner);
+            STREAMS.iter().filter_map(|stream| heads.get(*stream).copied()).collect()
+        };
+        if let [events, account_data, receipts, to_device, device_lists] = kept[..] {
+            return Ok(SyncHeads { events, account_data, receipts, to_device, device_lists });
+        }
+        let generation = self.kept_generation();
+        let rows = sqlx::query("SELECT stream, position FROM stream_positions WHERE stream IN ($1, $2, $3, $4, $5)")
+            .bind(STREAMS[0])
+            .bind(STREAMS[1])
+            .bind(STREAMS[2])
+            .bind(STREAMS[3])
+            .bind(STREAMS[4])
+            .fetch_all(self.pool())
+            .await?;
+        let mut read = Vec::with_capacity(rows.len());
         for row in &rows {
-            let (stream, position): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+            read.push((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?));
+        }
+        {
+            // Not kept when a commit cut short dropped what memory held meanwhile.
+            let mut heads = self.stream_heads.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.kept_generation() == generation {
+                for (stream, position) in &read {
+                    let head = heads.entry(stream.clone()).or_insert(*position);
+                    *head = (*head).max(*position);
+                }
+            }
+        }
+        let mut heads = SyncHeads::default();
+        for (stream, position) in read {
             let slot = match stream.as_str() {
                 "events" => &mut heads.events,
                 "account_data" => &mut heads.account_data,
@@ -170,9 +195,21 @@ impl super::Store {
         Ok(heads)
     }
 
+    /// Keeps streams' heads as committed; a later commit seen first stays.
+    pub(super) fn keep_stream_heads(&self, moved: &[(String, i64)]) {
+        let mut heads = self.stream_heads.lock().unwrap_or_else(PoisonError::into_inner);
+        for (stream, position) in moved {
+            let head = heads.entry(stream.clone()).or_insert(*position);
+            *head = (*head).max(*position);
+        }
+    }
+
     /// The rooms with an event in the stream range `(after, up_to]`, each with whether
     /// one of those events is a membership event.
     pub async fn rooms_with_events_between(&self, after: i64, up_to: i64) -> Result<Vec<(String, bool)>, sqlx::Error> {
+        if let Some(rooms) = self.kept_rooms_with_events(after, up_to) {
+            return Ok(rooms);
+        }
         let rows = sqlx::query(
             "SELECT room_id, CAST(MAX(CASE WHEN event_type = 'm.room.member' THEN 1 ELSE 0 END) AS BIGINT) \
              FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2 GROUP BY room_id",

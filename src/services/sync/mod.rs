@@ -463,7 +463,7 @@ impl ClientSync {
     /// The room summary clients name rooms by: member counts and, for rooms without a
     /// name, up to five other members ("heroes").
     async fn summary(&self, room_id: &str, user_id: &str) -> ApiResult<RoomSummary> {
-        let members = self.store.room_members(room_id).await?;
+        let members = self.store.shared_room_members(room_id).await?;
         let with = |membership: &str| count(members.iter().filter(|m| m.membership == membership).count());
         let mut heroes: Vec<&String> = members
             .iter()
