@@ -8,10 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::{Membership, PartialStateRoom, Store, TokenOwner};
 use crate::services::bounded::BoundedMap;
 
+/// How long a commit cut short is given to land (a COMMIT already sent takes
+/// milliseconds) before reads are kept again.
+const UNSURE_COMMIT_SETTLES: Duration = Duration::from_secs(5);
 /// Access tokens whose owners are kept, at most.
 const TOKEN_OWNERS: usize = 10_000;
 /// Users whose memberships are kept, at most.
@@ -71,6 +75,9 @@ impl Forget {
 pub(super) struct Kept {
     /// Moves whenever something kept is dropped.
     generation: u64,
+    /// Until when nothing read is kept: a commit cut short may still land meanwhile
+    /// (see `forget_after_unsure_commit`).
+    settling_until: Option<Instant>,
     token_owners: BoundedMap<String, TokenOwner>,
     user_memberships: BoundedMap<String, Arc<Vec<Membership>>>,
     room_members: BoundedMap<String, Arc<Vec<Membership>>>,
@@ -84,10 +91,18 @@ pub(super) struct Kept {
     any_pusher: Option<bool>,
 }
 
+impl Kept {
+    /// Whether a read made at `generation` may be kept now.
+    fn may_keep(&self, generation: u64) -> bool {
+        self.generation == generation && self.settling_until.is_none_or(|until| Instant::now() >= until)
+    }
+}
+
 impl Default for Kept {
     fn default() -> Self {
         Self {
             generation: 0,
+            settling_until: None,
             token_owners: BoundedMap::new(TOKEN_OWNERS),
             user_memberships: BoundedMap::new(USERS),
             room_members: BoundedMap::new(ROOMS),
@@ -122,10 +137,19 @@ impl Store {
         };
         let value = read.await?;
         let mut kept = self.kept();
-        if kept.generation == generation {
+        if kept.may_keep(generation) {
             put(&mut kept, value.clone());
         }
         Ok(value)
+    }
+
+    /// After a commit whose caller was cancelled while it ran: it may have happened, or
+    /// may still happen a moment later (the COMMIT was sent), so everything kept is
+    /// dropped and, for a while, nothing read is kept, lest a read from before it lands
+    /// be kept after it.
+    pub(super) fn forget_after_unsure_commit(&self) {
+        self.forget_kept(Forget::everything());
+        self.kept().settling_until = Some(Instant::now() + UNSURE_COMMIT_SETTLES);
     }
 
     pub(super) fn forget_kept(&self, forget: Forget) {
@@ -270,7 +294,7 @@ impl Store {
     /// Notes a device's inbox empty, as read when the generation was `generation`.
     pub(super) fn note_inbox_empty(&self, user_id: &str, device_id: &str, generation: u64) {
         let mut kept = self.kept();
-        if kept.generation == generation {
+        if kept.may_keep(generation) {
             kept.empty_inboxes.insert((user_id.to_owned(), device_id.to_owned()), ());
         }
     }
@@ -282,5 +306,11 @@ impl Store {
 
     pub(super) fn kept_generation(&self) -> u64 {
         self.kept().generation
+    }
+
+    /// Whether a read made at `generation` may be kept now (nothing dropped since, no
+    /// commit cut short settling).
+    pub(super) fn may_keep_read(&self, generation: u64) -> bool {
+        self.kept().may_keep(generation)
     }
 }

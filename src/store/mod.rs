@@ -115,7 +115,7 @@ pub struct WriteTxn<'a> {
     /// What this transaction changes among the reads kept in memory.
     pub(crate) forgets: kept::Forget,
     /// Events this transaction writes, kept in memory once it commits.
-    written_events: Vec<StoredEvent>,
+    written_events: Vec<recent_events::WrittenEvent>,
     /// Outliers whose rows this transaction replaces by their timeline copies.
     replaced_outliers: Vec<String>,
 }
@@ -125,6 +125,7 @@ impl WriteTxn<'_> {
         // Dropped before its end (the caller's future cancelled while committing), it
         // cannot tell whether the commit happened: what memory keeps is dropped.
         let mut unsure = UnsureCommit(Some(self.store));
+        let epoch = self.store.recent_events_epoch();
         self.tx.commit().await?;
         unsure.0 = None;
         let store = self.store;
@@ -135,7 +136,7 @@ impl WriteTxn<'_> {
         let events: Vec<i64> =
             self.moved_streams.iter().filter(|(stream, _)| stream == "events").map(|(_, position)| *position).collect();
         if !events.is_empty() {
-            store.keep_recent_events(&events, self.written_events, &self.replaced_outliers);
+            store.keep_recent_events(epoch, &events, self.written_events, &self.replaced_outliers);
         }
         store.keep_stream_heads(&self.moved_streams);
         for (consumer, position) in self.moved_consumers {
@@ -154,7 +155,7 @@ struct UnsureCommit<'a>(Option<&'a Store>);
 impl Drop for UnsureCommit<'_> {
     fn drop(&mut self) {
         if let Some(store) = self.0.take() {
-            store.forget_kept(kept::Forget::everything());
+            store.forget_after_unsure_commit();
             store.forget_recent_events();
             store.stream_heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         }

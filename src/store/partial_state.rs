@@ -132,10 +132,12 @@ impl Store {
         if cleared == 0 {
             return Err(sqlx::Error::RowNotFound);
         }
+        // The event stream's row first, as every event write takes it: on PostgreSQL two
+        // transactions that lock the stream rows in different orders can deadlock.
+        let position = streams::next_position(&mut txn, "events").await?;
         let kept_state =
             rooms::update_current_state(&mut txn, &self.current_states, room_id, rooms::NewCurrentState::full(current))
                 .await?;
-        let position = streams::next_position(&mut txn, "events").await?;
         sqlx::query(
             "INSERT INTO room_resyncs (room_id, position) VALUES ($1, $2)              ON CONFLICT (room_id) DO UPDATE SET position = excluded.position",
         )

@@ -815,6 +815,8 @@ async fn insert_event(txn: &mut WriteTxn<'_>, event: &PersistEvent<'_>) -> Resul
             txn.replaced_outliers.push(event.event_id.to_owned());
         }
     }
+    let json_text = event.json.to_string();
+    let json_bytes = json_text.len();
     sqlx::query(
         "INSERT INTO events (event_id, room_id, stream_ordering, depth, event_type, state_key, sender, \
          origin_server_ts, json, rejected, state_group_before, state_group_after, outlier) \
@@ -828,7 +830,7 @@ async fn insert_event(txn: &mut WriteTxn<'_>, event: &PersistEvent<'_>) -> Resul
     .bind(event.state_key)
     .bind(event.sender)
     .bind(event.origin_server_ts)
-    .bind(event.json.to_string())
+    .bind(json_text)
     .bind(i64::from(event.rejected))
     .bind(group_before)
     .bind(group_after)
@@ -860,7 +862,7 @@ async fn insert_event(txn: &mut WriteTxn<'_>, event: &PersistEvent<'_>) -> Resul
             .execute(&mut *txn.tx)
             .await?;
     }
-    txn.written_events.push(StoredEvent {
+    let stored = StoredEvent {
         event_id: event.event_id.to_owned(),
         room_id: event.room_id.to_owned(),
         stream_ordering: ordering,
@@ -870,7 +872,8 @@ async fn insert_event(txn: &mut WriteTxn<'_>, event: &PersistEvent<'_>) -> Resul
         state_group_before: group_before,
         state_group_after: group_after,
         outlier: event.outlier,
-    });
+    };
+    txn.written_events.push((stored, json_bytes));
     Ok(ordering)
 }
 

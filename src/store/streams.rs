@@ -172,9 +172,11 @@ impl super::Store {
             read.push((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?));
         }
         {
-            // Not kept when a commit cut short dropped what memory held meanwhile.
+            // Not kept when a commit cut short dropped what memory held meanwhile, or
+            // may still land (see `forget_after_unsure_commit`).
+            let may_keep = self.may_keep_read(generation);
             let mut heads = self.stream_heads.lock().unwrap_or_else(PoisonError::into_inner);
-            if self.kept_generation() == generation {
+            if may_keep {
                 for (stream, position) in &read {
                     let head = heads.entry(stream.clone()).or_insert(*position);
                     *head = (*head).max(*position);

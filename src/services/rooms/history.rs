@@ -81,13 +81,15 @@ impl History {
             return Ok(true);
         }
         let Some(group) = group else {
-            return self.members_could_see(server, event, None, &visibility, sight).await;
+            return Ok(self.members_could_see(server, event, None, &visibility, sight).await?.0);
         };
         if let Some(seen) = self.verdicts.members(group, server.as_str()) {
             return Ok(seen);
         }
-        let seen = self.members_could_see(server, event, Some(group), &visibility, sight).await?;
-        self.verdicts.keep_members(group, server.as_str(), seen);
+        let (seen, decided) = self.members_could_see(server, event, Some(group), &visibility, sight).await?;
+        if decided {
+            self.verdicts.keep_members(group, server.as_str(), seen);
+        }
         Ok(seen)
     }
 
@@ -111,17 +113,20 @@ impl History {
                 })
             }
         };
-        let visibility = self.content_fields(sight, visibility_id.into_iter().collect(), "history_visibility").await?;
+        let ids: Vec<String> = visibility_id.into_iter().collect();
+        let visibility = self.content_fields(sight, ids.clone(), "history_visibility").await?;
         let visibility: Arc<str> =
             visibility.into_iter().flatten().next().unwrap_or_else(|| "shared".to_owned()).into();
-        if let Some(group) = group {
+        // Kept only when decided by what is held: an event not held yet may be later.
+        if let Some(group) = group.filter(|_| all_held(sight, &ids)) {
             self.verdicts.keep_visibility(group, visibility.clone());
         }
         Ok(visibility)
     }
 
     /// Whether a member of `server` was joined at the event (or invited, unless the
-    /// visibility is `joined`), from the state at `group` or else the current state.
+    /// visibility is `joined`), from the state at `group` or else the current state; and
+    /// whether that is final (a `false` read while some member event was not held is not).
     async fn members_could_see(
         &self,
         server: &ServerName,
@@ -129,7 +134,7 @@ impl History {
         group: Option<i64>,
         visibility: &str,
         sight: &mut Sight,
-    ) -> ApiResult<bool> {
+    ) -> ApiResult<(bool, bool)> {
         let suffix = format!(":{server}");
         let state = match group {
             Some(group) => {
@@ -152,10 +157,10 @@ impl History {
         for chunk in member_ids.chunks(MEMBERS_PER_READ) {
             let memberships = self.content_fields(sight, chunk.to_vec(), "membership").await?;
             if memberships.iter().flatten().any(|m| allowed(m)) {
-                return Ok(true);
+                return Ok((true, true));
             }
         }
-        Ok(false)
+        Ok((false, all_held(sight, &member_ids)))
     }
 
     /// Whether a user of `server` is joined to the room now, asked once per request.
@@ -394,6 +399,11 @@ struct Sight {
     joined_now: Option<bool>,
     by_group: HashMap<Option<i64>, bool>,
     fields: HashMap<String, Option<String>>,
+}
+
+/// Whether every event of `ids` was found held (its fields read into `sight`).
+fn all_held(sight: &Sight, ids: &[String]) -> bool {
+    ids.iter().all(|id| sight.fields.contains_key(id))
 }
 
 /// An event already read, as other servers get it.

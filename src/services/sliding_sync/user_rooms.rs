@@ -35,6 +35,12 @@ pub(super) struct UserRooms {
 }
 
 impl UserRooms {
+    /// What the list counts for against [`MAX_KEPT_ROOMS`]: its rooms and the
+    /// memberships it holds on to (at least one, so that empty lists count too).
+    fn weight(&self) -> usize {
+        (self.rooms.len() + self.memberships.len()).max(1)
+    }
+
     /// Whether the list was made from these memberships.
     pub fn made_from(&self, memberships: &Arc<Vec<Membership>>) -> bool {
         Arc::ptr_eq(&self.memberships, memberships) || self.memberships == *memberships
@@ -87,9 +93,9 @@ impl KeptLists {
         if kept.lists.get(user).is_some_and(|old| old.events > list.events) {
             return;
         }
-        let added = list.rooms.len();
+        let added = list.weight();
         if let Some(old) = kept.lists.insert(user.to_owned(), list) {
-            kept.rooms = kept.rooms.saturating_sub(old.rooms.len());
+            kept.rooms = kept.rooms.saturating_sub(old.weight());
         }
         kept.rooms += added;
         if kept.rooms > MAX_KEPT_ROOMS {
