@@ -376,11 +376,11 @@ impl Sender {
 
     /// The servers of a room's joined users, without us.
     async fn room_servers(&self, room_id: &str) -> ApiResult<Vec<OwnedServerName>> {
-        // The members and partial-state rooms are kept in memory by the store.
-        let members = self.store.room_members(room_id).await?;
-        let joined = members.iter().filter(|m| m.membership == "join");
-        let mut servers: HashSet<OwnedServerName> = joined
-            .filter_map(|m| m.user_id.split_once(':').and_then(|(_, server)| OwnedServerName::try_from(server).ok()))
+        // One indexed read per distinct server, not one row per member: a big room's
+        // members are too many for the store to keep in memory, and every event sent or
+        // relayed (a remote join through us) asks this.
+        let mut servers: HashSet<OwnedServerName> = (self.store.joined_servers(room_id).await?.into_iter())
+            .filter_map(|server| OwnedServerName::try_from(server).ok())
             .filter(|server| *server != self.server_name)
             .collect();
         // A room joined with a partial state does not know all its members yet.
