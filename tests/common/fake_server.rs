@@ -470,8 +470,18 @@ impl FakeServer {
         body: Vec<u8>,
         authorization: &str,
     ) -> (StatusCode, Value) {
-        let sent = self.try_request_with_authorization(kith, method.clone(), path, body, authorization).await;
-        sent.unwrap_or_else(|err| panic!("{method} {path} to kith: {err}"))
+        let sent = self.try_request_with_authorization(kith, method.clone(), path, body.clone(), authorization).await;
+        // A connection lost before any answer (seen once on a loaded 2-core machine, not
+        // reproduced) is tried once more: what kith answers is still checked, and a
+        // request that makes kith drop the connection every time still fails here.
+        let sent = match sent {
+            Err(err) if err.is_request() || err.is_connect() => {
+                eprintln!("{method} {path}: no answer ({err:?}); trying once more");
+                self.try_request_with_authorization(kith, method.clone(), path, body, authorization).await
+            }
+            sent => sent,
+        };
+        sent.unwrap_or_else(|err| panic!("{method} {path} to kith: {err:?}"))
     }
 
     /// A request to kith, X-Matrix signed by this server, that may fail to get an answer
