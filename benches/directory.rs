@@ -119,7 +119,7 @@ fn generate(size: usize) -> Dataset {
 /// Builds the index the way the server does from its tables.
 fn build(dataset: &Dataset) -> DirectoryIndex {
     let mut index = DirectoryIndex::default();
-    index.begin_bulk();
+    index.begin_bulk(dataset.users.len());
     let mut ids = vec![None; dataset.users.len()];
     for (i, user) in dataset.users.iter().enumerate().filter(|(_, u)| u.local) {
         let profile = UserProfile { display_name: user.name.clone(), avatar_url: user.avatar.clone() };

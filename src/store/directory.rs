@@ -1,11 +1,24 @@
 //! What the user directory index is derived from: local accounts and global profiles,
 //! joined memberships of rooms with a local member, and whether those rooms are public.
 
-use futures_util::TryStreamExt;
-use serde_json::Value;
-use sqlx::Row;
+use std::collections::HashSet;
 
-use super::Store;
+use futures_util::TryStreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Row};
+
+use super::{Backend, Store};
+
+/// Rows per batch of a whole-table scan on SQLite (`Store::scan_in_batches`).
+const SCAN_BATCH: i64 = 4096;
+
+/// user, deactivated, locked, user type, display name and avatar (as stored JSON).
+type AccountRow = (String, i64, i64, Option<String>, Option<String>, Option<String>);
+/// room, user, display name, avatar, stream ordering.
+type MemberRow = (String, String, Option<String>, Option<String>, i64);
 
 #[derive(Debug, Clone)]
 pub struct LocalAccount {
@@ -26,19 +39,37 @@ pub struct JoinedMember {
 }
 
 impl Store {
-    pub async fn local_accounts(&self) -> Result<Vec<LocalAccount>, sqlx::Error> {
-        let rows =
-            sqlx::query("SELECT user_id, deactivated, locked, user_type FROM users").fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LocalAccount {
-                    user_id: row.try_get(0)?,
-                    deactivated: row.try_get::<i64, _>(1)? != 0,
-                    locked: row.try_get::<i64, _>(2)? != 0,
-                    user_type: row.try_get(3)?,
-                })
-            })
-            .collect()
+    /// Visits every local account with its global display name and avatar, in one pass.
+    pub async fn for_each_local_account(
+        &self,
+        mut visit: impl FnMut(LocalAccount, Option<String>, Option<String>),
+    ) -> Result<(), sqlx::Error> {
+        let mut visit_row = |(user_id, deactivated, locked, user_type, name, avatar): AccountRow| {
+            let account = LocalAccount { user_id, deactivated: deactivated != 0, locked: locked != 0, user_type };
+            let text = |value: Option<String>| value.and_then(|json| serde_json::from_str::<String>(&json).ok());
+            visit(account, text(name), text(avatar));
+        };
+        if self.backend() == Backend::Sqlite {
+            let sql = "SELECT max(k), json_group_array(json_array(user_id, deactivated, locked, user_type, d, a)) FROM \
+                       (SELECT u.rowid AS k, u.user_id, u.deactivated, u.locked, u.user_type, d.value AS d, a.value AS a \
+                       FROM users u LEFT JOIN profile_fields d ON d.user_id = u.user_id AND d.field = 'displayname' \
+                       LEFT JOIN profile_fields a ON a.user_id = u.user_id AND a.field = 'avatar_url' \
+                       WHERE u.rowid > $1 ORDER BY u.rowid LIMIT $2)";
+            return self.scan_in_batches(sql, "", visit_row).await;
+        }
+        let sql = "SELECT u.user_id, u.deactivated, u.locked, u.user_type, d.value, a.value FROM users u \
+                   LEFT JOIN profile_fields d ON d.user_id = u.user_id AND d.field = 'displayname' \
+                   LEFT JOIN profile_fields a ON a.user_id = u.user_id AND a.field = 'avatar_url'";
+        let mut rows = sqlx::query(sql).fetch(self.pool());
+        while let Some(row) = rows.try_next().await? {
+            let columns = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+            visit_row((columns.0, columns.1, columns.2, columns.3, row.try_get(4)?, row.try_get(5)?));
+        }
+        Ok(())
+    }
+
+    pub async fn local_account_count(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT COUNT(*) FROM users").fetch_one(self.pool()).await?.try_get(0)
     }
 
     pub async fn local_account(&self, user_id: &str) -> Result<Option<LocalAccount>, sqlx::Error> {
@@ -57,50 +88,81 @@ impl Store {
         .transpose()
     }
 
-    /// `(user, display name, avatar)` from every local global profile.
-    pub async fn global_names(&self) -> Result<Vec<(String, String, Value)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT user_id, field, value FROM profile_fields WHERE field IN ('displayname', 'avatar_url')",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let value: String = row.try_get(2)?;
-                Ok((row.try_get(0)?, row.try_get(1)?, serde_json::from_str(&value).unwrap_or(Value::Null)))
-            })
-            .collect()
-    }
-
-    /// Joined members of one tracked room (one with a local member joined).
+    /// Joined members of one tracked room (one with a local member joined), oldest first.
     pub async fn tracked_joined_members(&self, room_id: &str) -> Result<Vec<JoinedMember>, sqlx::Error> {
-        let mut members = Vec::new();
-        self.for_each_tracked_member(Some(room_id), |member| members.push(member)).await?;
-        Ok(members)
+        let sql = "SELECT m.room_id, m.user_id, m.displayname, m.avatar_url, m.stream_ordering FROM room_memberships m \
+                   WHERE m.room_id = $1 AND m.membership = 'join' AND EXISTS (SELECT 1 FROM room_memberships l \
+                   JOIN users u ON u.user_id = l.user_id WHERE l.room_id = m.room_id AND l.membership = 'join') \
+                   ORDER BY m.stream_ordering";
+        let rows = sqlx::query(sql).bind(room_id).fetch_all(self.pool()).await?;
+        rows.iter().map(|row| joined_member(row, row.try_get(2)?, row.try_get(3)?)).collect()
     }
 
-    /// Streams the joined members of every tracked room (or of one), oldest membership
-    /// first, without holding them all in memory.
-    pub async fn for_each_tracked_member(
+    /// Rooms with a member of `server_name` joined: the rooms the directory tracks.
+    pub async fn rooms_joined_by_server(&self, server_name: &str) -> Result<HashSet<String>, sqlx::Error> {
+        let rows =
+            sqlx::query("SELECT DISTINCT room_id FROM room_memberships WHERE membership = 'join' AND server_name = $1")
+                .bind(server_name)
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
+    }
+
+    /// Visits every joined membership of every room, in no particular order (one scan,
+    /// no sort). Members of `local_server` come without their per-room profile, which
+    /// the directory never shows for them.
+    pub async fn for_each_joined_member(
         &self,
-        room_id: Option<&str>,
+        local_server: &str,
         mut visit: impl FnMut(JoinedMember),
     ) -> Result<(), sqlx::Error> {
-        let sql = "SELECT m.room_id, m.user_id, m.displayname, m.avatar_url, m.stream_ordering FROM room_memberships m \
-                   WHERE m.membership = 'join' AND ($1 = '' OR m.room_id = $1) AND m.room_id IN \
-                   (SELECT l.room_id FROM room_memberships l JOIN users u ON u.user_id = l.user_id WHERE l.membership = 'join') \
-                   ORDER BY m.stream_ordering";
-        let mut rows = sqlx::query(sql).bind(room_id.unwrap_or("")).fetch(self.pool());
+        let mut visit_row = |(room_id, user_id, displayname, avatar_url, stream_ordering): MemberRow| {
+            visit(JoinedMember { room_id, user_id, displayname, avatar_url, stream_ordering })
+        };
+        if self.backend() == Backend::Sqlite {
+            let sql = "SELECT max(k), json_group_array(json_array(room_id, user_id, d, a, stream_ordering)) FROM \
+                       (SELECT rowid AS k, room_id, user_id, CASE WHEN server_name = $3 THEN NULL ELSE displayname END AS d, \
+                       CASE WHEN server_name = $3 THEN NULL ELSE avatar_url END AS a, stream_ordering \
+                       FROM room_memberships WHERE rowid > $1 AND membership = 'join' ORDER BY rowid LIMIT $2)";
+            return self.scan_in_batches(sql, local_server, visit_row).await;
+        }
+        let sql = "SELECT room_id, user_id, CASE WHEN server_name = $1 THEN NULL ELSE displayname END, \
+                   CASE WHEN server_name = $1 THEN NULL ELSE avatar_url END, stream_ordering \
+                   FROM room_memberships WHERE membership = 'join'";
+        let mut rows = sqlx::query(sql).bind(local_server).fetch(self.pool());
         while let Some(row) = rows.try_next().await? {
-            visit(JoinedMember {
-                room_id: row.try_get(0)?,
-                user_id: row.try_get(1)?,
-                displayname: row.try_get(2)?,
-                avatar_url: row.try_get(3)?,
-                stream_ordering: row.try_get(4)?,
-            });
+            visit_row((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?));
         }
         Ok(())
+    }
+
+    /// Reads a whole SQLite table in batches: sqlx hands each row of a result from the
+    /// connection's thread to this task with a wake-up of its own, which costs more than
+    /// reading the row, so `sql` folds up to `$2` rows after rowid `$1` into one JSON
+    /// array (with `$3` as a parameter of the caller's), and answers the last rowid. The
+    /// next batch is read and decoded on another thread while the caller visits this one.
+    async fn scan_in_batches<T: DeserializeOwned + Send + 'static>(
+        &self,
+        sql: &'static str,
+        parameter: &str,
+        mut visit: impl FnMut(T),
+    ) -> Result<(), sqlx::Error> {
+        let parameter = parameter.to_owned();
+        let read_ahead = |mut connection: PoolConnection<Any>, after: i64| {
+            let parameter = parameter.clone();
+            tokio::spawn(async move {
+                let batch = read_batch::<T>(&mut connection, sql, after, &parameter).await;
+                (connection, batch)
+            })
+        };
+        // One connection for the whole scan: each maps the database file on its own.
+        let mut next = read_ahead(self.pool().acquire().await?, 0);
+        loop {
+            let (connection, batch) = next.await.map_err(|err| sqlx::Error::Io(std::io::Error::other(err)))?;
+            let Some((last, rows)) = batch? else { return Ok(()) };
+            next = read_ahead(connection, last);
+            rows.into_iter().for_each(&mut visit);
+        }
     }
 
     pub async fn tracked_membership_count(&self) -> Result<i64, sqlx::Error> {
@@ -156,4 +218,32 @@ impl Store {
             self.stream_head("remote_profile_changes").await?,
         ))
     }
+}
+
+fn joined_member(
+    row: &AnyRow,
+    displayname: Option<String>,
+    avatar_url: Option<String>,
+) -> Result<JoinedMember, sqlx::Error> {
+    Ok(JoinedMember {
+        room_id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        displayname,
+        avatar_url,
+        stream_ordering: row.try_get(4)?,
+    })
+}
+
+/// One batch of `Store::scan_in_batches`: the last rowid and the rows, or `None` past the end.
+async fn read_batch<T: DeserializeOwned>(
+    connection: &mut PoolConnection<Any>,
+    sql: &str,
+    after: i64,
+    parameter: &str,
+) -> Result<Option<(i64, Vec<T>)>, sqlx::Error> {
+    let row = sqlx::query(sql).bind(after).bind(SCAN_BATCH).bind(parameter).fetch_one(&mut **connection).await?;
+    let Some(last) = row.try_get::<Option<i64>, _>(0)? else { return Ok(None) };
+    let batch: String = row.try_get(1)?;
+    let rows = serde_json::from_str(&batch).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+    Ok(Some((last, rows)))
 }

@@ -151,9 +151,14 @@ impl DirectoryIndex {
         self.room_keys.len()
     }
 
-    /// Builds without keeping the lexicon sorted; `finish_bulk` sorts it once.
-    pub fn begin_bulk(&mut self) {
+    /// Builds without keeping the lexicon sorted; `finish_bulk` sorts it once. Room for
+    /// `users` is made at once rather than by growing.
+    pub fn begin_bulk(&mut self, users: usize) {
         self.lexicon.begin_bulk();
+        self.users.reserve(users);
+        self.keys.reserve(users);
+        let (slots, strings, hasher) = (&self.users, &self.strings, &self.hasher);
+        self.ids.reserve(users, |id| hasher.hash_one(strings.bytes(slots[*id as usize].user_id)));
     }
 
     pub fn finish_bulk(&mut self) {
@@ -169,8 +174,8 @@ impl DirectoryIndex {
     }
 
     pub fn id_of(&self, user_id: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(user_id);
-        self.ids.find(hash, |id| self.strings.get(self.users[*id as usize].user_id) == user_id).copied()
+        let hash = self.hasher.hash_one(user_id.as_bytes());
+        self.ids.find(hash, |id| self.strings.bytes(self.users[*id as usize].user_id) == user_id.as_bytes()).copied()
     }
 
     fn slot(&self, id: u32) -> Option<&UserSlot> {
@@ -250,9 +255,9 @@ impl DirectoryIndex {
         }
         self.users[id as usize] = UserSlot { user_id: self.strings.push(user_id), ..UserSlot::default() };
         self.keys[id as usize] = head(user_id);
-        let hash = self.hasher.hash_one(user_id);
+        let hash = self.hasher.hash_one(user_id.as_bytes());
         let (users, strings, hasher) = (&self.users, &self.strings, &self.hasher);
-        self.ids.insert_unique(hash, id, |id| hasher.hash_one(strings.get(users[*id as usize].user_id)));
+        self.ids.insert_unique(hash, id, |id| hasher.hash_one(strings.bytes(users[*id as usize].user_id)));
         id
     }
 
@@ -382,7 +387,7 @@ impl DirectoryIndex {
     pub fn remove_user(&mut self, user_id: &str) {
         let Some(id) = self.id_of(user_id) else { return };
         self.unindex(id);
-        let hash = self.hasher.hash_one(user_id);
+        let hash = self.hasher.hash_one(user_id.as_bytes());
         if let Ok(entry) = self.ids.find_entry(hash, |other| *other == id) {
             entry.remove();
         }

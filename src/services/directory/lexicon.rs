@@ -44,8 +44,13 @@ impl Arena {
     }
 
     pub fn get(&self, span: Span) -> &str {
-        let bytes = &self.bytes[span.start as usize..(span.start + span.len) as usize];
-        std::str::from_utf8(bytes).unwrap_or_default()
+        std::str::from_utf8(self.bytes(span)).unwrap_or_default()
+    }
+
+    /// The bytes of a span: what hash tables keyed by arena text hash and compare, so
+    /// that a lookup does not check the UTF-8 of every text it meets.
+    pub fn bytes(&self, span: Span) -> &[u8] {
+        &self.bytes[span.start as usize..(span.start + span.len) as usize]
     }
 
     /// Text no longer referred to; `wasteful` tells when to copy the live text anew.
@@ -130,8 +135,8 @@ impl Lexicon {
     }
 
     pub fn id(&self, text: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(text);
-        self.by_text.find(hash, |id| self.text(*id) == text).copied()
+        let hash = self.hasher.hash_one(text.as_bytes());
+        self.by_text.find(hash, |id| self.text.bytes(self.spans[*id as usize]) == text.as_bytes()).copied()
     }
 
     /// The id of `text`, interning it (and its folded form) if new.
@@ -147,9 +152,9 @@ impl Lexicon {
         self.heads.push(head(text));
         self.folded.push(folded.unwrap_or(id));
         self.postings.push(FieldSlots::default());
-        let hash = self.hasher.hash_one(text);
+        let hash = self.hasher.hash_one(text.as_bytes());
         let (spans, arena, hasher) = (&self.spans, &self.text, &self.hasher);
-        self.by_text.insert_unique(hash, id, |id| hasher.hash_one(arena.get(spans[*id as usize])));
+        self.by_text.insert_unique(hash, id, |id| hasher.hash_one(arena.bytes(spans[*id as usize])));
         self.unsorted.push(id);
         if !self.bulk && self.unsorted.len() > UNSORTED_MAX {
             self.settle();

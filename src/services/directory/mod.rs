@@ -10,6 +10,8 @@
 //! event of a public room standing in until the first answer, and are listed by user ID
 //! alone when seen only in private rooms. A private room's member event never names them.
 
+#[cfg(test)]
+mod build_tests;
 pub mod index;
 pub mod lexicon;
 pub mod memberships;
@@ -18,7 +20,7 @@ pub mod rank;
 pub mod search;
 pub mod tokenize;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -83,14 +85,44 @@ pub trait BuildProgress: Send + Sync {
     fn advance(&self, done: u64);
 }
 
-/// Reports progress to the log every few seconds.
-pub struct LogProgress;
+/// Reports each phase to the log, with how long the one before it took.
+#[derive(Default)]
+pub struct LogProgress {
+    previous: std::sync::Mutex<Option<(String, Instant)>>,
+}
+
+impl LogProgress {
+    fn end_previous(&self) -> Option<(String, Instant)> {
+        self.previous.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+}
 
 impl BuildProgress for LogProgress {
     fn phase(&self, name: &str, total: u64) {
+        if let Some((previous, started)) = self.end_previous() {
+            tracing::info!(
+                phase = previous,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "directory build phase done"
+            );
+        }
         tracing::info!(phase = name, total, "building the user directory");
+        *self.previous.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((name.to_owned(), Instant::now()));
     }
     fn advance(&self, _done: u64) {}
+}
+
+impl Drop for LogProgress {
+    fn drop(&mut self) {
+        if let Some((previous, started)) = self.end_previous() {
+            tracing::info!(
+                phase = previous,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "directory build phase done"
+            );
+        }
+    }
 }
 
 impl Directory {
@@ -230,7 +262,7 @@ impl Directory {
         let requested_here = self.rebuild_requested.swap(false, std::sync::atomic::Ordering::SeqCst);
         let requested_elsewhere = self.take_external_rebuild_request().await.unwrap_or(false);
         if (requested_here || requested_elsewhere)
-            && let Err(err) = self.rebuild(&LogProgress).await
+            && let Err(err) = self.rebuild(&LogProgress::default()).await
         {
             tracing::error!(%err, "user directory rebuild failed");
         }
@@ -458,7 +490,8 @@ impl Worker for Directory {
         Box::pin(async move {
             let mut stop = stop;
             while !*self.built.borrow() && !stop.is_stopping() {
-                let build = self.rebuild(&LogProgress);
+                let progress = LogProgress::default();
+                let build = self.rebuild(&progress);
                 if let Some(Err(err)) = stop.unless_stopped(build).await {
                     tracing::error!(%err, "user directory build failed; trying again");
                     let _ = stop.unless_stopped(tokio::time::sleep(POLL_INTERVAL)).await;
@@ -534,53 +567,121 @@ pub async fn build_index(
     progress: &dyn BuildProgress,
 ) -> anyhow::Result<DirectoryIndex> {
     let mut index = DirectoryIndex::default();
-    index.begin_bulk();
-    let accounts = store.local_accounts().await?;
-    let mut profiles: HashMap<String, UserProfile> = HashMap::new();
-    for (user_id, field, value) in store.global_names().await? {
-        let profile = profiles.entry(user_id).or_default();
-        let value = value.as_str().map(str::to_owned);
-        if field == "displayname" { profile.display_name = value } else { profile.avatar_url = value }
-    }
-    let hidden: std::collections::HashSet<String> = store.hidden_users().await?.into_iter().collect();
-    progress.phase("local users", accounts.len() as u64);
-    for (done, account) in accounts.iter().enumerate() {
-        let profile = profiles.remove(&account.user_id).unwrap_or_default();
-        let hidden = hidden.contains(&account.user_id) || unlisted.contains(&account.user_id);
-        apply_account(&mut index, account, profile, hidden);
-        if done % 10_000 == 0 {
-            progress.advance(done as u64);
-        }
-    }
-    let public: std::collections::HashSet<String> = store.public_room_ids(None).await?.into_iter().collect();
-    let mut cached: HashMap<String, UserProfile> =
-        store.remote_profiles().await?.iter().map(|c| (c.user_id.clone(), profile_from_cache(c))).collect();
-    let federated = store.federated_users().await?;
-    // A peer's user shows the profile the peer exports.
-    for user in &federated {
-        let profile = UserProfile { display_name: user.displayname.clone(), avatar_url: user.avatar_url.clone() };
-        cached.insert(user.user_id.clone(), profile.clone());
-        let id = index.upsert_user(&user.user_id, profile, false);
-        index.set_federated(id, true);
-    }
+    let accounts = store.local_account_count().await?.max(0) as u64;
+    index.begin_bulk(accounts as usize);
+    progress.phase("local users", accounts);
+    add_local_accounts(&mut index, store, unlisted, progress).await?;
+    progress.phase("remote profiles", 0);
+    let cached = add_remote_profiles(&mut index, store).await?;
     progress.phase("room memberships", store.tracked_membership_count().await?.max(0) as u64);
+    add_memberships(&mut index, store, server_name, &cached, progress).await?;
+    index.finish_bulk();
+    Ok(index)
+}
+
+async fn add_local_accounts(
+    index: &mut DirectoryIndex,
+    store: &Store,
+    unlisted: &Unlisted,
+    progress: &dyn BuildProgress,
+) -> anyhow::Result<()> {
+    let hidden: HashSet<String> = store.hidden_users().await?.into_iter().collect();
     let mut done = 0u64;
     store
-        .for_each_tracked_member(None, |member| {
-            let room_public = public.contains(&member.room_id);
-            if !index.is_tracked(&member.room_id) {
-                index.set_room_public(&member.room_id, room_public);
-            }
-            let local = is_local_user(&member.user_id, server_name);
-            add_member(&mut index, &member, local, room_public, cached.get(&member.user_id));
+        .for_each_local_account(|account, display_name, avatar_url| {
+            let hidden = hidden.contains(&account.user_id) || unlisted.contains(&account.user_id);
+            apply_account(index, &account, UserProfile { display_name, avatar_url }, hidden);
             done += 1;
             if done.is_multiple_of(10_000) {
                 progress.advance(done);
             }
         })
         .await?;
-    index.finish_bulk();
-    Ok(index)
+    Ok(())
+}
+
+/// Lists the users of federated-directory peers; returns every remote user's public
+/// profile as known (a peer's export over the fetched cache).
+async fn add_remote_profiles(
+    index: &mut DirectoryIndex,
+    store: &Store,
+) -> anyhow::Result<HashMap<String, UserProfile>> {
+    let mut cached: HashMap<String, UserProfile> =
+        store.remote_profiles().await?.iter().map(|c| (c.user_id.clone(), profile_from_cache(c))).collect();
+    for user in store.federated_users().await? {
+        let profile = UserProfile { display_name: user.displayname, avatar_url: user.avatar_url };
+        let id = index.upsert_user(&user.user_id, profile.clone(), false);
+        index.set_federated(id, true);
+        cached.insert(user.user_id, profile);
+    }
+    Ok(cached)
+}
+
+/// Adds the joined members of every tracked room. The rows come unsorted; a remote user
+/// without a public profile is shown as their earliest membership shows them (see
+/// `add_member`), as the updater, which sees memberships in order, would.
+async fn add_memberships(
+    index: &mut DirectoryIndex,
+    store: &Store,
+    server_name: &str,
+    cached: &HashMap<String, UserProfile>,
+    progress: &dyn BuildProgress,
+) -> anyhow::Result<()> {
+    let tracked = store.rooms_joined_by_server(server_name).await?;
+    let public: HashSet<String> = store.public_room_ids(None).await?.into_iter().collect();
+    let mut earliest: HashMap<String, i64> = HashMap::new();
+    // Rows of one room often come together: its flags are looked up once per run.
+    let mut room: (String, bool, bool) = Default::default();
+    let mut done = 0u64;
+    store
+        .for_each_joined_member(server_name, |member| {
+            done += 1;
+            if done.is_multiple_of(10_000) {
+                progress.advance(done);
+            }
+            if room.0 != member.room_id {
+                let (is_tracked, is_public) = (tracked.contains(&member.room_id), public.contains(&member.room_id));
+                room = (member.room_id.clone(), is_tracked, is_public);
+                if is_tracked && !index.is_tracked(&member.room_id) {
+                    index.set_room_public(&member.room_id, is_public);
+                }
+            }
+            let (_, room_tracked, room_public) = room;
+            if !room_tracked {
+                return;
+            }
+            let local = is_local_user(&member.user_id, server_name);
+            let cached = cached.get(&member.user_id);
+            if !local && cached.is_none() && is_earliest_seen(&mut earliest, &member) {
+                // An earlier membership than the one the user was listed from decides.
+                let profile = match room_public {
+                    true => {
+                        UserProfile { display_name: member.displayname.clone(), avatar_url: member.avatar_url.clone() }
+                    }
+                    false => UserProfile::default(),
+                };
+                index.upsert_user(&member.user_id, profile, false);
+            }
+            add_member(index, &member, local, room_public, cached);
+        })
+        .await?;
+    Ok(())
+}
+
+/// Whether `member` is the earliest membership of a remote user seen so far, after an
+/// earlier-seen later one.
+fn is_earliest_seen(earliest: &mut HashMap<String, i64>, member: &JoinedMember) -> bool {
+    match earliest.get_mut(&member.user_id) {
+        Some(seen) if *seen > member.stream_ordering => {
+            *seen = member.stream_ordering;
+            true
+        }
+        Some(_) => false,
+        None => {
+            earliest.insert(member.user_id.clone(), member.stream_ordering);
+            false
+        }
+    }
 }
 
 /// Asks a running server (through the database) to rebuild its directory index.
