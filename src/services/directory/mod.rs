@@ -651,7 +651,8 @@ async fn add_memberships(
                 return;
             }
             let local = is_local_user(&member.user_id, server_name);
-            let cached = cached.get(&member.user_id);
+            // A local member is listed from their account, whatever is cached.
+            let cached = if local { None } else { cached.get(&member.user_id) };
             if !local && cached.is_none() && is_earliest_seen(&mut earliest, &member) {
                 // An earlier membership than the one the user was listed from decides.
                 let profile = match room_public {
