@@ -5,7 +5,6 @@ use std::collections::HashSet;
 
 use futures_util::TryStreamExt;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Row};
@@ -40,14 +39,17 @@ pub struct JoinedMember {
 
 impl Store {
     /// Visits every local account with its global display name and avatar, in one pass.
-    pub async fn for_each_local_account(
+    /// On SQLite `prepare` runs on another thread, on one batch while `visit` takes the
+    /// one before: work that needs nothing of the caller's belongs there.
+    pub async fn for_each_local_account<U: Send + 'static>(
         &self,
-        mut visit: impl FnMut(LocalAccount, Option<String>, Option<String>),
+        prepare: impl Fn(LocalAccount, Option<String>, Option<String>) -> U + Clone + Send + 'static,
+        visit: impl FnMut(U),
     ) -> Result<(), sqlx::Error> {
-        let mut visit_row = |(user_id, deactivated, locked, user_type, name, avatar): AccountRow| {
+        let prepare_row = move |(user_id, deactivated, locked, user_type, name, avatar): AccountRow| {
             let account = LocalAccount { user_id, deactivated: deactivated != 0, locked: locked != 0, user_type };
             let text = |value: Option<String>| value.and_then(|json| serde_json::from_str::<String>(&json).ok());
-            visit(account, text(name), text(avatar));
+            prepare(account, text(name), text(avatar))
         };
         if self.backend() == Backend::Sqlite {
             let sql = "SELECT max(k), json_group_array(json_array(user_id, deactivated, locked, user_type, d, a)) FROM \
@@ -55,15 +57,16 @@ impl Store {
                        FROM users u LEFT JOIN profile_fields d ON d.user_id = u.user_id AND d.field = 'displayname' \
                        LEFT JOIN profile_fields a ON a.user_id = u.user_id AND a.field = 'avatar_url' \
                        WHERE u.rowid > $1 ORDER BY u.rowid LIMIT $2)";
-            return self.scan_in_batches(sql, "", visit_row).await;
+            return self.scan_in_batches(sql, "", prepare_row, visit).await;
         }
+        let mut visit = visit;
         let sql = "SELECT u.user_id, u.deactivated, u.locked, u.user_type, d.value, a.value FROM users u \
                    LEFT JOIN profile_fields d ON d.user_id = u.user_id AND d.field = 'displayname' \
                    LEFT JOIN profile_fields a ON a.user_id = u.user_id AND a.field = 'avatar_url'";
         let mut rows = sqlx::query(sql).fetch(self.pool());
         while let Some(row) = rows.try_next().await? {
             let columns = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
-            visit_row((columns.0, columns.1, columns.2, columns.3, row.try_get(4)?, row.try_get(5)?));
+            visit(prepare_row((columns.0, columns.1, columns.2, columns.3, row.try_get(4)?, row.try_get(5)?)));
         }
         Ok(())
     }
@@ -100,11 +103,15 @@ impl Store {
 
     /// Rooms with a member of `server_name` joined: the rooms the directory tracks.
     pub async fn rooms_joined_by_server(&self, server_name: &str) -> Result<HashSet<String>, sqlx::Error> {
-        let rows =
-            sqlx::query("SELECT DISTINCT room_id FROM room_memberships WHERE membership = 'join' AND server_name = $1")
-                .bind(server_name)
-                .fetch_all(self.pool())
-                .await?;
+        let rooms = "SELECT DISTINCT room_id FROM room_memberships WHERE membership = 'join' AND server_name = $1";
+        if self.backend() == Backend::Sqlite {
+            // One row (a JSON array) rather than a wake-up per room (see `scan_in_batches`).
+            let folded = format!("SELECT json_group_array(room_id) FROM ({rooms})");
+            let row = sqlx::query(&folded).bind(server_name).fetch_one(self.pool()).await?;
+            let rooms: String = row.try_get(0)?;
+            return serde_json::from_str(&rooms).map_err(|err| sqlx::Error::Decode(Box::new(err)));
+        }
+        let rows = sqlx::query(rooms).bind(server_name).fetch_all(self.pool()).await?;
         rows.iter().map(|row| row.try_get(0)).collect()
     }
 
@@ -116,22 +123,26 @@ impl Store {
         local_server: &str,
         mut visit: impl FnMut(JoinedMember),
     ) -> Result<(), sqlx::Error> {
-        let mut visit_row = |(room_id, user_id, displayname, avatar_url, stream_ordering): MemberRow| {
-            visit(JoinedMember { room_id, user_id, displayname, avatar_url, stream_ordering })
+        let member = |(room_id, user_id, displayname, avatar_url, stream_ordering): MemberRow| JoinedMember {
+            room_id,
+            user_id,
+            displayname,
+            avatar_url,
+            stream_ordering,
         };
         if self.backend() == Backend::Sqlite {
             let sql = "SELECT max(k), json_group_array(json_array(room_id, user_id, d, a, stream_ordering)) FROM \
                        (SELECT rowid AS k, room_id, user_id, CASE WHEN server_name = $3 THEN NULL ELSE displayname END AS d, \
                        CASE WHEN server_name = $3 THEN NULL ELSE avatar_url END AS a, stream_ordering \
                        FROM room_memberships WHERE rowid > $1 AND membership = 'join' ORDER BY rowid LIMIT $2)";
-            return self.scan_in_batches(sql, local_server, visit_row).await;
+            return self.scan_in_batches(sql, local_server, member, visit).await;
         }
         let sql = "SELECT room_id, user_id, CASE WHEN server_name = $1 THEN NULL ELSE displayname END, \
                    CASE WHEN server_name = $1 THEN NULL ELSE avatar_url END, stream_ordering \
                    FROM room_memberships WHERE membership = 'join'";
         let mut rows = sqlx::query(sql).bind(local_server).fetch(self.pool());
         while let Some(row) = rows.try_next().await? {
-            visit_row((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?));
+            visit(member((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?)));
         }
         Ok(())
     }
@@ -140,18 +151,22 @@ impl Store {
     /// connection's thread to this task with a wake-up of its own, which costs more than
     /// reading the row, so `sql` folds up to `$2` rows after rowid `$1` into one JSON
     /// array (with `$3` as a parameter of the caller's), and answers the last rowid. The
-    /// next batch is read and decoded on another thread while the caller visits this one.
-    async fn scan_in_batches<T: DeserializeOwned + Send + 'static>(
+    /// next batch is read, decoded and `prepare`d on another thread while the caller
+    /// visits this one.
+    async fn scan_in_batches<T: DeserializeOwned, U: Send + 'static>(
         &self,
         sql: &'static str,
         parameter: &str,
-        mut visit: impl FnMut(T),
+        prepare: impl Fn(T) -> U + Clone + Send + 'static,
+        mut visit: impl FnMut(U),
     ) -> Result<(), sqlx::Error> {
         let parameter = parameter.to_owned();
         let read_ahead = |mut connection: PoolConnection<Any>, after: i64| {
-            let parameter = parameter.clone();
+            let (parameter, prepare) = (parameter.clone(), prepare.clone());
             tokio::spawn(async move {
                 let batch = read_batch::<T>(&mut connection, sql, after, &parameter).await;
+                let batch =
+                    batch.map(|batch| batch.map(|(last, rows)| (last, rows.into_iter().map(prepare).collect())));
                 (connection, batch)
             })
         };
@@ -159,8 +174,11 @@ impl Store {
         let mut next = read_ahead(self.pool().acquire().await?, 0);
         loop {
             let (connection, batch) = next.await.map_err(|err| sqlx::Error::Io(std::io::Error::other(err)))?;
-            let Some((last, rows)) = batch? else { return Ok(()) };
+            let Some((last, rows)): Option<(i64, Vec<U>)> = batch? else { return Ok(()) };
             next = read_ahead(connection, last);
+            // A task spawned from a task waits in this worker's own slot, which no other
+            // worker takes: let it send its query before this worker turns to `visit`.
+            tokio::task::yield_now().await;
             rows.into_iter().for_each(&mut visit);
         }
     }
@@ -173,28 +191,25 @@ impl Store {
     }
 
     /// Rooms whose current join rule is `public` or history visibility `world_readable`.
+    /// The content is read in SQL: at start-up every room's two events would otherwise
+    /// cross to this task one row (and one parse) at a time.
     pub async fn public_room_ids(&self, room_id: Option<&str>) -> Result<Vec<String>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT cs.room_id, cs.event_type, e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id \
-             WHERE cs.state_key = '' AND cs.event_type IN ('m.room.join_rules', 'm.room.history_visibility') \
-             AND ($1 = '' OR cs.room_id = $1)",
-        )
-        .bind(room_id.unwrap_or(""))
-        .fetch_all(self.pool())
-        .await?;
-        let mut public = Vec::new();
-        for row in rows {
-            let (room, kind, json): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            let json: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
-            let is_public = match kind.as_str() {
-                "m.room.join_rules" => json["content"]["join_rule"] == "public",
-                _ => json["content"]["history_visibility"] == "world_readable",
-            };
-            if is_public && !public.contains(&room) {
-                public.push(room);
+        let (join_rule, visibility) = match self.backend() {
+            Backend::Sqlite => {
+                ("json_extract(e.json, '$.content.join_rule')", "json_extract(e.json, '$.content.history_visibility')")
             }
-        }
-        Ok(public)
+            Backend::Postgres => {
+                ("(e.json::jsonb #>> '{content,join_rule}')", "(e.json::jsonb #>> '{content,history_visibility}')")
+            }
+        };
+        let sql = format!(
+            "SELECT DISTINCT cs.room_id FROM current_state cs JOIN events e ON e.event_id = cs.event_id \
+             WHERE cs.state_key = '' AND ($1 = '' OR cs.room_id = $1) \
+             AND ((cs.event_type = 'm.room.join_rules' AND {join_rule} = 'public') \
+             OR (cs.event_type = 'm.room.history_visibility' AND {visibility} = 'world_readable'))"
+        );
+        let rows = sqlx::query(&sql).bind(room_id.unwrap_or("")).fetch_all(self.pool()).await?;
+        rows.iter().map(|row| row.try_get(0)).collect()
     }
 
     /// Whether any local user is joined to a room.

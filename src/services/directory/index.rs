@@ -7,9 +7,9 @@
 //! each, to keep a million users within a few hundred bytes each.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use roaring::RoaringBitmap;
 
 use super::lexicon::{Arena, Lexicon, Span, head, short_key, short_prefixes};
@@ -96,7 +96,8 @@ pub struct DirectoryIndex {
     keys: Vec<u64>,
     strings: Arena,
     ids: HashTable<u32>,
-    hasher: RandomState,
+    /// Seeded per index (as SipHash is), and several times faster on short keys.
+    hasher: DefaultHashBuilder,
     pub lexicon: Lexicon,
     /// Every user's positions (see `position`), each user's a contiguous run.
     docs: Vec<u32>,
@@ -125,7 +126,16 @@ pub struct DirectoryIndex {
     free_room_keys: Vec<u32>,
 }
 
-/// A user's lexemes in position order, with their field.
+/// A user's lexemes in position order, with their field: what `upsert_user` indexes.
+/// Computing it needs no index, so the start-up build does it on another thread.
+pub struct UserDoc(Vec<(String, Field)>);
+
+impl UserDoc {
+    pub fn new(user_id: &str, profile: &UserProfile) -> Self {
+        Self(doc_lexemes(user_id, profile))
+    }
+}
+
 fn doc_lexemes(user_id: &str, profile: &UserProfile) -> Vec<(String, Field)> {
     let (localpart, domain) = user_id.trim_start_matches('@').split_once(':').unwrap_or((user_id, ""));
     let mut doc = Vec::new();
@@ -213,6 +223,13 @@ impl DirectoryIndex {
 
     /// Adds or updates a user's profile; returns their dense id.
     pub fn upsert_user(&mut self, user_id: &str, profile: UserProfile, local: bool) -> u32 {
+        let doc = UserDoc::new(user_id, &profile);
+        self.upsert_user_doc(user_id, profile, doc, local)
+    }
+
+    /// `upsert_user` with the user's lexemes already computed (`doc` must be
+    /// `UserDoc::new(user_id, &profile)`).
+    pub fn upsert_user_doc(&mut self, user_id: &str, profile: UserProfile, doc: UserDoc, local: bool) -> u32 {
         let id = match self.id_of(user_id) {
             Some(id) => {
                 self.unindex(id);
@@ -220,10 +237,8 @@ impl DirectoryIndex {
             }
             None => self.allocate_id(user_id),
         };
-        let doc: Vec<u32> = doc_lexemes(user_id, &profile)
-            .iter()
-            .map(|(lexeme, field)| (self.lexicon.intern(lexeme) << 2) | *field as u32)
-            .collect();
+        let doc: Vec<u32> =
+            doc.0.iter().map(|(lexeme, field)| (self.lexicon.intern(lexeme) << 2) | *field as u32).collect();
         let mut slot = self.users[id as usize];
         slot.doc_start = self.docs.len() as u32;
         slot.doc_len = doc.len() as u16;

@@ -5,9 +5,9 @@
 //! one-word search is answered with bitmap operations.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use roaring::RoaringBitmap;
 
 use super::postings::{Layers, Pool, Slot};
@@ -107,7 +107,8 @@ pub struct Lexicon {
     /// The folded forms `fold_postings` has, checked before a map lookup.
     fold_targets: RoaringBitmap,
     by_text: HashTable<u32>,
-    hasher: RandomState,
+    /// Seeded per index (as SipHash is), and several times faster on short keys.
+    hasher: DefaultHashBuilder,
     sorted: Vec<u32>,
     unsorted: Vec<u32>,
     /// While building from scratch, sorting waits for `finish_bulk`.

@@ -33,7 +33,7 @@ use super::appservices::AppService;
 use super::workers::{Shutdown, Wakeups, Worker, follow};
 use crate::config::UserDirectoryConfig;
 use crate::store::{JoinedMember, LocalAccount, RemoteProfile, Store};
-use index::{DirectoryIndex, UserProfile};
+use index::{DirectoryIndex, UserDoc, UserProfile};
 use search::{SearchOptions, SearchResults};
 use tokenize::SearchTerm;
 
@@ -469,13 +469,12 @@ impl Directory {
     async fn refresh_local_user(&self, user_id: &str) -> anyhow::Result<()> {
         let Some(account) = self.store.local_account(user_id).await? else { return Ok(()) };
         let profile = self.store.get_profile(user_id).await?;
-        let profile = UserProfile {
-            display_name: profile.get("displayname").and_then(Value::as_str).map(str::to_owned),
-            avatar_url: profile.get("avatar_url").and_then(Value::as_str).map(str::to_owned),
-        };
+        let display_name = profile.get("displayname").and_then(Value::as_str).map(str::to_owned);
+        let avatar_url = profile.get("avatar_url").and_then(Value::as_str).map(str::to_owned);
         let hidden = self.store.directory_visibility(user_id).await?.as_deref() == Some("hidden")
             || self.unlisted.contains(user_id);
-        self.with_index(|index| apply_account(index, &account, profile, hidden));
+        let (account, profile, doc) = prepare_account(account, display_name, avatar_url);
+        self.with_index(|index| apply_account(index, &account, profile, doc, hidden));
         Ok(())
     }
 }
@@ -550,13 +549,31 @@ fn add_member(
 
 /// Lists or hides a local account: deactivated and support users, and users who chose
 /// to be hidden or are held by an application service (`hidden`), are never listed.
-fn apply_account(index: &mut DirectoryIndex, account: &LocalAccount, profile: UserProfile, hidden: bool) {
-    if account.deactivated || account.user_type.as_deref() == Some("support") || hidden {
-        index.remove_user(&account.user_id);
-        return;
-    }
-    let id = index.upsert_user(&account.user_id, profile, true);
+fn apply_account(
+    index: &mut DirectoryIndex,
+    account: &LocalAccount,
+    profile: UserProfile,
+    doc: Option<UserDoc>,
+    hidden: bool,
+) {
+    let doc = match doc {
+        Some(doc) if !hidden => doc,
+        _ => return index.remove_user(&account.user_id),
+    };
+    let id = index.upsert_user_doc(&account.user_id, profile, doc, true);
     index.set_locked(id, account.locked);
+}
+
+/// An account's lexemes, unless it is never listed whatever its settings.
+fn prepare_account(
+    account: LocalAccount,
+    display_name: Option<String>,
+    avatar_url: Option<String>,
+) -> (LocalAccount, UserProfile, Option<UserDoc>) {
+    let profile = UserProfile { display_name, avatar_url };
+    let listable = !account.deactivated && account.user_type.as_deref() != Some("support");
+    let doc = listable.then(|| UserDoc::new(&account.user_id, &profile));
+    (account, profile, doc)
 }
 
 /// Builds the index from the database.
@@ -575,6 +592,7 @@ pub async fn build_index(
     let cached = add_remote_profiles(&mut index, store).await?;
     progress.phase("room memberships", store.tracked_membership_count().await?.max(0) as u64);
     add_memberships(&mut index, store, server_name, &cached, progress).await?;
+    progress.phase("settling", 0);
     index.finish_bulk();
     Ok(index)
 }
@@ -588,9 +606,9 @@ async fn add_local_accounts(
     let hidden: HashSet<String> = store.hidden_users().await?.into_iter().collect();
     let mut done = 0u64;
     store
-        .for_each_local_account(|account, display_name, avatar_url| {
+        .for_each_local_account(prepare_account, |(account, profile, doc)| {
             let hidden = hidden.contains(&account.user_id) || unlisted.contains(&account.user_id);
-            apply_account(index, &account, UserProfile { display_name, avatar_url }, hidden);
+            apply_account(index, &account, profile, doc, hidden);
             done += 1;
             if done.is_multiple_of(10_000) {
                 progress.advance(done);
