@@ -463,6 +463,69 @@ async fn refusals_while_partial(kith: &TestServer, fake: &FakeServer, room_id: &
     }
 }
 
+const SLIDING: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+
+/// Simplified sliding sync shows a partial-state room at once with what is known (the
+/// room's name and bob's own membership, not the members the join left out), and sends
+/// it again when the resync completes: a long poll on the connection wakes with the
+/// whole membership and the counts, and the room is not `initial` the second time.
+async fn sliding_sync_while_partial(db: Db) {
+    let kith = TestServer::start_federating(db).await;
+    let fake = FakeServer::start().await;
+    let mut room = FakeRoom::create(&fake, "alice");
+    let alice = fake.user_id("alice");
+    room.add_state(&fake, &alice, "m.room.name", "", json!({ "name": "Partial" }));
+    let members: Vec<String> = (0..3).map(|i| fake.user_id(&format!("member{i}"))).collect();
+    for member in &members {
+        room.add_state(&fake, member, "m.room.member", member, json!({ "membership": "join" }));
+    }
+    let (bob, bob_t) = kith.register("bob", "pw").await;
+    room.serve_partial_join(&fake, &bob);
+    room.serve_events(&fake);
+    room.refuse_state_ids(&fake);
+    let room_id = room.room_id.clone();
+    assert_eq!(matrix::join(&kith, &bob_t, &room_id, &fake.name).await.0, StatusCode::OK);
+    assert!(kith.log().contains("joined with a partial state"), "{}", kith.log());
+
+    let request = json!({
+        "conn_id": "room-list",
+        "lists": { "all": {
+            "ranges": [[0, 9]], "timeline_limit": 5,
+            "required_state": [["m.room.name", ""], ["m.room.member", "*"]],
+        } },
+    });
+    let (status, first) = kith.post(SLIDING, Some(&bob_t), request.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["lists"]["all"]["count"], 1, "{first}");
+    let entry = &first["rooms"][&room_id];
+    assert_eq!(entry["initial"], true, "{first}");
+    assert_eq!(entry["name"], "Partial", "{first}");
+    let known = member_keys(entry["required_state"].as_array().map_or(&[][..], Vec::as_slice));
+    assert!(known.contains(&bob), "bob's own membership: {first}");
+    assert!(!known.contains(&members[0]), "the join left the members out: {first}");
+
+    room.serve_state_ids(&fake);
+    // Other news (bob's own receipts, say) may come first: poll on until the room does.
+    let mut answer = first.clone();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !answer["rooms"][&room_id].is_object() || answer["pos"] == first["pos"] {
+        assert!(std::time::Instant::now() < deadline, "no resync in time: {answer}\n{}", kith.log());
+        let pos = answer["pos"].as_str().expect("pos").to_owned();
+        let path = format!("{SLIDING}?pos={}&timeout=20000", matrix::encode(&pos));
+        let (status, next) = kith.post(&path, Some(&bob_t), request.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{next}");
+        answer = next;
+    }
+    let entry = &answer["rooms"][&room_id];
+    assert!(entry.is_object(), "the room sent again after the resync: {answer}\n{}", kith.log());
+    assert!(entry["initial"].is_null(), "an update, not a first look: {answer}");
+    let whole = member_keys(entry["required_state"].as_array().map_or(&[][..], Vec::as_slice));
+    for member in members.iter().chain([&alice, &bob]) {
+        assert!(whole.contains(member), "{member} after the resync: {answer}");
+    }
+    assert_eq!(entry["joined_count"], 5, "alice, three members and bob: {answer}");
+}
+
 /// A long-polling eager sync and `/joined_members`, both waiting, get the whole room
 /// when the resync completes.
 async fn resync_ends_the_waits(kith: &TestServer, token: &str, room_id: &str, since: &str) {
@@ -502,4 +565,5 @@ both_backends!(
     purging_during_the_resync,
     resyncing_from_another_server_of_the_room,
     device_lists_while_partial,
+    sliding_sync_while_partial,
 );
