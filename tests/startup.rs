@@ -101,6 +101,18 @@ async fn sigterm_shuts_down_gracefully() {
     assert!(server.log().contains("shutting down"));
 }
 
+/// A server with nothing to do (no application service, no peers) keeps every worker
+/// running: none returns early only to be restarted, and logged as failing, again and
+/// again.
+#[tokio::test]
+async fn an_idle_server_restarts_no_worker() {
+    let server = TestServer::start(Db::Sqlite).await;
+    server.register("alice", "pw").await;
+    // Restarts come after 1 s, then 2 s: a worker returning at once shows twice by now.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert!(!server.log().contains("stopped on its own"), "{}", server.log());
+}
+
 /// SIGTERM while every worker has work: profile propagation has member events to send
 /// into many rooms, the directory has changes to index, and the federation sender owes
 /// events to a server that went away (its worker waits out a backoff). The process exits

@@ -67,6 +67,11 @@ impl Worker for AppServicePusher {
         Box::pin(async move {
             let services = self.appservices.all().iter().filter(|s| s.registration.url.is_some()).cloned();
             let loops: Vec<_> = services.map(|service| self.clone().serve(service, stop.clone())).collect();
+            if loops.is_empty() {
+                // Nothing to push to: returning now would read as a failure, and restart.
+                let mut stop = stop;
+                return stop.wait().await;
+            }
             join_all(loops).await;
         })
     }
