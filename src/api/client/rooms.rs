@@ -144,7 +144,7 @@ pub async fn members(
     let mut room_state = state.rooms.visible_state(room_id, user_id).await?;
     if let Some(at) = &request.at {
         let until = state.rooms.visible_until(room_id, user_id).await?;
-        room_state = state.rooms.state_at(room_id, parse_token(at)?.min(until)).await?;
+        room_state = state.rooms.state_at(room_id, parse_token(at)?.min(until)).await?.as_ref().clone();
     }
     room_state.retain(|(event_type, _), _| event_type == "m.room.member");
     let events = state.rooms.state_events(&room_state).await?;

@@ -198,11 +198,11 @@ impl Rooms {
     }
 
     /// The room state as of a stream position (after the newest event at or before it).
-    pub async fn state_at(&self, room_id: &str, position: i64) -> ApiResult<StateMap> {
+    pub async fn state_at(&self, room_id: &str, position: i64) -> ApiResult<Arc<StateMap>> {
         let newest = self.store.room_events(room_id, 0, position, false, 1).await?;
         match newest.first().and_then(|event| event.state_group_after) {
-            Some(group) => Ok(self.store.state_group(group).await?),
-            None => Ok(StateMap::new()),
+            Some(group) => self.state_group(group).await,
+            None => Ok(Arc::default()),
         }
     }
 

@@ -79,7 +79,8 @@ impl Rooms {
         let end = after.last().map_or(position, |newest| newest.stream_ordering);
         let before = self.visible_events(user_id.as_str(), before).await?;
         let after = self.visible_events(user_id.as_str(), after).await?;
-        let state = self.state_events(&self.state_at(room_id.as_str(), end).await?).await?;
+        let state = self.state_at(room_id.as_str(), end).await?;
+        let state = self.state_events(&state).await?;
         Ok(EventContext { event, before, after, start, end, state })
     }
 }

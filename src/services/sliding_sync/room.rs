@@ -167,15 +167,21 @@ impl SlidingSync {
     ) -> ApiResult<()> {
         let room_id = listed.room_id.as_str();
         let current = if listed.is_joined() {
-            self.store.current_state(room_id).await?
+            Arc::new(self.store.current_state(room_id).await?)
         } else {
             self.rooms.state_at(room_id, until).await?
         };
-        let mut changed = current.clone();
-        if let Some(from) = from {
-            let before = self.rooms.state_at(room_id, from).await?;
-            changed.retain(|key, id| before.get(key) != Some(id));
-        }
+        let changed: StateMap = match from {
+            Some(from) => {
+                let before = self.rooms.state_at(room_id, from).await?;
+                current
+                    .iter()
+                    .filter(|(key, id)| before.get(*key) != Some(*id))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }
+            None => StateMap::clone(&current),
+        };
         let mut senders: HashSet<String> =
             timeline.iter().filter_map(|e| e.json["sender"].as_str().map(str::to_owned)).collect();
         senders.insert(user.to_string());

@@ -489,19 +489,30 @@ impl ClientSync {
         user_id: &str,
         filter: &RoomFilter,
     ) -> ApiResult<Vec<Raw<ruma::events::AnySyncStateEvent>>> {
-        let mut state: StateMap = match timeline.first().and_then(|e| e.state_group_before) {
-            Some(group) => self.store.state_group(group).await?,
+        let shared = match timeline.first().and_then(|e| e.state_group_before) {
+            Some(group) => self.rooms.state_group(group).await?,
             None => self.rooms.state_at(room_id, head).await?,
         };
-        if filter.lazy_load_members {
+        let lazy_senders = filter.lazy_load_members.then(|| {
             let mut senders: HashSet<String> =
                 timeline.iter().filter_map(|e| e.json["sender"].as_str().map(str::to_owned)).collect();
             senders.insert(user_id.to_owned());
-            state.retain(|(kind, key), _| kind != "m.room.member" || senders.contains(key));
-            self.add_members_from_auth_events(&mut state, timeline, &senders).await?;
-        }
+            senders
+        });
         let in_timeline: HashSet<&str> = timeline.iter().map(|e| e.event_id.as_str()).collect();
-        state.retain(|_, id| !in_timeline.contains(id.as_str()));
+        // Copied from the shared map only what is sent.
+        let mut state: StateMap = shared
+            .iter()
+            .filter(|((kind, key), id)| {
+                let lazy_out = lazy_senders.as_ref().is_some_and(|s| kind == "m.room.member" && !s.contains(key));
+                !lazy_out && !in_timeline.contains(id.as_str())
+            })
+            .map(|(key, id)| (key.clone(), id.clone()))
+            .collect();
+        if let Some(senders) = &lazy_senders {
+            self.add_members_from_auth_events(&mut state, timeline, senders).await?;
+            state.retain(|_, id| !in_timeline.contains(id.as_str()));
+        }
         self.rooms.state_events(&state).await?.iter().map(raw_client_event).collect()
     }
 
