@@ -33,7 +33,7 @@ use super::keys::Keys;
 use super::push::Push;
 use super::rooms::Rooms;
 use super::spaces::Spaces;
-use super::sync::{ClientSync, SyncToken};
+use super::sync::{ClientSync, SyncToken, Woken};
 use super::to_device::ToDevice;
 use crate::error::ApiResult;
 use crate::store::Store;
@@ -135,7 +135,14 @@ impl SlidingSync {
                 response.txn_id = request.txn_id.clone();
                 return Ok(response);
             }
-            wakers.wait(deadline).await;
+            // Events of other users' rooms wake every long poll: answer again only when
+            // they may concern this user (an answer costs several reads, this check one
+            // at most).
+            while let Woken::Events(up_to) = wakers.wait(deadline).await {
+                if self.client_sync.events_may_concern(user, head.events, up_to).await? {
+                    break;
+                }
+            }
         }
     }
 

@@ -178,19 +178,29 @@ impl Wakers {
         *self.stopping.borrow()
     }
 
-    /// Waits until a stream moves, the server starts stopping, or `deadline`.
-    pub(crate) async fn wait(&mut self, deadline: tokio::time::Instant) {
+    /// Waits until a stream moves, the server starts stopping, or `deadline`; says
+    /// whether it was the event stream alone, and to which position.
+    pub(crate) async fn wait(&mut self, deadline: tokio::time::Instant) -> Woken {
         tokio::select! {
-            _ = self.stopping.changed() => {}
-            _ = self.events.changed() => {}
-            _ = self.typing.changed() => {}
-            _ = self.receipts.changed() => {}
-            _ = self.account_data.changed() => {}
-            _ = self.keys.changed() => {}
-            _ = self.to_device.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = self.stopping.changed() => Woken::Other,
+            _ = self.events.changed() => Woken::Events(*self.events.borrow_and_update()),
+            _ = self.typing.changed() => Woken::Other,
+            _ = self.receipts.changed() => Woken::Other,
+            _ = self.account_data.changed() => Woken::Other,
+            _ = self.keys.changed() => Woken::Other,
+            _ = self.to_device.changed() => Woken::Other,
+            _ = tokio::time::sleep_until(deadline) => Woken::Other,
         }
     }
+}
+
+/// What ended a long poll's wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// Events were written, up to this position (or rooms changed without one).
+    Events(i64),
+    /// Another stream, the deadline, or the server stopping.
+    Other,
 }
 
 impl ClientSync {
@@ -228,8 +238,31 @@ impl ClientSync {
             if !waiting || tokio::time::Instant::now() >= deadline || wakers.stopping() {
                 return Ok(response);
             }
-            wakers.wait(deadline).await;
+            // Events of other users' rooms wake every long poll: sync again only for
+            // those that may concern this user.
+            while let Woken::Events(up_to) = wakers.wait(deadline).await {
+                if self.events_may_concern(user_id, head.events, up_to).await? {
+                    break;
+                }
+            }
         }
+    }
+
+    /// Whether events written in `(after, up_to]` may change this user's `/sync` or
+    /// sliding sync answer: one in a room they have a membership in, any membership
+    /// event (it may be theirs), or a move of the stream without events (a resync or a
+    /// purge).
+    pub(crate) async fn events_may_concern(&self, user: &UserId, after: i64, up_to: i64) -> ApiResult<bool> {
+        if up_to <= after {
+            return Ok(true);
+        }
+        let moved = self.store.rooms_with_events_between(after, up_to).await?;
+        if moved.is_empty() || moved.iter().any(|(_, memberships)| *memberships) {
+            return Ok(true);
+        }
+        let rooms: HashSet<&str> = moved.iter().map(|(room, _)| room.as_str()).collect();
+        let memberships = self.store.shared_memberships_of_user(user.as_str()).await?;
+        Ok(memberships.iter().any(|m| rooms.contains(m.room_id.as_str())))
     }
 
     /// What a long poll waits on, from now on.
