@@ -1,4 +1,4 @@
-//! Element X's first day against two kith servers, driven by matrix-rust-sdk (what
+//! Element X's first day against two servers, driven by matrix-rust-sdk (what
 //! Element X is built on) through its `SyncService` and `RoomListService`:
 //!
 //!   element-x-first-day <server A> <alice> <password> <server B> <bob> <password>
@@ -16,7 +16,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
+use matrix_sdk::encryption::backups::BackupState;
+use matrix_sdk::encryption::recovery::RecoveryState;
+use matrix_sdk::encryption::{BackupDownloadStrategy, EncryptionSettings};
+use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
+use matrix_sdk::ruma::api::client::receipt::create_receipt;
 use matrix_sdk::ruma::events::direct::DirectEventContent;
+use matrix_sdk::ruma::events::receipt::{ReceiptThread, ReceiptType};
+use matrix_sdk::ruma::events::room::MediaSource;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::ruma::{OwnedRoomId, RoomId, UserId};
 use matrix_sdk::sliding_sync::VersionBuilder;
@@ -24,7 +31,7 @@ use matrix_sdk::{Client, RoomState};
 use matrix_sdk_ui::RoomListService;
 use matrix_sdk_ui::room_list_service::filters::new_filter_non_left;
 use matrix_sdk_ui::sync_service::SyncService;
-use matrix_sdk_ui::timeline::{RoomExt, Timeline};
+use matrix_sdk_ui::timeline::{EventTimelineItem, RoomExt, Timeline};
 use tokio::sync::Mutex;
 
 /// How long one step may take.
@@ -109,6 +116,8 @@ async fn first_day(server_a: &str, alice: &str, alice_pw: &str, server_b: &str, 
         .await?;
     step(8, "Bob's client knows the room as a DM with Alice");
 
+    more_of_the_day(&alice, &bob, &dm_id, &alice_timeline, &bob_timeline).await?;
+
     // Alice's server restarts: her client finds its connections' positions unknown
     // (M_UNKNOWN_POS), starts them again, and loses nothing.
     // Bob writes once her server is back, before her client knows it is: what was
@@ -119,11 +128,98 @@ async fn first_day(server_a: &str, alice: &str, alice_pw: &str, server_b: &str, 
         wait_decrypted(&alice_timeline, "while you were away").await?;
         alice_timeline.send(RoomMessageEventContent::text_plain("I am back").into()).await?;
         wait_decrypted(&bob_timeline, "I am back").await?;
-        step(9, "Alice's server restarts: her client starts over and gets the messages both ways");
+        step(14, "Alice's server restarts: her client starts over and gets the messages both ways");
     }
     alice.sync.stop().await;
     bob.sync.stop().await;
     Ok(())
+}
+
+/// What else a first day touches: a reaction, a read receipt, typing, media through
+/// the other server, and setting up recovery (secret storage and key backup).
+async fn more_of_the_day(
+    alice: &Person,
+    bob: &Person,
+    dm_id: &RoomId,
+    alice_timeline: &Timeline,
+    bob_timeline: &Timeline,
+) -> Result<()> {
+    let bob_id = bob.client.user_id().context("bob's user id")?.to_owned();
+    let message = eventually("Alice's message in Bob's timeline", || async {
+        let items = bob_timeline.items().await;
+        items.iter().filter_map(|item| item.as_event()).find(|event| has_body(event, "hello Bob, secretly")).cloned()
+    })
+    .await?;
+    bob_timeline.toggle_reaction(&message.identifier(), "👍").await?;
+    eventually("Bob's reaction on Alice's side", || async {
+        let items = alice_timeline.items().await;
+        let reacted = items.iter().filter_map(|item| item.as_event()).any(|event| {
+            has_body(event, "hello Bob, secretly")
+                && event.content().reactions().is_some_and(|r| r.get("👍").is_some_and(|by| by.contains_key(&bob_id)))
+        });
+        reacted.then_some(())
+    })
+    .await?;
+    step(9, "Bob's reaction to Alice's message shows on her side");
+
+    let event_id = message.event_id().context("the message's event id")?.to_owned();
+    let (alice_room, bob_room) =
+        (alice.client.get_room(dm_id).context("alice's room")?, bob.client.get_room(dm_id).context("bob's room")?);
+    bob_room
+        .send_single_receipt(create_receipt::v3::ReceiptType::Read, ReceiptThread::Unthreaded, event_id.clone())
+        .await?;
+    eventually("Bob's read receipt on Alice's side", || async {
+        let (read, _) =
+            alice_room.load_user_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, &bob_id).await.ok()??;
+        (read == event_id).then_some(())
+    })
+    .await?;
+    step(10, "Bob's read receipt shows on Alice's side");
+
+    let (_guard, mut typing) = alice_room.subscribe_to_typing_notifications();
+    bob_room.typing_notice(true).await?;
+    let seen = async {
+        loop {
+            if typing.recv().await?.contains(&bob_id) {
+                return anyhow::Ok(());
+            }
+        }
+    };
+    tokio::time::timeout(STEP, seen).await.context("timed out waiting for Bob typing")??;
+    step(11, "Bob typing shows on Alice's side");
+
+    let data = b"a file from Alice".to_vec();
+    let uploaded = alice.client.media().upload(&mime::TEXT_PLAIN, data.clone(), None).await?;
+    let request =
+        MediaRequestParameters { source: MediaSource::Plain(uploaded.content_uri), format: MediaFormat::File };
+    let downloaded = bob.client.media().get_media_content(&request, false).await.context("Bob downloading")?;
+    if downloaded != data {
+        bail!("Bob downloaded {} bytes that differ from Alice's upload", downloaded.len());
+    }
+    step(12, "Alice's upload downloads on Bob's side, through his server");
+
+    let encryption = alice.client.encryption();
+    let recovery_key = encryption.recovery().enable().await.context("enabling recovery")?;
+    if recovery_key.is_empty() {
+        bail!("no recovery key");
+    }
+    // The SDK decides "enabled" from the secrets it sees come back in account data.
+    let set_up = eventually("recovery and key backup enabled", || async {
+        let done = encryption.backups().state() == BackupState::Enabled
+            && encryption.recovery().state() == RecoveryState::Enabled;
+        done.then_some(())
+    })
+    .await;
+    if let Err(error) = set_up {
+        let (backups, recovery) = (encryption.backups().state(), encryption.recovery().state());
+        bail!("{error}: recovery {recovery:?}, key backup {backups:?}");
+    }
+    step(13, "Alice sets up recovery: secret storage and key backup");
+    Ok(())
+}
+
+fn has_body(event: &EventTimelineItem, body: &str) -> bool {
+    event.content().as_message().is_some_and(|message| message.body() == body)
 }
 
 async fn log_in(server: &str, user: &str, password: &str, display_name: &str) -> Result<Person> {
@@ -133,6 +229,12 @@ async fn log_in(server: &str, user: &str, password: &str, display_name: &str) ->
         .disable_ssl_verification()
         // As Element X: sliding sync only, and only if `/versions` offers it.
         .sliding_sync_version_builder(VersionBuilder::DiscoverNative)
+        // As Element X: cross-signing set up at the first login, key backup when offered.
+        .with_encryption_settings(EncryptionSettings {
+            auto_enable_cross_signing: true,
+            auto_enable_backups: true,
+            backup_download_strategy: BackupDownloadStrategy::AfterDecryptionFailure,
+        })
         .build()
         .await
         .with_context(|| format!("{server} offers no sliding sync Element X can use"))?;
