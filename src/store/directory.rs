@@ -164,9 +164,15 @@ impl Store {
         let read_ahead = |mut connection: PoolConnection<Any>, after: i64| {
             let (parameter, prepare) = (parameter.clone(), prepare.clone());
             tokio::spawn(async move {
-                let batch = read_batch::<T>(&mut connection, sql, after, &parameter).await;
-                let batch =
-                    batch.map(|batch| batch.map(|(last, rows)| (last, rows.into_iter().map(prepare).collect())));
+                let batch = match read_batch(&mut connection, sql, after, &parameter).await {
+                    // Off the runtime's workers: requests are answered while the scan runs.
+                    Ok(Some((last, batch))) => tokio::task::spawn_blocking(move || prepare_batch(&batch, prepare))
+                        .await
+                        .map_err(|err| sqlx::Error::Io(std::io::Error::other(err)))
+                        .and_then(|rows| Ok(Some((last, rows?)))),
+                    Ok(None) => Ok(None),
+                    Err(err) => Err(err),
+                };
                 (connection, batch)
             })
         };
@@ -249,16 +255,21 @@ fn joined_member(
     })
 }
 
-/// One batch of `Store::scan_in_batches`: the last rowid and the rows, or `None` past the end.
-async fn read_batch<T: DeserializeOwned>(
+/// One batch of `Store::scan_in_batches`: the last rowid and the rows as one JSON array,
+/// or `None` past the end.
+async fn read_batch(
     connection: &mut PoolConnection<Any>,
     sql: &str,
     after: i64,
     parameter: &str,
-) -> Result<Option<(i64, Vec<T>)>, sqlx::Error> {
+) -> Result<Option<(i64, String)>, sqlx::Error> {
     let row = sqlx::query(sql).bind(after).bind(SCAN_BATCH).bind(parameter).fetch_one(&mut **connection).await?;
     let Some(last) = row.try_get::<Option<i64>, _>(0)? else { return Ok(None) };
-    let batch: String = row.try_get(1)?;
-    let rows = serde_json::from_str(&batch).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
-    Ok(Some((last, rows)))
+    Ok(Some((last, row.try_get(1)?)))
+}
+
+/// Decodes a batch and prepares each row.
+fn prepare_batch<T: DeserializeOwned, U>(batch: &str, prepare: impl Fn(T) -> U) -> Result<Vec<U>, sqlx::Error> {
+    let rows: Vec<T> = serde_json::from_str(batch).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+    Ok(rows.into_iter().map(prepare).collect())
 }
