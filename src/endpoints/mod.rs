@@ -7,3 +7,4 @@ pub mod client;
 pub mod federated_directory;
 pub mod federation;
 pub mod profile_edu;
+pub mod push_gateway;

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::account_data::AccountData;
+use crate::endpoints::push_gateway::NOTIFY_PATH;
 use crate::error::{ApiResult, MatrixError};
 use crate::services::bounded::BoundedMap;
 use crate::store::Store;
@@ -197,13 +198,10 @@ impl Push {
 /// A push gateway's address: an absolute HTTP(S) URL whose path is the notify endpoint.
 fn check_gateway_url(url: &Value) -> ApiResult<()> {
     let parsed = url.as_str().and_then(|url| reqwest::Url::parse(url).ok());
-    let valid = parsed.is_some_and(|url| {
-        matches!(url.scheme(), "http" | "https") && url.has_host() && url.path() == "/_matrix/push/v1/notify"
-    });
+    let valid = parsed
+        .is_some_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host() && url.path() == NOTIFY_PATH);
     if !valid {
-        return Err(MatrixError::invalid_param(
-            "data.url must be an http(s) URL with the path /_matrix/push/v1/notify",
-        ));
+        return Err(MatrixError::invalid_param(format!("data.url must be an http(s) URL with the path {NOTIFY_PATH}")));
     }
     Ok(())
 }
